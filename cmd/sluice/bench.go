@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluicehq/sluice/dataset"
+	"github.com/sluicehq/sluice/executor/local"
+	"github.com/sluicehq/sluice/internal/salesgen"
+)
+
+// The etl/sales-10m queries of WORKLOADS.md, as the dataset API writes them.
+var etlQueries = map[string]func(in string) *dataset.Dataset{
+	"q1": func(in string) *dataset.Dataset {
+		return dataset.ReadParquet(in).
+			Filter("price > 50 AND category IN ('c1','c7','c9')").
+			WithColumn("revenue", "price * qty").
+			WithColumn("note", "lower(note)").
+			Select("id", "user_id", "revenue", "note")
+	},
+	"q2": func(in string) *dataset.Dataset {
+		return dataset.ReadParquet(in).
+			WithColumn("revenue", "price * qty").
+			GroupBy("category").
+			Agg(dataset.Count().As("n"), dataset.Sum("revenue").As("revenue"), dataset.Mean("price").As("avg_price"),
+				dataset.Min("ts").As("min_ts"), dataset.Max("ts").As("max_ts"))
+	},
+	"q3": func(in string) *dataset.Dataset {
+		return dataset.ReadParquet(in).
+			WithColumn("revenue", "price * qty").
+			Sort(dataset.Desc("revenue")).
+			Limit(1000)
+	},
+}
+
+func init() {
+	var gen struct {
+		rows, rowGroup int64
+		files          int
+		seed           uint64
+	}
+	register(&command{
+		name:    "gen sales",
+		args:    "DIR",
+		summary: "generate the etl/sales workload's Parquet files (seeded) into DIR",
+		flags: func(fs *flag.FlagSet) {
+			fs.Int64Var(&gen.rows, "rows", 10_000_000, "number of rows")
+			fs.IntVar(&gen.files, "files", 8, "number of files")
+			fs.Int64Var(&gen.rowGroup, "row-group", 1<<20, "rows per row group")
+			fs.Uint64Var(&gen.seed, "seed", 0, "seed")
+		},
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) != 1 {
+				return errUsage
+			}
+			paths, err := salesgen.WriteFiles(ctx, args[0], gen.seed, gen.rows, gen.files, gen.rowGroup)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "wrote %d rows in %d files under %s\n", gen.rows, len(paths), args[0])
+			return nil
+		},
+	})
+
+	var q struct{ in, out string }
+	register(&command{
+		name:    "bench etl-query",
+		args:    "q1|q2|q3",
+		summary: "run one etl/sales query once (used by `bench etl`)",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&q.in, "in", "", "input Parquet directory")
+			fs.StringVar(&q.out, "out", "", "output directory")
+		},
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) != 1 || etlQueries[args[0]] == nil || q.in == "" || q.out == "" {
+				return errUsage
+			}
+			_, err := etlQueries[args[0]](q.in).WriteParquet(ctx, q.out, dataset.WriteOptions{Mode: dataset.Overwrite})
+			return err
+		},
+	})
+
+	var b struct {
+		rows   int64
+		files  int
+		runs   int
+		dir    string
+		duckdb string
+	}
+	register(&command{
+		name:    "bench etl",
+		summary: "run the etl/sales-10m workload against DuckDB on the same files",
+		flags: func(fs *flag.FlagSet) {
+			fs.Int64Var(&b.rows, "rows", 10_000_000, "rows of generated data")
+			fs.IntVar(&b.files, "files", 8, "files of generated data")
+			fs.IntVar(&b.runs, "runs", 5, "runs per query and engine (the median is reported)")
+			fs.StringVar(&b.dir, "dir", ".cache/bench", "working directory for data and outputs")
+			fs.StringVar(&b.duckdb, "duckdb", "", "DuckDB peer binary (default: build bench/duckdb into DIR/duckbench)")
+		},
+		run: func(ctx context.Context, e *env, args []string) error {
+			return benchETL(ctx, e, b.rows, b.files, b.runs, b.dir, b.duckdb)
+		},
+	})
+}
+
+type benchRun struct {
+	wall   time.Duration
+	maxRSS int64 // bytes
+}
+
+// timeCmd runs a command and measures its wall time and peak RSS.
+func timeCmd(ctx context.Context, stderr io.Writer, name string, args ...string) (benchRun, error) {
+	c := exec.CommandContext(ctx, name, args...)
+	c.Stdout, c.Stderr = stderr, stderr
+	start := time.Now()
+	if err := c.Run(); err != nil {
+		return benchRun{}, fmt.Errorf("%s %v: %w", name, args, err)
+	}
+	r := benchRun{wall: time.Since(start)}
+	if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.maxRSS = ru.Maxrss << 10
+	}
+	return r, nil
+}
+
+func median(runs []benchRun) benchRun {
+	s := slices.Clone(runs)
+	slices.SortFunc(s, func(a, b benchRun) int { return int(a.wall - b.wall) })
+	m := s[len(s)/2]
+	for _, r := range runs {
+		m.maxRSS = max(m.maxRSS, r.maxRSS)
+	}
+	return m
+}
+
+func benchETL(ctx context.Context, e *env, rows int64, files, runs int, dir, duck string) error {
+	data := filepath.Join(dir, fmt.Sprintf("sales-%d-%d", rows, files))
+	marker := filepath.Join(data, "_GENERATED")
+	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(e.stderr, "generating %d rows into %s\n", rows, data)
+		if _, err := salesgen.WriteFiles(ctx, data, 0, rows, files, 1<<20); err != nil {
+			return err
+		}
+		if err := os.WriteFile(marker, nil, 0o644); err != nil {
+			return err
+		}
+	}
+	if duck == "" {
+		duck = filepath.Join(dir, "duckbench")
+		abs, _ := filepath.Abs(duck)
+		fmt.Fprintf(e.stderr, "building the DuckDB peer (bench/duckdb) into %s\n", duck)
+		c := exec.CommandContext(ctx, "go", "build", "-o", abs, ".")
+		c.Dir = "bench/duckdb"
+		c.Stdout, c.Stderr = e.stderr, e.stderr
+		if err := c.Run(); err != nil {
+			return fmt.Errorf("building the DuckDB peer (run from the repository root): %w", err)
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	type result struct {
+		Query  string  `json:"query"`
+		Sluice float64 `json:"sluice_s"`
+		DuckDB float64 `json:"duckdb_s"`
+		Ratio  float64 `json:"ratio"`
+		SRSS   int64   `json:"sluice_peak_rss"`
+		DRSS   int64   `json:"duckdb_peak_rss"`
+	}
+	var results []result
+	glob := filepath.Join(data, "*.parquet")
+	for _, q := range []string{"q1", "q2", "q3"} {
+		var sr, dr []benchRun
+		for i := range runs {
+			// Alternate which engine goes first, so neither always meets a warm cache.
+			order := []func() error{
+				func() error {
+					r, err := timeCmd(ctx, e.stderr, self, "bench", "etl-query", "--in", glob, "--out", filepath.Join(dir, "out-sluice-"+q), q)
+					sr = append(sr, r)
+					return err
+				},
+				func() error {
+					r, err := timeCmd(ctx, e.stderr, duck, "--in", glob, "--out", filepath.Join(dir, "out-duckdb-"+q), q)
+					dr = append(dr, r)
+					return err
+				},
+			}
+			if i%2 == 1 {
+				order[0], order[1] = order[1], order[0]
+			}
+			for _, f := range order {
+				if err := f(); err != nil {
+					return err
+				}
+			}
+		}
+		s, d := median(sr), median(dr)
+		results = append(results, result{Query: q, Sluice: s.wall.Seconds(), DuckDB: d.wall.Seconds(),
+			Ratio: s.wall.Seconds() / d.wall.Seconds(), SRSS: s.maxRSS, DRSS: d.maxRSS})
+	}
+	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "query\tsluice (median of %d)\tduckdb\tratio sluice/duckdb\tsluice peak RSS\tduckdb peak RSS\n", runs)
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%.3fs\t%.3fs\t%.2f\t%s\t%s\n", r.Query, r.Sluice, r.DuckDB, r.Ratio, mib(r.SRSS), mib(r.DRSS))
+	}
+	tw.Flush()
+	js, _ := json.Marshal(results)
+	fmt.Fprintf(e.stdout, "json: %s\n", js)
+	return nil
+}
+
+func mib(n int64) string { return strconv.FormatInt(n>>20, 10) + " MiB" }
+
+var _ = local.DefaultConfig

@@ -1,0 +1,277 @@
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sluicehq/sluice/dataset/plan"
+	"github.com/sluicehq/sluice/internal/kernel"
+)
+
+// block is a batch in flight between operators, with the bytes it holds of
+// the memory budget.
+type block struct {
+	rec  arrow.RecordBatch
+	acct int64
+}
+
+// op is one physical operator. run sends its output to out and returns when
+// it has sent everything or failed; the caller closes out. An operator that
+// stops reading its input early must let the input's goroutines end (see
+// limitOp) and leave no record unreleased.
+type op interface {
+	run(ctx context.Context, x *exec, out chan<- block) error
+	stats() *OpStats
+}
+
+// exec is the state of one run.
+type exec struct {
+	cfg    Config
+	mem    memory.Allocator
+	budget *budget
+	jobID  string
+	ops    []*OpStats
+
+	mu     sync.Mutex
+	chans  []chan block
+	written []string // files published by sinks
+}
+
+func newExec(cfg Config) (*exec, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	id := cfg.JobID
+	if id == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	return &exec{cfg: cfg, mem: cfg.Allocator, budget: newBudget(cfg.MemoryBudget), jobID: id}, nil
+}
+
+// start runs child in g and returns its output channel.
+func (x *exec) start(ctx context.Context, g *errgroup.Group, child op) <-chan block {
+	ch := make(chan block, 2)
+	x.mu.Lock()
+	x.chans = append(x.chans, ch)
+	x.mu.Unlock()
+	g.Go(func() error {
+		defer close(ch)
+		return child.run(ctx, x, ch)
+	})
+	return ch
+}
+
+// drain releases whatever was left in channels after every goroutine ended.
+func (x *exec) drain() {
+	for _, ch := range x.chans {
+		for b := range ch {
+			x.drop(b)
+		}
+	}
+}
+
+// drop releases a block and its share of the budget.
+func (x *exec) drop(b block) {
+	if b.rec != nil {
+		b.rec.Release()
+	}
+	x.budget.release(b.acct)
+}
+
+// send hands b to out, or drops it when ctx ends first.
+func (x *exec) send(ctx context.Context, out chan<- block, b block) error {
+	select {
+	case out <- b:
+		return nil
+	case <-ctx.Done():
+		x.drop(b)
+		return ctx.Err()
+	}
+}
+
+// replace turns b into a block holding rec (which may be nil for an empty
+// result), moving b's budget share to the new batch's size. It releases b's
+// batch: rec must carry its own reference.
+func (x *exec) replace(b block, rec arrow.RecordBatch) block {
+	if b.rec != nil {
+		b.rec.Release()
+	}
+	var n int64
+	if rec != nil {
+		n = kernel.BatchBytes(rec)
+	}
+	x.budget.adjust(n - b.acct)
+	return block{rec: rec, acct: n}
+}
+
+// produce is how sources emit: it waits for room in the budget first.
+func (x *exec) produce(ctx context.Context, out chan<- block, rec arrow.RecordBatch) error {
+	n := kernel.BatchBytes(rec)
+	if err := x.budget.acquire(ctx, n); err != nil {
+		rec.Release()
+		return err
+	}
+	return x.send(ctx, out, block{rec: rec, acct: n})
+}
+
+// budget counts the bytes of blocks in flight. Only sources wait on it;
+// every other operator adjusts it without blocking, so a full budget can
+// always drain.
+type budget struct {
+	limit int64
+	mu    sync.Mutex
+	cond  chan struct{} // closed and replaced whenever bytes are released
+	used  int64
+	peak  atomic.Int64
+}
+
+func newBudget(limit int64) *budget {
+	return &budget{limit: limit, cond: make(chan struct{})}
+}
+
+func (b *budget) acquire(ctx context.Context, n int64) error {
+	for {
+		b.mu.Lock()
+		// A block larger than the whole budget may go alone.
+		if b.used == 0 || b.used+n <= b.limit {
+			b.used += n
+			b.notePeak()
+			b.mu.Unlock()
+			return nil
+		}
+		wait := b.cond
+		b.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (b *budget) adjust(delta int64) {
+	if delta < 0 {
+		b.release(-delta)
+		return
+	}
+	b.mu.Lock()
+	b.used += delta
+	b.notePeak()
+	b.mu.Unlock()
+}
+
+func (b *budget) release(n int64) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	close(b.cond)
+	b.cond = make(chan struct{})
+	b.mu.Unlock()
+}
+
+func (b *budget) notePeak() {
+	for {
+		p := b.peak.Load()
+		if b.used <= p || b.peak.CompareAndSwap(p, b.used) {
+			return
+		}
+	}
+}
+
+// OpStats are one operator's counters.
+type OpStats struct {
+	Name     string
+	RowsIn   atomic.Int64
+	RowsOut  atomic.Int64
+	BytesIn  atomic.Int64 // bytes read from storage (scans) or received
+	BytesOut atomic.Int64 // bytes written to storage (sinks) or sent
+	Batches  atomic.Int64
+	busy     atomic.Int64 // nanoseconds spent working, over all goroutines
+	began    atomic.Int64
+	ended    atomic.Int64
+}
+
+func (s *OpStats) begin() { s.began.CompareAndSwap(0, time.Now().UnixNano()) }
+func (s *OpStats) end()   { s.ended.Store(time.Now().UnixNano()) }
+
+// work times f as busy time of the operator.
+func (s *OpStats) work(f func() error) error {
+	t := time.Now()
+	err := f()
+	s.busy.Add(int64(time.Since(t)))
+	return err
+}
+
+// out counts a batch sent.
+func (s *OpStats) out(rec arrow.RecordBatch) {
+	if rec != nil {
+		s.RowsOut.Add(rec.NumRows())
+		s.Batches.Add(1)
+	}
+}
+
+// Wall is the time from the operator's first work to its end.
+func (s *OpStats) Wall() time.Duration {
+	b, e := s.began.Load(), s.ended.Load()
+	if b == 0 || e < b {
+		return 0
+	}
+	return time.Duration(e - b)
+}
+
+// CPU is the time the operator's goroutines spent working.
+func (s *OpStats) CPU() time.Duration { return time.Duration(s.busy.Load()) }
+
+// Stats summarize a run.
+type Stats struct {
+	Ops        []*OpStats
+	Wall       time.Duration
+	PeakBudget int64 // most bytes in flight at once
+	Files      []string
+	Rows       int64 // rows written or delivered
+}
+
+// opError marks an error with the operator it came from, once.
+type opError struct {
+	op  string
+	err error
+}
+
+func (e *opError) Error() string { return e.op + ": " + e.err.Error() }
+func (e *opError) Unwrap() error { return e.err }
+
+func wrapOp(name string, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var oe *opError
+	if errors.As(err, &oe) {
+		return err
+	}
+	return &opError{op: name, err: err}
+}
+
+// newStats registers an operator's counters for the summary.
+func (x *exec) newStats(n plan.Node) *OpStats {
+	s := &OpStats{Name: n.Describe()}
+	x.mu.Lock()
+	x.ops = append(x.ops, s)
+	x.mu.Unlock()
+	return s
+}
+
+func errf(format string, args ...any) error { return fmt.Errorf("local: "+format, args...) }

@@ -1,0 +1,359 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sluicehq/sluice/dataset/expr"
+	"github.com/sluicehq/sluice/dataset/format"
+	"github.com/sluicehq/sluice/dataset/plan"
+	"github.com/sluicehq/sluice/storage"
+)
+
+type scanOp struct {
+	node *plan.Scan
+	st   *OpStats
+}
+
+func (s *scanOp) stats() *OpStats { return s.st }
+
+// task is one split of one file.
+type task struct {
+	file  plan.File
+	split format.Split
+}
+
+func (s *scanOp) run(ctx context.Context, x *exec, out chan<- block) error {
+	s.st.begin()
+	defer s.st.end()
+	r, err := newScanReader(s.node)
+	if err != nil {
+		return wrapOp(s.st.Name, err)
+	}
+	tasks, err := s.plan(ctx, x, r)
+	if err != nil {
+		return wrapOp(s.st.Name, err)
+	}
+	var rows atomic.Int64
+	limited := func() bool { return s.node.Limit >= 0 && rows.Load() >= s.node.Limit }
+	read := func(ctx context.Context, t task, emit func(arrow.RecordBatch) error) error {
+		if limited() {
+			return nil
+		}
+		return r.read(ctx, x, t, s.st, func(rec arrow.RecordBatch) error {
+			rows.Add(rec.NumRows())
+			s.st.out(rec)
+			return emit(rec)
+		})
+	}
+	return wrapOp(s.st.Name, x.runTasks(ctx, out, len(tasks), func(ctx context.Context, i int, emit func(arrow.RecordBatch) error) error {
+		return read(ctx, tasks[i], emit)
+	}))
+}
+
+// runTasks runs n tasks on the configured number of goroutines. Each task
+// emits batches; with PreserveOrder they reach out in task order (a task
+// that is ahead waits on its own small channel).
+func (x *exec) runTasks(ctx context.Context, out chan<- block, n int, do func(ctx context.Context, i int, emit func(arrow.RecordBatch) error) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	next := atomic.Int64{}
+	workers := min(x.cfg.Concurrency, n)
+	if !x.cfg.PreserveOrder {
+		for range workers {
+			g.Go(func() error {
+				for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+					if err := do(ctx, i, func(rec arrow.RecordBatch) error { return x.produce(ctx, out, rec) }); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		return g.Wait()
+	}
+	slots := make([]chan block, n)
+	for i := range slots {
+		slots[i] = make(chan block, 1)
+	}
+	defer func() { // what a failed run left behind
+		for _, s := range slots {
+		drain:
+			for {
+				select {
+				case b, ok := <-s:
+					if !ok {
+						break drain
+					}
+					x.drop(b)
+				default:
+					break drain
+				}
+			}
+		}
+	}()
+	for range workers {
+		g.Go(func() error {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				// Workers ahead of the collector hold at most a batch in
+				// hand and one in their slot; only the collector waits on
+				// the budget, so a full budget cannot stall the task it
+				// waits for.
+				err := do(ctx, i, func(rec arrow.RecordBatch) error { return x.send(ctx, slots[i], block{rec: rec}) })
+				close(slots[i])
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		for _, s := range slots {
+			for b := range s {
+				if err := x.produce(ctx, out, b.rec); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// scanReader reads splits of one Scan node: the needed file columns, plus
+// partition columns, filtered, in the node's output order.
+type scanReader struct {
+	node     *plan.Scan
+	opts     format.ReadOptions
+	read1    bool        // no file column needed: read one and drop it
+	schema   *arrow.Schema // of a batch after partition columns are added
+	filters  []*expr.Bound // bound against schema
+	outIdx   []int         // output columns, as indices into schema
+	outSch   *arrow.Schema
+	partOnly []*expr.Bound // filters over partition columns only, bound against FullSchema
+}
+
+func newScanReader(n *plan.Scan) (*scanReader, error) {
+	need := map[string]bool{}
+	outCols := n.Columns
+	if outCols == nil {
+		for _, f := range n.FullSchema().Fields() {
+			outCols = append(outCols, f.Name)
+		}
+	}
+	for _, c := range outCols {
+		need[c] = true
+	}
+	for _, f := range n.Filters {
+		for _, c := range f.Columns() {
+			need[c] = true
+		}
+	}
+	r := &scanReader{node: n, opts: n.ReadOpts}
+	var fields []arrow.Field
+	r.opts.Columns = []string{}
+	for _, f := range n.FileSchema.Fields() {
+		if need[f.Name] {
+			r.opts.Columns = append(r.opts.Columns, f.Name)
+			fields = append(fields, f)
+		}
+	}
+	if len(r.opts.Columns) == 0 && n.FileSchema.NumFields() > 0 {
+		r.read1 = true
+		r.opts.Columns = []string{n.FileSchema.Field(0).Name}
+	}
+	for _, c := range n.PartCols {
+		fields = append(fields, arrow.Field{Name: c, Type: arrow.BinaryTypes.String, Nullable: true})
+	}
+	r.schema = arrow.NewSchema(fields, nil)
+	for _, f := range n.Filters {
+		b, err := expr.Compile(f.String(), r.schema)
+		if err != nil {
+			return nil, err
+		}
+		r.filters = append(r.filters, b)
+		if len(n.PartCols) > 0 && !slices.ContainsFunc(f.Columns(), func(c string) bool { return !slices.Contains(n.PartCols, c) }) {
+			r.partOnly = append(r.partOnly, f)
+		}
+	}
+	for _, c := range outCols {
+		r.outIdx = append(r.outIdx, r.schema.FieldIndices(c)[0])
+	}
+	r.outSch = n.Schema()
+	if len(n.Filters) > 0 {
+		r.opts.Prune = func(stats func(string) (format.ColumnStats, bool)) bool {
+			for _, f := range n.Filters {
+				if !f.MayMatch(func(c string) (expr.Stats, bool) {
+					s, ok := stats(c)
+					return expr.Stats{Min: s.Min, Max: s.Max, NullCount: s.NullCount, RowCount: s.RowCount, HasMinMax: s.HasMinMax}, ok
+				}) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return r, nil
+}
+
+// keepFile reports whether a file's partition values may satisfy the
+// filters, so pruned files are never opened.
+func (r *scanReader) keepFile(f plan.File) bool {
+	for _, b := range r.partOnly {
+		if !b.MayMatch(func(c string) (expr.Stats, bool) {
+			for _, p := range f.Partition {
+				if p.Key == c {
+					return expr.Stats{Min: p.Value, Max: p.Value, HasMinMax: true, RowCount: 1}, true
+				}
+			}
+			return expr.Stats{}, false
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+// plan lists the splits of every surviving file, reading footers in parallel.
+func (s *scanOp) plan(ctx context.Context, x *exec, r *scanReader) ([]task, error) {
+	var files []plan.File
+	for _, f := range s.node.Files {
+		if r.keepFile(f) {
+			files = append(files, f)
+		}
+	}
+	per := make([][]format.Split, len(files))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(4, x.cfg.Concurrency))
+	for i, f := range files {
+		g.Go(func() error {
+			fh, err := x.open(gctx, f.Path, s.st)
+			if err != nil {
+				return err
+			}
+			defer fh.Close()
+			per[i], err = s.node.Format.Splits(gctx, fh, r.opts)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var tasks []task
+	for i, f := range files {
+		for _, sp := range per[i] {
+			tasks = append(tasks, task{file: f, split: sp})
+		}
+	}
+	return tasks, nil
+}
+
+// open opens a path, counting the bytes read into st.
+func (x *exec) open(ctx context.Context, path string, st *OpStats) (storage.File, error) {
+	fs, err := storage.For(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := fs.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return &countedFile{File: f, st: st}, nil
+}
+
+type countedFile struct {
+	storage.File
+	st *OpStats
+}
+
+func (f *countedFile) ReadAt(p []byte, off int64) (int, error) {
+	n, err := f.File.ReadAt(p, off)
+	f.st.BytesIn.Add(int64(n))
+	return n, err
+}
+
+func (r *scanReader) read(ctx context.Context, x *exec, t task, st *OpStats, emit func(arrow.RecordBatch) error) error {
+	fh, err := x.open(ctx, t.file.Path, st)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	opts := r.opts
+	if opts.BatchRows == 0 {
+		opts.BatchRows = x.cfg.BatchRows
+	}
+	return r.node.Format.Read(ctx, fh, t.split, opts, x.mem, func(rec arrow.RecordBatch) error {
+		var out arrow.RecordBatch
+		err := st.work(func() error {
+			var err error
+			out, err = r.finish(ctx, x, t.file, rec)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.file.Path, err)
+		}
+		if out == nil {
+			return nil
+		}
+		return emit(out)
+	})
+}
+
+// finish adds partition columns, applies filters and orders the columns.
+// It consumes rec.
+func (r *scanReader) finish(ctx context.Context, x *exec, f plan.File, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
+	n := rec.NumRows()
+	cols := rec.Columns()
+	if r.read1 {
+		cols = nil
+	}
+	cols = slices.Clone(cols)
+	var owned []arrow.Array
+	for _, c := range r.node.PartCols {
+		b := array.NewStringBuilder(x.mem)
+		v := ""
+		for _, p := range f.Partition {
+			if p.Key == c {
+				v = p.Value
+			}
+		}
+		b.Reserve(int(n))
+		for range n {
+			b.Append(v)
+		}
+		a := b.NewArray()
+		b.Release()
+		owned = append(owned, a)
+		cols = append(cols, a)
+	}
+	full := array.NewRecordBatch(r.schema, cols, n)
+	rec.Release()
+	for _, a := range owned {
+		a.Release()
+	}
+	for _, b := range r.filters {
+		next, err := b.Filter(ctx, x.mem, full)
+		full.Release()
+		if err != nil {
+			return nil, err
+		}
+		full = next
+	}
+	if full.NumRows() == 0 {
+		full.Release()
+		return nil, nil
+	}
+	outCols := make([]arrow.Array, len(r.outIdx))
+	for i, j := range r.outIdx {
+		outCols[i] = full.Column(j)
+	}
+	out := array.NewRecordBatch(r.outSch, outCols, full.NumRows())
+	full.Release()
+	return out, nil
+}

@@ -1,0 +1,59 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Errors shared by every FS. Wrap them with the path: fmt.Errorf("%s: %w", p, ErrNotExist).
+var (
+	// ErrNotExist is returned when a path names nothing.
+	ErrNotExist = errors.New("storage: no such file or object")
+	// ErrExist is returned when a destination exists and the write mode forbids replacing it.
+	ErrExist = errors.New("storage: destination exists")
+)
+
+// File is an open, read-only object of known size. ReadAt may be called from
+// several goroutines at once.
+type File interface {
+	io.ReaderAt
+	io.Closer
+	Size() int64
+	// Path is the path or URL the file was opened with, for error messages.
+	Path() string
+}
+
+// Upload is a staged write. Write and Close are called from one goroutine.
+// After Close, the data is complete but not visible; Commit publishes it
+// (atomically for a single object), Abort discards it. Commit and Abort may be
+// called from a goroutine other than the writer's, after Close.
+type Upload interface {
+	io.Writer
+	Close() error
+	Commit(ctx context.Context) error
+	Abort(ctx context.Context) error
+}
+
+// FileInfo describes one listed file.
+type FileInfo struct {
+	Path    string // full path or URL, usable with Open
+	Size    int64
+	ModTime time.Time
+}
+
+// FS is one storage system. All methods are safe for concurrent use.
+type FS interface {
+	// Open opens a file for reading.
+	Open(ctx context.Context, path string) (File, error)
+	// Create starts a staged write of path; nothing is visible until Commit.
+	Create(ctx context.Context, path string) (Upload, error)
+	// List returns every file under prefix (recursively), sorted by path.
+	// A prefix naming a single file lists that file.
+	List(ctx context.Context, prefix string) ([]FileInfo, error)
+	// Stat describes one file; ErrNotExist when there is none.
+	Stat(ctx context.Context, path string) (FileInfo, error)
+	// Delete removes one file; deleting a missing file is not an error.
+	Delete(ctx context.Context, path string) error
+}
