@@ -165,6 +165,9 @@ func (d *Dataset) WriteNode(formatName, path string, opts WriteOptions) (*plan.W
 	if _, err := format.ByName(formatName); err != nil {
 		return nil, fmt.Errorf("dataset: write %s: %w", path, err)
 	}
+	if formatName == "csv" {
+		opts.Format.CSVHeader = true // readers infer names from it
+	}
 	mode := opts.Mode
 	switch mode {
 	case "":

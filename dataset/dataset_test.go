@@ -52,6 +52,9 @@ func testConfig(t *testing.T) (local.Config, *memory.CheckedAllocator) {
 	cfg.Allocator = mem
 	cfg.BatchRows = 100
 	cfg.Concurrency = 3
+	// Cleanups run last-in first-out: this one runs after every other
+	// cleanup of the test has released its records.
+	t.Cleanup(func() { mem.AssertSize(t, 0) })
 	return cfg, mem
 }
 
@@ -115,8 +118,7 @@ func col[T any](t *testing.T, rec arrow.RecordBatch, name string) []T {
 }
 
 func TestFilterWithColumnSelect(t *testing.T) {
-	cfg, mem := testConfig(t)
-	defer mem.AssertSize(t, 0)
+	cfg, _ := testConfig(t)
 	rows := sales(1000)
 	got := take(t, ds(t, cfg, rows).
 		Filter("price > 50 AND category IN ('c1', 'c3')").
@@ -143,8 +145,7 @@ func TestFilterWithColumnSelect(t *testing.T) {
 }
 
 func TestDropRename(t *testing.T) {
-	cfg, mem := testConfig(t)
-	defer mem.AssertSize(t, 0)
+	cfg, _ := testConfig(t)
 	got := take(t, ds(t, cfg, sales(10)).Drop("note", "ts").Rename(map[string]string{"price": "unit_price"}))
 	var names []string
 	for _, f := range got.Schema().Fields() {
@@ -159,8 +160,7 @@ func TestDropRename(t *testing.T) {
 }
 
 func TestSortMultiKey(t *testing.T) {
-	cfg, mem := testConfig(t)
-	defer mem.AssertSize(t, 0)
+	cfg, _ := testConfig(t)
 	rows := sales(500)
 	got := take(t, ds(t, cfg, rows).Sort(dataset.Asc("category"), dataset.Desc("price")))
 	want := slices.Clone(rows)
@@ -179,8 +179,7 @@ func TestSortMultiKey(t *testing.T) {
 }
 
 func TestTopK(t *testing.T) {
-	cfg, mem := testConfig(t)
-	defer mem.AssertSize(t, 0)
+	cfg, _ := testConfig(t)
 	rows := sales(2000)
 	d := ds(t, cfg, rows).WithColumn("revenue", "price * qty").Sort(dataset.Desc("revenue"), dataset.Asc("id")).Limit(25)
 	explain, err := d.Explain()
@@ -212,8 +211,7 @@ func TestTopK(t *testing.T) {
 func contains(s, sub string) bool { return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)) }
 
 func TestLimit(t *testing.T) {
-	cfg, mem := testConfig(t)
-	defer mem.AssertSize(t, 0)
+	cfg, _ := testConfig(t)
 	got := col[int64](t, take(t, ds(t, cfg, sales(1000)).Limit(123)), "id")
 	if len(got) != 123 || got[0] != 0 || got[122] != 122 {
 		t.Fatalf("got %d rows, first %d last %d", len(got), got[0], got[len(got)-1])
@@ -221,8 +219,7 @@ func TestLimit(t *testing.T) {
 }
 
 func TestGroupBy(t *testing.T) {
-	cfg, mem := testConfig(t)
-	defer mem.AssertSize(t, 0)
+	cfg, _ := testConfig(t)
 	rows := sales(3000)
 	got := take(t, ds(t, cfg, rows).GroupBy("category").Agg(
 		dataset.Count(), dataset.Count("note").As("notes"), dataset.Sum("qty"), dataset.Mean("price"),
@@ -285,8 +282,7 @@ func TestGroupBy(t *testing.T) {
 }
 
 func TestJoin(t *testing.T) {
-	cfg, mem := testConfig(t)
-	defer mem.AssertSize(t, 0)
+	cfg, _ := testConfig(t)
 	type user struct {
 		ID   int64  `sluice:"user_id"`
 		Name string `sluice:"name"`
@@ -338,8 +334,7 @@ func TestJoin(t *testing.T) {
 }
 
 func TestUnionRepartitionShuffle(t *testing.T) {
-	cfg, mem := testConfig(t)
-	defer mem.AssertSize(t, 0)
+	cfg, _ := testConfig(t)
 	a, b := ds(t, cfg, sales(300)), ds(t, cfg, sales(200))
 	u := a.Union(b)
 	ids := col[int64](t, take(t, u), "id")
@@ -375,8 +370,7 @@ func TestUnionRepartitionShuffle(t *testing.T) {
 }
 
 func TestMapBatchesBatchRows(t *testing.T) {
-	cfg, mem := testConfig(t)
-	defer mem.AssertSize(t, 0)
+	cfg, _ := testConfig(t)
 	var seen []int64
 	d := dataset.Range(1000).Configure(cfg).MapBatches(func(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
 		if rec.NumRows() > 0 {
@@ -404,8 +398,7 @@ func TestMapBatchesBatchRows(t *testing.T) {
 }
 
 func TestCountAndRange(t *testing.T) {
-	cfg, mem := testConfig(t)
-	defer mem.AssertSize(t, 0)
+	cfg, _ := testConfig(t)
 	n, err := dataset.Range(12345).Configure(cfg).Filter("id % 3 = 0").Count(context.Background())
 	if err != nil || n != 4115 {
 		t.Fatalf("count %d, %v; want 4115", n, err)
@@ -431,9 +424,9 @@ func TestBuildErrors(t *testing.T) {
 }
 
 func TestCancel(t *testing.T) {
-	cfg, mem := testConfig(t)
-	defer mem.AssertSize(t, 0)
+	cfg, _ := testConfig(t)
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	var n int64
 	for rec, err := range dataset.Range(1 << 40).Configure(cfg).Iter(ctx) {
 		if err != nil {

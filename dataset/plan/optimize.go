@@ -117,7 +117,9 @@ func pushFilter(pred *expr.Bound, input Node) (Node, error) {
 			return nil, err
 		}
 		s := in.withChildren(nil).(*Scan)
-		s.Filters = append(slices.Clone(in.Filters), p)
+		// Conjuncts go separately, so one over partition columns alone
+		// prunes files and one over a sorted column prunes row groups.
+		s.Filters = append(slices.Clone(in.Filters), expr.Conjuncts(p)...)
 		return s, nil
 	case *Project:
 		for _, c := range cols {
@@ -184,6 +186,9 @@ func pushLimits(n Node) (Node, error) {
 	if !ok {
 		return mapChildren(n, pushLimits)
 	}
+	for inner, ok := l.Input.(*Limit); ok; inner, ok = l.Input.(*Limit) {
+		l = &Limit{Input: inner.Input, N: min(l.N, inner.N)}
+	}
 	in, err := limitInto(l.N, l.Input)
 	if err != nil {
 		return nil, err
@@ -194,16 +199,21 @@ func pushLimits(n Node) (Node, error) {
 	return &Limit{Input: in, N: l.N}, nil
 }
 
+// MaxTopK is the largest limit over a sort that becomes a top-k; past it a
+// full sort is cheaper than the top-k's heap.
+const MaxTopK = 1 << 20
+
 // limitInto returns input rewritten so that it produces its first n rows
 // early or cheaply; the caller keeps its own Limit above unless noted.
 func limitInto(n int64, input Node) (Node, error) {
 	switch in := input.(type) {
-	case *Limit:
-		return limitInto(min(n, in.N), in.Input)
 	case *Sort:
 		below, err := pushLimits(in.Input)
 		if err != nil {
 			return nil, err
+		}
+		if n > MaxTopK {
+			return rebuild(in, []Node{below})
 		}
 		s := in.withChildren([]Node{below}).(*Sort)
 		if s.Limit < 0 || n < s.Limit {

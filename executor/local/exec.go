@@ -143,22 +143,29 @@ func newBudget(limit int64) *budget {
 
 func (b *budget) acquire(ctx context.Context, n int64) error {
 	for {
-		b.mu.Lock()
-		// A block larger than the whole budget may go alone.
-		if b.used == 0 || b.used+n <= b.limit {
-			b.used += n
-			b.notePeak()
-			b.mu.Unlock()
+		ok, wait := b.tryAcquire(n)
+		if ok {
 			return nil
 		}
-		wait := b.cond
-		b.mu.Unlock()
 		select {
 		case <-wait:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+}
+
+// tryAcquire takes n bytes if they fit, or returns a channel closed at the
+// next release. A block larger than the whole budget may go alone.
+func (b *budget) tryAcquire(n int64) (bool, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used == 0 || b.used+n <= b.limit {
+		b.used += n
+		b.notePeak()
+		return true, nil
+	}
+	return false, b.cond
 }
 
 func (b *budget) adjust(delta int64) {

@@ -526,12 +526,12 @@ func (x *exec) shuffle(n *plan.Shuffle) func(context.Context, []arrow.RecordBatc
 			return nil, err
 		}
 		defer sh.Release()
-		return slices(sh, int64(x.cfg.BatchRows)), nil
+		return sliceRows(sh, int64(x.cfg.BatchRows)), nil
 	}
 }
 
-// slices cuts rec into batches of at most n rows, each holding its own reference.
-func slices(rec arrow.RecordBatch, n int64) []arrow.RecordBatch {
+// sliceRows cuts rec into batches of at most n rows, each holding its own reference.
+func sliceRows(rec arrow.RecordBatch, n int64) []arrow.RecordBatch {
 	var out []arrow.RecordBatch
 	for i := int64(0); i < rec.NumRows(); i += n {
 		out = append(out, rec.NewSlice(i, min(i+n, rec.NumRows())))
