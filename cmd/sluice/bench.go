@@ -10,11 +10,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/executor/local"
@@ -74,7 +78,7 @@ func init() {
 		},
 	})
 
-	var q struct{ in, out string }
+	var q struct{ in, out, cpuprofile string }
 	register(&command{
 		name:    "bench etl-query",
 		args:    "q1|q2|q3",
@@ -82,12 +86,29 @@ func init() {
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&q.in, "in", "", "input Parquet directory")
 			fs.StringVar(&q.out, "out", "", "output directory")
+			fs.StringVar(&q.cpuprofile, "cpuprofile", "", "write a CPU profile to this file")
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) != 1 || etlQueries[args[0]] == nil || q.in == "" || q.out == "" {
 				return errUsage
 			}
-			_, err := etlQueries[args[0]](q.in).WriteParquet(ctx, q.out, dataset.WriteOptions{Mode: dataset.Overwrite})
+			if q.cpuprofile != "" {
+				f, err := os.Create(q.cpuprofile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
+			cfg := local.DefaultConfig()
+			if v := os.Getenv("SLUICE_BENCH_CONC"); v != "" {
+				cfg.Concurrency, _ = strconv.Atoi(v)
+			}
+			cfg.PreserveOrder = os.Getenv("SLUICE_BENCH_UNORDERED") == ""
+			_, err := etlQueries[args[0]](q.in).Configure(cfg).WriteParquet(ctx, q.out, dataset.WriteOptions{Mode: dataset.Overwrite})
 			return err
 		},
 	})
@@ -146,11 +167,17 @@ func median(runs []benchRun) benchRun {
 }
 
 func benchETL(ctx context.Context, e *env, rows int64, files, runs int, dir, duck string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	data := filepath.Join(dir, fmt.Sprintf("sales-%d-%d", rows, files))
 	marker := filepath.Join(data, "_GENERATED")
 	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+		// In a child process: Linux counts a parent's peak RSS at fork into
+		// its children's, so this process must stay small.
 		fmt.Fprintf(e.stderr, "generating %d rows into %s\n", rows, data)
-		if _, err := salesgen.WriteFiles(ctx, data, 0, rows, files, 1<<20); err != nil {
+		if _, err := timeCmd(ctx, e.stderr, self, "gen", "sales", "--rows", strconv.FormatInt(rows, 10), "--files", strconv.Itoa(files), data); err != nil {
 			return err
 		}
 		if err := os.WriteFile(marker, nil, 0o644); err != nil {
@@ -167,10 +194,6 @@ func benchETL(ctx context.Context, e *env, rows int64, files, runs int, dir, duc
 		if err := c.Run(); err != nil {
 			return fmt.Errorf("building the DuckDB peer (run from the repository root): %w", err)
 		}
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
 	}
 	type result struct {
 		Query  string  `json:"query"`
@@ -207,6 +230,9 @@ func benchETL(ctx context.Context, e *env, rows int64, files, runs int, dir, duc
 				}
 			}
 		}
+		if err := sameRows(ctx, filepath.Join(dir, "out-sluice-"+q), filepath.Join(dir, "out-duckdb-"+q)); err != nil {
+			return fmt.Errorf("%s: the engines disagree: %w", q, err)
+		}
 		s, d := median(sr), median(dr)
 		results = append(results, result{Query: q, Sluice: s.wall.Seconds(), DuckDB: d.wall.Seconds(),
 			Ratio: s.wall.Seconds() / d.wall.Seconds(), SRSS: s.maxRSS, DRSS: d.maxRSS})
@@ -224,4 +250,60 @@ func benchETL(ctx context.Context, e *env, rows int64, files, runs int, dir, duc
 
 func mib(n int64) string { return strconv.FormatInt(n>>20, 10) + " MiB" }
 
-var _ = local.DefaultConfig
+// sameRows checks that two Parquet outputs hold the same rows, in any order
+// and with floats compared to 9 significant digits.
+func sameRows(ctx context.Context, a, b string) error {
+	ra, err := canonicalRows(ctx, a)
+	if err != nil {
+		return err
+	}
+	rb, err := canonicalRows(ctx, b)
+	if err != nil {
+		return err
+	}
+	if len(ra) != len(rb) {
+		return fmt.Errorf("%s has %d rows, %s has %d", a, len(ra), b, len(rb))
+	}
+	for i := range ra {
+		if ra[i] != rb[i] {
+			return fmt.Errorf("first difference after sorting: %s has %q, %s has %q", a, ra[i], b, rb[i])
+		}
+	}
+	return nil
+}
+
+func canonicalRows(ctx context.Context, dir string) ([]string, error) {
+	var rows []string
+	for rec, err := range dataset.ReadParquet(dir).Iter(ctx) {
+		if err != nil {
+			return nil, err
+		}
+		names := make([]int, rec.NumCols())
+		for i := range names {
+			names[i] = i
+		}
+		slices.SortFunc(names, func(x, y int) int { return strings.Compare(rec.Schema().Field(x).Name, rec.Schema().Field(y).Name) })
+		for r := range int(rec.NumRows()) {
+			var sb strings.Builder
+			for _, c := range names {
+				col := rec.Column(c)
+				sb.WriteString(rec.Schema().Field(c).Name)
+				sb.WriteByte('=')
+				switch a := col.(type) {
+				case *array.Float64:
+					if a.IsValid(r) {
+						sb.WriteString(strconv.FormatFloat(a.Value(r), 'g', 9, 64))
+						break
+					}
+					sb.WriteString("null")
+				default:
+					sb.WriteString(col.ValueStr(r))
+				}
+				sb.WriteByte('|')
+			}
+			rows = append(rows, sb.String())
+		}
+	}
+	slices.Sort(rows)
+	return rows, nil
+}
