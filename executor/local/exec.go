@@ -42,8 +42,8 @@ type exec struct {
 	jobID  string
 	ops    []*OpStats
 
-	mu     sync.Mutex
-	chans  []chan block
+	mu      sync.Mutex
+	chans   []chan block
 	written []string // files published by sinks
 }
 

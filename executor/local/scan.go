@@ -131,7 +131,7 @@ func (x *exec) runTasks(ctx context.Context, out chan<- block, n int, do func(ct
 type scanReader struct {
 	node     *plan.Scan
 	opts     format.ReadOptions
-	read1    bool        // no file column needed: read one and drop it
+	read1    bool          // no file column needed: read one and drop it
 	schema   *arrow.Schema // of a batch after partition columns are added
 	filters  []*expr.Bound // bound against schema
 	outIdx   []int         // output columns, as indices into schema
