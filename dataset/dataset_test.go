@@ -446,3 +446,26 @@ func TestCancel(t *testing.T) {
 		t.Fatal("the run ended before it was cancelled")
 	}
 }
+
+func TestFlatMap(t *testing.T) {
+	cfg, _ := testConfig(t)
+	out := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}, {Name: "copy", Type: arrow.PrimitiveTypes.Int64}}, nil)
+	d := dataset.Range(50).Configure(cfg).FlatMap(func(r dataset.Row) ([]dataset.Row, error) {
+		id := r["id"].(int64)
+		var rows []dataset.Row
+		for c := range id % 3 { // 0, 1 or 2 copies
+			rows = append(rows, dataset.Row{"id": id, "copy": c})
+		}
+		return rows, nil
+	}, out, dataset.MapOptions{})
+	got := take(t, d)
+	var want []int64
+	for id := int64(0); id < 50; id++ {
+		for range id % 3 {
+			want = append(want, id)
+		}
+	}
+	if ids := col[int64](t, got, "id"); !slices.Equal(ids, want) {
+		t.Fatalf("ids %v, want %v", ids, want)
+	}
+}

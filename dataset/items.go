@@ -162,3 +162,11 @@ func appendValue(b array.Builder, v reflect.Value) {
 		b.Append(arrow.Timestamp(v.Interface().(time.Time).UnixMicro()))
 	}
 }
+
+func reflectValue(v any) reflect.Value {
+	r := reflect.ValueOf(v)
+	if t, err := arrowType(r.Type()); err != nil || t == nil {
+		return reflect.Value{}
+	}
+	return r
+}
