@@ -242,10 +242,16 @@ func TestBrokenPlansFailJSONSchema(t *testing.T) {
 	}
 }
 
-// TestREADMEFormat: the format block of examples/plans/README.md parses
-// and matches the schema.
+// TestREADMEFormat: the format blocks of examples/plans/README.md and of the
+// project README parse and match the schema.
 func TestREADMEFormat(t *testing.T) {
-	data, err := os.ReadFile("../examples/plans/README.md")
+	for _, f := range []string{"../examples/plans/README.md", "../README.md"} {
+		t.Run(f, func(t *testing.T) { checkREADMEBlock(t, f) })
+	}
+}
+
+func checkREADMEBlock(t *testing.T, file string) {
+	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
