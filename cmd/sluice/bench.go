@@ -78,7 +78,7 @@ func init() {
 		},
 	})
 
-	var q struct{ in, out, cpuprofile string }
+	var q struct{ in, out, cpuprofile, stats string }
 	register(&command{
 		name:    "bench etl-query",
 		args:    "q1|q2|q3",
@@ -87,6 +87,7 @@ func init() {
 			fs.StringVar(&q.in, "in", "", "input Parquet directory")
 			fs.StringVar(&q.out, "out", "", "output directory")
 			fs.StringVar(&q.cpuprofile, "cpuprofile", "", "write a CPU profile to this file")
+			fs.StringVar(&q.stats, "stats", "", "write the bytes read and written as JSON to this file")
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) != 1 || etlQueries[args[0]] == nil || q.in == "" || q.out == "" {
@@ -108,8 +109,17 @@ func init() {
 				cfg.Concurrency, _ = strconv.Atoi(v)
 			}
 			cfg.PreserveOrder = os.Getenv("SLUICE_BENCH_UNORDERED") == ""
-			_, err := etlQueries[args[0]](q.in).Configure(cfg).WriteParquet(ctx, q.out, dataset.WriteOptions{Mode: dataset.Overwrite})
-			return err
+			st, err := etlQueries[args[0]](q.in).Configure(cfg).WriteParquet(ctx, q.out, dataset.WriteOptions{Mode: dataset.Overwrite})
+			if err != nil || q.stats == "" {
+				return err
+			}
+			var io queryIO
+			for _, o := range st.Ops {
+				io.BytesRead += o.BytesIn.Load()
+				io.BytesWritten += o.BytesOut.Load()
+			}
+			data, _ := json.Marshal(io)
+			return os.WriteFile(q.stats, data, 0o644)
 		},
 	})
 
@@ -134,6 +144,12 @@ func init() {
 			return benchETL(ctx, e, b.rows, b.files, b.runs, b.dir, b.duckdb)
 		},
 	})
+}
+
+// queryIO is what `bench etl-query --stats` reports.
+type queryIO struct {
+	BytesRead    int64 `json:"bytes_read"`
+	BytesWritten int64 `json:"bytes_written"`
 }
 
 type benchRun struct {
@@ -171,18 +187,9 @@ func benchETL(ctx context.Context, e *env, rows int64, files, runs int, dir, duc
 	if err != nil {
 		return err
 	}
-	data := filepath.Join(dir, fmt.Sprintf("sales-%d-%d", rows, files))
-	marker := filepath.Join(data, "_GENERATED")
-	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
-		// In a child process: Linux counts a parent's peak RSS at fork into
-		// its children's, so this process must stay small.
-		fmt.Fprintf(e.stderr, "generating %d rows into %s\n", rows, data)
-		if _, err := timeCmd(ctx, e.stderr, self, "gen", "sales", "--rows", strconv.FormatInt(rows, 10), "--files", strconv.Itoa(files), data); err != nil {
-			return err
-		}
-		if err := os.WriteFile(marker, nil, 0o644); err != nil {
-			return err
-		}
+	data, err := salesData(ctx, e, self, dir, rows, files)
+	if err != nil {
+		return err
 	}
 	if duck == "" {
 		duck = filepath.Join(dir, "duckbench")
@@ -246,6 +253,24 @@ func benchETL(ctx context.Context, e *env, rows int64, files, runs int, dir, duc
 	js, _ := json.Marshal(results)
 	fmt.Fprintf(e.stdout, "json: %s\n", js)
 	return nil
+}
+
+// salesData generates the benchmark's input once and returns its directory.
+func salesData(ctx context.Context, e *env, self, dir string, rows int64, files int) (string, error) {
+	data := filepath.Join(dir, fmt.Sprintf("sales-%d-%d", rows, files))
+	marker := filepath.Join(data, "_GENERATED")
+	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+		// In a child process: Linux counts a parent's peak RSS at fork into
+		// its children's, so this process must stay small.
+		fmt.Fprintf(e.stderr, "generating %d rows into %s\n", rows, data)
+		if _, err := timeCmd(ctx, e.stderr, self, "gen", "sales", "--rows", strconv.FormatInt(rows, 10), "--files", strconv.Itoa(files), data); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(marker, nil, 0o644); err != nil {
+			return "", err
+		}
+	}
+	return data, nil
 }
 
 func mib(n int64) string { return strconv.FormatInt(n>>20, 10) + " MiB" }
