@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -334,4 +335,46 @@ func (p *peakAllocator) Reallocate(n int, b []byte) []byte {
 func (p *peakAllocator) Free(b []byte) {
 	p.note(-int64(cap(b)))
 	p.Allocator.Free(b)
+}
+
+// A destination that fills up fails the job with the path and leaves nothing.
+func TestFullDestination(t *testing.T) {
+	cfg, _ := testConfig(t)
+	dir := filepath.Join(t.TempDir(), "small")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs here (needs root): %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	opts := dataset.WriteOptions{Format: format.WriteOptions{Compression: "none"}}
+	_, err := dataset.Range(1_000_000).Configure(cfg).WithColumn("s", "concat('row ', cast(id AS string))").WriteParquet(context.Background(), dir, opts)
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("error %v should name the destination and say it is full", err)
+	}
+	if files := listFiles(t, dir); len(files) != 0 {
+		t.Fatalf("a failed job left %v", files)
+	}
+}
+
+// A cancelled write publishes nothing.
+func TestCancelledWriteLeavesNothing(t *testing.T) {
+	cfg, _ := testConfig(t)
+	dir := filepath.Join(t.TempDir(), "out")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d := dataset.Range(1<<40).Configure(cfg).MapBatches(func(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
+		if rec.NumRows() > 0 && rec.Column(0).(*array.Int64).Value(0) >= 10_000 {
+			cancel()
+		}
+		rec.Retain()
+		return rec, nil
+	}, dataset.MapOptions{Name: "cancel-after-10k"})
+	if _, err := d.WriteParquet(ctx, dir, dataset.WriteOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	if files := listFiles(t, dir); len(files) != 0 {
+		t.Fatalf("a cancelled job left %v", files)
+	}
 }

@@ -174,4 +174,3 @@ func upload(ctx context.Context, fs storage.FS, src, dst string) error {
 	}
 	return u.Commit(ctx)
 }
-

@@ -44,6 +44,7 @@ func allTypes(n int, seed uint64) []column {
 		{field: arrow.Field{Name: "ts", Type: &arrow.TimestampType{Unit: arrow.Microsecond}, Nullable: true}},
 		{field: arrow.Field{Name: "ts_ms", Type: &arrow.TimestampType{Unit: arrow.Millisecond}, Nullable: true}},
 		{field: arrow.Field{Name: "ts_ns", Type: &arrow.TimestampType{Unit: arrow.Nanosecond, TimeZone: "UTC"}, Nullable: true}},
+		{field: arrow.Field{Name: "ts_s", Type: &arrow.TimestampType{Unit: arrow.Second, TimeZone: "Europe/Paris"}, Nullable: true}},
 		{field: arrow.Field{Name: "d", Type: arrow.FixedWidthTypes.Date32, Nullable: true}},
 		{field: arrow.Field{Name: "req", Type: arrow.PrimitiveTypes.Int64, Nullable: false}},
 	}
@@ -86,6 +87,8 @@ func allTypes(n int, seed uint64) []column {
 				v = arrow.Timestamp(lo.UnixMicro() + rng.Int64N(hi.UnixMicro()-lo.UnixMicro()))
 			case "ts_ms":
 				v = arrow.Timestamp(lo.UnixMilli() + rng.Int64N(hi.UnixMilli()-lo.UnixMilli()))
+			case "ts_s":
+				v = arrow.Timestamp(lo.Unix() + rng.Int64N(hi.Unix()-lo.Unix()))
 			case "ts_ns":
 				v = arrow.Timestamp(rng.Int64() / 2 * int64(1-2*rng.IntN(2)))
 			case "d":

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -16,73 +15,8 @@ import (
 	"github.com/sluicehq/sluice/storage"
 )
 
-// localFS is a minimal local storage.FS for these tests: files are os
-// files, and Create stages into a temporary file renamed on Commit.
-type localFS struct{}
-
-var _ storage.FS = localFS{}
-
-type osFile struct {
-	*os.File
-	path string
-	size int64
-}
-
-func (f *osFile) Size() int64  { return f.size }
-func (f *osFile) Path() string { return f.path }
-
-func (localFS) Open(ctx context.Context, p string) (storage.File, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, errors.Join(storage.ErrNotExist, err)
-		}
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &osFile{File: f, path: p, size: st.Size()}, nil
-}
-
-type osUpload struct {
-	f    *os.File
-	dest string
-}
-
-func (u *osUpload) Write(p []byte) (int, error) { return u.f.Write(p) }
-func (u *osUpload) Close() error                { return u.f.Close() }
-func (u *osUpload) Commit(ctx context.Context) error {
-	return os.Rename(u.f.Name(), u.dest)
-}
-func (u *osUpload) Abort(ctx context.Context) error { return os.Remove(u.f.Name()) }
-
-func (localFS) Create(ctx context.Context, p string) (storage.Upload, error) {
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-*")
-	if err != nil {
-		return nil, err
-	}
-	return &osUpload{f: f, dest: p}, nil
-}
-
-func (localFS) List(ctx context.Context, prefix string) ([]storage.FileInfo, error) {
-	return nil, errors.New("localFS: List not implemented")
-}
-
-func (localFS) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
-	st, err := os.Stat(p)
-	if err != nil {
-		return storage.FileInfo{}, err
-	}
-	return storage.FileInfo{Path: p, Size: st.Size(), ModTime: st.ModTime()}, nil
-}
-
-func (localFS) Delete(ctx context.Context, p string) error { return os.Remove(p) }
-
-// testFS is the FS the tests write and read through.
-func testFS() storage.FS { return localFS{} }
+// testFS is the FS the tests write and read through: the real local one.
+func testFS() storage.FS { return storage.NewLocal() }
 
 // countingFile counts what the reader asks the storage for.
 type countingFile struct {

@@ -160,6 +160,17 @@ func outputSchema(man *pqarrow.SchemaManifest, fields []int) *arrow.Schema {
 			fs[i].Type = dt.ValueType
 		}
 		fs[i].Metadata = dropNoFieldID(fs[i].Metadata)
+		// Parquet has no seconds unit and no time zone names: a
+		// timestamp[s, tz=Europe/Paris] is stored as UTC milliseconds.
+		// pqarrow restores the zone only when the unit matches; restore
+		// both from the stored Arrow schema (column converts the values).
+		if origin := man.OriginSchema; origin != nil && fi < origin.NumFields() {
+			ot, ok1 := origin.Field(fi).Type.(*arrow.TimestampType)
+			it, ok2 := fs[i].Type.(*arrow.TimestampType)
+			if ok1 && ok2 && origin.Field(fi).Name == fs[i].Name && !arrow.TypeEqual(ot, it) {
+				fs[i].Type = ot
+			}
+		}
 	}
 	return arrow.NewSchema(fs, nil)
 }
@@ -261,7 +272,7 @@ func (parquetFormat) Read(ctx context.Context, f storage.File, s Split, opts Rea
 	if err != nil {
 		return fileErr(p, kindOf(ErrCorrupt, err))
 	}
-	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{Parallel: opts.Parallel, BatchSize: batch}, mem)
+	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{Parallel: opts.Parallel, BatchSize: batch, PreAllocBinaryData: true}, mem)
 	if err != nil {
 		return fileErr(p, kindOf(ErrUnsupported, err))
 	}
@@ -444,6 +455,14 @@ func (r *rowGroupReader) column(rg, i int, cr *pqarrow.ColumnReader, n int64) (a
 			return nil, r.fail(rg, name, fmt.Errorf("decoding dictionary: %w", err))
 		}
 		arr = plain
+	}
+	if want := r.sc.Field(i).Type; arr.DataType().ID() == arrow.TIMESTAMP && want.ID() == arrow.TIMESTAMP && !arrow.TypeEqual(arr.DataType(), want) {
+		conv, err := compute.CastArray(compute.WithAllocator(context.Background(), r.mem), arr, compute.SafeCastOptions(want))
+		arr.Release()
+		if err != nil {
+			return nil, r.fail(rg, name, fmt.Errorf("restoring %s: %w", want, err))
+		}
+		arr = conv
 	}
 	if !arrow.TypeEqual(arr.DataType(), r.sc.Field(i).Type) {
 		defer arr.Release()

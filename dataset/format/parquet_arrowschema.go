@@ -54,6 +54,15 @@ func checkStoredSchema(kv metadata.KeyValueMetadata) (err error) {
 	if err != nil {
 		return err
 	}
+	// The reader allocates the message body before reading it.
+	if o := msg.Offset(4 + 2*3); o != 0 {
+		if err := c.at(uint32(msg.Pos)+uint32(o), 8); err != nil {
+			return err
+		}
+		if body := msg.GetInt64(msg.Pos + flatbuffers.UOffsetT(o)); body < 0 || body > int64(len(raw))-n {
+			return fmt.Errorf("message body of %d bytes, %d left", body, int64(len(raw))-n)
+		}
+	}
 	// Message: version(0) header_type(1) header(2) bodyLength(3) custom_metadata(4)
 	if err := c.vector(msg, 4); err != nil {
 		return err
