@@ -293,7 +293,8 @@ func (e *Unary) String() string {
 	// Guard against "--", which would read as two minus signs glued
 	// together and against -(-x) losing its parentheses.
 	x := paren(e.X, precNeg+1)
-	if strings.HasPrefix(x, "-") {
+	if lit, ok := e.X.(*Literal); strings.HasPrefix(x, "-") || ok && lit.Value == int64(0) {
+		// -0 would read back as the literal 0.
 		x = "(" + x + ")"
 	}
 	return "-" + x

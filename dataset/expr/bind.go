@@ -439,10 +439,10 @@ func (b *binder) bindArith(e *Binary) (node, error) {
 	case OpMul:
 		n.run = callCompute(pick(isInt, "multiply", "multiply_unchecked"), nil)
 	case OpDiv:
-		n.run, n.custom = divideFloat, true
+		n.run = divideFloat
 		n.null = n.null || !isNonZeroConst(y)
 	case OpMod:
-		n.run, n.custom = pick(isInt, modInt, modFloat), true
+		n.run = pick(isInt, modInt, modFloat)
 		n.null = n.null || !isNonZeroConst(y)
 	}
 	return maybeFold(n)
@@ -540,12 +540,11 @@ func (b *binder) bindIsNull(e *IsNull) (node, error) {
 	if err != nil {
 		return nil, err
 	}
-	name := "is_null"
 	label := "IS NULL"
 	if e.Not {
-		name, label = "is_not_null", "IS NOT NULL"
+		label = "IS NOT NULL"
 	}
-	return maybeFold(&fnNode{label: label, kind: kindIsNull, not: e.Not, args: []node{x}, dt: typBool, src: e, run: isNullKernel(name)})
+	return maybeFold(&fnNode{label: label, kind: kindIsNull, not: e.Not, args: []node{x}, dt: typBool, src: e, run: isNullKernel(e.Not)})
 }
 
 func (b *binder) bindIn(e *In) (node, error) {
@@ -751,7 +750,7 @@ func (b *binder) caseNode(e *Case, t arrow.DataType, conds, vals []node, hasElse
 		null = null || v.nullable()
 	}
 	args := append(append([]node{}, conds...), vals...)
-	return maybeFold(&fnNode{label: "CASE", args: args, dt: t, null: null, src: e, custom: true, run: caseKernel(len(conds), hasElse, t)})
+	return maybeFold(&fnNode{label: "CASE", args: args, dt: t, null: null, src: e, run: caseKernel(len(conds), hasElse, t)})
 }
 
 func (b *binder) bindCast(e *Cast) (node, error) {

@@ -363,8 +363,8 @@ func TestEvalErrors(t *testing.T) {
 		src  string
 		want string
 	}{
-		{"CAST(u8 AS int8)", `expr: 1:1: CAST to int8: invalid: integer value 255 not in range: -128 to 127`},
-		{"CAST(s AS int)", `expr: 1:1: CAST to int32: invalid: strconv.ParseInt: parsing "apple": invalid syntax`},
+		{"CAST(u8 AS int8)", `expr: 1:1: CAST to int8: invalid: integer value 255 not in range: 0 to 127`},
+		{"CAST(s AS int)", `expr: 1:1: CAST to int32: invalid: strconv.ParseInt: parsing "  pad  ": invalid syntax`},
 		{"CAST(s AS timestamp)", `expr: 1:1: CAST to timestamp[us]: 'apple' is not a valid timestamp`},
 		{"i * 9223372036854775807", `expr: 1:3: "*": invalid: overflow`},
 		{"CAST(f * 1e300 AS bigint)", `expr: 1:1: CAST to int64: float value 1.5e+300 is out of range for int64`},
@@ -436,7 +436,8 @@ func TestEvalEmptyBatch(t *testing.T) {
 		if err != nil {
 			continue
 		}
-		out, err := b.Eval(context.Background(), mem, empty)
+		m2 := memory.NewCheckedAllocator(memory.NewGoAllocator())
+		out, err := b.Eval(context.Background(), m2, empty)
 		if err != nil {
 			t.Errorf("%s: %v", tc.src, err)
 			continue
@@ -445,6 +446,9 @@ func TestEvalEmptyBatch(t *testing.T) {
 			t.Errorf("%s: %d rows", tc.src, out.Len())
 		}
 		out.Release()
+		if m2.CurrentAlloc() != 0 {
+			t.Errorf("%s: leaked %d bytes", tc.src, m2.CurrentAlloc())
+		}
 	}
 }
 
@@ -563,10 +567,12 @@ func TestConcurrentEval(t *testing.T) {
 					errs <- err
 					return
 				}
-				if got := fmt.Sprint(values(t, out)); got != "[APPLE Banana2 <nil> -4   pad  5]" {
-					errs <- fmt.Errorf("got %s", got)
-				}
+				got := fmt.Sprintf("%q", values(t, out))
 				out.Release()
+				if want := `["APPLE" "Banana2" "" "-4" "  pad  5"]`; got != want {
+					errs <- fmt.Errorf("got %s, want %s", got, want)
+					return
+				}
 			}
 		}()
 	}

@@ -97,7 +97,7 @@ func argOf(c *Call, args []node, i int, what string, ok func(arrow.DataType) boo
 		return coerce(a, null)
 	}
 	if !ok(a.typ()) {
-		return nil, errorf(ErrType, c.Args[i].Pos(), "function %s expects %s argument %d, got %s", c.Name, what, i+1, describe(a))
+		return nil, errorf(ErrType, c.Args[i].Pos(), "function %s expects %s as argument %d, got %s", c.Name, what, i+1, describe(a))
 	}
 	return a, nil
 }
@@ -146,7 +146,7 @@ func bindLength(b *binder, c *Call, args []node) (node, error) {
 	if n := strictNull(c, []node{s}, typInt64); n != nil {
 		return n, nil
 	}
-	return maybeFold(&fnNode{label: c.Name, args: []node{s}, dt: typInt64, null: s.nullable(), src: c, custom: true, run: lengthKernel})
+	return maybeFold(&fnNode{label: c.Name, args: []node{s}, dt: typInt64, null: s.nullable(), src: c, run: lengthKernel})
 }
 
 func bindStringMap(k kernel) func(*binder, *Call, []node) (node, error) {
@@ -158,7 +158,7 @@ func bindStringMap(k kernel) func(*binder, *Call, []node) (node, error) {
 		if n := strictNull(c, []node{s}, typString); n != nil {
 			return n, nil
 		}
-		return maybeFold(&fnNode{label: c.Name, args: []node{s}, dt: typString, null: s.nullable(), src: c, custom: true, run: k})
+		return maybeFold(&fnNode{label: c.Name, args: []node{s}, dt: typString, null: s.nullable(), src: c, run: k})
 	}
 }
 
@@ -178,7 +178,7 @@ func bindSubstr(b *binder, c *Call, args []node) (node, error) {
 	if n := strictNull(c, ns, typString); n != nil {
 		return n, nil
 	}
-	return maybeFold(&fnNode{label: c.Name, args: ns, dt: typString, null: anyNullable(ns), src: c, custom: true, run: substrKernel})
+	return maybeFold(&fnNode{label: c.Name, args: ns, dt: typString, null: anyNullable(ns), src: c, run: substrKernel})
 }
 
 func bindConcat(b *binder, c *Call, args []node) (node, error) {
@@ -199,7 +199,7 @@ func bindConcat(b *binder, c *Call, args []node) (node, error) {
 	if len(ns) == 0 {
 		return &constNode{sc: scalar.NewStringScalar(""), src: c}, nil
 	}
-	return maybeFold(&fnNode{label: c.Name, args: ns, dt: typString, src: c, custom: true, run: concatKernel})
+	return maybeFold(&fnNode{label: c.Name, args: ns, dt: typString, src: c, run: concatKernel})
 }
 
 func bindStringPredicate(k kernel) func(*binder, *Call, []node) (node, error) {
@@ -215,7 +215,7 @@ func bindStringPredicate(k kernel) func(*binder, *Call, []node) (node, error) {
 		if n := strictNull(c, ns, typBool); n != nil {
 			return n, nil
 		}
-		return maybeFold(&fnNode{label: c.Name, args: ns, dt: typBool, null: anyNullable(ns), src: c, custom: true, run: k})
+		return maybeFold(&fnNode{label: c.Name, args: ns, dt: typBool, null: anyNullable(ns), src: c, run: k})
 	}
 }
 
@@ -236,7 +236,7 @@ func bindRegexpMatch(b *binder, c *Call, args []node) (node, error) {
 	if err != nil {
 		return nil, errorf(ErrType, c.Args[1].Pos(), "invalid regular expression %s: %v", quoteString(pat), err)
 	}
-	return maybeFold(&fnNode{label: c.Name, args: []node{s}, dt: typBool, null: s.nullable(), src: c, custom: true, run: regexpKernel(re)})
+	return maybeFold(&fnNode{label: c.Name, args: []node{s}, dt: typBool, null: s.nullable(), src: c, run: regexpKernel(re)})
 }
 
 func bindAbs(b *binder, c *Call, args []node) (node, error) {
@@ -278,7 +278,7 @@ func bindRound(b *binder, c *Call, args []node) (node, error) {
 		return x, nil // integers are already whole
 	}
 	k := pick(rt.ID() == arrow.INT64, roundIntKernel(digits), roundFloatKernel(digits))
-	return maybeFold(&fnNode{label: c.Name, args: []node{x}, dt: rt, null: x.nullable(), src: c, custom: true, run: k})
+	return maybeFold(&fnNode{label: c.Name, args: []node{x}, dt: rt, null: x.nullable(), src: c, run: k})
 }
 
 func bindFloorCeil(ceil bool) func(*binder, *Call, []node) (node, error) {
@@ -297,7 +297,7 @@ func bindFloorCeil(ceil bool) func(*binder, *Call, []node) (node, error) {
 		if rt.ID() == arrow.INT64 {
 			return x, nil
 		}
-		return maybeFold(&fnNode{label: c.Name, args: []node{x}, dt: rt, null: x.nullable(), src: c, custom: true, run: floorCeilKernel(ceil)})
+		return maybeFold(&fnNode{label: c.Name, args: []node{x}, dt: rt, null: x.nullable(), src: c, run: floorCeilKernel(ceil)})
 	}
 }
 
@@ -341,7 +341,7 @@ func bindCoalesce(b *binder, c *Call, args []node) (node, error) {
 	for _, a := range ns {
 		null = null && a.nullable()
 	}
-	return maybeFold(&fnNode{label: c.Name, args: ns, dt: t, null: null, src: c, custom: true, run: coalesceKernel(t)})
+	return maybeFold(&fnNode{label: c.Name, args: ns, dt: t, null: null, src: c, run: coalesceKernel(t)})
 }
 
 func bindDatePart(part datePart) func(*binder, *Call, []node) (node, error) {
@@ -357,6 +357,6 @@ func bindDatePart(part datePart) func(*binder, *Call, []node) (node, error) {
 		if err != nil {
 			return nil, errorf(ErrType, c.Args[0].Pos(), "%v", err)
 		}
-		return maybeFold(&fnNode{label: c.Name, args: []node{x}, dt: typInt64, null: x.nullable(), src: c, custom: true, run: k})
+		return maybeFold(&fnNode{label: c.Name, args: []node{x}, dt: typInt64, null: x.nullable(), src: c, run: k})
 	}
 }

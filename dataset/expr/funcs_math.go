@@ -2,7 +2,6 @@ package expr
 
 import (
 	"math"
-
 )
 
 // roundFloatKernel rounds half away from zero to digits decimal places
@@ -64,4 +63,3 @@ func floorCeilKernel(ceil bool) kernel {
 	}
 	return mapFixed(typFloat64, func(x float64) (float64, bool) { return f(x), true })
 }
-

@@ -218,7 +218,7 @@ func lengthKernel(ec *evalCtx, args []compute.Datum) (compute.Datum, error) {
 
 // substrKernel is substr(s, start[, len]) with 1-based start, as in
 // PostgreSQL: characters at positions [start, start+len) that exist are
-// returned, so substr('hello', 0, 3) is 'he'. A negative len yields ''.
+// returned, so substr('hello', 0, 3) is 'he'. A negative len yields the empty string.
 func substrKernel(ec *evalCtx, args []compute.Datum) (compute.Datum, error) {
 	n := ec.n
 	valid, nulls, allNull := intersectValidity(ec.mem, n, args...)

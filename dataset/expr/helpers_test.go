@@ -191,3 +191,11 @@ func evalValues(t *testing.T, mem memory.Allocator, rec arrow.RecordBatch, src s
 func typeString(dt arrow.DataType) string {
 	return strings.TrimSpace(typeName(dt))
 }
+
+// newCheckedMem returns a leak-checking allocator verified at the end of
+// the test.
+func newCheckedMem(t *testing.T) *memory.CheckedAllocator {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	t.Cleanup(func() { mem.AssertSize(t, 0) })
+	return mem
+}

@@ -283,7 +283,7 @@ func (lx *lexer) number(start Pos) (token, error) {
 }
 
 // quoted lexes a quote-delimited string or identifier in which the quote
-// is escaped by doubling it ('it''s', "a""b").
+// is escaped by doubling it.
 func (lx *lexer) quoted(q rune, start Pos) (string, error) {
 	lx.advance() // opening quote
 	var sb strings.Builder

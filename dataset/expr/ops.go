@@ -74,19 +74,33 @@ func allValid(mem memory.Allocator, n int) (*memory.Buffer, []byte) {
 	return buf, b
 }
 
-// isNullKernel answers IS [NOT] NULL, with a broadcast constant when the
-// input has no nulls.
-func isNullKernel(name string) kernel {
+// isNullKernel answers IS [NOT] NULL straight from the validity bitmap,
+// with a broadcast constant when the input has no nulls. (Arrow's
+// is_not_null kernel ignores the offset of sliced input in v18.8.0.)
+func isNullKernel(not bool) kernel {
 	return func(ec *evalCtx, args []compute.Datum) (compute.Datum, error) {
-		if a, ok := args[0].(*compute.ArrayDatum); ok {
-			switch {
-			case a.Value.DataType().ID() == arrow.NULL:
-				return compute.NewDatum(scalar.NewBooleanScalar(name == "is_null")), nil
-			case nullN(a.Value) == 0:
-				return compute.NewDatum(scalar.NewBooleanScalar(name == "is_not_null")), nil
+		switch a := args[0].(type) {
+		case *compute.ScalarDatum:
+			return compute.NewDatum(scalar.NewBooleanScalar(a.Value.IsValid() == not)), nil
+		case *compute.ArrayDatum:
+			d := a.Value
+			if d.DataType().ID() == arrow.NULL {
+				return compute.NewDatum(scalar.NewBooleanScalar(!not)), nil
 			}
+			bits, off := validityOf(d)
+			if bits == nil {
+				return compute.NewDatum(scalar.NewBooleanScalar(not)), nil
+			}
+			n := d.Len()
+			outBuf, out := newBoolOut(ec.mem, n)
+			if not {
+				bitutil.CopyBitmap(bits, off, n, out, 0)
+			} else {
+				bitutil.InvertBitmap(bits, off, n, out, 0)
+			}
+			return makeDatum(typBool, n, 0, nil, outBuf), nil
 		}
-		return compute.CallFunction(ec.ctx, name, nil, args...)
+		return nil, fmt.Errorf("unexpected datum kind %s", args[0].Kind())
 	}
 }
 

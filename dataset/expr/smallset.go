@@ -43,6 +43,28 @@ func newSmallSet(set arrow.Array) *smallSet {
 			minLen, maxLen = min(minLen, c.n), max(maxLen, c.n)
 		}
 		return &smallSet{match: func(d arrow.ArrayData, out []byte) { matchStrings(d, cands, minLen, maxLen, out) }}
+	case *array.Boolean:
+		// Arrow's is_in answers FALSE for every boolean in v18.8.0.
+		var hasTrue, hasFalse bool
+		for i := 0; i < a.Len(); i++ {
+			if a.IsValid(i) {
+				hasTrue = hasTrue || a.Value(i)
+				hasFalse = hasFalse || !a.Value(i)
+			}
+		}
+		return &smallSet{match: func(d arrow.ArrayData, out []byte) {
+			n := d.Len()
+			switch {
+			case hasTrue && hasFalse:
+				for i := range out {
+					out[i] = 0xff
+				}
+			case hasTrue:
+				bitutil.CopyBitmap(d.Buffers()[1].Bytes(), d.Offset(), n, out, 0)
+			case hasFalse:
+				bitutil.InvertBitmap(d.Buffers()[1].Bytes(), d.Offset(), n, out, 0)
+			}
+		}}
 	case *array.Int64:
 		return fixedSmallSet(a.Int64Values(), a)
 	case *array.Int32:

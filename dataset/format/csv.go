@@ -372,27 +372,45 @@ func newCSVWriter(u storage.Upload, schema *arrow.Schema, opts WriteOptions) (*c
 func textFormatter(t arrow.DataType) func(dst []byte, a arrow.Array, i int) []byte {
 	switch t.ID() {
 	case arrow.INT8:
-		return func(d []byte, a arrow.Array, i int) []byte { return strconv.AppendInt(d, int64(a.(*array.Int8).Value(i)), 10) }
+		return func(d []byte, a arrow.Array, i int) []byte {
+			return strconv.AppendInt(d, int64(a.(*array.Int8).Value(i)), 10)
+		}
 	case arrow.INT16:
-		return func(d []byte, a arrow.Array, i int) []byte { return strconv.AppendInt(d, int64(a.(*array.Int16).Value(i)), 10) }
+		return func(d []byte, a arrow.Array, i int) []byte {
+			return strconv.AppendInt(d, int64(a.(*array.Int16).Value(i)), 10)
+		}
 	case arrow.INT32:
-		return func(d []byte, a arrow.Array, i int) []byte { return strconv.AppendInt(d, int64(a.(*array.Int32).Value(i)), 10) }
+		return func(d []byte, a arrow.Array, i int) []byte {
+			return strconv.AppendInt(d, int64(a.(*array.Int32).Value(i)), 10)
+		}
 	case arrow.INT64:
-		return func(d []byte, a arrow.Array, i int) []byte { return strconv.AppendInt(d, a.(*array.Int64).Value(i), 10) }
+		return func(d []byte, a arrow.Array, i int) []byte {
+			return strconv.AppendInt(d, a.(*array.Int64).Value(i), 10)
+		}
 	case arrow.UINT8:
-		return func(d []byte, a arrow.Array, i int) []byte { return strconv.AppendUint(d, uint64(a.(*array.Uint8).Value(i)), 10) }
+		return func(d []byte, a arrow.Array, i int) []byte {
+			return strconv.AppendUint(d, uint64(a.(*array.Uint8).Value(i)), 10)
+		}
 	case arrow.UINT16:
-		return func(d []byte, a arrow.Array, i int) []byte { return strconv.AppendUint(d, uint64(a.(*array.Uint16).Value(i)), 10) }
+		return func(d []byte, a arrow.Array, i int) []byte {
+			return strconv.AppendUint(d, uint64(a.(*array.Uint16).Value(i)), 10)
+		}
 	case arrow.UINT32:
-		return func(d []byte, a arrow.Array, i int) []byte { return strconv.AppendUint(d, uint64(a.(*array.Uint32).Value(i)), 10) }
+		return func(d []byte, a arrow.Array, i int) []byte {
+			return strconv.AppendUint(d, uint64(a.(*array.Uint32).Value(i)), 10)
+		}
 	case arrow.UINT64:
-		return func(d []byte, a arrow.Array, i int) []byte { return strconv.AppendUint(d, a.(*array.Uint64).Value(i), 10) }
+		return func(d []byte, a arrow.Array, i int) []byte {
+			return strconv.AppendUint(d, a.(*array.Uint64).Value(i), 10)
+		}
 	case arrow.FLOAT32:
 		return func(d []byte, a arrow.Array, i int) []byte {
 			return appendFloatText(d, float64(a.(*array.Float32).Value(i)), 32)
 		}
 	case arrow.FLOAT64:
-		return func(d []byte, a arrow.Array, i int) []byte { return appendFloatText(d, a.(*array.Float64).Value(i), 64) }
+		return func(d []byte, a arrow.Array, i int) []byte {
+			return appendFloatText(d, a.(*array.Float64).Value(i), 64)
+		}
 	case arrow.BOOL:
 		return func(d []byte, a arrow.Array, i int) []byte { return strconv.AppendBool(d, a.(*array.Boolean).Value(i)) }
 	case arrow.STRING:

@@ -316,8 +316,8 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// projectNames resolves opts.Columns against the names a file has, for the
-// no-column error message.
+// noColumn is the error for a requested column the file lacks, listing
+// the columns it has.
 func noColumn(p, name string, have []string) error {
 	const maxShown = 20
 	shown := have

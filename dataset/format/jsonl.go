@@ -31,7 +31,7 @@ func (jsonlFormat) Name() string { return "jsonl" }
 
 // jsonlPlan is how one JSONL file maps onto the batches Read emits.
 type jsonlPlan struct {
-	fields []arrow.Field   // output columns
+	fields []arrow.Field  // output columns
 	index  map[string]int // key -> output column
 }
 

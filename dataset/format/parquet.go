@@ -51,7 +51,12 @@ func (parquetFormat) Splits(ctx context.Context, f storage.File, opts ReadOption
 	if err != nil {
 		return nil, err
 	}
-	if _, err := projectFields(f.Path(), mustManifest(md), opts.Columns); err != nil && errors.Is(err, ErrNoColumn) {
+	// Fail at planning, not in every task, when a column is missing.
+	man, err := manifest(f.Path(), md)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := projectFields(f.Path(), man, opts.Columns); err != nil {
 		return nil, err
 	}
 	var (
@@ -112,14 +117,6 @@ func manifest(p string, md *metadata.FileMetaData) (man *pqarrow.SchemaManifest,
 		return nil, fileErr(p, kindOf(ErrUnsupported, err))
 	}
 	return man, nil
-}
-
-func mustManifest(md *metadata.FileMetaData) *pqarrow.SchemaManifest {
-	man, err := manifest("", md)
-	if err != nil {
-		return &pqarrow.SchemaManifest{}
-	}
-	return man
 }
 
 // projectFields maps the requested column names to top-level field indices.

@@ -140,4 +140,3 @@ func unitTime(v int64, u schema.TimeUnitType) time.Time {
 		return time.Unix(0, v).UTC()
 	}
 }
-

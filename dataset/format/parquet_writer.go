@@ -51,15 +51,18 @@ func newParquetWriter(u storage.Upload, schema *arrow.Schema, opts WriteOptions,
 	if rgRows <= 0 {
 		rgRows = DefaultRowGroupRows
 	}
+	// The encoder's page buffers come from the Go heap, not mem: arrow-go
+	// does not release them when a write fails (a full disk), and the
+	// garbage collector then reclaims them.
 	props := parquet.NewWriterProperties(
-		parquet.WithAllocator(mem),
+		parquet.WithAllocator(memory.DefaultAllocator),
 		parquet.WithCompression(codec),
 		parquet.WithMaxRowGroupLength(rgRows),
 		parquet.WithStats(true),
 		parquet.WithDictionaryDefault(true),
 		parquet.WithCreatedBy("sluice"),
 	)
-	arrProps := pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(mem))
+	arrProps := pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(memory.DefaultAllocator))
 	cw := &countingWriter{w: u}
 	fw, err := pqarrow.NewFileWriter(schema, cw, props, arrProps)
 	if err != nil {

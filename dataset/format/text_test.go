@@ -2,6 +2,7 @@ package format_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -269,5 +270,82 @@ func TestJSONLErrors(t *testing.T) {
 				t.Fatalf("err = %v\nwant %s (%v)", err, want, c.kind)
 			}
 		})
+	}
+}
+
+// TestTextStops: Read stops at a cancelled context and returns emit's error as is.
+func TestTextStops(t *testing.T) {
+	for _, name := range []string{"csv", "jsonl"} {
+		t.Run(name, func(t *testing.T) {
+			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+			defer mem.AssertSize(t, 0)
+
+			cols := pick(allTypes(5000, 5), "i64", "s")
+			recs := batches(mem, cols, 5000)
+			p := filepath.Join(t.TempDir(), "x."+name)
+			writeFile(t, name, p, schemaOf(cols), format.WriteOptions{CSVHeader: true}, mem, recs...)
+			release(recs)
+			fm, _ := format.ByName(name)
+			f := openFile(t, p)
+			opts := format.ReadOptions{BatchRows: 100}
+
+			stop := errors.New("stop")
+			calls := 0
+			err := fm.Read(context.Background(), f, format.Split{Path: p, Rows: -1}, opts, mem, func(r arrow.RecordBatch) error {
+				r.Release()
+				if calls++; calls == 3 {
+					return stop
+				}
+				return nil
+			})
+			if err != stop || calls != 3 {
+				t.Fatalf("err = %v after %d batches; want stop after 3", err, calls)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			calls = 0
+			err = fm.Read(ctx, f, format.Split{Path: p, Rows: -1}, opts, mem, func(r arrow.RecordBatch) error {
+				r.Release()
+				if calls++; calls == 2 {
+					cancel()
+				}
+				return nil
+			})
+			if !errors.Is(err, context.Canceled) || calls != 2 {
+				t.Fatalf("err = %v after %d batches; want context.Canceled after 2", err, calls)
+			}
+		})
+	}
+}
+
+// TestJSONLWriterOutput: every line the writer produces is one valid JSON
+// object, readable by encoding/json.
+func TestJSONLWriterOutput(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+
+	cols := allTypes(300, 6)
+	cols[11].vals[1] = "bad utf8 \xff\xfe and \u2028" // the "s" column
+	recs := batches(mem, cols, 300)
+	p := filepath.Join(t.TempDir(), "x.jsonl")
+	writeFile(t, "jsonl", p, schemaOf(cols), format.WriteOptions{}, mem, recs...)
+	release(recs)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if len(lines) != 300 {
+		t.Fatalf("%d lines, want 300", len(lines))
+	}
+	for i, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil || len(m) != len(cols) {
+			t.Fatalf("line %d: %v (%d keys): %s", i+1, err, len(m), l)
+		}
+	}
+	var m map[string]any
+	json.Unmarshal([]byte(lines[1]), &m)
+	if m["s"] != "bad utf8 \ufffd\ufffd and \u2028" {
+		t.Fatalf("s = %q", m["s"])
 	}
 }
