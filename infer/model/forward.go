@@ -1,0 +1,159 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/sluicehq/sluice/gpu"
+)
+
+// SeqInput is one sequence's share of a Forward step.
+type SeqInput struct {
+	Tokens     []int32 // this step's new tokens of the sequence (a prefill chunk or one decode token)
+	StartPos   int     // position of Tokens[0] (= tokens already in the cache)
+	BlockTable []int32 // cache blocks of the sequence, covering positions [0, StartPos+len(Tokens))
+	WantLogits bool    // logits for the last new token are needed
+}
+
+// Batch is the sequences of one Forward step; prefill chunks and decode
+// tokens mix freely.
+type Batch struct{ Seqs []SeqInput }
+
+// Forward runs one step: writes the new tokens' K/V into the cache at their
+// positions (slot = BlockTable[pos/blockSize]*blockSize + pos%blockSize), and
+// returns the float32 logits [len(seqs with WantLogits) × Vocab], row i for the
+// i-th sequence that wants logits, in order. Not safe for concurrent use.
+//
+// The returned slice is reused by the next Forward: read it before then.
+// Blocks may be shared between sequences (prefix caching) as long as no
+// sequence writes into a block another one reads. Forward checks the batch
+// on the host (token ids, positions, block numbers) before it enqueues
+// anything, so an error leaves the cache as it was. Its buffers are sized
+// by the largest step so far: a step no larger than an earlier one
+// allocates nothing on the device, and nothing on the Go heap when its
+// shape (tokens, sequences, rows of logits, blocks per table) repeats.
+func (m *Model) Forward(c *Cache, b *Batch) ([]float32, error) {
+	if m.closed {
+		return nil, fmt.Errorf("model: Forward: %w", ErrClosed)
+	}
+	if c == nil || c.m != m {
+		return nil, fmt.Errorf("model: Forward: the cache belongs to another model: %w", ErrBatch)
+	}
+	if c.freed {
+		return nil, fmt.Errorf("model: Forward: the cache was freed: %w", ErrClosed)
+	}
+	st := &m.step
+	key, err := st.plan(m, c, b)
+	if err != nil || key.tokens == 0 {
+		return nil, err
+	}
+	if err := st.reserve(m, key); err != nil {
+		return nil, err
+	}
+	v, err := st.viewsFor(m, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.upload(v); err != nil {
+		return nil, fmt.Errorf("model: Forward: uploading the step's metadata: %w", err)
+	}
+	ab := gpu.AttnBatch{
+		BlockTables:   v.tables,
+		ContextLens:   v.ctxLens,
+		QueryStarts:   v.qStarts,
+		MaxQueryLen:   st.maxQuery,
+		MaxContextLen: st.maxContext,
+	}
+	if err := m.layersForward(c, v, ab); err != nil {
+		return nil, fmt.Errorf("model: Forward: %w", err)
+	}
+	out := st.out[:key.logits*m.cfg.Vocab]
+	if key.logits == 0 {
+		return out, nil
+	}
+	ops := m.ops
+	if err := ops.Embed(v.g, v.h, v.last); err != nil {
+		return nil, fmt.Errorf("model: Forward: gathering the last tokens: %w", err)
+	}
+	if err := ops.MatMul(v.logits, v.g, m.lmHead, nil); err != nil {
+		return nil, fmt.Errorf("model: Forward: LM head: %w", err)
+	}
+	if err := gpu.DownloadF32(out, v.logits); err != nil {
+		return nil, fmt.Errorf("model: Forward: %w", err)
+	}
+	return out, nil
+}
+
+// layersForward runs the decoder over every new token and leaves the final
+// normed hidden states in v.h. The residual stream lives in v.x; each
+// sublayer's output (v.o) is added into it by the next RMSNorm, as vLLM's
+// fused_add_rms_norm does.
+func (m *Model) layersForward(c *Cache, v *views, ab gpu.AttnBatch) error {
+	ops, cfg := m.ops, m.cfg
+	eps := cfg.RMSNormEps
+	if err := ops.Embed(v.x, m.embed, v.ids); err != nil {
+		return fmt.Errorf("embedding: %w", err)
+	}
+	for i := range m.layers {
+		ly := &m.layers[i]
+		var err error
+		if i == 0 {
+			err = ops.RMSNorm(v.h, v.x, nil, ly.inNorm, eps)
+		} else {
+			err = ops.RMSNorm(v.h, v.o, v.x, ly.inNorm, eps)
+		}
+		if err != nil {
+			return fmt.Errorf("layer %d: input norm: %w", i, err)
+		}
+		if err := m.attention(c, i, v, ab); err != nil {
+			return fmt.Errorf("layer %d: attention: %w", i, err)
+		}
+		if err := ops.RMSNorm(v.h, v.o, v.x, ly.postNorm, eps); err != nil {
+			return fmt.Errorf("layer %d: post-attention norm: %w", i, err)
+		}
+		if err := ops.MatMul(v.gateUp, v.h, ly.gateUp, ly.gateUpBias); err != nil {
+			return fmt.Errorf("layer %d: gate/up: %w", i, err)
+		}
+		if err := ops.SiLUMul(v.act, v.gateUp, nil); err != nil {
+			return fmt.Errorf("layer %d: SiLU: %w", i, err)
+		}
+		if err := ops.MatMul(v.o, v.act, ly.down, ly.downBias); err != nil {
+			return fmt.Errorf("layer %d: down: %w", i, err)
+		}
+	}
+	if err := ops.RMSNorm(v.h, v.o, v.x, m.norm, eps); err != nil {
+		return fmt.Errorf("final norm: %w", err)
+	}
+	return nil
+}
+
+// attention is one layer's self-attention from v.h into v.o.
+func (m *Model) attention(c *Cache, i int, v *views, ab gpu.AttnBatch) error {
+	ops, ly, eps := m.ops, &m.layers[i], m.cfg.RMSNormEps
+	if err := ops.MatMul(v.q, v.h, ly.q, ly.qBias); err != nil {
+		return err
+	}
+	if err := ops.MatMul(v.k, v.h, ly.k, ly.kBias); err != nil {
+		return err
+	}
+	if err := ops.MatMul(v.v, v.h, ly.v, ly.vBias); err != nil {
+		return err
+	}
+	if ly.qNorm != nil {
+		if err := ops.RMSNorm(v.q3, v.q3, nil, ly.qNorm, eps); err != nil {
+			return err
+		}
+		if err := ops.RMSNorm(v.k3, v.k3, nil, ly.kNorm, eps); err != nil {
+			return err
+		}
+	}
+	if err := ops.RoPE(v.q3, v.k3, v.pos, m.cfg.Rope); err != nil {
+		return err
+	}
+	if err := ops.WriteKV(c.k[i], c.v[i], v.k3, v.v3, v.slots); err != nil {
+		return err
+	}
+	if err := ops.Attention(v.attn3, v.q3, c.k[i], c.v[i], ab); err != nil {
+		return err
+	}
+	return ops.MatMul(v.o, v.attn, ly.o, ly.oBias)
+}

@@ -1,0 +1,326 @@
+package model
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/sluicehq/sluice/gpu"
+	"github.com/sluicehq/sluice/infer/safetensors"
+)
+
+// Options configures Load.
+type Options struct {
+	// DType is the element type of the weights, the activations and the KV
+	// cache on the device: F32, BF16 or F16. Zero means F32 on the "cpu"
+	// device, where exactness is what tests want, and BF16 elsewhere.
+	DType gpu.DType
+	// Context bounds the reads of an s3:// model; nil means Background.
+	Context context.Context
+}
+
+// DefaultOptions picks the dtype by device.
+func DefaultOptions() Options { return Options{} }
+
+// Validate reports Options Load would refuse.
+func (o Options) Validate() error {
+	if o.DType != 0 && !o.DType.IsFloat() {
+		return fmt.Errorf("model: Options.DType (%v) must be f32, bf16 or f16: %w", o.DType, ErrConfig)
+	}
+	return nil
+}
+
+// Model is a decoder-only transformer's weights on a device, with the
+// buffers of its forward pass. A Model follows its Device's threading rule:
+// one goroutine at a time.
+type Model struct {
+	cfg   Config
+	dtype gpu.DType
+	dev   gpu.Device
+	ops   gpu.Ops
+
+	embed, norm, lmHead *gpu.Tensor // lmHead is embed when tied
+	layers              []layer
+	weights             []*gpu.Tensor // every tensor Close frees
+
+	step   step
+	closed bool
+}
+
+// layer is one decoder block's weights; biases and q/k norms are nil when
+// the architecture has none. gate and up are merged into one [2·I, H]
+// weight so that one MatMul feeds SiLUMul.
+type layer struct {
+	inNorm, postNorm     *gpu.Tensor
+	q, k, v, o           *gpu.Tensor
+	qBias, kBias, vBias  *gpu.Tensor
+	oBias                *gpu.Tensor
+	qNorm, kNorm         *gpu.Tensor
+	gateUp, down         *gpu.Tensor
+	gateUpBias, downBias *gpu.Tensor
+}
+
+// Load reads a Hugging Face model directory (a local directory or an s3://
+// prefix: config.json, generation_config.json when present, and
+// model.safetensors or its sharded index) and uploads the weights to dev in
+// opts.DType. Close the Model to free them.
+func Load(dir string, dev gpu.Device, opts Options) (*Model, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	ctx := opts.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cfg, err := readConfig(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	dt := opts.DType
+	if dt == 0 {
+		dt = gpu.BF16
+		if dev.Name() == "cpu" {
+			dt = gpu.F32
+		}
+	}
+	ckpt, err := safetensors.OpenDir(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer ckpt.Close()
+	m := &Model{cfg: cfg, dtype: dt, dev: dev, ops: dev.Ops()}
+	l := &loader{m: m, ckpt: ckpt, used: map[string]bool{}}
+	if err := l.load(); err != nil {
+		m.free()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Config returns what Load read.
+func (m *Model) Config() Config { return m.cfg }
+
+// DType is the element type of the weights, activations and cache.
+func (m *Model) DType() gpu.DType { return m.dtype }
+
+// Device is the device holding the model.
+func (m *Model) Device() gpu.Device { return m.dev }
+
+// Close frees the weights and the step buffers; caches are freed by their
+// own Free. A second Close does nothing.
+func (m *Model) Close() error {
+	if m.closed {
+		return nil
+	}
+	m.free()
+	return nil
+}
+
+func (m *Model) free() {
+	m.closed = true
+	for _, t := range m.weights {
+		t.Free()
+	}
+	m.weights = nil
+	m.step.free()
+}
+
+// loader uploads one checkpoint's weights, converting their dtype on the
+// host through reused buffers.
+type loader struct {
+	m    *Model
+	ckpt *safetensors.Checkpoint
+	used map[string]bool
+	f32  []float32
+	out  []byte
+}
+
+func (l *loader) load() error {
+	c, m := l.m.cfg, l.m
+	h, qd, kvd := c.Hidden, c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	var err error
+	w := func(name string, shape ...int) *gpu.Tensor {
+		if err != nil {
+			return nil
+		}
+		var t *gpu.Tensor
+		t, err = l.tensor(name, shape...)
+		return t
+	}
+	opt := func(on bool, name string, shape ...int) *gpu.Tensor {
+		if !on {
+			return nil
+		}
+		return w(name, shape...)
+	}
+	m.embed = w("model.embed_tokens.weight", c.Vocab, h)
+	m.norm = w("model.norm.weight", h)
+	if c.TieEmbeddings {
+		m.lmHead = m.embed
+		l.used["lm_head.weight"] = true // transformers ties over a saved copy
+	} else {
+		m.lmHead = w("lm_head.weight", c.Vocab, h)
+	}
+	m.layers = make([]layer, c.Layers)
+	for i := range m.layers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		a := p + "self_attn."
+		ly := &m.layers[i]
+		ly.inNorm = w(p+"input_layernorm.weight", h)
+		ly.postNorm = w(p+"post_attention_layernorm.weight", h)
+		ly.q = w(a+"q_proj.weight", qd, h)
+		ly.k = w(a+"k_proj.weight", kvd, h)
+		ly.v = w(a+"v_proj.weight", kvd, h)
+		ly.o = w(a+"o_proj.weight", h, qd)
+		ly.qBias = opt(c.QKVBias, a+"q_proj.bias", qd)
+		ly.kBias = opt(c.QKVBias, a+"k_proj.bias", kvd)
+		ly.vBias = opt(c.QKVBias, a+"v_proj.bias", kvd)
+		ly.oBias = opt(c.OBias, a+"o_proj.bias", h)
+		ly.qNorm = opt(c.QKNorm, a+"q_norm.weight", c.HeadDim)
+		ly.kNorm = opt(c.QKNorm, a+"k_norm.weight", c.HeadDim)
+		if err == nil {
+			ly.gateUp, err = l.merged([]string{p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}, c.Intermediate, h)
+		}
+		if err == nil && c.MLPBias {
+			ly.gateUpBias, err = l.merged([]string{p + "mlp.gate_proj.bias", p + "mlp.up_proj.bias"}, c.Intermediate)
+		}
+		ly.down = w(p+"mlp.down_proj.weight", h, c.Intermediate)
+		ly.downBias = opt(c.MLPBias, p+"mlp.down_proj.bias", h)
+	}
+	if err != nil {
+		return err
+	}
+	for _, name := range l.ckpt.Names() {
+		if !l.used[name] && !strings.HasSuffix(name, "rotary_emb.inv_freq") {
+			return fmt.Errorf("model: %s: checkpoint tensor %q is not part of a %s with this config: %w",
+				l.ckpt.Dir(), name, c.Arch, ErrUnexpectedTensor)
+		}
+	}
+	return nil
+}
+
+// info finds a weight and checks its shape and dtype.
+func (l *loader) info(name string, shape ...int) (safetensors.TensorInfo, *safetensors.File, error) {
+	t, f, ok := l.ckpt.Tensor(name)
+	if !ok {
+		return t, nil, fmt.Errorf("model: %s: tensor %q is missing from the checkpoint: %w", l.ckpt.Dir(), name, ErrMissingTensor)
+	}
+	if !slices.Equal(t.Shape, shape) {
+		return t, nil, fmt.Errorf("model: %s: tensor %q has shape %v, the config wants %v: %w", f.Path(), name, t.Shape, shape, ErrShape)
+	}
+	switch t.DType {
+	case safetensors.F32, safetensors.BF16, safetensors.F16:
+	default:
+		return t, nil, fmt.Errorf("model: %s: tensor %q has dtype %s, want F32, BF16 or F16: %w", f.Path(), name, t.DType, ErrShape)
+	}
+	l.used[name] = true
+	return t, f, nil
+}
+
+// tensor uploads one weight.
+func (l *loader) tensor(name string, shape ...int) (*gpu.Tensor, error) {
+	t, f, err := l.info(name, shape...)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := l.alloc(shape...)
+	if err != nil {
+		return nil, err
+	}
+	return dst, l.upload(dst, f, t)
+}
+
+// merged uploads weights of one shape stacked along dimension 0.
+func (l *loader) merged(names []string, shape ...int) (*gpu.Tensor, error) {
+	all := slices.Clone(shape)
+	all[0] *= len(names)
+	dst, err := l.alloc(all...)
+	if err != nil {
+		return nil, err
+	}
+	for i, name := range names {
+		t, f, err := l.info(name, shape...)
+		if err != nil {
+			return nil, err
+		}
+		part, err := dst.Slice(i*shape[0], (i+1)*shape[0])
+		if err != nil {
+			return nil, err
+		}
+		if err := l.upload(part, f, t); err != nil {
+			return nil, err
+		}
+	}
+	return dst, nil
+}
+
+func (l *loader) alloc(shape ...int) (*gpu.Tensor, error) {
+	t, err := l.m.dev.Alloc(l.m.dtype, shape...)
+	if err != nil {
+		return nil, fmt.Errorf("model: allocating %v weights: %w", shape, err)
+	}
+	l.m.weights = append(l.m.weights, t)
+	return t, nil
+}
+
+// upload copies a checkpoint tensor into dst: the mapped bytes themselves
+// when the dtypes agree, else converted through float32.
+func (l *loader) upload(dst *gpu.Tensor, f *safetensors.File, t safetensors.TensorInfo) error {
+	src, err := f.Data(t.Name)
+	if err != nil {
+		return err
+	}
+	if dtypeOf(t.DType) != dst.DType() {
+		src = l.convert(src, t.DType, dst.DType())
+	}
+	if err := l.m.dev.Upload(dst, src); err != nil {
+		return fmt.Errorf("model: uploading %q: %w", t.Name, err)
+	}
+	return nil
+}
+
+func dtypeOf(d safetensors.DType) gpu.DType {
+	switch d {
+	case safetensors.F32:
+		return gpu.F32
+	case safetensors.BF16:
+		return gpu.BF16
+	case safetensors.F16:
+		return gpu.F16
+	}
+	return 0
+}
+
+// convert re-encodes little-endian src of dtype from as to, rounding to
+// nearest even as torch's .to() does.
+func (l *loader) convert(src []byte, from safetensors.DType, to gpu.DType) []byte {
+	n := len(src) / safetensors.DType(from).Size()
+	l.f32 = slices.Grow(l.f32[:0], n)[:n]
+	le := binary.LittleEndian
+	for i := range l.f32 {
+		switch from {
+		case safetensors.F32:
+			l.f32[i] = math.Float32frombits(le.Uint32(src[4*i:]))
+		case safetensors.BF16:
+			l.f32[i] = gpu.BFloat16(le.Uint16(src[2*i:])).Float32()
+		default:
+			l.f32[i] = gpu.Float16(le.Uint16(src[2*i:])).Float32()
+		}
+	}
+	out := slices.Grow(l.out[:0], n*to.Size())[:n*to.Size()]
+	for i, f := range l.f32 {
+		switch to {
+		case gpu.F32:
+			le.PutUint32(out[4*i:], math.Float32bits(f))
+		case gpu.BF16:
+			le.PutUint16(out[2*i:], uint16(gpu.ToBFloat16(f)))
+		default:
+			le.PutUint16(out[2*i:], uint16(gpu.ToFloat16(f)))
+		}
+	}
+	l.out = out
+	return out
+}
