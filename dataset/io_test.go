@@ -378,3 +378,34 @@ func TestCancelledWriteLeavesNothing(t *testing.T) {
 		t.Fatalf("a cancelled job left %v", files)
 	}
 }
+
+// TestOptimizerRules pins the optimizer's rewrites, one golden file each.
+func TestOptimizerRules(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := dataset.FromItems(sales(10)).WriteParquet(context.Background(), dir, dataset.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src := dataset.ReadParquet(dir)
+	users := dataset.FromItems([]struct {
+		ID   int64  `sluice:"user_id"`
+		Name string `sluice:"name"`
+	}{{1, "a"}})
+	for name, d := range map[string]*dataset.Dataset{
+		// A filter over left columns runs before the join, in the scan.
+		"filter-through-join": src.Join(users, dataset.JoinOptions{On: []string{"user_id"}}).Filter("price > 5 AND name = 'a'"),
+		// A filter and a limit reach each side of a union.
+		"union": src.Union(src).Filter("qty = 2").Limit(4),
+		// A filter on group keys runs before the aggregate.
+		"filter-through-groupby": src.GroupBy("category").Agg(dataset.Sum("price")).Filter("category = 'c1'"),
+		// Select and Rename fold into the projection below; Count prunes every column.
+		"fuse-projects": src.WithColumn("revenue", "price * qty").Rename(map[string]string{"revenue": "r"}).Select("id", "r"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := d.Explain()
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, "optimizer-"+name, strings.ReplaceAll(got, dir, "DIR"))
+		})
+	}
+}

@@ -112,3 +112,39 @@ func BenchmarkFilter(b *testing.B) {
 	}
 	reportCPU(b, cpu)
 }
+
+// BenchmarkFilterPredicateDict is the filter over a dictionary-encoded
+// category column, as Parquet scans produce.
+func BenchmarkFilterPredicateDict(b *testing.B) {
+	mem := memory.NewGoAllocator()
+	rec := benchBatch(b, mem)
+	defer rec.Release()
+	dictType := &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int32, ValueType: arrow.BinaryTypes.String}
+	db := array.NewDictionaryBuilder(mem, dictType).(*array.BinaryDictionaryBuilder)
+	defer db.Release()
+	if err := db.AppendArray(rec.Column(2)); err != nil {
+		b.Fatal(err)
+	}
+	cat := db.NewArray()
+	defer cat.Release()
+	schema := arrow.NewSchema([]arrow.Field{rec.Schema().Field(0), {Name: "category", Type: dictType, Nullable: true}}, nil)
+	drec := array.NewRecordBatch(schema, []arrow.Array{rec.Column(0), cat}, rec.NumRows())
+	defer drec.Release()
+	bound, err := Compile("price > 50 AND category IN ('c1','c7','c9')", schema)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetBytes(benchRows)
+	b.ResetTimer()
+	cpu := cpuTime()
+	for b.Loop() {
+		out, err := bound.Eval(ctx, mem, drec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out.Release()
+	}
+	reportCPU(b, cpu)
+}

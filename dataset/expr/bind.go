@@ -146,7 +146,7 @@ func (b *binder) value(n node) node {
 	switch dt := n.typ(); dt.ID() {
 	case arrow.DICTIONARY:
 		vt := dt.(*arrow.DictionaryType).ValueType
-		return b.value(&fnNode{label: "decoding dictionary", kind: kindCast, args: []node{n}, dt: vt, null: n.nullable(), src: n.source(), run: decodeDictionary})
+		return b.value(&fnNode{label: labelDecode, kind: kindCast, args: []node{n}, dt: vt, null: n.nullable(), src: n.source(), run: decodeDictionary})
 	case arrow.LARGE_STRING:
 		return castNode(n, typString)
 	case arrow.DATE64:
@@ -750,7 +750,7 @@ func (b *binder) caseNode(e *Case, t arrow.DataType, conds, vals []node, hasElse
 		null = null || v.nullable()
 	}
 	args := append(append([]node{}, conds...), vals...)
-	return maybeFold(&fnNode{label: "CASE", args: args, dt: t, null: null, src: e, run: caseKernel(len(conds), hasElse, t)})
+	return maybeFold(&fnNode{label: "CASE", lenient: true, args: args, dt: t, null: null, src: e, run: caseKernel(len(conds), hasElse, t)})
 }
 
 func (b *binder) bindCast(e *Cast) (node, error) {

@@ -158,12 +158,19 @@ func And(preds ...*Bound) *Bound {
 	if len(preds) == 0 {
 		return nil
 	}
+	asBool := func(n node) node {
+		if isNullConst(n) {
+			return &constNode{sc: scalar.MakeNullScalar(typBool), src: n.source()}
+		}
+		return n
+	}
 	acc := preds[0]
 	for _, p := range preds[1:] {
 		src := &Binary{Op: OpAnd, X: acc.src, Y: p.src}
+		x, y := asBool(acc.root), asBool(p.root)
 		acc = &Bound{src: src, root: &fnNode{
-			label: "AND", kind: kindAnd, args: []node{acc.root, p.root}, dt: typBool,
-			null: acc.root.nullable() || p.root.nullable(), src: src, run: callCompute("and_kleene", nil),
+			label: "AND", kind: kindAnd, args: []node{x, y}, dt: typBool,
+			null: x.nullable() || y.nullable(), src: src, run: callCompute("and_kleene", nil),
 		}}
 	}
 	return acc

@@ -52,7 +52,7 @@ func castKernel(from, to arrow.DataType) kernel {
 			if ft.Unit == tt.Unit {
 				return retype(to)
 			}
-			return mapInt64(to, func(v int64) (int64, bool) { return convertUnit(v, ft.Unit, tt.Unit) })
+			return mapFixed(to, func(v int64) (int64, bool) { return convertUnit(v, ft.Unit, tt.Unit) })
 		case arrow.DATE32:
 			per := secondsPerDay * unitsPerSecond(tt.Unit)
 			return mapFixed(to, func(d int32) (int64, bool) { return mulChecked(int64(d), per) })
@@ -141,11 +141,6 @@ func convertUnit(v int64, from, to arrow.TimeUnit) (int64, bool) {
 		return mulChecked(v, tp/fp)
 	}
 	return floorDiv(v, fp/tp), true
-}
-
-// mapInt64 applies f to each valid int64-backed value.
-func mapInt64(to arrow.DataType, f func(int64) (int64, bool)) kernel {
-	return mapFixed(to, f)
 }
 
 // mapFixed builds a kernel applying f to each valid value of a

@@ -582,3 +582,36 @@ func TestConcurrentEval(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestDictionary runs every kind of node over a dictionary column, where
+// strict kernels take the per-dictionary-value path.
+func TestDictionary(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	rec := fixture(t, mem)
+	defer rec.Release()
+	for _, tc := range []struct {
+		src  string
+		want []any
+	}{
+		{"cat = 'c1'", []any{true, false, nil, true, false}},
+		{"cat IS NULL", []any{false, false, true, false, false}},
+		{"cat IS NOT NULL", []any{true, true, false, true, true}},
+		{"coalesce(cat, 'none')", []any{"c1", "c2", "none", "c1", "c3"}},
+		{"concat(cat, '!')", []any{"c1!", "c2!", "!", "c1!", "c3!"}},
+		{"CASE WHEN cat = 'c1' THEN 1 ELSE 0 END", []any{1, 0, 0, 1, 0}},
+		{"upper(cat)", []any{"C1", "C2", nil, "C1", "C3"}},
+		{"length(cat) + i", []any{3, 4, nil, -2, 7}},
+		{"cat IN ('c2', 'c3') OR i = 1", []any{true, true, nil, false, true}},
+		{"NOT cat BETWEEN 'c1' AND 'c2'", []any{false, false, nil, false, true}},
+	} {
+		_, got, err := evalValues(t, mem, rec, tc.src)
+		if err != nil {
+			t.Errorf("%s: %v", tc.src, err)
+			continue
+		}
+		if !sameValues(got, tc.want) {
+			t.Errorf("%s:\ngot  %v\nwant %v", tc.src, got, tc.want)
+		}
+	}
+}

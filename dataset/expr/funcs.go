@@ -199,7 +199,7 @@ func bindConcat(b *binder, c *Call, args []node) (node, error) {
 	if len(ns) == 0 {
 		return &constNode{sc: scalar.NewStringScalar(""), src: c}, nil
 	}
-	return maybeFold(&fnNode{label: c.Name, args: ns, dt: typString, src: c, run: concatKernel})
+	return maybeFold(&fnNode{label: c.Name, lenient: true, args: ns, dt: typString, src: c, run: concatKernel})
 }
 
 func bindStringPredicate(k kernel) func(*binder, *Call, []node) (node, error) {
@@ -341,7 +341,7 @@ func bindCoalesce(b *binder, c *Call, args []node) (node, error) {
 	for _, a := range ns {
 		null = null && a.nullable()
 	}
-	return maybeFold(&fnNode{label: c.Name, args: ns, dt: t, null: null, src: c, run: coalesceKernel(t)})
+	return maybeFold(&fnNode{label: c.Name, lenient: true, args: ns, dt: t, null: null, src: c, run: coalesceKernel(t)})
 }
 
 func bindDatePart(part datePart) func(*binder, *Call, []node) (node, error) {

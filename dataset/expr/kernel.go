@@ -244,21 +244,8 @@ func intersectValidity(mem memory.Allocator, n int, args ...compute.Datum) (buf 
 func newFixedOut[T fixed](mem memory.Allocator, n int) (*memory.Buffer, []T) {
 	buf := memory.NewResizableBuffer(mem)
 	var zero T
-	buf.Resize(n * int(sizeof(zero)))
+	buf.Resize(n * int(unsafe.Sizeof(zero)))
 	return buf, arrow.GetData[T](buf.Bytes())
-}
-
-func sizeof[T fixed](T) uintptr {
-	var z T
-	switch any(z).(type) {
-	case int8, uint8:
-		return 1
-	case int16, uint16:
-		return 2
-	case int32, uint32, float32:
-		return 4
-	}
-	return 8
 }
 
 // newBoolOut allocates a zeroed bitmap of n bits.

@@ -125,7 +125,19 @@ type fnNode struct {
 	// kindIn: the value set, and whether it holds NULL.
 	set     arrow.Array
 	setNull bool
+
+	// overDict, when set, is the index of the one non-constant argument,
+	// a dictionary being decoded: the kernel can then run over the
+	// dictionary's distinct values instead of every row.
+	overDict int
+	hasDict  bool
+	// lenient marks kernels that may turn a NULL input into a non-NULL
+	// output (CASE, coalesce, concat); with IS NULL, AND and OR they
+	// cannot run over a dictionary, whose NULL indices stay NULL.
+	lenient bool
 }
+
+const labelDecode = "decoding dictionary"
 
 func (n *fnNode) typ() arrow.DataType { return n.dt }
 func (n *fnNode) nullable() bool      { return n.null }
@@ -139,6 +151,11 @@ func (n *fnNode) eval(ec *evalCtx) (compute.Datum, error) {
 		a := array.MakeArrayOfNull(ec.mem, n.dt, 0)
 		defer a.Release()
 		return compute.NewDatum(a), nil
+	}
+	if n.hasDict {
+		if d, ok, err := n.evalOverDictionary(ec); ok || err != nil {
+			return d, err
+		}
 	}
 	var buf [4]compute.Datum
 	args := buf[:0]
@@ -155,6 +172,71 @@ func (n *fnNode) eval(ec *evalCtx) (compute.Datum, error) {
 		return nil, wrapEval(n.src.Pos(), n.label, err)
 	}
 	return out, nil
+}
+
+// evalOverDictionary runs the kernel over the dictionary of the argument
+// being decoded and gathers the results by index: a filter on a
+// dictionary-encoded category column then costs a few comparisons plus a
+// take, rather than a comparison per row. It declines (ok false) when the
+// dictionary is longer than the batch.
+func (n *fnNode) evalOverDictionary(ec *evalCtx) (d compute.Datum, ok bool, err error) {
+	dec := n.args[n.overDict].(*fnNode)
+	col, err := dec.args[0].eval(ec)
+	if err != nil {
+		return nil, false, err
+	}
+	defer col.Release()
+	cd, isArr := col.(*compute.ArrayDatum)
+	if !isArr {
+		return nil, false, nil
+	}
+	arr := cd.MakeArray()
+	defer arr.Release()
+	dict, isDict := arr.(*array.Dictionary)
+	if !isDict || dict.Dictionary().Len() > ec.n {
+		return nil, false, nil
+	}
+	values := dict.Dictionary()
+	args := make([]compute.Datum, len(n.args))
+	defer func() { releaseAll(args) }()
+	for i, a := range n.args {
+		if i == n.overDict {
+			args[i] = compute.NewDatum(values)
+			continue
+		}
+		if args[i], err = a.eval(ec); err != nil {
+			return nil, true, err
+		}
+	}
+	dec2 := *ec
+	dec2.n = values.Len()
+	var out compute.Datum
+	if dec2.n > 0 {
+		out, err = n.run(&dec2, args)
+	} else {
+		empty := array.MakeArrayOfNull(ec.mem, n.dt, 0)
+		out = compute.NewDatum(empty)
+		empty.Release()
+	}
+	if err != nil {
+		return nil, true, wrapEval(n.src.Pos(), n.label, err)
+	}
+	defer out.Release()
+	perValue, err := datumArray(ec.mem, out, dec2.n)
+	if err != nil {
+		return nil, true, err
+	}
+	defer perValue.Release()
+	if b, ok := perValue.(*array.Boolean); ok {
+		d, err := gatherBool(ec, b, dict.Indices())
+		return d, true, err
+	}
+	taken, err := compute.TakeArray(ec.ctx, perValue, dict.Indices())
+	if err != nil {
+		return nil, true, wrapEval(n.src.Pos(), n.label, err)
+	}
+	defer taken.Release()
+	return compute.NewDatum(taken), true, nil
 }
 
 // fold evaluates a node whose arguments are all constants, once, at bind
@@ -194,12 +276,25 @@ func fold(n node) (node, error) {
 	return &constNode{sc: sc, src: n.source()}, nil
 }
 
-// maybeFold folds n when every argument is constant.
+// maybeFold folds n when every argument is constant, and otherwise notes
+// whether n can run over a dictionary's values.
 func maybeFold(n *fnNode) (node, error) {
-	for _, a := range n.args {
-		if !isConst(a) {
-			return n, nil
+	nonConst := -1
+	for i, a := range n.args {
+		if isConst(a) {
+			continue
 		}
+		if nonConst >= 0 {
+			return n, nil // two varying arguments
+		}
+		nonConst = i
 	}
-	return fold(n)
+	if nonConst < 0 {
+		return fold(n)
+	}
+	strict := !n.lenient && n.kind != kindIsNull && n.kind != kindAnd && n.kind != kindOr
+	if d, ok := n.args[nonConst].(*fnNode); ok && strict && d.label == labelDecode && n.label != labelDecode {
+		n.overDict, n.hasDict = nonConst, true
+	}
+	return n, nil
 }

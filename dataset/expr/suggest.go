@@ -14,12 +14,9 @@ func suggest(name string, candidates []string) string {
 	best, bestD := "", 3
 	n := utf8.RuneCountInString(name)
 	for _, c := range candidates {
-		d := 0
+		d := 0 // a case-insensitive match beats any edit
 		if !strings.EqualFold(c, name) {
-			d = levenshtein(strings.ToLower(name), strings.ToLower(c))
-			if d == 0 {
-				d = 1 // equal ignoring case is handled above; differs by case only in runes ToLower maps oddly
-			}
+			d = max(levenshtein(strings.ToLower(name), strings.ToLower(c)), 1)
 			if d >= n {
 				continue
 			}

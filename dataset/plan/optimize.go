@@ -23,7 +23,41 @@ func Optimize(n Node) (Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return prune(n, nil)
+	if n, err = prune(n, nil); err != nil {
+		return nil, err
+	}
+	return fuseProjects(n)
+}
+
+// fuseProjects folds a projection that only picks and renames columns
+// (Select, Drop, Rename) into the projection below it, so each row is
+// projected once.
+func fuseProjects(n Node) (Node, error) {
+	n, err := mapChildren(n, fuseProjects)
+	if err != nil {
+		return nil, err
+	}
+	outer, ok := n.(*Project)
+	if !ok {
+		return n, nil
+	}
+	inner, ok := outer.Input.(*Project)
+	if !ok {
+		return n, nil
+	}
+	cols := make([]Column, len(outer.Columns))
+	for i, c := range outer.Columns {
+		src, ok := outer.IsRename(i)
+		if !ok {
+			return n, nil
+		}
+		j := slices.IndexFunc(inner.Columns, func(ic Column) bool { return ic.Name == src })
+		if j < 0 {
+			return n, nil
+		}
+		cols[i] = Column{Name: c.Name, Expr: inner.Columns[j].Expr}
+	}
+	return NewProject(inner.Input, cols), nil
 }
 
 // rebind binds an expression again against another schema by its canonical text.
@@ -96,7 +130,14 @@ func pushFilters(n Node) (Node, error) {
 	if !ok {
 		return n, nil
 	}
-	return pushFilter(f.Pred, f.Input)
+	// Each conjunct goes as deep as its own columns allow.
+	in := f.Input
+	for _, c := range expr.Conjuncts(f.Pred) {
+		if in, err = pushFilter(c, in); err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
 }
 
 // pushFilter places pred as deep under input as it can go and returns the result.
