@@ -185,9 +185,20 @@ func (b *budget) release(n int64) {
 	}
 	b.mu.Lock()
 	b.used -= n
+	b.broadcast()
+	b.mu.Unlock()
+}
+
+// wake makes every waiter look again, for a reason other than released bytes.
+func (b *budget) wake() {
+	b.mu.Lock()
+	b.broadcast()
+	b.mu.Unlock()
+}
+
+func (b *budget) broadcast() {
 	close(b.cond)
 	b.cond = make(chan struct{})
-	b.mu.Unlock()
 }
 
 func (b *budget) notePeak() {

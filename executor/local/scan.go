@@ -13,8 +13,13 @@ import (
 	"github.com/sluicehq/sluice/dataset/expr"
 	"github.com/sluicehq/sluice/dataset/format"
 	"github.com/sluicehq/sluice/dataset/plan"
+	"github.com/sluicehq/sluice/internal/kernel"
 	"github.com/sluicehq/sluice/storage"
 )
+
+// slotBatches is how many batches a task ahead of the ordered collector may
+// queue (within the memory budget).
+const slotBatches = 64
 
 type scanOp struct {
 	node *plan.Scan
@@ -77,10 +82,16 @@ func (x *exec) runTasks(ctx context.Context, out chan<- block, n int, do func(ct
 		}
 		return g.Wait()
 	}
+	// Each task fills its own slot; the collector empties the slots in task
+	// order. Tasks ahead of the collector keep reading into their slots
+	// while the budget has room; the task the collector waits on (the head)
+	// never waits on the budget, so a budget spent by tasks ahead cannot
+	// stall it.
 	slots := make([]chan block, n)
 	for i := range slots {
-		slots[i] = make(chan block, 1)
+		slots[i] = make(chan block, slotBatches)
 	}
+	var head atomic.Int64
 	defer func() { // what a failed run left behind
 		for _, s := range slots {
 		drain:
@@ -97,14 +108,27 @@ func (x *exec) runTasks(ctx context.Context, out chan<- block, n int, do func(ct
 			}
 		}
 	}()
+	emitTo := func(ctx context.Context, i int, rec arrow.RecordBatch) error {
+		size := kernel.BatchBytes(rec)
+		for head.Load() != int64(i) {
+			ok, wait := x.budget.tryAcquire(size)
+			if ok {
+				return x.send(ctx, slots[i], block{rec: rec, acct: size})
+			}
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				rec.Release()
+				return ctx.Err()
+			}
+		}
+		x.budget.adjust(size)
+		return x.send(ctx, slots[i], block{rec: rec, acct: size})
+	}
 	for range workers {
 		g.Go(func() error {
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				// Workers ahead of the collector hold at most a batch in
-				// hand and one in their slot; only the collector waits on
-				// the budget, so a full budget cannot stall the task it
-				// waits for.
-				err := do(ctx, i, func(rec arrow.RecordBatch) error { return x.send(ctx, slots[i], block{rec: rec}) })
+				err := do(ctx, i, func(rec arrow.RecordBatch) error { return emitTo(ctx, i, rec) })
 				close(slots[i])
 				if err != nil {
 					return err
@@ -114,9 +138,11 @@ func (x *exec) runTasks(ctx context.Context, out chan<- block, n int, do func(ct
 		})
 	}
 	g.Go(func() error {
-		for _, s := range slots {
+		for i, s := range slots {
+			head.Store(int64(i))
+			x.budget.wake() // a worker waiting on the budget may now be the head
 			for b := range s {
-				if err := x.produce(ctx, out, b.rec); err != nil {
+				if err := x.send(ctx, out, b); err != nil {
 					return err
 				}
 			}
