@@ -19,7 +19,7 @@ import (
 
 // slotBatches is how many batches a task ahead of the ordered collector may
 // queue (within the memory budget).
-const slotBatches = 64
+const slotBatches = 16
 
 type scanOp struct {
 	node *plan.Scan

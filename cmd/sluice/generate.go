@@ -1,0 +1,368 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+
+	"github.com/sluicehq/sluice/gpu"
+	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/model"
+	"github.com/sluicehq/sluice/infer/tokenizer"
+)
+
+// Commands of the LLM engine: generate, and the infer/tiny-cpu benchmark.
+
+// strList is a repeatable string flag.
+type strList []string
+
+func (l *strList) String() string     { return strings.Join(*l, ",") }
+func (l *strList) Set(s string) error { *l = append(*l, s); return nil }
+
+// engineFlags are the model and engine options both commands take.
+type engineFlags struct {
+	model, tokenizer, device string
+	blockSize, numBlocks     int
+	maxModelLen, maxNumSeqs  int
+	maxBatched               int
+	noPrefixCaching          bool
+}
+
+func (o *engineFlags) declare(fs *flag.FlagSet) {
+	d := infer.DefaultConfig()
+	fs.StringVar(&o.model, "model", "", "model directory (config.json, *.safetensors; local or s3://)")
+	fs.StringVar(&o.tokenizer, "tokenizer", "", "directory of tokenizer.json when it is not the model's")
+	fs.StringVar(&o.device, "device", "auto", "device: auto, cpu or cuda")
+	fs.IntVar(&o.blockSize, "block-size", d.BlockSize, "KV cache block size in tokens")
+	fs.IntVar(&o.numBlocks, "num-blocks", 0, "KV cache blocks (0: from a 256 MiB budget)")
+	fs.IntVar(&o.maxModelLen, "max-model-len", 0, "max prompt plus output tokens (0: the model's)")
+	fs.IntVar(&o.maxNumSeqs, "max-num-seqs", d.MaxNumSeqs, "max sequences per step")
+	fs.IntVar(&o.maxBatched, "max-num-batched-tokens", d.MaxNumBatchedTokens, "max tokens per step")
+	fs.BoolVar(&o.noPrefixCaching, "no-prefix-caching", false, "disable automatic prefix caching")
+}
+
+// open loads the model and starts an engine; close both with the returned func.
+func (o *engineFlags) open() (*infer.Engine, *infer.Loaded, func() error, error) {
+	if o.model == "" {
+		return nil, nil, nil, fmt.Errorf("--model is required: %w", errUsage)
+	}
+	l, err := infer.Load(o.model, infer.LoadOptions{Device: o.device, Tokenizer: o.tokenizer})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg := infer.DefaultConfig()
+	cfg.BlockSize, cfg.NumBlocks, cfg.MaxModelLen = o.blockSize, o.numBlocks, o.maxModelLen
+	cfg.MaxNumSeqs, cfg.MaxNumBatchedTokens = o.maxNumSeqs, o.maxBatched
+	cfg.EnablePrefixCaching = !o.noPrefixCaching
+	e, err := infer.New(l.Runner, l.Tokenizer, cfg)
+	if err != nil {
+		return nil, nil, nil, errors.Join(err, l.Close())
+	}
+	return e, l, func() error { return errors.Join(e.Close(), l.Close()) }, nil
+}
+
+func parseIDs(s string) ([]int32, error) {
+	var ids []int32
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		v, err := strconv.ParseInt(f, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("token id %q: %w", f, err)
+		}
+		ids = append(ids, int32(v))
+	}
+	return ids, nil
+}
+
+func init() {
+	var g struct {
+		engineFlags
+		prompts, promptIDs, stops strList
+		chat                      bool
+		system                    string
+		params                    infer.SamplingParams
+		seed                      int64
+		stopIDs, output           string
+	}
+	register(&command{
+		name:    "generate",
+		args:    "",
+		summary: "complete prompts with an LLM; one JSON object per completion with --output json",
+		flags: func(fs *flag.FlagSet) {
+			g.engineFlags.declare(fs)
+			d := infer.DefaultSamplingParams()
+			fs.Var(&g.prompts, "prompt", "a text prompt (repeatable)")
+			fs.Var(&g.promptIDs, "prompt-ids", "a prompt as comma-separated token ids, 1,2,3 (repeatable)")
+			fs.BoolVar(&g.chat, "chat", false, "render text prompts as a user message with the tokenizer's chat template")
+			fs.StringVar(&g.system, "system", "", "a system message before the prompt, with --chat")
+			fs.IntVar(&g.params.MaxTokens, "max-tokens", d.MaxTokens, "max tokens per completion")
+			fs.IntVar(&g.params.MinTokens, "min-tokens", 0, "tokens before EOS or a stop may end a completion")
+			fs.Float64Var(&g.params.Temperature, "temperature", d.Temperature, "sampling temperature; 0 is greedy")
+			fs.Float64Var(&g.params.TopP, "top-p", d.TopP, "nucleus sampling probability mass")
+			fs.IntVar(&g.params.TopK, "top-k", 0, "sample from the k likeliest tokens (0: all)")
+			fs.Float64Var(&g.params.MinP, "min-p", 0, "drop tokens less likely than min-p times the likeliest")
+			fs.Float64Var(&g.params.PresencePenalty, "presence-penalty", 0, "presence penalty in [-2, 2]")
+			fs.Float64Var(&g.params.FrequencyPenalty, "frequency-penalty", 0, "frequency penalty in [-2, 2]")
+			fs.Float64Var(&g.params.RepetitionPenalty, "repetition-penalty", 1, "repetition penalty (1: none)")
+			fs.IntVar(&g.params.N, "n", 1, "completions per prompt")
+			fs.Func("seed", "seed of the sampling (default: unseeded)", func(s string) error {
+				v, err := strconv.ParseInt(s, 10, 64)
+				g.seed, g.params.Seed = v, &g.seed
+				return err
+			})
+			fs.Var(&g.stops, "stop", "a stop string (repeatable)")
+			fs.StringVar(&g.stopIDs, "stop-token-ids", "", "comma-separated ids that end a completion")
+			fs.BoolVar(&g.params.IgnoreEOS, "ignore-eos", false, "generate past EOS")
+			fs.IntVar(&g.params.Logprobs, "logprobs", 0, "return the log-probabilities of the n likeliest tokens")
+			fs.StringVar(&g.output, "output", "text", "output: text or json (one object per completion)")
+		},
+		run: func(ctx context.Context, env *env, args []string) error {
+			if len(args) > 0 || len(g.prompts)+len(g.promptIDs) == 0 {
+				return fmt.Errorf("give --prompt or --prompt-ids: %w", errUsage)
+			}
+			if g.output != "text" && g.output != "json" {
+				return fmt.Errorf("--output must be text or json, got %q", g.output)
+			}
+			p := g.params
+			p.Stop = g.stops
+			ids, err := parseIDs(g.stopIDs)
+			if err != nil {
+				return fmt.Errorf("--stop-token-ids: %w", err)
+			}
+			p.StopTokenIDs = ids
+			if err := p.Validate(); err != nil {
+				return err
+			}
+			var reqs []infer.Request
+			for _, s := range g.prompts {
+				r := infer.Request{Prompt: s, Params: p}
+				if g.chat {
+					r.Prompt = ""
+					if g.system != "" {
+						r.Messages = append(r.Messages, tokenizer.Message{Role: "system", Content: g.system})
+					}
+					r.Messages = append(r.Messages, tokenizer.Message{Role: "user", Content: s})
+				}
+				reqs = append(reqs, r)
+			}
+			for _, s := range g.promptIDs {
+				ids, err := parseIDs(s)
+				if err != nil {
+					return fmt.Errorf("--prompt-ids: %w", err)
+				}
+				reqs = append(reqs, infer.Request{PromptIDs: ids, Params: p})
+			}
+			e, _, closeAll, err := g.engineFlags.open()
+			if err != nil {
+				return err
+			}
+			comps, genErr := e.Generate(ctx, reqs)
+			enc := json.NewEncoder(env.stdout)
+			for _, c := range comps {
+				if c.Err != nil {
+					continue
+				}
+				if g.output == "text" {
+					fmt.Fprintln(env.stdout, c.Text)
+					continue
+				}
+				if c.TokenIDs == nil {
+					c.TokenIDs = []int32{}
+				}
+				if err := enc.Encode(struct {
+					PromptIndex int `json:"prompt_index"`
+					infer.Completion
+				}{c.Request, c}); err != nil {
+					genErr = errors.Join(genErr, err)
+				}
+			}
+			return errors.Join(genErr, closeAll())
+		},
+	})
+
+	var b struct {
+		engineFlags
+		prompts, minLen, maxLen, maxTokens int
+		seed                               uint64
+		output                             string
+	}
+	register(&command{
+		name: "bench infer",
+		summary: "the infer/tiny-cpu workload: greedy completions of seeded random prompts; " +
+			"output tokens/s, and the GEMM rate against gonum's on the model's shapes",
+		flags: func(fs *flag.FlagSet) {
+			b.engineFlags.declare(fs)
+			fs.IntVar(&b.prompts, "prompts", 64, "number of prompts")
+			fs.IntVar(&b.minLen, "min-len", 32, "shortest prompt in tokens")
+			fs.IntVar(&b.maxLen, "max-len", 128, "longest prompt in tokens")
+			fs.IntVar(&b.maxTokens, "max-tokens", 64, "output tokens per prompt (EOS ignored)")
+			fs.Uint64Var(&b.seed, "seed", 1, "seed of the prompts")
+			fs.StringVar(&b.output, "output", "text", "output: text or json")
+		},
+		run: func(ctx context.Context, env *env, args []string) error {
+			if len(args) > 0 || b.minLen < 1 || b.maxLen < b.minLen || b.prompts < 1 || b.maxTokens < 1 {
+				return errUsage
+			}
+			e, l, closeAll, err := b.engineFlags.open()
+			if err != nil {
+				return err
+			}
+			res, err := benchInfer(ctx, e, l, b.prompts, b.minLen, b.maxLen, b.maxTokens, b.seed)
+			err = errors.Join(err, closeAll())
+			if err != nil {
+				return err
+			}
+			if b.output == "json" {
+				return json.NewEncoder(env.stdout).Encode(res)
+			}
+			fmt.Fprintf(env.stdout, "infer/tiny-cpu: %d prompts (%d tokens), %d output tokens in %.2fs: %.1f output tokens/s\n",
+				res.Prompts, res.PromptTokens, res.OutputTokens, res.Seconds, res.OutputTokensPerSec)
+			fmt.Fprintf(env.stdout, "  %d steps, %d preemptions; model matmuls %.2f GFLOP/s (estimated)\n",
+				res.Steps, res.Preemptions, res.ModelGFLOPS)
+			fmt.Fprintf(env.stdout, "  GEMM %s on %s: %.2f GFLOP/s; gonum Sgemm %.2f GFLOP/s (%d threads)\n",
+				res.GEMMShape, res.Device, res.GEMMGFLOPS, res.GonumGFLOPS, res.Threads)
+			return nil
+		},
+	})
+}
+
+// benchResult is what `bench infer` reports.
+type benchResult struct {
+	Prompts            int     `json:"prompts"`
+	PromptTokens       int     `json:"prompt_tokens"`
+	OutputTokens       int     `json:"output_tokens"`
+	Seconds            float64 `json:"seconds"`
+	OutputTokensPerSec float64 `json:"output_tokens_per_s"`
+	Steps              int64   `json:"steps"`
+	Preemptions        int64   `json:"preemptions"`
+	ModelGFLOPS        float64 `json:"model_gflops"`
+	Device             string  `json:"device"`
+	Threads            int     `json:"threads"`
+	GEMMShape          string  `json:"gemm_shape"`
+	GEMMGFLOPS         float64 `json:"gemm_gflops"`
+	GonumGFLOPS        float64 `json:"gonum_sgemm_gflops"`
+}
+
+func benchInfer(ctx context.Context, e *infer.Engine, l *infer.Loaded, n, minLen, maxLen, maxTokens int, seed uint64) (*benchResult, error) {
+	mc := l.Model.Config()
+	rng := rand.New(rand.NewPCG(seed, 0x7e57))
+	reqs := make([]infer.Request, n)
+	res := &benchResult{Prompts: n, Device: l.Model.Device().Name(), Threads: runtime.GOMAXPROCS(0)}
+	for i := range reqs {
+		ids := make([]int32, minLen+rng.IntN(maxLen-minLen+1))
+		for j := range ids {
+			ids[j] = int32(rng.IntN(mc.Vocab))
+		}
+		res.PromptTokens += len(ids)
+		reqs[i] = infer.Request{PromptIDs: ids, Params: infer.SamplingParams{MaxTokens: maxTokens, IgnoreEOS: true}}
+	}
+	// One short warm-up request grows the model's step buffers.
+	if _, err := e.Generate(ctx, []infer.Request{{PromptIDs: reqs[0].PromptIDs[:1], Params: infer.SamplingParams{MaxTokens: 2}}}); err != nil {
+		return nil, err
+	}
+	before := e.Stats()
+	start := time.Now()
+	comps, err := e.Generate(ctx, reqs)
+	if err != nil {
+		return nil, err
+	}
+	res.Seconds = time.Since(start).Seconds()
+	for _, c := range comps {
+		res.OutputTokens += c.CompletionTokens
+	}
+	st := e.Stats()
+	res.Steps, res.Preemptions = st.Steps-before.Steps, st.Preemptions-before.Preemptions
+	res.OutputTokensPerSec = float64(res.OutputTokens) / res.Seconds
+	// Matmul FLOPs: every computed token through every layer's projections,
+	// and the LM head for every sampled token.
+	q, kv := mc.Heads*mc.HeadDim, mc.KVHeads*mc.HeadDim
+	perToken := float64(mc.Layers) * float64(mc.Hidden*(q+2*kv)+q*mc.Hidden+3*mc.Hidden*mc.Intermediate)
+	computed := float64(st.BatchedTokens - before.BatchedTokens)
+	res.ModelGFLOPS = 2 * (computed*perToken + float64(res.OutputTokens)*float64(mc.Vocab*mc.Hidden)) / res.Seconds / 1e9
+
+	// The GEMM of the model's MLP up projection for a decode batch of n
+	// sequences, on the device and with gonum, in this run.
+	m, nn, k := n, mc.Intermediate, mc.Hidden
+	res.GEMMShape = fmt.Sprintf("m%d n%d k%d", m, nn, k)
+	if res.GEMMGFLOPS, err = deviceGEMM(l.Model, m, nn, k); err != nil {
+		return nil, err
+	}
+	res.GonumGFLOPS = gonumGEMM(m, nn, k)
+	return res, nil
+}
+
+// timeGFLOPS runs f for about half a second and returns its GFLOP/s.
+func timeGFLOPS(flops float64, f func() error) (float64, error) {
+	if err := f(); err != nil {
+		return 0, err
+	}
+	iters, start := 0, time.Now()
+	for time.Since(start) < 500*time.Millisecond {
+		if err := f(); err != nil {
+			return 0, err
+		}
+		iters++
+	}
+	return flops * float64(iters) / time.Since(start).Seconds() / 1e9, nil
+}
+
+func benchFloats(n int) []float32 {
+	r := rand.New(rand.NewPCG(1, 2))
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = r.Float32()*2 - 1
+	}
+	return v
+}
+
+func deviceGEMM(m *model.Model, rows, n, k int) (float64, error) {
+	dev := m.Device()
+	a, err := gpu.FromHost(dev, benchFloats(rows*k), rows, k)
+	if err != nil {
+		return 0, err
+	}
+	defer a.Free()
+	w, err := dev.Alloc(m.DType(), n, k)
+	if err != nil {
+		return 0, err
+	}
+	defer w.Free()
+	if err := gpu.UploadF32(w, benchFloats(n*k)); err != nil {
+		return 0, err
+	}
+	c, err := dev.Alloc(gpu.F32, rows, n)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Free()
+	ops := dev.Ops()
+	return timeGFLOPS(2*float64(rows*n*k), func() error {
+		if err := ops.MatMul(c, a, w, nil); err != nil {
+			return err
+		}
+		return dev.Sync()
+	})
+}
+
+func gonumGEMM(m, n, k int) float64 {
+	a, w, c := benchFloats(m*k), benchFloats(n*k), make([]float32, m*n)
+	var impl gonum.Implementation
+	g, _ := timeGFLOPS(2*float64(m*n*k), func() error {
+		impl.Sgemm(blas.NoTrans, blas.Trans, m, n, k, 1, a, k, w, k, 0, c, n)
+		return nil
+	})
+	return g
+}
