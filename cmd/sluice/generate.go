@@ -102,6 +102,9 @@ func init() {
 		args:    "",
 		summary: "complete prompts with an LLM; one JSON object per completion with --output json",
 		flags: func(fs *flag.FlagSet) {
+			// fs.Var and fs.Func set no default: clear what a previous
+			// in-process run left.
+			g.prompts, g.promptIDs, g.stops, g.params.Seed = nil, nil, nil, nil
 			g.engineFlags.declare(fs)
 			d := infer.DefaultSamplingParams()
 			fs.Var(&g.prompts, "prompt", "a text prompt (repeatable)")

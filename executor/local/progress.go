@@ -27,6 +27,9 @@ func startProgress(ctx context.Context, w io.Writer, ops []*OpStats) func() {
 		bar := p.New(0, mpb.NopStyle(),
 			mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
 				rows := o.RowsOut.Load()
+				if rows == 0 { // a sink counts what it has received until it commits
+					rows = o.RowsIn.Load()
+				}
 				rate := float64(rows) / max(time.Since(start).Seconds(), 1e-3)
 				return fmt.Sprintf("%12d rows %10.0f rows/s %10s  %s", rows, rate, bytesText(o.BytesIn.Load()+o.BytesOut.Load()), trim(o.Name, 60))
 			})))
