@@ -204,8 +204,7 @@ func init() {
 	}
 	register(&command{
 		name: "bench infer",
-		summary: "the infer/tiny-cpu workload: greedy completions of seeded random prompts; " +
-			"output tokens/s, and the GEMM rate against gonum's on the model's shapes",
+		summary: "run the infer/tiny-cpu workload: output tokens/s, GEMM GFLOP/s against gonum",
 		flags: func(fs *flag.FlagSet) {
 			b.engineFlags.declare(fs)
 			fs.IntVar(&b.prompts, "prompts", 64, "number of prompts")

@@ -1,0 +1,108 @@
+package infer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sluicehq/sluice/gpu"
+	_ "github.com/sluicehq/sluice/gpu/cpu" // the device every machine has
+	"github.com/sluicehq/sluice/infer/model"
+	"github.com/sluicehq/sluice/infer/tokenizer"
+)
+
+// modelRunner adapts a *model.Model to Runner.
+type modelRunner struct {
+	m     *model.Model
+	batch model.Batch
+}
+
+var _ Runner = (*modelRunner)(nil)
+
+// FromModel returns a Runner over a loaded model. The model stays the
+// caller's to close, after the engines that use it.
+func FromModel(m *model.Model) Runner { return &modelRunner{m: m} }
+
+func (r *modelRunner) Spec() ModelSpec {
+	c := r.m.Config()
+	return ModelSpec{Vocab: c.Vocab, MaxPositions: c.MaxPositions, EOS: c.EOS}
+}
+
+func (r *modelRunner) NewCache(numBlocks, blockSize int) (KVCache, error) {
+	return r.m.NewCache(numBlocks, blockSize)
+}
+
+func (r *modelRunner) Forward(c KVCache, b *Batch) ([]float32, error) {
+	mc, ok := c.(*model.Cache)
+	if !ok {
+		return nil, fmt.Errorf("infer: Forward with a %T, not the model's cache", c)
+	}
+	seqs := r.batch.Seqs[:0]
+	for _, s := range b.Seqs {
+		seqs = append(seqs, model.SeqInput(s))
+	}
+	r.batch.Seqs = seqs
+	return r.m.Forward(mc, &r.batch)
+}
+
+// LoadOptions tune Load.
+type LoadOptions struct {
+	// Device is a gpu registry name: "auto" (the default), "cpu", "cuda".
+	Device string
+	// Model are the model package's options; the zero value picks the
+	// dtype by device.
+	Model model.Options
+	// Tokenizer is the directory of tokenizer.json; "" means the model
+	// directory, where a missing tokenizer.json leaves Loaded.Tokenizer nil.
+	Tokenizer string
+}
+
+// Loaded is a model loaded with its device and tokenizer, ready for New.
+type Loaded struct {
+	Model     *model.Model
+	Runner    Runner
+	Tokenizer *tokenizer.Tokenizer // nil when there is none
+	close     func() error         // nil: nothing to free
+}
+
+// Load opens the device, loads the model in dir (local or s3://) and its
+// tokenizer. Close the result after the engines that use it.
+func Load(dir string, opts LoadOptions) (*Loaded, error) {
+	name := opts.Device
+	if name == "" {
+		name = "auto"
+	}
+	var tok *tokenizer.Tokenizer
+	tdir := opts.Tokenizer
+	if tdir == "" && !strings.Contains(dir, "://") {
+		if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err == nil {
+			tdir = dir
+		}
+	}
+	if tdir != "" {
+		var err error
+		if tok, err = tokenizer.Load(tdir); err != nil {
+			return nil, fmt.Errorf("infer: loading the tokenizer of %s: %w", tdir, err)
+		}
+	}
+	dev, err := gpu.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
+	}
+	m, err := model.Load(dir, dev, opts.Model)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("infer: %w", err), dev.Close())
+	}
+	closeAll := func() error { return errors.Join(m.Close(), dev.Close()) }
+	return &Loaded{Model: m, Runner: FromModel(m), Tokenizer: tok, close: closeAll}, nil
+}
+
+// Close frees the model and closes its device.
+func (l *Loaded) Close() error {
+	if l.close == nil {
+		return nil
+	}
+	return l.close()
+}

@@ -1,0 +1,59 @@
+package infer
+
+// ModelSpec is what the engine needs to know about a model.
+type ModelSpec struct {
+	// Vocab is the number of logits per position.
+	Vocab int
+	// MaxPositions bounds prompt plus output length.
+	MaxPositions int
+	// EOS lists the ids that end a generation (generation_config.json's
+	// eos_token_id, which may be a list), unless a request sets IgnoreEOS.
+	EOS []int32
+}
+
+// SeqInput is one sequence's share of a forward pass.
+type SeqInput struct {
+	// Tokens are this step's new tokens: a prefill chunk or one decode token.
+	Tokens []int32
+	// StartPos is the position of Tokens[0], which is also the number of the
+	// sequence's tokens already in the cache.
+	StartPos int
+	// BlockTable lists the sequence's cache blocks, covering positions
+	// [0, StartPos+len(Tokens)); the runner writes the new tokens' keys and
+	// values into them and reads the earlier ones from them.
+	BlockTable []int32
+	// WantLogits asks for the logits after the last of Tokens.
+	WantLogits bool
+}
+
+// Batch is one forward pass over several sequences.
+type Batch struct{ Seqs []SeqInput }
+
+// Runner runs a model's forward pass over a paged KV cache.
+//
+// Threading: an Engine calls its Runner from one goroutine at a time (its
+// loop), never concurrently; Forward calls are in schedule order and
+// each sees the cache writes of the ones before it. Blocks named in a
+// BlockTable may be shared by several sequences (prefix caching); the
+// engine never asks a Runner to write into a block that another sequence
+// reads.
+type Runner interface {
+	// Spec describes the model.
+	Spec() ModelSpec
+	// NewCache allocates a KV cache of numBlocks blocks of blockSize
+	// tokens each; the engine frees it.
+	NewCache(numBlocks, blockSize int) (KVCache, error)
+	// Forward runs one step and returns the logits of the sequences that
+	// want them, [n_want × Vocab] row-major, in batch order. The returned
+	// slice is read before the next call, so a Runner may reuse it.
+	Forward(c KVCache, b *Batch) ([]float32, error)
+}
+
+// KVCache is a Runner's paged key/value cache.
+type KVCache interface {
+	// BytesPerBlock is the memory one block takes, for sizing the cache
+	// from a byte budget.
+	BytesPerBlock() int64
+	// Free releases the cache's memory.
+	Free() error
+}
