@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/dataset"
+	"github.com/sluicehq/sluice/infer"
 	"github.com/sluicehq/sluice/dataset/expr"
 	"github.com/sluicehq/sluice/dataset/format"
 	"github.com/sluicehq/sluice/dataset/plan"
@@ -338,6 +339,8 @@ func refs(s Step) (exprs, cols []string) {
 		}
 	case *Join:
 		cols = slices.Concat(s.On, s.LeftOn)
+	case *Infer:
+		cols = []string{s.Input}
 	}
 	return exprs, cols
 }
@@ -517,8 +520,19 @@ func compileJoin(c *compiler, s Step) {
 	}
 }
 
+// compileInfer adds the inference engine's dataset stage: the model is
+// loaded once per process, on the first batch that has rows, and every
+// batch's prompts join one continuous batch.
 func compileInfer(c *compiler, s Step) {
-	c.d = nil // reported by Parse; the output schema is unknown
+	st := s.(*Infer)
+	cfg := infer.StageConfig{Model: st.Model, Prompt: st.Input, Output: st.Output}
+	cfg.Params.MaxTokens = int(st.MaxTokens)
+	cfg.Params.Temperature = st.Temperature
+	if st.MaxTokens == 0 {
+		cfg.Params.MaxTokens = infer.DefaultSamplingParams().MaxTokens
+	}
+	next := c.d.MapBatches(infer.Generate(cfg), dataset.MapOptions{Name: "infer " + st.Model})
+	c.then(s, next, func(err error) { c.fail(err, st.node, st.path) })
 }
 
 func (c *compiler) write() *Job {

@@ -46,8 +46,8 @@
 // (MapBatches, which takes a Go function, has none). Aggregates are count
 // (of rows without a column), sum, mean (or avg), min, max and
 // count_distinct; an aggregate's output is named by as, or fn_column.
-// infer steps are accepted by the schema but fail validation until the
-// infer package provides the engine. Paths are local (relative to the
+// infer steps run package infer's dataset stage (the model is loaded once
+// per process; every batch joins one continuous batch). Paths are local (relative to the
 // current directory, not to the plan file) or s3:// URLs. JSONSchema gives
 // the format as a JSON Schema.
 //

@@ -3,8 +3,10 @@ package plans
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -166,8 +168,7 @@ type Join struct {
 	stepAt
 }
 
-// Infer generates text with an LLM; it fails validation until the infer
-// package provides the engine.
+// Infer generates text with an LLM for each row (package infer).
 type Infer struct {
 	Model, Input, Output string
 	MaxTokens            int64
@@ -545,7 +546,9 @@ func decodeInfer(d *decoder, n *yaml.Node, path string) Step {
 
 // stepLints are the checks of one step that need more than its spec.
 func (d *decoder) stepLints(s Step) {
-	if s, ok := s.(*Infer); ok {
-		d.errorf(s.node, s.path, "infer steps need the inference engine (not built yet)")
+	if s, ok := s.(*Infer); ok && !strings.Contains(s.Model, "://") && !strings.Contains(s.Model, "{{") {
+		if _, err := os.Stat(filepath.Join(s.Model, "config.json")); err != nil {
+			d.errorf(s.node, s.path+".model", "no model at %q: want a Hugging Face model directory with config.json", s.Model)
+		}
 	}
 }

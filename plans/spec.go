@@ -169,7 +169,7 @@ var stepDefs = sync.OnceValue(func() []*stepDef {
 				opt("right_on", columns("Key columns of the right side, matched in order to left_on.")),
 				opt("how", &spec{kind: kString, doc: "inner keeps matching rows only; left keeps every left row.", enum: []string{"inner", "left"}, def: "inner"}))},
 		{name: "infer", decode: decodeInfer, compile: compileInfer,
-			spec: object("Generate text with an LLM for each row (needs the inference engine, not built yet).",
+			spec: object("Generate text with an LLM for each row: adds the output column and prompt_tokens, completion_tokens, finish_reason.",
 				req("model", str("The model directory or name.")),
 				req("input", str("The column holding the prompt.")),
 				req("output", str("The column to write the completion to.")),
