@@ -469,3 +469,19 @@ func TestFlatMap(t *testing.T) {
 		t.Fatalf("ids %v, want %v", ids, want)
 	}
 }
+
+// Breaking out of Iter stops the run: over an endless source this returns.
+func TestIterBreakStops(t *testing.T) {
+	cfg, _ := testConfig(t)
+	n := 0
+	for rec, err := range dataset.Range(1 << 40).Configure(cfg).WithColumn("x", "id * 2").Iter(context.Background()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += int(rec.NumRows())
+		break
+	}
+	if n == 0 {
+		t.Fatal("no rows")
+	}
+}

@@ -284,8 +284,11 @@ func wrapOp(name string, err error) error {
 }
 
 // newStats registers an operator's counters for the summary.
-func (x *exec) newStats(n plan.Node) *OpStats {
-	s := &OpStats{Name: n.Describe()}
+func (x *exec) newStats(n plan.Node) *OpStats { return x.namedStats(n.Describe()) }
+
+// namedStats registers counters for an operator that has no plan node.
+func (x *exec) namedStats(name string) *OpStats {
+	s := &OpStats{Name: name}
 	x.mu.Lock()
 	x.ops = append(x.ops, s)
 	x.mu.Unlock()

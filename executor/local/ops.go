@@ -93,8 +93,7 @@ func (x *exec) compileChain(n plan.Node) (op, error) {
 		return nil, err
 	}
 	if m, ok := chain[len(chain)-1].(*plan.MapBatches); ok && m.BatchRows > 0 {
-		in = &rebatchOp{rows: m.BatchRows, in: in, st: x.newStats(&plan.Limit{Input: m, N: -1})}
-		in.stats().Name = fmt.Sprintf("Rebatch %d", m.BatchRows)
+		in = &rebatchOp{rows: m.BatchRows, in: in, st: x.namedStats(fmt.Sprintf("Rebatch %d", m.BatchRows))}
 	}
 	m := &mapOp{in: in, conc: x.cfg.Concurrency}
 	names := ""
@@ -112,8 +111,7 @@ func (x *exec) compileChain(n plan.Node) (op, error) {
 		}
 		names += chain[i].Describe()
 	}
-	m.st = x.newStats(n)
-	m.st.Name = names
+	m.st = x.namedStats(names)
 	return m, nil
 }
 

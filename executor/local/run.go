@@ -30,6 +30,8 @@ func Run(ctx context.Context, root plan.Node, cfg Config, fn func(arrow.RecordBa
 	}
 	start := time.Now()
 	stopProgress := startProgress(ctx, cfg.Progress, x.ops)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	out := x.start(gctx, g, top)
 	var rows int64
@@ -37,21 +39,11 @@ func Run(ctx context.Context, root plan.Node, cfg Config, fn func(arrow.RecordBa
 	for b := range out {
 		if fnErr == nil && fn != nil {
 			rows += b.rec.NumRows()
-			fnErr = fn(b.rec)
-			if fnErr != nil {
-				x.drop(b)
-				break
+			if fnErr = fn(b.rec); fnErr != nil {
+				cancel() // the consumer is done: stop the producers
 			}
 		}
 		x.drop(b)
-	}
-	if fnErr != nil {
-		// Stop the producers; their error is the consumer's doing.
-		go func() {
-			for b := range out {
-				x.drop(b)
-			}
-		}()
 	}
 	err = g.Wait()
 	x.drain()
@@ -59,17 +51,10 @@ func Run(ctx context.Context, root plan.Node, cfg Config, fn func(arrow.RecordBa
 	if fnErr != nil {
 		err = fnErr
 	}
-	st := &Stats{Ops: x.ops, Wall: time.Since(start), PeakBudget: x.budget.peak.Load(), Files: x.written, Rows: rows}
-	if w, ok := root.(*plan.Write); ok && err == nil {
-		_ = w
-		rows = 0
-		for _, o := range x.ops {
-			if strings.HasPrefix(o.Name, "Write ") {
-				rows += o.RowsOut.Load()
-			}
-		}
-		st.Rows = rows
+	if w, ok := top.(*writeOp); ok {
+		rows = w.st.RowsOut.Load()
 	}
+	st := &Stats{Ops: x.ops, Wall: time.Since(start), PeakBudget: x.budget.peak.Load(), Files: x.written, Rows: rows}
 	return st, err
 }
 
