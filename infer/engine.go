@@ -260,9 +260,35 @@ func (e *Engine) loop() {
 			e.failAll(ErrClosed)
 			return
 		}
+		e.abortCancelled()
 		if e.sched.HasWork() {
 			e.step()
 		}
+	}
+}
+
+// abortCancelled ends the requests whose context has ended. The callers'
+// watchers also ask for this, but asynchronously: checking here makes a
+// cancellation take effect at the next step whatever the goroutines'
+// timing.
+func (e *Engine) abortCancelled() {
+	var done []*request
+	seen := map[*request]bool{}
+	for _, list := range [][]*Sequence{e.sched.running, e.sched.waiting} {
+		for _, seq := range list {
+			if r := seq.x.req; !seen[r] {
+				seen[r] = true
+				if r.ctx != nil && r.ctx.Err() != nil {
+					done = append(done, r)
+				}
+			}
+		}
+	}
+	for _, r := range done {
+		if r.abortErr == nil {
+			r.abortErr = r.ctx.Err()
+		}
+		e.finishRequest(r, FinishAbort, r.abortErr)
 	}
 }
 

@@ -36,7 +36,8 @@ type request struct {
 	seqs     []*Sequence
 	open     int // sequences not yet completed
 	sink     sink
-	abortErr error // set before abort
+	abortErr error           // set before abort
+	ctx      context.Context // the caller's; the loop checks it before every step
 }
 
 // seqExtra is what the engine keeps per sequence for sampling and output.
@@ -172,6 +173,9 @@ func (e *Engine) Generate(ctx context.Context, reqs []Request) ([]Completion, er
 	var errs []error
 	for i, r := range reqs {
 		rq, err := e.prepare(r, i, g)
+		if rq != nil {
+			rq.ctx = ctx
+		}
 		if err != nil {
 			g.out[i] = []Completion{{RequestID: r.ID, Request: i, Err: err}}
 			errs = append(errs, fmt.Errorf("request %d: %w", i, err))
@@ -244,6 +248,7 @@ func (e *Engine) Submit(ctx context.Context, r Request) (<-chan Output, error) {
 	if err != nil {
 		return nil, err
 	}
+	rq.ctx = ctx
 	st.open = rq.params.N
 	if err := e.enqueue(rq); err != nil {
 		return nil, err
