@@ -219,6 +219,13 @@ func (e *Engine) Close() error {
 	return errors.Join(leak, e.cache.Free())
 }
 
+// isClosing reports whether Close has begun.
+func (e *Engine) isClosing() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closing
+}
+
 // enqueue hands requests to the loop.
 func (e *Engine) enqueue(rs ...*request) error {
 	e.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -530,6 +531,9 @@ func TestClose(t *testing.T) {
 	<-reached
 	closed := make(chan error)
 	go func() { closed <- e.Close() }()
+	for !e.isClosing() { // Close must have begun before the step is let go
+		runtime.Gosched()
+	}
 	close(release)
 	if err := <-closed; err != nil {
 		t.Fatal(err)
