@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/dataset/format"
+	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/executor/local"
 )
 
@@ -407,5 +408,32 @@ func TestOptimizerRules(t *testing.T) {
 			}
 			checkGolden(t, "optimizer-"+name, strings.ReplaceAll(got, dir, "DIR"))
 		})
+	}
+}
+
+// Counting Parquet rows reads footers only.
+func TestCountFromFooters(t *testing.T) {
+	cfg, _ := testConfig(t)
+	dir := t.TempDir()
+	if _, err := dataset.Range(1_000_000).Configure(cfg).WithColumn("x", "id * 7919 % 1000003").WriteParquet(context.Background(), dir, dataset.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	for _, f := range listFiles(t, dir) {
+		fi, _ := os.Stat(filepath.Join(dir, f))
+		size += fi.Size()
+	}
+	d := dataset.ReadParquet(dir).Configure(cfg)
+	n, err := d.Count(context.Background())
+	if err != nil || n != 1_000_000 {
+		t.Fatalf("count %d, %v", n, err)
+	}
+	// The same plan Count runs, with its stats: far fewer bytes than the files.
+	st, err := dataset.Run(context.Background(), plan.NewProject(d.Plan(), nil), cfg, func(arrow.RecordBatch) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read := st.Ops[0].BytesIn.Load(); read*4 > size {
+		t.Fatalf("counting read %d bytes of %d", read, size)
 	}
 }

@@ -190,7 +190,9 @@ func newScanReader(n *plan.Scan) (*scanReader, error) {
 			fields = append(fields, f)
 		}
 	}
-	if len(r.opts.Columns) == 0 && n.FileSchema.NumFields() > 0 {
+	// With no column needed, Parquet counts rows from its footer; the
+	// text formats must parse a column to count lines.
+	if len(r.opts.Columns) == 0 && n.FileSchema.NumFields() > 0 && n.Format.Name() != "parquet" {
 		r.read1 = true
 		r.opts.Columns = []string{n.FileSchema.Field(0).Name}
 	}

@@ -1,0 +1,270 @@
+// Package api holds the coordinators' HTTP/JSON wire types and the client
+// that the CLI and the workers use. Every call carries the shared bearer
+// token; any coordinator answers any call (followers forward writes to the
+// leader).
+//
+//	POST /v1/jobs                  SubmitRequest → IDResponse
+//	GET  /v1/jobs                  → []state.Job
+//	GET  /v1/jobs/{id}             → JobStatus
+//	POST /v1/jobs/{id}/cancel      → IDResponse
+//	POST /v1/workers               RegisterRequest → IDResponse
+//	POST /v1/workers/{id}/heartbeat → HeartbeatResponse
+//	POST /v1/tasks/{id}/start      TaskReport → IDResponse
+//	POST /v1/tasks/{id}/finish     TaskReport → IDResponse
+//	POST /v1/cluster/join          JoinRequest → IDResponse
+//	GET  /v1/cluster               → ClusterStatus
+//	GET  /metrics                  Prometheus text
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/executor/cluster/state"
+)
+
+// Errors of the client.
+var (
+	ErrUnauthorized = errors.New("api: unauthorized (check the token)")
+	ErrNotFound     = errors.New("api: not found")
+	ErrUnavailable  = errors.New("api: no coordinator answered")
+	ErrConflict     = errors.New("api: conflict") // a stale task report
+)
+
+// MaxBody is the largest request body a coordinator reads.
+const MaxBody = 4 << 20
+
+// SubmitRequest submits a plan file.
+type SubmitRequest struct {
+	RequestID  string            `json:"request_id"`
+	File       string            `json:"file"`
+	Plan       string            `json:"plan"`
+	Params     map[string]string `json:"params,omitempty"`
+	MaxRetries int               `json:"max_retries"`
+	Needs      state.Resources   `json:"needs"`
+	Locality   string            `json:"locality,omitempty"`
+}
+
+// IDResponse answers a write with the id it made or touched. Kind is
+// "job" or "schedule" for a submit.
+type IDResponse struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind,omitempty"`
+}
+
+// ErrorResponse is the body of every error status.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
+
+// JobStatus is a job with its tasks.
+type JobStatus struct {
+	Job   state.Job    `json:"job"`
+	Tasks []state.Task `json:"tasks"`
+}
+
+// RegisterRequest registers a worker.
+type RegisterRequest struct {
+	RequestID string          `json:"request_id"`
+	ID        string          `json:"id"`
+	Addr      string          `json:"addr"`
+	Resources state.Resources `json:"resources"`
+}
+
+// HeartbeatResponse lists the tasks assigned to or running on the worker;
+// a task it runs that is missing was cancelled or moved.
+type HeartbeatResponse struct {
+	Tasks []Assignment `json:"tasks"`
+}
+
+// Assignment is a task with what a worker needs to run it.
+type Assignment struct {
+	Task          state.Task        `json:"task"`
+	File          string            `json:"file"`
+	Plan          string            `json:"plan"`
+	Params        map[string]string `json:"params,omitempty"`
+	ScheduledTime time.Time         `json:"scheduled_time,omitzero"`
+}
+
+// TaskReport is a worker's report on one attempt of a task.
+type TaskReport struct {
+	RequestID string `json:"request_id"`
+	Worker    string `json:"worker"`
+	Attempt   int    `json:"attempt"`
+	OK        bool   `json:"ok"`
+	Error     string `json:"error,omitempty"`
+	Rows      int64  `json:"rows,omitempty"`
+}
+
+// JoinRequest asks the leader to add a coordinator as a voter.
+type JoinRequest struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr"`
+}
+
+// ClusterStatus is the coordinators and the workers.
+type ClusterStatus struct {
+	Node    string         `json:"node"` // the node that answered
+	Leader  string         `json:"leader"`
+	Term    uint64         `json:"term"`
+	Nodes   []NodeStatus   `json:"nodes"`
+	Workers []WorkerStatus `json:"workers"`
+	Tasks   map[string]int `json:"tasks"`
+}
+
+// NodeStatus is one coordinator.
+type NodeStatus struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr,omitempty"`
+	Suffrage string `json:"suffrage"`
+	Leader   bool   `json:"leader"`
+}
+
+// WorkerStatus is one worker with what it has free.
+type WorkerStatus struct {
+	state.Worker
+	Free  state.Resources `json:"free"`
+	Tasks int             `json:"tasks"`
+}
+
+// Client calls the coordinators, trying each address in turn.
+type Client struct {
+	URLs  []string // http://host:port
+	Token string
+	HTTP  *http.Client
+
+	mu   sync.Mutex
+	next int // the address that answered last
+}
+
+// NewClient is a client of the coordinators at urls ("host:port" gets
+// http://).
+func NewClient(urls []string, token string) *Client {
+	c := &Client{Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	for _, u := range urls {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if !strings.Contains(u, "://") {
+			u = "http://" + u
+		}
+		c.URLs = append(c.URLs, strings.TrimRight(u, "/"))
+	}
+	return c
+}
+
+// SetTLS makes the client trust the coordinators' certificates with cfg
+// (nil keeps the defaults); addresses without a scheme then get https://.
+func (c *Client) SetTLS(cfg *tls.Config) {
+	if cfg == nil {
+		return
+	}
+	c.HTTP = &http.Client{Timeout: c.HTTP.Timeout, Transport: &http.Transport{TLSClientConfig: cfg}}
+	for i, u := range c.URLs {
+		c.URLs[i] = strings.Replace(u, "http://", "https://", 1)
+	}
+}
+
+// Do sends one call; in and out may be nil. A coordinator that cannot be
+// reached, or answers 502/503, is skipped for the next one.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	if len(c.URLs) == 0 {
+		return fmt.Errorf("%w: no coordinator addresses", ErrUnavailable)
+	}
+	c.mu.Lock()
+	start := c.next
+	c.mu.Unlock()
+	var last error
+	for i := range c.URLs {
+		k := (start + i) % len(c.URLs)
+		err := c.do(ctx, c.URLs[k]+path, method, body, out)
+		if err == nil || !retryable(err) {
+			if err == nil {
+				c.mu.Lock()
+				c.next = k
+				c.mu.Unlock()
+			}
+			return err
+		}
+		last = err
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, last)
+}
+
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("%d %s", e.code, e.msg) }
+
+func retryable(err error) bool {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.code == http.StatusServiceUnavailable || se.code == http.StatusBadGateway
+	}
+	var ue *url.Error
+	return errors.As(err, &ue) && !errors.Is(err, context.Canceled)
+}
+
+func (c *Client) do(ctx context.Context, url, method string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return ErrUnauthorized
+	case resp.StatusCode >= 300:
+		var e ErrorResponse
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(data))
+		}
+		switch resp.StatusCode {
+		case http.StatusNotFound:
+			return fmt.Errorf("%w: %s", ErrNotFound, e.Error)
+		case http.StatusConflict:
+			return fmt.Errorf("%w: %s", ErrConflict, e.Error)
+		case http.StatusBadRequest:
+			return errors.New(e.Error)
+		}
+		return &statusError{code: resp.StatusCode, msg: e.Error}
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}

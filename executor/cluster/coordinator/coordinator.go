@@ -1,0 +1,414 @@
+// Package coordinator is a Sluice coordinator: a hashicorp/raft node (TCP
+// transport, raft-boltdb log and stable store, file snapshots under the
+// data directory) that replicates the cluster state, serves the HTTP/JSON
+// API, and, while it leads, assigns tasks, expires silent workers and fires
+// schedules. This package is unstable.
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/state"
+)
+
+// Errors.
+var (
+	ErrNotLeader = errors.New("coordinator: not the leader")
+	ErrNoLeader  = errors.New("coordinator: no leader")
+)
+
+// Config configures a coordinator.
+type Config struct {
+	NodeID    string
+	DataDir   string
+	RaftAddr  string // host:port the Raft transport listens on (and advertises)
+	APIAddr   string // host:port of the HTTP API
+	Bootstrap bool   // start a new cluster with this node as its only voter
+	Join      string // or join the cluster whose coordinator API is at this URL
+	Token     string // the shared bearer token
+
+	WorkerTimeout time.Duration // a worker silent this long is dead (default 5 s)
+	Tick          time.Duration // how often the leader decides (default 200 ms)
+	ApplyTimeout  time.Duration // how long a write may wait for Raft (default 10 s)
+
+	// Raft timing; zero keeps raft's defaults (tests make them short).
+	RaftHeartbeat, RaftElection, RaftLeaderLease time.Duration
+	SnapshotThreshold                            uint64
+
+	// Now is the clock that stamps commands (default time.Now); tests
+	// move it to fire schedules.
+	Now func() time.Time
+
+	TrailingLogs uint64 // log entries kept after a snapshot (0: raft's default)
+
+	// TLS, when set, serves the API and the Raft transport over TLS with
+	// this server config; ClientTLS is then what dials other coordinators
+	// (Raft and join).
+	TLS, ClientTLS *tls.Config
+
+	Logger    *slog.Logger // default: slog.Default()
+	RaftLog   io.Writer    // raft's own log (default: stderr, warnings and up)
+	listenAPI net.Listener // set by tests that pick the port first
+}
+
+// DefaultConfig is a config with the defaults filled in.
+func DefaultConfig() Config {
+	return Config{WorkerTimeout: 5 * time.Second, Tick: 200 * time.Millisecond, ApplyTimeout: 10 * time.Second}
+}
+
+// Validate checks the config and names the field at fault.
+func (c *Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("coordinator: NodeID (--node-id) is empty")
+	case c.DataDir == "":
+		return errors.New("coordinator: DataDir (--data-dir) is empty")
+	case c.RaftAddr == "":
+		return errors.New("coordinator: RaftAddr (--raft-addr) is empty")
+	case c.APIAddr == "":
+		return errors.New("coordinator: APIAddr (--api-addr) is empty")
+	case c.Bootstrap && c.Join != "":
+		return fmt.Errorf("coordinator: Bootstrap (true) and Join (%q) exclude each other", c.Join)
+	case c.Token == "":
+		return errors.New("coordinator: Token (--token-file) is empty")
+	case c.WorkerTimeout <= 0:
+		return fmt.Errorf("coordinator: WorkerTimeout (%s) must be positive", c.WorkerTimeout)
+	case c.Tick <= 0 || c.Tick > c.WorkerTimeout:
+		return fmt.Errorf("coordinator: Tick (%s) must be positive and at most WorkerTimeout (%s)", c.Tick, c.WorkerTimeout)
+	}
+	return nil
+}
+
+// Coordinator is one running node.
+type Coordinator struct {
+	cfg   Config
+	log   *slog.Logger
+	fsm   *fsm
+	raft  *raft.Raft
+	trans *raft.NetworkTransport
+	layer *streamLayer
+	store *raftboltdb.BoltStore
+	srv   *http.Server
+	ln    net.Listener
+	met   *metrics
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	hasState bool // the data directory held Raft state at start
+}
+
+// Start opens the stores, starts Raft and the API, and bootstraps or joins
+// when the data directory holds no state yet. It returns once the API
+// listens; Shutdown stops everything.
+func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
+	d := DefaultConfig()
+	if cfg.WorkerTimeout == 0 {
+		cfg.WorkerTimeout = d.WorkerTimeout
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = d.Tick
+	}
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = d.ApplyTimeout
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RaftLog == nil {
+		cfg.RaftLog = os.Stderr
+	}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), fsm: &fsm{s: state.New()}, met: newMetrics()}
+	if err := c.startRaft(); err != nil {
+		c.closeStores()
+		return nil, err
+	}
+	ln := cfg.listenAPI
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+			c.Shutdown()
+			return nil, fmt.Errorf("coordinator: api: %w", err)
+		}
+	}
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
+	}
+	c.ln = ln
+	c.srv = &http.Server{Handler: c.handler(), ReadHeaderTimeout: 10 * time.Second}
+	ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Error("api stopped", "err", err)
+		}
+	}()
+	go func() { defer c.wg.Done(); c.lead(ctx) }()
+	if cfg.Join != "" && !c.hasState {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.join(ctx) }()
+	}
+	return c, nil
+}
+
+func (c *Coordinator) startRaft() error {
+	cfg := c.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Output: cfg.RaftLog, Level: hclog.Warn})
+	if cfg.RaftHeartbeat > 0 {
+		rc.HeartbeatTimeout = cfg.RaftHeartbeat
+	}
+	if cfg.RaftElection > 0 {
+		rc.ElectionTimeout = cfg.RaftElection
+	}
+	if cfg.RaftLeaderLease > 0 {
+		rc.LeaderLeaseTimeout = cfg.RaftLeaderLease
+	}
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+		rc.SnapshotInterval = time.Second
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	store, err := raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+	if err != nil {
+		return fmt.Errorf("coordinator: log store: %w", err)
+	}
+	c.store = store
+	snaps, err := raft.NewFileSnapshotStore(cfg.DataDir, 2, cfg.RaftLog)
+	if err != nil {
+		return fmt.Errorf("coordinator: snapshots: %w", err)
+	}
+	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+	if err != nil {
+		return fmt.Errorf("coordinator: --raft-addr %q: %w", cfg.RaftAddr, err)
+	}
+	layer, err := newStreamLayer(cfg.RaftAddr, addr, cfg.TLS, cfg.ClientTLS)
+	if err != nil {
+		return fmt.Errorf("coordinator: raft transport: %w", err)
+	}
+	c.layer = layer
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: layer, MaxPool: 3,
+		Timeout: 10 * time.Second, Logger: hclog.New(&hclog.LoggerOptions{Name: "raft-net", Output: cfg.RaftLog, Level: hclog.Warn})})
+	c.trans = trans
+	has, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	c.hasState = has
+	r, err := raft.NewRaft(rc, c.fsm, store, store, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("coordinator: raft: %w", err)
+	}
+	c.raft = r
+	if cfg.Bootstrap && !has {
+		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()}}})
+		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("coordinator: bootstrap: %w", err)
+		}
+	}
+	return nil
+}
+
+// Shutdown stops the API, the leader loop and Raft, and closes the stores.
+func (c *Coordinator) Shutdown() error {
+	var err error
+	c.once.Do(func() {
+		if c.cancel != nil {
+			c.cancel()
+		}
+		if c.srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			c.srv.Shutdown(ctx)
+			cancel()
+			c.srv.Close()
+		} else if c.ln != nil {
+			c.ln.Close()
+		}
+		if c.raft != nil {
+			err = c.raft.Shutdown().Error()
+		}
+		c.wg.Wait()
+		c.closeStores()
+	})
+	return err
+}
+
+func (c *Coordinator) closeStores() {
+	if c.trans != nil {
+		c.trans.Close()
+	}
+	if c.store != nil {
+		c.store.Close()
+	}
+}
+
+// Raft is the node's Raft, for status and tests.
+func (c *Coordinator) Raft() *raft.Raft { return c.raft }
+
+// URL is the API's base URL.
+func (c *Coordinator) URL() string { return c.scheme() + "://" + c.ln.Addr().String() }
+
+func (c *Coordinator) scheme() string {
+	if c.cfg.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// Isolate cuts the node's Raft connections, as a network partition would,
+// until Heal; its API keeps answering. For tests and drills.
+func (c *Coordinator) Isolate() { c.layer.Isolate() }
+
+// Heal ends Isolate.
+func (c *Coordinator) Heal() { c.layer.Heal() }
+
+// IsLeader reports whether this node leads.
+func (c *Coordinator) IsLeader() bool { return c.raft.State() == raft.Leader }
+
+// Read runs fn on the node's state (which a follower may hold a little
+// behind the leader's).
+func (c *Coordinator) Read(fn func(s *state.State)) { c.fsm.read(fn) }
+
+// apply proposes a command on the leader and waits for it to commit and
+// apply.
+func (c *Coordinator) apply(cmd state.Command) (state.Result, error) {
+	if c.raft.State() != raft.Leader {
+		return state.Result{}, ErrNotLeader
+	}
+	if cmd.At.IsZero() {
+		cmd.At = c.cfg.Now().UTC()
+	}
+	start := time.Now()
+	f := c.raft.Apply(cmd.Encode(), c.cfg.ApplyTimeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return state.Result{}, ErrNotLeader
+		}
+		return state.Result{}, fmt.Errorf("coordinator: apply %s: %w", cmd.Op, err)
+	}
+	c.met.commit(time.Since(start))
+	r, _ := f.Response().(state.Result)
+	return r, nil
+}
+
+// lead runs the leader's decisions every tick while this node leads.
+func (c *Coordinator) lead(ctx context.Context) {
+	t := time.NewTicker(c.cfg.Tick)
+	defer t.Stop()
+	var since time.Time
+	leading := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if c.raft.State() != raft.Leader {
+			leading = false
+			continue
+		}
+		if !leading {
+			// A new leader first applies a barrier, so it decides on every
+			// entry the old leader committed.
+			if err := c.raft.Barrier(c.cfg.ApplyTimeout).Error(); err != nil {
+				continue
+			}
+			leading, since = true, c.cfg.Now().UTC()
+			c.met.leaderChange()
+			c.log.Info("leading", "term", c.raft.Stats()["term"])
+			if _, err := c.apply(state.Command{Op: state.OpNode, Node: &state.Node{
+				ID: c.cfg.NodeID, RaftAddr: string(c.trans.LocalAddr()), APIAddr: c.ln.Addr().String()}}); err != nil {
+				c.log.Warn("recording this node", "err", err)
+			}
+		}
+		now := c.cfg.Now().UTC()
+		var cmds []state.Command
+		c.fsm.read(func(s *state.State) {
+			cmds = s.Decide(now, state.Policy{WorkerTimeout: c.cfg.WorkerTimeout, LeaderSince: since, OnTime: 10 * c.cfg.Tick})
+		})
+		for _, cmd := range cmds {
+			r, err := c.apply(cmd)
+			if err != nil {
+				break
+			}
+			switch {
+			case r.Err != nil:
+				c.log.Debug("decision rejected", "op", cmd.Op, "id", cmd.ID, "err", r.Err)
+			case cmd.Op == state.OpExpire:
+				c.log.Warn("worker dead: its tasks are queued again", "worker", cmd.ID)
+			case cmd.Op == state.OpAssign:
+				c.met.assigned(c.fsm, cmd.ID, now)
+			case cmd.Op == state.OpFire && r.Value != "":
+				c.log.Info("schedule fired", "schedule", cmd.ID, "time", cmd.Time, "job", r.Value)
+			}
+		}
+	}
+}
+
+// join asks the cluster at cfg.Join to add this node, until it does.
+func (c *Coordinator) join(ctx context.Context) {
+	cl := api.NewClient([]string{c.cfg.Join}, c.cfg.Token)
+	cl.SetTLS(c.cfg.ClientTLS)
+	req := api.JoinRequest{ID: c.cfg.NodeID, RaftAddr: string(c.trans.LocalAddr()), APIAddr: c.ln.Addr().String()}
+	for {
+		err := cl.Do(ctx, http.MethodPost, "/v1/cluster/join", req, nil)
+		if err == nil {
+			c.log.Info("joined", "via", c.cfg.Join)
+			return
+		}
+		c.log.Warn("join failed; retrying", "via", c.cfg.Join, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// leaderAPI is the API address of the leader, from the replicated nodes.
+func (c *Coordinator) leaderAPI() (string, error) {
+	_, id := c.raft.LeaderWithID()
+	if id == "" {
+		return "", ErrNoLeader
+	}
+	var addr string
+	c.fsm.read(func(s *state.State) {
+		if n := s.Nodes[string(id)]; n != nil {
+			addr = n.APIAddr
+		}
+	})
+	if addr == "" {
+		return "", fmt.Errorf("%w: leader %s has not published its API address yet", ErrNoLeader, id)
+	}
+	return addr, nil
+}

@@ -1,0 +1,311 @@
+package coordinator
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strconv"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/state"
+	"github.com/sluicehq/sluice/plans"
+)
+
+const forwardedHeader = "X-Sluice-Forwarded"
+
+func (c *Coordinator) handler() http.Handler {
+	mux := http.NewServeMux()
+	w := c.leaderOnly
+	mux.HandleFunc("POST /v1/jobs", w(c.submit))
+	mux.HandleFunc("GET /v1/jobs", c.jobs)
+	mux.HandleFunc("GET /v1/jobs/{id}", c.job)
+	mux.HandleFunc("POST /v1/jobs/{id}/cancel", w(c.cancelJob))
+	mux.HandleFunc("POST /v1/workers", w(c.register))
+	mux.HandleFunc("POST /v1/workers/{id}/heartbeat", w(c.heartbeat))
+	mux.HandleFunc("POST /v1/tasks/{id}/start", w(c.report(state.OpStart)))
+	mux.HandleFunc("POST /v1/tasks/{id}/finish", w(c.report(state.OpFinish)))
+	mux.HandleFunc("POST /v1/cluster/join", w(c.joinNode))
+	mux.HandleFunc("POST /v1/cluster/remove", w(c.removeNode))
+	mux.HandleFunc("GET /v1/cluster", c.status)
+	mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		c.fsm.read(func(s *state.State) { c.met.write(rw, s, c.IsLeader()) })
+	})
+	return c.auth(mux)
+}
+
+// auth refuses calls without the bearer token, and logs them without it.
+func (c *Coordinator) auth(next http.Handler) http.Handler {
+	want := []byte("Bearer " + c.cfg.Token)
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			c.log.Warn("unauthorized request", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+			writeError(rw, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
+			return
+		}
+		r.Body = http.MaxBytesReader(rw, r.Body, api.MaxBody)
+		next.ServeHTTP(rw, r)
+	})
+}
+
+// leaderOnly forwards a write to the leader when this node follows.
+func (c *Coordinator) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		if c.IsLeader() {
+			h(rw, r)
+			return
+		}
+		c.forward(rw, r)
+	}
+}
+
+// forward proxies a call to the leader, once (a forwarded call is never
+// forwarded again).
+func (c *Coordinator) forward(rw http.ResponseWriter, r *http.Request) {
+	addr, err := c.leaderAPI()
+	if err != nil || r.Header.Get(forwardedHeader) != "" {
+		if err == nil {
+			err = ErrNotLeader
+		}
+		writeError(rw, http.StatusServiceUnavailable, err)
+		return
+	}
+	target := &url.URL{Scheme: "http", Host: addr}
+	p := httputil.NewSingleHostReverseProxy(target)
+	p.ErrorHandler = func(rw http.ResponseWriter, _ *http.Request, err error) {
+		writeError(rw, http.StatusBadGateway, fmt.Errorf("forwarding to the leader at %s: %w", addr, err))
+	}
+	r.Header.Set(forwardedHeader, c.cfg.NodeID)
+	p.ServeHTTP(rw, r)
+}
+
+func writeJSON(rw http.ResponseWriter, code int, v any) {
+	rw.Header().Set("Content-Type", "application/json")
+	rw.WriteHeader(code)
+	json.NewEncoder(rw).Encode(v)
+}
+
+func writeError(rw http.ResponseWriter, code int, err error) {
+	writeJSON(rw, code, api.ErrorResponse{Error: err.Error()})
+}
+
+func decode(rw http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		writeError(rw, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+		return false
+	}
+	return true
+}
+
+// propose applies cmd and writes the answer.
+func (c *Coordinator) propose(rw http.ResponseWriter, cmd state.Command, kind string) {
+	res, err := c.apply(cmd)
+	switch {
+	case errors.Is(err, ErrNotLeader):
+		writeError(rw, http.StatusServiceUnavailable, err)
+	case err != nil:
+		writeError(rw, http.StatusInternalServerError, err)
+	case errors.Is(res.Err, state.ErrStale):
+		writeError(rw, http.StatusConflict, res.Err)
+	case errors.Is(res.Err, state.ErrUnknownJob), errors.Is(res.Err, state.ErrUnknownTask), errors.Is(res.Err, state.ErrUnknownWorker):
+		writeError(rw, http.StatusNotFound, res.Err)
+	case res.Err != nil:
+		writeError(rw, http.StatusBadRequest, res.Err)
+	default:
+		writeJSON(rw, http.StatusOK, api.IDResponse{ID: res.Value, Kind: kind})
+	}
+}
+
+func (c *Coordinator) submit(rw http.ResponseWriter, r *http.Request) {
+	var req api.SubmitRequest
+	if !decode(rw, r, &req) {
+		return
+	}
+	if req.File == "" {
+		req.File = "plan.yaml"
+	}
+	// The same checks as `sluice validate` that need no data: the plan's
+	// structure, its templates and its params. The worker checks the data.
+	p, lints := plans.Parse(req.File, []byte(req.Plan))
+	if err := lints.Err(); err != nil {
+		writeError(rw, http.StatusBadRequest, err)
+		return
+	}
+	if _, err := p.Render(plans.Vars{Params: req.Params}); err != nil {
+		writeError(rw, http.StatusBadRequest, err)
+		return
+	}
+	if req.MaxRetries < 0 {
+		writeError(rw, http.StatusBadRequest, fmt.Errorf("max_retries (%d) must not be negative", req.MaxRetries))
+		return
+	}
+	cmd := state.Command{RequestID: req.RequestID, Needs: req.Needs, Locality: req.Locality}
+	if p.Schedule != nil {
+		cmd.Op = state.OpSchedule
+		cmd.Schedule = &state.Schedule{Name: p.Name, File: req.File, Plan: []byte(req.Plan), Params: req.Params,
+			Cron: p.Schedule.Cron, TimeZone: p.Schedule.TimeZone, CatchUp: p.Schedule.CatchUp, MaxRetries: req.MaxRetries}
+		c.propose(rw, cmd, "schedule")
+		return
+	}
+	cmd.Op = state.OpSubmit
+	cmd.Job = &state.Job{Name: p.Name, File: req.File, Plan: []byte(req.Plan), Params: req.Params, MaxRetries: req.MaxRetries}
+	c.propose(rw, cmd, "job")
+}
+
+func (c *Coordinator) jobs(rw http.ResponseWriter, r *http.Request) {
+	var out []state.Job
+	c.fsm.read(func(s *state.State) {
+		for _, id := range slices.Sorted(maps.Keys(s.Jobs)) {
+			j := *s.Jobs[id]
+			j.Plan = nil
+			out = append(out, j)
+		}
+	})
+	writeJSON(rw, http.StatusOK, out)
+}
+
+func (c *Coordinator) job(rw http.ResponseWriter, r *http.Request) {
+	var out *api.JobStatus
+	c.fsm.read(func(s *state.State) {
+		j := s.Jobs[r.PathValue("id")]
+		if j == nil {
+			return
+		}
+		out = &api.JobStatus{Job: *j}
+		for _, id := range j.Tasks {
+			out.Tasks = append(out.Tasks, *s.Tasks[id])
+		}
+	})
+	if out == nil && !c.IsLeader() && r.Header.Get(forwardedHeader) == "" {
+		// Submitted through another node and not replicated here yet.
+		c.forward(rw, r)
+		return
+	}
+	if out == nil {
+		writeError(rw, http.StatusNotFound, fmt.Errorf("%w: %s", state.ErrUnknownJob, r.PathValue("id")))
+		return
+	}
+	writeJSON(rw, http.StatusOK, out)
+}
+
+func (c *Coordinator) cancelJob(rw http.ResponseWriter, r *http.Request) {
+	c.propose(rw, state.Command{Op: state.OpCancel, ID: r.PathValue("id")}, "job")
+}
+
+func (c *Coordinator) register(rw http.ResponseWriter, r *http.Request) {
+	var req api.RegisterRequest
+	if !decode(rw, r, &req) {
+		return
+	}
+	if req.ID == "" || req.Resources.CPU < 0 || req.Resources.GPU < 0 || req.Resources.Memory < 0 {
+		writeError(rw, http.StatusBadRequest, errors.New("register: want a worker id and non-negative resources"))
+		return
+	}
+	c.propose(rw, state.Command{Op: state.OpRegister, RequestID: req.RequestID,
+		Register: &state.Worker{ID: req.ID, Addr: req.Addr, Resources: req.Resources}}, "worker")
+}
+
+func (c *Coordinator) heartbeat(rw http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	res, err := c.apply(state.Command{Op: state.OpHeartbeat, ID: id})
+	switch {
+	case errors.Is(err, ErrNotLeader):
+		writeError(rw, http.StatusServiceUnavailable, err)
+		return
+	case err != nil:
+		writeError(rw, http.StatusInternalServerError, err)
+		return
+	case res.Err != nil:
+		writeError(rw, http.StatusNotFound, res.Err) // the worker registers again
+		return
+	}
+	out := api.HeartbeatResponse{Tasks: []api.Assignment{}}
+	c.fsm.read(func(s *state.State) {
+		for _, t := range s.TasksOf(id) {
+			j := s.Jobs[t.Job]
+			out.Tasks = append(out.Tasks, api.Assignment{Task: *t, File: j.File, Plan: string(j.Plan),
+				Params: j.Params, ScheduledTime: j.ScheduledTime})
+		}
+	})
+	writeJSON(rw, http.StatusOK, out)
+}
+
+func (c *Coordinator) report(op state.Op) http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		var req api.TaskReport
+		if !decode(rw, r, &req) {
+			return
+		}
+		c.propose(rw, state.Command{Op: op, RequestID: req.RequestID, ID: r.PathValue("id"), Worker: req.Worker,
+			Attempt: req.Attempt, OK: req.OK, Error: req.Error, Rows: req.Rows}, "task")
+	}
+}
+
+func (c *Coordinator) joinNode(rw http.ResponseWriter, r *http.Request) {
+	var req api.JoinRequest
+	if !decode(rw, r, &req) {
+		return
+	}
+	if req.ID == "" || req.RaftAddr == "" {
+		writeError(rw, http.StatusBadRequest, errors.New("join: want id and raft_addr"))
+		return
+	}
+	f := c.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, c.cfg.ApplyTimeout)
+	if err := f.Error(); err != nil {
+		writeError(rw, http.StatusServiceUnavailable, fmt.Errorf("add voter %s: %w", req.ID, err))
+		return
+	}
+	c.log.Info("voter added", "id", req.ID, "raft", req.RaftAddr)
+	c.propose(rw, state.Command{Op: state.OpNode, Node: &state.Node{ID: req.ID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr}}, "node")
+}
+
+func (c *Coordinator) removeNode(rw http.ResponseWriter, r *http.Request) {
+	var req api.JoinRequest
+	if !decode(rw, r, &req) {
+		return
+	}
+	if err := c.raft.RemoveServer(raft.ServerID(req.ID), 0, c.cfg.ApplyTimeout).Error(); err != nil {
+		writeError(rw, http.StatusServiceUnavailable, fmt.Errorf("remove %s: %w", req.ID, err))
+		return
+	}
+	c.propose(rw, state.Command{Op: state.OpRemove, ID: req.ID}, "node")
+}
+
+// Status is the cluster as this node sees it.
+func (c *Coordinator) Status() api.ClusterStatus {
+	_, leader := c.raft.LeaderWithID()
+	term, _ := strconv.ParseUint(c.raft.Stats()["term"], 10, 64)
+	out := api.ClusterStatus{Node: c.cfg.NodeID, Leader: string(leader), Term: term, Tasks: map[string]int{}}
+	var servers []raft.Server
+	if f := c.raft.GetConfiguration(); f.Error() == nil {
+		servers = f.Configuration().Servers
+	}
+	c.fsm.read(func(s *state.State) {
+		for _, sv := range servers {
+			n := api.NodeStatus{ID: string(sv.ID), RaftAddr: string(sv.Address), Suffrage: sv.Suffrage.String(), Leader: sv.ID == leader}
+			if sn := s.Nodes[string(sv.ID)]; sn != nil {
+				n.APIAddr = sn.APIAddr
+			}
+			out.Nodes = append(out.Nodes, n)
+		}
+		for _, id := range slices.Sorted(maps.Keys(s.Workers)) {
+			out.Workers = append(out.Workers, api.WorkerStatus{Worker: *s.Workers[id], Free: s.Free(id), Tasks: len(s.TasksOf(id))})
+		}
+		for st, n := range s.Counts() {
+			out.Tasks[string(st)] = n
+		}
+	})
+	return out
+}
+
+func (c *Coordinator) status(rw http.ResponseWriter, r *http.Request) {
+	writeJSON(rw, http.StatusOK, c.Status())
+}

@@ -1,0 +1,127 @@
+package coordinator
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// ErrIsolated is what a dial from an isolated node returns.
+var ErrIsolated = errors.New("coordinator: isolated")
+
+// streamLayer is the Raft transport's TCP layer, with TLS when configured,
+// and failure injection: Isolate cuts every Raft connection of this node
+// and refuses new ones until Heal, as a network partition would.
+type streamLayer struct {
+	net.Listener
+	advertise net.Addr
+	server    *tls.Config // nil: plain TCP
+	client    *tls.Config
+
+	mu       sync.Mutex
+	isolated bool
+	conns    map[net.Conn]struct{}
+}
+
+var _ raft.StreamLayer = (*streamLayer)(nil)
+
+func newStreamLayer(bind string, advertise net.Addr, server, client *tls.Config) (*streamLayer, error) {
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, err
+	}
+	if advertise == nil {
+		advertise = ln.Addr()
+	}
+	return &streamLayer{Listener: ln, advertise: advertise, server: server, client: client, conns: map[net.Conn]struct{}{}}, nil
+}
+
+func (s *streamLayer) Addr() net.Addr { return s.advertise }
+
+func (s *streamLayer) Accept() (net.Conn, error) {
+	for {
+		c, err := s.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if s.server != nil {
+			c = tls.Server(c, s.server)
+		}
+		if c = s.track(c); c != nil {
+			return c, nil
+		}
+	}
+}
+
+func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	s.mu.Lock()
+	isolated := s.isolated
+	s.mu.Unlock()
+	if isolated {
+		return nil, ErrIsolated
+	}
+	d := &net.Dialer{Timeout: timeout}
+	var c net.Conn
+	var err error
+	if s.client != nil {
+		c, err = tls.DialWithDialer(d, "tcp", string(addr), s.client)
+	} else {
+		c, err = d.Dial("tcp", string(addr))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if c = s.track(c); c == nil {
+		return nil, ErrIsolated
+	}
+	return c, nil
+}
+
+// track remembers c so Isolate can cut it; nil when isolated.
+func (s *streamLayer) track(c net.Conn) net.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.isolated {
+		c.Close()
+		return nil
+	}
+	s.conns[c] = struct{}{}
+	return &trackedConn{Conn: c, s: s}
+}
+
+// Isolate cuts this node off from the other coordinators.
+func (s *streamLayer) Isolate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.isolated = true
+	for c := range s.conns {
+		c.Close()
+	}
+	clear(s.conns)
+}
+
+// Heal ends Isolate.
+func (s *streamLayer) Heal() {
+	s.mu.Lock()
+	s.isolated = false
+	s.mu.Unlock()
+}
+
+type trackedConn struct {
+	net.Conn
+	s    *streamLayer
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.conns, c.Conn)
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
+}

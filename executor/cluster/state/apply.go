@@ -1,0 +1,269 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Op names a command.
+type Op string
+
+// Commands.
+const (
+	OpSubmit    Op = "submit"    // Job (+ Needs): a new job with one task
+	OpSchedule  Op = "schedule"  // Schedule: register a scheduled plan
+	OpFire      Op = "fire"      // ID (schedule), Time: make the job of one scheduled time
+	OpSkip      Op = "skip"      // ID (schedule), Time: advance LastFired without a job (catch_up none)
+	OpCancel    Op = "cancel"    // ID (job)
+	OpRegister  Op = "register"  // Worker
+	OpHeartbeat Op = "heartbeat" // ID (worker)
+	OpExpire    Op = "expire"    // ID (worker): declare it dead, re-queue its tasks
+	OpAssign    Op = "assign"    // ID (task), Worker
+	OpStart     Op = "start"     // ID (task), Worker, Attempt
+	OpFinish    Op = "finish"    // ID (task), Worker, Attempt, OK, Error, Rows
+	OpNode      Op = "node"      // Node: a coordinator's addresses
+	OpRemove    Op = "remove"    // ID (node)
+)
+
+// Command is one entry of the replicated log. At is the leader's clock
+// when it proposed the command; Apply uses no other time.
+type Command struct {
+	Op        Op        `json:"op"`
+	RequestID string    `json:"request_id,omitempty"`
+	At        time.Time `json:"at"`
+
+	ID       string    `json:"id,omitempty"`
+	Worker   string    `json:"worker,omitempty"`
+	Attempt  int       `json:"attempt,omitempty"`
+	OK       bool      `json:"ok,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Rows     int64     `json:"rows,omitempty"`
+	Time     time.Time `json:"time,omitzero"`
+	Needs    Resources `json:"needs,omitzero"`
+	Locality string    `json:"locality,omitempty"`
+
+	Job      *Job      `json:"job,omitempty"`
+	Schedule *Schedule `json:"schedule,omitempty"`
+	Register *Worker   `json:"register,omitempty"`
+	Node     *Node     `json:"node,omitempty"`
+}
+
+// Encode is the command as a log entry.
+func (c Command) Encode() []byte {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(err) // only plain data: cannot fail
+	}
+	return b
+}
+
+// Decode reads a log entry.
+func Decode(b []byte) (Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrBadCommand, err)
+	}
+	return c, nil
+}
+
+// Result is what Apply answers: the id it made or touched, or an error.
+type Result struct {
+	Value string
+	Err   error
+}
+
+// Apply applies one command. A command with a request id that was applied
+// before changes nothing and returns the first answer.
+func (s *State) Apply(c Command) Result {
+	if c.RequestID != "" {
+		if v, ok := s.Requests[c.RequestID]; ok {
+			return Result{Value: v}
+		}
+	}
+	v, err := s.apply(c)
+	if err == nil && c.RequestID != "" {
+		s.Requests[c.RequestID] = v
+	}
+	return Result{Value: v, Err: err}
+}
+
+func (s *State) apply(c Command) (string, error) {
+	switch c.Op {
+	case OpSubmit:
+		if c.Job == nil {
+			return "", fmt.Errorf("%w: submit without a job", ErrBadCommand)
+		}
+		return s.submit(*c.Job, c.Needs, c.Locality, c.At), nil
+	case OpSchedule:
+		if c.Schedule == nil {
+			return "", fmt.Errorf("%w: schedule without a schedule", ErrBadCommand)
+		}
+		sc := *c.Schedule
+		if sc.ID == "" {
+			sc.ID = s.newID("s")
+		}
+		if sc.LastFired.IsZero() {
+			sc.LastFired = c.At
+		}
+		s.Schedules[sc.ID] = &sc
+		return sc.ID, nil
+	case OpFire, OpSkip:
+		sc := s.Schedules[c.ID]
+		if sc == nil {
+			return "", fmt.Errorf("%w: schedule %s", ErrBadCommand, c.ID)
+		}
+		if !c.Time.After(sc.LastFired) {
+			return "", nil // fired already: once per scheduled time
+		}
+		sc.LastFired = c.Time
+		if c.Op == OpSkip {
+			return "", nil
+		}
+		sc.Jobs++
+		return s.submit(Job{Name: sc.Name, File: sc.File, Plan: sc.Plan, Params: sc.Params,
+			ScheduledTime: c.Time, Schedule: sc.ID, MaxRetries: sc.MaxRetries}, c.Needs, "", c.At), nil
+	case OpCancel:
+		j := s.Jobs[c.ID]
+		if j == nil {
+			return "", fmt.Errorf("%w: %s", ErrUnknownJob, c.ID)
+		}
+		if j.State.Done() {
+			return j.ID, nil
+		}
+		for _, id := range j.Tasks {
+			t := s.Tasks[id]
+			if t.State != TaskSucceeded && t.State != TaskFailed {
+				t.State, t.Error, t.Updated = TaskFailed, "cancelled", c.At
+			}
+		}
+		j.State, j.Error, j.Finished = JobCancelled, "cancelled", c.At
+		return j.ID, nil
+	case OpRegister:
+		if c.Register == nil || c.Register.ID == "" {
+			return "", fmt.Errorf("%w: register without a worker id", ErrBadCommand)
+		}
+		w := *c.Register
+		if old := s.Workers[w.ID]; old != nil {
+			w.Registered = old.Registered
+		} else {
+			w.Registered = c.At
+		}
+		w.Alive, w.LastHeartbeat = true, c.At
+		s.Workers[w.ID] = &w
+		return w.ID, nil
+	case OpHeartbeat:
+		w := s.Workers[c.ID]
+		if w == nil {
+			return "", fmt.Errorf("%w: %s", ErrUnknownWorker, c.ID)
+		}
+		w.Alive, w.LastHeartbeat = true, c.At
+		return w.ID, nil
+	case OpExpire:
+		w := s.Workers[c.ID]
+		if w == nil {
+			return "", fmt.Errorf("%w: %s", ErrUnknownWorker, c.ID)
+		}
+		if !w.Alive {
+			return w.ID, nil
+		}
+		w.Alive = false
+		for _, t := range s.TasksOf(w.ID) {
+			t.State, t.Worker, t.Error, t.Updated = TaskPending, "", "worker "+w.ID+" died", c.At
+		}
+		return w.ID, nil
+	case OpAssign:
+		t := s.Tasks[c.ID]
+		if t == nil {
+			return "", fmt.Errorf("%w: %s", ErrUnknownTask, c.ID)
+		}
+		w := s.Workers[c.Worker]
+		if w == nil || !w.Alive {
+			return "", fmt.Errorf("%w: %s", ErrUnknownWorker, c.Worker)
+		}
+		if t.State != TaskPending || !t.Needs.Fits(s.Free(w.ID)) {
+			return "", fmt.Errorf("%w: task %s is %s", ErrStale, t.ID, t.State) // decided on an older state
+		}
+		t.State, t.Worker, t.Error, t.Updated, t.Assigned = TaskAssigned, w.ID, "", c.At, c.At
+		t.Attempt++
+		if j := s.Jobs[t.Job]; j.State == JobPending {
+			j.State = JobRunning
+		}
+		return t.ID, nil
+	case OpStart, OpFinish:
+		t := s.Tasks[c.ID]
+		if t == nil {
+			return "", fmt.Errorf("%w: %s", ErrUnknownTask, c.ID)
+		}
+		w := s.Workers[c.Worker]
+		if t.Worker != c.Worker || t.Attempt != c.Attempt || w == nil || !w.Alive ||
+			(t.State != TaskAssigned && t.State != TaskRunning) {
+			return "", fmt.Errorf("%w: task %s attempt %d from worker %s (task is %s, attempt %d on %q)",
+				ErrStale, t.ID, c.Attempt, c.Worker, t.State, t.Attempt, t.Worker)
+		}
+		t.Updated = c.At
+		if c.Op == OpStart {
+			t.State = TaskRunning
+			return t.ID, nil
+		}
+		j := s.Jobs[t.Job]
+		if c.OK {
+			t.State, t.Rows, t.Error = TaskSucceeded, c.Rows, ""
+		} else {
+			t.Failures++
+			t.Error, t.Worker = c.Error, ""
+			if t.Failures > j.MaxRetries {
+				t.State = TaskFailed
+			} else {
+				t.State = TaskPending
+			}
+		}
+		s.settle(j, c.At)
+		return t.ID, nil
+	case OpNode:
+		if c.Node == nil || c.Node.ID == "" {
+			return "", fmt.Errorf("%w: node without an id", ErrBadCommand)
+		}
+		n := *c.Node
+		s.Nodes[n.ID] = &n
+		return n.ID, nil
+	case OpRemove:
+		delete(s.Nodes, c.ID)
+		return c.ID, nil
+	}
+	return "", fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)
+}
+
+func (s *State) submit(j Job, needs Resources, locality string, at time.Time) string {
+	j.ID = s.newID("j")
+	j.State, j.Submitted, j.Error = JobPending, at, ""
+	j.Finished = time.Time{}
+	t := &Task{ID: j.ID + "-t0", Job: j.ID, State: TaskPending, Needs: needs, Locality: locality,
+		Updated: at, Submitted: at}
+	j.Tasks = []string{t.ID}
+	s.Jobs[j.ID] = &j
+	s.Tasks[t.ID] = t
+	return j.ID
+}
+
+// settle derives a job's state from its tasks.
+func (s *State) settle(j *Job, at time.Time) {
+	if j.State.Done() {
+		return
+	}
+	done := true
+	for _, id := range j.Tasks {
+		t := s.Tasks[id]
+		switch t.State {
+		case TaskFailed:
+			j.State, j.Error, j.Finished = JobFailed, fmt.Sprintf("task %s: %s", t.ID, t.Error), at
+			return
+		case TaskSucceeded:
+		default:
+			done = false
+		}
+	}
+	if done {
+		j.State, j.Finished = JobSucceeded, at
+	}
+}

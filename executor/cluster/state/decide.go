@@ -1,0 +1,168 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/sluicehq/sluice/plans"
+)
+
+// Policy tunes the leader's decisions.
+type Policy struct {
+	// WorkerTimeout is how long a worker may go without a heartbeat before
+	// it is declared dead.
+	WorkerTimeout time.Duration
+	// LeaderSince is when this leader took over: no worker is declared dead
+	// before it has led for WorkerTimeout, since heartbeats cannot commit
+	// while there is no leader.
+	LeaderSince time.Time
+	// OnTime is how late a scheduled time may fire as a normal run rather
+	// than as a missed one, which the plan's catch_up policy decides.
+	OnTime time.Duration
+}
+
+// Decide is what the leader proposes at now: dead workers to expire,
+// pending tasks to assign, scheduled times to fire. It does not change s;
+// each command is checked again when applied, so deciding on a state that
+// is a little old is safe.
+func (s *State) Decide(now time.Time, p Policy) []Command {
+	var out []Command
+	dead := map[string]bool{}
+	for _, id := range slices.Sorted(maps.Keys(s.Workers)) {
+		w := s.Workers[id]
+		if w.Alive && now.Sub(w.LastHeartbeat) > p.WorkerTimeout && now.Sub(p.LeaderSince) > p.WorkerTimeout {
+			out = append(out, Command{Op: OpExpire, ID: id, At: now})
+			dead[id] = true
+		}
+	}
+	// Assign pending tasks, oldest job first, to the live worker that fits
+	// with the preferred address first, then with the most free CPU (ties by
+	// id).
+	free := map[string]Resources{}
+	var live []string
+	for _, id := range slices.Sorted(maps.Keys(s.Workers)) {
+		if s.Workers[id].Alive && !dead[id] {
+			free[id] = s.Free(id)
+			live = append(live, id)
+		}
+	}
+	var pending []*Task
+	for _, t := range s.Tasks {
+		if t.State == TaskPending && !s.Jobs[t.Job].State.Done() {
+			pending = append(pending, t)
+		}
+	}
+	slices.SortFunc(pending, func(a, b *Task) int {
+		if c := a.Submitted.Compare(b.Submitted); c != 0 {
+			return c
+		}
+		return compareStrings(a.ID, b.ID)
+	})
+	for _, t := range pending {
+		best := ""
+		for _, id := range live {
+			if !t.Needs.Fits(free[id]) {
+				continue
+			}
+			if best == "" || better(s.Workers[id], s.Workers[best], free[id], free[best], t.Locality) {
+				best = id
+			}
+		}
+		if best != "" {
+			free[best] = free[best].sub(t.Needs)
+			out = append(out, Command{Op: OpAssign, ID: t.ID, Worker: best, At: now})
+		}
+	}
+	out = append(out, s.fire(now, p)...)
+	return out
+}
+
+func better(w, than *Worker, free, thanFree Resources, locality string) bool {
+	if locality != "" && (w.Addr == locality) != (than.Addr == locality) {
+		return w.Addr == locality
+	}
+	return free.CPU > thanFree.CPU
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// fire is the commands for the scheduled times due at now.
+func (s *State) fire(now time.Time, p Policy) []Command {
+	var out []Command
+	for _, id := range slices.Sorted(maps.Keys(s.Schedules)) {
+		sc := s.Schedules[id]
+		sched, err := plans.NewSchedule(sc.Cron, sc.TimeZone, sc.CatchUp)
+		if err != nil {
+			continue // checked at submit
+		}
+		next := sched.Next(sc.LastFired)
+		if next.IsZero() || next.After(now) {
+			continue
+		}
+		if now.Sub(next) <= p.OnTime {
+			out = append(out, Command{Op: OpFire, ID: id, Time: next, At: now})
+			continue
+		}
+		// Late: the plan's catch_up policy picks the missed times to run;
+		// then the schedule moves past every time due by now.
+		for _, t := range sched.Missed(sc.LastFired, now) {
+			out = append(out, Command{Op: OpFire, ID: id, Time: t, At: now})
+		}
+		out = append(out, Command{Op: OpSkip, ID: id, Time: latestDue(sched, sc.LastFired, now), At: now})
+	}
+	return out
+}
+
+// latestDue is the latest scheduled time in (last, now], or last.
+func latestDue(s *plans.Schedule, last, now time.Time) time.Time {
+	all, _ := plans.NewSchedule(s.Cron, s.TimeZone, plans.CatchUpLatest)
+	if m := all.Missed(last, now); len(m) > 0 {
+		return m[len(m)-1]
+	}
+	return last
+}
+
+// Snapshot writes the state as JSON.
+func (s *State) Snapshot(w io.Writer) error {
+	return json.NewEncoder(w).Encode(s)
+}
+
+// Restore reads a state that Snapshot wrote.
+func Restore(r io.Reader) (*State, error) {
+	s := New()
+	if err := json.NewDecoder(r).Decode(s); err != nil {
+		return nil, fmt.Errorf("state: restore: %w", err)
+	}
+	n := New()
+	if s.Jobs == nil {
+		s.Jobs = n.Jobs
+	}
+	if s.Tasks == nil {
+		s.Tasks = n.Tasks
+	}
+	if s.Workers == nil {
+		s.Workers = n.Workers
+	}
+	if s.Schedules == nil {
+		s.Schedules = n.Schedules
+	}
+	if s.Nodes == nil {
+		s.Nodes = n.Nodes
+	}
+	if s.Requests == nil {
+		s.Requests = n.Requests
+	}
+	return s, nil
+}

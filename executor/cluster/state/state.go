@@ -1,0 +1,215 @@
+// Package state is the coordinators' replicated state machine: jobs, their
+// tasks, workers with their resources and heartbeats, schedules, and the
+// coordinator nodes. It is deterministic: Apply depends only on the state
+// and the command (the command carries the time, set by the leader that
+// proposed it), so every replica that applies the same log holds the same
+// state. Decide is the leader's scheduler, a pure function from the state
+// and the time to the commands to propose.
+//
+// State is not safe for concurrent use; the coordinator guards it.
+package state
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Errors that Apply returns. A rejected command changes nothing.
+var (
+	ErrUnknownJob    = errors.New("state: unknown job")
+	ErrUnknownTask   = errors.New("state: unknown task")
+	ErrUnknownWorker = errors.New("state: unknown worker")
+	ErrBadCommand    = errors.New("state: bad command")
+	ErrStale         = errors.New("state: stale task report") // an old attempt, or another worker's
+	ErrFinished      = errors.New("state: job already finished")
+)
+
+// TaskState is where a task is in its life: pending → assigned → running →
+// succeeded or failed. A failed attempt with retries left goes back to
+// pending, as do the tasks of a dead worker.
+type TaskState string
+
+// Task states.
+const (
+	TaskPending   TaskState = "pending"
+	TaskAssigned  TaskState = "assigned"
+	TaskRunning   TaskState = "running"
+	TaskSucceeded TaskState = "succeeded"
+	TaskFailed    TaskState = "failed"
+)
+
+// JobState is a job's state, derived from its tasks (or cancelled).
+type JobState string
+
+// Job states.
+const (
+	JobPending   JobState = "pending"
+	JobRunning   JobState = "running"
+	JobSucceeded JobState = "succeeded"
+	JobFailed    JobState = "failed"
+	JobCancelled JobState = "cancelled"
+)
+
+// Done reports whether the job will not change any more.
+func (s JobState) Done() bool { return s == JobSucceeded || s == JobFailed || s == JobCancelled }
+
+// Resources are what a worker offers and a task needs.
+type Resources struct {
+	CPU    int   `json:"cpu"`
+	GPU    int   `json:"gpu"`
+	Memory int64 `json:"memory"` // bytes
+}
+
+// Fits reports whether r fits in free.
+func (r Resources) Fits(free Resources) bool {
+	return r.CPU <= free.CPU && r.GPU <= free.GPU && r.Memory <= free.Memory
+}
+
+func (r Resources) add(o Resources) Resources {
+	return Resources{CPU: r.CPU + o.CPU, GPU: r.GPU + o.GPU, Memory: r.Memory + o.Memory}
+}
+
+func (r Resources) sub(o Resources) Resources {
+	return Resources{CPU: r.CPU - o.CPU, GPU: r.GPU - o.GPU, Memory: r.Memory - o.Memory}
+}
+
+// Job is one run of a plan.
+type Job struct {
+	ID            string            `json:"id"`
+	Name          string            `json:"name"`
+	File          string            `json:"file"`
+	Plan          []byte            `json:"plan"` // the plan file's text
+	Params        map[string]string `json:"params,omitempty"`
+	ScheduledTime time.Time         `json:"scheduled_time,omitzero"`
+	Schedule      string            `json:"schedule,omitempty"` // the schedule that fired it
+	MaxRetries    int               `json:"max_retries"`
+	State         JobState          `json:"state"`
+	Error         string            `json:"error,omitempty"`
+	Submitted     time.Time         `json:"submitted"`
+	Finished      time.Time         `json:"finished,omitzero"`
+	Tasks         []string          `json:"tasks"`
+}
+
+// Task is one unit of work of a job on one worker. Attempt counts the
+// assignments; Failures the attempts that failed (retries are bounded by
+// the job's MaxRetries; a dead worker's attempt is not a failure).
+type Task struct {
+	ID        string    `json:"id"`
+	Job       string    `json:"job"`
+	State     TaskState `json:"state"`
+	Attempt   int       `json:"attempt"`
+	Failures  int       `json:"failures"`
+	Worker    string    `json:"worker,omitempty"`
+	Needs     Resources `json:"needs"`
+	Locality  string    `json:"locality,omitempty"` // a preferred worker address
+	Error     string    `json:"error,omitempty"`
+	Rows      int64     `json:"rows,omitempty"`
+	Updated   time.Time `json:"updated"`
+	Assigned  time.Time `json:"assigned,omitzero"`
+	Submitted time.Time `json:"submitted"`
+}
+
+// Worker is a registered worker.
+type Worker struct {
+	ID            string    `json:"id"`
+	Addr          string    `json:"addr"`
+	Resources     Resources `json:"resources"`
+	Alive         bool      `json:"alive"`
+	LastHeartbeat time.Time `json:"last_heartbeat"`
+	Registered    time.Time `json:"registered"`
+}
+
+// Schedule is a submitted plan with a cron schedule. LastFired is the last
+// scheduled time a job was made for (or, before the first, the time it was
+// submitted): a time at or before it never fires again.
+type Schedule struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	File       string            `json:"file"`
+	Plan       []byte            `json:"plan"`
+	Params     map[string]string `json:"params,omitempty"`
+	Cron       string            `json:"cron"`
+	TimeZone   string            `json:"time_zone"`
+	CatchUp    string            `json:"catch_up"`
+	MaxRetries int               `json:"max_retries"`
+	LastFired  time.Time         `json:"last_fired"`
+	Jobs       int               `json:"jobs"`
+}
+
+// Node is a coordinator, with the address of its API so followers can
+// forward writes to the leader.
+type Node struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr"`
+}
+
+// State is the whole replicated state.
+type State struct {
+	Jobs      map[string]*Job      `json:"jobs"`
+	Tasks     map[string]*Task     `json:"tasks"`
+	Workers   map[string]*Worker   `json:"workers"`
+	Schedules map[string]*Schedule `json:"schedules"`
+	Nodes     map[string]*Node     `json:"nodes"`
+	NextID    int64                `json:"next_id"`
+	// Requests maps the request id of every applied command to its result,
+	// so a retried request applies once and answers the same.
+	Requests map[string]string `json:"requests"`
+}
+
+// New is an empty state.
+func New() *State {
+	return &State{
+		Jobs: map[string]*Job{}, Tasks: map[string]*Task{}, Workers: map[string]*Worker{},
+		Schedules: map[string]*Schedule{}, Nodes: map[string]*Node{}, Requests: map[string]string{},
+	}
+}
+
+func (s *State) newID(prefix string) string {
+	s.NextID++
+	return fmt.Sprintf("%s-%06d", prefix, s.NextID)
+}
+
+// Used is what the live tasks on worker w hold.
+func (s *State) Used(w string) Resources {
+	var u Resources
+	for _, t := range s.Tasks {
+		if t.Worker == w && (t.State == TaskAssigned || t.State == TaskRunning) {
+			u = u.add(t.Needs)
+		}
+	}
+	return u
+}
+
+// Free is what worker w has left.
+func (s *State) Free(w string) Resources {
+	wk := s.Workers[w]
+	if wk == nil {
+		return Resources{}
+	}
+	return wk.Resources.sub(s.Used(w))
+}
+
+// TasksOf are the tasks assigned to or running on worker w, by id.
+func (s *State) TasksOf(w string) []*Task {
+	var out []*Task
+	for _, id := range slices.Sorted(maps.Keys(s.Tasks)) {
+		t := s.Tasks[id]
+		if t.Worker == w && (t.State == TaskAssigned || t.State == TaskRunning) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Counts are the number of tasks in each state.
+func (s *State) Counts() map[TaskState]int {
+	c := map[TaskState]int{}
+	for _, t := range s.Tasks {
+		c[t.State]++
+	}
+	return c
+}

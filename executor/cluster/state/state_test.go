@@ -1,0 +1,244 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
+
+func at(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+
+var pol = Policy{WorkerTimeout: 5 * time.Second, OnTime: time.Minute}
+
+// trace is the state in one line per task and worker, sorted.
+func trace(s *State) string {
+	var b strings.Builder
+	for _, id := range slices.Sorted(maps.Keys(s.Jobs)) {
+		j := s.Jobs[id]
+		fmt.Fprintf(&b, "%s %s", j.ID, j.State)
+		for _, tid := range j.Tasks {
+			t := s.Tasks[tid]
+			fmt.Fprintf(&b, " [%s %s a%d f%d %s]", t.ID, t.State, t.Attempt, t.Failures, t.Worker)
+		}
+		b.WriteString("\n")
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.Workers)) {
+		w := s.Workers[id]
+		fmt.Fprintf(&b, "%s alive=%v free=%+v\n", w.ID, w.Alive, s.Free(id))
+	}
+	return b.String()
+}
+
+func mustApply(t *testing.T, s *State, c Command) string {
+	t.Helper()
+	r := s.Apply(c)
+	if r.Err != nil {
+		t.Fatalf("%s %s: %v", c.Op, c.ID, r.Err)
+	}
+	return r.Value
+}
+
+// step runs the leader's decisions at now and applies them.
+func step(t *testing.T, s *State, now time.Time) {
+	t.Helper()
+	for _, c := range s.Decide(now, pol) {
+		mustApply(t, s, c)
+	}
+}
+
+func register(t *testing.T, s *State, id string, cpu int, now time.Time) {
+	mustApply(t, s, Command{Op: OpRegister, At: now, Register: &Worker{ID: id, Addr: id + ":1", Resources: Resources{CPU: cpu, Memory: 1 << 30}}})
+}
+
+func submit(t *testing.T, s *State, req string, retries int, now time.Time) string {
+	return mustApply(t, s, Command{Op: OpSubmit, RequestID: req, At: now,
+		Job: &Job{Name: "p", Plan: []byte("name: p"), MaxRetries: retries}, Needs: Resources{CPU: 1}})
+}
+
+func TestLifecycle(t *testing.T) {
+	s := New()
+	register(t, s, "w1", 1, at(0))
+	id := submit(t, s, "r1", 1, at(0))
+	if again := submit(t, s, "r1", 1, at(1)); again != id || len(s.Jobs) != 1 {
+		t.Fatalf("duplicate submit: %s, %d jobs", again, len(s.Jobs))
+	}
+	id2 := submit(t, s, "r2", 0, at(1))
+	step(t, s, at(1))
+	want := "j-000001 running [j-000001-t0 assigned a1 f0 w1]\nj-000002 pending [j-000002-t0 pending a0 f0 ]\nw1 alive=true free={CPU:0 GPU:0 Memory:1073741824}\n"
+	if got := trace(s); got != want {
+		t.Fatalf("after assign:\n%s\nwant:\n%s", got, want)
+	}
+	tid := id + "-t0"
+	mustApply(t, s, Command{Op: OpStart, ID: tid, Worker: "w1", Attempt: 1, At: at(2)})
+	// A failure with a retry left goes back to pending, then runs again.
+	mustApply(t, s, Command{Op: OpFinish, ID: tid, Worker: "w1", Attempt: 1, Error: "boom", At: at(3)})
+	step(t, s, at(3))
+	if tk := s.Tasks[tid]; tk.State != TaskAssigned || tk.Attempt != 2 || tk.Failures != 1 {
+		t.Fatalf("retry: %+v", tk)
+	}
+	// A result of the old attempt is stale.
+	if r := s.Apply(Command{Op: OpFinish, ID: tid, Worker: "w1", Attempt: 1, OK: true, At: at(4)}); !errors.Is(r.Err, ErrStale) {
+		t.Fatalf("stale finish: %v", r.Err)
+	}
+	mustApply(t, s, Command{Op: OpFinish, ID: tid, Worker: "w1", Attempt: 2, OK: true, Rows: 7, At: at(4)})
+	if j := s.Jobs[id]; j.State != JobSucceeded {
+		t.Fatalf("job: %s", j.State)
+	}
+	step(t, s, at(4))
+	t2 := id2 + "-t0"
+	mustApply(t, s, Command{Op: OpFinish, ID: t2, Worker: "w1", Attempt: 1, Error: "bad", At: at(5)})
+	if j := s.Jobs[id2]; j.State != JobFailed || !strings.Contains(j.Error, "bad") {
+		t.Fatalf("no retries left: %+v", j)
+	}
+}
+
+func TestDeadWorkerRequeues(t *testing.T) {
+	s := New()
+	register(t, s, "w1", 2, at(0))
+	id := submit(t, s, "", 0, at(0))
+	step(t, s, at(0))
+	register(t, s, "w2", 2, at(1))
+	// w1 stops; w2 keeps beating.
+	for i := 2; i <= 7; i++ {
+		mustApply(t, s, Command{Op: OpHeartbeat, ID: "w2", At: at(i)})
+		step(t, s, at(i))
+	}
+	want := "j-000001 running [j-000001-t0 assigned a2 f0 w2]\nw1 alive=false free={CPU:2 GPU:0 Memory:1073741824}\nw2 alive=true free={CPU:1 GPU:0 Memory:1073741824}\n"
+	if got := trace(s); got != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+	// The dead worker's late result is ignored.
+	if r := s.Apply(Command{Op: OpFinish, ID: id + "-t0", Worker: "w1", Attempt: 1, OK: true, At: at(8)}); !errors.Is(r.Err, ErrStale) {
+		t.Fatalf("dead worker's result: %v", r.Err)
+	}
+}
+
+func TestNewLeaderWaitsBeforeExpiring(t *testing.T) {
+	s := New()
+	register(t, s, "w1", 1, at(0))
+	p := pol
+	p.LeaderSince = at(20)
+	for _, c := range s.Decide(at(21), p) {
+		if c.Op == OpExpire {
+			t.Fatalf("expired %s right after an election", c.ID)
+		}
+	}
+}
+
+func TestCancel(t *testing.T) {
+	s := New()
+	register(t, s, "w1", 1, at(0))
+	id := submit(t, s, "", 0, at(0))
+	step(t, s, at(0))
+	mustApply(t, s, Command{Op: OpCancel, ID: id, At: at(1)})
+	if got := trace(s); got != "j-000001 cancelled [j-000001-t0 failed a1 f0 w1]\nw1 alive=true free={CPU:1 GPU:0 Memory:1073741824}\n" {
+		t.Fatalf("got:\n%s", got)
+	}
+	if len(s.TasksOf("w1")) != 0 {
+		t.Fatal("cancelled task still on the worker")
+	}
+}
+
+func TestResourcesAndLocality(t *testing.T) {
+	s := New()
+	register(t, s, "a", 4, at(0))
+	register(t, s, "b", 8, at(0))
+	mustApply(t, s, Command{Op: OpSubmit, At: at(0), Job: &Job{}, Needs: Resources{CPU: 2}, Locality: "a:1"})
+	mustApply(t, s, Command{Op: OpSubmit, At: at(1), Job: &Job{}, Needs: Resources{CPU: 8}})
+	mustApply(t, s, Command{Op: OpSubmit, At: at(2), Job: &Job{}, Needs: Resources{GPU: 1}})
+	step(t, s, at(2))
+	got := []string{s.Tasks["j-000001-t0"].Worker, s.Tasks["j-000002-t0"].Worker, string(s.Tasks["j-000003-t0"].State)}
+	if want := []string{"a", "b", "pending"}; !slices.Equal(got, want) {
+		t.Fatalf("placement %v, want %v", got, want)
+	}
+}
+
+func TestScheduleFiresOncePerTime(t *testing.T) {
+	tests := []struct {
+		catchUp string
+		off     time.Duration // how long the cluster was away
+		want    []string
+	}{
+		{"latest", 0, []string{"06:01"}},
+		{"all", 3*time.Minute + 30*time.Second, []string{"06:01", "06:02", "06:03"}},
+		{"latest", 3*time.Minute + 30*time.Second, []string{"06:03"}},
+		{"none", 3*time.Minute + 30*time.Second, nil},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s/%s", tt.catchUp, tt.off), func(t *testing.T) {
+			s := New()
+			p := Policy{WorkerTimeout: time.Minute, OnTime: 10 * time.Second}
+			mustApply(t, s, Command{Op: OpSchedule, At: t0, Schedule: &Schedule{Name: "n", Cron: "* * * * *", CatchUp: tt.catchUp}})
+			now := t0.Add(time.Minute + time.Second)
+			if tt.off > 0 {
+				now = t0.Add(tt.off)
+			}
+			// Two leaders deciding on the same state fire each time once.
+			c1, c2 := s.Decide(now, p), s.Decide(now, p)
+			for _, c := range append(c1, c2...) {
+				mustApply(t, s, c)
+			}
+			var got []string
+			for _, id := range slices.Sorted(maps.Keys(s.Jobs)) {
+				got = append(got, s.Jobs[id].ScheduledTime.Format("15:04"))
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("fired %v, want %v", got, tt.want)
+			}
+			for _, c := range s.Decide(now, p) {
+				t.Fatalf("still due: %+v", c)
+			}
+		})
+	}
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	s := New()
+	register(t, s, "w1", 2, at(0))
+	submit(t, s, "r1", 2, at(0))
+	submit(t, s, "r2", 2, at(1))
+	mustApply(t, s, Command{Op: OpSchedule, At: t0, Schedule: &Schedule{Name: "n", Cron: "0 * * * *"}})
+	mustApply(t, s, Command{Op: OpNode, Node: &Node{ID: "n1", RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2"}})
+	step(t, s, at(1))
+	var buf bytes.Buffer
+	if err := s.Snapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Restore(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(s, r) {
+		t.Fatalf("restored state differs:\n%s\nvs\n%s", trace(s), trace(r))
+	}
+	// The restored state still knows the applied requests.
+	if id := submit(t, r, "r1", 2, at(5)); id != "j-000001" || len(r.Jobs) != 2 {
+		t.Fatalf("request replayed after restore: %s", id)
+	}
+	// Applying the same log to two states gives the same state.
+	a, b := New(), New()
+	cmds := []Command{
+		{Op: OpRegister, At: at(0), Register: &Worker{ID: "w", Resources: Resources{CPU: 1}}},
+		{Op: OpSubmit, At: at(0), Job: &Job{}, Needs: Resources{CPU: 1}},
+		{Op: OpAssign, ID: "j-000001-t0", Worker: "w", At: at(1)},
+	}
+	for _, c := range cmds {
+		dec, err := Decode(c.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Apply(c)
+		b.Apply(dec)
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatal("replicas diverge")
+	}
+}

@@ -1,0 +1,271 @@
+// Package worker is a Sluice worker: it registers with the coordinators,
+// heartbeats, runs the tasks assigned to it and reports each attempt's
+// result. A task it runs that the coordinators no longer assign to it
+// (cancelled, or moved after this worker was declared dead) is stopped.
+// This package is unstable.
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/state"
+	"github.com/sluicehq/sluice/executor/local"
+	"github.com/sluicehq/sluice/plans"
+)
+
+// Config configures a worker.
+type Config struct {
+	Coordinators []string // API addresses
+	DataDir      string   // holds the worker's id
+	Addr         string   // host:port the worker advertises
+	Resources    state.Resources
+	Token        string
+	Heartbeat    time.Duration // default 1 s
+	Logger       *slog.Logger
+
+	// Run runs one task; the default compiles the plan and runs it with
+	// the local executor. Tests replace it.
+	Run func(ctx context.Context, a api.Assignment) (rows int64, err error)
+}
+
+// Validate checks the config and names the field at fault.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.Coordinators) == 0:
+		return errors.New("worker: Coordinators (--coordinators) is empty")
+	case c.DataDir == "":
+		return errors.New("worker: DataDir (--data-dir) is empty")
+	case c.Token == "":
+		return errors.New("worker: Token (--token-file) is empty")
+	case c.Resources.CPU <= 0:
+		return fmt.Errorf("worker: Resources.CPU (%d) must be positive", c.Resources.CPU)
+	}
+	return nil
+}
+
+// Worker is a running worker.
+type Worker struct {
+	cfg Config
+	id  string
+	cl  *api.Client
+	log *slog.Logger
+
+	mu      sync.Mutex
+	running map[string]*run // by task id
+	done    map[string]bool // "task/attempt" finished here: never run again
+	wg      sync.WaitGroup
+}
+
+type run struct {
+	attempt int
+	cancel  context.CancelFunc
+}
+
+// New makes a worker; its id is kept in DataDir so a restarted worker is
+// the same worker.
+func New(cfg Config) (*Worker, error) {
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Run == nil {
+		cfg.Run = runPlan
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	id, err := loadID(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{cfg: cfg, id: id, cl: api.NewClient(cfg.Coordinators, cfg.Token),
+		log: cfg.Logger.With("worker", id), running: map[string]*run{}, done: map[string]bool{}}, nil
+}
+
+// ID is the worker's id.
+func (w *Worker) ID() string { return w.id }
+
+func loadID(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("worker: %w", err)
+	}
+	file := filepath.Join(dir, "worker-id")
+	if b, err := os.ReadFile(file); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	id := "w-" + hex.EncodeToString(b[:])
+	if err := os.WriteFile(file, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("worker: %w", err)
+	}
+	return id, nil
+}
+
+// Run registers and heartbeats until ctx ends, then stops its tasks and
+// waits for them.
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.wg.Wait()
+	defer w.stopAll()
+	registered := false
+	t := time.NewTicker(w.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		if !registered {
+			err := w.cl.Do(ctx, http.MethodPost, "/v1/workers", api.RegisterRequest{
+				ID: w.id, Addr: w.cfg.Addr, Resources: w.cfg.Resources}, nil)
+			if errors.Is(err, api.ErrUnauthorized) {
+				return fmt.Errorf("worker: register: %w", err)
+			}
+			if err == nil {
+				registered = true
+				w.log.Info("registered", "resources", w.cfg.Resources)
+			} else if ctx.Err() == nil {
+				w.log.Warn("register failed; retrying", "err", err)
+			}
+		}
+		if registered {
+			var hb api.HeartbeatResponse
+			err := w.cl.Do(ctx, http.MethodPost, "/v1/workers/"+w.id+"/heartbeat", nil, &hb)
+			switch {
+			case errors.Is(err, api.ErrNotFound):
+				registered = false
+			case err != nil:
+				if ctx.Err() == nil {
+					w.log.Warn("heartbeat failed", "err", err)
+				}
+			default:
+				w.sync(ctx, hb.Tasks)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// sync starts the assigned tasks it does not run and stops the ones it
+// runs that are no longer assigned to it.
+func (w *Worker) sync(ctx context.Context, tasks []api.Assignment) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	want := map[string]int{}
+	for _, a := range tasks {
+		want[a.Task.ID] = a.Task.Attempt
+		if r, ok := w.running[a.Task.ID]; ok && r.attempt == a.Task.Attempt || w.done[key(a.Task)] {
+			continue
+		}
+		if r, ok := w.running[a.Task.ID]; ok {
+			r.cancel()
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		w.running[a.Task.ID] = &run{attempt: a.Task.Attempt, cancel: cancel}
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.runTask(rctx, a)
+			cancel()
+		}()
+	}
+	for id, r := range w.running {
+		if at, ok := want[id]; !ok || at != r.attempt {
+			r.cancel()
+		}
+	}
+}
+
+func key(t state.Task) string { return fmt.Sprintf("%s/%d", t.ID, t.Attempt) }
+
+func (w *Worker) stopAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range w.running {
+		r.cancel()
+	}
+}
+
+func (w *Worker) runTask(ctx context.Context, a api.Assignment) {
+	t := a.Task
+	defer func() {
+		w.mu.Lock()
+		if r := w.running[t.ID]; r != nil && r.attempt == t.Attempt {
+			delete(w.running, t.ID)
+		}
+		w.done[key(t)] = true
+		w.mu.Unlock()
+	}()
+	log := w.log.With("task", t.ID, "attempt", t.Attempt)
+	rep := api.TaskReport{Worker: w.id, Attempt: t.Attempt}
+	rep.RequestID = fmt.Sprintf("%s/%s/%d/start", w.id, t.ID, t.Attempt)
+	if t.State == state.TaskAssigned {
+		if !w.send(ctx, "/v1/tasks/"+t.ID+"/start", rep) {
+			return
+		}
+	}
+	log.Info("running")
+	rows, err := w.cfg.Run(ctx, a)
+	if ctx.Err() != nil {
+		log.Info("stopped: no longer assigned here")
+		return
+	}
+	rep.RequestID = fmt.Sprintf("%s/%s/%d/finish", w.id, t.ID, t.Attempt)
+	rep.OK, rep.Rows = err == nil, rows
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	log.Info("finished", "ok", rep.OK, "rows", rows, "err", err)
+	w.send(ctx, "/v1/tasks/"+t.ID+"/finish", rep)
+}
+
+// send reports until a coordinator takes the report (or refuses it as
+// stale), across leader changes. The request id makes retries safe.
+func (w *Worker) send(ctx context.Context, path string, rep api.TaskReport) bool {
+	for {
+		err := w.cl.Do(ctx, http.MethodPost, path, rep, nil)
+		if err == nil {
+			return true
+		}
+		if errors.Is(err, api.ErrConflict) || errors.Is(err, api.ErrNotFound) || errors.Is(err, api.ErrUnauthorized) {
+			w.log.Warn("report refused", "path", path, "err", err)
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// runPlan compiles the task's plan and runs it with the local executor.
+func runPlan(ctx context.Context, a api.Assignment) (int64, error) {
+	p, lints := plans.Parse(a.File, []byte(a.Plan))
+	if err := lints.Err(); err != nil {
+		return 0, err
+	}
+	job, err := plans.Compile(p, plans.Vars{Params: a.Params, ScheduledTime: a.ScheduledTime})
+	if err != nil {
+		return 0, err
+	}
+	stats, err := job.Run(ctx, local.DefaultConfig())
+	if err != nil {
+		return 0, err
+	}
+	return stats.Rows, nil
+}
