@@ -8,7 +8,8 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/gpu"
-	_ "github.com/sluicehq/sluice/gpu/cpu" // the device every machine has
+	_ "github.com/sluicehq/sluice/gpu/cpu"  // the device every machine has
+	_ "github.com/sluicehq/sluice/gpu/cuda" // found at run time where a driver is
 	"github.com/sluicehq/sluice/infer/model"
 	"github.com/sluicehq/sluice/infer/tokenizer"
 )

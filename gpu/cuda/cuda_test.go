@@ -1,0 +1,82 @@
+package cuda_test
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"testing"
+
+	"github.com/sluicehq/sluice/gpu"
+	_ "github.com/sluicehq/sluice/gpu/cpu"
+	"github.com/sluicehq/sluice/gpu/cuda"
+	"github.com/sluicehq/sluice/gpu/gputest"
+)
+
+// open opens the GPU for one test, or skips the test where this machine has
+// none (no driver, no device, no cuBLAS).
+func open(t *testing.T) gpu.Device {
+	t.Helper()
+	d, err := cuda.New(cuda.DefaultConfig())
+	if errors.Is(err, cuda.ErrUnavailable) {
+		t.Skipf("no CUDA GPU here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return d
+}
+
+func TestConformance(t *testing.T) {
+	d := open(t) // skip the whole suite at once when there is no GPU
+	t.Logf("device: %v", d)
+	gputest.Suite{Open: open, CheckIndices: false}.Run(t)
+}
+
+// TestAuto checks that "auto" opens cuda where there is a GPU, and falls
+// back to cpu, saying why, where there is none.
+func TestAuto(t *testing.T) {
+	var logs bytes.Buffer
+	r := gpu.NewRegistry()
+	r.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	r.Register("cuda", func() (gpu.Device, error) { return cuda.New(cuda.DefaultConfig()) })
+	r.Register("cpu", func() (gpu.Device, error) { return gpu.Open("cpu") })
+	d, err := r.Open("auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	_, cerr := cuda.New(cuda.DefaultConfig())
+	want := "cuda"
+	if cerr != nil {
+		want = "cpu"
+	}
+	if d.Name() != want {
+		t.Errorf("auto opened %q, want %q (cuda: %v)", d.Name(), want, cerr)
+	}
+	t.Log(logs.String())
+}
+
+// TestClosed checks calls after Close.
+func TestClosed(t *testing.T) {
+	d, err := cuda.New(cuda.DefaultConfig())
+	if errors.Is(err, cuda.ErrUnavailable) {
+		t.Skipf("no CUDA GPU here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Alloc(gpu.F32, 2); !errors.Is(err, gpu.ErrClosed) {
+		t.Errorf("Alloc after Close: %v, want ErrClosed", err)
+	}
+	if err := d.Close(); !errors.Is(err, gpu.ErrClosed) {
+		t.Errorf("second Close: %v, want ErrClosed", err)
+	}
+}

@@ -1,0 +1,356 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"unsafe"
+
+	"github.com/sluicehq/sluice/gpu"
+	"github.com/sluicehq/sluice/gpu/internal/check"
+)
+
+// The ops: arguments are checked on the host with gpu/internal/check (the
+// same checks as every backend), then one or two kernels are enqueued.
+// Index tensors' contents are not read on the host: out-of-range ids,
+// slots and block numbers are skipped by the kernels instead of reported.
+
+// threads is the block size for n items along a row: a multiple of 32,
+// at most 1024.
+func threads(n int) int { return min(1024, max(32, (n+31)/32*32)) }
+
+// grid1 is the grid of a grid-stride loop over n elements.
+func (d *Device) grid1(n int) [3]int {
+	return [3]int{min((n+255)/256, d.sms*16), 1, 1}
+}
+
+// ptrs resolves up to 8 tensors (nil ones give 0); names and ts have one
+// length. It returns an array so that ops allocate nothing.
+func (d *Device) ptrs(op string, names []string, ts ...*gpu.Tensor) ([8]uint64, error) {
+	var out [8]uint64
+	for i, t := range ts {
+		p, err := d.optPtr(op, names[i], t)
+		if err != nil {
+			return out, err
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
+// gemmType is the cudaDataType of a float dtype.
+func gemmType(t gpu.DType) uintptr {
+	switch t {
+	case gpu.BF16:
+		return cudaR16BF
+	case gpu.F16:
+		return cudaR16F
+	}
+	return cudaR32F
+}
+
+// MatMul computes c = a·bᵀ + bias with cublasGemmEx (float32 compute).
+// Row-major c [m, n] is column-major cᵀ [n, m] = b·aᵀ, so the call is
+// GemmEx(T, N, n, m, k, b, a). Inputs of two dtypes are widened to f32
+// first (exact); a bias, or an output dtype cuBLAS cannot write for the
+// inputs, goes through an f32 scratch and the epilogue kernel, so c is
+// rounded once.
+func (d *Device) MatMul(c, a, b, bias *gpu.Tensor) (err error) {
+	m, n, k, err := check.MatMul(c, a, b, bias)
+	if err != nil {
+		return err
+	}
+	p, err := d.ptrs("MatMul", []string{"c", "a", "b", "bias"}, c, a, b, bias)
+	if err != nil {
+		return err
+	}
+	if m == 0 || n == 0 {
+		return nil
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	if k == 0 {
+		return d.launch("epilogue", d.fn.epilogue, d.grid1(m*n), 256, p[0], dt(c), 0, p[3], dt(bias), i64(m), i64(n))
+	}
+	var scratch []uintptr
+	defer func() {
+		for _, s := range scratch {
+			if ferr := d.free(s); ferr != nil && err == nil {
+				err = ferr
+			}
+		}
+	}()
+	tmp := func(bytes int) (uint64, error) {
+		s, err := d.malloc(bytes)
+		if err != nil {
+			return 0, err
+		}
+		scratch = append(scratch, s)
+		return uint64(s), nil
+	}
+	ap, bp, typ := p[1], p[2], a.DType()
+	if a.DType() != b.DType() {
+		typ = gpu.F32
+		for _, x := range []struct {
+			t *gpu.Tensor
+			p *uint64
+		}{{a, &ap}, {b, &bp}} {
+			if x.t.DType() == gpu.F32 {
+				continue
+			}
+			w, err := tmp(4 * x.t.Len())
+			if err != nil {
+				return err
+			}
+			if err := d.launch("convert", d.fn.convert, d.grid1(x.t.Len()), 256, w, uint64(gpu.F32), *x.p, dt(x.t), i64(x.t.Len())); err != nil {
+				return err
+			}
+			*x.p = w
+		}
+	}
+	cp, ctype := p[0], c.DType()
+	direct := bias == nil && (ctype == typ || ctype == gpu.F32)
+	if !direct {
+		if cp, err = tmp(4 * m * n); err != nil {
+			return err
+		}
+		ctype = gpu.F32
+	}
+	d.beta = 0
+	err = d.blas.call("cublasGemmEx", d.blas.gemmEx, d.hndl, cublasOpT, cublasOpN,
+		uintptr(n), uintptr(m), uintptr(k),
+		uintptr(unsafe.Pointer(&d.alpha)), uintptr(bp), gemmType(typ), uintptr(k),
+		uintptr(ap), gemmType(typ), uintptr(k),
+		uintptr(unsafe.Pointer(&d.beta)), uintptr(cp), gemmType(ctype), uintptr(n),
+		cublasCompute32F, ^uintptr(0)) // CUBLAS_GEMM_DEFAULT
+	if err != nil {
+		return fmt.Errorf("gpu: MatMul %s·%sᵀ → %s: %w", a, b, c, err)
+	}
+	if !direct {
+		return d.launch("epilogue", d.fn.epilogue, d.grid1(m*n), 256, p[0], dt(c), cp, p[3], dt(bias), i64(m), i64(n))
+	}
+	return nil
+}
+
+// Embed gathers rows of table.
+func (d *Device) Embed(dst, table, ids *gpu.Tensor) error {
+	t, h, err := check.Embed(dst, table, ids)
+	if err != nil {
+		return err
+	}
+	p, err := d.ptrs("Embed", []string{"dst", "table", "ids"}, dst, table, ids)
+	if err != nil || t == 0 || h == 0 {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.launch("embed", d.fn.embed, [3]int{t, 1, 1}, min(threads(h), 256), p[0], dt(dst), p[1], dt(table), p[2], i64(table.Dim(0)), i64(h))
+}
+
+// RMSNorm normalizes rows, with the fused residual add.
+func (d *Device) RMSNorm(dst, x, residual, weight *gpu.Tensor, eps float32) error {
+	rows, h, err := check.RMSNorm(dst, x, residual, weight, eps)
+	if err != nil {
+		return err
+	}
+	p, err := d.ptrs("RMSNorm", []string{"dst", "x", "residual", "weight"}, dst, x, residual, weight)
+	if err != nil || rows == 0 || h == 0 {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.launch("rmsnorm", d.fn.rmsnorm, [3]int{rows, 1, 1}, threads(h),
+		p[0], dt(dst), p[1], dt(x), p[2], dt(residual), p[3], dt(weight), i64(h), f32(eps))
+}
+
+// ropeKey identifies an inverse-frequency table.
+type ropeKey struct {
+	theta  float64
+	llama3 gpu.Llama3Scaling
+	scaled bool
+	d      int
+}
+
+// invFreq returns the device table of rope.InvFreq(dim), uploading it the
+// first time. The caller holds enter.
+func (d *Device) invFreq(rope gpu.Rope, dim int) (uint64, error) {
+	key := ropeKey{theta: rope.Theta, d: dim}
+	if rope.Llama3 != nil {
+		key.llama3, key.scaled = *rope.Llama3, true
+	}
+	if p, ok := d.ropes[key]; ok {
+		return uint64(p), nil
+	}
+	inv := rope.InvFreq(dim)
+	p, err := d.malloc(4 * len(inv))
+	if err != nil {
+		return 0, err
+	}
+	err = d.drv.call("cuMemcpyHtoDAsync_v2", d.drv.cuMemcpyHtoDAsync, p, uintptr(unsafe.Pointer(&inv[0])), uintptr(4*len(inv)), d.stream)
+	runtime.KeepAlive(inv)
+	if err != nil {
+		d.free(p)
+		return 0, err
+	}
+	d.ropes[key] = p
+	return uint64(p), nil
+}
+
+// RoPE rotates q and k in place.
+func (d *Device) RoPE(q, k, pos *gpu.Tensor, rope gpu.Rope) error {
+	t, dim, err := check.RoPE(q, k, pos, rope)
+	if err != nil {
+		return err
+	}
+	p, err := d.ptrs("RoPE", []string{"q", "k", "pos"}, q, k, pos)
+	if err != nil || t == 0 || dim == 0 {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	inv, err := d.invFreq(rope, dim)
+	if err != nil {
+		return err
+	}
+	for i, x := range []*gpu.Tensor{q, k} {
+		if x == nil || x.Dim(1) == 0 {
+			continue
+		}
+		heads := x.Dim(1)
+		if err := d.launch("rope", d.fn.rope, [3]int{t * heads, 1, 1}, min(threads(dim/2), 256), p[i], dt(x), p[2], inv, i64(heads), i64(dim)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SiLUMul computes silu(gate) ⊙ up.
+func (d *Device) SiLUMul(dst, gate, up *gpu.Tensor) error {
+	rows, n, err := check.SiLUMul(dst, gate, up)
+	if err != nil {
+		return err
+	}
+	p, err := d.ptrs("SiLUMul", []string{"dst", "gate", "up"}, dst, gate, up)
+	if err != nil || rows*n == 0 {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.launch("siluMul", d.fn.siluMul, d.grid1(rows*n), 256, p[0], dt(dst), p[1], dt(gate), p[2], dt(up), i64(rows), i64(n))
+}
+
+// Add computes a + b.
+func (d *Device) Add(dst, a, b *gpu.Tensor) error {
+	n, err := check.Add(dst, a, b)
+	if err != nil {
+		return err
+	}
+	p, err := d.ptrs("Add", []string{"dst", "a", "b"}, dst, a, b)
+	if err != nil || n == 0 {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.launch("add", d.fn.add, d.grid1(n), 256, p[0], dt(dst), p[1], dt(a), p[2], dt(b), i64(n))
+}
+
+// Softmax normalizes rows.
+func (d *Device) Softmax(dst, x *gpu.Tensor) error {
+	rows, n, err := check.Softmax(dst, x)
+	if err != nil {
+		return err
+	}
+	p, err := d.ptrs("Softmax", []string{"dst", "x"}, dst, x)
+	if err != nil || rows == 0 || n == 0 {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.launch("softmax", d.fn.softmax, [3]int{rows, 1, 1}, threads(n), p[0], dt(dst), p[1], dt(x), i64(n))
+}
+
+// Argmax writes each row's first largest index.
+func (d *Device) Argmax(dst, x *gpu.Tensor) error {
+	rows, n, err := check.Argmax(dst, x)
+	if err != nil {
+		return err
+	}
+	p, err := d.ptrs("Argmax", []string{"dst", "x"}, dst, x)
+	if err != nil || rows == 0 {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.launch("argmax", d.fn.argmax, [3]int{rows, 1, 1}, threads(n), p[0], p[1], dt(x), i64(n))
+}
+
+// WriteKV stores new keys and values in the paged cache.
+func (d *Device) WriteKV(kCache, vCache, k, v, slots *gpu.Tensor) error {
+	c, t, err := check.WriteKV(kCache, vCache, k, v, slots)
+	if err != nil {
+		return err
+	}
+	p, err := d.ptrs("WriteKV", []string{"kCache", "vCache", "k", "v", "slots"}, kCache, vCache, k, v, slots)
+	if err != nil || t == 0 {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	row := c.KVHeads * c.HeadDim
+	return d.launch("writeKV", d.fn.writeKV, [3]int{t, 1, 1}, min(threads(row), 256),
+		p[0], p[1], dt(kCache), p[2], dt(k), p[3], dt(v), p[4], i64(c.Slots()), i64(row))
+}
+
+// maxHeadDim is the largest head size the attention kernel holds in
+// registers (32 lanes × ATTN_MAXR).
+const maxHeadDim = 256
+
+// Attention runs causal paged attention: one block per (query row, head,
+// sequence) with an online softmax over the context.
+func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) error {
+	a, err := check.Attention(out, q, kCache, vCache, b)
+	if err != nil {
+		return err
+	}
+	if a.HeadDim > maxHeadDim {
+		return fmt.Errorf("gpu: Attention: head size %d over cuda's %d: %w", a.HeadDim, maxHeadDim, gpu.ErrShape)
+	}
+	p, err := d.ptrs("Attention", []string{"out", "q", "kCache", "vCache", "BlockTables", "ContextLens", "QueryStarts"},
+		out, q, kCache, vCache, b.BlockTables, b.ContextLens, b.QueryStarts)
+	if err != nil || a.Tokens == 0 || a.Seqs == 0 {
+		return err
+	}
+	maxQ := b.MaxQueryLen
+	if maxQ == 0 || maxQ > a.Tokens {
+		maxQ = a.Tokens // a bound that needs no host copy of QueryStarts
+	}
+	scale := b.Scale
+	if scale == 0 {
+		scale = float32(1 / math.Sqrt(float64(a.HeadDim)))
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	return d.launch("attention", d.fn.attention, [3]int{maxQ, a.Heads, a.Seqs}, 128,
+		p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
+		i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale))
+}

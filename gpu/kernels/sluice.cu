@@ -1,0 +1,302 @@
+// Kernels of the cuda backend of gpu (package gpu/cuda). Every kernel is
+// extern "C" so that cuModuleGetFunction finds it by its plain name, and
+// takes the dtypes of its float tensors as run-time codes equal to gpu.DType
+// (1 f32, 2 bf16, 3 f16): a uniform branch per element is cheap next to the
+// memory traffic, and it spares one instantiation per dtype mix. Every op
+// computes in float32 and rounds once, to nearest even, when it stores.
+//
+// Built by build.sh into PTX for compute_80 and compute_90; the PTX is
+// committed and embedded by kernels.go.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+
+#define F32 1
+#define BF16 2
+#define F16 3
+
+typedef long long i64;
+
+__device__ __forceinline__ float ld(const void* p, int dt, i64 i) {
+  if (dt == F32) return ((const float*)p)[i];
+  if (dt == BF16) return __bfloat162float(((const __nv_bfloat16*)p)[i]);
+  return __half2float(((const __half*)p)[i]);
+}
+
+__device__ __forceinline__ void st(void* p, int dt, i64 i, float v) {
+  if (dt == F32) ((float*)p)[i] = v;
+  else if (dt == BF16) ((__nv_bfloat16*)p)[i] = __float2bfloat16_rn(v);
+  else ((__half*)p)[i] = __float2half_rn(v);
+}
+
+// roundTo returns v rounded to dt, as a float.
+__device__ __forceinline__ float roundTo(int dt, float v) {
+  if (dt == BF16) return __bfloat162float(__float2bfloat16_rn(v));
+  if (dt == F16) return __half2float(__float2half_rn(v));
+  return v;
+}
+
+__device__ __forceinline__ float warpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warpMax(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// blockSum returns the sum of v over the block (blockDim.x a multiple of 32,
+// at most 1024) to every thread. sh holds 32 floats.
+__device__ float blockSum(float v, float* sh) {
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warpSum(v);
+  __syncthreads();  // sh may still be read by a previous call
+  if (lane == 0) sh[w] = v;
+  __syncthreads();
+  v = lane < nw ? sh[lane] : 0.f;
+  return warpSum(v);
+}
+
+__device__ float blockMax(float v, float* sh) {
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = warpMax(v);
+  __syncthreads();
+  if (lane == 0) sh[w] = v;
+  __syncthreads();
+  v = lane < nw ? sh[lane] : -INFINITY;
+  return warpMax(v);
+}
+
+extern "C" {
+
+// convert: dst = src, n elements, changing dtype.
+__global__ void convert(void* dst, int ddt, const void* src, int sdt, i64 n) {
+  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
+    st(dst, ddt, i, ld(src, sdt, i));
+}
+
+// epilogue: c[i, j] = acc[i, j] + bias[j], either input optional (absent
+// reads as 0), c [m, n] of cdt, acc f32.
+__global__ void epilogue(void* c, int cdt, const float* acc, const void* bias, int bdt, i64 m, int n) {
+  i64 total = m * n;
+  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
+    float v = acc ? acc[i] : 0.f;
+    if (bias) v += ld(bias, bdt, i % n);
+    st(c, cdt, i, v);
+  }
+}
+
+// embed: dst[i] = table[ids[i]], one block per token. Ids outside
+// [0, vocab) leave the row unwritten (the host does not check them).
+__global__ void embed(void* dst, int ddt, const void* table, int tdt, const int* ids, int vocab, int h) {
+  int t = blockIdx.x;
+  int id = ids[t];
+  if (id < 0 || id >= vocab) return;
+  for (int j = threadIdx.x; j < h; j += blockDim.x)
+    st(dst, ddt, (i64)t * h + j, ld(table, tdt, (i64)id * h + j));
+}
+
+// rmsnorm: one block per row. With res, z = round(rdt, res + x) is stored
+// in res and normalized; dst may alias x (each element is read before it
+// is written, by the same thread).
+__global__ void rmsnorm(void* dst, int ddt, const void* x, int xdt, void* res, int rdt,
+                        const void* w, int wdt, int h, float eps) {
+  __shared__ float sh[32];
+  i64 base = (i64)blockIdx.x * h;
+  float ss = 0.f;
+  for (int j = threadIdx.x; j < h; j += blockDim.x) {
+    float z = ld(x, xdt, base + j);
+    if (res) {
+      z = roundTo(rdt, ld(res, rdt, base + j) + z);
+      st(res, rdt, base + j, z);
+    }
+    ss += z * z;
+  }
+  ss = blockSum(ss, sh);
+  float inv = rsqrtf(ss / (float)h + eps);
+  for (int j = threadIdx.x; j < h; j += blockDim.x) {
+    float z = res ? ld(res, rdt, base + j) : ld(x, xdt, base + j);
+    st(dst, ddt, base + j, z * inv * ld(w, wdt, j));
+  }
+}
+
+// rope: rotates x [t, heads, d] in place; one block per (token, head),
+// threads over the d/2 pairs. The angle is the float32 product of the
+// position and the float32 frequency, as transformers computes it; cos and
+// sin are taken in double so large angles keep full accuracy.
+__global__ void rope(void* x, int dt, const int* pos, const float* inv, int heads, int d) {
+  int t = blockIdx.x / heads;
+  i64 o = (i64)blockIdx.x * d;
+  int half = d / 2;
+  float p = (float)pos[t];
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    float ang = __fmul_rn(p, inv[i]);
+    double s, c;
+    sincos((double)ang, &s, &c);
+    double x1 = ld(x, dt, o + i), x2 = ld(x, dt, o + half + i);
+    st(x, dt, o + i, (float)(x1 * c - x2 * s));
+    st(x, dt, o + half + i, (float)(x2 * c + x1 * s));
+  }
+}
+
+// siluMul: dst[r, j] = silu(gate[r, j]) * up[r, j]; with up null, gate rows
+// are [2n]: gate then up.
+__global__ void siluMul(void* dst, int ddt, const void* gate, int gdt, const void* up, int udt, i64 rows, int n) {
+  i64 total = rows * n;
+  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
+    float g, u;
+    if (up) {
+      g = ld(gate, gdt, i);
+      u = ld(up, udt, i);
+    } else {
+      i64 r = i / n, j = i % n;
+      g = ld(gate, gdt, r * 2 * n + j);
+      u = ld(gate, gdt, r * 2 * n + n + j);
+    }
+    st(dst, ddt, i, g / (1.f + expf(-g)) * u);
+  }
+}
+
+// add: dst = a + b elementwise.
+__global__ void add(void* dst, int ddt, const void* a, int adt, const void* b, int bdt, i64 n) {
+  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
+    st(dst, ddt, i, ld(a, adt, i) + ld(b, bdt, i));
+}
+
+// softmax: one block per row; dst may alias x.
+__global__ void softmax(void* dst, int ddt, const void* x, int xdt, int n) {
+  __shared__ float sh[32];
+  i64 base = (i64)blockIdx.x * n;
+  float m = -INFINITY;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, ld(x, xdt, base + j));
+  m = blockMax(m, sh);
+  float s = 0.f;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) s += expf(ld(x, xdt, base + j) - m);
+  s = blockSum(s, sh);
+  float inv = 1.f / s;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) st(dst, ddt, base + j, expf(ld(x, xdt, base + j) - m) * inv);
+}
+
+// better reports whether (v, i) beats (bv, bi): NaN is the largest value,
+// ties go to the lower index.
+__device__ __forceinline__ bool better(float v, int i, float bv, int bi) {
+  bool vn = isnan(v), bn = isnan(bv);
+  if (vn || bn) return vn && (!bn || i < bi);
+  return v > bv || (v == bv && i < bi);
+}
+
+// argmax: one block per row.
+__global__ void argmax(int* dst, const void* x, int xdt, int n) {
+  __shared__ float sv[32];
+  __shared__ int si[32];
+  i64 base = (i64)blockIdx.x * n;
+  float bv = -INFINITY;
+  int bi = 0x7fffffff;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    float v = ld(x, xdt, base + j);
+    if (better(v, j, bv, bi)) bv = v, bi = j;
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    float v = __shfl_xor_sync(0xffffffffu, bv, o);
+    int i = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (better(v, i, bv, bi)) bv = v, bi = i;
+  }
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  if (lane == 0) sv[w] = bv, si[w] = bi;
+  __syncthreads();
+  if (w == 0) {
+    bv = lane < nw ? sv[lane] : -INFINITY;
+    bi = lane < nw ? si[lane] : 0x7fffffff;
+    for (int o = 16; o > 0; o >>= 1) {
+      float v = __shfl_xor_sync(0xffffffffu, bv, o);
+      int i = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (better(v, i, bv, bi)) bv = v, bi = i;
+    }
+    if (lane == 0) dst[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+  }
+}
+
+// writeKV: token t's k and v rows (kvHeads·d) go to slot slots[t] of the
+// caches; a negative slot, or one past the cache, is skipped.
+__global__ void writeKV(void* kc, void* vc, int cdt, const void* k, int kdt, const void* v, int vdt,
+                        const int* slots, i64 nslots, int row) {
+  int t = blockIdx.x;
+  int s = slots[t];
+  if (s < 0 || s >= nslots) return;
+  for (int j = threadIdx.x; j < row; j += blockDim.x) {
+    st(kc, cdt, (i64)s * row + j, ld(k, kdt, (i64)t * row + j));
+    st(vc, cdt, (i64)s * row + j, ld(v, vdt, (i64)t * row + j));
+  }
+}
+
+#define ATTN_WARPS 4
+#define ATTN_MAXR 8  // head size up to 32·8 = 256
+
+// attention: one block per (query row i of sequence s, head h): grid
+// (maxQueryLen, heads, seqs). Each warp walks a strided share of the
+// context positions 0..pos with an online softmax, lanes splitting the head
+// dimension; the warps' states are merged at the end. Block table entries
+// outside [0, blocks) are skipped (the host does not check them).
+__global__ void __launch_bounds__(ATTN_WARPS * 32) attention(
+    void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
+    const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
+    int heads, int kvHeads, int d, float scale) {
+  __shared__ float sm[ATTN_WARPS], sl[ATTN_WARPS];
+  __shared__ float sacc[ATTN_WARPS][32 * ATTN_MAXR];
+  int i = blockIdx.x, h = blockIdx.y, s = blockIdx.z;
+  int q0 = starts[s], n = starts[s + 1] - q0;
+  if (i >= n) return;
+  int ctx = ctxLens[s];
+  int pos = ctx - n + i;
+  int kh = h / (heads / kvHeads);
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  i64 qo = ((i64)(q0 + i) * heads + h) * d;
+  float qr[ATTN_MAXR], acc[ATTN_MAXR];
+#pragma unroll
+  for (int r = 0; r < ATTN_MAXR; r++) {
+    int j = lane + 32 * r;
+    qr[r] = j < d ? ld(q, qdt, qo + j) * scale : 0.f;
+    acc[r] = 0.f;
+  }
+  float m = -INFINITY, l = 0.f;
+  const int* table = tables + (i64)s * maxBlocks;
+  i64 row = (i64)kvHeads * d;
+  for (int p = w; p <= pos; p += ATTN_WARPS) {
+    int blk = table[p / bs];
+    if (blk < 0 || blk >= blocks) continue;
+    i64 ko = ((i64)blk * bs + p % bs) * row + (i64)kh * d;
+    float dot = 0.f;
+#pragma unroll
+    for (int r = 0; r < ATTN_MAXR; r++) {
+      int j = lane + 32 * r;
+      if (j < d) dot += qr[r] * ld(kc, cdt, ko + j);
+    }
+    dot = warpSum(dot);
+    float mn = fmaxf(m, dot);
+    float a = expf(m - mn), e = expf(dot - mn);
+    l = l * a + e;
+#pragma unroll
+    for (int r = 0; r < ATTN_MAXR; r++) {
+      int j = lane + 32 * r;
+      if (j < d) acc[r] = acc[r] * a + e * ld(vc, cdt, ko + j);
+    }
+    m = mn;
+  }
+  if (lane == 0) sm[w] = m, sl[w] = l;
+#pragma unroll
+  for (int r = 0; r < ATTN_MAXR; r++) sacc[w][lane + 32 * r] = acc[r];
+  __syncthreads();
+  float M = -INFINITY;
+  for (int k = 0; k < ATTN_WARPS; k++) M = fmaxf(M, sm[k]);
+  float L = 0.f;
+  for (int k = 0; k < ATTN_WARPS; k++) L += sm[k] == -INFINITY ? 0.f : sl[k] * expf(sm[k] - M);
+  for (int j = threadIdx.x; j < d; j += blockDim.x) {
+    float o = 0.f;
+    for (int k = 0; k < ATTN_WARPS; k++)
+      if (sm[k] != -INFINITY) o += sacc[k][j] * expf(sm[k] - M);
+    st(out, odt, qo + j, o / L);
+  }
+}
+
+}  // extern "C"
