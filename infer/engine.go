@@ -292,10 +292,9 @@ func (e *Engine) abortCancelled() {
 		}
 	}
 	for _, r := range done {
-		if r.abortErr == nil {
-			r.abortErr = r.ctx.Err()
-		}
-		e.finishRequest(r, FinishAbort, r.abortErr)
+		// r.abortErr belongs to the caller's watcher; a later abort of the
+		// same request finds its sequences finished and does nothing.
+		e.finishRequest(r, FinishAbort, r.ctx.Err())
 	}
 }
 

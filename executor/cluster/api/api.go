@@ -46,13 +46,17 @@ const MaxBody = 4 << 20
 
 // SubmitRequest submits a plan file.
 type SubmitRequest struct {
-	RequestID  string            `json:"request_id"`
-	File       string            `json:"file"`
-	Plan       string            `json:"plan"`
-	Params     map[string]string `json:"params,omitempty"`
-	MaxRetries int               `json:"max_retries"`
-	Needs      state.Resources   `json:"needs"`
-	Locality   string            `json:"locality,omitempty"`
+	RequestID string            `json:"request_id"`
+	File      string            `json:"file"`
+	Plan      string            `json:"plan"`
+	Params    map[string]string `json:"params,omitempty"`
+	// ScheduledTime and RunID are the run's .ScheduledTime and .RunID
+	// (zero: the time the task runs; empty: the plan's name and that time).
+	ScheduledTime time.Time       `json:"scheduled_time,omitzero"`
+	RunID         string          `json:"run_id,omitempty"`
+	MaxRetries    int             `json:"max_retries"`
+	Needs         state.Resources `json:"needs"`
+	Locality      string          `json:"locality,omitempty"`
 }
 
 // IDResponse answers a write with the id it made or touched. Kind is
@@ -94,6 +98,7 @@ type Assignment struct {
 	Plan          string            `json:"plan"`
 	Params        map[string]string `json:"params,omitempty"`
 	ScheduledTime time.Time         `json:"scheduled_time,omitzero"`
+	RunID         string            `json:"run_id,omitempty"`
 }
 
 // TaskReport is a worker's report on one attempt of a task.
@@ -144,6 +149,9 @@ type Client struct {
 	URLs  []string // http://host:port
 	Token string
 	HTTP  *http.Client
+	// Retry is how long Do keeps trying when no coordinator can take the
+	// call (during an election, say); 0 tries each address once.
+	Retry time.Duration
 
 	mu   sync.Mutex
 	next int // the address that answered last
@@ -152,7 +160,7 @@ type Client struct {
 // NewClient is a client of the coordinators at urls ("host:port" gets
 // http://).
 func NewClient(urls []string, token string) *Client {
-	c := &Client{Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	c := &Client{Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}, Retry: 30 * time.Second}
 	for _, u := range urls {
 		if u = strings.TrimSpace(u); u == "" {
 			continue
@@ -178,8 +186,27 @@ func (c *Client) SetTLS(cfg *tls.Config) {
 }
 
 // Do sends one call; in and out may be nil. A coordinator that cannot be
-// reached, or answers 502/503, is skipped for the next one.
+// reached, or answers 502/503, is skipped for the next one; when none
+// takes the call, Do tries them again with backoff for up to Retry. Writes
+// that carry a request id are safe to retry.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	deadline := time.Now().Add(c.Retry)
+	wait := 50 * time.Millisecond
+	for {
+		err := c.round(ctx, method, path, in, out)
+		if !errors.Is(err, ErrUnavailable) || !time.Now().Before(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func (c *Client) round(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
 		var err error

@@ -23,23 +23,23 @@ const token = "s3cret-token"
 
 // harness runs coordinators on loopback TCP with real disks.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	nodes []*Coordinator
 	cfgs  []Config
 }
 
-type tlogWriter struct{ t *testing.T }
+type tlogWriter struct{ t testing.TB }
 
 func (w tlogWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +48,7 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func newConfig(t *testing.T, id string) Config {
+func newConfig(t testing.TB, id string) Config {
 	return Config{
 		NodeID: id, DataDir: filepath.Join(t.TempDir(), id), RaftAddr: freeAddr(t), APIAddr: freeAddr(t),
 		Token: token, WorkerTimeout: time.Second, Tick: 50 * time.Millisecond, ApplyTimeout: 5 * time.Second,
@@ -58,7 +58,7 @@ func newConfig(t *testing.T, id string) Config {
 }
 
 // start starts n coordinators: the first bootstraps, the others join it.
-func start(t *testing.T, n int) *harness {
+func start(t testing.TB, n int) *harness {
 	h := &harness{t: t}
 	for i := range n {
 		cfg := newConfig(t, fmt.Sprintf("n%d", i+1))

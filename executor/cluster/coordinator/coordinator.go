@@ -379,6 +379,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 func (c *Coordinator) join(ctx context.Context) {
 	cl := api.NewClient([]string{c.cfg.Join}, c.cfg.Token)
 	cl.SetTLS(c.cfg.ClientTLS)
+	cl.Retry = 0 // join retries itself
 	req := api.JoinRequest{ID: c.cfg.NodeID, RaftAddr: string(c.trans.LocalAddr()), APIAddr: c.ln.Addr().String()}
 	for {
 		err := cl.Do(ctx, http.MethodPost, "/v1/cluster/join", req, nil)

@@ -156,7 +156,8 @@ func (c *Coordinator) submit(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cmd.Op = state.OpSubmit
-	cmd.Job = &state.Job{Name: p.Name, File: req.File, Plan: []byte(req.Plan), Params: req.Params, MaxRetries: req.MaxRetries}
+	cmd.Job = &state.Job{Name: p.Name, File: req.File, Plan: []byte(req.Plan), Params: req.Params, MaxRetries: req.MaxRetries,
+		ScheduledTime: req.ScheduledTime, RunID: req.RunID}
 	c.propose(rw, cmd, "job")
 }
 
@@ -232,7 +233,7 @@ func (c *Coordinator) heartbeat(rw http.ResponseWriter, r *http.Request) {
 		for _, t := range s.TasksOf(id) {
 			j := s.Jobs[t.Job]
 			out.Tasks = append(out.Tasks, api.Assignment{Task: *t, File: j.File, Plan: string(j.Plan),
-				Params: j.Params, ScheduledTime: j.ScheduledTime})
+				Params: j.Params, ScheduledTime: j.ScheduledTime, RunID: j.RunID})
 		}
 	})
 	writeJSON(rw, http.StatusOK, out)

@@ -24,7 +24,7 @@ func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now
 
 func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
-func startWith(t *testing.T, n int, edit func(*Config)) *harness {
+func startWith(t testing.TB, n int, edit func(*Config)) *harness {
 	h := &harness{t: t}
 	for i := range n {
 		cfg := newConfig(t, fmt.Sprintf("n%d", i+1))

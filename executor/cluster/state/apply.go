@@ -77,15 +77,30 @@ type Result struct {
 // before changes nothing and returns the first answer.
 func (s *State) Apply(c Command) Result {
 	if c.RequestID != "" {
-		if v, ok := s.Requests[c.RequestID]; ok {
-			return Result{Value: v}
+		if r, ok := s.Requests[c.RequestID]; ok {
+			return Result{Value: r.Value}
 		}
 	}
 	v, err := s.apply(c)
 	if err == nil && c.RequestID != "" {
-		s.Requests[c.RequestID] = v
+		s.Requests[c.RequestID] = Request{Value: v, At: c.At}
 	}
+	s.prune(c.At)
 	return Result{Value: v, Err: err}
+}
+
+// prune forgets the requests older than RequestTTL, at most once an hour
+// of log time (so every replica prunes at the same entries).
+func (s *State) prune(now time.Time) {
+	if now.IsZero() || now.Sub(s.PrunedAt) < time.Hour {
+		return
+	}
+	for id, r := range s.Requests {
+		if now.Sub(r.At) > RequestTTL {
+			delete(s.Requests, id)
+		}
+	}
+	s.PrunedAt = now
 }
 
 func (s *State) apply(c Command) (string, error) {

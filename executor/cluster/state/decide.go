@@ -52,7 +52,8 @@ func (s *State) Decide(now time.Time, p Policy) []Command {
 	}
 	var pending []*Task
 	for _, t := range s.Tasks {
-		if t.State == TaskPending && !s.Jobs[t.Job].State.Done() {
+		requeued := dead[t.Worker] && (t.State == TaskAssigned || t.State == TaskRunning)
+		if (t.State == TaskPending || requeued) && !s.Jobs[t.Job].State.Done() {
 			pending = append(pending, t)
 		}
 	}

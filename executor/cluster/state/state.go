@@ -84,6 +84,7 @@ type Job struct {
 	Plan          []byte            `json:"plan"` // the plan file's text
 	Params        map[string]string `json:"params,omitempty"`
 	ScheduledTime time.Time         `json:"scheduled_time,omitzero"`
+	RunID         string            `json:"run_id,omitempty"`
 	Schedule      string            `json:"schedule,omitempty"` // the schedule that fired it
 	MaxRetries    int               `json:"max_retries"`
 	State         JobState          `json:"state"`
@@ -155,16 +156,28 @@ type State struct {
 	Schedules map[string]*Schedule `json:"schedules"`
 	Nodes     map[string]*Node     `json:"nodes"`
 	NextID    int64                `json:"next_id"`
-	// Requests maps the request id of every applied command to its result,
-	// so a retried request applies once and answers the same.
-	Requests map[string]string `json:"requests"`
+	// Requests maps the request id of each command applied in the last
+	// RequestTTL to its answer, so a retried request applies once and
+	// answers the same.
+	Requests map[string]Request `json:"requests"`
+	PrunedAt time.Time          `json:"pruned_at,omitzero"`
 }
+
+// Request is the answer to an applied request and when it was applied.
+type Request struct {
+	Value string    `json:"v"`
+	At    time.Time `json:"at"`
+}
+
+// RequestTTL is how long a request id is remembered: a retry later than
+// this applies again.
+const RequestTTL = 24 * time.Hour
 
 // New is an empty state.
 func New() *State {
 	return &State{
 		Jobs: map[string]*Job{}, Tasks: map[string]*Task{}, Workers: map[string]*Worker{},
-		Schedules: map[string]*Schedule{}, Nodes: map[string]*Node{}, Requests: map[string]string{},
+		Schedules: map[string]*Schedule{}, Nodes: map[string]*Node{}, Requests: map[string]Request{},
 	}
 }
 

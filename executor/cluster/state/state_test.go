@@ -242,3 +242,16 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Fatal("replicas diverge")
 	}
 }
+
+func TestRequestsExpire(t *testing.T) {
+	s := New()
+	id := submit(t, s, "r1", 0, at(0))
+	if again := submit(t, s, "r1", 0, at(3600)); again != id {
+		t.Fatalf("retry within the TTL applied again: %s", again)
+	}
+	later := t0.Add(RequestTTL + 2*time.Hour)
+	mustApply(t, s, Command{Op: OpRegister, At: later, Register: &Worker{ID: "w"}})
+	if _, ok := s.Requests["r1"]; ok {
+		t.Fatal("request r1 outlived RequestTTL")
+	}
+}

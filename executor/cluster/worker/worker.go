@@ -8,6 +8,7 @@ package worker
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -33,6 +34,7 @@ type Config struct {
 	Resources    state.Resources
 	Token        string
 	Heartbeat    time.Duration // default 1 s
+	TLS          *tls.Config   // trusts the coordinators' certificates (nil: plain HTTP)
 	Logger       *slog.Logger
 
 	// Run runs one task; the default compiles the plan and runs it with
@@ -92,7 +94,9 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{cfg: cfg, id: id, cl: api.NewClient(cfg.Coordinators, cfg.Token),
+	cl := api.NewClient(cfg.Coordinators, cfg.Token)
+	cl.SetTLS(cfg.TLS)
+	return &Worker{cfg: cfg, id: id, cl: cl,
 		log: cfg.Logger.With("worker", id), running: map[string]*run{}, done: map[string]bool{}}, nil
 }
 
@@ -259,7 +263,7 @@ func runPlan(ctx context.Context, a api.Assignment) (int64, error) {
 	if err := lints.Err(); err != nil {
 		return 0, err
 	}
-	job, err := plans.Compile(p, plans.Vars{Params: a.Params, ScheduledTime: a.ScheduledTime})
+	job, err := plans.Compile(p, plans.Vars{Params: a.Params, ScheduledTime: a.ScheduledTime, RunID: a.RunID})
 	if err != nil {
 		return 0, err
 	}
