@@ -203,7 +203,7 @@ func init() {
 		output                             string
 	}
 	register(&command{
-		name: "bench infer",
+		name:    "bench infer",
 		summary: "run the infer/tiny-cpu workload: output tokens/s, GEMM GFLOP/s against gonum",
 		flags: func(fs *flag.FlagSet) {
 			b.engineFlags.declare(fs)

@@ -1,0 +1,175 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/state"
+)
+
+func TestPartitionedMinority(t *testing.T) {
+	h := start(t, 3)
+	old := h.leader()
+	old.Isolate()
+	// The majority elects a new leader and keeps taking writes.
+	var nl *Coordinator
+	h.waitFor("a leader in the majority", func() bool {
+		for _, c := range h.nodes {
+			if c != old && c.IsLeader() {
+				nl = c
+				return true
+			}
+		}
+		return false
+	})
+	var majority []string
+	for _, c := range h.nodes {
+		if c != old {
+			majority = append(majority, c.URL())
+		}
+	}
+	id := submitNoop(t, api.NewClient(majority, token), "during-partition")
+	// The isolated node cannot commit: it steps down, and writes sent to it
+	// fail rather than apply.
+	h.waitFor("the old leader steps down", func() bool { return !old.IsLeader() })
+	minority := api.NewClient([]string{old.URL()}, token)
+	minority.Retry = 0
+	err := minority.Do(context.Background(), http.MethodPost, "/v1/jobs",
+		api.SubmitRequest{RequestID: "to-minority", Plan: "name: m\nread: {parquet: a/}\nwrite: {parquet: b/}\n"}, nil)
+	if err == nil {
+		t.Fatal("the isolated minority took a write")
+	}
+	old.Heal()
+	// Healed, it follows the new leader and catches up; the refused write
+	// is nowhere.
+	h.waitFor("the old leader catches up", func() bool {
+		var has, extra bool
+		old.Read(func(s *state.State) {
+			has = s.Jobs[id] != nil
+			_, extra = s.Requests["to-minority"]
+		})
+		return has && !extra && old.Status().Leader == nl.cfg.NodeID
+	})
+}
+
+func TestCancelStopsRunningTask(t *testing.T) {
+	h := start(t, 1)
+	g := newGate()
+	stopped := make(chan struct{})
+	startWorker(t, h.urls(), func(ctx context.Context, a api.Assignment) (int64, error) {
+		n, err := g.run(ctx, a)
+		close(stopped)
+		return n, err
+	})
+	cl := h.client()
+	id := submitNoop(t, cl, "r")
+	h.waitFor("running", func() bool { return h.job(cl, id).Tasks[0].State == state.TaskRunning })
+	if err := cl.Do(context.Background(), http.MethodPost, "/v1/jobs/"+id+"/cancel", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the worker kept running a cancelled task")
+	}
+	if st := h.job(cl, id); st.Job.State != state.JobCancelled {
+		t.Fatalf("job %s", st.Job.State)
+	}
+}
+
+func TestMetricsAndRemove(t *testing.T) {
+	h := start(t, 3)
+	cl := h.client()
+	submitNoop(t, cl, "r")
+	req, _ := http.NewRequest(http.MethodGet, h.leader().URL()+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`sluice_jobs{state="pending"} 1`, `sluice_tasks{state="pending"} 1`, "sluice_leader 1", "sluice_leader_changes_total 1", "sluice_raft_commit_seconds_count"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	// Remove a follower while running; two voters remain and still commit.
+	var gone *Coordinator
+	for _, c := range h.nodes {
+		if !c.IsLeader() {
+			gone = c
+		}
+	}
+	if err := cl.Do(context.Background(), http.MethodPost, "/v1/cluster/remove", api.JoinRequest{ID: gone.cfg.NodeID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("two voters", func() bool { return len(h.leader().Status().Nodes) == 2 })
+	var rest []string
+	for i, c := range h.nodes {
+		if c == gone {
+			c.Shutdown()
+			h.nodes[i] = nil
+		} else {
+			rest = append(rest, c.URL())
+		}
+	}
+	submitNoop(t, api.NewClient(rest, token), "after-remove")
+}
+
+// selfSigned is a certificate for 127.0.0.1 and the pool that trusts it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+}
+
+func TestTLS(t *testing.T) {
+	cert, pool := selfSigned(t)
+	server := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	client := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	h := startWith(t, 2, func(c *Config) { c.TLS, c.ClientTLS = server, client })
+	if !strings.HasPrefix(h.nodes[0].URL(), "https://") {
+		t.Fatal(h.nodes[0].URL())
+	}
+	cl := api.NewClient(h.urls(), token)
+	cl.SetTLS(client)
+	id := submitNoop(t, cl, "r")
+	h.waitFor("replicated over TLS", func() bool {
+		ok := false
+		h.nodes[1].Read(func(s *state.State) { ok = s.Jobs[id] != nil })
+		return ok
+	})
+	// Plain HTTP is refused.
+	if err := api.NewClient([]string{strings.Replace(h.nodes[0].URL(), "https", "http", 1)}, token).Do(
+		context.Background(), http.MethodGet, "/v1/jobs", nil, nil); err == nil {
+		t.Fatal("plain HTTP answered")
+	}
+}

@@ -1,0 +1,127 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/state"
+)
+
+// fakeCoordinator assigns one task until a finish report arrives, and
+// records the calls.
+type fakeCoordinator struct {
+	mu      sync.Mutex
+	calls   []string
+	reports []api.TaskReport
+	done    bool
+}
+
+func (f *fakeCoordinator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "Bearer tok" {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, r.Method+" "+r.URL.Path)
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/heartbeat"):
+		out := api.HeartbeatResponse{Tasks: []api.Assignment{}}
+		if !f.done {
+			out.Tasks = append(out.Tasks, api.Assignment{Task: state.Task{ID: "j-1-t0", Job: "j-1", State: state.TaskAssigned, Attempt: 3}, Plan: "x"})
+		}
+		json.NewEncoder(w).Encode(out)
+	case strings.HasPrefix(r.URL.Path, "/v1/tasks/"):
+		var rep api.TaskReport
+		json.NewDecoder(r.Body).Decode(&rep)
+		f.reports = append(f.reports, rep)
+		if strings.HasSuffix(r.URL.Path, "/finish") {
+			f.done = true
+		}
+		json.NewEncoder(w).Encode(api.IDResponse{ID: "j-1-t0"})
+	default:
+		json.NewEncoder(w).Encode(api.IDResponse{ID: "w"})
+	}
+}
+
+func TestWorkerRunsAndReports(t *testing.T) {
+	f := &fakeCoordinator{}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	dir := t.TempDir()
+	var runs sync.WaitGroup
+	runs.Add(1)
+	w, err := New(Config{Coordinators: []string{srv.URL}, DataDir: dir, Token: "tok", Resources: state.Resources{CPU: 1},
+		Heartbeat: 10 * time.Millisecond, Run: func(ctx context.Context, a api.Assignment) (int64, error) {
+			defer runs.Done() // a second run would panic
+			return 42, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error)
+	go func() { errc <- w.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		n := len(f.reports)
+		f.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no reports")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.calls[0] != "POST /v1/workers" || f.reports[0].Attempt != 3 || !f.reports[1].OK || f.reports[1].Rows != 42 || f.reports[1].Worker != w.ID() {
+		t.Fatalf("calls %v reports %+v", f.calls, f.reports)
+	}
+	// The id survives a restart.
+	if w2, _ := New(Config{Coordinators: []string{srv.URL}, DataDir: dir, Token: "tok", Resources: state.Resources{CPU: 1}}); w2.ID() != w.ID() {
+		t.Fatalf("id %s then %s", w.ID(), w2.ID())
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "worker-id")); strings.TrimSpace(string(b)) != w.ID() {
+		t.Fatal("worker-id file")
+	}
+}
+
+func TestWorkerWrongToken(t *testing.T) {
+	srv := httptest.NewServer(&fakeCoordinator{})
+	defer srv.Close()
+	w, err := New(Config{Coordinators: []string{srv.URL}, DataDir: t.TempDir(), Token: "bad", Resources: state.Resources{CPU: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(context.Background()); !errors.Is(err, api.ErrUnauthorized) {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	_, err := New(Config{DataDir: t.TempDir(), Token: "t", Resources: state.Resources{CPU: 1}})
+	if err == nil || !strings.Contains(err.Error(), "--coordinators") {
+		t.Fatalf("%v", err)
+	}
+	_, err = New(Config{Coordinators: []string{"x"}, DataDir: t.TempDir(), Token: "t"})
+	if err == nil || !strings.Contains(err.Error(), "Resources.CPU (0)") {
+		t.Fatalf("%v", err)
+	}
+}
