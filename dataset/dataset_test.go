@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,7 +187,7 @@ func TestTopK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !contains(explain, "TopK 25") {
+	if !strings.Contains(explain, "TopK 25") {
 		t.Fatalf("limit over sort did not become a top-k:\n%s", explain)
 	}
 	got := col[int64](t, take(t, d), "id")
