@@ -209,10 +209,6 @@ func TestTopK(t *testing.T) {
 	}
 }
 
-func contains(s, sub string) bool {
-	return len(sub) == 0 || len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub))
-}
-
 func TestLimit(t *testing.T) {
 	cfg, _ := testConfig(t)
 	got := col[int64](t, take(t, ds(t, cfg, sales(1000)).Limit(123)), "id")
