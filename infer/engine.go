@@ -329,6 +329,9 @@ func (e *Engine) run(p *plan) error {
 		}
 	}
 	e.batch.Seqs = seqs
+	if gr, ok := e.runner.(GreedyRunner); ok && e.allGreedy(p) {
+		return e.runGreedy(gr, p, nWant)
+	}
 	logits, err := e.runner.Forward(e.cache, &e.batch)
 	if err != nil {
 		return fmt.Errorf("infer: forward: %w", err)
@@ -348,6 +351,45 @@ func (e *Engine) run(p *plan) error {
 		e.toks = append(e.toks, tok)
 		e.lps = append(e.lps, lp)
 		row++
+	}
+	e.stats.steps.Add(1)
+	e.stats.batchedTokens.Add(int64(p.numTokens))
+	return nil
+}
+
+// allGreedy reports whether every sequence of p that samples would take
+// its largest raw logit: greedy, no penalties, no logprobs and no EOS or
+// stop-token masking for min_tokens. Such a step can sample on the device.
+func (e *Engine) allGreedy(p *plan) bool {
+	for _, sc := range p.seqs {
+		if !sc.sample {
+			continue
+		}
+		s := sc.seq
+		sp := s.x.samp.p
+		if !sp.greedy() || sp.Logprobs > 0 || sp.RepetitionPenalty != 1 ||
+			sp.FrequencyPenalty != 0 || sp.PresencePenalty != 0 ||
+			s.numOutput() < s.stop.minTokens {
+			return false
+		}
+	}
+	return true
+}
+
+// runGreedy is run's device-sampled path (see allGreedy): the runner
+// returns the token ids, the logits stay on the device.
+func (e *Engine) runGreedy(gr GreedyRunner, p *plan, nWant int) error {
+	ids, err := gr.ForwardArgmax(e.cache, &e.batch)
+	if err != nil {
+		return fmt.Errorf("infer: forward: %w", err)
+	}
+	if len(ids) != nWant {
+		return fmt.Errorf("infer: forward returned %d tokens, want %d", len(ids), nWant)
+	}
+	e.toks, e.lps = e.toks[:0], e.lps[:0]
+	for _, tok := range ids {
+		e.toks = append(e.toks, tok)
+		e.lps = append(e.lps, nil)
 	}
 	e.stats.steps.Add(1)
 	e.stats.batchedTokens.Add(int64(p.numTokens))

@@ -20,7 +20,7 @@ type modelRunner struct {
 	batch model.Batch
 }
 
-var _ Runner = (*modelRunner)(nil)
+var _ GreedyRunner = (*modelRunner)(nil)
 
 // FromModel returns a Runner over a loaded model. The model stays the
 // caller's to close, after the engines that use it.
@@ -36,6 +36,23 @@ func (r *modelRunner) NewCache(numBlocks, blockSize int) (KVCache, error) {
 }
 
 func (r *modelRunner) Forward(c KVCache, b *Batch) ([]float32, error) {
+	mc, err := r.prepare(c, b)
+	if err != nil {
+		return nil, err
+	}
+	return r.m.Forward(mc, &r.batch)
+}
+
+func (r *modelRunner) ForwardArgmax(c KVCache, b *Batch) ([]int32, error) {
+	mc, err := r.prepare(c, b)
+	if err != nil {
+		return nil, err
+	}
+	return r.m.ForwardArgmax(mc, &r.batch)
+}
+
+// prepare converts b into r.batch and c into the model's cache.
+func (r *modelRunner) prepare(c KVCache, b *Batch) (*model.Cache, error) {
 	mc, ok := c.(*model.Cache)
 	if !ok {
 		return nil, fmt.Errorf("infer: Forward with a %T, not the model's cache", c)
@@ -45,7 +62,7 @@ func (r *modelRunner) Forward(c KVCache, b *Batch) ([]float32, error) {
 		seqs = append(seqs, model.SeqInput(s))
 	}
 	r.batch.Seqs = seqs
-	return r.m.Forward(mc, &r.batch)
+	return mc, nil
 }
 
 // LoadOptions tune Load.

@@ -49,6 +49,18 @@ type Runner interface {
 	Forward(c KVCache, b *Batch) ([]float32, error)
 }
 
+// GreedyRunner is a Runner that can also sample greedily on its device.
+// The engine uses it for a step in which every sequence that samples is
+// greedy with nothing that needs the logits on the host (penalties,
+// logprobs, min_tokens masking): only the token ids cross to the host.
+type GreedyRunner interface {
+	Runner
+	// ForwardArgmax runs one step as Forward does and returns the index
+	// of each wanted row's largest logit (the lowest on ties), [n_want],
+	// in batch order. The returned slice is read before the next call.
+	ForwardArgmax(c KVCache, b *Batch) ([]int32, error)
+}
+
 // KVCache is a Runner's paged key/value cache.
 type KVCache interface {
 	// BytesPerBlock is the memory one block takes, for sizing the cache

@@ -204,7 +204,7 @@ func init() {
 	}
 	register(&command{
 		name:    "bench infer",
-		summary: "run the infer/tiny-cpu workload: output tokens/s, GEMM GFLOP/s against gonum",
+		summary: "offline inference benchmark (infer/tiny-cpu, infer/offline-512 by flags): output tokens/s, GEMM GFLOP/s against gonum",
 		flags: func(fs *flag.FlagSet) {
 			b.engineFlags.declare(fs)
 			fs.IntVar(&b.prompts, "prompts", 64, "number of prompts")
@@ -230,8 +230,8 @@ func init() {
 			if b.output == "json" {
 				return json.NewEncoder(env.stdout).Encode(res)
 			}
-			fmt.Fprintf(env.stdout, "infer/tiny-cpu: %d prompts (%d tokens), %d output tokens in %.2fs: %.1f output tokens/s\n",
-				res.Prompts, res.PromptTokens, res.OutputTokens, res.Seconds, res.OutputTokensPerSec)
+			fmt.Fprintf(env.stdout, "infer bench on %s: %d prompts (%d tokens), %d output tokens in %.2fs: %.1f output tokens/s\n",
+				l.Model.Device().Name(), res.Prompts, res.PromptTokens, res.OutputTokens, res.Seconds, res.OutputTokensPerSec)
 			fmt.Fprintf(env.stdout, "  %d steps, %d preemptions; model matmuls %.2f GFLOP/s (estimated)\n",
 				res.Steps, res.Preemptions, res.ModelGFLOPS)
 			fmt.Fprintf(env.stdout, "  GEMM %s on %s: %.2f GFLOP/s; gonum Sgemm %.2f GFLOP/s (%d threads)\n",

@@ -77,7 +77,7 @@ var (
 )
 
 type kernelFuncs struct {
-	convert, epilogue, embed, rmsnorm, rope, siluMul, add, softmax, argmax, writeKV, attention uintptr
+	convert, epilogue, embed, rmsnorm, rope, siluMul, add, softmax, argmax, writeKV, attention, attentionGQA uintptr
 }
 
 // kernelFunc is one kernel of gpu/kernels and where its handle goes.
@@ -92,6 +92,7 @@ func (f *kernelFuncs) table() []kernelFunc {
 		{&f.convert, "convert"}, {&f.epilogue, "epilogue"}, {&f.embed, "embed"}, {&f.rmsnorm, "rmsnorm"},
 		{&f.rope, "rope"}, {&f.siluMul, "siluMul"}, {&f.add, "add"}, {&f.softmax, "softmax"},
 		{&f.argmax, "argmax"}, {&f.writeKV, "writeKV"}, {&f.attention, "attention"},
+		{&f.attentionGQA, "attentionGQA"},
 	}
 }
 

@@ -3,6 +3,7 @@ package cuda
 import (
 	"fmt"
 	"math"
+	"os"
 	"runtime"
 	"unsafe"
 
@@ -319,12 +320,24 @@ func (d *Device) WriteKV(kCache, vCache, k, v, slots *gpu.Tensor) error {
 		p[0], p[1], dt(kCache), p[2], dt(k), p[3], dt(v), p[4], i64(c.Slots()), i64(row))
 }
 
+// The bounds of the grouped-query kernel (GQA_MAXG and 32 × GQA_MAXR in
+// sluice.cu); other shapes take the one-head-per-block kernel.
+const gqaMaxGroup, gqaMaxHeadDim = 8, 128
+
+// attnNoGQA turns the grouped-query kernel off (SLUICE_CUDA_ATTN=v2), to
+// measure it against the one-head-per-block kernel.
+var attnNoGQA = os.Getenv("SLUICE_CUDA_ATTN") == "v2"
+
 // maxHeadDim is the largest head size the attention kernel holds in
 // registers (32 lanes × ATTN_MAXR).
 const maxHeadDim = 256
 
-// Attention runs causal paged attention: one block per (query row, head,
-// sequence) with an online softmax over the context.
+// Attention runs causal paged attention: one block per (query row, kv
+// head, sequence) serving the kv head's group of query heads (attentionGQA),
+// or per (query row, head, sequence) for other shapes (attention); the
+// warps take chunks of 32 context positions with an online softmax (see the
+// kernels). Decode and prefill share it; it does not
+// yet split long contexts over blocks or tile queries (FlashAttention).
 func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) error {
 	a, err := check.Attention(out, q, kCache, vCache, b)
 	if err != nil {
@@ -346,11 +359,23 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 	if scale == 0 {
 		scale = float32(1 / math.Sqrt(float64(a.HeadDim)))
 	}
+	// Keys are read 16 bytes at a time where every row is 16-byte aligned.
+	vec := 0
+	if kCache.DType() != gpu.F32 && a.HeadDim%8 == 0 && p[2]%16 == 0 {
+		vec = 1
+	}
 	if err := d.enter(); err != nil {
 		return err
 	}
 	defer d.leave()
+	if g := a.Heads / a.KVHeads; g >= 2 && g <= gqaMaxGroup && a.HeadDim <= gqaMaxHeadDim && !attnNoGQA {
+		// One block per kv head serves its group of query heads: each
+		// key and value is read once per group, not once per query head.
+		return d.launch("attentionGQA", d.fn.attentionGQA, [3]int{maxQ, a.KVHeads, a.Seqs}, 128,
+			p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
+			i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec))
+	}
 	return d.launch("attention", d.fn.attention, [3]int{maxQ, a.Heads, a.Seqs}, 128,
 		p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
-		i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale))
+		i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec))
 }

@@ -233,53 +233,95 @@ __global__ void writeKV(void* kc, void* vc, int cdt, const void* k, int kdt, con
 #define ATTN_WARPS 4
 #define ATTN_MAXR 8  // head size up to 32·8 = 256
 
+// dotK is q·k over d elements: q in shared memory (f32, already scaled), k
+// at element ko of the cache. With vec (a 2-byte cache, d a multiple of 8,
+// 16-byte aligned rows) k is read 8 elements per load.
+__device__ __forceinline__ float dotK(const void* kc, int cdt, i64 ko, const float* sq, int d, int vec) {
+  float s = 0.f;
+  if (vec) {
+    const uint4* kp = (const uint4*)((const unsigned short*)kc + ko);
+    for (int j = 0; j < d / 8; j++) {
+      uint4 u = kp[j];
+      unsigned int w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        float lo, hi;
+        if (cdt == BF16) {
+          lo = __uint_as_float(w[e] << 16);
+          hi = __uint_as_float(w[e] & 0xffff0000u);
+        } else {
+          lo = __half2float(__ushort_as_half((unsigned short)(w[e] & 0xffffu)));
+          hi = __half2float(__ushort_as_half((unsigned short)(w[e] >> 16)));
+        }
+        s += sq[8 * j + 2 * e] * lo;
+        s += sq[8 * j + 2 * e + 1] * hi;
+      }
+    }
+    return s;
+  }
+  for (int j = 0; j < d; j++) s += sq[j] * ld(kc, cdt, ko + j);
+  return s;
+}
+
 // attention: one block per (query row i of sequence s, head h): grid
-// (maxQueryLen, heads, seqs). Each warp walks a strided share of the
-// context positions 0..pos with an online softmax, lanes splitting the head
-// dimension; the warps' states are merged at the end. Block table entries
-// outside [0, blocks) are skipped (the host does not check them).
+// (maxQueryLen, heads, seqs). Each warp takes chunks of 32 context
+// positions: lane L scores position c0+L on its own, the warp updates one
+// online softmax per chunk, then accumulates the chunk's values with lanes
+// splitting the head dimension (coalesced rows of v). The warps' states are
+// merged at the end. Block table entries outside [0, blocks) are skipped
+// (the host does not check them).
 __global__ void __launch_bounds__(ATTN_WARPS * 32) attention(
     void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
     const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
-    int heads, int kvHeads, int d, float scale) {
+    int heads, int kvHeads, int d, float scale, int vec) {
+  __shared__ float sq[32 * ATTN_MAXR];
   __shared__ float sm[ATTN_WARPS], sl[ATTN_WARPS];
   __shared__ float sacc[ATTN_WARPS][32 * ATTN_MAXR];
   int i = blockIdx.x, h = blockIdx.y, s = blockIdx.z;
   int q0 = starts[s], n = starts[s + 1] - q0;
-  if (i >= n) return;
+  if (i >= n) return;  // the whole block
   int ctx = ctxLens[s];
   int pos = ctx - n + i;
   int kh = h / (heads / kvHeads);
   int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
   i64 qo = ((i64)(q0 + i) * heads + h) * d;
-  float qr[ATTN_MAXR], acc[ATTN_MAXR];
+  for (int j = threadIdx.x; j < d; j += blockDim.x) sq[j] = ld(q, qdt, qo + j) * scale;
+  __syncthreads();
+  float acc[ATTN_MAXR];
 #pragma unroll
-  for (int r = 0; r < ATTN_MAXR; r++) {
-    int j = lane + 32 * r;
-    qr[r] = j < d ? ld(q, qdt, qo + j) * scale : 0.f;
-    acc[r] = 0.f;
-  }
+  for (int r = 0; r < ATTN_MAXR; r++) acc[r] = 0.f;
   float m = -INFINITY, l = 0.f;
   const int* table = tables + (i64)s * maxBlocks;
   i64 row = (i64)kvHeads * d;
-  for (int p = w; p <= pos; p += ATTN_WARPS) {
-    int blk = table[p / bs];
-    if (blk < 0 || blk >= blocks) continue;
-    i64 ko = ((i64)blk * bs + p % bs) * row + (i64)kh * d;
-    float dot = 0.f;
-#pragma unroll
-    for (int r = 0; r < ATTN_MAXR; r++) {
-      int j = lane + 32 * r;
-      if (j < d) dot += qr[r] * ld(kc, cdt, ko + j);
+  for (int c0 = w * 32; c0 <= pos; c0 += ATTN_WARPS * 32) {
+    int p = c0 + lane;
+    i64 ko = -1;
+    float sc = -INFINITY;
+    if (p <= pos) {
+      int blk = table[p / bs];
+      if (blk >= 0 && blk < blocks) {
+        ko = ((i64)blk * bs + p % bs) * row + (i64)kh * d;
+        sc = dotK(kc, cdt, ko, sq, d, vec);
+      }
     }
-    dot = warpSum(dot);
-    float mn = fmaxf(m, dot);
-    float a = expf(m - mn), e = expf(dot - mn);
-    l = l * a + e;
+    float mc = warpMax(sc);
+    if (mc == -INFINITY) continue;  // uniform across the warp
+    float mn = fmaxf(m, mc);
+    float a = expf(m - mn);
+    float e = sc == -INFINITY ? 0.f : expf(sc - mn);
+    l = l * a + warpSum(e);
 #pragma unroll
-    for (int r = 0; r < ATTN_MAXR; r++) {
-      int j = lane + 32 * r;
-      if (j < d) acc[r] = acc[r] * a + e * ld(vc, cdt, ko + j);
+    for (int r = 0; r < ATTN_MAXR; r++) acc[r] *= a;
+    int cnt = min(32, pos - c0 + 1);
+    for (int k = 0; k < cnt; k++) {
+      float pk = __shfl_sync(0xffffffffu, e, k);
+      i64 kok = __shfl_sync(0xffffffffu, ko, k);
+      if (kok < 0) continue;
+#pragma unroll
+      for (int r = 0; r < ATTN_MAXR; r++) {
+        int j = lane + 32 * r;
+        if (j < d) acc[r] += pk * ld(vc, cdt, kok + j);
+      }
     }
     m = mn;
   }
@@ -296,6 +338,146 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attention(
     for (int k = 0; k < ATTN_WARPS; k++)
       if (sm[k] != -INFINITY) o += sacc[k][j] * expf(sm[k] - M);
     st(out, odt, qo + j, o / L);
+  }
+}
+
+#define GQA_MAXG 8  // query heads per kv head
+#define GQA_MAXR 4  // head size up to 32·4 = 128
+
+// attentionGQA is attention with one block per (query row i of sequence s,
+// kv head kh): grid (maxQueryLen, kvHeads, seqs). It serves the G = heads /
+// kvHeads query heads of the group at once (G ≤ GQA_MAXG, d ≤ 32·GQA_MAXR),
+// so each key and value row is read once for the group instead of G times.
+// As in attention, lane L of a warp scores position c0+L (against all G
+// queries), the warp keeps one online softmax per head, and accumulates
+// values with lanes splitting the head dimension.
+__global__ void __launch_bounds__(ATTN_WARPS * 32) attentionGQA(
+    void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
+    const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
+    int heads, int kvHeads, int d, float scale, int vec) {
+  __shared__ float sq[GQA_MAXG * 32 * GQA_MAXR];
+  __shared__ float sm[ATTN_WARPS][GQA_MAXG], sl[ATTN_WARPS][GQA_MAXG];
+  __shared__ float sacc[ATTN_WARPS][GQA_MAXG][32 * GQA_MAXR];
+  int i = blockIdx.x, kh = blockIdx.y, s = blockIdx.z;
+  int q0 = starts[s], n = starts[s + 1] - q0;
+  if (i >= n) return;  // the whole block
+  int ctx = ctxLens[s];
+  int pos = ctx - n + i;
+  int G = heads / kvHeads;
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  i64 qo = ((i64)(q0 + i) * heads + (i64)kh * G) * d;  // the group's heads are contiguous
+  for (int j = threadIdx.x; j < G * d; j += blockDim.x) sq[j] = ld(q, qdt, qo + j) * scale;
+  __syncthreads();
+  float acc[GQA_MAXG][GQA_MAXR], m[GQA_MAXG], l[GQA_MAXG];
+#pragma unroll
+  for (int g = 0; g < GQA_MAXG; g++) {
+    m[g] = -INFINITY, l[g] = 0.f;
+#pragma unroll
+    for (int r = 0; r < GQA_MAXR; r++) acc[g][r] = 0.f;
+  }
+  const int* table = tables + (i64)s * maxBlocks;
+  i64 row = (i64)kvHeads * d;
+  for (int c0 = w * 32; c0 <= pos; c0 += ATTN_WARPS * 32) {
+    int p = c0 + lane;
+    i64 ko = -1;
+    float sc[GQA_MAXG];
+#pragma unroll
+    for (int g = 0; g < GQA_MAXG; g++) sc[g] = 0.f;
+    if (p <= pos) {
+      int blk = table[p / bs];
+      if (blk >= 0 && blk < blocks) {
+        ko = ((i64)blk * bs + p % bs) * row + (i64)kh * d;
+        if (vec) {
+          const uint4* kp = (const uint4*)((const unsigned short*)kc + ko);
+          for (int j = 0; j < d / 8; j++) {
+            uint4 u = kp[j];
+            unsigned int wd[4] = {u.x, u.y, u.z, u.w};
+            float kv[8];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+              if (cdt == BF16) {
+                kv[2 * e] = __uint_as_float(wd[e] << 16);
+                kv[2 * e + 1] = __uint_as_float(wd[e] & 0xffff0000u);
+              } else {
+                kv[2 * e] = __half2float(__ushort_as_half((unsigned short)(wd[e] & 0xffffu)));
+                kv[2 * e + 1] = __half2float(__ushort_as_half((unsigned short)(wd[e] >> 16)));
+              }
+            }
+#pragma unroll
+            for (int g = 0; g < GQA_MAXG; g++) {
+              if (g < G) {
+                const float* qg = sq + g * d + 8 * j;
+#pragma unroll
+                for (int e = 0; e < 8; e++) sc[g] += qg[e] * kv[e];
+              }
+            }
+          }
+        } else {
+          for (int j = 0; j < d; j++) {
+            float kj = ld(kc, cdt, ko + j);
+#pragma unroll
+            for (int g = 0; g < GQA_MAXG; g++)
+              if (g < G) sc[g] += sq[g * d + j] * kj;
+          }
+        }
+      }
+    }
+    if (!__any_sync(0xffffffffu, ko >= 0)) continue;  // uniform across the warp
+    float e[GQA_MAXG];
+#pragma unroll
+    for (int g = 0; g < GQA_MAXG; g++) {
+      e[g] = 0.f;
+      if (g < G) {
+        float v = ko >= 0 ? sc[g] : -INFINITY;
+        float mn = fmaxf(m[g], warpMax(v));
+        float a = expf(m[g] - mn);
+        e[g] = ko >= 0 ? expf(v - mn) : 0.f;
+        l[g] = l[g] * a + warpSum(e[g]);
+#pragma unroll
+        for (int r = 0; r < GQA_MAXR; r++) acc[g][r] *= a;
+        m[g] = mn;
+      }
+    }
+    int cnt = min(32, pos - c0 + 1);
+    for (int k = 0; k < cnt; k++) {
+      i64 kok = __shfl_sync(0xffffffffu, ko, k);
+      float pk[GQA_MAXG];
+#pragma unroll
+      for (int g = 0; g < GQA_MAXG; g++) pk[g] = g < G ? __shfl_sync(0xffffffffu, e[g], k) : 0.f;
+      if (kok < 0) continue;
+#pragma unroll
+      for (int r = 0; r < GQA_MAXR; r++) {
+        int j = lane + 32 * r;
+        if (j < d) {
+          float vj = ld(vc, cdt, kok + j);
+#pragma unroll
+          for (int g = 0; g < GQA_MAXG; g++)
+            if (g < G) acc[g][r] += pk[g] * vj;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int g = 0; g < GQA_MAXG; g++) {
+    if (g < G) {
+      if (lane == 0) sm[w][g] = m[g], sl[w][g] = l[g];
+#pragma unroll
+      for (int r = 0; r < GQA_MAXR; r++) sacc[w][g][lane + 32 * r] = acc[g][r];
+    }
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < G * d; idx += blockDim.x) {
+    int g = idx / d, j = idx - g * d;
+    float M = -INFINITY;
+    for (int k = 0; k < ATTN_WARPS; k++) M = fmaxf(M, sm[k][g]);
+    float L = 0.f, o = 0.f;
+    for (int k = 0; k < ATTN_WARPS; k++) {
+      if (sm[k][g] == -INFINITY) continue;
+      float f = expf(sm[k][g] - M);
+      L += sl[k][g] * f;
+      o += sacc[k][g][j] * f;
+    }
+    st(out, odt, qo + idx, o / L);
   }
 }
 

@@ -32,29 +32,71 @@ type Batch struct{ Seqs []SeqInput }
 // allocates nothing on the device, and nothing on the Go heap when its
 // shape (tokens, sequences, rows of logits, blocks per table) repeats.
 func (m *Model) Forward(c *Cache, b *Batch) ([]float32, error) {
+	key, v, err := m.forwardHead(c, b)
+	if err != nil || key.tokens == 0 {
+		return nil, err
+	}
+	st := &m.step
+	out := st.out[:key.logits*m.cfg.Vocab]
+	if key.logits == 0 {
+		return out, nil
+	}
+	if err := gpu.DownloadF32(out, v.logits); err != nil {
+		return nil, fmt.Errorf("model: Forward: %w", err)
+	}
+	return out, nil
+}
+
+// ForwardArgmax runs one step as Forward does but returns, instead of the
+// logits, the index of each wanted row's largest logit (greedy sampling,
+// ties to the lowest id), computed on the device: only the token ids cross
+// to the host. The returned slice is reused by the next call.
+func (m *Model) ForwardArgmax(c *Cache, b *Batch) ([]int32, error) {
+	key, v, err := m.forwardHead(c, b)
+	if err != nil || key.tokens == 0 {
+		return nil, err
+	}
+	st := &m.step
+	out := st.argOut[:key.logits]
+	if key.logits == 0 {
+		return out, nil
+	}
+	if err := m.ops.Argmax(v.argmax, v.logits); err != nil {
+		return nil, fmt.Errorf("model: ForwardArgmax: %w", err)
+	}
+	if err := gpu.Download(out, v.argmax); err != nil {
+		return nil, fmt.Errorf("model: ForwardArgmax: %w", err)
+	}
+	return out, nil
+}
+
+// forwardHead checks and plans b, runs the decoder and, when some
+// sequence wants logits, the LM head into v.logits (not downloaded).
+// A zero key.tokens means an empty batch: nothing ran.
+func (m *Model) forwardHead(c *Cache, b *Batch) (stepKey, *views, error) {
 	if m.closed {
-		return nil, fmt.Errorf("model: Forward: %w", ErrClosed)
+		return stepKey{}, nil, fmt.Errorf("model: Forward: %w", ErrClosed)
 	}
 	if c == nil || c.m != m {
-		return nil, fmt.Errorf("model: Forward: the cache belongs to another model: %w", ErrBatch)
+		return stepKey{}, nil, fmt.Errorf("model: Forward: the cache belongs to another model: %w", ErrBatch)
 	}
 	if c.freed {
-		return nil, fmt.Errorf("model: Forward: the cache was freed: %w", ErrClosed)
+		return stepKey{}, nil, fmt.Errorf("model: Forward: the cache was freed: %w", ErrClosed)
 	}
 	st := &m.step
 	key, err := st.plan(m, c, b)
 	if err != nil || key.tokens == 0 {
-		return nil, err
+		return stepKey{}, nil, err
 	}
 	if err := st.reserve(m, key); err != nil {
-		return nil, err
+		return key, nil, err
 	}
 	v, err := st.viewsFor(m, key)
 	if err != nil {
-		return nil, err
+		return key, nil, err
 	}
 	if err := st.upload(v); err != nil {
-		return nil, fmt.Errorf("model: Forward: uploading the step's metadata: %w", err)
+		return key, nil, fmt.Errorf("model: Forward: uploading the step's metadata: %w", err)
 	}
 	ab := gpu.AttnBatch{
 		BlockTables:   v.tables,
@@ -64,23 +106,19 @@ func (m *Model) Forward(c *Cache, b *Batch) ([]float32, error) {
 		MaxContextLen: st.maxContext,
 	}
 	if err := m.layersForward(c, v, ab); err != nil {
-		return nil, fmt.Errorf("model: Forward: %w", err)
+		return key, nil, fmt.Errorf("model: Forward: %w", err)
 	}
-	out := st.out[:key.logits*m.cfg.Vocab]
 	if key.logits == 0 {
-		return out, nil
+		return key, v, nil
 	}
 	ops := m.ops
 	if err := ops.Embed(v.g, v.h, v.last); err != nil {
-		return nil, fmt.Errorf("model: Forward: gathering the last tokens: %w", err)
+		return key, nil, fmt.Errorf("model: Forward: gathering the last tokens: %w", err)
 	}
 	if err := ops.MatMul(v.logits, v.g, m.lmHead, nil); err != nil {
-		return nil, fmt.Errorf("model: Forward: LM head: %w", err)
+		return key, nil, fmt.Errorf("model: Forward: LM head: %w", err)
 	}
-	if err := gpu.DownloadF32(out, v.logits); err != nil {
-		return nil, fmt.Errorf("model: Forward: %w", err)
-	}
-	return out, nil
+	return key, v, nil
 }
 
 // layersForward runs the decoder over every new token and leaves the final

@@ -22,6 +22,7 @@ type step struct {
 	tables               []int32 // [seqs × blocks], padded with block 0
 	maxQuery, maxContext int
 	out                  []float32 // the logits returned
+	argOut               []int32   // the greedy tokens ForwardArgmax returns
 
 	// Device buffers and their capacities.
 	tokCap, seqCap, blkCap int
@@ -45,6 +46,7 @@ type views struct {
 	gateUp, act            *gpu.Tensor // [T, 2·intermediate], [T, intermediate]
 	g                      *gpu.Tensor // [L, hidden]: the gathered last tokens
 	logits                 *gpu.Tensor // F32 [L, vocab]
+	argmax                 *gpu.Tensor // I32 [L]: each row's largest logit
 }
 
 func batchError(format string, args ...any) error {
@@ -154,12 +156,14 @@ func (st *step) reserve(m *Model, k stepKey) error {
 	b.gateUp, b.act = alloc(dt, tok, 2*cfg.Intermediate), alloc(dt, tok, cfg.Intermediate)
 	b.g = alloc(dt, seq, cfg.Hidden)
 	b.logits = alloc(gpu.F32, seq, cfg.Vocab)
+	b.argmax = alloc(gpu.I32, seq)
 	if err != nil {
 		st.free()
 		return fmt.Errorf("model: Forward: allocating buffers for %d tokens of %d sequences: %w", tok, seq, err)
 	}
 	st.tokCap, st.seqCap, st.blkCap = tok, seq, blk
 	st.out = make([]float32, seq*cfg.Vocab)
+	st.argOut = make([]int32, seq)
 	return nil
 }
 
@@ -167,7 +171,7 @@ func (st *step) reserve(m *Model, k stepKey) error {
 func (st *step) free() {
 	b := &st.bufs
 	for _, t := range []*gpu.Tensor{b.ids, b.pos, b.slots, b.ctxLens, b.qStarts, b.last, b.tables,
-		b.x, b.h, b.o, b.q, b.k, b.v, b.attn, b.gateUp, b.act, b.g, b.logits} {
+		b.x, b.h, b.o, b.q, b.k, b.v, b.attn, b.gateUp, b.act, b.g, b.logits, b.argmax} {
 		t.Free() // nil-safe
 	}
 	st.bufs = views{}
@@ -206,7 +210,7 @@ func (st *step) viewsFor(m *Model, k stepKey) (*views, error) {
 		x: rows(b.x, t), h: rows(b.h, t), o: rows(b.o, t),
 		q: rows(b.q, t), k: rows(b.k, t), v: rows(b.v, t), attn: rows(b.attn, t),
 		gateUp: rows(b.gateUp, t), act: rows(b.act, t),
-		g: rows(b.g, l), logits: rows(b.logits, l),
+		g: rows(b.g, l), logits: rows(b.logits, l), argmax: rows(b.argmax, l),
 	}
 	v.q3, v.k3, v.v3, v.attn3 = heads(v.q, cfg.Heads), heads(v.k, cfg.KVHeads), heads(v.v, cfg.KVHeads), heads(v.attn, cfg.Heads)
 	if tb := rows(b.tables, s*k.blocks); err == nil {
