@@ -11,6 +11,7 @@
 //	POST /v1/workers/{id}/heartbeat → HeartbeatResponse
 //	POST /v1/tasks/{id}/start      TaskReport → IDResponse
 //	POST /v1/tasks/{id}/finish     TaskReport → IDResponse
+//	POST /v1/workers/{id}/reports  ReportBatch → ReportBatchResponse (many reports, one Raft entry)
 //	POST /v1/cluster/join          JoinRequest → IDResponse
 //	GET  /v1/cluster               → ClusterStatus
 //	GET  /metrics                  Prometheus text
@@ -57,6 +58,9 @@ type SubmitRequest struct {
 	MaxRetries    int             `json:"max_retries"`
 	Needs         state.Resources `json:"needs"`
 	Locality      string          `json:"locality,omitempty"`
+	// Tasks is the number of tasks the job runs (0: one), each running
+	// the plan with the same needs.
+	Tasks int `json:"tasks,omitempty"`
 }
 
 // IDResponse answers a write with the id it made or touched. Kind is
@@ -109,6 +113,33 @@ type TaskReport struct {
 	OK        bool   `json:"ok"`
 	Error     string `json:"error,omitempty"`
 	Rows      int64  `json:"rows,omitempty"`
+	// Task and Phase ("start" or "finish") name the report in a
+	// ReportBatch; the single-report paths carry them in the URL.
+	Task  string `json:"task,omitempty"`
+	Phase string `json:"phase,omitempty"`
+}
+
+// MaxReports is the most reports one ReportBatch may carry.
+const MaxReports = 10_000
+
+// ReportBatch is many task reports of one worker, applied as one Raft
+// entry (each report still applies once, by its request id).
+type ReportBatch struct {
+	Reports []TaskReport `json:"reports"`
+}
+
+// ReportBatchResponse answers a ReportBatch, one result per report in
+// order: Error is empty when it applied; Stale when it was refused as an
+// old attempt's (or another worker's), and must not be sent again.
+type ReportBatchResponse struct {
+	Results []ReportResult `json:"results"`
+}
+
+// ReportResult is the outcome of one report of a batch.
+type ReportResult struct {
+	Task  string `json:"task"`
+	Error string `json:"error,omitempty"`
+	Stale bool   `json:"stale,omitempty"`
 }
 
 // JoinRequest asks the leader to add a coordinator as a voter.

@@ -2,10 +2,12 @@ package coordinator
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -55,6 +57,66 @@ func BenchmarkNoopTasks(b *testing.B) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
+}
+
+var noopTasks = flag.Int("noop.tasks", 100_000, "tasks in BenchmarkNoopJob's job")
+
+// BenchmarkNoopJob is cluster/noop-100k (../shared/WORKLOADS.md): one job of
+// -noop.tasks no-op tasks (default 100,000) on three coordinators and four
+// workers over loopback with fsync'd Raft logs, from submit to the job's
+// success, b.N times:
+//
+//	go test ./executor/cluster/coordinator -run '^$' -bench NoopJob -benchtime 1x
+func BenchmarkNoopJob(b *testing.B) {
+	b.StopTimer()
+	h := startWith(b, 3, func(c *Config) { c.Logger, c.RaftLog = quiet(), io.Discard })
+	urls := h.urls()
+	cl := api.NewClient(urls, token)
+	noop := func(ctx context.Context, a api.Assignment) (int64, error) { return 1, nil }
+	for i := range 4 {
+		w, err := worker.New(worker.Config{Coordinators: urls, DataDir: b.TempDir(), Addr: fmt.Sprint("w", i),
+			Resources: state.Resources{CPU: 16, Memory: 1 << 30}, Token: token, Heartbeat: 20 * time.Millisecond, Run: noop,
+			Logger: quiet()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); w.Run(ctx) }()
+		b.Cleanup(func() { cancel(); <-done })
+	}
+	plan := "name: noop\nread: {parquet: in/}\nwrite: {parquet: out/}\n"
+	var total time.Duration
+	for i := range b.N {
+		b.StartTimer()
+		start := time.Now()
+		var res api.IDResponse
+		if err := cl.Do(context.Background(), http.MethodPost, "/v1/jobs", api.SubmitRequest{RequestID: fmt.Sprint("job", i),
+			Plan: plan, Needs: state.Resources{CPU: 1}, Tasks: *noopTasks}, &res); err != nil {
+			b.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Minute)
+		for {
+			var st api.ClusterStatus
+			if err := cl.Do(context.Background(), http.MethodGet, "/v1/cluster", nil, &st); err == nil && st.Tasks["succeeded"] >= (i+1)**noopTasks {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("timed out")
+			}
+			time.Sleep(50 * time.Millisecond) // polling the status (no signal to wait on over HTTP)
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		var js []state.Job
+		if err := cl.Do(context.Background(), http.MethodGet, "/v1/jobs", nil, &js); err != nil {
+			b.Fatal(err)
+		}
+		if k := slices.IndexFunc(js, func(j state.Job) bool { return j.ID == res.ID }); k < 0 || js[k].State != state.JobSucceeded || js[k].Succeeded != *noopTasks {
+			b.Fatalf("job %s: %+v", res.ID, js)
+		}
+	}
+	b.ReportMetric(float64(b.N**noopTasks)/total.Seconds(), "tasks/s")
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

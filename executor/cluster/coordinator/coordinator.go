@@ -108,6 +108,8 @@ type Coordinator struct {
 	ln    net.Listener
 	met   *metrics
 
+	wake chan struct{} // kicks the leader loop to decide now
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -141,7 +143,8 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.RaftLog == nil {
 		cfg.RaftLog = os.Stderr
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), fsm: &fsm{s: state.New()}, met: newMetrics()}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), fsm: &fsm{s: state.New()}, met: newMetrics(),
+		wake: make(chan struct{}, 1)}
 	if err := c.startRaft(); err != nil {
 		c.closeStores()
 		return nil, err
@@ -321,7 +324,17 @@ func (c *Coordinator) apply(cmd state.Command) (state.Result, error) {
 	return r, nil
 }
 
-// lead runs the leader's decisions every tick while this node leads.
+// kick asks the leader loop to decide again at once (tasks finished: their
+// resources are free).
+func (c *Coordinator) kick() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// lead runs the leader's decisions every tick, and at once when kicked,
+// while this node leads.
 func (c *Coordinator) lead(ctx context.Context) {
 	t := time.NewTicker(c.cfg.Tick)
 	defer t.Stop()
@@ -332,6 +345,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-c.wake:
 		}
 		if c.raft.State() != raft.Leader {
 			leading = false
@@ -356,11 +370,17 @@ func (c *Coordinator) lead(ctx context.Context) {
 		c.fsm.read(func(s *state.State) {
 			cmds = s.Decide(now, state.Policy{WorkerTimeout: c.cfg.WorkerTimeout, LeaderSince: since, OnTime: 10 * c.cfg.Tick})
 		})
-		for _, cmd := range cmds {
-			r, err := c.apply(cmd)
-			if err != nil {
-				break
-			}
+		if len(cmds) == 0 {
+			continue
+		}
+		// One log entry for the whole decision: each command is checked
+		// again as it applies, in order.
+		b, err := c.apply(state.Command{Op: state.OpBatch, At: now, Batch: cmds})
+		if err != nil {
+			continue
+		}
+		for i, cmd := range cmds {
+			r := b.Batch[i]
 			switch {
 			case r.Err != nil:
 				c.log.Debug("decision rejected", "op", cmd.Op, "id", cmd.ID, "err", r.Err)

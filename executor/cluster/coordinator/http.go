@@ -32,6 +32,7 @@ func (c *Coordinator) handler() http.Handler {
 	mux.HandleFunc("POST /v1/workers/{id}/heartbeat", w(c.heartbeat))
 	mux.HandleFunc("POST /v1/tasks/{id}/start", w(c.report(state.OpStart)))
 	mux.HandleFunc("POST /v1/tasks/{id}/finish", w(c.report(state.OpFinish)))
+	mux.HandleFunc("POST /v1/workers/{id}/reports", w(c.reports))
 	mux.HandleFunc("POST /v1/cluster/join", w(c.joinNode))
 	mux.HandleFunc("POST /v1/cluster/remove", w(c.removeNode))
 	mux.HandleFunc("GET /v1/cluster", c.status)
@@ -143,11 +144,15 @@ func (c *Coordinator) submit(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusBadRequest, err)
 		return
 	}
+	if req.Tasks < 0 || req.Tasks > state.MaxTasks {
+		writeError(rw, http.StatusBadRequest, fmt.Errorf("tasks (%d) must be in [0, %d]", req.Tasks, state.MaxTasks))
+		return
+	}
 	if req.MaxRetries < 0 {
 		writeError(rw, http.StatusBadRequest, fmt.Errorf("max_retries (%d) must not be negative", req.MaxRetries))
 		return
 	}
-	cmd := state.Command{RequestID: req.RequestID, Needs: req.Needs, Locality: req.Locality}
+	cmd := state.Command{RequestID: req.RequestID, Needs: req.Needs, Locality: req.Locality, Count: req.Tasks}
 	if p.Schedule != nil {
 		cmd.Op = state.OpSchedule
 		cmd.Schedule = &state.Schedule{Name: p.Name, File: req.File, Plan: []byte(req.Plan), Params: req.Params,
@@ -216,7 +221,20 @@ func (c *Coordinator) register(rw http.ResponseWriter, r *http.Request) {
 
 func (c *Coordinator) heartbeat(rw http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	res, err := c.apply(state.Command{Op: state.OpHeartbeat, ID: id})
+	// A heartbeat reaches the log only when the replicated one is getting
+	// old (a quarter of the worker timeout): the others only fetch the
+	// worker's assignments, and cost no Raft entry.
+	now := c.cfg.Now().UTC()
+	fresh := false
+	c.fsm.read(func(s *state.State) {
+		w := s.Workers[id]
+		fresh = w != nil && w.Alive && now.Sub(w.LastHeartbeat) < c.cfg.WorkerTimeout/4
+	})
+	var res state.Result
+	var err error
+	if !fresh {
+		res, err = c.apply(state.Command{Op: state.OpHeartbeat, ID: id, At: now})
+	}
 	switch {
 	case errors.Is(err, ErrNotLeader):
 		writeError(rw, http.StatusServiceUnavailable, err)
@@ -248,6 +266,48 @@ func (c *Coordinator) report(op state.Op) http.HandlerFunc {
 		c.propose(rw, state.Command{Op: op, RequestID: req.RequestID, ID: r.PathValue("id"), Worker: req.Worker,
 			Attempt: req.Attempt, OK: req.OK, Error: req.Error, Rows: req.Rows}, "task")
 	}
+}
+
+// reports applies a worker's batch of task reports as one Raft entry.
+func (c *Coordinator) reports(rw http.ResponseWriter, r *http.Request) {
+	var req api.ReportBatch
+	if !decode(rw, r, &req) {
+		return
+	}
+	if len(req.Reports) == 0 || len(req.Reports) > api.MaxReports {
+		writeError(rw, http.StatusBadRequest, fmt.Errorf("reports: want 1 to %d reports, got %d", api.MaxReports, len(req.Reports)))
+		return
+	}
+	worker := r.PathValue("id")
+	batch := make([]state.Command, len(req.Reports))
+	for i, rep := range req.Reports {
+		op := state.Op(rep.Phase)
+		if (op != state.OpStart && op != state.OpFinish) || rep.Task == "" || rep.Worker != worker {
+			writeError(rw, http.StatusBadRequest, fmt.Errorf("reports[%d]: want phase start or finish, a task, and worker %s", i, worker))
+			return
+		}
+		batch[i] = state.Command{Op: op, RequestID: rep.RequestID, ID: rep.Task, Worker: rep.Worker,
+			Attempt: rep.Attempt, OK: rep.OK, Error: rep.Error, Rows: rep.Rows}
+	}
+	res, err := c.apply(state.Command{Op: state.OpBatch, Batch: batch})
+	switch {
+	case errors.Is(err, ErrNotLeader):
+		writeError(rw, http.StatusServiceUnavailable, err)
+		return
+	case err != nil:
+		writeError(rw, http.StatusInternalServerError, err)
+		return
+	}
+	c.kick()
+	out := api.ReportBatchResponse{Results: make([]api.ReportResult, len(batch))}
+	for i, b := range res.Batch {
+		out.Results[i].Task = batch[i].ID
+		if b.Err != nil {
+			out.Results[i].Error = b.Err.Error()
+			out.Results[i].Stale = errors.Is(b.Err, state.ErrStale) || errors.Is(b.Err, state.ErrUnknownTask) || errors.Is(b.Err, state.ErrUnknownWorker)
+		}
+	}
+	writeJSON(rw, http.StatusOK, out)
 }
 
 func (c *Coordinator) joinNode(rw http.ResponseWriter, r *http.Request) {

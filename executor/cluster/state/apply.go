@@ -24,6 +24,7 @@ const (
 	OpFinish    Op = "finish"    // ID (task), Worker, Attempt, OK, Error, Rows
 	OpNode      Op = "node"      // Node: a coordinator's addresses
 	OpRemove    Op = "remove"    // ID (node)
+	OpBatch     Op = "batch"     // Batch: many commands in one log entry, applied in order
 )
 
 // Command is one entry of the replicated log. At is the leader's clock
@@ -47,7 +48,16 @@ type Command struct {
 	Schedule *Schedule `json:"schedule,omitempty"`
 	Register *Worker   `json:"register,omitempty"`
 	Node     *Node     `json:"node,omitempty"`
+
+	// Count is the number of tasks a submit makes (0 or 1: one).
+	Count int `json:"count,omitempty"`
+	// Batch holds the commands of an OpBatch; each keeps its own request
+	// id, and takes the batch's At when it has none.
+	Batch []Command `json:"batch,omitempty"`
 }
+
+// MaxTasks is the most tasks one job may have.
+const MaxTasks = 1_000_000
 
 // Encode is the command as a log entry.
 func (c Command) Encode() []byte {
@@ -71,11 +81,26 @@ func Decode(b []byte) (Command, error) {
 type Result struct {
 	Value string
 	Err   error
+	Batch []Result // an OpBatch's results, one per command
 }
 
 // Apply applies one command. A command with a request id that was applied
 // before changes nothing and returns the first answer.
 func (s *State) Apply(c Command) Result {
+	if c.Op == OpBatch {
+		out := Result{Batch: make([]Result, len(c.Batch))}
+		for i, sub := range c.Batch {
+			if sub.Op == OpBatch {
+				out.Batch[i] = Result{Err: fmt.Errorf("%w: nested batch", ErrBadCommand)}
+				continue
+			}
+			if sub.At.IsZero() {
+				sub.At = c.At
+			}
+			out.Batch[i] = s.Apply(sub)
+		}
+		return out
+	}
 	if c.RequestID != "" {
 		if r, ok := s.Requests[c.RequestID]; ok {
 			return Result{Value: r.Value}
@@ -109,7 +134,10 @@ func (s *State) apply(c Command) (string, error) {
 		if c.Job == nil {
 			return "", fmt.Errorf("%w: submit without a job", ErrBadCommand)
 		}
-		return s.submit(*c.Job, c.Needs, c.Locality, c.At), nil
+		if c.Count < 0 || c.Count > MaxTasks {
+			return "", fmt.Errorf("%w: %d tasks (at most %d)", ErrBadCommand, c.Count, MaxTasks)
+		}
+		return s.submitN(*c.Job, c.Needs, c.Locality, c.At, max(c.Count, 1)), nil
 	case OpSchedule:
 		if c.Schedule == nil {
 			return "", fmt.Errorf("%w: schedule without a schedule", ErrBadCommand)
@@ -149,7 +177,8 @@ func (s *State) apply(c Command) (string, error) {
 		for _, id := range j.Tasks {
 			t := s.Tasks[id]
 			if t.State != TaskSucceeded && t.State != TaskFailed {
-				t.State, t.Error, t.Updated = TaskFailed, "cancelled", c.At
+				s.setTask(t, TaskFailed, t.Worker)
+				t.Error, t.Updated = "cancelled", c.At
 			}
 		}
 		j.State, j.Error, j.Finished = JobCancelled, "cancelled", c.At
@@ -184,7 +213,8 @@ func (s *State) apply(c Command) (string, error) {
 		}
 		w.Alive = false
 		for _, t := range s.TasksOf(w.ID) {
-			t.State, t.Worker, t.Error, t.Updated = TaskPending, "", "worker "+w.ID+" died", c.At
+			s.setTask(t, TaskPending, "")
+			t.Error, t.Updated = "worker "+w.ID+" died", c.At
 		}
 		return w.ID, nil
 	case OpAssign:
@@ -199,7 +229,8 @@ func (s *State) apply(c Command) (string, error) {
 		if t.State != TaskPending || !t.Needs.Fits(s.Free(w.ID)) {
 			return "", fmt.Errorf("%w: task %s is %s", ErrStale, t.ID, t.State) // decided on an older state
 		}
-		t.State, t.Worker, t.Error, t.Updated, t.Assigned = TaskAssigned, w.ID, "", c.At, c.At
+		s.setTask(t, TaskAssigned, w.ID)
+		t.Error, t.Updated, t.Assigned = "", c.At, c.At
 		t.Attempt++
 		if j := s.Jobs[t.Job]; j.State == JobPending {
 			j.State = JobRunning
@@ -218,22 +249,24 @@ func (s *State) apply(c Command) (string, error) {
 		}
 		t.Updated = c.At
 		if c.Op == OpStart {
-			t.State = TaskRunning
+			s.setTask(t, TaskRunning, t.Worker)
 			return t.ID, nil
 		}
 		j := s.Jobs[t.Job]
 		if c.OK {
-			t.State, t.Rows, t.Error = TaskSucceeded, c.Rows, ""
+			s.setTask(t, TaskSucceeded, t.Worker)
+			t.Rows, t.Error = c.Rows, ""
+			j.Succeeded++
 		} else {
 			t.Failures++
-			t.Error, t.Worker = c.Error, ""
+			t.Error = c.Error
 			if t.Failures > j.MaxRetries {
-				t.State = TaskFailed
+				s.setTask(t, TaskFailed, "")
 			} else {
-				t.State = TaskPending
+				s.setTask(t, TaskPending, "")
 			}
 		}
-		s.settle(j, c.At)
+		s.settle(j, t, c.At)
 		return t.ID, nil
 	case OpNode:
 		if c.Node == nil || c.Node.ID == "" {
@@ -250,35 +283,34 @@ func (s *State) apply(c Command) (string, error) {
 }
 
 func (s *State) submit(j Job, needs Resources, locality string, at time.Time) string {
+	return s.submitN(j, needs, locality, at, 1)
+}
+
+// submitN makes a job of n tasks, j-ID-t0 … j-ID-t(n-1).
+func (s *State) submitN(j Job, needs Resources, locality string, at time.Time, n int) string {
 	j.ID = s.newID("j")
-	j.State, j.Submitted, j.Error = JobPending, at, ""
+	j.State, j.Submitted, j.Error, j.Succeeded = JobPending, at, "", 0
 	j.Finished = time.Time{}
-	t := &Task{ID: j.ID + "-t0", Job: j.ID, State: TaskPending, Needs: needs, Locality: locality,
-		Updated: at, Submitted: at}
-	j.Tasks = []string{t.ID}
+	j.Tasks = make([]string, n)
+	for i := range n {
+		t := &Task{ID: fmt.Sprintf("%s-t%d", j.ID, i), Job: j.ID, State: TaskPending, Needs: needs, Locality: locality,
+			Updated: at, Submitted: at}
+		j.Tasks[i] = t.ID
+		s.Tasks[t.ID] = t
+	}
 	s.Jobs[j.ID] = &j
-	s.Tasks[t.ID] = t
 	return j.ID
 }
 
-// settle derives a job's state from its tasks.
-func (s *State) settle(j *Job, at time.Time) {
+// settle derives a job's state after its task t finished.
+func (s *State) settle(j *Job, t *Task, at time.Time) {
 	if j.State.Done() {
 		return
 	}
-	done := true
-	for _, id := range j.Tasks {
-		t := s.Tasks[id]
-		switch t.State {
-		case TaskFailed:
-			j.State, j.Error, j.Finished = JobFailed, fmt.Sprintf("task %s: %s", t.ID, t.Error), at
-			return
-		case TaskSucceeded:
-		default:
-			done = false
-		}
-	}
-	if done {
+	switch {
+	case t.State == TaskFailed:
+		j.State, j.Error, j.Finished = JobFailed, fmt.Sprintf("task %s: %s", t.ID, t.Error), at
+	case j.Succeeded == len(j.Tasks):
 		j.State, j.Finished = JobSucceeded, at
 	}
 }

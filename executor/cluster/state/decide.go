@@ -50,36 +50,69 @@ func (s *State) Decide(now time.Time, p Policy) []Command {
 			live = append(live, id)
 		}
 	}
-	var pending []*Task
-	for _, t := range s.Tasks {
-		requeued := dead[t.Worker] && (t.State == TaskAssigned || t.State == TaskRunning)
-		if (t.State == TaskPending || requeued) && !s.Jobs[t.Job].State.Done() {
-			pending = append(pending, t)
+	// Pending tasks in order: jobs by submit time (ties by id), each job's
+	// tasks in its order.
+	var jobs []*Job
+	for _, j := range s.Jobs {
+		if !j.State.Done() {
+			jobs = append(jobs, j)
 		}
 	}
-	slices.SortFunc(pending, func(a, b *Task) int {
+	slices.SortFunc(jobs, func(a, b *Job) int {
 		if c := a.Submitted.Compare(b.Submitted); c != 0 {
 			return c
 		}
 		return compareStrings(a.ID, b.ID)
 	})
-	for _, t := range pending {
-		best := ""
-		for _, id := range live {
-			if !t.Needs.Fits(free[id]) {
+	for _, j := range jobs {
+		if len(live) == 0 {
+			break
+		}
+		// Tasks before the job's hint are not pending (none of a dead
+		// worker's are, though: with a death the scan starts over).
+		from := s.hint[j.ID]
+		if len(dead) > 0 {
+			from = 0
+		}
+		leading := true
+		for i := from; i < len(j.Tasks); i++ {
+			t := s.Tasks[j.Tasks[i]]
+			if t == nil {
 				continue
 			}
-			if best == "" || better(s.Workers[id], s.Workers[best], free[id], free[best], t.Locality) {
-				best = id
+			requeued := dead[t.Worker] && t.isLive()
+			if t.State != TaskPending && !requeued {
+				if leading && len(dead) == 0 {
+					s.setHint(j.ID, i+1)
+				}
+				continue
 			}
-		}
-		if best != "" {
-			free[best] = free[best].sub(t.Needs)
-			out = append(out, Command{Op: OpAssign, ID: t.ID, Worker: best, At: now})
+			leading = false
+			if !s.place(t, live, free, &out, now) {
+				break // a job's tasks all need the same: none later fits either
+			}
 		}
 	}
 	out = append(out, s.fire(now, p)...)
 	return out
+}
+
+// place assigns t to the best live worker it fits, if any.
+func (s *State) place(t *Task, live []string, free map[string]Resources, out *[]Command, now time.Time) bool {
+	best := ""
+	for _, id := range live {
+		if !t.Needs.Fits(free[id]) {
+			continue
+		}
+		if best == "" || better(s.Workers[id], s.Workers[best], free[id], free[best], t.Locality) {
+			best = id
+		}
+	}
+	if best != "" {
+		free[best] = free[best].sub(t.Needs)
+		*out = append(*out, Command{Op: OpAssign, ID: t.ID, Worker: best, At: now})
+	}
+	return best != ""
 }
 
 func better(w, than *Worker, free, thanFree Resources, locality string) bool {
@@ -164,6 +197,17 @@ func Restore(r io.Reader) (*State, error) {
 	}
 	if s.Requests == nil {
 		s.Requests = n.Requests
+	}
+	// Built here, so readers sharing the state never write it.
+	s.live = nil
+	s.index()
+	for _, j := range s.Jobs { // snapshots before the count had none
+		j.Succeeded = 0
+		for _, id := range j.Tasks {
+			if t := s.Tasks[id]; t != nil && t.State == TaskSucceeded {
+				j.Succeeded++
+			}
+		}
 	}
 	return s, nil
 }

@@ -92,6 +92,9 @@ type Job struct {
 	Submitted     time.Time         `json:"submitted"`
 	Finished      time.Time         `json:"finished,omitzero"`
 	Tasks         []string          `json:"tasks"`
+	// Succeeded counts the job's succeeded tasks, so a finish settles the
+	// job without scanning its tasks.
+	Succeeded int `json:"succeeded"`
 }
 
 // Task is one unit of work of a job on one worker. Attempt counts the
@@ -161,6 +164,21 @@ type State struct {
 	// answers the same.
 	Requests map[string]Request `json:"requests"`
 	PrunedAt time.Time          `json:"pruned_at,omitzero"`
+
+	// live indexes the assigned and running tasks by worker; derived from
+	// Tasks (rebuilt when nil), never serialized.
+	live map[string]map[string]*Task
+	// hint is, by job, how many of its first tasks Decide found not
+	// pending; a task that goes back to pending clears its job's. Only
+	// Decide sets it (one goroutine, the leader's), never serialized.
+	hint map[string]int
+}
+
+func (s *State) setHint(job string, n int) {
+	if s.hint == nil {
+		s.hint = map[string]int{}
+	}
+	s.hint[job] = n
 }
 
 // Request is the answer to an applied request and when it was applied.
@@ -178,6 +196,7 @@ func New() *State {
 	return &State{
 		Jobs: map[string]*Job{}, Tasks: map[string]*Task{}, Workers: map[string]*Worker{},
 		Schedules: map[string]*Schedule{}, Nodes: map[string]*Node{}, Requests: map[string]Request{},
+		live: map[string]map[string]*Task{},
 	}
 }
 
@@ -186,13 +205,50 @@ func (s *State) newID(prefix string) string {
 	return fmt.Sprintf("%s-%06d", prefix, s.NextID)
 }
 
+func (t *Task) isLive() bool { return t.State == TaskAssigned || t.State == TaskRunning }
+
+// index is the live-task index, built from Tasks when missing.
+func (s *State) index() map[string]map[string]*Task {
+	if s.live == nil {
+		s.live = map[string]map[string]*Task{}
+		for _, t := range s.Tasks {
+			if t.isLive() && t.Worker != "" {
+				s.link(t)
+			}
+		}
+	}
+	return s.live
+}
+
+func (s *State) link(t *Task) {
+	m := s.live[t.Worker]
+	if m == nil {
+		m = map[string]*Task{}
+		s.live[t.Worker] = m
+	}
+	m[t.ID] = t
+}
+
+// setTask moves t to state st on worker w, keeping the index.
+func (s *State) setTask(t *Task, st TaskState, w string) {
+	idx := s.index()
+	if t.isLive() && t.Worker != "" {
+		delete(idx[t.Worker], t.ID)
+	}
+	t.State, t.Worker = st, w
+	if st == TaskPending {
+		delete(s.hint, t.Job)
+	}
+	if t.isLive() && t.Worker != "" {
+		s.link(t)
+	}
+}
+
 // Used is what the live tasks on worker w hold.
 func (s *State) Used(w string) Resources {
 	var u Resources
-	for _, t := range s.Tasks {
-		if t.Worker == w && (t.State == TaskAssigned || t.State == TaskRunning) {
-			u = u.add(t.Needs)
-		}
+	for _, t := range s.index()[w] {
+		u = u.add(t.Needs)
 	}
 	return u
 }
@@ -208,12 +264,10 @@ func (s *State) Free(w string) Resources {
 
 // TasksOf are the tasks assigned to or running on worker w, by id.
 func (s *State) TasksOf(w string) []*Task {
+	m := s.index()[w]
 	var out []*Task
-	for _, id := range slices.Sorted(maps.Keys(s.Tasks)) {
-		t := s.Tasks[id]
-		if t.Worker == w && (t.State == TaskAssigned || t.State == TaskRunning) {
-			out = append(out, t)
-		}
+	for _, id := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, m[id])
 	}
 	return out
 }

@@ -216,6 +216,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.live, r.live, s.hint, r.hint = nil, nil, nil, nil // derived, not replicated
 	if !reflect.DeepEqual(s, r) {
 		t.Fatalf("restored state differs:\n%s\nvs\n%s", trace(s), trace(r))
 	}
@@ -253,5 +254,77 @@ func TestRequestsExpire(t *testing.T) {
 	mustApply(t, s, Command{Op: OpRegister, At: later, Register: &Worker{ID: "w"}})
 	if _, ok := s.Requests["r1"]; ok {
 		t.Fatal("request r1 outlived RequestTTL")
+	}
+}
+
+// A job of many tasks runs through batched decisions and batched reports:
+// each batch is one log entry, each report in it applies once, and a
+// worker's death re-queues tasks behind the scan hint.
+func TestManyTasksInBatches(t *testing.T) {
+	s := New()
+	register(t, s, "w1", 2, at(0))
+	register(t, s, "w2", 2, at(0))
+	id := mustApply(t, s, Command{Op: OpSubmit, At: at(0), Count: 10,
+		Job: &Job{Name: "p", Plan: []byte("name: p")}, Needs: Resources{CPU: 1}})
+	if n := len(s.Jobs[id].Tasks); n != 10 {
+		t.Fatalf("%d tasks", n)
+	}
+	if r := s.Apply(Command{Op: OpSubmit, At: at(0), Count: MaxTasks + 1, Job: &Job{}}); !errors.Is(r.Err, ErrBadCommand) {
+		t.Fatalf("too many tasks: %v", r.Err)
+	}
+	finishAll := func(now time.Time) int {
+		var batch []Command
+		for _, w := range []string{"w1", "w2"} {
+			for _, tk := range s.TasksOf(w) {
+				batch = append(batch, Command{Op: OpFinish, RequestID: fmt.Sprint(tk.ID, "/", tk.Attempt), ID: tk.ID, Worker: w, Attempt: tk.Attempt, OK: true})
+			}
+		}
+		r := s.Apply(Command{Op: OpBatch, At: now, Batch: batch})
+		for i, b := range r.Batch {
+			if b.Err != nil {
+				t.Fatalf("report %d: %v", i, b.Err)
+			}
+		}
+		// The same batch again (a retried request) changes nothing.
+		before := s.Jobs[id].Succeeded
+		s.Apply(Command{Op: OpBatch, At: now, Batch: batch})
+		if s.Jobs[id].Succeeded != before {
+			t.Fatal("a retried batch applied twice")
+		}
+		return len(batch)
+	}
+	decide := func(now time.Time) int {
+		cmds := s.Decide(now, pol)
+		r := s.Apply(Command{Op: OpBatch, At: now, Batch: cmds})
+		for i, b := range r.Batch {
+			if b.Err != nil {
+				t.Fatalf("decision %d: %v", i, b.Err)
+			}
+		}
+		return len(cmds)
+	}
+	if n := decide(at(1)); n != 4 {
+		t.Fatalf("assigned %d, want 4 (two workers of 2 cpu)", n)
+	}
+	if n := finishAll(at(1)); n != 4 {
+		t.Fatalf("finished %d", n)
+	}
+	decide(at(2))
+	// w2 dies holding two tasks: they are assigned again, to w1.
+	mustApply(t, s, Command{Op: OpHeartbeat, ID: "w1", At: at(2)})
+	mustApply(t, s, Command{Op: OpExpire, ID: "w2", At: at(2)})
+	if got := s.Counts()[TaskPending]; got != 4 {
+		t.Fatalf("pending %d after the death, want 4", got)
+	}
+	for now := 3; s.Jobs[id].State != JobSucceeded; now++ {
+		if now > 20 {
+			t.Fatalf("job %s after 20 rounds: %v", s.Jobs[id].State, s.Counts())
+		}
+		mustApply(t, s, Command{Op: OpHeartbeat, ID: "w1", At: at(now)})
+		decide(at(now))
+		finishAll(at(now))
+	}
+	if s.Jobs[id].Succeeded != 10 || len(s.TasksOf("w1")) != 0 {
+		t.Fatalf("succeeded %d, live %d", s.Jobs[id].Succeeded, len(s.TasksOf("w1")))
 	}
 }

@@ -68,6 +68,18 @@ type Worker struct {
 	running map[string]*run // by task id
 	done    map[string]bool // "task/attempt" finished here: never run again
 	wg      sync.WaitGroup
+
+	// Reports wait in queue until the reporter sends them, many in one
+	// request (one Raft entry).
+	rmu   sync.Mutex
+	queue []pending
+	rwake chan struct{}
+}
+
+// pending is a queued report; ok, when set, hears whether it applied.
+type pending struct {
+	rep api.TaskReport
+	ok  chan bool
 }
 
 type run struct {
@@ -97,7 +109,8 @@ func New(cfg Config) (*Worker, error) {
 	cl := api.NewClient(cfg.Coordinators, cfg.Token)
 	cl.SetTLS(cfg.TLS)
 	return &Worker{cfg: cfg, id: id, cl: cl,
-		log: cfg.Logger.With("worker", id), running: map[string]*run{}, done: map[string]bool{}}, nil
+		log: cfg.Logger.With("worker", id), running: map[string]*run{}, done: map[string]bool{},
+		rwake: make(chan struct{}, 1)}, nil
 }
 
 // ID is the worker's id.
@@ -125,6 +138,10 @@ func loadID(dir string) (string, error) {
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.wg.Wait()
 	defer w.stopAll()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // before the wait: stops the reporter
+	w.wg.Add(1)
+	go func() { defer w.wg.Done(); w.reporter(ctx) }()
 	registered := false
 	t := time.NewTicker(w.cfg.Heartbeat)
 	defer t.Stop()
@@ -215,10 +232,10 @@ func (w *Worker) runTask(ctx context.Context, a api.Assignment) {
 		w.mu.Unlock()
 	}()
 	log := w.log.With("task", t.ID, "attempt", t.Attempt)
-	rep := api.TaskReport{Worker: w.id, Attempt: t.Attempt}
+	rep := api.TaskReport{Worker: w.id, Attempt: t.Attempt, Task: t.ID, Phase: string(state.OpStart)}
 	rep.RequestID = fmt.Sprintf("%s/%s/%d/start", w.id, t.ID, t.Attempt)
 	if t.State == state.TaskAssigned {
-		if !w.send(ctx, "/v1/tasks/"+t.ID+"/start", rep) {
+		if !w.report(ctx, rep, true) {
 			return
 		}
 	}
@@ -229,29 +246,100 @@ func (w *Worker) runTask(ctx context.Context, a api.Assignment) {
 		return
 	}
 	rep.RequestID = fmt.Sprintf("%s/%s/%d/finish", w.id, t.ID, t.Attempt)
+	rep.Phase = string(state.OpFinish)
 	rep.OK, rep.Rows = err == nil, rows
 	if err != nil {
 		rep.Error = err.Error()
 	}
 	log.Info("finished", "ok", rep.OK, "rows", rows, "err", err)
-	w.send(ctx, "/v1/tasks/"+t.ID+"/finish", rep)
+	w.report(ctx, rep, false)
 }
 
-// send reports until a coordinator takes the report (or refuses it as
-// stale), across leader changes. The request id makes retries safe.
-func (w *Worker) send(ctx context.Context, path string, rep api.TaskReport) bool {
+// report queues rep for the reporter; with wait, it waits for the answer
+// and reports whether it applied.
+func (w *Worker) report(ctx context.Context, rep api.TaskReport, wait bool) bool {
+	p := pending{rep: rep}
+	if wait {
+		p.ok = make(chan bool, 1)
+	}
+	w.rmu.Lock()
+	w.queue = append(w.queue, p)
+	w.rmu.Unlock()
+	select {
+	case w.rwake <- struct{}{}:
+	default:
+	}
+	if !wait {
+		return true
+	}
+	select {
+	case ok := <-p.ok:
+		return ok
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// reporter sends the queued reports, all that wait in one request, until
+// ctx ends.
+func (w *Worker) reporter(ctx context.Context) {
 	for {
-		err := w.cl.Do(ctx, http.MethodPost, path, rep, nil)
-		if err == nil {
-			return true
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.rwake:
 		}
-		if errors.Is(err, api.ErrConflict) || errors.Is(err, api.ErrNotFound) || errors.Is(err, api.ErrUnauthorized) {
-			w.log.Warn("report refused", "path", path, "err", err)
-			return false
+		for {
+			w.rmu.Lock()
+			n := min(len(w.queue), api.MaxReports)
+			batch := w.queue[:n:n]
+			w.queue = w.queue[n:]
+			w.rmu.Unlock()
+			if n == 0 {
+				break
+			}
+			w.send(ctx, batch)
+		}
+	}
+}
+
+// send sends one batch until a coordinator answers it, across leader
+// changes (the request ids make retries safe), and tells the waiters.
+func (w *Worker) send(ctx context.Context, batch []pending) {
+	req := api.ReportBatch{Reports: make([]api.TaskReport, len(batch))}
+	for i, p := range batch {
+		req.Reports[i] = p.rep
+	}
+	answer := func(i int, ok bool) {
+		if batch[i].ok != nil {
+			batch[i].ok <- ok
+		}
+	}
+	for {
+		var out api.ReportBatchResponse
+		err := w.cl.Do(ctx, http.MethodPost, "/v1/workers/"+w.id+"/reports", req, &out)
+		if err == nil && len(out.Results) == len(batch) {
+			for i, r := range out.Results {
+				if r.Error != "" {
+					w.log.Warn("report refused", "task", r.Task, "phase", batch[i].rep.Phase, "err", r.Error)
+				}
+				answer(i, r.Error == "")
+			}
+			return
+		}
+		if err == nil || errors.Is(err, api.ErrConflict) || errors.Is(err, api.ErrNotFound) || errors.Is(err, api.ErrUnauthorized) {
+			w.log.Warn("reports refused", "n", len(batch), "err", err)
+			for i := range batch {
+				answer(i, false)
+			}
+			return
 		}
 		select {
 		case <-ctx.Done():
-			return false
+			for i := range batch {
+				answer(i, false)
+			}
+			return
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

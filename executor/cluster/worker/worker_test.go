@@ -41,14 +41,18 @@ func (f *fakeCoordinator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			out.Tasks = append(out.Tasks, api.Assignment{Task: state.Task{ID: "j-1-t0", Job: "j-1", State: state.TaskAssigned, Attempt: 3}, Plan: "x"})
 		}
 		json.NewEncoder(w).Encode(out)
-	case strings.HasPrefix(r.URL.Path, "/v1/tasks/"):
-		var rep api.TaskReport
-		json.NewDecoder(r.Body).Decode(&rep)
-		f.reports = append(f.reports, rep)
-		if strings.HasSuffix(r.URL.Path, "/finish") {
-			f.done = true
+	case strings.HasSuffix(r.URL.Path, "/reports"):
+		var req api.ReportBatch
+		json.NewDecoder(r.Body).Decode(&req)
+		var out api.ReportBatchResponse
+		for _, rep := range req.Reports {
+			f.reports = append(f.reports, rep)
+			if rep.Phase == "finish" {
+				f.done = true
+			}
+			out.Results = append(out.Results, api.ReportResult{Task: rep.Task})
 		}
-		json.NewEncoder(w).Encode(api.IDResponse{ID: "j-1-t0"})
+		json.NewEncoder(w).Encode(out)
 	default:
 		json.NewEncoder(w).Encode(api.IDResponse{ID: "w"})
 	}
@@ -91,7 +95,7 @@ func TestWorkerRunsAndReports(t *testing.T) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.calls[0] != "POST /v1/workers" || f.reports[0].Attempt != 3 || !f.reports[1].OK || f.reports[1].Rows != 42 || f.reports[1].Worker != w.ID() {
+	if f.calls[0] != "POST /v1/workers" || f.reports[0].Attempt != 3 || f.reports[0].Phase != "start" || f.reports[0].Task != "j-1-t0" || !f.reports[1].OK || f.reports[1].Rows != 42 || f.reports[1].Worker != w.ID() {
 		t.Fatalf("calls %v reports %+v", f.calls, f.reports)
 	}
 	// The id survives a restart.
