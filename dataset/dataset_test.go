@@ -471,7 +471,7 @@ func TestFlatMap(t *testing.T) {
 func TestIterBreakStops(t *testing.T) {
 	cfg, _ := testConfig(t)
 	n := 0
-	for rec, err := range dataset.Range(1 << 40).Configure(cfg).WithColumn("x", "id * 2").Iter(context.Background()) {
+	for rec, err := range dataset.Range(1<<40).Configure(cfg).WithColumn("x", "id * 2").Iter(context.Background()) {
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,11 +14,11 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/dataset"
-	"github.com/sluicehq/sluice/infer"
 	"github.com/sluicehq/sluice/dataset/expr"
 	"github.com/sluicehq/sluice/dataset/format"
 	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/executor/local"
+	"github.com/sluicehq/sluice/infer"
 )
 
 // Job is a compiled plan, ready to run.
