@@ -45,13 +45,14 @@ func init() {
 			fs.StringVar(&co.Join, "join", "", "join the cluster through the coordinator API at this URL")
 			fs.StringVar(&coTokenFile, "token-file", "", "file holding the shared bearer token (or SLUICE_TOKEN)")
 			fs.DurationVar(&co.WorkerTimeout, "worker-timeout", co.WorkerTimeout, "declare a worker dead after this long without a heartbeat")
+			fs.StringVar(&co.LogStore, "log-store", "bolt", "the durable Raft log: bolt (raft-boltdb) or wal (raft-wal)")
 			coTLS.declare(fs, true)
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) != 0 {
 				return errUsage
 			}
-			if !co.Bootstrap && co.Join == "" && !hasRaftState(co.DataDir) {
+			if !co.Bootstrap && co.Join == "" && !coordinator.HasState(co.DataDir) {
 				return errors.New("want --bootstrap (a new cluster) or --join API_URL (an existing one)")
 			}
 			tok, err := loadToken(coTokenFile)
@@ -318,11 +319,6 @@ func loadToken(file string) (string, error) {
 		return t, nil
 	}
 	return "", errors.New("no token: give --token-file FILE or set SLUICE_TOKEN")
-}
-
-func hasRaftState(dir string) bool {
-	_, err := os.Stat(dir + "/raft.db")
-	return dir != "" && err == nil
 }
 
 // parseResources reads cpu=N,gpu=N,memory=SIZE.

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -53,9 +54,13 @@ func newConfig(t testing.TB, id string) Config {
 		NodeID: id, DataDir: filepath.Join(t.TempDir(), id), RaftAddr: freeAddr(t), APIAddr: freeAddr(t),
 		Token: token, WorkerTimeout: time.Second, Tick: 50 * time.Millisecond, ApplyTimeout: 5 * time.Second,
 		RaftHeartbeat: 300 * time.Millisecond, RaftElection: 300 * time.Millisecond, RaftLeaderLease: 150 * time.Millisecond,
-		Logger: testLogger(t), RaftLog: tlogWriter{t},
+		Logger: testLogger(t), RaftLog: tlogWriter{t}, LogStore: *logStoreKind,
 	}
 }
+
+// -logstore runs the package's tests and benchmarks on either Raft log
+// store (BENCHMARKS.md compares them).
+var logStoreKind = flag.String("logstore", "bolt", "Raft log store of the test clusters: bolt or wal")
 
 // start starts n coordinators: the first bootstraps, the others join it.
 func start(t testing.TB, n int) *harness {
@@ -334,7 +339,13 @@ func TestWorkerStoppedTaskMoves(t *testing.T) {
 }
 
 func TestRestartKeepsState(t *testing.T) {
-	h := start(t, 1)
+	for _, kind := range []string{"bolt", "wal"} {
+		t.Run(kind, func(t *testing.T) { restartKeepsState(t, kind) })
+	}
+}
+
+func restartKeepsState(t *testing.T, kind string) {
+	h := startWith(t, 1, func(c *Config) { c.LogStore = kind })
 	cl := h.client()
 	id := submitNoop(t, cl, "r1")
 	cfg := h.cfgs[0]
@@ -353,7 +364,19 @@ func TestRestartKeepsState(t *testing.T) {
 	if again := submitNoop(t, h.client(), "r1"); again != id {
 		t.Fatalf("request applied twice across a restart: %s, %s", id, again)
 	}
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, "raft.db")); err != nil {
+	file := map[string]string{"bolt": "raft.db", "wal": "wal"}[kind]
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, file)); err != nil {
 		t.Fatal(err)
+	}
+	// The other kind of store refuses the directory rather than starting
+	// from an empty log.
+	h.shutdown()
+	cfg.LogStore = map[string]string{"bolt": "wal", "wal": "bolt"}[kind]
+	cfg.APIAddr, cfg.RaftAddr = freeAddr(t), freeAddr(t)
+	if c, err := Start(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "holds the other log store") {
+		if c != nil {
+			c.Shutdown()
+		}
+		t.Fatalf("store %s over a %s directory: %v", cfg.LogStore, kind, err)
 	}
 }

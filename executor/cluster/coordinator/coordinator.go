@@ -1,5 +1,5 @@
 // Package coordinator is a Sluice coordinator: a hashicorp/raft node (TCP
-// transport, raft-boltdb log and stable store, file snapshots under the
+// transport, a raft-boltdb (or raft-wal) log and stable store, file snapshots under the
 // data directory) that replicates the cluster state, serves the HTTP/JSON
 // API, and, while it leads, assigns tasks, expires silent workers and fires
 // schedules. This package is unstable.
@@ -22,6 +22,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/state"
@@ -57,6 +59,11 @@ type Config struct {
 
 	TrailingLogs uint64 // log entries kept after a snapshot (0: raft's default)
 
+	// LogStore is the durable Raft log and stable store under DataDir:
+	// "bolt" (raft-boltdb, the default: see BENCHMARKS.md) or "wal"
+	// (raft-wal). A data directory keeps the store it was made with.
+	LogStore string
+
 	// TLS, when set, serves the API and the Raft transport over TLS with
 	// this server config; ClientTLS is then what dials other coordinators
 	// (Raft and join).
@@ -89,6 +96,8 @@ func (c *Config) Validate() error {
 		return errors.New("coordinator: Token (--token-file) is empty")
 	case c.WorkerTimeout <= 0:
 		return fmt.Errorf("coordinator: WorkerTimeout (%s) must be positive", c.WorkerTimeout)
+	case c.LogStore != "" && c.LogStore != "bolt" && c.LogStore != "wal":
+		return fmt.Errorf("coordinator: LogStore (--log-store) %q: want bolt or wal", c.LogStore)
 	case c.Tick <= 0 || c.Tick > c.WorkerTimeout:
 		return fmt.Errorf("coordinator: Tick (%s) must be positive and at most WorkerTimeout (%s)", c.Tick, c.WorkerTimeout)
 	}
@@ -103,7 +112,7 @@ type Coordinator struct {
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
 	layer *streamLayer
-	store *raftboltdb.BoltStore
+	store logStore
 	srv   *http.Server
 	ln    net.Listener
 	met   *metrics
@@ -202,7 +211,7 @@ func (c *Coordinator) startRaft() error {
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
-	store, err := raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+	store, err := openLogStore(cfg.DataDir, cfg.LogStore)
 	if err != nil {
 		return fmt.Errorf("coordinator: log store: %w", err)
 	}
@@ -273,6 +282,71 @@ func (c *Coordinator) closeStores() {
 	if c.store != nil {
 		c.store.Close()
 	}
+}
+
+// logStore is Raft's durable log and stable store.
+type logStore interface {
+	raft.LogStore
+	raft.StableStore
+	io.Closer
+}
+
+var (
+	_ logStore = (*raftboltdb.BoltStore)(nil)
+	_ logStore = walStore{}
+)
+
+// walStore closes the WAL, then its meta store.
+type walStore struct {
+	*raftwal.WAL
+	meta *metadb.BoltMetaDB
+}
+
+func (w walStore) Close() error {
+	return errors.Join(w.WAL.Close(), w.meta.Close())
+}
+
+// HasState reports whether dir holds a coordinator's log store of either
+// kind, so a restart needs neither --bootstrap nor --join.
+func HasState(dir string) bool {
+	if dir == "" {
+		return false
+	}
+	for _, f := range []string{"raft.db", "wal"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// openLogStore opens the store of the given kind under dir. A directory
+// made with one kind refuses the other, so a restart never starts from an
+// empty log beside a full one.
+func openLogStore(dir, kind string) (logStore, error) {
+	bolt, wal := filepath.Join(dir, "raft.db"), filepath.Join(dir, "wal")
+	if kind == "" {
+		kind = "bolt"
+	}
+	other := map[string]string{"bolt": wal, "wal": bolt}[kind]
+	if _, err := os.Stat(other); err == nil {
+		return nil, fmt.Errorf("%s holds the other log store than --log-store %s", other, kind)
+	}
+	if kind == "wal" {
+		if err := os.MkdirAll(wal, 0o700); err != nil {
+			return nil, err
+		}
+		// raft-wal v0.4.0's Close leaves its meta store (a bolt file with
+		// an exclusive lock) open, so a node restarted in the same process
+		// would wait on the lock forever: the store is ours to close.
+		meta := &metadb.BoltMetaDB{}
+		w, err := raftwal.Open(wal, raftwal.WithMetaStore(meta))
+		if err != nil {
+			return nil, err
+		}
+		return walStore{w, meta}, nil
+	}
+	return raftboltdb.NewBoltStore(bolt)
 }
 
 // Raft is the node's Raft, for status and tests.
