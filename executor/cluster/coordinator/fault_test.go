@@ -167,6 +167,18 @@ func TestTLS(t *testing.T) {
 		h.nodes[1].Read(func(s *state.State) { ok = s.Jobs[id] != nil })
 		return ok
 	})
+	// A write sent to the follower is forwarded to the leader over TLS.
+	var follower *Coordinator
+	for _, n := range h.nodes {
+		if n != h.leader() {
+			follower = n
+		}
+	}
+	fcl := api.NewClient([]string{follower.URL()}, token)
+	fcl.SetTLS(client)
+	if id2 := submitNoop(t, fcl, "via-follower"); id2 == "" || id2 == id {
+		t.Fatalf("submit through the follower: %q", id2)
+	}
 	// Plain HTTP is refused.
 	if err := api.NewClient([]string{strings.Replace(h.nodes[0].URL(), "https", "http", 1)}, token).Do(
 		context.Background(), http.MethodGet, "/v1/jobs", nil, nil); err == nil {

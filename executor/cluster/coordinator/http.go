@@ -79,8 +79,11 @@ func (c *Coordinator) forward(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusServiceUnavailable, err)
 		return
 	}
-	target := &url.URL{Scheme: "http", Host: addr}
+	target := &url.URL{Scheme: c.scheme(), Host: addr}
 	p := httputil.NewSingleHostReverseProxy(target)
+	if c.cfg.ClientTLS != nil {
+		p.Transport = &http.Transport{TLSClientConfig: c.cfg.ClientTLS, ForceAttemptHTTP2: true}
+	}
 	p.ErrorHandler = func(rw http.ResponseWriter, _ *http.Request, err error) {
 		writeError(rw, http.StatusBadGateway, fmt.Errorf("forwarding to the leader at %s: %w", addr, err))
 	}
