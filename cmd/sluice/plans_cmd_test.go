@@ -2,13 +2,25 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/sluicehq/sluice/dataset"
+	"github.com/sluicehq/sluice/executor/local"
 )
 
 // sluice runs the CLI in-process and returns its exit code and output.
@@ -139,16 +151,22 @@ sluice validate: bad.yaml: 3 errors
 	}
 }
 
-// TestExamplePlans validates every example plan from the repository root,
-// as the README runs them.
+// TestExamplePlans validates, explains and runs every example plan as the
+// README does, from a temporary directory that links the repository's
+// examples/, so outputs land there and not in the repository.
 func TestExamplePlans(t *testing.T) {
-	files, _ := filepath.Glob("../../examples/plans/*.yaml")
-	if len(files) < 3 {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(root, "examples", "plans", "*.yaml"))
+	if len(files) < 4 {
 		t.Fatalf("%d example plans", len(files))
 	}
-	t.Chdir("../..")
+	t.Chdir(exampleDir(t, root))
+	outputs := map[string]string{}
 	for _, f := range files {
-		f = strings.TrimPrefix(f, "../../")
+		f = filepath.Join("examples", "plans", filepath.Base(f))
 		code, out, errOut := sluice(t, "validate", f)
 		if code != 0 || out != f+": ok\n" {
 			t.Errorf("validate %s: exit %d\n%s%s", f, code, out, errOut)
@@ -157,7 +175,185 @@ func TestExamplePlans(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "== Stages ==") {
 			t.Errorf("explain %s: exit %d\n%s%s", f, code, out, errOut)
 		}
+		// A scheduled plan runs for a given time; the others ignore it.
+		code, out, errOut = sluice(t, "run", f, "--scheduled-time", "2024-04-01")
+		if code != 0 {
+			t.Errorf("run %s: exit %d\n%s%s", f, code, out, errOut)
+			continue
+		}
+		m := exampleWrote.FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("run %s: no \"wrote\" line:\n%s", f, out)
+			continue
+		}
+		rows, _ := strconv.ParseInt(m[1], 10, 64)
+		checkManifest(t, f, m[2], rows)
+		outputs[strings.TrimSuffix(filepath.Base(f), ".yaml")] = m[2]
 	}
+	if got, want := outputs["nightly"], "out/nightly/day=2024-03-31/"; got != want {
+		t.Errorf("nightly wrote to %q, want %q", got, want)
+	}
+	if dir, ok := outputs["etl-groupby"]; ok {
+		checkGroupBy(t, "examples/data/sales/", dir)
+	}
+	if dir, ok := outputs["partitioned-write"]; ok {
+		checkPartitions(t, "examples/data/sales/", dir)
+	}
+	for _, name := range []string{"quickstart", "etl-groupby", "partitioned-write", "nightly"} {
+		if _, ok := outputs[name]; !ok {
+			t.Errorf("example %s did not run", name)
+		}
+	}
+}
+
+var exampleWrote = regexp.MustCompile(`(?m)^wrote (\d+) rows in \d+ files? to (\S+)$`)
+
+// exampleDir is a temporary directory whose examples/ links to the
+// repository's.
+func exampleDir(t *testing.T, root string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Symlink(filepath.Join(root, "examples"), filepath.Join(dir, "examples")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// checkManifest checks that dir has a _SUCCESS manifest of rows > 0 rows
+// whose files exist.
+func checkManifest(t *testing.T, plan, dir string, rows int64) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, local.ManifestName))
+	if err != nil {
+		t.Errorf("%s: %v", plan, err)
+		return
+	}
+	var m local.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Errorf("%s: %s: %v", plan, local.ManifestName, err)
+		return
+	}
+	if m.Rows <= 0 || m.Rows != rows || len(m.Files) == 0 {
+		t.Errorf("%s: manifest has %d rows in %d files; the run said %d rows", plan, m.Rows, len(m.Files), rows)
+	}
+	for _, f := range m.Files {
+		p := f.Path
+		if !filepath.IsAbs(p) {
+			if _, err := os.Stat(p); err != nil {
+				p = filepath.Join(dir, p)
+			}
+		}
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s: manifest lists %s: %v", plan, f.Path, err)
+		}
+	}
+}
+
+// checkGroupBy compares etl-groupby's output with the count and revenue of
+// each category summed here from the input rows.
+func checkGroupBy(t *testing.T, input, output string) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	cfg := local.DefaultConfig()
+	cfg.Allocator = mem
+	type agg struct {
+		n       int64
+		revenue float64
+	}
+	want := map[string]agg{}
+	for rec, err := range dataset.ReadParquet(input).Configure(cfg).Select("category", "price", "qty").Iter(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range int(rec.NumRows()) {
+			cat := rec.Column(0).ValueStr(i)
+			a := want[cat]
+			a.n++
+			a.revenue += number(t, rec.Column(1), i) * number(t, rec.Column(2), i)
+			want[cat] = a
+		}
+	}
+	got := map[string]agg{}
+	var order []float64
+	for rec, err := range dataset.ReadParquet(output).Configure(cfg).Select("category", "sales", "revenue").Iter(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range int(rec.NumRows()) {
+			a := agg{int64(number(t, rec.Column(1), i)), number(t, rec.Column(2), i)}
+			got[rec.Column(0).ValueStr(i)] = a
+			order = append(order, a.revenue)
+		}
+	}
+	if len(want) == 0 || len(got) != len(want) {
+		t.Errorf("etl-groupby: %d categories, want %d", len(got), len(want))
+	}
+	for cat, w := range want {
+		g := got[cat]
+		if g.n != w.n || math.Abs(g.revenue-w.revenue) > 1e-6*math.Max(1, math.Abs(w.revenue)) {
+			t.Errorf("etl-groupby: category %s: %d sales, revenue %v; want %d, %v", cat, g.n, g.revenue, w.n, w.revenue)
+		}
+	}
+	if !slices.IsSortedFunc(order, func(a, b float64) int { return cmp.Compare(b, a) }) {
+		t.Errorf("etl-groupby: revenue not in descending order: %v", order)
+	}
+}
+
+// checkPartitions checks that output has one category=VALUE directory per
+// category of the input, and no category column in its files.
+func checkPartitions(t *testing.T, input, output string) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	cfg := local.DefaultConfig()
+	cfg.Allocator = mem
+	cats := map[string]bool{}
+	for rec, err := range dataset.ReadParquet(input).Configure(cfg).Select("category").Iter(t.Context()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range int(rec.NumRows()) {
+			cats[rec.Column(0).ValueStr(i)] = true
+		}
+	}
+	dirs, _ := filepath.Glob(filepath.Join(output, "category=*"))
+	if len(cats) == 0 || len(dirs) != len(cats) {
+		t.Errorf("partitioned-write: directories %v; want one per category of %v", dirs, slices.Sorted(maps.Keys(cats)))
+	}
+	for cat := range cats {
+		files, _ := filepath.Glob(filepath.Join(output, "category="+cat, "*.parquet"))
+		if len(files) == 0 {
+			t.Errorf("partitioned-write: no files in category=%s/", cat)
+		}
+	}
+	// Read back without partition discovery: the files lack the column.
+	if s, err := dataset.ReadParquet(output, dataset.NoPartitioning()).Schema(); err != nil || len(s.FieldIndices("category")) != 0 {
+		t.Errorf("partitioned-write: files' schema %v, %v: want no category column", s, err)
+	}
+}
+
+// number is the numeric value at row i of a.
+func number(t *testing.T, a arrow.Array, i int) float64 {
+	t.Helper()
+	switch a := a.(type) {
+	case *array.Float64:
+		return a.Value(i)
+	case *array.Float32:
+		return float64(a.Value(i))
+	case *array.Int64:
+		return float64(a.Value(i))
+	case *array.Int32:
+		return float64(a.Value(i))
+	case *array.Int16:
+		return float64(a.Value(i))
+	case *array.Int8:
+		return float64(a.Value(i))
+	case *array.Uint64:
+		return float64(a.Value(i))
+	case *array.Uint32:
+		return float64(a.Value(i))
+	}
+	t.Fatalf("column of type %s is not a number", a.DataType())
+	return 0
 }
 
 func TestExplainCommand(t *testing.T) {
