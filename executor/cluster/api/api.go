@@ -103,6 +103,8 @@ type Assignment struct {
 	Params        map[string]string `json:"params,omitempty"`
 	ScheduledTime time.Time         `json:"scheduled_time,omitzero"`
 	RunID         string            `json:"run_id,omitempty"`
+	// StageTasks is how many tasks the task's stage has.
+	StageTasks int `json:"stage_tasks"`
 }
 
 // TaskReport is a worker's report on one attempt of a task.

@@ -159,7 +159,8 @@ func (c *Coordinator) submit(rw http.ResponseWriter, r *http.Request) {
 	if p.Schedule != nil {
 		cmd.Op = state.OpSchedule
 		cmd.Schedule = &state.Schedule{Name: p.Name, File: req.File, Plan: []byte(req.Plan), Params: req.Params,
-			Cron: p.Schedule.Cron, TimeZone: p.Schedule.TimeZone, CatchUp: p.Schedule.CatchUp, MaxRetries: req.MaxRetries}
+			Cron: p.Schedule.Cron, TimeZone: p.Schedule.TimeZone, CatchUp: p.Schedule.CatchUp, MaxRetries: req.MaxRetries,
+			Needs: req.Needs, Locality: req.Locality}
 		c.propose(rw, cmd, "schedule")
 		return
 	}
@@ -253,8 +254,12 @@ func (c *Coordinator) heartbeat(rw http.ResponseWriter, r *http.Request) {
 	c.fsm.read(func(s *state.State) {
 		for _, t := range s.TasksOf(id) {
 			j := s.Jobs[t.Job]
+			n := len(j.Tasks)
+			if t.Stage < len(j.Stages) {
+				n = j.Stages[t.Stage].Tasks
+			}
 			out.Tasks = append(out.Tasks, api.Assignment{Task: *t, File: j.File, Plan: string(j.Plan),
-				Params: j.Params, ScheduledTime: j.ScheduledTime, RunID: j.RunID})
+				Params: j.Params, ScheduledTime: j.ScheduledTime, RunID: j.RunID, StageTasks: n})
 		}
 	})
 	writeJSON(rw, http.StatusOK, out)

@@ -165,7 +165,7 @@ func (s *State) apply(c Command) (string, error) {
 		}
 		sc.Jobs++
 		return s.submit(Job{Name: sc.Name, File: sc.File, Plan: sc.Plan, Params: sc.Params,
-			ScheduledTime: c.Time, Schedule: sc.ID, MaxRetries: sc.MaxRetries}, c.Needs, "", c.At), nil
+			ScheduledTime: c.Time, Schedule: sc.ID, MaxRetries: sc.MaxRetries}, sc.Needs, sc.Locality, c.At), nil
 	case OpCancel:
 		j := s.Jobs[c.ID]
 		if j == nil {
@@ -260,7 +260,7 @@ func (s *State) apply(c Command) (string, error) {
 		} else {
 			t.Failures++
 			t.Error = c.Error
-			if t.Failures > j.MaxRetries {
+			if t.Failures > j.maxRetries(t) {
 				s.setTask(t, TaskFailed, "")
 			} else {
 				s.setTask(t, TaskPending, "")
@@ -292,6 +292,7 @@ func (s *State) submitN(j Job, needs Resources, locality string, at time.Time, n
 	j.State, j.Submitted, j.Error, j.Succeeded = JobPending, at, "", 0
 	j.Finished = time.Time{}
 	j.Tasks = make([]string, n)
+	j.Stages = []Stage{{Name: "plan", Tasks: n, MaxRetries: j.MaxRetries, Needs: needs}}
 	for i := range n {
 		t := &Task{ID: fmt.Sprintf("%s-t%d", j.ID, i), Job: j.ID, State: TaskPending, Needs: needs, Locality: locality,
 			Updated: at, Submitted: at}

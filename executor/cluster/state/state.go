@@ -86,7 +86,7 @@ type Job struct {
 	ScheduledTime time.Time         `json:"scheduled_time,omitzero"`
 	RunID         string            `json:"run_id,omitempty"`
 	Schedule      string            `json:"schedule,omitempty"` // the schedule that fired it
-	MaxRetries    int               `json:"max_retries"`
+	MaxRetries    int               `json:"max_retries"`        // the default of its stages
 	State         JobState          `json:"state"`
 	Error         string            `json:"error,omitempty"`
 	Submitted     time.Time         `json:"submitted"`
@@ -95,17 +95,38 @@ type Job struct {
 	// Succeeded counts the job's succeeded tasks, so a finish settles the
 	// job without scanning its tasks.
 	Succeeded int `json:"succeeded"`
+	// Stages split Tasks in order: stage i holds the Stages[i].Tasks tasks
+	// after those of the stages before it. (A plan is one stage until plans
+	// split across workers.)
+	Stages []Stage `json:"stages,omitempty"`
+}
+
+// Stage is a step of a job whose tasks share their needs and retry budget.
+type Stage struct {
+	Name       string    `json:"name"`
+	Tasks      int       `json:"tasks"`
+	MaxRetries int       `json:"max_retries"` // failed attempts a task may retry
+	Needs      Resources `json:"needs"`
+}
+
+// maxRetries is the retry budget of the task's stage.
+func (j *Job) maxRetries(t *Task) int {
+	if t.Stage < len(j.Stages) {
+		return j.Stages[t.Stage].MaxRetries
+	}
+	return j.MaxRetries // a job from before stages
 }
 
 // Task is one unit of work of a job on one worker. Attempt counts the
 // assignments; Failures the attempts that failed (retries are bounded by
-// the job's MaxRetries; a dead worker's attempt is not a failure).
+// its stage's MaxRetries; a dead worker's attempt is not a failure).
 type Task struct {
 	ID        string    `json:"id"`
 	Job       string    `json:"job"`
 	State     TaskState `json:"state"`
 	Attempt   int       `json:"attempt"`
 	Failures  int       `json:"failures"`
+	Stage     int       `json:"stage,omitempty"` // index in its job's Stages
 	Worker    string    `json:"worker,omitempty"`
 	Needs     Resources `json:"needs"`
 	Locality  string    `json:"locality,omitempty"` // a preferred worker address
@@ -139,6 +160,8 @@ type Schedule struct {
 	TimeZone   string            `json:"time_zone"`
 	CatchUp    string            `json:"catch_up"`
 	MaxRetries int               `json:"max_retries"`
+	Needs      Resources         `json:"needs"`              // what each fired job's tasks need
+	Locality   string            `json:"locality,omitempty"` // and where they prefer to run
 	LastFired  time.Time         `json:"last_fired"`
 	Jobs       int               `json:"jobs"`
 }

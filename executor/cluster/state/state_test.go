@@ -328,3 +328,41 @@ func TestManyTasksInBatches(t *testing.T) {
 		t.Fatalf("succeeded %d, live %d", s.Jobs[id].Succeeded, len(s.TasksOf("w1")))
 	}
 }
+
+// A job's stage carries the retry budget; a schedule's jobs get the
+// schedule's needs, so they take a worker's resources like any job.
+func TestStagesAndScheduleNeeds(t *testing.T) {
+	s := New()
+	register(t, s, "w1", 4, at(0))
+	id := submit(t, s, "r", 2, at(0))
+	j := s.Jobs[id]
+	if len(j.Stages) != 1 || j.Stages[0].MaxRetries != 2 || j.Stages[0].Tasks != 1 || j.Stages[0].Needs.CPU != 1 {
+		t.Fatalf("stages %+v", j.Stages)
+	}
+	j.Stages[0].MaxRetries = 0 // the stage's budget, not the job's default, bounds retries
+	step(t, s, at(1))
+	task := s.Tasks[j.Tasks[0]]
+	mustApply(t, s, Command{Op: OpFinish, ID: task.ID, Worker: "w1", Attempt: task.Attempt, Error: "boom", At: at(2)})
+	if j.State != JobFailed {
+		t.Fatalf("job %s after one failure with a stage budget of 0", j.State)
+	}
+
+	sid := mustApply(t, s, Command{Op: OpSchedule, At: at(0), Schedule: &Schedule{Name: "n", Cron: "* * * * *",
+		Needs: Resources{CPU: 3}}})
+	mustApply(t, s, Command{Op: OpHeartbeat, ID: "w1", At: t0.Add(time.Minute)})
+	step(t, s, t0.Add(time.Minute)) // fires
+	var fired *Job
+	for _, j := range s.Jobs {
+		if j.Schedule == sid {
+			fired = j
+		}
+	}
+	if fired == nil {
+		t.Fatal("schedule did not fire")
+	}
+	step(t, s, t0.Add(time.Minute+time.Second))
+	ft := s.Tasks[fired.Tasks[0]]
+	if ft.Needs.CPU != 3 || ft.State != TaskAssigned || s.Free("w1").CPU != 1 {
+		t.Fatalf("fired task %+v, free %+v", ft, s.Free("w1"))
+	}
+}

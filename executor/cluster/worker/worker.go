@@ -347,6 +347,10 @@ func (w *Worker) send(ctx context.Context, batch []pending) {
 
 // runPlan compiles the task's plan and runs it with the local executor.
 func runPlan(ctx context.Context, a api.Assignment) (int64, error) {
+	if a.StageTasks > 1 {
+		// Each task would run the whole plan into the same destination.
+		return 0, fmt.Errorf("task %s: a plan runs as one task on one worker in this version, not %d", a.Task.ID, a.StageTasks)
+	}
 	p, lints := plans.Parse(a.File, []byte(a.Plan))
 	if err := lints.Err(); err != nil {
 		return 0, err

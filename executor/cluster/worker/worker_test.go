@@ -129,3 +129,13 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// A plan split into several tasks would run whole in each, into one
+// destination: the worker refuses it before reading anything.
+func TestRunPlanRefusesSplitStage(t *testing.T) {
+	_, err := runPlan(context.Background(), api.Assignment{Task: state.Task{ID: "j-1-t0"}, StageTasks: 2,
+		Plan: "name: p\nread: {parquet: in/}\nwrite: {parquet: out/}\n"})
+	if err == nil || !strings.Contains(err.Error(), "one task on one worker") {
+		t.Fatalf("err %v", err)
+	}
+}
