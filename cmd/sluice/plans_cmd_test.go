@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"io"
 	"maps"
 	"math"
 	"os"
@@ -18,9 +19,13 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/executor/local"
+	"github.com/sluicehq/sluice/storage"
+	"github.com/sluicehq/sluice/storage/miniotest"
 )
 
 // sluice runs the CLI in-process and returns its exit code and output.
@@ -388,5 +393,110 @@ func TestScheduleNextCommand(t *testing.T) {
 	code, _, errOut = sluice(t, "schedule", "next", "../../examples/plans/quickstart.yaml")
 	if code != 1 || !strings.Contains(errOut, "quickstart.yaml: plans: plan has no schedule") {
 		t.Errorf("no schedule: exit %d %q", code, errOut)
+	}
+}
+
+// TestRunS3 runs example plans whose read and write are s3:// URLs against
+// a real MinIO server, and checks that they write what the same plans write
+// from and to local files.
+func TestRunS3(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := miniotest.Start(t)
+	srv.SetEnv(t)
+	srv.MakeBucket("lake")
+	inputs, _ := filepath.Glob(filepath.Join(root, "examples", "data", "sales", "*.parquet"))
+	if len(inputs) == 0 {
+		t.Fatal("no example data")
+	}
+	for _, f := range inputs {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := "raw/sales/" + filepath.Base(f)
+		if _, err := srv.Client().PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String("lake"), Key: &key, Body: bytes.NewReader(data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(exampleDir(t, root))
+
+	for _, tc := range []struct{ plan, out string }{
+		{"quickstart", "out/quickstart/"},
+		{"partitioned-write", "out/partitioned/"},
+	} {
+		t.Run(tc.plan, func(t *testing.T) {
+			f := filepath.Join("examples", "plans", tc.plan+".yaml")
+			code, out, errOut := sluice(t, "run", f)
+			m := exampleWrote.FindStringSubmatch(out)
+			if code != 0 || m == nil {
+				t.Fatalf("local run: exit %d\n%s%s", code, out, errOut)
+			}
+			localRows := m[1]
+
+			text, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dest := "s3://lake/" + tc.out
+			plan := strings.ReplaceAll(string(text), "examples/data/sales/", "s3://lake/raw/sales/")
+			plan = strings.ReplaceAll(plan, tc.out, dest)
+			if !strings.Contains(plan, "parquet: s3://lake/raw/sales/") || !strings.Contains(plan, "parquet: "+dest) {
+				t.Fatalf("plan not moved to S3:\n%s", plan)
+			}
+			s3Plan := tc.plan + "-s3.yaml"
+			if err := os.WriteFile(s3Plan, []byte(plan), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errOut = sluice(t, "validate", s3Plan)
+			if code != 0 || out != s3Plan+": ok\n" || errOut != "" {
+				t.Errorf("validate: exit %d\n%s%s", code, out, errOut)
+			}
+			code, out, errOut = sluice(t, "run", s3Plan)
+			m = exampleWrote.FindStringSubmatch(out)
+			if code != 0 || m == nil {
+				t.Fatalf("S3 run: exit %d\n%s%s", code, out, errOut)
+			}
+			if m[1] != localRows || m[2] != dest {
+				t.Errorf("S3 run wrote %s rows to %s; the local run %s rows", m[1], m[2], localRows)
+			}
+
+			// What is in the bucket: the manifest and the files it lists.
+			fs, err := storage.For(dest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, err := fs.Open(t.Context(), dest+local.ManifestName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var man local.Manifest
+			err = json.NewDecoder(io.NewSectionReader(rc, 0, rc.Size())).Decode(&man)
+			rc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strconv.FormatInt(man.Rows, 10) != localRows || len(man.Files) == 0 {
+				t.Errorf("manifest: %d rows in %d files, want %s rows", man.Rows, len(man.Files), localRows)
+			}
+			partitions := map[string]bool{}
+			for _, mf := range man.Files {
+				if _, err := fs.Stat(t.Context(), mf.Path); err != nil {
+					t.Errorf("manifest lists %s: %v", mf.Path, err)
+				}
+				if dir, _, ok := strings.Cut(strings.TrimPrefix(mf.Path, dest), "/"); ok {
+					partitions[dir] = true
+				}
+			}
+			if tc.plan == "partitioned-write" && (len(partitions) < 2 || !partitions["category=c1"]) {
+				t.Errorf("partitioned write to S3: directories %v", slices.Sorted(maps.Keys(partitions)))
+			}
+			n, err := dataset.ReadParquet(dest).Count(t.Context())
+			if err != nil || strconv.FormatInt(n, 10) != localRows {
+				t.Errorf("read back %d rows, %v; want %s", n, err, localRows)
+			}
+		})
 	}
 }
