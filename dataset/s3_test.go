@@ -117,6 +117,8 @@ func TestS3(t *testing.T) {
 		}
 	})
 
+	t.Run("commit", func(t *testing.T) { testCommit(t, "s3://lake/commit/") })
+
 	t.Run("missing bucket", func(t *testing.T) {
 		err := dataset.ReadParquet("s3://nope/x/").Err()
 		if err == nil || !strings.Contains(err.Error(), `bucket "nope" does not exist`) {

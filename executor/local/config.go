@@ -6,6 +6,8 @@ import (
 	"runtime"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/sluicehq/sluice/storage"
 )
 
 // Config tunes one run of the local executor.
@@ -29,6 +31,9 @@ type Config struct {
 	Allocator memory.Allocator
 	// JobID names staged files; empty picks a random one.
 	JobID string
+	// FS returns the file system that serves a path, for scans and sinks;
+	// nil means storage.For. Tests wrap the real FS to inject failures.
+	FS func(path string) (storage.FS, error)
 }
 
 // DefaultConfig returns a budget of a quarter of the machine's memory, one

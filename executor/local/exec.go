@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/internal/kernel"
+	"github.com/sluicehq/sluice/storage"
 )
 
 // block is a batch in flight between operators, with the bytes it holds of
@@ -58,6 +59,14 @@ func newExec(cfg Config) (*exec, error) {
 		id = hex.EncodeToString(b[:])
 	}
 	return &exec{cfg: cfg, mem: cfg.Allocator, budget: newBudget(cfg.MemoryBudget), jobID: id}, nil
+}
+
+// fs returns the file system that serves path (see Config.FS).
+func (x *exec) fs(path string) (storage.FS, error) {
+	if x.cfg.FS != nil {
+		return x.cfg.FS(path)
+	}
+	return storage.For(path)
 }
 
 // start runs child in g and returns its output channel.

@@ -284,7 +284,7 @@ func (s *scanOp) plan(ctx context.Context, x *exec, r *scanReader) ([]task, erro
 
 // open opens a path, counting the bytes read into st.
 func (x *exec) open(ctx context.Context, path string, st *OpStats) (storage.File, error) {
-	fs, err := storage.For(path)
+	fs, err := x.fs(path)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
+	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -59,7 +62,7 @@ func (w *writeOp) stats() *OpStats { return w.st }
 // commit only after the whole input succeeded, and aborted otherwise.
 func (w *writeOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	n := w.node
-	fs, err := storage.For(n.Path)
+	fs, err := x.fs(n.Path)
 	if err != nil {
 		return wrapOp(w.st.Name, err)
 	}
@@ -173,35 +176,67 @@ func closeStaged(f *staged) error {
 	return nil
 }
 
-// commit publishes the job's files: for overwrite it first removes what the
-// destination held, then completes every upload, then writes the manifest.
+// commit publishes the job's files so that a failure at any step leaves the
+// destination readable: old or new data, never neither.
+//
+//  1. In append mode, read the previous manifest, whose files the new one
+//     lists too (before anything is published, so a bad one fails the job
+//     with the destination untouched).
+//  2. Publish every new file. If one fails, delete the new files already
+//     published (the caller aborts the rest) and return: the old files and
+//     the old _SUCCESS are as they were.
+//  3. In overwrite mode, delete the old files not in the new set, the old
+//     _SUCCESS first, so a failure here leaves no manifest naming gone files.
+//  4. Write _SUCCESS last.
 func (w *writeOp) commit(ctx context.Context, x *exec, fs storage.FS, existing []storage.FileInfo, files []*staged) error {
+	manifestPath := storage.Join(w.node.Path, ManifestName)
+	slices.SortFunc(files, func(a, b *staged) int { return strings.Compare(a.path, b.path) })
+	m := Manifest{JobID: x.jobID, Created: time.Now().UTC()}
+	if w.node.Mode == plan.ModeAppend {
+		prev, err := readManifest(ctx, fs, manifestPath)
+		if err != nil {
+			return err
+		}
+		m.Files, m.Rows = prev.Files, prev.Rows
+	}
+	var rows int64
+	for _, f := range files {
+		m.Files = append(m.Files, ManifestFile{Path: f.path, Rows: f.w.Rows(), Bytes: f.w.Bytes()})
+		rows += f.w.Rows()
+		w.st.BytesOut.Add(f.w.Bytes())
+	}
+	m.Rows += rows
+
+	if err := publish(ctx, fs, files); err != nil {
+		return err
+	}
+
 	if w.node.Mode == plan.ModeOverwrite {
-		for _, e := range existing {
+		keep := map[string]bool{}
+		for _, f := range files {
+			keep[pathKey(f.path)] = true
+		}
+		old := slices.Clone(existing)
+		// The old manifest goes first: from here on the destination holds a
+		// mix until the new one is written.
+		isManifest := func(e storage.FileInfo) bool { return path.Base(e.Path) == ManifestName }
+		slices.SortStableFunc(old, func(a, b storage.FileInfo) int { return boolCmp(!isManifest(a), !isManifest(b)) })
+		for _, e := range old {
+			if keep[pathKey(e.Path)] {
+				continue
+			}
 			if err := fs.Delete(ctx, e.Path); err != nil {
-				return err
+				return fmt.Errorf("the new files are published, but deleting the old file %s failed, so %s holds old and new files: %w", e.Path, w.node.Path, err)
 			}
 		}
 	}
-	slices.SortFunc(files, func(a, b *staged) int { return strings.Compare(a.path, b.path) })
-	m := Manifest{JobID: x.jobID, Created: time.Now().UTC()}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for _, f := range files {
-		g.Go(func() error { return f.upload.Commit(gctx) })
-		m.Files = append(m.Files, ManifestFile{Path: f.path, Rows: f.w.Rows(), Bytes: f.w.Bytes()})
-		m.Rows += f.w.Rows()
-		w.st.BytesOut.Add(f.w.Bytes())
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	w.st.RowsOut.Store(m.Rows)
+
+	w.st.RowsOut.Store(rows)
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	u, err := fs.Create(ctx, storage.Join(w.node.Path, ManifestName))
+	u, err := fs.Create(ctx, manifestPath)
 	if err != nil {
 		return err
 	}
@@ -215,14 +250,102 @@ func (w *writeOp) commit(ctx context.Context, x *exec, fs storage.FS, existing [
 		return err
 	}
 	if err := u.Commit(ctx); err != nil {
+		_ = u.Abort(context.WithoutCancel(ctx))
 		return err
 	}
 	x.mu.Lock()
-	for _, f := range m.Files {
-		x.written = append(x.written, f.Path)
+	for _, f := range files {
+		x.written = append(x.written, f.path)
 	}
 	x.mu.Unlock()
 	return nil
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
+}
+
+// publish commits every staged file, 8 at a time. If one fails, it deletes
+// the files it did publish and returns an error naming the file that failed.
+func publish(ctx context.Context, fs storage.FS, files []*staged) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, f := range files {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err // another commit failed: publish no more
+			}
+			if err := f.upload.Commit(gctx); err != nil {
+				return namePath(f.path, "publish", err)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	if err == nil {
+		return nil
+	}
+	// A cancelled Commit may still have completed on the server: delete
+	// every new file, not only those known to be published. Deleting a
+	// missing file is not an error.
+	rctx := context.WithoutCancel(ctx)
+	var errs []error
+	for _, f := range files {
+		if derr := fs.Delete(rctx, f.path); derr != nil {
+			errs = append(errs, fmt.Errorf("rolling back: %w", derr))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(append([]error{err}, errs...)...)
+	}
+	return err
+}
+
+// readManifest returns the manifest at p, or an empty one if there is none.
+func readManifest(ctx context.Context, fs storage.FS, p string) (Manifest, error) {
+	var m Manifest
+	f, err := fs.Open(ctx, p)
+	if errors.Is(err, storage.ErrNotExist) {
+		return m, nil
+	}
+	if err != nil {
+		return m, err
+	}
+	defer f.Close()
+	data := make([]byte, f.Size())
+	if _, err := f.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
+		return m, err
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return m, fmt.Errorf("%s: previous manifest: %w (mode is append, which extends it: fix or delete it, or use mode overwrite)", p, err)
+	}
+	return m, nil
+}
+
+// pathKey makes a path comparable with the paths List returns, which are OS
+// paths for file:// URLs.
+func pathKey(p string) string {
+	if rest, ok := strings.CutPrefix(p, "file://"); ok {
+		return filepath.Clean(filepath.FromSlash(rest))
+	}
+	if storage.IsURL(p) {
+		return p
+	}
+	return filepath.Clean(p)
+}
+
+// namePath adds path to err unless err already names it.
+func namePath(path, op string, err error) error {
+	if strings.Contains(err.Error(), path) {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", op, path, err)
 }
 
 func ext(format string) string {
