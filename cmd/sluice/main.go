@@ -64,6 +64,26 @@ func runMain(ctx context.Context, e *env, args []string) int {
 		}
 	}
 	if cmd == nil {
+		if group := subcommands(args[0]); group != nil {
+			// A group's name alone ("sluice job"): list its subcommands.
+			help := len(args) > 1 && (args[1] == "-h" || args[1] == "--help" || args[1] == "-help" || args[1] == "help")
+			w := e.stdout
+			if !help {
+				w = e.stderr
+				if len(args) > 1 {
+					fmt.Fprintf(e.stderr, "sluice: unknown command %q\n\n", args[0]+" "+args[1])
+				}
+			}
+			fmt.Fprintf(w, "usage: sluice %s <subcommand> [flags] [args]\n\nsubcommands:\n", args[0])
+			for _, c := range group {
+				fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
+			}
+			fmt.Fprintf(w, "\nRun `sluice %s <subcommand> --help` for a subcommand's flags.\n", args[0])
+			if help {
+				return 0
+			}
+			return 2
+		}
 		fmt.Fprintf(e.stderr, "sluice: unknown command %q\n\n", args[0])
 		usage(e.stderr)
 		return 2
@@ -128,6 +148,19 @@ func interleave(fs *flag.FlagSet, args []string) []string {
 		}
 	}
 	return append(flags, pos...)
+}
+
+// subcommands are the commands of more than one word whose first word is
+// group, sorted by name.
+func subcommands(group string) []*command {
+	var out []*command
+	for _, c := range commands {
+		if words := strings.Fields(c.name); len(words) > 1 && words[0] == group {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b *command) int { return strings.Compare(a.name, b.name) })
+	return out
 }
 
 func hasFlags(fs *flag.FlagSet) bool {
