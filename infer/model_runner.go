@@ -1,17 +1,16 @@
 package infer
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/sluicehq/sluice/gpu"
 	_ "github.com/sluicehq/sluice/gpu/cpu"  // the device every machine has
 	_ "github.com/sluicehq/sluice/gpu/cuda" // found at run time where a driver is
 	"github.com/sluicehq/sluice/infer/model"
 	"github.com/sluicehq/sluice/infer/tokenizer"
+	"github.com/sluicehq/sluice/storage"
 )
 
 // modelRunner adapts a *model.Model to Runner.
@@ -72,8 +71,9 @@ type LoadOptions struct {
 	// Model are the model package's options; the zero value picks the
 	// dtype by device.
 	Model model.Options
-	// Tokenizer is the directory of tokenizer.json; "" means the model
-	// directory, where a missing tokenizer.json leaves Loaded.Tokenizer nil.
+	// Tokenizer is the directory of tokenizer.json (local or s3://); ""
+	// means the model directory, where a missing tokenizer.json leaves
+	// Loaded.Tokenizer nil.
 	Tokenizer string
 }
 
@@ -92,18 +92,13 @@ func Load(dir string, opts LoadOptions) (*Loaded, error) {
 	if name == "" {
 		name = "auto"
 	}
-	var tok *tokenizer.Tokenizer
-	tdir := opts.Tokenizer
-	if tdir == "" && !strings.Contains(dir, "://") {
-		if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err == nil {
-			tdir = dir
-		}
+	ctx := opts.Model.Context
+	if ctx == nil {
+		ctx = context.Background()
 	}
-	if tdir != "" {
-		var err error
-		if tok, err = tokenizer.Load(tdir); err != nil {
-			return nil, fmt.Errorf("infer: loading the tokenizer of %s: %w", tdir, err)
-		}
+	tok, err := loadTokenizer(ctx, dir, opts.Tokenizer)
+	if err != nil {
+		return nil, err
 	}
 	dev, err := gpu.Open(name)
 	if err != nil {
@@ -115,6 +110,32 @@ func Load(dir string, opts LoadOptions) (*Loaded, error) {
 	}
 	closeAll := func() error { return errors.Join(m.Close(), dev.Close()) }
 	return &Loaded{Model: m, Runner: FromModel(m), Tokenizer: tok, close: closeAll}, nil
+}
+
+// loadTokenizer loads the tokenizer in tdir, or in the model directory dir
+// when tdir is "" (nil when dir has no tokenizer.json). Both may be local
+// paths or s3:// URLs.
+func loadTokenizer(ctx context.Context, dir, tdir string) (*tokenizer.Tokenizer, error) {
+	if tdir == "" {
+		path := storage.Join(dir, "tokenizer.json")
+		fsys, err := storage.For(path)
+		if err != nil {
+			return nil, fmt.Errorf("infer: %w", err)
+		}
+		_, err = fsys.Stat(ctx, path)
+		switch {
+		case errors.Is(err, storage.ErrNotExist):
+			return nil, nil
+		case err != nil:
+			return nil, fmt.Errorf("infer: looking for the tokenizer of %s: %w", dir, err)
+		}
+		tdir = dir
+	}
+	tok, err := tokenizer.LoadContext(ctx, tdir)
+	if err != nil {
+		return nil, fmt.Errorf("infer: loading the tokenizer of %s: %w", tdir, err)
+	}
+	return tok, nil
 }
 
 // Close frees the model and closes its device.

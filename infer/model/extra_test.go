@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/sluicehq/sluice/gpu"
+	"github.com/sluicehq/sluice/infer/tokenizer"
 	"github.com/sluicehq/sluice/storage/miniotest"
 )
 
@@ -41,8 +43,8 @@ func TestBF16(t *testing.T) {
 	})
 }
 
-// TestLoadS3 loads the sharded fixture from a real S3 server and checks it
-// computes what the local copy does.
+// TestLoadS3 loads the sharded fixture and its tokenizer from a real S3
+// server and checks they compute what the local copies do.
 func TestLoadS3(t *testing.T) {
 	srv := miniotest.Start(t)
 	srv.SetEnv(t)
@@ -77,6 +79,23 @@ func TestLoadS3(t *testing.T) {
 	}
 	if err := relErr(out, lc.Last); err > tol {
 		t.Errorf("relative error %.3g", err)
+	}
+
+	tk, err := tokenizer.LoadContext(t.Context(), "s3://models/tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := tokenizer.Load(fixtureDir(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const text = "Hello world! The sea is blue."
+	got, want := tk.Encode(text, true), local.Encode(text, true)
+	if len(got) < 2 || !slices.Equal(got, want) {
+		t.Errorf("Encode(%q) from S3 = %v, want %v", text, got, want)
+	}
+	if !tk.HasChatTemplate() {
+		t.Error("the tokenizer from S3 has no chat template (tokenizer_config.json not read)")
 	}
 }
 

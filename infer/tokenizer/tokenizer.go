@@ -1,14 +1,15 @@
 package tokenizer
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
+	"io"
 	"strings"
 	"sync"
+
+	"github.com/sluicehq/sluice/storage"
 )
 
 // Tokenizer encodes text to token ids and back, as the tokenizers library
@@ -36,30 +37,53 @@ type Tokenizer struct {
 
 // Load reads dir/tokenizer.json and, when present, dir/tokenizer_config.json
 // and dir/chat_template.jinja (which overrides the config's template, as in
-// transformers).
-func Load(dir string) (*Tokenizer, error) {
-	data, err := os.ReadFile(filepath.Join(dir, fileJSON))
+// transformers). dir is a local path or a URL that package storage serves
+// (s3://bucket/prefix).
+func Load(dir string) (*Tokenizer, error) { return LoadContext(context.Background(), dir) }
+
+// LoadContext is Load with a context bounding the reads.
+func LoadContext(ctx context.Context, dir string) (*Tokenizer, error) {
+	data, err := readFile(ctx, storage.Join(dir, fileJSON))
 	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %w", err)
+		return nil, err
 	}
-	cfgData, err := os.ReadFile(filepath.Join(dir, fileConfig))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("tokenizer: %w", err)
+	cfgData, err := readFile(ctx, storage.Join(dir, fileConfig))
+	if err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return nil, err
 	}
 	t, err := FromJSON(data, cfgData)
 	if err != nil {
 		return nil, err
 	}
-	tpl, err := os.ReadFile(filepath.Join(dir, "chat_template.jinja"))
+	tpl, err := readFile(ctx, storage.Join(dir, "chat_template.jinja"))
 	switch {
 	case err == nil:
 		if err := t.setChatTemplate(string(tpl)); err != nil {
 			return nil, fmt.Errorf("tokenizer: chat_template.jinja: %w", err)
 		}
-	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("tokenizer: %w", err)
+	case !errors.Is(err, storage.ErrNotExist):
+		return nil, err
 	}
 	return t, nil
+}
+
+// readFile reads a whole file through package storage; a missing one is
+// storage.ErrNotExist.
+func readFile(ctx context.Context, path string) ([]byte, error) {
+	fsys, err := storage.For(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	f, err := fsys.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	defer f.Close()
+	b := make([]byte, f.Size())
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("tokenizer: reading %s: %w", path, err)
+	}
+	return b, nil
 }
 
 // FromJSON builds a tokenizer from the contents of tokenizer.json and,
