@@ -2,16 +2,23 @@ package dataset_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/sluicehq/sluice/dataset"
+	"github.com/sluicehq/sluice/dataset/format"
 	"github.com/sluicehq/sluice/storage"
 	"github.com/sluicehq/sluice/storage/miniotest"
 )
@@ -94,23 +101,60 @@ func TestS3(t *testing.T) {
 	})
 
 	t.Run("failed job", func(t *testing.T) {
+		// Random, uncompressed 2 KiB strings in small row groups reach the
+		// upload as they are written, so each writer's file outgrows one
+		// 8 MiB part and starts a multipart upload long before the job fails.
 		dest := "s3://lake/failed/"
+		fs, err := storage.For(dest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const rows, failAt, width = 24_000, 18_000, 2048
 		boom := errors.New("boom")
-		d := dataset.Range(200_000).Configure(cfg).WithColumn("s", "concat('row ', cast(id AS string))").
-			MapBatches(func(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
-				if rec.NumRows() > 0 && rec.Column(0).(*array.Int64).Value(0) >= 150_000 {
-					return nil, boom
+		var sawUploads atomic.Int64
+		schema := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}, {Name: "pad", Type: arrow.BinaryTypes.String}}, nil)
+		d := dataset.Range(rows).Configure(cfg).MapBatches(func(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
+			ids := rec.Column(0).(*array.Int64)
+			if ids.Len() > 0 && ids.Value(0) >= failAt {
+				// Fail only once an upload exists, polling with a deadline.
+				for deadline := time.Now().Add(time.Minute); ; {
+					ups, err := storage.ListUploads(ctx, fs, dest)
+					if err != nil {
+						return nil, err
+					}
+					if len(ups) > 0 {
+						sawUploads.Store(int64(len(ups)))
+						return nil, boom
+					}
+					if time.Now().After(deadline) {
+						return nil, fmt.Errorf("no multipart upload under %s after %d rows", dest, failAt)
+					}
+					runtime.Gosched()
 				}
-				rec.Retain()
-				return rec, nil
-			}, dataset.MapOptions{Name: "fail-late"})
-		if _, err := d.WriteParquet(ctx, dest, dataset.WriteOptions{}); !errors.Is(err, boom) {
+			}
+			b := array.NewStringBuilder(mem)
+			defer b.Release()
+			buf := make([]byte, width/2)
+			for range ids.Len() {
+				rand.Read(buf)
+				b.Append(hex.EncodeToString(buf))
+			}
+			pad := b.NewArray()
+			defer pad.Release()
+			ids.Retain()
+			defer ids.Release()
+			return array.NewRecordBatch(schema, []arrow.Array{ids, pad}, rec.NumRows()), nil
+		}, dataset.MapOptions{Name: "fail-after-upload", Schema: schema})
+		opts := dataset.WriteOptions{Format: format.WriteOptions{Compression: "none", RowGroupRows: 500}}
+		if _, err := d.WriteParquet(ctx, dest, opts); !errors.Is(err, boom) {
 			t.Fatalf("got %v, want boom", err)
+		}
+		if sawUploads.Load() == 0 {
+			t.Fatal("no multipart upload existed before the job failed")
 		}
 		if objs := s3Objects(t, dest); len(objs) != 0 {
 			t.Fatalf("a failed job left objects %v", objs)
 		}
-		fs, _ := storage.For(dest)
 		ups, err := storage.ListUploads(ctx, fs, dest)
 		if err != nil || len(ups) != 0 {
 			t.Fatalf("pending uploads %v, %v", ups, err)
