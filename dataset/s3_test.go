@@ -161,6 +161,45 @@ func TestS3(t *testing.T) {
 		}
 	})
 
+	t.Run("end to end", func(t *testing.T) {
+		in, out := "s3://lake/e2e/in/", "s3://lake/e2e/out/"
+		rows := sales(2000)
+		if _, err := ds(t, cfg, rows).WriteParquet(ctx, in, dataset.WriteOptions{RowsPerFile: 300}); err != nil {
+			t.Fatal(err)
+		}
+		st, err := dataset.ReadParquet(in).Configure(cfg).
+			Filter("price > 50 AND category <> 'c2'").
+			WithColumn("revenue", "price * qty").
+			WriteParquet(ctx, out, dataset.WriteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type row struct {
+			id       int64
+			category string
+			revenue  float64
+		}
+		var want []row
+		for _, s := range rows {
+			if s.Price > 50 && s.Category != "c2" {
+				want = append(want, row{s.ID, s.Category, s.Price * float64(s.Qty)})
+			}
+		}
+		if len(want) == 0 || st.Rows != int64(len(want)) || !slices.Contains(s3Objects(t, out), "_SUCCESS") {
+			t.Fatalf("wrote %d rows, want %d; objects %v", st.Rows, len(want), s3Objects(t, out))
+		}
+		back := take(t, dataset.ReadParquet(out).Configure(cfg).Sort(dataset.Asc("id")))
+		ids, cats, revs := col[int64](t, back, "id"), col[string](t, back, "category"), col[float64](t, back, "revenue")
+		if len(ids) != len(want) {
+			t.Fatalf("read back %d rows, want %d", len(ids), len(want))
+		}
+		for i, w := range want {
+			if got := (row{ids[i], cats[i], revs[i]}); got != w {
+				t.Fatalf("row %d: %+v, want %+v", i, got, w)
+			}
+		}
+	})
+
 	t.Run("commit", func(t *testing.T) { testCommit(t, "s3://lake/commit/") })
 
 	t.Run("missing bucket", func(t *testing.T) {
