@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"regexp"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/executor/local"
 	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/storage"
 )
 
 // Job is a compiled plan, ready to run.
@@ -42,7 +44,8 @@ func (j *Job) Run(ctx context.Context, cfg local.Config) (*local.Stats, error) {
 
 // Compile renders p with vars (unless p is already rendered) and builds
 // its dataset graph and write. The error is ErrUnknownParam or the plan's
-// Lints (errors only; a source that cannot be read fails here).
+// Lints (errors only; a source that cannot be read, local or remote, fails
+// here).
 func Compile(p *Plan, vars Vars) (*Job, error) {
 	if err := p.lints.Err(); err != nil {
 		return nil, err
@@ -59,14 +62,20 @@ func Compile(p *Plan, vars Vars) (*Job, error) {
 	if err := c.lints.Sort().Err(); err != nil {
 		return nil, err.(Lints).Errors()
 	}
+	if job == nil {
+		// Every path that stops the build reports an error; this is a bug.
+		return nil, fmt.Errorf("plans: %s: the plan did not compile and no error says why", p.File)
+	}
 	return job, nil
 }
 
 // Validate renders p with vars and checks what needs the data: it reads
 // the source's schema, compiles the steps one by one and reports, at the
 // step's position, the first error of each step (expressions that do not
-// type-check, columns that do not exist at that point). An s3:// source
-// that cannot be reached in 20 seconds gives a Note instead of an error,
+// type-check, columns that do not exist at that point). A source that does
+// not exist (no such file, object or bucket; a glob that matches nothing)
+// is an error at its path. A remote source that cannot be read otherwise
+// (unreachable in 20 seconds, refused credentials) gives a Note instead,
 // and what depends on its schema goes unchecked. Validate does not repeat
 // Parse's lints but includes those that rendering finds.
 func Validate(p *Plan, vars Vars) Lints {
@@ -82,7 +91,7 @@ func Validate(p *Plan, vars Vars) Lints {
 		}
 		lints = append(lints, ls...)
 	}
-	c := &compiler{decoder: &decoder{p: q}, remoteTimeout: 20 * time.Second}
+	c := &compiler{decoder: &decoder{p: q}, remoteTimeout: 20 * time.Second, notes: true}
 	c.build()
 	lints = append(lints, c.lints...)
 	// Parse's lints come back from Render; report them once, from Parse,
@@ -109,6 +118,10 @@ type compiler struct {
 	*decoder
 	d             *dataset.Dataset // nil once nothing more can be checked
 	remoteTimeout time.Duration    // 0: wait as long as the read takes
+	// notes makes a remote source that cannot be read, for a reason other
+	// than not existing, a Note rather than an error (Validate, which may
+	// run where the data is out of reach; a run cannot go on).
+	notes bool
 	// poisoned are columns added by a with_column that failed, kept as
 	// NULL so later steps can be checked; errors of steps that use them
 	// are not reported, since they follow from the first.
@@ -164,8 +177,8 @@ func remote(path string) bool {
 }
 
 // read opens a source and checks its columns. It returns nil when the
-// source cannot be read: an error lint for a local path, a note for a
-// remote one.
+// source cannot be read: an error lint, or a note for a remote source that
+// exists or may exist but cannot be read now (see compiler.notes).
 func (c *compiler) read(src Source) *dataset.Dataset {
 	var opts []dataset.ReadOption
 	if src.Format == "csv" && (src.Header != nil && !*src.Header || src.Delimiter != "") {
@@ -183,7 +196,7 @@ func (c *compiler) read(src Source) *dataset.Dataset {
 	}
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), "dataset: ")
-		if remote(src.Path) {
+		if c.notes && remote(src.Path) && !notFound(err) {
 			c.lints = append(c.lints, Lint{File: c.p.File, Pos: nodePos(pathNode), Path: pathKey, Severity: Note,
 				Msg: "the source could not be read, so its columns and the steps' expressions were not checked: " + msg})
 		} else {
@@ -204,6 +217,17 @@ func (c *compiler) read(src Source) *dataset.Dataset {
 		d = next
 	}
 	return d
+}
+
+// notFound reports whether a read's err says that the source does not
+// exist (no such file, object or bucket, or a glob matching nothing), as
+// opposed to one that could not be reached or read.
+func notFound(err error) bool {
+	if errors.Is(err, storage.ErrNotExist) || errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	// dataset reports a match of no files without a sentinel error.
+	return strings.Contains(err.Error(), ": no files match ")
 }
 
 // open is dataset.Read, bounded by remoteTimeout for remote paths (the

@@ -500,3 +500,25 @@ func TestRunS3(t *testing.T) {
 		})
 	}
 }
+
+// TestRunUnreachableSource: validate notes an S3 source it cannot reach;
+// run fails on it with the reason, at the source's position.
+func TestRunUnreachableSource(t *testing.T) {
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y",
+		"AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true", "AWS_MAX_ATTEMPTS": "1",
+	} {
+		t.Setenv(k, v)
+	}
+	t.Chdir(t.TempDir())
+	os.WriteFile("plan.yaml", []byte("name: x\nread: {parquet: s3://bucket/in/}\nwrite: {parquet: out/}\n"), 0o644)
+	code, out, errOut := sluice(t, "validate", "plan.yaml")
+	if code != 0 || out != "plan.yaml: ok\n" || !strings.HasPrefix(errOut, "plan.yaml:2:17: read.parquet: note: the source could not be read") {
+		t.Errorf("validate: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = sluice(t, "run", "plan.yaml")
+	if code != 1 || out != "" || !strings.HasPrefix(errOut, "plan.yaml:2:17: read.parquet: read parquet s3://bucket/in/: ") ||
+		!strings.Contains(errOut, "cannot reach http://127.0.0.1:1") || !strings.HasSuffix(errOut, "sluice run: plan.yaml: 1 error\n") {
+		t.Errorf("run: exit %d\n%s%s", code, out, errOut)
+	}
+}
