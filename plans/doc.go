@@ -64,8 +64,9 @@
 // produced, at the start of the template action). Later steps are checked
 // against the schema as it is at their point; a step that fails leaves the
 // schema as it was (a failed with_column adds its column as NULL, and later
-// errors that use it are not reported). An s3:// source that cannot be
-// reached gives a note, not an error. Lints are sorted by position and
+// errors that use it are not reported). A source that does not exist (a
+// missing file, object or bucket, a glob that matches nothing) is an error;
+// a remote one that cannot be reached or may not be read gives a note. Lints are sorted by position and
 // printed as
 //
 //	plan.yaml:12:11: steps[2].filter: expr: unknown column "pirce" (did you mean "price"?)
