@@ -333,6 +333,20 @@ func (r *scanReader) read(ctx context.Context, x *exec, t task, st *OpStats, emi
 	})
 }
 
+// checkTypes reports a file whose columns differ from the scan's schema,
+// which comes from the first file, instead of letting NewRecordBatch panic.
+func checkTypes(s *arrow.Schema, cols []arrow.Array) error {
+	if len(cols) != s.NumFields() {
+		return fmt.Errorf("%d columns where the dataset's schema (from its first file) has %d", len(cols), s.NumFields())
+	}
+	for i, c := range cols {
+		if f := s.Field(i); !arrow.TypeEqual(c.DataType(), f.Type) {
+			return fmt.Errorf("column %q is %s here but %s in the dataset's schema (from its first file): rewrite the file with that type, or read it separately and cast", f.Name, c.DataType(), f.Type)
+		}
+	}
+	return nil
+}
+
 // finish adds partition columns, applies filters and orders the columns.
 // It consumes rec.
 func (r *scanReader) finish(ctx context.Context, x *exec, f plan.File, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
@@ -359,6 +373,13 @@ func (r *scanReader) finish(ctx context.Context, x *exec, f plan.File, rec arrow
 		b.Release()
 		owned = append(owned, a)
 		cols = append(cols, a)
+	}
+	if err := checkTypes(r.schema, cols); err != nil {
+		rec.Release()
+		for _, a := range owned {
+			a.Release()
+		}
+		return nil, err
 	}
 	full := array.NewRecordBatch(r.schema, cols, n)
 	rec.Release()

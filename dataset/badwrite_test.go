@@ -1,0 +1,106 @@
+package dataset_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/dataset"
+)
+
+// TestBadInputsWrite runs scan -> filter -> WriteParquet over bad inputs: the
+// error names the file, the operator (the ReadParquet source when the input
+// fails at build time, the Scan at run time), and the row group and column
+// where they apply; the destination holds nothing afterwards, not even a
+// staging file.
+func TestBadInputsWrite(t *testing.T) {
+	cfg, _ := testConfig(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	// one writes rows as one Parquet file and returns its bytes.
+	one := func(name string, d *dataset.Dataset) []byte {
+		t.Helper()
+		if _, err := d.WriteParquet(ctx, filepath.Join(dir, name), dataset.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, name, "*.parquet"))
+		if len(files) != 1 {
+			t.Fatalf("%s: %d files", name, len(files))
+		}
+		b, err := os.ReadFile(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	c1 := cfg
+	c1.Concurrency = 1
+	data := one("good", ds(t, c1, sales(3000)))
+	ids := one("range", dataset.Range(5).Configure(c1))
+	noPrice := one("noprice", ds(t, c1, sales(50)).Drop("price"))
+	stringIDs := one("strings", dataset.FromItems([]struct {
+		ID    string  `sluice:"id"`
+		Price float64 `sluice:"price"`
+	}{{"a", 1}}).Configure(c1))
+
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Bytes flipped between the header and the footer: the footer reads,
+	// the first page does not decompress.
+	page := append([]byte(nil), data...)
+	for i := 200; i < len(page)/2; i++ {
+		page[i] ^= 0x5a
+	}
+	write("mixed/a.parquet", data)
+	write("mixed/b.parquet", ids)
+	write("missing/a.parquet", data)
+	write("missing/b.parquet", noPrice)
+	write("types/a.parquet", data)
+	write("types/b.parquet", stringIDs)
+	underFile := filepath.Join(write("file.txt", []byte("x")), "x")
+
+	for _, tc := range []struct {
+		name, src string
+		want      []string
+		cols      []string // read only these columns
+	}{
+		{"truncated", write("trunc/a.parquet", data[:len(data)/2]), []string{"read parquet", "trunc/a.parquet", "not a parquet file"}, nil},
+		{"corrupt", write("corrupt/a.parquet", append([]byte("PAR1"), make([]byte, 200)...)), []string{"read parquet", "corrupt/a.parquet", "not a parquet file"}, nil},
+		{"corrupt page", write("page/a.parquet", page), []string{"Scan parquet", "page/a.parquet", "row group 0", `column "id"`}, nil},
+		{"incompatible schemas", filepath.Join(dir, "mixed"), []string{"Scan parquet", "mixed/b.parquet", `no column "user_id"`}, nil},
+		{"incompatible types", filepath.Join(dir, "types"), []string{"Scan parquet", "types/b.parquet", `column "id" is utf8 here but int64`}, []string{"id", "price"}},
+		{"missing column", filepath.Join(dir, "missing"), []string{"Scan parquet", "missing/b.parquet", `no column "price"`}, nil},
+		{"path under a file", underFile, []string{"read parquet", underFile, "not a directory"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, _ := testConfig(t)
+			dest := filepath.Join(dir, "out", strings.ReplaceAll(tc.name, " ", "-"))
+			var opts []dataset.ReadOption
+			if tc.cols != nil {
+				opts = append(opts, dataset.Columns(tc.cols...))
+			}
+			_, err := dataset.ReadParquet(tc.src, opts...).Configure(cfg).Filter("price >= 0").WriteParquet(ctx, dest, dataset.WriteOptions{})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+			if files := listFiles(t, dest); len(files) != 0 {
+				t.Fatalf("a failed job left %v", files)
+			}
+		})
+	}
+}
