@@ -92,7 +92,7 @@ func testCommit(t *testing.T, dest string) {
 			t.Fatalf("pending uploads %v, %v", ups, err)
 		}
 	}
-	// 700 rows in batches of 70, 50 rows a file: ten files a write.
+	// 700 rows in batches of 70, at most 50 rows a file: many files a write.
 	opts := func(mode dataset.WriteMode) dataset.WriteOptions {
 		return dataset.WriteOptions{Mode: mode, RowsPerFile: 50}
 	}

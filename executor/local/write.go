@@ -122,19 +122,40 @@ func (w *writeOp) run(ctx context.Context, x *exec, out chan<- block) error {
 				open[dir] = f
 				return f, nil
 			}
+			// write splits rec across files so none holds more than
+			// RowsPerFile rows.
 			write := func(dir string, rec arrow.RecordBatch) error {
-				f, err := get(dir)
-				if err != nil {
-					return err
+				for off := int64(0); ; {
+					f, err := get(dir)
+					if err != nil {
+						return err
+					}
+					rows := rec.NumRows() - off
+					if n.RowsPerFile > 0 {
+						rows = min(rows, n.RowsPerFile-f.w.Rows())
+					}
+					part := rec
+					if rows < rec.NumRows() {
+						part = rec.NewSlice(off, off+rows)
+					}
+					err = f.w.Write(part)
+					if part != rec {
+						part.Release()
+					}
+					if err != nil {
+						return fmt.Errorf("%s: %w", f.path, err)
+					}
+					off += rows
+					if n.RowsPerFile > 0 && f.w.Rows() >= n.RowsPerFile {
+						delete(open, dir)
+						if err := closeStaged(f); err != nil {
+							return err
+						}
+					}
+					if off >= rec.NumRows() {
+						return nil
+					}
 				}
-				if err := f.w.Write(rec); err != nil {
-					return fmt.Errorf("%s: %w", f.path, err)
-				}
-				if n.RowsPerFile > 0 && f.w.Rows() >= n.RowsPerFile {
-					delete(open, dir)
-					return closeStaged(f)
-				}
-				return nil
 			}
 			for b := range in {
 				w.st.RowsIn.Add(b.rec.NumRows())
