@@ -179,6 +179,17 @@ func TestTLS(t *testing.T) {
 	if id2 := submitNoop(t, fcl, "via-follower"); id2 == "" || id2 == id {
 		t.Fatalf("submit through the follower: %q", id2)
 	}
+	// The Raft port refuses a peer without a certificate of the cluster's CA.
+	conn, err := tls.Dial("tcp", h.cfgs[0].RaftAddr, client)
+	if err == nil {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn.Write([]byte{0}) // TLS 1.3: the server judges the certificate after the client's handshake ends
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("Raft port without a client certificate: %v", err)
+	}
 	// Plain HTTP is refused.
 	if err := api.NewClient([]string{strings.Replace(h.nodes[0].URL(), "https", "http", 1)}, token).Do(
 		context.Background(), http.MethodGet, "/v1/jobs", nil, nil); err == nil {

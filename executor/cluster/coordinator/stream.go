@@ -37,6 +37,19 @@ func newStreamLayer(bind string, advertise net.Addr, server, client *tls.Config)
 	if advertise == nil {
 		advertise = ln.Addr()
 	}
+	if server != nil {
+		// Raft peers authenticate each other: a connection without a
+		// certificate signed by the cluster's CA is refused, and a node
+		// dials with its own certificate. (The API authenticates with the
+		// bearer token instead.)
+		server = server.Clone()
+		server.ClientAuth = tls.RequireAndVerifyClientCert
+		if client != nil {
+			server.ClientCAs = client.RootCAs
+			client = client.Clone()
+			client.Certificates = server.Certificates
+		}
+	}
 	return &streamLayer{Listener: ln, advertise: advertise, server: server, client: client, conns: map[net.Conn]struct{}{}}, nil
 }
 
