@@ -155,6 +155,15 @@ func TestCoordinatorKill9(t *testing.T) {
 	// serves the replicated state, jobs included, from its own API.
 	killed.p = spawn(t, args(killed)...)
 	own := api.NewClient([]string{killed.api}, token)
+	// Its first answer is already current: until it has applied the log it
+	// restarted with, reads go to the leader.
+	poll(t, "the restarted node to answer", func() bool {
+		var js []state.Job
+		return own.Do(context.Background(), http.MethodGet, "/v1/jobs", nil, &js) == nil
+	})
+	if !jobsDone(own) {
+		t.Fatal("the restarted node answered with a state older than the one it had")
+	}
 	poll(t, "the restarted node to catch up", func() bool {
 		st := status(own)
 		return st.Node == killed.id && st.Leader != "" && len(st.Nodes) == 3 && jobsDone(own)

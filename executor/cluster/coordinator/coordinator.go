@@ -124,6 +124,10 @@ type Coordinator struct {
 	once   sync.Once
 
 	hasState bool // the data directory held Raft state at start
+	// bootIndex is the last log index on disk at start: until the state
+	// machine has applied it, a restarted follower's state is older than
+	// what it had before, and reads go to the leader.
+	bootIndex uint64
 }
 
 // Start opens the stores, starts Raft and the API, and bootstraps or joins
@@ -242,6 +246,7 @@ func (c *Coordinator) startRaft() error {
 		return fmt.Errorf("coordinator: raft: %w", err)
 	}
 	c.raft = r
+	c.bootIndex = r.LastIndex()
 	if cfg.Bootstrap && !has {
 		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()}}})
 		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {

@@ -25,8 +25,8 @@ func (c *Coordinator) handler() http.Handler {
 	mux := http.NewServeMux()
 	w := c.leaderOnly
 	mux.HandleFunc("POST /v1/jobs", w(c.submit))
-	mux.HandleFunc("GET /v1/jobs", c.jobs)
-	mux.HandleFunc("GET /v1/jobs/{id}", c.job)
+	mux.HandleFunc("GET /v1/jobs", c.current(c.jobs))
+	mux.HandleFunc("GET /v1/jobs/{id}", c.current(c.job))
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", w(c.cancelJob))
 	mux.HandleFunc("POST /v1/workers", w(c.register))
 	mux.HandleFunc("POST /v1/workers/{id}/heartbeat", w(c.heartbeat))
@@ -35,7 +35,7 @@ func (c *Coordinator) handler() http.Handler {
 	mux.HandleFunc("POST /v1/workers/{id}/reports", w(c.reports))
 	mux.HandleFunc("POST /v1/cluster/join", w(c.joinNode))
 	mux.HandleFunc("POST /v1/cluster/remove", w(c.removeNode))
-	mux.HandleFunc("GET /v1/cluster", c.status)
+	mux.HandleFunc("GET /v1/cluster", c.current(c.status))
 	mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		c.fsm.read(func(s *state.State) { c.met.write(rw, s, c.IsLeader()) })
@@ -61,6 +61,20 @@ func (c *Coordinator) auth(next http.Handler) http.Handler {
 func (c *Coordinator) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		if c.IsLeader() {
+			h(rw, r)
+			return
+		}
+		c.forward(rw, r)
+	}
+}
+
+// current serves a read from this node's state once it has applied the
+// log it restarted with; before that (a restarted follower catching up),
+// the leader answers, or, with no leader known, the call is refused with
+// 503 so the client asks another coordinator.
+func (c *Coordinator) current(h http.HandlerFunc) http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		if c.IsLeader() || c.raft.AppliedIndex() >= c.bootIndex {
 			h(rw, r)
 			return
 		}
