@@ -150,3 +150,27 @@ type AttnBatch struct {
 	// Scale multiplies q·k; 0 means 1/sqrt(d).
 	Scale float32
 }
+
+// MemInfo is a Device that reports its memory, so that a caller can size a
+// cache from what the weights and a profiling run leave, as vLLM's
+// gpu_memory_utilization does. It is optional: detect it with a type
+// assertion (cuda has it, cpu does not).
+//
+// Threading: MemInfo follows the Device's rule (one goroutine at a time,
+// like Sync); PeakBytes and ResetPeak, like LiveBytes, may be called from
+// any goroutine, though a ResetPeak concurrent with allocations may start
+// the new peak from a slightly stale amount.
+type MemInfo interface {
+	// MemInfo waits for the work enqueued, hands the memory the device's
+	// allocator caches but no tensor uses back to the driver, and returns
+	// the device's free and total bytes as the driver reports them: free
+	// excludes what the driver, libraries and other processes hold.
+	MemInfo() (free, total int64, err error)
+	// PeakBytes is the most memory the device's own allocations (tensors,
+	// which LiveBytes counts, plus the backend's scratch and tables) held at
+	// once since the last ResetPeak, or since the device was opened.
+	PeakBytes() int64
+	// ResetPeak restarts PeakBytes from the memory held now: PeakBytes
+	// right after it is the current amount.
+	ResetPeak()
+}

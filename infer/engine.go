@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/sluicehq/sluice/gpu"
 	"github.com/sluicehq/sluice/infer/tokenizer"
 )
 
@@ -15,12 +16,21 @@ import (
 type Config struct {
 	// BlockSize is the number of tokens per KV cache block.
 	BlockSize int `json:"block_size,omitempty" yaml:"block_size,omitempty"`
-	// NumBlocks is the size of the KV cache in blocks. When 0, it is
-	// CacheBytes divided by the model's bytes per block, capped at what
-	// MaxNumSeqs sequences of the max model length can use.
+	// NumBlocks is the size of the KV cache in blocks. When 0, it is sized
+	// from memory, capped at what MaxNumSeqs sequences of the max model
+	// length can use: on a device that reports its memory (gpu.MemInfo:
+	// cuda), from GPUMemoryUtilization after a profiling step; elsewhere
+	// (cpu), CacheBytes divided by the model's bytes per block.
 	NumBlocks int `json:"num_blocks,omitempty" yaml:"num_blocks,omitempty"`
-	// CacheBytes is the KV cache's memory when NumBlocks is 0.
+	// CacheBytes is the KV cache's memory when NumBlocks is 0 and the
+	// device does not report its memory.
 	CacheBytes int64 `json:"cache_bytes,omitempty" yaml:"cache_bytes,omitempty"`
+	// GPUMemoryUtilization is the share of the device's total memory this
+	// engine may use, weights, activations and KV cache together, when
+	// NumBlocks is 0 and the device reports its memory (vLLM's
+	// gpu_memory_utilization). Memory other processes or engines hold
+	// counts against it.
+	GPUMemoryUtilization float64 `json:"gpu_memory_utilization,omitempty" yaml:"gpu_memory_utilization,omitempty"`
 	// MaxNumSeqs bounds the sequences in the running batch.
 	MaxNumSeqs int `json:"max_num_seqs,omitempty" yaml:"max_num_seqs,omitempty"`
 	// MaxNumBatchedTokens bounds the tokens computed in one step.
@@ -44,13 +54,15 @@ type Config struct {
 	Logger *slog.Logger `json:"-" yaml:"-"`
 }
 
-// DefaultConfig returns vLLM's V1 defaults, scaled for small models: a
-// 256 MiB cache of 16-token blocks, 256 sequences, 2048 tokens per step,
+// DefaultConfig returns vLLM's V1 defaults, scaled for small models:
+// 16-token blocks, a KV cache of 90% of a GPU's memory less the weights and
+// activations (256 MiB on the cpu), 256 sequences, 2048 tokens per step,
 // prefix caching and chunked prefill on.
 func DefaultConfig() Config {
 	return Config{
 		BlockSize:            16,
 		CacheBytes:           256 << 20,
+		GPUMemoryUtilization: 0.9,
 		MaxNumSeqs:           256,
 		MaxNumBatchedTokens:  2048,
 		EnablePrefixCaching:  true,
@@ -71,6 +83,8 @@ func (c Config) Validate() error {
 		return bad("NumBlocks must be non-negative, got %d", c.NumBlocks)
 	case c.NumBlocks == 0 && c.CacheBytes <= 0:
 		return bad("CacheBytes must be positive when NumBlocks is 0, got %d", c.CacheBytes)
+	case !(c.GPUMemoryUtilization > 0 && c.GPUMemoryUtilization <= 1): // NaN too
+		return bad("GPUMemoryUtilization must be in (0, 1], got %g", c.GPUMemoryUtilization)
 	case c.MaxNumSeqs < 1:
 		return bad("MaxNumSeqs must be positive, got %d", c.MaxNumSeqs)
 	case c.MaxNumBatchedTokens < 1:
@@ -137,6 +151,14 @@ func New(r Runner, tok *tokenizer.Tokenizer, cfg Config) (*Engine, error) {
 	} else if cfg.MaxModelLen > spec.MaxPositions {
 		return nil, fmt.Errorf("%w: MaxModelLen (%d) cannot be larger than the model's max positions (%d)", ErrInvalidConfig, cfg.MaxModelLen, spec.MaxPositions)
 	}
+	var dev gpu.Device // nil: the runner does not say
+	if dr, ok := r.(deviceRunner); ok {
+		dev = dr.device()
+	}
+	mem := memReport{weights: -1, activations: -1}
+	if dev != nil {
+		mem.weights = dev.LiveBytes()
+	}
 	if cfg.NumBlocks == 0 {
 		probe, err := r.NewCache(1, cfg.BlockSize)
 		if err != nil {
@@ -147,9 +169,17 @@ func New(r Runner, tok *tokenizer.Tokenizer, cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("infer: sizing the KV cache: %w", err)
 		}
 		useful := int64(cfg.MaxNumSeqs) * int64((cfg.MaxModelLen+cfg.BlockSize-1)/cfg.BlockSize)
-		cfg.NumBlocks = int(min(cfg.CacheBytes/max(per, 1), useful))
-		if cfg.NumBlocks < 1 {
-			return nil, fmt.Errorf("%w: CacheBytes (%d) cannot be smaller than one block (%d bytes)", ErrInvalidConfig, cfg.CacheBytes, per)
+		mem.useful = useful
+		if mi, ok := dev.(gpu.MemInfo); ok {
+			if cfg.NumBlocks, err = profileBlocks(r, dev, mi, cfg, per, useful, &mem); err != nil {
+				return nil, err
+			}
+		} else {
+			cfg.NumBlocks = int(min(cfg.CacheBytes/max(per, 1), useful))
+			if cfg.NumBlocks < 1 {
+				return nil, fmt.Errorf("%w: CacheBytes (%d) cannot be smaller than one block (%d bytes)", ErrInvalidConfig, cfg.CacheBytes, per)
+			}
+			mem.sizing = "cache_bytes"
 		}
 	}
 	cfg.MaxModelLen = min(cfg.MaxModelLen, cfg.NumBlocks*cfg.BlockSize)
@@ -182,10 +212,149 @@ func New(r Runner, tok *tokenizer.Tokenizer, cfg Config) (*Engine, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	log.Debug("infer: engine started", "blocks", cfg.NumBlocks, "block_size", cfg.BlockSize,
-		"max_model_len", cfg.MaxModelLen, "max_num_seqs", cfg.MaxNumSeqs, "max_num_batched_tokens", cfg.MaxNumBatchedTokens)
+	log.Info("infer: engine started", mem.attrs(dev, cache, cfg)...)
 	go e.loop()
 	return e, nil
+}
+
+// deviceRunner is a Runner that names its device, so that New can size
+// the KV cache from the device's memory and report it.
+type deviceRunner interface{ device() gpu.Device }
+
+func (r *modelRunner) device() gpu.Device { return r.m.Device() }
+
+// memReport is what New learned about the device's memory, for its log
+// line.
+type memReport struct {
+	sizing      string // how NumBlocks was chosen; "" means it was given
+	weights     int64  // LiveBytes when New began; -1: no device
+	activations int64  // the profiled step's peak above what was live; -1: not profiled
+	free, total int64  // the device's memory after profiling
+	useful      int64  // the cap on blocks when sized from memory
+}
+
+func (m *memReport) attrs(dev gpu.Device, cache KVCache, cfg Config) []any {
+	name := "unknown (the Runner names no device)"
+	if dev != nil {
+		name = dev.Name()
+		if s, ok := dev.(fmt.Stringer); ok {
+			name += " " + s.String()
+		}
+	}
+	var weights, act any = m.weights, m.activations
+	if m.weights < 0 {
+		weights = "unknown"
+	}
+	if m.activations < 0 {
+		act = "not profiled"
+	}
+	sizing := m.sizing
+	if sizing == "" {
+		sizing = "num_blocks"
+	}
+	per := cache.BytesPerBlock()
+	a := []any{"device", name, "weights_bytes", weights, "activation_bytes", act,
+		"kv_block_bytes", per, "kv_blocks", cfg.NumBlocks, "kv_bytes", per * int64(cfg.NumBlocks),
+		"max_concurrent_tokens", cfg.NumBlocks * cfg.BlockSize, "kv_sizing", sizing}
+	if m.useful > 0 {
+		a = append(a, "kv_blocks_cap", m.useful) // max_num_seqs × max_model_len
+	}
+	if m.total > 0 {
+		a = append(a, "device_free_bytes", m.free, "device_total_bytes", m.total)
+	}
+	return append(a, "block_size", cfg.BlockSize, "max_model_len", cfg.MaxModelLen,
+		"max_num_seqs", cfg.MaxNumSeqs, "max_num_batched_tokens", cfg.MaxNumBatchedTokens)
+}
+
+// profileBlocks sizes the KV cache as vLLM does with
+// gpu_memory_utilization: it runs the largest step the scheduler can form
+// (profileBatch) on a cache of a few blocks, measures the step's
+// activations with the device's peak counter, reads the device's free
+// memory and gives the KV cache what GPUMemoryUtilization leaves
+// (kvCacheBlocks).
+func profileBlocks(r Runner, dev gpu.Device, mi gpu.MemInfo, cfg Config, per, useful int64, mem *memReport) (int, error) {
+	const blocks = 4
+	c, err := r.NewCache(blocks, cfg.BlockSize)
+	if err != nil {
+		return 0, fmt.Errorf("infer: profiling: allocating %d KV blocks: %w", blocks, err)
+	}
+	b := profileBatch(cfg, blocks)
+	mi.ResetPeak()
+	base := mi.PeakBytes()
+	_, err = r.Forward(c, b)
+	if err == nil {
+		err = dev.Sync()
+	}
+	peak := mi.PeakBytes()
+	mi.ResetPeak()
+	kept := mi.PeakBytes() // what the runner keeps for the next steps: (total − free) counts it
+	if err = errors.Join(err, c.Free()); err != nil {
+		ntok := 0
+		for _, s := range b.Seqs {
+			ntok += len(s.Tokens)
+		}
+		return 0, fmt.Errorf("infer: profiling a step of %d tokens in %d sequences: %w", ntok, len(b.Seqs), err)
+	}
+	free, total, err := mi.MemInfo()
+	if err != nil {
+		return 0, fmt.Errorf("infer: sizing the KV cache: %w", err)
+	}
+	mem.sizing = fmt.Sprintf("gpu_memory_utilization %g", cfg.GPUMemoryUtilization)
+	mem.activations, mem.free, mem.total = peak-base, free, total
+	return kvCacheBlocks(free, total, cfg.GPUMemoryUtilization, peak-kept, per, useful)
+}
+
+// profileBatch is the largest step the scheduler can form: MaxNumSeqs
+// sequences holding MaxNumBatchedTokens new tokens, every one wanting
+// logits as a decoding one does. The model's step buffers are sized by new
+// tokens, sequences, rows of logits and block-table length together (and
+// all grow when one does), so the step maxes all four: the first sequence
+// decodes one token at the end of a MaxModelLen context (the longest block
+// table), the prompt tokens fill the next ones from position 0 in as few
+// sequences as MaxModelLen allows, and the rest decode one token each.
+// Every block table cycles over the cache's few blocks, so sequences write
+// blocks others read, which the Runner contract otherwise rules out: what
+// the step computes is garbage, its shapes are the largest.
+func profileBatch(cfg Config, blocks int) *Batch {
+	bs, maxLen := cfg.BlockSize, cfg.MaxModelLen
+	seqs := min(cfg.MaxNumSeqs, cfg.MaxNumBatchedTokens)
+	table := make([]int32, (maxLen+bs-1)/bs)
+	for j := range table {
+		table[j] = int32(j % blocks)
+	}
+	toks := make([]int32, min(cfg.MaxNumBatchedTokens, maxLen)) // token 0
+	b := &Batch{Seqs: make([]SeqInput, 0, seqs)}
+	n := 1
+	if seqs == 1 {
+		n = len(toks)
+	}
+	b.Seqs = append(b.Seqs, SeqInput{Tokens: toks[:n], StartPos: maxLen - n, BlockTable: table, WantLogits: true})
+	extra := cfg.MaxNumBatchedTokens - n - (seqs - 1) // tokens beyond one per other sequence
+	for range seqs - 1 {
+		n := 1 + min(extra, maxLen-1)
+		extra -= n - 1
+		b.Seqs = append(b.Seqs, SeqInput{Tokens: toks[:n], BlockTable: table[:(n+bs-1)/bs], WantLogits: true})
+	}
+	return b
+}
+
+// kvCacheBlocks is the gpu_memory_utilization arithmetic: of the device's
+// total bytes, the engine may use the share util; what is in use already
+// (total − free: the weights, the activations the runner keeps between
+// steps, the driver's context, libraries' workspaces, other processes) and
+// the activations of the largest step that are freed after it (transient)
+// come off; the rest is KV cache, in whole blocks of perBlock bytes, capped
+// at useful blocks.
+func kvCacheBlocks(free, total int64, util float64, transient, perBlock, useful int64) (int, error) {
+	used := total - free
+	kv := int64(float64(total)*util) - used - transient
+	n := kv / max(perBlock, 1)
+	if kv < perBlock || n < 1 {
+		return 0, fmt.Errorf("%w: GPUMemoryUtilization (%g) leaves %d bytes for the KV cache, less than one block (%d bytes): "+
+			"%g × %d total − %d in use − %d of activations; raise gpu_memory_utilization or set num_blocks",
+			ErrInvalidConfig, util, kv, perBlock, util, total, used, transient)
+	}
+	return int(min(n, useful)), nil
 }
 
 func validIDs(ids []int32, vocab int) []int32 {

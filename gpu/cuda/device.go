@@ -51,15 +51,21 @@ type Device struct {
 	drv  *driver
 	blas *cublas
 
-	dev                    int32
-	ctx, stream, mod, hndl uintptr
-	major, minor, sms      int
-	name                   string
+	dev                          int32
+	ctx, stream, mod, hndl, pool uintptr
+	major, minor, sms            int
+	name                         string
 
 	fn     kernelFuncs
 	live   atomic.Int64
 	closed bool
 	fault  error // first failure of an asynchronous call (a Free), for Sync
+
+	// Memory accounting for gpu.MemInfo: the size of each block malloc
+	// returned and free has not yet released (tensors, MatMul scratch, rope
+	// tables), their sum and its peak since ResetPeak.
+	sizes      map[uintptr]int
+	held, peak atomic.Int64
 
 	ropes map[ropeKey]uintptr // device inv_freq tables, uploaded once
 
@@ -72,8 +78,9 @@ type Device struct {
 }
 
 var (
-	_ gpu.Device = (*Device)(nil)
-	_ gpu.Ops    = (*Device)(nil)
+	_ gpu.Device  = (*Device)(nil)
+	_ gpu.Ops     = (*Device)(nil)
+	_ gpu.MemInfo = (*Device)(nil)
 )
 
 type kernelFuncs struct {
@@ -106,7 +113,7 @@ func New(cfg Config) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Device{drv: drv, ropes: map[ropeKey]uintptr{}, alpha: 1}
+	d := &Device{drv: drv, ropes: map[ropeKey]uintptr{}, sizes: map[uintptr]int{}, alpha: 1}
 	for i := range d.argp {
 		d.argp[i] = uintptr(unsafe.Pointer(&d.argv[i]))
 	}
@@ -166,12 +173,11 @@ func (d *Device) open(cfg Config) error {
 	}
 	// Keep freed memory in the pool rather than returning it to the driver
 	// at each synchronization: allocation then costs no system call.
-	var pool uintptr
-	if err := drv.call("cuDeviceGetDefaultMemPool", drv.cuDeviceGetDefaultMemPool, uintptr(unsafe.Pointer(&pool)), uintptr(d.dev)); err != nil {
+	if err := drv.call("cuDeviceGetDefaultMemPool", drv.cuDeviceGetDefaultMemPool, uintptr(unsafe.Pointer(&d.pool)), uintptr(d.dev)); err != nil {
 		return err
 	}
 	d.scalar = math.MaxUint64
-	if err := drv.call("cuMemPoolSetAttribute", drv.cuMemPoolSetAttribute, pool, memPoolReleaseThr, uintptr(unsafe.Pointer(&d.scalar))); err != nil {
+	if err := drv.call("cuMemPoolSetAttribute", drv.cuMemPoolSetAttribute, d.pool, memPoolReleaseThr, uintptr(unsafe.Pointer(&d.scalar))); err != nil {
 		return err
 	}
 	if err := drv.call("cuModuleLoadData", drv.cuModuleLoadData, uintptr(unsafe.Pointer(&d.mod)), uintptr(unsafe.Pointer(&ptx[0]))); err != nil {
@@ -263,6 +269,35 @@ func (d *Device) Ops() gpu.Ops { return d }
 // backend's own tables and scratch are not counted).
 func (d *Device) LiveBytes() int64 { return d.live.Load() }
 
+// MemInfo waits for the stream, trims the stream-ordered pool to the
+// memory in use (cuMemPoolTrimTo: Open keeps freed memory in the pool, which
+// cuMemGetInfo would count as used) and returns cuMemGetInfo_v2's free and
+// total bytes.
+func (d *Device) MemInfo() (free, total int64, err error) {
+	if err := d.enter(); err != nil {
+		return 0, 0, err
+	}
+	defer d.leave()
+	if err := d.sync(); err != nil {
+		return 0, 0, err
+	}
+	if err := d.drv.call("cuMemPoolTrimTo", d.drv.cuMemPoolTrimTo, d.pool, 0); err != nil {
+		return 0, 0, err
+	}
+	var f, t uint64 // size_t
+	if err := d.drv.call("cuMemGetInfo_v2", d.drv.cuMemGetInfo, uintptr(unsafe.Pointer(&f)), uintptr(unsafe.Pointer(&t))); err != nil {
+		return 0, 0, err
+	}
+	return int64(f), int64(t), nil
+}
+
+// PeakBytes is the most device memory d's allocations held at once since
+// ResetPeak or New: tensors, MatMul scratch and rope tables.
+func (d *Device) PeakBytes() int64 { return d.peak.Load() }
+
+// ResetPeak restarts PeakBytes from the memory held now.
+func (d *Device) ResetPeak() { d.peak.Store(d.held.Load()) }
+
 // Sync waits for the stream and returns the first fault of the work
 // enqueued so far.
 func (d *Device) Sync() error {
@@ -332,11 +367,25 @@ func (b *buffer) Release() {
 
 func (d *Device) malloc(n int) (uintptr, error) {
 	var p uintptr
-	err := d.drv.call("cuMemAllocAsync", d.drv.cuMemAllocAsync, uintptr(unsafe.Pointer(&p)), uintptr(n), d.stream)
-	return p, err
+	if err := d.drv.call("cuMemAllocAsync", d.drv.cuMemAllocAsync, uintptr(unsafe.Pointer(&p)), uintptr(n), d.stream); err != nil {
+		return 0, err
+	}
+	d.sizes[p] = n
+	h := d.held.Add(int64(n))
+	for {
+		pk := d.peak.Load()
+		if h <= pk || d.peak.CompareAndSwap(pk, h) {
+			break
+		}
+	}
+	return p, nil
 }
 
 func (d *Device) free(p uintptr) error {
+	if n, ok := d.sizes[p]; ok {
+		delete(d.sizes, p)
+		d.held.Add(-int64(n))
+	}
 	return d.drv.call("cuMemFreeAsync", d.drv.cuMemFreeAsync, p, d.stream)
 }
 
