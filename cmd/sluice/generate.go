@@ -35,7 +35,10 @@ type engineFlags struct {
 	blockSize, numBlocks     int
 	maxModelLen, maxNumSeqs  int
 	maxBatched               int
+	gpuMemUtil               float64
 	noPrefixCaching          bool
+
+	loadTime, startTime time.Duration // set by open: infer.Load, infer.New
 }
 
 func (o *engineFlags) declare(fs *flag.FlagSet) {
@@ -44,7 +47,8 @@ func (o *engineFlags) declare(fs *flag.FlagSet) {
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "directory of tokenizer.json when it is not the model's")
 	fs.StringVar(&o.device, "device", "auto", "device: auto, cpu or cuda")
 	fs.IntVar(&o.blockSize, "block-size", d.BlockSize, "KV cache block size in tokens")
-	fs.IntVar(&o.numBlocks, "num-blocks", 0, "KV cache blocks (0: from a 256 MiB budget)")
+	fs.IntVar(&o.numBlocks, "num-blocks", 0, "KV cache blocks (0: from --gpu-memory-utilization on a GPU, a 256 MiB budget on the cpu)")
+	fs.Float64Var(&o.gpuMemUtil, "gpu-memory-utilization", d.GPUMemoryUtilization, "share of the GPU's memory for weights, activations and KV cache when --num-blocks is 0")
 	fs.IntVar(&o.maxModelLen, "max-model-len", 0, "max prompt plus output tokens (0: the model's)")
 	fs.IntVar(&o.maxNumSeqs, "max-num-seqs", d.MaxNumSeqs, "max sequences per step")
 	fs.IntVar(&o.maxBatched, "max-num-batched-tokens", d.MaxNumBatchedTokens, "max tokens per step")
@@ -56,18 +60,23 @@ func (o *engineFlags) open() (*infer.Engine, *infer.Loaded, func() error, error)
 	if o.model == "" {
 		return nil, nil, nil, fmt.Errorf("--model is required: %w", errUsage)
 	}
+	start := time.Now()
 	l, err := infer.Load(o.model, infer.LoadOptions{Device: o.device, Tokenizer: o.tokenizer})
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	o.loadTime = time.Since(start)
 	cfg := infer.DefaultConfig()
 	cfg.BlockSize, cfg.NumBlocks, cfg.MaxModelLen = o.blockSize, o.numBlocks, o.maxModelLen
 	cfg.MaxNumSeqs, cfg.MaxNumBatchedTokens = o.maxNumSeqs, o.maxBatched
+	cfg.GPUMemoryUtilization = o.gpuMemUtil
 	cfg.EnablePrefixCaching = !o.noPrefixCaching
+	start = time.Now()
 	e, err := infer.New(l.Runner, l.Tokenizer, cfg)
 	if err != nil {
 		return nil, nil, nil, errors.Join(err, l.Close())
 	}
+	o.startTime = time.Since(start)
 	return e, l, func() error { return errors.Join(e.Close(), l.Close()) }, nil
 }
 
@@ -227,6 +236,7 @@ func init() {
 			if err != nil {
 				return err
 			}
+			res.LoadSeconds, res.EngineStartSeconds = b.loadTime.Seconds(), b.startTime.Seconds()
 			if b.output == "json" {
 				return json.NewEncoder(env.stdout).Encode(res)
 			}
@@ -236,6 +246,13 @@ func init() {
 				res.Steps, res.Preemptions, res.ModelGFLOPS)
 			fmt.Fprintf(env.stdout, "  GEMM %s on %s: %.2f GFLOP/s; gonum Sgemm %.2f GFLOP/s (%d threads)\n",
 				res.GEMMShape, res.Device, res.GEMMGFLOPS, res.GonumGFLOPS, res.Threads)
+			fmt.Fprintf(env.stdout, "  %.1f total (prompt + output) tokens/s; model load %.2fs, engine start %.2fs (KV cache: %d blocks)\n",
+				res.TotalTokensPerSec, res.LoadSeconds, res.EngineStartSeconds, res.KVBlocks)
+			fmt.Fprintf(env.stdout, "  peak device memory %s (%s)", mib(res.PeakDeviceBytes), res.PeakDeviceSource)
+			if res.DeviceTotalBytes > 0 {
+				fmt.Fprintf(env.stdout, "; driver: %s in use of %s after the run", mib(res.DeviceUsedBytes), mib(res.DeviceTotalBytes))
+			}
+			fmt.Fprintln(env.stdout)
 			return nil
 		},
 	})
@@ -248,6 +265,14 @@ type benchResult struct {
 	OutputTokens       int     `json:"output_tokens"`
 	Seconds            float64 `json:"seconds"`
 	OutputTokensPerSec float64 `json:"output_tokens_per_s"`
+	TotalTokensPerSec  float64 `json:"total_tokens_per_s"` // prompt + output
+	LoadSeconds        float64 `json:"load_s"`             // infer.Load: weights to the device
+	EngineStartSeconds float64 `json:"engine_start_s"`     // infer.New: profiling, KV cache
+	KVBlocks           int     `json:"kv_blocks"`
+	PeakDeviceBytes    int64   `json:"peak_device_bytes"`
+	PeakDeviceSource   string  `json:"peak_device_source"`
+	DeviceUsedBytes    int64   `json:"device_used_bytes,omitempty"`  // total − free after the run (gpu.MemInfo)
+	DeviceTotalBytes   int64   `json:"device_total_bytes,omitempty"` // (gpu.MemInfo)
 	Steps              int64   `json:"steps"`
 	Preemptions        int64   `json:"preemptions"`
 	ModelGFLOPS        float64 `json:"model_gflops"`
@@ -288,6 +313,19 @@ func benchInfer(ctx context.Context, e *infer.Engine, l *infer.Loaded, n, minLen
 	st := e.Stats()
 	res.Steps, res.Preemptions = st.Steps-before.Steps, st.Preemptions-before.Preemptions
 	res.OutputTokensPerSec = float64(res.OutputTokens) / res.Seconds
+	res.TotalTokensPerSec = float64(res.PromptTokens+res.OutputTokens) / res.Seconds
+	res.KVBlocks = st.NumBlocks
+	dev := l.Model.Device()
+	if mi, ok := dev.(gpu.MemInfo); ok {
+		res.PeakDeviceBytes, res.PeakDeviceSource = mi.PeakBytes(), "peak of the device's allocations since the engine's profiling step, gpu.MemInfo.PeakBytes"
+		free, total, err := mi.MemInfo()
+		if err != nil {
+			return nil, err
+		}
+		res.DeviceUsedBytes, res.DeviceTotalBytes = total-free, total
+	} else {
+		res.PeakDeviceBytes, res.PeakDeviceSource = dev.LiveBytes(), "LiveBytes after the run: weights, KV cache, step buffers; "+dev.Name()+" tracks no peak"
+	}
 	// Matmul FLOPs: every computed token through every layer's projections,
 	// and the LM head for every sampled token.
 	q, kv := mc.Heads*mc.HeadDim, mc.KVHeads*mc.HeadDim
