@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,16 +27,8 @@ func BenchmarkNoopTasks(b *testing.B) {
 	cl := api.NewClient(urls, token)
 	noop := func(ctx context.Context, a api.Assignment) (int64, error) { return 0, nil }
 	for i := range 4 {
-		w, err := worker.New(worker.Config{Coordinators: urls, DataDir: b.TempDir(), Addr: fmt.Sprint("w", i),
-			Resources: state.Resources{CPU: 16, Memory: 1 << 30}, Token: token, Heartbeat: 20 * time.Millisecond, Run: noop,
-			Logger: quiet()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); w.Run(ctx) }()
-		b.Cleanup(func() { cancel(); <-done })
+		_, stop := benchWorker(b, urls, i, 16, noop)
+		b.Cleanup(stop)
 	}
 	plan := "name: noop\nread: {parquet: in/}\nwrite: {parquet: out/}\n"
 	b.StartTimer()
@@ -74,16 +67,8 @@ func BenchmarkNoopJob(b *testing.B) {
 	cl := api.NewClient(urls, token)
 	noop := func(ctx context.Context, a api.Assignment) (int64, error) { return 1, nil }
 	for i := range 4 {
-		w, err := worker.New(worker.Config{Coordinators: urls, DataDir: b.TempDir(), Addr: fmt.Sprint("w", i),
-			Resources: state.Resources{CPU: 16, Memory: 1 << 30}, Token: token, Heartbeat: 20 * time.Millisecond, Run: noop,
-			Logger: quiet()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); w.Run(ctx) }()
-		b.Cleanup(func() { cancel(); <-done })
+		_, stop := benchWorker(b, urls, i, 16, noop)
+		b.Cleanup(stop)
 	}
 	plan := "name: noop\nread: {parquet: in/}\nwrite: {parquet: out/}\n"
 	var total time.Duration
@@ -117,6 +102,21 @@ func BenchmarkNoopJob(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N**noopTasks)/total.Seconds(), "tasks/s")
+}
+
+// benchWorker starts worker i with cpu slots running run; stop ends it
+// (once, whatever the number of calls).
+func benchWorker(b *testing.B, urls []string, i, cpu int, run func(context.Context, api.Assignment) (int64, error)) (*worker.Worker, func()) {
+	w, err := worker.New(worker.Config{Coordinators: urls, DataDir: b.TempDir(), Addr: fmt.Sprint("w", i),
+		Resources: state.Resources{CPU: cpu, Memory: 1 << 30}, Token: token, Heartbeat: 20 * time.Millisecond, Run: run,
+		Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	return w, sync.OnceFunc(func() { cancel(); <-done })
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -74,16 +74,7 @@ func failoverOnce(b *testing.B) {
 	var workers []*worker.Worker
 	var stops []func()
 	for i := range 4 {
-		w, err := worker.New(worker.Config{Coordinators: urls, DataDir: b.TempDir(), Addr: fmt.Sprint("w", i),
-			Resources: state.Resources{CPU: 8, Memory: 1 << 30}, Token: token, Heartbeat: 20 * time.Millisecond, Run: out.run,
-			Logger: quiet()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); w.Run(ctx) }()
-		stop := sync.OnceFunc(func() { cancel(); <-done })
+		w, stop := benchWorker(b, urls, i, 8, out.run)
 		defer stop()
 		workers, stops = append(workers, w), append(stops, stop)
 	}
