@@ -456,15 +456,27 @@ type attnCase struct {
 	seqs                  [][2]int // ctx, new
 	pad                   int      // query rows after the last sequence
 	scale                 float32
+	negTail               bool // table entries past a sequence's blocks are -1, not a NaN block
 }
 
 func testAttention(e *env) {
 	cases := []attnCase{
-		{"mixed-f32", 4, 4, 16, 4, f32, f32, f32, [][2]int{{13, 13}, {37, 1}, {20, 7}, {1, 1}, {9, 0}}, 2, 0},
-		{"gqa-bf16", 8, 2, 32, 16, bf16, bf16, bf16, [][2]int{{50, 50}, {70, 1}, {33, 1}, {100, 17}}, 0, 0},
-		{"mqa-f16-cache", 6, 1, 8, 5, f32, f16, f32, [][2]int{{23, 4}, {5, 1}, {16, 16}}, 1, 0.3},
-		{"decode", 4, 2, 64, 16, bf16, bf16, f32, [][2]int{{1, 1}, {15, 1}, {16, 1}, {17, 1}, {200, 1}, {64, 1}}, 0, 0},
-		{"prefill", 2, 1, 24, 8, f32, bf16, bf16, [][2]int{{61, 61}}, 0, 0},
+		{"mixed-f32", 4, 4, 16, 4, f32, f32, f32, [][2]int{{13, 13}, {37, 1}, {20, 7}, {1, 1}, {9, 0}}, 2, 0, false},
+		{"gqa-bf16", 8, 2, 32, 16, bf16, bf16, bf16, [][2]int{{50, 50}, {70, 1}, {33, 1}, {100, 17}}, 0, 0, false},
+		{"mqa-f16-cache", 6, 1, 8, 5, f32, f16, f32, [][2]int{{23, 4}, {5, 1}, {16, 16}}, 1, 0.3, true},
+		{"decode", 4, 2, 64, 16, bf16, bf16, f32, [][2]int{{1, 1}, {15, 1}, {16, 1}, {17, 1}, {200, 1}, {64, 1}}, 0, 0, false},
+		{"prefill", 2, 1, 24, 8, f32, bf16, bf16, [][2]int{{61, 61}}, 0, 0, false},
+		// Query lengths ≥ 16 take cuda's tiled prefill kernel: several
+		// sequences of different lengths, chunked prefill (context longer
+		// than the new tokens), decode rows in the same batch, G = 4 with
+		// d = 64 and 128, odd groups and head sizes, bf16, f16 and f32 caches.
+		{"prefill-g4-d64-bf16", 16, 4, 64, 16, bf16, bf16, bf16, [][2]int{{40, 40}, {100, 37}, {16, 16}, {300, 64}, {5, 1}, {17, 17}}, 3, 0, true},
+		{"prefill-g4-d128-f32", 8, 2, 128, 8, f32, f32, f32, [][2]int{{70, 70}, {129, 33}, {16, 16}, {48, 1}}, 0, 0, false},
+		{"prefill-g4-d128-bf16", 8, 2, 128, 16, bf16, bf16, f32, [][2]int{{200, 150}, {31, 18}, {64, 64}}, 1, 0, true},
+		{"prefill-g8-d96-f16", 8, 1, 96, 5, f32, f16, bf16, [][2]int{{45, 20}, {90, 90}}, 0, 0.2, false},
+		{"prefill-g3-d20-f32", 6, 2, 20, 4, f32, f32, f32, [][2]int{{50, 50}, {30, 22}, {7, 3}}, 0, 0, true},
+		{"prefill-g1-d64-bf16", 4, 4, 64, 16, f32, bf16, f32, [][2]int{{33, 33}, {80, 40}}, 2, 0, false},
+		{"prefill-g2-d36-f32", 4, 2, 36, 8, bf16, f32, bf16, [][2]int{{129, 129}, {66, 65}}, 0, 0, true},
 	}
 	for _, c := range cases {
 		e.run(c.name, func(e *env) { e.attention(c) })
@@ -505,6 +517,9 @@ func (e *env) attention(c attnCase) {
 		table := tables[si*maxBlocks : (si+1)*maxBlocks]
 		for b := range table {
 			table[b] = unused
+			if c.negTail {
+				table[b] = -1
+			}
 			if b*c.bs < ctx {
 				table[b] = int32(perm[next])
 				next++
