@@ -26,9 +26,12 @@ type Policy struct {
 }
 
 // Decide is what the leader proposes at now: dead workers to expire,
-// pending tasks to assign, scheduled times to fire. It does not change s;
-// each command is checked again when applied, so deciding on a state that
-// is a little old is safe.
+// pending tasks to assign, scheduled times to fire. It changes no
+// replicated field of s (only its scan hints, which are derived and never
+// serialized), so one goroutine, the leader's loop, may call it under the
+// state's read lock while Apply waits for the write lock; each command is
+// checked again when applied, so deciding on a state that is a little old
+// is safe.
 func (s *State) Decide(now time.Time, p Policy) []Command {
 	var out []Command
 	dead := map[string]bool{}
