@@ -37,6 +37,21 @@ func TestConformance(t *testing.T) {
 	gputest.Suite{Open: open, CheckIndices: false}.Run(t)
 }
 
+// TestConformanceAttnModes reruns the conformance suite with each
+// attention kernel choice forced (SLUICE_CUDA_ATTN's values): "prefill"
+// sends every Attention batch, decode ones included, through the tiled
+// prefill kernel where its shapes allow; "gqa" and "v2" keep the older
+// kernels for the prefill cases too.
+func TestConformanceAttnModes(t *testing.T) {
+	open(t) // skip at once where there is no GPU
+	for _, m := range []string{"prefill", "gqa", "v2"} {
+		t.Run(m, func(t *testing.T) {
+			defer cuda.SetAttnMode(m)()
+			gputest.Suite{Open: open, CheckIndices: false}.Run(t)
+		})
+	}
+}
+
 // TestAuto checks that "auto" opens cuda where there is a GPU, and falls
 // back to cpu, saying why, where there is none.
 func TestAuto(t *testing.T) {

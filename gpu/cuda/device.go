@@ -84,7 +84,7 @@ var (
 )
 
 type kernelFuncs struct {
-	convert, epilogue, embed, rmsnorm, rope, siluMul, add, softmax, argmax, writeKV, attention, attentionGQA uintptr
+	convert, epilogue, embed, rmsnorm, rope, siluMul, add, softmax, argmax, writeKV, attention, attentionGQA, attentionPrefill uintptr
 }
 
 // kernelFunc is one kernel of gpu/kernels and where its handle goes.
@@ -99,7 +99,7 @@ func (f *kernelFuncs) table() []kernelFunc {
 		{&f.convert, "convert"}, {&f.epilogue, "epilogue"}, {&f.embed, "embed"}, {&f.rmsnorm, "rmsnorm"},
 		{&f.rope, "rope"}, {&f.siluMul, "siluMul"}, {&f.add, "add"}, {&f.softmax, "softmax"},
 		{&f.argmax, "argmax"}, {&f.writeKV, "writeKV"}, {&f.attention, "attention"},
-		{&f.attentionGQA, "attentionGQA"},
+		{&f.attentionGQA, "attentionGQA"}, {&f.attentionPrefill, "attentionPrefill"},
 	}
 }
 

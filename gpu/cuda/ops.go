@@ -324,9 +324,31 @@ func (d *Device) WriteKV(kCache, vCache, k, v, slots *gpu.Tensor) error {
 // sluice.cu); other shapes take the one-head-per-block kernel.
 const gqaMaxGroup, gqaMaxHeadDim = 8, 128
 
-// attnNoGQA turns the grouped-query kernel off (SLUICE_CUDA_ATTN=v2), to
-// measure it against the one-head-per-block kernel.
-var attnNoGQA = os.Getenv("SLUICE_CUDA_ATTN") == "v2"
+// The tiled prefill kernel (attentionPrefill in sluice.cu) serves groups
+// of up to 8 query heads and heads of up to 128; a tile holds
+// prefillRows(d) (query row, head) pairs, so prefillRows(d) / G query rows.
+// It is chosen when the batch's MaxQueryLen is at least prefillMinQuery.
+const prefillMaxGroup, prefillMaxHeadDim, prefillMinQuery = 8, 128, 16
+
+// prefillRows is R in sluice.cu's attentionPrefill: 64 rows for d ≤ 64,
+// 32 for d ≤ 128.
+func prefillRows(d int) int {
+	if d <= 64 {
+		return 64
+	}
+	return 32
+}
+
+// attnMode selects the attention kernels (SLUICE_CUDA_ATTN), for A/B runs:
+//
+//	""        the default: attentionPrefill for MaxQueryLen ≥ prefillMinQuery,
+//	          else attentionGQA (G ≥ 2) or attention
+//	"gqa"     never attentionPrefill (the choice before it existed)
+//	"v2"      attention only (no grouped-query, no prefill kernel)
+//	"prefill" attentionPrefill for every batch whose shapes it serves (tests)
+//
+// Tests change it through export_test.go.
+var attnMode = os.Getenv("SLUICE_CUDA_ATTN")
 
 // maxHeadDim is the largest head size the attention kernel holds in
 // registers (32 lanes × ATTN_MAXR).
@@ -336,8 +358,10 @@ const maxHeadDim = 256
 // head, sequence) serving the kv head's group of query heads (attentionGQA),
 // or per (query row, head, sequence) for other shapes (attention); the
 // warps take chunks of 32 context positions with an online softmax (see the
-// kernels). Decode and prefill share it; it does not
-// yet split long contexts over blocks or tile queries (FlashAttention).
+// kernels). Batches with MaxQueryLen ≥ prefillMinQuery take the tiled
+// FlashAttention-style kernel (attentionPrefill: a tile of query rows per
+// block, K/V tiles in shared memory). Long decode contexts are not yet
+// split over blocks.
 func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) error {
 	a, err := check.Attention(out, q, kCache, vCache, b)
 	if err != nil {
@@ -368,7 +392,16 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 		return err
 	}
 	defer d.leave()
-	if g := a.Heads / a.KVHeads; g >= 2 && g <= gqaMaxGroup && a.HeadDim <= gqaMaxHeadDim && !attnNoGQA {
+	g := a.Heads / a.KVHeads
+	prefill := g <= prefillMaxGroup && a.HeadDim <= prefillMaxHeadDim &&
+		(attnMode == "" && b.MaxQueryLen >= prefillMinQuery || attnMode == "prefill")
+	if prefill {
+		qt := prefillRows(a.HeadDim) / g // query rows per block
+		return d.launch("attentionPrefill", d.fn.attentionPrefill, [3]int{(maxQ + qt - 1) / qt, a.KVHeads, a.Seqs}, 128,
+			p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
+			i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec))
+	}
+	if g >= 2 && g <= gqaMaxGroup && a.HeadDim <= gqaMaxHeadDim && attnMode != "v2" {
 		// One block per kv head serves its group of query heads: each
 		// key and value is read once per group, not once per query head.
 		return d.launch("attentionGQA", d.fn.attentionGQA, [3]int{maxQ, a.KVHeads, a.Seqs}, 128,

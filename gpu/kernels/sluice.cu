@@ -68,6 +68,165 @@ __device__ float blockMax(float v, float* sh) {
   return warpMax(v);
 }
 
+// ---- Tiled prefill attention (attentionPrefill, below in extern "C") ----
+//
+// One block per (query tile, kv head, sequence): grid (ceil(maxQueryLen /
+// QT), kvHeads, seqs), PF_THREADS threads. The tile's R "rows" are (query
+// row, head) pairs, row r = qi·G + g (query row i0 + qi, head kh·G + g), so
+// QT = R / G query rows of the sequence (R = 64 for d ≤ 64, 32 for d ≤ 128;
+// ops.go computes the same QT). The causal context up to the tile's last
+// position is walked in key tiles of PF_KT positions: each K tile, then each
+// V tile, is gathered once through the block table into shared memory (as
+// f32, zeros for skipped keys) and used by all R rows. Warp w owns rows
+// w + 4a (a < RA = R/4): for scores lane L takes key L of the tile against
+// its RA rows (q from shared memory, 4-wide broadcast loads), keeps one
+// online softmax per row (warp-uniform m, l), and writes the probabilities
+// to shared memory; for values lane L owns columns L + 32b (b < NB) of its
+// rows' accumulators, in registers. Keys whose block table entry is outside
+// [0, blocks) are skipped, as in attention.
+#define PF_THREADS 128
+#define PF_KT 32            // keys per tile
+#define PF_PS (PF_KT + 4)   // row stride of the probabilities
+// Shared floats: R·d4 (q) + PF_KT·KS (k or v) + R·PF_PS (p); the largest
+// layout is R = 32, d = 128: 4096 + 4224 + 1152.
+#define PF_SMEM 9472
+
+template <int RA, int NB>
+__device__ __forceinline__ void prefillTile(
+    float* smem, i64* koff, void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
+    const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
+    int heads, int kvHeads, int d, float scale) {
+  const int R = 4 * RA;
+  int kh = blockIdx.y, s = blockIdx.z;
+  int G = heads / kvHeads;
+  int QT = R / G;
+  int q0 = starts[s], n = starts[s + 1] - q0;
+  int i0 = blockIdx.x * QT;
+  if (i0 >= n) return;  // the whole block
+  int ctx = ctxLens[s];
+  int nq = min(QT, n - i0);
+  int rows = nq * G;         // rows r < rows hold a query
+  int base = ctx - n + i0;   // position of the tile's first query row
+  int last = base + nq - 1;  // and of its last one
+  int d4 = (d + 3) & ~3;
+  int KS = ((d4 >> 2) | 1) << 2;  // k row stride: 4·odd, so 16-byte loads of 8 lanes hit distinct banks
+  float* Qs = smem;               // [R][d4], scaled, zero-padded
+  float* KV = Qs + R * d4;        // [PF_KT][KS]: the k tile, then the v tile
+  float* Ps = KV + PF_KT * KS;    // [R][PF_PS]
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  i64 qbase = ((i64)(q0 + i0) * heads + (i64)kh * G) * d;
+  for (int r = w; r < R; r += PF_THREADS / 32) {
+    i64 qo = qbase + (i64)(r / G) * heads * d + (i64)(r % G) * d;
+    for (int j = lane; j < d4; j += 32)
+      Qs[r * d4 + j] = r < rows && j < d ? ld(q, qdt, qo + j) * scale : 0.f;
+  }
+  float acc[RA][NB], m[RA], l[RA];
+#pragma unroll
+  for (int a = 0; a < RA; a++) {
+    m[a] = -INFINITY, l[a] = 0.f;
+#pragma unroll
+    for (int b = 0; b < NB; b++) acc[a][b] = 0.f;
+  }
+  const int* table = tables + (i64)s * maxBlocks;
+  i64 row = (i64)kvHeads * d;
+  for (int k0 = 0; k0 <= last; k0 += PF_KT) {
+    __syncthreads();  // the previous tile's reads of KV, Ps and koff are done (and Qs is written)
+    if (threadIdx.x < PF_KT) {
+      int p = k0 + threadIdx.x;
+      i64 o = -1;
+      if (p <= last) {
+        int blk = table[p / bs];
+        if (blk >= 0 && blk < blocks) o = ((i64)blk * bs + p % bs) * row + (i64)kh * d;
+      }
+      koff[threadIdx.x] = o;
+    }
+    __syncthreads();
+    for (int k = w; k < PF_KT; k += PF_THREADS / 32) {
+      i64 o = koff[k];
+      for (int j = lane; j < d4; j += 32) KV[k * KS + j] = o >= 0 && j < d ? ld(kc, cdt, o + j) : 0.f;
+    }
+    __syncthreads();
+    float sc[RA];
+#pragma unroll
+    for (int a = 0; a < RA; a++) sc[a] = 0.f;
+    const float* kr = KV + lane * KS;
+    for (int j = 0; j < d4; j += 4) {
+      float4 kv = *(const float4*)(kr + j);
+#pragma unroll
+      for (int a = 0; a < RA; a++) {
+        float4 qv = *(const float4*)(Qs + (w + 4 * a) * d4 + j);
+        sc[a] = fmaf(qv.x, kv.x, sc[a]);
+        sc[a] = fmaf(qv.y, kv.y, sc[a]);
+        sc[a] = fmaf(qv.z, kv.z, sc[a]);
+        sc[a] = fmaf(qv.w, kv.w, sc[a]);
+      }
+    }
+    int p = k0 + lane;
+    bool kin = koff[lane] >= 0;
+#pragma unroll
+    for (int a = 0; a < RA; a++) {
+      int r = w + 4 * a;
+      int pr = r < rows ? base + r / G : -1;  // the row's position; -1 masks every key
+      bool ok = kin && p <= pr;
+      float v = ok ? sc[a] : -INFINITY;
+      float mn = fmaxf(m[a], warpMax(v));  // uniform across the warp
+      float e = 0.f, al = 1.f;
+      if (mn != -INFINITY) {
+        al = expf(m[a] - mn);  // 0 while m is -inf
+        e = ok ? expf(v - mn) : 0.f;
+      }
+      l[a] = l[a] * al + warpSum(e);
+      m[a] = mn;
+      Ps[r * PF_PS + lane] = e;
+#pragma unroll
+      for (int b = 0; b < NB; b++) acc[a][b] *= al;
+    }
+    __syncthreads();  // every warp is done with the k tile
+    for (int k = w; k < PF_KT; k += PF_THREADS / 32) {
+      i64 o = koff[k];
+      for (int j = lane; j < d4; j += 32) KV[k * KS + j] = o >= 0 && j < d ? ld(vc, cdt, o + j) : 0.f;
+    }
+    __syncthreads();
+    int kend = min(PF_KT, last - k0 + 1);  // probabilities past it are 0
+    for (int k = 0; k < kend; k += 4) {
+      float vv[4][NB];
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+          int c = lane + 32 * b;
+          vv[e][b] = c < d4 ? KV[(k + e) * KS + c] : 0.f;
+        }
+      }
+#pragma unroll
+      for (int a = 0; a < RA; a++) {
+        float4 pv = *(const float4*)(Ps + (w + 4 * a) * PF_PS + k);
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+          float t = acc[a][b];
+          t = fmaf(pv.x, vv[0][b], t);
+          t = fmaf(pv.y, vv[1][b], t);
+          t = fmaf(pv.z, vv[2][b], t);
+          t = fmaf(pv.w, vv[3][b], t);
+          acc[a][b] = t;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int a = 0; a < RA; a++) {
+    int r = w + 4 * a;
+    if (r >= rows) continue;
+    i64 o = qbase + (i64)(r / G) * heads * d + (i64)(r % G) * d;
+    float L = l[a];
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
+      int c = lane + 32 * b;
+      if (c < d) st(out, odt, o + c, L > 0.f ? acc[a][b] / L : 0.f);
+    }
+  }
+}
+
 extern "C" {
 
 // convert: dst = src, n elements, changing dtype.
@@ -479,6 +638,22 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attentionGQA(
     }
     st(out, odt, qo + idx, o / L);
   }
+}
+
+// attentionPrefill: the tiled prefill kernel above, with attentionGQA's
+// arguments (vec is unused). heads / kvHeads ≤ 8 and d ≤ 128.
+__global__ void __launch_bounds__(PF_THREADS) attentionPrefill(
+    void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
+    const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
+    int heads, int kvHeads, int d, float scale, int vec) {
+  __shared__ __align__(16) float smem[PF_SMEM];
+  __shared__ i64 koff[PF_KT];
+  if (d <= 64)
+    prefillTile<16, 2>(smem, koff, out, odt, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs,
+                       heads, kvHeads, d, scale);
+  else
+    prefillTile<8, 4>(smem, koff, out, odt, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs,
+                      heads, kvHeads, d, scale);
 }
 
 }  // extern "C"
