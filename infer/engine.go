@@ -221,8 +221,6 @@ func New(r Runner, tok *tokenizer.Tokenizer, cfg Config) (*Engine, error) {
 // the KV cache from the device's memory and report it.
 type deviceRunner interface{ device() gpu.Device }
 
-func (r *modelRunner) device() gpu.Device { return r.m.Device() }
-
 // memReport is what New learned about the device's memory, for its log
 // line.
 type memReport struct {
@@ -349,7 +347,7 @@ func kvCacheBlocks(free, total int64, util float64, transient, perBlock, useful 
 	used := total - free
 	kv := int64(float64(total)*util) - used - transient
 	n := kv / max(perBlock, 1)
-	if kv < perBlock || n < 1 {
+	if n < 1 {
 		return 0, fmt.Errorf("%w: GPUMemoryUtilization (%g) leaves %d bytes for the KV cache, less than one block (%d bytes): "+
 			"%g × %d total − %d in use − %d of activations; raise gpu_memory_utilization or set num_blocks",
 			ErrInvalidConfig, util, kv, perBlock, util, total, used, transient)

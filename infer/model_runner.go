@@ -145,3 +145,6 @@ func (l *Loaded) Close() error {
 	}
 	return l.close()
 }
+
+// device is the model's device (see deviceRunner).
+func (r *modelRunner) device() gpu.Device { return r.m.Device() }

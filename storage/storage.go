@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -56,4 +57,19 @@ type FS interface {
 	Stat(ctx context.Context, path string) (FileInfo, error)
 	// Delete removes one file; deleting a missing file is not an error.
 	Delete(ctx context.Context, path string) error
+}
+
+// ReadFile reads the whole of a small file of fsys. Open's errors (such as
+// ErrNotExist) come back as they are; a failed read names the path.
+func ReadFile(ctx context.Context, fsys FS, path string) ([]byte, error) {
+	f, err := fsys.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, f.Size())
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return b, nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"path"
 	"path/filepath"
@@ -237,17 +236,16 @@ func (w *writeOp) commit(ctx context.Context, x *exec, fs storage.FS, existing [
 		for _, f := range files {
 			keep[pathKey(f.path)] = true
 		}
-		old := slices.Clone(existing)
-		// The old manifest goes first: from here on the destination holds a
-		// mix until the new one is written.
-		isManifest := func(e storage.FileInfo) bool { return path.Base(e.Path) == ManifestName }
-		slices.SortStableFunc(old, func(a, b storage.FileInfo) int { return boolCmp(!isManifest(a), !isManifest(b)) })
-		for _, e := range old {
-			if keep[pathKey(e.Path)] {
-				continue
-			}
-			if err := fs.Delete(ctx, e.Path); err != nil {
-				return fmt.Errorf("the new files are published, but deleting the old file %s failed, so %s holds old and new files: %w", e.Path, w.node.Path, err)
+		// The old manifest goes first (pass one): from here on the
+		// destination holds a mix until the new one is written.
+		for _, manifest := range []bool{true, false} {
+			for _, e := range existing {
+				if (path.Base(e.Path) == ManifestName) != manifest || keep[pathKey(e.Path)] {
+					continue
+				}
+				if err := fs.Delete(ctx, e.Path); err != nil {
+					return fmt.Errorf("the new files are published, but deleting the old file %s failed, so %s holds old and new files: %w", e.Path, w.node.Path, err)
+				}
 			}
 		}
 	}
@@ -280,16 +278,6 @@ func (w *writeOp) commit(ctx context.Context, x *exec, fs storage.FS, existing [
 	}
 	x.mu.Unlock()
 	return nil
-}
-
-func boolCmp(a, b bool) int {
-	switch {
-	case a == b:
-		return 0
-	case !a:
-		return -1
-	}
-	return 1
 }
 
 // publish commits every staged file, 8 at a time. If one fails, it deletes
@@ -331,16 +319,11 @@ func publish(ctx context.Context, fs storage.FS, files []*staged) error {
 // readManifest returns the manifest at p, or an empty one if there is none.
 func readManifest(ctx context.Context, fs storage.FS, p string) (Manifest, error) {
 	var m Manifest
-	f, err := fs.Open(ctx, p)
+	data, err := storage.ReadFile(ctx, fs, p)
 	if errors.Is(err, storage.ErrNotExist) {
 		return m, nil
 	}
 	if err != nil {
-		return m, err
-	}
-	defer f.Close()
-	data := make([]byte, f.Size())
-	if _, err := f.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
 		return m, err
 	}
 	if err := json.Unmarshal(data, &m); err != nil {

@@ -123,14 +123,26 @@ func decode(rw http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// propose applies cmd and writes the answer.
-func (c *Coordinator) propose(rw http.ResponseWriter, cmd state.Command, kind string) {
+// applyOrFail applies cmd; when Raft could not (this node lost the lead,
+// or the log failed) it writes the error and reports false.
+func (c *Coordinator) applyOrFail(rw http.ResponseWriter, cmd state.Command) (state.Result, bool) {
 	res, err := c.apply(cmd)
 	switch {
 	case errors.Is(err, ErrNotLeader):
 		writeError(rw, http.StatusServiceUnavailable, err)
 	case err != nil:
 		writeError(rw, http.StatusInternalServerError, err)
+	default:
+		return res, true
+	}
+	return res, false
+}
+
+// propose applies cmd and writes the answer.
+func (c *Coordinator) propose(rw http.ResponseWriter, cmd state.Command, kind string) {
+	res, ok := c.applyOrFail(rw, cmd)
+	switch {
+	case !ok:
 	case errors.Is(res.Err, state.ErrStale):
 		writeError(rw, http.StatusConflict, res.Err)
 	case errors.Is(res.Err, state.ErrUnknownJob), errors.Is(res.Err, state.ErrUnknownTask), errors.Is(res.Err, state.ErrUnknownWorker):
@@ -248,21 +260,15 @@ func (c *Coordinator) heartbeat(rw http.ResponseWriter, r *http.Request) {
 		w := s.Workers[id]
 		fresh = w != nil && w.Alive && now.Sub(w.LastHeartbeat) < c.cfg.WorkerTimeout/4
 	})
-	var res state.Result
-	var err error
 	if !fresh {
-		res, err = c.apply(state.Command{Op: state.OpHeartbeat, ID: id, At: now})
-	}
-	switch {
-	case errors.Is(err, ErrNotLeader):
-		writeError(rw, http.StatusServiceUnavailable, err)
-		return
-	case err != nil:
-		writeError(rw, http.StatusInternalServerError, err)
-		return
-	case res.Err != nil:
-		writeError(rw, http.StatusNotFound, res.Err) // the worker registers again
-		return
+		res, ok := c.applyOrFail(rw, state.Command{Op: state.OpHeartbeat, ID: id, At: now})
+		if !ok {
+			return
+		}
+		if res.Err != nil {
+			writeError(rw, http.StatusNotFound, res.Err) // the worker registers again
+			return
+		}
 	}
 	out := api.HeartbeatResponse{Tasks: []api.Assignment{}}
 	c.fsm.read(func(s *state.State) {
@@ -311,13 +317,8 @@ func (c *Coordinator) reports(rw http.ResponseWriter, r *http.Request) {
 		batch[i] = state.Command{Op: op, RequestID: rep.RequestID, ID: rep.Task, Worker: rep.Worker,
 			Attempt: rep.Attempt, OK: rep.OK, Error: rep.Error, Rows: rep.Rows}
 	}
-	res, err := c.apply(state.Command{Op: state.OpBatch, Batch: batch})
-	switch {
-	case errors.Is(err, ErrNotLeader):
-		writeError(rw, http.StatusServiceUnavailable, err)
-		return
-	case err != nil:
-		writeError(rw, http.StatusInternalServerError, err)
+	res, ok := c.applyOrFail(rw, state.Command{Op: state.OpBatch, Batch: batch})
+	if !ok {
 		return
 	}
 	c.kick()

@@ -164,8 +164,8 @@ func (s *State) apply(c Command) (string, error) {
 			return "", nil
 		}
 		sc.Jobs++
-		return s.submit(Job{Name: sc.Name, File: sc.File, Plan: sc.Plan, Params: sc.Params,
-			ScheduledTime: c.Time, Schedule: sc.ID, MaxRetries: sc.MaxRetries}, sc.Needs, sc.Locality, c.At), nil
+		return s.submitN(Job{Name: sc.Name, File: sc.File, Plan: sc.Plan, Params: sc.Params,
+			ScheduledTime: c.Time, Schedule: sc.ID, MaxRetries: sc.MaxRetries}, sc.Needs, sc.Locality, c.At, 1), nil
 	case OpCancel:
 		j := s.Jobs[c.ID]
 		if j == nil {
@@ -280,10 +280,6 @@ func (s *State) apply(c Command) (string, error) {
 		return c.ID, nil
 	}
 	return "", fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)
-}
-
-func (s *State) submit(j Job, needs Resources, locality string, at time.Time) string {
-	return s.submitN(j, needs, locality, at, 1)
 }
 
 // submitN makes a job of n tasks, j-ID-t0 … j-ID-t(n-1).
