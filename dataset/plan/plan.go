@@ -34,6 +34,12 @@ type Node interface {
 	withChildren(children []Node) Node
 }
 
+// WithChildren returns a copy of n over new inputs, one per child of n, in
+// order. n's own fields (expressions, output schema) are kept as they are,
+// so each new child must have the schema of the child it replaces; it is
+// how an executor swaps a subtree for another source of the same rows.
+func WithChildren(n Node, children []Node) Node { return n.withChildren(children) }
+
 // File is one input file of a scan, with the hive partition values its path carries.
 type File struct {
 	Path      string
