@@ -91,45 +91,74 @@ func BenchmarkMatMul(b *testing.B) {
 	}
 }
 
-// BenchmarkAttentionDecode is one decode step of 64 sequences of 1024
-// tokens with Llama-3-8B's heads (32 query, 8 kv, d 128) in bf16.
+// BenchmarkAttentionDecode is one decode step's attention (one layer) in
+// bf16: Llama-3-8B's heads (32 query, 8 kv, d 128) on 64 sequences of 1024
+// tokens; bench-1b's (32, 8, d 64) on 256 sequences of 384 (the decode step
+// of infer/offline-512's profile) and on 16 of 4096; each with the kernel
+// before the split one ("nosplit") and the split-context kernel with the
+// splits it chooses and with 1, 2, 4 and 8 forced. TB/s counts K and V
+// read once.
 func BenchmarkAttentionDecode(b *testing.B) {
-	const seqs, ctx, heads, kvh, dim, bs = 64, 1024, 32, 8, 128, 16
-	d := benchDevice(b)
-	nb := seqs * ctx / bs
-	kc, vc := random(b, d, gpu.BF16, nb, bs, kvh, dim), random(b, d, gpu.BF16, nb, bs, kvh, dim)
-	q, out := random(b, d, gpu.BF16, seqs, heads, dim), random(b, d, gpu.BF16, seqs, heads, dim)
-	tables := make([]int32, nb)
-	for i, p := range rand.New(rand.NewPCG(3, 4)).Perm(nb) {
-		tables[i] = int32(p)
+	for _, sh := range []struct {
+		name                           string
+		seqs, ctx, heads, kvh, dim, bs int
+	}{
+		{"8b-64x1024", 64, 1024, 32, 8, 128, 16},
+		{"1b-256x384", 256, 384, 32, 8, 64, 16},
+		{"1b-16x4096", 16, 4096, 32, 8, 64, 16},
+	} {
+		b.Run(sh.name, func(b *testing.B) {
+			d := benchDevice(b)
+			seqs, ctx, heads, kvh, dim, bs := sh.seqs, sh.ctx, sh.heads, sh.kvh, sh.dim, sh.bs
+			nb := seqs * ctx / bs
+			kc, vc := random(b, d, gpu.BF16, nb, bs, kvh, dim), random(b, d, gpu.BF16, nb, bs, kvh, dim)
+			q, out := random(b, d, gpu.BF16, seqs, heads, dim), random(b, d, gpu.BF16, seqs, heads, dim)
+			tables := make([]int32, nb)
+			for i, p := range rand.New(rand.NewPCG(3, 4)).Perm(nb) {
+				tables[i] = int32(p)
+			}
+			lens, starts := make([]int32, seqs), make([]int32, seqs+1)
+			for i := range lens {
+				lens[i], starts[i+1] = int32(ctx), int32(i+1)
+			}
+			ints := func(v []int32, shape ...int) *gpu.Tensor {
+				x, err := gpu.FromHost(d, v, shape...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(x.Free)
+				return x
+			}
+			batch := gpu.AttnBatch{BlockTables: ints(tables, seqs, ctx/bs), ContextLens: ints(lens, seqs), QueryStarts: ints(starts, seqs+1),
+				MaxQueryLen: 1, MaxContextLen: ctx}
+			for _, v := range []struct {
+				name   string
+				mode   string
+				splits int
+			}{{"nosplit", "nosplit", 0}, {"split-auto", "", 0}, {"split-1", "", 1}, {"split-2", "", 2}, {"split-4", "", 4}, {"split-8", "", 8}} {
+				b.Run(v.name, func(b *testing.B) {
+					defer cuda.SetAttnMode(v.mode)()
+					defer cuda.SetSplits(v.splits)()
+					if err := d.Attention(out, q, kc, vc, batch); err != nil { // warm-up
+						b.Fatal(err)
+					}
+					if err := d.Sync(); err != nil {
+						b.Fatal(err)
+					}
+					b.ResetTimer()
+					for range b.N {
+						if err := d.Attention(out, q, kc, vc, batch); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := d.Sync(); err != nil {
+						b.Fatal(err)
+					}
+					sec := b.Elapsed().Seconds() / float64(b.N)
+					b.ReportMetric(float64(2*seqs*ctx*kvh*dim*2)/sec/1e12, "TB/s")
+					b.ReportMetric(sec*1e6, "µs/step")
+				})
+			}
+		})
 	}
-	lens, starts := make([]int32, seqs), make([]int32, seqs+1)
-	for i := range lens {
-		lens[i], starts[i+1] = ctx, int32(i+1)
-	}
-	ints := func(v []int32, shape ...int) *gpu.Tensor {
-		x, err := gpu.FromHost(d, v, shape...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(x.Free)
-		return x
-	}
-	batch := gpu.AttnBatch{BlockTables: ints(tables, seqs, ctx/bs), ContextLens: ints(lens, seqs), QueryStarts: ints(starts, seqs+1),
-		MaxQueryLen: 1, MaxContextLen: ctx}
-	if err := d.Sync(); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for range b.N {
-		if err := d.Attention(out, q, kc, vc, batch); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := d.Sync(); err != nil {
-		b.Fatal(err)
-	}
-	sec := b.Elapsed().Seconds() / float64(b.N)
-	b.ReportMetric(float64(2*seqs*ctx*kvh*dim*2)/sec/1e12, "TB/s")
-	b.ReportMetric(sec*1e6, "µs/step")
 }

@@ -40,12 +40,17 @@ func TestConformance(t *testing.T) {
 // TestConformanceAttnModes reruns the conformance suite with each
 // attention kernel choice forced (SLUICE_CUDA_ATTN's values): "prefill"
 // sends every Attention batch, decode ones included, through the tiled
-// prefill kernel where its shapes allow; "gqa" and "v2" keep the older
-// kernels for the prefill cases too.
+// prefill kernel where its shapes allow; "split" gives decode batches the
+// most splits (one tile of keys each), "split1" one split (no merge);
+// "nosplit", "gqa" and "v2" keep the older kernels.
 func TestConformanceAttnModes(t *testing.T) {
 	open(t) // skip at once where there is no GPU
-	for _, m := range []string{"prefill", "gqa", "v2"} {
+	for _, m := range []string{"prefill", "split", "split1", "nosplit", "gqa", "v2"} {
 		t.Run(m, func(t *testing.T) {
+			if m == "split1" {
+				defer cuda.SetSplits(1)()
+				m = ""
+			}
 			defer cuda.SetAttnMode(m)()
 			gputest.Suite{Open: open, CheckIndices: false}.Run(t)
 		})

@@ -84,7 +84,8 @@ var (
 )
 
 type kernelFuncs struct {
-	convert, epilogue, embed, rmsnorm, rope, siluMul, add, softmax, argmax, writeKV, attention, attentionGQA, attentionPrefill uintptr
+	convert, epilogue, embed, rmsnorm, rope, siluMul, add, softmax, argmax, writeKV, attention, attentionGQA, attentionPrefill,
+	attentionSplit, attentionMerge uintptr
 }
 
 // kernelFunc is one kernel of gpu/kernels and where its handle goes.
@@ -100,6 +101,7 @@ func (f *kernelFuncs) table() []kernelFunc {
 		{&f.rope, "rope"}, {&f.siluMul, "siluMul"}, {&f.add, "add"}, {&f.softmax, "softmax"},
 		{&f.argmax, "argmax"}, {&f.writeKV, "writeKV"}, {&f.attention, "attention"},
 		{&f.attentionGQA, "attentionGQA"}, {&f.attentionPrefill, "attentionPrefill"},
+		{&f.attentionSplit, "attentionSplit"}, {&f.attentionMerge, "attentionMerge"},
 	}
 }
 
@@ -516,13 +518,19 @@ func (d *Device) Copy(dst, src *gpu.Tensor) error {
 // reads as many bytes as the kernel's parameter has: little-endian, the low
 // ones). The caller holds enter.
 func (d *Device) launch(name string, fn uintptr, grid [3]int, block int, args ...uint64) error {
+	return d.launchShared(name, fn, grid, block, 0, args...)
+}
+
+// launchShared is launch with smem bytes of dynamic shared memory (at most
+// 48 KiB: no kernel raises its limit).
+func (d *Device) launchShared(name string, fn uintptr, grid [3]int, block, smem int, args ...uint64) error {
 	if len(args) > len(d.argv) {
 		return fmt.Errorf("cuda: launch %s: %d arguments: %w", name, len(args), gpu.ErrArg)
 	}
 	copy(d.argv[:], args)
 	r, _, _ := purego.SyscallN(d.drv.cuLaunchKernel, fn,
 		uintptr(grid[0]), uintptr(grid[1]), uintptr(grid[2]), uintptr(block), 1, 1,
-		0, d.stream, uintptr(unsafe.Pointer(&d.argp[0])), 0)
+		uintptr(smem), d.stream, uintptr(unsafe.Pointer(&d.argp[0])), 0)
 	if r != 0 {
 		return d.drv.err("cuLaunchKernel("+name+")", cuResult(r))
 	}

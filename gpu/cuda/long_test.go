@@ -1,6 +1,7 @@
 package cuda_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -9,6 +10,36 @@ import (
 	"github.com/sluicehq/sluice/gpu/cpu"
 	"github.com/sluicehq/sluice/gpu/cuda"
 )
+
+// TestAttentionLongDecode compares decode batches (one new token per
+// sequence) over long contexts with the cpu backend: the split-context
+// kernel with the splits it chooses, with the most splits ("split"), with
+// 1, 3 and 200 forced, and the kernel before it ("nosplit"); bf16, f16 and
+// f32 caches, G = 4 and 8, d = 64 and 128.
+func TestAttentionLongDecode(t *testing.T) {
+	dev := open(t)
+	ref, err := cpu.New(cpu.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	seqs := [][2]int{{4000, 1}, {2500, 1}, {700, 1}, {33, 1}, {1, 1}, {4096, 1}}
+	for _, shape := range [][3]int{{32, 8, 64}, {16, 2, 128}} {
+		for _, v := range []struct {
+			mode   string
+			splits int
+		}{{"", 0}, {"split", 0}, {"", 1}, {"", 3}, {"", 200}, {"nosplit", 0}} {
+			for _, cdt := range []gpu.DType{gpu.BF16, gpu.F16, gpu.F32} {
+				name := fmt.Sprintf("g%d-d%d/%q-splits%d/%s", shape[0]/shape[1], shape[2], v.mode, v.splits, cdt)
+				t.Run(name, func(t *testing.T) {
+					defer cuda.SetAttnMode(v.mode)()
+					defer cuda.SetSplits(v.splits)()
+					attentionLong(t, dev, ref, cdt, shape[0], shape[1], shape[2], 16, seqs)
+				})
+			}
+		}
+	}
+}
 
 // TestAttentionLong compares Attention on long contexts (many chunks per
 // warp, scattered blocks) with the cpu backend on the same random inputs:
@@ -41,12 +72,13 @@ func attentionLong(t *testing.T, dev, ref gpu.Device, cdt gpu.DType, heads, kvh,
 	r := rand.New(rand.NewPCG(5, uint64(cdt)))
 	var tables, lens, starts []int32
 	starts = append(starts, 0)
-	maxBlocks, tokens, nb, maxQ := 0, 0, 0, 0
+	maxBlocks, tokens, nb, maxQ, maxCtx := 0, 0, 0, 0, 0
 	for _, s := range seqs {
 		maxBlocks = max(maxBlocks, (s[0]+bs-1)/bs)
 		nb += (s[0] + bs - 1) / bs
 		tokens += s[1]
 		maxQ = max(maxQ, s[1])
+		maxCtx = max(maxCtx, s[0])
 	}
 	perm := r.Perm(nb)
 	for _, s := range seqs {
@@ -91,7 +123,7 @@ func attentionLong(t *testing.T, dev, ref gpu.Device, cdt gpu.DType, heads, kvh,
 		err := d.Ops().Attention(out, up(gpu.F32, q, tokens, heads, dim),
 			up(cdt, kc, nb, bs, kvh, dim), up(cdt, vc, nb, bs, kvh, dim), gpu.AttnBatch{
 				BlockTables: ints(tables, len(seqs), maxBlocks), ContextLens: ints(lens, len(seqs)),
-				QueryStarts: ints(starts, len(seqs)+1), MaxQueryLen: maxQ, MaxContextLen: 2500,
+				QueryStarts: ints(starts, len(seqs)+1), MaxQueryLen: maxQ, MaxContextLen: maxCtx,
 			})
 		if err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strconv"
 	"unsafe"
 
 	"github.com/sluicehq/sluice/gpu"
@@ -342,13 +343,67 @@ func prefillRows(d int) int {
 // attnMode selects the attention kernels (SLUICE_CUDA_ATTN), for A/B runs:
 //
 //	""        the default: attentionPrefill for MaxQueryLen ≥ prefillMinQuery,
-//	          else attentionGQA (G ≥ 2) or attention
-//	"gqa"     never attentionPrefill (the choice before it existed)
-//	"v2"      attention only (no grouped-query, no prefill kernel)
+//	          attentionSplit for decode batches (MaxQueryLen 1), else
+//	          attentionGQA (G ≥ 2) or attention
+//	"nosplit" the default without attentionSplit (decode as before it)
+//	"split"   attentionSplit for decode batches with one tile of keys per
+//	          split, the most splits (tests)
+//	"gqa"     neither attentionPrefill nor attentionSplit (the choice
+//	          before they existed)
+//	"v2"      attention only (no grouped-query, prefill or split kernel)
 //	"prefill" attentionPrefill for every batch whose shapes it serves (tests)
 //
 // Tests change it through export_test.go.
 var attnMode = os.Getenv("SLUICE_CUDA_ATTN")
+
+// splitsForce, when positive, is the number of splits attentionSplit
+// takes for every decode batch (SLUICE_CUDA_SPLITS, for A/B runs), capped
+// at one tile of keys per split.
+var splitsForce, _ = strconv.Atoi(os.Getenv("SLUICE_CUDA_SPLITS"))
+
+// The split-context decode kernel (attentionSplit in sluice.cu) serves
+// groups of up to 8 query heads and heads of up to 128; splitTile is its
+// SP_KT, the keys of one tile.
+const splitMaxGroup, splitMaxHeadDim, splitTile = 8, 128, 32
+
+// Split choice: enough blocks for splitWaves waves of splitBlocksPerSM
+// blocks on every multiprocessor, each split at least splitMinChunk keys,
+// at most splitMax splits.
+const splitWaves, splitBlocksPerSM, splitMinChunk, splitMax = 4, 8, 64, 128
+
+// decodeSplits returns how many splits attentionSplit takes for pairs
+// (sequence, kv head) pairs whose longest context is maxCtx keys, on sms
+// multiprocessors, and the keys per split (a multiple of splitTile; the
+// last split takes the rest): one split when the pairs already fill the
+// GPU, more as the batch shrinks or the context grows. mode and force are
+// attnMode and splitsForce.
+func decodeSplits(pairs, maxCtx, sms int, mode string, force int) (splits, chunk int) {
+	tiles := max(1, (maxCtx+splitTile-1)/splitTile)
+	switch {
+	case mode == "split":
+		splits = tiles
+	case force > 0:
+		splits = force
+	default:
+		target := splitWaves * splitBlocksPerSM * sms
+		splits = min((target+pairs-1)/max(1, pairs), (maxCtx+splitMinChunk-1)/splitMinChunk, splitMax)
+	}
+	splits = min(max(1, splits), tiles)
+	chunk = (tiles + splits - 1) / splits * splitTile
+	return max(1, (maxCtx+chunk-1)/chunk), chunk
+}
+
+// splitShared is attentionSplit's dynamic shared memory in bytes (its
+// layout in sluice.cu): q rows, the K and V tiles, the probabilities.
+func splitShared(g, d int) int {
+	r := 4
+	if g > 4 {
+		r = 8
+	}
+	d4 := (d + 3) &^ 3
+	ks := ((d4 >> 2) | 1) << 2
+	return 4 * (r*d4 + 2*splitTile*ks + r*(splitTile+4))
+}
 
 // maxHeadDim is the largest head size the attention kernel holds in
 // registers (32 lanes × ATTN_MAXR).
@@ -360,8 +415,11 @@ const maxHeadDim = 256
 // warps take chunks of 32 context positions with an online softmax (see the
 // kernels). Batches with MaxQueryLen ≥ prefillMinQuery take the tiled
 // FlashAttention-style kernel (attentionPrefill: a tile of query rows per
-// block, K/V tiles in shared memory). Long decode contexts are not yet
-// split over blocks.
+// block, K/V tiles in shared memory). Decode batches (one query row per
+// sequence) take the split-context kernel (attentionSplit: each
+// sequence's context split over several blocks when the batch alone would
+// not fill the GPU, their partial softmax states combined by
+// attentionMerge).
 func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) error {
 	a, err := check.Attention(out, q, kCache, vCache, b)
 	if err != nil {
@@ -401,6 +459,14 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 			p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
 			i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec))
 	}
+	if maxQ == 1 && g <= splitMaxGroup && a.HeadDim <= splitMaxHeadDim &&
+		(attnMode == "" || attnMode == "split") {
+		maxCtx := b.MaxContextLen
+		if maxCtx == 0 || maxCtx > a.MaxBlocks*a.BlockSize {
+			maxCtx = a.MaxBlocks * a.BlockSize // a bound that needs no host copy of ContextLens
+		}
+		return d.attentionSplit(p, out, q, kCache, a, maxCtx, scale, vec == 1 && p[3]%16 == 0)
+	}
 	if g >= 2 && g <= gqaMaxGroup && a.HeadDim <= gqaMaxHeadDim && attnMode != "v2" {
 		// One block per kv head serves its group of query heads: each
 		// key and value is read once per group, not once per query head.
@@ -411,4 +477,37 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 	return d.launch("attention", d.fn.attention, [3]int{maxQ, a.Heads, a.Seqs}, 128,
 		p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
 		i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec))
+}
+
+// attentionSplit launches the split-context decode kernel and, with more
+// than one split, the merge, through a scratch of partial states (f32: max
+// and sum, then the unnormalized outputs, per sequence, head and split).
+// p holds Attention's pointers; the caller holds enter.
+func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check.Attn, maxCtx int, scale float32, vec bool) (err error) {
+	splits, chunk := decodeSplits(a.Seqs*a.KVHeads, maxCtx, d.sms, attnMode, splitsForce)
+	var part uintptr
+	if splits > 1 {
+		if part, err = d.malloc(4 * a.Seqs * a.Heads * splits * (a.HeadDim + 2)); err != nil {
+			return err
+		}
+		defer func() {
+			if ferr := d.free(part); ferr != nil && err == nil {
+				err = ferr
+			}
+		}()
+	}
+	v := uint64(0)
+	if vec {
+		v = 1
+	}
+	err = d.launchShared("attentionSplit", d.fn.attentionSplit, [3]int{splits, a.KVHeads, a.Seqs}, 128,
+		splitShared(a.Heads/a.KVHeads, a.HeadDim),
+		p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
+		i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), v,
+		uint64(part), i64(chunk))
+	if err != nil || splits == 1 {
+		return err
+	}
+	return d.launch("attentionMerge", d.fn.attentionMerge, [3]int{(a.Seqs*a.Heads + 3) / 4, 1, 1}, 128,
+		p[0], dt(out), uint64(part), p[5], p[6], i64(a.Seqs), i64(a.Heads), i64(a.HeadDim), i64(splits), i64(chunk))
 }

@@ -477,6 +477,19 @@ func testAttention(e *env) {
 		{"prefill-g3-d20-f32", 6, 2, 20, 4, f32, f32, f32, [][2]int{{50, 50}, {30, 22}, {7, 3}}, 0, 0, true},
 		{"prefill-g1-d64-bf16", 4, 4, 64, 16, f32, bf16, f32, [][2]int{{33, 33}, {80, 40}}, 2, 0, false},
 		{"prefill-g2-d36-f32", 4, 2, 36, 8, bf16, f32, bf16, [][2]int{{129, 129}, {66, 65}}, 0, 0, true},
+		// Decode batches (at most one new token per sequence) take cuda's
+		// split-context kernel: contexts from 1 key to thousands (one tile,
+		// tile edges, many splits), sequences of different lengths and one
+		// with no query row in one batch, G = 1 to 8, d up to 128, 2-byte
+		// caches (16-byte loads) and f32 or odd head sizes (element loads).
+		{"split-g4-d64-bf16", 32, 8, 64, 16, bf16, bf16, bf16, [][2]int{{1, 1}, {31, 1}, {32, 1}, {33, 1}, {700, 1}, {1500, 1}, {64, 1}, {9, 0}, {129, 1}}, 1, 0, false},
+		{"split-g8-d128-f16", 16, 2, 128, 16, f32, f16, f32, [][2]int{{2000, 1}, {257, 1}, {3, 1}}, 0, 0, true},
+		{"split-g1-d128-bf16", 4, 4, 128, 8, bf16, bf16, f32, [][2]int{{1000, 1}, {40, 1}}, 0, 0, false},
+		{"split-g2-d32-f32", 4, 2, 32, 4, f32, f32, f32, [][2]int{{300, 1}, {65, 1}, {1, 1}}, 2, 0, true},
+		{"split-g3-d20-f32", 6, 2, 20, 5, f32, f32, bf16, [][2]int{{97, 1}, {250, 1}}, 0, 0.3, false},
+		{"split-g5-d40-bf16", 10, 2, 40, 16, bf16, bf16, bf16, [][2]int{{600, 1}, {33, 1}}, 0, 0, true},
+		{"split-g8-d64-bf16", 8, 1, 64, 32, f32, bf16, f32, [][2]int{{1200, 1}, {5, 1}, {64, 1}}, 0, 0, false},
+		{"split-g6-d96-f16", 12, 2, 96, 16, f16, f16, f16, [][2]int{{513, 1}, {100, 1}}, 1, 0.2, true},
 	}
 	for _, c := range cases {
 		e.run(c.name, func(e *env) { e.attention(c) })

@@ -227,6 +227,223 @@ __device__ __forceinline__ void prefillTile(
   }
 }
 
+// ---- Split-context decode attention (attentionSplit, attentionMerge) ----
+//
+// For decode batches (one query row per sequence): one block per (split j,
+// kv head, sequence), grid (splits, kvHeads, seqs), SP_THREADS threads and
+// dynamic shared memory (ops.go computes the same size). Split j of a
+// sequence whose query sees L keys covers keys [j·chunk, (j+1)·chunk) (the
+// last split runs to L); splits past L exit at once. The block serves the
+// G query heads of its kv head ("rows", warp w owning rows w + 4a, a < RA),
+// so each key and value is read once per group. The split's keys are walked
+// in tiles of SP_KT: the K and V tiles are gathered into shared memory as
+// f32 (zeros for masked keys), with 16-byte loads of 2-byte caches that are
+// issued for tile t+1 before tile t is computed; lane L scores key L of the
+// tile against its rows, one online softmax per row, then owns columns
+// L + 32b of its rows' accumulators. With one split the block writes the
+// normalized output; with more it writes its (max, sum, unnormalized
+// accumulator) to part, and attentionMerge combines the splits.
+#define SP_THREADS 128
+#define SP_KT 32           // keys per tile
+#define SP_PS (SP_KT + 4)  // row stride of the probabilities
+#define SP_CH 4            // 16-byte chunks of K (and of V) per thread per tile: 32 keys × 128 / 8 / 128
+
+__device__ __forceinline__ void unpack8(uint4 u, int cdt, float* dst) {
+  unsigned int wd[4] = {u.x, u.y, u.z, u.w};
+  float f[8];
+#pragma unroll
+  for (int e = 0; e < 4; e++) {
+    if (cdt == BF16) {
+      f[2 * e] = __uint_as_float(wd[e] << 16);
+      f[2 * e + 1] = __uint_as_float(wd[e] & 0xffff0000u);
+    } else {
+      f[2 * e] = __half2float(__ushort_as_half((unsigned short)(wd[e] & 0xffffu)));
+      f[2 * e + 1] = __half2float(__ushort_as_half((unsigned short)(wd[e] >> 16)));
+    }
+  }
+  ((float4*)dst)[0] = make_float4(f[0], f[1], f[2], f[3]);
+  ((float4*)dst)[1] = make_float4(f[4], f[5], f[6], f[7]);
+}
+
+// splitFetch loads the 16-byte chunks of a K and a V tile (keys k0 .. k0 +
+// SP_KT - 1, masked ones as zeros) that thread threadIdx.x stores: chunk
+// threadIdx.x + SP_THREADS·i is chunk c of key k, c < C8 = d / 8.
+__device__ __forceinline__ void splitFetch(uint4 (&kr)[SP_CH], uint4 (&vr)[SP_CH], const void* kc, const void* vc,
+                                           const int* table, int k0, int ke, int bs, int blocks, i64 row, i64 head,
+                                           int C8) {
+#pragma unroll
+  for (int i = 0; i < SP_CH; i++) {
+    int idx = threadIdx.x + SP_THREADS * i;
+    kr[i] = vr[i] = make_uint4(0u, 0u, 0u, 0u);
+    if (idx < SP_KT * C8) {
+      int k = idx / C8, c = idx - k * C8;
+      int p = k0 + k;
+      if (p < ke) {
+        int blk = table[p / bs];
+        if (blk >= 0 && blk < blocks) {
+          i64 o = ((i64)blk * bs + p % bs) * row + head + 8 * c;
+          kr[i] = *(const uint4*)((const unsigned short*)kc + o);
+          vr[i] = *(const uint4*)((const unsigned short*)vc + o);
+        }
+      }
+    }
+  }
+}
+
+template <int RA, int NB>
+__device__ __forceinline__ void splitTile(
+    float* smem, void* out, int odt, float* part, const void* q, int qdt, const void* kc, const void* vc, int cdt,
+    const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
+    int heads, int kvHeads, int d, float scale, int vec, int chunk) {
+  const int R = 4 * RA;
+  int j = blockIdx.x, kh = blockIdx.y, s = blockIdx.z, splits = gridDim.x;
+  int q0 = starts[s], n = starts[s + 1] - q0;
+  if (n < 1) return;  // no query row
+  int L = ctxLens[s] - n + 1;  // the first query row sees keys 0..L-1
+  int kb = j * chunk;
+  if (j > 0 && kb >= L) return;  // past the context: attentionMerge skips this split
+  int ke = j == splits - 1 ? L : min(L, kb + chunk);
+  int G = heads / kvHeads;
+  int d4 = (d + 3) & ~3;
+  int KS = ((d4 >> 2) | 1) << 2;  // row stride: 4·odd floats, so lanes' 16-byte loads of rows hit distinct banks
+  float* Qs = smem;                // [R][d4], scaled, zero-padded
+  float* Ks = Qs + R * d4;         // [SP_KT][KS]
+  float* Vs = Ks + SP_KT * KS;     // [SP_KT][KS]
+  float* Ps = Vs + SP_KT * KS;     // [R][SP_PS]
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  i64 qo = ((i64)q0 * heads + (i64)kh * G) * d;  // the group's heads are contiguous
+  for (int idx = threadIdx.x; idx < R * d4; idx += SP_THREADS) {
+    int r = idx / d4, c = idx - r * d4;
+    Qs[idx] = r < G && c < d ? ld(q, qdt, qo + (i64)r * d + c) * scale : 0.f;
+  }
+  const int* table = tables + (i64)s * maxBlocks;
+  i64 row = (i64)kvHeads * d;
+  int C8 = d >> 3;  // 16-byte chunks per row (vec: 2-byte cache, d % 8 == 0)
+  uint4 kr[SP_CH], vr[SP_CH];
+  float acc[RA][NB], m[RA], l[RA];
+#pragma unroll
+  for (int a = 0; a < RA; a++) {
+    m[a] = -INFINITY, l[a] = 0.f;
+#pragma unroll
+    for (int b = 0; b < NB; b++) acc[a][b] = 0.f;
+  }
+  int ntiles = ke > kb ? (ke - kb + SP_KT - 1) / SP_KT : 0;
+  if (vec && ntiles > 0) splitFetch(kr, vr, kc, vc, table, kb, ke, bs, blocks, row, (i64)kh * d, C8);
+  for (int t = 0; t < ntiles; t++) {
+    int k0 = kb + t * SP_KT;
+    __syncthreads();  // the previous tile's reads of Ks and Vs are done (and Qs is written)
+    if (vec) {
+#pragma unroll
+      for (int i = 0; i < SP_CH; i++) {
+        int idx = threadIdx.x + SP_THREADS * i;
+        if (idx < SP_KT * C8) {
+          int k = idx / C8, c = idx - k * C8;
+          unpack8(kr[i], cdt, Ks + k * KS + 8 * c);
+          unpack8(vr[i], cdt, Vs + k * KS + 8 * c);
+        }
+      }
+    } else {
+      for (int idx = threadIdx.x; idx < SP_KT * d4; idx += SP_THREADS) {
+        int k = idx / d4, c = idx - k * d4;
+        int p = k0 + k;
+        i64 o = -1;
+        if (p < ke && c < d) {
+          int blk = table[p / bs];
+          if (blk >= 0 && blk < blocks) o = ((i64)blk * bs + p % bs) * row + (i64)kh * d + c;
+        }
+        Ks[k * KS + c] = o >= 0 ? ld(kc, cdt, o) : 0.f;
+        Vs[k * KS + c] = o >= 0 ? ld(vc, cdt, o) : 0.f;
+      }
+    }
+    __syncthreads();
+    if (vec && t + 1 < ntiles) splitFetch(kr, vr, kc, vc, table, k0 + SP_KT, ke, bs, blocks, row, (i64)kh * d, C8);  // in flight while this tile is computed
+    float sc[RA];
+#pragma unroll
+    for (int a = 0; a < RA; a++) sc[a] = 0.f;
+    const float* krow = Ks + lane * KS;
+    for (int jj = 0; jj < d4; jj += 4) {
+      float4 kv = *(const float4*)(krow + jj);
+#pragma unroll
+      for (int a = 0; a < RA; a++) {
+        float4 qv = *(const float4*)(Qs + (w + 4 * a) * d4 + jj);
+        sc[a] = fmaf(qv.x, kv.x, sc[a]);
+        sc[a] = fmaf(qv.y, kv.y, sc[a]);
+        sc[a] = fmaf(qv.z, kv.z, sc[a]);
+        sc[a] = fmaf(qv.w, kv.w, sc[a]);
+      }
+    }
+    int p = k0 + lane;
+    int blk = p < ke ? table[p / bs] : -1;
+    bool kin = blk >= 0 && blk < blocks;
+#pragma unroll
+    for (int a = 0; a < RA; a++) {
+      int r = w + 4 * a;
+      if (r >= G) continue;  // uniform across the warp
+      float v = kin ? sc[a] : -INFINITY;
+      float mn = fmaxf(m[a], warpMax(v));
+      float e = 0.f, al = 1.f;
+      if (mn != -INFINITY) {
+        al = expf(m[a] - mn);  // 0 while m is -inf
+        e = kin ? expf(v - mn) : 0.f;
+      }
+      l[a] = l[a] * al + warpSum(e);
+      m[a] = mn;
+      Ps[r * SP_PS + lane] = e;
+#pragma unroll
+      for (int b = 0; b < NB; b++) acc[a][b] *= al;
+    }
+    __syncwarp();  // each warp reads back only its own rows of Ps
+    int kend = min(SP_KT, (ke - k0 + 3) & ~3);  // probabilities and values past ke are 0
+    for (int k = 0; k < kend; k += 4) {
+      float vv[4][NB];
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+          int c = lane + 32 * b;
+          vv[e][b] = c < d4 ? Vs[(k + e) * KS + c] : 0.f;
+        }
+      }
+#pragma unroll
+      for (int a = 0; a < RA; a++) {
+        int r = w + 4 * a;
+        if (r >= G) continue;
+        float4 pv = *(const float4*)(Ps + r * SP_PS + k);
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+          float x = acc[a][b];
+          x = fmaf(pv.x, vv[0][b], x);
+          x = fmaf(pv.y, vv[1][b], x);
+          x = fmaf(pv.z, vv[2][b], x);
+          x = fmaf(pv.w, vv[3][b], x);
+          acc[a][b] = x;
+        }
+      }
+    }
+  }
+  i64 N = (i64)gridDim.z * heads * splits;  // partial states in part: m [N], l [N], acc [N][d]
+#pragma unroll
+  for (int a = 0; a < RA; a++) {
+    int r = w + 4 * a;
+    if (r >= G) continue;
+    if (part == nullptr) {
+#pragma unroll
+      for (int b = 0; b < NB; b++) {
+        int c = lane + 32 * b;
+        if (c < d) st(out, odt, qo + (i64)r * d + c, l[a] > 0.f ? acc[a][b] / l[a] : 0.f);
+      }
+      continue;
+    }
+    i64 pi = ((i64)s * heads + (i64)kh * G + r) * splits + j;
+    if (lane == 0) part[pi] = m[a], part[N + pi] = l[a];
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
+      int c = lane + 32 * b;
+      if (c < d) part[2 * N + pi * d + c] = acc[a][b];
+    }
+  }
+}
+
 extern "C" {
 
 // convert: dst = src, n elements, changing dtype.
@@ -654,6 +871,70 @@ __global__ void __launch_bounds__(PF_THREADS) attentionPrefill(
   else
     prefillTile<8, 4>(smem, koff, out, odt, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs,
                       heads, kvHeads, d, scale);
+}
+
+// attentionSplit: the split-context decode kernel above, with
+// attentionGQA's arguments plus part (null with one split) and chunk (keys
+// per split). heads / kvHeads ≤ 8, d ≤ 128; every sequence has at most one
+// query row (its first is served). Shared memory: dynamic, 4·(R·d4 +
+// 2·SP_KT·KS + R·SP_PS) bytes, R = 4 for G ≤ 4, else 8.
+__global__ void __launch_bounds__(SP_THREADS, 4) attentionSplit(
+    void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
+    const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
+    int heads, int kvHeads, int d, float scale, int vec, float* part, int chunk) {
+  extern __shared__ __align__(16) float dsm[];
+  bool g4 = heads / kvHeads <= 4;
+  if (d <= 64) {
+    if (g4)
+      splitTile<1, 2>(dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads,
+                      kvHeads, d, scale, vec, chunk);
+    else
+      splitTile<2, 2>(dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads,
+                      kvHeads, d, scale, vec, chunk);
+  } else {
+    if (g4)
+      splitTile<1, 4>(dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads,
+                      kvHeads, d, scale, vec, chunk);
+    else
+      splitTile<2, 4>(dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads,
+                      kvHeads, d, scale, vec, chunk);
+  }
+}
+
+// attentionMerge combines attentionSplit's partial states: one warp per
+// (sequence, head), 4 per block; lanes split the head dimension. A
+// sequence's first query row seeing L keys has min(splits, ceil(L / chunk))
+// splits (at least 1); a row that saw no key gets zeros.
+__global__ void attentionMerge(void* out, int odt, const float* part, const int* ctxLens, const int* starts,
+                               int seqs, int heads, int d, int splits, int chunk) {
+  int wid = blockIdx.x * 4 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (wid >= seqs * heads) return;
+  int s = wid / heads, h = wid - s * heads;
+  int q0 = starts[s], n = starts[s + 1] - q0;
+  if (n < 1) return;
+  int L = ctxLens[s] - n + 1;
+  int ns = L <= 0 ? 1 : min(splits, (L + chunk - 1) / chunk);
+  i64 N = (i64)seqs * heads * splits;
+  const float* pm = part + (i64)wid * splits;
+  const float* pl = pm + N;
+  const float* pa = part + 2 * N + (i64)wid * splits * d;
+  float M = -INFINITY;
+  for (int k = lane; k < ns; k += 32) M = fmaxf(M, pm[k]);
+  M = warpMax(M);
+  float S = 0.f;
+  for (int k = lane; k < ns; k += 32)
+    if (pm[k] != -INFINITY) S += pl[k] * expf(pm[k] - M);
+  S = warpSum(S);
+  float inv = S > 0.f ? 1.f / S : 0.f;
+  i64 o = ((i64)q0 * heads + h) * d;
+  for (int c = lane; c < d; c += 32) {
+    float x = 0.f;
+    for (int k = 0; k < ns; k++) {
+      float mk = pm[k];
+      if (mk != -INFINITY) x += pa[(i64)k * d + c] * expf(mk - M);
+    }
+    st(out, odt, o + c, x * inv);
+  }
 }
 
 }  // extern "C"
