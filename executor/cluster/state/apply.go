@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -48,6 +49,16 @@ type Command struct {
 	Schedule *Schedule `json:"schedule,omitempty"`
 	Register *Worker   `json:"register,omitempty"`
 	Node     *Node     `json:"node,omitempty"`
+
+	// A finish may carry: the stages a planning task laid out and the
+	// layout itself; the producer tasks whose output a task could not
+	// fetch (the attempt is then retried without counting a failure,
+	// after those tasks run again); the files a commit task published.
+	Layout []byte   `json:"layout,omitempty"`
+	Stages []Stage  `json:"stages,omitempty"`
+	Lost   []string `json:"lost,omitempty"`
+	Output []string `json:"output,omitempty"`
+	Bytes  int64    `json:"bytes,omitempty"`
 
 	// Count is the number of tasks a submit makes (0 or 1: one).
 	Count int `json:"count,omitempty"`
@@ -216,6 +227,15 @@ func (s *State) apply(c Command) (string, error) {
 			s.setTask(t, TaskPending, "")
 			t.Error, t.Updated = "worker "+w.ID+" died", c.At
 		}
+		// Lineage: the blocks the dead worker kept for tasks still to run
+		// are gone; the tasks that made them run again.
+		for _, t := range s.Tasks {
+			if t.Worker == w.ID && t.State == TaskSucceeded {
+				if j := s.Jobs[t.Job]; !j.State.Done() && s.needed(j, t) {
+					s.redo(j, t, "output lost with worker "+w.ID, c.At)
+				}
+			}
+		}
 		return w.ID, nil
 	case OpAssign:
 		t := s.Tasks[c.ID]
@@ -253,11 +273,31 @@ func (s *State) apply(c Command) (string, error) {
 			return t.ID, nil
 		}
 		j := s.Jobs[t.Job]
-		if c.OK {
+		if c.OK && len(c.Stages) > 0 {
+			if err := s.expand(j, t, c.Stages, c.Layout, c.At); err != nil {
+				c.OK, c.Error = false, err.Error()
+			}
+		}
+		switch {
+		case c.OK:
 			s.setTask(t, TaskSucceeded, t.Worker)
-			t.Rows, t.Error = c.Rows, ""
+			t.Rows, t.Bytes, t.Error = c.Rows, c.Bytes, ""
 			j.Succeeded++
-		} else {
+			if t.Stage == j.commitStage() && !j.Failing {
+				j.Output = c.Output
+			}
+		case len(c.Lost) > 0 && t.Lost < MaxLost:
+			// An input was lost: not this attempt's fault. Its producers
+			// run again, then this task.
+			t.Lost++
+			t.Error = c.Error
+			s.setTask(t, TaskPending, "")
+			for _, id := range c.Lost {
+				if p := s.Tasks[id]; p != nil && p.Job == j.ID && p.State == TaskSucceeded {
+					s.redo(j, p, "output lost: "+c.Error, c.At)
+				}
+			}
+		default:
 			t.Failures++
 			t.Error = c.Error
 			if t.Failures > j.maxRetries(t) {
@@ -282,6 +322,91 @@ func (s *State) apply(c Command) (string, error) {
 	return "", fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)
 }
 
+// MaxLost is how many attempts of a task may end with a lost input before
+// the next one counts as a failure.
+const MaxLost = 20
+
+// redo sends a succeeded task back to pending, to make its output again.
+func (s *State) redo(j *Job, t *Task, why string, at time.Time) {
+	s.setTask(t, TaskPending, "")
+	j.Succeeded--
+	t.Error, t.Updated = why, at
+}
+
+// needed reports whether task t's kept output is still to be read: its
+// stage keeps blocks and a task of a stage reading it has not succeeded.
+func (s *State) needed(j *Job, t *Task) bool {
+	if t.Stage >= len(j.Stages) || !j.Stages[t.Stage].Blocks {
+		return false
+	}
+	for ci, c := range j.Stages {
+		for _, in := range c.Inputs {
+			if in.Stage != t.Stage {
+				continue
+			}
+			for i := range c.Tasks {
+				if !in.All && i != t.Index {
+					continue
+				}
+				if ct := s.Tasks[j.TaskAt(ci, i)]; ct.State != TaskSucceeded {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// expand appends the stages a planning task laid out, and a commit stage.
+func (s *State) expand(j *Job, t *Task, stages []Stage, layout []byte, at time.Time) error {
+	if len(j.Stages) != 1 || t.Stage != 0 {
+		return fmt.Errorf("%w: job %s is laid out already", ErrBadCommand, j.ID)
+	}
+	n := len(j.Tasks)
+	for i, st := range stages {
+		if st.Tasks < 1 {
+			return fmt.Errorf("%w: stage %d of job %s has %d tasks", ErrBadCommand, i, j.ID, st.Tasks)
+		}
+		n += st.Tasks
+		for _, in := range st.Inputs {
+			if in.Stage < 0 || in.Stage >= i {
+				return fmt.Errorf("%w: stage %d of job %s reads stage %d", ErrBadCommand, i, j.ID, in.Stage)
+			}
+		}
+	}
+	if n+1 > MaxTasks {
+		return fmt.Errorf("%w: the layout has %d tasks (at most %d)", ErrBadCommand, n, MaxTasks)
+	}
+	plan := j.Stages[0]
+	j.Layout = layout
+	for _, st := range append(stages, Stage{Name: "commit", Tasks: 1, Kind: StageCommit,
+		Inputs: []StageInput{{Stage: len(stages) - 1, All: true}}}) {
+		if st.Kind == "" {
+			st.Kind = StageExec
+		}
+		st.Inputs = slices.Clone(st.Inputs)
+		for i := range st.Inputs {
+			st.Inputs[i].Stage++ // after the planning stage
+		}
+		st.MaxRetries = plan.MaxRetries
+		gpu := st.Needs.GPU
+		st.Needs = plan.Needs
+		if gpu > 0 {
+			st.Needs.GPU = gpu
+		}
+		st.First = len(j.Tasks)
+		for i := range st.Tasks {
+			nt := &Task{ID: fmt.Sprintf("%s-t%d", j.ID, len(j.Tasks)), Job: j.ID, State: TaskPending, Needs: st.Needs,
+				Stage: len(j.Stages), Index: i, Updated: at, Submitted: at}
+			j.Tasks = append(j.Tasks, nt.ID)
+			s.Tasks[nt.ID] = nt
+		}
+		j.Stages = append(j.Stages, st)
+	}
+	delete(s.hint, j.ID)
+	return nil
+}
+
 // submitN makes a job of n tasks, j-ID-t0 … j-ID-t(n-1).
 func (s *State) submitN(j Job, needs Resources, locality string, at time.Time, n int) string {
 	j.ID = s.newID("j")
@@ -289,8 +414,11 @@ func (s *State) submitN(j Job, needs Resources, locality string, at time.Time, n
 	j.Finished = time.Time{}
 	j.Tasks = make([]string, n)
 	j.Stages = []Stage{{Name: "plan", Tasks: n, MaxRetries: j.MaxRetries, Needs: needs}}
+	if n == 1 {
+		j.Stages[0].Kind = StagePlan
+	}
 	for i := range n {
-		t := &Task{ID: fmt.Sprintf("%s-t%d", j.ID, i), Job: j.ID, State: TaskPending, Needs: needs, Locality: locality,
+		t := &Task{ID: fmt.Sprintf("%s-t%d", j.ID, i), Job: j.ID, State: TaskPending, Needs: needs, Locality: locality, Index: i,
 			Updated: at, Submitted: at}
 		j.Tasks[i] = t.ID
 		s.Tasks[t.ID] = t
@@ -304,7 +432,26 @@ func (s *State) settle(j *Job, t *Task, at time.Time) {
 	if j.State.Done() {
 		return
 	}
+	commit := j.commitStage()
 	switch {
+	case commit >= 0 && t.Stage == commit && (j.Failing || t.State == TaskFailed):
+		if !j.Failing {
+			j.Error = fmt.Sprintf("task %s: %s", t.ID, t.Error)
+		} else if t.State == TaskFailed {
+			j.Error += fmt.Sprintf("; removing the staged output failed too (task %s: %s)", t.ID, t.Error)
+		}
+		j.State, j.Finished = JobFailed, at
+	case t.State == TaskFailed && commit >= 0:
+		// The commit task removes what the job staged; the job fails
+		// when it is done. Nothing else of the job runs.
+		j.Failing, j.Error = true, fmt.Sprintf("task %s: %s", t.ID, t.Error)
+		for _, id := range j.Tasks {
+			o := s.Tasks[id]
+			if o.Stage != commit && o.State != TaskSucceeded && o.State != TaskFailed {
+				s.setTask(o, TaskFailed, o.Worker)
+				o.Error, o.Updated = "job failed", at
+			}
+		}
 	case t.State == TaskFailed:
 		j.State, j.Error, j.Finished = JobFailed, fmt.Sprintf("task %s: %s", t.ID, t.Error), at
 	case j.Succeeded == len(j.Tasks):

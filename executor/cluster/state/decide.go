@@ -78,6 +78,7 @@ func (s *State) Decide(now time.Time, p Policy) []Command {
 			from = 0
 		}
 		leading := true
+		g := s.newGate(j, dead)
 		for i := from; i < len(j.Tasks); i++ {
 			t := s.Tasks[j.Tasks[i]]
 			if t == nil {
@@ -91,19 +92,146 @@ func (s *State) Decide(now time.Time, p Policy) []Command {
 				continue
 			}
 			leading = false
-			if !s.place(t, live, free, &out, now) {
-				break // a job's tasks all need the same: none later fits either
+			if !g.ready(t) {
+				continue
 			}
+			if !s.place(t, live, free, &out, now, g.prefer(t)) {
+				// A stage's tasks all need the same: none later in it fits.
+				st := j.Stages[min(t.Stage, len(j.Stages)-1)]
+				i = max(i, st.First+st.Tasks-1)
+				if len(j.Stages) == 1 {
+					break
+				}
+				continue
+			}
+			g.placed(t)
 		}
 	}
 	out = append(out, s.fire(now, p)...)
 	return out
 }
 
-// place assigns t to the best live worker it fits, if any.
-func (s *State) place(t *Task, live []string, free map[string]Resources, out *[]Command, now time.Time) bool {
+// gate knows, for one job in one Decide, which of its pending tasks may
+// start: those whose inputs exist, within their stage's in-flight bound
+// (the commit task: when every other task succeeded, or the job failed).
+type gate struct {
+	s        *State
+	j        *Job
+	done     []int // succeeded tasks per stage
+	inFlight []int // per stage: live tasks, and succeeded ones whose one-to-one consumer has not
+	ran      map[int]string // stateful stage → a worker that ran one of its tasks
+	dead     map[string]bool
+}
+
+// have reports whether task t's output exists: it succeeded, and did not
+// keep its blocks on a worker found dead in this Decide.
+func (g *gate) have(t *Task) bool {
+	return t.State == TaskSucceeded && !(g.dead[t.Worker] && g.j.Stages[t.Stage].Blocks)
+}
+
+func (s *State) newGate(j *Job, dead map[string]bool) *gate {
+	g := &gate{s: s, j: j, dead: dead}
+	if len(j.Stages) < 2 {
+		return g
+	}
+	g.done = make([]int, len(j.Stages))
+	g.inFlight = make([]int, len(j.Stages))
+	g.ran = map[int]string{}
+	consumer := make([]int, len(j.Stages)) // the stage reading each one-to-one, or -1
+	for i := range consumer {
+		consumer[i] = -1
+	}
+	for ci, c := range j.Stages {
+		for _, in := range c.Inputs {
+			if !in.All {
+				consumer[in.Stage] = ci
+			}
+		}
+	}
+	for _, id := range j.Tasks {
+		t := s.Tasks[id]
+		switch {
+		case g.have(t):
+			g.done[t.Stage]++
+			if c := consumer[t.Stage]; c >= 0 && !g.have(s.Tasks[j.TaskAt(c, t.Index)]) {
+				g.inFlight[t.Stage]++
+			}
+		case t.isLive() && !dead[t.Worker]:
+			g.inFlight[t.Stage]++
+		}
+		if j.Stages[t.Stage].Stateful && t.Worker != "" && !dead[t.Worker] && g.ran[t.Stage] == "" {
+			g.ran[t.Stage] = t.Worker
+		}
+	}
+	return g
+}
+
+func (g *gate) ready(t *Task) bool {
+	j := g.j
+	if g.done == nil {
+		return true
+	}
+	st := j.Stages[t.Stage]
+	if st.Kind == StageCommit {
+		n := 0
+		for _, d := range g.done {
+			n += d
+		}
+		return j.Failing || n == len(j.Tasks)-1
+	}
+	if j.Failing {
+		return false
+	}
+	if st.MaxInFlight > 0 && g.inFlight[t.Stage] >= st.MaxInFlight {
+		return false
+	}
+	for _, in := range st.Inputs {
+		if in.All {
+			if g.done[in.Stage] < j.Stages[in.Stage].Tasks {
+				return false
+			}
+		} else if !g.have(g.s.Tasks[j.TaskAt(in.Stage, t.Index)]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (g *gate) placed(t *Task) {
+	if g.inFlight != nil {
+		g.inFlight[t.Stage]++
+	}
+}
+
+// prefer is the worker t would best run on: the one holding its
+// one-to-one input, or one that ran its stateful stage before.
+func (g *gate) prefer(t *Task) string {
+	if g.done == nil {
+		return ""
+	}
+	st := g.j.Stages[t.Stage]
+	for _, in := range st.Inputs {
+		if !in.All {
+			return g.s.Tasks[g.j.TaskAt(in.Stage, t.Index)].Worker
+		}
+	}
+	if st.Stateful {
+		return g.ran[t.Stage]
+	}
+	return ""
+}
+
+// place assigns t to the best live worker it fits, if any: the preferred
+// worker if it fits, else by locality and free CPU.
+func (s *State) place(t *Task, live []string, free map[string]Resources, out *[]Command, now time.Time, prefer string) bool {
 	best := ""
+	if prefer != "" && s.Workers[prefer] != nil && slices.Contains(live, prefer) && t.Needs.Fits(free[prefer]) {
+		best = prefer
+	}
 	for _, id := range live {
+		if best == prefer && best != "" {
+			break
+		}
 		if !t.Needs.Fits(free[id]) {
 			continue
 		}

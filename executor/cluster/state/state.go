@@ -99,14 +99,82 @@ type Job struct {
 	// after those of the stages before it. (A plan is one stage until plans
 	// split across workers.)
 	Stages []Stage `json:"stages,omitempty"`
+	// Layout is the physical plan its planning task reported, handed as
+	// is to the tasks of later stages.
+	Layout []byte `json:"layout,omitempty"`
+	// Failing is set when a task failed for good in a job with a commit
+	// stage: the commit task then removes the staged output, and the job
+	// fails when it is done.
+	Failing bool `json:"failing,omitempty"`
+	// Output is the list of files the commit task published.
+	Output []string `json:"output,omitempty"`
 }
 
+// commitStage is the index of the job's commit stage, or -1.
+func (j *Job) commitStage() int {
+	if n := len(j.Stages); n > 1 && j.Stages[n-1].Kind == StageCommit {
+		return n - 1
+	}
+	return -1
+}
+
+// StageOf is the stage of task t and t's index in it.
+func (j *Job) StageOf(t *Task) (*Stage, int) {
+	if t.Stage < len(j.Stages) {
+		st := &j.Stages[t.Stage]
+		return st, t.Index
+	}
+	return &Stage{Tasks: len(j.Tasks)}, t.Index
+}
+
+// TaskAt is the id of task i of stage st.
+func (j *Job) TaskAt(st, i int) string { return j.Tasks[j.Stages[st].First+i] }
+
 // Stage is a step of a job whose tasks share their needs and retry budget.
+//
+// A job starts as one stage of one task. A plan job's task is its planning
+// task (Kind "plan"): it reports the physical plan's stages, which Apply
+// appends, with a last "commit" stage of one task that publishes the sink's
+// staged files once every other task succeeded (or removes them when the
+// job failed).
 type Stage struct {
 	Name       string    `json:"name"`
 	Tasks      int       `json:"tasks"`
 	MaxRetries int       `json:"max_retries"` // failed attempts a task may retry
 	Needs      Resources `json:"needs"`
+	Kind       StageKind `json:"kind,omitempty"`
+	// First is the index in Job.Tasks of the stage's first task.
+	First int `json:"first,omitempty"`
+	// Inputs are the stages whose output the stage's tasks read.
+	Inputs []StageInput `json:"inputs,omitempty"`
+	// Blocks is set when the stage's tasks keep their output on their
+	// worker: a worker's death loses them, and they run again while a
+	// consumer still needs them (lineage).
+	Blocks bool `json:"blocks,omitempty"`
+	// Stateful stages keep user state on the worker between tasks, so
+	// their tasks prefer a worker that ran one before.
+	Stateful bool `json:"stateful,omitempty"`
+	// MaxInFlight bounds the tasks of the stage that are running or hold
+	// output not yet consumed by their one-to-one consumer (0: no bound).
+	MaxInFlight int `json:"max_in_flight,omitempty"`
+}
+
+// StageKind says what a stage's tasks do.
+type StageKind string
+
+// Stage kinds.
+const (
+	StageRun    StageKind = ""       // run the whole plan (jobs of identical tasks)
+	StagePlan   StageKind = "plan"   // lay the plan out into stages
+	StageExec   StageKind = "exec"   // one task of the physical plan
+	StageCommit StageKind = "commit" // publish (or, if the job failed, remove) the staged output
+)
+
+// StageInput is an input of a stage: task i reads producer task i (One),
+// or every producer task (All).
+type StageInput struct {
+	Stage int  `json:"stage"`
+	All   bool `json:"all,omitempty"`
 }
 
 // maxRetries is the retry budget of the task's stage.
@@ -127,6 +195,9 @@ type Task struct {
 	Attempt   int       `json:"attempt"`
 	Failures  int       `json:"failures"`
 	Stage     int       `json:"stage,omitempty"` // index in its job's Stages
+	Index     int       `json:"index,omitempty"` // index in its stage
+	Lost      int       `json:"lost,omitempty"`  // attempts ended by a lost input (not failures)
+	Bytes     int64     `json:"bytes,omitempty"`
 	Worker    string    `json:"worker,omitempty"`
 	Needs     Resources `json:"needs"`
 	Locality  string    `json:"locality,omitempty"` // a preferred worker address
