@@ -117,8 +117,8 @@ func (s *State) Decide(now time.Time, p Policy) []Command {
 type gate struct {
 	s        *State
 	j        *Job
-	done     []int // succeeded tasks per stage
-	inFlight []int // per stage: live tasks, and succeeded ones whose one-to-one consumer has not
+	done     []int          // succeeded tasks per stage
+	inFlight []int          // per stage: live tasks, and succeeded ones whose one-to-one consumer has not
 	ran      map[int]string // stateful stage → a worker that ran one of its tasks
 	dead     map[string]bool
 }
