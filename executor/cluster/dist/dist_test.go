@@ -1,0 +1,577 @@
+package dist_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/sluicehq/sluice/dataset"
+	"github.com/sluicehq/sluice/dataset/format"
+	"github.com/sluicehq/sluice/dataset/plan"
+	"github.com/sluicehq/sluice/executor/cluster/dist"
+	"github.com/sluicehq/sluice/executor/local"
+	"github.com/sluicehq/sluice/plans"
+	"github.com/sluicehq/sluice/storage"
+)
+
+// store is the blocks of every simulated worker, by id.
+type store struct {
+	mu     sync.Mutex
+	blocks map[string]stored
+	fail   func(addr, id string) error // injected fetch failure
+}
+
+type stored struct {
+	schema *arrow.Schema
+	recs   []arrow.RecordBatch
+}
+
+var errNoBlock = errors.New("no such block")
+
+func newStore() *store { return &store{blocks: map[string]stored{}} }
+
+func (s *store) put(id string, schema *arrow.Schema, recs []arrow.RecordBatch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.blocks[id]; ok {
+		return fmt.Errorf("block %s put twice", id)
+	}
+	for _, r := range recs {
+		r.Retain()
+	}
+	s.blocks[id] = stored{schema, slices.Clone(recs)}
+	return nil
+}
+
+func (s *store) fetch(ctx context.Context, addr, id string) (*arrow.Schema, []arrow.RecordBatch, error) {
+	if s.fail != nil {
+		if err := s.fail(addr, id); err != nil {
+			return nil, nil, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.blocks[id]
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: %w", id, errNoBlock)
+	}
+	for _, r := range b.recs {
+		r.Retain()
+	}
+	return b.schema, slices.Clone(b.recs), nil
+}
+
+func (s *store) release() {
+	for _, b := range s.blocks {
+		releaseAll(b.recs)
+	}
+	s.blocks = map[string]stored{}
+}
+
+func releaseAll(recs []arrow.RecordBatch) {
+	for _, r := range recs {
+		r.Release()
+	}
+}
+
+func testConfig(mem memory.Allocator) local.Config {
+	cfg := local.DefaultConfig()
+	cfg.Allocator = mem
+	cfg.Concurrency = 3
+	cfg.BatchRows = 97 // many small batches
+	cfg.MemoryBudget = 64 << 20
+	return cfg
+}
+
+// producers lists the tasks of every stage a stage reads, attempt 1, on
+// three simulated workers.
+func producers(l *dist.Layout, stage int) []dist.StageInput {
+	var out []dist.StageInput
+	for _, in := range l.Stages[stage].Inputs {
+		if slices.ContainsFunc(out, func(si dist.StageInput) bool { return si.Stage == in.Stage }) {
+			continue
+		}
+		si := dist.StageInput{Stage: in.Stage}
+		for k := range l.Stages[in.Stage].Tasks {
+			si.Producers = append(si.Producers, dist.Producer{Task: k, Attempt: 1, Addr: fmt.Sprintf("w%d:7000", k%3)})
+		}
+		out = append(out, si)
+	}
+	return out
+}
+
+// runAll runs a layout of root stage by stage in this process, as workers
+// would, then commits by reading the staged files in task order, and
+// returns their rows. The layout goes through JSON as the coordinator
+// stores it.
+func runAll(t *testing.T, root plan.Node, opts dist.Options, mem memory.Allocator) ([]string, *dist.Layout) {
+	t.Helper()
+	ctx := context.Background()
+	l0, err := dist.Plan(root, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(l0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l dist.Layout
+	if err := json.Unmarshal(data, &l); err != nil {
+		t.Fatal(err)
+	}
+	st := newStore()
+	defer st.release()
+	env := dist.Env{Fetch: st.fetch, Put: st.put, Local: testConfig(mem)}
+	var files []dist.StagedFile
+	var written int64
+	for i, spec := range l.Stages {
+		for k := range spec.Tasks {
+			res, err := dist.Run(ctx, root, &l, dist.TaskSpec{Job: "j-1", Stage: i, Task: k, Attempt: 1, Inputs: producers(&l, i)}, env)
+			if err != nil {
+				t.Fatalf("stage %d (%s) task %d: %v", i, spec.Name, k, err)
+			}
+			if spec.Sink {
+				files = append(files, res.Files...)
+				written += res.Rows
+				continue
+			}
+			if len(res.PartRows) != spec.Partitions {
+				t.Fatalf("stage %d task %d: %d partitions, want %d", i, k, len(res.PartRows), spec.Partitions)
+			}
+			for p := range spec.Partitions {
+				if _, ok := st.blocks[dist.BlockID("j-1", i, k, 1, p)]; !ok {
+					t.Fatalf("stage %d task %d: no block for partition %d", i, k, p)
+				}
+			}
+		}
+	}
+	rels := map[string]bool{}
+	var rows []string
+	for _, f := range files {
+		if rels[f.Rel] {
+			t.Fatalf("two tasks staged %s", f.Rel)
+		}
+		rels[f.Rel] = true
+		got := readRows(t, f.Path, mem)
+		if int64(len(got)) != f.Rows {
+			t.Fatalf("%s: %d rows, the manifest says %d", f.Path, len(got), f.Rows)
+		}
+		rows = append(rows, got...)
+	}
+	if written != int64(len(rows)) {
+		t.Fatalf("tasks wrote %d rows, files hold %d", written, len(rows))
+	}
+	return rows, &l
+}
+
+// readRows reads a Parquet file's rows as text.
+func readRows(t *testing.T, path string, mem memory.Allocator) []string {
+	t.Helper()
+	ctx := context.Background()
+	fh, err := storage.NewLocal().Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	splits, err := format.Parquet().Splits(ctx, fh, format.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, sp := range splits {
+		err := format.Parquet().Read(ctx, fh, sp, format.ReadOptions{}, mem, func(rec arrow.RecordBatch) error {
+			rows = append(rows, rowText(rec)...)
+			rec.Release()
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return rows
+}
+
+func rowText(rec arrow.RecordBatch) []string {
+	out := make([]string, rec.NumRows())
+	for i := range out {
+		var b strings.Builder
+		for c, col := range rec.Columns() {
+			if c > 0 {
+				b.WriteByte('|')
+			}
+			b.WriteString(col.ValueStr(i))
+		}
+		out[i] = b.String()
+	}
+	return out
+}
+
+// localRows runs what root writes with the local executor, in order.
+func localRows(t *testing.T, root plan.Node, mem memory.Allocator) []string {
+	t.Helper()
+	var rows []string
+	_, err := local.Run(context.Background(), root.(*plan.Write).Input, testConfig(mem), func(rec arrow.RecordBatch) error {
+		rows = append(rows, rowText(rec)...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// writeSales writes files Parquet files of n rows each under dir:
+// id (unique, in file order), category (a..e, some null), price (multiples
+// of 0.25, so sums are exact in any order), qty, and name.
+func writeSales(t *testing.T, dir string, files, n int, mem memory.Allocator) {
+	t.Helper()
+	ctx := context.Background()
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "category", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "price", Type: arrow.PrimitiveTypes.Float64},
+		{Name: "qty", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "name", Type: arrow.BinaryTypes.String},
+	}, nil)
+	cats := []string{"a", "b", "c", "d", "e"}
+	for f := range files {
+		b := array.NewRecordBuilder(mem, schema)
+		for i := range n {
+			id := int64(f*n + i)
+			b.Field(0).(*array.Int64Builder).Append(id)
+			if id%17 == 3 {
+				b.Field(1).AppendNull()
+			} else {
+				b.Field(1).(*array.StringBuilder).Append(cats[(id*7)%5])
+			}
+			b.Field(2).(*array.Float64Builder).Append(float64((id*37)%400) * 0.25)
+			b.Field(3).(*array.Int64Builder).Append((id * 13) % 9)
+			b.Field(4).(*array.StringBuilder).Append(fmt.Sprintf("n%03d", (id*31)%211))
+		}
+		rec := b.NewRecordBatch()
+		b.Release()
+		path := filepath.Join(dir, fmt.Sprintf("part-%02d.parquet", f))
+		u, err := storage.NewLocal().Create(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := format.NewWriter("parquet", u, schema, format.WriteOptions{RowGroupRows: 100}, mem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(rec); err != nil {
+			t.Fatal(err)
+		}
+		rec.Release()
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := u.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// sink builds the optimized plan that writes d under a fresh directory.
+func sink(t *testing.T, d *dataset.Dataset) plan.Node {
+	t.Helper()
+	w, err := d.WriteNode("parquet", filepath.Join(t.TempDir(), "out"), dataset.WriteOptions{Mode: dataset.Overwrite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := plan.Optimize(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func sorted(rows []string) []string {
+	s := slices.Clone(rows)
+	slices.Sort(s)
+	return s
+}
+
+// same compares rows, reporting the first difference.
+func same(t *testing.T, got, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d rows, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("row %d: %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+func checked(t *testing.T) *memory.CheckedAllocator {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	t.Cleanup(func() { mem.AssertSize(t, 0) })
+	return mem
+}
+
+func salesDir(t *testing.T, mem memory.Allocator) string {
+	dir := t.TempDir()
+	writeSales(t, dir, 6, 500, mem)
+	return dir
+}
+
+func TestScanFilterProject(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	root := sink(t, dataset.ReadParquet(dir).Filter("price > 20 and category <> 'b'").
+		WithColumn("revenue", "price * qty").Select("id", "category", "revenue"))
+	got, l := runAll(t, root, dist.Options{Partitions: 3, SplitBytes: 1}, mem)
+	if len(l.Stages) != 1 || !l.Stages[0].Sink || l.Stages[0].Tasks != 6 || len(l.Stages[0].Splits) != 6 {
+		t.Fatalf("layout: %+v, want one sink stage of 6 scan tasks", l.Stages)
+	}
+	same(t, sorted(got), sorted(localRows(t, root, mem)))
+
+	// Splits group files by size, in file order.
+	l2, err := dist.Plan(root, dist.Options{Partitions: 1, SplitBytes: 3 * l.Stages[0].Splits[0].Files[0].Size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, sp := range l2.Stages[0].Splits {
+		for _, f := range sp.Files {
+			paths = append(paths, filepath.Base(f.Path))
+		}
+	}
+	if l2.Stages[0].Tasks != 2 || !slices.IsSorted(paths) || len(paths) != 6 {
+		t.Fatalf("splits of 3 files: %d tasks over %v", l2.Stages[0].Tasks, paths)
+	}
+}
+
+func TestGroupBy(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	root := sink(t, dataset.ReadParquet(dir).Filter("qty > 0").GroupBy("category").Agg(
+		dataset.Count().As("n"), dataset.Sum("price").As("revenue"), dataset.Mean("price").As("mean"),
+		dataset.Min("price").As("lo"), dataset.Max("name").As("hi")))
+	want := sorted(localRows(t, root, mem))
+	for _, parts := range []int{1, 3, 7} {
+		t.Run(fmt.Sprint(parts), func(t *testing.T) {
+			got, l := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
+			if len(l.Stages) != 2 || l.Stages[1].Tasks != parts || l.Stages[0].Partitions != parts || l.Stages[1].Inputs[0].Mode != dist.ModeAll {
+				t.Fatalf("layout: %+v", l.Stages)
+			}
+			same(t, sorted(got), want)
+		})
+	}
+}
+
+func TestSort(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	for _, tc := range []struct {
+		name string
+		keys []dataset.SortKey
+	}{
+		{"int", []dataset.SortKey{dataset.Asc("qty"), dataset.Asc("id")}},
+		{"int desc", []dataset.SortKey{dataset.Desc("price"), dataset.Asc("id")}},
+		{"string", []dataset.SortKey{dataset.Asc("name"), dataset.Desc("id")}},
+		{"string desc nulls", []dataset.SortKey{dataset.Desc("category"), dataset.Asc("id")}},
+		// Ties kept in input order (the sort is stable in both executors).
+		{"ties", []dataset.SortKey{dataset.Asc("category")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := sink(t, dataset.ReadParquet(dir).Sort(tc.keys...))
+			want := localRows(t, root, mem)
+			for _, parts := range []int{1, 3, 7} {
+				got, l := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
+				if len(l.Stages) != 3 || l.Stages[1].Tasks != 6 || l.Stages[2].Tasks != parts || !l.Stages[0].Sample {
+					t.Fatalf("layout: %+v", l.Stages)
+				}
+				same(t, got, want)
+			}
+		})
+	}
+}
+
+func TestTopK(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	root := sink(t, dataset.ReadParquet(dir).Sort(dataset.Desc("price"), dataset.Asc("id")).Limit(17))
+	got, l := runAll(t, root, dist.Options{Partitions: 4, SplitBytes: 1}, mem)
+	if len(l.Stages) != 2 || l.Stages[1].Tasks != 1 || !strings.Contains(l.Stages[0].Name, "TopK 17") {
+		t.Fatalf("layout: %+v", l.Stages)
+	}
+	same(t, got, localRows(t, root, mem))
+}
+
+func TestLimit(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	root := sink(t, dataset.ReadParquet(dir).Filter("qty > 2").Limit(1234))
+	got, l := runAll(t, root, dist.Options{Partitions: 4, SplitBytes: 1}, mem)
+	if len(l.Stages) != 2 || l.Stages[1].Tasks != 1 {
+		t.Fatalf("layout: %+v", l.Stages)
+	}
+	same(t, got, localRows(t, root, mem))
+}
+
+func TestJoin(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	right := t.TempDir()
+	writeSales(t, right, 2, 40, mem)
+	for _, how := range []string{"inner", "left"} {
+		t.Run(how, func(t *testing.T) {
+			r := dataset.ReadParquet(right).Select("qty", "name").Rename(map[string]string{"name": "rname"})
+			root := sink(t, dataset.ReadParquet(dir).Join(r, dataset.JoinOptions{On: []string{"qty"}, How: how}))
+			want := sorted(localRows(t, root, mem))
+			for _, parts := range []int{1, 5} {
+				got, l := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
+				if len(l.Stages) != 3 || len(l.Stages[2].Inputs) != 2 || l.Stages[2].Tasks != parts {
+					t.Fatalf("layout: %+v", l.Stages)
+				}
+				same(t, sorted(got), want)
+			}
+		})
+	}
+}
+
+// gatherOps are the operators run in one gathering task.
+func TestGatherOps(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	for _, tc := range []struct {
+		name    string
+		d       *dataset.Dataset
+		ordered bool
+	}{
+		{"range shuffle", dataset.Range(5000).RandomShuffle(7), true},
+		{"union", dataset.ReadParquet(dir).Select("id").Union(dataset.Range(300)), true},
+		{"repartition", dataset.ReadParquet(dir).Repartition(4).Filter("qty = 1"), true},
+		{"repartition keys", dataset.ReadParquet(dir).Repartition(5, "category"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := sink(t, tc.d)
+			want := localRows(t, root, mem)
+			got, _ := runAll(t, root, dist.Options{Partitions: 3, SplitBytes: 1000}, mem)
+			if !tc.ordered {
+				got, want = sorted(got), sorted(want)
+			}
+			same(t, got, want)
+		})
+	}
+}
+
+// chaosPlan is the chaos test's plan: scan, filter, group-by, sort, write.
+const chaosPlan = `
+name: chaos
+read:
+  parquet: %s
+steps:
+  - filter: "qty > 0"
+  - with_column: {name: revenue, expr: "price * qty"}
+  - group_by:
+      keys: [category, qty]
+      aggs:
+        - {fn: count, as: sales}
+        - {fn: sum, column: revenue, as: revenue}
+        - {fn: mean, column: price, as: mean_price}
+        - {fn: min, column: price, as: min_price}
+        - {fn: max, column: price, as: max_price}
+  - sort: [{column: revenue, descending: true}, {column: category}, {column: qty}]
+write:
+  parquet: %s
+  mode: overwrite
+`
+
+func TestYAMLPlan(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	p, lints := plans.Parse("chaos.yaml", fmt.Appendf(nil, chaosPlan, dir, filepath.Join(t.TempDir(), "out")))
+	if err := lints.Err(); err != nil {
+		t.Fatal(err)
+	}
+	job, err := plans.Compile(p, plans.Vars{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := plan.Optimize(job.Sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, l := runAll(t, root, dist.Options{Partitions: 3, SplitBytes: 1}, mem)
+	var names []string
+	for _, s := range l.Stages {
+		names = append(names, fmt.Sprintf("%d tasks: %s", s.Tasks, s.Name))
+	}
+	t.Logf("stages:\n%s", strings.Join(names, "\n"))
+	if len(l.Stages) != 4 {
+		t.Fatalf("%d stages, want scan, aggregate+sample, split, sort+write: %v", len(l.Stages), names)
+	}
+	same(t, got, localRows(t, root, mem))
+}
+
+func TestFetchFails(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	root := sink(t, dataset.ReadParquet(dir).GroupBy("category").Agg(dataset.Count().As("n")))
+	l, err := dist.Plan(root, dist.Options{Partitions: 2, SplitBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newStore()
+	defer st.release()
+	env := dist.Env{Fetch: st.fetch, Put: st.put, Local: testConfig(mem)}
+	ctx := context.Background()
+	for k := range l.Stages[0].Tasks {
+		if _, err := dist.Run(ctx, root, l, dist.TaskSpec{Job: "j-1", Stage: 0, Task: k, Attempt: 1}, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errLost := errors.New("worker gone")
+	lost := dist.BlockID("j-1", 0, 4, 1, 1)
+	st.fail = func(addr, id string) error {
+		if id == lost {
+			return errLost
+		}
+		return nil
+	}
+	_, err = dist.Run(ctx, root, l, dist.TaskSpec{Job: "j-1", Stage: 1, Task: 1, Attempt: 1, Inputs: producers(l, 1)}, env)
+	if !errors.Is(err, errLost) || !strings.Contains(err.Error(), lost) || !strings.Contains(err.Error(), "w1:7000") {
+		t.Fatalf("err = %v, want errLost naming %s at w1:7000", err, lost)
+	}
+	// Task 0 does not read the lost block.
+	if _, err := dist.Run(ctx, root, l, dist.TaskSpec{Job: "j-1", Stage: 1, Task: 0, Attempt: 1, Inputs: producers(l, 1)}, env); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPlanChanged(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	a := sink(t, dataset.ReadParquet(dir).Filter("qty > 1").GroupBy("category").Agg(dataset.Count().As("n")))
+	b := sink(t, dataset.ReadParquet(dir).Filter("qty > 2").GroupBy("category").Agg(dataset.Count().As("n")))
+	l, err := dist.Plan(a, dist.Options{Partitions: 2, SplitBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newStore()
+	defer st.release()
+	env := dist.Env{Fetch: st.fetch, Put: st.put, Local: testConfig(mem)}
+	_, err = dist.Run(context.Background(), b, l, dist.TaskSpec{Job: "j-1", Stage: 0, Task: 0, Attempt: 1}, env)
+	if !errors.Is(err, dist.ErrPlanChanged) || !strings.Contains(err.Error(), "plan changed since it was laid out") {
+		t.Fatalf("err = %v, want ErrPlanChanged", err)
+	}
+	// Fewer stages.
+	c := sink(t, dataset.ReadParquet(dir).Filter("qty > 1"))
+	if _, err = dist.Run(context.Background(), c, l, dist.TaskSpec{Job: "j-1", Stage: 0, Task: 0, Attempt: 1}, env); !errors.Is(err, dist.ErrPlanChanged) {
+		t.Fatalf("err = %v, want ErrPlanChanged", err)
+	}
+}

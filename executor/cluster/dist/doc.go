@@ -1,0 +1,42 @@
+// Package dist runs an optimized logical plan as stages of tasks spread
+// over a cluster's workers: Plan cuts the plan into stages at its exchanges
+// and splits each stage into tasks; Run runs one task, reading its input
+// blocks from the workers that produced them and keeping its output blocks
+// (or, in the last stage, writing staged files for the job's commit).
+//
+// Stages. A source (Scan, Range, Values) and the row-local operators above
+// it (Filter, Project, MapBatches, whatever their batch size) are one stage
+// whose tasks are splits: Scan files grouped by size in file order, Range
+// cut into equal ranges, Values one task. Exchanges cut stages:
+//
+//   - Aggregate: the producers hash-partition rows by the group keys into
+//     Options.Partitions parts (one for a global aggregate); reduce task r
+//     aggregates part r.
+//   - Join: both sides hash by their own keys into the same parts (the
+//     kernel's row hash depends only on the key values); reduce task r joins
+//     the parts r.
+//   - Sort: range partitioning with sampled boundaries in three stages: the
+//     producers keep their rows in one block and put a sample of their sort
+//     keys; split tasks, one per producer, compute the same boundaries from
+//     all samples and cut their producer's rows into ranges; reduce task r
+//     sorts range r. Read in task order, the sink's files are in order.
+//   - Sort with a limit (top-k) and Limit: each producer keeps its own first
+//     k rows, one reduce task the global first k, reading producers in task
+//     order.
+//   - Repartition by keys: a hash exchange into its N parts.
+//   - Repartition without keys, RandomShuffle and Union gather every row in
+//     one task (correct, not parallel): their order and batch cuts are
+//     defined over the whole input.
+//   - Write is fused into the last stage (the sink stage); each of its tasks
+//     writes its own files under StagingDir.
+//
+// Every task of every stage runs its operators with the local executor, in
+// order (PreserveOrder), so the output of a plan equals the local
+// executor's: row for row where the plan defines an order.
+//
+// Determinism: Plan reads nothing but the plan (file sizes come from the
+// Scan's listing), and Run recomputes the stages from the plan it is given
+// and refuses a plan that does not cut into the Layout's stages.
+//
+// This package is unstable: the Layout's JSON changes as the engine grows.
+package dist
