@@ -357,17 +357,39 @@ func TestScanFilterProject(t *testing.T) {
 func TestGroupBy(t *testing.T) {
 	mem := checked(t)
 	dir := salesDir(t, mem)
-	root := sink(t, dataset.ReadParquet(dir).Filter("qty > 0").GroupBy("category").Agg(
-		dataset.Count().As("n"), dataset.Sum("price").As("revenue"), dataset.Mean("price").As("mean"),
-		dataset.Min("price").As("lo"), dataset.Max("name").As("hi")))
-	want := sorted(localRows(t, root, mem))
-	for _, parts := range []int{1, 3, 7} {
-		t.Run(fmt.Sprint(parts), func(t *testing.T) {
-			got, l := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
-			if len(l.Stages) != 2 || l.Stages[1].Tasks != parts || l.Stages[0].Partitions != parts || l.Stages[1].Inputs[0].Mode != dist.ModeAll {
-				t.Fatalf("layout: %+v", l.Stages)
+	for _, tc := range []struct {
+		name    string
+		d       *dataset.Dataset
+		partial bool // aggregated on the map side
+	}{
+		{"aggs", dataset.ReadParquet(dir).Filter("qty > 0").GroupBy("category").Agg(
+			dataset.Count().As("n"), dataset.Sum("price").As("revenue"), dataset.Mean("price").As("mean"),
+			dataset.Min("price").As("lo"), dataset.Max("name").As("hi")), true},
+		{"int keys and values", dataset.ReadParquet(dir).GroupBy("qty", "category").Agg(
+			dataset.Count("category").As("n"), dataset.Sum("id").As("ids"), dataset.Mean("id").As("mean"),
+			dataset.Min("category").As("lo"), dataset.Max("id").As("hi")), true},
+		{"global", dataset.ReadParquet(dir).GroupBy().Agg(dataset.Count().As("n"), dataset.Mean("qty").As("m")), true},
+		{"global of nothing", dataset.ReadParquet(dir).Filter("qty > 100").GroupBy().Agg(
+			dataset.Count().As("n"), dataset.Sum("qty").As("s"), dataset.Mean("qty").As("m")), true},
+		{"count distinct", dataset.ReadParquet(dir).GroupBy("category").Agg(
+			dataset.CountDistinct("name").As("names"), dataset.Mean("price").As("mean")), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := sink(t, tc.d)
+			want := sorted(localRows(t, root, mem))
+			for _, parts := range []int{1, 3, 7} {
+				got, l := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
+				if len(l.Stages) != 2 || l.Stages[1].Inputs[0].Mode != dist.ModeAll ||
+					l.Stages[1].Tasks != l.Stages[0].Partitions || strings.Contains(l.Stages[0].Name, "partial") != tc.partial {
+					t.Fatalf("layout: %+v", l.Stages)
+				}
+				if strings.HasPrefix(tc.name, "global") && l.Stages[1].Tasks != 1 {
+					t.Fatalf("global aggregate in %d tasks", l.Stages[1].Tasks)
+				} else if !strings.HasPrefix(tc.name, "global") && l.Stages[1].Tasks != parts {
+					t.Fatalf("%d reduce tasks, want %d", l.Stages[1].Tasks, parts)
+				}
+				same(t, sorted(got), want)
 			}
-			same(t, sorted(got), want)
 		})
 	}
 }

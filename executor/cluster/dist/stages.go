@@ -221,9 +221,25 @@ func (c *cutter) walk(n plan.Node) (*stage, error) {
 		if len(n.Keys) == 0 {
 			parts = 1 // one group: one reduce task
 		}
+		pa, ok := splitAgg(n)
+		if !ok {
+			p := c.hash(s, n.Keys, parts)
+			r := c.consumer([]Input{{Stage: p, Mode: ModeAll}}, []*arrow.Schema{n.Input.Schema()})
+			r.frag = plan.WithChildren(n, []plan.Node{r.leaves[0]})
+			r.ops = []string{n.Describe()}
+			return r, nil
+		}
+		m, err := pa.mapSide(s.frag)
+		if err != nil {
+			return nil, err
+		}
+		s.frag = m
+		s.ops = append(s.ops, "partial "+m.Describe())
 		p := c.hash(s, n.Keys, parts)
-		r := c.consumer([]Input{{Stage: p, Mode: ModeAll}}, []*arrow.Schema{n.Input.Schema()})
-		r.frag = plan.WithChildren(n, []plan.Node{r.leaves[0]})
+		r := c.consumer([]Input{{Stage: p, Mode: ModeAll}}, []*arrow.Schema{m.Schema()})
+		if r.frag, err = pa.reduceSide(r.leaves[0]); err != nil {
+			return nil, err
+		}
 		r.ops = []string{n.Describe()}
 		return r, nil
 
