@@ -114,7 +114,10 @@ func producers(l *dist.Layout, stage int) []dist.StageInput {
 // would, then commits by reading the staged files in task order, and
 // returns their rows. The layout goes through JSON as the coordinator
 // stores it.
-func runAll(t *testing.T, root plan.Node, opts dist.Options, mem memory.Allocator) ([]string, *dist.Layout) {
+//
+// It also returns the rows of each output partition of each stage, summed
+// over the stage's tasks.
+func runAll(t *testing.T, root plan.Node, opts dist.Options, mem memory.Allocator) ([]string, *dist.Layout, [][]int64) {
 	t.Helper()
 	ctx := context.Background()
 	l0, err := dist.Plan(root, opts)
@@ -134,7 +137,9 @@ func runAll(t *testing.T, root plan.Node, opts dist.Options, mem memory.Allocato
 	env := dist.Env{Fetch: st.fetch, Put: st.put, Local: testConfig(mem)}
 	var files []dist.StagedFile
 	var written int64
+	partRows := make([][]int64, len(l.Stages))
 	for i, spec := range l.Stages {
+		partRows[i] = make([]int64, spec.Partitions)
 		for k := range spec.Tasks {
 			res, err := dist.Run(ctx, root, &l, dist.TaskSpec{Job: "j-1", Stage: i, Task: k, Attempt: 1, Inputs: producers(&l, i)}, env)
 			if err != nil {
@@ -149,6 +154,7 @@ func runAll(t *testing.T, root plan.Node, opts dist.Options, mem memory.Allocato
 				t.Fatalf("stage %d task %d: %d partitions, want %d", i, k, len(res.PartRows), spec.Partitions)
 			}
 			for p := range spec.Partitions {
+				partRows[i][p] += res.PartRows[p]
 				if _, ok := st.blocks[dist.BlockID("j-1", i, k, 1, p)]; !ok {
 					t.Fatalf("stage %d task %d: no block for partition %d", i, k, p)
 				}
@@ -171,7 +177,7 @@ func runAll(t *testing.T, root plan.Node, opts dist.Options, mem memory.Allocato
 	if written != int64(len(rows)) {
 		t.Fatalf("tasks wrote %d rows, files hold %d", written, len(rows))
 	}
-	return rows, &l
+	return rows, &l, partRows
 }
 
 // readRows reads a Parquet file's rows as text.
@@ -332,7 +338,7 @@ func TestScanFilterProject(t *testing.T) {
 	dir := salesDir(t, mem)
 	root := sink(t, dataset.ReadParquet(dir).Filter("price > 20 and category <> 'b'").
 		WithColumn("revenue", "price * qty").Select("id", "category", "revenue"))
-	got, l := runAll(t, root, dist.Options{Partitions: 3, SplitBytes: 1}, mem)
+	got, l, _ := runAll(t, root, dist.Options{Partitions: 3, SplitBytes: 1}, mem)
 	if len(l.Stages) != 1 || !l.Stages[0].Sink || l.Stages[0].Tasks != 6 || len(l.Stages[0].Splits) != 6 {
 		t.Fatalf("layout: %+v, want one sink stage of 6 scan tasks", l.Stages)
 	}
@@ -378,7 +384,7 @@ func TestGroupBy(t *testing.T) {
 			root := sink(t, tc.d)
 			want := sorted(localRows(t, root, mem))
 			for _, parts := range []int{1, 3, 7} {
-				got, l := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
+				got, l, _ := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
 				if len(l.Stages) != 2 || l.Stages[1].Inputs[0].Mode != dist.ModeAll ||
 					l.Stages[1].Tasks != l.Stages[0].Partitions || strings.Contains(l.Stages[0].Name, "partial") != tc.partial {
 					t.Fatalf("layout: %+v", l.Stages)
@@ -412,9 +418,18 @@ func TestSort(t *testing.T) {
 			root := sink(t, dataset.ReadParquet(dir).Sort(tc.keys...))
 			want := localRows(t, root, mem)
 			for _, parts := range []int{1, 3, 7} {
-				got, l := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
+				got, l, partRows := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
 				if len(l.Stages) != 3 || l.Stages[1].Tasks != 6 || l.Stages[2].Tasks != parts || !l.Stages[0].Sample {
 					t.Fatalf("layout: %+v", l.Stages)
+				}
+				// Keys of many values spread over every range, none
+				// holding more than twice its share.
+				if tc.name != "ties" && tc.name != "string desc nulls" {
+					for r, n := range partRows[1] {
+						if n == 0 || n > 2*int64(len(want))/int64(parts) {
+							t.Fatalf("%d ranges: range %d holds %d of %d rows: %v", parts, r, n, len(want), partRows[1])
+						}
+					}
 				}
 				same(t, got, want)
 			}
@@ -426,7 +441,7 @@ func TestTopK(t *testing.T) {
 	mem := checked(t)
 	dir := salesDir(t, mem)
 	root := sink(t, dataset.ReadParquet(dir).Sort(dataset.Desc("price"), dataset.Asc("id")).Limit(17))
-	got, l := runAll(t, root, dist.Options{Partitions: 4, SplitBytes: 1}, mem)
+	got, l, _ := runAll(t, root, dist.Options{Partitions: 4, SplitBytes: 1}, mem)
 	if len(l.Stages) != 2 || l.Stages[1].Tasks != 1 || !strings.Contains(l.Stages[0].Name, "TopK 17") {
 		t.Fatalf("layout: %+v", l.Stages)
 	}
@@ -437,7 +452,7 @@ func TestLimit(t *testing.T) {
 	mem := checked(t)
 	dir := salesDir(t, mem)
 	root := sink(t, dataset.ReadParquet(dir).Filter("qty > 2").Limit(1234))
-	got, l := runAll(t, root, dist.Options{Partitions: 4, SplitBytes: 1}, mem)
+	got, l, _ := runAll(t, root, dist.Options{Partitions: 4, SplitBytes: 1}, mem)
 	if len(l.Stages) != 2 || l.Stages[1].Tasks != 1 {
 		t.Fatalf("layout: %+v", l.Stages)
 	}
@@ -455,7 +470,7 @@ func TestJoin(t *testing.T) {
 			root := sink(t, dataset.ReadParquet(dir).Join(r, dataset.JoinOptions{On: []string{"qty"}, How: how}))
 			want := sorted(localRows(t, root, mem))
 			for _, parts := range []int{1, 5} {
-				got, l := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
+				got, l, _ := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
 				if len(l.Stages) != 3 || len(l.Stages[2].Inputs) != 2 || l.Stages[2].Tasks != parts {
 					t.Fatalf("layout: %+v", l.Stages)
 				}
@@ -482,7 +497,7 @@ func TestGatherOps(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := sink(t, tc.d)
 			want := localRows(t, root, mem)
-			got, _ := runAll(t, root, dist.Options{Partitions: 3, SplitBytes: 1000}, mem)
+			got, _, _ := runAll(t, root, dist.Options{Partitions: 3, SplitBytes: 1000}, mem)
 			if !tc.ordered {
 				got, want = sorted(got), sorted(want)
 			}
@@ -528,7 +543,7 @@ func TestYAMLPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, l := runAll(t, root, dist.Options{Partitions: 3, SplitBytes: 1}, mem)
+	got, l, _ := runAll(t, root, dist.Options{Partitions: 3, SplitBytes: 1}, mem)
 	var names []string
 	for _, s := range l.Stages {
 		names = append(names, fmt.Sprintf("%d tasks: %s", s.Tasks, s.Name))
@@ -596,4 +611,97 @@ func TestPlanChanged(t *testing.T) {
 	if _, err = dist.Run(context.Background(), c, l, dist.TaskSpec{Job: "j-1", Stage: 0, Task: 0, Attempt: 1}, env); !errors.Is(err, dist.ErrPlanChanged) {
 		t.Fatalf("err = %v, want ErrPlanChanged", err)
 	}
+}
+
+func TestPartitionedSink(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	root := sink(t, dataset.ReadParquet(dir).Filter("category is not null"))
+	w := root.(*plan.Write)
+	w.PartitionBy = []string{"category"}
+	st := newStore()
+	defer st.release()
+	l, err := dist.Plan(root, dist.Options{Partitions: 2, SplitBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := dist.Env{Fetch: st.fetch, Put: st.put, Local: testConfig(mem)}
+	rels := map[string]bool{}
+	var rows int64
+	for k := range l.Stages[0].Tasks {
+		res, err := dist.Run(context.Background(), root, l, dist.TaskSpec{Job: "j/1", Stage: 0, Task: k, Attempt: 2}, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := dist.StagingDir(w.Path, "j/1", k, 2)
+		for _, f := range res.Files {
+			if !strings.HasPrefix(f.Rel, "category=") || rels[f.Rel] || f.Path != filepath.Join(dir, filepath.FromSlash(f.Rel)) ||
+				!strings.Contains(f.Rel, fmt.Sprintf("j-1-t%05d", k)) {
+				t.Fatalf("task %d staged %+v under %s", k, f, dir)
+			}
+			rels[f.Rel] = true
+			rows += f.Rows
+		}
+	}
+	if want := int64(len(localRows(t, root, mem))); rows != want {
+		t.Fatalf("%d rows staged, want %d", rows, want)
+	}
+}
+
+func TestMapBatches(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	double := func(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
+		if rec.NumRows() > 100 {
+			return nil, fmt.Errorf("batch of %d rows, want at most 100", rec.NumRows())
+		}
+		rec.Retain()
+		return rec, nil
+	}
+	root := sink(t, dataset.ReadParquet(dir).MapBatches(double, dataset.MapOptions{Name: "check", BatchRows: 100}).
+		GroupBy("category").Agg(dataset.Sum("qty").As("q")))
+	got, l, _ := runAll(t, root, dist.Options{Partitions: 2, SplitBytes: 1}, mem)
+	if len(l.Stages) != 2 || !l.Stages[0].Stateful || l.Stages[1].Stateful || l.Stages[0].GPU != 0 ||
+		!strings.Contains(l.Stages[0].Name, "MapBatches check batch_rows=100") {
+		t.Fatalf("layout: %+v", l.Stages)
+	}
+	same(t, sorted(got), sorted(localRows(t, root, mem)))
+}
+
+// A plan whose root is not a Write ends in a stage of one output partition per task.
+func TestNoSink(t *testing.T) {
+	mem := checked(t)
+	root, err := plan.Optimize(dataset.Range(1000).Filter("id % 7 = 0").Plan())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := dist.Plan(root, dist.Options{Partitions: 2, SplitBytes: 800})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Stages) != 1 || l.Stages[0].Sink || l.Stages[0].Partitions != 1 || l.Stages[0].Tasks != 10 {
+		t.Fatalf("layout: %+v", l.Stages)
+	}
+	st := newStore()
+	defer st.release()
+	env := dist.Env{Fetch: st.fetch, Put: st.put, Local: testConfig(mem)}
+	var ids []string
+	for k := range l.Stages[0].Tasks {
+		if _, err := dist.Run(context.Background(), root, l, dist.TaskSpec{Job: "j", Task: k, Attempt: 1}, env); err != nil {
+			t.Fatal(err)
+		}
+		_, recs, err := st.fetch(context.Background(), "", dist.BlockID("j", 0, k, 1, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			ids = append(ids, rowText(r)...)
+		}
+		releaseAll(recs)
+	}
+	var want []string
+	for i := 0; i < 1000; i += 7 {
+		want = append(want, fmt.Sprint(i))
+	}
+	same(t, ids, want)
 }
