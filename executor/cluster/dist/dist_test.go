@@ -338,25 +338,52 @@ func TestScanFilterProject(t *testing.T) {
 	dir := salesDir(t, mem)
 	root := sink(t, dataset.ReadParquet(dir).Filter("price > 20 and category <> 'b'").
 		WithColumn("revenue", "price * qty").Select("id", "category", "revenue"))
-	got, l, _ := runAll(t, root, dist.Options{Partitions: 3, SplitBytes: 1}, mem)
-	if len(l.Stages) != 1 || !l.Stages[0].Sink || l.Stages[0].Tasks != 6 || len(l.Stages[0].Splits) != 6 {
-		t.Fatalf("layout: %+v, want one sink stage of 6 scan tasks", l.Stages)
-	}
-	same(t, sorted(got), sorted(localRows(t, root, mem)))
-
-	// Splits group files by size, in file order.
-	l2, err := dist.Plan(root, dist.Options{Partitions: 1, SplitBytes: 3 * l.Stages[0].Splits[0].Files[0].Size})
+	want := sorted(localRows(t, root, mem))
+	l, err := dist.Plan(root, dist.Options{Partitions: 1, SplitBytes: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var paths []string
-	for _, sp := range l2.Stages[0].Splits {
-		for _, f := range sp.Files {
-			paths = append(paths, filepath.Base(f.Path))
-		}
+	var biggest int64
+	for _, f := range l.Stages[0].Splits[0].Files {
+		biggest = max(biggest, f.Size)
 	}
-	if l2.Stages[0].Tasks != 2 || !slices.IsSorted(paths) || len(paths) != 6 {
-		t.Fatalf("splits of 3 files: %d tasks over %v", l2.Stages[0].Tasks, paths)
+	for _, tc := range []struct {
+		name  string
+		bytes int64
+		tasks int
+	}{
+		{"one task", 1 << 30, 1},
+		{"file a task", biggest, 6},
+		{"3 files a task", 3 * biggest, 2},
+		{"row group a task", 1, 30}, // 5 row groups a file
+		{"files cut by row groups", biggest / 2, -1}, // 2 or 3 row groups a task
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, l, _ := runAll(t, root, dist.Options{Partitions: 3, SplitBytes: tc.bytes}, mem)
+			tasks := l.Stages[0].Tasks
+			if tc.tasks < 0 && tasks > 6 && tasks < 30 {
+				tc.tasks = tasks
+			}
+			if len(l.Stages) != 1 || !l.Stages[0].Sink || tasks != tc.tasks || len(l.Stages[0].Splits) != tc.tasks {
+				t.Fatalf("layout: %+v, want one sink stage of %d scan tasks", l.Stages, tc.tasks)
+			}
+			// Splits keep file and row-group order; a file read whole has no row-group list.
+			var at []string
+			for _, sp := range l.Stages[0].Splits {
+				for _, f := range sp.Files {
+					if f.RowGroups == nil {
+						at = append(at, filepath.Base(f.Path)+"/*")
+					}
+					for _, rg := range f.RowGroups {
+						at = append(at, fmt.Sprintf("%s/%d", filepath.Base(f.Path), rg))
+					}
+				}
+			}
+			if !slices.IsSorted(at) || len(slices.Compact(slices.Clone(at))) != len(at) {
+				t.Fatalf("splits read %v", at)
+			}
+			same(t, sorted(got), want)
+		})
 	}
 }
 
@@ -419,7 +446,7 @@ func TestSort(t *testing.T) {
 			want := localRows(t, root, mem)
 			for _, parts := range []int{1, 3, 7} {
 				got, l, partRows := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
-				if len(l.Stages) != 3 || l.Stages[1].Tasks != 6 || l.Stages[2].Tasks != parts || !l.Stages[0].Sample {
+				if len(l.Stages) != 3 || l.Stages[1].Tasks != l.Stages[0].Tasks || l.Stages[2].Tasks != parts || !l.Stages[0].Sample {
 					t.Fatalf("layout: %+v", l.Stages)
 				}
 				// Keys of many values spread over every range, none

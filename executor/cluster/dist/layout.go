@@ -1,10 +1,13 @@
 package dist
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/sluicehq/sluice/dataset/expr"
 	"github.com/sluicehq/sluice/dataset/plan"
+	"github.com/sluicehq/sluice/executor/local"
+	"github.com/sluicehq/sluice/storage"
 )
 
 // Layout is the physical plan of a job: made once by Plan (on one worker:
@@ -50,7 +53,7 @@ type Split struct {
 type SplitFile struct {
 	Path      string
 	Size      int64
-	RowGroups []int `json:",omitempty"` // nil: all (row-group ranges are not made yet)
+	RowGroups []int `json:",omitempty"` // Parquet row groups to read, in file order; nil: all
 	// Partition is the hive partition values of the file's path.
 	Partition []plan.PartitionValue `json:",omitempty"`
 }
@@ -60,8 +63,11 @@ type Options struct {
 	// Partitions is the number of reduce tasks of each exchange.
 	Partitions int
 	// SplitBytes is the target bytes of input per scan task (and, counting
-	// 8 bytes a row, rows per Range task).
+	// 8 bytes a row, rows per Range task). A Parquet file larger than this
+	// splits by row groups.
 	SplitBytes int64
+	// FS serves the Parquet footers Plan reads; nil means storage.For.
+	FS func(path string) (storage.FS, error)
 }
 
 // DefaultOptions returns 8 partitions and 256 MiB splits.
@@ -79,9 +85,17 @@ func (o Options) Validate() error {
 }
 
 // Plan lays out an optimized plan (usually a *plan.Write) as stages of
-// tasks. It reads nothing: scan splits come from the file sizes the Scan
-// nodes carry, so every worker that recompiles the plan agrees with it.
+// tasks: PlanContext without a deadline.
 func Plan(root plan.Node, opts Options) (*Layout, error) {
+	return PlanContext(context.Background(), root, opts)
+}
+
+// PlanContext lays out an optimized plan (usually a *plan.Write) as stages
+// of tasks. Scan splits come from the file sizes the Scan nodes carry; it
+// reads only the footers of Parquet files larger than SplitBytes, to split
+// them by row groups. The Layout is the one source of the splits: tasks
+// read what it says, not what their own listing finds.
+func PlanContext(ctx context.Context, root plan.Node, opts Options) (*Layout, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -94,7 +108,9 @@ func Plan(root plan.Node, opts Options) (*Layout, error) {
 		spec := StageSpec{Name: s.name(), Inputs: s.inputs, Partitions: s.parts, Sink: s.sink, Stateful: s.stateful, Sample: s.out == outSample}
 		switch src := s.source.(type) {
 		case *plan.Scan:
-			spec.Splits = splitFiles(src, opts.SplitBytes)
+			if spec.Splits, err = splitFiles(ctx, src, opts); err != nil {
+				return nil, err
+			}
 			spec.Tasks = len(spec.Splits)
 		case *plan.Range:
 			spec.Tasks = int(min(max((src.N*8+opts.SplitBytes-1)/opts.SplitBytes, 1), 1<<16))
@@ -118,29 +134,76 @@ func Plan(root plan.Node, opts Options) (*Layout, error) {
 	return l, nil
 }
 
-// splitFiles groups the scan's files into splits of about target bytes,
-// greedily and in file order, so reading the tasks in order reads the files
-// in order. A file larger than target is a split of its own. There is
+// unit is the smallest piece of scan work: a whole file, or one row group
+// of a large Parquet file.
+type unit struct {
+	file plan.File
+	rgs  []int
+	size int64
+}
+
+// splitFiles groups the scan's files into splits of about SplitBytes,
+// greedily and in file order, so reading the tasks in order reads the rows
+// in file order. A Parquet file larger than SplitBytes splits into row
+// groups; other files larger than it are a split of their own. There is
 // always at least one split (maybe empty), so the stage has a task.
-func splitFiles(s *plan.Scan, target int64) []Split {
-	var out []Split
-	var cur Split
-	var size int64
+func splitFiles(ctx context.Context, s *plan.Scan, opts Options) ([]Split, error) {
+	target := opts.SplitBytes
+	var units []unit
 	for _, f := range s.Files {
 		if !keepFile(s, f) {
 			continue
 		}
-		if len(cur.Files) > 0 && size+f.Size > target {
-			out = append(out, cur)
-			cur, size = Split{}, 0
+		if f.Size <= target || s.Format.Name() != "parquet" {
+			units = append(units, unit{file: f, size: f.Size})
+			continue
 		}
-		cur.Files = append(cur.Files, SplitFile{Path: f.Path, Size: f.Size, Partition: f.Partition})
-		size += f.Size
+		fs, err := fsFor(local.Config{FS: opts.FS}, f.Path)
+		if err != nil {
+			return nil, err
+		}
+		rgs, err := rowGroups(ctx, fs, f.Path)
+		if err != nil {
+			return nil, err
+		}
+		for _, rg := range rgs {
+			units = append(units, unit{file: f, rgs: []int{rg.index}, size: rg.size})
+		}
+	}
+	var out []Split
+	var cur Split
+	var size int64
+	splitsOf := map[string]int{} // how many splits read some of a file
+	flush := func() {
+		for _, f := range cur.Files {
+			splitsOf[f.Path]++
+		}
+		out = append(out, cur)
+		cur, size = Split{}, 0
+	}
+	for _, u := range units {
+		if len(cur.Files) > 0 && size+u.size > target {
+			flush()
+		}
+		if k := len(cur.Files) - 1; k >= 0 && u.rgs != nil && cur.Files[k].Path == u.file.Path {
+			cur.Files[k].RowGroups = append(cur.Files[k].RowGroups, u.rgs...)
+		} else {
+			cur.Files = append(cur.Files, SplitFile{Path: u.file.Path, Size: u.file.Size, RowGroups: u.rgs, Partition: u.file.Partition})
+		}
+		size += u.size
 	}
 	if len(cur.Files) > 0 || len(out) == 0 {
-		out = append(out, cur)
+		flush()
 	}
-	return out
+	// A file read by one split reads all of it.
+	for i := range out {
+		for j, f := range out[i].Files {
+			if splitsOf[f.Path] == 1 {
+				out[i].Files[j].RowGroups = nil
+			}
+		}
+	}
+	return out, nil
 }
 
 // keepFile reports whether a file's hive partition values may satisfy the

@@ -385,14 +385,23 @@ func replace(n, old, nw plan.Node) plan.Node {
 	return plan.WithChildren(n, out)
 }
 
-// scanSplit is the scan restricted to task's split.
+// scanSplit is the scan restricted to task's split: its files, and of
+// those split by row groups, its row groups.
 func scanSplit(s *plan.Scan, splits []Split, task int) plan.Node {
 	cp := *s
 	cp.Files = nil
-	if task < len(splits) {
-		for _, f := range splits[task].Files {
-			cp.Files = append(cp.Files, plan.File{Path: f.Path, Size: f.Size, Partition: f.Partition})
-		}
+	if task >= len(splits) {
+		return &cp
+	}
+	keep := map[string][]int{}
+	parts := false
+	for _, f := range splits[task].Files {
+		cp.Files = append(cp.Files, plan.File{Path: f.Path, Size: f.Size, Partition: f.Partition})
+		keep[f.Path] = f.RowGroups
+		parts = parts || f.RowGroups != nil
+	}
+	if parts {
+		cp.Format = rowGroupFormat{Format: s.Format, keep: keep}
 	}
 	return &cp
 }
