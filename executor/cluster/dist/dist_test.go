@@ -355,7 +355,7 @@ func TestScanFilterProject(t *testing.T) {
 		{"one task", 1 << 30, 1},
 		{"file a task", biggest, 6},
 		{"3 files a task", 3 * biggest, 2},
-		{"row group a task", 1, 30}, // 5 row groups a file
+		{"row group a task", 1, 30},                  // 5 row groups a file
 		{"files cut by row groups", biggest / 2, -1}, // 2 or 3 row groups a task
 	} {
 		t.Run(tc.name, func(t *testing.T) {

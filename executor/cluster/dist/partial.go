@@ -19,10 +19,10 @@ import (
 // at the end. count_distinct does not split (ok is false): such an
 // Aggregate ships its rows.
 type partialAgg struct {
-	node     *plan.Aggregate
-	partial  []kernel.Agg // over the Aggregate's input
-	final    []kernel.Agg // over the partial rows
-	outCols  [][]int      // per original agg, its columns among final's
+	node    *plan.Aggregate
+	partial []kernel.Agg // over the Aggregate's input
+	final   []kernel.Agg // over the partial rows
+	outCols [][]int      // per original agg, its columns among final's
 }
 
 func splitAgg(n *plan.Aggregate) (*partialAgg, bool) {
