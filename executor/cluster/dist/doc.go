@@ -6,12 +6,15 @@
 //
 // Stages. A source (Scan, Range, Values) and the row-local operators above
 // it (Filter, Project, MapBatches, whatever their batch size) are one stage
-// whose tasks are splits: Scan files grouped by size in file order, Range
-// cut into equal ranges, Values one task. Exchanges cut stages:
+// whose tasks are splits: Scan files grouped by size in file order (a
+// Parquet file larger than Options.SplitBytes cut into row-group ranges),
+// Range cut into equal ranges, Values one task. Exchanges cut stages:
 //
-//   - Aggregate: the producers hash-partition rows by the group keys into
-//     Options.Partitions parts (one for a global aggregate); reduce task r
-//     aggregates part r.
+//   - Aggregate: the producers aggregate their own rows (partial
+//     aggregation: one row per group and task crosses the exchange; not for
+//     count_distinct, whose rows cross as they are) and hash-partition them
+//     by the group keys into Options.Partitions parts (one for a global
+//     aggregate); reduce task r merges part r.
 //   - Join: both sides hash by their own keys into the same parts (the
 //     kernel's row hash depends only on the key values); reduce task r joins
 //     the parts r.
@@ -32,7 +35,16 @@
 //
 // Every task of every stage runs its operators with the local executor, in
 // order (PreserveOrder), so the output of a plan equals the local
-// executor's: row for row where the plan defines an order.
+// executor's: row for row where the plan defines an order (a sort's ties
+// too: the sort is stable and the exchange keeps input order), as a
+// multiset otherwise. Floating-point sums and means may differ in the last
+// bits, as the local executor's own do between runs: partial sums add up
+// in another order.
+//
+// Blocks. A task's output partition p is one block, BlockID(job, stage,
+// task, attempt, p), put even when empty; a sort's producers also put a
+// SampleID block. Env.Fetch hands the caller batches it owns; Env.Put
+// retains what it keeps.
 //
 // Determinism: Plan reads nothing but the plan (file sizes come from the
 // Scan's listing), and Run recomputes the stages from the plan it is given
