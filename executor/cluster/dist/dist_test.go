@@ -47,6 +47,11 @@ func (s *store) put(id string, schema *arrow.Schema, recs []arrow.RecordBatch) e
 		return fmt.Errorf("block %s put twice", id)
 	}
 	for _, r := range recs {
+		if !r.Schema().Equal(schema) { // as an IPC stream requires
+			return fmt.Errorf("block %s: a batch of schema %s, the block's is %s", id, r.Schema(), schema)
+		}
+	}
+	for _, r := range recs {
 		r.Retain()
 	}
 	s.blocks[id] = stored{schema, slices.Clone(recs)}

@@ -280,6 +280,9 @@ func putOutput(ctx context.Context, mem memory.Allocator, s *stage, spec StageSp
 	}()
 	res := &Result{PartRows: make([]int64, len(parts))}
 	for p, recs := range parts {
+		if err := conform(schema, recs); err != nil {
+			return nil, err
+		}
 		for _, r := range recs {
 			res.PartRows[p] += r.NumRows()
 			res.Bytes += kernel.BatchBytes(r)
@@ -438,4 +441,26 @@ func releaseAll(recs []arrow.RecordBatch) {
 	for _, r := range recs {
 		r.Release()
 	}
+}
+
+// conform gives every batch of recs exactly schema (a block is one IPC
+// stream, whose batches must all have its schema), rebuilding those that
+// differ only in names, nullability or metadata.
+func conform(schema *arrow.Schema, recs []arrow.RecordBatch) error {
+	for i, r := range recs {
+		if r.Schema().Equal(schema) {
+			continue
+		}
+		if r.NumCols() != int64(schema.NumFields()) {
+			return fmt.Errorf("dist: a batch of %d columns in a block of schema %s", r.NumCols(), schema)
+		}
+		for c, col := range r.Columns() {
+			if !arrow.TypeEqual(col.DataType(), schema.Field(c).Type) {
+				return fmt.Errorf("dist: column %q is %s in a batch, %s in the block's schema", schema.Field(c).Name, col.DataType(), schema.Field(c).Type)
+			}
+		}
+		recs[i] = array.NewRecordBatch(schema, r.Columns(), r.NumRows())
+		r.Release()
+	}
+	return nil
 }
