@@ -124,8 +124,15 @@ func producers(l *dist.Layout, stage int) []dist.StageInput {
 // over the stage's tasks.
 func runAll(t *testing.T, root plan.Node, opts dist.Options, mem memory.Allocator) ([]string, *dist.Layout, [][]int64) {
 	t.Helper()
+	return runOn(t, root, root, opts, mem)
+}
+
+// runOn is runAll with the layout made from one plan and the tasks run
+// with another (as a worker that compiled the plan again does).
+func runOn(t *testing.T, planned, root plan.Node, opts dist.Options, mem memory.Allocator) ([]string, *dist.Layout, [][]int64) {
+	t.Helper()
 	ctx := context.Background()
-	l0, err := dist.Plan(root, opts)
+	l0, err := dist.Plan(planned, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,19 +570,39 @@ write:
 func TestYAMLPlan(t *testing.T) {
 	mem := checked(t)
 	dir := salesDir(t, mem)
-	p, lints := plans.Parse("chaos.yaml", fmt.Appendf(nil, chaosPlan, dir, filepath.Join(t.TempDir(), "out")))
-	if err := lints.Err(); err != nil {
-		t.Fatal(err)
+	text := fmt.Appendf(nil, chaosPlan, dir, filepath.Join(t.TempDir(), "out"))
+	compile := func() plan.Node {
+		p, lints := plans.Parse("chaos.yaml", text)
+		if err := lints.Err(); err != nil {
+			t.Fatal(err)
+		}
+		job, err := plans.Compile(p, plans.Vars{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := plan.Optimize(job.Sink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return root
 	}
-	job, err := plans.Compile(p, plans.Vars{})
+	// The planning task and the workers compile the plan each on their own.
+	planned, root := compile(), compile()
+	opts := dist.Options{Partitions: 3, SplitBytes: 3000}
+	l1, err := dist.Plan(planned, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := plan.Optimize(job.Sink)
+	l2, err := dist.Plan(root, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, l, _ := runAll(t, root, dist.Options{Partitions: 3, SplitBytes: 1}, mem)
+	j1, _ := json.Marshal(l1)
+	j2, _ := json.Marshal(l2)
+	if string(j1) != string(j2) {
+		t.Fatalf("two compilations lay out differently:\n%s\n%s", j1, j2)
+	}
+	got, l, _ := runOn(t, planned, root, opts, mem)
 	var names []string
 	for _, s := range l.Stages {
 		names = append(names, fmt.Sprintf("%d tasks: %s", s.Tasks, s.Name))
