@@ -196,45 +196,64 @@ func closeStaged(f *staged) error {
 	return nil
 }
 
-// commit publishes the job's files so that a failure at any step leaves the
-// destination readable: old or new data, never neither.
+// commit publishes the job's files (see finish) and records them.
+func (w *writeOp) commit(ctx context.Context, x *exec, fs storage.FS, existing []storage.FileInfo, files []*staged) error {
+	slices.SortFunc(files, func(a, b *staged) int { return strings.Compare(a.path, b.path) })
+	out := make([]ManifestFile, len(files))
+	for i, f := range files {
+		out[i] = ManifestFile{Path: f.path, Rows: f.w.Rows(), Bytes: f.w.Bytes()}
+		w.st.BytesOut.Add(f.w.Bytes())
+	}
+	m, err := finish(ctx, fs, w.node.Path, w.node.Mode, x.jobID, existing, out, func(ctx context.Context) error {
+		return publish(ctx, fs, files)
+	})
+	if err != nil {
+		return err
+	}
+	w.st.RowsOut.Store(m.Rows - m.prevRows)
+	x.mu.Lock()
+	for _, f := range files {
+		x.written = append(x.written, f.path)
+	}
+	x.mu.Unlock()
+	return nil
+}
+
+// finish publishes a job's new files (with publish) so that a failure at
+// any step leaves the destination readable: old or new data, never neither.
 //
 //  1. In append mode, read the previous manifest, whose files the new one
 //     lists too (before anything is published, so a bad one fails the job
 //     with the destination untouched).
-//  2. Publish every new file. If one fails, delete the new files already
-//     published (the caller aborts the rest) and return: the old files and
-//     the old _SUCCESS are as they were.
+//  2. Publish every new file. If that fails, publish has removed what it
+//     published (or can publish again, for a retried cluster commit): the
+//     old files and the old _SUCCESS are as they were.
 //  3. In overwrite mode, delete the old files not in the new set, the old
 //     _SUCCESS first, so a failure here leaves no manifest naming gone files.
 //  4. Write _SUCCESS last.
-func (w *writeOp) commit(ctx context.Context, x *exec, fs storage.FS, existing []storage.FileInfo, files []*staged) error {
-	manifestPath := storage.Join(w.node.Path, ManifestName)
-	slices.SortFunc(files, func(a, b *staged) int { return strings.Compare(a.path, b.path) })
-	m := Manifest{JobID: x.jobID, Created: time.Now().UTC()}
-	if w.node.Mode == plan.ModeAppend {
+func finish(ctx context.Context, fs storage.FS, dest string, mode plan.WriteMode, jobID string, existing []storage.FileInfo,
+	files []ManifestFile, publish func(context.Context) error) (manifest, error) {
+	manifestPath := storage.Join(dest, ManifestName)
+	m := manifest{Manifest: Manifest{JobID: jobID, Created: time.Now().UTC()}}
+	if mode == plan.ModeAppend {
 		prev, err := readManifest(ctx, fs, manifestPath)
 		if err != nil {
-			return err
+			return m, err
 		}
-		m.Files, m.Rows = prev.Files, prev.Rows
+		m.Files, m.Rows, m.prevRows = prev.Files, prev.Rows, prev.Rows
 	}
-	var rows int64
 	for _, f := range files {
-		m.Files = append(m.Files, ManifestFile{Path: f.path, Rows: f.w.Rows(), Bytes: f.w.Bytes()})
-		rows += f.w.Rows()
-		w.st.BytesOut.Add(f.w.Bytes())
+		m.Files = append(m.Files, f)
+		m.Rows += f.Rows
 	}
-	m.Rows += rows
-
-	if err := publish(ctx, fs, files); err != nil {
-		return err
+	if err := publish(ctx); err != nil {
+		return m, err
 	}
 
-	if w.node.Mode == plan.ModeOverwrite {
+	if mode == plan.ModeOverwrite {
 		keep := map[string]bool{}
 		for _, f := range files {
-			keep[pathKey(f.path)] = true
+			keep[pathKey(f.Path)] = true
 		}
 		// The old manifest goes first (pass one): from here on the
 		// destination holds a mix until the new one is written.
@@ -244,40 +263,40 @@ func (w *writeOp) commit(ctx context.Context, x *exec, fs storage.FS, existing [
 					continue
 				}
 				if err := fs.Delete(ctx, e.Path); err != nil {
-					return fmt.Errorf("the new files are published, but deleting the old file %s failed, so %s holds old and new files: %w", e.Path, w.node.Path, err)
+					return m, fmt.Errorf("the new files are published, but deleting the old file %s failed, so %s holds old and new files: %w", e.Path, dest, err)
 				}
 			}
 		}
 	}
 
-	w.st.RowsOut.Store(rows)
-	data, err := json.MarshalIndent(m, "", "  ")
+	data, err := json.MarshalIndent(m.Manifest, "", "  ")
 	if err != nil {
-		return err
+		return m, err
 	}
 	u, err := fs.Create(ctx, manifestPath)
 	if err != nil {
-		return err
+		return m, err
 	}
 	if _, err := u.Write(append(data, '\n')); err != nil {
 		_ = u.Close()
 		_ = u.Abort(ctx)
-		return err
+		return m, err
 	}
 	if err := u.Close(); err != nil {
 		_ = u.Abort(ctx)
-		return err
+		return m, err
 	}
 	if err := u.Commit(ctx); err != nil {
 		_ = u.Abort(context.WithoutCancel(ctx))
-		return err
+		return m, err
 	}
-	x.mu.Lock()
-	for _, f := range files {
-		x.written = append(x.written, f.path)
-	}
-	x.mu.Unlock()
-	return nil
+	return m, nil
+}
+
+// manifest is a Manifest being written, with the rows of the one it extends.
+type manifest struct {
+	Manifest
+	prevRows int64
 }
 
 // publish commits every staged file, 8 at a time. If one fails, it deletes
