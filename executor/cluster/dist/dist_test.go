@@ -675,6 +675,20 @@ func TestPlanChanged(t *testing.T) {
 	if _, err = dist.Run(context.Background(), c, l, dist.TaskSpec{Job: "j-1", Stage: 0, Task: 0, Attempt: 1}, env); !errors.Is(err, dist.ErrPlanChanged) {
 		t.Fatalf("err = %v, want ErrPlanChanged", err)
 	}
+	// Other partitions than the layout's.
+	other := *l
+	other.Stages = slices.Clone(l.Stages)
+	other.Stages[0].Partitions = 5
+	if _, err = dist.Run(context.Background(), a, &other, dist.TaskSpec{Job: "j-1", Stage: 0, Task: 0, Attempt: 1}, env); !errors.Is(err, dist.ErrPlanChanged) {
+		t.Fatalf("err = %v, want ErrPlanChanged", err)
+	}
+	// A task the layout does not have.
+	if _, err = dist.Run(context.Background(), a, l, dist.TaskSpec{Job: "j-1", Stage: 0, Task: l.Stages[0].Tasks, Attempt: 1}, env); !errors.Is(err, dist.ErrTask) {
+		t.Fatalf("err = %v, want ErrTask", err)
+	}
+	if _, err = dist.Run(context.Background(), a, l, dist.TaskSpec{Job: "j-1", Stage: 1, Task: 0, Attempt: 1}, env); !errors.Is(err, dist.ErrTask) {
+		t.Fatalf("err = %v, want ErrTask (no producers listed)", err)
+	}
 }
 
 func TestPartitionedSink(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -95,13 +96,8 @@ func Run(ctx context.Context, root plan.Node, l *Layout, t TaskSpec, env Env) (*
 	if err != nil {
 		return nil, err
 	}
-	if len(stages) != len(l.Stages) {
-		return nil, fmt.Errorf("%w: %d stages now, %d in the layout", ErrPlanChanged, len(stages), len(l.Stages))
-	}
-	for i, s := range stages {
-		if got, want := s.name(), l.Stages[i].Name; got != want {
-			return nil, fmt.Errorf("%w: stage %d is %q now, %q in the layout", ErrPlanChanged, i, got, want)
-		}
+	if err := matches(stages, l); err != nil {
+		return nil, err
 	}
 	if t.Stage < 0 || t.Stage >= len(stages) {
 		return nil, fmt.Errorf("%w: stage %d of %d", ErrTask, t.Stage, len(stages))
@@ -124,7 +120,7 @@ func Run(ctx context.Context, root plan.Node, l *Layout, t TaskSpec, env Env) (*
 		}
 	}()
 	var samples []arrow.RecordBatch
-	for i, in := range spec.Inputs {
+	for i, in := range s.inputs {
 		ids, addrs, err := inputBlocks(t, in, l.Stages[in.Stage])
 		if err != nil {
 			return nil, err
@@ -178,6 +174,24 @@ func Run(ctx context.Context, root plan.Node, l *Layout, t TaskSpec, env Env) (*
 		}
 	}
 	return putOutput(ctx, mem, s, spec, t, env, frag.Schema(), rows, samples)
+}
+
+// matches checks that the stages cut from the plan now are the layout's.
+func matches(stages []*stage, l *Layout) error {
+	if len(stages) != len(l.Stages) {
+		return fmt.Errorf("%w: %d stages now, %d in the layout", ErrPlanChanged, len(stages), len(l.Stages))
+	}
+	for i, s := range stages {
+		spec := l.Stages[i]
+		if got, want := s.name(), spec.Name; got != want {
+			return fmt.Errorf("%w: stage %d is %q now, %q in the layout", ErrPlanChanged, i, got, want)
+		}
+		if !slices.Equal(s.inputs, spec.Inputs) || s.parts != spec.Partitions || s.sink != spec.Sink {
+			return fmt.Errorf("%w: stage %d (%s) reads %v into %d partitions now, %v into %d in the layout",
+				ErrPlanChanged, i, spec.Name, s.inputs, s.parts, spec.Inputs, spec.Partitions)
+		}
+	}
+	return nil
 }
 
 // inputBlocks lists the block ids (and addresses) task t reads from one input.
