@@ -84,7 +84,12 @@ func init() {
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&wCoords, "coordinators", "", "coordinator API addresses, comma-separated (or SLUICE_COORDINATORS)")
 			fs.StringVar(&wc.DataDir, "data-dir", "", "directory for the worker's id and data")
-			fs.StringVar(&wc.Addr, "addr", "", "host:port this worker advertises")
+			fs.StringVar(&wc.Addr, "addr", "", "host:port this worker advertises and serves its blocks on (Arrow Flight)")
+			fs.Func("block-memory", "bytes of blocks kept in memory before spilling to --data-dir (default 1GiB)", func(v string) error {
+				n, err := parseSize(v)
+				wc.BlockMemory = n
+				return err
+			})
 			fs.StringVar(&wResources, "resources", "", "what the worker offers: cpu=N,gpu=N,memory=SIZE (default: all CPUs, no GPU)")
 			fs.StringVar(&wTokenFile, "token-file", "", "file holding the shared bearer token (or SLUICE_TOKEN)")
 			fs.DurationVar(&wc.Heartbeat, "heartbeat", time.Second, "how often to heartbeat")
@@ -433,12 +438,27 @@ func jobStatus(ctx context.Context, e *env, args []string, cf *clientFlags, wait
 	}
 	j := st.Job
 	fmt.Fprintf(e.stdout, "job %s (%s): %s\n", j.ID, j.Name, j.State)
+	if len(st.Stages) > 1 {
+		tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  stage\ttasks\tdone\trunning\tfailed\trows\tbytes\trows/s\toperators")
+		for i, p := range st.Stages {
+			fmt.Fprintf(tw, "  %d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%s\n", i, p.Tasks, p.Succeeded, p.Running, p.Failed, p.Rows, p.Bytes, p.RowsPerSec, p.Name)
+		}
+		tw.Flush()
+	}
+	// Every task of a small job; of a large one, those that are not done.
 	for _, t := range st.Tasks {
+		if len(st.Tasks) > 20 && t.State == state.TaskSucceeded && t.Error == "" {
+			continue
+		}
 		fmt.Fprintf(e.stdout, "  task %s: %s, attempt %d, worker %q, rows %d", t.ID, t.State, t.Attempt, t.Worker, t.Rows)
 		if t.Error != "" {
 			fmt.Fprintf(e.stdout, ", error: %s", t.Error)
 		}
 		fmt.Fprintln(e.stdout)
+	}
+	if len(j.Output) > 0 {
+		fmt.Fprintf(e.stdout, "  output: %d files\n", len(j.Output))
 	}
 	if j.State != state.JobSucceeded {
 		if j.Error != "" {

@@ -52,7 +52,8 @@ type SubmitRequest struct {
 	Plan      string            `json:"plan"`
 	Params    map[string]string `json:"params,omitempty"`
 	// ScheduledTime and RunID are the run's .ScheduledTime and .RunID
-	// (zero: the time the task runs; empty: the plan's name and that time).
+	// (zero: the time the job was submitted, so that every task of it
+	// renders the plan alike; empty: the plan's name and that time).
 	ScheduledTime time.Time       `json:"scheduled_time,omitzero"`
 	RunID         string          `json:"run_id,omitempty"`
 	MaxRetries    int             `json:"max_retries"`
@@ -75,10 +76,26 @@ type ErrorResponse struct {
 	Error string `json:"error"`
 }
 
-// JobStatus is a job with its tasks.
+// JobStatus is a job with its tasks and the progress of each stage.
 type JobStatus struct {
-	Job   state.Job    `json:"job"`
-	Tasks []state.Task `json:"tasks"`
+	Job    state.Job       `json:"job"`
+	Tasks  []state.Task    `json:"tasks"`
+	Stages []StageProgress `json:"stages,omitempty"`
+}
+
+// StageProgress counts a stage's tasks by state and what they produced.
+type StageProgress struct {
+	Name      string          `json:"name"`
+	Kind      state.StageKind `json:"kind,omitempty"`
+	Tasks     int             `json:"tasks"`
+	Succeeded int             `json:"succeeded"`
+	Running   int             `json:"running"` // assigned or running
+	Failed    int             `json:"failed"`
+	Rows      int64           `json:"rows"`
+	Bytes     int64           `json:"bytes"`
+	// RowsPerSec is Rows over the time from the stage's first assignment
+	// to its last report (or now, while it runs).
+	RowsPerSec float64 `json:"rows_per_sec"`
 }
 
 // RegisterRequest registers a worker.
@@ -93,6 +110,8 @@ type RegisterRequest struct {
 // a task it runs that is missing was cancelled or moved.
 type HeartbeatResponse struct {
 	Tasks []Assignment `json:"tasks"`
+	// Free are prefixes of block ids no task needs any more.
+	Free []string `json:"free,omitempty"`
 }
 
 // Assignment is a task with what a worker needs to run it.
@@ -105,6 +124,34 @@ type Assignment struct {
 	RunID         string            `json:"run_id,omitempty"`
 	// StageTasks is how many tasks the task's stage has.
 	StageTasks int `json:"stage_tasks"`
+	// Kind is what the task does (its stage's kind).
+	Kind state.StageKind `json:"kind,omitempty"`
+	// Layout is the job's physical plan, for the tasks after planning.
+	Layout []byte `json:"layout,omitempty"`
+	// Inputs are, for each stage the task reads, its producers.
+	Inputs []Input `json:"inputs,omitempty"`
+	// Failing tells a commit task that the job failed: remove the staged
+	// output instead of publishing it.
+	Failing bool `json:"failing,omitempty"`
+	// Workers and CPUs are the live workers and their CPUs, for a
+	// planning task to size the exchanges.
+	Workers int `json:"workers,omitempty"`
+	CPUs    int `json:"cpus,omitempty"`
+}
+
+// Input is one stage a task reads, with the succeeded producer tasks of it
+// in task order.
+type Input struct {
+	Stage     int        `json:"stage"` // the job's stage index
+	Producers []Producer `json:"producers"`
+}
+
+// Producer is a task whose output a task reads, and where it is.
+type Producer struct {
+	ID      string `json:"id"`
+	Index   int    `json:"index"`
+	Attempt int    `json:"attempt"`
+	Addr    string `json:"addr"` // the worker's advertised address (its block server)
 }
 
 // TaskReport is a worker's report on one attempt of a task.
@@ -119,6 +166,21 @@ type TaskReport struct {
 	// ReportBatch; the single-report paths carry them in the URL.
 	Task  string `json:"task,omitempty"`
 	Phase string `json:"phase,omitempty"`
+
+	Bytes int64 `json:"bytes,omitempty"`
+	// A planning task's layout and the stages it makes.
+	Layout []byte        `json:"layout,omitempty"`
+	Stages []state.Stage `json:"stages,omitempty"`
+	// Lost are the producer tasks whose output could not be fetched.
+	Lost []string `json:"lost,omitempty"`
+	// Output are the files a commit task published.
+	Output []string `json:"output,omitempty"`
+}
+
+// Command is the report as a state command.
+func (r TaskReport) Command(op state.Op, task string) state.Command {
+	return state.Command{Op: op, RequestID: r.RequestID, ID: task, Worker: r.Worker, Attempt: r.Attempt,
+		OK: r.OK, Error: r.Error, Rows: r.Rows, Bytes: r.Bytes, Layout: r.Layout, Stages: r.Stages, Lost: r.Lost, Output: r.Output}
 }
 
 // MaxReports is the most reports one ReportBatch may carry.

@@ -211,12 +211,20 @@ func TestClusterRunsPlan(t *testing.T) {
 		t.Fatalf("duplicate submission: %+v then %+v", a, b)
 	}
 	st := h.waitJob(cl, a.ID, state.JobSucceeded)
-	if st.Tasks[0].Rows == 0 || st.Tasks[0].Attempt != 1 {
-		t.Fatalf("task: %+v", st.Tasks[0])
+	// Planned, run as the layout's stages, committed by the last task.
+	if n := len(st.Stages); n < 3 || st.Stages[0].Kind != state.StagePlan || st.Stages[n-1].Kind != state.StageCommit {
+		t.Fatalf("stages: %+v", st.Stages)
+	}
+	commit := st.Tasks[len(st.Tasks)-1]
+	if commit.Rows == 0 || commit.Attempt != 1 || st.Stages[len(st.Stages)-2].Rows != commit.Rows {
+		t.Fatalf("commit task: %+v; stages %+v", commit, st.Stages)
 	}
 	files, _ := filepath.Glob(filepath.Join(out, "*.parquet"))
-	if len(files) == 0 {
-		t.Fatalf("no parquet written to %s", out)
+	if len(files) == 0 || len(files) != len(st.Job.Output) {
+		t.Fatalf("%d parquet files in %s, the job's output lists %v", len(files), out, st.Job.Output)
+	}
+	if staging, _ := filepath.Glob(filepath.Join(out, "_*staging*")); len(staging) > 0 {
+		t.Fatalf("staging left behind: %v", staging)
 	}
 	// Every replica holds the job, and one job only.
 	h.waitFor("replication", func() bool {

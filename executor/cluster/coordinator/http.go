@@ -215,7 +215,7 @@ func (c *Coordinator) job(rw http.ResponseWriter, r *http.Request) {
 		if j == nil {
 			return
 		}
-		out = &api.JobStatus{Job: *j}
+		out = &api.JobStatus{Job: *j, Stages: progress(s, j, c.cfg.Now().UTC())}
 		for _, id := range j.Tasks {
 			out.Tasks = append(out.Tasks, *s.Tasks[id])
 		}
@@ -273,14 +273,9 @@ func (c *Coordinator) heartbeat(rw http.ResponseWriter, r *http.Request) {
 	out := api.HeartbeatResponse{Tasks: []api.Assignment{}}
 	c.fsm.read(func(s *state.State) {
 		for _, t := range s.TasksOf(id) {
-			j := s.Jobs[t.Job]
-			n := len(j.Tasks)
-			if t.Stage < len(j.Stages) {
-				n = j.Stages[t.Stage].Tasks
-			}
-			out.Tasks = append(out.Tasks, api.Assignment{Task: *t, File: j.File, Plan: string(j.Plan),
-				Params: j.Params, ScheduledTime: j.ScheduledTime, RunID: j.RunID, StageTasks: n})
+			out.Tasks = append(out.Tasks, assignment(s, t))
 		}
+		out.Free = freeable(s, now)
 	})
 	writeJSON(rw, http.StatusOK, out)
 }
@@ -291,8 +286,7 @@ func (c *Coordinator) report(op state.Op) http.HandlerFunc {
 		if !decode(rw, r, &req) {
 			return
 		}
-		c.propose(rw, state.Command{Op: op, RequestID: req.RequestID, ID: r.PathValue("id"), Worker: req.Worker,
-			Attempt: req.Attempt, OK: req.OK, Error: req.Error, Rows: req.Rows}, "task")
+		c.propose(rw, req.Command(op, r.PathValue("id")), "task")
 	}
 }
 
@@ -314,8 +308,7 @@ func (c *Coordinator) reports(rw http.ResponseWriter, r *http.Request) {
 			writeError(rw, http.StatusBadRequest, fmt.Errorf("reports[%d]: want phase start or finish, a task, and worker %s", i, worker))
 			return
 		}
-		batch[i] = state.Command{Op: op, RequestID: rep.RequestID, ID: rep.Task, Worker: rep.Worker,
-			Attempt: rep.Attempt, OK: rep.OK, Error: rep.Error, Rows: rep.Rows}
+		batch[i] = rep.Command(op, rep.Task)
 	}
 	res, ok := c.applyOrFail(rw, state.Command{Op: state.OpBatch, Batch: batch})
 	if !ok {

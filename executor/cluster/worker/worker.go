@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,7 +21,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
 	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/blocks"
 	"github.com/sluicehq/sluice/executor/cluster/state"
 	"github.com/sluicehq/sluice/executor/local"
 	"github.com/sluicehq/sluice/plans"
@@ -37,8 +41,15 @@ type Config struct {
 	TLS          *tls.Config   // trusts the coordinators' certificates (nil: plain HTTP)
 	Logger       *slog.Logger
 
-	// Run runs one task; the default compiles the plan and runs it with
-	// the local executor. Tests replace it.
+	// BlockMemory is the bytes of blocks the worker keeps in memory before
+	// it spills them to DataDir/blocks (default 1 GiB).
+	BlockMemory int64
+	// SplitBytes is the input bytes a scan task reads (0: dist's default),
+	// for the jobs this worker lays out.
+	SplitBytes int64
+
+	// Run runs one task, replacing the default (plan jobs laid out into
+	// stages and run with the local executor). Tests replace it.
 	Run func(ctx context.Context, a api.Assignment) (rows int64, err error)
 }
 
@@ -74,6 +85,12 @@ type Worker struct {
 	rmu   sync.Mutex
 	queue []pending
 	rwake chan struct{}
+
+	// Blocks: kept in store, served at cfg.Addr, fetched from others by
+	// flight. store is nil when the worker has no address.
+	store  *blocks.Store
+	flight *blocks.Client
+	jobs   jobCache
 }
 
 // pending is a queued report; ok, when set, hears whether it applied.
@@ -96,8 +113,8 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Run == nil {
-		cfg.Run = runPlan
+	if cfg.BlockMemory == 0 {
+		cfg.BlockMemory = 1 << 30
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -108,9 +125,41 @@ func New(cfg Config) (*Worker, error) {
 	}
 	cl := api.NewClient(cfg.Coordinators, cfg.Token)
 	cl.SetTLS(cfg.TLS)
-	return &Worker{cfg: cfg, id: id, cl: cl,
+	w := &Worker{cfg: cfg, id: id, cl: cl,
 		log: cfg.Logger.With("worker", id), running: map[string]*run{}, done: map[string]bool{},
-		rwake: make(chan struct{}, 1)}, nil
+		rwake: make(chan struct{}, 1), flight: blocks.NewClient(cfg.Token)}
+	if cfg.Addr != "" {
+		if w.store, err = blocks.NewStore(filepath.Join(cfg.DataDir, "blocks"), cfg.BlockMemory, memory.DefaultAllocator); err != nil {
+			return nil, fmt.Errorf("worker: %w", err)
+		}
+	}
+	return w, nil
+}
+
+// serve serves the worker's blocks at its address until ctx ends.
+func (w *Worker) serve(ctx context.Context) error {
+	lis, err := net.Listen("tcp", w.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("worker: block server: %w", err)
+	}
+	if _, port, _ := net.SplitHostPort(w.cfg.Addr); port == "0" {
+		w.cfg.Addr = lis.Addr().String() // advertise the port it got
+	}
+	srv := blocks.NewServer(w.store, blocks.WithToken(w.cfg.Token))
+	w.wg.Add(2)
+	go func() {
+		defer w.wg.Done()
+		if err := srv.Serve(lis); err != nil {
+			w.log.Error("block server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer w.wg.Done()
+		<-ctx.Done()
+		srv.Stop()
+		w.flight.Close()
+	}()
+	return nil
 }
 
 // ID is the worker's id.
@@ -140,6 +189,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.stopAll()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // before the wait: stops the reporter
+	if w.store != nil {
+		if err := w.serve(ctx); err != nil {
+			return err
+		}
+	}
 	w.wg.Add(1)
 	go func() { defer w.wg.Done(); w.reporter(ctx) }()
 	registered := false
@@ -171,6 +225,11 @@ func (w *Worker) Run(ctx context.Context) error {
 				}
 			default:
 				w.sync(ctx, hb.Tasks)
+				if w.store != nil {
+					for _, p := range hb.Free {
+						w.store.DeletePrefix(p)
+					}
+				}
 			}
 		}
 		select {
@@ -239,19 +298,26 @@ func (w *Worker) runTask(ctx context.Context, a api.Assignment) {
 			return
 		}
 	}
-	log.Info("running")
-	rows, err := w.cfg.Run(ctx, a)
+	log.Info("running", "kind", a.Kind)
+	var out Outcome
+	var err error
+	if w.cfg.Run != nil {
+		out.Rows, err = w.cfg.Run(ctx, a)
+	} else {
+		out, err = w.execute(ctx, a)
+	}
 	if ctx.Err() != nil {
 		log.Info("stopped: no longer assigned here")
 		return
 	}
 	rep.RequestID = fmt.Sprintf("%s/%s/%d/finish", w.id, t.ID, t.Attempt)
 	rep.Phase = string(state.OpFinish)
-	rep.OK, rep.Rows = err == nil, rows
+	rep.OK, rep.Rows, rep.Bytes = err == nil, out.Rows, out.Bytes
+	rep.Layout, rep.Stages, rep.Lost, rep.Output = out.Layout, out.Stages, out.Lost, out.Output
 	if err != nil {
 		rep.Error = err.Error()
 	}
-	log.Info("finished", "ok", rep.OK, "rows", rows, "err", err)
+	log.Info("finished", "ok", rep.OK, "rows", out.Rows, "err", err)
 	w.report(ctx, rep, false)
 }
 

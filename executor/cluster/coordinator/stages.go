@@ -1,0 +1,139 @@
+package coordinator
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/state"
+)
+
+// assignment is task t with what its worker needs to run it: the plan, the
+// layout, and where the outputs of its input stages are.
+func assignment(s *state.State, t *state.Task) api.Assignment {
+	j := s.Jobs[t.Job]
+	st, _ := j.StageOf(t)
+	a := api.Assignment{Task: *t, File: j.File, Plan: string(j.Plan), Params: j.Params, ScheduledTime: j.ScheduledTime,
+		RunID: j.RunID, StageTasks: st.Tasks, Kind: st.Kind, Failing: j.Failing}
+	if a.ScheduledTime.IsZero() {
+		// Every task of the job renders the plan alike.
+		a.ScheduledTime = j.Submitted
+	}
+	switch st.Kind {
+	case state.StagePlan:
+		for _, w := range s.Workers {
+			if w.Alive {
+				a.Workers++
+				a.CPUs += w.Resources.CPU
+			}
+		}
+	case state.StageExec, state.StageCommit:
+		a.Layout = j.Layout
+		for _, in := range st.Inputs {
+			ai := api.Input{Stage: in.Stage}
+			for i := range j.Stages[in.Stage].Tasks {
+				if !in.All && i != t.Index {
+					continue
+				}
+				p := s.Tasks[j.TaskAt(in.Stage, i)]
+				if p.State != state.TaskSucceeded {
+					continue // not ready: the task reports it lost
+				}
+				addr := ""
+				if w := s.Workers[p.Worker]; w != nil {
+					addr = w.Addr
+				}
+				ai.Producers = append(ai.Producers, api.Producer{ID: p.ID, Index: p.Index, Attempt: p.Attempt, Addr: addr})
+			}
+			a.Inputs = append(a.Inputs, ai)
+		}
+	}
+	return a
+}
+
+// freeAfter is how long the blocks of a finished job are still named in
+// heartbeats for workers to drop (one that missed them all drops them when
+// it restarts: the block store starts empty).
+const freeAfter = 10 * time.Minute
+
+// freeable are the prefixes of block ids that no task needs: those of jobs
+// finished lately, and of stages every reader of which succeeded.
+func freeable(s *state.State, now time.Time) []string {
+	var out []string
+	for _, j := range s.Jobs {
+		if len(j.Stages) < 2 {
+			continue
+		}
+		if j.State.Done() {
+			if now.Sub(j.Finished) < freeAfter {
+				out = append(out, j.ID+"/")
+			}
+			continue
+		}
+		for si, st := range j.Stages {
+			if !st.Blocks || !consumed(s, j, si) {
+				continue
+			}
+			// Block ids count stages after the planning stage (see dist.BlockID).
+			out = append(out, fmt.Sprintf("%s/s%d/", j.ID, si-1))
+		}
+	}
+	return out
+}
+
+// consumed reports whether every task reading stage si succeeded.
+func consumed(s *state.State, j *state.Job, si int) bool {
+	for ci, c := range j.Stages {
+		for _, in := range c.Inputs {
+			if in.Stage != si {
+				continue
+			}
+			for i := range c.Tasks {
+				if s.Tasks[j.TaskAt(ci, i)].State != state.TaskSucceeded {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// progress is each stage's progress.
+func progress(s *state.State, j *state.Job, now time.Time) []api.StageProgress {
+	out := make([]api.StageProgress, len(j.Stages))
+	first := make([]time.Time, len(j.Stages))
+	last := make([]time.Time, len(j.Stages))
+	for i, st := range j.Stages {
+		out[i] = api.StageProgress{Name: st.Name, Kind: st.Kind, Tasks: st.Tasks}
+	}
+	for _, id := range j.Tasks {
+		t := s.Tasks[id]
+		p := &out[t.Stage]
+		switch t.State {
+		case state.TaskSucceeded:
+			p.Succeeded++
+			p.Rows += t.Rows
+			p.Bytes += t.Bytes
+		case state.TaskAssigned, state.TaskRunning:
+			p.Running++
+		case state.TaskFailed:
+			p.Failed++
+		}
+		if !t.Assigned.IsZero() && (first[t.Stage].IsZero() || t.Assigned.Before(first[t.Stage])) {
+			first[t.Stage] = t.Assigned
+		}
+		if t.Updated.After(last[t.Stage]) {
+			last[t.Stage] = t.Updated
+		}
+	}
+	for i := range out {
+		end := last[i]
+		if out[i].Succeeded < out[i].Tasks && !j.State.Done() {
+			end = now
+		}
+		if d := end.Sub(first[i]).Seconds(); !first[i].IsZero() && d > 0 {
+			out[i].RowsPerSec = float64(out[i].Rows) / d
+		}
+	}
+	return out
+}

@@ -1,0 +1,268 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/sluicehq/sluice/dataset/plan"
+	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/blocks"
+	"github.com/sluicehq/sluice/executor/cluster/dist"
+	"github.com/sluicehq/sluice/executor/cluster/state"
+	"github.com/sluicehq/sluice/executor/local"
+	"github.com/sluicehq/sluice/plans"
+	"github.com/sluicehq/sluice/storage"
+)
+
+// Outcome is what a task's attempt produced, beyond success.
+type Outcome struct {
+	Rows, Bytes int64
+	Layout      []byte        // a planning task's layout
+	Stages      []state.Stage // and the stages it makes
+	Lost        []string      // producer tasks whose output could not be fetched
+	Output      []string      // files a commit task published
+}
+
+// compiled is a job's plan compiled once per worker: the stages of a job
+// that run here share it, so a stateful step (a model) loads once.
+type compiled struct {
+	job  *plans.Job
+	root plan.Node // optimized, the write at its root
+}
+
+// jobCache keeps the compiled plans of the last few jobs.
+type jobCache struct {
+	mu    sync.Mutex
+	order []string
+	jobs  map[string]*compiled
+}
+
+const cachedJobs = 4
+
+func (c *jobCache) get(a api.Assignment) (*compiled, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if j := c.jobs[a.Task.Job]; j != nil {
+		return j, nil
+	}
+	p, lints := plans.Parse(a.File, []byte(a.Plan))
+	if err := lints.Err(); err != nil {
+		return nil, err
+	}
+	job, err := plans.Compile(p, plans.Vars{Params: a.Params, ScheduledTime: a.ScheduledTime, RunID: a.RunID})
+	if err != nil {
+		return nil, err
+	}
+	root, err := plan.Optimize(job.Sink)
+	if err != nil {
+		return nil, err
+	}
+	if c.jobs == nil {
+		c.jobs = map[string]*compiled{}
+	}
+	if len(c.order) >= cachedJobs {
+		delete(c.jobs, c.order[0])
+		c.order = c.order[1:]
+	}
+	j := &compiled{job: job, root: root}
+	c.jobs[a.Task.Job] = j
+	c.order = append(c.order, a.Task.Job)
+	return j, nil
+}
+
+// execute runs one task of a plan job: its planning, one task of its
+// layout, or its commit.
+func (w *Worker) execute(ctx context.Context, a api.Assignment) (Outcome, error) {
+	switch a.Kind {
+	case state.StagePlan:
+		return w.planJob(ctx, a)
+	case state.StageExec:
+		return w.runStage(ctx, a)
+	case state.StageCommit:
+		return w.commit(ctx, a)
+	}
+	rows, err := runPlan(ctx, a)
+	return Outcome{Rows: rows}, err
+}
+
+// planJob lays the plan out into stages sized to the cluster.
+func (w *Worker) planJob(ctx context.Context, a api.Assignment) (Outcome, error) {
+	c, err := w.jobs.get(a)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if c.job.Sink.Mode == plan.ModeError {
+		fs, err := storage.For(c.job.Sink.Path)
+		if err != nil {
+			return Outcome{}, err
+		}
+		if files, err := fs.List(ctx, c.job.Sink.Path); err == nil && len(files) > 0 {
+			return Outcome{}, fmt.Errorf("%s: %w (%d files; mode is error: use mode overwrite to replace it or append to add to it)",
+				c.job.Sink.Path, storage.ErrExist, len(files))
+		}
+	}
+	opts := dist.DefaultOptions()
+	opts.Partitions = max(1, a.CPUs)
+	if w.cfg.SplitBytes > 0 {
+		opts.SplitBytes = w.cfg.SplitBytes
+	}
+	l, err := dist.PlanContext(ctx, c.root, opts)
+	if err != nil {
+		return Outcome{}, err
+	}
+	out := Outcome{}
+	if out.Layout, err = json.Marshal(l); err != nil {
+		return Outcome{}, err
+	}
+	for _, s := range l.Stages {
+		st := state.Stage{Name: s.Name, Tasks: s.Tasks, Blocks: !s.Sink, Stateful: s.Stateful, Needs: state.Resources{GPU: s.GPU}}
+		if st.Blocks {
+			st.MaxInFlight = 2 * opts.Partitions
+		}
+		for _, in := range s.Inputs {
+			st.Inputs = append(st.Inputs, state.StageInput{Stage: in.Stage, All: in.Mode != dist.ModeOne})
+		}
+		out.Stages = append(out.Stages, st)
+	}
+	return out, nil
+}
+
+// runStage runs one task of the layout: its inputs fetched from the
+// workers that made them, its output kept here (or staged, in the sink).
+func (w *Worker) runStage(ctx context.Context, a api.Assignment) (Outcome, error) {
+	if w.store == nil {
+		return Outcome{}, errors.New("worker: no block server (start the worker with --addr)")
+	}
+	c, err := w.jobs.get(a)
+	if err != nil {
+		return Outcome{}, err
+	}
+	var l dist.Layout
+	if err := json.Unmarshal(a.Layout, &l); err != nil {
+		return Outcome{}, fmt.Errorf("worker: task %s: layout: %w", a.Task.ID, err)
+	}
+	spec := dist.TaskSpec{Job: a.Task.Job, Stage: a.Task.Stage - 1, Task: a.Task.Index, Attempt: a.Task.Attempt}
+	// Block ids name their producer's attempt: "job/sS/tT/aA/...".
+	producer := map[string]string{}
+	for _, in := range a.Inputs {
+		si := dist.StageInput{Stage: in.Stage - 1}
+		for _, p := range in.Producers {
+			si.Producers = append(si.Producers, dist.Producer{Task: p.Index, Attempt: p.Attempt, Addr: p.Addr})
+			producer[path.Dir(dist.SampleID(a.Task.Job, in.Stage-1, p.Index, p.Attempt))] = p.ID
+		}
+		spec.Inputs = append(spec.Inputs, si)
+	}
+	var mu sync.Mutex
+	var lost []string
+	env := dist.Env{
+		Fetch: func(ctx context.Context, addr, id string) (*arrow.Schema, []arrow.RecordBatch, error) {
+			sch, recs, err := w.fetch(ctx, addr, id)
+			if errors.Is(err, blocks.ErrNotFound) || errors.Is(err, blocks.ErrUnreachable) {
+				mu.Lock()
+				if p := producer[path.Dir(id)]; p != "" {
+					lost = append(lost, p)
+				}
+				mu.Unlock()
+			}
+			return sch, recs, err
+		},
+		Put:   w.store.Put,
+		Local: w.localConfig(),
+	}
+	res, err := dist.Run(ctx, c.root, &l, spec, env)
+	if err != nil {
+		return Outcome{Lost: lost}, err
+	}
+	return Outcome{Rows: res.Rows, Bytes: res.Bytes}, nil
+}
+
+// fetch reads a block: from this worker's own store when it made it.
+func (w *Worker) fetch(ctx context.Context, addr, id string) (*arrow.Schema, []arrow.RecordBatch, error) {
+	if addr == w.cfg.Addr {
+		return w.store.Get(id)
+	}
+	return w.flight.Fetch(ctx, addr, id)
+}
+
+// localConfig is how a task's operators run: the local executor's
+// defaults, with this worker's share of memory for blocks in flight.
+func (w *Worker) localConfig() local.Config {
+	cfg := local.DefaultConfig()
+	if w.cfg.Resources.CPU > 0 {
+		cfg.Concurrency = w.cfg.Resources.CPU
+	}
+	return cfg
+}
+
+// commit publishes the files of the sink tasks' winning attempts (or, for
+// a failed job, removes every staged file), and says which it published.
+func (w *Worker) commit(ctx context.Context, a api.Assignment) (Outcome, error) {
+	c, err := w.jobs.get(a)
+	if err != nil {
+		return Outcome{}, err
+	}
+	sink := c.job.Sink
+	fs, err := storage.For(sink.Path)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if a.Failing {
+		return Outcome{}, local.RemoveStaging(ctx, fs, sink.Path, a.Task.Job)
+	}
+	if data, err := storage.ReadFile(ctx, fs, storage.Join(sink.Path, local.ManifestName)); err == nil {
+		var m local.Manifest
+		if json.Unmarshal(data, &m) == nil && m.JobID == a.Task.Job {
+			// Published by an earlier attempt, which stopped before its report.
+			out := Outcome{Rows: m.Rows}
+			for _, f := range m.Files {
+				out.Output = append(out.Output, f.Path)
+			}
+			return out, local.RemoveStaging(ctx, fs, sink.Path, a.Task.Job)
+		}
+	}
+	if len(a.Inputs) != 1 {
+		return Outcome{}, fmt.Errorf("worker: commit task %s has %d inputs, want the sink stage", a.Task.ID, len(a.Inputs))
+	}
+	var files []local.StagedFile
+	for _, p := range a.Inputs[0].Producers {
+		dir := dist.StagingDir(sink.Path, a.Task.Job, p.Index, p.Attempt)
+		data, err := storage.ReadFile(ctx, fs, storage.Join(dir, local.ManifestName))
+		if err != nil {
+			return Outcome{}, fmt.Errorf("worker: commit: the files of task %s attempt %d: %w", p.ID, p.Attempt, err)
+		}
+		var m local.Manifest
+		if err := json.Unmarshal(data, &m); err != nil {
+			return Outcome{}, fmt.Errorf("worker: commit: %s: %w", storage.Join(dir, local.ManifestName), err)
+		}
+		for _, f := range m.Files {
+			rel := strings.TrimPrefix(strings.TrimPrefix(f.Path, dir), "/")
+			if rel == f.Path {
+				rel = path.Base(f.Path)
+			}
+			// The task's index first, so the files sort in task order.
+			d, base := path.Split(rel)
+			to := storage.Join(sink.Path, d+fmt.Sprintf("part-%05d-%s", p.Index, strings.TrimPrefix(base, "part-")))
+			files = append(files, local.StagedFile{From: f.Path, To: to, Rows: f.Rows, Bytes: f.Bytes})
+		}
+	}
+	m, err := local.Publish(ctx, fs, sink.Path, sink.Mode, a.Task.Job, files)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if err := local.RemoveStaging(ctx, fs, sink.Path, a.Task.Job); err != nil {
+		return Outcome{}, err
+	}
+	out := Outcome{Rows: m.Rows}
+	for _, f := range files {
+		out.Output = append(out.Output, f.To)
+		out.Bytes += f.Bytes
+	}
+	return out, nil
+}
