@@ -112,3 +112,39 @@ func TestMapBatchesUnordered(t *testing.T) {
 	}
 	t.Logf("at most %d calls at once", callers)
 }
+
+// A sorted write on several goroutines still writes its files in order:
+// read in name order they give the sort's order.
+func TestSortedWriteKeepsOrder(t *testing.T) {
+	cfg := local.DefaultConfig()
+	cfg.BatchRows = 100
+	cfg.Concurrency = 4
+	ctx := context.Background()
+	dir := t.TempDir()
+	d := dataset.Range(20_000).Configure(cfg).WithColumn("k", "(id * 7919) % 20000").Sort(dataset.Desc("k"))
+	if _, err := d.WriteParquet(ctx, dir, dataset.WriteOptions{RowsPerFile: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	last := int64(1 << 62)
+	for _, f := range listFiles(t, dir) {
+		if filepath.Ext(f) != ".parquet" {
+			continue
+		}
+		files++
+		for rec, err := range dataset.ReadParquet(filepath.Join(dir, f), dataset.NoPartitioning()).Configure(cfg).Iter(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range rec.Column(rec.Schema().FieldIndices("k")[0]).(*array.Int64).Int64Values() {
+				if k >= last {
+					t.Fatalf("%s: k %d after %d", f, k, last)
+				}
+				last = k
+			}
+		}
+	}
+	if files < 6 || last != 0 {
+		t.Fatalf("%d files, last key %d", files, last)
+	}
+}

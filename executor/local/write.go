@@ -90,7 +90,12 @@ func (w *writeOp) run(ctx context.Context, x *exec, out chan<- block) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	in := x.start(gctx, g, w.in)
-	for worker := range x.cfg.Concurrency {
+	writers := x.cfg.Concurrency
+	if x.cfg.PreserveOrder && sorted(n.Input) {
+		// One writer: its files, in name order, hold the rows in order.
+		writers = 1
+	}
+	for worker := range writers {
 		g.Go(func() error {
 			open := map[string]*staged{}
 			seq := 0
@@ -186,6 +191,26 @@ func (w *writeOp) run(ctx context.Context, x *exec, out chan<- block) error {
 		return wrapOp(w.st.Name, err)
 	}
 	return nil
+}
+
+// sorted reports whether n's rows come out of a sort, through operators
+// that keep their order.
+func sorted(n plan.Node) bool {
+	for {
+		switch m := n.(type) {
+		case *plan.Sort:
+			return true
+		case *plan.Filter, *plan.Project, *plan.Limit:
+			n = m.Children()[0]
+		case *plan.MapBatches:
+			if !m.RowLocal {
+				return false
+			}
+			n = m.Input
+		default:
+			return false
+		}
+	}
 }
 
 func closeStaged(f *staged) error {
