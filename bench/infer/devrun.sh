@@ -56,7 +56,7 @@ summ() {
 	done
 	grep -E "a step unsynced|Attention|FAIL|panic" "$OUT/profile.log"
 	stamp "== infer/offline-512"
-	for v in "" "SLUICE_CUDA_ATTN=nosplit" "SLUICE_CUDA_SPLITS=1"; do
+	for v in "" "SLUICE_CUDA_ATTN=nosplit" ""; do
 		echo "-- ${v:-default}" | tee -a "$OUT/infer.log"
 		env $v timeout 90 "$bin/sluice" bench infer --model /tmp/bench-1b --device cuda --prompts 512 --min-len 128 --max-len 512 \
 			--max-tokens 128 --max-num-seqs 256 --max-num-batched-tokens 8192 >>"$OUT/infer.log" 2>&1; echo "rc=$?"

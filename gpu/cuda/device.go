@@ -85,7 +85,7 @@ var (
 
 type kernelFuncs struct {
 	convert, epilogue, embed, rmsnorm, rope, siluMul, add, softmax, argmax, writeKV, attention, attentionGQA, attentionPrefill,
-	attentionSplit, attentionMerge uintptr
+	attentionSplit, attentionSplit128, attentionMerge uintptr
 }
 
 // kernelFunc is one kernel of gpu/kernels and where its handle goes.
@@ -101,7 +101,7 @@ func (f *kernelFuncs) table() []kernelFunc {
 		{&f.rope, "rope"}, {&f.siluMul, "siluMul"}, {&f.add, "add"}, {&f.softmax, "softmax"},
 		{&f.argmax, "argmax"}, {&f.writeKV, "writeKV"}, {&f.attention, "attention"},
 		{&f.attentionGQA, "attentionGQA"}, {&f.attentionPrefill, "attentionPrefill"},
-		{&f.attentionSplit, "attentionSplit"}, {&f.attentionMerge, "attentionMerge"},
+		{&f.attentionSplit, "attentionSplit"}, {&f.attentionSplit128, "attentionSplit128"}, {&f.attentionMerge, "attentionMerge"},
 	}
 }
 

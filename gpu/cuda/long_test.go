@@ -44,7 +44,8 @@ func TestAttentionLongDecode(t *testing.T) {
 // TestAttentionLong compares Attention on long contexts (many chunks per
 // warp, scattered blocks) with the cpu backend on the same random inputs:
 // decode rows and a prefill chunk, float32 and a bf16 cache, with each
-// attention kernel choice (the default, "gqa", and "prefill" forced).
+// attention kernel choice (the default, "split", "nosplit", "gqa", and
+// "prefill" forced).
 func TestAttentionLong(t *testing.T) {
 	dev := open(t)
 	ref, err := cpu.New(cpu.DefaultConfig())
@@ -54,7 +55,7 @@ func TestAttentionLong(t *testing.T) {
 	defer ref.Close()
 	const heads, kvh, dim, bs = 8, 2, 128, 16
 	seqs := [][2]int{{2500, 1}, {700, 300}, {33, 1}}
-	for _, mode := range []string{"", "gqa", "prefill"} {
+	for _, mode := range []string{"", "split", "nosplit", "gqa", "prefill"} {
 		for _, cdt := range []gpu.DType{gpu.F32, gpu.BF16} {
 			name := mode
 			if name == "" {

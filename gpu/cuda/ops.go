@@ -342,10 +342,13 @@ func prefillRows(d int) int {
 
 // attnMode selects the attention kernels (SLUICE_CUDA_ATTN), for A/B runs:
 //
-//	""        the default: attentionPrefill for MaxQueryLen ≥ prefillMinQuery,
+//	""        the default: attentionPrefill for MaxQueryLen ≥ prefillMinQuery
+//	          with attentionSplit for the batch's decode rows,
 //	          attentionSplit for decode batches (MaxQueryLen 1), else
 //	          attentionGQA (G ≥ 2) or attention
-//	"nosplit" the default without attentionSplit (decode as before it)
+//	"nosplit" the default without attentionSplit (decode batches as before
+//	          it, attentionGQA or attention; attentionPrefill serves every
+//	          row of a mixed batch)
 //	"split"   attentionSplit for decode batches with one tile of keys per
 //	          split, the most splits (tests)
 //	"gqa"     neither attentionPrefill nor attentionSplit (the choice
@@ -366,18 +369,26 @@ var splitsForce, _ = strconv.Atoi(os.Getenv("SLUICE_CUDA_SPLITS"))
 // SP_KT, the keys of one tile.
 const splitMaxGroup, splitMaxHeadDim, splitTile = 8, 128, 32
 
-// Split choice: enough blocks for splitWaves waves of splitBlocksPerSM
-// blocks on every multiprocessor, each split at least splitMinChunk keys,
-// at most splitMax splits.
-const splitWaves, splitBlocksPerSM, splitMinChunk, splitMax = 4, 8, 64, 128
+// splitBlocksPerSM is how many attentionSplit blocks one multiprocessor
+// holds (its __launch_bounds__: 6 for d ≤ 64, 4 for attentionSplit128),
+// splitMinChunk the fewest keys of a split and splitMax the most splits.
+func splitBlocksPerSM(d int) int {
+	if d <= 64 {
+		return 6
+	}
+	return 4
+}
+
+const splitMinChunk, splitMax = 64, 128
 
 // decodeSplits returns how many splits attentionSplit takes for pairs
-// (sequence, kv head) pairs whose longest context is maxCtx keys, on sms
-// multiprocessors, and the keys per split (a multiple of splitTile; the
-// last split takes the rest): one split when the pairs already fill the
-// GPU, more as the batch shrinks or the context grows. mode and force are
-// attnMode and splitsForce.
-func decodeSplits(pairs, maxCtx, sms int, mode string, force int) (splits, chunk int) {
+// (sequence, kv head) pairs whose longest context is maxCtx keys, when wave
+// blocks fill the GPU once, and the keys per split (a multiple of
+// splitTile; the last split takes the rest): one split when the pairs
+// alone fill a wave (measured on an H200: splitting a full wave further
+// only adds merge work), else as many as fill one, each at least
+// splitMinChunk keys. mode and force are attnMode and splitsForce.
+func decodeSplits(pairs, maxCtx, wave int, mode string, force int) (splits, chunk int) {
 	tiles := max(1, (maxCtx+splitTile-1)/splitTile)
 	switch {
 	case mode == "split":
@@ -385,8 +396,7 @@ func decodeSplits(pairs, maxCtx, sms int, mode string, force int) (splits, chunk
 	case force > 0:
 		splits = force
 	default:
-		target := splitWaves * splitBlocksPerSM * sms
-		splits = min((target+pairs-1)/max(1, pairs), (maxCtx+splitMinChunk-1)/splitMinChunk, splitMax)
+		splits = min(wave/max(1, pairs), (maxCtx+splitMinChunk-1)/splitMinChunk, splitMax)
 	}
 	splits = min(max(1, splits), tiles)
 	chunk = (tiles + splits - 1) / splits * splitTile
@@ -416,10 +426,10 @@ const maxHeadDim = 256
 // kernels). Batches with MaxQueryLen ≥ prefillMinQuery take the tiled
 // FlashAttention-style kernel (attentionPrefill: a tile of query rows per
 // block, K/V tiles in shared memory). Decode batches (one query row per
-// sequence) take the split-context kernel (attentionSplit: each
-// sequence's context split over several blocks when the batch alone would
-// not fill the GPU, their partial softmax states combined by
-// attentionMerge).
+// sequence), and the decode rows of batches that take attentionPrefill,
+// take the split-context kernel (attentionSplit: each sequence's context
+// split over several blocks when the batch alone would not fill the GPU,
+// their partial softmax states combined by attentionMerge).
 func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) error {
 	a, err := check.Attention(out, q, kCache, vCache, b)
 	if err != nil {
@@ -451,21 +461,35 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 	}
 	defer d.leave()
 	g := a.Heads / a.KVHeads
-	prefill := g <= prefillMaxGroup && a.HeadDim <= prefillMaxHeadDim &&
-		(attnMode == "" && b.MaxQueryLen >= prefillMinQuery || attnMode == "prefill")
-	if prefill {
-		qt := prefillRows(a.HeadDim) / g // query rows per block
-		return d.launch("attentionPrefill", d.fn.attentionPrefill, [3]int{(maxQ + qt - 1) / qt, a.KVHeads, a.Seqs}, 128,
-			p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
-			i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec))
+	auto := attnMode == "" || attnMode == "split" || attnMode == "nosplit"
+	split := (attnMode == "" || attnMode == "split") && g <= splitMaxGroup && a.HeadDim <= splitMaxHeadDim
+	maxCtx := b.MaxContextLen
+	if maxCtx == 0 || maxCtx > a.MaxBlocks*a.BlockSize {
+		maxCtx = a.MaxBlocks * a.BlockSize // a bound that needs no host copy of ContextLens
 	}
-	if maxQ == 1 && g <= splitMaxGroup && a.HeadDim <= splitMaxHeadDim &&
-		(attnMode == "" || attnMode == "split") {
-		maxCtx := b.MaxContextLen
-		if maxCtx == 0 || maxCtx > a.MaxBlocks*a.BlockSize {
-			maxCtx = a.MaxBlocks * a.BlockSize // a bound that needs no host copy of ContextLens
+	vecKV := vec == 1 && p[3]%16 == 0
+	prefill := g <= prefillMaxGroup && a.HeadDim <= prefillMaxHeadDim &&
+		(auto && b.MaxQueryLen >= prefillMinQuery || attnMode == "prefill")
+	if prefill {
+		// In a mixed batch the decode rows (sequences of one query row)
+		// go to attentionSplit, which reads their context once per kv
+		// head instead of through a mostly empty tile of query rows.
+		mixed := split && attnMode != "prefill"
+		minRows := 1
+		if mixed {
+			minRows = 2
 		}
-		return d.attentionSplit(p, out, q, kCache, a, maxCtx, scale, vec == 1 && p[3]%16 == 0)
+		qt := prefillRows(a.HeadDim) / g // query rows per block
+		err := d.launch("attentionPrefill", d.fn.attentionPrefill, [3]int{(maxQ + qt - 1) / qt, a.KVHeads, a.Seqs}, 128,
+			p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
+			i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec), i64(minRows))
+		if err != nil || !mixed {
+			return err
+		}
+		return d.attentionSplit(p, out, q, kCache, a, maxCtx, scale, vecKV)
+	}
+	if maxQ == 1 && split {
+		return d.attentionSplit(p, out, q, kCache, a, maxCtx, scale, vecKV)
 	}
 	if g >= 2 && g <= gqaMaxGroup && a.HeadDim <= gqaMaxHeadDim && attnMode != "v2" {
 		// One block per kv head serves its group of query heads: each
@@ -484,7 +508,7 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 // and sum, then the unnormalized outputs, per sequence, head and split).
 // p holds Attention's pointers; the caller holds enter.
 func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check.Attn, maxCtx int, scale float32, vec bool) (err error) {
-	splits, chunk := decodeSplits(a.Seqs*a.KVHeads, maxCtx, d.sms, attnMode, splitsForce)
+	splits, chunk := decodeSplits(a.Seqs*a.KVHeads, maxCtx, splitBlocksPerSM(a.HeadDim)*d.sms, attnMode, splitsForce)
 	var part uintptr
 	if splits > 1 {
 		if part, err = d.malloc(4 * a.Seqs * a.Heads * splits * (a.HeadDim + 2)); err != nil {
@@ -500,7 +524,11 @@ func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check
 	if vec {
 		v = 1
 	}
-	err = d.launchShared("attentionSplit", d.fn.attentionSplit, [3]int{splits, a.KVHeads, a.Seqs}, 128,
+	name, fn := "attentionSplit", d.fn.attentionSplit
+	if a.HeadDim > 64 {
+		name, fn = "attentionSplit128", d.fn.attentionSplit128
+	}
+	err = d.launchShared(name, fn, [3]int{splits, a.KVHeads, a.Seqs}, 128,
 		splitShared(a.Heads/a.KVHeads, a.HeadDim),
 		p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
 		i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), v,

@@ -6,28 +6,30 @@ import "testing"
 // kernel: one split when the (sequence, kv head) pairs fill the GPU, more
 // for few sequences or long contexts, every key covered, chunks whole tiles.
 func TestDecodeSplits(t *testing.T) {
+	const wave = 6 * 132 // d ≤ 64 on an H200
 	for _, c := range []struct {
-		pairs, maxCtx, sms int
-		mode               string
-		force              int
-		splits, chunk      int
+		pairs, maxCtx, wave int
+		mode                string
+		force               int
+		splits, chunk       int
 	}{
-		{2048, 384, 132, "", 0, 3, 128},       // infer/offline-512: 256 seqs × 8 kv heads
-		{2048 * 4, 640, 132, "", 0, 1, 640},   // pairs fill 4 waves: no split
-		{8, 4096, 132, "", 0, 64, 64},         // one sequence: splits of the smallest chunk
-		{512, 1024, 132, "", 0, 8, 128},       // 64 × 8 at 1024 (BenchmarkAttentionDecode)
-		{72, 1500, 132, "", 0, 24, 64},        // the suite's decode case
-		{16, 1, 132, "", 0, 1, 32},            // one key
-		{16, 0, 132, "", 0, 1, 32},            // no bound: still one block
-		{16, 1000, 132, "split", 0, 32, 32},   // most splits: one tile each
-		{16, 1000, 132, "", 3, 3, 352},        // forced
-		{16, 1000, 132, "", 200, 32, 32},      // forced past one tile each
-		{2048, 384, 132, "split", 1, 12, 32},  // the mode wins over a forced count
-		{100000, 30000, 132, "", 0, 1, 30016}, // many pairs, long contexts
+		{2048, 384, wave, "", 0, 1, 384},       // infer/offline-512: 256 seqs × 8 kv heads fill a wave
+		{512, 1024, 4 * 132, "", 0, 1, 1024},   // 64 × 8 at 1024, d = 128 (BenchmarkAttentionDecode)
+		{128, 4096, wave, "", 0, 6, 704},       // 16 × 8 at 4096
+		{8, 4096, wave, "", 0, 64, 64},         // one sequence: splits of the smallest chunk
+		{72, 1500, wave, "", 0, 10, 160},       // the suite's decode case
+		{16, 1, wave, "", 0, 1, 32},            // one key
+		{16, 0, wave, "", 0, 1, 32},            // no bound: still one block
+		{16, 1000, wave, "split", 0, 32, 32},   // most splits: one tile each
+		{16, 1000, wave, "", 3, 3, 352},        // forced
+		{16, 1000, wave, "", 200, 32, 32},      // forced past one tile each
+		{2048, 384, wave, "split", 1, 12, 32},  // the mode wins over a forced count
+		{100000, 30000, wave, "", 0, 1, 30016}, // many pairs, long contexts
+		{1, 100000, wave, "", 0, 125, 800},     // at most splitMax
 	} {
-		s, ch := decodeSplits(c.pairs, c.maxCtx, c.sms, c.mode, c.force)
+		s, ch := decodeSplits(c.pairs, c.maxCtx, c.wave, c.mode, c.force)
 		if s != c.splits || ch != c.chunk {
-			t.Errorf("decodeSplits(%d, %d, %d, %q, %d) = %d, %d; want %d, %d", c.pairs, c.maxCtx, c.sms, c.mode, c.force, s, ch, c.splits, c.chunk)
+			t.Errorf("decodeSplits(%d, %d, %d, %q, %d) = %d, %d; want %d, %d", c.pairs, c.maxCtx, c.wave, c.mode, c.force, s, ch, c.splits, c.chunk)
 		}
 		if ch%splitTile != 0 || s < 1 || s > max(1, (c.maxCtx+splitTile-1)/splitTile) || (s-1)*ch >= max(1, c.maxCtx) {
 			t.Errorf("decodeSplits(%d, %d, ...) = %d splits of %d keys: chunks must be whole tiles, cover the context, none empty", c.pairs, c.maxCtx, s, ch)

@@ -490,6 +490,10 @@ func testAttention(e *env) {
 		{"split-g5-d40-bf16", 10, 2, 40, 16, bf16, bf16, bf16, [][2]int{{600, 1}, {33, 1}}, 0, 0, true},
 		{"split-g8-d64-bf16", 8, 1, 64, 32, f32, bf16, f32, [][2]int{{1200, 1}, {5, 1}, {64, 1}}, 0, 0, false},
 		{"split-g6-d96-f16", 12, 2, 96, 16, f16, f16, f16, [][2]int{{513, 1}, {100, 1}}, 1, 0.2, true},
+		// Mixed batches: cuda's prefill kernel serves the sequences of
+		// several query rows, the split kernel the decode rows.
+		{"mixed-split-g4-d64-bf16", 32, 8, 64, 16, bf16, bf16, bf16, [][2]int{{1000, 1}, {300, 40}, {64, 64}, {2000, 1}, {17, 1}, {9, 0}, {2, 2}}, 1, 0, true},
+		{"mixed-split-g8-d128-f16", 16, 2, 128, 16, f32, f16, f32, [][2]int{{700, 20}, {1500, 1}, {50, 1}}, 0, 0, false},
 	}
 	for _, c := range cases {
 		e.run(c.name, func(e *env) { e.attention(c) })

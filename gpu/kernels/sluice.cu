@@ -95,14 +95,14 @@ template <int RA, int NB>
 __device__ __forceinline__ void prefillTile(
     float* smem, i64* koff, void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
     const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
-    int heads, int kvHeads, int d, float scale) {
+    int heads, int kvHeads, int d, float scale, int minRows) {
   const int R = 4 * RA;
   int kh = blockIdx.y, s = blockIdx.z;
   int G = heads / kvHeads;
   int QT = R / G;
   int q0 = starts[s], n = starts[s + 1] - q0;
   int i0 = blockIdx.x * QT;
-  if (i0 >= n) return;  // the whole block
+  if (i0 >= n || n < minRows) return;  // the whole block; shorter sequences are attentionSplit's
   int ctx = ctxLens[s];
   int nq = min(QT, n - i0);
   int rows = nq * G;         // rows r < rows hold a query
@@ -229,10 +229,12 @@ __device__ __forceinline__ void prefillTile(
 
 // ---- Split-context decode attention (attentionSplit, attentionMerge) ----
 //
-// For decode batches (one query row per sequence): one block per (split j,
+// For sequences with one query row (decode batches, and the decode rows of
+// mixed batches, whose other sequences attentionPrefill serves, skipping
+// these): one block per (split j,
 // kv head, sequence), grid (splits, kvHeads, seqs), SP_THREADS threads and
 // dynamic shared memory (ops.go computes the same size). Split j of a
-// sequence whose query sees L keys covers keys [j·chunk, (j+1)·chunk) (the
+// sequence whose query row sees L keys covers keys [j·chunk, (j+1)·chunk) (the
 // last split runs to L); splits past L exit at once. The block serves the
 // G query heads of its kv head ("rows", warp w owning rows w + 4a, a < RA),
 // so each key and value is read once per group. The split's keys are walked
@@ -246,7 +248,6 @@ __device__ __forceinline__ void prefillTile(
 #define SP_THREADS 128
 #define SP_KT 32           // keys per tile
 #define SP_PS (SP_KT + 4)  // row stride of the probabilities
-#define SP_CH 4            // 16-byte chunks of K (and of V) per thread per tile: 32 keys × 128 / 8 / 128
 
 __device__ __forceinline__ void unpack8(uint4 u, int cdt, float* dst) {
   unsigned int wd[4] = {u.x, u.y, u.z, u.w};
@@ -265,27 +266,34 @@ __device__ __forceinline__ void unpack8(uint4 u, int cdt, float* dst) {
   ((float4*)dst)[1] = make_float4(f[4], f[5], f[6], f[7]);
 }
 
-// splitFetch loads the 16-byte chunks of a K and a V tile (keys k0 .. k0 +
-// SP_KT - 1, masked ones as zeros) that thread threadIdx.x stores: chunk
-// threadIdx.x + SP_THREADS·i is chunk c of key k, c < C8 = d / 8.
-__device__ __forceinline__ void splitFetch(uint4 (&kr)[SP_CH], uint4 (&vr)[SP_CH], const void* kc, const void* vc,
-                                           const int* table, int k0, int ke, int bs, int blocks, i64 row, i64 head,
-                                           int C8) {
+// splitKey is the cache element offset of key p's row for kv head offset
+// head, or -1 for a masked key (p ≥ ke or a block table entry outside
+// [0, blocks)).
+__device__ __forceinline__ i64 splitKey(const int* table, int p, int ke, int bs, int blocks, i64 row, i64 head) {
+  if (p >= ke) return -1;
+  int blk = table[p / bs];
+  if (blk < 0 || blk >= blocks) return -1;
+  return ((i64)blk * bs + p % bs) * row + head;
+}
+
+// splitFetch loads the 16-byte chunks of a K and a V tile (masked keys as
+// zeros) that this thread stores: slot threadIdx.x + SP_THREADS·i is chunk
+// c = slot & (2^lg − 1) of key k = slot >> lg of the tile (2^lg ≥ C8 = d /
+// 8 chunks per row), NB slots per thread cover the 32·2^lg slots. off is
+// the lane's own key's offset (splitKey of key k0 + lane); a chunk's key
+// offset comes from lane k by a shuffle, so no thread divides.
+template <int NB>
+__device__ __forceinline__ void splitFetch(uint4 (&kr)[NB], uint4 (&vr)[NB], const void* kc, const void* vc, i64 off,
+                                           int lg, int C8) {
 #pragma unroll
-  for (int i = 0; i < SP_CH; i++) {
-    int idx = threadIdx.x + SP_THREADS * i;
+  for (int i = 0; i < NB; i++) {
+    int slot = threadIdx.x + SP_THREADS * i;
+    int k = slot >> lg, c = slot & ((1 << lg) - 1);
+    i64 o = __shfl_sync(0xffffffffu, off, k & 31);
     kr[i] = vr[i] = make_uint4(0u, 0u, 0u, 0u);
-    if (idx < SP_KT * C8) {
-      int k = idx / C8, c = idx - k * C8;
-      int p = k0 + k;
-      if (p < ke) {
-        int blk = table[p / bs];
-        if (blk >= 0 && blk < blocks) {
-          i64 o = ((i64)blk * bs + p % bs) * row + head + 8 * c;
-          kr[i] = *(const uint4*)((const unsigned short*)kc + o);
-          vr[i] = *(const uint4*)((const unsigned short*)vc + o);
-        }
-      }
+    if (k < SP_KT && c < C8 && o >= 0) {
+      kr[i] = *(const uint4*)((const unsigned short*)kc + o + 8 * c);
+      vr[i] = *(const uint4*)((const unsigned short*)vc + o + 8 * c);
     }
   }
 }
@@ -298,8 +306,8 @@ __device__ __forceinline__ void splitTile(
   const int R = 4 * RA;
   int j = blockIdx.x, kh = blockIdx.y, s = blockIdx.z, splits = gridDim.x;
   int q0 = starts[s], n = starts[s + 1] - q0;
-  if (n < 1) return;  // no query row
-  int L = ctxLens[s] - n + 1;  // the first query row sees keys 0..L-1
+  if (n != 1) return;  // no query row, or several: attentionPrefill's
+  int L = ctxLens[s];  // the query row sees keys 0..L-1
   int kb = j * chunk;
   if (j > 0 && kb >= L) return;  // past the context: attentionMerge skips this split
   int ke = j == splits - 1 ? L : min(L, kb + chunk);
@@ -318,26 +326,31 @@ __device__ __forceinline__ void splitTile(
   }
   const int* table = tables + (i64)s * maxBlocks;
   i64 row = (i64)kvHeads * d;
+  i64 head = (i64)kh * d;
   int C8 = d >> 3;  // 16-byte chunks per row (vec: 2-byte cache, d % 8 == 0)
-  uint4 kr[SP_CH], vr[SP_CH];
-  float acc[RA][NB], m[RA], l[RA];
+  int lg = 0;
+  while ((1 << lg) < C8) lg++;
+  uint4 kr[NB], vr[NB];  // the next tile's chunks, in flight
+  float acc[RA][NB], acc2[RA][NB], m[RA], l[RA];  // acc2: a second FMA chain over odd keys
 #pragma unroll
   for (int a = 0; a < RA; a++) {
     m[a] = -INFINITY, l[a] = 0.f;
 #pragma unroll
-    for (int b = 0; b < NB; b++) acc[a][b] = 0.f;
+    for (int b = 0; b < NB; b++) acc[a][b] = acc2[a][b] = 0.f;
   }
   int ntiles = ke > kb ? (ke - kb + SP_KT - 1) / SP_KT : 0;
-  if (vec && ntiles > 0) splitFetch(kr, vr, kc, vc, table, kb, ke, bs, blocks, row, (i64)kh * d, C8);
+  i64 offNext = ntiles > 0 ? splitKey(table, kb + lane, ke, bs, blocks, row, head) : -1;
+  if (vec && ntiles > 0) splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8);
   for (int t = 0; t < ntiles; t++) {
     int k0 = kb + t * SP_KT;
+    i64 off = offNext;  // key k0 + lane
     __syncthreads();  // the previous tile's reads of Ks and Vs are done (and Qs is written)
     if (vec) {
 #pragma unroll
-      for (int i = 0; i < SP_CH; i++) {
-        int idx = threadIdx.x + SP_THREADS * i;
-        if (idx < SP_KT * C8) {
-          int k = idx / C8, c = idx - k * C8;
+      for (int i = 0; i < NB; i++) {
+        int slot = threadIdx.x + SP_THREADS * i;
+        int k = slot >> lg, c = slot & ((1 << lg) - 1);
+        if (k < SP_KT && c < C8) {
           unpack8(kr[i], cdt, Ks + k * KS + 8 * c);
           unpack8(vr[i], cdt, Vs + k * KS + 8 * c);
         }
@@ -356,25 +369,29 @@ __device__ __forceinline__ void splitTile(
       }
     }
     __syncthreads();
-    if (vec && t + 1 < ntiles) splitFetch(kr, vr, kc, vc, table, k0 + SP_KT, ke, bs, blocks, row, (i64)kh * d, C8);  // in flight while this tile is computed
+    if (t + 1 < ntiles) {  // the next tile's loads are in flight while this one is computed
+      offNext = splitKey(table, k0 + SP_KT + lane, ke, bs, blocks, row, head);
+      if (vec) splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8);
+    }
     float sc[RA];
+    float4 s4[RA];  // four independent FMA chains per row
 #pragma unroll
-    for (int a = 0; a < RA; a++) sc[a] = 0.f;
+    for (int a = 0; a < RA; a++) s4[a] = make_float4(0.f, 0.f, 0.f, 0.f);
     const float* krow = Ks + lane * KS;
     for (int jj = 0; jj < d4; jj += 4) {
       float4 kv = *(const float4*)(krow + jj);
 #pragma unroll
       for (int a = 0; a < RA; a++) {
         float4 qv = *(const float4*)(Qs + (w + 4 * a) * d4 + jj);
-        sc[a] = fmaf(qv.x, kv.x, sc[a]);
-        sc[a] = fmaf(qv.y, kv.y, sc[a]);
-        sc[a] = fmaf(qv.z, kv.z, sc[a]);
-        sc[a] = fmaf(qv.w, kv.w, sc[a]);
+        s4[a].x = fmaf(qv.x, kv.x, s4[a].x);
+        s4[a].y = fmaf(qv.y, kv.y, s4[a].y);
+        s4[a].z = fmaf(qv.z, kv.z, s4[a].z);
+        s4[a].w = fmaf(qv.w, kv.w, s4[a].w);
       }
     }
-    int p = k0 + lane;
-    int blk = p < ke ? table[p / bs] : -1;
-    bool kin = blk >= 0 && blk < blocks;
+#pragma unroll
+    for (int a = 0; a < RA; a++) sc[a] = (s4[a].x + s4[a].y) + (s4[a].z + s4[a].w);
+    bool kin = off >= 0;
 #pragma unroll
     for (int a = 0; a < RA; a++) {
       int r = w + 4 * a;
@@ -390,7 +407,7 @@ __device__ __forceinline__ void splitTile(
       m[a] = mn;
       Ps[r * SP_PS + lane] = e;
 #pragma unroll
-      for (int b = 0; b < NB; b++) acc[a][b] *= al;
+      for (int b = 0; b < NB; b++) acc[a][b] *= al, acc2[a][b] *= al;
     }
     __syncwarp();  // each warp reads back only its own rows of Ps
     int kend = min(SP_KT, (ke - k0 + 3) & ~3);  // probabilities and values past ke are 0
@@ -411,15 +428,20 @@ __device__ __forceinline__ void splitTile(
         float4 pv = *(const float4*)(Ps + r * SP_PS + k);
 #pragma unroll
         for (int b = 0; b < NB; b++) {
-          float x = acc[a][b];
+          float x = acc[a][b], y = acc2[a][b];
           x = fmaf(pv.x, vv[0][b], x);
-          x = fmaf(pv.y, vv[1][b], x);
+          y = fmaf(pv.y, vv[1][b], y);
           x = fmaf(pv.z, vv[2][b], x);
-          x = fmaf(pv.w, vv[3][b], x);
-          acc[a][b] = x;
+          y = fmaf(pv.w, vv[3][b], y);
+          acc[a][b] = x, acc2[a][b] = y;
         }
       }
     }
+  }
+#pragma unroll
+  for (int a = 0; a < RA; a++) {
+#pragma unroll
+    for (int b = 0; b < NB; b++) acc[a][b] += acc2[a][b];
   }
   i64 N = (i64)gridDim.z * heads * splits;  // partial states in part: m [N], l [N], acc [N][d]
 #pragma unroll
@@ -858,61 +880,65 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attentionGQA(
 }
 
 // attentionPrefill: the tiled prefill kernel above, with attentionGQA's
-// arguments (vec is unused). heads / kvHeads ≤ 8 and d ≤ 128.
+// arguments (vec is unused) plus minRows: sequences with fewer query rows
+// are skipped (2 when attentionSplit serves a mixed batch's decode rows,
+// else 1). heads / kvHeads ≤ 8 and d ≤ 128.
 __global__ void __launch_bounds__(PF_THREADS) attentionPrefill(
     void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
     const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
-    int heads, int kvHeads, int d, float scale, int vec) {
+    int heads, int kvHeads, int d, float scale, int vec, int minRows) {
   __shared__ __align__(16) float smem[PF_SMEM];
   __shared__ i64 koff[PF_KT];
   if (d <= 64)
     prefillTile<16, 2>(smem, koff, out, odt, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs,
-                       heads, kvHeads, d, scale);
+                       heads, kvHeads, d, scale, minRows);
   else
     prefillTile<8, 4>(smem, koff, out, odt, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs,
-                      heads, kvHeads, d, scale);
+                      heads, kvHeads, d, scale, minRows);
 }
 
-// attentionSplit: the split-context decode kernel above, with
+// attentionSplit: the split-context decode kernel above for d ≤ 64, with
 // attentionGQA's arguments plus part (null with one split) and chunk (keys
-// per split). heads / kvHeads ≤ 8, d ≤ 128; every sequence has at most one
-// query row (its first is served). Shared memory: dynamic, 4·(R·d4 +
-// 2·SP_KT·KS + R·SP_PS) bytes, R = 4 for G ≤ 4, else 8.
-__global__ void __launch_bounds__(SP_THREADS, 4) attentionSplit(
-    void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
-    const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
-    int heads, int kvHeads, int d, float scale, int vec, float* part, int chunk) {
+// per split); attentionSplit128 for 64 < d ≤ 128 (twice the registers for
+// the accumulators and chunks in flight, so fewer blocks per SM). heads /
+// kvHeads ≤ 8; it serves the sequences with exactly one query row (a
+// decode batch, or the decode rows of a mixed one). Shared memory: dynamic, 4·(R·d4 + 2·SP_KT·KS + R·SP_PS) bytes,
+// R = 4 for G ≤ 4, else 8.
+#define SPLIT_ARGS                                                                                                 \
+  void *out, int odt, const void *q, int qdt, const void *kc, const void *vc, int cdt, const int *tables,          \
+      const int *ctxLens, const int *starts, int maxBlocks, int blocks, int bs, int heads, int kvHeads, int d, \
+      float scale, int vec, float *part, int chunk
+#define SPLIT_PASS \
+  dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, d, scale, vec, chunk
+__global__ void __launch_bounds__(SP_THREADS, 6) attentionSplit(SPLIT_ARGS) {
   extern __shared__ __align__(16) float dsm[];
-  bool g4 = heads / kvHeads <= 4;
-  if (d <= 64) {
-    if (g4)
-      splitTile<1, 2>(dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads,
-                      kvHeads, d, scale, vec, chunk);
-    else
-      splitTile<2, 2>(dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads,
-                      kvHeads, d, scale, vec, chunk);
-  } else {
-    if (g4)
-      splitTile<1, 4>(dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads,
-                      kvHeads, d, scale, vec, chunk);
-    else
-      splitTile<2, 4>(dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads,
-                      kvHeads, d, scale, vec, chunk);
-  }
+  if (heads / kvHeads <= 4)
+    splitTile<1, 2>(SPLIT_PASS);
+  else
+    splitTile<2, 2>(SPLIT_PASS);
+}
+
+__global__ void __launch_bounds__(SP_THREADS, 4) attentionSplit128(SPLIT_ARGS) {
+  extern __shared__ __align__(16) float dsm[];
+  if (heads / kvHeads <= 4)
+    splitTile<1, 4>(SPLIT_PASS);
+  else
+    splitTile<2, 4>(SPLIT_PASS);
 }
 
 // attentionMerge combines attentionSplit's partial states: one warp per
 // (sequence, head), 4 per block; lanes split the head dimension. A
-// sequence's first query row seeing L keys has min(splits, ceil(L / chunk))
-// splits (at least 1); a row that saw no key gets zeros.
+// sequence's query row seeing L keys has min(splits, ceil(L / chunk))
+// splits (at least 1); a row that saw no key gets zeros. Sequences without
+// exactly one query row are skipped, as in attentionSplit.
 __global__ void attentionMerge(void* out, int odt, const float* part, const int* ctxLens, const int* starts,
                                int seqs, int heads, int d, int splits, int chunk) {
   int wid = blockIdx.x * 4 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (wid >= seqs * heads) return;
   int s = wid / heads, h = wid - s * heads;
   int q0 = starts[s], n = starts[s + 1] - q0;
-  if (n < 1) return;
-  int L = ctxLens[s] - n + 1;
+  if (n != 1) return;
+  int L = ctxLens[s];
   int ns = L <= 0 ? 1 : min(splits, (L + chunk - 1) / chunk);
   i64 N = (i64)seqs * heads * splits;
   const float* pm = part + (i64)wid * splits;
