@@ -152,6 +152,9 @@ type Producer struct {
 	Index   int    `json:"index"`
 	Attempt int    `json:"attempt"`
 	Addr    string `json:"addr"` // the worker's advertised address (its block server)
+	// Missing is set when the producer's output does not exist (any
+	// more): it runs again before the task can.
+	Missing bool `json:"missing,omitempty"`
 }
 
 // TaskReport is a worker's report on one attempt of a task.

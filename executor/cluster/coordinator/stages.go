@@ -36,14 +36,15 @@ func assignment(s *state.State, t *state.Task) api.Assignment {
 					continue
 				}
 				p := s.Tasks[j.TaskAt(in.Stage, i)]
-				if p.State != state.TaskSucceeded {
-					continue // not ready: the task reports it lost
+				pr := api.Producer{ID: p.ID, Index: p.Index, Attempt: p.Attempt}
+				if w := s.Workers[p.Worker]; w != nil && p.State == state.TaskSucceeded {
+					pr.Addr = w.Addr
+				} else {
+					// Sent back to run again since the task was assigned:
+					// the task reports it lost and waits for it.
+					pr.Missing = true
 				}
-				addr := ""
-				if w := s.Workers[p.Worker]; w != nil {
-					addr = w.Addr
-				}
-				ai.Producers = append(ai.Producers, api.Producer{ID: p.ID, Index: p.Index, Attempt: p.Attempt, Addr: addr})
+				ai.Producers = append(ai.Producers, pr)
 			}
 			a.Inputs = append(a.Inputs, ai)
 		}

@@ -149,15 +149,43 @@ func (w *Worker) runStage(ctx context.Context, a api.Assignment) (Outcome, error
 		return Outcome{}, fmt.Errorf("worker: task %s: layout: %w", a.Task.ID, err)
 	}
 	spec := dist.TaskSpec{Job: a.Task.Job, Stage: a.Task.Stage - 1, Task: a.Task.Index, Attempt: a.Task.Attempt}
-	// Block ids name their producer's attempt: "job/sS/tT/aA/...".
-	producer := map[string]string{}
+	// dist wants every producer of an input stage by task index; a
+	// one-to-one input names only the one this task reads.
+	producer := map[string]string{} // block id prefix "job/sS/tT/aA" → producer task id
+	byStage := map[int][]dist.Producer{}
+	var order []int
+	var missing []string
 	for _, in := range a.Inputs {
-		si := dist.StageInput{Stage: in.Stage - 1}
-		for _, p := range in.Producers {
-			si.Producers = append(si.Producers, dist.Producer{Task: p.Index, Attempt: p.Attempt, Addr: p.Addr})
-			producer[path.Dir(dist.SampleID(a.Task.Job, in.Stage-1, p.Index, p.Attempt))] = p.ID
+		si := in.Stage - 1
+		if si < 0 || si >= len(l.Stages) {
+			return Outcome{}, fmt.Errorf("worker: task %s reads stage %d, which the layout does not have", a.Task.ID, in.Stage)
 		}
-		spec.Inputs = append(spec.Inputs, si)
+		ps, ok := byStage[si]
+		if !ok {
+			ps = make([]dist.Producer, l.Stages[si].Tasks)
+			for i := range ps {
+				ps[i].Task = i
+			}
+			order = append(order, si)
+		}
+		for _, p := range in.Producers {
+			if p.Missing {
+				missing = append(missing, p.ID)
+				continue
+			}
+			if p.Index < 0 || p.Index >= len(ps) {
+				return Outcome{}, fmt.Errorf("worker: task %s: producer %s has index %d of %d", a.Task.ID, p.ID, p.Index, len(ps))
+			}
+			ps[p.Index] = dist.Producer{Task: p.Index, Attempt: p.Attempt, Addr: p.Addr}
+			producer[path.Dir(dist.SampleID(a.Task.Job, si, p.Index, p.Attempt))] = p.ID
+		}
+		byStage[si] = ps
+	}
+	if len(missing) > 0 {
+		return Outcome{Lost: missing}, fmt.Errorf("worker: task %s: the output of %s is gone; it runs again first", a.Task.ID, strings.Join(missing, ", "))
+	}
+	for _, si := range order {
+		spec.Inputs = append(spec.Inputs, dist.StageInput{Stage: si, Producers: byStage[si]})
 	}
 	var mu sync.Mutex
 	var lost []string
