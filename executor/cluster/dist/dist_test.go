@@ -783,3 +783,30 @@ func TestNoSink(t *testing.T) {
 	}
 	same(t, ids, want)
 }
+
+// Hive partition values travel in the splits, and files a partition filter
+// rules out are in no split.
+func TestHiveScan(t *testing.T) {
+	mem := checked(t)
+	dir := t.TempDir()
+	for _, region := range []string{"x", "y", "z"} {
+		writeSales(t, filepath.Join(dir, "region="+region), 2, 300, mem)
+	}
+	root := sink(t, dataset.ReadParquet(dir).Filter("region <> 'y' and qty > 3"))
+	got, l, _ := runAll(t, root, dist.Options{Partitions: 2, SplitBytes: 1}, mem)
+	for _, sp := range l.Stages[0].Splits {
+		for _, f := range sp.Files {
+			if len(f.Partition) != 1 || f.Partition[0].Key != "region" || f.Partition[0].Value == "y" || !strings.Contains(f.Path, "region="+f.Partition[0].Value) {
+				t.Fatalf("split file %+v", f)
+			}
+		}
+	}
+	if n := l.Stages[0].Tasks; n != 12 { // 4 files of 3 row groups
+		t.Fatalf("%d tasks, want 12", n)
+	}
+	want := localRows(t, root, mem)
+	if !slices.ContainsFunc(want, func(r string) bool { return strings.HasSuffix(r, "|z") }) {
+		t.Fatalf("no row of region z: %v", want[:3])
+	}
+	same(t, sorted(got), sorted(want))
+}
