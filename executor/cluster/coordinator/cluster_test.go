@@ -388,3 +388,38 @@ func restartKeepsState(t *testing.T, kind string) {
 		t.Fatalf("store %s over a %s directory: %v", cfg.LogStore, kind, err)
 	}
 }
+
+// A stage whose tasks always fail fails the job after its retries, and the
+// destination is left as it was: nothing staged, nothing published.
+func TestClusterFailedStageLeavesNothing(t *testing.T) {
+	h := start(t, 1)
+	cl := h.client()
+	src, _ := filepath.Abs("../../../examples/data/sales")
+	out := filepath.Join(t.TempDir(), "out")
+	startWorker(t, h.urls(), nil)
+	startWorker(t, h.urls(), nil)
+	// The notes are not numbers: the cast fails on the first row.
+	plan := fmt.Sprintf("name: bad\nread:\n  parquet: %s\nsteps:\n  - filter: \"cast(note as bigint) > 0\"\nwrite:\n  parquet: %s\n", src, out)
+	var r api.IDResponse
+	if err := cl.Do(context.Background(), http.MethodPost, "/v1/jobs", api.SubmitRequest{File: "bad.yaml", Plan: plan, MaxRetries: 1}, &r); err != nil {
+		t.Fatal(err)
+	}
+	st := h.waitJob(cl, r.ID, state.JobFailed)
+	if !strings.Contains(st.Job.Error, "invalid syntax") || !strings.Contains(st.Job.Error, ".parquet: expr") {
+		t.Fatalf("job error: %s", st.Job.Error)
+	}
+	failed := 0
+	for _, tk := range st.Tasks {
+		if tk.Failures == 2 {
+			failed++
+		}
+	}
+	commit := st.Tasks[len(st.Tasks)-1]
+	if failed == 0 || commit.State != state.TaskSucceeded || len(st.Job.Output) != 0 {
+		t.Fatalf("a task should fail twice (retried once) and the commit task remove the staging: %+v", st.Tasks)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		entries, _ := os.ReadDir(out)
+		t.Fatalf("the failed job left %s: %v", out, entries)
+	}
+}
