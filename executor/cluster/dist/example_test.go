@@ -26,12 +26,10 @@ func ExamplePlan() {
 	if err != nil {
 		panic(err)
 	}
-	for i, s := range l.Stages {
-		fmt.Printf("%d: %d tasks, %d partitions, inputs %v: %s\n", i, s.Tasks, s.Partitions, s.Inputs, s.Name)
-	}
+	fmt.Print(l)
 	// Output:
-	// 0: 4 tasks, 2 partitions, inputs []: Range 100000 -> Project id % 3 AS k -> partial Aggregate keys=[k] count_all() AS __sluice_p0_0 -> hash partition by [k] into 2
-	// 1: 2 tasks, 1 partitions, inputs [{0 all}]: Aggregate keys=[k] count_all() AS n -> sample [n DESC]
-	// 2: 2 tasks, 2 partitions, inputs [{1 one} {1 samples}]: range partition by [n DESC] into 2
-	// 3: 2 tasks, 0 partitions, inputs [{2 all}]: Sort by n DESC -> Write parquet out/counts mode=overwrite
+	// Stage 0: 4 tasks, 2 partitions: Range 100000 -> Project id % 3 AS k -> partial Aggregate keys=[k] count_all() AS __sluice_p0_0 -> hash partition by [k] into 2
+	// Stage 1: 2 tasks, reads stage 0 (all), 1 partition: Aggregate keys=[k] count_all() AS n -> sample [n DESC]
+	// Stage 2: 2 tasks, reads stage 1 (one), reads stage 1 (samples), 2 partitions: range partition by [n DESC] into 2
+	// Stage 3: 2 tasks, reads stage 2 (all), writes: Sort by n DESC -> Write parquet out/counts mode=overwrite
 }

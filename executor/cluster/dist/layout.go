@@ -3,6 +3,7 @@ package dist
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/sluicehq/sluice/dataset/expr"
 	"github.com/sluicehq/sluice/dataset/plan"
@@ -240,4 +241,33 @@ func keepFile(s *plan.Scan, f plan.File) bool {
 		}
 	}
 	return true
+}
+
+// String prints the layout one stage a line, as Explain and job status show it.
+func (l *Layout) String() string {
+	var b strings.Builder
+	for i, s := range l.Stages {
+		fmt.Fprintf(&b, "Stage %d: %s", i, count(s.Tasks, "task"))
+		for _, in := range s.Inputs {
+			fmt.Fprintf(&b, ", reads stage %d (%s)", in.Stage, in.Mode)
+		}
+		switch {
+		case s.Sink:
+			b.WriteString(", writes")
+		default:
+			fmt.Fprintf(&b, ", %s", count(s.Partitions, "partition"))
+		}
+		if s.Stateful {
+			b.WriteString(", stateful")
+		}
+		fmt.Fprintf(&b, ": %s\n", s.Name)
+	}
+	return b.String()
+}
+
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
