@@ -508,10 +508,12 @@ func TestJoin(t *testing.T) {
 	dir := salesDir(t, mem)
 	right := t.TempDir()
 	writeSales(t, right, 2, 40, mem)
-	for _, how := range []string{"inner", "left"} {
-		t.Run(how, func(t *testing.T) {
-			r := dataset.ReadParquet(right).Select("qty", "name").Rename(map[string]string{"name": "rname"})
-			root := sink(t, dataset.ReadParquet(dir).Join(r, dataset.JoinOptions{On: []string{"qty"}, How: how}))
+	for _, tc := range []struct{ how, on string }{{"inner", "qty"}, {"left", "qty"}, {"inner", "category"}, {"left", "category"}} {
+		how := tc.how
+		t.Run(tc.how+" on "+tc.on, func(t *testing.T) {
+			// category has nulls on both sides.
+			r := dataset.ReadParquet(right).Filter("qty <> 2").Select(tc.on, "name").Rename(map[string]string{"name": "rname"})
+			root := sink(t, dataset.ReadParquet(dir).Join(r, dataset.JoinOptions{On: []string{tc.on}, How: how}))
 			want := sorted(localRows(t, root, mem))
 			for _, parts := range []int{1, 5} {
 				got, l, _ := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
