@@ -1,14 +1,9 @@
 package plans
 
 import (
-	"bytes"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/sluicehq/sluice/storage/miniotest"
 )
@@ -27,16 +22,7 @@ func TestValidateS3Source(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no sales files")
 	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key := "sales/" + filepath.Base(f)
-		if _, err := srv.Client().PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String("lake"), Key: &key, Body: bytes.NewReader(data)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	srv.Upload("lake", "sales/", files...)
 	check := func(source string) Lints {
 		t.Helper()
 		plan := "name: x\nread: {parquet: \"" + source + "\"}\nsteps: [{filter: \"pirce > 1\"}]\nwrite: {parquet: out/}\n"

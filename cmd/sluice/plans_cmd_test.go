@@ -19,8 +19,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/executor/local"
@@ -411,16 +409,7 @@ func TestRunS3(t *testing.T) {
 	if len(inputs) == 0 {
 		t.Fatal("no example data")
 	}
-	for _, f := range inputs {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key := "raw/sales/" + filepath.Base(f)
-		if _, err := srv.Client().PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String("lake"), Key: &key, Body: bytes.NewReader(data)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	srv.Upload("lake", "raw/sales/", inputs...)
 	t.Chdir(exampleDir(t, root))
 
 	for _, tc := range []struct{ plan, out string }{

@@ -160,6 +160,22 @@ func (s *Server) MakeBucket(name string) {
 	}
 }
 
+// Upload puts each local file under prefix in bucket by its base name,
+// failing the test on error.
+func (s *Server) Upload(bucket, prefix string, files ...string) {
+	s.t.Helper()
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			s.t.Fatalf("miniotest: upload: %v", err)
+		}
+		key := prefix + filepath.Base(f)
+		if _, err := s.Client().PutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data)}); err != nil {
+			s.t.Fatalf("miniotest: upload %s to s3://%s/%s: %v", f, bucket, key, err)
+		}
+	}
+}
+
 // Stop kills the server (as a crash would; the data stays) and waits for it
 // to exit. Stopping a stopped server does nothing.
 func (s *Server) Stop() {

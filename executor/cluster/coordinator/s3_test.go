@@ -1,23 +1,18 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/state"
-	"github.com/sluicehq/sluice/plans"
 	"github.com/sluicehq/sluice/executor/local"
+	"github.com/sluicehq/sluice/plans"
 	"github.com/sluicehq/sluice/storage"
 	"github.com/sluicehq/sluice/storage/miniotest"
 )
@@ -107,16 +102,7 @@ func storageServer(t *testing.T) *miniotest.Server {
 	if len(inputs) == 0 {
 		t.Fatal("no example data")
 	}
-	for _, f := range inputs {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key := "raw/sales/" + filepath.Base(f)
-		if _, err := srv.Client().PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String("lake"), Key: &key, Body: bytes.NewReader(data)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	srv.Upload("lake", "raw/sales/", inputs...)
 	return srv
 }
 
