@@ -46,7 +46,10 @@ func (j *Job) Run(ctx context.Context, cfg local.Config) (*local.Stats, error) {
 // its dataset graph and write. The error is ErrUnknownParam or the plan's
 // Lints (errors only; a source that cannot be read, local or remote, fails
 // here).
-func Compile(p *Plan, vars Vars) (*Job, error) {
+func Compile(p *Plan, vars Vars) (*Job, error) { return compile(p, vars, &funcs) }
+
+// compile is Compile with the functions of reg.
+func compile(p *Plan, vars Vars, reg *registry) (*Job, error) {
 	if err := p.lints.Err(); err != nil {
 		return nil, err
 	}
@@ -57,7 +60,7 @@ func Compile(p *Plan, vars Vars) (*Job, error) {
 			return nil, err
 		}
 	}
-	c := &compiler{decoder: &decoder{p: q}}
+	c := &compiler{decoder: &decoder{p: q}, funcs: reg}
 	job := c.build()
 	if err := c.lints.Sort().Err(); err != nil {
 		return nil, err.(Lints).Errors()
@@ -76,9 +79,16 @@ func Compile(p *Plan, vars Vars) (*Job, error) {
 // not exist (no such file, object or bucket; a glob that matches nothing)
 // is an error at its path. A remote source that cannot be read otherwise
 // (unreachable in 20 seconds, refused credentials) gives a Note instead,
-// and what depends on its schema goes unchecked. Validate does not repeat
-// Parse's lints but includes those that rendering finds.
-func Validate(p *Plan, vars Vars) Lints {
+// and what depends on its schema goes unchecked. A map_batches step's
+// function must be registered (see Register), except in a program that
+// registers none (the sluice command checking a plan for workers that run
+// another program): there an unknown name is a Note and the later steps go
+// unchecked. Validate does not repeat Parse's lints but includes those that
+// rendering finds.
+func Validate(p *Plan, vars Vars) Lints { return validate(p, vars, &funcs) }
+
+// validate is Validate with the functions of reg.
+func validate(p *Plan, vars Vars, reg *registry) Lints {
 	if p.root == nil {
 		return nil
 	}
@@ -91,7 +101,7 @@ func Validate(p *Plan, vars Vars) Lints {
 		}
 		lints = append(lints, ls...)
 	}
-	c := &compiler{decoder: &decoder{p: q}, remoteTimeout: 20 * time.Second, notes: true}
+	c := &compiler{decoder: &decoder{p: q}, remoteTimeout: 20 * time.Second, notes: true, funcs: reg}
 	c.build()
 	lints = append(lints, c.lints...)
 	// Parse's lints come back from Render; report them once, from Parse,
@@ -126,6 +136,9 @@ type compiler struct {
 	// NULL so later steps can be checked; errors of steps that use them
 	// are not reported, since they follow from the first.
 	poisoned map[string]bool
+	// funcs are the functions map_batches steps may name: the program's
+	// (see Register), or a test's.
+	funcs *registry
 }
 
 // uses reports whether a step that mentions these expressions and columns

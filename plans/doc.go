@@ -34,6 +34,7 @@
 //	  - union: [{parquet: s3://bucket/more/}]   # sources with the same columns
 //	  - join: {read: {csv: dims/}, on: [category], how: left}   # or left_on/right_on; how inner|left
 //	  - infer: {model: ./models/x, input: prompt, output: completion, max_tokens: 128}
+//	  - map_batches: {fn: add_tax, batch_rows: 1024}   # a registered Go function; concurrency: N
 //	write:
 //	  parquet: s3://bucket/out/day={{ .Params.day }}/   # or csv:, jsonl:
 //	  mode: overwrite              # overwrite | error (default) | append
@@ -42,8 +43,12 @@
 //	  compression: zstd            # parquet only: zstd | snappy | gzip | none
 //	  # csv only: header: false
 //
-// Every step kind maps to the dataset operator of the same name
-// (MapBatches, which takes a Go function, has none). Aggregates are count
+// Every step kind maps to the dataset operator of the same name. A
+// map_batches step names a Go function that the program compiling the plan
+// registered (Register, at init); on a cluster every worker compiles the
+// plan, so the workers must run a program that registers it (start them
+// from the program's own binary: examples/cluster-udf). Plans use only
+// registered or built-in steps. Aggregates are count
 // (of rows without a column), sum, mean (or avg), min, max and
 // count_distinct; an aggregate's output is named by as, or fn_column.
 // infer steps run package infer's dataset stage (the model is loaded once

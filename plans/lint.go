@@ -17,6 +17,8 @@ var (
 	ErrUnknownParam = errors.New("plans: unknown param")
 	// ErrNoSchedule marks a schedule query on a plan without a schedule key.
 	ErrNoSchedule = errors.New("plans: plan has no schedule")
+	// ErrFuncRegistered marks a Register of a name already registered.
+	ErrFuncRegistered = errors.New("plans: function already registered")
 )
 
 // Pos is a position in a plan file. Line and Col are 1-based; Col counts

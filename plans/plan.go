@@ -64,8 +64,8 @@ type Sink struct {
 
 // Step is one transform of steps: *Filter, *Select, *WithColumn, *Drop,
 // *Rename, *Limit, *Repartition, *RandomShuffle, *Sort, *GroupBy, *Union,
-// *Join or *Infer. A plan with lints may hold nil for a step of no known
-// kind.
+// *Join, *Infer or *MapBatches. A plan with lints may hold nil for a step
+// of no known kind.
 type Step interface {
 	// Kind is the step's key in the plan: filter, select, with_column...
 	Kind() string

@@ -184,7 +184,7 @@ func TestJSONSchema(t *testing.T) {
 		kinds = append(kinds, k)
 	}
 	slices.Sort(kinds)
-	if want := "drop filter group_by infer join limit random_shuffle rename repartition select sort union with_column"; strings.Join(kinds, " ") != want {
+	if want := "drop filter group_by infer join limit map_batches random_shuffle rename repartition select sort union with_column"; strings.Join(kinds, " ") != want {
 		t.Errorf("step kinds %v", kinds)
 	}
 }
@@ -231,7 +231,7 @@ func TestBrokenPlansFailJSONSchema(t *testing.T) {
 	s := loadSchema(t)
 	for _, name := range []string{"bad-name", "unknown-top-key", "misspelled-step", "two-kinds-in-step", "unknown-step-kind",
 		"two-sources", "no-source", "limit-not-a-number", "bad-catch-up", "bad-write-mode", "group-by-bad-agg", "join-keys",
-		"sort-key-type", "with-column-missing-expr", "repartition-zero", "param-bad-name", "step-not-a-mapping", "missing-keys"} {
+		"sort-key-type", "with-column-missing-expr", "repartition-zero", "param-bad-name", "step-not-a-mapping", "missing-keys", "map-batches-options"} {
 		data, err := os.ReadFile("testdata/broken/" + name + ".yaml")
 		if err != nil {
 			t.Fatal(err)

@@ -175,6 +175,7 @@ var stepDefs = sync.OnceValue(func() []*stepDef {
 				req("output", str("The column to write the completion to.")),
 				opt("max_tokens", integer("The most tokens to generate per row.", 1)),
 				opt("temperature", number("The sampling temperature (0: greedy).")))},
+		{name: "map_batches", decode: decodeMapBatches, compile: compileMapBatches, spec: mapBatchesSpec()},
 	}
 	return defs
 })
