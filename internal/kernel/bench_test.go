@@ -275,3 +275,29 @@ func BenchmarkHashJoin(b *testing.B) {
 	}
 	benchRows(b, probeRows)
 }
+
+// BenchmarkSortSmallBatches sorts 400K rows that arrive, and leave, in
+// batches of 97 rows: every output batch gathers from thousands of chunks.
+func BenchmarkSortSmallBatches(b *testing.B) {
+	mem := memory.NewGoAllocator()
+	const rows, batch = 400_000, 97
+	all := salesBatches(mem, rows)
+	defer releaseAllBatches(all)
+	var recs []arrow.RecordBatch
+	for _, r := range all {
+		for off := int64(0); off < r.NumRows(); off += batch {
+			recs = append(recs, r.NewSlice(off, min(off+batch, r.NumRows())))
+		}
+	}
+	defer releaseAllBatches(recs)
+	keys := []SortKey{{Column: "price", Descending: true}}
+	b.ReportAllocs()
+	for b.Loop() {
+		out, err := Sort(context.Background(), mem, salesSchema, recs, keys, batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		releaseAllBatches(out)
+	}
+	benchRows(b, rows)
+}

@@ -306,6 +306,11 @@ type source struct {
 	once   []sync.Once
 	concat []arrow.Array
 	err    []error
+	// manyChunks, when set, is the number of batches above which every
+	// column is concatenated once and gathered from one chunk: a source
+	// that serves many output batches from thousands of small inputs
+	// would otherwise set up every chunk for every output batch.
+	manyChunks int
 }
 
 func newSource(mem memory.Allocator, schema *arrow.Schema, recs []arrow.RecordBatch) *source {
@@ -323,7 +328,7 @@ func newSource(mem memory.Allocator, schema *arrow.Schema, recs []arrow.RecordBa
 // column gathers column c at refs (into s.recs).
 func (s *source) column(mem memory.Allocator, c int, refs []uint64) (arrow.Array, error) {
 	dt := s.schema.Field(c).Type
-	if len(s.recs) > 1 && !direct(dt) {
+	if len(s.recs) > 1 && (!direct(dt) || s.manyChunks > 0 && len(s.recs) > s.manyChunks) {
 		s.once[c].Do(func() {
 			arrs := make([]arrow.Array, len(s.recs))
 			for i, rec := range s.recs {

@@ -214,6 +214,7 @@ func Sort(ctx context.Context, mem memory.Allocator, schema *arrow.Schema, recs 
 	}
 	src := newSource(mem, schema, live)
 	defer src.release()
+	src.manyChunks = 256
 	out := make([]arrow.RecordBatch, 0, (total+maxRows-1)/maxRows)
 	refs := make([]uint64, 0, min(maxRows, total))
 	for lo := 0; lo < total; lo += maxRows {
