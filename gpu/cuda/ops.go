@@ -21,6 +21,10 @@ import (
 // at most 1024.
 func threads(n int) int { return min(1024, max(32, (n+31)/32*32)) }
 
+// Elements per thread that rmsnorm keeps in registers (RMS_PER in
+// sluice.cu) and heads per thread of rope (ROPE_HPT).
+const rmsRegs, ropeHeads = 8, 4
+
 // grid1 is the grid of a grid-stride loop over n elements.
 func (d *Device) grid1(n int) [3]int {
 	return [3]int{min((n+255)/256, d.sms*16), 1, 1}
@@ -167,7 +171,9 @@ func (d *Device) RMSNorm(dst, x, residual, weight *gpu.Tensor, eps float32) erro
 		return err
 	}
 	defer d.leave()
-	return d.launch("rmsnorm", d.fn.rmsnorm, [3]int{rows, 1, 1}, threads(h),
+	// Each thread keeps rmsRegs elements of its row in registers
+	// (RMS_PER in sluice.cu) when the row fits.
+	return d.launch("rmsnorm", d.fn.rmsnorm, [3]int{rows, 1, 1}, threads((h+rmsRegs-1)/rmsRegs),
 		p[0], dt(dst), p[1], dt(x), p[2], dt(residual), p[3], dt(weight), i64(h), f32(eps))
 }
 
@@ -227,7 +233,8 @@ func (d *Device) RoPE(q, k, pos *gpu.Tensor, rope gpu.Rope) error {
 			continue
 		}
 		heads := x.Dim(1)
-		if err := d.launch("rope", d.fn.rope, [3]int{t * heads, 1, 1}, min(threads(dim/2), 256), p[i], dt(x), p[2], inv, i64(heads), i64(dim)); err != nil {
+		groups := (heads + ropeHeads - 1) / ropeHeads // threads per (token, pair)
+		if err := d.launch("rope", d.fn.rope, d.grid1(t*groups*(dim/2)), 256, p[i], dt(x), p[2], inv, i64(heads), i64(dim), i64(t)); err != nil {
 			return err
 		}
 	}
@@ -248,7 +255,9 @@ func (d *Device) SiLUMul(dst, gate, up *gpu.Tensor) error {
 		return err
 	}
 	defer d.leave()
-	return d.launch("siluMul", d.fn.siluMul, d.grid1(rows*n), 256, p[0], dt(dst), p[1], dt(gate), p[2], dt(up), i64(rows), i64(n))
+	// Blocks of 256 threads take 4 × 256 columns of a row (siluMul in sluice.cu).
+	return d.launch("siluMul", d.fn.siluMul, [3]int{(n + 1023) / 1024, min(rows, 65535), 1}, 256,
+		p[0], dt(dst), p[1], dt(gate), p[2], dt(up), i64(rows), i64(n))
 }
 
 // Add computes a + b.

@@ -205,6 +205,10 @@ func testRMSNorm(e *env) {
 		{"residual-mixed", []int{4, 31}, f32, bf16, bf16, f32, false},
 		{"per-head", []int{5, 4, 16}, bf16, 0, bf16, bf16, true},
 		{"per-head-f32", []int{3, 2, 8}, f32, 0, f32, f32, false},
+		// Rows as wide as a model's hidden size, and wider than cuda
+		// keeps in registers (8 elements × 1024 threads).
+		{"wide-residual-bf16-in-place", []int{3, 2048}, bf16, bf16, bf16, bf16, true},
+		{"wider-than-registers-f32", []int{2, 9000}, f32, f32, f32, f32, false},
 	}
 	for _, c := range cases {
 		e.run(c.name, func(e *env) {
@@ -258,7 +262,7 @@ func testRoPE(e *env) {
 			d, kh int // kh 0: no k
 		}{{f32, 8, 2}, {bf16, 64, 2}, {f16, 16, 0}, {f32, 128, 1}} {
 			e.run(fmt.Sprintf("%s/%v/d%d/k%d", name, c.dt, c.d, c.kh), func(e *env) {
-				const t, qh = 7, 4
+				const t, qh = 7, 6 // 6 heads: cuda rotates groups of 4, the last one short
 				pos := []int32{0, 1, 17, 4095, 8191, 20000, 131071}
 				q := e.values(c.dt, t*qh*c.d, 2)
 				qt := e.tensor(c.dt, q, t, qh, c.d)
@@ -291,9 +295,12 @@ func testSiLUMul(e *env) {
 	for _, c := range []struct {
 		dt, out gpu.DType
 		merged  bool
-	}{{f32, f32, false}, {bf16, bf16, false}, {f16, f32, false}, {f32, f32, true}, {bf16, bf16, true}} {
-		e.run(fmt.Sprintf("%v→%v/merged=%v", c.dt, c.out, c.merged), func(e *env) {
-			const rows, n = 5, 37
+		rows, n int
+	}{{f32, f32, false, 5, 37}, {bf16, bf16, false, 5, 37}, {f16, f32, false, 5, 37}, {f32, f32, true, 5, 37}, {bf16, bf16, true, 5, 37},
+		// Rows of several column blocks (cuda: 1,024 columns a block).
+		{bf16, bf16, true, 3, 2500}, {f32, bf16, false, 2, 1025}} {
+		e.run(fmt.Sprintf("%v→%v/merged=%v/%dx%d", c.dt, c.out, c.merged, c.rows, c.n), func(e *env) {
+			rows, n := c.rows, c.n
 			g, u := e.values(c.dt, rows*n, 6), e.values(c.dt, rows*n, 2)
 			dst := e.poison(c.out, rows, n)
 			if c.merged {

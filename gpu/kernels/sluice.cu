@@ -466,6 +466,183 @@ __device__ __forceinline__ void splitTile(
   }
 }
 
+// unpack8f converts 8 elements of a 2-byte cache (bf16 or f16) to f32.
+__device__ __forceinline__ void unpack8f(uint4 u, int cdt, float (&f)[8]) {
+  unsigned int wd[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int e = 0; e < 4; e++) {
+    if (cdt == BF16) {
+      f[2 * e] = __uint_as_float(wd[e] << 16);
+      f[2 * e + 1] = __uint_as_float(wd[e] & 0xffff0000u);
+    } else {
+      f[2 * e] = __half2float(__ushort_as_half((unsigned short)(wd[e] & 0xffffu)));
+      f[2 * e + 1] = __half2float(__ushort_as_half((unsigned short)(wd[e] >> 16)));
+    }
+  }
+}
+
+// splitTileRaw is splitTile for 2-byte caches with d % 8 == 0 (vec): the K
+// and V tiles stay in shared memory as the cache stores them (rows of d + 8
+// elements, so lanes' 16-byte loads of rows 16 bytes apart in bank terms hit
+// distinct banks when d % 16 == 0), halving the shared-memory stores and
+// the loads of k; scores convert 8 elements per 16-byte load, and lane L
+// owns column pairs 2L + 64b, read 4 bytes at a time.
+template <int RA, int NB>
+__device__ __forceinline__ void splitTileRaw(
+    float* smem, void* out, int odt, float* part, const void* q, int qdt, const void* kc, const void* vc, int cdt,
+    const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
+    int heads, int kvHeads, int d, float scale, int chunk) {
+  const int R = 4 * RA;
+  const int NP = NB / 2;  // column pairs per lane
+  int j = blockIdx.x, kh = blockIdx.y, s = blockIdx.z, splits = gridDim.x;
+  int q0 = starts[s], n = starts[s + 1] - q0;
+  if (n != 1) return;  // no query row, or several: attentionPrefill's
+  int L = ctxLens[s];  // the query row sees keys 0..L-1
+  int kb = j * chunk;
+  if (j > 0 && kb >= L) return;  // past the context: attentionMerge skips this split
+  int ke = j == splits - 1 ? L : min(L, kb + chunk);
+  int G = heads / kvHeads;
+  int KS = d + 8;                                  // row stride in elements
+  float* Qs = smem;                                // [R][d], scaled
+  unsigned short* Ks = (unsigned short*)(Qs + R * d);  // [SP_KT][KS]
+  unsigned short* Vs = Ks + SP_KT * KS;            // [SP_KT][KS]
+  float* Ps = (float*)(Vs + SP_KT * KS);           // [R][SP_PS]; 16-byte aligned: 2·SP_KT·KS·2 bytes, KS % 8 == 0
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  i64 qo = ((i64)q0 * heads + (i64)kh * G) * d;  // the group's heads are contiguous
+  for (int idx = threadIdx.x; idx < R * d; idx += SP_THREADS) {
+    int r = idx / d;
+    Qs[idx] = r < G ? ld(q, qdt, qo + idx) * scale : 0.f;
+  }
+  const int* table = tables + (i64)s * maxBlocks;
+  i64 row = (i64)kvHeads * d;
+  i64 head = (i64)kh * d;
+  int C8 = d >> 3;
+  int lg = 0;
+  while ((1 << lg) < C8) lg++;
+  uint4 kr[NB], vr[NB];  // the next tile's chunks, in flight
+  float acc[RA][NB], acc2[RA][NB], m[RA], l[RA];  // acc[a][2p + e]: column 2·lane + 64p + e
+#pragma unroll
+  for (int a = 0; a < RA; a++) {
+    m[a] = -INFINITY, l[a] = 0.f;
+#pragma unroll
+    for (int b = 0; b < NB; b++) acc[a][b] = acc2[a][b] = 0.f;
+  }
+  int ntiles = ke > kb ? (ke - kb + SP_KT - 1) / SP_KT : 0;
+  i64 offNext = ntiles > 0 ? splitKey(table, kb + lane, ke, bs, blocks, row, head) : -1;
+  if (ntiles > 0) splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8);
+  for (int t = 0; t < ntiles; t++) {
+    int k0 = kb + t * SP_KT;
+    i64 off = offNext;  // key k0 + lane
+    __syncthreads();  // the previous tile's reads of Ks and Vs are done (and Qs is written)
+#pragma unroll
+    for (int i = 0; i < NB; i++) {
+      int slot = threadIdx.x + SP_THREADS * i;
+      int k = slot >> lg, c = slot & ((1 << lg) - 1);
+      if (k < SP_KT && c < C8) {
+        *(uint4*)(Ks + k * KS + 8 * c) = kr[i];
+        *(uint4*)(Vs + k * KS + 8 * c) = vr[i];
+      }
+    }
+    __syncthreads();
+    if (t + 1 < ntiles) {  // the next tile's loads are in flight while this one is computed
+      offNext = splitKey(table, k0 + SP_KT + lane, ke, bs, blocks, row, head);
+      splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8);
+    }
+    float4 s4[RA];  // four independent FMA chains per row
+#pragma unroll
+    for (int a = 0; a < RA; a++) s4[a] = make_float4(0.f, 0.f, 0.f, 0.f);
+    const unsigned short* krow = Ks + lane * KS;
+    for (int jj = 0; jj < d; jj += 8) {
+      float kv[8];
+      unpack8f(*(const uint4*)(krow + jj), cdt, kv);
+#pragma unroll
+      for (int a = 0; a < RA; a++) {
+        float4 qa = *(const float4*)(Qs + (w + 4 * a) * d + jj);
+        float4 qb = *(const float4*)(Qs + (w + 4 * a) * d + jj + 4);
+        s4[a].x = fmaf(qa.x, kv[0], s4[a].x);
+        s4[a].y = fmaf(qa.y, kv[1], s4[a].y);
+        s4[a].z = fmaf(qa.z, kv[2], s4[a].z);
+        s4[a].w = fmaf(qa.w, kv[3], s4[a].w);
+        s4[a].x = fmaf(qb.x, kv[4], s4[a].x);
+        s4[a].y = fmaf(qb.y, kv[5], s4[a].y);
+        s4[a].z = fmaf(qb.z, kv[6], s4[a].z);
+        s4[a].w = fmaf(qb.w, kv[7], s4[a].w);
+      }
+    }
+    bool kin = off >= 0;
+#pragma unroll
+    for (int a = 0; a < RA; a++) {
+      int r = w + 4 * a;
+      if (r >= G) continue;  // uniform across the warp
+      float v = kin ? (s4[a].x + s4[a].y) + (s4[a].z + s4[a].w) : -INFINITY;
+      float mn = fmaxf(m[a], warpMax(v));
+      float e = 0.f, al = 1.f;
+      if (mn != -INFINITY) {
+        al = expf(m[a] - mn);  // 0 while m is -inf
+        e = kin ? expf(v - mn) : 0.f;
+      }
+      l[a] = l[a] * al + warpSum(e);
+      m[a] = mn;
+      Ps[r * SP_PS + lane] = e;
+#pragma unroll
+      for (int b = 0; b < NB; b++) acc[a][b] *= al, acc2[a][b] *= al;
+    }
+    __syncwarp();  // each warp reads back only its own rows of Ps
+    int kend = min(SP_KT, (ke - k0 + 3) & ~3);  // probabilities and values past ke are 0
+    for (int k = 0; k < kend; k += 4) {
+      float vv[4][NB];
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+#pragma unroll
+        for (int p = 0; p < NP; p++) {
+          int c = 2 * lane + 64 * p;
+          unsigned int u = c < d ? *(const unsigned int*)(Vs + (k + e) * KS + c) : 0u;
+          if (cdt == BF16) {
+            vv[e][2 * p] = __uint_as_float(u << 16);
+            vv[e][2 * p + 1] = __uint_as_float(u & 0xffff0000u);
+          } else {
+            vv[e][2 * p] = __half2float(__ushort_as_half((unsigned short)(u & 0xffffu)));
+            vv[e][2 * p + 1] = __half2float(__ushort_as_half((unsigned short)(u >> 16)));
+          }
+        }
+      }
+#pragma unroll
+      for (int a = 0; a < RA; a++) {
+        int r = w + 4 * a;
+        if (r >= G) continue;
+        float4 pv = *(const float4*)(Ps + r * SP_PS + k);
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+          float x = acc[a][b], y = acc2[a][b];
+          x = fmaf(pv.x, vv[0][b], x);
+          y = fmaf(pv.y, vv[1][b], y);
+          x = fmaf(pv.z, vv[2][b], x);
+          y = fmaf(pv.w, vv[3][b], y);
+          acc[a][b] = x, acc2[a][b] = y;
+        }
+      }
+    }
+  }
+  i64 N = (i64)gridDim.z * heads * splits;  // partial states in part: m [N], l [N], acc [N][d]
+#pragma unroll
+  for (int a = 0; a < RA; a++) {
+    int r = w + 4 * a;
+    if (r >= G) continue;
+    i64 pi = ((i64)s * heads + (i64)kh * G + r) * splits + j;
+    if (part != nullptr && lane == 0) part[pi] = m[a], part[N + pi] = l[a];
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
+      int c = 2 * lane + 64 * (b >> 1) + (b & 1);
+      if (c >= d) continue;
+      float x = acc[a][b] + acc2[a][b];
+      if (part == nullptr)
+        st(out, odt, qo + (i64)r * d + c, l[a] > 0.f ? x / l[a] : 0.f);
+      else
+        part[2 * N + pi * d + c] = x;
+    }
+  }
+}
+
 extern "C" {
 
 // convert: dst = src, n elements, changing dtype.
@@ -497,12 +674,41 @@ __global__ void embed(void* dst, int ddt, const void* table, int tdt, const int*
 
 // rmsnorm: one block per row. With res, z = round(rdt, res + x) is stored
 // in res and normalized; dst may alias x (each element is read before it
-// is written, by the same thread).
+// is written, by the same thread). Rows of at most RMS_PER·blockDim.x
+// elements stay in registers between the sum and the scaling (one read of
+// x and res); longer rows are read twice.
+#define RMS_PER 8
 __global__ void rmsnorm(void* dst, int ddt, const void* x, int xdt, void* res, int rdt,
                         const void* w, int wdt, int h, float eps) {
   __shared__ float sh[32];
   i64 base = (i64)blockIdx.x * h;
   float ss = 0.f;
+  if (h <= RMS_PER * (int)blockDim.x) {
+    float z[RMS_PER];
+#pragma unroll
+    for (int k = 0; k < RMS_PER; k++) {
+      int j = threadIdx.x + k * blockDim.x;
+      z[k] = 0.f;
+      if (j < h) {
+        z[k] = ld(x, xdt, base + j);
+        if (res) z[k] = roundTo(rdt, ld(res, rdt, base + j) + z[k]);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < RMS_PER; k++) {
+      int j = threadIdx.x + k * blockDim.x;
+      if (j < h && res) st(res, rdt, base + j, z[k]);
+      ss += z[k] * z[k];
+    }
+    ss = blockSum(ss, sh);
+    float inv = rsqrtf(ss / (float)h + eps);
+#pragma unroll
+    for (int k = 0; k < RMS_PER; k++) {
+      int j = threadIdx.x + k * blockDim.x;
+      if (j < h) st(dst, ddt, base + j, z[k] * inv * ld(w, wdt, j));
+    }
+    return;
+  }
   for (int j = threadIdx.x; j < h; j += blockDim.x) {
     float z = ld(x, xdt, base + j);
     if (res) {
@@ -519,40 +725,53 @@ __global__ void rmsnorm(void* dst, int ddt, const void* x, int xdt, void* res, i
   }
 }
 
-// rope: rotates x [t, heads, d] in place; one block per (token, head),
-// threads over the d/2 pairs. The angle is the float32 product of the
-// position and the float32 frequency, as transformers computes it; cos and
-// sin are taken in double so large angles keep full accuracy.
-__global__ void rope(void* x, int dt, const int* pos, const float* inv, int heads, int d) {
-  int t = blockIdx.x / heads;
-  i64 o = (i64)blockIdx.x * d;
-  int half = d / 2;
-  float p = (float)pos[t];
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    float ang = __fmul_rn(p, inv[i]);
-    double s, c;
-    sincos((double)ang, &s, &c);
-    double x1 = ld(x, dt, o + i), x2 = ld(x, dt, o + half + i);
-    st(x, dt, o + i, (float)(x1 * c - x2 * s));
-    st(x, dt, o + half + i, (float)(x2 * c + x1 * s));
+// rope: rotates x [t, heads, d] in place; one thread per (token, group of
+// ROPE_HPT heads, pair i < d/2), so each angle's cos and sin serve
+// ROPE_HPT heads. The angle is the float32 product of the position and the
+// float32 frequency, as transformers computes it; cos and sin are taken in
+// double so large angles keep full accuracy.
+#define ROPE_HPT 4
+__global__ void rope(void* x, int dt, const int* pos, const float* inv, int heads, int d, int t) {
+  int half = d / 2, hg = (heads + ROPE_HPT - 1) / ROPE_HPT;
+  i64 n = (i64)t * hg * half;
+  for (i64 idx = blockIdx.x * (i64)blockDim.x + threadIdx.x; idx < n; idx += (i64)gridDim.x * blockDim.x) {
+    i64 rowg = idx / half;  // (token, head group)
+    int i = (int)(idx - rowg * half);
+    int tok = (int)(rowg / hg), g = (int)(rowg - (i64)tok * hg);
+    float ang = __fmul_rn((float)pos[tok], inv[i]);
+    double sn, cs;
+    sincos((double)ang, &sn, &cs);
+    int h0 = g * ROPE_HPT, h1 = min(heads, h0 + ROPE_HPT);
+    i64 o = ((i64)tok * heads + h0) * d + i;
+    for (int h = h0; h < h1; h++, o += d) {
+      double x1 = ld(x, dt, o), x2 = ld(x, dt, o + half);
+      st(x, dt, o, (float)(x1 * cs - x2 * sn));
+      st(x, dt, o + half, (float)(x2 * cs + x1 * sn));
+    }
   }
 }
 
 // siluMul: dst[r, j] = silu(gate[r, j]) * up[r, j]; with up null, gate rows
-// are [2n]: gate then up.
+// are [2n]: gate then up. Grid (ceil(n / (4·blockDim.x)), row blocks): each
+// thread loads 4 pairs of a row before it stores, and divides no index.
 __global__ void siluMul(void* dst, int ddt, const void* gate, int gdt, const void* up, int udt, i64 rows, int n) {
-  i64 total = rows * n;
-  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
-    float g, u;
-    if (up) {
-      g = ld(gate, gdt, i);
-      u = ld(up, udt, i);
-    } else {
-      i64 r = i / n, j = i % n;
-      g = ld(gate, gdt, r * 2 * n + j);
-      u = ld(gate, gdt, r * 2 * n + n + j);
+  const void* u = up ? up : gate;
+  int ut = up ? udt : gdt;
+  for (i64 r = blockIdx.y; r < rows; r += gridDim.y) {
+    i64 go = up ? r * n : r * 2 * n, uo = up ? r * n : r * 2 * n + n;
+    int j0 = blockIdx.x * blockDim.x * 4 + threadIdx.x;
+    float g[4], v[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+      int j = j0 + k * blockDim.x;
+      g[k] = v[k] = 0.f;
+      if (j < n) g[k] = ld(gate, gdt, go + j), v[k] = ld(u, ut, uo + j);
     }
-    st(dst, ddt, i, g / (1.f + expf(-g)) * u);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+      int j = j0 + k * blockDim.x;
+      if (j < n) st(dst, ddt, r * n + j, g[k] / (1.f + expf(-g[k])) * v[k]);
+    }
   }
 }
 
@@ -910,20 +1129,38 @@ __global__ void __launch_bounds__(PF_THREADS) attentionPrefill(
       float scale, int vec, float *part, int chunk
 #define SPLIT_PASS \
   dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, d, scale, vec, chunk
+#define SPLIT_RAW \
+  dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, d, scale, chunk
 __global__ void __launch_bounds__(SP_THREADS, 6) attentionSplit(SPLIT_ARGS) {
   extern __shared__ __align__(16) float dsm[];
-  if (heads / kvHeads <= 4)
-    splitTile<1, 2>(SPLIT_PASS);
-  else
-    splitTile<2, 2>(SPLIT_PASS);
+  bool g4 = heads / kvHeads <= 4;
+  if (vec) {
+    if (g4)
+      splitTileRaw<1, 2>(SPLIT_RAW);
+    else
+      splitTileRaw<2, 2>(SPLIT_RAW);
+  } else {
+    if (g4)
+      splitTile<1, 2>(SPLIT_PASS);
+    else
+      splitTile<2, 2>(SPLIT_PASS);
+  }
 }
 
 __global__ void __launch_bounds__(SP_THREADS, 4) attentionSplit128(SPLIT_ARGS) {
   extern __shared__ __align__(16) float dsm[];
-  if (heads / kvHeads <= 4)
-    splitTile<1, 4>(SPLIT_PASS);
-  else
-    splitTile<2, 4>(SPLIT_PASS);
+  bool g4 = heads / kvHeads <= 4;
+  if (vec) {
+    if (g4)
+      splitTileRaw<1, 4>(SPLIT_RAW);
+    else
+      splitTileRaw<2, 4>(SPLIT_RAW);
+  } else {
+    if (g4)
+      splitTile<1, 4>(SPLIT_PASS);
+    else
+      splitTile<2, 4>(SPLIT_PASS);
+  }
 }
 
 // attentionMerge combines attentionSplit's partial states: one warp per
