@@ -209,6 +209,9 @@ type MapOptions struct {
 	// Schema is the function's output schema. When nil, the function is
 	// called once at build time on an empty batch to learn it.
 	Schema *arrow.Schema
+	// GPU says the function runs best on a GPU: on a cluster with GPU
+	// workers its tasks are placed on them (one GPU each).
+	GPU bool
 }
 
 // MapBatches applies a Go function to each batch. The function must not
@@ -227,7 +230,7 @@ func (d *Dataset) MapBatches(fn BatchFunc, opts MapOptions) *Dataset {
 				return nil, err
 			}
 		}
-		return &plan.MapBatches{Input: n, Name: name, Fn: fn, Out: out, BatchRows: opts.BatchRows, Concurrency: opts.Concurrency}, nil
+		return &plan.MapBatches{Input: n, Name: name, Fn: fn, Out: out, BatchRows: opts.BatchRows, Concurrency: opts.Concurrency, GPU: opts.GPU}, nil
 	})
 }
 

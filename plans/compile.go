@@ -568,7 +568,7 @@ func compileInfer(c *compiler, s Step) {
 	if st.MaxTokens == 0 {
 		cfg.Params.MaxTokens = infer.DefaultSamplingParams().MaxTokens
 	}
-	next := c.d.MapBatches(infer.Generate(cfg), dataset.MapOptions{Name: "infer " + st.Model})
+	next := c.d.MapBatches(infer.Generate(cfg), dataset.MapOptions{Name: "infer " + st.Model, GPU: true})
 	c.then(s, next, func(err error) { c.fail(err, st.node, st.path) })
 }
 

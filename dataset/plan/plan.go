@@ -214,6 +214,8 @@ type MapBatches struct {
 	// RowLocal is true when the function keeps each row's identity and
 	// count, so filters and limits may move across it.
 	RowLocal bool
+	// GPU asks for a GPU where the cluster has GPU workers.
+	GPU bool
 }
 
 func (m *MapBatches) Schema() *arrow.Schema      { return m.Out }

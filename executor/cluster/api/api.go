@@ -133,10 +133,11 @@ type Assignment struct {
 	// Failing tells a commit task that the job failed: remove the staged
 	// output instead of publishing it.
 	Failing bool `json:"failing,omitempty"`
-	// Workers and CPUs are the live workers and their CPUs, for a
-	// planning task to size the exchanges.
+	// Workers, CPUs and GPUs are the live workers and what they have, for
+	// a planning task to size the exchanges and place GPU stages.
 	Workers int `json:"workers,omitempty"`
 	CPUs    int `json:"cpus,omitempty"`
+	GPUs    int `json:"gpus,omitempty"`
 }
 
 // Input is one stage a task reads, with the succeeded producer tasks of it

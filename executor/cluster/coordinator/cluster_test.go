@@ -161,8 +161,12 @@ func (h *harness) waitJob(cl *api.Client, id string, want state.JobState) api.Jo
 }
 
 func startWorker(t *testing.T, urls []string, run func(ctx context.Context, a api.Assignment) (int64, error)) (*worker.Worker, context.CancelFunc) {
+	return startWorkerWith(t, urls, state.Resources{CPU: 2, Memory: 1 << 30}, run)
+}
+
+func startWorkerWith(t *testing.T, urls []string, res state.Resources, run func(ctx context.Context, a api.Assignment) (int64, error)) (*worker.Worker, context.CancelFunc) {
 	w, err := worker.New(worker.Config{Coordinators: urls, DataDir: t.TempDir(), Addr: "127.0.0.1:0",
-		Resources: state.Resources{CPU: 2, Memory: 1 << 30}, Token: token, Heartbeat: 100 * time.Millisecond,
+		Resources: res, Token: token, Heartbeat: 100 * time.Millisecond,
 		Logger: testLogger(t), Run: run})
 	if err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ func assignment(s *state.State, t *state.Task) api.Assignment {
 			if w.Alive {
 				a.Workers++
 				a.CPUs += w.Resources.CPU
+				a.GPUs += w.Resources.GPU
 			}
 		}
 	case state.StageExec, state.StageCommit:

@@ -29,9 +29,10 @@ type StageSpec struct {
 	Partitions int     `json:"partitions"`         // output partitions each task produces (0 for the sink stage)
 	Sink       bool    `json:"sink,omitempty"`     // its tasks write staged files (only the last stage)
 	Stateful   bool    `json:"stateful,omitempty"` // holds user state (a MapBatches/infer stage): prefer workers that ran it before
-	// GPU is the GPUs a task needs. Always 0 for now: an infer step's
-	// device is "auto" in the plan (the model runs on a GPU only if the
-	// worker has one), so the plan does not say that a task needs one.
+	// GPU is the GPUs a task asks for: 1 when a MapBatches of the stage
+	// asks for one (an infer step does). The device is still "auto" (the
+	// model runs on a GPU only if the worker has one), so a cluster
+	// without GPU workers runs the stage on CPUs (see the worker).
 	GPU    int     `json:"gpu,omitempty"`
 	Splits []Split `json:"splits,omitempty"` // scan stages: one per task
 	// Sample is true for a stage whose tasks also put a sample block
@@ -107,6 +108,9 @@ func PlanContext(ctx context.Context, root plan.Node, opts Options) (*Layout, er
 	l := &Layout{Partitions: opts.Partitions}
 	for i, s := range stages {
 		spec := StageSpec{Name: s.name(), Inputs: s.inputs, Partitions: s.parts, Sink: s.sink, Stateful: s.stateful, Sample: s.out == outSample}
+		if s.gpu {
+			spec.GPU = 1
+		}
 		switch src := s.source.(type) {
 		case *plan.Scan:
 			if spec.Splits, err = splitFiles(ctx, src, opts); err != nil {

@@ -52,6 +52,7 @@ type stage struct {
 
 	sink     bool
 	stateful bool
+	gpu      bool // a MapBatches asks for a GPU
 }
 
 // name is the stage's text in the Layout: its operators and its output.
@@ -169,6 +170,7 @@ func (c *cutter) walk(n plan.Node) (*stage, error) {
 		switch n.(type) {
 		case *plan.MapBatches:
 			s.stateful = true
+			s.gpu = s.gpu || n.(*plan.MapBatches).GPU
 		case *plan.Write:
 			s.sink, s.out, s.parts = true, outSink, 0
 		}

@@ -122,7 +122,11 @@ func (w *Worker) planJob(ctx context.Context, a api.Assignment) (Outcome, error)
 		return Outcome{}, err
 	}
 	for _, s := range l.Stages {
-		st := state.Stage{Name: s.Name, Tasks: s.Tasks, Blocks: !s.Sink, Stateful: s.Stateful, Needs: state.Resources{GPU: s.GPU}}
+		st := state.Stage{Name: s.Name, Tasks: s.Tasks, Blocks: !s.Sink, Stateful: s.Stateful}
+		if a.GPUs > 0 {
+			// On GPU workers only when there are some; else on CPUs.
+			st.Needs.GPU = s.GPU
+		}
 		if st.Blocks {
 			st.MaxInFlight = 2 * opts.Partitions
 		}
