@@ -143,7 +143,7 @@ func (c *Coordinator) propose(rw http.ResponseWriter, cmd state.Command, kind st
 	res, ok := c.applyOrFail(rw, cmd)
 	switch {
 	case !ok:
-	case errors.Is(res.Err, state.ErrStale):
+	case errors.Is(res.Err, state.ErrStale), errors.Is(res.Err, state.ErrFinished):
 		writeError(rw, http.StatusConflict, res.Err)
 	case errors.Is(res.Err, state.ErrUnknownJob), errors.Is(res.Err, state.ErrUnknownTask), errors.Is(res.Err, state.ErrUnknownWorker):
 		writeError(rw, http.StatusNotFound, res.Err)

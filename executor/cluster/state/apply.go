@@ -182,16 +182,23 @@ func (s *State) apply(c Command) (string, error) {
 		if j == nil {
 			return "", fmt.Errorf("%w: %s", ErrUnknownJob, c.ID)
 		}
-		if j.State.Done() {
+		if j.State.Done() || j.Cancelled {
 			return j.ID, nil
 		}
-		for _, id := range j.Tasks {
-			t := s.Tasks[id]
-			if t.State != TaskSucceeded && t.State != TaskFailed {
-				s.setTask(t, TaskFailed, t.Worker)
-				t.Error, t.Updated = "cancelled", c.At
+		if cs := j.commitStage(); cs >= 0 {
+			// The commit task removes what the job staged; the job is
+			// cancelled when it is done. Once it publishes, it is too late.
+			if ct := s.Tasks[j.TaskAt(cs, 0)]; ct.isLive() && !j.Failing {
+				return "", fmt.Errorf("%w: job %s is publishing its output and can no longer be cancelled", ErrFinished, j.ID)
 			}
+			j.Cancelled = true
+			if !j.Failing {
+				j.Failing, j.Error = true, "cancelled"
+				s.stopAllBut(j, cs, "cancelled", c.At)
+			}
+			return j.ID, nil
 		}
+		s.stopAllBut(j, -1, "cancelled", c.At)
 		j.State, j.Error, j.Finished = JobCancelled, "cancelled", c.At
 		return j.ID, nil
 	case OpRegister:
@@ -322,6 +329,18 @@ func (s *State) apply(c Command) (string, error) {
 	return "", fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)
 }
 
+// stopAllBut fails every task of j that is not done, except those of stage
+// keep (-1: none).
+func (s *State) stopAllBut(j *Job, keep int, why string, at time.Time) {
+	for _, id := range j.Tasks {
+		t := s.Tasks[id]
+		if t.Stage != keep && t.State != TaskSucceeded && t.State != TaskFailed {
+			s.setTask(t, TaskFailed, t.Worker)
+			t.Error, t.Updated = why, at
+		}
+	}
+}
+
 // MaxLost is how many attempts of a task may end with a lost input before
 // the next one counts as a failure.
 const MaxLost = 20
@@ -441,17 +460,14 @@ func (s *State) settle(j *Job, t *Task, at time.Time) {
 			j.Error += fmt.Sprintf("; removing the staged output failed too (task %s: %s)", t.ID, t.Error)
 		}
 		j.State, j.Finished = JobFailed, at
+		if j.Cancelled {
+			j.State = JobCancelled
+		}
 	case t.State == TaskFailed && commit >= 0:
 		// The commit task removes what the job staged; the job fails
 		// when it is done. Nothing else of the job runs.
 		j.Failing, j.Error = true, fmt.Sprintf("task %s: %s", t.ID, t.Error)
-		for _, id := range j.Tasks {
-			o := s.Tasks[id]
-			if o.Stage != commit && o.State != TaskSucceeded && o.State != TaskFailed {
-				s.setTask(o, TaskFailed, o.Worker)
-				o.Error, o.Updated = "job failed", at
-			}
-		}
+		s.stopAllBut(j, commit, "job failed", at)
 	case t.State == TaskFailed:
 		j.State, j.Error, j.Finished = JobFailed, fmt.Sprintf("task %s: %s", t.ID, t.Error), at
 	case j.Succeeded == len(j.Tasks):

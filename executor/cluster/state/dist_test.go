@@ -1,6 +1,7 @@
 package state
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -203,5 +204,37 @@ func TestInFlightBound(t *testing.T) {
 	beat(t, s, at(3))
 	if got, want := states(s, j), "su su as as pe pe pe su pe pe pe pe pe pe"; got != want {
 		t.Fatalf("consumed: %s, want %s", got, want)
+	}
+}
+
+func TestCancelRemovesStagedOutput(t *testing.T) {
+	s := New()
+	register(t, s, "w1", 8, at(0))
+	j := laidOut(t, s, 0)
+	beat(t, s, at(1))
+	mustApply(t, s, Command{Op: OpCancel, ID: j.ID, At: at(2)})
+	if j.State.Done() || !j.Failing {
+		t.Fatalf("cancelled job %s failing=%v", j.State, j.Failing)
+	}
+	beat(t, s, at(2))
+	if got, want := states(s, j), "su fa fa fa fa fa fa fa as"; got != want {
+		t.Fatalf("cancelling: %s, want %s", got, want)
+	}
+	finish(t, s, j.TaskAt(4, 0), true, at(3), nil)
+	if j.State != JobCancelled {
+		t.Fatalf("job %s", j.State)
+	}
+
+	// A job whose commit task publishes can no longer be cancelled.
+	j2 := laidOut(t, s, 0)
+	for st := 1; st <= 3; st++ {
+		beat(t, s, at(4))
+		for i := range j2.Stages[st].Tasks {
+			finish(t, s, j2.TaskAt(st, i), true, at(4), nil)
+		}
+	}
+	beat(t, s, at(5))
+	if r := s.Apply(Command{Op: OpCancel, ID: j2.ID, At: at(5)}); !errors.Is(r.Err, ErrFinished) {
+		t.Fatalf("cancel while publishing: %v", r.Err)
 	}
 }

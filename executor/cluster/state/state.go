@@ -106,6 +106,9 @@ type Job struct {
 	// stage: the commit task then removes the staged output, and the job
 	// fails when it is done.
 	Failing bool `json:"failing,omitempty"`
+	// Cancelled is set by a cancel of a job with a commit stage: it is
+	// failing, and ends cancelled.
+	Cancelled bool `json:"cancelled,omitempty"`
 	// Output is the list of files the commit task published.
 	Output []string `json:"output,omitempty"`
 }
