@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/sluicehq/sluice/gpu"
 	"github.com/sluicehq/sluice/gpu/cpu"
 	"github.com/sluicehq/sluice/infer/model"
 	"github.com/sluicehq/sluice/infer/tokenizer"
@@ -53,10 +54,18 @@ func readGreedy(t testing.TB, name string) []greedyFixture {
 	return e.F32.Greedy
 }
 
-// loadFixture loads a fixture model in float32 on a two-thread cpu device.
+// loadFixture loads a fixture model in float32 on a two-thread cpu device,
+// or on the device SLUICE_TEST_DEVICE names (cuda on the GPU machine: the
+// engine-level fixtures then run on the GPU).
 func loadFixture(t testing.TB, name string) *model.Model {
 	t.Helper()
-	dev, err := cpu.New(cpu.Config{Threads: 2})
+	var dev gpu.Device
+	var err error
+	if d := os.Getenv("SLUICE_TEST_DEVICE"); d != "" {
+		dev, err = gpu.Open(d)
+	} else {
+		dev, err = cpu.New(cpu.Config{Threads: 2})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
