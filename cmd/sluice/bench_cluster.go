@@ -579,33 +579,90 @@ func (c *cluster) await(ctx context.Context, id string, limit time.Duration) (ap
 	}
 }
 
+// failoverRun is one run of cluster/failover, in seconds.
+type failoverRun struct {
+	Undisturbed float64 `json:"undisturbed_s"` // the job without kills
+	Killed      float64 `json:"killed_s"`      // the job with the kills, submit to success
+	LeaderTask  float64 `json:"leader_kill_to_task_s"`
+	WorkerTask  float64 `json:"worker_kill_to_task_s"` // -1: the job finished first
+	WorkerDone  float64 `json:"worker_kill_to_job_done_s"`
+	Reruns      int     `json:"tasks_rerun"` // tasks that ran more than once
+}
+
 // benchFailover is cluster/failover: the failover plan over FailoverRows
-// rows on 3 coordinators and n workers, run once undisturbed and once with
-// the Raft leader, then a worker that holds work of the job, killed with
-// SIGKILL mid-job. The figures are the seconds from each kill to the next
-// task that succeeds (by the time the replicated state stamped its
-// finish), and the output must equal the undisturbed run's.
+// rows on 3 coordinators and n workers, each run on a fresh cluster once
+// undisturbed and once with the Raft leader, then a worker that holds
+// work of the job, killed with SIGKILL mid-job. The figures are the
+// seconds from each kill to the next task that succeeds (by the time the
+// replicated state stamped its finish), and the output must equal the
+// undisturbed run's.
 func benchFailover(ctx context.Context, e *env, self string, f benchClusterFlags, n int) error {
 	data, err := salesData(ctx, e, self, f.dir, f.failoverRows, f.files)
 	if err != nil {
 		return err
 	}
-	work := filepath.Join(f.dir, "failover")
+	var runs []failoverRun
+	for i := range f.runs {
+		r, err := failoverOnce(ctx, e, self, f, n, data, filepath.Join(f.dir, "failover", fmt.Sprint("run", i+1)))
+		if err != nil {
+			return fmt.Errorf("run %d: %w", i+1, err)
+		}
+		runs = append(runs, r)
+	}
+	med := func(get func(r failoverRun) float64) float64 {
+		v := make([]float64, len(runs))
+		for i, r := range runs {
+			v[i] = get(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	fmt.Fprintf(e.stdout, "cluster/failover: %d rows in %d files, 3 coordinators, %d workers of %d CPUs, worker timeout %s, %d runs\n",
+		f.failoverRows, f.files, n, f.cpu, f.workerTimeout, f.runs)
+	fmt.Fprintln(e.stdout, "outputs: after the kills, the same rows as the undisturbed run's, in every run")
+	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "run\tundisturbed job\tjob with the kills\tleader kill → next task done\tworker kill → next task done\tworker kill → job done\ttasks run again")
+	row := func(name string, r failoverRun) {
+		wt := fmt.Sprintf("%.3fs", r.WorkerTask)
+		if r.WorkerTask < 0 {
+			wt = "(job done first)"
+		}
+		fmt.Fprintf(tw, "%s\t%.3fs\t%.3fs\t%.3fs\t%s\t%.3fs\t%d\n", name, r.Undisturbed, r.Killed, r.LeaderTask, wt, r.WorkerDone, r.Reruns)
+	}
+	for i, r := range runs {
+		row(fmt.Sprint(i+1), r)
+	}
+	if len(runs) > 1 {
+		row("median", failoverRun{Undisturbed: med(func(r failoverRun) float64 { return r.Undisturbed }),
+			Killed:     med(func(r failoverRun) float64 { return r.Killed }),
+			LeaderTask: med(func(r failoverRun) float64 { return r.LeaderTask }),
+			WorkerTask: med(func(r failoverRun) float64 { return r.WorkerTask }),
+			WorkerDone: med(func(r failoverRun) float64 { return r.WorkerDone }),
+			Reruns:     int(med(func(r failoverRun) float64 { return float64(r.Reruns) }))})
+	}
+	tw.Flush()
+	js, _ := json.Marshal(map[string]any{"rows": f.failoverRows, "workers": n, "cpu_per_worker": f.cpu, "runs": runs})
+	fmt.Fprintf(e.stdout, "json: %s\n", js)
+	return nil
+}
+
+func failoverOnce(ctx context.Context, e *env, self string, f benchClusterFlags, n int, data, work string) (r failoverRun, err error) {
 	c, err := startCluster(ctx, e, self, filepath.Join(work, "cluster"), 3, n, f.cpu, f.workerTimeout)
 	if err != nil {
-		return err
+		return r, err
 	}
 	defer c.stop()
 	calm, hit := filepath.Join(work, "out-undisturbed"), filepath.Join(work, "out-killed")
 	_, calmWall, err := c.runJob(ctx, "undisturbed", "failover.yaml", fmt.Sprintf(failoverPlan, data, calm))
 	if err != nil {
-		return fmt.Errorf("the undisturbed run: %w", err)
+		return r, fmt.Errorf("the undisturbed run: %w", err)
 	}
+	r.Undisturbed = calmWall.Seconds()
 
 	start := time.Now()
 	id, err := c.submit(ctx, "killed", "failover.yaml", fmt.Sprintf(failoverPlan, data, hit))
 	if err != nil {
-		return err
+		return r, err
 	}
 	job := func() api.JobStatus { st, _ := c.job(ctx, id); return st }
 	// pollFast polls every 5 ms: the figures are read off the replicated
@@ -634,15 +691,15 @@ func benchFailover(ctx context.Context, e *env, self string, f benchClusterFlags
 		st = job()
 		return st.Job.State.Done() || len(st.Stages) > 2 && st.Stages[1].Running > 0
 	}); err != nil {
-		return err
+		return r, err
 	}
 	if st.Job.State.Done() {
-		return fmt.Errorf("the job ended (%s) before the leader could be killed: use more --failover-rows", st.Job.State)
+		return r, fmt.Errorf("the job ended (%s) before the leader could be killed: use more --failover-rows", st.Job.State)
 	}
 	leader := c.status(ctx).Leader
 	i := slices.Index(c.ids, leader)
 	if i < 0 {
-		return fmt.Errorf("no leader to kill (status says %q)", leader)
+		return r, fmt.Errorf("no leader to kill (status says %q)", leader)
 	}
 	killed := time.Now()
 	c.coords[i].kill9()
@@ -653,14 +710,15 @@ func benchFailover(ctx context.Context, e *env, self string, f benchClusterFlags
 		leaderNext = nextDone(st, killed)
 		return !leaderNext.IsZero()
 	}); err != nil {
-		return err
+		return r, err
 	}
+	r.LeaderTask = leaderNext.Sub(killed).Seconds()
 	// A worker that holds work of the job: a running task, or kept blocks.
 	byID := map[string]*child{}
 	for _, w := range c.workers {
 		b, err := os.ReadFile(filepath.Join(w.dir, "worker-id"))
 		if err != nil {
-			return err
+			return r, err
 		}
 		byID[strings.TrimSpace(string(b))] = w
 	}
@@ -674,7 +732,7 @@ func benchFailover(ctx context.Context, e *env, self string, f benchClusterFlags
 		}
 	}
 	if st.Job.State.Done() || victim == "" {
-		return fmt.Errorf("the job ended (%s) before a worker could be killed: use more --failover-rows", st.Job.State)
+		return r, fmt.Errorf("the job ended (%s) before a worker could be killed: use more --failover-rows", st.Job.State)
 	}
 	wkilled := time.Now()
 	byID[victim].kill9()
@@ -685,34 +743,24 @@ func benchFailover(ctx context.Context, e *env, self string, f benchClusterFlags
 		workerNext = nextDone(st, wkilled)
 		return !workerNext.IsZero() || st.Job.State.Done()
 	}); err != nil {
-		return err
+		return r, err
+	}
+	r.WorkerTask = -1
+	if !workerNext.IsZero() {
+		r.WorkerTask = workerNext.Sub(wkilled).Seconds()
 	}
 	if st, err = c.await(ctx, id, 5*time.Minute); err != nil {
-		return err
+		return r, err
 	}
-	hitWall := time.Since(start)
-	again := 0
+	r.Killed = time.Since(start).Seconds()
+	r.WorkerDone = st.Job.Finished.Sub(wkilled).Seconds()
 	for _, tk := range st.Tasks {
 		if tk.Attempt > 1 {
-			again++
+			r.Reruns++
 		}
 	}
 	if err := sameRows(ctx, hit, calm); err != nil {
-		return fmt.Errorf("the output after the kills differs from the undisturbed run's: %w", err)
+		return r, fmt.Errorf("the output after the kills differs from the undisturbed run's: %w", err)
 	}
-	workerGap := "none: the job finished first"
-	if !workerNext.IsZero() {
-		workerGap = fmt.Sprintf("%.3fs", workerNext.Sub(wkilled).Seconds())
-	}
-	fmt.Fprintf(e.stdout, "cluster/failover: %d rows in %d files, 3 coordinators, %d workers of %d CPUs, worker timeout %s\n",
-		f.failoverRows, f.files, n, f.cpu, f.workerTimeout)
-	fmt.Fprintln(e.stdout, "output: the same rows as the undisturbed run's")
-	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "undisturbed job\tjob with the kills\tleader kill → next task done\tworker kill → next task done\ttasks run more than once")
-	fmt.Fprintf(tw, "%.3fs\t%.3fs\t%.3fs\t%s\t%d\n", calmWall.Seconds(), hitWall.Seconds(), leaderNext.Sub(killed).Seconds(), workerGap, again)
-	tw.Flush()
-	js, _ := json.Marshal(map[string]any{"rows": f.failoverRows, "workers": n, "undisturbed_s": calmWall.Seconds(), "killed_s": hitWall.Seconds(),
-		"leader_kill_to_task_s": leaderNext.Sub(killed).Seconds(), "worker_kill_to_task_s": workerNext.Sub(wkilled).Seconds(), "tasks_rerun": again})
-	fmt.Fprintf(e.stdout, "json: %s\n", js)
-	return nil
+	return r, nil
 }
