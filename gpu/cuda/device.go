@@ -85,7 +85,7 @@ var (
 
 type kernelFuncs struct {
 	convert, epilogue, embed, rmsnorm, rope, siluMul, add, softmax, argmax, writeKV, attention, attentionGQA, attentionPrefill,
-	attentionSplit, attentionSplit128, attentionMerge uintptr
+	attentionSplit, attentionSplit128, attentionMerge, attentionPrefillMMA uintptr
 }
 
 // kernelFunc is one kernel of gpu/kernels and where its handle goes.
@@ -102,6 +102,7 @@ func (f *kernelFuncs) table() []kernelFunc {
 		{&f.argmax, "argmax"}, {&f.writeKV, "writeKV"}, {&f.attention, "attention"},
 		{&f.attentionGQA, "attentionGQA"}, {&f.attentionPrefill, "attentionPrefill"},
 		{&f.attentionSplit, "attentionSplit"}, {&f.attentionSplit128, "attentionSplit128"}, {&f.attentionMerge, "attentionMerge"},
+		{&f.attentionPrefillMMA, "attentionPrefillMMA"},
 	}
 }
 

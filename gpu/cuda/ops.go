@@ -171,9 +171,14 @@ func (d *Device) RMSNorm(dst, x, residual, weight *gpu.Tensor, eps float32) erro
 		return err
 	}
 	defer d.leave()
-	// Each thread keeps rmsRegs elements of its row in registers
-	// (RMS_PER in sluice.cu) when the row fits.
-	return d.launch("rmsnorm", d.fn.rmsnorm, [3]int{rows, 1, 1}, threads((h+rmsRegs-1)/rmsRegs),
+	// Each thread keeps up to rmsRegs elements of its row in registers
+	// (RMS_PER in sluice.cu) when the row fits; a batch of few rows
+	// (decode) takes wider blocks, so that more threads are in flight.
+	bt := threads((h + rmsRegs - 1) / rmsRegs)
+	if rows < 4*d.sms {
+		bt = threads(h)
+	}
+	return d.launch("rmsnorm", d.fn.rmsnorm, [3]int{rows, 1, 1}, bt,
 		p[0], dt(dst), p[1], dt(x), p[2], dt(residual), p[3], dt(weight), i64(h), f32(eps))
 }
 
@@ -360,6 +365,9 @@ func prefillRows(d int) int {
 //	          row of a mixed batch)
 //	"split"   attentionSplit for decode batches with one tile of keys per
 //	          split, the most splits (tests)
+//	"prefill-fma" the default with the f32-FMA prefill kernel where the
+//	          tensor-core one (attentionPrefillMMA: bf16 q, caches and out,
+//	          d 64 or 128) would serve
 //	"gqa"     neither attentionPrefill nor attentionSplit (the choice
 //	          before they existed)
 //	"v2"      attention only (no grouped-query, prefill or split kernel)
@@ -470,8 +478,8 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 	}
 	defer d.leave()
 	g := a.Heads / a.KVHeads
-	auto := attnMode == "" || attnMode == "split" || attnMode == "nosplit"
-	split := (attnMode == "" || attnMode == "split") && g <= splitMaxGroup && a.HeadDim <= splitMaxHeadDim
+	auto := attnMode == "" || attnMode == "split" || attnMode == "nosplit" || attnMode == "prefill-fma"
+	split := (attnMode == "" || attnMode == "split" || attnMode == "prefill-fma") && g <= splitMaxGroup && a.HeadDim <= splitMaxHeadDim
 	maxCtx := b.MaxContextLen
 	if maxCtx == 0 || maxCtx > a.MaxBlocks*a.BlockSize {
 		maxCtx = a.MaxBlocks * a.BlockSize // a bound that needs no host copy of ContextLens
@@ -488,8 +496,13 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 		if mixed {
 			minRows = 2
 		}
-		qt := prefillRows(a.HeadDim) / g // query rows per block
-		err := d.launch("attentionPrefill", d.fn.attentionPrefill, [3]int{(maxQ + qt - 1) / qt, a.KVHeads, a.Seqs}, 128,
+		name, fn, qt := "attentionPrefill", d.fn.attentionPrefill, prefillRows(a.HeadDim)/g // query rows per block
+		if attnMode != "prefill-fma" && (a.HeadDim == 64 || a.HeadDim == 128) && vecKV && p[1]%4 == 0 &&
+			q.DType() == gpu.BF16 && kCache.DType() == gpu.BF16 && out.DType() == gpu.BF16 {
+			// The tensor-core kernel: 64 (query row, head) rows a block.
+			name, fn, qt = "attentionPrefillMMA", d.fn.attentionPrefillMMA, 64/g
+		}
+		err := d.launch(name, fn, [3]int{(maxQ + qt - 1) / qt, a.KVHeads, a.Seqs}, 128,
 			p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
 			i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec), i64(minRows))
 		if err != nil || !mixed {

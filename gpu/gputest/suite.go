@@ -501,6 +501,12 @@ func testAttention(e *env) {
 		// several query rows, the split kernel the decode rows.
 		{"mixed-split-g4-d64-bf16", 32, 8, 64, 16, bf16, bf16, bf16, [][2]int{{1000, 1}, {300, 40}, {64, 64}, {2000, 1}, {17, 1}, {9, 0}, {2, 2}}, 1, 0, true},
 		{"mixed-split-g8-d128-f16", 16, 2, 128, 16, f32, f16, f32, [][2]int{{700, 20}, {1500, 1}, {50, 1}}, 0, 0, false},
+		// bf16 q, cache and output with d = 64 or 128: cuda's tensor-core
+		// prefill kernel (chunked prefill, decode rows, G = 1 to 8).
+		{"prefill-mma-g4-d64-bf16", 32, 8, 64, 16, bf16, bf16, bf16, [][2]int{{300, 120}, {64, 64}, {20, 17}, {500, 1}, {33, 0}}, 1, 0, true},
+		{"prefill-mma-g8-d128-bf16", 16, 2, 128, 16, bf16, bf16, bf16, [][2]int{{200, 150}, {40, 40}, {700, 1}}, 0, 0, false},
+		{"prefill-mma-g1-d64-bf16", 4, 4, 64, 8, bf16, bf16, bf16, [][2]int{{100, 100}, {90, 20}}, 0, 0.3, false},
+		{"prefill-mma-g3-d128-bf16", 6, 2, 128, 16, bf16, bf16, bf16, [][2]int{{70, 70}, {130, 33}}, 2, 0, true},
 	}
 	for _, c := range cases {
 		e.run(c.name, func(e *env) { e.attention(c) })

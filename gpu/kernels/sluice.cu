@@ -643,6 +643,184 @@ __device__ __forceinline__ void splitTileRaw(
   }
 }
 
+// ---- Tensor-core prefill attention (attentionPrefillMMA) ----
+//
+// attentionPrefill's tiling (one block per (query tile, kv head, sequence),
+// R = 64 (query row, head) rows, row r = qi·G + g) with q·k and p·v on the
+// tensor cores (mma.sync m16n8k16, bf16 inputs, f32 accumulators), for bf16
+// q, cache and output and d = 64 or 128. Warp w owns rows 16w .. 16w + 15:
+// its q fragments stay in registers, S = q·kᵀ for a tile of 32 keys is 4
+// n-tiles of 8 keys, and the online softmax runs on the accumulators (each
+// thread holds rows g = lane / 4 and g + 8, the 4 lanes of a group share
+// them). p is split into bf16 hi + lo parts (two p·v products) so the
+// result keeps about 16 bits of p, not 8. K and V tiles are gathered as
+// stored (rows of d + 8 elements: conflict-free 32-bit fragment loads) with
+// the next tile's 16-byte loads in flight while this one is computed.
+#define MMA_KT 32
+
+__device__ __forceinline__ void mma16816(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// packBF16 rounds lo and hi to bf16 and packs them, lo in the low half.
+__device__ __forceinline__ unsigned packBF16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *(unsigned*)&v;
+}
+
+template <int D>
+__device__ __forceinline__ void prefillMMA(
+    unsigned short* sm, int* kok, void* out, int odt, const void* q, const void* kc, const void* vc,
+    const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
+    int heads, int kvHeads, float scale, int minRows) {
+  const int R = 64, KC = D / 16, NT = D / 8, NB = D / 32, KS = D + 8;
+  int kh = blockIdx.y, s = blockIdx.z;
+  int G = heads / kvHeads;
+  int QT = R / G;
+  int q0 = starts[s], n = starts[s + 1] - q0;
+  int i0 = blockIdx.x * QT;
+  if (i0 >= n || n < minRows) return;  // the whole block; shorter sequences are attentionSplit's
+  int ctx = ctxLens[s];
+  int nq = min(QT, n - i0);
+  int rows = nq * G;
+  int base = ctx - n + i0;
+  int last = base + nq - 1;
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
+  unsigned short* Ks = sm;
+  unsigned short* Vs = sm + MMA_KT * KS;
+  i64 qbase = ((i64)(q0 + i0) * heads + (i64)kh * G) * D;  // out has q's layout
+  int rr[2] = {16 * w + g, 16 * w + g + 8};                // this thread's rows
+  i64 ro[2];
+  int rpos[2];  // the rows' positions; -1 masks every key
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    ro[h] = qbase + (i64)(rr[h] / G) * heads * D + (i64)(rr[h] % G) * D;
+    rpos[h] = rr[h] < rows ? base + rr[h] / G : -1;
+  }
+  const unsigned short* qs = (const unsigned short*)q;
+  unsigned qa[KC][4];
+#pragma unroll
+  for (int c16 = 0; c16 < KC; c16++) {
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      int h = e & 1, col = c16 * 16 + (e >> 1) * 8 + 2 * tq;
+      qa[c16][e] = rr[h] < rows ? *(const unsigned*)(qs + ro[h] + col) : 0u;
+    }
+  }
+  float o[NT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+#pragma unroll
+  for (int t = 0; t < NT; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.f;
+  const int* table = tables + (i64)s * maxBlocks;
+  i64 row = (i64)kvHeads * D, head = (i64)kh * D;
+  const int lg = D == 64 ? 3 : 4;
+  uint4 kr[NB], vr[NB];
+  i64 offNext = splitKey(table, lane, last + 1, bs, blocks, row, head);
+  splitFetch<NB>(kr, vr, kc, vc, offNext, lg, D / 8);
+  for (int k0 = 0; k0 <= last; k0 += MMA_KT) {
+    i64 off = offNext;
+    __syncthreads();  // the previous tile's reads of Ks, Vs and kok are done
+#pragma unroll
+    for (int i = 0; i < NB; i++) {
+      int slot = threadIdx.x + SP_THREADS * i;
+      int k = slot >> lg, c = slot & ((1 << lg) - 1);
+      *(uint4*)(Ks + k * KS + 8 * c) = kr[i];
+      *(uint4*)(Vs + k * KS + 8 * c) = vr[i];
+    }
+    if (threadIdx.x < MMA_KT) kok[threadIdx.x] = off >= 0;
+    __syncthreads();
+    if (k0 + MMA_KT <= last) {
+      offNext = splitKey(table, k0 + MMA_KT + lane, last + 1, bs, blocks, row, head);
+      splitFetch<NB>(kr, vr, kc, vc, offNext, lg, D / 8);
+    }
+    float sc[4][4];
+#pragma unroll
+    for (int t = 0; t < 4; t++) sc[t][0] = sc[t][1] = sc[t][2] = sc[t][3] = 0.f;
+#pragma unroll
+    for (int c16 = 0; c16 < KC; c16++) {
+#pragma unroll
+      for (int t = 0; t < 4; t++) {
+        const unsigned short* kp = Ks + (t * 8 + g) * KS + c16 * 16 + 2 * tq;
+        mma16816(sc[t], qa[c16], *(const unsigned*)kp, *(const unsigned*)(kp + 8));
+      }
+    }
+    // Mask, scale and the online softmax of rows rr[0] (elements 0, 1) and rr[1] (2, 3).
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int t = 0; t < 4; t++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        int kt = t * 8 + 2 * tq + (e & 1), h = e >> 1;
+        bool ok = kok[kt] && k0 + kt <= rpos[h];
+        sc[t][e] = ok ? sc[t][e] * scale : -INFINITY;
+        mx[h] = fmaxf(mx[h], sc[t][e]);
+      }
+    }
+    float al[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+      float mn = fmaxf(m[h], mx[h]);
+      al[h] = mn == -INFINITY ? 1.f : expf(m[h] - mn);  // 0 while m is -inf
+      m[h] = mn;
+    }
+    float ls[2] = {0.f, 0.f};
+#pragma unroll
+    for (int t = 0; t < 4; t++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        int h = e >> 1;
+        float p = sc[t][e] == -INFINITY ? 0.f : expf(sc[t][e] - m[h]);
+        sc[t][e] = p;
+        ls[h] += p;
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) l[h] = l[h] * al[h] + ls[h];  // this thread's columns; summed over the group at the end
+#pragma unroll
+    for (int t = 0; t < NT; t++) o[t][0] *= al[0], o[t][1] *= al[0], o[t][2] *= al[1], o[t][3] *= al[1];
+    // p as A fragments (hi and lo bf16 parts): keys 16kk .. 16kk + 15 are S n-tiles 2kk and 2kk + 1.
+#pragma unroll
+    for (int kk = 0; kk < 2; kk++) {
+      unsigned ph[4], pl[4];
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const float* src = sc[2 * kk + (e >> 1)] + 2 * (e & 1);  // a0: t0 c0c1, a1: t0 c2c3, a2: t1 c0c1, a3: t1 c2c3
+        __nv_bfloat162 hi = __floats2bfloat162_rn(src[0], src[1]);
+        ph[e] = *(unsigned*)&hi;
+        pl[e] = packBF16(src[0] - __low2float(hi), src[1] - __high2float(hi));
+      }
+#pragma unroll
+      for (int t = 0; t < NT; t++) {
+        const unsigned short* vp = Vs + (kk * 16 + 2 * tq) * KS + t * 8 + g;
+        unsigned b0 = (unsigned)vp[0] | ((unsigned)vp[KS] << 16);
+        unsigned b1 = (unsigned)vp[8 * KS] | ((unsigned)vp[9 * KS] << 16);
+        mma16816(o[t], ph, b0, b1);
+        mma16816(o[t], pl, b0, b1);
+      }
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+  }
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    if (rr[h] >= rows) continue;
+    float inv = l[h] > 0.f ? 1.f / l[h] : 0.f;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+      int c = t * 8 + 2 * tq;
+      st(out, odt, ro[h] + c, o[t][2 * h] * inv);
+      st(out, odt, ro[h] + c + 1, o[t][2 * h + 1] * inv);
+    }
+  }
+}
+
 extern "C" {
 
 // convert: dst = src, n elements, changing dtype.
@@ -1198,6 +1376,23 @@ __global__ void attentionMerge(void* out, int odt, const float* part, const int*
     }
     st(out, odt, o + c, x * inv);
   }
+}
+
+// attentionPrefillMMA: the tensor-core prefill kernel above, with
+// attentionPrefill's arguments; bf16 q, caches and out, d = 64 or 128,
+// heads / kvHeads ≤ 8, 16-byte aligned cache rows.
+__global__ void __launch_bounds__(128) attentionPrefillMMA(
+    void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
+    const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
+    int heads, int kvHeads, int d, float scale, int vec, int minRows) {
+  __shared__ __align__(16) unsigned short sm[2 * MMA_KT * (128 + 8)];
+  __shared__ int kok[MMA_KT];
+  if (d == 64)
+    prefillMMA<64>(sm, kok, out, odt, q, kc, vc, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, scale,
+                   minRows);
+  else
+    prefillMMA<128>(sm, kok, out, odt, q, kc, vc, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, scale,
+                    minRows);
 }
 
 }  // extern "C"
