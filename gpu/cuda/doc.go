@@ -20,6 +20,11 @@
 //	CGO_ENABLED=0 go test -c -o devrun/cuda.test ./gpu/cuda
 //	./devrun/cuda.test -test.v   # on the GPU machine
 //
-// Unstable: the first version, correct rather than fast (the attention
-// kernel is one block per query row and head; no CUDA graphs yet).
+// Attention picks its kernel from the batch (see Attention and attnMode):
+// split-context paged attention for decode rows, tiled prefill attention
+// on the tensor cores (bf16) or in f32 FMAs for the rest; gpu/kernels'
+// NOTES.md has each kernel's measurements.
+//
+// Unstable: kernels and their choice change with measurements; no CUDA
+// graphs yet.
 package cuda

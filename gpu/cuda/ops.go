@@ -371,7 +371,8 @@ func prefillRows(d int) int {
 //	"gqa"     neither attentionPrefill nor attentionSplit (the choice
 //	          before they existed)
 //	"v2"      attention only (no grouped-query, prefill or split kernel)
-//	"prefill" attentionPrefill for every batch whose shapes it serves (tests)
+//	"prefill" attentionPrefill (attentionPrefillMMA where it serves) for
+//	          every batch whose shapes it serves, decode rows too (tests)
 //
 // Tests change it through export_test.go.
 var attnMode = os.Getenv("SLUICE_CUDA_ATTN")
@@ -436,17 +437,19 @@ func splitShared(g, d int) int {
 // registers (32 lanes × ATTN_MAXR).
 const maxHeadDim = 256
 
-// Attention runs causal paged attention: one block per (query row, kv
-// head, sequence) serving the kv head's group of query heads (attentionGQA),
-// or per (query row, head, sequence) for other shapes (attention); the
-// warps take chunks of 32 context positions with an online softmax (see the
-// kernels). Batches with MaxQueryLen ≥ prefillMinQuery take the tiled
-// FlashAttention-style kernel (attentionPrefill: a tile of query rows per
-// block, K/V tiles in shared memory). Decode batches (one query row per
-// sequence), and the decode rows of batches that take attentionPrefill,
-// take the split-context kernel (attentionSplit: each sequence's context
-// split over several blocks when the batch alone would not fill the GPU,
-// their partial softmax states combined by attentionMerge).
+// Attention runs causal paged attention. Batches with MaxQueryLen ≥
+// prefillMinQuery take the tiled FlashAttention-style kernel (a tile of
+// query rows per block, K/V tiles in shared memory): attentionPrefillMMA
+// on the tensor cores for bf16 q, caches and out with d 64 or 128,
+// attentionPrefill in f32 FMAs otherwise. Decode batches (one query row
+// per sequence), and the decode rows of batches that take a prefill
+// kernel, take the split-context kernel (attentionSplit: each sequence's
+// context split over several blocks when the batch alone would not fill
+// the GPU, their partial softmax states combined by attentionMerge).
+// Shapes none of these serve (more than 8 query heads per kv head, d over
+// 128) take the row kernels: one block per (query row, kv head, sequence)
+// for the group (attentionGQA) or per (query row, head, sequence)
+// (attention).
 func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) error {
 	a, err := check.Attention(out, q, kCache, vCache, b)
 	if err != nil {
