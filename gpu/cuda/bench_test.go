@@ -96,7 +96,8 @@ func BenchmarkMatMul(b *testing.B) {
 // tokens; bench-1b's (32, 8, d 64) on 256 sequences of 384 (the decode step
 // of infer/offline-512's profile) and on 16 of 4096; each with the kernel
 // before the split one ("nosplit") and the split-context kernel with the
-// splits it chooses and with 1, 2, 4 and 8 forced. TB/s counts K and V
+// splits it chooses (with its cp.async pipeline and with register prefetch,
+// "split-reg") and with 1, 2, 4 and 8 forced. TB/s counts K and V
 // read once.
 func BenchmarkAttentionDecode(b *testing.B) {
 	for _, sh := range []struct {
@@ -135,7 +136,7 @@ func BenchmarkAttentionDecode(b *testing.B) {
 				name   string
 				mode   string
 				splits int
-			}{{"nosplit", "nosplit", 0}, {"split-auto", "", 0}, {"split-1", "", 1}, {"split-2", "", 2}, {"split-4", "", 4}, {"split-8", "", 8}} {
+			}{{"nosplit", "nosplit", 0}, {"split-auto", "", 0}, {"split-reg", "split-reg", 0}, {"split-1", "", 1}, {"split-2", "", 2}, {"split-4", "", 4}, {"split-8", "", 8}} {
 				b.Run(v.name, func(b *testing.B) {
 					defer cuda.SetAttnMode(v.mode)()
 					defer cuda.SetSplits(v.splits)()

@@ -42,11 +42,12 @@ func TestConformance(t *testing.T) {
 // sends every Attention batch, decode ones included, through the tiled
 // prefill kernel where its shapes allow; "split" gives decode batches the
 // most splits (one tile of keys each), "split1" one split (no merge);
-// "prefill-fma" keeps the f32 prefill kernel where the tensor-core one
-// would serve; "nosplit", "gqa" and "v2" keep the older kernels.
+// "split-reg" the split kernel's register prefetch instead of its
+// cp.async pipeline; "prefill-fma" keeps the f32 prefill kernel where the
+// tensor-core one would serve; "nosplit", "gqa" and "v2" keep the older kernels.
 func TestConformanceAttnModes(t *testing.T) {
 	open(t) // skip at once where there is no GPU
-	for _, m := range []string{"prefill", "prefill-fma", "split", "split1", "nosplit", "gqa", "v2"} {
+	for _, m := range []string{"prefill", "prefill-fma", "split", "split1", "split-reg", "nosplit", "gqa", "v2"} {
 		t.Run(m, func(t *testing.T) {
 			if m == "split1" {
 				defer cuda.SetSplits(1)()

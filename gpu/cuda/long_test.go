@@ -14,7 +14,8 @@ import (
 // TestAttentionLongDecode compares decode batches (one new token per
 // sequence) over long contexts with the cpu backend: the split-context
 // kernel with the splits it chooses, with the most splits ("split"), with
-// 1, 3 and 200 forced, and the kernel before it ("nosplit"); bf16, f16 and
+// 1, 3 and 200 forced, with register prefetch instead of cp.async
+// ("split-reg"), and the kernel before it ("nosplit"); bf16, f16 and
 // f32 caches, G = 4 and 8, d = 64 and 128.
 func TestAttentionLongDecode(t *testing.T) {
 	dev := open(t)
@@ -28,7 +29,7 @@ func TestAttentionLongDecode(t *testing.T) {
 		for _, v := range []struct {
 			mode   string
 			splits int
-		}{{"", 0}, {"split", 0}, {"", 1}, {"", 3}, {"", 200}, {"nosplit", 0}} {
+		}{{"", 0}, {"split", 0}, {"", 1}, {"", 3}, {"", 200}, {"split-reg", 0}, {"nosplit", 0}} {
 			for _, cdt := range []gpu.DType{gpu.BF16, gpu.F16, gpu.F32} {
 				name := fmt.Sprintf("g%d-d%d/%q-splits%d/%s", shape[0]/shape[1], shape[2], v.mode, v.splits, cdt)
 				t.Run(name, func(t *testing.T) {

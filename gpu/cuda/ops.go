@@ -365,6 +365,8 @@ func prefillRows(d int) int {
 //	          row of a mixed batch)
 //	"split"   attentionSplit for decode batches with one tile of keys per
 //	          split, the most splits (tests)
+//	"split-reg" the default with attentionSplit's register-prefetch path
+//	          where its cp.async pipeline would serve (d ≤ 64, 2-byte caches)
 //	"prefill-fma" the default with the f32-FMA prefill kernel where the
 //	          tensor-core one (attentionPrefillMMA: bf16 q, caches and out,
 //	          d 64 or 128) would serve
@@ -422,7 +424,9 @@ func decodeSplits(pairs, maxCtx, wave int, mode string, force int) (splits, chun
 }
 
 // splitShared is attentionSplit's dynamic shared memory in bytes (its
-// layout in sluice.cu): q rows, the K and V tiles, the probabilities.
+// layouts in sluice.cu): q rows, the K and V tiles, the probabilities; the
+// tiles as f32 rows of 4·odd floats, or, for d ≤ 64 (attentionSplit's
+// cp.async path), splitStages stages of rows of d + 8 two-byte elements.
 func splitShared(g, d int) int {
 	r := 4
 	if g > 4 {
@@ -430,8 +434,15 @@ func splitShared(g, d int) int {
 	}
 	d4 := (d + 3) &^ 3
 	ks := ((d4 >> 2) | 1) << 2
-	return 4 * (r*d4 + 2*splitTile*ks + r*(splitTile+4))
+	f32 := 4 * (r*d4 + 2*splitTile*ks + r*(splitTile+4))
+	if d > 64 {
+		return f32
+	}
+	return max(f32, 4*r*d+splitStages*2*splitTile*(d+8)*2+4*r*(splitTile+4))
 }
+
+// splitStages is SP_STAGES in sluice.cu.
+const splitStages = 3
 
 // maxHeadDim is the largest head size the attention kernel holds in
 // registers (32 lanes × ATTN_MAXR).
@@ -481,8 +492,9 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 	}
 	defer d.leave()
 	g := a.Heads / a.KVHeads
-	auto := attnMode == "" || attnMode == "split" || attnMode == "nosplit" || attnMode == "prefill-fma"
-	split := (attnMode == "" || attnMode == "split" || attnMode == "prefill-fma") && g <= splitMaxGroup && a.HeadDim <= splitMaxHeadDim
+	auto := attnMode == "" || attnMode == "split" || attnMode == "nosplit" || attnMode == "prefill-fma" || attnMode == "split-reg"
+	split := (attnMode == "" || attnMode == "split" || attnMode == "prefill-fma" || attnMode == "split-reg") &&
+		g <= splitMaxGroup && a.HeadDim <= splitMaxHeadDim
 	maxCtx := b.MaxContextLen
 	if maxCtx == 0 || maxCtx > a.MaxBlocks*a.BlockSize {
 		maxCtx = a.MaxBlocks * a.BlockSize // a bound that needs no host copy of ContextLens
@@ -545,9 +557,12 @@ func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check
 			}
 		}()
 	}
-	v := uint64(0)
+	v, pipe := uint64(0), uint64(1) // pipe: the cp.async path (d ≤ 64, 2-byte caches)
 	if vec {
 		v = 1
+	}
+	if attnMode == "split-reg" {
+		pipe = 0
 	}
 	name, fn := "attentionSplit", d.fn.attentionSplit
 	if a.HeadDim > 64 {
@@ -557,7 +572,7 @@ func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check
 		splitShared(a.Heads/a.KVHeads, a.HeadDim),
 		p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
 		i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), v,
-		uint64(part), i64(chunk))
+		uint64(part), i64(chunk), pipe)
 	if err != nil || splits == 1 {
 		return err
 	}

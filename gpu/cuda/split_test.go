@@ -40,7 +40,11 @@ func TestDecodeSplits(t *testing.T) {
 // TestSplitShared checks attentionSplit's shared memory against the static
 // limit the launch relies on (48 KiB without a raised attribute).
 func TestSplitShared(t *testing.T) {
-	for _, c := range []struct{ g, d, want int }{{4, 64, 4 * (4*64 + 2*32*68 + 4*36)}, {8, 128, 4 * (8*128 + 2*32*132 + 8*36)}, {3, 20, 4 * (4*20 + 2*32*20 + 4*36)}} {
+	for _, c := range []struct{ g, d, want int }{
+		{4, 64, 4*4*64 + 3*2*32*72*2 + 4*4*36},  // cp.async stages of bf16 rows
+		{8, 128, 4 * (8*128 + 2*32*132 + 8*36)}, // f32 tiles
+		{3, 20, 4*4*20 + 3*2*32*28*2 + 4*4*36},
+	} {
 		if got := splitShared(c.g, c.d); got != c.want || got > 48<<10 {
 			t.Errorf("splitShared(%d, %d) = %d, want %d (≤ 48 KiB)", c.g, c.d, got, c.want)
 		}

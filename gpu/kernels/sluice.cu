@@ -487,7 +487,44 @@ __device__ __forceinline__ void unpack8f(uint4 u, int cdt, float (&f)[8]) {
 // distinct banks when d % 16 == 0), halving the shared-memory stores and
 // the loads of k; scores convert 8 elements per 16-byte load, and lane L
 // owns column pairs 2L + 64b, read 4 bytes at a time.
-template <int RA, int NB>
+// cp.async (sm_80+): 16 bytes from global to shared memory without
+// registers; bytes < 16 fills the rest with zeros (0: a masked chunk).
+__device__ __forceinline__ void cpAsync16(void* dst, const void* src, int bytes) {
+  unsigned a = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(a), "l"(src), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// SP_STAGES K/V tile stages in flight for attentionSplit's cp.async path.
+#define SP_STAGES 3
+
+// splitIssue starts the copies of a K and a V tile into the stage at Kd
+// (K rows, then V rows, KS elements apart), with splitFetch's chunk slots:
+// off is the lane's own key's offset, a chunk's comes by shuffle; masked
+// keys are zero-filled.
+template <int NB>
+__device__ __forceinline__ void splitIssue(unsigned short* Kd, int KS, const void* kc, const void* vc, i64 off, int lg,
+                                           int C8) {
+  unsigned short* Vd = Kd + SP_KT * KS;
+#pragma unroll
+  for (int i = 0; i < NB; i++) {
+    int slot = threadIdx.x + SP_THREADS * i;
+    int k = slot >> lg, c = slot & ((1 << lg) - 1);
+    i64 o = __shfl_sync(0xffffffffu, off, k & 31);
+    if (k < SP_KT && c < C8) {
+      i64 e = o >= 0 ? o + 8 * c : 0;
+      int n = o >= 0 ? 16 : 0;
+      cpAsync16(Kd + k * KS + 8 * c, (const unsigned short*)kc + e, n);
+      cpAsync16(Vd + k * KS + 8 * c, (const unsigned short*)vc + e, n);
+    }
+  }
+}
+
+template <int RA, int NB, bool ASYNC>
 __device__ __forceinline__ void splitTileRaw(
     float* smem, void* out, int odt, float* part, const void* q, int qdt, const void* kc, const void* vc, int cdt,
     const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
@@ -504,9 +541,9 @@ __device__ __forceinline__ void splitTileRaw(
   int G = heads / kvHeads;
   int KS = d + 8;                                  // row stride in elements
   float* Qs = smem;                                // [R][d], scaled
-  unsigned short* Ks = (unsigned short*)(Qs + R * d);  // [SP_KT][KS]
-  unsigned short* Vs = Ks + SP_KT * KS;            // [SP_KT][KS]
-  float* Ps = (float*)(Vs + SP_KT * KS);           // [R][SP_PS]; 16-byte aligned: 2·SP_KT·KS·2 bytes, KS % 8 == 0
+  const int ST = ASYNC ? SP_STAGES : 1;          // K/V tile stages
+  unsigned short* Kb = (unsigned short*)(Qs + R * d);  // stage t: K [SP_KT][KS], then V [SP_KT][KS]
+  float* Ps = (float*)(Kb + ST * 2 * SP_KT * KS);  // [R][SP_PS]; 16-byte aligned: KS % 8 == 0
   int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
   i64 qo = ((i64)q0 * heads + (i64)kh * G) * d;  // the group's heads are contiguous
   for (int idx = threadIdx.x; idx < R * d; idx += SP_THREADS) {
@@ -528,25 +565,53 @@ __device__ __forceinline__ void splitTileRaw(
     for (int b = 0; b < NB; b++) acc[a][b] = acc2[a][b] = 0.f;
   }
   int ntiles = ke > kb ? (ke - kb + SP_KT - 1) / SP_KT : 0;
-  i64 offNext = ntiles > 0 ? splitKey(table, kb + lane, ke, bs, blocks, row, head) : -1;
-  if (ntiles > 0) splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8);
+  i64 offNext = -1;
+  if constexpr (ASYNC) {
+    // Tiles 0 and 1 in flight; then each iteration waits for tile t and
+    // issues tile t + 2 into the stage tile t - 1 used. One commit group
+    // per tile (empty past the last), so wait_group 1 means "tile t landed".
+#pragma unroll
+    for (int p = 0; p < SP_STAGES - 1; p++) {
+      if (p < ntiles)
+        splitIssue<NB>(Kb + p * 2 * SP_KT * KS, KS, kc, vc,
+                       splitKey(table, kb + p * SP_KT + lane, ke, bs, blocks, row, head), lg, C8);
+      cpAsyncCommit();
+    }
+  } else {
+    offNext = ntiles > 0 ? splitKey(table, kb + lane, ke, bs, blocks, row, head) : -1;
+    if (ntiles > 0) splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8);
+  }
   for (int t = 0; t < ntiles; t++) {
     int k0 = kb + t * SP_KT;
-    i64 off = offNext;  // key k0 + lane
-    __syncthreads();  // the previous tile's reads of Ks and Vs are done (and Qs is written)
+    unsigned short* Ks = Kb + (t % ST) * 2 * SP_KT * KS;
+    unsigned short* Vs = Ks + SP_KT * KS;
+    i64 off;  // key k0 + lane
+    if constexpr (ASYNC) {
+      cpAsyncWait<SP_STAGES - 2>();
+      __syncthreads();  // tile t is visible to all; tile t - 1's stage is free (and Qs is written)
+      int tn = t + SP_STAGES - 1;
+      if (tn < ntiles)
+        splitIssue<NB>(Kb + (tn % ST) * 2 * SP_KT * KS, KS, kc, vc,
+                       splitKey(table, kb + tn * SP_KT + lane, ke, bs, blocks, row, head), lg, C8);
+      cpAsyncCommit();
+      off = splitKey(table, k0 + lane, ke, bs, blocks, row, head);
+    } else {
+      off = offNext;
+      __syncthreads();  // the previous tile's reads of Ks and Vs are done (and Qs is written)
 #pragma unroll
-    for (int i = 0; i < NB; i++) {
-      int slot = threadIdx.x + SP_THREADS * i;
-      int k = slot >> lg, c = slot & ((1 << lg) - 1);
-      if (k < SP_KT && c < C8) {
-        *(uint4*)(Ks + k * KS + 8 * c) = kr[i];
-        *(uint4*)(Vs + k * KS + 8 * c) = vr[i];
+      for (int i = 0; i < NB; i++) {
+        int slot = threadIdx.x + SP_THREADS * i;
+        int k = slot >> lg, c = slot & ((1 << lg) - 1);
+        if (k < SP_KT && c < C8) {
+          *(uint4*)(Ks + k * KS + 8 * c) = kr[i];
+          *(uint4*)(Vs + k * KS + 8 * c) = vr[i];
+        }
       }
-    }
-    __syncthreads();
-    if (t + 1 < ntiles) {  // the next tile's loads are in flight while this one is computed
-      offNext = splitKey(table, k0 + SP_KT + lane, ke, bs, blocks, row, head);
-      splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8);
+      __syncthreads();
+      if (t + 1 < ntiles) {  // the next tile's loads are in flight while this one is computed
+        offNext = splitKey(table, k0 + SP_KT + lane, ke, bs, blocks, row, head);
+        splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8);
+      }
     }
     float4 s4[RA];  // four independent FMA chains per row
 #pragma unroll
@@ -1304,7 +1369,7 @@ __global__ void __launch_bounds__(PF_THREADS) attentionPrefill(
 #define SPLIT_ARGS                                                                                                 \
   void *out, int odt, const void *q, int qdt, const void *kc, const void *vc, int cdt, const int *tables,          \
       const int *ctxLens, const int *starts, int maxBlocks, int blocks, int bs, int heads, int kvHeads, int d, \
-      float scale, int vec, float *part, int chunk
+      float scale, int vec, float *part, int chunk, int pipe
 #define SPLIT_PASS \
   dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, d, scale, vec, chunk
 #define SPLIT_RAW \
@@ -1312,11 +1377,16 @@ __global__ void __launch_bounds__(PF_THREADS) attentionPrefill(
 __global__ void __launch_bounds__(SP_THREADS, 6) attentionSplit(SPLIT_ARGS) {
   extern __shared__ __align__(16) float dsm[];
   bool g4 = heads / kvHeads <= 4;
-  if (vec) {
+  if (vec && pipe) {
     if (g4)
-      splitTileRaw<1, 2>(SPLIT_RAW);
+      splitTileRaw<1, 2, true>(SPLIT_RAW);
     else
-      splitTileRaw<2, 2>(SPLIT_RAW);
+      splitTileRaw<2, 2, true>(SPLIT_RAW);
+  } else if (vec) {
+    if (g4)
+      splitTileRaw<1, 2, false>(SPLIT_RAW);
+    else
+      splitTileRaw<2, 2, false>(SPLIT_RAW);
   } else {
     if (g4)
       splitTile<1, 2>(SPLIT_PASS);
@@ -1330,9 +1400,9 @@ __global__ void __launch_bounds__(SP_THREADS, 4) attentionSplit128(SPLIT_ARGS) {
   bool g4 = heads / kvHeads <= 4;
   if (vec) {
     if (g4)
-      splitTileRaw<1, 4>(SPLIT_RAW);
+      splitTileRaw<1, 4, false>(SPLIT_RAW);
     else
-      splitTileRaw<2, 4>(SPLIT_RAW);
+      splitTileRaw<2, 4, false>(SPLIT_RAW);
   } else {
     if (g4)
       splitTile<1, 4>(SPLIT_PASS);
