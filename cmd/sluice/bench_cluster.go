@@ -7,6 +7,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/state"
+	"github.com/sluicehq/sluice/executor/cluster/worker"
 )
 
 // The etl/sales-10m queries as plan files: the same as etlQueries (bench
@@ -100,6 +103,7 @@ type benchClusterFlags struct {
 	failover      bool
 	failoverRows  int64
 	workerTimeout time.Duration
+	splitBytes    int64
 }
 
 func init() {
@@ -118,12 +122,62 @@ func init() {
 			fs.BoolVar(&f.failover, "failover", false, "run cluster/failover instead: 3 coordinators, the largest worker count; kill -9 the leader, then a worker, mid-job")
 			fs.Int64Var(&f.failoverRows, "failover-rows", 1_000_000, "rows of cluster/failover's data")
 			fs.DurationVar(&f.workerTimeout, "worker-timeout", 5*time.Second, "the coordinators' --worker-timeout")
+			fs.Func("split-bytes", "input bytes per scan task of the layout (default: the worker's, 256MiB); set, the workers run as `bench cluster-worker`", func(v string) error {
+				n, err := parseSize(v)
+				f.splitBytes = n
+				return err
+			})
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) != 0 {
 				return errUsage
 			}
 			return benchCluster(ctx, e, f)
+		},
+	})
+}
+
+func init() {
+	// `worker` with the layout's split size as a flag: an experiment on
+	// how the scan is cut, which `worker` does not offer.
+	var coords, tokenFile, res string
+	var cfg worker.Config
+	register(&command{
+		name:    "bench cluster-worker",
+		summary: "run a worker whose layouts cut scans into --split-bytes tasks (used by `bench cluster --split-bytes`)",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&coords, "coordinators", "", "coordinator API addresses, comma-separated")
+			fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the worker's id and data")
+			fs.StringVar(&cfg.Addr, "addr", "", "host:port this worker serves its blocks on")
+			fs.StringVar(&res, "resources", "", "cpu=N,gpu=N,memory=SIZE")
+			fs.StringVar(&tokenFile, "token-file", "", "file holding the shared bearer token")
+			fs.DurationVar(&cfg.Heartbeat, "heartbeat", time.Second, "how often to heartbeat")
+			fs.Func("split-bytes", "input bytes per scan task of the jobs this worker lays out", func(v string) error {
+				n, err := parseSize(v)
+				cfg.SplitBytes = n
+				return err
+			})
+		},
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) != 0 {
+				return errUsage
+			}
+			var err error
+			if cfg.Coordinators, err = coordinators(coords); err != nil {
+				return err
+			}
+			if cfg.Token, err = loadToken(tokenFile); err != nil {
+				return err
+			}
+			if cfg.Resources, err = parseResources(res); err != nil {
+				return err
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, nil))
+			w, err := worker.New(cfg)
+			if err != nil {
+				return err
+			}
+			return w.Run(ctx)
 		},
 	})
 }
@@ -182,9 +236,10 @@ func benchCluster(ctx context.Context, e *env, f benchClusterFlags) error {
 	defer localLog.Close()
 
 	type stageTime struct {
-		Name    string  `json:"name"`
-		Tasks   int     `json:"tasks"`
-		Seconds float64 `json:"s"`
+		Name    string    `json:"name"`
+		Tasks   int       `json:"tasks"`
+		Seconds float64   `json:"s"`
+		TaskS   []float64 `json:"task_s"` // each task's assignment to finish
 	}
 	type result struct {
 		Query   string      `json:"query"`
@@ -197,7 +252,7 @@ func benchCluster(ctx context.Context, e *env, f benchClusterFlags) error {
 	}
 	var results []result
 	for _, n := range counts {
-		c, err := startCluster(ctx, e, self, filepath.Join(work, fmt.Sprintf("w%d", n)), 1, n, f.cpu, f.workerTimeout)
+		c, err := startCluster(ctx, e, self, filepath.Join(work, fmt.Sprintf("w%d", n)), 1, n, f.cpu, f.workerTimeout, f.splitBytes)
 		if err != nil {
 			return err
 		}
@@ -252,7 +307,7 @@ func benchCluster(ctx context.Context, e *env, f benchClusterFlags) error {
 					continue
 				}
 				for _, s := range stageSpans(js[i]) {
-					r.Stages = append(r.Stages, stageTime{Name: s.name, Tasks: s.tasks, Seconds: s.span.Seconds()})
+					r.Stages = append(r.Stages, stageTime{Name: s.name, Tasks: s.tasks, Seconds: s.span.Seconds(), TaskS: s.taskS})
 				}
 				break
 			}
@@ -261,9 +316,13 @@ func benchCluster(ctx context.Context, e *env, f benchClusterFlags) error {
 		}
 		c.stop()
 	}
+	split := "the worker's default split size"
+	if f.splitBytes > 0 {
+		split = fmt.Sprintf("--split-bytes %d", f.splitBytes)
+	}
 	fmt.Fprintf(e.stdout, "etl/sales on the cluster: %d rows in %d files, 1 coordinator (throughput needs no more; failover runs 3), "+
-		"workers of %d CPU each (GOMAXPROCS too), machine of %d CPUs; local executor in a child process with all CPUs\n",
-		f.rows, f.files, f.cpu, runtime.NumCPU())
+		"workers of %d CPU each (GOMAXPROCS too), %s, machine of %d CPUs; local executor in a child process with all CPUs\n",
+		f.rows, f.files, f.cpu, split, runtime.NumCPU())
 	fmt.Fprintln(e.stdout, "outputs: the same rows from the cluster and the local executor for every query and worker count")
 	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "query\tworkers\tcluster (median of %d)\tlocal (median of %d)\tspeed-up local/cluster\tstages of the median cluster run (tasks, first assignment to last finish)\n", f.runs, f.runs)
@@ -285,6 +344,7 @@ type span struct {
 	name  string
 	tasks int
 	span  time.Duration // first assignment to last finish
+	taskS []float64     // each succeeded task's assignment to finish, in seconds
 }
 
 // stageSpans reads each stage's span off a finished job's tasks, with a
@@ -305,6 +365,9 @@ func stageSpans(st api.JobStatus) []span {
 		}
 		if t.State == state.TaskSucceeded && t.Updated.After(last[t.Stage]) {
 			last[t.Stage] = t.Updated
+		}
+		if t.State == state.TaskSucceeded && !t.Assigned.IsZero() {
+			out[t.Stage].taskS = append(out[t.Stage].taskS, math.Round(t.Updated.Sub(t.Assigned).Seconds()*1000)/1000)
 		}
 	}
 	for i := range out {
@@ -416,7 +479,7 @@ func freeAddr() (string, error) {
 // startCluster starts coords coordinators and workers workers of cpu CPUs
 // under a fresh dir and waits until the first leads and every worker is
 // registered.
-func startCluster(ctx context.Context, e *env, self, dir string, coords, workers, cpu int, workerTimeout time.Duration) (c *cluster, err error) {
+func startCluster(ctx context.Context, e *env, self, dir string, coords, workers, cpu int, workerTimeout time.Duration, splitBytes int64) (c *cluster, err error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
@@ -474,9 +537,12 @@ func startCluster(ctx context.Context, e *env, self, dir string, coords, workers
 	}
 	for i := range workers {
 		wdir := filepath.Join(dir, fmt.Sprint("worker", i+1))
-		p, err := startChild(self, wdir, wdir+".log", []string{"GOMAXPROCS=" + strconv.Itoa(cpu)},
-			"worker", "--coordinators", strings.Join(urls, ","), "--data-dir", wdir, "--addr", "127.0.0.1:0",
-			"--resources", fmt.Sprintf("cpu=%d,memory=4GiB", cpu), "--token-file", tokenFile, "--heartbeat", "100ms")
+		a := []string{"worker", "--coordinators", strings.Join(urls, ","), "--data-dir", wdir, "--addr", "127.0.0.1:0",
+			"--resources", fmt.Sprintf("cpu=%d,memory=4GiB", cpu), "--token-file", tokenFile, "--heartbeat", "100ms"}
+		if splitBytes > 0 {
+			a = append([]string{"bench", "cluster-worker", "--split-bytes", strconv.FormatInt(splitBytes, 10)}, a[1:]...)
+		}
+		p, err := startChild(self, wdir, wdir+".log", []string{"GOMAXPROCS=" + strconv.Itoa(cpu)}, a...)
 		if err != nil {
 			return nil, err
 		}
@@ -647,7 +713,7 @@ func benchFailover(ctx context.Context, e *env, self string, f benchClusterFlags
 }
 
 func failoverOnce(ctx context.Context, e *env, self string, f benchClusterFlags, n int, data, work string) (r failoverRun, err error) {
-	c, err := startCluster(ctx, e, self, filepath.Join(work, "cluster"), 3, n, f.cpu, f.workerTimeout)
+	c, err := startCluster(ctx, e, self, filepath.Join(work, "cluster"), 3, n, f.cpu, f.workerTimeout, f.splitBytes)
 	if err != nil {
 		return r, err
 	}
