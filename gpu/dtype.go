@@ -44,6 +44,23 @@ func (d DType) String() string {
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
 
+// ParseDType reads a floating-point dtype by name: "f32" (or "float32"),
+// "bf16" ("bfloat16"), "f16" ("float16"); "" and "auto" give 0, which lets
+// the loader choose by device.
+func ParseDType(s string) (DType, error) {
+	switch s {
+	case "", "auto":
+		return 0, nil
+	case "f32", "float32":
+		return F32, nil
+	case "bf16", "bfloat16":
+		return BF16, nil
+	case "f16", "float16":
+		return F16, nil
+	}
+	return 0, fmt.Errorf("gpu: dtype %q: want auto, f32, bf16 or f16", s)
+}
+
 // Elem is the set of Go types that hold one element of a DType on the host.
 type Elem interface {
 	float32 | BFloat16 | Float16 | int32

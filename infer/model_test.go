@@ -69,7 +69,8 @@ func loadFixture(t testing.TB, name string) *model.Model {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := model.Load(fixtureDir(name), dev, model.Options{})
+	// f32 on every device: the fixtures hold transformers' f32 tokens.
+	m, err := model.Load(fixtureDir(name), dev, model.Options{DType: gpu.F32})
 	if err != nil {
 		dev.Close()
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/sluicehq/sluice/dataset"
+	"github.com/sluicehq/sluice/gpu"
+	"github.com/sluicehq/sluice/infer/model"
 	"github.com/sluicehq/sluice/infer/tokenizer"
 )
 
@@ -29,6 +31,9 @@ type StageConfig struct {
 	Model string `json:"model" yaml:"model"`
 	// Device is the gpu device: "auto" (default), "cpu", "cuda".
 	Device string `json:"device,omitempty" yaml:"device,omitempty"`
+	// DType is the weights' and KV cache's dtype: "auto" (default: f32 on
+	// the cpu, bf16 on a GPU), "f32", "bf16", "f16".
+	DType string `json:"dtype,omitempty" yaml:"dtype,omitempty"`
 	// Tokenizer is the directory of tokenizer.json when it is not the
 	// model's.
 	Tokenizer string `json:"tokenizer,omitempty" yaml:"tokenizer,omitempty"`
@@ -102,6 +107,9 @@ func (c StageConfig) Validate() error {
 		return bad("on_error must be %q or %q, got %q", OnErrorFail, OnErrorColumn, c.OnError)
 	case c.Params.withDefaults().N != 1:
 		return bad("params.n must be 1 (one completion per row), got %d", c.Params.N)
+	}
+	if _, err := gpu.ParseDType(c.DType); err != nil {
+		return bad("%v", err)
 	}
 	if err := c.Params.Validate(); err != nil {
 		return fmt.Errorf("stage: params: %w", err)
@@ -396,8 +404,8 @@ type Registry struct {
 var DefaultRegistry = &Registry{}
 
 type registryKey struct {
-	model, device, tokenizer string
-	cfg                      Config
+	model, device, dtype, tokenizer string
+	cfg                             Config
 }
 
 type sharedEngine struct {
@@ -411,7 +419,7 @@ type sharedEngine struct {
 // first use. A load that failed is not retried.
 func (r *Registry) Engine(cfg StageConfig) (*Engine, error) {
 	cfg = cfg.withDefaults()
-	key := registryKey{cfg.Model, cfg.Device, cfg.Tokenizer, cfg.EngineConfig}
+	key := registryKey{cfg.Model, cfg.Device, cfg.DType, cfg.Tokenizer, cfg.EngineConfig}
 	r.mu.Lock()
 	if r.engines == nil {
 		r.engines = map[registryKey]*sharedEngine{}
@@ -427,7 +435,12 @@ func (r *Registry) Engine(cfg StageConfig) (*Engine, error) {
 		if load == nil {
 			load = Load
 		}
-		l, err := load(cfg.Model, LoadOptions{Device: cfg.Device, Tokenizer: cfg.Tokenizer})
+		dt, err := gpu.ParseDType(cfg.DType)
+		if err != nil {
+			se.err = fmt.Errorf("infer: stage: %w", err)
+			return
+		}
+		l, err := load(cfg.Model, LoadOptions{Device: cfg.Device, Tokenizer: cfg.Tokenizer, Model: model.Options{DType: dt}})
 		if err != nil {
 			se.err = fmt.Errorf("infer: stage: loading %s: %w", cfg.Model, err)
 			return

@@ -141,6 +141,7 @@ func TestStageValidate(t *testing.T) {
 		{StageConfig{Model: "m", Output: "finish_reason"}, `infer: invalid config: stage: output "finish_reason" collides with another output column`},
 		{StageConfig{Model: "m", OnError: "column", ErrorColumn: "completion"}, `infer: invalid config: stage: error_column "completion" collides with another output column`},
 		{StageConfig{Model: "m", EngineConfig: Config{BlockSize: 16}}, "stage: engine: infer: invalid config: CacheBytes must be positive when NumBlocks is 0, got 0"},
+		{StageConfig{Model: "m", DType: "f64"}, `infer: invalid config: stage: gpu: dtype "f64": want auto, f32, bf16 or f16`},
 	}
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)

@@ -76,7 +76,7 @@ func TestInferStepRuns(t *testing.T) {
 	src := `name: infer-run
 read: {jsonl: ` + filepath.Join(dir, "prompts.jsonl") + `}
 steps:
-  - infer: {model: ` + modelDir + `, input: prompt, output: completion, max_tokens: ` + strconv.Itoa(maxTokens) + `, temperature: 0}
+  - infer: {model: ` + modelDir + `, input: prompt, output: completion, max_tokens: ` + strconv.Itoa(maxTokens) + `, temperature: 0, device: cpu, dtype: f32}
 write: {jsonl: ` + out + `/}
 `
 	compileRun(t, src, Vars{})

@@ -173,6 +173,7 @@ type Infer struct {
 	Model, Input, Output string
 	MaxTokens            int64
 	Temperature          float64
+	Device, DType        string // "" or "auto": by device
 	stepAt
 }
 
@@ -541,6 +542,7 @@ func decodeInfer(d *decoder, n *yaml.Node, path string) Step {
 	i := &Infer{Model: scalar(get(n, "model")), Input: scalar(get(n, "input")), Output: scalar(get(n, "output"))}
 	i.MaxTokens, _ = intValue(get(n, "max_tokens"))
 	i.Temperature, _ = floatValue(get(n, "temperature"))
+	i.Device, i.DType = scalar(get(n, "device")), scalar(get(n, "dtype"))
 	return i
 }
 

@@ -31,12 +31,12 @@ func (l *strList) Set(s string) error { *l = append(*l, s); return nil }
 
 // engineFlags are the model and engine options both commands take.
 type engineFlags struct {
-	model, tokenizer, device string
-	blockSize, numBlocks     int
-	maxModelLen, maxNumSeqs  int
-	maxBatched               int
-	gpuMemUtil               float64
-	noPrefixCaching          bool
+	model, tokenizer, device, dtype string
+	blockSize, numBlocks            int
+	maxModelLen, maxNumSeqs         int
+	maxBatched                      int
+	gpuMemUtil                      float64
+	noPrefixCaching                 bool
 
 	loadTime, startTime time.Duration // set by open: infer.Load, infer.New
 }
@@ -46,6 +46,7 @@ func (o *engineFlags) declare(fs *flag.FlagSet) {
 	fs.StringVar(&o.model, "model", "", "model directory (config.json, *.safetensors; local or s3://)")
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "directory of tokenizer.json when it is not the model's")
 	fs.StringVar(&o.device, "device", "auto", "device: auto, cpu or cuda")
+	fs.StringVar(&o.dtype, "dtype", "auto", "weights and KV cache dtype: auto (f32 on the cpu, bf16 on a GPU), f32, bf16 or f16")
 	fs.IntVar(&o.blockSize, "block-size", d.BlockSize, "KV cache block size in tokens")
 	fs.IntVar(&o.numBlocks, "num-blocks", 0, "KV cache blocks (0: from --gpu-memory-utilization on a GPU, a 256 MiB budget on the cpu)")
 	fs.Float64Var(&o.gpuMemUtil, "gpu-memory-utilization", d.GPUMemoryUtilization, "share of the GPU's memory for weights, activations and KV cache when --num-blocks is 0")
@@ -61,7 +62,11 @@ func (o *engineFlags) open() (*infer.Engine, *infer.Loaded, func() error, error)
 		return nil, nil, nil, fmt.Errorf("--model is required: %w", errUsage)
 	}
 	start := time.Now()
-	l, err := infer.Load(o.model, infer.LoadOptions{Device: o.device, Tokenizer: o.tokenizer})
+	dt, err := gpu.ParseDType(o.dtype)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--dtype: %w: %w", err, errUsage)
+	}
+	l, err := infer.Load(o.model, infer.LoadOptions{Device: o.device, Tokenizer: o.tokenizer, Model: model.Options{DType: dt}})
 	if err != nil {
 		return nil, nil, nil, err
 	}
