@@ -122,7 +122,7 @@ func init() {
 			fs.BoolVar(&f.failover, "failover", false, "run cluster/failover instead: 3 coordinators, the largest worker count; kill -9 the leader, then a worker, mid-job")
 			fs.Int64Var(&f.failoverRows, "failover-rows", 1_000_000, "rows of cluster/failover's data")
 			fs.DurationVar(&f.workerTimeout, "worker-timeout", 5*time.Second, "the coordinators' --worker-timeout")
-			fs.Func("split-bytes", "input bytes per scan task of the layout (default: the worker's, 256MiB); set, the workers run as `bench cluster-worker`", func(v string) error {
+			fs.Func("split-bytes", "input `SIZE` per scan task of the layout, e.g. 40MiB (default: the worker's, 256 MiB); set, the workers run as the bench cluster-worker command", func(v string) error {
 				n, err := parseSize(v)
 				f.splitBytes = n
 				return err
