@@ -399,6 +399,24 @@ func TestScanFilterProject(t *testing.T) {
 	}
 }
 
+// MinTasks cuts a scan into at least that many balanced tasks when the
+// split size alone would make fewer, and the output stays the same.
+func TestMinTasks(t *testing.T) {
+	defer dist.SetMinSplit(1)()
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	root := sink(t, dataset.ReadParquet(dir).Filter("price > 20").Select("id", "category", "price"))
+	want := sorted(localRows(t, root, mem))
+	for _, minTasks := range []int{0, 4, 12} {
+		got, l, _ := runAll(t, root, dist.Options{Partitions: 2, SplitBytes: 1 << 30, MinTasks: minTasks}, mem)
+		tasks := l.Stages[0].Tasks
+		if minTasks == 0 && tasks != 1 || minTasks > 0 && tasks < minTasks {
+			t.Fatalf("MinTasks %d: %d scan tasks", minTasks, tasks)
+		}
+		same(t, sorted(got), want)
+	}
+}
+
 func TestGroupBy(t *testing.T) {
 	mem := checked(t)
 	dir := salesDir(t, mem)

@@ -68,6 +68,11 @@ type Options struct {
 	// 8 bytes a row, rows per Range task). A Parquet file larger than this
 	// splits by row groups.
 	SplitBytes int64
+	// MinTasks, when positive, cuts each scan into at least that many
+	// tasks where its input allows (the split target shrinks to the
+	// input's bytes over MinTasks, not below 64 KiB): a cluster passes its
+	// CPUs, so that every CPU has a share of the scan.
+	MinTasks int
 	// FS serves the Parquet footers Plan reads; nil means storage.For.
 	FS func(path string) (storage.FS, error)
 }
@@ -152,8 +157,20 @@ type unit struct {
 // in file order. A Parquet file larger than SplitBytes splits into row
 // groups; other files larger than it are a split of their own. There is
 // always at least one split (maybe empty), so the stage has a task.
+// minSplit is the smallest split target MinTasks makes.
+var minSplit int64 = 64 << 10
+
 func splitFiles(ctx context.Context, s *plan.Scan, opts Options) ([]Split, error) {
 	target := opts.SplitBytes
+	if opts.MinTasks > 1 {
+		var total int64
+		for _, f := range s.Files {
+			if keepFile(s, f) {
+				total += f.Size
+			}
+		}
+		target = min(target, max(minSplit, (total+int64(opts.MinTasks)-1)/int64(opts.MinTasks)))
+	}
 	var units []unit
 	for _, f := range s.Files {
 		if !keepFile(s, f) {
@@ -174,6 +191,16 @@ func splitFiles(ctx context.Context, s *plan.Scan, opts Options) ([]Split, error
 		for _, rg := range rgs {
 			units = append(units, unit{file: f, rgs: []int{rg.index}, size: rg.size})
 		}
+	}
+	if opts.MinTasks > 1 {
+		// Again over what the units hold (a row group's bytes are its
+		// column chunks'): every split but one big unit stays within the
+		// target, so there are at least MinTasks where the units allow.
+		var total int64
+		for _, u := range units {
+			total += u.size
+		}
+		target = min(target, max(minSplit, (total+int64(opts.MinTasks)-1)/int64(opts.MinTasks)))
 	}
 	var out []Split
 	var cur Split

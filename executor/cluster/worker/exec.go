@@ -110,6 +110,7 @@ func (w *Worker) planJob(ctx context.Context, a api.Assignment) (Outcome, error)
 	}
 	opts := dist.DefaultOptions()
 	opts.Partitions = max(1, a.CPUs)
+	opts.MinTasks = a.CPUs
 	if w.cfg.SplitBytes > 0 {
 		opts.SplitBytes = w.cfg.SplitBytes
 	}
