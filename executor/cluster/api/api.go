@@ -24,9 +24,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -104,6 +106,26 @@ type RegisterRequest struct {
 	ID        string          `json:"id"`
 	Addr      string          `json:"addr"`
 	Resources state.Resources `json:"resources"`
+}
+
+// MaxHeartbeatWait is the longest a heartbeat's answer waits for a change
+// of the worker's assignments (its ?wait=).
+const MaxHeartbeatWait = 5 * time.Second
+
+// Digest names a set of assignments by their tasks and attempts, for a
+// heartbeat's ?known=: the answer waits while the set is the same.
+func Digest(tasks []Assignment) string {
+	keys := make([]string, len(tasks))
+	for i, a := range tasks {
+		keys[i] = fmt.Sprintf("%s/%d", a.Task.ID, a.Task.Attempt)
+	}
+	slices.Sort(keys)
+	h := fnv.New64a()
+	for _, k := range keys {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+	}
+	return fmt.Sprintf("%d-%x", len(keys), h.Sum64())
 }
 
 // HeartbeatResponse lists the tasks assigned to or running on the worker;

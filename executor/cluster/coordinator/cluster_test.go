@@ -427,3 +427,36 @@ func TestClusterFailedStageLeavesNothing(t *testing.T) {
 		t.Fatalf("the failed job left %s: %v", out, entries)
 	}
 }
+
+// A heartbeat that knows its assignments waits for them to change: the
+// answer carries a task assigned while it waited (an immediate answer
+// would carry none).
+func TestHeartbeatLongPoll(t *testing.T) {
+	h := start(t, 1)
+	cl := h.client()
+	ctx := context.Background()
+	if err := cl.Do(ctx, http.MethodPost, "/v1/workers", api.RegisterRequest{ID: "w-poll", Addr: "127.0.0.1:1",
+		Resources: state.Resources{CPU: 1, Memory: 1 << 30}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var first api.HeartbeatResponse
+	if err := cl.Do(ctx, http.MethodPost, "/v1/workers/w-poll/heartbeat", nil, &first); err != nil || len(first.Tasks) != 0 {
+		t.Fatalf("first heartbeat: %+v %v", first, err)
+	}
+	got := make(chan api.HeartbeatResponse, 1)
+	go func() {
+		var hb api.HeartbeatResponse
+		if err := cl.Do(ctx, http.MethodPost, "/v1/workers/w-poll/heartbeat?wait=5s&known="+api.Digest(first.Tasks), nil, &hb); err != nil {
+			t.Error(err)
+		}
+		got <- hb
+	}()
+	var r api.IDResponse
+	if err := cl.Do(ctx, http.MethodPost, "/v1/jobs", api.SubmitRequest{File: "p.yaml", Plan: "name: p\nread: {parquet: x/}\nwrite: {parquet: y/}\n"}, &r); err != nil {
+		t.Fatal(err)
+	}
+	hb := <-got
+	if len(hb.Tasks) != 1 || hb.Tasks[0].Task.Job != r.ID || hb.Tasks[0].Kind != state.StagePlan {
+		t.Fatalf("long poll answered %+v, want the planning task of %s", hb.Tasks, r.ID)
+	}
+}

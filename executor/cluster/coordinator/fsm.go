@@ -15,6 +15,17 @@ import (
 type fsm struct {
 	mu sync.RWMutex
 	s  *state.State
+	// changed is closed (and replaced) by every Apply and Restore, so
+	// long-polling heartbeats wake on a change.
+	changed chan struct{}
+}
+
+// touch wakes the waiters of changed; the caller holds mu.
+func (f *fsm) touch() {
+	if f.changed != nil {
+		close(f.changed)
+	}
+	f.changed = make(chan struct{})
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -26,6 +37,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.touch()
 	return f.s.Apply(c)
 }
 
@@ -49,6 +61,7 @@ func (f *fsm) Restore(r io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.s = s
+	f.touch()
 	f.mu.Unlock()
 	return nil
 }
@@ -58,6 +71,18 @@ func (f *fsm) read(fn func(s *state.State)) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	fn(f.s)
+}
+
+// readWatch runs fn like read and returns a channel closed at the next
+// change of the state after the one fn saw.
+func (f *fsm) readWatch(fn func(s *state.State)) <-chan struct{} {
+	f.mu.Lock() // changed may be made here
+	defer f.mu.Unlock()
+	if f.changed == nil {
+		f.changed = make(chan struct{})
+	}
+	fn(f.s)
+	return f.changed
 }
 
 type bytesBuffer struct{ data []byte }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -270,13 +271,36 @@ func (c *Coordinator) heartbeat(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	out := api.HeartbeatResponse{Tasks: []api.Assignment{}}
-	c.fsm.read(func(s *state.State) {
-		for _, t := range s.TasksOf(id) {
-			out.Tasks = append(out.Tasks, assignment(s, t))
+	// With ?wait=D&known=DIGEST the answer waits up to D (at most
+	// api.MaxHeartbeatWait) while the worker's assignments are still the
+	// ones it knows, so a task reaches its worker as soon as it is
+	// assigned rather than at the next heartbeat.
+	wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
+	wait = min(max(wait, 0), api.MaxHeartbeatWait)
+	known := r.URL.Query().Get("known")
+	timeout := time.NewTimer(wait)
+	defer timeout.Stop()
+	var out api.HeartbeatResponse
+	for {
+		out = api.HeartbeatResponse{Tasks: []api.Assignment{}}
+		changed := c.fsm.readWatch(func(s *state.State) {
+			for _, t := range s.TasksOf(id) {
+				out.Tasks = append(out.Tasks, assignment(s, t))
+			}
+			out.Free = freeable(s, now)
+		})
+		if wait == 0 || known == "" || api.Digest(out.Tasks) != known {
+			break
 		}
-		out.Free = freeable(s, now)
-	})
+		select {
+		case <-changed:
+			continue
+		case <-timeout.C:
+		case <-r.Context().Done():
+			return
+		}
+		break
+	}
 	writeJSON(rw, http.StatusOK, out)
 }
 

@@ -197,9 +197,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.wg.Add(1)
 	go func() { defer w.wg.Done(); w.reporter(ctx) }()
 	registered := false
+	known := "" // the digest of the assignments last heard
 	t := time.NewTicker(w.cfg.Heartbeat)
 	defer t.Stop()
 	for {
+		again := false // heartbeat again at once
 		if !registered {
 			err := w.cl.Do(ctx, http.MethodPost, "/v1/workers", api.RegisterRequest{
 				ID: w.id, Addr: w.cfg.Addr, Resources: w.cfg.Resources}, nil)
@@ -214,16 +216,29 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}
 		if registered {
+			// A long poll: the answer comes when the assignments change,
+			// or after one heartbeat period.
 			var hb api.HeartbeatResponse
-			err := w.cl.Do(ctx, http.MethodPost, "/v1/workers/"+w.id+"/heartbeat", nil, &hb)
+			path := "/v1/workers/" + w.id + "/heartbeat"
+			if known != "" {
+				path += "?wait=" + w.cfg.Heartbeat.String() + "&known=" + known
+			}
+			start := time.Now()
+			err := w.cl.Do(ctx, http.MethodPost, path, nil, &hb)
 			switch {
 			case errors.Is(err, api.ErrNotFound):
-				registered = false
+				registered, known = false, ""
 			case err != nil:
+				known = ""
 				if ctx.Err() == nil {
 					w.log.Warn("heartbeat failed", "err", err)
 				}
 			default:
+				digest := api.Digest(hb.Tasks)
+				// At once after news, or after a poll that waited (a
+				// coordinator that answers at once waits for the ticker).
+				again = digest != known || time.Since(start) >= w.cfg.Heartbeat/2
+				known = digest
 				w.sync(ctx, hb.Tasks)
 				if w.store != nil {
 					for _, p := range hb.Free {
@@ -231,6 +246,12 @@ func (w *Worker) Run(ctx context.Context) error {
 					}
 				}
 			}
+		}
+		if again {
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
 		}
 		select {
 		case <-ctx.Done():
