@@ -231,8 +231,18 @@ func (s *State) apply(c Command) (string, error) {
 		}
 		w.Alive = false
 		for _, t := range s.TasksOf(w.ID) {
-			s.setTask(t, TaskPending, "")
+			// A death is not the attempt's failure, unless the task keeps
+			// taking its workers with it (out of memory, a crash in user
+			// code): past MaxDeaths it fails.
+			t.Deaths++
 			t.Error, t.Updated = "worker "+w.ID+" died", c.At
+			if t.Deaths > MaxDeaths {
+				s.setTask(t, TaskFailed, "")
+				t.Error = fmt.Sprintf("%d workers died running it, the last %s", t.Deaths, w.ID)
+				s.settle(s.Jobs[t.Job], t, c.At)
+				continue
+			}
+			s.setTask(t, TaskPending, "")
 		}
 		// Lineage: the blocks the dead worker kept for tasks still to run
 		// are gone; the tasks that made them run again.
@@ -340,6 +350,10 @@ func (s *State) stopAllBut(j *Job, keep int, why string, at time.Time) {
 		}
 	}
 }
+
+// MaxDeaths is how many of a task's workers may die while running it
+// before the task fails.
+const MaxDeaths = 4
 
 // MaxLost is how many attempts of a task may end with a lost input before
 // the next one counts as a failure.

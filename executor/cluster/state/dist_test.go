@@ -2,6 +2,7 @@ package state
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -236,5 +237,26 @@ func TestCancelRemovesStagedOutput(t *testing.T) {
 	beat(t, s, at(5))
 	if r := s.Apply(Command{Op: OpCancel, ID: j2.ID, At: at(5)}); !errors.Is(r.Err, ErrFinished) {
 		t.Fatalf("cancel while publishing: %v", r.Err)
+	}
+}
+
+// A task whose workers keep dying while they run it fails after MaxDeaths.
+func TestTaskThatKillsItsWorkers(t *testing.T) {
+	s := New()
+	id := submit(t, s, "", 0, at(0))
+	now := 0
+	for i := range MaxDeaths + 1 {
+		w := fmt.Sprint("w", i)
+		register(t, s, w, 1, at(now))
+		step(t, s, at(now))
+		if tk := s.Tasks[id+"-t0"]; tk.Worker != w {
+			t.Fatalf("death %d: task on %q, want %s", i, tk.Worker, w)
+		}
+		now += 10 // past the worker timeout: w dies with the task
+		step(t, s, at(now))
+	}
+	tk, j := s.Tasks[id+"-t0"], s.Jobs[id]
+	if tk.State != TaskFailed || tk.Failures != 0 || j.State != JobFailed || !strings.Contains(j.Error, "workers died running it") {
+		t.Fatalf("task %+v, job %s %q", tk, j.State, j.Error)
 	}
 }

@@ -197,9 +197,10 @@ type Task struct {
 	State     TaskState `json:"state"`
 	Attempt   int       `json:"attempt"`
 	Failures  int       `json:"failures"`
-	Stage     int       `json:"stage,omitempty"` // index in its job's Stages
-	Index     int       `json:"index,omitempty"` // index in its stage
-	Lost      int       `json:"lost,omitempty"`  // attempts ended by a lost input (not failures)
+	Stage     int       `json:"stage,omitempty"`  // index in its job's Stages
+	Index     int       `json:"index,omitempty"`  // index in its stage
+	Lost      int       `json:"lost,omitempty"`   // attempts ended by a lost input (not failures)
+	Deaths    int       `json:"deaths,omitempty"` // attempts ended by their worker's death (not failures)
 	Bytes     int64     `json:"bytes,omitempty"`
 	Worker    string    `json:"worker,omitempty"`
 	Needs     Resources `json:"needs"`
