@@ -21,26 +21,7 @@ import (
 	"github.com/sluicehq/sluice/executor/cluster/state"
 )
 
-const chaosPlan = `name: chaos
-read:
-  parquet: %s/
-steps:
-  - filter: "price > 20"
-  - with_column: {name: revenue, expr: "price * qty"}
-  - group_by:
-      keys: [user_id]
-      aggs:
-        - {fn: count, as: sales}
-        - {fn: sum, column: revenue, as: revenue}
-        - {fn: min, column: price, as: min_price}
-        - {fn: max, column: qty, as: max_qty}
-  - sort: [{column: user_id}]
-write:
-  parquet: %s/
-  mode: overwrite
-`
-
-// TestChaos runs a plan (scan, filter, group-by, sort) over a few million
+// TestChaos runs a plan (failoverPlan: scan, filter, group-by, sort) over a few million
 // rows on three coordinator and three worker processes, and kills the
 // Raft leader and a worker with SIGKILL at seeded random moments while it
 // runs. The output must equal the local executor's, row for row.
@@ -68,7 +49,7 @@ func TestChaos(t *testing.T) {
 
 	// The reference: the same plan on the local executor.
 	want := filepath.Join(dir, "want")
-	writeFile(t, filepath.Join(dir, "local.yaml"), fmt.Sprintf(chaosPlan, data, want))
+	writeFile(t, filepath.Join(dir, "local.yaml"), fmt.Sprintf(failoverPlan, data, want))
 	runOut(t, "run", filepath.Join(dir, "local.yaml"))
 
 	const token = "chaos-token"
@@ -124,7 +105,7 @@ func TestChaos(t *testing.T) {
 	got := filepath.Join(dir, "got")
 	var sub api.IDResponse
 	if err := cl.Do(ctx, http.MethodPost, "/v1/jobs", api.SubmitRequest{RequestID: "chaos", File: "chaos.yaml",
-		Plan: fmt.Sprintf(chaosPlan, data, got), MaxRetries: 3, Needs: state.Resources{CPU: 1}}, &sub); err != nil {
+		Plan: fmt.Sprintf(failoverPlan, data, got), MaxRetries: 3, Needs: state.Resources{CPU: 1}}, &sub); err != nil {
 		t.Fatal(err)
 	}
 	job := func() (st api.JobStatus) {

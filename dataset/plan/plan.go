@@ -47,6 +47,20 @@ type File struct {
 	Partition []PartitionValue
 }
 
+// MayMatch reports whether the file's hive partition values may satisfy
+// b, a filter over partition columns only (a file it rules out is never
+// opened).
+func (f File) MayMatch(b *expr.Bound) bool {
+	return b.MayMatch(func(c string) (expr.Stats, bool) {
+		for _, p := range f.Partition {
+			if p.Key == c {
+				return expr.Stats{Min: p.Value, Max: p.Value, HasMinMax: true, RowCount: 1}, true
+			}
+		}
+		return expr.Stats{}, false
+	})
+}
+
 // PartitionValue is one `key=value` directory of a hive-style path.
 type PartitionValue struct {
 	Key, Value string

@@ -234,14 +234,7 @@ func newScanReader(n *plan.Scan) (*scanReader, error) {
 // filters, so pruned files are never opened.
 func (r *scanReader) keepFile(f plan.File) bool {
 	for _, b := range r.partOnly {
-		if !b.MayMatch(func(c string) (expr.Stats, bool) {
-			for _, p := range f.Partition {
-				if p.Key == c {
-					return expr.Stats{Min: p.Value, Max: p.Value, HasMinMax: true, RowCount: 1}, true
-				}
-			}
-			return expr.Stats{}, false
-		}) {
+		if !f.MayMatch(b) {
 			return false
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/sluicehq/sluice/dataset/expr"
 	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/executor/local"
 	"github.com/sluicehq/sluice/storage"
@@ -260,14 +259,7 @@ func keepFile(s *plan.Scan, f plan.File) bool {
 		if !only {
 			continue
 		}
-		if !b.MayMatch(func(c string) (expr.Stats, bool) {
-			for _, p := range f.Partition {
-				if p.Key == c {
-					return expr.Stats{Min: p.Value, Max: p.Value, HasMinMax: true, RowCount: 1}, true
-				}
-			}
-			return expr.Stats{}, false
-		}) {
+		if !f.MayMatch(b) {
 			return false
 		}
 	}
