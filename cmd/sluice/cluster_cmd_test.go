@@ -115,7 +115,9 @@ func TestClusterCommands(t *testing.T) {
 		t.Fatalf("submit: exit %d, %q %s", code, out, errOut)
 	}
 	code, out, errOut = sluice(t, "job", "status", id, "--wait")
-	if code != 0 || !strings.Contains(out, "succeeded") {
+	// The stages' progress: the planning task, the plan's stages, the commit.
+	if code != 0 || !strings.Contains(out, "succeeded") || !regexp.MustCompile(`(?m)^\s+0\s+1\s+1\s+0\s+0\s.*plan$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)\s1\s+1\s+0\s+0\s+\d+\s.*commit$`).MatchString(out) || !strings.Contains(out, "output: ") {
 		t.Fatalf("job status --wait: exit %d\n%s%s", code, out, errOut)
 	}
 	if files, _ := filepath.Glob(filepath.Join(dir, "out", "q", "*.parquet")); len(files) == 0 {
