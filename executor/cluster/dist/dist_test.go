@@ -553,9 +553,8 @@ func TestGatherOps(t *testing.T) {
 		d       *dataset.Dataset
 		ordered bool
 	}{
-		{"range shuffle", dataset.Range(5000).RandomShuffle(7), true},
 		{"union", dataset.ReadParquet(dir).Select("id").Union(dataset.Range(300)), true},
-		{"repartition", dataset.ReadParquet(dir).Repartition(4).Filter("qty = 1"), true},
+		{"repartition", dataset.ReadParquet(dir).Repartition(4).Filter("qty = 1"), false},
 		{"repartition keys", dataset.ReadParquet(dir).Repartition(5, "category"), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -567,6 +566,31 @@ func TestGatherOps(t *testing.T) {
 			}
 			same(t, got, want)
 		})
+	}
+}
+
+// A shuffle is a map/reduce exchange: every row once, in an order that is
+// not the input's and is the same for the same seed (a task run again
+// makes the same blocks); a repartition without keys gives N tasks.
+func TestShuffleAndRepartitionExchanges(t *testing.T) {
+	mem := checked(t)
+	root := sink(t, dataset.Range(5000).RandomShuffle(7))
+	opts := dist.Options{Partitions: 3, SplitBytes: 8000}
+	got, l, _ := runAll(t, root, opts, mem)
+	again, _, _ := runAll(t, root, opts, mem)
+	if len(l.Stages) != 2 || l.Stages[0].Tasks < 2 || l.Stages[1].Tasks != 3 || !strings.Contains(l.Stages[0].Name, "random partition into 3 seed=7") {
+		t.Fatalf("layout:\n%s", l)
+	}
+	same(t, got, again)
+	in := localRows(t, sink(t, dataset.Range(5000)), mem)
+	if slices.Equal(got, in) {
+		t.Fatal("the shuffle kept the input's order")
+	}
+	same(t, sorted(got), sorted(in))
+
+	_, l, _ = runAll(t, sink(t, dataset.Range(5000).Repartition(4)), opts, mem)
+	if n := len(l.Stages); n != 2 || l.Stages[1].Tasks != 4 || !strings.Contains(l.Stages[0].Name, "slice into 4") {
+		t.Fatalf("repartition layout:\n%s", l)
 	}
 }
 

@@ -27,9 +27,16 @@
 //     k rows, one reduce task the global first k, reading producers in task
 //     order.
 //   - Repartition by keys: a hash exchange into its N parts.
-//   - Repartition without keys, RandomShuffle and Union gather every row in
-//     one task (correct, not parallel): their order and batch cuts are
-//     defined over the whole input.
+//   - Repartition without keys: each producer cuts its rows into N
+//     contiguous slices of nearly equal size; reduce task r takes the r-th
+//     slice of every producer, in task order (N blocks of nearly equal size,
+//     though not the local executor's N consecutive runs of the input).
+//   - RandomShuffle: each producer sends every row to a reduce task drawn at
+//     random (seeded by the shuffle's seed, the stage and the task, so a
+//     task run again makes the same blocks); each reduce task shuffles what
+//     it gets. A uniform permutation, the same for the same seed and layout,
+//     but not the local executor's permutation.
+//   - Union gathers every row in one task (correct, not parallel).
 //   - Write is fused into the last stage (the sink stage); each of its tasks
 //     writes its own files under StagingDir.
 //

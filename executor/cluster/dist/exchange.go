@@ -3,6 +3,7 @@ package dist
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -22,9 +23,57 @@ const (
 
 // partition cuts a task's rows into n output partitions as s says. It
 // consumes rows; the caller releases the returned batches.
-func partition(ctx context.Context, mem memory.Allocator, s *stage, n int, schema *arrow.Schema, rows, samples []arrow.RecordBatch) ([][]arrow.RecordBatch, error) {
+func partition(ctx context.Context, mem memory.Allocator, s *stage, t TaskSpec, n int, schema *arrow.Schema, rows, samples []arrow.RecordBatch) ([][]arrow.RecordBatch, error) {
 	parts := make([][]arrow.RecordBatch, n)
 	switch s.out {
+	case outRandom:
+		// Seeded by the stage and task, not the attempt: a task run again
+		// (its blocks lost) makes the same blocks.
+		defer releaseAll(rows)
+		rng := rand.New(rand.NewPCG(uint64(s.seed), uint64(t.Stage)<<32|uint64(t.Task)))
+		idx := make([][]int32, n)
+		for _, r := range rows {
+			for p := range idx {
+				idx[p] = idx[p][:0]
+			}
+			for i := range int32(r.NumRows()) {
+				p := rng.IntN(n)
+				idx[p] = append(idx[p], i)
+			}
+			for p, ix := range idx {
+				if len(ix) == 0 {
+					continue
+				}
+				rec, err := kernel.Take(mem, r, ix)
+				if err != nil {
+					releaseParts(parts)
+					return nil, err
+				}
+				parts[p] = append(parts[p], rec)
+			}
+		}
+		return parts, nil
+	case outSlices:
+		defer releaseAll(rows)
+		var total int64
+		for _, r := range rows {
+			total += r.NumRows()
+		}
+		// Part p holds the task's rows [p·total/n, (p+1)·total/n).
+		var at int64
+		for _, r := range rows {
+			for off := int64(0); off < r.NumRows(); {
+				p := int((at + off) * int64(n) / total)
+				end := min(r.NumRows(), (int64(p+1)*total+int64(n)-1)/int64(n)-at)
+				if end <= off {
+					end = off + 1
+				}
+				parts[p] = append(parts[p], r.NewSlice(off, end))
+				off = end
+			}
+			at += r.NumRows()
+		}
+		return parts, nil
 	case outSingle, outSample:
 		if n != 1 {
 			releaseAll(rows)

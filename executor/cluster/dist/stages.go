@@ -29,6 +29,8 @@ const (
 	outHash                 // parts by a hash of keys
 	outSample               // partition 0: every row; and a sample block of the sort keys
 	outRange                // ranges of the sort keys, boundaries from the producers' samples
+	outRandom               // parts drawn at random per row (seeded by stage and task)
+	outSlices               // parts of nearly equal size, each a contiguous run of the task's rows
 )
 
 // stage is one stage as the cut sees it. Every worker computes the same
@@ -49,6 +51,7 @@ type stage struct {
 	keys     []string         // outHash
 	sortKeys []kernel.SortKey // outSample, outRange
 	parts    int              // output partitions (0 for the sink)
+	seed     int64            // outRandom
 
 	sink     bool
 	stateful bool
@@ -65,6 +68,10 @@ func (s *stage) name() string {
 		ops = append(ops, "sample "+sortText(s.sortKeys))
 	case outRange:
 		ops = append(ops, fmt.Sprintf("range partition by %s into %d", sortText(s.sortKeys), s.parts))
+	case outRandom:
+		ops = append(ops, fmt.Sprintf("random partition into %d seed=%d", s.parts, s.seed))
+	case outSlices:
+		ops = append(ops, fmt.Sprintf("slice into %d", s.parts))
 	}
 	return strings.Join(ops, " -> ")
 }
@@ -271,20 +278,32 @@ func (c *cutter) walk(n plan.Node) (*stage, error) {
 			return nil, err
 		}
 		if len(n.Keys) == 0 {
-			return c.gather(s, n), nil
+			// Task r takes the r-th slice of every producer's rows, in
+			// task order: N blocks of nearly equal size.
+			s.out, s.parts = outSlices, max(n.N, 1)
+		} else {
+			s.out, s.keys, s.parts = outHash, n.Keys, max(n.N, 1)
 		}
-		p := c.hash(s, n.Keys, max(n.N, 1))
+		p := c.finish(s)
 		r := c.consumer([]Input{{Stage: p, Mode: ModeAll}}, []*arrow.Schema{n.Schema()})
 		r.frag = r.leaves[0]
 		r.ops = []string{n.Describe()}
 		return r, nil
 
 	case *plan.Shuffle:
+		// Every row goes to a random reduce task, which shuffles what it
+		// gets: a uniform permutation, the same for the same seed and
+		// layout (not the local executor's, which shuffles in one piece).
 		s, err := c.input(n)
 		if err != nil {
 			return nil, err
 		}
-		return c.gather(s, n), nil
+		s.out, s.seed, s.parts = outRandom, n.Seed, c.parts
+		p := c.finish(s)
+		r := c.consumer([]Input{{Stage: p, Mode: ModeAll}}, []*arrow.Schema{n.Schema()})
+		r.frag = plan.WithChildren(n, []plan.Node{r.leaves[0]})
+		r.ops = []string{n.Describe()}
+		return r, nil
 
 	case *plan.Union:
 		var inputs []Input

@@ -283,7 +283,7 @@ func putOutput(ctx context.Context, mem memory.Allocator, s *stage, spec StageSp
 			return nil, fmt.Errorf("dist: putting %s: %w", SampleID(t.Job, t.Stage, t.Task, t.Attempt), err)
 		}
 	}
-	parts, err := partition(ctx, mem, s, spec.Partitions, schema, rows, samples)
+	parts, err := partition(ctx, mem, s, t, spec.Partitions, schema, rows, samples)
 	if err != nil {
 		return nil, err
 	}
