@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -24,7 +23,6 @@ import (
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/state"
-	"github.com/sluicehq/sluice/executor/cluster/worker"
 )
 
 // The etl/sales-10m queries as plan files: the same as etlQueries (bench
@@ -122,7 +120,7 @@ func init() {
 			fs.BoolVar(&f.failover, "failover", false, "run cluster/failover instead: 3 coordinators, the largest worker count; kill -9 the leader, then a worker, mid-job")
 			fs.Int64Var(&f.failoverRows, "failover-rows", 1_000_000, "rows of cluster/failover's data")
 			fs.DurationVar(&f.workerTimeout, "worker-timeout", 5*time.Second, "the coordinators' --worker-timeout")
-			fs.Func("split-bytes", "input `SIZE` per scan task of the layout, e.g. 40MiB (default: the worker's, 256 MiB); set, the workers run as the bench cluster-worker command", func(v string) error {
+			fs.Func("split-bytes", "input `SIZE` per scan task of the layout, e.g. 40MiB (default: the worker's: 256 MiB, and at least one task per CPU of the cluster); passed to the workers' --split-bytes", func(v string) error {
 				n, err := parseSize(v)
 				f.splitBytes = n
 				return err
@@ -133,51 +131,6 @@ func init() {
 				return errUsage
 			}
 			return benchCluster(ctx, e, f)
-		},
-	})
-}
-
-func init() {
-	// `worker` with the layout's split size as a flag: an experiment on
-	// how the scan is cut, which `worker` does not offer.
-	var coords, tokenFile, res string
-	var cfg worker.Config
-	register(&command{
-		name:    "bench cluster-worker",
-		summary: "run a worker whose layouts cut scans into --split-bytes tasks (used by `bench cluster --split-bytes`)",
-		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&coords, "coordinators", "", "coordinator API addresses, comma-separated")
-			fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the worker's id and data")
-			fs.StringVar(&cfg.Addr, "addr", "", "host:port this worker serves its blocks on")
-			fs.StringVar(&res, "resources", "", "cpu=N,gpu=N,memory=SIZE")
-			fs.StringVar(&tokenFile, "token-file", "", "file holding the shared bearer token")
-			fs.DurationVar(&cfg.Heartbeat, "heartbeat", time.Second, "how often to heartbeat")
-			fs.Func("split-bytes", "input bytes per scan task of the jobs this worker lays out", func(v string) error {
-				n, err := parseSize(v)
-				cfg.SplitBytes = n
-				return err
-			})
-		},
-		run: func(ctx context.Context, e *env, args []string) error {
-			if len(args) != 0 {
-				return errUsage
-			}
-			var err error
-			if cfg.Coordinators, err = coordinators(coords); err != nil {
-				return err
-			}
-			if cfg.Token, err = loadToken(tokenFile); err != nil {
-				return err
-			}
-			if cfg.Resources, err = parseResources(res); err != nil {
-				return err
-			}
-			cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, nil))
-			w, err := worker.New(cfg)
-			if err != nil {
-				return err
-			}
-			return w.Run(ctx)
 		},
 	})
 }
@@ -540,7 +493,7 @@ func startCluster(ctx context.Context, e *env, self, dir string, coords, workers
 		a := []string{"worker", "--coordinators", strings.Join(urls, ","), "--data-dir", wdir, "--addr", "127.0.0.1:0",
 			"--resources", fmt.Sprintf("cpu=%d,memory=4GiB", cpu), "--token-file", tokenFile, "--heartbeat", "100ms"}
 		if splitBytes > 0 {
-			a = append([]string{"bench", "cluster-worker", "--split-bytes", strconv.FormatInt(splitBytes, 10)}, a[1:]...)
+			a = append(a, "--split-bytes", strconv.FormatInt(splitBytes, 10))
 		}
 		p, err := startChild(self, wdir, wdir+".log", []string{"GOMAXPROCS=" + strconv.Itoa(cpu)}, a...)
 		if err != nil {

@@ -90,6 +90,11 @@ func init() {
 				wc.BlockMemory = n
 				return err
 			})
+			fs.Func("split-bytes", "input bytes per scan task of the jobs this worker lays out (default 256MiB, and at least one task per CPU of the cluster)", func(v string) error {
+				n, err := parseSize(v)
+				wc.SplitBytes = n
+				return err
+			})
 			fs.StringVar(&wResources, "resources", "", "what the worker offers: cpu=N,gpu=N,memory=SIZE (default: all CPUs, no GPU)")
 			fs.StringVar(&wTokenFile, "token-file", "", "file holding the shared bearer token (or SLUICE_TOKEN)")
 			fs.DurationVar(&wc.Heartbeat, "heartbeat", time.Second, "how often to heartbeat")
