@@ -107,7 +107,7 @@ func BenchmarkNoopJob(b *testing.B) {
 // benchWorker starts worker i with cpu slots running run; stop ends it
 // (once, whatever the number of calls).
 func benchWorker(b *testing.B, urls []string, i, cpu int, run func(context.Context, api.Assignment) (int64, error)) (*worker.Worker, func()) {
-	w, err := worker.New(worker.Config{Coordinators: urls, DataDir: b.TempDir(), Addr: fmt.Sprint("w", i),
+	w, err := worker.New(worker.Config{Coordinators: urls, DataDir: b.TempDir(), Addr: "127.0.0.1:0",
 		Resources: state.Resources{CPU: cpu, Memory: 1 << 30}, Token: token, Heartbeat: 20 * time.Millisecond, Run: run,
 		Logger: quiet()})
 	if err != nil {
