@@ -170,6 +170,14 @@ type ReadOptions struct {
 	// Parallel decodes a Parquet batch's columns concurrently. Off by
 	// default: the executor already reads many splits at once.
 	Parallel bool
+	// Dict names string or binary columns that a Parquet file stores
+	// dictionary-encoded (in every row group read) which may come out as
+	// dictionary arrays (dictionary<int32, T>) instead of T, skipping the
+	// per-row copy of the values. The schema still says T, and batches
+	// carry the dictionary type in their own schema, so only a consumer
+	// that accepts either (a hash aggregate's keys) should ask. Other
+	// columns, files and formats ignore it.
+	Dict []string
 
 	// NoHeader says a CSV file's first line is data, not column names;
 	// columns are then named c0, c1, ... (CSV reads a header by default).

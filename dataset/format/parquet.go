@@ -269,11 +269,18 @@ func (parquetFormat) Read(ctx context.Context, f storage.File, s Split, opts Rea
 	if err != nil {
 		return fileErr(p, kindOf(ErrCorrupt, err))
 	}
-	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{Parallel: opts.Parallel, BatchSize: batch, PreAllocBinaryData: true}, mem)
+	aprops := pqarrow.ArrowReadProperties{Parallel: opts.Parallel, BatchSize: batch, PreAllocBinaryData: true}
+	dict := dictFields(md, man, sc, fields, rgs, opts.Dict)
+	for i, fi := range fields {
+		if dict != nil && dict[i] {
+			aprops.SetReadDict(man.Fields[fi].ColIndex, true)
+		}
+	}
+	fr, err := pqarrow.NewFileReader(rdr, aprops, mem)
 	if err != nil {
 		return fileErr(p, kindOf(ErrUnsupported, err))
 	}
-	rd := &rowGroupReader{p: p, md: md, man: man, fr: fr, src: src, sc: sc, fields: fields, leaves: leaves, batch: batch, parallel: opts.Parallel, mem: mem}
+	rd := &rowGroupReader{p: p, md: md, man: man, fr: fr, src: src, sc: sc, fields: fields, dict: dict, leaves: leaves, batch: batch, parallel: opts.Parallel, mem: mem}
 	for _, rg := range rgs {
 		if err := ctxErr(ctx); err != nil {
 			return err
@@ -285,6 +292,40 @@ func (parquetFormat) Read(ctx context.Context, f storage.File, s Split, opts Rea
 	return nil
 }
 
+// dictFields reports which projected fields to read as dictionary arrays:
+// those named in want that are top-level string or binary leaves with a
+// dictionary page in every row group read (a plain-encoded chunk would have
+// to be dictionary-built row by row, which costs more than it saves).
+func dictFields(md *metadata.FileMetaData, man *pqarrow.SchemaManifest, sc *arrow.Schema, fields []int, rgs []int, want []string) []bool {
+	if len(want) == 0 {
+		return nil
+	}
+	out := make([]bool, len(fields))
+	for i, fi := range fields {
+		sf := &man.Fields[fi]
+		if !slices.Contains(want, sc.Field(i).Name) || !sf.IsLeaf() {
+			continue
+		}
+		if id := sc.Field(i).Type.ID(); id != arrow.STRING && id != arrow.BINARY {
+			continue
+		}
+		ok := len(rgs) > 0
+		for _, rg := range rgs {
+			if rg < 0 || rg >= md.NumRowGroups() {
+				ok = false
+				break
+			}
+			cc, err := md.RowGroup(rg).ColumnChunk(sf.ColIndex)
+			if err != nil || !cc.HasDictionaryPage() {
+				ok = false
+				break
+			}
+		}
+		out[i] = ok
+	}
+	return out
+}
+
 // rowGroupReader decodes the projected columns of one row group at a time.
 type rowGroupReader struct {
 	p        string
@@ -294,6 +335,7 @@ type rowGroupReader struct {
 	src      *prefetchReader
 	sc       *arrow.Schema
 	fields   []int
+	dict     []bool // fields kept as dictionary arrays (nil: none)
 	leaves   map[int]bool
 	batch    int64
 	parallel bool
@@ -411,7 +453,7 @@ func (r *rowGroupReader) read(ctx context.Context, rg int, emit func(arrow.Recor
 			}
 			column = ""
 		}
-		rec := array.NewRecordBatch(r.sc, cols, n)
+		rec := array.NewRecordBatch(batchSchema(r.sc, cols), cols, n)
 		release()
 		left -= n
 		if err := emit(rec); err != nil {
@@ -419,6 +461,25 @@ func (r *rowGroupReader) read(ctx context.Context, rg int, emit func(arrow.Recor
 		}
 	}
 	return nil
+}
+
+// batchSchema is sc, except that columns read as dictionary arrays have
+// their dictionary type.
+func batchSchema(sc *arrow.Schema, cols []arrow.Array) *arrow.Schema {
+	var fs []arrow.Field
+	for i, c := range cols {
+		if c.DataType().ID() == arrow.DICTIONARY && !arrow.TypeEqual(c.DataType(), sc.Field(i).Type) {
+			if fs == nil {
+				fs = slices.Clone(sc.Fields())
+			}
+			fs[i].Type = c.DataType()
+		}
+	}
+	if fs == nil {
+		return sc
+	}
+	md := sc.Metadata()
+	return arrow.NewSchema(fs, &md)
 }
 
 // column decodes the next n values of projected column i.
@@ -444,6 +505,13 @@ func (r *rowGroupReader) column(rg, i int, cr *pqarrow.ColumnReader, n int64) (a
 	if int64(arr.Len()) != n {
 		arr.Release()
 		return nil, r.fail(rg, name, mark(ErrCorrupt, "column has %d values where the row group promises %d", arr.Len(), n))
+	}
+	if d, ok := arr.(*array.Dictionary); ok && r.dict != nil && r.dict[i] {
+		if want := r.sc.Field(i).Type; !arrow.TypeEqual(d.Dictionary().DataType(), want) {
+			defer arr.Release()
+			return nil, r.fail(rg, name, fmt.Errorf("%w: decoded dictionary of %s, schema says %s", ErrUnsupported, d.Dictionary().DataType(), want))
+		}
+		return arr, nil
 	}
 	if d, ok := arr.(*array.Dictionary); ok {
 		plain, err := compute.TakeArray(compute.WithAllocator(context.Background(), r.mem), d.Dictionary(), d.Indices())

@@ -15,7 +15,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
 	"github.com/sluicehq/sluice/dataset/format"
 )
@@ -652,5 +654,108 @@ func TestForPath(t *testing.T) {
 	}
 	if _, err := format.ByName("avro"); !errors.Is(err, format.ErrUnknownFormat) {
 		t.Errorf("ByName(avro): err = %v", err)
+	}
+}
+
+// TestParquetReadDict: a column named in ReadOptions.Dict that the file
+// stores dictionary-encoded comes out as dictionary arrays holding the same
+// values as the plain read (nulls included), while the schema still says
+// string; a column without a dictionary page comes out plain.
+func TestParquetReadDict(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+
+	dir := t.TempDir()
+	sales := filepath.Join(dir, "sales.parquet")
+	writeSales(t, sales, 5000, format.WriteOptions{RowGroupRows: 2000}, mem)
+	// Nulls, and a column whose dictionary the writer gives up on.
+	sc := arrow.NewSchema([]arrow.Field{
+		{Name: "cat", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "uniq", Type: arrow.BinaryTypes.String},
+	}, nil)
+	b := array.NewRecordBuilder(mem, sc)
+	for i := range 3000 {
+		if i%7 == 0 {
+			b.Field(0).AppendNull()
+		} else {
+			b.Field(0).(*array.StringBuilder).Append(fmt.Sprintf("k%d", i%11))
+		}
+		b.Field(1).(*array.StringBuilder).Append(fmt.Sprintf("%0100d", i))
+	}
+	rec := b.NewRecordBatch()
+	b.Release()
+	nulls := filepath.Join(dir, "nulls.parquet")
+	writeFile(t, "parquet", nulls, sc, format.WriteOptions{}, mem, rec)
+	// The same rows without dictionary encoding.
+	plainPath := filepath.Join(dir, "plain.parquet")
+	pf, err := os.Create(plainPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, err := pqarrow.NewFileWriter(sc, pf, parquet.NewWriterProperties(parquet.WithDictionaryDefault(false)), pqarrow.DefaultWriterProps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pw.Write(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rec.Release()
+
+	for _, tc := range []struct {
+		path  string
+		cols  []string
+		dicts map[string]bool // the columns that must come out as dictionaries
+	}{
+		{sales, []string{"price", "category", "note"}, map[string]bool{"category": true}},
+		{nulls, []string{"cat", "uniq"}, map[string]bool{"cat": true}},
+		{plainPath, []string{"uniq", "cat"}, nil},
+	} {
+		f := openFile(t, tc.path)
+		plain, err := readAll(t, format.Parquet(), f, format.ReadOptions{Columns: tc.cols, BatchRows: 700}, mem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := format.ReadOptions{Columns: tc.cols, BatchRows: 700, Dict: []string{"category", "cat", "price"}}
+		dict, err := readAll(t, format.Parquet(), f, opts, mem)
+		if err != nil {
+			release(plain)
+			t.Fatal(err)
+		}
+		sc, err := format.Parquet().Schema(context.Background(), f, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fl := range sc.Fields() {
+			if fl.Type.ID() == arrow.DICTIONARY {
+				t.Errorf("%s: Schema says %s is %s", tc.path, fl.Name, fl.Type)
+			}
+		}
+		if len(plain) != len(dict) {
+			t.Fatalf("%s: %d batches with Dict, %d without", tc.path, len(dict), len(plain))
+		}
+		for i := range plain {
+			for c, name := range tc.cols {
+				p, d := plain[i].Column(c), dict[i].Column(c)
+				if _, ok := d.(*array.Dictionary); ok != tc.dicts[name] {
+					t.Errorf("%s: batch %d column %s is %s", tc.path, i, name, d.DataType())
+				}
+				if !arrow.TypeEqual(dict[i].Schema().Field(c).Type, d.DataType()) {
+					t.Errorf("%s: batch %d schema says %s is %s, column is %s", tc.path, i, name, dict[i].Schema().Field(c).Type, d.DataType())
+				}
+				if p.Len() != d.Len() {
+					t.Fatalf("%s: batch %d column %s: %d rows with Dict, %d without", tc.path, i, name, d.Len(), p.Len())
+				}
+				for r := range p.Len() {
+					if pv, dv := p.GetOneForMarshal(r), d.GetOneForMarshal(r); fmt.Sprint(pv) != fmt.Sprint(dv) {
+						t.Fatalf("%s: batch %d column %s row %d: %v with Dict, %v without", tc.path, i, name, r, dv, pv)
+					}
+				}
+			}
+		}
+		release(plain)
+		release(dict)
 	}
 }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sluicehq/sluice/dataset/expr"
 	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/internal/kernel"
 )
@@ -34,6 +36,9 @@ func (x *exec) compile(n plan.Node) (op, error) {
 		return &sortOp{node: n, in: in, st: x.newStats(n)}, err
 	case *plan.Aggregate:
 		in, err := x.compile(n.Input)
+		if err == nil {
+			keepDict(n, in)
+		}
 		return &aggOp{node: n, in: in, st: x.newStats(n)}, err
 	case *plan.Repartition:
 		in, err := x.compile(n.Input)
@@ -151,6 +156,11 @@ func project(ctx context.Context, x *exec, n *plan.Project, rec arrow.RecordBatc
 		}
 	}
 	for i, c := range n.Columns {
+		if a := dictColumn(c, rec); a != nil {
+			a.Retain()
+			cols[i] = a
+			continue
+		}
 		a, err := c.Expr.Eval(ctx, x.mem, rec)
 		if err != nil {
 			release()
@@ -158,9 +168,111 @@ func project(ctx context.Context, x *exec, n *plan.Project, rec arrow.RecordBatc
 		}
 		cols[i] = a
 	}
-	out := array.NewRecordBatch(n.Schema(), cols, rec.NumRows())
+	out := array.NewRecordBatch(batchSchema(n.Schema(), cols), cols, rec.NumRows())
 	release()
 	return out, nil
+}
+
+// keepDict lets the scan under an aggregate leave its string group keys
+// dictionary-encoded where the Parquet file has them so (the hash aggregate
+// then hashes each distinct value once per batch instead of every row's
+// string). Only when nothing between reads the key but to pass it on: the
+// input is a scan without filters, under Projects that copy the key
+// column by name; and no aggregate reads the key. Everything else sees
+// plain strings as before.
+func keepDict(n *plan.Aggregate, in op) {
+	var projects []*plan.Project
+	cur := n.Input
+	for {
+		p, ok := cur.(*plan.Project)
+		if !ok {
+			break
+		}
+		projects = append(projects, p)
+		cur = p.Input
+	}
+	scan, ok := cur.(*plan.Scan)
+	if !ok || len(scan.Filters) > 0 || scan.Format == nil || scan.Format.Name() != "parquet" {
+		return
+	}
+	switch o := in.(type) {
+	case *mapOp:
+		if len(o.steps) != len(projects) {
+			return
+		}
+		in = o.in
+	}
+	sop, ok := in.(*scanOp)
+	if !ok || sop.node != scan {
+		return
+	}
+	var keys []string
+	for _, k := range n.Keys {
+		if slices.ContainsFunc(n.Aggs, func(a kernel.Agg) bool { return a.Column == k }) {
+			continue
+		}
+		if i := scan.FileSchema.FieldIndices(k); len(i) != 1 || scan.FileSchema.Field(i[0]).Type.ID() != arrow.STRING {
+			continue
+		}
+		if !slices.ContainsFunc(projects, func(p *plan.Project) bool { return !passesOn(p, k) }) {
+			keys = append(keys, k)
+		}
+	}
+	sop.dict = keys
+}
+
+// passesOn reports whether p reads column k only to copy it, under its own
+// name, and does copy it.
+func passesOn(p *plan.Project, k string) bool {
+	copied := false
+	for _, c := range p.Columns {
+		if !slices.Contains(c.Expr.Columns(), k) {
+			continue
+		}
+		e, ok := c.Expr.Expr().(*expr.Column)
+		if !ok || e.Name != k || c.Name != k {
+			return false
+		}
+		copied = true
+	}
+	return copied
+}
+
+// dictColumn returns the batch's dictionary-encoded column that c copies,
+// or nil: the expression would reject it for not being of its bound type.
+func dictColumn(c plan.Column, rec arrow.RecordBatch) arrow.Array {
+	e, ok := c.Expr.Expr().(*expr.Column)
+	if !ok {
+		return nil
+	}
+	idx := rec.Schema().FieldIndices(e.Name)
+	if len(idx) != 1 {
+		return nil
+	}
+	a := rec.Column(idx[0])
+	if d, ok := a.DataType().(*arrow.DictionaryType); ok && arrow.TypeEqual(d.ValueType, c.Expr.Type()) {
+		return a
+	}
+	return nil
+}
+
+// batchSchema is sc with the types of dictionary-encoded columns (which the
+// plan's schemas never have) taken from cols.
+func batchSchema(sc *arrow.Schema, cols []arrow.Array) *arrow.Schema {
+	var fs []arrow.Field
+	for i, c := range cols {
+		if c.DataType().ID() == arrow.DICTIONARY && !arrow.TypeEqual(c.DataType(), sc.Field(i).Type) {
+			if fs == nil {
+				fs = slices.Clone(sc.Fields())
+			}
+			fs[i].Type = c.DataType()
+		}
+	}
+	if fs == nil {
+		return sc
+	}
+	md := sc.Metadata()
+	return arrow.NewSchema(fs, &md)
 }
 
 type mapOp struct {

@@ -24,6 +24,7 @@ const slotBatches = 16
 type scanOp struct {
 	node *plan.Scan
 	st   *OpStats
+	dict []string // string columns the consumer takes dictionary-encoded (see keepDict)
 }
 
 func (s *scanOp) stats() *OpStats { return s.st }
@@ -41,6 +42,7 @@ func (s *scanOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	if err != nil {
 		return wrapOp(s.st.Name, err)
 	}
+	r.opts.Dict = s.dict
 	tasks, err := s.plan(ctx, x, r)
 	if err != nil {
 		return wrapOp(s.st.Name, err)
@@ -328,12 +330,17 @@ func (r *scanReader) read(ctx context.Context, x *exec, t task, st *OpStats, emi
 
 // checkTypes reports a file whose columns differ from the scan's schema,
 // which comes from the first file, instead of letting NewRecordBatch panic.
-func checkTypes(s *arrow.Schema, cols []arrow.Array) error {
+// A column asked for dictionary-encoded may be a dictionary of its type.
+func checkTypes(s *arrow.Schema, cols []arrow.Array, dict []string) error {
 	if len(cols) != s.NumFields() {
 		return fmt.Errorf("%d columns where the dataset's schema (from its first file) has %d", len(cols), s.NumFields())
 	}
 	for i, c := range cols {
-		if f := s.Field(i); !arrow.TypeEqual(c.DataType(), f.Type) {
+		f := s.Field(i)
+		if d, ok := c.DataType().(*arrow.DictionaryType); ok && slices.Contains(dict, f.Name) && arrow.TypeEqual(d.ValueType, f.Type) {
+			continue
+		}
+		if !arrow.TypeEqual(c.DataType(), f.Type) {
 			return fmt.Errorf("column %q is %s here but %s in the dataset's schema (from its first file): rewrite the file with that type, or read it separately and cast", f.Name, c.DataType(), f.Type)
 		}
 	}
@@ -367,14 +374,14 @@ func (r *scanReader) finish(ctx context.Context, x *exec, f plan.File, rec arrow
 		owned = append(owned, a)
 		cols = append(cols, a)
 	}
-	if err := checkTypes(r.schema, cols); err != nil {
+	if err := checkTypes(r.schema, cols, r.opts.Dict); err != nil {
 		rec.Release()
 		for _, a := range owned {
 			a.Release()
 		}
 		return nil, err
 	}
-	full := array.NewRecordBatch(r.schema, cols, n)
+	full := array.NewRecordBatch(batchSchema(r.schema, cols), cols, n)
 	rec.Release()
 	for _, a := range owned {
 		a.Release()
@@ -395,7 +402,7 @@ func (r *scanReader) finish(ctx context.Context, x *exec, f plan.File, rec arrow
 	for i, j := range r.outIdx {
 		outCols[i] = full.Column(j)
 	}
-	out := array.NewRecordBatch(r.outSch, outCols, full.NumRows())
+	out := array.NewRecordBatch(batchSchema(r.outSch, outCols), outCols, full.NumRows())
 	full.Release()
 	return out, nil
 }

@@ -73,6 +73,7 @@ type HashAgg struct {
 	scratch []uint64
 	gids    []uint32
 	dictIDs []int32
+	dictOK  []bool // per column: may arrive dictionary-encoded although the schema says string or binary
 	done    bool
 }
 
@@ -114,6 +115,19 @@ func NewHashAgg(mem memory.Allocator, schema *arrow.Schema, keys []string, aggs 
 		fields = append(fields, arrow.Field{Name: name, Type: dt, Nullable: nullable})
 	}
 	h.out = arrow.NewSchema(fields, nil)
+	// A string key that no aggregate reads may arrive as a dictionary array
+	// (a scan that skipped decoding it): only the key views read it, and
+	// they take either.
+	h.dictOK = make([]bool, schema.NumFields())
+	for _, i := range h.keyIdx {
+		id := schema.Field(i).Type.ID()
+		h.dictOK[i] = id == arrow.STRING || id == arrow.LARGE_STRING || id == arrow.BINARY || id == arrow.LARGE_BINARY
+	}
+	for _, i := range h.aggIdx {
+		if i >= 0 {
+			h.dictOK[i] = false
+		}
+	}
 	h.groups = newGroupMap(kinds)
 	h.views = make([]colView, len(keys))
 	if len(keys) == 0 {
@@ -222,7 +236,7 @@ func (h *HashAgg) Push(rec arrow.RecordBatch) error {
 	if h.done {
 		return errorf(ErrState, "HashAgg.Push after Release")
 	}
-	if err := checkBatch("HashAgg.Push", h.schema, rec); err != nil {
+	if err := checkBatchDict("HashAgg.Push", h.schema, rec, h.dictOK); err != nil {
 		return err
 	}
 	n := int(rec.NumRows())

@@ -384,3 +384,112 @@ func TestEmptyDictionaryKey(t *testing.T) {
 	}
 	releaseAllBatches(parts)
 }
+
+// A string key that arrives dictionary-encoded although the schema says
+// string (a Parquet scan that kept the file's dictionary) groups exactly as
+// the plain strings do: batches with different dictionaries, null indices,
+// a null dictionary entry, and plain batches mixed in.
+func TestHashAggDictionaryBatchesOfStringKey(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "k", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "v", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+	}, nil)
+	dt := &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int32, ValueType: arrow.BinaryTypes.String}
+	dschema := arrow.NewSchema([]arrow.Field{{Name: "k", Type: dt, Nullable: true}, schema.Field(1)}, nil)
+	type part struct {
+		dict []any // nil: a plain batch of keys
+		keys []any // indices into dict, or the strings themselves
+		vals []any
+	}
+	parts := []part{
+		{[]any{"a", "b", "c"}, []any{0, 1, 2, 1, nil, 0}, []any{1, 2, 3, 4, 5, nil}},
+		{[]any{"c", "zz", "a"}, []any{1, 1, 0, 2, nil}, []any{10, 20, 30, 40, 50}},
+		{nil, []any{"b", nil, "zz", "d"}, []any{100, 200, 300, 400}},
+		{[]any{"d", nil, "b"}, []any{1, 0, 2, 1}, []any{1000, 2000, 3000, 4000}},
+	}
+	var dicts, plains []arrow.RecordBatch
+	defer func() { releaseAllBatches(dicts); releaseAllBatches(plains) }()
+	for _, p := range parts {
+		if p.dict == nil {
+			rec := batch(mem, schema, p.keys, p.vals)
+			dicts, plains = append(dicts, rec), append(plains, rec)
+			rec.Retain()
+			continue
+		}
+		d := column(mem, arrow.BinaryTypes.String, p.dict)
+		idx := column(mem, arrow.PrimitiveTypes.Int32, p.keys)
+		darr := array.NewDictionaryArray(dt, idx, d)
+		vals := column(mem, arrow.PrimitiveTypes.Int64, p.vals)
+		dicts = append(dicts, array.NewRecordBatch(dschema, []arrow.Array{darr, vals}, int64(len(p.keys))))
+		plain := make([]any, len(p.keys))
+		for i, j := range p.keys {
+			if j != nil {
+				plain[i] = p.dict[j.(int)]
+			}
+		}
+		plains = append(plains, batch(mem, schema, plain, p.vals))
+		for _, a := range []arrow.Array{d, idx, darr, vals} {
+			a.Release()
+		}
+	}
+	aggs := []Agg{{Func: CountAll}, {Func: Sum, Column: "v"}, {Func: Max, Column: "v"}}
+	want := runAgg(t, mem, schema, []string{"k"}, aggs, plains)
+	checkRows(t, runAgg(t, mem, schema, []string{"k"}, aggs, dicts), want)
+	checkRows(t, want, [][]any{
+		{"a", int64(3), int64(41), int64(40)},
+		{"b", int64(4), int64(3106), int64(3000)},
+		{"c", int64(2), int64(33), int64(30)},
+		{nil, int64(5), int64(5255), int64(4000)},
+		{"zz", int64(3), int64(330), int64(300)},
+		{"d", int64(2), int64(2400), int64(2000)},
+	})
+
+	// Merged partial aggregates, one fed dictionaries, one plain strings.
+	h1, err := NewHashAgg(mem, schema, []string{"k"}, aggs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h1.Release()
+	h2, err := NewHashAgg(mem, schema, []string{"k"}, aggs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Release()
+	for i := range dicts {
+		if err := h1.Push(dicts[i]); err != nil {
+			t.Fatal(err)
+		}
+		if err := h2.Push(plains[len(plains)-1-i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h1.Merge(h2); err != nil {
+		t.Fatal(err)
+	}
+	out, err := h1.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Release()
+	if !arrow.TypeEqual(out.Schema().Field(0).Type, arrow.BinaryTypes.String) {
+		t.Errorf("key column comes out as %s, want string", out.Schema().Field(0).Type)
+	}
+	doubled := make([][]any, len(want))
+	for i, r := range want {
+		doubled[i] = []any{r[0], 2 * r[1].(int64), 2 * r[2].(int64), r[3]}
+	}
+	checkRows(t, rowsOf(out), doubled)
+
+	// A column an aggregate reads must arrive as the schema says.
+	h3, err := NewHashAgg(mem, schema, []string{"k"}, []Agg{{Func: Max, Column: "k"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h3.Release()
+	if err := h3.Push(dicts[0]); !errors.Is(err, ErrSchema) {
+		t.Errorf("Push of a dictionary key that max reads: %v, want ErrSchema", err)
+	}
+}

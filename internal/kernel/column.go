@@ -104,6 +104,12 @@ func columnList(schema *arrow.Schema) string {
 
 // checkBatch verifies that rec has the columns and types of schema.
 func checkBatch(op string, schema *arrow.Schema, rec arrow.RecordBatch) error {
+	return checkBatchDict(op, schema, rec, nil)
+}
+
+// checkBatchDict is checkBatch, except that column i may also be a
+// dictionary of the schema's type (integer indices) where dictOK[i].
+func checkBatchDict(op string, schema *arrow.Schema, rec arrow.RecordBatch, dictOK []bool) error {
 	if rec == nil {
 		return errorf(ErrInvalid, "%s: nil batch", op)
 	}
@@ -113,7 +119,12 @@ func checkBatch(op string, schema *arrow.Schema, rec arrow.RecordBatch) error {
 	}
 	for i := range schema.NumFields() {
 		f := schema.Field(i)
-		if got := rec.Column(i).DataType(); !arrow.TypeEqual(got, f.Type) {
+		got := rec.Column(i).DataType()
+		if d, ok := got.(*arrow.DictionaryType); ok && dictOK != nil && dictOK[i] &&
+			arrow.IsInteger(d.IndexType.ID()) && arrow.TypeEqual(d.ValueType, f.Type) {
+			continue
+		}
+		if !arrow.TypeEqual(got, f.Type) {
 			return errorf(ErrSchema, "%s: column %d %q is %s, schema says %s",
 				op, i, f.Name, typeName(got), typeName(f.Type))
 		}
