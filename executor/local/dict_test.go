@@ -76,6 +76,7 @@ func TestGroupByDictionaryEncodedKey(t *testing.T) {
 	writeSales(t, filepath.Join(in, "a.parquet"), rng, []any{"c1", "c2", "c3", nil}, 3000, 700, true)
 	writeSales(t, filepath.Join(in, "b.parquet"), rng, []any{"c3", "zz", "c4", "c1", nil}, 2500, 1000, true)
 	writeSales(t, filepath.Join(in, "c.parquet"), rng, []any{"c9", "c1"}, 800, 800, false)
+	writeSales(t, filepath.Join(in, "d.parquet"), rng, []any{"c2", "zz", "c9"}, 1500, 600, true) // no nulls
 
 	cfg := local.DefaultConfig()
 	cfg.Allocator = mem

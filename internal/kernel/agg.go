@@ -250,8 +250,12 @@ func (h *HashAgg) Push(rec arrow.RecordBatch) error {
 		for k, i := range h.keyIdx {
 			h.views[k].load(rec.Column(i), forHash)
 		}
-		h.hashes, h.scratch = hashRows(h.views, n, h.hashes, h.scratch)
-		h.dictIDs = h.groups.insertAll(h.views, h.hashes, h.gids, h.dictIDs)
+		if v := &h.views[0]; len(h.views) == 1 && v.codes != nil && v.valid == nil {
+			h.dictIDs = h.groups.insertDict(h.views, h.gids[:n], h.dictIDs)
+		} else {
+			h.hashes, h.scratch = hashRows(h.views, n, h.hashes, h.scratch)
+			h.dictIDs = h.groups.insertAll(h.views, h.hashes, h.gids, h.dictIDs)
+		}
 		h.grow()
 	}
 	for a, st := range h.states {

@@ -386,6 +386,26 @@ func (m *groupMap) insertAll(views []colView, hashes []uint64, ids []uint32, dic
 	return dictIDs
 }
 
+// insertDict is insertAll for one dictionary-encoded key column without
+// nulls: rows are never hashed, only the dictionary entries a row uses
+// (with the hash hashRows would give the same string).
+func (m *groupMap) insertDict(views []colView, ids []uint32, dictIDs []int32) []int32 {
+	v := &views[0]
+	dictIDs = grow(dictIDs, len(v.dict))
+	for j := range dictIDs {
+		dictIDs[j] = -1
+	}
+	for i, code := range v.codes[:len(ids)] {
+		id := dictIDs[code]
+		if id < 0 {
+			id = int32(m.insert(views, i, fmix64(mix(hashSeed, hashBytes(v.dict[code])))))
+			dictIDs[code] = id
+		}
+		ids[i] = uint32(id)
+	}
+	return dictIDs
+}
+
 // findAll sets ids[i] to the id of row i's key, or -1, skipping rows
 // where skip[i] (skip may be nil). Like find it does not modify m.
 func (m *groupMap) findAll(views []colView, hashes []uint64, skip []bool, ids []int32) {
