@@ -64,6 +64,8 @@ func (c *Config) Validate() error {
 		return errors.New("worker: Token (--token-file) is empty")
 	case c.Resources.CPU <= 0:
 		return fmt.Errorf("worker: Resources.CPU (%d) must be positive", c.Resources.CPU)
+	case c.Addr == "" && c.Run == nil:
+		return errors.New("worker: Addr (--addr) is empty: plan jobs need the host:port where other workers fetch this worker's blocks")
 	}
 	return nil
 }

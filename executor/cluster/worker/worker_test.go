@@ -99,7 +99,7 @@ func TestWorkerRunsAndReports(t *testing.T) {
 		t.Fatalf("calls %v reports %+v", f.calls, f.reports)
 	}
 	// The id survives a restart.
-	if w2, _ := New(Config{Coordinators: []string{srv.URL}, DataDir: dir, Token: "tok", Resources: state.Resources{CPU: 1}}); w2.ID() != w.ID() {
+	if w2, _ := New(Config{Coordinators: []string{srv.URL}, DataDir: dir, Token: "tok", Resources: state.Resources{CPU: 1}, Addr: "127.0.0.1:0"}); w2.ID() != w.ID() {
 		t.Fatalf("id %s then %s", w.ID(), w2.ID())
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "worker-id")); strings.TrimSpace(string(b)) != w.ID() {
@@ -110,7 +110,7 @@ func TestWorkerRunsAndReports(t *testing.T) {
 func TestWorkerWrongToken(t *testing.T) {
 	srv := httptest.NewServer(&fakeCoordinator{})
 	defer srv.Close()
-	w, err := New(Config{Coordinators: []string{srv.URL}, DataDir: t.TempDir(), Token: "bad", Resources: state.Resources{CPU: 1}})
+	w, err := New(Config{Coordinators: []string{srv.URL}, DataDir: t.TempDir(), Token: "bad", Resources: state.Resources{CPU: 1}, Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +127,10 @@ func TestConfigValidate(t *testing.T) {
 	_, err = New(Config{Coordinators: []string{"x"}, DataDir: t.TempDir(), Token: "t"})
 	if err == nil || !strings.Contains(err.Error(), "Resources.CPU (0)") {
 		t.Fatalf("%v", err)
+	}
+	_, err = New(Config{Coordinators: []string{"x"}, DataDir: t.TempDir(), Token: "t", Resources: state.Resources{CPU: 1}})
+	if err == nil || !strings.Contains(err.Error(), "--addr") {
+		t.Fatalf("no address: %v", err)
 	}
 }
 
