@@ -201,27 +201,43 @@ func splitFiles(ctx context.Context, s *plan.Scan, opts Options) ([]Split, error
 		}
 		target = min(target, max(minSplit, (total+int64(opts.MinTasks)-1)/int64(opts.MinTasks)))
 	}
+	// k splits of nearly equal bytes, contiguous in file order: unit i
+	// goes to the split its middle byte falls in.
+	var total int64
+	for _, u := range units {
+		total += u.size
+	}
+	k := 1
+	if total > 0 {
+		k = int(min(int64(len(units)), max(1, (total+target-1)/target)))
+	}
 	var out []Split
 	var cur Split
-	var size int64
 	splitsOf := map[string]int{} // how many splits read some of a file
 	flush := func() {
 		for _, f := range cur.Files {
 			splitsOf[f.Path]++
 		}
 		out = append(out, cur)
-		cur, size = Split{}, 0
+		cur = Split{}
 	}
+	var at int64
+	group := 0
 	for _, u := range units {
-		if len(cur.Files) > 0 && size+u.size > target {
+		g := 0
+		if total > 0 {
+			g = int(min(int64(k-1), (2*at+u.size)*int64(k)/(2*total)))
+		}
+		at += u.size
+		if g != group && len(cur.Files) > 0 {
 			flush()
 		}
-		if k := len(cur.Files) - 1; k >= 0 && u.rgs != nil && cur.Files[k].Path == u.file.Path {
-			cur.Files[k].RowGroups = append(cur.Files[k].RowGroups, u.rgs...)
+		group = g
+		if n := len(cur.Files) - 1; n >= 0 && u.rgs != nil && cur.Files[n].Path == u.file.Path {
+			cur.Files[n].RowGroups = append(cur.Files[n].RowGroups, u.rgs...)
 		} else {
 			cur.Files = append(cur.Files, SplitFile{Path: u.file.Path, Size: u.file.Size, RowGroups: u.rgs, Partition: u.file.Partition})
 		}
-		size += u.size
 	}
 	if len(cur.Files) > 0 || len(out) == 0 {
 		flush()
