@@ -59,8 +59,9 @@ type Env struct {
 	// Put keeps an output block (the worker's store), retaining the batches
 	// it keeps; the caller releases its own references after Put returns.
 	Put func(id string, schema *arrow.Schema, recs []arrow.RecordBatch) error
-	// Local runs the task's operators. PreserveOrder is forced on and
-	// JobID is set per task (it names the staged files).
+	// Local runs the task's operators. PreserveOrder is forced on,
+	// Concurrency to 1 (see Run) and JobID is set per task (it names the
+	// staged files).
 	Local local.Config
 }
 
@@ -106,8 +107,16 @@ func Run(ctx context.Context, root plan.Node, l *Layout, t TaskSpec, env Env) (*
 	if t.Task < 0 || t.Task >= spec.Tasks {
 		return nil, fmt.Errorf("%w: task %d of stage %d, which has %d", ErrTask, t.Task, t.Stage, spec.Tasks)
 	}
+	// One goroutine per operator, in order: a task's output is then a
+	// function of its input, so a task run again (its blocks lost) makes
+	// the same blocks. Lineage needs it: a sort's range boundaries come
+	// from samples of its producers' output, and split tasks that read a
+	// producer's sample before and after it ran again must agree (an
+	// aggregate on several goroutines orders its groups, and adds its
+	// floats, as they happen to arrive). The cluster runs a task per CPU.
 	cfg := env.Local
 	cfg.PreserveOrder = true
+	cfg.Concurrency = 1
 	if cfg.Allocator == nil {
 		cfg.Allocator = memory.DefaultAllocator
 	}
