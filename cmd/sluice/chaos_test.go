@@ -95,7 +95,8 @@ func TestChaos(t *testing.T) {
 			mem = "4MiB" // this one spills its blocks to disk
 		}
 		p := spawn(t, "worker", "--coordinators", strings.Join(urls, ","), "--data-dir", wdir, "--addr", "127.0.0.1:0",
-			"--resources", "cpu=2,memory=4GiB", "--token-file", tokenFile, "--heartbeat", "100ms", "--block-memory", mem)
+			"--resources", "cpu=2,memory=4GiB", "--token-file", tokenFile, "--heartbeat", "100ms", "--block-memory", mem,
+			"--task-delay", "300ms") // a job of several seconds on a fast machine
 		poll(t, "worker id", func() bool { _, err := os.Stat(filepath.Join(wdir, "worker-id")); return err == nil })
 		id, _ := os.ReadFile(filepath.Join(wdir, "worker-id"))
 		workers[strings.TrimSpace(string(id))] = p
@@ -123,18 +124,25 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
-	// A worker that holds work of the job: a running task, or kept blocks.
-	st := job()
+	// A worker running a task of the job (not its commit, which no
+	// block depends on): that task, and any block of it that a
+	// later task still needs, runs again.
+	var st api.JobStatus
 	var busy []string
-	for _, tk := range st.Tasks {
-		if tk.Worker != "" && tk.Stage > 0 && tk.State != state.TaskFailed && !slices.Contains(busy, tk.Worker) && workers[tk.Worker] != nil {
-			busy = append(busy, tk.Worker)
+	poll(t, "a worker running a task", func() bool {
+		st, busy = job(), nil
+		for _, tk := range st.Tasks {
+			if (tk.State == state.TaskRunning || tk.State == state.TaskAssigned) && tk.Stage < len(st.Stages)-1 &&
+				workers[tk.Worker] != nil && !slices.Contains(busy, tk.Worker) {
+				busy = append(busy, tk.Worker)
+			}
 		}
-	}
-	slices.Sort(busy)
-	if st.Job.State.Done() || len(busy) == 0 {
+		return len(busy) > 0 || st.Job.State.Done()
+	})
+	if len(busy) == 0 {
 		t.Fatalf("the job ended before a worker could be killed: %s (use more rows)", st.Job.State)
 	}
+	slices.Sort(busy)
 	victim := busy[rng.IntN(len(busy))]
 	workers[victim].kill9(t)
 	t.Logf("killed worker %s", victim)

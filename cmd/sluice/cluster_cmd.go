@@ -95,6 +95,7 @@ func init() {
 				wc.SplitBytes = n
 				return err
 			})
+			fs.DurationVar(&wc.TaskDelay, "task-delay", 0, "wait this long before each task of a plan job (testing: stretches short jobs for chaos tests)")
 			fs.StringVar(&wResources, "resources", "", "what the worker offers: cpu=N,gpu=N,memory=SIZE (default: all CPUs, no GPU)")
 			fs.StringVar(&wTokenFile, "token-file", "", "file holding the shared bearer token (or SLUICE_TOKEN)")
 			fs.DurationVar(&wc.Heartbeat, "heartbeat", time.Second, "how often to heartbeat")

@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -80,6 +81,13 @@ func (c *jobCache) get(a api.Assignment) (*compiled, error) {
 // execute runs one task of a plan job: its planning, one task of its
 // layout, or its commit.
 func (w *Worker) execute(ctx context.Context, a api.Assignment) (Outcome, error) {
+	if d := w.cfg.TaskDelay; d > 0 && a.Kind == state.StageExec {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return Outcome{}, ctx.Err()
+		}
+	}
 	switch a.Kind {
 	case state.StagePlan:
 		return w.planJob(ctx, a)

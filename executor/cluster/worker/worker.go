@@ -47,6 +47,10 @@ type Config struct {
 	// SplitBytes is the input bytes a scan task reads (0: dist's default),
 	// for the jobs this worker lays out.
 	SplitBytes int64
+	// TaskDelay makes each task of a plan job wait this long before it
+	// runs (testing: stretches a short job so that chaos tests can kill
+	// processes while its tasks run; 0 in production).
+	TaskDelay time.Duration
 
 	// Run runs one task, replacing the default (plan jobs laid out into
 	// stages and run with the local executor). Tests replace it.
