@@ -88,13 +88,20 @@ func Publish(ctx context.Context, fs storage.FS, dest string, mode plan.WriteMod
 // jobID (all its tasks' attempts, committed or not). On a local disk it
 // removes the directories too, and dest itself when that leaves it empty.
 func RemoveStaging(ctx context.Context, fs storage.FS, dest, jobID string) error {
-	dir := storage.Join(dest, StagingName, jobID)
-	if !storage.IsURL(dest) || strings.HasPrefix(dest, "file://") {
+	return RemoveDir(ctx, fs, storage.Join(dest, StagingName, jobID), storage.Join(dest, StagingName), dest)
+}
+
+// RemoveDir deletes every file under dir. On a local file system it also
+// removes dir itself, then each of parents in order while it is empty
+// (object stores have no directories).
+func RemoveDir(ctx context.Context, fs storage.FS, dir string, parents ...string) error {
+	if !storage.IsURL(dir) || strings.HasPrefix(dir, "file://") {
 		defer func() {
 			local := func(p string) string { return filepath.FromSlash(strings.TrimPrefix(p, "file://")) }
 			_ = os.RemoveAll(local(dir))
-			_ = os.Remove(local(storage.Join(dest, StagingName))) // only when empty
-			_ = os.Remove(local(dest))
+			for _, p := range parents {
+				_ = os.Remove(local(p)) // only when empty
+			}
 		}()
 	}
 	files, err := fs.List(ctx, dir)

@@ -29,6 +29,9 @@ type Outcome struct {
 	Stages      []state.Stage // and the stages it makes
 	Lost        []string      // producer tasks whose output could not be fetched
 	Output      []string      // files a commit task published
+	// Staged is a sink task's staging directory: removed again when the
+	// coordinators refuse the attempt's finish (another attempt won).
+	Staged string
 }
 
 // compiled is a job's plan compiled once per worker: the stages of a job
@@ -217,11 +220,32 @@ func (w *Worker) runStage(ctx context.Context, a api.Assignment) (Outcome, error
 		Put:   w.store.Put,
 		Local: w.localConfig(),
 	}
+	var staged string
+	if si := spec.Stage; si >= 0 && si < len(l.Stages) && l.Stages[si].Sink && c.job.Sink != nil {
+		staged = dist.StagingDir(c.job.Sink.Path, a.Task.Job, a.Task.Index, a.Task.Attempt)
+	}
 	res, err := dist.Run(ctx, c.root, &l, spec, env)
 	if err != nil {
-		return Outcome{Lost: lost}, err
+		return Outcome{Lost: lost, Staged: staged}, err
 	}
-	return Outcome{Rows: res.Rows, Bytes: res.Bytes}, nil
+	return Outcome{Rows: res.Rows, Bytes: res.Bytes, Staged: staged}, nil
+}
+
+// discard removes the files a sink attempt staged that can no longer be
+// published: the coordinators refused its finish, or took the task away
+// before it reported. The commit removes the job's whole staging
+// directory, but an attempt that outlived its lease (a worker declared
+// dead while it ran on) may write after that.
+func (w *Worker) discard(ctx context.Context, a api.Assignment, dir string) {
+	fs, err := storage.For(dir)
+	if err == nil {
+		err = local.RemoveDir(ctx, fs, dir, path.Dir(dir), path.Dir(path.Dir(dir))) // and the job's, then the staging root, when empty
+	}
+	if err != nil {
+		w.log.Warn("removing a stale attempt's staged files", "task", a.Task.ID, "attempt", a.Task.Attempt, "dir", dir, "err", err)
+		return
+	}
+	w.log.Info("removed a stale attempt's staged files", "task", a.Task.ID, "attempt", a.Task.Attempt, "dir", dir)
 }
 
 // fetch reads a block: from this worker's own store when it made it.

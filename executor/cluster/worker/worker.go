@@ -77,6 +77,9 @@ func (c *Config) Validate() error {
 // Worker is a running worker.
 type Worker struct {
 	cfg Config
+	// exec replaces execute in tests that need an Outcome (Config.Run
+	// gives only rows).
+	exec func(ctx context.Context, a api.Assignment) (Outcome, error)
 	id  string
 	cl  *api.Client
 	log *slog.Logger
@@ -102,8 +105,17 @@ type Worker struct {
 // pending is a queued report; ok, when set, hears whether it applied.
 type pending struct {
 	rep api.TaskReport
-	ok  chan bool
+	ok  chan answer
 }
+
+// answer is what became of a report.
+type answer int
+
+const (
+	unanswered answer = iota // no coordinator answered it (stopped, or the whole batch refused)
+	applied                  // recorded in the replicated state
+	refused                  // a coordinator answered that it was not recorded (a stale attempt, say)
+)
 
 type run struct {
 	attempt int
@@ -286,7 +298,7 @@ func (w *Worker) sync(ctx context.Context, tasks []api.Assignment) {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			w.runTask(rctx, a)
+			w.runTask(ctx, rctx, a)
 			cancel()
 		}()
 	}
@@ -307,7 +319,9 @@ func (w *Worker) stopAll() {
 	}
 }
 
-func (w *Worker) runTask(ctx context.Context, a api.Assignment) {
+// runTask runs one assigned attempt under ctx, which ends when the task
+// is no longer assigned here; root is the worker's own.
+func (w *Worker) runTask(root, ctx context.Context, a api.Assignment) {
 	t := a.Task
 	defer func() {
 		w.mu.Lock()
@@ -321,7 +335,7 @@ func (w *Worker) runTask(ctx context.Context, a api.Assignment) {
 	rep := api.TaskReport{Worker: w.id, Attempt: t.Attempt, Task: t.ID, Phase: string(state.OpStart)}
 	rep.RequestID = fmt.Sprintf("%s/%s/%d/start", w.id, t.ID, t.Attempt)
 	if t.State == state.TaskAssigned {
-		if !w.report(ctx, rep, true) {
+		if w.report(ctx, rep, true) != applied {
 			return
 		}
 	}
@@ -330,11 +344,18 @@ func (w *Worker) runTask(ctx context.Context, a api.Assignment) {
 	var err error
 	if w.cfg.Run != nil {
 		out.Rows, err = w.cfg.Run(ctx, a)
+	} else if w.exec != nil {
+		out, err = w.exec(ctx, a)
 	} else {
 		out, err = w.execute(ctx, a)
 	}
 	if ctx.Err() != nil {
 		log.Info("stopped: no longer assigned here")
+		if out.Staged != "" { // never reported: another attempt will be published
+			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			w.discard(dctx, a, out.Staged)
+			cancel()
+		}
 		return
 	}
 	rep.RequestID = fmt.Sprintf("%s/%s/%d/finish", w.id, t.ID, t.Attempt)
@@ -345,15 +366,24 @@ func (w *Worker) runTask(ctx context.Context, a api.Assignment) {
 		rep.Error = err.Error()
 	}
 	log.Info("finished", "ok", rep.OK, "rows", out.Rows, "err", err)
-	w.report(ctx, rep, false)
+	if out.Staged == "" {
+		w.report(ctx, rep, false)
+		return
+	}
+	// A sink attempt waits for the answer, even once the task is taken
+	// away (the refusal and the heartbeat that drops the task come
+	// together): refused, its files are litter.
+	if w.report(root, rep, true) == refused {
+		w.discard(root, a, out.Staged)
+	}
 }
 
 // report queues rep for the reporter; with wait, it waits for the answer
-// and reports whether it applied.
-func (w *Worker) report(ctx context.Context, rep api.TaskReport, wait bool) bool {
+// (without, it returns unanswered at once).
+func (w *Worker) report(ctx context.Context, rep api.TaskReport, wait bool) answer {
 	p := pending{rep: rep}
 	if wait {
-		p.ok = make(chan bool, 1)
+		p.ok = make(chan answer, 1)
 	}
 	w.rmu.Lock()
 	w.queue = append(w.queue, p)
@@ -363,13 +393,13 @@ func (w *Worker) report(ctx context.Context, rep api.TaskReport, wait bool) bool
 	default:
 	}
 	if !wait {
-		return true
+		return unanswered
 	}
 	select {
-	case ok := <-p.ok:
-		return ok
+	case a := <-p.ok:
+		return a
 	case <-ctx.Done():
-		return false
+		return unanswered
 	}
 }
 
@@ -403,9 +433,9 @@ func (w *Worker) send(ctx context.Context, batch []pending) {
 	for i, p := range batch {
 		req.Reports[i] = p.rep
 	}
-	answer := func(i int, ok bool) {
+	tell := func(i int, a answer) {
 		if batch[i].ok != nil {
-			batch[i].ok <- ok
+			batch[i].ok <- a
 		}
 	}
 	for {
@@ -415,22 +445,24 @@ func (w *Worker) send(ctx context.Context, batch []pending) {
 			for i, r := range out.Results {
 				if r.Error != "" {
 					w.log.Warn("report refused", "task", r.Task, "phase", batch[i].rep.Phase, "err", r.Error)
+					tell(i, refused)
+				} else {
+					tell(i, applied)
 				}
-				answer(i, r.Error == "")
 			}
 			return
 		}
 		if err == nil || errors.Is(err, api.ErrConflict) || errors.Is(err, api.ErrNotFound) || errors.Is(err, api.ErrUnauthorized) {
 			w.log.Warn("reports refused", "n", len(batch), "err", err)
 			for i := range batch {
-				answer(i, false)
+				tell(i, unanswered)
 			}
 			return
 		}
 		select {
 		case <-ctx.Done():
 			for i := range batch {
-				answer(i, false)
+				tell(i, unanswered)
 			}
 			return
 		case <-time.After(200 * time.Millisecond):

@@ -24,6 +24,7 @@ type fakeCoordinator struct {
 	calls   []string
 	reports []api.TaskReport
 	done    bool
+	refuse  bool // refuse finish reports, as for a stale attempt
 }
 
 func (f *fakeCoordinator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -47,10 +48,14 @@ func (f *fakeCoordinator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var out api.ReportBatchResponse
 		for _, rep := range req.Reports {
 			f.reports = append(f.reports, rep)
+			r := api.ReportResult{Task: rep.Task}
 			if rep.Phase == "finish" {
 				f.done = true
+				if f.refuse {
+					r.Error = "state: stale task report: task j-1-t0 attempt 3 from worker w (task is running, attempt 4 on \"w2\")"
+				}
 			}
-			out.Results = append(out.Results, api.ReportResult{Task: rep.Task})
+			out.Results = append(out.Results, r)
 		}
 		json.NewEncoder(w).Encode(out)
 	default:
@@ -104,6 +109,70 @@ func TestWorkerRunsAndReports(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "worker-id")); strings.TrimSpace(string(b)) != w.ID() {
 		t.Fatal("worker-id file")
+	}
+}
+
+// TestStaleSinkAttemptDiscarded: a sink attempt whose finish the
+// coordinators refuse (another attempt of the task won while this one ran
+// on) removes the files it staged; an accepted one keeps them for the commit.
+func TestStaleSinkAttemptDiscarded(t *testing.T) {
+	for _, refuse := range []bool{true, false} {
+		t.Run(map[bool]string{true: "refused", false: "applied"}[refuse], func(t *testing.T) {
+			f := &fakeCoordinator{refuse: refuse}
+			srv := httptest.NewServer(f)
+			defer srv.Close()
+			dest := filepath.Join(t.TempDir(), "out")
+			staged := filepath.Join(dest, "_sluice_staging", "j-1", "t00000-a3")
+			if err := os.MkdirAll(staged, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			w, err := New(Config{Coordinators: []string{srv.URL}, DataDir: t.TempDir(), Token: "tok", Resources: state.Resources{CPU: 1},
+				Heartbeat: 10 * time.Millisecond, Addr: "127.0.0.1:0"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.exec = func(ctx context.Context, a api.Assignment) (Outcome, error) {
+				// What a sink task leaves: a part file and its manifest.
+				for _, n := range []string{"part-0.parquet", "_sluice_manifest.json"} {
+					if err := os.WriteFile(filepath.Join(staged, n), []byte("x"), 0o644); err != nil {
+						return Outcome{}, err
+					}
+				}
+				return Outcome{Rows: 1, Staged: staged}, nil
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error)
+			go func() { errc <- w.Run(ctx) }()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				_, err := os.Stat(staged)
+				f.mu.Lock()
+				finished := f.done
+				f.mu.Unlock()
+				if finished && (!refuse || errors.Is(err, os.ErrNotExist)) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("finish reported %v, staged dir: %v", finished, err)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			cancel()
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			if refuse {
+				// The job's and the root staging dirs went with it; the destination stays.
+				if _, err := os.Stat(filepath.Join(dest, "_sluice_staging")); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("staging root left: %v", err)
+				}
+				if _, err := os.Stat(dest); err != nil {
+					t.Fatal(err)
+				}
+			} else if ents, err := os.ReadDir(staged); err != nil || len(ents) != 2 {
+				t.Fatalf("an applied attempt's files: %v %v", ents, err)
+			}
+		})
 	}
 }
 
