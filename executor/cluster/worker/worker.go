@@ -80,9 +80,9 @@ type Worker struct {
 	// exec replaces execute in tests that need an Outcome (Config.Run
 	// gives only rows).
 	exec func(ctx context.Context, a api.Assignment) (Outcome, error)
-	id  string
-	cl  *api.Client
-	log *slog.Logger
+	id   string
+	cl   *api.Client
+	log  *slog.Logger
 
 	mu      sync.Mutex
 	running map[string]*run // by task id
