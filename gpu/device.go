@@ -130,6 +130,19 @@ type Ops interface {
 	// this step's keys and values already written), heads a multiple of
 	// kvHeads (grouped-query attention). See AttnBatch.
 	Attention(out, q, kCache, vCache *Tensor, b AttnBatch) error
+
+	// Sample draws one token per row of logits (F32 [rows, vocab]) into
+	// dst (I32 [rows]), with the row's parameters and logit edits from b
+	// (see SampleBatch and SampleRow), as vLLM V1's sampler and
+	// infer's host sampler: min_tokens masking and penalties (the edits),
+	// then greedy argmax, or temperature, min_p, top_k, top_p and an
+	// inverse-CDF draw over the token ids in order with the row's uniform
+	// U. Probabilities and their sums are float64, so a backend agrees with
+	// the host sampler except where the rounding of a sum decides (a
+	// uniform or a top_p bound within about 1e-12 of a cumulative sum).
+	// Sample overwrites the edited logits with their penalized values
+	// (before temperature); the others are left as they were.
+	Sample(dst, logits *Tensor, b SampleBatch) error
 }
 
 // AttnBatch describes the sequences of one Attention call. Sequence s owns

@@ -27,7 +27,8 @@
 // at a time. Ops are the kernels of a Llama/Qwen decoder step: MatMul
 // (a·bᵀ against torch.nn.Linear weights), Embed, RMSNorm with fused
 // residual add, RoPE with Llama 3 scaling, SiLUMul, Add, Softmax, Argmax,
-// and paged attention (WriteKV, Attention) over a block-table KV cache for
+// Sample (vLLM's sampler on the device: penalties, temperature, min_p,
+// top_k, top_p and a seeded draw), and paged attention (WriteKV, Attention) over a block-table KV cache for
 // a batch that mixes prefill chunks and decode tokens.
 //
 // Every Device counts the bytes it has allocated and not freed (LiveBytes),

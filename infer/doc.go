@@ -17,6 +17,9 @@
 //     the sampled tokens. testdata/scheduler/*.txt are its traces;
 //   - sampling.go: SamplingParams and the sampler (penalties, temperature,
 //     min_p, top_k, top_p, per-request seeded generators, logprobs);
+//     sampling_device.go packs the same parameters, each sequence's uniform
+//     and its logit edits for a SamplingRunner, which samples on its device
+//     (gpu.Ops.Sample) when no sequence of the step wants logprobs;
 //   - output.go: incremental detokenization, stop strings, and what
 //     streaming hands out;
 //   - engine.go: Engine, whose step is schedule → run (forward pass and

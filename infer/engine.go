@@ -120,6 +120,7 @@ type Engine struct {
 	sched   *scheduler
 	bm      *blockManager
 	sampler *sampler
+	pack    gpu.SamplePack // runSampled's rows
 	batch   Batch
 	toks    []int32
 	lps     []*TokenLogprobs
@@ -499,6 +500,9 @@ func (e *Engine) run(p *plan) error {
 	if gr, ok := e.runner.(GreedyRunner); ok && e.allGreedy(p) {
 		return e.runGreedy(gr, p, nWant)
 	}
+	if sr, ok := e.runner.(SamplingRunner); ok && e.noLogprobs(p) {
+		return e.runSampled(sr, p, nWant)
+	}
 	logits, err := e.runner.Forward(e.cache, &e.batch)
 	if err != nil {
 		return fmt.Errorf("infer: forward: %w", err)
@@ -550,6 +554,11 @@ func (e *Engine) runGreedy(gr GreedyRunner, p *plan, nWant int) error {
 	if err != nil {
 		return fmt.Errorf("infer: forward: %w", err)
 	}
+	return e.took(p, ids, nWant)
+}
+
+// took records the tokens a device-sampled step drew, one per wanted row.
+func (e *Engine) took(p *plan, ids []int32, nWant int) error {
 	if len(ids) != nWant {
 		return fmt.Errorf("infer: forward returned %d tokens, want %d", len(ids), nWant)
 	}
@@ -561,6 +570,36 @@ func (e *Engine) runGreedy(gr GreedyRunner, p *plan, nWant int) error {
 	e.stats.steps.Add(1)
 	e.stats.batchedTokens.Add(int64(p.numTokens))
 	return nil
+}
+
+// noLogprobs reports whether no sequence of p that samples wants
+// logprobs: the logits can then stay on the device (runSampled). Logprobs
+// are computed on the host from downloaded logits.
+func (e *Engine) noLogprobs(p *plan) bool {
+	for _, sc := range p.seqs {
+		if sc.sample && sc.seq.x.samp.p.Logprobs > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// runSampled is run's device-sampled path for any parameters (see
+// noLogprobs): each sampling sequence's parameters, uniform and logit edits
+// go to the runner, which returns the drawn tokens; the logits stay on the
+// device.
+func (e *Engine) runSampled(sr SamplingRunner, p *plan, nWant int) error {
+	e.pack.Reset()
+	for _, sc := range p.seqs {
+		if sc.sample {
+			e.sampler.addRow(&e.pack, sc.seq, sc.seq.x.samp)
+		}
+	}
+	ids, err := sr.ForwardSample(e.cache, &e.batch, &e.pack)
+	if err != nil {
+		return fmt.Errorf("infer: forward: %w", err)
+	}
+	return e.took(p, ids, nWant)
 }
 
 // postprocess advances the scheduler and turns new tokens into output.

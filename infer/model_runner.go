@@ -19,7 +19,10 @@ type modelRunner struct {
 	batch model.Batch
 }
 
-var _ GreedyRunner = (*modelRunner)(nil)
+var (
+	_ GreedyRunner   = (*modelRunner)(nil)
+	_ SamplingRunner = (*modelRunner)(nil)
+)
 
 // FromModel returns a Runner over a loaded model. The model stays the
 // caller's to close, after the engines that use it.
@@ -48,6 +51,14 @@ func (r *modelRunner) ForwardArgmax(c KVCache, b *Batch) ([]int32, error) {
 		return nil, err
 	}
 	return r.m.ForwardArgmax(mc, &r.batch)
+}
+
+func (r *modelRunner) ForwardSample(c KVCache, b *Batch, s *gpu.SamplePack) ([]int32, error) {
+	mc, err := r.prepare(c, b)
+	if err != nil {
+		return nil, err
+	}
+	return r.m.ForwardSample(mc, &r.batch, s)
 }
 
 // prepare converts b into r.batch and c into the model's cache.

@@ -1,5 +1,7 @@
 package infer
 
+import "github.com/sluicehq/sluice/gpu"
+
 // ModelSpec is what the engine needs to know about a model.
 type ModelSpec struct {
 	// Vocab is the number of logits per position.
@@ -59,6 +61,21 @@ type GreedyRunner interface {
 	// of each wanted row's largest logit (the lowest on ties), [n_want],
 	// in batch order. The returned slice is read before the next call.
 	ForwardArgmax(c KVCache, b *Batch) ([]int32, error)
+}
+
+// SamplingRunner is a Runner that can also sample on its device, with any
+// sampling parameters: the engine uses it for a step in which no sequence
+// that samples wants logprobs, and hands it, per wanted row, the row's
+// parameters, its uniform draw and its logit edits (penalties, min_tokens
+// masks), so that only those and the token ids cross to the device and
+// back (gpu.Ops.Sample says how the draw is made).
+type SamplingRunner interface {
+	Runner
+	// ForwardSample runs one step as Forward does and returns the token
+	// drawn for each wanted row, [n_want], in batch order, with row i of s
+	// for the i-th wanted row. The returned slice is read before the next
+	// call.
+	ForwardSample(c KVCache, b *Batch, s *gpu.SamplePack) ([]int32, error)
 }
 
 // KVCache is a Runner's paged key/value cache.

@@ -7,6 +7,8 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/sluicehq/sluice/gpu"
 )
 
 // SamplingParams choose how tokens are drawn, as vLLM's SamplingParams.
@@ -187,6 +189,7 @@ type sampler struct {
 	buf   []float32
 	idx   []int32
 	probs []float64
+	edits []gpu.SampleEdit // addRow's scratch
 }
 
 func newSampler(vocab int, eos []int32) *sampler {
@@ -229,10 +232,41 @@ func (sm *sampler) sample(logits []float32, seq *Sequence, st *samplerState) (in
 // apply_penalties.
 func (sm *sampler) penalize(x []float32, seq *Sequence, st *samplerState) {
 	p := st.p
-	rep := p.RepetitionPenalty != 1
-	freq := p.FrequencyPenalty != 0 || p.PresencePenalty != 0
+	rep, freq := sm.track(seq, st)
 	if !rep && !freq {
 		return
+	}
+	if rep {
+		r := float32(p.RepetitionPenalty)
+		for w, word := range st.seen {
+			for word != 0 {
+				b := bits.TrailingZeros64(word)
+				word &= word - 1
+				t := w*64 + b
+				if x[t] > 0 {
+					x[t] /= r
+				} else {
+					x[t] *= r
+				}
+			}
+		}
+	}
+	if freq {
+		fp, pp := float32(p.FrequencyPenalty), float32(p.PresencePenalty)
+		for t, c := range st.counts {
+			x[t] -= float32(fp*float32(c)) + pp // rounded twice, as vLLM and the device sampler
+		}
+	}
+}
+
+// track folds the sequence's new tokens into its penalty state and reports
+// which penalties are on: repetition, and frequency or presence.
+func (sm *sampler) track(seq *Sequence, st *samplerState) (rep, freq bool) {
+	p := st.p
+	rep = p.RepetitionPenalty != 1
+	freq = p.FrequencyPenalty != 0 || p.PresencePenalty != 0
+	if !rep && !freq {
+		return false, false
 	}
 	if st.counts == nil {
 		st.counts = map[int32]int32{}
@@ -253,27 +287,7 @@ func (sm *sampler) penalize(x []float32, seq *Sequence, st *samplerState) {
 		}
 	}
 	st.counted = len(seq.tokens)
-	if rep {
-		r := float32(p.RepetitionPenalty)
-		for w, word := range st.seen {
-			for word != 0 {
-				b := bits.TrailingZeros64(word)
-				word &= word - 1
-				t := w*64 + b
-				if x[t] > 0 {
-					x[t] /= r
-				} else {
-					x[t] *= r
-				}
-			}
-		}
-	}
-	if freq {
-		fp, pp := float32(p.FrequencyPenalty), float32(p.PresencePenalty)
-		for t, c := range st.counts {
-			x[t] -= fp*float32(c) + pp
-		}
-	}
+	return rep, freq
 }
 
 // argmax returns the first index of the largest value, as torch.argmax.
@@ -368,24 +382,8 @@ func (sm *sampler) topKTopP(x []float32, k int, topP float64) {
 
 // softmax returns the probabilities of x in float64, in sm.probs.
 func (sm *sampler) softmax(x []float32) []float64 {
-	if cap(sm.probs) < len(x) {
-		sm.probs = make([]float64, len(x))
-	}
-	probs := sm.probs[:len(x)]
-	mx := math.Inf(-1)
-	for _, v := range x {
-		mx = max(mx, float64(v))
-	}
-	sum := 0.0
-	for i, v := range x {
-		e := math.Exp(float64(v) - mx)
-		probs[i] = e
-		sum += e
-	}
-	for i := range probs {
-		probs[i] /= sum
-	}
-	return probs
+	sm.probs = gpu.SoftmaxF64(sm.probs, x)
+	return sm.probs
 }
 
 // logSumExp is log Σ exp(x).

@@ -55,6 +55,7 @@ type Device struct {
 	argmax  argmaxTask
 	kv      writeKVTask
 	attn    attnTask
+	sample  sampleTask
 	host    scratch // caller-side conversions (bias, weights) shared by workers
 }
 

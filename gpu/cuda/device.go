@@ -69,6 +69,9 @@ type Device struct {
 
 	ropes map[ropeKey]uintptr // device inv_freq tables, uploaded once
 
+	workspace uintptr  // cuBLAS's workspace (graph.go)
+	capturing *capture // the Capture in progress, nil outside one (graph.go)
+
 	// Launch arguments: argp[i] points at argv[i]; the Device lives on the
 	// heap, so the addresses are stable for the driver.
 	argv        [24]uint64
@@ -85,7 +88,7 @@ var (
 
 type kernelFuncs struct {
 	convert, epilogue, embed, rmsnorm, rope, siluMul, add, softmax, argmax, writeKV, attention, attentionGQA, attentionPrefill,
-	attentionSplit, attentionSplit128, attentionMerge, attentionPrefillMMA uintptr
+	attentionSplit, attentionSplit128, attentionMerge, attentionPrefillMMA, sample uintptr
 }
 
 // kernelFunc is one kernel of gpu/kernels and where its handle goes.
@@ -102,7 +105,7 @@ func (f *kernelFuncs) table() []kernelFunc {
 		{&f.argmax, "argmax"}, {&f.writeKV, "writeKV"}, {&f.attention, "attention"},
 		{&f.attentionGQA, "attentionGQA"}, {&f.attentionPrefill, "attentionPrefill"},
 		{&f.attentionSplit, "attentionSplit"}, {&f.attentionSplit128, "attentionSplit128"}, {&f.attentionMerge, "attentionMerge"},
-		{&f.attentionPrefillMMA, "attentionPrefillMMA"},
+		{&f.attentionPrefillMMA, "attentionPrefillMMA"}, {&f.sample, "sample"},
 	}
 }
 
@@ -202,7 +205,10 @@ func (d *Device) open(cfg Config) error {
 	if err := blas.call("cublasCreate_v2", blas.create, uintptr(unsafe.Pointer(&d.hndl))); err != nil {
 		return err
 	}
-	return blas.call("cublasSetStream_v2", blas.setStream, d.hndl, d.stream)
+	if err := blas.call("cublasSetStream_v2", blas.setStream, d.hndl, d.stream); err != nil {
+		return err
+	}
+	return d.setWorkspace()
 }
 
 // release frees what open acquired, in reverse; for New's failures and
@@ -219,6 +225,10 @@ func (d *Device) release() error {
 		keep(drv.call("cuMemFreeAsync", drv.cuMemFreeAsync, p, d.stream))
 	}
 	clear(d.ropes)
+	if d.workspace != 0 {
+		keep(drv.call("cuMemFreeAsync", drv.cuMemFreeAsync, d.workspace, d.stream))
+		d.workspace = 0
+	}
 	if d.stream != 0 {
 		keep(drv.call("cuStreamSynchronize", drv.cuStreamSynchronize, d.stream))
 	}

@@ -25,6 +25,8 @@
 // on the tensor cores (bf16) or in f32 FMAs for the rest; gpu/kernels'
 // NOTES.md has each kernel's measurements.
 //
-// Unstable: kernels and their choice change with measurements; no CUDA
-// graphs yet.
+// The Device is a gpu.Grapher: Capture records what a function enqueues as
+// a CUDA graph (stream capture), which infer/model replays for decode steps.
+//
+// Unstable: kernels and their choice change with measurements.
 package cuda

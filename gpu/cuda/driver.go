@@ -73,7 +73,9 @@ type driver struct {
 	cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemcpyDtoDAsync,
 	cuStreamCreate, cuStreamDestroy, cuStreamSynchronize,
 	cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventElapsedTime, cuEventDestroy,
-	cuModuleLoadData, cuModuleUnload, cuModuleGetFunction, cuLaunchKernel uintptr
+	cuModuleLoadData, cuModuleUnload, cuModuleGetFunction, cuLaunchKernel,
+	cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiateWithFlags, cuGraphLaunch,
+	cuGraphExecDestroy, cuGraphDestroy uintptr
 }
 
 // libcudaPaths are where the driver library is looked for: the loader's
@@ -106,6 +108,9 @@ func loadDriver() (*driver, error) {
 		{&d.cuEventDestroy, "cuEventDestroy_v2"},
 		{&d.cuModuleLoadData, "cuModuleLoadData"}, {&d.cuModuleUnload, "cuModuleUnload"},
 		{&d.cuModuleGetFunction, "cuModuleGetFunction"}, {&d.cuLaunchKernel, "cuLaunchKernel"},
+		{&d.cuStreamBeginCapture, "cuStreamBeginCapture_v2"}, {&d.cuStreamEndCapture, "cuStreamEndCapture"},
+		{&d.cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags"}, {&d.cuGraphLaunch, "cuGraphLaunch"},
+		{&d.cuGraphExecDestroy, "cuGraphExecDestroy"}, {&d.cuGraphDestroy, "cuGraphDestroy"},
 	} {
 		if *s.p, err = l.sym(s.name); err != nil {
 			return nil, err
@@ -162,7 +167,7 @@ const (
 type cublas struct {
 	lib *lib
 
-	create, destroy, setStream, gemmEx uintptr
+	create, destroy, setStream, setWorkspace, gemmEx uintptr
 }
 
 // cublasPaths: the loader's search path, then the toolkit, then PyTorch's
@@ -193,7 +198,8 @@ func loadCublas() (*cublas, error) {
 	for _, s := range []struct {
 		p    *uintptr
 		name string
-	}{{&c.create, "cublasCreate_v2"}, {&c.destroy, "cublasDestroy_v2"}, {&c.setStream, "cublasSetStream_v2"}, {&c.gemmEx, "cublasGemmEx"}} {
+	}{{&c.create, "cublasCreate_v2"}, {&c.destroy, "cublasDestroy_v2"}, {&c.setStream, "cublasSetStream_v2"},
+		{&c.setWorkspace, "cublasSetWorkspace_v2"}, {&c.gemmEx, "cublasGemmEx"}} {
 		if *s.p, err = l.sym(s.name); err != nil {
 			return nil, err
 		}
@@ -232,4 +238,9 @@ const (
 	cublasCompute32F  = 68
 	cublasGemmDefault = -1
 	memPoolReleaseThr = 4 // CU_MEMPOOL_ATTR_RELEASE_THRESHOLD
+
+	// CU_STREAM_CAPTURE_MODE_THREAD_LOCAL: calls that are unsafe during a
+	// capture (a synchronous allocation, a stream wait) fail on the
+	// capturing thread only; Capture keeps the goroutine on one thread.
+	captureThreadLocal = 1
 )

@@ -83,13 +83,13 @@ func (d *Device) MatMul(c, a, b, bias *gpu.Tensor) (err error) {
 	var scratch []uintptr
 	defer func() {
 		for _, s := range scratch {
-			if ferr := d.free(s); ferr != nil && err == nil {
+			if ferr := d.freeScratch(s); ferr != nil && err == nil {
 				err = ferr
 			}
 		}
 	}()
 	tmp := func(bytes int) (uint64, error) {
-		s, err := d.malloc(bytes)
+		s, err := d.scratch(bytes)
 		if err != nil {
 			return 0, err
 		}
@@ -199,6 +199,12 @@ func (d *Device) invFreq(rope gpu.Rope, dim int) (uint64, error) {
 	}
 	if p, ok := d.ropes[key]; ok {
 		return uint64(p), nil
+	}
+	if d.capturing != nil {
+		// The upload would be recorded from host memory that does not
+		// outlive the capture.
+		return 0, fmt.Errorf("gpu: RoPE: the inv_freq table of theta %g, d %d is uploaded by the first RoPE call, which must run before a Capture: %w",
+			rope.Theta, dim, gpu.ErrArg)
 	}
 	inv := rope.InvFreq(dim)
 	p, err := d.malloc(4 * len(inv))
@@ -548,11 +554,11 @@ func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check
 	splits, chunk := decodeSplits(a.Seqs*a.KVHeads, maxCtx, splitBlocksPerSM(a.HeadDim)*d.sms, attnMode, splitsForce)
 	var part uintptr
 	if splits > 1 {
-		if part, err = d.malloc(4 * a.Seqs * a.Heads * splits * (a.HeadDim + 2)); err != nil {
+		if part, err = d.scratch(4 * a.Seqs * a.Heads * splits * (a.HeadDim + 2)); err != nil {
 			return err
 		}
 		defer func() {
-			if ferr := d.free(part); ferr != nil && err == nil {
+			if ferr := d.freeScratch(part); ferr != nil && err == nil {
 				err = ferr
 			}
 		}()

@@ -60,6 +60,7 @@ func (s Suite) Run(t *testing.T) {
 		{"Argmax", testArgmax},
 		{"WriteKV", testWriteKV},
 		{"Attention", testAttention},
+		{"Sample", testSample},
 		{"Errors", testErrors},
 	}
 	if s.CheckIndices {

@@ -1466,3 +1466,534 @@ __global__ void __launch_bounds__(128) attentionPrefillMMA(
 }
 
 }  // extern "C"
+
+
+// ---- Sampling (sample) ----
+//
+// One block per row (gpu.Ops.Sample): the row's edits (min_tokens masks and
+// penalties) are written into the logits, then a greedy row takes its
+// argmax; any other follows infer's host sampler with y = x · (1/T) rounded
+// to float32: min_p, top_k, top_p, then an inverse-CDF draw over the ids in
+// order with the row's uniform. Probabilities are exp(y − max) · (1/Z) in
+// float64 (the host divides by Z: the two differ by an ulp at most); the
+// order of the sums differs from the host's too, and it is fixed (per
+// thread, then a fixed tree), so a row draws the same token on every run.
+//
+// No sort: min_p is a value threshold, found by bisecting the probability
+// formula on one thread; top_k and top_p are thresholds on the
+// order-preserving uint32 key of y, found by a search that tests
+// SAMP_WAYS − 1 thresholds per pass over the row (4 bits of the key per
+// pass, at most 8 passes): the largest key K whose weight below it, W(<K),
+// is at most T (top_k: counts, masked elements as -inf, T = n − k; top_p:
+// probabilities, T = 1 − p). top_k's search ends early: once at most
+// SAMP_CAP elements are left in the range, one more pass gathers their keys
+// into shared memory and the kth is selected there; top_p's search, once
+// its range spans fewer than SAMP_SPAN keys, gathers the range's elements
+// (if at most SAMP_CAP) and finishes the cumulative sum in the host's order
+// there (ties included). top_p's ties at K are cut by id, the larger
+// ids first, as the host's sort orders them. The draw: each warp sums the
+// probabilities of its segment of whole 32-element tiles (a warp scan per
+// tile, carried along, with a checkpoint every few tiles), the warps'
+// totals are added in order, and the warp whose segment the uniform falls
+// in walks it again from the checkpoint before the crossing.
+#define SAMP_THREADS 256
+#define SAMP_ILP 4                 // loads in flight per thread
+#define SAMP_WAYS 16
+#define SAMP_WORDS 16              // gpu.SampleRowWords
+#define SAMP_NINF_KEY 0x007fffffu  // skey(-inf)
+#define SAMP_CKS 64                // draw checkpoints per warp
+#define SAMP_CAP 1024              // keys sampSelect and sampTopP gather
+#define SAMP_SPAN (1u << 16)       // key span below which top_p tries sampTopP
+
+// skey maps floats to uint32 in the same order (-0 as +0).
+__device__ __forceinline__ unsigned skey(float v) {
+  unsigned b = __float_as_uint(v);
+  if (b == 0x80000000u) b = 0u;
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+__device__ __forceinline__ float skeyf(unsigned k) {
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+// sampFor calls f(x[j], j) for the thread's elements j = tid + i·blockDim,
+// in increasing j, with SAMP_ILP loads issued before their use.
+template <class F>
+__device__ __forceinline__ void sampFor(const float* row, int n, F f) {
+  const int nt = blockDim.x;
+  for (int base = threadIdx.x; base < n; base += nt * SAMP_ILP) {
+    float v[SAMP_ILP];
+#pragma unroll
+    for (int u = 0; u < SAMP_ILP; u++) {
+      int j = base + u * nt;
+      v[u] = j < n ? row[j] : 0.f;
+    }
+#pragma unroll
+    for (int u = 0; u < SAMP_ILP; u++) {
+      int j = base + u * nt;
+      if (j < n) f(v[u], j);
+    }
+  }
+}
+
+// blockSums sums each v[j] over the block in a fixed order; every thread
+// gets the sums. sh holds 32·N values.
+template <typename T, int N>
+__device__ __forceinline__ void blockSums(T (&v)[N], T* sh) {
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+  for (int j = 0; j < N; j++) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v[j] += __shfl_xor_sync(0xffffffffu, v[j], o);
+  }
+  __syncthreads();  // sh may still be read by a previous call
+  if (lane == 0) {
+#pragma unroll
+    for (int j = 0; j < N; j++) sh[w * N + j] = v[j];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int j = 0; j < N; j++) {
+    T s = 0;
+    for (int k = 0; k < nw; k++) s += sh[k * N + j];
+    v[j] = s;
+  }
+}
+
+// warpScanD is the inclusive prefix sum of v over the warp's lanes.
+__device__ __forceinline__ double warpScanD(double v) {
+  int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    double t = __shfl_up_sync(0xffffffffu, v, o);
+    if (lane >= o) v += t;
+  }
+  return v;
+}
+
+// sampSelect returns the r-th smallest (from 0) of the keys in [lo, hi]
+// of the row (keys below low count as -inf), of which there are at most
+// SAMP_CAP and more than r, gathered into shared memory in one pass.
+__device__ __noinline__ unsigned sampSelect(const float* row, int n, float inv, unsigned low, unsigned lo,
+                                            unsigned hi, int r) {
+  __shared__ unsigned cand[SAMP_CAP];
+  __shared__ int ncand;
+  __shared__ unsigned ans;
+  __syncthreads();
+  if (threadIdx.x == 0) ncand = 0, ans = hi;
+  __syncthreads();
+  sampFor(row, n, [&](float x, int) {
+    unsigned k = skey(__fmul_rn(x, inv));
+    if (k < low) k = SAMP_NINF_KEY;
+    if (k >= lo && k <= hi) {
+      int s = atomicAdd(&ncand, 1);
+      if (s < SAMP_CAP) cand[s] = k;
+    }
+  });
+  __syncthreads();
+  int c = min(ncand, SAMP_CAP);
+  for (int i = threadIdx.x; i < c; i += blockDim.x) {
+    unsigned ki = cand[i];
+    int lt = 0, le = 0;
+    for (int j = 0; j < c; j++) {
+      unsigned kj = cand[j];
+      lt += kj < ki;
+      le += kj <= ki;
+    }
+    if (lt <= r && r < le) ans = ki;  // tied writers write the same key
+  }
+  __syncthreads();
+  return ans;
+}
+
+// sampTopP finishes top_p's search in shared memory: it gathers the kept
+// elements with keys in [lo, hi] (at most SAMP_CAP, else it returns -1),
+// orders them as the host's sort does (key ascending, the larger id first)
+// and adds their probabilities in that order to wl = W(<lo) until the sum
+// passes T: that element is the first kept one, at key *pk with the ids
+// below *pc kept. Returns the number gathered.
+__device__ __noinline__ int sampTopP(const float* row, int n, float inv, double dmx, double iz, unsigned low,
+                                     unsigned lo, unsigned hi, double wl, double T, unsigned* pk, int* pc) {
+  __shared__ unsigned gk[SAMP_CAP];
+  __shared__ int gi[SAMP_CAP], ord[SAMP_CAP];
+  __shared__ double gq[SAMP_CAP];
+  __shared__ int ng, rc;
+  __shared__ unsigned rk;
+  __syncthreads();
+  if (threadIdx.x == 0) ng = 0;
+  __syncthreads();
+  sampFor(row, n, [&](float x, int j) {
+    unsigned k = skey(__fmul_rn(x, inv));
+    if (k >= low && k >= lo && k <= hi) {
+      int s = atomicAdd(&ng, 1);
+      if (s < SAMP_CAP) gk[s] = k, gi[s] = j;
+    }
+  });
+  __syncthreads();
+  int c = ng;
+  if (c > SAMP_CAP || c == 0) return -1;
+  for (int i = threadIdx.x; i < c; i += blockDim.x) {
+    unsigned ki = gk[i];
+    int ii = gi[i], rank = 0;
+    for (int j = 0; j < c; j++) {
+      unsigned kj = gk[j];
+      rank += kj < ki || (kj == ki && gi[j] > ii);
+    }
+    ord[rank] = i;
+    gq[rank] = exp((double)skeyf(ki) - dmx) * iz;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double cum = wl;
+    int at = c - 1;  // rounding kept the sum within T: keep the largest
+    for (int q = 0; q < c; q++) {
+      cum += gq[q];
+      if (cum > T) {
+        at = q;
+        break;
+      }
+    }
+    rk = gk[ord[at]], rc = gi[ord[at]] + 1;
+  }
+  __syncthreads();
+  *pk = rk;
+  *pc = rc;
+  return c;
+}
+
+template <bool PROB>
+struct SampW {
+  typedef double T;
+};
+template <>
+struct SampW<false> {
+  typedef int T;
+};
+
+// sampSearch returns the largest key K in [lo, hi] with W(<K) ≤ T, given
+// W(<lo) = 0: W sums, over the row's elements, 1 (PROB false; keys below
+// low count as -inf) or exp(y − mx) · iz for keys ≥ low (PROB true). *wlo
+// gets W(<K).
+template <bool PROB>
+__device__ __forceinline__ unsigned sampSearch(const float* row, int n, float inv, double dmx, double iz,
+                                               unsigned low, unsigned lo, unsigned hi, double T, double* wlo,
+                                               int* pc, double* sh) {
+  typedef typename SampW<PROB>::T W;
+  double wl = 0, wh = n;  // W(<lo), and W(<hi + 1) for counts
+  bool tried = false;
+  while (lo < hi) {
+    if constexpr (PROB) {
+      // A narrow range holds few elements, as a rule: finish in shared
+      // memory, in the host's order (pc set), if they fit.
+      if (!tried && hi - lo < SAMP_SPAN) {
+        tried = true;
+        unsigned k;
+        if (sampTopP(row, n, inv, dmx, iz, low, lo, hi, wl, T, &k, pc) >= 0) {
+          *wlo = wl;
+          return k;
+        }
+      }
+    }
+    if constexpr (!PROB) {
+      // Few elements left in [lo, hi]: gather their keys and take the
+      // (T − W(<lo))-th smallest, instead of more passes over the row.
+      if (wh - wl <= SAMP_CAP) {
+        *wlo = 0;
+        return sampSelect(row, n, inv, low, lo, hi, (int)(T - wl));
+      }
+    }
+    unsigned long long span = (unsigned long long)(hi - lo) + 1, end = (unsigned long long)hi + 1;
+    unsigned t[SAMP_WAYS - 1];
+    W acc[SAMP_WAYS - 1];
+#pragma unroll
+    for (int j = 0; j < SAMP_WAYS - 1; j++) {
+      t[j] = lo + (unsigned)(span * (j + 1) / SAMP_WAYS);
+      acc[j] = 0;
+    }
+    sampFor(row, n, [&](float x, int) {
+      float y = __fmul_rn(x, inv);
+      unsigned k = skey(y);
+      W w = 1;
+      if constexpr (PROB) {
+        if (k < low) return;
+        w = exp((double)y - dmx) * iz;
+      } else {
+        if (k < low) k = SAMP_NINF_KEY;
+      }
+#pragma unroll
+      for (int j = 0; j < SAMP_WAYS - 1; j++) acc[j] += k < t[j] ? w : (W)0;
+    });
+    blockSums<W, SAMP_WAYS - 1>(acc, (W*)sh);
+    // acc is non-decreasing in j: the thresholds within T are a prefix.
+    unsigned nlo = lo;
+    unsigned long long nhi = end;
+#pragma unroll
+    for (int j = 0; j < SAMP_WAYS - 1; j++) {
+      if ((double)acc[j] <= T) {
+        nlo = t[j];
+        wl = (double)acc[j];
+      } else if (nhi == end) {
+        nhi = t[j];
+        wh = (double)acc[j];
+      }
+    }
+    lo = nlo;
+    hi = (unsigned)(nhi - 1);
+  }
+  *wlo = wl;
+  return lo;
+}
+
+// sampKept: element j (key k) survives min_p, top_k (k ≥ low) and top_p
+// (above pk, or at pk with an id below pc).
+__device__ __forceinline__ bool sampKept(unsigned k, int j, unsigned low, unsigned pk, int pc) {
+  return k >= low && (k > pk || (k == pk && j < pc));
+}
+
+__device__ __forceinline__ double sampSum(const float* row, int n, float inv, double dmx, unsigned low,
+                                          unsigned pk, int pc, double* sh) {
+  double s[1] = {0};
+  sampFor(row, n, [&](float x, int j) {
+    float y = __fmul_rn(x, inv);
+    if (sampKept(skey(y), j, low, pk, pc)) s[0] += exp((double)y - dmx);
+  });
+  blockSums<double, 1>(s, sh);
+  return s[0];
+}
+
+extern "C" __global__ void __launch_bounds__(SAMP_THREADS, 2)
+    sample(int* dst, float* x, int n, const int* params, const int* edits, int nEdits) {
+  __shared__ double sh[32 * (SAMP_WAYS - 1)];
+  __shared__ double ck[SAMP_THREADS / 32][SAMP_CKS];
+  __shared__ double segSum[SAMP_THREADS / 32];
+  __shared__ int segLast[SAMP_THREADS / 32];
+  __shared__ float shf[32];
+  __shared__ int shi[2];
+  const int r = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
+  const int lane = tid & 31, w = tid >> 5, nw = nt >> 5;
+  const int* P = params + (i64)r * SAMP_WORDS;
+  float* row = x + (i64)r * n;
+  float inv = __int_as_float(P[0]);
+  int topK = P[1];
+  double topP = __hiloint2double(P[3], P[2]), minP = __hiloint2double(P[5], P[4]);
+  double u = __hiloint2double(P[7], P[6]);
+  float rep = __int_as_float(P[8]), fq = __int_as_float(P[9]), pr = __int_as_float(P[10]);
+  int e0 = max(P[11], 0), e1 = min(P[12], nEdits);
+  for (int e = e0 + tid; e < e1; e += nt) {
+    int t = edits[3 * e], c = edits[3 * e + 1], f = edits[3 * e + 2];
+    if (t < 0 || t >= n) continue;
+    float v = row[t];
+    if (f & 1) v = -INFINITY;
+    if (f & 2) v = v > 0.f ? __fdiv_rn(v, rep) : __fmul_rn(v, rep);
+    if (c > 0) v = __fsub_rn(v, __fadd_rn(__fmul_rn(fq, __int2float_rn(c)), pr));
+    row[t] = v;
+  }
+  __syncthreads();  // the edits are visible to the whole block
+
+  if (inv == 0.f) {  // greedy: the first largest
+    float bv = -INFINITY;
+    int bi = 0x7fffffff;
+    sampFor(row, n, [&](float v, int j) {
+      if (better(v, j, bv, bi)) bv = v, bi = j;
+    });
+    for (int o = 16; o > 0; o >>= 1) {
+      float v = __shfl_xor_sync(0xffffffffu, bv, o);
+      int i = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (better(v, i, bv, bi)) bv = v, bi = i;
+    }
+    if (lane == 0) shf[w] = bv, segLast[w] = bi;
+    __syncthreads();
+    if (w == 0) {
+      bv = lane < nw ? shf[lane] : -INFINITY;
+      bi = lane < nw ? segLast[lane] : 0x7fffffff;
+      for (int o = 16; o > 0; o >>= 1) {
+        float v = __shfl_xor_sync(0xffffffffu, bv, o);
+        int i = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (better(v, i, bv, bi)) bv = v, bi = i;
+      }
+      if (lane == 0) dst[r] = bi == 0x7fffffff ? 0 : bi;
+    }
+    return;
+  }
+
+  float mx = -INFINITY, mn = INFINITY;
+  sampFor(row, n, [&](float v, int) {
+    float y = __fmul_rn(v, inv);
+    mx = fmaxf(mx, y);
+    if (y > -INFINITY) mn = fminf(mn, y);
+  });
+  mx = blockMax(mx, shf);
+  mn = -blockMax(-mn, shf);
+  if (!(mx > -INFINITY)) {  // every logit masked: the host's NaN sums end on the last id
+    if (tid == 0) dst[r] = n - 1;
+    return;
+  }
+  const double dmx = mx;
+  unsigned low = SAMP_NINF_KEY, pk = 0, kmx = skey(mx), kmn = skey(mn);
+  int pc = n;
+  double Z = sampSum(row, n, inv, dmx, low, pk, pc, sh);
+  bool stale = false;  // Z no longer sums the kept elements
+
+  if (minP > 0) {  // the smallest key whose probability is at least max · minP
+    if (tid == 0) {
+      double cut = (1.0 / Z) * minP;
+      unsigned lo = SAMP_NINF_KEY, hi = kmx;
+      while (hi - lo > 1) {
+        unsigned mid = lo + (hi - lo) / 2;
+        if (exp((double)skeyf(mid) - dmx) / Z >= cut)
+          hi = mid;
+        else
+          lo = mid;
+      }
+      shi[0] = (int)hi;
+    }
+    __syncthreads();
+    low = (unsigned)shi[0];
+    __syncthreads();
+    stale = low > kmn;
+  }
+  if (topK > 0 && topK < n) {  // the kth largest key, masked ones as -inf
+    double wk;
+    int unused = -1;
+    unsigned K = sampSearch<false>(row, n, inv, dmx, 0, low, SAMP_NINF_KEY, kmx, (double)(n - topK), &wk, &unused, sh);
+    if (K > low) {
+      low = K;
+      stale = stale || K > kmn;
+    }
+  }
+  if (topP < 1) {
+    if (stale) Z = sampSum(row, n, inv, dmx, low, pk, pc, sh);
+    double T = 1.0 - topP, L;
+    unsigned lo = max(low, kmn);
+    int gpc = -1;  // set when the search ended in shared memory
+    unsigned K = sampSearch<true>(row, n, inv, dmx, 1.0 / Z, low, lo, kmx, T, &L, &gpc, sh);
+    // m members of the group at K, the largest ids first, keep the
+    // cumulative sum within T; at least one stays.
+    double q = exp((double)skeyf(K) - dmx) * (1.0 / Z);
+    long long m = 0;
+    if (gpc >= 0) {
+      pc = gpc;
+    } else if (q > 0 && T - L >= 0) {
+      double est = floor((T - L) / q);
+      m = est > (double)n ? (long long)n : (long long)est;
+      while (m > 0 && L + (double)m * q > T) m--;
+      while (m < n && L + (double)(m + 1) * q <= T) m++;
+    }
+    pk = K;
+    if (m > 0) {
+      // Contiguous chunks in reverse thread order: the scan counts the
+      // group's members at larger ids.
+      int cs = (n + nt - 1) / nt, ci = nt - 1 - tid;
+      int j0 = min(n, ci * cs), j1 = min(n, j0 + cs);
+      int cnt = 0;
+      for (int j = j0; j < j1; j++)
+        if (skey(__fmul_rn(row[j], inv)) == K) cnt++;
+      // Exclusive scan of cnt over the threads, and the total.
+      int inc = cnt;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        int t = __shfl_up_sync(0xffffffffu, inc, o);
+        if (lane >= o) inc += t;
+      }
+      __syncthreads();
+      if (lane == 31) segLast[w] = inc;
+      if (tid == 0) shi[1] = n;
+      __syncthreads();
+      int after = inc - cnt, c = 0;
+      for (int k = 0; k < nw; k++) {
+        if (k < w) after += segLast[k];
+        c += segLast[k];
+      }
+      m = min(m, (long long)c - 1);
+      if (m > 0 && after < m && m <= after + cnt) {
+        long long seen = after;
+        for (int j = j1 - 1; j >= j0; j--) {
+          if (skey(__fmul_rn(row[j], inv)) == K && ++seen == m) {
+            shi[1] = j;
+            break;
+          }
+        }
+      }
+      __syncthreads();
+      pc = shi[1];
+    }
+    stale = stale || K > lo || pc < n;
+  }
+  if (stale) Z = sampSum(row, n, inv, dmx, low, pk, pc, sh);
+
+  // The draw, phase 1: each warp's segment of tiles, its running sum
+  // (checkpointed) and its last nonzero probability.
+  const double iz = 1.0 / Z;
+  int tiles = (n + 31) >> 5, tpw = (tiles + nw - 1) / nw;
+  int every = max(1, (tpw + SAMP_CKS - 1) / SAMP_CKS);
+  int t0 = min(tiles, w * tpw), t1 = min(tiles, t0 + tpw);
+  double carry = 0;
+  int last = -1;
+  for (int t = t0; t < t1; t += SAMP_ILP) {
+    float xv[SAMP_ILP];
+#pragma unroll
+    for (int a = 0; a < SAMP_ILP; a++) {
+      int j = (t + a) * 32 + lane;
+      xv[a] = (t + a < t1 && j < n) ? row[j] : 0.f;
+    }
+#pragma unroll
+    for (int a = 0; a < SAMP_ILP; a++) {
+      int tt = t + a, j = tt * 32 + lane;
+      if (tt >= t1) break;
+      if ((tt - t0) % every == 0 && lane == 0) ck[w][(tt - t0) / every] = carry;
+      double q = 0;
+      if (j < n) {
+        float y = __fmul_rn(xv[a], inv);
+        if (sampKept(skey(y), j, low, pk, pc)) q = exp((double)y - dmx) * iz;
+      }
+      double inc = warpScanD(q);
+      if (q != 0) last = j;
+      carry = carry + __shfl_sync(0xffffffffu, inc, 31);
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) last = max(last, __shfl_xor_sync(0xffffffffu, last, o));
+  if (lane == 0) segSum[w] = carry, segLast[w] = last;
+  __syncthreads();
+  // Phase 2: the first segment whose cumulative sum passes u.
+  double pe = 0, pw = 0;
+  int first = -1, lastAll = -1;
+  for (int k = 0; k < nw; k++) {
+    if (first < 0 && segLast[k] >= 0 && u < pe + segSum[k]) first = k, pw = pe;
+    pe += segSum[k];
+    lastAll = max(lastAll, segLast[k]);
+  }
+  if (first < 0) {  // u fell past a sum rounded below 1
+    if (tid == 0) dst[r] = max(lastAll, 0);
+    return;
+  }
+  if (w != first) return;
+  // The checkpoint before the crossing, then tile by tile.
+  int nck = (t1 - t0 + every - 1) / every, k0 = nck - 1;
+  for (int k = lane; k < nck; k += 32) {
+    double endk = k + 1 < nck ? ck[w][k + 1] : segSum[w];
+    unsigned b = __ballot_sync(__activemask(), u < pw + endk);
+    if (b) {
+      k0 = min(k0, (k - lane) + __ffs(b) - 1);
+      break;
+    }
+  }
+  k0 = __shfl_sync(0xffffffffu, k0, 0);
+  for (int o = 16; o > 0; o >>= 1) k0 = min(k0, __shfl_xor_sync(0xffffffffu, k0, o));
+  carry = ck[w][k0];
+  for (int tt = t0 + k0 * every; tt < t1; tt++) {
+    int j = tt * 32 + lane;
+    double q = 0;
+    if (j < n) {
+      float y = __fmul_rn(row[j], inv);
+      if (sampKept(skey(y), j, low, pk, pc)) q = exp((double)y - dmx) * iz;
+    }
+    double inc = warpScanD(q);
+    unsigned b = __ballot_sync(0xffffffffu, q != 0 && u < pw + (carry + inc));
+    if (b) {
+      if (lane == 0) dst[r] = tt * 32 + __ffs(b) - 1;
+      return;
+    }
+    carry = carry + __shfl_sync(0xffffffffu, inc, 31);
+  }
+  if (lane == 0) dst[r] = segLast[w];
+}

@@ -16,6 +16,7 @@ const DefaultBlockSize = 16
 // manager); Forward writes and reads the blocks its Batch names.
 type Cache struct {
 	m             *Model
+	id            uint64 // tells the caches a model's graphs were recorded with apart
 	k, v          []*gpu.Tensor
 	blocks, size  int
 	bytesPerBlock int64
@@ -38,7 +39,8 @@ func (m *Model) NewCache(numBlocks, blockSize int) (*Cache, error) {
 		return nil, fmt.Errorf("model: NewCache: %d blocks of %d tokens exceed the 2³¹ slots an I32 slot number holds: %w", numBlocks, blockSize, ErrConfig)
 	}
 	cfg := m.cfg
-	c := &Cache{m: m, blocks: numBlocks, size: blockSize,
+	m.step.caches++
+	c := &Cache{m: m, id: m.step.caches, blocks: numBlocks, size: blockSize,
 		bytesPerBlock: int64(2*cfg.Layers*blockSize*cfg.KVHeads*cfg.HeadDim) * int64(m.dtype.Size())}
 	for range cfg.Layers {
 		for _, dst := range []*[]*gpu.Tensor{&c.k, &c.v} {

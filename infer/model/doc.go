@@ -23,6 +23,10 @@
 // the last token of each sequence that wants logits before the LM head, and
 // downloads only those logits. Nothing in it is backend-specific, so the
 // cuda backend runs it unchanged; its buffers are reused from step to step.
+// On a device that records graphs (gpu.Grapher: cuda), a decode step, every
+// sequence with one new token, is padded to a bucket of sequences and
+// replayed from a graph recorded for its shape, as vLLM's CUDA graphs;
+// Options.EnforceEager or SLUICE_CUDA_GRAPHS=0 turns that off.
 //
 // The tests compare the cpu backend in float32 with logits and greedy
 // continuations that transformers computed for random-weight models of

@@ -88,6 +88,10 @@ func (m *Model) forwardHead(c *Cache, b *Batch) (stepKey, *views, error) {
 	if err != nil || key.tokens == 0 {
 		return stepKey{}, nil, err
 	}
+	if pk, ok := st.pad(key); ok {
+		v, err := m.decodePadded(c, key, pk)
+		return key, v, err
+	}
 	if err := st.reserve(m, key); err != nil {
 		return key, nil, err
 	}
@@ -104,6 +108,9 @@ func (m *Model) forwardHead(c *Cache, b *Batch) (stepKey, *views, error) {
 		QueryStarts:   v.qStarts,
 		MaxQueryLen:   st.maxQuery,
 		MaxContextLen: st.maxContext,
+	}
+	if key.tokens == key.seqs {
+		ab.MaxContextLen = decodeBound(key, c)
 	}
 	if err := m.layersForward(c, v, ab); err != nil {
 		return key, nil, fmt.Errorf("model: Forward: %w", err)

@@ -20,6 +20,10 @@ type Options struct {
 	DType gpu.DType
 	// Context bounds the reads of an s3:// model; nil means Background.
 	Context context.Context
+	// EnforceEager runs every step op by op, as vLLM's enforce_eager:
+	// decode steps are neither padded nor recorded as graphs on a device
+	// that has them (gpu.Grapher). SLUICE_CUDA_GRAPHS=0 does the same.
+	EnforceEager bool
 }
 
 // DefaultOptions picks the dtype by device.
@@ -47,6 +51,7 @@ type Model struct {
 	weights             []*gpu.Tensor // every tensor Close frees
 
 	step   step
+	samp   sampleBufs // ForwardSample's parameters (sample.go)
 	closed bool
 }
 
@@ -92,6 +97,7 @@ func Load(dir string, dev gpu.Device, opts Options) (*Model, error) {
 	}
 	defer ckpt.Close()
 	m := &Model{cfg: cfg, dtype: dt, dev: dev, ops: dev.Ops()}
+	m.step.initGraphs(dev, opts.EnforceEager)
 	l := &loader{m: m, ckpt: ckpt, used: map[string]bool{}}
 	if err := l.load(); err != nil {
 		m.free()
@@ -126,6 +132,7 @@ func (m *Model) free() {
 	}
 	m.weights = nil
 	m.step.free()
+	m.samp.free()
 }
 
 // loader uploads one checkpoint's weights, converting their dtype on the

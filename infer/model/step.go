@@ -32,6 +32,15 @@ type step struct {
 	vkey  stepKey
 	vw    views
 	vwSet bool
+
+	// Decode steps padded to a bucket (graph.go): the recorded graphs, and
+	// the views of a padded step's real rows of logits.
+	graphs  graphs
+	rows    views
+	rowsKey stepKey
+	rowsL   int
+	rowsSet bool
+	caches  uint64 // Cache ids handed out
 }
 
 // views are the tensors of a step, either whole buffers or views of them
@@ -167,8 +176,10 @@ func (st *step) reserve(m *Model, k stepKey) error {
 	return nil
 }
 
-// free releases the device buffers.
+// free releases the device buffers and the graphs that use them.
 func (st *step) free() {
+	_ = st.freeGraphs() // like Tensor.Free, releasing cannot fail the caller (Close, a regrowth)
+	st.rowsSet = false
 	b := &st.bufs
 	for _, t := range []*gpu.Tensor{b.ids, b.pos, b.slots, b.ctxLens, b.qStarts, b.last, b.tables,
 		b.x, b.h, b.o, b.q, b.k, b.v, b.attn, b.gateUp, b.act, b.g, b.logits, b.argmax} {
