@@ -17,7 +17,9 @@
 #
 # then run `bash bench/infer/devrun-graph.sh` through the device tool with
 # carry ["devrun-graph"]. SKIP_SUITE=1 skips the tests, SKIP_HF=1 the peer;
-# STEP_SEQS lists the batch sizes of TestGraphStep (256 16).
+# STEP_SEQS lists the batch sizes of TestGraphStep (256 16); RUNS the
+# environments of the greedy bench runs. A last run samples (temperature
+# 0.8, top_p 0.95) through the device sampler.
 cd "$(dirname "$0")/../.."
 bin=$PWD/devrun-graph
 tar -C "$bin" -xzf "$bin/bin.tgz"
@@ -48,11 +50,15 @@ summ() {
 	done
 	grep -E "decode step|FAIL|panic|rror" "$OUT/step.log"
 	stamp "== infer/offline-512"
-	for v in SLUICE_CUDA_GRAPHS=1 SLUICE_CUDA_GRAPHS=0 SLUICE_CUDA_GRAPHS=1 SLUICE_CUDA_GRAPHS=0; do
+	for v in ${RUNS:-SLUICE_CUDA_GRAPHS=1 SLUICE_CUDA_GRAPHS=0 SLUICE_CUDA_GRAPHS=1 SLUICE_CUDA_GRAPHS=0}; do
 		echo "-- $v" | tee -a "$OUT/infer.log"
 		env $v timeout 90 "$bin/sluice" bench infer --model /tmp/bench-1b --device cuda --prompts 512 --min-len 128 --max-len 512 \
 			--max-tokens 128 --max-num-seqs 256 --max-num-batched-tokens 8192 >>"$OUT/infer.log" 2>&1; echo "rc=$?"
 	done
+	# Sampled (temperature 0.8, top_p 0.95, seeded): every step samples on the device.
+	echo "-- sampled: --temperature 0.8 --top-p 0.95" | tee -a "$OUT/infer.log"
+	timeout 90 "$bin/sluice" bench infer --model /tmp/bench-1b --device cuda --prompts 512 --min-len 128 --max-len 512 \
+		--max-tokens 128 --max-num-seqs 256 --max-num-batched-tokens 8192 --temperature 0.8 --top-p 0.95 >>"$OUT/infer.log" 2>&1; echo "rc=$?"
 	grep -E "^--|output tokens/s|total \(prompt|peak|rc=|rror" "$OUT/infer.log"
 	if [ -z "${SKIP_HF:-}" ]; then
 		stamp "== transformers"

@@ -215,6 +215,7 @@ func init() {
 		prompts, minLen, maxLen, maxTokens int
 		seed                               uint64
 		output                             string
+		sampling                           infer.SamplingParams // temperature, top_p, top_k of every request
 	}
 	register(&command{
 		name:    "bench infer",
@@ -225,18 +226,25 @@ func init() {
 			fs.IntVar(&b.minLen, "min-len", 32, "shortest prompt in tokens")
 			fs.IntVar(&b.maxLen, "max-len", 128, "longest prompt in tokens")
 			fs.IntVar(&b.maxTokens, "max-tokens", 64, "output tokens per prompt (EOS ignored)")
-			fs.Uint64Var(&b.seed, "seed", 1, "seed of the prompts")
+			fs.Uint64Var(&b.seed, "seed", 1, "seed of the prompts (and of each request's sampling, plus its index)")
 			fs.StringVar(&b.output, "output", "text", "output: text or json")
+			fs.Float64Var(&b.sampling.Temperature, "temperature", 0, "sampling temperature of every request (0: greedy, the workloads' setting)")
+			fs.Float64Var(&b.sampling.TopP, "top-p", 1, "top_p of every request")
+			fs.IntVar(&b.sampling.TopK, "top-k", 0, "top_k of every request (0: off)")
 		},
 		run: func(ctx context.Context, env *env, args []string) error {
 			if len(args) > 0 || b.minLen < 1 || b.maxLen < b.minLen || b.prompts < 1 || b.maxTokens < 1 {
 				return errUsage
 			}
+			b.sampling.MaxTokens, b.sampling.IgnoreEOS = b.maxTokens, true
+			if err := b.sampling.Validate(); err != nil {
+				return err
+			}
 			e, l, closeAll, err := b.engineFlags.open()
 			if err != nil {
 				return err
 			}
-			res, err := benchInfer(ctx, e, l, b.prompts, b.minLen, b.maxLen, b.maxTokens, b.seed)
+			res, err := benchInfer(ctx, e, l, b.prompts, b.minLen, b.maxLen, b.sampling, b.seed)
 			err = errors.Join(err, closeAll())
 			if err != nil {
 				return err
@@ -288,7 +296,9 @@ type benchResult struct {
 	GonumGFLOPS        float64 `json:"gonum_sgemm_gflops"`
 }
 
-func benchInfer(ctx context.Context, e *infer.Engine, l *infer.Loaded, n, minLen, maxLen, maxTokens int, seed uint64) (*benchResult, error) {
+// benchInfer generates for n random prompts of minLen to maxLen tokens,
+// each with params (its Seed set to seed plus its index when sampling).
+func benchInfer(ctx context.Context, e *infer.Engine, l *infer.Loaded, n, minLen, maxLen int, params infer.SamplingParams, seed uint64) (*benchResult, error) {
 	mc := l.Model.Config()
 	rng := rand.New(rand.NewPCG(seed, 0x7e57))
 	reqs := make([]infer.Request, n)
@@ -299,7 +309,12 @@ func benchInfer(ctx context.Context, e *infer.Engine, l *infer.Loaded, n, minLen
 			ids[j] = int32(rng.IntN(mc.Vocab))
 		}
 		res.PromptTokens += len(ids)
-		reqs[i] = infer.Request{PromptIDs: ids, Params: infer.SamplingParams{MaxTokens: maxTokens, IgnoreEOS: true}}
+		p := params
+		if p.Temperature > 0 {
+			s := int64(seed) + int64(i)
+			p.Seed = &s
+		}
+		reqs[i] = infer.Request{PromptIDs: ids, Params: p}
 	}
 	// One short warm-up request grows the model's step buffers.
 	if _, err := e.Generate(ctx, []infer.Request{{PromptIDs: reqs[0].PromptIDs[:1], Params: infer.SamplingParams{MaxTokens: 2}}}); err != nil {
