@@ -210,7 +210,8 @@ func (m *Model) decodeRun(c *Cache, v *views, ab gpu.AttnBatch) error {
 // parameters the bound sets (the split-context kernel's splits and their
 // keys) are a function of the step's shape alone. A graph is recorded
 // once for many contexts, and an eager step of a bucket's size then
-// computes exactly what its graph does, bit for bit.
+// launches the kernels its graph does (bit for bit the same logits, unless
+// cuBLAS picks another algorithm for the eager buffers' alignment).
 func decodeBound(k stepKey, c *Cache) int { return k.blocks * c.size }
 
 // realRows returns v with logits and argmax cut to the first l rows, made
