@@ -1,8 +1,10 @@
 package gpu
 
 import (
+	"cmp"
 	"encoding/binary"
 	"math"
+	"slices"
 )
 
 // SampleBatch holds the device side of one Sample call: the tensors a
@@ -174,4 +176,86 @@ func SoftmaxF64(buf []float64, x []float32) []float64 {
 		probs[i] /= sum
 	}
 	return probs
+}
+
+// HostDraw is the host's reference of Sample's draw for a row that is not
+// greedy, shared by infer's host sampler and the cpu backend; its buffers
+// are reused from call to call. The zero value is ready.
+type HostDraw struct {
+	y     []float32
+	idx   []int32
+	probs []float64
+}
+
+// Draw samples a token from the (edited) logits x, read only: x times
+// invTemp, then min_p, top_k (0 or ≥ len(x): off) and top_p as vLLM's
+// apply_top_k_top_p (sort ascending, ties by id with the larger id first,
+// so the smaller id survives top_p), then an inverse-CDF draw with u over
+// the token ids in order, in float64.
+func (h *HostDraw) Draw(x []float32, invTemp float32, topK int, topP, minP, u float64) int32 {
+	h.y = append(h.y[:0], x...)
+	y := h.y
+	for i := range y {
+		y[i] *= invTemp
+	}
+	ninf := float32(math.Inf(-1))
+	if minP > 0 {
+		probs := h.softmax(y)
+		cut := slices.Max(probs) * minP
+		for i, q := range probs {
+			if q < cut {
+				y[i] = ninf
+			}
+		}
+	}
+	if (topK > 0 && topK < len(y)) || topP < 1 {
+		idx := h.idx[:0]
+		for i := range y {
+			idx = append(idx, int32(i))
+		}
+		h.idx = idx
+		slices.SortFunc(idx, func(a, b int32) int {
+			if c := cmp.Compare(y[a], y[b]); c != 0 {
+				return c
+			}
+			return cmp.Compare(b, a)
+		})
+		if topK > 0 && topK < len(y) {
+			kth := y[idx[len(idx)-topK]]
+			for _, i := range idx[:len(idx)-topK] {
+				if y[i] < kth {
+					y[i] = ninf
+				}
+			}
+		}
+		if topP < 1 {
+			probs := h.softmax(y)
+			cum := 0.0
+			for _, i := range idx[:len(idx)-1] {
+				cum += probs[i]
+				if cum > 1-topP {
+					break
+				}
+				y[i] = ninf
+			}
+		}
+	}
+	probs := h.softmax(y)
+	cum, last := 0.0, int32(0)
+	for i, q := range probs {
+		if q == 0 {
+			continue
+		}
+		cum += q
+		last = int32(i)
+		if u < cum {
+			return int32(i)
+		}
+	}
+	return last // u fell past a sum rounded below 1
+}
+
+func (h *HostDraw) softmax(x []float32) []float64 {
+	h.probs = SoftmaxF64(h.probs, x)
+	return h.probs
 }

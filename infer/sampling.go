@@ -1,7 +1,6 @@
 package infer
 
 import (
-	"cmp"
 	"fmt"
 	"math"
 	"math/bits"
@@ -187,8 +186,7 @@ type sampler struct {
 	vocab int
 	eos   []int32 // masked with stop_token_ids before min_tokens
 	buf   []float32
-	idx   []int32
-	probs []float64
+	host  gpu.HostDraw
 	edits []gpu.SampleEdit // addRow's scratch
 }
 
@@ -301,89 +299,11 @@ func argmax(x []float32) int32 {
 	return int32(best)
 }
 
-// draw samples from x (logits, changed in place) after temperature,
-// min_p, top_k and top_p, with one uniform draw by inverse CDF over token
-// ids in order.
+// draw samples from x (logits, read only) after temperature, min_p, top_k
+// and top_p, with one uniform draw by inverse CDF over token ids in order:
+// gpu.HostDraw, which the device sampler's cpu backend shares.
 func (sm *sampler) draw(x []float32, p *SamplingParams, rng *rand.Rand) int32 {
-	inv := float32(1 / p.Temperature)
-	for i := range x {
-		x[i] *= inv
-	}
-	if p.MinP > 0 {
-		probs := sm.softmax(x)
-		mx := 0.0
-		for _, q := range probs {
-			mx = max(mx, q)
-		}
-		cut := mx * p.MinP
-		for i, q := range probs {
-			if q < cut {
-				x[i] = float32(math.Inf(-1))
-			}
-		}
-	}
-	if (p.TopK > 0 && p.TopK < len(x)) || p.TopP < 1 {
-		sm.topKTopP(x, p.TopK, p.TopP)
-	}
-	probs := sm.softmax(x)
-	u := rng.Float64()
-	cum, last := 0.0, int32(-1)
-	for i, q := range probs {
-		if q == 0 {
-			continue
-		}
-		cum += q
-		last = int32(i)
-		if u < cum {
-			return int32(i)
-		}
-	}
-	return last // u fell past a sum rounded below 1
-}
-
-// topKTopP masks x as vLLM's apply_top_k_top_p: sort ascending; top_k
-// masks values below the kth largest; top_p masks the tokens whose
-// cumulative probability (ascending) is at most 1-p, keeping the
-// likeliest. Ties sort by id, the larger id first among equals in the
-// ascending order, so the smaller id survives top_p.
-func (sm *sampler) topKTopP(x []float32, k int, topP float64) {
-	idx := sm.idx[:0]
-	for i := range x {
-		idx = append(idx, int32(i))
-	}
-	sm.idx = idx
-	slices.SortFunc(idx, func(a, b int32) int {
-		if c := cmp.Compare(x[a], x[b]); c != 0 {
-			return c
-		}
-		return cmp.Compare(b, a)
-	})
-	ninf := float32(math.Inf(-1))
-	if k > 0 && k < len(x) {
-		kth := x[idx[len(idx)-k]]
-		for _, i := range idx[:len(idx)-k] {
-			if x[i] < kth {
-				x[i] = ninf
-			}
-		}
-	}
-	if topP < 1 {
-		probs := sm.softmax(x)
-		cum := 0.0
-		for _, i := range idx[:len(idx)-1] {
-			cum += probs[i]
-			if cum > 1-topP {
-				break
-			}
-			x[i] = ninf
-		}
-	}
-}
-
-// softmax returns the probabilities of x in float64, in sm.probs.
-func (sm *sampler) softmax(x []float32) []float64 {
-	sm.probs = gpu.SoftmaxF64(sm.probs, x)
-	return sm.probs
+	return sm.host.Draw(x, float32(1/p.Temperature), p.TopK, p.TopP, p.MinP, rng.Float64())
 }
 
 // logSumExp is log Σ exp(x).

@@ -1,9 +1,7 @@
 package cpu
 
 import (
-	"cmp"
 	"math"
-	"slices"
 
 	"github.com/sluicehq/sluice/gpu"
 	"github.com/sluicehq/sluice/gpu/internal/check"
@@ -70,11 +68,7 @@ type sampleTask struct {
 }
 
 // sampleWork is one worker's scratch.
-type sampleWork struct {
-	y     []float32
-	idx   []int32
-	probs []float64
-}
+type sampleWork struct{ gpu.HostDraw }
 
 func (t *sampleTask) run(w, lo, hi int) {
 	s := t.work[w]
@@ -107,7 +101,8 @@ func editLogit(v float32, count, flags int32, p *gpu.PackedSampleRow) float32 {
 	return v
 }
 
-// sample is infer's sampler.draw over the edited row x (read only).
+// sample draws from the edited row x (read only): its argmax when the row
+// is greedy, else gpu.HostDraw's draw.
 func (s *sampleWork) sample(x []float32, p *gpu.PackedSampleRow) int32 {
 	if p.InvTemperature == 0 {
 		best := 0
@@ -118,71 +113,5 @@ func (s *sampleWork) sample(x []float32, p *gpu.PackedSampleRow) int32 {
 		}
 		return int32(best)
 	}
-	s.y = append(s.y[:0], x...)
-	y := s.y
-	for i := range y {
-		y[i] *= p.InvTemperature
-	}
-	ninf := float32(math.Inf(-1))
-	if p.MinP > 0 {
-		probs := s.softmax(y)
-		mx := slices.Max(probs)
-		cut := mx * p.MinP
-		for i, q := range probs {
-			if q < cut {
-				y[i] = ninf
-			}
-		}
-	}
-	k := p.TopK
-	if (k > 0 && k < len(y)) || p.TopP < 1 {
-		idx := s.idx[:0]
-		for i := range y {
-			idx = append(idx, int32(i))
-		}
-		s.idx = idx
-		slices.SortFunc(idx, func(a, b int32) int {
-			if c := cmp.Compare(y[a], y[b]); c != 0 {
-				return c
-			}
-			return cmp.Compare(b, a)
-		})
-		if k > 0 && k < len(y) {
-			kth := y[idx[len(idx)-k]]
-			for _, i := range idx[:len(idx)-k] {
-				if y[i] < kth {
-					y[i] = ninf
-				}
-			}
-		}
-		if p.TopP < 1 {
-			probs := s.softmax(y)
-			cum := 0.0
-			for _, i := range idx[:len(idx)-1] {
-				cum += probs[i]
-				if cum > 1-p.TopP {
-					break
-				}
-				y[i] = ninf
-			}
-		}
-	}
-	probs := s.softmax(y)
-	cum, last := 0.0, int32(-1)
-	for i, q := range probs {
-		if q == 0 {
-			continue
-		}
-		cum += q
-		last = int32(i)
-		if p.U < cum {
-			return int32(i)
-		}
-	}
-	return max(last, 0)
-}
-
-func (s *sampleWork) softmax(x []float32) []float64 {
-	s.probs = gpu.SoftmaxF64(s.probs, x)
-	return s.probs
+	return s.Draw(x, p.InvTemperature, p.TopK, p.TopP, p.MinP, p.U)
 }
