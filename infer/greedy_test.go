@@ -35,25 +35,7 @@ func TestGreedyFastPath(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cases := readGreedy(t, name)
 			m := loadFixture(t, name)
-			gen := func(r Runner, reqs []Request) []Completion {
-				t.Helper()
-				cfg := DefaultConfig()
-				cfg.BlockSize, cfg.NumBlocks, cfg.MaxNumSeqs, cfg.MaxNumBatchedTokens = 4, 128, 16, 64
-				e, err := New(r, nil, cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer func() {
-					if err := e.Close(); err != nil {
-						t.Error(err)
-					}
-				}()
-				got, err := e.Generate(context.Background(), reqs)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return got
-			}
+			gen := func(r Runner, reqs []Request) []Completion { return generateSmall(t, r, reqs, 128) }
 			var greedy, mixed []Request
 			for i, c := range cases {
 				p := SamplingParams{MaxTokens: len(c.Tokens), IgnoreEOS: true}
@@ -92,4 +74,27 @@ func TestGreedyFastPath(t *testing.T) {
 			}
 		})
 	}
+}
+
+// generateSmall runs reqs to completion on a fresh engine over r with
+// small blocks (4 tokens), numBlocks of them, and batches of at most 16
+// sequences and 64 tokens, so that fixture runs batch, chunk and share.
+func generateSmall(t *testing.T, r Runner, reqs []Request, numBlocks int) []Completion {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.BlockSize, cfg.NumBlocks, cfg.MaxNumSeqs, cfg.MaxNumBatchedTokens = 4, numBlocks, 16, 64
+	e, err := New(r, nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := e.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	got, err := e.Generate(context.Background(), reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

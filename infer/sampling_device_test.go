@@ -1,7 +1,6 @@
 package infer
 
 import (
-	"context"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -145,25 +144,7 @@ func TestDeviceSampling(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cases := readGreedy(t, name)
 			m := loadFixture(t, name)
-			gen := func(r Runner, reqs []Request) []Completion {
-				t.Helper()
-				cfg := DefaultConfig()
-				cfg.BlockSize, cfg.NumBlocks, cfg.MaxNumSeqs, cfg.MaxNumBatchedTokens = 4, 256, 16, 64
-				e, err := New(r, nil, cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer func() {
-					if err := e.Close(); err != nil {
-						t.Error(err)
-					}
-				}()
-				got, err := e.Generate(context.Background(), reqs)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return got
-			}
+			gen := func(r Runner, reqs []Request) []Completion { return generateSmall(t, r, reqs, 256) }
 			vocab := m.Config().Vocab
 			r := rand.New(rand.NewPCG(9, 10))
 			var reqs, withLogprobs []Request
