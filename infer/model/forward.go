@@ -52,20 +52,25 @@ func (m *Model) Forward(c *Cache, b *Batch) ([]float32, error) {
 // ties to the lowest id), computed on the device: only the token ids cross
 // to the host. The returned slice is reused by the next call.
 func (m *Model) ForwardArgmax(c *Cache, b *Batch) ([]int32, error) {
+	return m.forwardTokens(c, b, "ForwardArgmax", func(v *views) error { return m.ops.Argmax(v.argmax, v.logits) })
+}
+
+// forwardTokens runs one step as Forward does, then pick, which writes a
+// token per wanted row of v.logits into v.argmax, and downloads those.
+func (m *Model) forwardTokens(c *Cache, b *Batch, op string, pick func(v *views) error) ([]int32, error) {
 	key, v, err := m.forwardHead(c, b)
 	if err != nil || key.tokens == 0 {
 		return nil, err
 	}
-	st := &m.step
-	out := st.argOut[:key.logits]
+	out := m.step.argOut[:key.logits]
 	if key.logits == 0 {
 		return out, nil
 	}
-	if err := m.ops.Argmax(v.argmax, v.logits); err != nil {
-		return nil, fmt.Errorf("model: ForwardArgmax: %w", err)
+	if err := pick(v); err != nil {
+		return nil, fmt.Errorf("model: %s: %w", op, err)
 	}
 	if err := gpu.Download(out, v.argmax); err != nil {
-		return nil, fmt.Errorf("model: ForwardArgmax: %w", err)
+		return nil, fmt.Errorf("model: %s: %w", op, err)
 	}
 	return out, nil
 }

@@ -32,51 +32,27 @@ func (m *Model) ForwardSample(c *Cache, b *Batch, s *gpu.SamplePack) ([]int32, e
 	if s.NumRows() != want {
 		return nil, fmt.Errorf("model: ForwardSample: %d sampling rows for %d sequences that want logits: %w", s.NumRows(), want, ErrBatch)
 	}
-	key, v, err := m.forwardHead(c, b)
-	if err != nil || key.tokens == 0 {
-		return nil, err
-	}
-	st := &m.step
-	out := st.argOut[:key.logits]
-	if key.logits == 0 {
-		return out, nil
-	}
-	sb, err := m.samp.batch(m.dev, s)
-	if err != nil {
-		return nil, fmt.Errorf("model: ForwardSample: %w", err)
-	}
-	if err := m.ops.Sample(v.argmax, v.logits, sb); err != nil {
-		return nil, fmt.Errorf("model: ForwardSample: %w", err)
-	}
-	if err := gpu.Download(out, v.argmax); err != nil {
-		return nil, fmt.Errorf("model: ForwardSample: %w", err)
-	}
-	return out, nil
+	return m.forwardTokens(c, b, "ForwardSample", func(v *views) error {
+		sb, err := m.samp.batch(m.dev, s)
+		if err != nil {
+			return err
+		}
+		return m.ops.Sample(v.argmax, v.logits, sb)
+	})
 }
 
 // batch uploads s into the buffers, growing them (to a power of two) when
 // s is larger than any step before, and returns views of its size.
 func (sb *sampleBufs) batch(dev gpu.Device, s *gpu.SamplePack) (gpu.SampleBatch, error) {
 	rows, edits := s.NumRows(), s.NumEdits()
-	if rows > sb.rowCap {
-		t, err := dev.Alloc(gpu.I32, grow(rows), gpu.SampleRowWords)
-		if err != nil {
-			return gpu.SampleBatch{}, err
-		}
-		if sb.rows != nil {
-			sb.rows.Free()
-		}
-		sb.rows, sb.rowCap, sb.vwSet = t, grow(rows), false
+	if rows > sb.rowCap || edits > sb.editCap {
+		sb.vwSet = false
 	}
-	if edits > sb.editCap {
-		t, err := dev.Alloc(gpu.I32, grow(edits), 3)
-		if err != nil {
-			return gpu.SampleBatch{}, err
-		}
-		if sb.edits != nil {
-			sb.edits.Free()
-		}
-		sb.edits, sb.editCap, sb.vwSet = t, grow(edits), false
+	if err := growI32(dev, &sb.rows, &sb.rowCap, rows, gpu.SampleRowWords); err != nil {
+		return gpu.SampleBatch{}, err
+	}
+	if err := growI32(dev, &sb.edits, &sb.editCap, edits, 3); err != nil {
+		return gpu.SampleBatch{}, err
 	}
 	if !sb.vwSet || sb.vkey != [2]int{rows, edits} {
 		var err error
@@ -102,20 +78,27 @@ func (sb *sampleBufs) batch(dev gpu.Device, s *gpu.SamplePack) (gpu.SampleBatch,
 	return sb.vw, nil
 }
 
-// grow rounds n up to a power of two, at least 8.
-func grow(n int) int {
+// growI32 replaces *t, an I32 [*capN, width] tensor, by one of n rows
+// rounded up to a power of two (at least 8) when n is larger than *capN.
+func growI32(dev gpu.Device, t **gpu.Tensor, capN *int, n, width int) error {
+	if n <= *capN {
+		return nil
+	}
 	c := 8
 	for c < n {
 		c *= 2
 	}
-	return c
+	nt, err := dev.Alloc(gpu.I32, c, width)
+	if err != nil {
+		return err
+	}
+	(*t).Free() // nil-safe
+	*t, *capN = nt, c
+	return nil
 }
 
 func (sb *sampleBufs) free() {
-	for _, t := range []*gpu.Tensor{sb.rows, sb.edits} {
-		if t != nil {
-			t.Free()
-		}
-	}
+	sb.rows.Free() // nil-safe
+	sb.edits.Free()
 	*sb = sampleBufs{}
 }
