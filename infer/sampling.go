@@ -2,6 +2,7 @@ package infer
 
 import (
 	"fmt"
+	"iter"
 	"math"
 	"math/bits"
 	"math/rand/v2"
@@ -203,14 +204,8 @@ func (sm *sampler) sample(logits []float32, seq *Sequence, st *samplerState) (in
 	}
 	x := sm.buf
 	copy(x, logits)
-	if seq.numOutput() < seq.stop.minTokens {
-		for _, ids := range [][]int32{sm.eos, seq.stop.stopIDs} {
-			for _, id := range ids {
-				if int(id) < len(x) {
-					x[id] = float32(math.Inf(-1))
-				}
-			}
-		}
+	for id := range sm.masked(seq) {
+		x[id] = float32(math.Inf(-1))
 	}
 	sm.penalize(x, seq, st)
 
@@ -226,6 +221,39 @@ func (sm *sampler) sample(logits []float32, seq *Sequence, st *samplerState) (in
 	return tok, lp
 }
 
+// masked yields the tokens min_tokens masks in seq's next draw: EOS and
+// the stop token ids, until seq has min_tokens of output.
+func (sm *sampler) masked(seq *Sequence) iter.Seq[int32] {
+	return func(yield func(int32) bool) {
+		if seq.numOutput() >= seq.stop.minTokens {
+			return
+		}
+		for _, ids := range [][]int32{sm.eos, seq.stop.stopIDs} {
+			for _, id := range ids {
+				if id >= 0 && int(id) < sm.vocab && !yield(id) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// seenTokens yields the tokens of the prompt and output seen so far
+// (the repetition penalty's set), in id order.
+func (st *samplerState) seenTokens() iter.Seq[int32] {
+	return func(yield func(int32) bool) {
+		for w, word := range st.seen {
+			for word != 0 {
+				b := bits.TrailingZeros64(word)
+				word &= word - 1
+				if !yield(int32(w*64 + b)) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // penalize applies repetition, frequency and presence penalties, as vLLM's
 // apply_penalties.
 func (sm *sampler) penalize(x []float32, seq *Sequence, st *samplerState) {
@@ -236,16 +264,11 @@ func (sm *sampler) penalize(x []float32, seq *Sequence, st *samplerState) {
 	}
 	if rep {
 		r := float32(p.RepetitionPenalty)
-		for w, word := range st.seen {
-			for word != 0 {
-				b := bits.TrailingZeros64(word)
-				word &= word - 1
-				t := w*64 + b
-				if x[t] > 0 {
-					x[t] /= r
-				} else {
-					x[t] *= r
-				}
+		for t := range st.seenTokens() {
+			if x[t] > 0 {
+				x[t] /= r
+			} else {
+				x[t] *= r
 			}
 		}
 	}

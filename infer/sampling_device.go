@@ -2,7 +2,6 @@ package infer
 
 import (
 	"cmp"
-	"math/bits"
 	"slices"
 
 	"github.com/sluicehq/sluice/gpu"
@@ -25,23 +24,13 @@ func (sm *sampler) addRow(pack *gpu.SamplePack, seq *Sequence, st *samplerState)
 		row.U = st.rng.Float64()
 	}
 	ed := sm.edits[:0]
-	if seq.numOutput() < seq.stop.minTokens {
-		for _, ids := range [][]int32{sm.eos, seq.stop.stopIDs} {
-			for _, id := range ids {
-				if id >= 0 && int(id) < sm.vocab {
-					ed = append(ed, gpu.SampleEdit{Token: id, Mask: true})
-				}
-			}
-		}
+	for id := range sm.masked(seq) {
+		ed = append(ed, gpu.SampleEdit{Token: id, Mask: true})
 	}
 	rep, freq := sm.track(seq, st)
 	if rep {
-		for w, word := range st.seen {
-			for word != 0 {
-				b := bits.TrailingZeros64(word)
-				word &= word - 1
-				ed = append(ed, gpu.SampleEdit{Token: int32(w*64 + b), Seen: true})
-			}
+		for t := range st.seenTokens() {
+			ed = append(ed, gpu.SampleEdit{Token: t, Seen: true})
 		}
 	}
 	if freq {
