@@ -160,7 +160,7 @@ func Run(ctx context.Context, root plan.Node, l *Layout, t TaskSpec, env Env) (*
 		frag = replace(frag, src, rangeTask(src, spec.Tasks, t.Task))
 	}
 	if s.sink {
-		return runSink(ctx, frag.(*plan.Write), t, cfg, len(s.inputs) > 0)
+		return runSink(ctx, frag.(*plan.Write), t, cfg)
 	}
 
 	var rows []arrow.RecordBatch
@@ -320,16 +320,13 @@ func putOutput(ctx context.Context, mem memory.Allocator, s *stage, spec StageSp
 }
 
 // runSink writes the task's rows under its staging dir and lists the files.
-// A task fed by an exchange writes from one goroutine, so its files hold
-// its rows in order (a sort's range, say); a scan task writes in parallel.
-func runSink(ctx context.Context, w *plan.Write, t TaskSpec, cfg local.Config, ordered bool) (*Result, error) {
+// The task runs on one goroutine (Run), so its files hold its rows in
+// order (a sort's range, say).
+func runSink(ctx context.Context, w *plan.Write, t TaskSpec, cfg local.Config) (*Result, error) {
 	sink := *w
 	sink.Path = StagingDir(w.Path, t.Job, t.Task, t.Attempt)
 	sink.Mode = plan.ModeOverwrite
 	cfg.JobID = fileID(t)
-	if ordered {
-		cfg.Concurrency = 1
-	}
 	if _, err := local.Run(ctx, &sink, cfg, nil); err != nil {
 		return nil, err
 	}

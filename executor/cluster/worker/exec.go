@@ -218,7 +218,7 @@ func (w *Worker) runStage(ctx context.Context, a api.Assignment) (Outcome, error
 			return sch, recs, err
 		},
 		Put:   w.store.Put,
-		Local: w.localConfig(),
+		Local: local.DefaultConfig(), // dist.Run runs a task on one goroutine: the worker's CPUs each take a task
 	}
 	var staged string
 	if si := spec.Stage; si >= 0 && si < len(l.Stages) && l.Stages[si].Sink && c.job.Sink != nil {
@@ -254,16 +254,6 @@ func (w *Worker) fetch(ctx context.Context, addr, id string) (*arrow.Schema, []a
 		return w.store.Get(id)
 	}
 	return w.flight.Fetch(ctx, addr, id)
-}
-
-// localConfig is how a task's operators run: the local executor's
-// defaults, with this worker's share of memory for blocks in flight.
-func (w *Worker) localConfig() local.Config {
-	cfg := local.DefaultConfig()
-	if w.cfg.Resources.CPU > 0 {
-		cfg.Concurrency = w.cfg.Resources.CPU
-	}
-	return cfg
 }
 
 // commit publishes the files of the sink tasks' winning attempts (or, for
