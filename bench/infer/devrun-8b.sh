@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One device call for infer/offline-512-8b (and infer/offline-512 again in the
+# same call): the machine's two ceilings (device copy bandwidth, bf16 GEMM
+# rate, measured with torch), sluice bench infer on bench-8b and bench-1b (two
+# runs each) and the transformers peer on both. Build on the development machine:
+#
+#	mkdir -p devrun-8b && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o devrun-8b/sluice ./cmd/sluice
+#	tar -C devrun-8b -czf devrun-8b/bin.tgz sluice && rm devrun-8b/sluice
+#
+# then run `bash bench/infer/devrun-8b.sh` through the device tool with carry
+# ["devrun-8b"]. $OUT gets one log per stage and summary.txt.
+cd "$(dirname "$0")/../.."
+bin=$PWD/devrun-8b
+tar -C "$bin" -xzf "$bin/bin.tgz"
+t0=$(date +%s)
+stamp() { echo "[$(($(date +%s) - t0))s] $*"; }
+bench() { # model, runs
+	for i in $(seq "$2"); do
+		timeout 150 "$bin/sluice" bench infer --model "$1" --device cuda --prompts 512 --min-len 128 --max-len 512 \
+			--max-tokens 128 --max-num-seqs 256 --max-num-batched-tokens 8192 >>"$OUT/infer.log" 2>&1; echo "rc=$?" >>"$OUT/infer.log"
+	done
+}
+{
+	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+	python3 bench/infer/make_bench_model.py --size 8b --out /tmp/bench-8b >/tmp/model8.log 2>&1 &
+	m8=$!
+	python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model1.log 2>&1
+	tail -1 /tmp/model1.log
+	stamp "== ceilings"
+	python3 bench/infer/ceilings.py 2>&1 | tee "$OUT/ceilings.log"
+	wait $m8; tail -1 /tmp/model8.log
+	stamp "== sluice bench-8b"
+	echo "-- bench-8b" >>"$OUT/infer.log"; bench /tmp/bench-8b 2
+	stamp "== sluice bench-1b"
+	echo "-- bench-1b" >>"$OUT/infer.log"; bench /tmp/bench-1b 2
+	grep -E "^--|output tokens/s|total \(prompt|peak|load|steps|rc=|rror" "$OUT/infer.log"
+	stamp "== transformers bench-1b"
+	PYTHONUNBUFFERED=1 timeout 120 python3 bench/infer/hf_generate.py --model /tmp/bench-1b --batch 128 >>"$OUT/hf.log" 2>&1; echo "rc=$?"
+	stamp "== transformers bench-8b"
+	PYTHONUNBUFFERED=1 timeout 200 python3 bench/infer/hf_generate.py --model /tmp/bench-8b --batch 256 >>"$OUT/hf.log" 2>&1; echo "rc=$?"
+	grep transformers "$OUT/hf.log"
+	stamp "done"
+} 2>&1 | tee "$OUT/summary.txt"
