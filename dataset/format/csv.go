@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -34,6 +35,9 @@ type csvPlan struct {
 	src    []int         // for each output column, its field index in a record
 	width  int           // fields per record; -1 until the first record sets it
 	header bool          // the first record is the header
+	// inferred: the types came from a sample, so a value that does not
+	// parse says how to read it anyway.
+	inferred bool
 }
 
 func csvReader(f storage.File, opts ReadOptions, buf int) *csv.Reader {
@@ -78,37 +82,79 @@ func validDelimiter(d rune) bool {
 	return d == 0 || d != '"' && d != '\r' && d != '\n' && utf8.ValidRune(d) && d != utf8.RuneError
 }
 
-// plan reads the header and, without opts.Schema, infers the types from the
-// first opts.InferRows records.
-func (csvFormat) plan(ctx context.Context, f storage.File, opts ReadOptions) (*csvPlan, error) {
+// head opens a CSV reader on f and reads its header: the column names,
+// or nil with opts.NoHeader or in an empty file.
+func csvHead(f storage.File, opts ReadOptions) (*csv.Reader, []string, error) {
 	p := f.Path()
 	if !validDelimiter(opts.Delimiter) {
-		return nil, fileErr(p, fmt.Errorf("%w: CSV delimiter %q", ErrUnsupported, opts.Delimiter))
+		return nil, nil, fileErr(p, fmt.Errorf("%w: CSV delimiter %q", ErrUnsupported, opts.Delimiter))
 	}
 	r := csvReader(f, opts, 256<<10)
-	var names []string
-	if !opts.NoHeader {
-		rec, err := r.Read()
-		switch {
-		case err == io.EOF:
-		case err != nil:
-			return nil, csvErr(p, err)
-		default:
-			names = slices.Clone(rec)
-			if len(names) > 0 {
-				names[0] = trimBOM(names[0])
-			}
-			for i, n := range names {
-				if n == "" {
-					names[i] = "c" + strconv.Itoa(i)
-				}
-			}
+	if opts.NoHeader {
+		return r, nil, nil
+	}
+	rec, err := r.Read()
+	switch {
+	case err == io.EOF:
+		return r, nil, nil
+	case err != nil:
+		return nil, nil, csvErr(p, err)
+	}
+	names := slices.Clone(rec)
+	if len(names) > 0 {
+		names[0] = trimBOM(names[0])
+	}
+	for i, n := range names {
+		if n == "" {
+			names[i] = "c" + strconv.Itoa(i)
+		}
+		if !utf8.ValidString(n) {
+			_, col := r.FieldPos(i)
+			return nil, nil, &Error{Path: p, Line: 1, Col: col, RowGroup: -1, Err: mark(ErrParse, "header name %q is not valid UTF-8", n)}
 		}
 	}
+	return r, names, nil
+}
 
+// sample reads the header and the first opts.InferRows records (all when
+// negative), and returns each column's kind.
+func (csvFormat) sample(ctx context.Context, f storage.File, opts ReadOptions) (*sample, error) {
+	r, names, err := csvHead(f, opts)
+	if err != nil {
+		return nil, err
+	}
+	kinds, width, err := inferCSV(ctx, f.Path(), r, opts, len(names))
+	if err != nil {
+		return nil, err
+	}
+	if names == nil {
+		for i := range width {
+			names = append(names, "c"+strconv.Itoa(i))
+		}
+	}
+	s := newSample()
+	for i, n := range names {
+		k := kNull
+		if i < len(kinds) {
+			k = kinds[i]
+		}
+		s.addKey([]byte(n), k)
+	}
+	return s, nil
+}
+
+// plan reads the header and, without opts.Schema, infers the types from the
+// first opts.InferRows records.
+func (c csvFormat) plan(ctx context.Context, f storage.File, opts ReadOptions) (*csvPlan, error) {
+	p := f.Path()
 	var fields []arrow.Field // one per record field
+	var width int
 	switch {
 	case opts.Schema != nil:
+		_, names, err := csvHead(f, opts)
+		if err != nil {
+			return nil, err
+		}
 		for _, fl := range opts.Schema.Fields() {
 			if !textTypeOK(fl.Type) {
 				return nil, &Error{Path: p, RowGroup: -1, Column: fl.Name, Err: mark(ErrUnsupported, "CSV cannot hold type %s", fl.Type)}
@@ -116,13 +162,20 @@ func (csvFormat) plan(ctx context.Context, f storage.File, opts ReadOptions) (*c
 		}
 		if opts.NoHeader {
 			fields = opts.Schema.Fields()
+			width = len(fields)
 			break
 		}
-		// Match the schema to the header by name; header columns the
-		// schema leaves out are read as strings and usually projected away.
+		// Match the schema to the header by name; header columns a user's
+		// schema leaves out are read as strings and usually projected
+		// away. An inferred schema that lacks one was inferred from other
+		// files: fail rather than drop the column.
 		fields = make([]arrow.Field, len(names))
 		for i, n := range names {
 			fields[i] = arrow.Field{Name: n, Type: arrow.BinaryTypes.String, Nullable: true}
+			if opts.Inferred && opts.Schema.FieldIndices(n) == nil {
+				return nil, &Error{Path: p, Line: 1, RowGroup: -1, Column: n, Err: mark(ErrParse,
+					"header column is not in the schema inferred from the files sampled (their headers differ): give a schema, or read the files separately")}
+			}
 		}
 		for _, fl := range opts.Schema.Fields() {
 			i := slices.Index(names, fl.Name)
@@ -131,6 +184,7 @@ func (csvFormat) plan(ctx context.Context, f storage.File, opts ReadOptions) (*c
 			}
 			fields[i] = fl
 		}
+		width = len(fields)
 		if opts.Columns == nil {
 			// The schema decides the output columns and their order.
 			cols := make([]string, opts.Schema.NumFields())
@@ -140,29 +194,18 @@ func (csvFormat) plan(ctx context.Context, f storage.File, opts ReadOptions) (*c
 			opts.Columns = cols
 		}
 	default:
-		kinds, width, err := inferCSV(ctx, p, r, opts, len(names))
+		s, err := c.sample(ctx, f, opts)
 		if err != nil {
 			return nil, err
 		}
-		if names == nil {
-			for i := range width {
-				names = append(names, "c"+strconv.Itoa(i))
-			}
-		}
-		fields = make([]arrow.Field, len(names))
-		for i, n := range names {
-			k := kNull
-			if i < len(kinds) {
-				k = kinds[i]
-			}
-			fields[i] = arrow.Field{Name: n, Type: kindType(k), Nullable: true}
+		fields = s.fields()
+		width = len(fields)
+		if opts.NoHeader && len(fields) == 0 {
+			width = -1
 		}
 	}
 
-	pl := &csvPlan{width: len(fields), header: !opts.NoHeader}
-	if opts.NoHeader && opts.Schema == nil && len(fields) == 0 {
-		pl.width = -1
-	}
+	pl := &csvPlan{width: width, header: !opts.NoHeader, inferred: opts.Schema == nil || opts.Inferred}
 	if opts.Columns == nil {
 		pl.fields = fields
 		pl.src = make([]int, len(fields))
@@ -186,6 +229,18 @@ func (csvFormat) plan(ctx context.Context, f storage.File, opts ReadOptions) (*c
 	return pl, nil
 }
 
+// invalidAt is the byte offset of the first invalid UTF-8 in s.
+func invalidAt(s string) int {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, n := utf8.DecodeRuneInString(s[i:]); n == 1 {
+				return i
+			}
+		}
+	}
+	return 0
+}
+
 func trimBOM(s string) string {
 	if len(s) >= 3 && s[:3] == "\xef\xbb\xbf" {
 		return s[3:]
@@ -197,7 +252,8 @@ func trimBOM(s string) string {
 func inferCSV(ctx context.Context, p string, r *csv.Reader, opts ReadOptions, width int) ([]kind, int, error) {
 	nulls := nullSet(opts.NullValues)
 	kinds := make([]kind, max(width, 0))
-	for n := 0; n < opts.inferRows(); n++ {
+	limit := opts.inferRows()
+	for n := 0; limit < 0 || n < limit; n++ {
 		if n%1024 == 0 {
 			if err := ctxErr(ctx); err != nil {
 				return nil, 0, err
@@ -310,7 +366,18 @@ func (c csvFormat) Read(ctx context.Context, f storage.File, s Split, opts ReadO
 				a.b.AppendNull()
 				continue
 			}
+			if a.text && !utf8.ValidString(s) {
+				if !opts.ReplaceInvalidUTF8 {
+					line, col := r.FieldPos(pl.src[i])
+					return &Error{Path: p, Line: line, Col: col, RowGroup: -1, Column: a.name, Err: mark(ErrParse,
+						"invalid UTF-8 at byte %d of the value (replace_invalid_utf8 reads it as U+FFFD)", invalidAt(s)+1)}
+				}
+				s = strings.ToValidUTF8(s, "\uFFFD")
+			}
 			if err := a.add(s); err != nil {
+				if pl.inferred {
+					err = inferredErr(err, opts)
+				}
 				// The column name places the value; its line is where
 				// the field starts (a quoted field may span lines).
 				line, _ := r.FieldPos(pl.src[i])

@@ -186,13 +186,24 @@ type ReadOptions struct {
 	Delimiter rune
 	// Schema fixes the columns and types of a CSV or JSONL file instead of
 	// inferring them. CSV matches it to the header by name (by position
-	// without a header); JSONL by key.
+	// without a header); JSONL by key. Header columns and JSONL keys that
+	// a user's Schema leaves out are skipped.
 	Schema *arrow.Schema
+	// Inferred says that Schema came from inference (InferSchema), not
+	// from the user: a JSONL key or CSV header column it lacks then fails
+	// the read, naming the file and line, instead of being skipped, and a
+	// value that does not parse says how to read it anyway. Without a
+	// Schema, a file's own inferred schema is read the same way.
+	Inferred bool
 	// NullValues are the CSV field texts read as null (default: the empty field).
 	NullValues []string
 	// InferRows is how many CSV rows or JSONL lines inference reads
-	// (default DefaultInferRows).
+	// (default DefaultInferRows); negative reads every one.
 	InferRows int
+	// ReplaceInvalidUTF8 replaces invalid UTF-8 in CSV string columns with
+	// U+FFFD; by default such a value fails the read, naming its line and
+	// column. (JSONL always replaces it, as encoding/json does.)
+	ReplaceInvalidUTF8 bool
 }
 
 func (o ReadOptions) batchRows() int {
@@ -202,8 +213,9 @@ func (o ReadOptions) batchRows() int {
 	return DefaultBatchRows
 }
 
+// inferRows is the number of rows inference reads; negative: all.
 func (o ReadOptions) inferRows() int {
-	if o.InferRows > 0 {
+	if o.InferRows != 0 {
 		return o.InferRows
 	}
 	return DefaultInferRows

@@ -33,25 +33,38 @@ func (jsonlFormat) Name() string { return "jsonl" }
 type jsonlPlan struct {
 	fields []arrow.Field  // output columns
 	index  map[string]int // key -> output column
+	// known holds every key of an inferred schema, projected or not: a key
+	// outside it fails the read. Nil for a user's schema, whose missing
+	// keys are skipped.
+	known map[string]bool
 }
 
 func (j jsonlFormat) plan(ctx context.Context, f storage.File, opts ReadOptions) (*jsonlPlan, error) {
 	p := f.Path()
 	var fields []arrow.Field
+	inferred := true
 	if opts.Schema != nil {
 		fields = opts.Schema.Fields()
+		inferred = opts.Inferred
 		for _, fl := range fields {
 			if !textTypeOK(fl.Type) {
 				return nil, &Error{Path: p, RowGroup: -1, Column: fl.Name, Err: mark(ErrUnsupported, "JSONL reading cannot produce type %s (read nested values as strings)", fl.Type)}
 			}
 		}
 	} else {
-		var err error
-		if fields, err = inferJSONL(ctx, f, opts); err != nil {
+		s, err := j.sample(ctx, f, opts)
+		if err != nil {
 			return nil, err
 		}
+		fields = s.fields()
 	}
 	pl := &jsonlPlan{index: make(map[string]int)}
+	if inferred {
+		pl.known = make(map[string]bool, len(fields))
+		for _, fl := range fields {
+			pl.known[fl.Name] = true
+		}
+	}
 	if opts.Columns == nil {
 		pl.fields = fields
 	} else {
@@ -75,18 +88,16 @@ func (j jsonlFormat) plan(ctx context.Context, f storage.File, opts ReadOptions)
 	return pl, nil
 }
 
-// inferJSONL reads the first opts.InferRows lines: keys in the order first
-// seen, with each key's values merged into one kind.
-func inferJSONL(ctx context.Context, f storage.File, opts ReadOptions) ([]arrow.Field, error) {
+// sample reads the first opts.InferRows lines (all when negative): keys
+// in the order first seen, with each key's values merged into one kind.
+func (jsonlFormat) sample(ctx context.Context, f storage.File, opts ReadOptions) (*sample, error) {
 	p := f.Path()
 	lr := newLineReader(f, 256<<10)
-	var (
-		names []string
-		kinds []kind
-		at    = make(map[string]int)
-		sc    jsonScanner
-	)
-	for n := 0; n < opts.inferRows(); {
+	s := newSample()
+	var sc jsonScanner
+	add := func(key []byte, v jsonValue) { s.addKey(key, v.kind()) }
+	limit := opts.inferRows()
+	for n := 0; limit < 0 || n < limit; {
 		if n%1024 == 0 {
 			if err := ctxErr(ctx); err != nil {
 				return nil, err
@@ -103,26 +114,21 @@ func inferJSONL(ctx context.Context, f storage.File, opts ReadOptions) ([]arrow.
 			continue
 		}
 		n++
-		err = sc.object(line, func(key []byte, v jsonValue) {
-			i, ok := at[string(key)]
-			if !ok {
-				i = len(names)
-				k := string(key)
-				at[k] = i
-				names = append(names, k)
-				kinds = append(kinds, kNull)
-			}
-			kinds[i] = mergeKind(kinds[i], v.kind())
-		})
-		if err != nil {
+		if err := sc.object(line, add); err != nil {
 			return nil, jsonErr(p, lr.line, err)
 		}
 	}
-	fields := make([]arrow.Field, len(names))
-	for i, n := range names {
-		fields[i] = arrow.Field{Name: n, Type: kindType(kinds[i]), Nullable: true}
+	return s, nil
+}
+
+// newKeyErr is the error for a key that inference did not see.
+func newKeyErr(p string, line, col int, key string, opts ReadOptions) error {
+	what := fmt.Sprintf("the first %d lines", opts.inferRows())
+	if opts.Schema != nil {
+		what += " of each file sampled"
 	}
-	return fields, nil
+	return &Error{Path: p, Line: line, Col: col, RowGroup: -1, Err: mark(ErrParse,
+		"key %q is not in the schema inferred from %s: raise infer_rows (-1 reads every line) or give a schema", clip(key), what)}
 }
 
 func jsonErr(p string, line int, err error) error {
@@ -167,9 +173,17 @@ func (j jsonlFormat) Read(ctx context.Context, f storage.File, s Split, opts Rea
 	defer bb.release()
 	batch := int64(opts.batchRows())
 	slots := make([]jsonValue, len(pl.fields))
+	var (
+		newKey    string // the first key of the line that the schema lacks
+		newKeyCol int
+	)
 	set := func(key []byte, v jsonValue) {
 		if i, ok := pl.index[string(key)]; ok {
 			slots[i] = v // a repeated key: the last one wins, as in encoding/json
+			return
+		}
+		if pl.known != nil && !pl.known[string(key)] && newKeyCol == 0 {
+			newKey, newKeyCol = string(key), v.keyCol
 		}
 	}
 	lr := newLineReader(f, readBuffer)
@@ -189,6 +203,9 @@ func (j jsonlFormat) Read(ctx context.Context, f storage.File, s Split, opts Rea
 		if err := sc.object(line, set); err != nil {
 			return jsonErr(p, lr.line, err)
 		}
+		if newKeyCol != 0 {
+			return newKeyErr(p, lr.line, newKeyCol, newKey, opts)
+		}
 		for i, a := range bb.apps {
 			v := slots[i]
 			if v.typ == jvNull {
@@ -196,6 +213,9 @@ func (j jsonlFormat) Read(ctx context.Context, f storage.File, s Split, opts Rea
 				continue
 			}
 			if err := a.add(v.text); err != nil {
+				if pl.known != nil {
+					err = inferredErr(err, opts)
+				}
 				return &Error{Path: p, Line: lr.line, Col: v.col, RowGroup: -1, Column: a.name, Err: err}
 			}
 		}
@@ -274,6 +294,8 @@ type jsonValue struct {
 	typ  jvType
 	text string
 	col  int // 1-based byte column where the value starts
+	// keyCol is where the member's key starts.
+	keyCol int
 }
 
 func (v jsonValue) kind() kind {
@@ -355,6 +377,7 @@ func (s *jsonScanner) object(b []byte, fn func(key []byte, v jsonValue)) error {
 		if s.i >= len(b) || b[s.i] != '"' {
 			return s.fail("want a quoted key, found %s", s.found())
 		}
+		keyCol := s.i + 1
 		key, escaped, err := s.str()
 		if err != nil {
 			return err
@@ -378,6 +401,7 @@ func (s *jsonScanner) object(b []byte, fn func(key []byte, v jsonValue)) error {
 		if err != nil {
 			return err
 		}
+		v.keyCol = keyCol
 		fn(key, v)
 		s.ws()
 		if s.i >= len(b) {

@@ -69,6 +69,12 @@ func textKind(s string) kind {
 	if s == "" {
 		return kString
 	}
+	if leadingZero(s) {
+		// 02134 is a code (a postcode, a phone number), not the number
+		// 2134: reading it as one would lose the zero. DuckDB keeps such
+		// columns as text too.
+		return kString
+	}
 	if _, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return kInt
 	}
@@ -84,6 +90,15 @@ func textKind(s string) kind {
 		return kFloat
 	}
 	return timeKind(s)
+}
+
+// leadingZero reports a number written with a redundant leading zero
+// ("02134", "-007", "00.5"), which inference keeps as text.
+func leadingZero(s string) bool {
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		s = s[1:]
+	}
+	return len(s) >= 2 && s[0] == '0' && '0' <= s[1] && s[1] <= '9'
 }
 
 // looksNumeric keeps words such as "Inf" and "nan", which ParseFloat
@@ -147,6 +162,7 @@ func digits(s string) bool {
 // appender parses text into one column's builder.
 type appender struct {
 	name string
+	text bool // a string column, which must hold valid UTF-8
 	b    array.Builder
 	// add parses s and appends it. On failure it appends nothing and
 	// returns the reason, without the file, line or column.
@@ -289,8 +305,10 @@ func newAppender(f arrow.Field, mem memory.Allocator) *appender {
 			return nil
 		}
 	case *array.StringBuilder:
+		a.text = true
 		a.add = func(s string) error { bb.Append(s); return nil }
 	case *array.LargeStringBuilder:
+		a.text = true
 		a.add = func(s string) error { bb.Append(s); return nil }
 	case *array.BinaryBuilder:
 		a.add = func(s string) error { bb.AppendString(s); return nil }

@@ -144,7 +144,7 @@ func TestCSVErrors(t *testing.T) {
 		kind          error
 	}{
 		{"bad-value", rows.String(), format.ReadOptions{InferRows: 10},
-			`:17: column "qty": cannot parse "abc" as int64`, format.ErrParse},
+			`:17: column "qty": cannot parse "abc" as int64 (the type was inferred from the first 10 rows: raise infer_rows, -1 reads every row, or set the column's type in a schema)`, format.ErrParse},
 		{"bad-value-schema", "a,b\n1,2\n3,x\n", format.ReadOptions{Schema: arrow.NewSchema([]arrow.Field{
 			{Name: "b", Type: arrow.PrimitiveTypes.Uint8}}, nil)},
 			`:3: column "b": cannot parse "x" as uint8`, format.ErrParse},
@@ -257,7 +257,7 @@ func TestJSONLErrors(t *testing.T) {
 		{"bad-nested", `{"o": {"a" 1}}` + "\n",
 			format.ReadOptions{}, `:1:7: invalid JSON: invalid nested value`, format.ErrParse},
 		{"bad-value", good + `{"id": 4, "qty": "abc"}` + "\n",
-			format.ReadOptions{InferRows: 3}, `:4:18: column "qty": cannot parse "abc" as int64`, format.ErrParse},
+			format.ReadOptions{InferRows: 3}, `:4:18: column "qty": cannot parse "abc" as int64 (the type was inferred from the first 3 rows: raise infer_rows, -1 reads every row, or set the column's type in a schema)`, format.ErrParse},
 		{"missing-column", good,
 			format.ReadOptions{Columns: []string{"qyt"}}, `: no column "qyt" (have: id, qty)`, format.ErrNoColumn},
 	}
