@@ -94,12 +94,7 @@ func scan(ctx context.Context, f format.Format, path string, cfg readConfig) (*p
 		}
 		s.Files = append(s.Files, file)
 	}
-	fh, err := fs.Open(ctx, infos[0].Path)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	if s.FileSchema, err = f.Schema(ctx, fh, cfg.opts); err != nil {
+	if s.FileSchema, err = fileSchema(ctx, fs, f, infos, &s.ReadOpts); err != nil {
 		return nil, err
 	}
 	for _, c := range s.PartCols {
@@ -131,6 +126,10 @@ func globRoot(p string) string {
 	return ""
 }
 
+// hiveNull is the directory value of a null partition value, as Hive and
+// Spark write it (and executor/local's partitioned writes).
+const hiveNull = "__HIVE_DEFAULT_PARTITION__"
+
 // hivePartition reads key=value directories between root and the file name.
 func hivePartition(root, file string) []plan.PartitionValue {
 	rel := strings.TrimPrefix(file, root)
@@ -140,6 +139,10 @@ func hivePartition(root, file string) []plan.PartitionValue {
 	for _, d := range dirs[:len(dirs)-1] {
 		k, v, ok := strings.Cut(d, "=")
 		if !ok || k == "" {
+			continue
+		}
+		if v == hiveNull {
+			out = append(out, plan.PartitionValue{Key: k, Null: true})
 			continue
 		}
 		if u, err := url.PathUnescape(v); err == nil {

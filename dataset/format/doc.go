@@ -24,10 +24,13 @@
 // stored unit and time zone.
 //
 // CSV and JSONL take their schema from ReadOptions.Schema, or infer it from
-// the first ReadOptions.InferRows rows (default 1000). Every inferred column
-// is nullable and one of:
+// the first ReadOptions.InferRows rows (default 1000; negative reads them
+// all); InferSchema merges a sample of several files into one schema. Every
+// inferred column is nullable and one of:
 //
 //   - int64 (decimal integers that fit), widened to float64 if floats appear;
+//     a number written with a leading zero (02134, -007) makes the column
+//     utf8, as in DuckDB, so codes keep their zeros;
 //   - float64 (decimal or exponent notation, and NaN, +Inf, -Inf as written
 //     by this package's writers);
 //   - bool (true/false, True/False, TRUE/FALSE);
@@ -38,12 +41,16 @@
 //   - utf8 for anything else, and for columns that are null throughout.
 //
 // A later row that does not fit the inferred type is an error naming its
-// line; pass a Schema to read such files. In CSV, the empty field is null
+// line, and so is a JSONL key (or, across files, a CSV header column) that
+// inference never saw: nothing is dropped silently. Pass a Schema to read
+// such files; a user's Schema skips the keys and header columns it leaves
+// out. A CSV string column holding invalid UTF-8 is an error naming its
+// line and column unless ReadOptions.ReplaceInvalidUTF8 is set. In CSV, the empty field is null
 // (ReadOptions.NullValues changes that), so an empty string cannot be told
 // from a null. In JSONL, JSON strings are never inferred as numbers or
 // bools; nested objects and arrays become utf8 columns holding the value's
-// JSON text as written; absent keys are null; keys first seen after the
-// inference window are ignored; a repeated key's last value wins. With an
+// JSON text as written; absent keys are null; a repeated key's last value
+// wins. With an
 // explicit Schema, JSONL accepts numbers and bools written as strings.
 //
 // # Writing

@@ -53,6 +53,9 @@ type File struct {
 func (f File) MayMatch(b *expr.Bound) bool {
 	return b.MayMatch(func(c string) (expr.Stats, bool) {
 		for _, p := range f.Partition {
+			if p.Key == c && p.Null {
+				return expr.Stats{NullCount: 1, RowCount: 1}, true
+			}
 			if p.Key == c {
 				return expr.Stats{Min: p.Value, Max: p.Value, HasMinMax: true, RowCount: 1}, true
 			}
@@ -62,8 +65,11 @@ func (f File) MayMatch(b *expr.Bound) bool {
 }
 
 // PartitionValue is one `key=value` directory of a hive-style path.
+// Null marks the directory value __HIVE_DEFAULT_PARTITION__, which Hive,
+// Spark and Sluice's writer use for a null (Value is then "").
 type PartitionValue struct {
 	Key, Value string
+	Null       bool `json:",omitempty"`
 }
 
 // Scan reads files of one format. Columns, Filters and Limit are set by the

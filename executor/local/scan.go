@@ -359,15 +359,19 @@ func (r *scanReader) finish(ctx context.Context, x *exec, f plan.File, rec arrow
 	var owned []arrow.Array
 	for _, c := range r.node.PartCols {
 		b := array.NewStringBuilder(x.mem)
-		v := ""
+		v, null := "", false
 		for _, p := range f.Partition {
 			if p.Key == c {
-				v = p.Value
+				v, null = p.Value, p.Null
 			}
 		}
 		b.Reserve(int(n))
-		for range n {
-			b.Append(v)
+		if null {
+			b.AppendNulls(int(n))
+		} else {
+			for range n {
+				b.Append(v)
+			}
 		}
 		a := b.NewArray()
 		b.Release()
