@@ -30,7 +30,7 @@ import (
 
 func init() {
 	var co coordinator.Config
-	var coTokenFile string
+	var coTokenFile, coSecretFile string
 	var coTLS tlsFlags
 	register(&command{
 		name:    "coordinator",
@@ -43,7 +43,8 @@ func init() {
 			fs.StringVar(&co.APIAddr, "api-addr", "", "host:port of the HTTP API")
 			fs.BoolVar(&co.Bootstrap, "bootstrap", false, "start a new cluster with this node as its first voter")
 			fs.StringVar(&co.Join, "join", "", "join the cluster through the coordinator API at this URL")
-			fs.StringVar(&coTokenFile, "token-file", "", "file holding the shared bearer token (or SLUICE_TOKEN)")
+			fs.StringVar(&coTokenFile, "token-file", "", "file holding the bearer token of clients and workers (or SLUICE_TOKEN)")
+			fs.StringVar(&coSecretFile, "cluster-secret-file", "", "file holding the cluster secret, known to coordinators only: authenticates Raft and joins (or SLUICE_CLUSTER_SECRET; default: the token, which lets token holders forge Raft traffic)")
 			fs.DurationVar(&co.WorkerTimeout, "worker-timeout", co.WorkerTimeout, "declare a worker dead after this long without a heartbeat")
 			fs.StringVar(&co.LogStore, "log-store", "bolt", "the durable Raft log: bolt (raft-boltdb) or wal (raft-wal)")
 			coTLS.declare(fs, true)
@@ -60,11 +61,17 @@ func init() {
 				return err
 			}
 			co.Token = tok
+			if co.Secret, err = loadSecret(coSecretFile); err != nil {
+				return err
+			}
 			if co.TLS, co.ClientTLS, err = coTLS.configs(); err != nil {
 				return err
 			}
 			co.Logger = slog.New(slog.NewTextHandler(e.stderr, nil))
 			co.RaftLog = e.stderr
+			if co.Secret == "" {
+				co.Logger.Warn("no --cluster-secret-file: the token is also the cluster secret, so every client and worker holding it can forge Raft traffic and join coordinators")
+			}
 			c, err := coordinator.Start(ctx, co)
 			if err != nil {
 				return err
@@ -330,6 +337,23 @@ func loadToken(file string) (string, error) {
 		return t, nil
 	}
 	return "", errors.New("no token: give --token-file FILE or set SLUICE_TOKEN")
+}
+
+// loadSecret reads the cluster secret from file or SLUICE_CLUSTER_SECRET;
+// "" when neither is given.
+func loadSecret(file string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(os.Getenv("SLUICE_CLUSTER_SECRET")), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--cluster-secret-file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if len(t) < 16 {
+		return "", fmt.Errorf("--cluster-secret-file %s: want at least 16 characters (openssl rand -hex 32 > %s)", file, file)
+	}
+	return t, nil
 }
 
 // parseResources reads cpu=N,gpu=N,memory=SIZE.

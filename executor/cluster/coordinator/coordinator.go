@@ -43,7 +43,12 @@ type Config struct {
 	APIAddr   string // host:port of the HTTP API
 	Bootstrap bool   // start a new cluster with this node as its only voter
 	Join      string // or join the cluster whose coordinator API is at this URL
-	Token     string // the shared bearer token
+	Token     string // the bearer token of clients and of workers' registration
+	// Secret is the cluster secret, known to coordinators only: it
+	// authenticates Raft connections (without TLS) and coordinator joins,
+	// and derives each worker's credential. Empty: Token serves as the
+	// secret too (then anyone holding the token can forge Raft traffic).
+	Secret string
 
 	WorkerTimeout time.Duration // a worker silent this long is dead (default 5 s)
 	Tick          time.Duration // how often the leader decides (default 200 ms)
@@ -94,6 +99,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("coordinator: Bootstrap (true) and Join (%q) exclude each other", c.Join)
 	case c.Token == "":
 		return errors.New("coordinator: Token (--token-file) is empty")
+	case c.TLS != nil && (c.ClientTLS == nil || c.ClientTLS.RootCAs == nil):
+		return errors.New("coordinator: TLS (--tls-cert) needs ClientTLS.RootCAs (--tls-ca): the cluster's CA, which coordinators verify each other's certificates against (the system's roots would accept any publicly signed certificate)")
 	case c.WorkerTimeout <= 0:
 		return fmt.Errorf("coordinator: WorkerTimeout (%s) must be positive", c.WorkerTimeout)
 	case c.LogStore != "" && c.LogStore != "bolt" && c.LogStore != "wal":
@@ -228,7 +235,8 @@ func (c *Coordinator) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("coordinator: --raft-addr %q: %w", cfg.RaftAddr, err)
 	}
-	layer, err := newStreamLayer(cfg.RaftAddr, addr, cfg.TLS, cfg.ClientTLS)
+	layer, err := newStreamLayer(cfg.RaftAddr, addr, cfg.TLS, cfg.ClientTLS, raftKey(cfg.secret()),
+		func(err error) { c.log.Warn("raft connection refused", "err", err) })
 	if err != nil {
 		return fmt.Errorf("coordinator: raft transport: %w", err)
 	}

@@ -19,8 +19,10 @@ var ErrIsolated = errors.New("coordinator: isolated")
 type streamLayer struct {
 	net.Listener
 	advertise net.Addr
-	server    *tls.Config // nil: plain TCP
+	server    *tls.Config // nil: plain TCP with the cluster-secret handshake (raftauth.go)
 	client    *tls.Config
+	key       []byte          // the handshake's key, without TLS
+	warn      func(err error) // logs a refused connection
 
 	mu       sync.Mutex
 	isolated bool
@@ -29,7 +31,7 @@ type streamLayer struct {
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
-func newStreamLayer(bind string, advertise net.Addr, server, client *tls.Config) (*streamLayer, error) {
+func newStreamLayer(bind string, advertise net.Addr, server, client *tls.Config, key []byte, warn func(error)) (*streamLayer, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, err
@@ -50,7 +52,8 @@ func newStreamLayer(bind string, advertise net.Addr, server, client *tls.Config)
 			client.Certificates = server.Certificates
 		}
 	}
-	return &streamLayer{Listener: ln, advertise: advertise, server: server, client: client, conns: map[net.Conn]struct{}{}}, nil
+	return &streamLayer{Listener: ln, advertise: advertise, server: server, client: client, key: key, warn: warn,
+		conns: map[net.Conn]struct{}{}}, nil
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
@@ -63,6 +66,8 @@ func (s *streamLayer) Accept() (net.Conn, error) {
 		}
 		if s.server != nil {
 			c = tls.Server(c, s.server)
+		} else {
+			c = &authConn{Conn: c, key: s.key, warn: s.warn}
 		}
 		if c = s.track(c); c != nil {
 			return c, nil
@@ -82,8 +87,10 @@ func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 	var err error
 	if s.client != nil {
 		c, err = tls.DialWithDialer(d, "tcp", string(addr), s.client)
-	} else {
-		c, err = d.Dial("tcp", string(addr))
+	} else if c, err = d.Dial("tcp", string(addr)); err == nil {
+		if err = clientHandshake(c, s.key); err != nil {
+			c.Close()
+		}
 	}
 	if err != nil {
 		return nil, err
