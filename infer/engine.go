@@ -134,6 +134,7 @@ type Engine struct {
 
 	nextSeq, nextSeed atomic.Uint64
 	stats             engineStats
+	gauges            loadGauges // Gauges' counts (gauges.go)
 }
 
 // New starts an engine on a model. tok may be nil when prompts are token
@@ -439,6 +440,7 @@ func (e *Engine) loop() {
 		if e.sched.HasWork() {
 			e.step()
 		}
+		e.publishLoad()
 	}
 }
 
@@ -497,10 +499,11 @@ func (e *Engine) run(p *plan) error {
 		}
 	}
 	e.batch.Seqs = seqs
-	if gr, ok := e.runner.(GreedyRunner); ok && e.allGreedy(p) {
+	host := e.constrained(p) // constraints mask on the host (constraint.go)
+	if gr, ok := e.runner.(GreedyRunner); ok && !host && e.allGreedy(p) {
 		return e.runGreedy(gr, p, nWant)
 	}
-	if sr, ok := e.runner.(SamplingRunner); ok && e.noLogprobs(p) {
+	if sr, ok := e.runner.(SamplingRunner); ok && !host && e.noLogprobs(p) {
 		return e.runSampled(sr, p, nWant)
 	}
 	logits, err := e.runner.Forward(e.cache, &e.batch)

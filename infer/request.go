@@ -24,6 +24,10 @@ type Request struct {
 	Messages []tokenizer.Message
 	// Params choose the sampling.
 	Params SamplingParams
+	// Constrain, when set, is called once per completion (index among
+	// Params.N) when the request is submitted, and the Constraint it
+	// returns masks that completion's draws (constraint.go).
+	Constrain func(index int) Constraint
 }
 
 // request is a Request in flight: its N sequences and where their output
@@ -46,6 +50,7 @@ type seqExtra struct {
 	index int
 	samp  *samplerState
 	text  textState
+	con   Constraint // nil: unconstrained
 }
 
 // sink receives a request's output on the loop goroutine; it must not
@@ -101,6 +106,9 @@ func (e *Engine) prepare(r Request, index int, sk sink) (*request, error) {
 		}
 		seq.x = &seqExtra{req: rq, index: i, samp: newSamplerState(&rq.params, seed),
 			text: newTextState(e.tok, ids, rq.params.Stop)}
+		if r.Constrain != nil {
+			seq.x.con = r.Constrain(i)
+		}
 		rq.seqs = append(rq.seqs, seq)
 	}
 	return rq, nil

@@ -207,6 +207,7 @@ func (sm *sampler) sample(logits []float32, seq *Sequence, st *samplerState) (in
 	for id := range sm.masked(seq) {
 		x[id] = float32(math.Inf(-1))
 	}
+	constrain(x, seq)
 	sm.penalize(x, seq, st)
 
 	var tok int32
