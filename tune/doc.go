@@ -1,0 +1,31 @@
+// Package tune is Sluice's hyperparameter search, Ray Tune's place: search
+// spaces, searchers that propose trial configs, schedulers that stop or
+// perturb running trials, and an experiment loop whose state survives in a
+// directory (local or s3://) so an interrupted search resumes.
+//
+// # Spaces
+//
+// A [Space] maps names to domains — [Uniform], [LogUniform], [QUniform],
+// [RandInt] (hi exclusive), [Choice], [Grid] — nested spaces, or constants.
+// A Choice whose options are spaces is a conditional parameter. In YAML
+// (see [ParseSpace]): {lr: {loguniform: [1e-5, 1e-2]}, rank: {choice: [4, 8]}}.
+//
+// # Searchers and schedulers
+//
+// [Random], [GridSearch] and [TPE] (Optuna's independent TPE with its
+// defaults) propose configs; the same seed gives the same configs with
+// Random and GridSearch. [FIFO], [ASHA], [Median] and [PBT] follow Ray
+// Tune's schedulers of the same names over training iterations. Both are
+// deterministic state machines driven by the experiment loop from one
+// goroutine; their tests feed them results and check the decisions
+// (testdata/).
+//
+// # Trials
+//
+// [Run] runs a function per trial, several at once; the function calls
+// [Trial.Report] after each iteration and stops when it returns
+// [ErrStopped]. [Command] makes the trial function that runs a program
+// (by default `sluice train`) per trial and reads its per-step JSON lines.
+//
+// This package is young: its API may still change.
+package tune
