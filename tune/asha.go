@@ -11,7 +11,7 @@ import (
 // GracePeriod * ReductionFactor^k iterations below MaxT; a trial reaching a
 // rung is stopped when its reward is below the rung's (1 - 1/ReductionFactor)
 // percentile of the rewards recorded there before it, and every trial
-// stops at MaxT.
+// completes at MaxT.
 type ASHA struct {
 	// MaxT is the most iterations a trial runs (Ray's default 100).
 	MaxT int
@@ -55,7 +55,7 @@ func (a *ASHA) Init(Setup) error {
 // OnResult applies Ray's _Bracket.on_result.
 func (a *ASHA) OnResult(r Result) Decision {
 	if r.Iter >= a.MaxT {
-		return Decision{Action: Stop}
+		return Decision{Action: Complete}
 	}
 	for _, g := range a.rungs {
 		if _, done := g.recorded[r.Trial]; float64(r.Iter) < g.milestone || done {

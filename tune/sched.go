@@ -17,6 +17,9 @@ const (
 	// Exploit (PBT) restarts the trial from another trial's checkpoint with
 	// a new config.
 	Exploit
+	// Complete ends a trial that used its whole budget (ASHA's max_t): its
+	// status becomes done, not stopped.
+	Complete
 )
 
 func (a Action) String() string {
@@ -27,6 +30,8 @@ func (a Action) String() string {
 		return "stop"
 	case Exploit:
 		return "exploit"
+	case Complete:
+		return "complete"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }

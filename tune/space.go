@@ -46,9 +46,9 @@ type Grid struct{ Values []any }
 // value copied into every config.
 type Space map[string]any
 
-// Config is one trial's hyperparameters: the space's keys with sampled
+// Values are one trial's hyperparameters: the space's keys with sampled
 // values (a nested Space gives a nested map[string]any).
-type Config = map[string]any
+type Values = map[string]any
 
 func (d Uniform) sample(r *rand.Rand) any { return d.Lo + r.Float64()*(d.Hi-d.Lo) }
 func (d LogUniform) sample(r *rand.Rand) any {
@@ -216,7 +216,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // drew, by path: the value for numeric domains, the index for Choice and
 // Grid. Searchers learn from the params; trials see the config.
 type Sample struct {
-	Config Config         `json:"config"`
+	Config Values         `json:"config"`
 	Params map[string]any `json:"params"`
 }
 
@@ -231,8 +231,8 @@ func (s Space) build(pick pick) Sample {
 	return smp
 }
 
-func (s Space) buildInto(prefix string, pick pick, params map[string]any) Config {
-	out := Config{}
+func (s Space) buildInto(prefix string, pick pick, params map[string]any) Values {
+	out := Values{}
 	for _, k := range sortedKeys(s) {
 		out[k] = buildValue(s[k], join(prefix, k), pick, params)
 	}
@@ -331,7 +331,7 @@ func gridValue(v any, path string) []map[string]int {
 }
 
 // formatConfig prints a config compactly with sorted keys: {lr=0.01 rank=8}.
-func formatConfig(c Config) string {
+func formatConfig(c Values) string {
 	var b strings.Builder
 	b.WriteByte('{')
 	for i, k := range sortedKeys(c) {
@@ -341,7 +341,7 @@ func formatConfig(c Config) string {
 		b.WriteString(k)
 		b.WriteByte('=')
 		switch v := c[k].(type) {
-		case Config:
+		case Values:
 			b.WriteString(formatConfig(v))
 		case float64:
 			b.WriteString(strconv.FormatFloat(v, 'g', 6, 64))
