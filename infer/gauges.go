@@ -43,3 +43,12 @@ func (e *Engine) Gauges() Gauges {
 		PrefixHitTokens:     e.stats.prefixHit.Load(),
 	}
 }
+
+// Spec describes the engine's model; its EOS lists every id that ends a
+// completion (the model's and the tokenizer's), as the engine resolved
+// them.
+func (e *Engine) Spec() ModelSpec {
+	s := e.spec
+	s.EOS = append([]int32(nil), e.eos...)
+	return s
+}
