@@ -1,0 +1,292 @@
+package tune
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Command is a trial that runs a program per trial, by default `sluice
+// train`, as Ray Tune runs trial processes: the flags come from Base (the
+// train: section) with the trial's config over it, each snake_case key a
+// --kebab-case flag; every JSON object the program prints on a line of
+// standard output is one report (its numeric fields); the program is
+// killed when the scheduler stops the trial.
+//
+// The program gets --out (the trial's directory, or OUT/ID when Base has
+// out), with CheckpointEvery above 0 --checkpoint-every, and --resume DIR
+// when the trial continues from a checkpoint. A checkpoint is the program's
+// OUT/checkpoint directory, copied into the experiment after each report
+// at a step that is a multiple of CheckpointEvery (the "step" field, else
+// the iteration) and finds it changed: the program must write it before it
+// prints that step's line, and not run a whole CheckpointEvery steps ahead
+// of its reader.
+type Command struct {
+	// Args are the program and its first arguments: [/path/sluice train].
+	Args []string
+	// Base holds the flags of every trial.
+	Base Values
+	// CheckpointEvery, above 0, asks the program for a checkpoint every
+	// that many steps (PBT and resuming need checkpoints).
+	CheckpointEvery int
+	// Stderr gets the program's standard error, each line prefixed with
+	// the trial's ID; nil discards it.
+	Stderr io.Writer
+	// Env is the program's environment; nil means this process's.
+	Env []string
+}
+
+// Flags turns values into command-line flags, sorted by key: batch_size: 8
+// gives --batch-size=8; true gives --flag, false --flag=false; a nested map
+// (a nested space or a conditional branch) gives its own keys' flags.
+func Flags(v Values) ([]string, error) {
+	flat := Values{}
+	if err := flatten(v, "", flat); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, k := range sortedKeys(flat) {
+		var s string
+		switch x := flat[k].(type) {
+		case bool:
+			if x {
+				out = append(out, "--"+kebab(k))
+				continue
+			}
+			s = "false"
+		case float64:
+			s = strconv.FormatFloat(x, 'g', -1, 64)
+		case string:
+			s = x
+		case int, int64, uint64:
+			s = fmt.Sprint(x)
+		default:
+			return nil, fmt.Errorf("%w: %s: a flag takes a single value, got %v", ErrInvalid, k, x)
+		}
+		out = append(out, "--"+kebab(k)+"="+s)
+	}
+	return out, nil
+}
+
+func flatten(v Values, path string, out Values) error {
+	for _, k := range sortedKeys(v) {
+		if sub, ok := v[k].(Values); ok {
+			if err := flatten(sub, join(path, k), out); err != nil {
+				return err
+			}
+			continue
+		}
+		out[k] = v[k]
+	}
+	return nil
+}
+
+// Func is the trial function that runs the program.
+func (c Command) Func() Func {
+	return func(ctx context.Context, t *Trial) error {
+		vals := Values{}
+		for k, v := range c.Base {
+			vals[k] = v
+		}
+		if err := flatten(t.Config, "", vals); err != nil {
+			return err
+		}
+		out := filepath.Join(t.Dir(), "out")
+		if o, ok := vals["out"].(string); ok && o != "" {
+			out = filepath.Join(o, t.ID)
+		}
+		delete(vals, "out")
+		flags, err := Flags(vals)
+		if err != nil {
+			return err
+		}
+		args := slices.Concat(c.Args[1:], flags, []string{"--out=" + out})
+		if c.CheckpointEvery > 0 {
+			args = append(args, "--checkpoint-every="+strconv.Itoa(c.CheckpointEvery))
+		}
+		if t.Restore() != "" {
+			args = append(args, "--resume="+t.Restore())
+		}
+		return c.run(ctx, t, args, filepath.Join(out, "checkpoint"))
+	}
+}
+
+func (c Command) run(ctx context.Context, t *Trial, args []string, ckptDir string) error {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(pctx, c.Args[0], args...)
+	cmd.Env = c.Env
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("tune: trial %s: %w", t.ID, err)
+	}
+	tail := &tailWriter{prefix: "[" + t.ID + "] ", w: c.Stderr}
+	cmd.Stderr = tail
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("tune: trial %s: starting %s: %w", t.ID, c.Args[0], err)
+	}
+	var stopped error
+	seen := fingerprint(ckptDir)
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var obj map[string]any
+		if json.Unmarshal([]byte(line), &obj) != nil {
+			continue
+		}
+		m := map[string]float64{}
+		for k, v := range obj {
+			if f, ok := v.(float64); ok {
+				m[k] = f
+			}
+		}
+		if err := t.Report(m); err != nil {
+			stopped = err
+			break
+		}
+		// The program writes its checkpoint at the steps that are
+		// multiples of CheckpointEvery, before it prints that step's line.
+		step, ok := m["step"]
+		if !ok {
+			step = float64(t.Iteration())
+		}
+		if c.CheckpointEvery == 0 || int(step)%c.CheckpointEvery != 0 {
+			continue
+		}
+		if fp := fingerprint(ckptDir); fp != "" && fp != seen {
+			seen = fp
+			if err := t.Checkpoint(func(dir string) error { return copyStable(ckptDir, dir) }); err != nil {
+				stopped = err
+				break
+			}
+		}
+	}
+	if stopped != nil {
+		cancel()
+		io.Copy(io.Discard, stdout)
+		cmd.Wait()
+		return stopped
+	}
+	if err := cmd.Wait(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%s %s: %w%s", filepath.Base(c.Args[0]), strings.Join(c.Args[1:], " "), err, tail.last())
+	}
+	return sc.Err()
+}
+
+// fingerprint names the state of a directory's files ("" when absent).
+func fingerprint(dir string) string {
+	var b strings.Builder
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && !d.IsDir() {
+			fmt.Fprintf(&b, "%s %d %d\n", p, info.Size(), info.ModTime().UnixNano())
+		}
+		return nil
+	})
+	return b.String()
+}
+
+// copyStable copies src into dst, again when src changed meanwhile (the
+// program replaced its checkpoint while it was read).
+func copyStable(src, dst string) error {
+	var err error
+	for range 3 {
+		before := fingerprint(src)
+		if err = copyDir(src, dst); err == nil && fingerprint(src) == before {
+			return nil
+		}
+		if err := os.RemoveAll(dst); err != nil {
+			return err
+		}
+	}
+	if err == nil {
+		err = errors.New("the checkpoint kept changing while it was copied")
+	}
+	return err
+}
+
+func copyDir(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+}
+
+// tailWriter forwards a program's stderr line by line with a prefix and
+// keeps its last lines for the error message.
+type tailWriter struct {
+	prefix string
+	w      io.Writer
+	mu     sync.Mutex
+	buf    []byte
+	lines  []string
+}
+
+func (tw *tailWriter) Write(p []byte) (int, error) {
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	tw.buf = append(tw.buf, p...)
+	for {
+		i := slices.Index(tw.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(tw.buf[:i])
+		tw.buf = tw.buf[i+1:]
+		if tw.w != nil {
+			fmt.Fprintf(tw.w, "%s%s\n", tw.prefix, line)
+		}
+		tw.lines = append(tw.lines, line)
+		if len(tw.lines) > 5 {
+			tw.lines = tw.lines[1:]
+		}
+	}
+	return len(p), nil
+}
+
+func (tw *tailWriter) last() string {
+	tw.mu.Lock()
+	defer tw.mu.Unlock()
+	lines := tw.lines
+	if len(tw.buf) > 0 {
+		lines = append(slices.Clone(lines), string(tw.buf))
+	}
+	if len(lines) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(lines, "\n")
+}
