@@ -31,6 +31,9 @@ type samplingFields struct {
 	StreamOptions     *streamOptions  `json:"stream_options"`
 	ResponseFormat    *responseFormat `json:"response_format"`
 	User              string          `json:"user"`
+	// ReturnTokenIDs (vLLM's return_token_ids) adds each choice's token
+	// ids, the EOS or stop token included, and the prompt's.
+	ReturnTokenIDs bool `json:"return_token_ids"`
 }
 
 type streamOptions struct {
@@ -176,6 +179,8 @@ type completionChoice struct {
 	Text         string              `json:"text"`
 	Logprobs     *completionLogprobs `json:"logprobs"`
 	FinishReason *string             `json:"finish_reason"`
+	TokenIDs     []int32             `json:"token_ids,omitempty"`
+	PromptIDs    []int32             `json:"prompt_token_ids,omitempty"`
 }
 
 type completionResponse struct {
@@ -215,6 +220,7 @@ type chatChoice struct {
 	Message      chatResponseMessage `json:"message"`
 	Logprobs     *chatLogprobs       `json:"logprobs"`
 	FinishReason *string             `json:"finish_reason"`
+	TokenIDs     []int32             `json:"token_ids,omitempty"`
 }
 
 type chatDelta struct {
@@ -227,6 +233,7 @@ type chatChunkChoice struct {
 	Delta        chatDelta     `json:"delta"`
 	Logprobs     *chatLogprobs `json:"logprobs"`
 	FinishReason *string       `json:"finish_reason"`
+	TokenIDs     []int32       `json:"token_ids,omitempty"`
 }
 
 type chatResponse struct {

@@ -84,6 +84,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 			if top >= 0 {
 				ch.Logprobs = chatLPs(c.lps, top)
 			}
+			if req.ReturnTokenIDs {
+				ch.TokenIDs = nonNil(c.toks)
+			}
 			resp.Choices = append(resp.Choices, ch)
 		}
 		writeJSON(w, http.StatusOK, resp)
@@ -113,6 +116,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		}
 		if top >= 0 {
 			ch.Logprobs = chatLPs(ev.o.Logprobs, top)
+		}
+		if req.ReturnTokenIDs {
+			ch.TokenIDs = ev.o.TokenIDs
 		}
 		if ev.o.Finished {
 			ch.FinishReason = finishReason(ev.o.FinishReason)

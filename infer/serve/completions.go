@@ -108,6 +108,9 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 			if top >= 0 {
 				ch.Logprobs = completionLPs(c.lps, top, len(prefix))
 			}
+			if req.ReturnTokenIDs {
+				ch.TokenIDs, ch.PromptIDs = nonNil(c.toks), prompts[i/n]
+			}
 			resp.Choices = append(resp.Choices, ch)
 		}
 		writeJSON(w, http.StatusOK, resp)
@@ -138,6 +141,12 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 			ch.Logprobs = completionLPs(ev.o.Logprobs, top, offsets[i])
 		}
 		offsets[i] += len(text)
+		if req.ReturnTokenIDs {
+			ch.TokenIDs = ev.o.TokenIDs
+			if first {
+				ch.PromptIDs = prompts[ev.prompt]
+			}
+		}
 		if ev.o.Finished {
 			ch.FinishReason = finishReason(ev.o.FinishReason)
 		}
@@ -177,3 +186,10 @@ func completionLPs(lps []infer.TokenLogprobs, top, offset int) *completionLogpro
 }
 
 func (s *Server) vocab() int { return s.e.Spec().Vocab }
+
+func nonNil(ids []int32) []int32 {
+	if ids == nil {
+		return []int32{}
+	}
+	return ids
+}

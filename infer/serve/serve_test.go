@@ -1,0 +1,463 @@
+package serve_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/serve"
+	"github.com/sluicehq/sluice/infer/tokenizer"
+)
+
+const fixture = "../model/testdata/fixtures/llama3"
+
+// env is a server over the llama3 fixture on the cpu, on loopback.
+type env struct {
+	e   *infer.Engine
+	l   *infer.Loaded
+	s   *serve.Server
+	url string
+}
+
+func newEnv(t *testing.T, cfg serve.Config, ecfg func(*infer.Config)) *env {
+	t.Helper()
+	l, err := infer.Load(fixture, infer.LoadOptions{Device: "cpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := infer.DefaultConfig()
+	c.MaxModelLen = 256
+	c.NumBlocks = 256
+	if ecfg != nil {
+		ecfg(&c)
+	}
+	e, err := infer.New(l.Runner, l.Tokenizer, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ModelName = "llama3"
+
+	s, err := serve.New(e, l.Tokenizer, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		if err := e.Close(); err != nil {
+			t.Errorf("engine close: %v", err)
+		}
+		l.Close()
+	})
+	return &env{e: e, l: l, s: s, url: hs.URL}
+}
+
+func post(t *testing.T, url, body string, hdr ...string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// want runs the engine directly: what the server must answer.
+func (v *env) want(t *testing.T, r infer.Request) []infer.Completion {
+	t.Helper()
+	cs, err := v.e.Generate(context.Background(), []infer.Request{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+type completion struct {
+	Choices []struct {
+		Index        int     `json:"index"`
+		Text         string  `json:"text"`
+		FinishReason string  `json:"finish_reason"`
+		TokenIDs     []int32 `json:"token_ids"`
+		Message      struct {
+			Content string `json:"content"`
+		} `json:"message"`
+		Delta struct {
+			Content string `json:"content"`
+		} `json:"delta"`
+		Logprobs json.RawMessage `json:"logprobs"`
+	} `json:"choices"`
+	Usage *struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+}
+
+func TestCompletionsMatchEngine(t *testing.T) {
+	v := newEnv(t, serve.DefaultConfig(), nil)
+	ids := v.l.Tokenizer.Encode("The quick brown fox", true)
+	for _, tc := range []struct {
+		name string
+		body string
+		p    infer.SamplingParams
+	}{
+		{"greedy", `"temperature": 0, "max_tokens": 24`, infer.SamplingParams{MaxTokens: 24}},
+		{"seeded n=3", `"temperature": 0.9, "top_p": 0.9, "top_k": 50, "seed": 7, "n": 3, "max_tokens": 12`,
+			infer.SamplingParams{Temperature: 0.9, TopP: 0.9, TopK: 50, Seed: new(int64(7)), N: 3, MaxTokens: 12}},
+		{"penalties", `"temperature": 0, "presence_penalty": 0.5, "frequency_penalty": 0.3, "repetition_penalty": 1.2, "max_tokens": 20`,
+			infer.SamplingParams{PresencePenalty: 0.5, FrequencyPenalty: 0.3, RepetitionPenalty: 1.2, MaxTokens: 20}},
+		{"stop token", `"temperature": 0, "max_tokens": 30, "stop_token_ids": [259]`, infer.SamplingParams{MaxTokens: 30, StopTokenIDs: []int32{259}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := v.want(t, infer.Request{PromptIDs: ids, Params: tc.p})
+			for _, stream := range []bool{false, true} {
+				body := fmt.Sprintf(`{"model": "llama3", "prompt": "The quick brown fox", "return_token_ids": true, "stream": %v, %s}`, stream, tc.body)
+				got := complete(t, v.url+"/v1/completions", body, stream)
+				if len(got) != len(want) {
+					t.Fatalf("stream %v: %d choices, want %d", stream, len(got), len(want))
+				}
+				for i, c := range got {
+					w := want[i]
+					if !slices.Equal(c.TokenIDs, w.TokenIDs) || c.Text != w.Text || c.FinishReason != w.FinishReason {
+						t.Errorf("stream %v choice %d: %v %q %s, want the engine's %v %q %s", stream, i, c.TokenIDs, c.Text, c.FinishReason, w.TokenIDs, w.Text, w.FinishReason)
+					}
+				}
+			}
+		})
+	}
+}
+
+// choiceOut is a choice as a client assembles it.
+type choiceOut struct {
+	Text, FinishReason string
+	TokenIDs           []int32
+}
+
+// complete posts a completions or chat body and assembles the choices,
+// from the stream's chunks when stream is set.
+func complete(t *testing.T, url, body string, stream bool) []choiceOut {
+	t.Helper()
+	code, b := post(t, url, body)
+	if code != 200 {
+		t.Fatalf("POST %s: %d %s", url, code, b)
+	}
+	var out []choiceOut
+	at := func(i int) *choiceOut {
+		for len(out) <= i {
+			out = append(out, choiceOut{})
+		}
+		return &out[i]
+	}
+	if !stream {
+		var c completion
+		if err := json.Unmarshal(b, &c); err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range c.Choices {
+			o := at(ch.Index)
+			o.Text, o.FinishReason, o.TokenIDs = ch.Text+ch.Message.Content, ch.FinishReason, ch.TokenIDs
+		}
+		return out
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n\n")
+	if lines[len(lines)-1] != "data: [DONE]" {
+		t.Fatalf("stream ends with %q, want data: [DONE]", lines[len(lines)-1])
+	}
+	for _, l := range lines[:len(lines)-1] {
+		var c completion
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(l, "data: ")), &c); err != nil {
+			t.Fatalf("chunk %q: %v", l, err)
+		}
+		for _, ch := range c.Choices {
+			o := at(ch.Index)
+			o.Text += ch.Text + ch.Delta.Content
+			o.TokenIDs = append(o.TokenIDs, ch.TokenIDs...)
+			if ch.FinishReason != "" {
+				o.FinishReason = ch.FinishReason
+			}
+		}
+	}
+	return out
+}
+
+func TestChatMatchesEngine(t *testing.T) {
+	v := newEnv(t, serve.DefaultConfig(), nil)
+	p := infer.SamplingParams{MaxTokens: 16, Stop: []string{"e"}}
+	text, err := v.l.Tokenizer.ApplyChatTemplate([]tokenizer.Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hello there"}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := v.want(t, infer.Request{PromptIDs: v.l.Tokenizer.Encode(text, false), Params: p})
+	for _, stream := range []bool{false, true} {
+		body := fmt.Sprintf(`{"model": "llama3", "stream": %v, "temperature": 0, "max_completion_tokens": 16, "stop": "e", "return_token_ids": true,
+			"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hello there"}]}]}`, stream)
+		got := complete(t, v.url+"/v1/chat/completions", body, stream)
+		if len(got) != 1 || got[0].Text != want[0].Text || got[0].FinishReason != want[0].FinishReason || !slices.Equal(got[0].TokenIDs, want[0].TokenIDs) {
+			t.Errorf("stream %v: %+v, want %q %s %v", stream, got, want[0].Text, want[0].FinishReason, want[0].TokenIDs)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	v := newEnv(t, serve.Config{ModelName: "llama3", APIKey: "sekret", MaxQueue: 8, MaxBodyBytes: 1 << 20}, nil)
+	auth := []string{"Authorization", "Bearer sekret"}
+	for _, tc := range []struct {
+		path, body string
+		hdr        []string
+		status     int
+		param, msg string
+	}{
+		{"/v1/completions", `{"prompt": "x"}`, nil, 401, "", "API key"},
+		{"/v1/completions", `{"prompt": "x"}`, []string{"Authorization", "Bearer wrong"}, 401, "", "API key"},
+		{"/v1/completions", `{"model": "gpt-4", "prompt": "x"}`, auth, 404, "model", "does not exist"},
+		{"/v1/completions", `{"prompt": "x", "top_p": 3}`, auth, 400, "top_p", "top_p must be in (0, 1]"},
+		{"/v1/completions", `{"prompt": "x", "temperature": -1}`, auth, 400, "temperature", "temperature"},
+		{"/v1/completions", `{"prompt": "x", "max_tokens": "ten"}`, auth, 400, "max_tokens", "expected an integer"},
+		{"/v1/completions", `{"prompt": "x", "max_tokens": 100000}`, auth, 400, "max_tokens", "maximum context length is 256"},
+		{"/v1/completions", `{"prompt": "x", "n": 0}`, auth, 400, "n", "n must be at least 1"},
+		{"/v1/completions", `{"prompt": "x", "logprobs": 50}`, auth, 400, "logprobs", "MaxLogprobs"},
+		{"/v1/completions", `{"prompt": [1, 99999]}`, auth, 400, "prompt", "outside the vocabulary"},
+		{"/v1/completions", `{"max_tokens": 3}`, auth, 400, "prompt", "prompt is required"},
+		{"/v1/completions", `{"prompt": "x", "n": 9}`, auth, 429, "", "queue is full"},
+		{"/v1/completions", `{"prompt": "x"`, auth, 400, "", "not valid JSON"},
+		{"/v1/completions", `{"prompt": "x", "stop": 3}`, auth, 400, "", "stop must be a string"},
+		{"/v1/chat/completions", `{"messages": []}`, auth, 400, "messages", "messages is empty"},
+		{"/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}`, auth, 400, "top_logprobs", "needs logprobs"},
+		{"/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}`, auth, 400, "response_format.type", "yaml"},
+		{"/v1/nothing", `{}`, auth, 404, "", "no route"},
+		{"/detokenize", `{"tokens": [1, -2]}`, auth, 400, "tokens", "tokens[1]"},
+	} {
+		code, b := post(t, v.url+tc.path, tc.body, tc.hdr...)
+		var e struct {
+			Error struct {
+				Message string  `json:"message"`
+				Type    string  `json:"type"`
+				Param   *string `json:"param"`
+				Code    int     `json:"code"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(b, &e); err != nil {
+			t.Errorf("%s %s: %d %s: not OpenAI's error JSON: %v", tc.path, tc.body, code, b, err)
+			continue
+		}
+		param := ""
+		if e.Error.Param != nil {
+			param = *e.Error.Param
+		}
+		if code != tc.status || e.Error.Code != tc.status || param != tc.param || !strings.Contains(e.Error.Message, tc.msg) || e.Error.Type == "" {
+			t.Errorf("%s %s: %d %s, want %d with param %q and a message holding %q", tc.path, tc.body, code, b, tc.status, tc.param, tc.msg)
+		}
+	}
+	// The ones that need no key, and the ones that work with it.
+	for _, p := range []string{"/health", "/metrics"} {
+		resp, err := http.Get(v.url + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s: %d, want 200 without a key", p, resp.StatusCode)
+		}
+	}
+	code, b := post(t, v.url+"/tokenize", `{"prompt": "hello"}`, auth...)
+	var tok struct {
+		Count  int     `json:"count"`
+		Tokens []int32 `json:"tokens"`
+	}
+	json.Unmarshal(b, &tok)
+	if want := v.l.Tokenizer.Encode("hello", true); code != 200 || !slices.Equal(tok.Tokens, want) || tok.Count != len(want) {
+		t.Errorf("/tokenize: %d %s, want %v", code, b, want)
+	}
+	code, b = post(t, v.url+"/detokenize", fmt.Sprintf(`{"tokens": %v}`, strings.ReplaceAll(fmt.Sprint(tok.Tokens), " ", ",")), auth...)
+	var detok struct{ Prompt string }
+	json.Unmarshal(b, &detok)
+	if code != 200 || detok.Prompt != "<|begin_of_text|>hello" {
+		t.Errorf("/detokenize: %d %s, want <|begin_of_text|>hello", code, b)
+	}
+}
+
+// TestConcurrentStreams runs 200 streaming clients at once, a quarter of
+// which hang up after their first chunk: every other one gets the
+// engine's completion exactly, and once all are gone every KV block is
+// free again.
+func TestConcurrentStreams(t *testing.T) {
+	v := newEnv(t, serve.Config{ModelName: "llama3", MaxQueue: 400, MaxBodyBytes: 1 << 20}, func(c *infer.Config) {
+		c.MaxNumSeqs = 64
+		c.MaxNumBatchedTokens = 512
+		c.NumBlocks = 160 // fewer than 200 streams need: preemption too
+	})
+	const clients = 200
+	prompts := make([]string, 10)
+	wants := make([]infer.Completion, len(prompts))
+	for i := range prompts {
+		prompts[i] = fmt.Sprintf("Prompt number %d says", i)
+		wants[i] = v.want(t, infer.Request{Prompt: prompts[i], Params: infer.SamplingParams{MaxTokens: 32, IgnoreEOS: true}})[0]
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := range clients {
+		wg.Go(func() {
+			errs <- streamClient(v.url, prompts[c%len(prompts)], wants[c%len(prompts)], c%4 == 3)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		g := v.e.Gauges()
+		if g.FreeBlocks == g.NumBlocks && g.Running == 0 && g.Waiting == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("KV blocks leaked: %+v after every client finished", g)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the engine's gauges with a deadline
+	}
+}
+
+// streamClient streams one completion over its own connection, hanging up
+// after the first chunk when hangUp is set.
+func streamClient(url, prompt string, want infer.Completion, hangUp bool) error {
+	body := fmt.Sprintf(`{"prompt": %q, "max_tokens": 32, "temperature": 0, "ignore_eos": true, "stream": true, "return_token_ids": true}`, prompt)
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Post(url+"/v1/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%d %s", resp.StatusCode, b)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var text string
+	var toks []int32
+	finish := ""
+	done := false
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			continue
+		}
+		if line == "data: [DONE]" {
+			done = true
+			break
+		}
+		var c completion
+		if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &c); err != nil {
+			return fmt.Errorf("chunk %q: %w", line, err)
+		}
+		for _, ch := range c.Choices {
+			text += ch.Text
+			toks = append(toks, ch.TokenIDs...)
+			if ch.FinishReason != "" {
+				finish = ch.FinishReason
+			}
+		}
+		if hangUp {
+			return nil // the deferred Close drops the connection mid-stream
+		}
+	}
+	if !done || text != want.Text || !slices.Equal(toks, want.TokenIDs) || finish != "length" {
+		return fmt.Errorf("prompt %q: got %q %v %q (done %v), want %q %v length", prompt, text, toks, finish, done, want.Text, want.TokenIDs)
+	}
+	return nil
+}
+
+func TestTimeoutAndQueue(t *testing.T) {
+	v := newEnv(t, serve.Config{ModelName: "llama3", MaxQueue: 1, RequestTimeout: time.Nanosecond, MaxBodyBytes: 1 << 20}, nil)
+	code, b := post(t, v.url+"/v1/completions", `{"prompt": "x", "max_tokens": 200, "ignore_eos": true}`)
+	if code != http.StatusGatewayTimeout || !bytes.Contains(b, []byte("request timeout")) {
+		t.Errorf("past the timeout: %d %s, want 504", code, b)
+	}
+	code, b = post(t, v.url+"/v1/completions", `{"prompt": "x", "max_tokens": 200, "ignore_eos": true, "stream": true}`)
+	if code != 200 || !bytes.Contains(b, []byte(`"code":504`)) {
+		t.Errorf("streaming past the timeout: %d %s, want an error event with code 504", code, b)
+	}
+}
+
+// TestDrain cancels Run while a stream is going: the stream finishes
+// whole, and Run returns once it has.
+func TestDrain(t *testing.T) {
+	l, err := infer.Load(fixture, infer.LoadOptions{Device: "cpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c := infer.DefaultConfig()
+	c.MaxModelLen, c.NumBlocks = 256, 64
+	e, err := infer.New(l.Runner, l.Tokenizer, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s, err := serve.New(e, l.Tokenizer, serve.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx, ln) }()
+	want, err := e.Generate(context.Background(), []infer.Request{{Prompt: "drain", Params: infer.SamplingParams{MaxTokens: 100, IgnoreEOS: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+ln.Addr().String()+"/v1/completions", "application/json",
+		strings.NewReader(`{"prompt": "drain", "max_tokens": 100, "temperature": 0, "ignore_eos": true, "stream": true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	first, err := br.ReadString('\n') // the stream has started
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	for _, l := range strings.Split(first+string(rest), "\n") {
+		var c completion
+		if json.Unmarshal([]byte(strings.TrimPrefix(l, "data: ")), &c) == nil {
+			for _, ch := range c.Choices {
+				text += ch.Text
+			}
+		}
+	}
+	if !strings.HasSuffix(string(rest), "data: [DONE]\n\n") || text != want[0].Text {
+		t.Errorf("drained stream: %q, want %q and [DONE]", text, want[0].Text)
+	}
+	if err := <-ran; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
