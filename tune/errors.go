@@ -30,6 +30,8 @@ type Error struct {
 	Line, Col int
 	Path      string
 	Msg       string
+	// Err is the cause, for a problem found after parsing (ErrNoMetric).
+	Err error
 }
 
 func (e *Error) Error() string {
@@ -47,7 +49,12 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-func (e *Error) Unwrap() error { return ErrInvalid }
+func (e *Error) Unwrap() []error {
+	if e.Err != nil {
+		return []error{ErrInvalid, e.Err}
+	}
+	return []error{ErrInvalid}
+}
 
 // Errors are every problem found in one file, one a line.
 type Errors []*Error

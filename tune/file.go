@@ -143,11 +143,11 @@ func (f *File) index(n *yaml.Node, path string) {
 // ErrorAt is an error at the value of a key path (tune.metric), for
 // problems found after parsing.
 func (f *File) ErrorAt(path string, err error) error {
-	e := &Error{File: f.Path, Path: path, Msg: err.Error()}
+	e := &Error{File: f.Path, Path: path, Msg: err.Error(), Err: err}
 	if n := f.nodes[path]; n != nil {
 		e.Line, e.Col = n.Line, n.Column
 	}
-	return fmt.Errorf("%w: %w", e, err)
+	return e
 }
 
 func (f *File) parseTune(p *parser, n *yaml.Node) {
@@ -253,6 +253,9 @@ func (f *File) parseTune(p *parser, n *yaml.Node) {
 		p.errorf(n, "tune.space", "missing: the parameters to search")
 	}
 	for _, key := range sortedKeys(schedulerKeys) {
+		if schedNode != nil && !slices.Contains([]string{"fifo", "asha", "median", "pbt"}, schedNode.Value) {
+			break // already reported
+		}
 		if k := given[key]; k != nil && !slices.Contains(schedulerKeys[key], s.Scheduler) {
 			where := "the default"
 			if schedNode != nil {

@@ -101,6 +101,11 @@ func (p *parser) value(n *yaml.Node, path string) any {
 		}
 	}
 	if !domain {
+		if len(n.Content) == 2 && deref(n.Content[1]).Kind == yaml.SequenceNode {
+			// {normal: [0, 1]}: a misspelt range, not a nested space.
+			p.errorf(n.Content[0], join(path, n.Content[0].Value), "unknown range kind %q: want one of %s", n.Content[0].Value, strings.Join(kinds, ", "))
+			return nil
+		}
 		return p.space(n, path)
 	}
 	if len(n.Content) != 2 {

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sluicehq/sluice/tune"
+)
+
+// Commands of hyperparameter search: tune, tune status.
+
+// trainCommand is the program a trial of `sluice tune` runs when the file
+// names no tune.command: this executable's train command.
+var trainCommand = func() ([]string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding this executable for `sluice train`: %w", err)
+	}
+	return []string{self, "train"}, nil
+}
+
+func init() {
+	var dir string
+	var resume bool
+	register(&command{
+		name:    "tune",
+		args:    "FILE.yaml",
+		summary: "search hyperparameters: run the file's tune: experiment over its train: section",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&dir, "dir", "", "the experiment's directory, local or s3:// (default out/tune/NAME, NAME the file's name: or its base name)")
+			fs.BoolVar(&resume, "resume", false, "continue the experiment in --dir without re-running finished trials")
+		},
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) != 1 {
+				return errUsage
+			}
+			return runTune(ctx, e, args[0], dir, resume)
+		},
+	})
+	register(&command{
+		name:    "tune status",
+		args:    "DIR",
+		summary: "print an experiment's trial table (config, status, iterations, last and best metric)",
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) != 1 {
+				return errUsage
+			}
+			exp, err := tune.Load(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if err := exp.WriteTable(e.stdout); err != nil {
+				return err
+			}
+			return printSummary(e, exp)
+		},
+	})
+}
+
+func runTune(ctx context.Context, e *env, path, dir string, resume bool) error {
+	f, err := tune.LoadFile(path)
+	if err != nil {
+		return err
+	}
+	if dir == "" {
+		name := f.Name
+		if name == "" {
+			name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+		}
+		dir = filepath.Join("out", "tune", name)
+	}
+	cfg := f.Config()
+	cfg.Dir, cfg.Resume, cfg.Progress = dir, resume, e.stderr
+	args := f.Tune.Command
+	if len(args) == 0 {
+		if args, err = trainCommand(); err != nil {
+			return err
+		}
+	}
+	base := tune.Values{}
+	for k, v := range f.Train {
+		base[k] = v
+	}
+	if _, ok := base["steps"]; !ok && f.Tune.MaxT > 0 && cfg.Space["steps"] == nil {
+		base["steps"] = int64(f.Tune.MaxT)
+	}
+	cmd := tune.Command{Args: args, Base: base, Stderr: e.stderr}
+	if p, ok := cfg.Scheduler.(*tune.PBT); ok {
+		cmd.CheckpointEvery = p.Interval
+	}
+	exp, err := tune.Run(ctx, cfg, cmd.Func())
+	if errors.Is(err, tune.ErrNoMetric) {
+		return f.ErrorAt("tune.metric", err)
+	}
+	if err != nil {
+		return err
+	}
+	if err := exp.WriteTable(e.stdout); err != nil {
+		return err
+	}
+	return printSummary(e, exp)
+}
+
+// printSummary prints the result line, always stdout's last.
+func printSummary(e *env, exp *tune.Experiment) error {
+	b, err := json.Marshal(exp.Summary())
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.stdout, "%s\n", b)
+	return err
+}
