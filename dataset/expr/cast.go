@@ -101,9 +101,10 @@ func castFloatToInt(to arrow.DataType) kernel {
 		defer f.Release()
 		var badVal float64
 		bad := false
+		lo, hi := intRange(to)
 		rounded, err := mapFixed(typFloat64, func(v float64) (float64, bool) {
 			r := math.Round(v)
-			if math.IsNaN(r) || r < -9.223372036854775808e18 || r >= 9.223372036854775808e18 {
+			if math.IsNaN(r) || r < lo || r >= hi {
 				if !bad {
 					bad, badVal = true, v
 				}
@@ -120,6 +121,28 @@ func castFloatToInt(to arrow.DataType) kernel {
 		}
 		return compute.CastDatum(ec.ctx, rounded, compute.SafeCastOptions(to))
 	}
+}
+
+// intRange is the range [lo, hi) of integer type t as float64s, hi
+// exclusive so that 2^63 (the float64 nearest MaxInt64) is out of range.
+func intRange(t arrow.DataType) (lo, hi float64) {
+	switch t.ID() {
+	case arrow.INT8:
+		return math.MinInt8, math.MaxInt8 + 1
+	case arrow.INT16:
+		return math.MinInt16, math.MaxInt16 + 1
+	case arrow.INT32:
+		return math.MinInt32, math.MaxInt32 + 1
+	case arrow.UINT8:
+		return 0, math.MaxUint8 + 1
+	case arrow.UINT16:
+		return 0, math.MaxUint16 + 1
+	case arrow.UINT32:
+		return 0, math.MaxUint32 + 1
+	case arrow.UINT64:
+		return 0, 1.8446744073709551616e19
+	}
+	return -9.223372036854775808e18, 9.223372036854775808e18
 }
 
 func mulChecked(a, b int64) (int64, bool) {

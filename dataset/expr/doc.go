@@ -47,8 +47,10 @@
 // CAST types: int8, int16, int32 (int, integer), int64 (bigint), float32
 // (real), float64 (float, double), string (varchar, text), bool (boolean),
 // timestamp (timestamp[us]) and date (date32), with PostgreSQL's meanings.
-// Floats cast to integers round half away from zero; out-of-range values
-// and unparsable strings fail the evaluation with ErrEval.
+// Floats cast to integers round half away from zero, as PostgreSQL's
+// numeric and DuckDB do (CAST(472.5 AS int) is 473, CAST(-472.5 AS int)
+// is -473; Spark would truncate); values outside the target type, NaN,
+// infinities and unparsable strings fail the evaluation with ErrEval.
 //
 // # Types
 //
