@@ -30,37 +30,36 @@ func init() {
 	var resume bool
 	register(&command{
 		name:    "tune",
-		args:    "FILE.yaml",
-		summary: "search hyperparameters: run the file's tune: experiment over its train: section",
+		args:    "FILE.yaml | status DIR",
+		summary: "search hyperparameters: run the file's tune: experiment over its train: section; `tune status DIR` prints an experiment's trial table",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&dir, "dir", "", "the experiment's directory, local or s3:// (default out/tune/NAME, NAME the file's name: or its base name)")
 			fs.BoolVar(&resume, "resume", false, "continue the experiment in --dir without re-running finished trials")
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) == 2 && args[0] == "status" {
+				// One command rather than a group, so that `sluice tune
+				// FILE.yaml` and `sluice tune status DIR` both work.
+				return tuneStatus(ctx, e, args[1])
+			}
 			if len(args) != 1 {
 				return errUsage
 			}
 			return runTune(ctx, e, args[0], dir, resume)
 		},
 	})
-	register(&command{
-		name:    "tune status",
-		args:    "DIR",
-		summary: "print an experiment's trial table (config, status, iterations, last and best metric)",
-		run: func(ctx context.Context, e *env, args []string) error {
-			if len(args) != 1 {
-				return errUsage
-			}
-			exp, err := tune.Load(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			if err := exp.WriteTable(e.stdout); err != nil {
-				return err
-			}
-			return printSummary(e, exp)
-		},
-	})
+}
+
+// tuneStatus prints the trial table and the summary of the experiment in dir.
+func tuneStatus(ctx context.Context, e *env, dir string) error {
+	exp, err := tune.Load(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if err := exp.WriteTable(e.stdout); err != nil {
+		return err
+	}
+	return printSummary(e, exp)
 }
 
 func runTune(ctx context.Context, e *env, path, dir string, resume bool) error {
