@@ -178,8 +178,9 @@ func TestRunMetricNeverReported(t *testing.T) {
 
 // An interrupted experiment resumes: finished trials are not run again,
 // the interrupted one continues from its checkpoint.
-func TestRunResume(t *testing.T) {
-	dir := t.TempDir()
+func TestRunResume(t *testing.T) { testResume(t, t.TempDir()) }
+
+func testResume(t *testing.T, dir string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := Config{Space: quadSpace, Metric: "loss", Mode: Min, NumSamples: 5, MaxConcurrent: 1, Seed: 3, Dir: dir}
 	checkpointing := func(block bool) Func {
