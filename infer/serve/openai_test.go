@@ -138,7 +138,7 @@ func field[T any](t *testing.T, rep map[string]json.RawMessage, key string) T {
 // engine's own answer.
 func TestOpenAIClient(t *testing.T) {
 	v := newEnv(t, serve.Config{ModelName: "llama3", APIKey: "test-key", MaxQueue: 64, MaxBodyBytes: 1 << 20}, nil)
-	rep := runClient(t, v, "test-key")
+	rep := runClient(t, v, "test-key", "SLUICE_JSON_SCHEMA="+answerSchema)
 	tok := v.l.Tokenizer
 	ids := tok.Encode("The quick brown fox", true)
 	gen := func(p infer.SamplingParams, prompt []int32) []infer.Completion {
@@ -235,6 +235,8 @@ func TestOpenAIClient(t *testing.T) {
 		}
 	}
 
+	checkJSON(t, rep)
+
 	type apiErr struct {
 		Status  int    `json:"status"`
 		Param   string `json:"param"`
@@ -248,6 +250,48 @@ func TestOpenAIClient(t *testing.T) {
 		got := field[apiErr](t, rep, key)
 		if got.Status != want.Status || got.Param != want.Param || !strings.Contains(got.Message, want.Message) {
 			t.Errorf("%s: the client saw %+v, want %+v", key, got, want)
+		}
+	}
+}
+
+// answerSchema is the json_schema response format of TestOpenAIClient:
+// bounded, so that every completion ends within max_tokens.
+const answerSchema = `{"type": "object", "properties": {"answer": {"type": "string", "maxLength": 12}, "n": {"type": "integer"},
+	"ok": {"type": "boolean"}, "tags": {"type": "array", "items": {"enum": ["x", "y"]}, "maxItems": 2}}, "required": ["answer", "n", "ok"],
+	"additionalProperties": false}`
+
+// checkJSON checks the structured outputs: every json_schema completion
+// parses and validates; every json_object one that ended parses as an
+// object, and one that ran out of tokens is a prefix of one.
+func checkJSON(t *testing.T, rep map[string]json.RawMessage) {
+	t.Helper()
+	type out struct {
+		Content string `json:"content"`
+		Finish  string `json:"finish"`
+	}
+	for i, o := range field[[]out](t, rep, "json_schema") {
+		var v struct {
+			Answer *string   `json:"answer"`
+			N      *int64    `json:"n"`
+			OK     *bool     `json:"ok"`
+			Tags   *[]string `json:"tags"`
+		}
+		dec := json.NewDecoder(strings.NewReader(o.Content))
+		dec.DisallowUnknownFields()
+		err := dec.Decode(&v)
+		if err != nil || o.Finish != "stop" || v.Answer == nil || v.N == nil || v.OK == nil || len([]rune(*v.Answer)) > 12 ||
+			v.Tags != nil && (len(*v.Tags) > 2 || slices.ContainsFunc(*v.Tags, func(s string) bool { return s != "x" && s != "y" })) {
+			t.Errorf("json_schema choice %d: %q (%s, %v) does not validate", i, o.Content, o.Finish, err)
+		}
+	}
+	for i, o := range field[[]out](t, rep, "json_object") {
+		var m map[string]any
+		if o.Finish == "stop" {
+			if err := json.Unmarshal([]byte(o.Content), &m); err != nil {
+				t.Errorf("json_object choice %d: %q: %v", i, o.Content, err)
+			}
+		} else if !strings.HasPrefix(o.Content, "{") {
+			t.Errorf("json_object choice %d ran out of tokens at %q, not inside an object", i, o.Content)
 		}
 	}
 }

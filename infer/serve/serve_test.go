@@ -241,6 +241,8 @@ func TestErrors(t *testing.T) {
 		{"/v1/chat/completions", `{"messages": []}`, auth, 400, "messages", "messages is empty"},
 		{"/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}`, auth, 400, "top_logprobs", "needs logprobs"},
 		{"/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}`, auth, 400, "response_format.type", "yaml"},
+		{"/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"anyOf": []}}}}`,
+			auth, 400, "response_format.json_schema.schema", `"anyOf" is not supported`},
 		{"/v1/nothing", `{}`, auth, 404, "", "no route"},
 		{"/detokenize", `{"tokens": [1, -2]}`, auth, 400, "tokens", "tokens[1]"},
 	} {

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/serve/structured"
 	"github.com/sluicehq/sluice/infer/tokenizer"
 )
 
@@ -91,6 +92,9 @@ type Server struct {
 	mux     *http.ServeMux
 	reg     *prometheus.Registry
 	m       *metrics
+
+	vocabOnce sync.Once
+	jsonVocab *structured.Vocab // the tokens' bytes, for response_format
 
 	admitted atomic.Int64 // completions admitted and not finished
 	draining atomic.Bool
