@@ -463,3 +463,60 @@ func TestDrain(t *testing.T) {
 		t.Errorf("Run: %v", err)
 	}
 }
+
+// TestMetrics checks /metrics after a few requests: vLLM's names with the
+// sluice: prefix, counting what the requests did.
+func TestMetrics(t *testing.T) {
+	v := newEnv(t, serve.DefaultConfig(), nil)
+	prompt := "A shared prefix that is long enough to fill a block or two of the cache, then"
+	for i := range 3 {
+		code, b := post(t, v.url+"/v1/completions", fmt.Sprintf(`{"prompt": %q, "max_tokens": 8, "ignore_eos": true, "stream": %v}`, prompt, i%2 == 1))
+		if code != 200 {
+			t.Fatalf("%d %s", code, b)
+		}
+	}
+	resp, err := http.Get(v.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	values := map[string]float64{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		name, rest, _ := strings.Cut(l, "{")
+		_, val, _ := strings.Cut(rest, "} ")
+		var f float64
+		fmt.Sscan(val, &f)
+		if !strings.Contains(rest, "le=") && !strings.Contains(rest, "finished_reason") {
+			values[name] = f
+		}
+	}
+	n := float64(len(v.l.Tokenizer.Encode(prompt, true)))
+	for name, want := range map[string]float64{
+		"sluice:num_requests_running":              1e9, // present; any value
+		"sluice:num_requests_waiting":              1e9,
+		"sluice:kv_cache_usage_perc":               1e9,
+		"sluice:prompt_tokens_total":               3 * n,
+		"sluice:generation_tokens_total":           24,
+		"sluice:time_to_first_token_seconds_count": 3,
+		"sluice:e2e_request_latency_seconds_count": 3,
+		"sluice:inter_token_latency_seconds_count": 21,
+		"sluice:prefix_cache_queries_total":        3 * n,
+		"sluice:request_generation_tokens_count":   3,
+		"sluice:num_requests_admitted":             0,
+	} {
+		got, ok := values[name]
+		if !ok || want != 1e9 && got != want {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+	if values["sluice:prefix_cache_hits_total"] <= 0 {
+		t.Errorf("sluice:prefix_cache_hits_total = %v, want > 0 for three equal prompts", values["sluice:prefix_cache_hits_total"])
+	}
+	if !strings.Contains(string(b), `sluice:request_success_total{finished_reason="length",model_name="llama3"} 3`) {
+		t.Errorf("no request_success_total of 3 with finished_reason length in\n%s", b)
+	}
+}
