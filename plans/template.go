@@ -44,7 +44,7 @@ var tmplFields = []string{"ScheduledTime", "RunID", "Name", "Params"}
 
 // funcs are the template functions. env reads only allowed names.
 func (p *Plan) funcs(lookup func(string) (string, bool)) template.FuncMap {
-	return template.FuncMap{
+	fm := template.FuncMap{
 		"date":    func(layout string, t time.Time) string { return t.Format(layout) },
 		"addDays": func(n int, t time.Time) time.Time { return t.AddDate(0, 0, n) },
 		"upper":   strings.ToUpper,
@@ -66,6 +66,8 @@ func (p *Plan) funcs(lookup func(string) (string, bool)) template.FuncMap {
 			return v, nil
 		},
 	}
+	maps.Copy(fm, exprFuncs)
+	return fm
 }
 
 func (p *Plan) envAllowed(name string) bool {
@@ -288,6 +290,14 @@ func (d *decoder) checkNames(n *yaml.Node, path string, node parse.Node, rootDot
 //	default "x"         "x" when the piped value is empty: .Params.region | default "eu"
 //	env "NAME"          an environment variable ("" when unset), only SLUICE_*
 //	                    names and names listed under env_allow
+//	raw                 in an expression, insert the text as written (see below)
+//
+// In an expression (a filter, a with_column expr) each action's output is
+// one literal, never expression text: a number or true/false as is,
+// anything else as a quoted string, and quotes doubled inside a '...'
+// string or "..." identifier. So --param min_price='0 OR TRUE' makes
+// price > '0 OR TRUE', a type error, not a wider filter. End an action
+// with | raw where the plan wants expression text pasted in.
 func (p *Plan) Render(vars Vars) (*Plan, error) {
 	if p.root == nil {
 		if err := p.lints.Err(); err != nil {
@@ -332,6 +342,9 @@ func (p *Plan) Render(vars Vars) (*Plan, error) {
 			return // an aliased node, rendered once
 		}
 		t, err := template.New(path).Funcs(funcs).Option("missingkey=error").Parse(n.Value)
+		if err == nil && exprPath.MatchString(path) {
+			err = escapeExpr(t)
+		}
 		if err == nil {
 			var b strings.Builder
 			if err = t.Execute(&b, data); err == nil {
