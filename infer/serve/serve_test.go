@@ -520,3 +520,21 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("no request_success_total of 3 with finished_reason length in\n%s", b)
 	}
 }
+
+// TestDrainRefuses: once draining, new requests and /health get 503.
+func TestDrainRefuses(t *testing.T) {
+	v := newEnv(t, serve.DefaultConfig(), nil)
+	v.s.Drain()
+	code, b := post(t, v.url+"/v1/completions", `{"prompt": "x"}`)
+	if code != http.StatusServiceUnavailable || !bytes.Contains(b, []byte("shutting down")) {
+		t.Errorf("completions while draining: %d %s, want 503", code, b)
+	}
+	resp, err := http.Get(v.url + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/health while draining: %d, want 503", resp.StatusCode)
+	}
+}
