@@ -485,7 +485,7 @@ func startCluster(ctx context.Context, e *env, self, dir string, coords, workers
 		}
 	}
 	c.cl = api.NewClient(urls, token)
-	if err := c.wait(ctx, fmt.Sprintf("%d coordinators", coords), func() bool { return len(c.status(ctx).Nodes) == coords }); err != nil {
+	if err := c.wait(ctx, fmt.Sprintf("%d coordinators", coords), func() bool { return c.status(ctx).Voters() == coords }); err != nil {
 		return nil, err
 	}
 	for i := range workers {

@@ -86,7 +86,7 @@ func TestChaos(t *testing.T) {
 		cl.Do(ctx, http.MethodGet, "/v1/cluster", nil, &st)
 		return st
 	}
-	poll(t, "three voters", func() bool { return len(status().Nodes) == 3 })
+	poll(t, "three voters", func() bool { return status().Voters() == 3 })
 	workers := map[string]*proc{}
 	for i := range 3 {
 		wdir := filepath.Join(dir, fmt.Sprint("w", i+1))

@@ -106,7 +106,7 @@ func TestCoordinatorKill9(t *testing.T) {
 		cl.Do(context.Background(), http.MethodGet, "/v1/cluster", nil, &st)
 		return st
 	}
-	poll(t, "three voters", func() bool { return len(status(cl).Nodes) == 3 })
+	poll(t, "three voters", func() bool { return status(cl).Voters() == 3 })
 	background(t, "worker", "--coordinators", "127.0.0.1:1,"+urls[1]+","+urls[2]+","+urls[0], "--data-dir", filepath.Join(dir, "w1"),
 		"--addr", "127.0.0.1:0", "--resources", "cpu=2,gpu=0,memory=4GiB", "--token-file", tokenFile, "--heartbeat", "100ms")
 

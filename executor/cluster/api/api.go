@@ -7,7 +7,7 @@
 //	GET  /v1/jobs                  → []state.Job
 //	GET  /v1/jobs/{id}             → JobStatus
 //	POST /v1/jobs/{id}/cancel      → IDResponse
-//	POST /v1/workers               RegisterRequest → IDResponse
+//	POST /v1/workers               RegisterRequest → RegisterResponse
 //	POST /v1/workers/{id}/heartbeat → HeartbeatResponse
 //	POST /v1/tasks/{id}/start      TaskReport → IDResponse
 //	POST /v1/tasks/{id}/finish     TaskReport → IDResponse
@@ -180,6 +180,16 @@ type Producer struct {
 	Missing bool `json:"missing,omitempty"`
 }
 
+// RegisterResponse answers a registration with the worker's credential:
+// the bearer token of its own heartbeats, reports and later
+// registrations, and of nothing else. The worker keeps it in its data
+// directory; a registered worker id is refused to any other credential.
+type RegisterResponse struct {
+	ID         string `json:"id"`
+	Kind       string `json:"kind,omitempty"`
+	Credential string `json:"credential"`
+}
+
 // TaskReport is a worker's report on one attempt of a task.
 type TaskReport struct {
 	RequestID string `json:"request_id"`
@@ -249,6 +259,18 @@ type ClusterStatus struct {
 	Tasks   map[string]int `json:"tasks"`
 }
 
+// Voters counts the coordinators that are voters (a joining one is a
+// non-voter until it has caught up).
+func (s ClusterStatus) Voters() int {
+	n := 0
+	for _, x := range s.Nodes {
+		if x.Suffrage == "Voter" {
+			n++
+		}
+	}
+	return n
+}
+
 // NodeStatus is one coordinator.
 type NodeStatus struct {
 	ID       string `json:"id"`
@@ -304,6 +326,14 @@ func (c *Client) SetTLS(cfg *tls.Config) {
 	for i, u := range c.URLs {
 		c.URLs[i] = strings.Replace(u, "http://", "https://", 1)
 	}
+}
+
+// SetToken replaces the bearer token, safely while calls are in flight
+// (a worker switches to its own credential once registered).
+func (c *Client) SetToken(tok string) {
+	c.mu.Lock()
+	c.Token = tok
+	c.mu.Unlock()
 }
 
 // Do sends one call; in and out may be nil. A coordinator that cannot be
@@ -382,7 +412,10 @@ func (c *Client) do(ctx context.Context, url, method string, body []byte, out an
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
+	c.mu.Lock()
+	tok := c.Token
+	c.mu.Unlock()
+	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

@@ -85,7 +85,7 @@ func start(t testing.TB, n int) *harness {
 	t.Cleanup(h.shutdown)
 	h.waitFor("all voters", func() bool {
 		l := h.leader()
-		return len(l.Status().Nodes) == n
+		return l.Status().Voters() == n
 	})
 	return h
 }
@@ -343,7 +343,7 @@ func TestWorkerStoppedTaskMoves(t *testing.T) {
 		t.Fatalf("task: %+v", tk)
 	}
 	// w1's late report of attempt 1 is stale.
-	err := cl.Do(context.Background(), http.MethodPost, "/v1/tasks/"+id+"-t0/finish",
+	err := api.NewClient(h.urls(), WorkerCredential(token, w1.ID())).Do(context.Background(), http.MethodPost, "/v1/tasks/"+id+"-t0/finish",
 		api.TaskReport{Worker: w1.ID(), Attempt: 1, OK: true}, nil)
 	if !errors.Is(err, api.ErrConflict) {
 		t.Fatalf("stale report: %v", err)
@@ -439,14 +439,15 @@ func TestHeartbeatLongPoll(t *testing.T) {
 		Resources: state.Resources{CPU: 1, Memory: 1 << 30}}, nil); err != nil {
 		t.Fatal(err)
 	}
+	wcl := api.NewClient(h.urls(), WorkerCredential(token, "w-poll"))
 	var first api.HeartbeatResponse
-	if err := cl.Do(ctx, http.MethodPost, "/v1/workers/w-poll/heartbeat", nil, &first); err != nil || len(first.Tasks) != 0 {
+	if err := wcl.Do(ctx, http.MethodPost, "/v1/workers/w-poll/heartbeat", nil, &first); err != nil || len(first.Tasks) != 0 {
 		t.Fatalf("first heartbeat: %+v %v", first, err)
 	}
 	got := make(chan api.HeartbeatResponse, 1)
 	go func() {
 		var hb api.HeartbeatResponse
-		if err := cl.Do(ctx, http.MethodPost, "/v1/workers/w-poll/heartbeat?wait=5s&known="+api.Digest(first.Tasks), nil, &hb); err != nil {
+		if err := wcl.Do(ctx, http.MethodPost, "/v1/workers/w-poll/heartbeat?wait=5s&known="+api.Digest(first.Tasks), nil, &hb); err != nil {
 			t.Error(err)
 		}
 		got <- hb

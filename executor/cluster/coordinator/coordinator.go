@@ -191,6 +191,8 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 		}
 	}()
 	go func() { defer c.wg.Done(); c.lead(ctx) }()
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); c.promoteSelf(ctx) }()
 	if cfg.Join != "" && !c.hasState {
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.join(ctx) }()
@@ -484,7 +486,7 @@ func (c *Coordinator) lead(ctx context.Context) {
 
 // join asks the cluster at cfg.Join to add this node, until it does.
 func (c *Coordinator) join(ctx context.Context) {
-	cl := api.NewClient([]string{c.cfg.Join}, c.cfg.Token)
+	cl := api.NewClient([]string{c.cfg.Join}, c.cfg.secret())
 	cl.SetTLS(c.cfg.ClientTLS)
 	cl.Retry = 0 // join retries itself
 	req := api.JoinRequest{ID: c.cfg.NodeID, RaftAddr: string(c.trans.LocalAddr()), APIAddr: c.ln.Addr().String()}

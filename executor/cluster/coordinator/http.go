@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,26 +35,13 @@ func (c *Coordinator) handler() http.Handler {
 	mux.HandleFunc("POST /v1/workers/{id}/reports", w(c.reports))
 	mux.HandleFunc("POST /v1/cluster/join", w(c.joinNode))
 	mux.HandleFunc("POST /v1/cluster/remove", w(c.removeNode))
+	mux.HandleFunc("POST /v1/cluster/promote", w(c.promoteNode))
 	mux.HandleFunc("GET /v1/cluster", c.current(c.status))
 	mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		c.fsm.read(func(s *state.State) { c.met.write(rw, s, c.IsLeader()) })
 	})
 	return c.auth(mux)
-}
-
-// auth refuses calls without the bearer token, and logs them without it.
-func (c *Coordinator) auth(next http.Handler) http.Handler {
-	want := []byte("Bearer " + c.cfg.Token)
-	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			c.log.Warn("unauthorized request", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
-			writeError(rw, http.StatusUnauthorized, errors.New("missing or wrong bearer token"))
-			return
-		}
-		r.Body = http.MaxBytesReader(rw, r.Body, api.MaxBody)
-		next.ServeHTTP(rw, r)
-	})
 }
 
 // leaderOnly forwards a write to the leader when this node follows.
@@ -237,19 +223,6 @@ func (c *Coordinator) cancelJob(rw http.ResponseWriter, r *http.Request) {
 	c.propose(rw, state.Command{Op: state.OpCancel, ID: r.PathValue("id")}, "job")
 }
 
-func (c *Coordinator) register(rw http.ResponseWriter, r *http.Request) {
-	var req api.RegisterRequest
-	if !decode(rw, r, &req) {
-		return
-	}
-	if req.ID == "" || req.Resources.CPU < 0 || req.Resources.GPU < 0 || req.Resources.Memory < 0 {
-		writeError(rw, http.StatusBadRequest, errors.New("register: want a worker id and non-negative resources"))
-		return
-	}
-	c.propose(rw, state.Command{Op: state.OpRegister, RequestID: req.RequestID,
-		Register: &state.Worker{ID: req.ID, Addr: req.Addr, Resources: req.Resources}}, "worker")
-}
-
 func (c *Coordinator) heartbeat(rw http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	// A heartbeat reaches the log only when the replicated one is getting
@@ -310,6 +283,10 @@ func (c *Coordinator) report(op state.Op) http.HandlerFunc {
 		if !decode(rw, r, &req) {
 			return
 		}
+		if who := callerOf(r); req.Worker != who.worker {
+			writeError(rw, http.StatusForbidden, fmt.Errorf("%w: worker %s's credential cannot report as worker %q", errForbidden, who.worker, req.Worker))
+			return
+		}
 		c.propose(rw, req.Command(op, r.PathValue("id")), "task")
 	}
 }
@@ -348,24 +325,6 @@ func (c *Coordinator) reports(rw http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(rw, http.StatusOK, out)
-}
-
-func (c *Coordinator) joinNode(rw http.ResponseWriter, r *http.Request) {
-	var req api.JoinRequest
-	if !decode(rw, r, &req) {
-		return
-	}
-	if req.ID == "" || req.RaftAddr == "" {
-		writeError(rw, http.StatusBadRequest, errors.New("join: want id and raft_addr"))
-		return
-	}
-	f := c.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, c.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
-		writeError(rw, http.StatusServiceUnavailable, fmt.Errorf("add voter %s: %w", req.ID, err))
-		return
-	}
-	c.log.Info("voter added", "id", req.ID, "raft", req.RaftAddr)
-	c.propose(rw, state.Command{Op: state.OpNode, Node: &state.Node{ID: req.ID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr}}, "node")
 }
 
 func (c *Coordinator) removeNode(rw http.ResponseWriter, r *http.Request) {

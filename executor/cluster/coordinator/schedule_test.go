@@ -45,7 +45,7 @@ func startWith(t testing.TB, n int, edit func(*Config)) *harness {
 		}
 	}
 	t.Cleanup(h.shutdown)
-	h.waitFor("all voters", func() bool { return len(h.leader().Status().Nodes) == n })
+	h.waitFor("all voters", func() bool { return h.leader().Status().Voters() == n })
 	return h
 }
 

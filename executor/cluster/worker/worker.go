@@ -143,6 +143,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	cl := api.NewClient(cfg.Coordinators, cfg.Token)
 	cl.SetTLS(cfg.TLS)
+	if cred := loadCredential(cfg.DataDir); cred != "" {
+		cl.SetToken(cred) // registered before: its own credential from now on
+	}
 	w := &Worker{cfg: cfg, id: id, cl: cl,
 		log: cfg.Logger.With("worker", id), running: map[string]*run{}, done: map[string]bool{},
 		rwake: make(chan struct{}, 1), flight: blocks.NewClient(cfg.Token)}
@@ -221,12 +224,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	for {
 		again := false // heartbeat again at once
 		if !registered {
+			var reg api.RegisterResponse
 			err := w.cl.Do(ctx, http.MethodPost, "/v1/workers", api.RegisterRequest{
-				ID: w.id, Addr: w.cfg.Addr, Resources: w.cfg.Resources}, nil)
-			if errors.Is(err, api.ErrUnauthorized) {
-				return fmt.Errorf("worker: register: %w", err)
+				ID: w.id, Addr: w.cfg.Addr, Resources: w.cfg.Resources}, &reg)
+			if err := registerFailure(w.cfg.DataDir, err); err != nil {
+				return err
 			}
 			if err == nil {
+				if err := w.keepCredential(reg.Credential); err != nil {
+					return err
+				}
 				registered = true
 				w.log.Info("registered", "resources", w.cfg.Resources)
 			} else if ctx.Err() == nil {
