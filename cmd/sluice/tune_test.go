@@ -168,3 +168,49 @@ func TestTuneErrors(t *testing.T) {
 		})
 	}
 }
+
+// The example search over the llama3 fixture's LoRA fine-tune, with the
+// real `sluice train` (this test binary acting as sluice). Skipped until
+// the train command exists.
+func TestTuneExampleWithTrain(t *testing.T) {
+	registered := false
+	for _, c := range commands {
+		registered = registered || c.name == "train"
+	}
+	if !registered {
+		t.Skip("sluice train is not registered yet")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "examples/tune/lora-search.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := strings.NewReplacer("num_samples: 8", "num_samples: 3",
+		"model: infer/", "model: "+root+"/infer/", "data: examples/", "data: "+root+"/examples/").Replace(string(b))
+	dir := t.TempDir()
+	file := filepath.Join(dir, "lora-search.yaml")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SLUICE_TEST_MAIN", "1") // the trials' processes act as sluice
+	old := trainCommand
+	trainCommand = func() ([]string, error) { return []string{os.Args[0], "train"}, nil }
+	defer func() { trainCommand = old }()
+	code, stdout, stderr := sluice(t, "tune", file, "--dir", filepath.Join(dir, "exp"))
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	var sum struct {
+		Best *struct {
+			Metric float64 `json:"metric"`
+		} `json:"best"`
+		Trials int `json:"trials"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil || sum.Trials != 3 || sum.Best == nil || !(sum.Best.Metric > 0) {
+		t.Errorf("summary %q: %v\n%s", lines[len(lines)-1], err, stderr)
+	}
+}
