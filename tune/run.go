@@ -349,7 +349,7 @@ func (r *runner) reward(v float64) float64 {
 // note records a metric value in a trial's last and best.
 func (r *runner) note(t *TrialState, v float64) {
 	t.Last = &v
-	if t.Best == nil || better(r.cfg.Mode, v, *t.Best) || math.IsNaN(*t.Best) {
+	if t.Best == nil || better(r.cfg.Mode, v, *t.Best) {
 		b := v
 		t.Best = &b
 	}
@@ -495,10 +495,16 @@ func (r *runner) handle(ctx context.Context, ev event) error {
 			ev.reply <- ErrStopped
 			return nil
 		}
+		if err := ctx.Err(); err != nil {
+			ev.reply <- err // interrupted: the trial reruns on resume
+			return nil
+		}
 		t.Iterations++
 		m := make(map[string]float64, len(ev.metrics)+1)
 		for k, v := range ev.metrics {
-			m[k] = v
+			if !math.IsNaN(v) && !math.IsInf(v, 0) { // JSON has no NaN
+				m[k] = v
+			}
 		}
 		m["iteration"] = float64(t.Iterations)
 		t.Reports = append(t.Reports, m)
@@ -516,6 +522,12 @@ func (r *runner) handle(ctx context.Context, ev event) error {
 			return nil
 		}
 		r.seen = true
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			// A diverged run: nothing to rank it by at this iteration.
+			t.Last = nil
+			ev.reply <- nil
+			return r.save(ctx, false)
+		}
 		r.note(t, v)
 		ckpt := 0
 		if n := len(t.Checkpoints); n > 0 {

@@ -256,3 +256,29 @@ func testResume(t *testing.T, dir string) {
 		t.Errorf("resume with another seed: %v", err)
 	}
 }
+
+// A NaN or infinite metric (a diverged run) is kept out of the state's
+// JSON and of the ranking; the trial runs on.
+func TestRunNaN(t *testing.T) {
+	dir := t.TempDir()
+	exp, err := Run(context.Background(), Config{Space: quadSpace, Metric: "loss", Mode: Min, NumSamples: 2, Dir: dir, Scheduler: NewASHA()},
+		func(ctx context.Context, tr *Trial) error {
+			for _, v := range []float64{3, math.NaN(), math.Inf(1), 2} {
+				if err := tr.Report(map[string]float64{"loss": v, "other": math.NaN()}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range exp.Trials {
+		if tr.Status != Done || tr.Iterations != 4 || *tr.Best != 2 || *tr.Last != 2 {
+			t.Errorf("%s: %s", tr.ID, exp.JSONL())
+		}
+	}
+	if _, err := Load(context.Background(), dir); err != nil {
+		t.Fatal(err)
+	}
+}
