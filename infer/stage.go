@@ -25,6 +25,16 @@ const (
 	OnErrorColumn = "column"
 )
 
+// OnNull values of StageConfig.
+const (
+	// OnNullError makes a null prompt an error of its row, which OnError
+	// then handles (by default it fails the job, naming the row).
+	OnNullError = "error"
+	// OnNullSkip keeps a row whose prompt is null without generating: its
+	// completion, token counts, finish_reason (and error column) are null.
+	OnNullSkip = "skip"
+)
+
 // StageConfig configures the dataset stage Generate.
 type StageConfig struct {
 	// Model is the model directory, local or s3://.
@@ -66,6 +76,9 @@ type StageConfig struct {
 	TokenIDs string `json:"token_ids,omitempty" yaml:"token_ids,omitempty"`
 	// OnError is "fail" (default) or "column".
 	OnError string `json:"on_error,omitempty" yaml:"on_error,omitempty"`
+	// OnNull is what a null prompt does: "error" (default; handled as
+	// OnError says) or "skip" (the row is kept with null outputs).
+	OnNull string `json:"on_null,omitempty" yaml:"on_null,omitempty"`
 	// ErrorColumn names the error column of OnError "column" (default
 	// "error"): null where the row was served.
 	ErrorColumn string `json:"error_column,omitempty" yaml:"error_column,omitempty"`
@@ -80,6 +93,9 @@ func (c StageConfig) withDefaults() StageConfig {
 	}
 	if c.OnError == "" {
 		c.OnError = OnErrorFail
+	}
+	if c.OnNull == "" {
+		c.OnNull = OnNullError
 	}
 	if c.ErrorColumn == "" {
 		c.ErrorColumn = "error"
@@ -105,6 +121,8 @@ func (c StageConfig) Validate() error {
 		return bad("model is required")
 	case c.OnError != OnErrorFail && c.OnError != OnErrorColumn:
 		return bad("on_error must be %q or %q, got %q", OnErrorFail, OnErrorColumn, c.OnError)
+	case c.OnNull != OnNullError && c.OnNull != OnNullSkip:
+		return bad("on_null must be %q or %q, got %q", OnNullError, OnNullSkip, c.OnNull)
 	case c.Params.withDefaults().N != 1:
 		return bad("params.n must be 1 (one completion per row), got %d", c.Params.N)
 	}
@@ -141,7 +159,8 @@ func (c StageConfig) Validate() error {
 // OnError "column" the error column. A row that cannot be served (empty
 // or null prompt, too long) fails the batch with an error naming the
 // row, or with OnError "column" gets its error there and nulls in the
-// other added columns.
+// other added columns. With OnNull "skip", a null prompt is no error: its
+// row is kept with every added column null.
 func Generate(cfg StageConfig) dataset.BatchFunc {
 	cfg = cfg.withDefaults()
 	verr := cfg.Validate()
@@ -297,6 +316,9 @@ func runStage(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch, 
 	var reqs []Request
 	var rows []int // row of each request
 	for i := range n {
+		if cfg.OnNull == OnNullSkip && col.IsNull(i) {
+			continue // neither a request nor an error: all nulls below
+		}
 		r, err := rowRequest(col, i, cfg)
 		if err != nil {
 			rowErr[i] = err
@@ -351,7 +373,11 @@ func runStage(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch, 
 			ctoks.AppendNull()
 			reason.AppendNull()
 			ids.AppendNull()
-			errCol.Append(rowErr[i].Error())
+			if rowErr[i] != nil {
+				errCol.Append(rowErr[i].Error())
+			} else {
+				errCol.AppendNull() // a skipped null prompt
+			}
 			continue
 		}
 		text.Append(c.Text)

@@ -562,7 +562,8 @@ func compileJoin(c *compiler, s Step) {
 // batch's prompts join one continuous batch.
 func compileInfer(c *compiler, s Step) {
 	st := s.(*Infer)
-	cfg := infer.StageConfig{Model: st.Model, Prompt: st.Input, Output: st.Output, Device: st.Device, DType: st.DType}
+	cfg := infer.StageConfig{Model: st.Model, Prompt: st.Input, Output: st.Output, Device: st.Device, DType: st.DType,
+		OnError: st.OnError, OnNull: st.OnNull}
 	cfg.Params.MaxTokens = int(st.MaxTokens)
 	cfg.Params.Temperature = st.Temperature
 	if st.MaxTokens == 0 {

@@ -174,6 +174,7 @@ type Infer struct {
 	MaxTokens            int64
 	Temperature          float64
 	Device, DType        string // "" or "auto": by device
+	OnError, OnNull      string // "": fail, error
 	stepAt
 }
 
@@ -543,6 +544,7 @@ func decodeInfer(d *decoder, n *yaml.Node, path string) Step {
 	i.MaxTokens, _ = intValue(get(n, "max_tokens"))
 	i.Temperature, _ = floatValue(get(n, "temperature"))
 	i.Device, i.DType = scalar(get(n, "device")), scalar(get(n, "dtype"))
+	i.OnError, i.OnNull = scalar(get(n, "on_error")), scalar(get(n, "on_null"))
 	return i
 }
 

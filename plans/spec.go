@@ -176,7 +176,9 @@ var stepDefs = sync.OnceValue(func() []*stepDef {
 				opt("max_tokens", integer("The most tokens to generate per row.", 1)),
 				opt("temperature", number("The sampling temperature (0: greedy).")),
 				opt("device", &spec{kind: kString, doc: "The device: auto (a GPU when there is one), cpu or cuda.", enum: []string{"auto", "cpu", "cuda"}, def: "auto"}),
-				opt("dtype", &spec{kind: kString, doc: "The weights' and KV cache's dtype: auto (f32 on the cpu, bf16 on a GPU), f32, bf16 or f16.", enum: []string{"auto", "f32", "bf16", "f16"}, def: "auto"}))},
+				opt("dtype", &spec{kind: kString, doc: "The weights' and KV cache's dtype: auto (f32 on the cpu, bf16 on a GPU), f32, bf16 or f16.", enum: []string{"auto", "f32", "bf16", "f16"}, def: "auto"}),
+				opt("on_error", &spec{kind: kString, doc: "A row that cannot be served (empty or too long prompt): fail stops the job naming the row; column writes its error to the error column and goes on.", enum: []string{"fail", "column"}, def: "fail"}),
+				opt("on_null", &spec{kind: kString, doc: "A null prompt: error makes it an error of its row (see on_error); skip keeps the row with null outputs.", enum: []string{"error", "skip"}, def: "error"}))},
 		{name: "map_batches", decode: decodeMapBatches, compile: compileMapBatches, spec: mapBatchesSpec()},
 	}
 	return defs
