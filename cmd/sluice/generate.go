@@ -85,6 +85,41 @@ func (o *engineFlags) open() (*infer.Engine, *infer.Loaded, func() error, error)
 	return e, l, func() error { return errors.Join(e.Close(), l.Close()) }, nil
 }
 
+// checkPrompts fails, naming the flags, where infer would name its Go
+// fields or cut a completion short: text prompts or stop strings without
+// a tokenizer, and a prompt whose tokens plus --max-tokens pass the max
+// model length (the engine would stop at the length, reporting
+// finish_reason "length" as if --max-tokens were reached). The --prompt
+// requests come first in reqs, then the --prompt-ids ones.
+func checkPrompts(reqs []infer.Request, tok *tokenizer.Tokenizer, maxLen int, model string, nText, nStops int) error {
+	if tok == nil && (nText > 0 || nStops > 0) {
+		what := "--prompt"
+		if nText == 0 {
+			what = "--stop"
+		}
+		return fmt.Errorf("%s needs a tokenizer, and %s has no tokenizer.json: give --tokenizer DIR, or the prompt as token ids with --prompt-ids", what, model)
+	}
+	for i, r := range reqs {
+		n := len(r.PromptIDs)
+		flag := fmt.Sprintf("--prompt-ids #%d", i-nText+1)
+		switch {
+		case r.Messages != nil:
+			text, err := tok.ApplyChatTemplate(r.Messages, true)
+			if err != nil {
+				return fmt.Errorf("--prompt #%d: chat template: %w", i+1, err)
+			}
+			n, flag = len(tok.Encode(text, false)), fmt.Sprintf("--prompt #%d", i+1)
+		case r.Prompt != "":
+			n, flag = len(tok.Encode(r.Prompt, true)), fmt.Sprintf("--prompt #%d", i+1)
+		}
+		if n+r.Params.MaxTokens > maxLen {
+			return fmt.Errorf("%s: %d prompt tokens + --max-tokens %d = %d tokens, past the max model length of %d: shorten the prompt, lower --max-tokens or raise --max-model-len",
+				flag, n, r.Params.MaxTokens, n+r.Params.MaxTokens, maxLen)
+		}
+	}
+	return nil
+}
+
 func parseIDs(s string) ([]int32, error) {
 	var ids []int32
 	for f := range strings.SplitSeq(s, ",") {
@@ -153,6 +188,11 @@ func init() {
 			if g.output != "text" && g.output != "json" {
 				return fmt.Errorf("--output must be text or json, got %q", g.output)
 			}
+			if g.params.MaxTokens < 1 {
+				// infer reads 0 as "the default, 16": on the command line 0
+				// would silently make 16 tokens.
+				return fmt.Errorf("--max-tokens must be at least 1, got %d", g.params.MaxTokens)
+			}
 			p := g.params
 			p.Stop = g.stops
 			ids, err := parseIDs(g.stopIDs)
@@ -182,9 +222,12 @@ func init() {
 				}
 				reqs = append(reqs, infer.Request{PromptIDs: ids, Params: p})
 			}
-			e, _, closeAll, err := g.engineFlags.open()
+			e, l, closeAll, err := g.engineFlags.open()
 			if err != nil {
 				return err
+			}
+			if err := checkPrompts(reqs, l.Tokenizer, e.Config().MaxModelLen, g.model, len(g.prompts), len(g.stops)); err != nil {
+				return errors.Join(err, closeAll())
 			}
 			comps, genErr := e.Generate(ctx, reqs)
 			enc := json.NewEncoder(env.stdout)
