@@ -6,10 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/infer/serve"
+	"github.com/sluicehq/sluice/infer/serve/router"
 )
 
 // sluice serve: the OpenAI-compatible server over one engine.
@@ -69,6 +72,56 @@ func init() {
 			fmt.Fprintf(env.stdout, "sluice serve: %s on http://%s (model %q)\n", f.model, ln.Addr(), cfg.ModelName)
 			err = s.Run(ctx, ln)
 			return errors.Join(err, closeAll())
+		},
+	})
+}
+
+func init() {
+	var f struct {
+		listen, replicas, policy string
+		prefix                   int
+	}
+	register(&command{
+		name:    "router",
+		summary: "route OpenAI API requests over sluice serve replicas (prefix affinity, power of two choices, retries)",
+		flags: func(fs *flag.FlagSet) {
+			d := router.DefaultConfig()
+			fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on")
+			fs.StringVar(&f.replicas, "replicas", "", "comma-separated base URLs of the replicas, http://host:port (required)")
+			fs.StringVar(&f.policy, "policy", d.Policy, "affinity (prompt prefix, then load), p2c (power of two choices) or random")
+			fs.IntVar(&f.prefix, "prefix-bytes", d.PrefixBytes, "bytes of the prompt's start that key its affinity")
+		},
+		run: func(ctx context.Context, env *env, args []string) error {
+			if len(args) > 0 || f.replicas == "" {
+				return fmt.Errorf("give --replicas: %w", errUsage)
+			}
+			cfg := router.DefaultConfig()
+			cfg.Policy, cfg.PrefixBytes = f.policy, f.prefix
+			for r := range strings.SplitSeq(f.replicas, ",") {
+				if r = strings.TrimSpace(r); r != "" {
+					cfg.Replicas = append(cfg.Replicas, r)
+				}
+			}
+			r, err := router.New(cfg)
+			if err != nil {
+				return fmt.Errorf("--replicas/--policy: %w", err)
+			}
+			ln, err := net.Listen("tcp", f.listen)
+			if err != nil {
+				return fmt.Errorf("--listen: %w", err)
+			}
+			fmt.Fprintf(env.stdout, "sluice router: http://%s over %d replicas (%s)\n", ln.Addr(), len(cfg.Replicas), cfg.Policy)
+			hs := &http.Server{Handler: r, ReadHeaderTimeout: 30 * time.Second}
+			errc := make(chan error, 1)
+			go func() { errc <- hs.Serve(ln) }()
+			select {
+			case err := <-errc:
+				return err
+			case <-ctx.Done():
+			}
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return hs.Shutdown(sctx)
 		},
 	})
 }

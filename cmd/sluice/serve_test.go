@@ -77,6 +77,38 @@ func TestServeCommand(t *testing.T) {
 		t.Errorf("sluice serve: %v %q, sluice generate: %v %q", got.Choices[0].TokenIDs, got.Choices[0].Text, want.TokenIDs, want.Text)
 	}
 
+	// sluice router in front of it.
+	var rout, rerr syncBuffer
+	rctx, rcancel := context.WithCancel(context.Background())
+	rexited := make(chan int, 1)
+	go func() {
+		rexited <- runMain(rctx, &env{stdout: &rout, stderr: &rerr}, []string{"router", "--listen", "127.0.0.1:0", "--replicas", url})
+	}()
+	rurl := ""
+	for deadline := time.Now().Add(30 * time.Second); rurl == ""; {
+		if time.Now().After(deadline) {
+			t.Fatalf("sluice router printed no address: %q %q", rout.String(), rerr.String())
+		}
+		rurl = addr.FindString(rout.String())
+		time.Sleep(10 * time.Millisecond) // polling the command's output with a deadline
+	}
+	req, _ = http.NewRequest("POST", rurl+"/v1/completions", strings.NewReader(
+		`{"model": "tiny", "prompt": [5, 6, 7, 8, 9], "max_tokens": 20, "temperature": 0, "ignore_eos": true, "return_token_ids": true}`))
+	req.Header.Set("Authorization", "Bearer k")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err := json.Unmarshal(b, &got); err != nil || len(got.Choices) != 1 || !slices.Equal(got.Choices[0].TokenIDs, want.TokenIDs) {
+		t.Errorf("through sluice router: %d %s, want tokens %v", resp.StatusCode, b, want.TokenIDs)
+	}
+	rcancel()
+	if code := <-rexited; code != 0 {
+		t.Errorf("sluice router exited %d: %s", code, rerr.String())
+	}
+
 	// The online benchmark against it.
 	var bench, bencherr bytes.Buffer
 	if code := runMain(context.Background(), &env{stdout: &bench, stderr: &bencherr}, []string{"bench", "serve", "--url", url,
