@@ -77,6 +77,10 @@ type grid struct {
 
 func (g *grid) Init(s Setup) error {
 	g.s = s
+	const limit = 1 << 20
+	if n := s.Space.gridSize(limit); n > limit {
+		return fmt.Errorf("%w: the grid has more than %d points: search some parameters at random (uniform, randint) or with tpe", ErrInvalid, limit)
+	}
 	g.points = s.Space.gridPoints("")
 	if len(g.points) == 0 {
 		return fmt.Errorf("%w: the grid has no points", ErrInvalid)

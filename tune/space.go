@@ -308,6 +308,32 @@ func (s Space) gridPoints(prefix string) []map[string]int {
 	return points
 }
 
+// gridSize counts gridPoints without building them, saturating at limit.
+func (s Space) gridSize(limit int) int {
+	n := 1
+	for _, v := range s {
+		var k int
+		switch v := v.(type) {
+		case Space:
+			k = v.gridSize(limit)
+		case Choice, Grid:
+			for _, o := range values(v) {
+				if sub, ok := o.(Space); ok {
+					k += sub.gridSize(limit)
+				} else {
+					k++
+				}
+			}
+		default:
+			k = 1
+		}
+		if n = n * min(k, limit); n > limit {
+			return limit + 1
+		}
+	}
+	return n
+}
+
 func gridValue(v any, path string) []map[string]int {
 	switch v := v.(type) {
 	case Space:
