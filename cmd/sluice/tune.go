@@ -97,7 +97,7 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool) error {
 	if errors.Is(err, tune.ErrNoMetric) {
 		return f.ErrorAt("tune.metric", err)
 	}
-	if errors.Is(err, tune.ErrInvalid) && exp == nil {
+	if errors.Is(err, tune.ErrInvalid) && exp == nil && strings.HasPrefix(err.Error(), "tune: searcher:") {
 		return f.ErrorAt("tune.space", err) // the file parsed: what is left is the space's (a grid too large)
 	}
 	if err != nil {
