@@ -1,0 +1,131 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var fixtureNames = []string{"llama2", "llama3", "mistral", "qwen2", "qwen3"}
+
+func fixtureDir(name string) string {
+	return filepath.Join("..", "infer", "model", "testdata", "fixtures", name)
+}
+
+type refParam struct {
+	Shape  []int     `json:"shape"`
+	Sum    float64   `json:"sum"`
+	Norm   float64   `json:"norm"`
+	Absmax float64   `json:"absmax"`
+	Index  []int     `json:"index"`
+	Values []float64 `json:"values"`
+}
+
+type refStep struct {
+	Step     int     `json:"step"`
+	Loss     float64 `json:"loss"`
+	LR       float64 `json:"lr"`
+	GradNorm float64 `json:"grad_norm"`
+}
+
+type reference struct {
+	Grad struct {
+		IDs    [][]int32           `json:"ids"`
+		Lens   []int               `json:"lens"`
+		Loss   float64             `json:"loss"`
+		Params map[string]refParam `json:"params"`
+	} `json:"grad"`
+	Batches []struct {
+		IDs  [][]int32 `json:"ids"`
+		Lens []int     `json:"lens"`
+	} `json:"batches"`
+	AdamW struct {
+		LR          float64   `json:"lr"`
+		WeightDecay float64   `json:"weight_decay"`
+		Warmup      int       `json:"warmup"`
+		MaxGradNorm float64   `json:"max_grad_norm"`
+		Steps       []refStep `json:"steps"`
+	} `json:"adamw"`
+	SGD struct {
+		LR       float64   `json:"lr"`
+		Momentum float64   `json:"momentum"`
+		Steps    []refStep `json:"steps"`
+	} `json:"sgd"`
+}
+
+func readReference(t *testing.T, name string) *reference {
+	t.Helper()
+	js, err := os.ReadFile(filepath.Join("testdata", "reference", name+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r reference
+	if err := json.Unmarshal(js, &r); err != nil {
+		t.Fatal(err)
+	}
+	return &r
+}
+
+func relClose(got, want, tol float64) bool {
+	return math.Abs(got-want) <= tol*math.Max(math.Abs(want), 1e-30)
+}
+
+// TestGradMatchesPyTorch compares the loss and every parameter's gradient
+// on one fixed batch with what PyTorch computed (make_reference.py).
+func TestGradMatchesPyTorch(t *testing.T) {
+	for _, name := range fixtureNames {
+		t.Run(name, func(t *testing.T) {
+			ref := readReference(t, name)
+			n, err := loadNet(context.Background(), fixtureDir(name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := &batch{ids: ref.Grad.IDs, lens: ref.Grad.Lens, T: len(ref.Grad.IDs[0])}
+			cnt := b.targets()
+			sum, got := n.lossAndGrad(b, float32(1)/float32(cnt))
+			if got != cnt {
+				t.Fatalf("targets %d, want %d", got, cnt)
+			}
+			loss := sum / float64(cnt)
+			if !relClose(loss, ref.Grad.Loss, 1e-4) {
+				t.Errorf("loss %.8g, PyTorch %.8g", loss, ref.Grad.Loss)
+			}
+			if len(ref.Grad.Params) != len(n.params) {
+				t.Errorf("%d params, PyTorch has %d", len(n.params), len(ref.Grad.Params))
+			}
+			for pname, rp := range ref.Grad.Params {
+				p := n.byName[pname]
+				if p == nil {
+					t.Errorf("no param %s", pname)
+					continue
+				}
+				var s, sq, mx float64
+				for _, g := range p.g {
+					s += float64(g)
+					sq += float64(g) * float64(g)
+					mx = math.Max(mx, math.Abs(float64(g)))
+				}
+				if !relClose(math.Sqrt(sq), rp.Norm, 1e-4) {
+					t.Errorf("%s: grad norm %.8g, PyTorch %.8g", pname, math.Sqrt(sq), rp.Norm)
+				}
+				if !relClose(mx, rp.Absmax, 1e-4) {
+					t.Errorf("%s: grad absmax %.8g, PyTorch %.8g", pname, mx, rp.Absmax)
+				}
+				// Elements and the sum are compared relative to the
+				// tensor's largest gradient: an element near zero is
+				// rounding noise in both.
+				if math.Abs(s-rp.Sum) > 1e-4*rp.Absmax*math.Sqrt(float64(len(p.g))) {
+					t.Errorf("%s: grad sum %.8g, PyTorch %.8g", pname, s, rp.Sum)
+				}
+				for i, idx := range rp.Index {
+					if g := float64(p.g[idx]); math.Abs(g-rp.Values[i]) > 1e-4*rp.Absmax {
+						t.Errorf("%s[%d]: grad %.8g, PyTorch %.8g", pname, idx, g, rp.Values[i])
+					}
+				}
+			}
+		})
+	}
+}
