@@ -27,5 +27,21 @@
 // [ErrStopped]. [Command] makes the trial function that runs a program
 // (by default `sluice train`) per trial and reads its per-step JSON lines.
 //
+// # Experiment state
+//
+// Dir holds experiment.json (every trial's sample, reports, status, error
+// and checkpoints; rewritten atomically at each trial's start and end, each
+// checkpoint, and at most once a second otherwise), trials.jsonl (the
+// trial table) and trials/ID/ (checkpoints, a trial's scratch directory).
+// With Config.Resume, finished trials are kept (replayed into the searcher
+// and scheduler) and the others run again from their last checkpoint.
+//
+// # Not yet
+//
+// Trials run in this process (or as its child processes), not as tasks on
+// the cluster: no resources per trial, no stopping through the
+// coordinator, no restart on another worker. The trial table is JSONL, not
+// Parquet.
+//
 // This package is young: its API may still change.
 package tune
