@@ -30,14 +30,14 @@ func (b *batch) targets() int {
 
 // layerActs is what one block's backward needs.
 type layerActs struct {
-	x0, inv1, h1       []float32 // block input (residual), its norm
-	qPre, kPre         []float32 // q, k before the q/k norms (Qwen3)
-	qInv, kInv         []float32
-	q, k, v            []float32 // after RoPE
-	p                  []float32 // attention probabilities [B, heads, T, T]
-	attn               []float32 // attention output before o_proj
-	x1, inv2, h2       []float32 // after attention, its norm
-	gate, up, act      []float32
+	x0, inv1, h1  []float32 // block input (residual), its norm
+	qPre, kPre    []float32 // q, k before the q/k norms (Qwen3)
+	qInv, kInv    []float32
+	q, k, v       []float32 // after RoPE
+	p             []float32 // attention probabilities [B, heads, T, T]
+	attn          []float32 // attention output before o_proj
+	x1, inv2, h2  []float32 // after attention, its norm
+	gate, up, act []float32
 }
 
 // lossAndGrad runs b forward, returns the sum of the cross-entropy over its
