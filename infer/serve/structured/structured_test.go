@@ -153,3 +153,25 @@ func BenchmarkMask(b *testing.B) {
 		c.Allowed(prefix) // the mask from the same state: one step's cost
 	}
 }
+
+// BenchmarkMaskLlama3 is one step's mask over Llama 3's real vocabulary
+// (128,256 tokens; the tokenizer tests cache it under .cache/tokenizers).
+func BenchmarkMaskLlama3(b *testing.B) {
+	tok, err := tokenizer.Load("../../../.cache/tokenizers/llama3")
+	if err != nil {
+		b.Skipf("the llama3 tokenizer is not cached (go test ./infer/tokenizer fetches it): %v", err)
+	}
+	eos, _ := tok.EOS()
+	v := structured.NewVocab(tok, 128256, []int32{eos})
+	g, _ := structured.Schema([]byte(schema))
+	for _, state := range []string{`{"age":12,"name":"ab`, `{"age":1`, `{"age":12,`} {
+		b.Run(state, func(b *testing.B) {
+			prefix := tok.Encode(state, false)
+			c := g.Constraint(v)
+			c.Allowed(prefix)
+			for b.Loop() {
+				c.Allowed(prefix)
+			}
+		})
+	}
+}
