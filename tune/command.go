@@ -92,8 +92,12 @@ func flatten(v Values, path string, out Values) error {
 	return nil
 }
 
-// Func is the trial function that runs the program.
+// Func is the trial function that runs the program. The trials' lines
+// reach Stderr one whole line at a time.
 func (c Command) Func() Func {
+	if c.Stderr != nil {
+		c.Stderr = &syncWriter{w: c.Stderr}
+	}
 	return func(ctx context.Context, t *Trial) error {
 		vals := Values{}
 		for k, v := range c.Base {
@@ -268,7 +272,7 @@ func (tw *tailWriter) Write(p []byte) (int, error) {
 		line := string(tw.buf[:i])
 		tw.buf = tw.buf[i+1:]
 		if tw.w != nil {
-			fmt.Fprintf(tw.w, "%s%s\n", tw.prefix, line)
+			tw.w.Write([]byte(tw.prefix + line + "\n"))
 		}
 		tw.lines = append(tw.lines, line)
 		if len(tw.lines) > 5 {
@@ -289,4 +293,16 @@ func (tw *tailWriter) last() string {
 		return ""
 	}
 	return ": " + strings.Join(lines, "\n")
+}
+
+// syncWriter serializes writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/sluicehq/sluice/tune"
 )
@@ -74,8 +76,10 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool) error {
 		}
 		dir = filepath.Join("out", "tune", name)
 	}
+	// The experiment's progress and the trials' stderr share one writer.
+	stderr := &lockedWriter{w: e.stderr}
 	cfg := f.Config()
-	cfg.Dir, cfg.Resume, cfg.Progress = dir, resume, e.stderr
+	cfg.Dir, cfg.Resume, cfg.Progress = dir, resume, stderr
 	args := f.Tune.Command
 	if len(args) == 0 {
 		if args, err = trainCommand(); err != nil {
@@ -89,7 +93,7 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool) error {
 	if _, ok := base["steps"]; !ok && f.Tune.MaxT > 0 && cfg.Space["steps"] == nil {
 		base["steps"] = int64(f.Tune.MaxT)
 	}
-	cmd := tune.Command{Args: args, Base: base, Stderr: e.stderr}
+	cmd := tune.Command{Args: args, Base: base, Stderr: stderr}
 	if p, ok := cfg.Scheduler.(*tune.PBT); ok {
 		cmd.CheckpointEvery = p.Interval
 	}
@@ -107,6 +111,18 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool) error {
 		return err
 	}
 	return printSummary(e, exp)
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // printSummary prints the result line, always stdout's last.
