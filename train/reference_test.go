@@ -129,3 +129,50 @@ func TestGradMatchesPyTorch(t *testing.T) {
 		})
 	}
 }
+
+// TestCurvesMatchPyTorch runs 20 AdamW steps (cosine schedule with warmup,
+// weight decay, clipping) and 8 SGD-with-momentum steps from the fixture
+// weights on PyTorch's batches and compares loss, lr and grad norm.
+func TestCurvesMatchPyTorch(t *testing.T) {
+	for _, name := range fixtureNames {
+		t.Run(name, func(t *testing.T) {
+			ref := readReference(t, name)
+			for _, run := range []struct {
+				opt   string
+				lr    float64
+				wd    float64
+				sched string
+				warm  int
+				steps []refStep
+			}{
+				{"adamw", ref.AdamW.LR, ref.AdamW.WeightDecay, "cosine", ref.AdamW.Warmup, ref.AdamW.Steps},
+				{"sgd", ref.SGD.LR, 0, "constant", 0, ref.SGD.Steps},
+			} {
+				n, err := loadNet(context.Background(), fixtureDir(name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				o := newOptimizer(run.opt, run.wd)
+				total := len(run.steps)
+				if run.opt == "adamw" {
+					total = 20
+				}
+				for s, want := range run.steps {
+					rb := ref.Batches[s]
+					b := &batch{ids: rb.IDs, lens: rb.Lens, T: len(rb.IDs[0])}
+					n.zeroGrad()
+					cnt := b.targets()
+					sum, _ := n.lossAndGrad(b, float32(1)/float32(cnt))
+					loss := sum / float64(cnt)
+					norm := clipGrads(n.params, 1.0)
+					lr := lrAt(run.lr, run.sched, s, run.warm, total)
+					o.update(n.params, lr)
+					if !relClose(loss, want.Loss, 1e-4) || !relClose(norm, want.GradNorm, 1e-4) || math.Abs(lr-want.LR) > 1e-12 {
+						t.Errorf("%s step %d: loss %.8g grad_norm %.8g lr %g; PyTorch %.8g %.8g %g",
+							run.opt, s+1, loss, norm, lr, want.Loss, want.GradNorm, want.LR)
+					}
+				}
+			}
+		})
+	}
+}
