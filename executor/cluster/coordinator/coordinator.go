@@ -120,6 +120,7 @@ type Coordinator struct {
 	trans *raft.NetworkTransport
 	layer *streamLayer
 	store logStore
+	lock  *os.File // the data directory's LOCK (lock.go)
 	srv   *http.Server
 	ln    net.Listener
 	met   *metrics
@@ -205,6 +206,7 @@ func (c *Coordinator) startRaft() error {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("coordinator: %w", err)
 	}
+	var err error
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Output: cfg.RaftLog, Level: hclog.Warn})
@@ -223,6 +225,12 @@ func (c *Coordinator) startRaft() error {
 	}
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	if c.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return err
+	}
+	if err := checkStore(cfg.DataDir, cfg.LogStore); err != nil {
+		return err
 	}
 	store, err := openLogStore(cfg.DataDir, cfg.LogStore)
 	if err != nil {
@@ -296,6 +304,9 @@ func (c *Coordinator) closeStores() {
 	}
 	if c.store != nil {
 		c.store.Close()
+	}
+	if c.lock != nil {
+		c.lock.Close()
 	}
 }
 
