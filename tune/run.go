@@ -328,6 +328,12 @@ func (r *runner) resume(old *Experiment) error {
 				if !t.Status.final() {
 					r.note(t, v)
 				}
+				if _, pbt := r.cfg.Scheduler.(*PBT); pbt {
+					// PBT ranks running trials only, and its decisions
+					// draw from its random stream: replaying would
+					// perturb configs no trial runs with.
+					continue
+				}
 				r.cfg.Scheduler.OnResult(Result{Trial: t.Index, Iter: int(m["iteration"]), Reward: r.reward(v), Sample: t.Sample})
 			}
 		}
