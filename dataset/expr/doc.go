@@ -44,6 +44,19 @@
 // (anchor with ^ and $); round rounds half away from zero, with optional
 // (possibly negative) literal digits.
 //
+// More functions: nullif(a, b) (NULL where a = b, else a), if(c, a, b),
+// greatest and least (up to 8 arguments; NULLs are skipped, NULL only when
+// all are), sqrt ln log10 exp and power (alias pow) in float64 (a value
+// outside the domain, such as sqrt(-1) or ln(0), fails with ErrEval as in
+// PostgreSQL and DuckDB), replace(s, from, to) (every occurrence; literal
+// from and to), and regexp_replace(s, pattern, replacement [, flags]) (the
+// first match, every one with flag 'g', 'i' ignores case; \1 in the
+// replacement is the first group). x [NOT] LIKE 'pattern' and ILIKE (case
+// folded) match the whole string: % is any run of characters, _ one, and a
+// backslash escapes the next. Well-known SQL functions the language lacks
+// (date_trunc, split, window and aggregate functions...) fail with "is
+// not supported" and the list of functions.
+//
 // CAST types: int8, int16, int32 (int, integer), int64 (bigint), float32
 // (real), float64 (float, double), string (varchar, text), bool (boolean),
 // timestamp (timestamp[us]) and date (date32), with PostgreSQL's meanings.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/scalar"
@@ -46,8 +47,11 @@ func init() {
 
 // Functions lists the function names Compile accepts, sorted.
 func Functions() []string {
-	names := make([]string, 0, len(funcs))
+	names := make([]string, 0, len(funcs)+len(macros))
 	for n := range funcs {
+		names = append(names, n)
+	}
+	for n := range macros {
 		names = append(names, n)
 	}
 	sort.Strings(names)
@@ -55,8 +59,14 @@ func Functions() []string {
 }
 
 func (b *binder) bindCall(c *Call) (node, error) {
+	if n, ok, err := b.bindMacro(c); ok {
+		return n, err
+	}
 	def, ok := funcs[c.Name]
 	if !ok {
+		if unsupported[c.Name] {
+			return nil, errorf(ErrUnknownFunction, c.NamePos, "function %s is not supported (the functions are: %s)", c.Name, strings.Join(Functions(), ", "))
+		}
 		return nil, errorf(ErrUnknownFunction, c.NamePos, "unknown function %q%s", c.Name, suggest(c.Name, Functions()))
 	}
 	if n := len(c.Args); n < def.min || (def.max >= 0 && n > def.max) {

@@ -193,8 +193,11 @@ func (p *parser) parseComparison() (Expr, error) {
 			case isKeyword(nt, "BETWEEN"):
 				p.next()
 				x, err = p.parseBetween(x, true)
+			case isKeyword(nt, "LIKE"), isKeyword(nt, "ILIKE"):
+				p.next()
+				x, err = p.parseLike(x, true)
 			default:
-				return nil, p.unexpected(nt, "IN or BETWEEN after NOT")
+				return nil, p.unexpected(nt, "IN, BETWEEN, LIKE or ILIKE after NOT")
 			}
 			if err != nil {
 				return nil, err
@@ -206,6 +209,11 @@ func (p *parser) parseComparison() (Expr, error) {
 			}
 		case isKeyword(t, "BETWEEN"):
 			x, err = p.parseBetween(x, false)
+			if err != nil {
+				return nil, err
+			}
+		case isKeyword(t, "LIKE"), isKeyword(t, "ILIKE"):
+			x, err = p.parseLike(x, false)
 			if err != nil {
 				return nil, err
 			}
@@ -244,6 +252,21 @@ func (p *parser) parseIn(x Expr, not bool) (Expr, error) {
 		}
 		return e, nil
 	}
+}
+
+// parseLike reads x [NOT] LIKE|ILIKE pattern as the call like(x,
+// pattern) or ilike(x, pattern), under NOT when negated.
+func (p *parser) parseLike(x Expr, not bool) (Expr, error) {
+	lt := p.next() // LIKE or ILIKE
+	pat, err := p.parseAdditive()
+	if err != nil {
+		return nil, err
+	}
+	var e Expr = &Call{Name: strings.ToLower(lt.text), Args: []Expr{x, pat}, NamePos: lt.pos}
+	if not {
+		e = &Unary{Op: OpNot, X: e, OpPos: lt.pos}
+	}
+	return e, nil
 }
 
 func (p *parser) parseBetween(x Expr, not bool) (Expr, error) {
