@@ -1,0 +1,308 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/sluicehq/sluice/dataset"
+	"github.com/sluicehq/sluice/infer/tokenizer"
+	"github.com/sluicehq/sluice/storage"
+)
+
+// Errors, matched with errors.Is; messages name the flag (Config field),
+// the column or the file.
+var (
+	// ErrConfig: a Config field is out of range or inconsistent.
+	ErrConfig = errors.New("train: invalid config")
+	// ErrData: the dataset is empty, lacks the column, or has a null or
+	// malformed row.
+	ErrData = errors.New("train: invalid data")
+	// ErrCheckpoint: a checkpoint to resume from is unreadable or was made
+	// for another model or run.
+	ErrCheckpoint = errors.New("train: invalid checkpoint")
+)
+
+// Metrics are one step's figures, reported after the step's update.
+type Metrics struct {
+	Step         int     `json:"step"`
+	Loss         float64 `json:"loss"` // mean cross-entropy of the step's batch, before its update
+	LR           float64 `json:"lr"`
+	GradNorm     float64 `json:"grad_norm"` // global L2 norm before clipping
+	Tokens       int     `json:"tokens"`    // real (not padding) tokens of the step's rows
+	TokensPerSec float64 `json:"tokens_per_sec"`
+}
+
+// Config is one training run. The flag of `sluice train` that sets each
+// field is in its comment.
+type Config struct {
+	Model     string  // --model: Hugging Face model directory (local or s3://)
+	Out       string  // --out: local directory for the trained model
+	Steps     int     // --steps: optimizer steps in all (a resumed run counts the checkpoint's)
+	LR        float64 // --lr
+	BatchSize int     // --batch-size: rows per micro-batch
+	MaxSeqLen int     // --max-seq-len: longer rows are cut
+	LoRARank  int     // --lora-rank: 0 trains every weight
+	// LoRAAlpha is --lora-alpha (the adapter's scale is alpha/rank);
+	// LoRATargets --lora-targets, module names such as q_proj.
+	LoRAAlpha   float64
+	LoRATargets []string
+	Device      string // --device: cpu (cuda training is not written yet)
+	Seed        uint64 // --seed: shuffling
+	Shuffle     bool   // --shuffle
+
+	TextColumn, IDsColumn string // --text-column, --ids-column
+	Chat                  bool   // --chat: apply the chat template to the messages column
+
+	Optimizer   string  // --optimizer: adamw or sgd
+	WeightDecay float64 // --weight-decay
+	MaxGradNorm float64 // --max-grad-norm: 0 turns clipping off
+	LRSchedule  string  // --lr-schedule: constant, linear or cosine
+	WarmupSteps int     // --warmup-steps
+	GradAccum   int     // --grad-accum: micro-batches per step
+
+	CheckpointEvery int    // --checkpoint-every: write Out/checkpoint every N steps (0: never)
+	Resume          string // --resume: a checkpoint directory to continue from
+
+	// OnStep, when set, receives every step's metrics; an error stops the
+	// run and is returned.
+	OnStep func(Metrics) error
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// DefaultConfig is `sluice train`'s defaults.
+func DefaultConfig() Config {
+	return Config{
+		Steps: 100, LR: 1e-4, BatchSize: 8, MaxSeqLen: 512, Device: "cpu", Shuffle: true,
+		TextColumn: "text", IDsColumn: "input_ids", Optimizer: "adamw", MaxGradNorm: 1.0,
+		LRSchedule: "constant", GradAccum: 1, LoRAAlpha: 16, LoRATargets: DefaultLoRATargets,
+	}
+}
+
+// Validate reports the first field that is out of range, named by its flag.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("train: %s: %w", fmt.Sprintf(format, args...), ErrConfig)
+	}
+	switch {
+	case c.Model == "":
+		return bad("--model is required")
+	case c.Out == "":
+		return bad("--out is required")
+	case c.Steps <= 0:
+		return bad("--steps (%d) must be positive", c.Steps)
+	case math.IsNaN(c.LR) || math.IsInf(c.LR, 0) || c.LR < 0:
+		return bad("--lr (%v) must be a finite non-negative number", c.LR)
+	case c.BatchSize <= 0:
+		return bad("--batch-size (%d) must be positive", c.BatchSize)
+	case c.MaxSeqLen < 2:
+		return bad("--max-seq-len (%d) must be at least 2", c.MaxSeqLen)
+	case c.LoRARank < 0:
+		return bad("--lora-rank (%d) must not be negative", c.LoRARank)
+	case c.LoRARank > 0 && (math.IsNaN(c.LoRAAlpha) || c.LoRAAlpha <= 0):
+		return bad("--lora-alpha (%v) must be positive", c.LoRAAlpha)
+	case c.Device != "cpu" && c.Device != "cuda":
+		return bad("--device %q: want cpu or cuda", c.Device)
+	case c.Device == "cuda":
+		return bad("--device cuda: training has no cuda backward kernels yet; use --device cpu")
+	case c.Optimizer != "adamw" && c.Optimizer != "sgd":
+		return bad("--optimizer %q: want adamw or sgd", c.Optimizer)
+	case math.IsNaN(c.WeightDecay) || c.WeightDecay < 0:
+		return bad("--weight-decay (%v) must be non-negative", c.WeightDecay)
+	case math.IsNaN(c.MaxGradNorm) || c.MaxGradNorm < 0:
+		return bad("--max-grad-norm (%v) must be non-negative (0 turns clipping off)", c.MaxGradNorm)
+	case c.LRSchedule != "constant" && c.LRSchedule != "linear" && c.LRSchedule != "cosine":
+		return bad("--lr-schedule %q: want constant, linear or cosine", c.LRSchedule)
+	case c.WarmupSteps < 0:
+		return bad("--warmup-steps (%d) must not be negative", c.WarmupSteps)
+	case c.GradAccum <= 0:
+		return bad("--grad-accum (%d) must be positive", c.GradAccum)
+	case c.CheckpointEvery < 0:
+		return bad("--checkpoint-every (%d) must not be negative", c.CheckpointEvery)
+	case c.TextColumn == "" || c.IDsColumn == "":
+		return bad("--text-column and --ids-column must not be empty")
+	}
+	if storage.IsURL(c.Out) {
+		return bad("--out %s: writing the model to object storage is not supported yet; give a local directory", c.Out)
+	}
+	return nil
+}
+
+// Run trains cfg.Model on the rows of ds and writes the model to cfg.Out.
+// Everything is checked (config, model, data, the checkpoint to resume)
+// before anything is written.
+func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	logw := cfg.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	n, err := loadNet(ctx, cfg.Model)
+	if err != nil {
+		return err
+	}
+	if cfg.MaxSeqLen > n.cfg.MaxPositions {
+		return fmt.Errorf("train: --max-seq-len (%d) is longer than the model's max_position_embeddings (%d): %w",
+			cfg.MaxSeqLen, n.cfg.MaxPositions, ErrConfig)
+	}
+	if w := n.cfg.SlidingWindow; w > 0 && cfg.MaxSeqLen > w {
+		return fmt.Errorf("train: --max-seq-len (%d) is longer than the model's sliding_window (%d): %w",
+			cfg.MaxSeqLen, w, ErrConfig)
+	}
+	var tok *tokenizer.Tokenizer
+	loadTok := func() (*tokenizer.Tokenizer, error) {
+		if tok == nil {
+			t, err := tokenizer.LoadContext(ctx, cfg.Model)
+			if err != nil {
+				return nil, fmt.Errorf("train: the text column needs the model's tokenizer: %w", err)
+			}
+			tok = t
+		}
+		return tok, nil
+	}
+	rows, err := readRows(ctx, cfg, ds, n.cfg.Vocab, loadTok)
+	if err != nil {
+		return err
+	}
+	var lora *loraSet
+	if cfg.LoRARank > 0 {
+		lora = newLoRA(n, cfg.LoRARank, cfg.LoRAAlpha, cfg.LoRATargets, cfg.Seed)
+		if len(lora.adapts) == 0 {
+			return fmt.Errorf("train: --lora-targets %v match no weight of the model: %w", cfg.LoRATargets, ErrConfig)
+		}
+	}
+	trainable := n.params
+	if lora != nil {
+		trainable = lora.params
+	}
+	opt := newOptimizer(cfg.Optimizer, cfg.WeightDecay)
+	pos := dataPos{}
+	if cfg.Resume != "" {
+		if pos, err = readCheckpoint(ctx, cfg, cfg.Resume, n, lora, opt, len(rows)); err != nil {
+			return err
+		}
+		fmt.Fprintf(logw, "train: resumed from %s at step %d\n", cfg.Resume, opt.step)
+	}
+	fmt.Fprintf(logw, "train: %s, %d rows, %d parameters trained, %d steps\n", n.cfg.Arch, len(rows), countParams(trainable), cfg.Steps)
+	for opt.step < cfg.Steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		start := time.Now()
+		s := opt.step
+		var mbs []*batch
+		tokens := 0
+		for range cfg.GradAccum {
+			b := &batch{}
+			for range cfg.BatchSize {
+				r := pos.next(rows, cfg.Shuffle, cfg.Seed)
+				b.ids = append(b.ids, r)
+				b.lens = append(b.lens, len(r))
+				b.T = max(b.T, len(r))
+				tokens += len(r)
+			}
+			for i, r := range b.ids {
+				if len(r) < b.T {
+					b.ids[i] = append(slices.Clone(r), make([]int32, b.T-len(r))...)
+				}
+			}
+			mbs = append(mbs, b)
+		}
+		count := 0
+		for _, b := range mbs {
+			count += b.targets()
+		}
+		if count == 0 {
+			return fmt.Errorf("train: step %d: no row of the batch has two tokens, so there is nothing to predict: %w", s+1, ErrData)
+		}
+		n.zeroGrad()
+		if lora != nil {
+			lora.zeroGrad()
+		}
+		var sum float64
+		for _, b := range mbs {
+			ls, _ := n.lossAndGradLoRA(b, float32(1)/float32(count), lora)
+			sum += ls
+		}
+		loss := sum / float64(count)
+		norm := clipGrads(trainable, cfg.MaxGradNorm)
+		lr := lrAt(cfg.LR, cfg.LRSchedule, s, cfg.WarmupSteps, cfg.Steps)
+		opt.update(trainable, lr)
+		el := time.Since(start).Seconds()
+		m := Metrics{Step: s + 1, Loss: loss, LR: lr, GradNorm: norm, Tokens: tokens, TokensPerSec: float64(tokens) / max(el, 1e-9)}
+		if cfg.OnStep != nil {
+			if err := cfg.OnStep(m); err != nil {
+				return err
+			}
+		}
+		if cfg.CheckpointEvery > 0 && opt.step%cfg.CheckpointEvery == 0 && opt.step < cfg.Steps {
+			if err := writeCheckpoint(cfg, n, lora, opt, pos, len(rows)); err != nil {
+				return err
+			}
+			fmt.Fprintf(logw, "train: checkpoint at step %d\n", opt.step)
+		}
+	}
+	if cfg.CheckpointEvery > 0 {
+		if err := writeCheckpoint(cfg, n, lora, opt, pos, len(rows)); err != nil {
+			return err
+		}
+	}
+	if err := writeModel(ctx, cfg, n, lora); err != nil {
+		return err
+	}
+	fmt.Fprintf(logw, "train: wrote %s\n", cfg.Out)
+	return nil
+}
+
+func countParams(ps []*param) int {
+	n := 0
+	for _, p := range ps {
+		n += len(p.w)
+	}
+	return n
+}
+
+// dataPos is where the row stream stands: epoch and row within it.
+type dataPos struct {
+	Epoch int `json:"epoch"`
+	Index int `json:"index"`
+}
+
+// next returns the next row; each epoch is a permutation of the rows seeded
+// by (seed, epoch), or file order without shuffle.
+func (p *dataPos) next(rows [][]int32, shuffle bool, seed uint64) []int32 {
+	if p.Index >= len(rows) {
+		p.Epoch++
+		p.Index = 0
+	}
+	i := p.Index
+	if shuffle {
+		i = epochPerm(len(rows), seed, p.Epoch)[i]
+	}
+	p.Index++
+	return rows[i]
+}
+
+var permCache struct {
+	n, epoch int
+	seed     uint64
+	perm     []int
+}
+
+func epochPerm(n int, seed uint64, epoch int) []int {
+	c := &permCache
+	if c.perm != nil && c.n == n && c.seed == seed && c.epoch == epoch {
+		return c.perm
+	}
+	r := rand.New(rand.NewPCG(seed, uint64(epoch)))
+	c.n, c.seed, c.epoch, c.perm = n, seed, epoch, r.Perm(n)
+	return c.perm
+}
