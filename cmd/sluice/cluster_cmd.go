@@ -106,7 +106,7 @@ func init() {
 			fs.StringVar(&wResources, "resources", "", "what the worker offers: cpu=N,gpu=N,memory=SIZE (default: all CPUs, no GPU)")
 			fs.StringVar(&wTokenFile, "token-file", "", "file holding the shared bearer token (or SLUICE_TOKEN)")
 			fs.DurationVar(&wc.Heartbeat, "heartbeat", time.Second, "how often to heartbeat")
-			wTLS.declare(fs, false)
+			wTLS.declare(fs, true)
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) != 0 {
@@ -122,7 +122,7 @@ func init() {
 			if wc.Resources, err = parseResources(wResources); err != nil {
 				return err
 			}
-			if _, wc.TLS, err = wTLS.configs(); err != nil {
+			if wc.ServerTLS, wc.TLS, err = wTLS.configs(); err != nil {
 				return err
 			}
 			wc.Logger = slog.New(slog.NewTextHandler(e.stderr, nil))
@@ -247,7 +247,7 @@ type tlsFlags struct{ cert, key, ca string }
 func (t *tlsFlags) declare(fs *flag.FlagSet, server bool) {
 	*t = tlsFlags{}
 	if server {
-		fs.StringVar(&t.cert, "tls-cert", "", "PEM certificate: serve the API and Raft over TLS")
+		fs.StringVar(&t.cert, "tls-cert", "", "PEM certificate: serve over TLS (a coordinator's API and Raft, a worker's block server)")
 		fs.StringVar(&t.key, "tls-key", "", "PEM private key of --tls-cert")
 	}
 	fs.StringVar(&t.ca, "tls-ca", "", "PEM CA bundle that signs the coordinators' certificates (or SLUICE_TLS_CA; default: the system's)")

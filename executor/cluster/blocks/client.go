@@ -2,6 +2,7 @@ package blocks
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
@@ -26,6 +28,7 @@ import (
 type Client struct {
 	token string
 	mem   memory.Allocator // nil: batches reference the received messages
+	tls   *tls.Config      // nil: plain TCP
 
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
@@ -41,6 +44,12 @@ type ClientOption func(*Client)
 // holds them.
 func WithAllocator(mem memory.Allocator) ClientOption {
 	return func(c *Client) { c.mem = mem }
+}
+
+// WithClientTLS dials the block servers over TLS with cfg; nil keeps
+// plain TCP.
+func WithClientTLS(cfg *tls.Config) ClientOption {
+	return func(c *Client) { c.tls = cfg }
 }
 
 // NewClient returns a client that sends token as a bearer token when it is
@@ -141,8 +150,12 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if cc := c.conns[addr]; cc != nil {
 		return cc, nil
 	}
+	creds := insecure.NewCredentials()
+	if c.tls != nil {
+		creds = credentials.NewTLS(c.tls)
+	}
 	cc, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)),
 		// gRPC's default backoff grows to two minutes, during which every
 		// call fails at once; a worker that restarts on the same address

@@ -3,6 +3,7 @@ package blocks
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"net"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -38,6 +40,7 @@ const (
 type Server struct {
 	store *Store
 	token string
+	tls   *tls.Config
 	grpc  *grpc.Server
 }
 
@@ -51,6 +54,12 @@ func WithToken(token string) ServerOption {
 	return func(s *Server) { s.token = token }
 }
 
+// WithServerTLS serves over TLS with cfg (which may require and verify
+// client certificates); nil keeps plain TCP.
+func WithServerTLS(cfg *tls.Config) ServerOption {
+	return func(s *Server) { s.tls = cfg }
+}
+
 // NewServer returns a server of store's blocks; Serve starts it.
 func NewServer(store *Store, opts ...ServerOption) *Server {
 	s := &Server{store: store}
@@ -61,6 +70,9 @@ func NewServer(store *Store, opts ...ServerOption) *Server {
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.MaxSendMsgSize(maxMessage),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2}),
+	}
+	if s.tls != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(s.tls)))
 	}
 	if s.token != "" {
 		gopts = append(gopts,

@@ -39,7 +39,11 @@ type Config struct {
 	Token        string
 	Heartbeat    time.Duration // default 1 s
 	TLS          *tls.Config   // trusts the coordinators' certificates (nil: plain HTTP)
-	Logger       *slog.Logger
+	// ServerTLS holds the worker's own certificate: with TLS, the block
+	// server serves over TLS with it and requires peers' certificates of
+	// TLS.RootCAs, and the block client presents it.
+	ServerTLS *tls.Config
+	Logger    *slog.Logger
 
 	// BlockMemory is the bytes of blocks the worker keeps in memory before
 	// it spills them to DataDir/blocks (default 1 GiB).
@@ -68,6 +72,8 @@ func (c *Config) Validate() error {
 		return errors.New("worker: Token (--token-file) is empty")
 	case c.Resources.CPU <= 0:
 		return fmt.Errorf("worker: Resources.CPU (%d) must be positive", c.Resources.CPU)
+	case c.TLS != nil && c.Addr != "" && (c.ServerTLS == nil || len(c.ServerTLS.Certificates) == 0 || c.TLS.RootCAs == nil):
+		return errors.New("worker: the cluster uses TLS (--tls-ca), so the block server at --addr needs the worker's certificate too: give --tls-cert and --tls-key (signed by the --tls-ca CA)")
 	case c.Addr == "" && c.Run == nil:
 		return errors.New("worker: Addr (--addr) is empty: plan jobs need the host:port where other workers fetch this worker's blocks")
 	}
@@ -148,7 +154,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w := &Worker{cfg: cfg, id: id, cl: cl,
 		log: cfg.Logger.With("worker", id), running: map[string]*run{}, done: map[string]bool{},
-		rwake: make(chan struct{}, 1), flight: blocks.NewClient(cfg.Token)}
+		rwake: make(chan struct{}, 1), flight: blocks.NewClient(cfg.Token, blockClientTLS(cfg)...)}
 	if cfg.Addr != "" {
 		if w.store, err = blocks.NewStore(filepath.Join(cfg.DataDir, "blocks"), cfg.BlockMemory, memory.DefaultAllocator); err != nil {
 			return nil, fmt.Errorf("worker: %w", err)
@@ -166,7 +172,7 @@ func (w *Worker) serve(ctx context.Context) error {
 	if _, port, _ := net.SplitHostPort(w.cfg.Addr); port == "0" {
 		w.cfg.Addr = lis.Addr().String() // advertise the port it got
 	}
-	srv := blocks.NewServer(w.store, blocks.WithToken(w.cfg.Token))
+	srv := blocks.NewServer(w.store, append(blockServerTLS(w.cfg), blocks.WithToken(w.cfg.Token))...)
 	w.wg.Add(2)
 	go func() {
 		defer w.wg.Done()
