@@ -27,11 +27,11 @@ import (
 // The program gets --out (the trial's directory, or OUT/ID when Base has
 // out), with CheckpointEvery above 0 --checkpoint-every, and --resume DIR
 // when the trial continues from a checkpoint. A checkpoint is the program's
-// OUT/checkpoint directory, copied into the experiment after each report
-// at a step that is a multiple of CheckpointEvery (the "step" field, else
-// the iteration) and finds it changed: the program must write it before it
-// prints that step's line, and not run a whole CheckpointEvery steps ahead
-// of its reader.
+// OUT/checkpoint directory, copied into the experiment after a report
+// finds it changed, and labelled with the "step" of its state.json (as
+// `sluice train` writes it, after printing that step's line); a
+// checkpoint without one is taken only after the report of a step that is
+// a multiple of CheckpointEvery.
 type Command struct {
 	// Args are the program and its first arguments: [/path/sluice train].
 	Args []string
@@ -126,6 +126,41 @@ func (c Command) Func() Func {
 	}
 }
 
+// takeCheckpoint copies the program's checkpoint into the experiment,
+// labelled with the step its state.json holds (as `sluice train` writes
+// it); without one, only at a step that is a multiple of CheckpointEvery,
+// labelled with the trial's iteration. A checkpoint ahead of the reports
+// read so far waits for them.
+func (c Command) takeCheckpoint(t *Trial, src string, m map[string]float64) (bool, error) {
+	tmp, err := os.MkdirTemp("", "sluice-tune-copy-")
+	if err != nil {
+		return false, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := copyStable(src, tmp); err != nil {
+		return false, nil // replaced while read: try again after the next report
+	}
+	iter := t.Iteration()
+	var st struct {
+		Step *int `json:"step"`
+	}
+	if b, err := os.ReadFile(filepath.Join(tmp, "state.json")); err == nil && json.Unmarshal(b, &st) == nil && st.Step != nil {
+		if *st.Step > iter {
+			return false, nil
+		}
+		iter = *st.Step
+	} else {
+		step, ok := m["step"]
+		if !ok {
+			step = float64(iter)
+		}
+		if int(step)%c.CheckpointEvery != 0 {
+			return false, nil
+		}
+	}
+	return true, t.checkpointAt(iter, func(dir string) error { return copyDir(tmp, dir) })
+}
+
 func (c Command) run(ctx context.Context, t *Trial, args []string, ckptDir string) error {
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -163,21 +198,20 @@ func (c Command) run(ctx context.Context, t *Trial, args []string, ckptDir strin
 			stopped = err
 			break
 		}
-		// The program writes its checkpoint at the steps that are
-		// multiples of CheckpointEvery, before it prints that step's line.
-		step, ok := m["step"]
-		if !ok {
-			step = float64(t.Iteration())
-		}
-		if c.CheckpointEvery == 0 || int(step)%c.CheckpointEvery != 0 {
+		if c.CheckpointEvery == 0 {
 			continue
 		}
-		if fp := fingerprint(ckptDir); fp != "" && fp != seen {
+		fp := fingerprint(ckptDir)
+		if fp == "" || fp == seen {
+			continue
+		}
+		took, err := c.takeCheckpoint(t, ckptDir, m)
+		if err != nil {
+			stopped = err
+			break
+		}
+		if took {
 			seen = fp
-			if err := t.Checkpoint(func(dir string) error { return copyStable(ckptDir, dir) }); err != nil {
-				stopped = err
-				break
-			}
 		}
 	}
 	if stopped != nil {

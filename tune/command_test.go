@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -48,33 +47,38 @@ func fakeTrain(args []string) int {
 	}
 	step, level := 0, 4.0
 	if *resume != "" {
-		b, err := os.ReadFile(filepath.Join(*resume, "state"))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
+		b, err := os.ReadFile(filepath.Join(*resume, "state.json"))
+		var st struct {
+			Step  int     `json:"step"`
+			Level float64 `json:"level"`
+		}
+		if err != nil || json.Unmarshal(b, &st) != nil {
+			fmt.Fprintln(os.Stderr, "train: --resume:", err)
 			return 1
 		}
-		fmt.Sscan(string(b), &step, &level)
+		step, level = st.Step, st.Level
 	}
 	for step < *steps {
 		step++
 		// Progress per step depends on lr (best near 1e-2) and rank.
 		rate := 0.3 * math.Exp(-math.Pow(math.Log10(*lr)+2, 2)) * (1 + float64(*rank)/64)
 		level *= 1 - rate
-		if *every > 0 && step%*every == 0 {
+		b, _ := json.Marshal(map[string]any{"step": step, "loss": level, "lr": *lr, "note": "text fields are skipped"})
+		fmt.Println(string(b))
+		if *every > 0 && step%*every == 0 && step < *steps {
+			// As sluice train: the checkpoint after the step's line,
+			// written aside and renamed into place.
 			tmp := filepath.Join(*out, "checkpoint.tmp")
 			os.RemoveAll(tmp)
 			os.MkdirAll(tmp, 0o755)
-			os.WriteFile(filepath.Join(tmp, "state"), []byte(fmt.Sprint(step, " ", level)), 0o644)
+			st, _ := json.Marshal(map[string]any{"step": step, "level": level})
+			os.WriteFile(filepath.Join(tmp, "state.json"), st, 0o644)
 			dst := filepath.Join(*out, "checkpoint")
 			os.RemoveAll(dst)
 			os.Rename(tmp, dst)
-		}
-		b, _ := json.Marshal(map[string]any{"step": step, "loss": level, "lr": *lr, "note": "text fields are skipped"})
-		fmt.Println(string(b))
-		if *every > 0 && step%*every == 0 {
 			// A line larger than a pipe's buffer: this write returns only
-			// once tune has read the step's report and copied the
-			// checkpoint, as a real trainer is slower than tune.
+			// once tune has read on past this step, as a real trainer is
+			// slower than tune.
 			fmt.Println(strings.Repeat("-", 256<<10))
 		}
 	}
@@ -164,12 +168,13 @@ func TestCommandPBT(t *testing.T) {
 		}
 		if tr.RestoredFrom != "" {
 			exploited++
-			b, err := os.ReadFile(filepath.Join(tr.RestoredFrom, "state"))
+			b, err := os.ReadFile(filepath.Join(tr.RestoredFrom, "state.json"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			step, _ := strconv.Atoi(strings.Fields(string(b))[0])
-			if step%4 != 0 {
+			var st struct{ Step int }
+			json.Unmarshal(b, &st)
+			if step := st.Step; step%4 != 0 {
 				t.Errorf("%s restored from a checkpoint of step %d", tr.ID, step)
 			}
 		}

@@ -93,7 +93,12 @@ func (t *Trial) Report(metrics map[string]float64) error {
 // a fresh local directory, which is then kept under the experiment's Dir
 // (uploaded when Dir is s3://). PBT needs checkpoints to exploit.
 func (t *Trial) Checkpoint(write func(dir string) error) error {
-	name := fmt.Sprintf("checkpoint_%06d", t.iter)
+	return t.checkpointAt(t.iter, write)
+}
+
+// checkpointAt saves a checkpoint that holds iteration iter.
+func (t *Trial) checkpointAt(iter int, write func(dir string) error) error {
+	name := fmt.Sprintf("checkpoint_%06d", iter)
 	if t.gen > 0 {
 		name += fmt.Sprintf(".g%d", t.gen)
 	}
@@ -129,7 +134,7 @@ func (t *Trial) Checkpoint(write func(dir string) error) error {
 		}
 	}
 	reply := make(chan error, 1)
-	t.r.events <- event{kind: evCheckpoint, idx: t.idx, gen: t.gen, ckpt: CheckpointRef{Iter: t.iter, Path: dest}, reply: reply}
+	t.r.events <- event{kind: evCheckpoint, idx: t.idx, gen: t.gen, ckpt: CheckpointRef{Iter: iter, Path: dest}, reply: reply}
 	return <-reply
 }
 
