@@ -198,7 +198,9 @@ func (c csvFormat) plan(ctx context.Context, f storage.File, opts ReadOptions) (
 		if err != nil {
 			return nil, err
 		}
-		fields = s.fields()
+		if fields, err = s.fields(p, opts); err != nil {
+			return nil, err
+		}
 		width = len(fields)
 		if opts.NoHeader && len(fields) == 0 {
 			width = -1

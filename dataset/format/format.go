@@ -189,6 +189,10 @@ type ReadOptions struct {
 	// without a header); JSONL by key. Header columns and JSONL keys that
 	// a user's Schema leaves out are skipped.
 	Schema *arrow.Schema
+	// Types sets the types of the CSV or JSONL columns it names and leaves
+	// the others to inference (without a Schema); naming a column the
+	// file lacks is an error.
+	Types map[string]arrow.DataType
 	// Inferred says that Schema came from inference (InferSchema), not
 	// from the user: a JSONL key or CSV header column it lacks then fails
 	// the read, naming the file and line, instead of being skipped, and a

@@ -41,12 +41,26 @@ func (s *sample) merge(o *sample) {
 	}
 }
 
-func (s *sample) fields() []arrow.Field {
+// fields are the inferred columns, with opts.Types overriding the types
+// of those it names; a name the sample lacks is an error.
+func (s *sample) fields(p string, opts ReadOptions) ([]arrow.Field, error) {
+	for name, t := range opts.Types {
+		if _, ok := s.at[name]; !ok {
+			return nil, noColumn(p, name, s.names)
+		}
+		if !textTypeOK(t) {
+			return nil, &Error{Path: p, RowGroup: -1, Column: name, Err: mark(ErrUnsupported, "CSV and JSONL cannot hold type %s", t)}
+		}
+	}
 	fields := make([]arrow.Field, len(s.names))
 	for i, n := range s.names {
-		fields[i] = arrow.Field{Name: n, Type: kindType(s.kinds[i]), Nullable: true}
+		t, ok := opts.Types[n]
+		if !ok {
+			t = kindType(s.kinds[i])
+		}
+		fields[i] = arrow.Field{Name: n, Type: t, Nullable: true}
 	}
-	return fields
+	return fields, nil
 }
 
 // sampler is a format whose schema is inferred from its rows.
@@ -88,7 +102,11 @@ func InferSchema(ctx context.Context, fm Format, files []storage.File, opts Read
 		}
 		all.merge(s)
 	}
-	opts.Schema = arrow.NewSchema(all.fields(), nil)
+	fields, err := all.fields(files[0].Path(), opts)
+	if err != nil {
+		return nil, err
+	}
+	opts.Schema = arrow.NewSchema(fields, nil)
 	opts.Inferred = true
 	// The projection and the CSV header checks stay the formats' own.
 	return fm.Schema(ctx, files[0], opts)

@@ -183,3 +183,29 @@ func textIn(t *testing.T, dir, name, content string) string {
 	}
 	return p
 }
+
+// TestReadTypes: Types sets some columns' types and infers the others; a
+// name the file lacks is an error.
+func TestReadTypes(t *testing.T) {
+	p := textFile(t, "x.csv", "zip,qty,name\n02134,2,a\n10001,3,b\n")
+	types := map[string]arrow.DataType{"zip": arrow.PrimitiveTypes.Int32, "qty": arrow.PrimitiveTypes.Float64}
+	got, err := readText(t, format.CSV(), p, format.ReadOptions{Types: types})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "zip:int32 qty:float64 name:utf8\n2134|2|a\n10001|3|b\n"; got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	j := textFile(t, "x.jsonl", `{"a": 1, "b": "x"}`+"\n")
+	got, err = readText(t, format.JSONL(), j, format.ReadOptions{Types: map[string]arrow.DataType{"a": arrow.BinaryTypes.String}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "a:utf8 b:utf8\n1|x\n"; got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	_, err = readText(t, format.CSV(), p, format.ReadOptions{Types: map[string]arrow.DataType{"zpi": arrow.PrimitiveTypes.Int32}})
+	if want := "format: " + p + `: no column "zpi" (have: zip, qty, name)`; err == nil || err.Error() != want || !errors.Is(err, format.ErrNoColumn) {
+		t.Fatalf("err = %v\nwant %s", err, want)
+	}
+}

@@ -56,7 +56,9 @@ func (j jsonlFormat) plan(ctx context.Context, f storage.File, opts ReadOptions)
 		if err != nil {
 			return nil, err
 		}
-		fields = s.fields()
+		if fields, err = s.fields(p, opts); err != nil {
+			return nil, err
+		}
 	}
 	pl := &jsonlPlan{index: make(map[string]int)}
 	if inferred {
