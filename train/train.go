@@ -238,16 +238,18 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		opt.update(trainable, lr)
 		el := time.Since(start).Seconds()
 		m := Metrics{Step: s + 1, Loss: loss, LR: lr, GradNorm: norm, Tokens: tokens, TokensPerSec: float64(tokens) / max(el, 1e-9)}
-		if cfg.OnStep != nil {
-			if err := cfg.OnStep(m); err != nil {
-				return err
-			}
-		}
+		// The checkpoint of a step is written before the step is reported, so
+		// a caller that stops on seeing step s finds it.
 		if cfg.CheckpointEvery > 0 && opt.step%cfg.CheckpointEvery == 0 && opt.step < cfg.Steps {
 			if err := writeCheckpoint(cfg, n, lora, opt, pos, len(rows)); err != nil {
 				return err
 			}
 			fmt.Fprintf(logw, "train: checkpoint at step %d\n", opt.step)
+		}
+		if cfg.OnStep != nil {
+			if err := cfg.OnStep(m); err != nil {
+				return err
+			}
 		}
 	}
 	if cfg.CheckpointEvery > 0 {
