@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/tune"
 )
 
 // fakeTrainScript is a training program with `sluice train`'s output: one
@@ -172,7 +175,11 @@ func TestTuneErrors(t *testing.T) {
 // The example search over the llama3 fixture's LoRA fine-tune, with the
 // real `sluice train` (this test binary acting as sluice). Skipped until
 // the train command exists.
-func TestTuneExampleWithTrain(t *testing.T) {
+func TestTuneExampleWithTrain(t *testing.T) { tuneWithTrain(t, false) }
+
+func TestTunePBTWithTrain(t *testing.T) { tuneWithTrain(t, true) }
+
+func tuneWithTrain(t *testing.T, pbt bool) {
 	registered := false
 	for _, c := range commands {
 		registered = registered || c.name == "train"
@@ -190,6 +197,13 @@ func TestTuneExampleWithTrain(t *testing.T) {
 	}
 	src := strings.NewReplacer("num_samples: 8", "num_samples: 3",
 		"model: infer/", "model: "+root+"/infer/", "data: examples/", "data: "+root+"/examples/").Replace(string(b))
+	if pbt {
+		// PBT over lr alone (a checkpoint resumes with the same rank):
+		// exploited trials resume with --resume from a donor's checkpoint.
+		src = strings.NewReplacer("scheduler: asha", "scheduler: pbt #", "max_t: 12", "", "grace_period: 2", "",
+			"reduction_factor: 2", "perturbation_interval: 4", "num_samples: 3", "num_samples: 4",
+			"max_concurrent: 1", "max_concurrent: 4 #", "lora_rank: {choice: [2, 4, 8]}", "").Replace(src)
+	}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "lora-search.yaml")
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
@@ -210,7 +224,27 @@ func TestTuneExampleWithTrain(t *testing.T) {
 		} `json:"best"`
 		Trials int `json:"trials"`
 	}
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil || sum.Trials != 3 || sum.Best == nil || !(sum.Best.Metric > 0) {
+	want := 3
+	if pbt {
+		want = 4
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil || sum.Trials != want || sum.Best == nil || !(sum.Best.Metric > 0) {
 		t.Errorf("summary %q: %v\n%s", lines[len(lines)-1], err, stderr)
+	}
+	if !pbt {
+		return
+	}
+	exp, err := tune.Load(context.Background(), filepath.Join(dir, "exp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range exp.Trials {
+		last := tr.Reports[len(tr.Reports)-1]
+		if tr.Status != tune.Done || tr.Iterations != 12 || last["step"] != 12 {
+			t.Errorf("%s: %s at iteration %d, last step %g: %s", tr.ID, tr.Status, tr.Iterations, last["step"], tr.Error)
+		}
+		if tr.RestoredFrom != "" {
+			t.Logf("%s resumed from %s", tr.ID, tr.RestoredFrom)
+		}
 	}
 }
