@@ -194,10 +194,17 @@ func remote(path string) bool {
 // exists or may exist but cannot be read now (see compiler.notes).
 func (c *compiler) read(src Source) *dataset.Dataset {
 	var opts []dataset.ReadOption
-	if src.Format == "csv" && (src.Header != nil && !*src.Header || src.Delimiter != "") {
-		ro := format.ReadOptions{NoHeader: src.Header != nil && !*src.Header}
+	if src.Format != "parquet" {
+		ro := format.ReadOptions{NoHeader: src.Header != nil && !*src.Header, NullValues: src.NullValues,
+			InferRows: int(src.InferRows), ReplaceInvalidUTF8: src.ReplaceUTF8}
 		if src.Delimiter != "" {
 			ro.Delimiter = []rune(src.Delimiter)[0]
+		}
+		for _, ct := range src.Schema {
+			if ro.Types == nil {
+				ro.Types = map[string]arrow.DataType{}
+			}
+			ro.Types[ct.Column], _ = expr.TypeByName(ct.Type)
 		}
 		opts = append(opts, dataset.WithReadOptions(ro))
 	}

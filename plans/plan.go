@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluicehq/sluice/dataset/expr"
 )
 
 // Plan is a parsed plan file. A Plan from Parse or Load may hold templates
@@ -46,9 +48,18 @@ type Source struct {
 	Columns   []string
 	Header    *bool  // CSV: nil means true
 	Delimiter string // CSV: "" means ","
-	node      *yaml.Node
-	path      string
+	// Schema sets CSV/JSONL column types by name (type names as in CAST),
+	// in file order; the other columns are inferred.
+	Schema      []ColumnType
+	NullValues  []string // CSV: nil means the empty field
+	InferRows   int64    // CSV/JSONL: 0 means the default, -1 every row
+	ReplaceUTF8 bool     // CSV: replace invalid UTF-8 instead of failing
+	node        *yaml.Node
+	path        string
 }
+
+// ColumnType is one entry of a source's schema.
+type ColumnType struct{ Column, Type string }
 
 // Sink is the write.
 type Sink struct {
@@ -392,8 +403,33 @@ func (d *decoder) decodeSource(n *yaml.Node, path string) Source {
 		s.Header = &h
 	}
 	s.Delimiter = scalar(get(n, "delimiter"))
+	if sn := get(n, "schema"); sn != nil && sn.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(sn.Content); i += 2 {
+			col, tn := deref(sn.Content[i]).Value, sn.Content[i+1]
+			if _, ok := expr.TypeByName(scalar(tn)); !ok {
+				d.errorf(tn, join(join(path, "schema"), col), "unknown type %q (want one of %s)", scalar(tn), strings.Join(expr.TypeNames(), ", "))
+				continue
+			}
+			s.Schema = append(s.Schema, ColumnType{Column: col, Type: scalar(tn)})
+		}
+	}
+	if nv := get(n, "null_values"); nv != nil {
+		s.NullValues = strs(nv)
+		if s.NullValues == nil {
+			s.NullValues = []string{}
+		}
+	}
+	s.InferRows, _ = intValue(get(n, "infer_rows"))
+	s.ReplaceUTF8, _ = boolValue(get(n, "replace_invalid_utf8"))
+	if s.Format == "parquet" {
+		for _, k := range []string{"schema", "infer_rows"} {
+			if kn := getKey(n, k); kn != nil {
+				d.errorf(kn, path, "%s applies to csv and jsonl sources only, not parquet", k)
+			}
+		}
+	}
 	if s.Format != "" && s.Format != "csv" {
-		for _, k := range []string{"header", "delimiter"} {
+		for _, k := range []string{"header", "delimiter", "null_values", "replace_invalid_utf8"} {
 			if kn := getKey(n, k); kn != nil {
 				d.errorf(kn, path, "%s applies to csv sources only, not %s", k, s.Format)
 			}
