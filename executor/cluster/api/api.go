@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -403,8 +404,26 @@ func retryable(err error) bool {
 	if errors.As(err, &se) {
 		return se.code == http.StatusServiceUnavailable || se.code == http.StatusBadGateway
 	}
+	if certificateError(err) {
+		return false // no other coordinator, nor a later try, changes the certificate
+	}
 	var ue *url.Error
 	return errors.As(err, &ue) && !errors.Is(err, context.Canceled)
+}
+
+// certificateError reports whether err is a TLS certificate failure (an
+// unknown authority, a name mismatch, an expired or a refused
+// certificate), which retrying cannot cure.
+func certificateError(err error) bool {
+	var (
+		cv *tls.CertificateVerificationError
+		ua x509.UnknownAuthorityError
+		hn x509.HostnameError
+		ci x509.CertificateInvalidError
+		ae tls.AlertError
+	)
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) ||
+		(errors.As(err, &ae) && (ae == 42 || ae == 43 || ae == 44 || ae == 45 || ae == 46 || ae == 48 || ae == 116))
 }
 
 func (c *Client) do(ctx context.Context, url, method string, body []byte, out any) error {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httputil"
@@ -86,6 +87,11 @@ func (c *Coordinator) forward(rw http.ResponseWriter, r *http.Request) {
 		p.Transport = &http.Transport{TLSClientConfig: c.cfg.ClientTLS, ForceAttemptHTTP2: true}
 	}
 	p.ErrorHandler = func(rw http.ResponseWriter, _ *http.Request, err error) {
+		if _, big := errors.AsType[*http.MaxBytesError](err); big {
+			// The body was over api.MaxBody: no coordinator takes it.
+			writeError(rw, http.StatusRequestEntityTooLarge, fmt.Errorf("request body: %w (at most %d bytes)", err, api.MaxBody))
+			return
+		}
 		writeError(rw, http.StatusBadGateway, fmt.Errorf("forwarding to the leader at %s: %w", addr, err))
 	}
 	r.Header.Set(forwardedHeader, c.cfg.NodeID)
@@ -103,8 +109,17 @@ func writeError(rw http.ResponseWriter, code int, err error) {
 }
 
 func decode(rw http.ResponseWriter, r *http.Request, v any) bool {
-	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
-		writeError(rw, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+	dec := json.NewDecoder(r.Body)
+	err := dec.Decode(v)
+	if err == nil && dec.Decode(new(json.RawMessage)) != io.EOF {
+		err = errors.New("trailing data after the JSON value: send exactly one JSON object")
+	}
+	if err != nil {
+		code := http.StatusBadRequest
+		if _, big := errors.AsType[*http.MaxBytesError](err); big {
+			code = http.StatusRequestEntityTooLarge
+		}
+		writeError(rw, code, fmt.Errorf("request body: %w", err))
 		return false
 	}
 	return true
