@@ -166,3 +166,23 @@ func dataBytes(d arrow.ArrayData) int64 {
 	}
 	return n
 }
+
+// RowHashes returns a hash of each row of rec over the columns that can
+// be hashed (as HashPartition hashes keys: by value, the same in every
+// process), or an error when none can.
+func RowHashes(rec arrow.RecordBatch) ([]uint64, error) {
+	var views []colView
+	for i, f := range rec.Schema().Fields() {
+		if keyKindOf(f.Type) == kindNone {
+			continue
+		}
+		var v colView
+		v.load(rec.Column(i), forHash)
+		views = append(views, v)
+	}
+	if len(views) == 0 && rec.NumCols() > 0 {
+		return nil, errorf(ErrType, "RowHashes: no column of %s can be hashed", columnList(rec.Schema()))
+	}
+	h, _ := hashRows(views, int(rec.NumRows()), nil, nil)
+	return h, nil
+}

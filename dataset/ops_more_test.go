@@ -1,0 +1,107 @@
+package dataset_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/dataset"
+)
+
+type dupRow struct {
+	A int32   `sluice:"a"`
+	B *string `sluice:"b"`
+	C *int32  `sluice:"c"`
+}
+
+func dupRows() []dupRow {
+	x, y := "x", "y"
+	one, two := int32(1), int32(2)
+	return []dupRow{{1, &x, &one}, {1, &x, &one}, {2, nil, &two}, {2, nil, nil}, {1, &y, nil}, {2, nil, &two}}
+}
+
+// TestDistinctDropFill: expectations worked out by hand from dupRows.
+func TestDistinctDropFill(t *testing.T) {
+	cfg, _ := testConfig(t)
+	ctx := context.Background()
+	d := dataset.FromItems(dupRows()).Configure(cfg)
+
+	// Distinct over all columns: (1,x,1) (2,∅,2) (2,∅,∅) (1,y,∅).
+	if n, err := d.Distinct().Count(ctx); err != nil || n != 4 {
+		t.Fatalf("Distinct: %d, %v; want 4", n, err)
+	}
+	rec := take(t, d.Distinct("a").Sort(dataset.Asc("a")))
+	if got := fmt.Sprint(col[int32](t, rec, "a")); got != "[1 2]" || rec.NumCols() != 1 {
+		t.Fatalf("Distinct(a): %s, %d columns", got, rec.NumCols())
+	}
+	// DropNull: any column, then only c.
+	if n, err := d.DropNull().Count(ctx); err != nil || n != 2 {
+		t.Fatalf("DropNull(): %d, %v; want 2", n, err)
+	}
+	if n, err := d.DropNull("c").Count(ctx); err != nil || n != 4 {
+		t.Fatalf("DropNull(c): %d, %v; want 4", n, err)
+	}
+	// FillNull keeps the column types.
+	f := d.FillNull(map[string]any{"b": "none", "c": 0})
+	sc, err := f.Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sc.String(); !strings.Contains(got, "b: type=utf8") || !strings.Contains(got, "c: type=int32") {
+		t.Fatalf("FillNull schema %s", got)
+	}
+	rec = take(t, f)
+	if got := fmt.Sprint(col[string](t, rec, "b"), col[int32](t, rec, "c")); got != "[x x none none y none] [1 1 2 0 0 2]" {
+		t.Fatalf("FillNull: %s", got)
+	}
+	if err := d.FillNull(map[string]any{"c": []int{1}}).Err(); err == nil || !strings.Contains(err.Error(), `column "c": cannot fill with a []int`) {
+		t.Fatalf("FillNull bad value: %v", err)
+	}
+	if err := d.FillNull(map[string]any{"z": 1}).Err(); err == nil || !strings.Contains(err.Error(), `unknown column "z"`) {
+		t.Fatalf("FillNull unknown column: %v", err)
+	}
+}
+
+// TestSampleSplit: a seeded sample is the same however the rows are
+// batched, about fraction of the rows, and Split's two parts partition the
+// rows.
+func TestSampleSplit(t *testing.T) {
+	cfg, _ := testConfig(t)
+	ctx := context.Background()
+	ids := func(d *dataset.Dataset) []int64 {
+		v := col[int64](t, take(t, d), "id")
+		slices.Sort(v)
+		return v
+	}
+	a := ids(dataset.Range(10000).Configure(cfg).Sample(0.3, 7))
+	cfg2 := cfg
+	cfg2.BatchRows = 333
+	b := ids(dataset.Range(10000).Configure(cfg2).Sample(0.3, 7))
+	if !slices.Equal(a, b) {
+		t.Fatalf("the sample depends on the batching: %d vs %d rows", len(a), len(b))
+	}
+	if len(a) < 2800 || len(a) > 3200 {
+		t.Fatalf("Sample(0.3) kept %d of 10000", len(a))
+	}
+	if c := ids(dataset.Range(10000).Configure(cfg).Sample(0.3, 8)); slices.Equal(a, c) {
+		t.Fatal("seeds 7 and 8 gave the same sample")
+	}
+	train, test := dataset.Range(1000).Configure(cfg).Split(0.8, 1)
+	tr, te := ids(train), ids(test)
+	all := append(slices.Clone(tr), te...)
+	slices.Sort(all)
+	if len(all) != 1000 || slices.Compact(all)[999] != 999 || len(tr) < 750 || len(tr) > 850 {
+		t.Fatalf("Split: %d + %d rows", len(tr), len(te))
+	}
+	if n, err := dataset.Range(100).Configure(cfg).Sample(1, 3).Count(ctx); err != nil || n != 100 {
+		t.Fatalf("Sample(1): %d, %v", n, err)
+	}
+	if n, err := dataset.Range(100).Configure(cfg).Sample(0, 3).Count(ctx); err != nil || n != 0 {
+		t.Fatalf("Sample(0): %d, %v", n, err)
+	}
+	if err := dataset.Range(1).Sample(1.5, 0).Err(); err == nil || !strings.Contains(err.Error(), "fraction (1.5) must be between 0 and 1") {
+		t.Fatalf("Sample(1.5): %v", err)
+	}
+}
