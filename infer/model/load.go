@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/sluicehq/sluice/gpu"
 	"github.com/sluicehq/sluice/infer/safetensors"
+	"github.com/sluicehq/sluice/storage"
 )
 
 // Options configures Load.
@@ -96,6 +98,9 @@ func Load(dir string, dev gpu.Device, opts Options) (*Model, error) {
 		return nil, err
 	}
 	defer ckpt.Close()
+	if err := checkLayers(storage.Join(dir, "config.json"), cfg, ckpt); err != nil {
+		return nil, err
+	}
 	m := &Model{cfg: cfg, dtype: dt, dev: dev, ops: dev.Ops()}
 	m.step.initGraphs(dev, opts.EnforceEager)
 	l := &loader{m: m, ckpt: ckpt, used: map[string]bool{}}
@@ -330,4 +335,38 @@ func (l *loader) convert(src []byte, from safetensors.DType, to gpu.DType) []byt
 	}
 	l.out = out
 	return out
+}
+
+// checkLayers compares num_hidden_layers with the layers the weight files
+// hold, before anything is allocated for them: a config that claims 1e9
+// layers fails at once, naming the key and the weight file, rather than
+// after gigabytes of layer structs.
+func checkLayers(configPath string, c Config, ckpt *safetensors.Checkpoint) error {
+	n, last := 0, ""
+	for _, name := range ckpt.Names() {
+		rest, ok := strings.CutPrefix(name, "model.layers.")
+		if !ok {
+			continue
+		}
+		num, _, ok := strings.Cut(rest, ".")
+		i, err := strconv.Atoi(num)
+		if !ok || err != nil || i < 0 {
+			continue // an unexpected tensor, reported by load
+		}
+		if i+1 > n {
+			n, last = i+1, name
+		}
+	}
+	if n == c.Layers {
+		return nil
+	}
+	file := ckpt.Dir()
+	if last == "" {
+		last = "model.embed_tokens.weight"
+	}
+	if _, f, ok := ckpt.Tensor(last); ok {
+		file = f.Path()
+	}
+	return fmt.Errorf("model: %s: num_hidden_layers (%d) does not match the weights: %s holds %d layers (model.layers.0 to model.layers.%d): fix the config or the weight files: %w",
+		configPath, c.Layers, file, n, n-1, ErrConfig)
 }
