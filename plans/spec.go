@@ -186,6 +186,7 @@ var stepDefs = sync.OnceValue(func() []*stepDef {
 				opt("on_null", &spec{kind: kString, doc: "A null prompt: error makes it an error of its row (see on_error); skip keeps the row with null outputs.", enum: []string{"error", "skip"}, def: "error"}))},
 		{name: "map_batches", decode: decodeMapBatches, compile: compileMapBatches, spec: mapBatchesSpec()},
 	}
+	defs = append(defs, moreStepDefs()...)
 	return defs
 })
 
