@@ -249,8 +249,6 @@ func readCheckpoint(ctx context.Context, cfg Config, dir string, n *net, ls *lor
 		return dataPos{}, ckptErr(dir, "it has --optimizer %s, this run %s", st.Optimizer, opt.name)
 	case st.Rows != rows:
 		return dataPos{}, ckptErr(dir, "it was trained on %d rows, --data has %d", st.Rows, rows)
-	case st.Seed != cfg.Seed || st.Shuffle != cfg.Shuffle:
-		return dataPos{}, ckptErr(dir, "it has --seed %d --shuffle=%v, this run --seed %d --shuffle=%v", st.Seed, st.Shuffle, cfg.Seed, cfg.Shuffle)
 	case st.Step >= cfg.Steps:
 		return dataPos{}, ckptErr(dir, "it is at step %d, --steps is %d", st.Step, cfg.Steps)
 	}
@@ -298,4 +296,19 @@ func readCheckpoint(ctx context.Context, cfg Config, dir string, n *net, ls *lor
 	}
 	opt.step = st.Step
 	return st.Data, nil
+}
+
+// resumeData is the seed and shuffle a resumed run reads its data with:
+// the checkpoint's, so that the data position it saved means the same rows
+// (a PBT trial may continue another trial's checkpoint).
+func resumeData(dir string) (seed uint64, shuffle bool, err error) {
+	js, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return 0, false, ckptErr(dir, "%v", err)
+	}
+	var st ckptState
+	if err := json.Unmarshal(js, &st); err != nil {
+		return 0, false, ckptErr(dir, "state.json: %v", err)
+	}
+	return st.Seed, st.Shuffle, nil
 }

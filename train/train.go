@@ -190,6 +190,15 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 			return err
 		}
 		fmt.Fprintf(logw, "train: resumed from %s at step %d\n", cfg.Resume, opt.step)
+		seed, shuffle, err := resumeData(cfg.Resume)
+		if err != nil {
+			return err
+		}
+		if seed != cfg.Seed || shuffle != cfg.Shuffle {
+			fmt.Fprintf(logw, "train: the checkpoint read its data with --seed %d --shuffle=%v; continuing with those (this run asked for --seed %d --shuffle=%v)\n",
+				seed, shuffle, cfg.Seed, cfg.Shuffle)
+			cfg.Seed, cfg.Shuffle = seed, shuffle
+		}
 	}
 	fmt.Fprintf(logw, "train: %s, %d rows, %d parameters trained, %d steps\n", n.cfg.Arch, len(rows), countParams(trainable), cfg.Steps)
 	for opt.step < cfg.Steps {
