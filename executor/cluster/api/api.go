@@ -1,7 +1,8 @@
 // Package api holds the coordinators' HTTP/JSON wire types and the client
-// that the CLI and the workers use. Every call carries the shared bearer
-// token; any coordinator answers any call (followers forward writes to the
-// leader).
+// that the CLI and the workers use. Every call carries a bearer
+// credential (the clients' token, the cluster secret, or a worker's own
+// credential: see the coordinator's auth.go); any coordinator answers any
+// call (followers forward writes to the leader).
 //
 //	POST /v1/jobs                  SubmitRequest → IDResponse
 //	GET  /v1/jobs                  → []state.Job
@@ -12,7 +13,8 @@
 //	POST /v1/tasks/{id}/start      TaskReport → IDResponse
 //	POST /v1/tasks/{id}/finish     TaskReport → IDResponse
 //	POST /v1/workers/{id}/reports  ReportBatch → ReportBatchResponse (many reports, one Raft entry)
-//	POST /v1/cluster/join          JoinRequest → IDResponse
+//	POST /v1/cluster/join          JoinRequest → IDResponse (adds a non-voter)
+//	POST /v1/cluster/promote       JoinRequest → IDResponse (a caught-up non-voter becomes a voter)
 //	GET  /v1/cluster               → ClusterStatus
 //	GET  /metrics                  Prometheus text
 package api
