@@ -74,7 +74,9 @@ func setField(dst reflect.Value, a arrow.Array, i int) error {
 	if d, ok := a.(*array.Dictionary); ok {
 		return setField(dst, d.Dictionary(), d.GetValueIndex(i))
 	}
-	bad := func() error { return fmt.Errorf("a %s column cannot fill a field of type %s", a.DataType(), dst.Type()) }
+	bad := func() error {
+		return fmt.Errorf("a %s column cannot fill a field of type %s", a.DataType(), dst.Type())
+	}
 	if dst.Type() == timeType {
 		switch c := a.(type) {
 		case *array.Timestamp:
