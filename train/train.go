@@ -2,11 +2,14 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -255,6 +258,9 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 			}
 			fmt.Fprintf(logw, "train: checkpoint at step %d\n", opt.step)
 		}
+		if err := appendMetrics(cfg.Out, m); err != nil {
+			return err
+		}
 		if cfg.OnStep != nil {
 			if err := cfg.OnStep(m); err != nil {
 				return err
@@ -270,6 +276,27 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		return err
 	}
 	fmt.Fprintf(logw, "train: wrote %s\n", cfg.Out)
+	return nil
+}
+
+// appendMetrics adds m as one JSON line to Out/metrics.jsonl, beside the
+// checkpoints (a resumed run appends to the same file).
+func appendMetrics(out string, m Metrics) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("train: --out: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(out, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("train: --out: %w", err)
+	}
+	js, _ := json.Marshal(m)
+	_, err = f.Write(append(js, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("train: writing metrics: %w", err)
+	}
 	return nil
 }
 

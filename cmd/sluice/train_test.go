@@ -56,7 +56,7 @@ func TestTrainCommand(t *testing.T) {
 		if !strings.Contains(stderr.String(), "step 3/3") {
 			t.Errorf("no progress on stderr: %s", stderr.String())
 		}
-		want := []string{"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json"}
+		want := []string{"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "metrics.jsonl"}
 		if extra != nil {
 			want = append(want, "adapter/adapter_config.json", "adapter/adapter_model.safetensors")
 		}
