@@ -246,3 +246,21 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestResumeNewLR: a checkpoint continues under another --lr (as PBT's
+// exploit-and-explore does): the first resumed step's loss is the
+// checkpoint's, and it reports the new lr.
+func TestResumeNewLR(t *testing.T) {
+	data := writeRows(t, t.TempDir(), 5, 512)
+	c := baseConfig(t, "llama3")
+	c.Steps, c.CheckpointEvery = 2, 2
+	first := runLosses(t, c, data)
+	r := baseConfig(t, "llama3")
+	r.Steps, r.LR, r.Resume = 4, 1e-2, filepath.Join(c.Out, "checkpoint")
+	again := baseConfig(t, "llama3")
+	again.Steps, again.LR, again.Resume = 4, 3e-3, r.Resume
+	a, b := runLosses(t, r, data), runLosses(t, again, data)
+	if len(a) != 2 || a[0].Step != 3 || a[0].LR != 1e-2 || a[0].Loss != b[0].Loss || a[1].Loss == b[1].Loss {
+		t.Fatalf("first run %+v\nresumed at lr 1e-2 %+v\nresumed at lr 3e-3 %+v", first, a, b)
+	}
+}
