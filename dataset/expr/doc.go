@@ -53,8 +53,13 @@
 // first match, every one with flag 'g', 'i' ignores case; \1 in the
 // replacement is the first group). x [NOT] LIKE 'pattern' and ILIKE (case
 // folded) match the whole string: % is any run of characters, _ one, and a
-// backslash escapes the next. Well-known SQL functions the language lacks
-// (date_trunc, split, window and aggregate functions...) fail with "is
+// backslash escapes the next. date_trunc('unit', t) truncates a timestamp
+// or date to the start of its second, minute, hour, day, week (Monday),
+// month, quarter or year, giving timestamp[us]; date_diff('unit', a, b)
+// (alias datediff) counts the unit boundaries from a to b, as DuckDB does
+// (date_diff('day', '2024-01-01 23:00', '2024-01-02 01:00') is 1). Both
+// read times as UTC instants. Well-known SQL functions the language lacks
+// (strftime, INTERVAL arithmetic, split, window and aggregate functions...) fail with "is
 // not supported" and the list of functions.
 //
 // CAST types: int8, int16, int32 (int, integer), int64 (bigint), float32

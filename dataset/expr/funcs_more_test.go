@@ -52,7 +52,7 @@ func TestMoreFunctions(t *testing.T) {
 // TestNotSupported: well-known SQL the language lacks says so, rather than
 // a wrong "did you mean".
 func TestNotSupported(t *testing.T) {
-	for _, src := range []string{"date_trunc('day', ts)", "split(s, ',')", "sum(i) > 1"} {
+	for _, src := range []string{"strftime(ts, '%Y')", "split(s, ',')", "sum(i) > 1"} {
 		_, err := Compile(src, fixtureSchema)
 		if err == nil || !strings.Contains(err.Error(), "is not supported (the functions are: ") || !errors.Is(err, ErrUnknownFunction) {
 			t.Errorf("%s: %v", src, err)
@@ -70,5 +70,31 @@ func TestNotSupported(t *testing.T) {
 		if _, err := Compile(tc[0], fixtureSchema); err == nil || !strings.Contains(err.Error(), tc[1]) {
 			t.Errorf("%s: %v, want %q", tc[0], err, tc[1])
 		}
+	}
+}
+
+// TestDateTruncDiff: by hand from the fixture's ts (2024-01-02 03:04:05,
+// 2023-12-31 23:59:59, null, 1969-12-31 23:00:00, 2024-02-29 12:00:00; a
+// Tuesday, a Sunday, -, a Wednesday, a Thursday) and d.
+func TestDateTruncDiff(t *testing.T) {
+	runEvalCases(t, []evalCase{
+		{"date_trunc('day', ts)", "timestamp[us]", []any{"2024-01-02 00:00:00", "2023-12-31 00:00:00", N, "1969-12-31 00:00:00", "2024-02-29 00:00:00"}},
+		{"date_trunc('hour', ts)", "timestamp[us]", []any{"2024-01-02 03:00:00", "2023-12-31 23:00:00", N, "1969-12-31 23:00:00", "2024-02-29 12:00:00"}},
+		{"date_trunc('week', ts)", "timestamp[us]", []any{"2024-01-01 00:00:00", "2023-12-25 00:00:00", N, "1969-12-29 00:00:00", "2024-02-26 00:00:00"}},
+		{"date_trunc('month', d)", "timestamp[us]", []any{"2024-01-01 00:00:00", "2023-12-01 00:00:00", N, "1969-12-01 00:00:00", "2024-02-01 00:00:00"}},
+		{"date_trunc('quarter', ts)", "timestamp[us]", []any{"2024-01-01 00:00:00", "2023-10-01 00:00:00", N, "1969-10-01 00:00:00", "2024-01-01 00:00:00"}},
+		{"date_trunc('years', ts)", "timestamp[us]", []any{"2024-01-01 00:00:00", "2023-01-01 00:00:00", N, "1969-01-01 00:00:00", "2024-01-01 00:00:00"}},
+		{"date_diff('day', d, ts)", "int64", []any{0, 0, N, 0, 0}},
+		{"date_diff('day', TIMESTAMP '2024-01-01 23:00:00', ts)", "int64", []any{1, -1, N, -19724, 59}},
+		// 1969-12-31 23:00 to 2024-01-02 04:00: 19725 days (1970-01-01 to
+		// 2024-01-01 is 54*365+13 leap days = 19723) = 473400 h - 23 + 4.
+		{"date_diff('hour', ts, TIMESTAMP '2024-01-02 04:00:00')", "int64", []any{1, 29, N, 473381, -1400}},
+		{"date_diff('month', ts, DATE '2024-03-01')", "int64", []any{2, 3, N, 651, 1}},
+		{"date_diff('year', d, DATE '2024-01-01')", "int64", []any{0, 1, N, 55, 0}},
+		// Monday 1969-12-29 to Monday 2024-01-01: 3 + 19723 days = 2818 weeks.
+		{"date_diff('week', DATE '2024-01-01', ts)", "int64", []any{0, -1, N, -2818, 8}},
+	})
+	if _, err := Compile("date_trunc('fortnight', ts)", fixtureSchema); err == nil || !strings.Contains(err.Error(), `unknown unit 'fortnight'`) {
+		t.Errorf("bad unit: %v", err)
 	}
 }
