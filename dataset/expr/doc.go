@@ -58,8 +58,10 @@
 // month, quarter or year, giving timestamp[us]; date_diff('unit', a, b)
 // (alias datediff) counts the unit boundaries from a to b, as DuckDB does
 // (date_diff('day', '2024-01-01 23:00', '2024-01-02 01:00') is 1). Both
-// read times as UTC instants. Well-known SQL functions the language lacks
-// (strftime, INTERVAL arithmetic, split, window and aggregate functions...) fail with "is
+// read times as UTC instants, and so does strftime(t, 'format') with the
+// C codes %Y %y %m %d %H %I %M %S %f (microseconds) %p %a %A %b %B %j %F
+// %T %%. Well-known SQL functions the language lacks
+// (strptime, INTERVAL arithmetic, split, window and aggregate functions...) fail with "is
 // not supported" and the list of functions.
 //
 // CAST types: int8, int16, int32 (int, integer), int64 (bigint), float32

@@ -60,7 +60,7 @@ var unsupported = map[string]bool{}
 func init() {
 	for _, n := range strings.Fields(`
 		date_add date_sub date_part datepart extract
-		strftime strptime to_char to_date to_timestamp now current_date current_timestamp
+		strptime to_char to_date to_timestamp now current_date current_timestamp
 		split string_split split_part string_agg array_agg list unnest
 		lpad rpad ltrim rtrim left right reverse repeat position strpos instr
 		sign mod trunc truncate log log2 cbrt sin cos tan asin acos atan atan2 pi random

@@ -52,7 +52,7 @@ func TestMoreFunctions(t *testing.T) {
 // TestNotSupported: well-known SQL the language lacks says so, rather than
 // a wrong "did you mean".
 func TestNotSupported(t *testing.T) {
-	for _, src := range []string{"strftime(ts, '%Y')", "split(s, ',')", "sum(i) > 1"} {
+	for _, src := range []string{"strptime(s, '%Y')", "split(s, ',')", "sum(i) > 1"} {
 		_, err := Compile(src, fixtureSchema)
 		if err == nil || !strings.Contains(err.Error(), "is not supported (the functions are: ") || !errors.Is(err, ErrUnknownFunction) {
 			t.Errorf("%s: %v", src, err)
@@ -94,6 +94,14 @@ func TestDateTruncDiff(t *testing.T) {
 		// Monday 1969-12-29 to Monday 2024-01-01: 3 + 19723 days = 2818 weeks.
 		{"date_diff('week', DATE '2024-01-01', ts)", "int64", []any{0, -1, N, -2818, 8}},
 	})
+	runEvalCases(t, []evalCase{
+		{"strftime(ts, '%Y-%m-%d %H:%M:%S.%f')", "string", []any{"2024-01-02 03:04:05.000000", "2023-12-31 23:59:59.000000", N, "1969-12-31 23:00:00.000000", "2024-02-29 12:00:00.000000"}},
+		{"strftime(d, '%j %a %b %y 100%%')", "string", []any{"002 Tue Jan 24 100%", "365 Sun Dec 23 100%", N, "365 Wed Dec 69 100%", "060 Thu Feb 24 100%"}},
+		{"strftime(TIMESTAMP '2024-03-04 15:06:07.25', '%I%p %F %T.%f')", "string", five("03PM 2024-03-04 15:06:07.250000")},
+	})
+	if _, err := Compile("strftime(ts, '%Q')", fixtureSchema); err == nil || !strings.Contains(err.Error(), "strftime: %Q is not supported") {
+		t.Errorf("bad code: %v", err)
+	}
 	if _, err := Compile("date_trunc('fortnight', ts)", fixtureSchema); err == nil || !strings.Contains(err.Error(), `unknown unit 'fortnight'`) {
 		t.Errorf("bad unit: %v", err)
 	}
