@@ -50,8 +50,19 @@ func Max(column string) Agg { return Agg{fn: "max", column: column} }
 // CountDistinct counts the distinct non-null values of a column.
 func CountDistinct(column string) Agg { return Agg{fn: "count_distinct", column: column} }
 
+// Var is the sample variance (n-1) of a numeric column, null for a group
+// of fewer than two values.
+func Var(column string) Agg { return Agg{fn: "var", column: column} }
+
+// Std is the sample standard deviation of a numeric column.
+func Std(column string) Agg { return Agg{fn: "std", column: column} }
+
+// Median is the middle value of a numeric column (the mean of the two
+// middle values for an even count), as float64.
+func Median(column string) Agg { return Agg{fn: "median", column: column} }
+
 // AggByName builds an aggregate from its name (count, sum, mean, avg, min,
-// max, count_distinct), as plans spell them.
+// max, count_distinct, var, std, median), as plans spell them.
 func AggByName(fn, column string) (Agg, error) {
 	switch fn {
 	case "count":
@@ -59,11 +70,15 @@ func AggByName(fn, column string) (Agg, error) {
 			return Count(), nil
 		}
 		return Count(column), nil
-	case "sum", "mean", "min", "max", "count_distinct":
+	case "sum", "mean", "min", "max", "count_distinct", "var", "std", "median":
 	case "avg":
 		fn = "mean"
+	case "variance", "var_samp":
+		fn = "var"
+	case "stddev", "stddev_samp":
+		fn = "std"
 	default:
-		return Agg{}, fmt.Errorf("unknown aggregate %q (want count, sum, mean, min, max or count_distinct)", fn)
+		return Agg{}, fmt.Errorf("unknown aggregate %q (want count, sum, mean, min, max, count_distinct, var, std or median)", fn)
 	}
 	if column == "" {
 		return Agg{}, fmt.Errorf("aggregate %s needs a column", fn)

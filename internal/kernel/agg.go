@@ -157,9 +157,9 @@ func newAggState(schema *arrow.Schema, a Agg) (aggState, int, arrow.DataType, er
 	i, ok := fieldIndex(schema, a.Column)
 	if !ok {
 		switch a.Func {
-		case Count, Sum, Mean, Min, Max, CountDistinct:
+		case Count, Sum, Mean, Min, Max, CountDistinct, Var, Std, Median:
 		default:
-			return nil, 0, nil, errorf(ErrInvalid, "%s: unknown aggregate %q (want count, count_all, sum, mean, min, max or count_distinct)", label, a.Func)
+			return nil, 0, nil, errorf(ErrInvalid, "%s: unknown aggregate %q (want count, count_all, sum, mean, min, max, count_distinct, var, std or median)", label, a.Func)
 		}
 		return nil, 0, nil, errorf(ErrColumn, "%s: no such column (have %s)", label, columnList(schema))
 	}
@@ -173,6 +173,11 @@ func newAggState(schema *arrow.Schema, a Agg) (aggState, int, arrow.DataType, er
 			return nil, 0, nil, errorf(ErrType, "%s: cannot count distinct values of a %s column", label, typeName(dt))
 		}
 		return &countDistinct{fixed: map[[2]uint64]struct{}{}, bytes: map[string]struct{}{}}, i, arrow.PrimitiveTypes.Int64, nil
+	case Var, Std, Median:
+		if !isNumeric(id) {
+			return nil, 0, nil, errorf(ErrType, "%s: cannot take the %s of a %s column", label, a.Func, typeName(dt))
+		}
+		return &valuesState{fn: a.Func, dt: dt}, i, arrow.PrimitiveTypes.Float64, nil
 	case Sum, Mean:
 		if !isNumeric(id) {
 			return nil, 0, nil, errorf(ErrType, "%s: cannot %s a %s column", label, a.Func, typeName(dt))
@@ -218,7 +223,7 @@ func newAggState(schema *arrow.Schema, a Agg) (aggState, int, arrow.DataType, er
 		}
 		return st, i, decoded(dt), nil
 	}
-	return nil, 0, nil, errorf(ErrInvalid, "%s: unknown aggregate %q (want count, count_all, sum, mean, min, max or count_distinct)", label, a.Func)
+	return nil, 0, nil, errorf(ErrInvalid, "%s: unknown aggregate %q (want count, count_all, sum, mean, min, max, count_distinct, var, std or median)", label, a.Func)
 }
 
 // OutputSchema is the schema of Finish's batch: the keys, then the aggregates.

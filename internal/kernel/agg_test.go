@@ -303,7 +303,7 @@ func TestHashAggErrors(t *testing.T) {
 		{aggSchema, nil, []Agg{{Func: Sum, Column: "cat"}}, `kernel: sum("cat"): cannot sum a string column`, ErrType},
 		{aggSchema, nil, []Agg{{Func: Mean, Column: "ts"}}, `kernel: mean("ts"): cannot mean a timestamp[ms] column`, ErrType},
 		{aggSchema, nil, []Agg{{Func: Sum, Column: "nope"}}, `kernel: sum("nope"): no such column (have cat, n, price, qty, ts, day, flag, u8)`, ErrColumn},
-		{aggSchema, nil, []Agg{{Func: "median", Column: "qty"}}, `kernel: median("qty"): unknown aggregate "median" (want count, count_all, sum, mean, min, max or count_distinct)`, ErrInvalid},
+		{aggSchema, nil, []Agg{{Func: "mode", Column: "qty"}}, `kernel: mode("qty"): unknown aggregate "mode" (want count, count_all, sum, mean, min, max, count_distinct, var, std or median)`, ErrInvalid},
 		{aggSchema, []string{"nope"}, nil, `kernel: group key "nope": no such column (have cat, n, price, qty, ts, day, flag, u8)`, ErrColumn},
 		{aggSchema, nil, []Agg{{Func: Sum, Column: "qty"}, {Func: Sum, Column: "qty"}}, `kernel: sum("qty"): output column "sum(qty)" is already used; set As`, ErrInvalid},
 		{listSchema, []string{"l"}, nil, `kernel: group key "l": cannot group by a list<item: int8, nullable> column`, ErrType},
