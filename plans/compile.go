@@ -559,7 +559,16 @@ func compileJoin(c *compiler, s Step) {
 	ok = check(c.d, "left_on", j.LeftOn) && ok
 	ok = check(right, "right_on", j.RightOn) && ok
 	opts := dataset.JoinOptions{On: j.On, LeftOn: j.LeftOn, RightOn: j.RightOn, How: j.How}
-	if !ok || !c.then(s, c.d.Join(right, opts), func(err error) { c.fail(err, j.node, j.path) }) {
+	joined := func() *dataset.Dataset {
+		switch j.How {
+		case "semi":
+			return c.d.SemiJoin(right, opts)
+		case "anti":
+			return c.d.AntiJoin(right, opts)
+		}
+		return c.d.Join(right, opts)
+	}
+	if !ok || !c.then(s, joined(), func(err error) { c.fail(err, j.node, j.path) }) {
 		c.d = nil
 	}
 }

@@ -172,7 +172,7 @@ var stepDefs = sync.OnceValue(func() []*stepDef {
 				opt("on", columns("Key columns present on both sides.")),
 				opt("left_on", columns("Key columns of the left side (with right_on, instead of on).")),
 				opt("right_on", columns("Key columns of the right side, matched in order to left_on.")),
-				opt("how", &spec{kind: kString, doc: "inner keeps matching rows only; left keeps every left row.", enum: []string{"inner", "left"}, def: "inner"}))},
+				opt("how", &spec{kind: kString, doc: "inner keeps matching rows only; left keeps every left row; semi keeps the left rows with a match and anti those without, with the left's columns only.", enum: []string{"inner", "left", "semi", "anti"}, def: "inner"}))},
 		{name: "infer", decode: decodeInfer, compile: compileInfer,
 			spec: object("Generate text with an LLM for each row: adds the output column and prompt_tokens, completion_tokens, finish_reason.",
 				req("model", str("The model directory or name.")),

@@ -17,6 +17,9 @@ func TestMoreSteps(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "in.jsonl"), []byte(rows), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "keys.jsonl"), []byte(`{"a": 1}`+"\n"+`{"a": 1}`+"\n"+`{"a": 7}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		steps string
 		want  int64
@@ -28,6 +31,10 @@ func TestMoreSteps(t *testing.T) {
 		{"[{fill_null: {a: 0, b: none}}, {filter: \"a = 0 OR b = 'none'\"}]", 2},
 		{"[{sample: {fraction: 1, seed: 3}}]", 4},
 		{"[{sample: {fraction: 0}}]", 0},
+		// a = 1 twice on the left (once on the right, twice): semi 2, anti
+		// keeps a = 2 and a = null.
+		{"[{join: {read: {jsonl: keys.jsonl}, on: [a], how: semi}}]", 2},
+		{"[{join: {read: {jsonl: keys.jsonl}, on: [a], how: anti}}]", 2},
 	} {
 		src := "name: x\nread: {jsonl: in.jsonl}\nsteps: " + tc.steps + "\nwrite: {parquet: out/}\n"
 		p, lints := Check("plan.yaml", []byte(src), Vars{})
