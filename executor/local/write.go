@@ -334,7 +334,11 @@ func publish(ctx context.Context, fs storage.FS, files []*staged) error {
 			if err := gctx.Err(); err != nil {
 				return err // another commit failed: publish no more
 			}
-			if err := f.upload.Commit(gctx); err != nil {
+			// A started Commit runs to its answer, not cancelled by
+			// another's failure: a Complete cut off in flight may finish
+			// on the server after the rollback's Abort, leaving a pending
+			// upload or an object nobody deletes.
+			if err := f.upload.Commit(context.WithoutCancel(gctx)); err != nil {
 				return namePath(f.path, "publish", err)
 			}
 			return nil
@@ -344,9 +348,9 @@ func publish(ctx context.Context, fs storage.FS, files []*staged) error {
 	if err == nil {
 		return nil
 	}
-	// A cancelled Commit may still have completed on the server: delete
-	// every new file, not only those known to be published. Deleting a
-	// missing file is not an error.
+	// A Commit that failed may still have completed on the server (a lost
+	// answer): delete every new file, not only those known to be
+	// published. Deleting a missing file is not an error.
 	rctx := context.WithoutCancel(ctx)
 	var errs []error
 	for _, f := range files {
