@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -227,7 +228,7 @@ type OpStats struct {
 	BytesIn  atomic.Int64 // bytes read from storage (scans) or received
 	BytesOut atomic.Int64 // bytes written to storage (sinks) or sent
 	Batches  atomic.Int64
-	busy     atomic.Int64 // nanoseconds spent working, over all goroutines
+	busy     atomic.Int64 // CPU nanoseconds of the threads that ran work, over all goroutines
 	began    atomic.Int64
 	ended    atomic.Int64
 }
@@ -235,11 +236,17 @@ type OpStats struct {
 func (s *OpStats) begin() { s.began.CompareAndSwap(0, time.Now().UnixNano()) }
 func (s *OpStats) end()   { s.ended.Store(time.Now().UnixNano()) }
 
-// work times f as busy time of the operator.
+// work runs f and adds the CPU time its thread used to the operator's.
+// Wall time would count a goroutine waiting for a core, a GPU or a channel,
+// so with more goroutines than cores the column summed past the process's
+// own CPU time. The goroutine stays on one thread between the two readings;
+// goroutines f starts itself are not counted.
 func (s *OpStats) work(f func() error) error {
-	t := time.Now()
+	runtime.LockOSThread()
+	t := threadCPU()
 	err := f()
-	s.busy.Add(int64(time.Since(t)))
+	s.busy.Add(threadCPU() - t)
+	runtime.UnlockOSThread()
 	return err
 }
 
@@ -260,8 +267,12 @@ func (s *OpStats) Wall() time.Duration {
 	return time.Duration(e - b)
 }
 
-// CPU is the time the operator's goroutines spent working.
+// CPU is the CPU time the operator's work used on its threads (0 where
+// the platform gives no per-thread clock: see CPUKnown).
 func (s *OpStats) CPU() time.Duration { return time.Duration(s.busy.Load()) }
+
+// CPUKnown says CPU is measured on this platform.
+func CPUKnown() bool { return threadCPUKnown }
 
 // Stats summarize a run.
 type Stats struct {

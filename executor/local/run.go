@@ -111,8 +111,12 @@ func (s *Stats) Summary(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "rows in\trows out\tbatches\tbytes read\tbytes written\twall\tcpu\toperator\t")
 	for _, o := range s.Ops {
+		cpu := "-"
+		if threadCPUKnown {
+			cpu = o.CPU().Round(time.Millisecond).String()
+		}
 		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", o.RowsIn.Load(), o.RowsOut.Load(), o.Batches.Load(),
-			bytesText(o.BytesIn.Load()), bytesText(o.BytesOut.Load()), o.Wall().Round(time.Millisecond), o.CPU().Round(time.Millisecond), trim(o.Name, 70))
+			bytesText(o.BytesIn.Load()), bytesText(o.BytesOut.Load()), o.Wall().Round(time.Millisecond), cpu, trim(o.Name, 70))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "total %s, peak in flight %s\n", s.Wall.Round(time.Millisecond), bytesText(s.PeakBudget))

@@ -312,6 +312,9 @@ func (r *scanReader) read(ctx context.Context, x *exec, t task, st *OpStats, emi
 		opts.BatchRows = x.cfg.BatchRows
 	}
 	return r.node.Format.Read(ctx, fh, t.split, opts, x.mem, func(rec arrow.RecordBatch) error {
+		// Rows in are the rows decoded, rows out those the pushed-down
+		// filters kept, so the summary's scan line shows what they dropped.
+		st.RowsIn.Add(rec.NumRows())
 		var out arrow.RecordBatch
 		err := st.work(func() error {
 			var err error
