@@ -10,7 +10,12 @@
 // Gradients and the loss are checked against PyTorch on infer's fixture
 // models (testdata/make_reference.py, f32, 1e-4 relative).
 //
-// This package is unstable. Training runs in float32 on the host (the
-// --device cpu path); the cuda backward kernels and bf16 training are not
-// written yet.
+// The forward and backward passes run on the shared gpu engine: infer's
+// forward Ops (MatMul, Embed, RMSNorm, RoPE, paged Attention, SiLUMul, Add)
+// and gpu.BackwardOps, in float32. The optimizer, clipping and LoRA's merge
+// run on the host copies of the weights.
+//
+// This package is unstable. Only the cpu backend has BackwardOps (the
+// --device cpu path); the cuda backward kernels, an optimizer on the
+// device and bf16 training are not written yet.
 package train

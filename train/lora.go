@@ -119,7 +119,7 @@ func (ls *loraSet) backprop() {
 
 // lossAndGradLoRA is lossAndGrad with the adapters merged first and their
 // gradients derived after.
-func (n *net) lossAndGradLoRA(b *batch, scale float32, ls *loraSet) (float64, int) {
+func (n *net) lossAndGradLoRA(b *batch, scale float32, ls *loraSet) (float64, int, error) {
 	if ls == nil {
 		return n.lossAndGrad(b, scale)
 	}
@@ -127,7 +127,19 @@ func (n *net) lossAndGradLoRA(b *batch, scale float32, ls *loraSet) (float64, in
 	for _, ad := range ls.adapts {
 		clear(ad.base.g)
 	}
-	sum, cnt := n.lossAndGrad(b, scale)
+	sum, cnt, err := n.lossAndGrad(b, scale)
+	if err != nil {
+		return 0, 0, err
+	}
 	ls.backprop()
-	return sum, cnt
+	return sum, cnt, nil
+}
+
+func dot(a, b []float32) float32 {
+	var s float32
+	b = b[:len(a)]
+	for i, v := range a {
+		s += v * b[i]
+	}
+	return s
 }

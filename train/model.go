@@ -20,11 +20,14 @@ type param struct {
 	shape []int
 	w, g  []float32
 	m, v  []float32 // AdamW moments or (m) SGD momentum
+
+	wt, gt *gpu.Tensor // w and the pass's gradient on the net's device
 }
 
 // net is a decoder's weights by role; nil where the architecture has none.
 type net struct {
 	cfg    model.Config
+	dev    gpu.Device // the forward and backward passes run here; close frees it
 	embed  *param
 	norm   *param
 	lmHead *param // embed when tied
@@ -46,13 +49,18 @@ type blockParams struct {
 
 // loadNet reads a Hugging Face model directory: infer/model parses and
 // checks config.json and every weight (a cpu Load), then the weights are
-// read again from the checkpoint as float32 master copies.
-func loadNet(ctx context.Context, dir string) (*net, error) {
+// read again from the checkpoint as float32 master copies. The net trains
+// on a cpu device it owns until close.
+func loadNet(ctx context.Context, dir string) (_ *net, err error) {
 	dev, err := gpu.Open("cpu")
 	if err != nil {
 		return nil, err
 	}
-	defer dev.Close()
+	defer func() {
+		if err != nil {
+			dev.Close()
+		}
+	}()
 	m, err := model.Load(dir, dev, model.Options{DType: gpu.F32, Context: ctx})
 	if err != nil {
 		return nil, fmt.Errorf("train: --model %s: %w", dir, err)
@@ -64,7 +72,7 @@ func loadNet(ctx context.Context, dir string) (*net, error) {
 		return nil, fmt.Errorf("train: --model %s: %w", dir, err)
 	}
 	defer ck.Close()
-	n := &net{cfg: cfg, byName: map[string]*param{}}
+	n := &net{cfg: cfg, dev: dev, byName: map[string]*param{}}
 	h, qd, kvd := cfg.Hidden, cfg.Heads*cfg.HeadDim, cfg.KVHeads*cfg.HeadDim
 	var lerr error
 	w := func(on bool, name string, shape ...int) *param {

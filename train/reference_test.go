@@ -83,9 +83,13 @@ func TestGradMatchesPyTorch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer n.close()
 			b := &batch{ids: ref.Grad.IDs, lens: ref.Grad.Lens, T: len(ref.Grad.IDs[0])}
 			cnt := b.targets()
-			sum, got := n.lossAndGrad(b, float32(1)/float32(cnt))
+			sum, got, err := n.lossAndGrad(b, float32(1)/float32(cnt))
+			if err != nil {
+				t.Fatal(err)
+			}
 			if got != cnt {
 				t.Fatalf("targets %d, want %d", got, cnt)
 			}
@@ -152,6 +156,7 @@ func TestCurvesMatchPyTorch(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				defer n.close()
 				o := newOptimizer(run.opt, run.wd)
 				total := len(run.steps)
 				if run.opt == "adamw" {
@@ -162,7 +167,10 @@ func TestCurvesMatchPyTorch(t *testing.T) {
 					b := &batch{ids: rb.IDs, lens: rb.Lens, T: len(rb.IDs[0])}
 					n.zeroGrad()
 					cnt := b.targets()
-					sum, _ := n.lossAndGrad(b, float32(1)/float32(cnt))
+					sum, _, err := n.lossAndGrad(b, float32(1)/float32(cnt))
+					if err != nil {
+						t.Fatal(err)
+					}
 					loss := sum / float64(cnt)
 					norm := clipGrads(n.params, 1.0)
 					lr := lrAt(run.lr, run.sched, s, run.warm, total)

@@ -152,6 +152,7 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 	if err != nil {
 		return err
 	}
+	defer n.close()
 	if cfg.MaxSeqLen > n.cfg.MaxPositions {
 		return fmt.Errorf("train: --max-seq-len (%d) is longer than the model's max_position_embeddings (%d): %w",
 			cfg.MaxSeqLen, n.cfg.MaxPositions, ErrConfig)
@@ -241,7 +242,10 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		}
 		var sum float64
 		for _, b := range mbs {
-			ls, _ := n.lossAndGradLoRA(b, float32(1)/float32(count), lora)
+			ls, _, err := n.lossAndGradLoRA(b, float32(1)/float32(count), lora)
+			if err != nil {
+				return err
+			}
 			sum += ls
 		}
 		loss := sum / float64(count)
