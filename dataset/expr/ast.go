@@ -122,8 +122,8 @@ type Column struct {
 }
 
 // Literal is a constant. Value is nil (NULL), bool, int64, float64, string,
-// time.Time (a TIMESTAMP literal, in UTC with microsecond precision) or
-// arrow.Date32 (a DATE literal).
+// time.Time (a TIMESTAMP literal, in UTC with microsecond precision),
+// arrow.Date32 (a DATE literal) or Interval (an INTERVAL literal).
 type Literal struct {
 	Value    any
 	ValuePos Pos
@@ -250,6 +250,8 @@ func formatLiteral(v any) string {
 		return "TIMESTAMP '" + formatTimestamp(v) + "'"
 	case arrow.Date32:
 		return "DATE '" + v.FormattedString() + "'"
+	case Interval:
+		return v.String()
 	}
 	return "<invalid literal>"
 }

@@ -126,6 +126,8 @@ func literalScalar(e *Literal) (scalar.Scalar, error) {
 		return scalar.NewStringScalar(v), nil
 	case arrow.Date32:
 		return scalar.NewDate32Scalar(v), nil
+	case Interval:
+		return intervalScalar(v), nil
 	case time.Time:
 		if ts, exact := timeToUnit(v, arrow.Microsecond); exact {
 			return scalar.NewTimestampScalar(arrow.Timestamp(ts), tsMicro), nil
@@ -410,6 +412,9 @@ func (b *binder) bindArith(e *Binary) (node, error) {
 	y, err := b.bindValue(e.Y)
 	if err != nil {
 		return nil, err
+	}
+	if isInterval(x.typ()) || isInterval(y.typ()) {
+		return b.bindIntervalArith(e, x, y)
 	}
 	for _, n := range []node{x, y} {
 		if !isNumeric(n.typ()) && !isNullConst(n) {

@@ -60,9 +60,21 @@
 // (date_diff('day', '2024-01-01 23:00', '2024-01-02 01:00') is 1). Both
 // read times as UTC instants, and so does strftime(t, 'format') with the
 // C codes %Y %y %m %d %H %I %M %S %f (microseconds) %p %a %A %b %B %j %F
-// %T %%. Well-known SQL functions the language lacks
-// (strptime, INTERVAL arithmetic, split, window and aggregate functions...) fail with "is
-// not supported" and the list of functions.
+// %T %%. strptime(s, 'format') reads text back with the same codes (%d and
+// %m take one or two digits; %f must follow %S.) as a timestamp[us] in
+// UTC, and fails with ErrEval naming a value that does not match.
+// split(s, 'sep') (alias string_split) gives a list<string> of the parts
+// between separators, characters for an empty one.
+//
+// INTERVAL 'N unit [N unit ...]', INTERVAL 'N' unit and INTERVAL N unit
+// (units year, quarter, month, week, day, hour, minute, second,
+// millisecond, microsecond, singular or plural) are added to or
+// subtracted from a timestamp or date, giving timestamp[us] as DuckDB
+// does: months first, the day clamped to the month's last (2024-01-31 +
+// INTERVAL '1 month' is 2024-02-29), then days, then the rest. Well-known
+// SQL functions the language lacks (to_timestamp, split_part, window and
+// aggregate functions...) fail with "is not supported" and the list of
+// functions.
 //
 // CAST types: int8, int16, int32 (int, integer), int64 (bigint), float32
 // (real), float64 (float, double), string (varchar, text), bool (boolean),

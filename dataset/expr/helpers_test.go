@@ -131,6 +131,16 @@ func values(t testing.TB, a arrow.Array) []any {
 			out[i] = formatTimestamp(unitToTime(int64(a.Value(i)), unit))
 		case *array.Date32:
 			out[i] = a.Value(i).FormattedString()
+		case *array.List:
+			// A list renders as [v1, v2, ...] of its values' renderings.
+			lo, hi := a.ValueOffsets(i)
+			sub := array.NewSlice(a.ListValues(), lo, hi)
+			var parts []string
+			for _, v := range values(t, sub) {
+				parts = append(parts, fmt.Sprint(v))
+			}
+			sub.Release()
+			out[i] = "[" + strings.Join(parts, ", ") + "]"
 		default:
 			t.Fatalf("values: unsupported array %T", a)
 		}

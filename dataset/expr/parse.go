@@ -426,6 +426,12 @@ func (p *parser) parseIdent() (Expr, error) {
 		return p.parseCase(t)
 	case "CAST":
 		return p.parseCast(t)
+	case "INTERVAL":
+		// INTERVAL '1 day', INTERVAL '2' HOUR or INTERVAL 2 HOURS; like
+		// DATE, a column may still be called interval.
+		if s := p.peek(); s.kind == tokString || s.kind == tokInt {
+			return p.parseInterval(t, s)
+		}
 	case "TIMESTAMP", "DATE":
 		// A typed literal only when a string follows; otherwise these are
 		// ordinary identifiers, so columns may be called "date".
@@ -441,6 +447,29 @@ func (p *parser) parseIdent() (Expr, error) {
 		return p.parseCall(t)
 	}
 	return &Column{Name: t.text, NamePos: t.pos}, nil
+}
+
+func (p *parser) parseInterval(kw, s token) (Expr, error) {
+	p.next()
+	unit := ""
+	u := p.peek()
+	_, known := intervalUnits[strings.TrimSuffix(strings.ToLower(u.text), "s")]
+	switch {
+	case u.kind == tokIdent && (known || s.kind == tokInt):
+		p.next()
+		unit = u.text
+	case s.kind == tokInt:
+		return nil, errorf(ErrSyntax, u.pos, "INTERVAL %s needs a unit (%s)", s.text, intervalUnitList)
+	}
+	iv, bad := parseInterval(s.text, unit)
+	if bad != "" {
+		text := quoteString(s.text)
+		if unit != "" {
+			text += " " + unit
+		}
+		return nil, errorf(ErrSyntax, s.pos, "invalid INTERVAL %s: %s", text, bad)
+	}
+	return &Literal{Value: iv, ValuePos: kw.pos}, nil
 }
 
 func typedLiteral(kind string, s token, pos Pos) (*Literal, error) {

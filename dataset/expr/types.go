@@ -54,6 +54,10 @@ func typeName(dt arrow.DataType) string {
 		return "null"
 	case arrow.DATE32:
 		return "date"
+	case arrow.INTERVAL_MONTH_DAY_NANO:
+		return "interval"
+	case arrow.LIST:
+		return "list<" + typeName(dt.(*arrow.ListType).Elem()) + ">"
 	}
 	return dt.String()
 }
