@@ -2,52 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
-	"syscall"
-	"text/tabwriter"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow/array"
-
-	"github.com/sluicehq/sluice/dataset"
-	"github.com/sluicehq/sluice/executor/local"
+	"github.com/sluicehq/sluice/bench/harness"
 	"github.com/sluicehq/sluice/internal/salesgen"
 )
 
-// The etl/sales-10m queries of WORKLOADS.md, as the dataset API writes them.
-var etlQueries = map[string]func(in string) *dataset.Dataset{
-	"q1": func(in string) *dataset.Dataset {
-		return dataset.ReadParquet(in).
-			Filter("price > 50 AND category IN ('c1','c7','c9')").
-			WithColumn("revenue", "price * qty").
-			WithColumn("note", "lower(note)").
-			Select("id", "user_id", "revenue", "note")
-	},
-	"q2": func(in string) *dataset.Dataset {
-		return dataset.ReadParquet(in).
-			WithColumn("revenue", "price * qty").
-			GroupBy("category").
-			Agg(dataset.Count().As("n"), dataset.Sum("revenue").As("revenue"), dataset.Mean("price").As("avg_price"),
-				dataset.Min("ts").As("min_ts"), dataset.Max("ts").As("max_ts"))
-	},
-	"q3": func(in string) *dataset.Dataset {
-		return dataset.ReadParquet(in).
-			WithColumn("revenue", "price * qty").
-			Sort(dataset.Desc("revenue")).
-			Limit(1000)
-	},
-}
+// The benchmark commands: flags into bench/harness's configs.
 
 func init() {
 	var gen struct {
@@ -78,262 +43,122 @@ func init() {
 		},
 	})
 
-	var q struct{ in, out, cpuprofile, stats string }
+	var q harness.QueryConfig
 	register(&command{
 		name:    "bench etl-query",
 		args:    "q1|q2|q3",
 		summary: "run one etl/sales query once (used by `bench etl`)",
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&q.in, "in", "", "input Parquet directory")
-			fs.StringVar(&q.out, "out", "", "output directory")
-			fs.StringVar(&q.cpuprofile, "cpuprofile", "", "write a CPU profile to this file")
-			fs.StringVar(&q.stats, "stats", "", "write the bytes read and written as JSON to this file")
+			fs.StringVar(&q.In, "in", "", "input Parquet directory")
+			fs.StringVar(&q.Out, "out", "", "output directory")
+			fs.StringVar(&q.CPUProfile, "cpuprofile", "", "write a CPU profile to this file")
+			fs.StringVar(&q.Stats, "stats", "", "write the bytes read and written as JSON to this file")
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
-			if len(args) != 1 || etlQueries[args[0]] == nil || q.in == "" || q.out == "" {
+			if len(args) != 1 || !harness.IsQuery(args[0]) || q.In == "" || q.Out == "" {
 				return errUsage
 			}
-			if q.cpuprofile != "" {
-				f, err := os.Create(q.cpuprofile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
-			}
-			cfg := local.DefaultConfig()
-			if v := os.Getenv("SLUICE_BENCH_CONC"); v != "" {
-				cfg.Concurrency, _ = strconv.Atoi(v)
-			}
-			cfg.PreserveOrder = os.Getenv("SLUICE_BENCH_UNORDERED") == ""
-			st, err := etlQueries[args[0]](q.in).Configure(cfg).WriteParquet(ctx, q.out, dataset.WriteOptions{Mode: dataset.Overwrite})
-			if err != nil || q.stats == "" {
-				return err
-			}
-			var io queryIO
-			for _, o := range st.Ops {
-				io.BytesRead += o.BytesIn.Load()
-				io.BytesWritten += o.BytesOut.Load()
-			}
-			data, _ := json.Marshal(io)
-			return os.WriteFile(q.stats, data, 0o644)
+			q.Query = args[0]
+			return harness.RunQuery(ctx, q)
 		},
 	})
 
-	var b struct {
-		rows   int64
-		files  int
-		runs   int
-		dir    string
-		duckdb string
-	}
+	var etl harness.ETLConfig
 	register(&command{
 		name:    "bench etl",
 		summary: "run the etl/sales-10m workload against DuckDB on the same files",
 		flags: func(fs *flag.FlagSet) {
-			fs.Int64Var(&b.rows, "rows", 10_000_000, "rows of generated data")
-			fs.IntVar(&b.files, "files", 8, "files of generated data")
-			fs.IntVar(&b.runs, "runs", 5, "runs per query and engine (the median is reported)")
-			fs.StringVar(&b.dir, "dir", ".cache/bench", "working directory for data and outputs")
-			fs.StringVar(&b.duckdb, "duckdb", "", "DuckDB peer binary (default: build bench/duckdb into DIR/duckbench)")
+			fs.Int64Var(&etl.Rows, "rows", 10_000_000, "rows of generated data")
+			fs.IntVar(&etl.Files, "files", 8, "files of generated data")
+			fs.IntVar(&etl.Runs, "runs", 5, "runs per query and engine (the median is reported)")
+			fs.StringVar(&etl.Dir, "dir", ".cache/bench", "working directory for data and outputs")
+			fs.StringVar(&etl.DuckDB, "duckdb", "", "DuckDB peer binary (default: build bench/duckdb into DIR/duckbench)")
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
-			return benchETL(ctx, e, b.rows, b.files, b.runs, b.dir, b.duckdb)
+			return harness.ETL(ctx, e.stdout, e.stderr, etl)
 		},
 	})
-}
 
-// queryIO is what `bench etl-query --stats` reports.
-type queryIO struct {
-	BytesRead    int64 `json:"bytes_read"`
-	BytesWritten int64 `json:"bytes_written"`
-}
+	var s3 harness.S3Config
+	register(&command{
+		name:    "bench etl-s3",
+		summary: "run etl/sales-10m Q1 with input and output in MinIO on loopback against local files",
+		flags: func(fs *flag.FlagSet) {
+			fs.Int64Var(&s3.Rows, "rows", 10_000_000, "rows of generated data")
+			fs.IntVar(&s3.Files, "files", 8, "files of generated data")
+			fs.IntVar(&s3.Runs, "runs", 5, "runs per side (the median is reported)")
+			fs.StringVar(&s3.Dir, "dir", ".cache/bench", "working directory for data and outputs")
+			fs.StringVar(&s3.MinIO, "minio", ".cache/bin/minio", "MinIO server binary (go test ./storage/... installs it there)")
+		},
+		run: func(ctx context.Context, e *env, args []string) error {
+			return harness.S3(ctx, e.stdout, e.stderr, s3)
+		},
+	})
 
-type benchRun struct {
-	wall   time.Duration
-	maxRSS int64 // bytes
-}
-
-// timeCmd runs a command and measures its wall time and peak RSS.
-func timeCmd(ctx context.Context, stderr io.Writer, name string, args ...string) (benchRun, error) {
-	c := exec.CommandContext(ctx, name, args...)
-	c.Stdout, c.Stderr = stderr, stderr
-	start := time.Now()
-	if err := c.Run(); err != nil {
-		return benchRun{}, fmt.Errorf("%s %v: %w", name, args, err)
-	}
-	r := benchRun{wall: time.Since(start)}
-	if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.maxRSS = ru.Maxrss << 10
-	}
-	return r, nil
-}
-
-func median(runs []benchRun) benchRun {
-	s := slices.Clone(runs)
-	slices.SortFunc(s, func(a, b benchRun) int { return int(a.wall - b.wall) })
-	m := s[len(s)/2]
-	for _, r := range runs {
-		m.maxRSS = max(m.maxRSS, r.maxRSS)
-	}
-	return m
-}
-
-func benchETL(ctx context.Context, e *env, rows int64, files, runs int, dir, duck string) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	data, err := salesData(ctx, e, self, dir, rows, files)
-	if err != nil {
-		return err
-	}
-	if duck == "" {
-		duck = filepath.Join(dir, "duckbench")
-		abs, _ := filepath.Abs(duck)
-		fmt.Fprintf(e.stderr, "building the DuckDB peer (bench/duckdb) into %s\n", duck)
-		c := exec.CommandContext(ctx, "go", "build", "-o", abs, ".")
-		c.Dir = "bench/duckdb"
-		c.Stdout, c.Stderr = e.stderr, e.stderr
-		if err := c.Run(); err != nil {
-			return fmt.Errorf("building the DuckDB peer (run from the repository root): %w", err)
-		}
-	}
-	type result struct {
-		Query  string  `json:"query"`
-		Sluice float64 `json:"sluice_s"`
-		DuckDB float64 `json:"duckdb_s"`
-		Ratio  float64 `json:"ratio"`
-		SRSS   int64   `json:"sluice_peak_rss"`
-		DRSS   int64   `json:"duckdb_peak_rss"`
-	}
-	var results []result
-	glob := filepath.Join(data, "*.parquet")
-	for _, q := range []string{"q1", "q2", "q3"} {
-		var sr, dr []benchRun
-		for i := range runs {
-			// Alternate which engine goes first, so neither always meets a warm cache.
-			order := []func() error{
-				func() error {
-					r, err := timeCmd(ctx, e.stderr, self, "bench", "etl-query", "--in", glob, "--out", filepath.Join(dir, "out-sluice-"+q), q)
-					sr = append(sr, r)
-					return err
-				},
-				func() error {
-					r, err := timeCmd(ctx, e.stderr, duck, "--in", glob, "--out", filepath.Join(dir, "out-duckdb-"+q), q)
-					dr = append(dr, r)
-					return err
-				},
+	var cl harness.ClusterConfig
+	var workers, queries string
+	register(&command{
+		name:    "bench cluster",
+		summary: "run etl/sales-10m on a loopback cluster of 1, 2, 4 workers against the local executor (--failover: cluster/failover)",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&workers, "workers", "1,2,4", "worker counts to measure, comma-separated")
+			fs.Int64Var(&cl.Rows, "rows", 10_000_000, "rows of generated data")
+			fs.IntVar(&cl.Files, "files", 8, "files of generated data")
+			fs.IntVar(&cl.Runs, "runs", 3, "runs per query, worker count and side (the median is reported)")
+			fs.IntVar(&cl.CPUPerWorker, "cpu-per-worker", 0, "CPUs each worker offers and may use (GOMAXPROCS) (default: all CPUs / the largest worker count, at least 1)")
+			fs.StringVar(&cl.Dir, "dir", ".cache/bench", "working directory for data, outputs and the cluster's files")
+			fs.StringVar(&queries, "queries", "q1,q2,q3", "queries to run, comma-separated")
+			fs.BoolVar(&cl.Failover, "failover", false, "run cluster/failover instead: 3 coordinators, the largest worker count; kill -9 the leader, then a worker, mid-job")
+			fs.Int64Var(&cl.FailoverRows, "failover-rows", 1_000_000, "rows of cluster/failover's data")
+			fs.DurationVar(&cl.WorkerTimeout, "worker-timeout", 5*time.Second, "the coordinators' --worker-timeout")
+			fs.Func("split-bytes", "input `SIZE` per scan task of the layout, e.g. 40MiB (default: the worker's: 256 MiB, and at least one task per CPU of the cluster); passed to the workers' --split-bytes", func(v string) error {
+				n, err := parseSize(v)
+				cl.SplitBytes = n
+				return err
+			})
+		},
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) != 0 {
+				return errUsage
 			}
-			if i%2 == 1 {
-				order[0], order[1] = order[1], order[0]
-			}
-			for _, f := range order {
-				if err := f(); err != nil {
-					return err
+			cl.Workers = nil
+			for _, s := range strings.Split(workers, ",") {
+				n, err := strconv.Atoi(strings.TrimSpace(s))
+				if err != nil || n < 1 {
+					return fmt.Errorf("--workers %q: want positive counts separated by commas", workers)
 				}
+				cl.Workers = append(cl.Workers, n)
 			}
-		}
-		s, d := median(sr), median(dr)
-		results = append(results, result{Query: q, Sluice: s.wall.Seconds(), DuckDB: d.wall.Seconds(),
-			Ratio: s.wall.Seconds() / d.wall.Seconds(), SRSS: s.maxRSS, DRSS: d.maxRSS})
-	}
-	// Compared after every timed run: reading the outputs grows this
-	// process, and a child's peak RSS counts its parent's at fork.
-	for _, q := range []string{"q1", "q2", "q3"} {
-		if err := sameRows(ctx, filepath.Join(dir, "out-sluice-"+q), filepath.Join(dir, "out-duckdb-"+q)); err != nil {
-			return fmt.Errorf("%s: the engines disagree: %w", q, err)
-		}
-	}
-	fmt.Fprintln(e.stdout, "outputs: the same rows from both engines for q1, q2 and q3")
-	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "query\tsluice (median of %d)\tduckdb\tratio sluice/duckdb\tsluice peak RSS\tduckdb peak RSS\n", runs)
-	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%.3fs\t%.3fs\t%.2f\t%s\t%s\n", r.Query, r.Sluice, r.DuckDB, r.Ratio, mib(r.SRSS), mib(r.DRSS))
-	}
-	tw.Flush()
-	js, _ := json.Marshal(results)
-	fmt.Fprintf(e.stdout, "json: %s\n", js)
-	return nil
-}
-
-// salesData generates the benchmark's input once and returns its directory.
-func salesData(ctx context.Context, e *env, self, dir string, rows int64, files int) (string, error) {
-	data := filepath.Join(dir, fmt.Sprintf("sales-%d-%d", rows, files))
-	marker := filepath.Join(data, "_GENERATED")
-	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
-		// In a child process: Linux counts a parent's peak RSS at fork into
-		// its children's, so this process must stay small.
-		fmt.Fprintf(e.stderr, "generating %d rows into %s\n", rows, data)
-		if _, err := timeCmd(ctx, e.stderr, self, "gen", "sales", "--rows", strconv.FormatInt(rows, 10), "--files", strconv.Itoa(files), data); err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(marker, nil, 0o644); err != nil {
-			return "", err
-		}
-	}
-	return data, nil
-}
-
-func mib(n int64) string { return strconv.FormatInt(n>>20, 10) + " MiB" }
-
-// sameRows checks that two Parquet outputs hold the same rows, in any order
-// and with floats compared to 9 significant digits.
-func sameRows(ctx context.Context, a, b string) error {
-	ra, err := canonicalRows(ctx, a)
-	if err != nil {
-		return err
-	}
-	rb, err := canonicalRows(ctx, b)
-	if err != nil {
-		return err
-	}
-	if len(ra) != len(rb) {
-		return fmt.Errorf("%s has %d rows, %s has %d", a, len(ra), b, len(rb))
-	}
-	for i := range ra {
-		if ra[i] != rb[i] {
-			return fmt.Errorf("first difference after sorting: %s has %q, %s has %q", a, ra[i], b, rb[i])
-		}
-	}
-	return nil
-}
-
-func canonicalRows(ctx context.Context, dir string) ([]string, error) {
-	var rows []string
-	for rec, err := range dataset.ReadParquet(dir).Iter(ctx) {
-		if err != nil {
-			return nil, err
-		}
-		names := make([]int, rec.NumCols())
-		for i := range names {
-			names[i] = i
-		}
-		slices.SortFunc(names, func(x, y int) int { return strings.Compare(rec.Schema().Field(x).Name, rec.Schema().Field(y).Name) })
-		for r := range int(rec.NumRows()) {
-			var sb strings.Builder
-			for _, c := range names {
-				col := rec.Column(c)
-				sb.WriteString(rec.Schema().Field(c).Name)
-				sb.WriteByte('=')
-				switch a := col.(type) {
-				case *array.Float64:
-					if a.IsValid(r) {
-						sb.WriteString(strconv.FormatFloat(a.Value(r), 'g', 9, 64))
-						break
-					}
-					sb.WriteString("null")
-				default:
-					sb.WriteString(col.ValueStr(r))
-				}
-				sb.WriteByte('|')
+			cl.Queries = nil
+			for _, q := range strings.Split(queries, ",") {
+				cl.Queries = append(cl.Queries, strings.TrimSpace(q))
 			}
-			rows = append(rows, sb.String())
-		}
-	}
-	slices.Sort(rows)
-	return rows, nil
+			return harness.Cluster(ctx, e.stdout, e.stderr, cl)
+		},
+	})
+
+	var sv harness.ServeConfig
+	register(&command{
+		name:    "bench serve",
+		summary: "online benchmark of an OpenAI-compatible server: Poisson arrivals; TTFT, TPOT, ITL, throughput as JSON",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&sv.URL, "url", "", "the server's base URL, http://host:port (required)")
+			fs.StringVar(&sv.Model, "model", "", "the model name (default: the server's first in /v1/models)")
+			fs.IntVar(&sv.Requests, "requests", 512, "number of requests")
+			fs.StringVar(&sv.Rate, "rate", "inf", "requests per second, Poisson arrivals; inf sends all at once")
+			fs.IntVar(&sv.MinLen, "min-len", 128, "shortest prompt in tokens (infer/offline-512: 128)")
+			fs.IntVar(&sv.MaxLen, "max-len", 512, "longest prompt in tokens (infer/offline-512: 512)")
+			fs.IntVar(&sv.OutputLen, "output-len", 128, "output tokens per request, EOS ignored (infer/offline-512: 128)")
+			fs.IntVar(&sv.Vocab, "vocab", 128256, "prompt token ids are uniform in [0, vocab) (bench-1b: 128256)")
+			fs.Uint64Var(&sv.Seed, "seed", 0, "seed of the prompts and arrivals")
+			fs.StringVar(&sv.APIKey, "api-key", "", "the server's API key")
+			fs.StringVar(&sv.Output, "output", "json", "output: json or text")
+		},
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) > 0 || sv.URL == "" {
+				return fmt.Errorf("give --url: %w", errUsage)
+			}
+			return harness.Serve(ctx, e.stdout, sv)
+		},
+	})
 }

@@ -16,12 +16,13 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 
+	"github.com/sluicehq/sluice/bench/harness"
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/state"
 )
 
-// TestChaos runs a plan (failoverPlan: scan, filter, group-by, sort) over a few million
+// TestChaos runs a plan (harness.FailoverPlan: scan, filter, group-by, sort) over a few million
 // rows on three coordinator and three worker processes, and kills the
 // Raft leader and a worker with SIGKILL at seeded random moments while it
 // runs. The output must equal the local executor's, row for row.
@@ -49,7 +50,7 @@ func TestChaos(t *testing.T) {
 
 	// The reference: the same plan on the local executor.
 	want := filepath.Join(dir, "want")
-	writeFile(t, filepath.Join(dir, "local.yaml"), fmt.Sprintf(failoverPlan, data, want))
+	writeFile(t, filepath.Join(dir, "local.yaml"), fmt.Sprintf(harness.FailoverPlan, data, want))
 	runOut(t, "run", filepath.Join(dir, "local.yaml"))
 
 	const token = "chaos-token"
@@ -106,7 +107,7 @@ func TestChaos(t *testing.T) {
 	got := filepath.Join(dir, "got")
 	var sub api.IDResponse
 	if err := cl.Do(ctx, http.MethodPost, "/v1/jobs", api.SubmitRequest{RequestID: "chaos", File: "chaos.yaml",
-		Plan: fmt.Sprintf(failoverPlan, data, got), MaxRetries: 3, Needs: state.Resources{CPU: 1}}, &sub); err != nil {
+		Plan: fmt.Sprintf(harness.FailoverPlan, data, got), MaxRetries: 3, Needs: state.Resources{CPU: 1}}, &sub); err != nil {
 		t.Fatal(err)
 	}
 	job := func() (st api.JobStatus) {

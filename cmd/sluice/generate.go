@@ -6,15 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math/rand/v2"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/gonum"
-
+	"github.com/sluicehq/sluice/bench/harness"
 	"github.com/sluicehq/sluice/gpu"
 	"github.com/sluicehq/sluice/infer"
 	"github.com/sluicehq/sluice/infer/model"
@@ -287,7 +283,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			res, err := benchInfer(ctx, e, l, b.prompts, b.minLen, b.maxLen, b.sampling, b.seed)
+			res, err := harness.Infer(ctx, e, l, harness.InferConfig{Prompts: b.prompts, MinLen: b.minLen, MaxLen: b.maxLen, Params: b.sampling, Seed: b.seed})
 			err = errors.Join(err, closeAll())
 			if err != nil {
 				return err
@@ -296,176 +292,8 @@ func init() {
 			if b.output == "json" {
 				return json.NewEncoder(env.stdout).Encode(res)
 			}
-			fmt.Fprintf(env.stdout, "infer bench on %s: %d prompts (%d tokens), %d output tokens in %.2fs: %.1f output tokens/s\n",
-				l.Model.Device().Name(), res.Prompts, res.PromptTokens, res.OutputTokens, res.Seconds, res.OutputTokensPerSec)
-			fmt.Fprintf(env.stdout, "  %d steps, %d preemptions; model matmuls %.2f GFLOP/s (estimated)\n",
-				res.Steps, res.Preemptions, res.ModelGFLOPS)
-			fmt.Fprintf(env.stdout, "  GEMM %s on %s: %.2f GFLOP/s; gonum Sgemm %.2f GFLOP/s (%d threads)\n",
-				res.GEMMShape, res.Device, res.GEMMGFLOPS, res.GonumGFLOPS, res.Threads)
-			fmt.Fprintf(env.stdout, "  %.1f total (prompt + output) tokens/s; model load %.2fs, engine start %.2fs (KV cache: %d blocks)\n",
-				res.TotalTokensPerSec, res.LoadSeconds, res.EngineStartSeconds, res.KVBlocks)
-			fmt.Fprintf(env.stdout, "  peak device memory %s (%s)", mib(res.PeakDeviceBytes), res.PeakDeviceSource)
-			if res.DeviceTotalBytes > 0 {
-				fmt.Fprintf(env.stdout, "; driver: %s in use of %s after the run", mib(res.DeviceUsedBytes), mib(res.DeviceTotalBytes))
-			}
-			fmt.Fprintln(env.stdout)
+			res.WriteText(env.stdout)
 			return nil
 		},
 	})
-}
-
-// benchResult is what `bench infer` reports.
-type benchResult struct {
-	Prompts            int     `json:"prompts"`
-	PromptTokens       int     `json:"prompt_tokens"`
-	OutputTokens       int     `json:"output_tokens"`
-	Seconds            float64 `json:"seconds"`
-	OutputTokensPerSec float64 `json:"output_tokens_per_s"`
-	TotalTokensPerSec  float64 `json:"total_tokens_per_s"` // prompt + output
-	LoadSeconds        float64 `json:"load_s"`             // infer.Load: weights to the device
-	EngineStartSeconds float64 `json:"engine_start_s"`     // infer.New: profiling, KV cache
-	KVBlocks           int     `json:"kv_blocks"`
-	PeakDeviceBytes    int64   `json:"peak_device_bytes"`
-	PeakDeviceSource   string  `json:"peak_device_source"`
-	DeviceUsedBytes    int64   `json:"device_used_bytes,omitempty"`  // total − free after the run (gpu.MemInfo)
-	DeviceTotalBytes   int64   `json:"device_total_bytes,omitempty"` // (gpu.MemInfo)
-	Steps              int64   `json:"steps"`
-	Preemptions        int64   `json:"preemptions"`
-	ModelGFLOPS        float64 `json:"model_gflops"`
-	Device             string  `json:"device"`
-	Threads            int     `json:"threads"`
-	GEMMShape          string  `json:"gemm_shape"`
-	GEMMGFLOPS         float64 `json:"gemm_gflops"`
-	GonumGFLOPS        float64 `json:"gonum_sgemm_gflops"`
-}
-
-// benchInfer generates for n random prompts of minLen to maxLen tokens,
-// each with params (its Seed set to seed plus its index when sampling).
-func benchInfer(ctx context.Context, e *infer.Engine, l *infer.Loaded, n, minLen, maxLen int, params infer.SamplingParams, seed uint64) (*benchResult, error) {
-	mc := l.Model.Config()
-	rng := rand.New(rand.NewPCG(seed, 0x7e57))
-	reqs := make([]infer.Request, n)
-	res := &benchResult{Prompts: n, Device: l.Model.Device().Name(), Threads: runtime.GOMAXPROCS(0)}
-	for i := range reqs {
-		ids := make([]int32, minLen+rng.IntN(maxLen-minLen+1))
-		for j := range ids {
-			ids[j] = int32(rng.IntN(mc.Vocab))
-		}
-		res.PromptTokens += len(ids)
-		p := params
-		if p.Temperature > 0 {
-			s := int64(seed) + int64(i)
-			p.Seed = &s
-		}
-		reqs[i] = infer.Request{PromptIDs: ids, Params: p}
-	}
-	// One short warm-up request grows the model's step buffers.
-	if _, err := e.Generate(ctx, []infer.Request{{PromptIDs: reqs[0].PromptIDs[:1], Params: infer.SamplingParams{MaxTokens: 2}}}); err != nil {
-		return nil, err
-	}
-	before := e.Stats()
-	start := time.Now()
-	comps, err := e.Generate(ctx, reqs)
-	if err != nil {
-		return nil, err
-	}
-	res.Seconds = time.Since(start).Seconds()
-	for _, c := range comps {
-		res.OutputTokens += c.CompletionTokens
-	}
-	st := e.Stats()
-	res.Steps, res.Preemptions = st.Steps-before.Steps, st.Preemptions-before.Preemptions
-	res.OutputTokensPerSec = float64(res.OutputTokens) / res.Seconds
-	res.TotalTokensPerSec = float64(res.PromptTokens+res.OutputTokens) / res.Seconds
-	res.KVBlocks = st.NumBlocks
-	dev := l.Model.Device()
-	if mi, ok := dev.(gpu.MemInfo); ok {
-		res.PeakDeviceBytes, res.PeakDeviceSource = mi.PeakBytes(), "peak of the device's allocations since the engine's profiling step, gpu.MemInfo.PeakBytes"
-		free, total, err := mi.MemInfo()
-		if err != nil {
-			return nil, err
-		}
-		res.DeviceUsedBytes, res.DeviceTotalBytes = total-free, total
-	} else {
-		res.PeakDeviceBytes, res.PeakDeviceSource = dev.LiveBytes(), "LiveBytes after the run: weights, KV cache, step buffers; "+dev.Name()+" tracks no peak"
-	}
-	// Matmul FLOPs: every computed token through every layer's projections,
-	// and the LM head for every sampled token.
-	q, kv := mc.Heads*mc.HeadDim, mc.KVHeads*mc.HeadDim
-	perToken := float64(mc.Layers) * float64(mc.Hidden*(q+2*kv)+q*mc.Hidden+3*mc.Hidden*mc.Intermediate)
-	computed := float64(st.BatchedTokens - before.BatchedTokens)
-	res.ModelGFLOPS = 2 * (computed*perToken + float64(res.OutputTokens)*float64(mc.Vocab*mc.Hidden)) / res.Seconds / 1e9
-
-	// The GEMM of the model's MLP up projection for a decode batch of n
-	// sequences, on the device and with gonum, in this run.
-	m, nn, k := n, mc.Intermediate, mc.Hidden
-	res.GEMMShape = fmt.Sprintf("m%d n%d k%d", m, nn, k)
-	if res.GEMMGFLOPS, err = deviceGEMM(l.Model, m, nn, k); err != nil {
-		return nil, err
-	}
-	res.GonumGFLOPS = gonumGEMM(m, nn, k)
-	return res, nil
-}
-
-// timeGFLOPS runs f for about half a second and returns its GFLOP/s.
-func timeGFLOPS(flops float64, f func() error) (float64, error) {
-	if err := f(); err != nil {
-		return 0, err
-	}
-	iters, start := 0, time.Now()
-	for time.Since(start) < 500*time.Millisecond {
-		if err := f(); err != nil {
-			return 0, err
-		}
-		iters++
-	}
-	return flops * float64(iters) / time.Since(start).Seconds() / 1e9, nil
-}
-
-func benchFloats(n int) []float32 {
-	r := rand.New(rand.NewPCG(1, 2))
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = r.Float32()*2 - 1
-	}
-	return v
-}
-
-func deviceGEMM(m *model.Model, rows, n, k int) (float64, error) {
-	dev := m.Device()
-	a, err := gpu.FromHost(dev, benchFloats(rows*k), rows, k)
-	if err != nil {
-		return 0, err
-	}
-	defer a.Free()
-	w, err := dev.Alloc(m.DType(), n, k)
-	if err != nil {
-		return 0, err
-	}
-	defer w.Free()
-	if err := gpu.UploadF32(w, benchFloats(n*k)); err != nil {
-		return 0, err
-	}
-	c, err := dev.Alloc(gpu.F32, rows, n)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Free()
-	ops := dev.Ops()
-	return timeGFLOPS(2*float64(rows*n*k), func() error {
-		if err := ops.MatMul(c, a, w, nil); err != nil {
-			return err
-		}
-		return dev.Sync()
-	})
-}
-
-func gonumGEMM(m, n, k int) float64 {
-	a, w, c := benchFloats(m*k), benchFloats(n*k), make([]float32, m*n)
-	var impl gonum.Implementation
-	g, _ := timeGFLOPS(2*float64(m*n*k), func() error {
-		impl.Sgemm(blas.NoTrans, blas.Trans, m, n, k, 1, a, k, w, k, 0, c, n)
-		return nil
-	})
-	return g
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/bench/harness"
 )
 
 // TestServeCommand runs `sluice serve` in-process on a fixture model:
@@ -115,7 +117,7 @@ func TestServeCommand(t *testing.T) {
 		"--api-key", "k", "--requests", "24", "--rate", "200", "--min-len", "8", "--max-len", "40", "--output-len", "12", "--vocab", "512"}); code != 0 {
 		t.Fatalf("bench serve: exit %d: %s", code, bencherr.String())
 	}
-	var res serveBenchResult
+	var res harness.ServeResult
 	if err := json.Unmarshal(bench.Bytes(), &res); err != nil {
 		t.Fatalf("%v: %s", err, bench.String())
 	}
