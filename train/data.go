@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"iter"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -12,20 +13,30 @@ import (
 	"github.com/sluicehq/sluice/infer/tokenizer"
 )
 
-// readRows turns the dataset's rows into token sequences cut to
-// MaxSeqLen: the ids column when the schema has it, else the text column
-// tokenized (or, with Chat, the messages column rendered by the chat
-// template).
-func readRows(ctx context.Context, cfg Config, ds *dataset.Dataset, vocab int,
-	tok func() (*tokenizer.Tokenizer, error)) ([][]int32, error) {
-	if ds == nil {
-		return nil, fmt.Errorf("train: no dataset: %w", ErrData)
+// tokenRows streams the dataset's rows as token sequences cut to
+// MaxSeqLen, one record at a time: the ids column when the schema has it,
+// else the text column tokenized (or, with Chat, the messages column
+// rendered by the chat template). It stops at the first error.
+func tokenRows(ctx context.Context, cfg Config, ds *dataset.Dataset, vocab int,
+	tok func() (*tokenizer.Tokenizer, error)) iter.Seq2[[]int32, error] {
+	return func(yield func([]int32, error) bool) {
+		if _, err := decodeRows(ctx, cfg, ds, vocab, tok, yield); err != nil {
+			yield(nil, err)
+		}
 	}
-	var rows [][]int32
+}
+
+// decodeRows runs tokenRows' loop; it returns early, with a nil error,
+// when yield asks to stop.
+func decodeRows(ctx context.Context, cfg Config, ds *dataset.Dataset, vocab int,
+	tok func() (*tokenizer.Tokenizer, error), yield func([]int32, error) bool) (int, error) {
+	if ds == nil {
+		return 0, fmt.Errorf("train: no dataset: %w", ErrData)
+	}
 	row := 0
 	for rec, err := range ds.Iter(ctx) {
 		if err != nil {
-			return nil, fmt.Errorf("train: reading the data: %w", err)
+			return 0, fmt.Errorf("train: reading the data: %w", err)
 		}
 		sc := rec.Schema()
 		col := cfg.IDsColumn
@@ -41,36 +52,36 @@ func readRows(ctx context.Context, cfg Config, ds *dataset.Dataset, vocab int,
 				names[i] = f.Name
 			}
 			if cfg.Chat {
-				return nil, fmt.Errorf("train: --chat needs a messages column; the data has columns %v: %w", names, ErrData)
+				return 0, fmt.Errorf("train: --chat needs a messages column; the data has columns %v: %w", names, ErrData)
 			}
-			return nil, fmt.Errorf("train: the data has neither an ids column %q (--ids-column) nor a text column %q (--text-column); its columns are %v: %w",
+			return 0, fmt.Errorf("train: the data has neither an ids column %q (--ids-column) nor a text column %q (--text-column); its columns are %v: %w",
 				cfg.IDsColumn, cfg.TextColumn, names, ErrData)
 		}
 		arr := rec.Column(idx[0])
 		for i := range arr.Len() {
 			if arr.IsNull(i) {
-				return nil, fmt.Errorf("train: row %d: column %q is null: %w", row+i, col, ErrData)
+				return 0, fmt.Errorf("train: row %d: column %q is null: %w", row+i, col, ErrData)
 			}
 			var ids []int32
 			switch {
 			case cfg.Chat:
 				t, err := tok()
 				if err != nil {
-					return nil, err
+					return 0, err
 				}
 				msgs, err := messages(arr, i)
 				if err != nil {
-					return nil, fmt.Errorf("train: row %d: column %q: %w", row+i, col, err)
+					return 0, fmt.Errorf("train: row %d: column %q: %w", row+i, col, err)
 				}
 				s, err := t.ApplyChatTemplate(msgs, false)
 				if err != nil {
-					return nil, fmt.Errorf("train: row %d: chat template: %w", row+i, err)
+					return 0, fmt.Errorf("train: row %d: chat template: %w", row+i, err)
 				}
 				ids = t.Encode(s, false)
 			case col == cfg.IDsColumn:
 				ids, err = listIDs(arr, i, vocab)
 				if err != nil {
-					return nil, fmt.Errorf("train: row %d: column %q: %w", row+i, col, err)
+					return 0, fmt.Errorf("train: row %d: column %q: %w", row+i, col, err)
 				}
 			default:
 				s, ok := arr.(*array.String)
@@ -78,26 +89,25 @@ func readRows(ctx context.Context, cfg Config, ds *dataset.Dataset, vocab int,
 					if ls, ok2 := arr.(*array.LargeString); ok2 {
 						ids, err = encodeText(tok, ls.Value(i))
 					} else {
-						return nil, fmt.Errorf("train: column %q is %s, want strings: %w", col, arr.DataType(), ErrData)
+						return 0, fmt.Errorf("train: column %q is %s, want strings: %w", col, arr.DataType(), ErrData)
 					}
 				} else {
 					ids, err = encodeText(tok, s.Value(i))
 				}
 				if err != nil {
-					return nil, err
+					return 0, err
 				}
 			}
 			if len(ids) > cfg.MaxSeqLen {
 				ids = ids[:cfg.MaxSeqLen]
 			}
-			rows = append(rows, ids)
+			if !yield(ids, nil) {
+				return row + i, nil
+			}
 		}
 		row += arr.Len()
 	}
-	if len(rows) == 0 {
-		return nil, fmt.Errorf("train: the dataset has no rows: %w", ErrData)
-	}
-	return rows, nil
+	return row, nil
 }
 
 func encodeText(tok func() (*tokenizer.Tokenizer, error), s string) ([]int32, error) {

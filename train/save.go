@@ -139,16 +139,19 @@ func writeAtomic(path string, b []byte) error {
 
 // ckptState is checkpoint/state.json.
 type ckptState struct {
-	Step      int         `json:"step"`
-	Data      dataPos     `json:"data"`
-	Rows      int         `json:"rows"`
-	Seed      uint64      `json:"seed"`
-	Shuffle   bool        `json:"shuffle"`
-	Optimizer string      `json:"optimizer"`
-	LoRARank  int         `json:"lora_rank"`
-	LoRAAlpha float64     `json:"lora_alpha,omitempty"`
-	Model     modelSig    `json:"model"`
-	Params    []tensorSig `json:"params"`
+	Step    int     `json:"step"`
+	Data    dataPos `json:"data"`
+	Rows    int     `json:"rows"` // rows per epoch; 0 before the first epoch ended
+	Seed    uint64  `json:"seed"`
+	Shuffle bool    `json:"shuffle"`
+	// ShuffleBuffer is --shuffle-buffer (0 in checkpoints from before it,
+	// which shuffled whole epochs).
+	ShuffleBuffer int         `json:"shuffle_buffer,omitempty"`
+	Optimizer     string      `json:"optimizer"`
+	LoRARank      int         `json:"lora_rank"`
+	LoRAAlpha     float64     `json:"lora_alpha,omitempty"`
+	Model         modelSig    `json:"model"`
+	Params        []tensorSig `json:"params"`
 }
 
 type modelSig struct {
@@ -173,7 +176,7 @@ func sigOf(n *net) modelSig {
 func writeCheckpoint(cfg Config, n *net, ls *loraSet, opt *optimizer, pos dataPos, rows int) error {
 	ps := n.params
 	st := ckptState{Step: opt.step, Data: pos, Rows: rows, Seed: cfg.Seed, Shuffle: cfg.Shuffle,
-		Optimizer: opt.name, Model: sigOf(n)}
+		ShuffleBuffer: cfg.ShuffleBuffer, Optimizer: opt.name, Model: sigOf(n)}
 	if ls != nil {
 		ps = ls.params
 		st.LoRARank, st.LoRAAlpha = ls.rank, ls.alpha
@@ -224,8 +227,9 @@ func ckptErr(dir, format string, args ...any) error {
 }
 
 // readCheckpoint restores params, optimizer state, step and data position
-// from dir, after checking it was written for this model, data and run.
-func readCheckpoint(ctx context.Context, cfg Config, dir string, n *net, ls *loraSet, opt *optimizer, rows int) (dataPos, error) {
+// from dir, after checking it was written for this model and run (the
+// data's row count is checked as the data streams: see resumeData).
+func readCheckpoint(ctx context.Context, cfg Config, dir string, n *net, ls *loraSet, opt *optimizer) (dataPos, error) {
 	js, err := os.ReadFile(filepath.Join(dir, "state.json"))
 	if err != nil {
 		return dataPos{}, ckptErr(dir, "%v", err)
@@ -247,8 +251,6 @@ func readCheckpoint(ctx context.Context, cfg Config, dir string, n *net, ls *lor
 		return dataPos{}, ckptErr(dir, "it has --lora-rank %d, this run %d", st.LoRARank, rank)
 	case st.Optimizer != opt.name:
 		return dataPos{}, ckptErr(dir, "it has --optimizer %s, this run %s", st.Optimizer, opt.name)
-	case st.Rows != rows:
-		return dataPos{}, ckptErr(dir, "it was trained on %d rows, --data has %d", st.Rows, rows)
 	case st.Step >= cfg.Steps:
 		return dataPos{}, ckptErr(dir, "it is at step %d, --steps is %d", st.Step, cfg.Steps)
 	}
@@ -298,17 +300,18 @@ func readCheckpoint(ctx context.Context, cfg Config, dir string, n *net, ls *lor
 	return st.Data, nil
 }
 
-// resumeData is the seed and shuffle a resumed run reads its data with:
-// the checkpoint's, so that the data position it saved means the same rows
-// (a PBT trial may continue another trial's checkpoint).
-func resumeData(dir string) (seed uint64, shuffle bool, err error) {
+// resumeData is how a resumed run reads its data: the checkpoint's seed,
+// shuffle and shuffle buffer, so that the data position it saved means the
+// same rows (a PBT trial may continue another trial's checkpoint), and the
+// rows per epoch it saw (0: unknown), which the data must have.
+func resumeData(dir string) (ckptState, error) {
 	js, err := os.ReadFile(filepath.Join(dir, "state.json"))
 	if err != nil {
-		return 0, false, ckptErr(dir, "%v", err)
+		return ckptState{}, ckptErr(dir, "%v", err)
 	}
 	var st ckptState
 	if err := json.Unmarshal(js, &st); err != nil {
-		return 0, false, ckptErr(dir, "state.json: %v", err)
+		return ckptState{}, ckptErr(dir, "state.json: %v", err)
 	}
-	return st.Seed, st.Shuffle, nil
+	return st, nil
 }

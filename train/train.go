@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -58,6 +58,10 @@ type Config struct {
 	Device      string // --device: cpu (cuda training is not written yet)
 	Seed        uint64 // --seed: shuffling
 	Shuffle     bool   // --shuffle
+	// ShuffleBuffer is --shuffle-buffer: how many rows the shuffle mixes
+	// at a time (0: DefaultShuffleBuffer). The data streams; it is never
+	// all held.
+	ShuffleBuffer int
 
 	TextColumn, IDsColumn string // --text-column, --ids-column
 	Chat                  bool   // --chat: apply the chat template to the messages column
@@ -124,6 +128,8 @@ func (c Config) Validate() error {
 		return bad("--lr-schedule %q: want constant, linear or cosine", c.LRSchedule)
 	case c.WarmupSteps < 0:
 		return bad("--warmup-steps (%d) must not be negative", c.WarmupSteps)
+	case c.ShuffleBuffer < 0:
+		return bad("--shuffle-buffer (%d) must not be negative", c.ShuffleBuffer)
 	case c.GradAccum <= 0:
 		return bad("--grad-accum (%d) must be positive", c.GradAccum)
 	case c.CheckpointEvery < 0:
@@ -172,9 +178,8 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		}
 		return tok, nil
 	}
-	rows, err := readRows(ctx, cfg, ds, n.cfg.Vocab, loadTok)
-	if err != nil {
-		return err
+	if ds == nil {
+		return fmt.Errorf("train: no dataset: %w", ErrData)
 	}
 	var lora *loraSet
 	if cfg.LoRARank > 0 {
@@ -188,23 +193,29 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		trainable = lora.params
 	}
 	opt := newOptimizer(cfg.Optimizer, cfg.WeightDecay)
-	pos := dataPos{}
+	src := &stream{rows: func() iter.Seq2[[]int32, error] { return tokenRows(ctx, cfg, ds, n.cfg.Vocab, loadTok) }}
 	if cfg.Resume != "" {
-		if pos, err = readCheckpoint(ctx, cfg, cfg.Resume, n, lora, opt, len(rows)); err != nil {
+		if src.pos, err = readCheckpoint(ctx, cfg, cfg.Resume, n, lora, opt); err != nil {
 			return err
 		}
 		fmt.Fprintf(logw, "train: resumed from %s at step %d\n", cfg.Resume, opt.step)
-		seed, shuffle, err := resumeData(cfg.Resume)
+		st, err := resumeData(cfg.Resume)
 		if err != nil {
 			return err
 		}
-		if seed != cfg.Seed || shuffle != cfg.Shuffle {
-			fmt.Fprintf(logw, "train: the checkpoint read its data with --seed %d --shuffle=%v; continuing with those (this run asked for --seed %d --shuffle=%v)\n",
-				seed, shuffle, cfg.Seed, cfg.Shuffle)
-			cfg.Seed, cfg.Shuffle = seed, shuffle
+		if st.Seed != cfg.Seed || st.Shuffle != cfg.Shuffle || st.ShuffleBuffer != cfg.ShuffleBuffer {
+			fmt.Fprintf(logw, "train: the checkpoint read its data with --seed %d --shuffle=%v --shuffle-buffer %d; continuing with those (this run asked for --seed %d --shuffle=%v --shuffle-buffer %d)\n",
+				st.Seed, st.Shuffle, st.ShuffleBuffer, cfg.Seed, cfg.Shuffle, cfg.ShuffleBuffer)
+			cfg.Seed, cfg.Shuffle, cfg.ShuffleBuffer = st.Seed, st.Shuffle, st.ShuffleBuffer
 		}
+		src.want = st.Rows
 	}
-	fmt.Fprintf(logw, "train: %s, %d rows, %d parameters trained, %d steps\n", n.cfg.Arch, len(rows), countParams(trainable), cfg.Steps)
+	src.shuffle, src.seed, src.bufSize = cfg.Shuffle, cfg.Seed, cfg.ShuffleBuffer
+	if src.bufSize <= 0 {
+		src.bufSize = DefaultShuffleBuffer
+	}
+	defer src.close()
+	fmt.Fprintf(logw, "train: %s, %d parameters trained, %d steps\n", n.cfg.Arch, countParams(trainable), cfg.Steps)
 	for opt.step < cfg.Steps {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -216,7 +227,10 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		for range cfg.GradAccum {
 			b := &batch{}
 			for range cfg.BatchSize {
-				r := pos.next(rows, cfg.Shuffle, cfg.Seed)
+				r, err := src.row()
+				if err != nil {
+					return err
+				}
 				b.ids = append(b.ids, r)
 				b.lens = append(b.lens, len(r))
 				b.T = max(b.T, len(r))
@@ -257,7 +271,7 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		// The checkpoint of a step is written before the step is reported, so
 		// a caller that stops on seeing step s finds it.
 		if cfg.CheckpointEvery > 0 && opt.step%cfg.CheckpointEvery == 0 && opt.step < cfg.Steps {
-			if err := writeCheckpoint(cfg, n, lora, opt, pos, len(rows)); err != nil {
+			if err := writeCheckpoint(cfg, n, lora, opt, src.pos, src.known); err != nil {
 				return err
 			}
 			fmt.Fprintf(logw, "train: checkpoint at step %d\n", opt.step)
@@ -272,7 +286,7 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		}
 	}
 	if cfg.CheckpointEvery > 0 {
-		if err := writeCheckpoint(cfg, n, lora, opt, pos, len(rows)); err != nil {
+		if err := writeCheckpoint(cfg, n, lora, opt, src.pos, src.known); err != nil {
 			return err
 		}
 	}
@@ -316,35 +330,4 @@ func countParams(ps []*param) int {
 type dataPos struct {
 	Epoch int `json:"epoch"`
 	Index int `json:"index"`
-}
-
-// next returns the next row; each epoch is a permutation of the rows seeded
-// by (seed, epoch), or file order without shuffle.
-func (p *dataPos) next(rows [][]int32, shuffle bool, seed uint64) []int32 {
-	if p.Index >= len(rows) {
-		p.Epoch++
-		p.Index = 0
-	}
-	i := p.Index
-	if shuffle {
-		i = epochPerm(len(rows), seed, p.Epoch)[i]
-	}
-	p.Index++
-	return rows[i]
-}
-
-var permCache struct {
-	n, epoch int
-	seed     uint64
-	perm     []int
-}
-
-func epochPerm(n int, seed uint64, epoch int) []int {
-	c := &permCache
-	if c.perm != nil && c.n == n && c.seed == seed && c.epoch == epoch {
-		return c.perm
-	}
-	r := rand.New(rand.NewPCG(seed, uint64(epoch)))
-	c.n, c.seed, c.epoch, c.perm = n, seed, epoch, r.Perm(n)
-	return c.perm
 }

@@ -69,6 +69,7 @@ func init() {
 			fs.StringVar(&c.Device, "device", d.Device, "cpu or cuda (cuda training is not written yet)")
 			fs.Uint64Var(&seed, "seed", 0, "seed of the shuffle and the LoRA initialization")
 			fs.BoolVar(&c.Shuffle, "shuffle", d.Shuffle, "shuffle the rows each epoch (--shuffle=false keeps file order)")
+			fs.IntVar(&c.ShuffleBuffer, "shuffle-buffer", train.DefaultShuffleBuffer, "rows the shuffle mixes at a time (the data streams; it is never all held)")
 			fs.StringVar(&c.TextColumn, "text-column", d.TextColumn, "column of text, tokenized with the model's tokenizer")
 			fs.StringVar(&c.IDsColumn, "ids-column", d.IDsColumn, "column of token id lists (used when present)")
 			fs.BoolVar(&c.Chat, "chat", false, "render the messages column with the tokenizer's chat template")
