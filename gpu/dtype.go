@@ -11,6 +11,10 @@ const (
 	BF16                  // bfloat16: the top half of a float32
 	F16                   // IEEE 754 binary16
 	I32                   // int32: token ids, positions, block tables, slots
+	// F8E4M3 is OCP FP8 E4M3 (torch.float8_e4m3fn: no infinities, ±448 the
+	// largest finite value): quantized weights and KV caches only. The
+	// float ops (IsFloat) do not take it; see QuantWeight and Float8E4M3.
+	F8E4M3
 )
 
 // Size is the number of bytes of one element; 0 for an invalid DType.
@@ -20,6 +24,8 @@ func (d DType) Size() int {
 		return 4
 	case BF16, F16:
 		return 2
+	case F8E4M3:
+		return 1
 	}
 	return 0
 }
@@ -40,6 +46,8 @@ func (d DType) String() string {
 		return "f16"
 	case I32:
 		return "i32"
+	case F8E4M3:
+		return "f8e4m3"
 	}
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }

@@ -45,7 +45,8 @@ type Device struct {
 	// Op state reused from call to call so that ops allocate nothing; a
 	// Device runs one op at a time.
 	gemm    gemmTask
-	packGen uint64 // identifies one MatMul call to the workers' panel caches
+	qw      qweight // QMatMul's weight, read by gemm's workers
+	packGen uint64  // identifies one MatMul call to the workers' panel caches
 	embed   embedTask
 	rms     rmsTask
 	rope    ropeTask
@@ -178,6 +179,7 @@ type span struct {
 	f32 []float32
 	u16 []uint16 // BF16 or F16 bits
 	i32 []int32
+	u8  []byte // F8E4M3 bits
 }
 
 func (d *Device) span(op, name string, t *gpu.Tensor) (span, error) {
@@ -195,6 +197,8 @@ func (d *Device) span(op, name string, t *gpu.Tensor) (span, error) {
 		s.f32 = unsafe.Slice((*float32)(p), len(b)/4)
 	case gpu.I32:
 		s.i32 = unsafe.Slice((*int32)(p), len(b)/4)
+	case gpu.F8E4M3:
+		s.u8 = b
 	default:
 		s.u16 = unsafe.Slice((*uint16)(p), len(b)/2)
 	}

@@ -48,6 +48,7 @@ func (d *Device) MatMul(c, a, b, bias *gpu.Tensor) error {
 	}
 	d.packGen++
 	g.d, g.m, g.n, g.k, g.gen = d, m, n, k, d.packGen
+	g.q = nil
 	g.blocking(d.threads)
 	g.direct = g.nbm == 1 && (g.b.dt == gpu.F32 || g.b.dt == gpu.BF16)
 	nbn := (n + g.nc - 1) / g.nc
@@ -66,6 +67,9 @@ type gemmTask struct {
 	// direct reads F32 or BF16 B in place instead of packing it, when C has
 	// one block row and so each weight is used by one block only.
 	direct bool
+	// q, when not nil, is a quantized B, dequantized as its panels are
+	// packed (QMatMul); b is unused then.
+	q *qweight
 }
 
 // blocking sizes the blocks: an A block of about 256 KiB, half of a
@@ -102,7 +106,11 @@ func (g *gemmTask) run(w, lo, hi int) {
 			s.bp = grow(s.bp, nr*g.k) // for the last, partial panel only
 		} else if s.bGen != g.gen || s.bBlock != jb {
 			s.bp = grow(s.bp, roundUp(j1-j0, nr)*g.k)
-			pack(s.bp, g.b, s.buf(0, g.k), g.k, j0, j1, nr)
+			if g.q != nil {
+				g.q.pack(s.bp, s.buf(0, g.k), j0, j1)
+			} else {
+				pack(s.bp, g.b, s.buf(0, g.k), g.k, j0, j1, nr)
+			}
 			s.bGen, s.bBlock = g.gen, jb
 		}
 		g.block(s, i0, i1, j0, j1)

@@ -61,6 +61,7 @@ func (s Suite) Run(t *testing.T) {
 		{"WriteKV", testWriteKV},
 		{"Attention", testAttention},
 		{"Sample", testSample},
+		{"QMatMul", testQMatMul},
 		{"Errors", testErrors},
 	}
 	if s.CheckIndices {
