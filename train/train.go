@@ -45,7 +45,7 @@ type Metrics struct {
 // field is in its comment.
 type Config struct {
 	Model     string  // --model: Hugging Face model directory (local or s3://)
-	Out       string  // --out: local directory for the trained model
+	Out       string  // --out: directory for the trained model, local or s3://
 	Steps     int     // --steps: optimizer steps in all (a resumed run counts the checkpoint's)
 	LR        float64 // --lr
 	BatchSize int     // --batch-size: rows per micro-batch
@@ -74,7 +74,7 @@ type Config struct {
 	GradAccum   int     // --grad-accum: micro-batches per step
 
 	CheckpointEvery int    // --checkpoint-every: write Out/checkpoint every N steps (0: never)
-	Resume          string // --resume: a checkpoint directory to continue from
+	Resume          string // --resume: a checkpoint directory to continue from, local or s3://
 
 	// OnStep, when set, receives every step's metrics; an error stops the
 	// run and is returned.
@@ -137,9 +137,6 @@ func (c Config) Validate() error {
 	case c.TextColumn == "" || c.IDsColumn == "":
 		return bad("--text-column and --ids-column must not be empty")
 	}
-	if storage.IsURL(c.Out) {
-		return bad("--out %s: writing the model to object storage is not supported yet; give a local directory", c.Out)
-	}
 	return nil
 }
 
@@ -153,6 +150,42 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 	logw := cfg.Log
 	if logw == nil {
 		logw = io.Discard
+	}
+	// Object storage: the run writes into a local staging directory and
+	// publishes from it (remote.go).
+	remote := ""
+	if storage.IsURL(cfg.Out) {
+		remote = cfg.Out
+		stage, err := os.MkdirTemp("", "sluice-train-")
+		if err != nil {
+			return fmt.Errorf("train: staging --out %s: %w", remote, err)
+		}
+		defer os.RemoveAll(stage)
+		cfg.Out = filepath.Join(stage, "out")
+		if cfg.Resume != "" {
+			// A resumed run appends to the metrics the remote directory has.
+			fsys, err := storage.For(remote)
+			if err != nil {
+				return fmt.Errorf("train: --out %s: %w", remote, err)
+			}
+			b, err := storage.ReadFile(ctx, fsys, storage.Join(remote, "metrics.jsonl"))
+			if err == nil {
+				if err = os.MkdirAll(cfg.Out, 0o755); err == nil {
+					err = os.WriteFile(filepath.Join(cfg.Out, "metrics.jsonl"), b, 0o644)
+				}
+			}
+			if err != nil && !errors.Is(err, storage.ErrNotExist) {
+				return fmt.Errorf("train: --out %s: metrics.jsonl: %w", remote, err)
+			}
+		}
+	}
+	if storage.IsURL(cfg.Resume) {
+		dir, err := fetchDir(ctx, cfg.Resume)
+		if err != nil {
+			return fmt.Errorf("train: --resume %s: %w: %w", cfg.Resume, err, ErrCheckpoint)
+		}
+		defer os.RemoveAll(dir)
+		cfg.Resume = dir
 	}
 	n, err := loadNet(ctx, cfg.Model)
 	if err != nil {
@@ -274,6 +307,11 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 			if err := writeCheckpoint(cfg, n, lora, opt, src.pos, src.known); err != nil {
 				return err
 			}
+			if remote != "" {
+				if err := publish(ctx, cfg.Out, "checkpoint", remote); err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(logw, "train: checkpoint at step %d\n", opt.step)
 		}
 		if err := appendMetrics(cfg.Out, m); err != nil {
@@ -292,6 +330,12 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 	}
 	if err := writeModel(ctx, cfg, n, lora); err != nil {
 		return err
+	}
+	if remote != "" {
+		if err := publish(ctx, cfg.Out, "", remote); err != nil {
+			return err
+		}
+		cfg.Out = remote
 	}
 	fmt.Fprintf(logw, "train: wrote %s\n", cfg.Out)
 	return nil

@@ -62,7 +62,7 @@ func init() {
 			fs.Float64Var(&c.LR, "lr", d.LR, "peak learning rate")
 			fs.IntVar(&c.BatchSize, "batch-size", d.BatchSize, "rows per micro-batch")
 			fs.IntVar(&c.MaxSeqLen, "max-seq-len", d.MaxSeqLen, "longer rows are cut to this many tokens")
-			fs.StringVar(&c.Out, "out", "", "directory for the trained model (Hugging Face layout)")
+			fs.StringVar(&c.Out, "out", "", "directory for the trained model (Hugging Face layout), local or s3://")
 			fs.IntVar(&c.LoRARank, "lora-rank", 0, "train LoRA adapters of this rank instead of every weight (0: full fine-tune)")
 			fs.Float64Var(&c.LoRAAlpha, "lora-alpha", d.LoRAAlpha, "LoRA alpha (the adapter is scaled by alpha/rank)")
 			fs.StringVar(&targets, "lora-targets", strings.Join(d.LoRATargets, ","), "comma-separated module names LoRA adapts")
@@ -80,7 +80,7 @@ func init() {
 			fs.IntVar(&c.WarmupSteps, "warmup-steps", d.WarmupSteps, "linear warmup steps")
 			fs.IntVar(&c.GradAccum, "grad-accum", d.GradAccum, "micro-batches per optimizer step")
 			fs.IntVar(&c.CheckpointEvery, "checkpoint-every", 0, "write OUT/checkpoint every N steps and at the end (0: never)")
-			fs.StringVar(&c.Resume, "resume", "", "continue from this checkpoint directory (OUT/checkpoint of an earlier run)")
+			fs.StringVar(&c.Resume, "resume", "", "continue from this checkpoint directory (OUT/checkpoint of an earlier run), local or s3://")
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) > 0 {
