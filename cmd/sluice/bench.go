@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/bench/harness"
+	"github.com/sluicehq/sluice/cli"
 	"github.com/sluicehq/sluice/internal/salesgen"
 )
 
@@ -112,7 +113,7 @@ func init() {
 			fs.Int64Var(&cl.FailoverRows, "failover-rows", 1_000_000, "rows of cluster/failover's data")
 			fs.DurationVar(&cl.WorkerTimeout, "worker-timeout", 5*time.Second, "the coordinators' --worker-timeout")
 			fs.Func("split-bytes", "input `SIZE` per scan task of the layout, e.g. 40MiB (default: the worker's: 256 MiB, and at least one task per CPU of the cluster); passed to the workers' --split-bytes", func(v string) error {
-				n, err := parseSize(v)
+				n, err := cli.ParseSize(v)
 				cl.SplitBytes = n
 				return err
 			})

@@ -176,27 +176,6 @@ func mustRead(t *testing.T, file string) string {
 	return string(b)
 }
 
-func TestParseResources(t *testing.T) {
-	tests := []struct {
-		in   string
-		want state.Resources
-		err  bool
-	}{
-		{"cpu=8,gpu=1,memory=16GiB", state.Resources{CPU: 8, GPU: 1, Memory: 16 << 30}, false},
-		{"cpu=2,memory=512MB", state.Resources{CPU: 2, Memory: 512e6}, false},
-		{"cpu=1,memory=1024", state.Resources{CPU: 1, Memory: 1024}, false},
-		{"cpu=x", state.Resources{}, true},
-		{"disk=1", state.Resources{}, true},
-		{"cpu", state.Resources{}, true},
-	}
-	for _, tt := range tests {
-		got, err := parseResources(tt.in)
-		if (err != nil) != tt.err || (!tt.err && got != tt.want) {
-			t.Errorf("parseResources(%q) = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.err)
-		}
-	}
-}
-
 func TestCoordinatorNeedsBootstrapOrJoin(t *testing.T) {
 	code, _, errOut := sluice(t, "coordinator", "--node-id", "n1", "--data-dir", t.TempDir(), "--raft-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0")
 	if code != 1 || !strings.Contains(errOut, "--bootstrap") {

@@ -10,7 +10,7 @@
 //
 //	cluster-udf run [-param name=value]... plan.yaml
 //	cluster-udf validate plan.yaml
-//	cluster-udf worker -coordinators URL -data-dir DIR -addr HOST:PORT [-token-file FILE] [-resources cpu=N,gpu=N,memory=BYTES]
+//	cluster-udf worker -coordinators URL -data-dir DIR -addr HOST:PORT [-token-file FILE] [-resources cpu=N,gpu=N,memory=SIZE]
 package main
 
 import (
@@ -22,19 +22,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	"github.com/sluicehq/sluice/executor/cluster/state"
-	"github.com/sluicehq/sluice/executor/cluster/worker"
+	"github.com/sluicehq/sluice/cli"
 	"github.com/sluicehq/sluice/executor/local"
 	"github.com/sluicehq/sluice/plans"
 )
@@ -110,7 +106,7 @@ var addTax = plans.Func{
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := cli(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster-udf:", err)
 		os.Exit(1)
 	}
@@ -119,10 +115,10 @@ func main() {
 var errUsage = errors.New(`usage:
   cluster-udf run [-param name=value]... plan.yaml   run a plan here, with the local executor
   cluster-udf validate plan.yaml                     check a plan, the registered functions included
-  cluster-udf worker -coordinators URL -data-dir DIR -addr HOST:PORT [-token-file FILE] [-resources cpu=N,gpu=N,memory=BYTES]
+  cluster-udf worker -coordinators URL -data-dir DIR -addr HOST:PORT [-token-file FILE] [-resources cpu=N,gpu=N,memory=SIZE]
                                                      run a cluster worker that knows this program's functions`)
 
-func cli(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return errUsage
 	}
@@ -205,84 +201,10 @@ func validateCmd(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// workerCmd is `sluice worker` in this binary: the same flags (the TLS ones
-// left out), so the worker compiles plans with add_tax registered.
+// workerCmd is `sluice worker` in this binary, through its library entry
+// cli.RunWorker: the same flags, and the worker compiles plans with
+// add_tax registered.
 func workerCmd(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cfg worker.Config
-	coords := fs.String("coordinators", os.Getenv("SLUICE_COORDINATORS"), "coordinator API URLs, comma-separated (or SLUICE_COORDINATORS)")
-	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the worker's id and spilled blocks")
-	fs.StringVar(&cfg.Addr, "addr", "", "host:port this worker advertises and serves its blocks on (Arrow Flight)")
-	tokenFile := fs.String("token-file", "", "file holding the shared bearer token (or SLUICE_TOKEN)")
-	resources := fs.String("resources", "", "what the worker offers: cpu=N,gpu=N,memory=BYTES (default: all CPUs)")
-	fs.DurationVar(&cfg.Heartbeat, "heartbeat", time.Second, "how often to heartbeat")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return errUsage
-	}
-	for _, u := range strings.Split(*coords, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			cfg.Coordinators = append(cfg.Coordinators, u)
-		}
-	}
-	var err error
-	if cfg.Token, err = loadToken(*tokenFile); err != nil {
-		return err
-	}
-	if cfg.Resources, err = parseResources(*resources); err != nil {
-		return err
-	}
-	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
-	w, err := worker.New(cfg)
-	if err != nil {
-		return err
-	}
-	cfg.Logger.Info("worker starting", "functions", plans.Registered())
-	return w.Run(ctx)
-}
-
-func loadToken(file string) (string, error) {
-	if file == "" {
-		if t := strings.TrimSpace(os.Getenv("SLUICE_TOKEN")); t != "" {
-			return t, nil
-		}
-		return "", errors.New("no token: give -token-file FILE or set SLUICE_TOKEN")
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("-token-file: %w", err)
-	}
-	if t := strings.TrimSpace(string(b)); t != "" {
-		return t, nil
-	}
-	return "", fmt.Errorf("-token-file %s is empty", file)
-}
-
-// parseResources reads cpu=N,gpu=N,memory=BYTES.
-func parseResources(s string) (state.Resources, error) {
-	r := state.Resources{CPU: runtime.NumCPU()}
-	if s == "" {
-		return r, nil
-	}
-	for _, kv := range strings.Split(s, ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return r, fmt.Errorf("-resources %q: want cpu=N,gpu=N,memory=BYTES with non-negative integers", s)
-		}
-		switch k {
-		case "cpu":
-			r.CPU = int(n)
-		case "gpu":
-			r.GPU = int(n)
-		case "memory":
-			r.Memory = n
-		default:
-			return r, fmt.Errorf("-resources: unknown resource %q: want cpu, gpu or memory", k)
-		}
-	}
-	return r, nil
+	slog.New(slog.NewTextHandler(stderr, nil)).Info("worker starting", "functions", plans.Registered())
+	return cli.RunWorker(ctx, args, stderr)
 }

@@ -155,7 +155,7 @@ func TestClusterRunsPlan(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- cli(ctx, []string{"worker", "-coordinators", co.URL(), "-data-dir", t.TempDir(), "-addr", "127.0.0.1:0",
+		done <- dispatch(ctx, []string{"worker", "-coordinators", co.URL(), "-data-dir", t.TempDir(), "-addr", "127.0.0.1:0",
 			"-token-file", tokenFile, "-resources", "cpu=2", "-heartbeat", "100ms"}, nil, tlog{t})
 	}()
 	t.Cleanup(func() {
