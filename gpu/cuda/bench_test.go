@@ -134,12 +134,10 @@ func BenchmarkAttentionDecode(b *testing.B) {
 				MaxQueryLen: 1, MaxContextLen: ctx}
 			for _, v := range []struct {
 				name   string
-				mode   string
 				splits int
-			}{{"nosplit", "nosplit", 0}, {"split-auto", "", 0}, {"split-reg", "split-reg", 0}, {"split-1", "", 1}, {"split-2", "", 2}, {"split-4", "", 4}, {"split-8", "", 8}} {
+			}{{"split-auto", 0}, {"split-1", 1}, {"split-2", 2}, {"split-4", 4}, {"split-8", 8}} {
 				b.Run(v.name, func(b *testing.B) {
-					defer cuda.SetAttnMode(v.mode)()
-					defer cuda.SetSplits(v.splits)()
+					defer cuda.SetAttn(d, cuda.AttnAuto, v.splits)()
 					if err := d.Attention(out, q, kc, vc, batch); err != nil { // warm-up
 						b.Fatal(err)
 					}

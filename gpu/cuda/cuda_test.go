@@ -16,7 +16,13 @@ import (
 // none (no driver, no device, no cuBLAS).
 func open(t *testing.T) gpu.Device {
 	t.Helper()
-	d, err := cuda.New(cuda.DefaultConfig())
+	return openConfig(t, cuda.DefaultConfig())
+}
+
+// openConfig is open with cfg.
+func openConfig(t *testing.T, cfg cuda.Config) *cuda.Device {
+	t.Helper()
+	d, err := cuda.New(cfg)
 	if errors.Is(err, cuda.ErrUnavailable) {
 		t.Skipf("no CUDA GPU here: %v", err)
 	}
@@ -37,24 +43,22 @@ func TestConformance(t *testing.T) {
 	gputest.Suite{Open: open, CheckIndices: false}.Run(t)
 }
 
-// TestConformanceAttnModes reruns the conformance suite with each
-// attention kernel choice forced (SLUICE_CUDA_ATTN's values): "prefill"
-// sends every Attention batch, decode ones included, through the tiled
-// prefill kernel where its shapes allow; "split" gives decode batches the
-// most splits (one tile of keys each), "split1" one split (no merge);
-// "split-reg" the split kernel's register prefetch instead of its
-// cp.async pipeline; "prefill-fma" keeps the f32 prefill kernel where the
-// tensor-core one would serve; "nosplit", "gqa" and "v2" keep the older kernels.
+// TestConformanceAttnModes reruns the conformance suite on devices opened
+// with each forced attention choice of Config: AttnPrefill sends every
+// Attention batch, decode ones included, through the tiled prefill kernels
+// where their shapes allow; AttnSplitMost gives decode batches the most
+// splits (one tile of keys each); Splits 1 one split (no merge).
 func TestConformanceAttnModes(t *testing.T) {
 	open(t) // skip at once where there is no GPU
-	for _, m := range []string{"prefill", "prefill-fma", "split", "split1", "split-reg", "nosplit", "gqa", "v2"} {
-		t.Run(m, func(t *testing.T) {
-			if m == "split1" {
-				defer cuda.SetSplits(1)()
-				m = ""
-			}
-			defer cuda.SetAttnMode(m)()
-			gputest.Suite{Open: open, CheckIndices: false}.Run(t)
+	for _, c := range []struct {
+		name string
+		attn cuda.AttnKernels
+		n    int
+	}{{"prefill", cuda.AttnPrefill, 0}, {"split-most", cuda.AttnSplitMost, 0}, {"split1", cuda.AttnAuto, 1}} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := cuda.DefaultConfig()
+			cfg.Attn, cfg.Splits = c.attn, c.n
+			gputest.Suite{Open: func(t *testing.T) gpu.Device { return openConfig(t, cfg) }, CheckIndices: false}.Run(t)
 		})
 	}
 }

@@ -25,6 +25,13 @@ type Config struct {
 	// kernels: for trying kernels built on the GPU machine before they are
 	// committed. The environment variable SLUICE_CUDA_PTX sets it too.
 	PTXFile string
+	// Attn is the attention kernel choice; AttnAuto, the zero value, is
+	// the one for real work (the others are for tests).
+	Attn AttnKernels
+	// Splits, when positive, is the number of splits attentionSplit takes
+	// for every decode batch, capped at one tile of keys per split (tests
+	// and A/B runs); 0 lets Attention choose.
+	Splits int
 }
 
 // DefaultConfig opens the first GPU with the embedded kernels (or those of
@@ -35,6 +42,12 @@ func DefaultConfig() Config { return Config{PTXFile: os.Getenv("SLUICE_CUDA_PTX"
 func (c Config) Validate() error {
 	if c.Ordinal < 0 {
 		return fmt.Errorf("cuda: Config.Ordinal (%d) must not be negative: %w", c.Ordinal, gpu.ErrArg)
+	}
+	if c.Attn > AttnSplitMost {
+		return fmt.Errorf("cuda: Config.Attn (%s) is not a choice: want AttnAuto, AttnPrefill or AttnSplitMost: %w", c.Attn, gpu.ErrArg)
+	}
+	if c.Splits < 0 {
+		return fmt.Errorf("cuda: Config.Splits (%d) must not be negative: %w", c.Splits, gpu.ErrArg)
 	}
 	return nil
 }
@@ -55,6 +68,9 @@ type Device struct {
 	ctx, stream, mod, hndl, pool uintptr
 	major, minor, sms            int
 	name                         string
+
+	attn   AttnKernels // Config.Attn
+	splits int         // Config.Splits
 
 	fn     kernelFuncs
 	live   atomic.Int64
@@ -119,7 +135,7 @@ func New(cfg Config) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Device{drv: drv, ropes: map[ropeKey]uintptr{}, sizes: map[uintptr]int{}, alpha: 1}
+	d := &Device{drv: drv, ropes: map[ropeKey]uintptr{}, sizes: map[uintptr]int{}, alpha: 1, attn: cfg.Attn, splits: cfg.Splits}
 	for i := range d.argp {
 		d.argp[i] = uintptr(unsafe.Pointer(&d.argv[i]))
 	}

@@ -20,7 +20,7 @@
 //	CGO_ENABLED=0 go test -c -o devrun/cuda.test ./gpu/cuda
 //	./devrun/cuda.test -test.v   # on the GPU machine
 //
-// Attention picks its kernel from the batch (see Attention and attnMode):
+// Attention picks its kernel from the batch (see Attention and AttnKernels, Config.Attn):
 // split-context paged attention for decode rows, tiled prefill attention
 // on the tensor cores (bf16) or in f32 FMAs for the rest; gpu/kernels'
 // NOTES.md has each kernel's measurements.

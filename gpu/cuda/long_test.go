@@ -13,12 +13,11 @@ import (
 
 // TestAttentionLongDecode compares decode batches (one new token per
 // sequence) over long contexts with the cpu backend: the split-context
-// kernel with the splits it chooses, with the most splits ("split"), with
-// 1, 3 and 200 forced, with register prefetch instead of cp.async
-// ("split-reg"), and the kernel before it ("nosplit"); bf16, f16 and
-// f32 caches, G = 4 and 8, d = 64 and 128.
+// kernel with the splits it chooses, with the most splits (AttnSplitMost),
+// and with 1, 3 and 200 forced; bf16, f16 and f32 caches, G = 4 and 8,
+// d = 64 and 128.
 func TestAttentionLongDecode(t *testing.T) {
-	dev := open(t)
+	dev := openConfig(t, cuda.DefaultConfig())
 	ref, err := cpu.New(cpu.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -27,14 +26,13 @@ func TestAttentionLongDecode(t *testing.T) {
 	seqs := [][2]int{{4000, 1}, {2500, 1}, {700, 1}, {33, 1}, {1, 1}, {4096, 1}}
 	for _, shape := range [][3]int{{32, 8, 64}, {16, 2, 128}} {
 		for _, v := range []struct {
-			mode   string
+			mode   cuda.AttnKernels
 			splits int
-		}{{"", 0}, {"split", 0}, {"", 1}, {"", 3}, {"", 200}, {"split-reg", 0}, {"nosplit", 0}} {
+		}{{cuda.AttnAuto, 0}, {cuda.AttnSplitMost, 0}, {cuda.AttnAuto, 1}, {cuda.AttnAuto, 3}, {cuda.AttnAuto, 200}} {
 			for _, cdt := range []gpu.DType{gpu.BF16, gpu.F16, gpu.F32} {
-				name := fmt.Sprintf("g%d-d%d/%q-splits%d/%s", shape[0]/shape[1], shape[2], v.mode, v.splits, cdt)
+				name := fmt.Sprintf("g%d-d%d/%s-splits%d/%s", shape[0]/shape[1], shape[2], v.mode, v.splits, cdt)
 				t.Run(name, func(t *testing.T) {
-					defer cuda.SetAttnMode(v.mode)()
-					defer cuda.SetSplits(v.splits)()
+					defer cuda.SetAttn(dev, v.mode, v.splits)()
 					attentionLong(t, dev, ref, cdt, shape[0], shape[1], shape[2], 16, seqs)
 				})
 			}
@@ -45,10 +43,9 @@ func TestAttentionLongDecode(t *testing.T) {
 // TestAttentionLong compares Attention on long contexts (many chunks per
 // warp, scattered blocks) with the cpu backend on the same random inputs:
 // decode rows and a prefill chunk, float32 and a bf16 cache, with each
-// attention kernel choice (the default, "split", "nosplit", "gqa", and
-// "prefill" forced).
+// attention kernel choice (AttnAuto, AttnSplitMost and AttnPrefill).
 func TestAttentionLong(t *testing.T) {
-	dev := open(t)
+	dev := openConfig(t, cuda.DefaultConfig())
 	ref, err := cpu.New(cpu.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -56,14 +53,10 @@ func TestAttentionLong(t *testing.T) {
 	defer ref.Close()
 	const heads, kvh, dim, bs = 8, 2, 128, 16
 	seqs := [][2]int{{2500, 1}, {700, 300}, {33, 1}}
-	for _, mode := range []string{"", "split", "nosplit", "gqa", "prefill"} {
+	for _, mode := range []cuda.AttnKernels{cuda.AttnAuto, cuda.AttnSplitMost, cuda.AttnPrefill} {
 		for _, cdt := range []gpu.DType{gpu.F32, gpu.BF16} {
-			name := mode
-			if name == "" {
-				name = "auto"
-			}
-			t.Run(name+"/"+cdt.String(), func(t *testing.T) {
-				defer cuda.SetAttnMode(mode)()
+			t.Run(mode.String()+"/"+cdt.String(), func(t *testing.T) {
+				defer cuda.SetAttn(dev, mode, 0)()
 				attentionLong(t, dev, ref, cdt, heads, kvh, dim, bs, seqs)
 			})
 		}

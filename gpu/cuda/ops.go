@@ -3,9 +3,7 @@ package cuda
 import (
 	"fmt"
 	"math"
-	"os"
 	"runtime"
-	"strconv"
 	"unsafe"
 
 	"github.com/sluicehq/sluice/gpu"
@@ -360,35 +358,38 @@ func prefillRows(d int) int {
 	return 32
 }
 
-// attnMode selects the attention kernels (SLUICE_CUDA_ATTN), for A/B runs:
-//
-//	""        the default: attentionPrefill for MaxQueryLen ≥ prefillMinQuery
-//	          with attentionSplit for the batch's decode rows,
-//	          attentionSplit for decode batches (MaxQueryLen 1), else
-//	          attentionGQA (G ≥ 2) or attention
-//	"nosplit" the default without attentionSplit (decode batches as before
-//	          it, attentionGQA or attention; attentionPrefill serves every
-//	          row of a mixed batch)
-//	"split"   attentionSplit for decode batches with one tile of keys per
-//	          split, the most splits (tests)
-//	"split-reg" the default with attentionSplit's register-prefetch path
-//	          where its cp.async pipeline would serve (d ≤ 64, 2-byte caches)
-//	"prefill-fma" the default with the f32-FMA prefill kernel where the
-//	          tensor-core one (attentionPrefillMMA: bf16 q, caches and out,
-//	          d 64 or 128) would serve
-//	"gqa"     neither attentionPrefill nor attentionSplit (the choice
-//	          before they existed)
-//	"v2"      attention only (no grouped-query, prefill or split kernel)
-//	"prefill" attentionPrefill (attentionPrefillMMA where it serves) for
-//	          every batch whose shapes it serves, decode rows too (tests)
-//
-// Tests change it through export_test.go.
-var attnMode = os.Getenv("SLUICE_CUDA_ATTN")
+// AttnKernels is the attention kernel choice of a Device (Config.Attn).
+// Only AttnAuto is for real work; the others force a kernel on batches it
+// would not get, so that tests reach every path.
+type AttnKernels uint8
 
-// splitsForce, when positive, is the number of splits attentionSplit
-// takes for every decode batch (SLUICE_CUDA_SPLITS, for A/B runs), capped
-// at one tile of keys per split.
-var splitsForce, _ = strconv.Atoi(os.Getenv("SLUICE_CUDA_SPLITS"))
+const (
+	// AttnAuto chooses by the batch: attentionPrefill (attentionPrefillMMA
+	// for bf16 q, caches and out with d 64 or 128) for MaxQueryLen ≥
+	// prefillMinQuery, with attentionSplit for the batch's decode rows;
+	// attentionSplit for decode batches (MaxQueryLen 1); else attentionGQA
+	// (2 ≤ G ≤ 8, d ≤ 128) or attention. gpu/kernels/NOTES.md has the
+	// measurements behind each choice (v3 to v9).
+	AttnAuto AttnKernels = iota
+	// AttnPrefill sends every batch whose shapes the prefill kernels serve
+	// through them, decode rows too.
+	AttnPrefill
+	// AttnSplitMost is AttnAuto with the most splits in attentionSplit:
+	// one tile of keys each, so the merge always runs.
+	AttnSplitMost
+)
+
+func (k AttnKernels) String() string {
+	switch k {
+	case AttnAuto:
+		return "auto"
+	case AttnPrefill:
+		return "prefill"
+	case AttnSplitMost:
+		return "split-most"
+	}
+	return fmt.Sprintf("AttnKernels(%d)", uint8(k))
+}
 
 // The split-context decode kernel (attentionSplit in sluice.cu) serves
 // groups of up to 8 query heads and heads of up to 128; splitTile is its
@@ -413,11 +414,11 @@ const splitMinChunk, splitMax = 64, 128
 // splitTile; the last split takes the rest): one split when the pairs
 // alone fill a wave (measured on an H200: splitting a full wave further
 // only adds merge work), else as many as fill one, each at least
-// splitMinChunk keys. mode and force are attnMode and splitsForce.
-func decodeSplits(pairs, maxCtx, wave int, mode string, force int) (splits, chunk int) {
+// splitMinChunk keys. mode and force are Config.Attn and Config.Splits.
+func decodeSplits(pairs, maxCtx, wave int, mode AttnKernels, force int) (splits, chunk int) {
 	tiles := max(1, (maxCtx+splitTile-1)/splitTile)
 	switch {
-	case mode == "split":
+	case mode == AttnSplitMost:
 		splits = tiles
 	case force > 0:
 		splits = force
@@ -498,27 +499,26 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 	}
 	defer d.leave()
 	g := a.Heads / a.KVHeads
-	auto := attnMode == "" || attnMode == "split" || attnMode == "nosplit" || attnMode == "prefill-fma" || attnMode == "split-reg"
-	split := (attnMode == "" || attnMode == "split" || attnMode == "prefill-fma" || attnMode == "split-reg") &&
-		g <= splitMaxGroup && a.HeadDim <= splitMaxHeadDim
+	mode := d.attn
+	split := g <= splitMaxGroup && a.HeadDim <= splitMaxHeadDim
 	maxCtx := b.MaxContextLen
 	if maxCtx == 0 || maxCtx > a.MaxBlocks*a.BlockSize {
 		maxCtx = a.MaxBlocks * a.BlockSize // a bound that needs no host copy of ContextLens
 	}
 	vecKV := vec == 1 && p[3]%16 == 0
 	prefill := g <= prefillMaxGroup && a.HeadDim <= prefillMaxHeadDim &&
-		(auto && b.MaxQueryLen >= prefillMinQuery || attnMode == "prefill")
+		(b.MaxQueryLen >= prefillMinQuery || mode == AttnPrefill)
 	if prefill {
 		// In a mixed batch the decode rows (sequences of one query row)
 		// go to attentionSplit, which reads their context once per kv
 		// head instead of through a mostly empty tile of query rows.
-		mixed := split && attnMode != "prefill"
+		mixed := split && mode != AttnPrefill
 		minRows := 1
 		if mixed {
 			minRows = 2
 		}
 		name, fn, qt := "attentionPrefill", d.fn.attentionPrefill, prefillRows(a.HeadDim)/g // query rows per block
-		if attnMode != "prefill-fma" && (a.HeadDim == 64 || a.HeadDim == 128) && vecKV && p[1]%4 == 0 &&
+		if (a.HeadDim == 64 || a.HeadDim == 128) && vecKV && p[1]%4 == 0 &&
 			q.DType() == gpu.BF16 && kCache.DType() == gpu.BF16 && out.DType() == gpu.BF16 {
 			// The tensor-core kernel: 64 (query row, head) rows a block.
 			name, fn, qt = "attentionPrefillMMA", d.fn.attentionPrefillMMA, 64/g
@@ -534,7 +534,7 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 	if maxQ == 1 && split {
 		return d.attentionSplit(p, out, q, kCache, a, maxCtx, scale, vecKV)
 	}
-	if g >= 2 && g <= gqaMaxGroup && a.HeadDim <= gqaMaxHeadDim && attnMode != "v2" {
+	if g >= 2 && g <= gqaMaxGroup && a.HeadDim <= gqaMaxHeadDim {
 		// One block per kv head serves its group of query heads: each
 		// key and value is read once per group, not once per query head.
 		return d.launch("attentionGQA", d.fn.attentionGQA, [3]int{maxQ, a.KVHeads, a.Seqs}, 128,
@@ -551,7 +551,7 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 // and sum, then the unnormalized outputs, per sequence, head and split).
 // p holds Attention's pointers; the caller holds enter.
 func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check.Attn, maxCtx int, scale float32, vec bool) (err error) {
-	splits, chunk := decodeSplits(a.Seqs*a.KVHeads, maxCtx, splitBlocksPerSM(a.HeadDim)*d.sms, attnMode, splitsForce)
+	splits, chunk := decodeSplits(a.Seqs*a.KVHeads, maxCtx, splitBlocksPerSM(a.HeadDim)*d.sms, d.attn, d.splits)
 	var part uintptr
 	if splits > 1 {
 		if part, err = d.scratch(4 * a.Seqs * a.Heads * splits * (a.HeadDim + 2)); err != nil {
@@ -563,12 +563,11 @@ func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check
 			}
 		}()
 	}
-	v, pipe := uint64(0), uint64(1) // pipe: the cp.async path (d ≤ 64, 2-byte caches)
+	// pipe 1: the cp.async path where it serves (d ≤ 64, 2-byte caches);
+	// the kernel's register-prefetch path (pipe 0) serves the rest.
+	v, pipe := uint64(0), uint64(1)
 	if vec {
 		v = 1
-	}
-	if attnMode == "split-reg" {
-		pipe = 0
 	}
 	name, fn := "attentionSplit", d.fn.attentionSplit
 	if a.HeadDim > 64 {
