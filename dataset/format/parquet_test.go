@@ -507,7 +507,9 @@ func TestParquetCorrupt(t *testing.T) {
 }
 
 // TestParquetFlippedBytes damages the data pages (the footer intact): every
-// read must end with an error or with data, never with a panic.
+// read must end with an error naming the file, or with all 5000 rows in
+// the file's schema (values may be wrong), never with a panic or a short
+// read; and some damage must be detected.
 func TestParquetFlippedBytes(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
@@ -515,8 +517,13 @@ func TestParquetFlippedBytes(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.parquet")
 	// Uncompressed, so the damage reaches the decoders rather than a checksum.
-	writeSales(t, good, 5000, format.WriteOptions{RowGroupRows: 1000, Compression: "none"}, mem)
+	const rows = 5000
+	writeSales(t, good, rows, format.WriteOptions{RowGroupRows: 1000, Compression: "none"}, mem)
 	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := format.Parquet().Schema(context.Background(), &memFile{b: data, path: good}, format.ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,6 +537,13 @@ func TestParquetFlippedBytes(t *testing.T) {
 		}
 		f := &memFile{b: bad, path: fmt.Sprintf("flipped-%d.parquet", i)}
 		out, err := readAll(t, format.Parquet(), f, format.ReadOptions{}, mem)
+		n := int64(0)
+		for _, r := range out {
+			n += r.NumRows()
+			if err == nil && !r.Schema().Equal(want) {
+				t.Errorf("%s: read without error in schema %v, want %v", f.path, r.Schema(), want)
+			}
+		}
 		release(out)
 		if err != nil {
 			if failed++; failed <= 3 {
@@ -538,9 +552,16 @@ func TestParquetFlippedBytes(t *testing.T) {
 			if !strings.HasPrefix(err.Error(), "format: "+f.path+": ") {
 				t.Fatalf("err = %v", err)
 			}
+			continue
+		}
+		if n != rows {
+			t.Errorf("%s: read %d rows without error, want %d", f.path, n, rows)
 		}
 	}
 	t.Logf("%d of %d damaged files failed to read (the others decoded to wrong values)", failed, tries)
+	if failed == 0 {
+		t.Errorf("none of %d damaged files failed to read: the damage reached no decoder", tries)
+	}
 }
 
 // TestParquetStops: Read stops at a cancelled context and returns emit's error as is.
