@@ -139,204 +139,268 @@ func (s *State) prune(now time.Time) {
 	s.PrunedAt = now
 }
 
+// handlers holds the handler of each command, in the style of a Raft FSM:
+// apply dispatches on the op, each handler changes the state for its one
+// command and answers the id it made or touched.
+var handlers = map[Op]func(*State, Command) (string, error){
+	OpSubmit:    (*State).applySubmit,
+	OpSchedule:  (*State).applySchedule,
+	OpFire:      (*State).applyFire,
+	OpSkip:      (*State).applyFire,
+	OpCancel:    (*State).applyCancel,
+	OpRegister:  (*State).applyRegister,
+	OpHeartbeat: (*State).applyHeartbeat,
+	OpExpire:    (*State).applyExpire,
+	OpAssign:    (*State).applyAssign,
+	OpStart:     (*State).applyReport,
+	OpFinish:    (*State).applyReport,
+	OpNode:      (*State).applyNode,
+	OpRemove:    (*State).applyRemove,
+}
+
 func (s *State) apply(c Command) (string, error) {
-	switch c.Op {
-	case OpSubmit:
-		if c.Job == nil {
-			return "", fmt.Errorf("%w: submit without a job", ErrBadCommand)
-		}
-		if c.Count < 0 || c.Count > MaxTasks {
-			return "", fmt.Errorf("%w: %d tasks (at most %d)", ErrBadCommand, c.Count, MaxTasks)
-		}
-		return s.submitN(*c.Job, c.Needs, c.Locality, c.At, max(c.Count, 1)), nil
-	case OpSchedule:
-		if c.Schedule == nil {
-			return "", fmt.Errorf("%w: schedule without a schedule", ErrBadCommand)
-		}
-		sc := *c.Schedule
-		if sc.ID == "" {
-			sc.ID = s.newID("s")
-		}
-		if sc.LastFired.IsZero() {
-			sc.LastFired = c.At
-		}
-		s.Schedules[sc.ID] = &sc
-		return sc.ID, nil
-	case OpFire, OpSkip:
-		sc := s.Schedules[c.ID]
-		if sc == nil {
-			return "", fmt.Errorf("%w: schedule %s", ErrBadCommand, c.ID)
-		}
-		if !c.Time.After(sc.LastFired) {
-			return "", nil // fired already: once per scheduled time
-		}
-		sc.LastFired = c.Time
-		if c.Op == OpSkip {
-			return "", nil
-		}
-		sc.Jobs++
-		return s.submitN(Job{Name: sc.Name, File: sc.File, Plan: sc.Plan, Params: sc.Params,
-			ScheduledTime: c.Time, Schedule: sc.ID, MaxRetries: sc.MaxRetries}, sc.Needs, sc.Locality, c.At, 1), nil
-	case OpCancel:
-		j := s.Jobs[c.ID]
-		if j == nil {
-			return "", fmt.Errorf("%w: %s", ErrUnknownJob, c.ID)
-		}
-		if j.State.Done() || j.Cancelled {
-			return j.ID, nil
-		}
-		if cs := j.commitStage(); cs >= 0 {
-			// The commit task removes what the job staged; the job is
-			// cancelled when it is done. Once it publishes, it is too late.
-			if ct := s.Tasks[j.TaskAt(cs, 0)]; ct.isLive() && !j.Failing {
-				return "", fmt.Errorf("%w: job %s is publishing its output and can no longer be cancelled", ErrFinished, j.ID)
-			}
-			j.Cancelled = true
-			if !j.Failing {
-				j.Failing, j.Error = true, "cancelled"
-				s.stopAllBut(j, cs, "cancelled", c.At)
-			}
-			return j.ID, nil
-		}
+	h := handlers[c.Op]
+	if h == nil {
+		return "", fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)
+	}
+	return h(s, c)
+}
+
+// applySubmit makes a job of c.Count tasks (at least one).
+func (s *State) applySubmit(c Command) (string, error) {
+	if c.Job == nil {
+		return "", fmt.Errorf("%w: submit without a job", ErrBadCommand)
+	}
+	if c.Count < 0 || c.Count > MaxTasks {
+		return "", fmt.Errorf("%w: %d tasks (at most %d)", ErrBadCommand, c.Count, MaxTasks)
+	}
+	return s.submitN(*c.Job, c.Needs, c.Locality, c.At, max(c.Count, 1)), nil
+}
+
+// applySchedule registers a scheduled plan.
+func (s *State) applySchedule(c Command) (string, error) {
+	if c.Schedule == nil {
+		return "", fmt.Errorf("%w: schedule without a schedule", ErrBadCommand)
+	}
+	sc := *c.Schedule
+	if sc.ID == "" {
+		sc.ID = s.newID("s")
+	}
+	if sc.LastFired.IsZero() {
+		sc.LastFired = c.At
+	}
+	s.Schedules[sc.ID] = &sc
+	return sc.ID, nil
+}
+
+// applyFire makes the job of one scheduled time (OpFire) or only moves
+// the schedule past it (OpSkip); once per scheduled time.
+func (s *State) applyFire(c Command) (string, error) {
+	sc := s.Schedules[c.ID]
+	if sc == nil {
+		return "", fmt.Errorf("%w: schedule %s", ErrBadCommand, c.ID)
+	}
+	if !c.Time.After(sc.LastFired) {
+		return "", nil // fired already: once per scheduled time
+	}
+	sc.LastFired = c.Time
+	if c.Op == OpSkip {
+		return "", nil
+	}
+	sc.Jobs++
+	return s.submitN(Job{Name: sc.Name, File: sc.File, Plan: sc.Plan, Params: sc.Params,
+		ScheduledTime: c.Time, Schedule: sc.ID, MaxRetries: sc.MaxRetries}, sc.Needs, sc.Locality, c.At, 1), nil
+}
+
+// applyCancel stops a job; a job with a commit stage is cancelled once
+// its commit task has removed what it staged.
+func (s *State) applyCancel(c Command) (string, error) {
+	j := s.Jobs[c.ID]
+	if j == nil {
+		return "", fmt.Errorf("%w: %s", ErrUnknownJob, c.ID)
+	}
+	if j.State.Done() || j.Cancelled {
+		return j.ID, nil
+	}
+	cs := j.commitStage()
+	if cs < 0 {
 		s.stopAllBut(j, -1, "cancelled", c.At)
 		j.State, j.Error, j.Finished = JobCancelled, "cancelled", c.At
 		return j.ID, nil
-	case OpRegister:
-		if c.Register == nil || c.Register.ID == "" {
-			return "", fmt.Errorf("%w: register without a worker id", ErrBadCommand)
-		}
-		w := *c.Register
-		if old := s.Workers[w.ID]; old != nil {
-			w.Registered = old.Registered
-		} else {
-			w.Registered = c.At
-		}
-		w.Alive, w.LastHeartbeat = true, c.At
-		s.Workers[w.ID] = &w
-		return w.ID, nil
-	case OpHeartbeat:
-		w := s.Workers[c.ID]
-		if w == nil {
-			return "", fmt.Errorf("%w: %s", ErrUnknownWorker, c.ID)
-		}
-		w.Alive, w.LastHeartbeat = true, c.At
-		return w.ID, nil
-	case OpExpire:
-		w := s.Workers[c.ID]
-		if w == nil {
-			return "", fmt.Errorf("%w: %s", ErrUnknownWorker, c.ID)
-		}
-		if !w.Alive {
-			return w.ID, nil
-		}
-		w.Alive = false
-		for _, t := range s.TasksOf(w.ID) {
-			// A death is not the attempt's failure, unless the task keeps
-			// taking its workers with it (out of memory, a crash in user
-			// code): past MaxDeaths it fails.
-			t.Deaths++
-			t.Error, t.Updated = "worker "+w.ID+" died", c.At
-			if t.Deaths > MaxDeaths {
-				s.setTask(t, TaskFailed, "")
-				t.Error = fmt.Sprintf("%d workers died running it, the last %s", t.Deaths, w.ID)
-				s.settle(s.Jobs[t.Job], t, c.At)
-				continue
-			}
-			s.setTask(t, TaskPending, "")
-		}
-		// Lineage: the blocks the dead worker kept for tasks still to run
-		// are gone; the tasks that made them run again.
-		for _, t := range s.Tasks {
-			if t.Worker == w.ID && t.State == TaskSucceeded {
-				if j := s.Jobs[t.Job]; !j.State.Done() && s.needed(j, t) {
-					s.redo(j, t, "output lost with worker "+w.ID, c.At)
-				}
-			}
-		}
-		return w.ID, nil
-	case OpAssign:
-		t := s.Tasks[c.ID]
-		if t == nil {
-			return "", fmt.Errorf("%w: %s", ErrUnknownTask, c.ID)
-		}
-		w := s.Workers[c.Worker]
-		if w == nil || !w.Alive {
-			return "", fmt.Errorf("%w: %s", ErrUnknownWorker, c.Worker)
-		}
-		if t.State != TaskPending || !t.Needs.Fits(s.Free(w.ID)) {
-			return "", fmt.Errorf("%w: task %s is %s", ErrStale, t.ID, t.State) // decided on an older state
-		}
-		s.setTask(t, TaskAssigned, w.ID)
-		t.Error, t.Updated, t.Assigned = "", c.At, c.At
-		t.Attempt++
-		if j := s.Jobs[t.Job]; j.State == JobPending {
-			j.State = JobRunning
-		}
-		return t.ID, nil
-	case OpStart, OpFinish:
-		t := s.Tasks[c.ID]
-		if t == nil {
-			return "", fmt.Errorf("%w: %s", ErrUnknownTask, c.ID)
-		}
-		w := s.Workers[c.Worker]
-		if t.Worker != c.Worker || t.Attempt != c.Attempt || w == nil || !w.Alive ||
-			(t.State != TaskAssigned && t.State != TaskRunning) {
-			return "", fmt.Errorf("%w: task %s attempt %d from worker %s (task is %s, attempt %d on %q)",
-				ErrStale, t.ID, c.Attempt, c.Worker, t.State, t.Attempt, t.Worker)
-		}
-		t.Updated = c.At
-		if c.Op == OpStart {
-			s.setTask(t, TaskRunning, t.Worker)
-			return t.ID, nil
-		}
-		j := s.Jobs[t.Job]
-		if c.OK && len(c.Stages) > 0 {
-			if err := s.expand(j, t, c.Stages, c.Layout, c.At); err != nil {
-				c.OK, c.Error = false, err.Error()
-			}
-		}
-		switch {
-		case c.OK:
-			s.setTask(t, TaskSucceeded, t.Worker)
-			t.Rows, t.Bytes, t.Error = c.Rows, c.Bytes, ""
-			j.Succeeded++
-			if t.Stage == j.commitStage() && !j.Failing {
-				j.Output = c.Output
-			}
-		case len(c.Lost) > 0 && t.Lost < MaxLost:
-			// An input was lost: not this attempt's fault. Its producers
-			// run again, then this task.
-			t.Lost++
-			t.Error = c.Error
-			s.setTask(t, TaskPending, "")
-			for _, id := range c.Lost {
-				if p := s.Tasks[id]; p != nil && p.Job == j.ID && p.State == TaskSucceeded {
-					s.redo(j, p, "output lost: "+c.Error, c.At)
-				}
-			}
-		default:
-			t.Failures++
-			t.Error = c.Error
-			if t.Failures > j.maxRetries(t) {
-				s.setTask(t, TaskFailed, "")
-			} else {
-				s.setTask(t, TaskPending, "")
-			}
-		}
-		s.settle(j, t, c.At)
-		return t.ID, nil
-	case OpNode:
-		if c.Node == nil || c.Node.ID == "" {
-			return "", fmt.Errorf("%w: node without an id", ErrBadCommand)
-		}
-		n := *c.Node
-		s.Nodes[n.ID] = &n
-		return n.ID, nil
-	case OpRemove:
-		delete(s.Nodes, c.ID)
-		return c.ID, nil
 	}
-	return "", fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)
+	// The commit task removes what the job staged; the job is cancelled
+	// when it is done. Once it publishes, it is too late.
+	if ct := s.Tasks[j.TaskAt(cs, 0)]; ct.isLive() && !j.Failing {
+		return "", fmt.Errorf("%w: job %s is publishing its output and can no longer be cancelled", ErrFinished, j.ID)
+	}
+	j.Cancelled = true
+	if !j.Failing {
+		j.Failing, j.Error = true, "cancelled"
+		s.stopAllBut(j, cs, "cancelled", c.At)
+	}
+	return j.ID, nil
+}
+
+// applyRegister adds a worker, or renews one that registers again.
+func (s *State) applyRegister(c Command) (string, error) {
+	if c.Register == nil || c.Register.ID == "" {
+		return "", fmt.Errorf("%w: register without a worker id", ErrBadCommand)
+	}
+	w := *c.Register
+	if old := s.Workers[w.ID]; old != nil {
+		w.Registered = old.Registered
+	} else {
+		w.Registered = c.At
+	}
+	w.Alive, w.LastHeartbeat = true, c.At
+	s.Workers[w.ID] = &w
+	return w.ID, nil
+}
+
+// applyHeartbeat marks a worker alive at c.At.
+func (s *State) applyHeartbeat(c Command) (string, error) {
+	w := s.Workers[c.ID]
+	if w == nil {
+		return "", fmt.Errorf("%w: %s", ErrUnknownWorker, c.ID)
+	}
+	w.Alive, w.LastHeartbeat = true, c.At
+	return w.ID, nil
+}
+
+// applyExpire declares a worker dead: its tasks go back to pending (or
+// fail past MaxDeaths), and the tasks whose kept output it held run again.
+func (s *State) applyExpire(c Command) (string, error) {
+	w := s.Workers[c.ID]
+	if w == nil {
+		return "", fmt.Errorf("%w: %s", ErrUnknownWorker, c.ID)
+	}
+	if !w.Alive {
+		return w.ID, nil
+	}
+	w.Alive = false
+	for _, t := range s.TasksOf(w.ID) {
+		// A death is not the attempt's failure, unless the task keeps
+		// taking its workers with it (out of memory, a crash in user
+		// code): past MaxDeaths it fails.
+		t.Deaths++
+		t.Error, t.Updated = "worker "+w.ID+" died", c.At
+		if t.Deaths > MaxDeaths {
+			s.setTask(t, TaskFailed, "")
+			t.Error = fmt.Sprintf("%d workers died running it, the last %s", t.Deaths, w.ID)
+			s.settle(s.Jobs[t.Job], t, c.At)
+			continue
+		}
+		s.setTask(t, TaskPending, "")
+	}
+	// Lineage: the blocks the dead worker kept for tasks still to run
+	// are gone; the tasks that made them run again.
+	for _, t := range s.Tasks {
+		if t.Worker == w.ID && t.State == TaskSucceeded {
+			if j := s.Jobs[t.Job]; !j.State.Done() && s.needed(j, t) {
+				s.redo(j, t, "output lost with worker "+w.ID, c.At)
+			}
+		}
+	}
+	return w.ID, nil
+}
+
+// applyAssign gives a pending task to a live worker with room for it.
+func (s *State) applyAssign(c Command) (string, error) {
+	t := s.Tasks[c.ID]
+	if t == nil {
+		return "", fmt.Errorf("%w: %s", ErrUnknownTask, c.ID)
+	}
+	w := s.Workers[c.Worker]
+	if w == nil || !w.Alive {
+		return "", fmt.Errorf("%w: %s", ErrUnknownWorker, c.Worker)
+	}
+	if t.State != TaskPending || !t.Needs.Fits(s.Free(w.ID)) {
+		return "", fmt.Errorf("%w: task %s is %s", ErrStale, t.ID, t.State) // decided on an older state
+	}
+	s.setTask(t, TaskAssigned, w.ID)
+	t.Error, t.Updated, t.Assigned = "", c.At, c.At
+	t.Attempt++
+	if j := s.Jobs[t.Job]; j.State == JobPending {
+		j.State = JobRunning
+	}
+	return t.ID, nil
+}
+
+// applyReport takes a worker's start or finish of the attempt it runs;
+// a report of another attempt or worker is stale.
+func (s *State) applyReport(c Command) (string, error) {
+	t := s.Tasks[c.ID]
+	if t == nil {
+		return "", fmt.Errorf("%w: %s", ErrUnknownTask, c.ID)
+	}
+	w := s.Workers[c.Worker]
+	if t.Worker != c.Worker || t.Attempt != c.Attempt || w == nil || !w.Alive ||
+		(t.State != TaskAssigned && t.State != TaskRunning) {
+		return "", fmt.Errorf("%w: task %s attempt %d from worker %s (task is %s, attempt %d on %q)",
+			ErrStale, t.ID, c.Attempt, c.Worker, t.State, t.Attempt, t.Worker)
+	}
+	t.Updated = c.At
+	if c.Op == OpStart {
+		s.setTask(t, TaskRunning, t.Worker)
+		return t.ID, nil
+	}
+	s.finish(s.Jobs[t.Job], t, c)
+	return t.ID, nil
+}
+
+// finish ends task t's attempt as c reports: succeeded (laying out the
+// job's stages if t planned it), retried after a lost input, or failed.
+func (s *State) finish(j *Job, t *Task, c Command) {
+	if c.OK && len(c.Stages) > 0 {
+		if err := s.expand(j, t, c.Stages, c.Layout, c.At); err != nil {
+			c.OK, c.Error = false, err.Error()
+		}
+	}
+	switch {
+	case c.OK:
+		s.setTask(t, TaskSucceeded, t.Worker)
+		t.Rows, t.Bytes, t.Error = c.Rows, c.Bytes, ""
+		j.Succeeded++
+		if t.Stage == j.commitStage() && !j.Failing {
+			j.Output = c.Output
+		}
+	case len(c.Lost) > 0 && t.Lost < MaxLost:
+		// An input was lost: not this attempt's fault. Its producers
+		// run again, then this task.
+		t.Lost++
+		t.Error = c.Error
+		s.setTask(t, TaskPending, "")
+		for _, id := range c.Lost {
+			if p := s.Tasks[id]; p != nil && p.Job == j.ID && p.State == TaskSucceeded {
+				s.redo(j, p, "output lost: "+c.Error, c.At)
+			}
+		}
+	default:
+		t.Failures++
+		t.Error = c.Error
+		if t.Failures > j.maxRetries(t) {
+			s.setTask(t, TaskFailed, "")
+		} else {
+			s.setTask(t, TaskPending, "")
+		}
+	}
+	s.settle(j, t, c.At)
+}
+
+// applyNode records a coordinator's addresses.
+func (s *State) applyNode(c Command) (string, error) {
+	if c.Node == nil || c.Node.ID == "" {
+		return "", fmt.Errorf("%w: node without an id", ErrBadCommand)
+	}
+	n := *c.Node
+	s.Nodes[n.ID] = &n
+	return n.ID, nil
+}
+
+// applyRemove forgets a coordinator.
+func (s *State) applyRemove(c Command) (string, error) {
+	delete(s.Nodes, c.ID)
+	return c.ID, nil
 }
 
 // stopAllBut fails every task of j that is not done, except those of stage
