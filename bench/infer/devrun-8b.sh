@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device call for infer/offline-512-8b (and infer/offline-512 again in the
+# One GPU run for infer/offline-512-8b (and infer/offline-512 again in the
 # same call): the machine's two ceilings (device copy bandwidth, bf16 GEMM
 # rate, measured with torch), sluice bench infer on bench-8b and bench-1b (two
 # runs each) and the transformers peer on both. Build on the development machine:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device call for CUDA graphs of decode steps: the cuda backend's graph
+# One GPU run for CUDA graphs of decode steps: the cuda backend's graph
 # test with the conformance suite, the fixtures (graphs are on by default,
 # so TestF32, TestBF16 and TestBF16Paths run through them) with TestGraphs
 # (eager, padded and graph steps compared), TestGraphStep (a decode step of

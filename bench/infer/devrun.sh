@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device call for the cuda backend and infer/offline-512: rebuild the
+# One GPU run for the cuda backend and infer/offline-512: rebuild the
 # kernels, run the cuda test binary (suite, attention modes, long contexts)
 # and the fixtures with the fresh PTX, the per-step profile, the attention
 # microbenchmarks, `sluice bench infer` on bench-1b (default kernels and A/B

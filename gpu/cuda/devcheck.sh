@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU machine's check of the cuda backend, in one device call. Build the
+# The GPU machine's check of the cuda backend, in one GPU run. Build the
 # test binaries on the development machine first:
 #
 #	mkdir -p devrun

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU machine's check of the sampling kernel (gpu.Ops.Sample), in one
-# device call. Build the test binary on the development machine first:
+# GPU run. Build the test binary on the development machine first:
 #
 #	mkdir -p devrun-samp
 #	CGO_ENABLED=0 go test -c -o devrun-samp/cuda.test ./gpu/cuda
