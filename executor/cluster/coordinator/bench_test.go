@@ -108,7 +108,7 @@ func BenchmarkNoopJob(b *testing.B) {
 // (once, whatever the number of calls).
 func benchWorker(b *testing.B, urls []string, i, cpu int, run func(context.Context, api.Assignment) (int64, error)) (*worker.Worker, func()) {
 	w, err := worker.New(worker.Config{Coordinators: urls, DataDir: b.TempDir(), Addr: "127.0.0.1:0",
-		Resources: state.Resources{CPU: cpu, Memory: 1 << 30}, Token: token, Heartbeat: 20 * time.Millisecond, Run: run,
+		Resources: state.Resources{CPU: cpu, Memory: 1 << 30}, Token: token, Heartbeat: 20 * time.Millisecond, Run: rowsRun(run),
 		Logger: quiet()})
 	if err != nil {
 		b.Fatal(err)

@@ -164,10 +164,21 @@ func startWorker(t *testing.T, urls []string, run func(ctx context.Context, a ap
 	return startWorkerWith(t, urls, state.Resources{CPU: 2, Memory: 1 << 30}, run)
 }
 
+// rowsRun is run as a worker's Run (nil: the worker's own).
+func rowsRun(run func(ctx context.Context, a api.Assignment) (int64, error)) func(context.Context, api.Assignment) (worker.Outcome, error) {
+	if run == nil {
+		return nil
+	}
+	return func(ctx context.Context, a api.Assignment) (worker.Outcome, error) {
+		rows, err := run(ctx, a)
+		return worker.Outcome{Rows: rows}, err
+	}
+}
+
 func startWorkerWith(t *testing.T, urls []string, res state.Resources, run func(ctx context.Context, a api.Assignment) (int64, error)) (*worker.Worker, context.CancelFunc) {
 	w, err := worker.New(worker.Config{Coordinators: urls, DataDir: t.TempDir(), Addr: "127.0.0.1:0",
 		Resources: res, Token: token, Heartbeat: 100 * time.Millisecond,
-		Logger: testLogger(t), Run: run})
+		Logger: testLogger(t), Run: rowsRun(run)})
 	if err != nil {
 		t.Fatal(err)
 	}

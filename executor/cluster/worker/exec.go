@@ -99,8 +99,7 @@ func (w *Worker) execute(ctx context.Context, a api.Assignment) (Outcome, error)
 	case state.StageCommit:
 		return w.commit(ctx, a)
 	}
-	rows, err := runPlan(ctx, a)
-	return Outcome{Rows: rows}, err
+	return Outcome{}, fmt.Errorf("task %s: unknown stage kind %q", a.Task.ID, a.Kind)
 }
 
 // planJob lays the plan out into stages sized to the cluster.

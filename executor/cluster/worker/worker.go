@@ -26,8 +26,6 @@ import (
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/blocks"
 	"github.com/sluicehq/sluice/executor/cluster/state"
-	"github.com/sluicehq/sluice/executor/local"
-	"github.com/sluicehq/sluice/plans"
 )
 
 // Config configures a worker.
@@ -56,9 +54,10 @@ type Config struct {
 	// processes while its tasks run; 0 in production).
 	TaskDelay time.Duration
 
-	// Run runs one task, replacing the default (plan jobs laid out into
-	// stages and run with the local executor). Tests replace it.
-	Run func(ctx context.Context, a api.Assignment) (rows int64, err error)
+	// Run runs one task, replacing the default (a plan job's planning,
+	// one task of its layout, or its commit). Tests and benchmarks
+	// replace it; it is the worker's only seam.
+	Run func(ctx context.Context, a api.Assignment) (Outcome, error)
 }
 
 // Validate checks the config and names the field at fault.
@@ -83,12 +82,9 @@ func (c *Config) Validate() error {
 // Worker is a running worker.
 type Worker struct {
 	cfg Config
-	// exec replaces execute in tests that need an Outcome (Config.Run
-	// gives only rows).
-	exec func(ctx context.Context, a api.Assignment) (Outcome, error)
-	id   string
-	cl   *api.Client
-	log  *slog.Logger
+	id  string
+	cl  *api.Client
+	log *slog.Logger
 
 	mu      sync.Mutex
 	running map[string]*run // by task id
@@ -356,9 +352,7 @@ func (w *Worker) runTask(root, ctx context.Context, a api.Assignment) {
 	var out Outcome
 	var err error
 	if w.cfg.Run != nil {
-		out.Rows, err = w.cfg.Run(ctx, a)
-	} else if w.exec != nil {
-		out, err = w.exec(ctx, a)
+		out, err = w.cfg.Run(ctx, a)
 	} else {
 		out, err = w.execute(ctx, a)
 	}
@@ -481,25 +475,4 @@ func (w *Worker) send(ctx context.Context, batch []pending) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// runPlan compiles the task's plan and runs it with the local executor.
-func runPlan(ctx context.Context, a api.Assignment) (int64, error) {
-	if a.StageTasks > 1 {
-		// Each task would run the whole plan into the same destination.
-		return 0, fmt.Errorf("task %s: a plan runs as one task on one worker in this version, not %d", a.Task.ID, a.StageTasks)
-	}
-	p, lints := plans.Parse(a.File, []byte(a.Plan))
-	if err := lints.Err(); err != nil {
-		return 0, err
-	}
-	job, err := plans.Compile(p, plans.Vars{Params: a.Params, ScheduledTime: a.ScheduledTime, RunID: a.RunID})
-	if err != nil {
-		return 0, err
-	}
-	stats, err := job.Run(ctx, local.DefaultConfig())
-	if err != nil {
-		return 0, err
-	}
-	return stats.Rows, nil
 }

@@ -71,9 +71,9 @@ func TestWorkerRunsAndReports(t *testing.T) {
 	var runs sync.WaitGroup
 	runs.Add(1)
 	w, err := New(Config{Coordinators: []string{srv.URL}, DataDir: dir, Token: "tok", Resources: state.Resources{CPU: 1},
-		Heartbeat: 10 * time.Millisecond, Run: func(ctx context.Context, a api.Assignment) (int64, error) {
+		Heartbeat: 10 * time.Millisecond, Run: func(ctx context.Context, a api.Assignment) (Outcome, error) {
 			defer runs.Done() // a second run would panic
-			return 42, nil
+			return Outcome{Rows: 42}, nil
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +131,7 @@ func TestStaleSinkAttemptDiscarded(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			w.exec = func(ctx context.Context, a api.Assignment) (Outcome, error) {
+			w.cfg.Run = func(ctx context.Context, a api.Assignment) (Outcome, error) {
 				// What a sink task leaves: a part file and its manifest.
 				for _, n := range []string{"part-0.parquet", "_sluice_manifest.json"} {
 					if err := os.WriteFile(filepath.Join(staged, n), []byte("x"), 0o644); err != nil {
@@ -203,12 +203,17 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// A plan split into several tasks would run whole in each, into one
-// destination: the worker refuses it before reading anything.
-func TestRunPlanRefusesSplitStage(t *testing.T) {
-	_, err := runPlan(context.Background(), api.Assignment{Task: state.Task{ID: "j-1-t0"}, StageTasks: 2,
+// A task of no known stage kind (the old whole-plan kind "") is refused,
+// naming the task and the kind, before anything runs.
+func TestExecuteRefusesUnknownKind(t *testing.T) {
+	w, err := New(Config{Coordinators: []string{"x"}, DataDir: t.TempDir(), Token: "t", Resources: state.Resources{CPU: 1},
+		Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.execute(context.Background(), api.Assignment{Task: state.Task{ID: "j-1-t0"},
 		Plan: "name: p\nread: {parquet: in/}\nwrite: {parquet: out/}\n"})
-	if err == nil || !strings.Contains(err.Error(), "one task on one worker") {
+	if err == nil || !strings.Contains(err.Error(), `task j-1-t0: unknown stage kind ""`) {
 		t.Fatalf("err %v", err)
 	}
 }
