@@ -1,54 +1,11 @@
-// Package infer is Sluice's LLM engine: continuous batching over a paged
-// KV cache, vLLM's sampling parameters, and the dataset stage that runs a
-// model over the rows of a pipeline.
+// Package infer runs Sluice's LLM engine (infer/engine) on real models:
+// Load opens a device by name on the GPU backends (gpu/cpu, and gpu/cuda
+// where a driver is found at run time), loads the model (infer/model) and
+// its tokenizer, and returns a Runner for engine.New; stage.go is Generate,
+// the dataset.MapBatches function that runs a model over the rows of a
+// pipeline, and the Registry that loads each model once per process.
 //
-// It reads like nano-vllm, one job per file:
+// Import infer/engine alone for the engine core without the backends.
 //
-//   - sequence.go: a Sequence, one completion of a prompt, and when it
-//     stops at the token level (EOS, stop tokens, lengths);
-//   - block.go: the block manager of the paged KV cache: fixed-size
-//     blocks, a free list in LRU order, reference counts, and automatic
-//     prefix caching (full blocks keyed by a chained hash of their tokens
-//     and everything before them);
-//   - scheduler.go: vLLM V1's scheduler as a deterministic state machine:
-//     Schedule plans a step under MaxNumSeqs and MaxNumBatchedTokens
-//     (running sequences first, long prompts in chunks), preempting the
-//     newest sequence for recomputation when blocks run out; Update applies
-//     the sampled tokens. testdata/scheduler/*.txt are its traces;
-//   - sampling.go: SamplingParams and the sampler (penalties, temperature,
-//     min_p, top_k, top_p, per-request seeded generators, logprobs);
-//     sampling_device.go packs the same parameters, each sequence's uniform
-//     and its logit edits for a SamplingRunner, which samples on its device
-//     (gpu.Ops.Sample) when no sequence of the step wants logprobs;
-//   - output.go: incremental detokenization, stop strings, and what
-//     streaming hands out;
-//   - engine.go: Engine, whose step is schedule → run (forward pass and
-//     sampling) → postprocess, looped by one goroutine that owns the
-//     scheduler, the cache and the model; request.go: Request, Generate
-//     and Submit;
-//   - runner.go: the Runner interface the engine drives, implemented over
-//     infer/model by model_runner.go and in memory by FakeRunner (fake.go),
-//     whose outputs hash the whole token history so that any scheduling or
-//     cache bug changes them;
-//   - stage.go: Generate, the dataset.MapBatches function, and the Registry
-//     that loads each model once per process.
-//
-// # Concurrency
-//
-// Generate and Submit may be called from any goroutine; their requests
-// join the running batch at the next step. A Runner is only ever called
-// from the engine's loop goroutine. Close ends the loop, failing what is in
-// flight with ErrClosed.
-//
-// # Correctness
-//
-// The tests drive the scheduler through trace files, check the sampler
-// against hand-computed tables, compare every output of the engine with
-// FakeRunner's cache-free reference under prefix caching, chunked prefill
-// and preemption, and reproduce the greedy continuations that transformers
-// computed for random-weight models of each supported architecture
-// (infer/model/testdata) under the same conditions.
-//
-// This package is unstable: its API may change with the engine's needs
-// (the OpenAI-compatible server and the CUDA backend are next).
+// This package is unstable: its API may change with the engine's needs.
 package infer

@@ -7,12 +7,13 @@ import (
 
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 )
 
 func Example() {
 	// A fake model and its byte-level tokenizer; infer.Load(dir, ...) gives
 	// a real model's Runner and Tokenizer the same way.
-	e, err := infer.New(infer.NewFakeRunner(256), infer.FakeTokenizer(), infer.DefaultConfig())
+	e, err := engine.New(engine.NewFakeRunner(256), engine.FakeTokenizer(), engine.DefaultConfig())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -20,9 +21,9 @@ func Example() {
 	ctx := context.Background()
 
 	// A batch of requests, completed together.
-	comps, err := e.Generate(ctx, []infer.Request{
-		{Prompt: "Hello", Params: infer.SamplingParams{MaxTokens: 8, IgnoreEOS: true}},
-		{PromptIDs: []int32{104, 105}, Params: infer.SamplingParams{MaxTokens: 4, Temperature: 0.8, Seed: new(int64(7))}},
+	comps, err := e.Generate(ctx, []engine.Request{
+		{Prompt: "Hello", Params: engine.SamplingParams{MaxTokens: 8, IgnoreEOS: true}},
+		{PromptIDs: []int32{104, 105}, Params: engine.SamplingParams{MaxTokens: 4, Temperature: 0.8, Seed: new(int64(7))}},
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -32,7 +33,7 @@ func Example() {
 	}
 
 	// One request, streamed.
-	ch, err := e.Submit(ctx, infer.Request{Prompt: "Hi", Params: infer.SamplingParams{MaxTokens: 5, IgnoreEOS: true}})
+	ch, err := e.Submit(ctx, engine.Request{Prompt: "Hi", Params: engine.SamplingParams{MaxTokens: 5, IgnoreEOS: true}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func Example() {
 }
 
 func ExampleGenerate() {
-	e, err := infer.New(infer.NewFakeRunner(256), infer.FakeTokenizer(), infer.DefaultConfig())
+	e, err := engine.New(engine.NewFakeRunner(256), engine.FakeTokenizer(), engine.DefaultConfig())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func ExampleGenerate() {
 	}
 	// With Model instead of Engine, the stage loads the model once per
 	// process and shares it between batches and tasks.
-	stage := infer.Generate(infer.StageConfig{Engine: e, Params: infer.SamplingParams{MaxTokens: 3, IgnoreEOS: true}})
+	stage := infer.Generate(infer.StageConfig{Engine: e, Params: engine.SamplingParams{MaxTokens: 3, IgnoreEOS: true}})
 	ds := dataset.FromItems([]row{{"a"}, {"bb"}, {"ccc"}}).MapBatches(stage, dataset.MapOptions{Name: "generate"})
 	for rec, err := range ds.Iter(context.Background()) {
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/gpu"
+	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/infer/model"
 	"github.com/sluicehq/sluice/infer/tokenizer"
 )
@@ -51,10 +52,10 @@ type StageConfig struct {
 	// and a partial one must start from it (decode YAML into a
 	// DefaultConfig()). Stages with equal Model, Device, Tokenizer and
 	// EngineConfig share one engine.
-	EngineConfig Config `json:"engine" yaml:"engine"`
+	EngineConfig engine.Config `json:"engine" yaml:"engine"`
 	// Engine, when set, is used instead of loading Model: the caller owns
 	// it.
-	Engine *Engine `json:"-" yaml:"-"`
+	Engine *engine.Engine `json:"-" yaml:"-"`
 	// Registry holds the loaded engines; nil is DefaultRegistry.
 	Registry *Registry `json:"-" yaml:"-"`
 
@@ -66,7 +67,7 @@ type StageConfig struct {
 	Chat   bool   `json:"chat,omitempty" yaml:"chat,omitempty"`
 	System string `json:"system,omitempty" yaml:"system,omitempty"`
 	// Params choose the sampling; N must be 1.
-	Params SamplingParams `json:"params" yaml:"params"`
+	Params engine.SamplingParams `json:"params" yaml:"params"`
 
 	// Output names the completion column (default "completion"). The
 	// stage also adds prompt_tokens, completion_tokens and finish_reason.
@@ -103,8 +104,8 @@ func (c StageConfig) withDefaults() StageConfig {
 	if c.Device == "" {
 		c.Device = "auto"
 	}
-	if c.EngineConfig == (Config{}) {
-		c.EngineConfig = DefaultConfig()
+	if c.EngineConfig == (engine.Config{}) {
+		c.EngineConfig = engine.DefaultConfig()
 	}
 	return c
 }
@@ -114,7 +115,7 @@ func (c StageConfig) withDefaults() StageConfig {
 func (c StageConfig) Validate() error {
 	c = c.withDefaults()
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: stage: "+format, append([]any{ErrInvalidConfig}, args...)...)
+		return fmt.Errorf("%w: stage: "+format, append([]any{engine.ErrInvalidConfig}, args...)...)
 	}
 	switch {
 	case c.Engine == nil && c.Model == "":
@@ -123,7 +124,7 @@ func (c StageConfig) Validate() error {
 		return bad("on_error must be %q or %q, got %q", OnErrorFail, OnErrorColumn, c.OnError)
 	case c.OnNull != OnNullError && c.OnNull != OnNullSkip:
 		return bad("on_null must be %q or %q, got %q", OnNullError, OnNullSkip, c.OnNull)
-	case c.Params.withDefaults().N != 1:
+	case c.Params.N != 0 && c.Params.N != 1: // 0 means 1
 		return bad("params.n must be 1 (one completion per row), got %d", c.Params.N)
 	}
 	if _, err := gpu.ParseDType(c.DType); err != nil {
@@ -247,16 +248,16 @@ func emptyRecord(mem memory.Allocator, rec arrow.RecordBatch, schema *arrow.Sche
 
 // rowRequest turns row i of the prompt column into a request, or the
 // reason it cannot be one.
-func rowRequest(col arrow.Array, i int, cfg StageConfig) (Request, error) {
+func rowRequest(col arrow.Array, i int, cfg StageConfig) (engine.Request, error) {
 	if col.IsNull(i) {
-		return Request{}, fmt.Errorf("%w: the prompt is null", ErrInvalidPrompt)
+		return engine.Request{}, fmt.Errorf("%w: the prompt is null", engine.ErrInvalidPrompt)
 	}
-	r := Request{Params: cfg.Params}
+	r := engine.Request{Params: cfg.Params}
 	switch c := col.(type) {
 	case interface{ Value(int) string }:
 		text := c.Value(i)
 		if text == "" {
-			return Request{}, fmt.Errorf("%w: the prompt is empty", ErrInvalidPrompt)
+			return engine.Request{}, fmt.Errorf("%w: the prompt is empty", engine.ErrInvalidPrompt)
 		}
 		if !cfg.Chat {
 			r.Prompt = text
@@ -273,18 +274,18 @@ func rowRequest(col arrow.Array, i int, cfg StageConfig) (Request, error) {
 		ids := make([]int32, 0, end-start)
 		for j := start; j < end; j++ {
 			if vals.IsNull(int(j)) {
-				return Request{}, fmt.Errorf("%w: token %d is null", ErrInvalidPrompt, j-start)
+				return engine.Request{}, fmt.Errorf("%w: token %d is null", engine.ErrInvalidPrompt, j-start)
 			}
 			v, ok := intAt(vals, int(j))
 			if !ok || v < 0 || v > 1<<31-1 {
-				return Request{}, fmt.Errorf("%w: token %d (%d) is not a token id", ErrInvalidPrompt, j-start, v)
+				return engine.Request{}, fmt.Errorf("%w: token %d (%d) is not a token id", engine.ErrInvalidPrompt, j-start, v)
 			}
 			ids = append(ids, int32(v))
 		}
 		r.PromptIDs = ids
 		return r, nil
 	}
-	return Request{}, fmt.Errorf("infer: stage: prompt column of type %s", col.DataType())
+	return engine.Request{}, fmt.Errorf("infer: stage: prompt column of type %s", col.DataType())
 }
 
 func intAt(a arrow.Array, i int) (int64, bool) {
@@ -310,10 +311,10 @@ func intAt(a arrow.Array, i int) (int64, bool) {
 	return 0, false
 }
 
-func runStage(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch, col arrow.Array, schema *arrow.Schema, e *Engine, cfg StageConfig) (arrow.RecordBatch, error) {
+func runStage(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch, col arrow.Array, schema *arrow.Schema, e *engine.Engine, cfg StageConfig) (arrow.RecordBatch, error) {
 	n := int(rec.NumRows())
 	rowErr := make([]error, n)
-	var reqs []Request
+	var reqs []engine.Request
 	var rows []int // row of each request
 	for i := range n {
 		if cfg.OnNull == OnNullSkip && col.IsNull(i) {
@@ -331,10 +332,10 @@ func runStage(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch, 
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return nil, ctxErr
 	}
-	if errors.Is(err, ErrClosed) && comps == nil {
+	if errors.Is(err, engine.ErrClosed) && comps == nil {
 		return nil, err
 	}
-	done := make([]*Completion, n)
+	done := make([]*engine.Completion, n)
 	for k := range comps {
 		c := &comps[k]
 		row := rows[c.Request]
@@ -431,19 +432,19 @@ var DefaultRegistry = &Registry{}
 
 type registryKey struct {
 	model, device, dtype, tokenizer string
-	cfg                             Config
+	cfg                             engine.Config
 }
 
 type sharedEngine struct {
 	once   sync.Once
-	engine *Engine
+	engine *engine.Engine
 	loaded *Loaded
 	err    error
 }
 
 // Engine returns the engine for cfg's model and options, loading it on
 // first use. A load that failed is not retried.
-func (r *Registry) Engine(cfg StageConfig) (*Engine, error) {
+func (r *Registry) Engine(cfg StageConfig) (*engine.Engine, error) {
 	cfg = cfg.withDefaults()
 	key := registryKey{cfg.Model, cfg.Device, cfg.DType, cfg.Tokenizer, cfg.EngineConfig}
 	r.mu.Lock()
@@ -471,7 +472,7 @@ func (r *Registry) Engine(cfg StageConfig) (*Engine, error) {
 			se.err = fmt.Errorf("infer: stage: loading %s: %w", cfg.Model, err)
 			return
 		}
-		e, err := New(l.Runner, l.Tokenizer, cfg.EngineConfig)
+		e, err := engine.New(l.Runner, l.Tokenizer, cfg.EngineConfig)
 		if err != nil {
 			se.err = errors.Join(fmt.Errorf("infer: stage: %s: %w", cfg.Model, err), l.Close())
 			return

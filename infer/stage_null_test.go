@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/dataset"
+	"github.com/sluicehq/sluice/infer/engine"
 )
 
 type nullPromptRow struct {
@@ -20,7 +21,7 @@ func TestStageNullPrompt(t *testing.T) {
 	e, _ := newTestEngine(t, smallConfig(), 256)
 	hello := "hello there"
 	items := []nullPromptRow{{ID: 0, Prompt: &hello}, {ID: 1}, {ID: 2, Prompt: &hello}}
-	cfg := StageConfig{Engine: e, Params: SamplingParams{MaxTokens: 4, IgnoreEOS: true}}
+	cfg := StageConfig{Engine: e, Params: engine.SamplingParams{MaxTokens: 4, IgnoreEOS: true}}
 	_, err := dataset.FromItems(items).MapBatches(Generate(cfg), dataset.MapOptions{}).Count(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "row 1 of the batch (null prompt): infer: invalid prompt: the prompt is null") {
 		t.Fatalf("error %v", err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/executor/local"
+	"github.com/sluicehq/sluice/infer/engine"
 )
 
 type promptRow struct {
@@ -97,14 +98,14 @@ func TestStage(t *testing.T) {
 		items = append(items, promptRow{ID: int64(i), Prompt: strings.Repeat(fmt.Sprintf("row %d ", i), 1+i%5)})
 	}
 	items[7].Prompt = ""
-	cfg := StageConfig{Engine: e, Params: SamplingParams{MaxTokens: 8, IgnoreEOS: true}, OnError: OnErrorColumn, TokenIDs: "token_ids"}
+	cfg := StageConfig{Engine: e, Params: engine.SamplingParams{MaxTokens: 8, IgnoreEOS: true}, OnError: OnErrorColumn, TokenIDs: "token_ids"}
 	ds := dataset.FromItems(items).Configure(localConfig()).
 		MapBatches(Generate(cfg), dataset.MapOptions{Name: "generate", BatchRows: 4, Concurrency: 4})
 	rows := collect(t, ds)
 	if len(rows) != len(items) {
 		t.Fatalf("%d rows out of %d", len(rows), len(items))
 	}
-	tok := FakeTokenizer()
+	tok := engine.FakeTokenizer()
 	for _, it := range items {
 		r := rows[it.ID]
 		if it.Prompt == "" {
@@ -116,7 +117,7 @@ func TestStage(t *testing.T) {
 		prompt := tok.Encode(it.Prompt, true)
 		want := f.Generate(prompt, 8, true)
 		if r.err != nil || r.completion == nil || *r.completion != tok.Decode(want, true) || !slices.Equal(r.tokenIDs, want) ||
-			*r.promptTokens != int64(len(prompt)) || *r.completionTokens != 8 || *r.finish != FinishLength {
+			*r.promptTokens != int64(len(prompt)) || *r.completionTokens != 8 || *r.finish != engine.FinishLength {
 			t.Errorf("row %d: %+v", it.ID, r)
 		}
 	}
@@ -136,11 +137,11 @@ func TestStageValidate(t *testing.T) {
 	}{
 		{StageConfig{}, "infer: invalid config: stage: model is required"},
 		{StageConfig{Model: "m", OnError: "skip"}, `infer: invalid config: stage: on_error must be "fail" or "column", got "skip"`},
-		{StageConfig{Model: "m", Params: SamplingParams{N: 2}}, "infer: invalid config: stage: params.n must be 1 (one completion per row), got 2"},
-		{StageConfig{Model: "m", Params: SamplingParams{TopP: 3}}, "stage: params: infer: invalid sampling params: top_p must be in (0, 1], got 3"},
+		{StageConfig{Model: "m", Params: engine.SamplingParams{N: 2}}, "infer: invalid config: stage: params.n must be 1 (one completion per row), got 2"},
+		{StageConfig{Model: "m", Params: engine.SamplingParams{TopP: 3}}, "stage: params: infer: invalid sampling params: top_p must be in (0, 1], got 3"},
 		{StageConfig{Model: "m", Output: "finish_reason"}, `infer: invalid config: stage: output "finish_reason" collides with another output column`},
 		{StageConfig{Model: "m", OnError: "column", ErrorColumn: "completion"}, `infer: invalid config: stage: error_column "completion" collides with another output column`},
-		{StageConfig{Model: "m", EngineConfig: Config{BlockSize: 16}}, "stage: engine: infer: invalid config: CacheBytes must be positive when NumBlocks is 0, got 0"},
+		{StageConfig{Model: "m", EngineConfig: engine.Config{BlockSize: 16}}, "stage: engine: infer: invalid config: CacheBytes must be positive when NumBlocks is 0, got 0"},
 		{StageConfig{Model: "m", DType: "f64"}, `infer: invalid config: stage: gpu: dtype "f64": want auto, f32, bf16 or f16`},
 	}
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
@@ -185,19 +186,19 @@ func TestStageValidate(t *testing.T) {
 // and options share one engine, loaded once.
 func TestRegistryLoadsOnce(t *testing.T) {
 	var loads atomic.Int32
-	f := NewFakeRunner(256)
+	f := engine.NewFakeRunner(256)
 	reg := &Registry{Load: func(dir string, opts LoadOptions) (*Loaded, error) {
 		loads.Add(1)
-		return &Loaded{Runner: f, Tokenizer: FakeTokenizer()}, nil
+		return &Loaded{Runner: f, Tokenizer: engine.FakeTokenizer()}, nil
 	}}
 	defer func() {
 		if err := reg.Close(); err != nil {
 			t.Error(err)
 		}
 	}()
-	cfg := StageConfig{Model: "fake", Registry: reg, EngineConfig: smallConfig(), Params: SamplingParams{MaxTokens: 4}}
+	cfg := StageConfig{Model: "fake", Registry: reg, EngineConfig: smallConfig(), Params: engine.SamplingParams{MaxTokens: 4}}
 	var wg sync.WaitGroup
-	engines := make([]*Engine, 8)
+	engines := make([]*engine.Engine, 8)
 	for i := range engines {
 		wg.Go(func() {
 			e, err := reg.Engine(cfg)
@@ -208,7 +209,7 @@ func TestRegistryLoadsOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if loads.Load() != 1 || engines[0] == nil || slices.ContainsFunc(engines, func(e *Engine) bool { return e != engines[0] }) {
+	if loads.Load() != 1 || engines[0] == nil || slices.ContainsFunc(engines, func(e *engine.Engine) bool { return e != engines[0] }) {
 		t.Errorf("%d loads, engines %v", loads.Load(), engines)
 	}
 	other := cfg
@@ -249,10 +250,10 @@ func TestStageFixture(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	ecfg := DefaultConfig()
+	ecfg := engine.DefaultConfig()
 	ecfg.BlockSize, ecfg.NumBlocks, ecfg.MaxNumSeqs, ecfg.MaxNumBatchedTokens = 4, 40, 8, 16
 	cfg := StageConfig{Model: fixtureDir("qwen3"), Device: "cpu", Registry: reg, EngineConfig: ecfg, Prompt: "ids", TokenIDs: "token_ids",
-		Params: SamplingParams{MaxTokens: 32, IgnoreEOS: true}}
+		Params: engine.SamplingParams{MaxTokens: 32, IgnoreEOS: true}}
 	rows := collect(t, dataset.FromRecords(rec).Configure(localConfig()).MapBatches(Generate(cfg), dataset.MapOptions{BatchRows: 1, Concurrency: 4}))
 	for i, c := range cases {
 		r := rows[int64(i)]

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sluicehq/sluice/internal/didyoumean"
 	"gopkg.in/yaml.v3"
 )
 
@@ -151,7 +152,7 @@ func (d *decoder) checkObject(n *yaml.Node, s *spec, path string, templ bool) {
 		f := s.field(k.Value)
 		if f == nil {
 			unknown = true
-			sg := suggest(k.Value, s.fieldNames())
+			sg := didyoumean.Suggest(k.Value, s.fieldNames())
 			if sg == "" {
 				sg = " (want " + strings.Join(s.fieldNames(), ", ") + ")"
 			}
@@ -194,7 +195,7 @@ func (d *decoder) checkScalar(n *yaml.Node, s *spec, path string, templ bool) {
 	case kString:
 		switch {
 		case s.enum != nil && !slices.Contains(s.enum, n.Value):
-			d.errorf(n, path, "%q is not one of %s%s", n.Value, strings.Join(s.enum, ", "), suggest(n.Value, s.enum))
+			d.errorf(n, path, "%q is not one of %s%s", n.Value, strings.Join(s.enum, ", "), didyoumean.Suggest(n.Value, s.enum))
 		case s.pattern != nil && !s.pattern.MatchString(n.Value):
 			d.errorf(n, path, "%q: %s", n.Value, s.patternDoc)
 		}

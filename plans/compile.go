@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/executor/local"
 	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/storage"
 )
 
@@ -583,7 +584,7 @@ func compileInfer(c *compiler, s Step) {
 	cfg.Params.MaxTokens = int(st.MaxTokens)
 	cfg.Params.Temperature = st.Temperature
 	if st.MaxTokens == 0 {
-		cfg.Params.MaxTokens = infer.DefaultSamplingParams().MaxTokens
+		cfg.Params.MaxTokens = engine.DefaultSamplingParams().MaxTokens
 	}
 	next := c.d.MapBatches(infer.Generate(cfg), dataset.MapOptions{Name: "infer " + st.Model, GPU: true})
 	c.then(s, next, func(err error) { c.fail(err, st.node, st.path) })

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/dataset/plan"
+	"github.com/sluicehq/sluice/internal/didyoumean"
 )
 
 // Go functions in plans.
@@ -161,7 +162,7 @@ func compileMapBatches(c *compiler, s Step) {
 			c.errorf(fnNode, fnPath, "function %q is not registered: this program registers no functions; "+
 				"register it with plans.Register in the program that runs the workers", m.Fn)
 		default:
-			c.errorf(fnNode, fnPath, "function %q is not registered%s; registered: %s", m.Fn, suggest(m.Fn, names), strings.Join(names, ", "))
+			c.errorf(fnNode, fnPath, "function %q is not registered%s; registered: %s", m.Fn, didyoumean.Suggest(m.Fn, names), strings.Join(names, ", "))
 		}
 		c.d = nil // the columns it makes are unknown
 		return

@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/dataset/expr"
+	"github.com/sluicehq/sluice/schedule"
 )
 
 // Plan is a parsed plan file. A Plan from Parse or Load may hold templates
@@ -19,8 +20,8 @@ type Plan struct {
 	File        string // the name lints carry
 	Name        string
 	Description string
-	Schedule    *Schedule // nil: run only on demand
-	Params      []Param   // in file order
+	Schedule    *schedule.Schedule // nil: run only on demand
+	Params      []Param            // in file order
 	EnvAllow    []string
 	Read        Source
 	Steps       []Step

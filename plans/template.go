@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/sluicehq/sluice/internal/didyoumean"
 	"gopkg.in/yaml.v3"
 )
 
@@ -198,7 +199,7 @@ func (d *decoder) checkNames(n *yaml.Node, path string, node parse.Node, rootDot
 		}
 		if !slices.Contains(tmplFields, ident[0]) {
 			d.errorAt(at(pos, text), path, "template: unknown field .%s%s (have .ScheduledTime, .RunID, .Name, .Params.NAME)",
-				ident[0], suggest("."+ident[0], []string{".ScheduledTime", ".RunID", ".Name", ".Params"}))
+				ident[0], didyoumean.Suggest("."+ident[0], []string{".ScheduledTime", ".RunID", ".Name", ".Params"}))
 			return
 		}
 		if ident[0] != "Params" || len(ident) < 2 {
@@ -209,7 +210,7 @@ func (d *decoder) checkNames(n *yaml.Node, path string, node parse.Node, rootDot
 		case slices.Contains(all, name):
 			d.errorAt(at(pos, text), path, "template: param %q is declared below this one; a param may use only the params above it", name)
 		default:
-			sg := suggest(name, all)
+			sg := didyoumean.Suggest(name, all)
 			if sg == "" {
 				sg = " (declared: " + strings.Join(all, ", ") + ")"
 				if len(all) == 0 {
@@ -315,7 +316,7 @@ func (p *Plan) Render(vars Vars) (*Plan, error) {
 			if len(declared) > 0 {
 				have = "declares " + strings.Join(declared, ", ")
 			}
-			return p, fmt.Errorf("%w %q%s: %s %s", ErrUnknownParam, name, suggest(name, declared), p.File, have)
+			return p, fmt.Errorf("%w %q%s: %s %s", ErrUnknownParam, name, didyoumean.Suggest(name, declared), p.File, have)
 		}
 	}
 	loc := time.UTC

@@ -1,4 +1,4 @@
-package plans
+package schedule
 
 import (
 	"fmt"
@@ -41,27 +41,27 @@ var cronMacros = map[string]string{
 	"@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
 }
 
-// cronError is a problem at a character offset of the expression.
-type cronError struct {
-	off int // in runes
-	msg string
+// CronError is a problem at a character offset of the expression.
+type CronError struct {
+	Off int // in runes
+	Msg string
 }
 
-func (e *cronError) Error() string { return "cron: " + e.msg }
+func (e *CronError) Error() string { return "cron: " + e.Msg }
 
 // parseCron parses minute hour day-of-month month day-of-week, each a list
 // of *, N, N-M, with optional /STEP, months and weekdays also by their
 // three-letter English names; 7 is Sunday too. The macros @hourly, @daily
 // (@midnight), @weekly, @monthly and @yearly (@annually) stand for their
 // usual expressions.
-func parseCron(s string) (cronExpr, *cronError) {
+func parseCron(s string) (cronExpr, *CronError) {
 	var c cronExpr
 	src := strings.TrimSpace(s)
 	lead := len([]rune(s)) - len([]rune(strings.TrimLeftFunc(s, unicode.IsSpace)))
 	if strings.HasPrefix(src, "@") {
 		m, ok := cronMacros[strings.ToLower(src)]
 		if !ok {
-			return c, &cronError{lead, fmt.Sprintf("unknown macro %q (want @hourly, @daily, @weekly, @monthly or @yearly)", src)}
+			return c, &CronError{lead, fmt.Sprintf("unknown macro %q (want @hourly, @daily, @weekly, @monthly or @yearly)", src)}
 		}
 		s, lead = m, 0
 	}
@@ -82,13 +82,13 @@ func parseCron(s string) (cronExpr, *cronError) {
 		i = j
 	}
 	if len(fields) != 5 {
-		return c, &cronError{lead, fmt.Sprintf("want 5 fields (minute hour day-of-month month day-of-week), got %d", len(fields))}
+		return c, &CronError{lead, fmt.Sprintf("want 5 fields (minute hour day-of-month month day-of-week), got %d", len(fields))}
 	}
 	sets := []*uint64{&c.minute, &c.hour, &c.dom, &c.month, &c.dow}
 	for i, f := range fields {
 		set, err := parseCronField(f, cronFields[i])
 		if err != nil {
-			err.off += offs[i]
+			err.Off += offs[i]
 			return c, err
 		}
 		*sets[i] = set
@@ -98,17 +98,17 @@ func parseCron(s string) (cronExpr, *cronError) {
 	}
 	c.domStar, c.dowStar, c.hourStar = fields[2][0] == '*', fields[4][0] == '*', fields[1][0] == '*'
 	if c.dowStar && !c.daysExist() {
-		return c, &cronError{offs[2], "day-of-month and month never meet (no month in the expression has those days): the job would never run"}
+		return c, &CronError{offs[2], "day-of-month and month never meet (no month in the expression has those days): the job would never run"}
 	}
 	return c, nil
 }
 
-func parseCronField(f string, spec cronField) (uint64, *cronError) {
+func parseCronField(f string, spec cronField) (uint64, *CronError) {
 	var set uint64
 	off := 0
 	for _, part := range strings.Split(f, ",") {
-		fail := func(format string, args ...any) *cronError {
-			return &cronError{off, fmt.Sprintf("%s field %q: %s", spec.name, part, fmt.Sprintf(format, args...))}
+		fail := func(format string, args ...any) *CronError {
+			return &CronError{off, fmt.Sprintf("%s field %q: %s", spec.name, part, fmt.Sprintf(format, args...))}
 		}
 		if part == "" {
 			return 0, fail("empty list item")

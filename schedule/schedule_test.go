@@ -1,4 +1,4 @@
-package plans
+package schedule
 
 import (
 	"slices"
@@ -18,7 +18,7 @@ func mustTime(t *testing.T, s string) time.Time {
 
 func mustSchedule(t *testing.T, cron, tz, catchUp string) *Schedule {
 	t.Helper()
-	s, err := NewSchedule(cron, tz, catchUp)
+	s, err := New(cron, tz, catchUp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,8 +67,8 @@ func TestParseCron(t *testing.T) {
 			t.Errorf("parseCron(%q) = %v", tc.cron, err)
 		case tc.err != "" && err == nil:
 			t.Errorf("parseCron(%q) parsed; want error %q", tc.cron, tc.err)
-		case tc.err != "" && (!strings.Contains(err.msg, tc.err) || err.off != tc.off):
-			t.Errorf("parseCron(%q) = %q at %d; want %q at %d", tc.cron, err.msg, err.off, tc.err, tc.off)
+		case tc.err != "" && (!strings.Contains(err.Msg, tc.err) || err.Off != tc.off):
+			t.Errorf("parseCron(%q) = %q at %d; want %q at %d", tc.cron, err.Msg, err.Off, tc.err, tc.off)
 		}
 	}
 }
@@ -221,16 +221,16 @@ func TestMissedLatestIsQuick(t *testing.T) {
 	}
 }
 
-func TestNewSchedule(t *testing.T) {
+func TestNew(t *testing.T) {
 	for _, tc := range []struct{ cron, tz, catchUp, err string }{
 		{"0 2 * * *", "Europe/Pariss", "", `unknown time zone "Europe/Pariss"`},
 		{"0 2 * * *", "Local", "", `time zone "Local" depends on the machine`},
 		{"0 2 * * *", "UTC", "sometimes", `catch_up "sometimes": want latest, all or none`},
 		{"0 2 * *", "UTC", "", "want 5 fields"},
 	} {
-		_, err := NewSchedule(tc.cron, tc.tz, tc.catchUp)
+		_, err := New(tc.cron, tc.tz, tc.catchUp)
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
-			t.Errorf("NewSchedule(%q, %q, %q) = %v, want %q", tc.cron, tc.tz, tc.catchUp, err, tc.err)
+			t.Errorf("New(%q, %q, %q) = %v, want %q", tc.cron, tc.tz, tc.catchUp, err, tc.err)
 		}
 	}
 	s := mustSchedule(t, "0 2 * * *", "", "")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/gpu"
 	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/infer/model"
 )
 
@@ -25,7 +26,7 @@ type InferResult struct {
 	OutputTokensPerSec float64 `json:"output_tokens_per_s"`
 	TotalTokensPerSec  float64 `json:"total_tokens_per_s"` // prompt + output
 	LoadSeconds        float64 `json:"load_s"`             // infer.Load: weights to the device
-	EngineStartSeconds float64 `json:"engine_start_s"`     // infer.New: profiling, KV cache
+	EngineStartSeconds float64 `json:"engine_start_s"`     // engine.New: profiling, KV cache
 	KVBlocks           int     `json:"kv_blocks"`
 	PeakDeviceBytes    int64   `json:"peak_device_bytes"`
 	PeakDeviceSource   string  `json:"peak_device_source"`
@@ -64,7 +65,7 @@ func (res *InferResult) WriteText(w io.Writer) {
 type InferConfig struct {
 	Prompts        int
 	MinLen, MaxLen int
-	Params         infer.SamplingParams
+	Params         engine.SamplingParams
 	Seed           uint64
 }
 
@@ -72,11 +73,11 @@ type InferConfig struct {
 // short warm-up request, and measures a GEMM of the model's shape on its
 // device and with gonum. The caller sets the result's LoadSeconds and
 // EngineStartSeconds.
-func Infer(ctx context.Context, e *infer.Engine, l *infer.Loaded, c InferConfig) (*InferResult, error) {
+func Infer(ctx context.Context, e *engine.Engine, l *infer.Loaded, c InferConfig) (*InferResult, error) {
 	n, minLen, maxLen, params, seed := c.Prompts, c.MinLen, c.MaxLen, c.Params, c.Seed
 	mc := l.Model.Config()
 	rng := rand.New(rand.NewPCG(seed, 0x7e57))
-	reqs := make([]infer.Request, n)
+	reqs := make([]engine.Request, n)
 	res := &InferResult{Prompts: n, Device: l.Model.Device().Name(), Threads: runtime.GOMAXPROCS(0)}
 	for i := range reqs {
 		ids := make([]int32, minLen+rng.IntN(maxLen-minLen+1))
@@ -89,10 +90,10 @@ func Infer(ctx context.Context, e *infer.Engine, l *infer.Loaded, c InferConfig)
 			s := int64(seed) + int64(i)
 			p.Seed = &s
 		}
-		reqs[i] = infer.Request{PromptIDs: ids, Params: p}
+		reqs[i] = engine.Request{PromptIDs: ids, Params: p}
 	}
 	// One short warm-up request grows the model's step buffers.
-	if _, err := e.Generate(ctx, []infer.Request{{PromptIDs: reqs[0].PromptIDs[:1], Params: infer.SamplingParams{MaxTokens: 2}}}); err != nil {
+	if _, err := e.Generate(ctx, []engine.Request{{PromptIDs: reqs[0].PromptIDs[:1], Params: engine.SamplingParams{MaxTokens: 2}}}); err != nil {
 		return nil, err
 	}
 	before := e.Stats()

@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/bench/harness"
 	"github.com/sluicehq/sluice/gpu"
 	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/infer/model"
 	"github.com/sluicehq/sluice/infer/tokenizer"
 )
@@ -34,11 +35,11 @@ type engineFlags struct {
 	gpuMemUtil                      float64
 	noPrefixCaching                 bool
 
-	loadTime, startTime time.Duration // set by open: infer.Load, infer.New
+	loadTime, startTime time.Duration // set by open: infer.Load, engine.New
 }
 
 func (o *engineFlags) declare(fs *flag.FlagSet) {
-	d := infer.DefaultConfig()
+	d := engine.DefaultConfig()
 	fs.StringVar(&o.model, "model", "", "model directory (config.json, *.safetensors; local or s3://)")
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "directory of tokenizer.json when it is not the model's")
 	fs.StringVar(&o.device, "device", "auto", "device: auto, cpu or cuda")
@@ -53,7 +54,7 @@ func (o *engineFlags) declare(fs *flag.FlagSet) {
 }
 
 // open loads the model and starts an engine; close both with the returned func.
-func (o *engineFlags) open() (*infer.Engine, *infer.Loaded, func() error, error) {
+func (o *engineFlags) open() (*engine.Engine, *infer.Loaded, func() error, error) {
 	if o.model == "" {
 		return nil, nil, nil, fmt.Errorf("--model is required: %w", errUsage)
 	}
@@ -67,13 +68,13 @@ func (o *engineFlags) open() (*infer.Engine, *infer.Loaded, func() error, error)
 		return nil, nil, nil, err
 	}
 	o.loadTime = time.Since(start)
-	cfg := infer.DefaultConfig()
+	cfg := engine.DefaultConfig()
 	cfg.BlockSize, cfg.NumBlocks, cfg.MaxModelLen = o.blockSize, o.numBlocks, o.maxModelLen
 	cfg.MaxNumSeqs, cfg.MaxNumBatchedTokens = o.maxNumSeqs, o.maxBatched
 	cfg.GPUMemoryUtilization = o.gpuMemUtil
 	cfg.EnablePrefixCaching = !o.noPrefixCaching
 	start = time.Now()
-	e, err := infer.New(l.Runner, l.Tokenizer, cfg)
+	e, err := engine.New(l.Runner, l.Tokenizer, cfg)
 	if err != nil {
 		return nil, nil, nil, errors.Join(err, l.Close())
 	}
@@ -87,7 +88,7 @@ func (o *engineFlags) open() (*infer.Engine, *infer.Loaded, func() error, error)
 // model length (the engine would stop at the length, reporting
 // finish_reason "length" as if --max-tokens were reached). The --prompt
 // requests come first in reqs, then the --prompt-ids ones.
-func checkPrompts(reqs []infer.Request, tok *tokenizer.Tokenizer, maxLen int, model string, nText, nStops int) error {
+func checkPrompts(reqs []engine.Request, tok *tokenizer.Tokenizer, maxLen int, model string, nText, nStops int) error {
 	if tok == nil && (nText > 0 || nStops > 0) {
 		what := "--prompt"
 		if nText == 0 {
@@ -138,7 +139,7 @@ func init() {
 		prompts, promptIDs, stops strList
 		chat                      bool
 		system                    string
-		params                    infer.SamplingParams
+		params                    engine.SamplingParams
 		seed                      int64
 		stopIDs, output           string
 	}
@@ -151,7 +152,7 @@ func init() {
 			// in-process run left.
 			g.prompts, g.promptIDs, g.stops, g.params.Seed = nil, nil, nil, nil
 			g.engineFlags.declare(fs)
-			d := infer.DefaultSamplingParams()
+			d := engine.DefaultSamplingParams()
 			fs.Var(&g.prompts, "prompt", "a text prompt (repeatable)")
 			fs.Var(&g.promptIDs, "prompt-ids", "a prompt as comma-separated token ids, 1,2,3 (repeatable)")
 			fs.BoolVar(&g.chat, "chat", false, "render text prompts as a user message with the tokenizer's chat template")
@@ -199,9 +200,9 @@ func init() {
 			if err := p.Validate(); err != nil {
 				return err
 			}
-			var reqs []infer.Request
+			var reqs []engine.Request
 			for _, s := range g.prompts {
-				r := infer.Request{Prompt: s, Params: p}
+				r := engine.Request{Prompt: s, Params: p}
 				if g.chat {
 					r.Prompt = ""
 					if g.system != "" {
@@ -216,7 +217,7 @@ func init() {
 				if err != nil {
 					return fmt.Errorf("--prompt-ids: %w", err)
 				}
-				reqs = append(reqs, infer.Request{PromptIDs: ids, Params: p})
+				reqs = append(reqs, engine.Request{PromptIDs: ids, Params: p})
 			}
 			e, l, closeAll, err := g.engineFlags.open()
 			if err != nil {
@@ -240,7 +241,7 @@ func init() {
 				}
 				if err := enc.Encode(struct {
 					PromptIndex int `json:"prompt_index"`
-					infer.Completion
+					engine.Completion
 				}{c.Request, c}); err != nil {
 					genErr = errors.Join(genErr, err)
 				}
@@ -254,7 +255,7 @@ func init() {
 		prompts, minLen, maxLen, maxTokens int
 		seed                               uint64
 		output                             string
-		sampling                           infer.SamplingParams // temperature, top_p, top_k of every request
+		sampling                           engine.SamplingParams // temperature, top_p, top_k of every request
 	}
 	register(&command{
 		name:    "bench infer",

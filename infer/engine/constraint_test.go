@@ -1,10 +1,10 @@
-package infer_test
+package engine_test
 
 import (
 	"context"
 	"testing"
 
-	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 )
 
 // only allows one token id, whatever came before.
@@ -19,7 +19,7 @@ func (o only) Allowed(output []int32) []bool {
 }
 
 func TestConstraintMasksDraws(t *testing.T) {
-	e, err := infer.New(infer.NewFakeRunner(64), nil, infer.DefaultConfig())
+	e, err := engine.New(engine.NewFakeRunner(64), nil, engine.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,10 +33,10 @@ func TestConstraintMasksDraws(t *testing.T) {
 		mask := make([]bool, 64)
 		mask[7] = true
 		seed := int64(3)
-		comps, err := e.Generate(context.Background(), []infer.Request{{
+		comps, err := e.Generate(context.Background(), []engine.Request{{
 			PromptIDs: []int32{1, 2, 3},
-			Params:    infer.SamplingParams{N: 2, MaxTokens: 6, IgnoreEOS: true, Temperature: temp, Seed: &seed},
-			Constrain: func(int) infer.Constraint { return only{mask, &calls} },
+			Params:    engine.SamplingParams{N: 2, MaxTokens: 6, IgnoreEOS: true, Temperature: temp, Seed: &seed},
+			Constrain: func(int) engine.Constraint { return only{mask, &calls} },
 		}})
 		if err != nil {
 			t.Fatal(err)

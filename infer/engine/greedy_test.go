@@ -1,4 +1,4 @@
-package infer
+package engine
 
 import (
 	"context"
@@ -35,7 +35,9 @@ func TestGreedyFastPath(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cases := readGreedy(t, name)
 			m := loadFixture(t, name)
-			gen := func(r Runner, reqs []Request) []Completion { return generateSmall(t, r, reqs, 128) }
+			gen := func(r Runner, reqs []Request) []Completion {
+				return generateSmall(t, r, reqs, 128)
+			}
 			var greedy, mixed []Request
 			for i, c := range cases {
 				p := SamplingParams{MaxTokens: len(c.Tokens), IgnoreEOS: true}

@@ -1,4 +1,4 @@
-package infer
+package engine
 
 import (
 	"math"
@@ -144,7 +144,9 @@ func TestDeviceSampling(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cases := readGreedy(t, name)
 			m := loadFixture(t, name)
-			gen := func(r Runner, reqs []Request) []Completion { return generateSmall(t, r, reqs, 256) }
+			gen := func(r Runner, reqs []Request) []Completion {
+				return generateSmall(t, r, reqs, 256)
+			}
 			vocab := m.Config().Vocab
 			r := rand.New(rand.NewPCG(9, 10))
 			var reqs, withLogprobs []Request

@@ -79,6 +79,9 @@ type Config struct {
 	// TorchDType is config.json's torch_dtype (dtype in transformers 5):
 	// the dtype the weights were trained or saved in.
 	TorchDType string
+	// Quant is config.json's quantization_config, nil for a float
+	// checkpoint.
+	Quant *QuantConfig
 }
 
 // hfConfig is the subset of config.json read; pointers tell absent keys.
@@ -146,6 +149,9 @@ func readConfig(ctx context.Context, dir string) (Config, error) {
 	}
 	cfg, err := parseConfig(path, js)
 	if err != nil {
+		return Config{}, err
+	}
+	if cfg.Quant, err = parseQuant(path, js); err != nil {
 		return Config{}, err
 	}
 	genPath := storage.Join(dir, "generation_config.json")

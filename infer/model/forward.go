@@ -160,13 +160,13 @@ func (m *Model) layersForward(c *Cache, v *views, ab gpu.AttnBatch) error {
 		if err := ops.RMSNorm(v.h, v.o, v.x, ly.postNorm, eps); err != nil {
 			return fmt.Errorf("layer %d: post-attention norm: %w", i, err)
 		}
-		if err := ops.MatMul(v.gateUp, v.h, ly.gateUp, ly.gateUpBias); err != nil {
+		if err := m.matmul(v.gateUp, v.h, ly.gateUp, ly.gateUpBias); err != nil {
 			return fmt.Errorf("layer %d: gate/up: %w", i, err)
 		}
 		if err := ops.SiLUMul(v.act, v.gateUp, nil); err != nil {
 			return fmt.Errorf("layer %d: SiLU: %w", i, err)
 		}
-		if err := ops.MatMul(v.o, v.act, ly.down, ly.downBias); err != nil {
+		if err := m.matmul(v.o, v.act, ly.down, ly.downBias); err != nil {
 			return fmt.Errorf("layer %d: down: %w", i, err)
 		}
 	}
@@ -179,13 +179,13 @@ func (m *Model) layersForward(c *Cache, v *views, ab gpu.AttnBatch) error {
 // attention is one layer's self-attention from v.h into v.o.
 func (m *Model) attention(c *Cache, i int, v *views, ab gpu.AttnBatch) error {
 	ops, ly, eps := m.ops, &m.layers[i], m.cfg.RMSNormEps
-	if err := ops.MatMul(v.q, v.h, ly.q, ly.qBias); err != nil {
+	if err := m.matmul(v.q, v.h, ly.q, ly.qBias); err != nil {
 		return err
 	}
-	if err := ops.MatMul(v.k, v.h, ly.k, ly.kBias); err != nil {
+	if err := m.matmul(v.k, v.h, ly.k, ly.kBias); err != nil {
 		return err
 	}
-	if err := ops.MatMul(v.v, v.h, ly.v, ly.vBias); err != nil {
+	if err := m.matmul(v.v, v.h, ly.v, ly.vBias); err != nil {
 		return err
 	}
 	if ly.qNorm != nil {
@@ -205,5 +205,5 @@ func (m *Model) attention(c *Cache, i int, v *views, ab gpu.AttnBatch) error {
 	if err := ops.Attention(v.attn3, v.q3, c.k[i], c.v[i], ab); err != nil {
 		return err
 	}
-	return ops.MatMul(v.o, v.attn, ly.o, ly.oBias)
+	return m.matmul(v.o, v.attn, ly.o, ly.oBias)
 }

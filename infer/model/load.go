@@ -26,6 +26,11 @@ type Options struct {
 	// decode steps are neither padded nor recorded as graphs on a device
 	// that has them (gpu.Grapher). SLUICE_CUDA_GRAPHS=0 does the same.
 	EnforceEager bool
+	// Quantization "fp8" quantizes a float checkpoint's linear layers to
+	// FP8 E4M3 at load, per tensor, as vLLM's --quantization fp8; "" loads
+	// the checkpoint as it is (a quantized one is detected from
+	// config.json's quantization_config).
+	Quantization string
 }
 
 // DefaultOptions picks the dtype by device.
@@ -35,6 +40,9 @@ func DefaultOptions() Options { return Options{} }
 func (o Options) Validate() error {
 	if o.DType != 0 && !o.DType.IsFloat() {
 		return fmt.Errorf("model: Options.DType (%v) must be f32, bf16 or f16: %w", o.DType, ErrConfig)
+	}
+	if o.Quantization != "" && o.Quantization != "fp8" {
+		return fmt.Errorf("model: Options.Quantization %q: want fp8 or none: %w", o.Quantization, ErrConfig)
 	}
 	return nil
 }
@@ -51,6 +59,8 @@ type Model struct {
 	embed, norm, lmHead *gpu.Tensor // lmHead is embed when tied
 	layers              []layer
 	weights             []*gpu.Tensor // every tensor Close frees
+	quant               []*gpu.QuantWeight
+	qops                gpu.QuantOps // the device's, when a weight is quantized
 
 	step   step
 	samp   sampleBufs // ForwardSample's parameters (sample.go)
@@ -62,11 +72,11 @@ type Model struct {
 // weight so that one MatMul feeds SiLUMul.
 type layer struct {
 	inNorm, postNorm     *gpu.Tensor
-	q, k, v, o           *gpu.Tensor
+	q, k, v, o           linear
 	qBias, kBias, vBias  *gpu.Tensor
 	oBias                *gpu.Tensor
 	qNorm, kNorm         *gpu.Tensor
-	gateUp, down         *gpu.Tensor
+	gateUp, down         linear
 	gateUpBias, downBias *gpu.Tensor
 }
 
@@ -102,8 +112,15 @@ func Load(dir string, dev gpu.Device, opts Options) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{cfg: cfg, dtype: dt, dev: dev, ops: dev.Ops()}
+	if cfg.Quant != nil || opts.Quantization != "" {
+		qo, ok := m.ops.(gpu.QuantOps)
+		if !ok {
+			return nil, fmt.Errorf("model: %s: the %s device has no quantized matrix product for this checkpoint's quantization: %w", dir, dev.Name(), ErrConfig)
+		}
+		m.qops = qo
+	}
 	m.step.initGraphs(dev, opts.EnforceEager)
-	l := &loader{m: m, ckpt: ckpt, used: map[string]bool{}}
+	l := &loader{m: m, ckpt: ckpt, used: map[string]bool{}, quantize: opts.Quantization}
 	if err := l.load(); err != nil {
 		m.free()
 		return nil, err
@@ -136,6 +153,10 @@ func (m *Model) free() {
 		t.Free()
 	}
 	m.weights = nil
+	for _, q := range m.quant {
+		q.Free()
+	}
+	m.quant = nil
 	m.step.free()
 	m.samp.free()
 }
@@ -146,8 +167,10 @@ type loader struct {
 	m    *Model
 	ckpt *safetensors.Checkpoint
 	used map[string]bool
-	f32  []float32
-	out  []byte
+	// quantize is Options.Quantization.
+	quantize string
+	f32      []float32
+	out      []byte
 }
 
 func (l *loader) load() error {
@@ -183,10 +206,18 @@ func (l *loader) load() error {
 		ly := &m.layers[i]
 		ly.inNorm = w(p+"input_layernorm.weight", h)
 		ly.postNorm = w(p+"post_attention_layernorm.weight", h)
-		ly.q = w(a+"q_proj.weight", qd, h)
-		ly.k = w(a+"k_proj.weight", kvd, h)
-		ly.v = w(a+"v_proj.weight", kvd, h)
-		ly.o = w(a+"o_proj.weight", h, qd)
+		lin := func(base string, n, k int) linear {
+			if err != nil {
+				return linear{}
+			}
+			var li linear
+			li, err = l.linear(base, n, k)
+			return li
+		}
+		ly.q = lin(a+"q_proj", qd, h)
+		ly.k = lin(a+"k_proj", kvd, h)
+		ly.v = lin(a+"v_proj", kvd, h)
+		ly.o = lin(a+"o_proj", h, qd)
 		ly.qBias = opt(c.QKVBias, a+"q_proj.bias", qd)
 		ly.kBias = opt(c.QKVBias, a+"k_proj.bias", kvd)
 		ly.vBias = opt(c.QKVBias, a+"v_proj.bias", kvd)
@@ -194,12 +225,12 @@ func (l *loader) load() error {
 		ly.qNorm = opt(c.QKNorm, a+"q_norm.weight", c.HeadDim)
 		ly.kNorm = opt(c.QKNorm, a+"k_norm.weight", c.HeadDim)
 		if err == nil {
-			ly.gateUp, err = l.merged([]string{p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}, c.Intermediate, h)
+			ly.gateUp, err = l.mergedLinear([]string{p + "mlp.gate_proj", p + "mlp.up_proj"}, c.Intermediate, h)
 		}
 		if err == nil && c.MLPBias {
 			ly.gateUpBias, err = l.merged([]string{p + "mlp.gate_proj.bias", p + "mlp.up_proj.bias"}, c.Intermediate)
 		}
-		ly.down = w(p+"mlp.down_proj.weight", h, c.Intermediate)
+		ly.down = lin(p+"mlp.down_proj", h, c.Intermediate)
 		ly.downBias = opt(c.MLPBias, p+"mlp.down_proj.bias", h)
 	}
 	if err != nil {

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 )
 
 // chat answers POST /v1/chat/completions: the messages go through the
@@ -65,7 +65,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	ctx, cancel := s.reqContext(r)
 	defer cancel()
-	events, aerr := s.submit(ctx, []infer.Request{{PromptIDs: ids, Params: p, Constrain: con}})
+	events, aerr := s.submit(ctx, []engine.Request{{PromptIDs: ids, Params: p, Constrain: con}})
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -147,7 +147,7 @@ func tokenBytes(s string) []int {
 }
 
 // chatLPs is a chat choice's logprobs object.
-func chatLPs(lps []infer.TokenLogprobs, top int) *chatLogprobs {
+func chatLPs(lps []engine.TokenLogprobs, top int) *chatLogprobs {
 	out := &chatLogprobs{Content: []chatLogprob{}}
 	for _, lp := range lps {
 		c := chatLogprob{Token: lp.Sampled.Token, Logprob: lp.Sampled.Logprob, Bytes: tokenBytes(lp.Sampled.Token), TopLogprobs: []chatTopLogprob{}}

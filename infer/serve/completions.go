@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 )
 
 // completions answers POST /v1/completions.
@@ -64,7 +64,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	reqs := make([]infer.Request, len(prompts))
+	reqs := make([]engine.Request, len(prompts))
 	for i, ids := range prompts {
 		p, aerr := s.params(&req.samplingFields, req.MaxTokens, "max_tokens", len(ids), 16)
 		if aerr != nil {
@@ -74,7 +74,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		if top >= 0 {
 			p.Logprobs = max(top, 1)
 		}
-		reqs[i] = infer.Request{PromptIDs: ids, Params: p, Constrain: con}
+		reqs[i] = engine.Request{PromptIDs: ids, Params: p, Constrain: con}
 	}
 	n := reqs[0].Params.N
 	release, aerr := s.admit(len(reqs) * n)
@@ -167,7 +167,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 
 // completionLPs is the legacy logprobs object of tokens whose text starts
 // at offset.
-func completionLPs(lps []infer.TokenLogprobs, top, offset int) *completionLogprobs {
+func completionLPs(lps []engine.TokenLogprobs, top, offset int) *completionLogprobs {
 	out := &completionLogprobs{Tokens: []string{}, TokenLogprobs: []float32{}, TopLogprobs: []map[string]float32{}, TextOffset: []int{}}
 	for _, lp := range lps {
 		out.Tokens = append(out.Tokens, lp.Sampled.Token)

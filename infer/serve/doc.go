@@ -1,5 +1,5 @@
 // Package serve is Sluice's OpenAI-compatible HTTP server over one
-// infer.Engine, as vLLM's `vllm serve`: every request's completions join
+// engine.Engine, as vLLM's `vllm serve`: every request's completions join
 // the engine's continuous batch.
 //
 // Endpoints, with OpenAI's request and response shapes and vLLM's

@@ -8,20 +8,20 @@ import (
 	"net/http/httptest"
 	"strings"
 
-	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/infer/serve"
 )
 
 func Example() {
 	// A fake model and tokenizer; infer.Load(dir, ...) gives a real one's.
-	e, err := infer.New(infer.NewFakeRunner(256), infer.FakeTokenizer(), infer.DefaultConfig())
+	e, err := engine.New(engine.NewFakeRunner(256), engine.FakeTokenizer(), engine.DefaultConfig())
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer e.Close()
 	cfg := serve.DefaultConfig()
 	cfg.ModelName = "fake"
-	s, err := serve.New(e, infer.FakeTokenizer(), cfg)
+	s, err := serve.New(e, engine.FakeTokenizer(), cfg)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 )
 
 // metrics are the server's Prometheus metrics, named like vLLM's with the
@@ -39,23 +39,23 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 		promptHist: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice:request_prompt_tokens", Help: "Number of prefill tokens processed.", ConstLabels: labels, Buckets: tok}),
 		gHi:        prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice:request_generation_tokens", Help: "Number of generation tokens processed.", ConstLabels: labels, Buckets: tok}),
 	}
-	g := func(name, help string, f func(infer.Gauges) float64) prometheus.Collector {
+	g := func(name, help string, f func(engine.Gauges) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return f(s.e.Gauges()) })
 	}
-	c := func(name, help string, f func(infer.Gauges) float64) prometheus.Collector {
+	c := func(name, help string, f func(engine.Gauges) float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return f(s.e.Gauges()) })
 	}
 	reg.MustRegister(m.ttft, m.itl, m.e2e, m.prompt, m.gen, m.success, m.rejected, m.promptHist, m.gHi,
-		g("sluice:num_requests_running", "Number of sequences in the running batch.", func(g infer.Gauges) float64 { return float64(g.Running) }),
-		g("sluice:num_requests_waiting", "Number of sequences waiting to be processed.", func(g infer.Gauges) float64 { return float64(g.Waiting) }),
-		g("sluice:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", func(g infer.Gauges) float64 {
+		g("sluice:num_requests_running", "Number of sequences in the running batch.", func(g engine.Gauges) float64 { return float64(g.Running) }),
+		g("sluice:num_requests_waiting", "Number of sequences waiting to be processed.", func(g engine.Gauges) float64 { return float64(g.Waiting) }),
+		g("sluice:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", func(g engine.Gauges) float64 {
 			if g.NumBlocks == 0 {
 				return 0
 			}
 			return 1 - float64(g.FreeBlocks)/float64(g.NumBlocks)
 		}),
-		c("sluice:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.", func(g infer.Gauges) float64 { return float64(g.PrefixQueriedTokens) }),
-		c("sluice:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.", func(g infer.Gauges) float64 { return float64(g.PrefixHitTokens) }),
+		c("sluice:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.", func(g engine.Gauges) float64 { return float64(g.PrefixQueriedTokens) }),
+		c("sluice:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.", func(g engine.Gauges) float64 { return float64(g.PrefixHitTokens) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice:num_requests_admitted", Help: "Completions the server has admitted and not finished (bounded by --max-queue).", ConstLabels: labels},
 			func() float64 { return float64(s.admitted.Load()) }),
 	)
@@ -79,7 +79,7 @@ func (m *metrics) start() *tracker {
 }
 
 // output records one Output of choice i.
-func (t *tracker) output(i int, o infer.Output) {
+func (t *tracker) output(i int, o engine.Output) {
 	now := time.Now()
 	t.mu.Lock()
 	prev, seen := t.last[i]

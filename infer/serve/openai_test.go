@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/infer/serve"
 	"github.com/sluicehq/sluice/infer/tokenizer"
 )
@@ -141,8 +141,8 @@ func TestOpenAIClient(t *testing.T) {
 	rep := runClient(t, v, "test-key", "SLUICE_JSON_SCHEMA="+answerSchema)
 	tok := v.l.Tokenizer
 	ids := tok.Encode("The quick brown fox", true)
-	gen := func(p infer.SamplingParams, prompt []int32) []infer.Completion {
-		return v.want(t, infer.Request{PromptIDs: prompt, Params: p})
+	gen := func(p engine.SamplingParams, prompt []int32) []engine.Completion {
+		return v.want(t, engine.Request{PromptIDs: prompt, Params: p})
 	}
 
 	if got := field[[]string](t, rep, "models"); !slices.Equal(got, []string{"llama3"}) {
@@ -159,7 +159,7 @@ func TestOpenAIClient(t *testing.T) {
 		} `json:"usage"`
 		Chunks int `json:"chunks"`
 	}
-	greedy := gen(infer.SamplingParams{MaxTokens: 16}, ids)[0]
+	greedy := gen(engine.SamplingParams{MaxTokens: 16}, ids)[0]
 	c := field[comp](t, rep, "completion")
 	if c.Text != greedy.Text || !slices.Equal(c.TokenIDs, greedy.TokenIDs) || c.Finish != greedy.FinishReason ||
 		c.Usage.Prompt != len(ids) || c.Usage.Completion != greedy.CompletionTokens || c.Usage.Total != len(ids)+greedy.CompletionTokens {
@@ -175,7 +175,7 @@ func TestOpenAIClient(t *testing.T) {
 		TokenLogprobs []float32            `json:"token_logprobs"`
 		TopLogprobs   []map[string]float32 `json:"top_logprobs"`
 	}](t, rep, "completion_logprobs")
-	wantLP := gen(infer.SamplingParams{MaxTokens: 4, Logprobs: 3}, ids)[0]
+	wantLP := gen(engine.SamplingParams{MaxTokens: 4, Logprobs: 3}, ids)[0]
 	if len(lp.TokenLogprobs) != len(wantLP.Logprobs) {
 		t.Fatalf("logprobs: %d positions, want %d", len(lp.TokenLogprobs), len(wantLP.Logprobs))
 	}
@@ -186,7 +186,7 @@ func TestOpenAIClient(t *testing.T) {
 	}
 
 	stop := field[comp](t, rep, "stop")
-	wantStop := gen(infer.SamplingParams{MaxTokens: 40, Stop: []string{"e", "o"}}, ids)[0]
+	wantStop := gen(engine.SamplingParams{MaxTokens: 40, Stop: []string{"e", "o"}}, ids)[0]
 	if stop.Text != wantStop.Text || stop.Finish != wantStop.FinishReason {
 		t.Errorf("stop strings: %q %s, want %q %s", stop.Text, stop.Finish, wantStop.Text, wantStop.FinishReason)
 	}
@@ -196,7 +196,7 @@ func TestOpenAIClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	chatIDs := tok.Encode(text, false)
-	wantChat := gen(infer.SamplingParams{N: 2, MaxTokens: 12, Temperature: 0.8, Seed: new(int64(5)), Logprobs: 2}, chatIDs)
+	wantChat := gen(engine.SamplingParams{N: 2, MaxTokens: 12, Temperature: 0.8, Seed: new(int64(5)), Logprobs: 2}, chatIDs)
 	type chatOut struct {
 		Index    int     `json:"index"`
 		Content  string  `json:"content"`

@@ -7,19 +7,19 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 )
 
 // params turns the request's sampling fields into the engine's, for a
 // prompt of promptLen tokens. maxTokens is max_tokens (or chat's
 // max_completion_tokens) as given, nil for the default: defMax capped at
 // the room the prompt leaves (0: all of it).
-func (s *Server) params(f *samplingFields, maxTokens *int, maxName string, promptLen, defMax int) (infer.SamplingParams, *apiError) {
+func (s *Server) params(f *samplingFields, maxTokens *int, maxName string, promptLen, defMax int) (engine.SamplingParams, *apiError) {
 	maxLen := s.e.Config().MaxModelLen
 	if promptLen >= maxLen {
-		return infer.SamplingParams{}, badRequest("prompt", "the prompt has %d tokens; this model's maximum context length is %d tokens, which leaves no room to generate", promptLen, maxLen)
+		return engine.SamplingParams{}, badRequest("prompt", "the prompt has %d tokens; this model's maximum context length is %d tokens, which leaves no room to generate", promptLen, maxLen)
 	}
-	p := infer.SamplingParams{N: 1, Temperature: 1, TopP: 1, RepetitionPenalty: 1}
+	p := engine.SamplingParams{N: 1, Temperature: 1, TopP: 1, RepetitionPenalty: 1}
 	if f.N != nil {
 		if *f.N < 1 {
 			return p, badRequest("n", "n must be at least 1, got %d", *f.N)
@@ -77,14 +77,14 @@ func (s *Server) params(f *samplingFields, maxTokens *int, maxName string, promp
 // engineError maps an engine error to its answer.
 func engineError(err error, timeout any) *apiError {
 	switch {
-	case errors.Is(err, infer.ErrInvalidParams):
-		msg := strings.TrimPrefix(err.Error(), infer.ErrInvalidParams.Error()+": ")
+	case errors.Is(err, engine.ErrInvalidParams):
+		msg := strings.TrimPrefix(err.Error(), engine.ErrInvalidParams.Error()+": ")
 		param, _, _ := strings.Cut(msg, " ")
 		param, _, _ = strings.Cut(param, "[")
 		return badRequest(param, "%s", msg)
-	case errors.Is(err, infer.ErrInvalidPrompt), errors.Is(err, infer.ErrPromptTooLong):
+	case errors.Is(err, engine.ErrInvalidPrompt), errors.Is(err, engine.ErrPromptTooLong):
 		return badRequest("prompt", "%v", err)
-	case errors.Is(err, infer.ErrClosed):
+	case errors.Is(err, engine.ErrClosed):
 		return &apiError{status: http.StatusServiceUnavailable, typ: "service_unavailable", message: "the engine is closed"}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &apiError{status: http.StatusGatewayTimeout, typ: "timeout", message: fmt.Sprintf("the request did not finish within the server's request timeout (%v)", timeout)}
@@ -95,16 +95,16 @@ func engineError(err error, timeout any) *apiError {
 // event is one streamed Output of the prompt'th prompt.
 type event struct {
 	prompt int
-	o      infer.Output
+	o      engine.Output
 }
 
 // submit starts one engine request per prompt and merges their outputs.
 // The channel closes once every completion has finished, or ctx ends.
 // On an error, the requests already started stay tied to ctx, which the
 // caller cancels.
-func (s *Server) submit(ctx context.Context, reqs []infer.Request) (<-chan event, *apiError) {
+func (s *Server) submit(ctx context.Context, reqs []engine.Request) (<-chan event, *apiError) {
 	out := make(chan event, len(reqs)*4)
-	var chans []<-chan infer.Output
+	var chans []<-chan engine.Output
 	for _, r := range reqs {
 		ch, err := s.e.Submit(ctx, r)
 		if err != nil {
@@ -146,7 +146,7 @@ func (s *Server) reqContext(r *http.Request) (context.Context, context.CancelFun
 type choice struct {
 	text             strings.Builder
 	toks             []int32
-	lps              []infer.TokenLogprobs
+	lps              []engine.TokenLogprobs
 	finish           string
 	done             bool
 	promptTokens     int
@@ -169,7 +169,7 @@ func (s *Server) collect(ctx context.Context, events <-chan event, nPrompts, n i
 	return cs, s.finished(ctx, cs)
 }
 
-func (c *choice) add(o infer.Output) {
+func (c *choice) add(o engine.Output) {
 	c.text.WriteString(o.Text)
 	c.toks = append(c.toks, o.TokenIDs...)
 	c.lps = append(c.lps, o.Logprobs...)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/infer/serve"
 	"github.com/sluicehq/sluice/infer/tokenizer"
 )
@@ -25,25 +26,25 @@ const fixture = "../model/testdata/fixtures/llama3"
 
 // env is a server over the llama3 fixture on the cpu, on loopback.
 type env struct {
-	e   *infer.Engine
+	e   *engine.Engine
 	l   *infer.Loaded
 	s   *serve.Server
 	url string
 }
 
-func newEnv(t *testing.T, cfg serve.Config, ecfg func(*infer.Config)) *env {
+func newEnv(t *testing.T, cfg serve.Config, ecfg func(*engine.Config)) *env {
 	t.Helper()
 	l, err := infer.Load(fixture, infer.LoadOptions{Device: "cpu"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := infer.DefaultConfig()
+	c := engine.DefaultConfig()
 	c.MaxModelLen = 256
 	c.NumBlocks = 256
 	if ecfg != nil {
 		ecfg(&c)
 	}
-	e, err := infer.New(l.Runner, l.Tokenizer, c)
+	e, err := engine.New(l.Runner, l.Tokenizer, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,9 +82,9 @@ func post(t *testing.T, url, body string, hdr ...string) (int, []byte) {
 }
 
 // want runs the engine directly: what the server must answer.
-func (v *env) want(t *testing.T, r infer.Request) []infer.Completion {
+func (v *env) want(t *testing.T, r engine.Request) []engine.Completion {
 	t.Helper()
-	cs, err := v.e.Generate(context.Background(), []infer.Request{r})
+	cs, err := v.e.Generate(context.Background(), []engine.Request{r})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,17 +117,17 @@ func TestCompletionsMatchEngine(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		body string
-		p    infer.SamplingParams
+		p    engine.SamplingParams
 	}{
-		{"greedy", `"temperature": 0, "max_tokens": 24`, infer.SamplingParams{MaxTokens: 24}},
+		{"greedy", `"temperature": 0, "max_tokens": 24`, engine.SamplingParams{MaxTokens: 24}},
 		{"seeded n=3", `"temperature": 0.9, "top_p": 0.9, "top_k": 50, "seed": 7, "n": 3, "max_tokens": 12`,
-			infer.SamplingParams{Temperature: 0.9, TopP: 0.9, TopK: 50, Seed: new(int64(7)), N: 3, MaxTokens: 12}},
+			engine.SamplingParams{Temperature: 0.9, TopP: 0.9, TopK: 50, Seed: new(int64(7)), N: 3, MaxTokens: 12}},
 		{"penalties", `"temperature": 0, "presence_penalty": 0.5, "frequency_penalty": 0.3, "repetition_penalty": 1.2, "max_tokens": 20`,
-			infer.SamplingParams{PresencePenalty: 0.5, FrequencyPenalty: 0.3, RepetitionPenalty: 1.2, MaxTokens: 20}},
-		{"stop token", `"temperature": 0, "max_tokens": 30, "stop_token_ids": [259]`, infer.SamplingParams{MaxTokens: 30, StopTokenIDs: []int32{259}}},
+			engine.SamplingParams{PresencePenalty: 0.5, FrequencyPenalty: 0.3, RepetitionPenalty: 1.2, MaxTokens: 20}},
+		{"stop token", `"temperature": 0, "max_tokens": 30, "stop_token_ids": [259]`, engine.SamplingParams{MaxTokens: 30, StopTokenIDs: []int32{259}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			want := v.want(t, infer.Request{PromptIDs: ids, Params: tc.p})
+			want := v.want(t, engine.Request{PromptIDs: ids, Params: tc.p})
 			for _, stream := range []bool{false, true} {
 				body := fmt.Sprintf(`{"model": "llama3", "prompt": "The quick brown fox", "return_token_ids": true, "stream": %v, %s}`, stream, tc.body)
 				got := complete(t, v.url+"/v1/completions", body, stream)
@@ -199,12 +200,12 @@ func complete(t *testing.T, url, body string, stream bool) []choiceOut {
 
 func TestChatMatchesEngine(t *testing.T) {
 	v := newEnv(t, serve.DefaultConfig(), nil)
-	p := infer.SamplingParams{MaxTokens: 16, Stop: []string{"e"}}
+	p := engine.SamplingParams{MaxTokens: 16, Stop: []string{"e"}}
 	text, err := v.l.Tokenizer.ApplyChatTemplate([]tokenizer.Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hello there"}}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := v.want(t, infer.Request{PromptIDs: v.l.Tokenizer.Encode(text, false), Params: p})
+	want := v.want(t, engine.Request{PromptIDs: v.l.Tokenizer.Encode(text, false), Params: p})
 	for _, stream := range []bool{false, true} {
 		body := fmt.Sprintf(`{"model": "llama3", "stream": %v, "temperature": 0, "max_completion_tokens": 16, "stop": "e", "return_token_ids": true,
 			"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hello there"}]}]}`, stream)
@@ -300,17 +301,17 @@ func TestErrors(t *testing.T) {
 // engine's completion exactly, and once all are gone every KV block is
 // free again.
 func TestConcurrentStreams(t *testing.T) {
-	v := newEnv(t, serve.Config{ModelName: "llama3", MaxQueue: 400, MaxBodyBytes: 1 << 20}, func(c *infer.Config) {
+	v := newEnv(t, serve.Config{ModelName: "llama3", MaxQueue: 400, MaxBodyBytes: 1 << 20}, func(c *engine.Config) {
 		c.MaxNumSeqs = 64
 		c.MaxNumBatchedTokens = 512
 		c.NumBlocks = 160 // fewer than 200 streams need: preemption too
 	})
 	const clients = 200
 	prompts := make([]string, 10)
-	wants := make([]infer.Completion, len(prompts))
+	wants := make([]engine.Completion, len(prompts))
 	for i := range prompts {
 		prompts[i] = fmt.Sprintf("Prompt number %d says", i)
-		wants[i] = v.want(t, infer.Request{Prompt: prompts[i], Params: infer.SamplingParams{MaxTokens: 32, IgnoreEOS: true}})[0]
+		wants[i] = v.want(t, engine.Request{Prompt: prompts[i], Params: engine.SamplingParams{MaxTokens: 32, IgnoreEOS: true}})[0]
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -341,7 +342,7 @@ func TestConcurrentStreams(t *testing.T) {
 
 // streamClient streams one completion over its own connection, hanging up
 // after the first chunk when hangUp is set.
-func streamClient(url, prompt string, want infer.Completion, hangUp bool) error {
+func streamClient(url, prompt string, want engine.Completion, hangUp bool) error {
 	body := fmt.Sprintf(`{"prompt": %q, "max_tokens": 32, "temperature": 0, "ignore_eos": true, "stream": true, "return_token_ids": true}`, prompt)
 	tr := &http.Transport{DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
@@ -409,9 +410,9 @@ func TestDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	c := infer.DefaultConfig()
+	c := engine.DefaultConfig()
 	c.MaxModelLen, c.NumBlocks = 256, 64
-	e, err := infer.New(l.Runner, l.Tokenizer, c)
+	e, err := engine.New(l.Runner, l.Tokenizer, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +428,7 @@ func TestDrain(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- s.Run(ctx, ln) }()
-	want, err := e.Generate(context.Background(), []infer.Request{{Prompt: "drain", Params: infer.SamplingParams{MaxTokens: 100, IgnoreEOS: true}}})
+	want, err := e.Generate(context.Background(), []engine.Request{{Prompt: "drain", Params: engine.SamplingParams{MaxTokens: 100, IgnoreEOS: true}}})
 	if err != nil {
 		t.Fatal(err)
 	}

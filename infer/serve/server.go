@@ -19,7 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/infer/serve/structured"
 	"github.com/sluicehq/sluice/infer/tokenizer"
 )
@@ -84,7 +84,7 @@ func (c Config) Validate() error {
 // HTTP request's completions join the engine's continuous batch. Its
 // handlers may run on any number of goroutines.
 type Server struct {
-	e       *infer.Engine
+	e       *engine.Engine
 	tok     *tokenizer.Tokenizer // nil: token ids only
 	cfg     Config
 	log     *slog.Logger
@@ -104,7 +104,7 @@ type Server struct {
 // New returns a server over e, whose tokenizer tok is (nil when e has
 // none: prompts and outputs are then token ids only, and chat needs one).
 // The engine stays the caller's; close it after the server has drained.
-func New(e *infer.Engine, tok *tokenizer.Tokenizer, cfg Config) (*Server, error) {
+func New(e *engine.Engine, tok *tokenizer.Tokenizer, cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -334,7 +334,7 @@ func (s *Server) detokenize(w http.ResponseWriter, r *http.Request) {
 }
 
 // chatPrompt renders messages with the chat template and tokenizes them
-// as the engine does for infer.Request.Messages.
+// as the engine does for engine.Request.Messages.
 func (s *Server) chatPrompt(msgs []chatMessage, addGen bool) ([]int32, *apiError) {
 	if s.tok == nil || !s.tok.HasChatTemplate() {
 		return nil, badRequest("messages", "the model's tokenizer has no chat template; use /v1/completions")

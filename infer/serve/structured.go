@@ -3,13 +3,13 @@ package serve
 import (
 	"strings"
 
-	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/infer/serve/structured"
 )
 
 // constraint returns the token masks response_format asks for (one per
 // completion), or nil for plain text.
-func (s *Server) constraint(rf *responseFormat) (func(int) infer.Constraint, *apiError) {
+func (s *Server) constraint(rf *responseFormat) (func(int) engine.Constraint, *apiError) {
 	if rf == nil || rf.Type == "" || rf.Type == "text" {
 		return nil, nil
 	}
@@ -35,5 +35,5 @@ func (s *Server) constraint(rf *responseFormat) (func(int) infer.Constraint, *ap
 		sp := s.e.Spec()
 		s.jsonVocab = structured.NewVocab(s.tok, sp.Vocab, sp.EOS)
 	})
-	return func(int) infer.Constraint { return g.Constraint(s.jsonVocab) }, nil
+	return func(int) engine.Constraint { return g.Constraint(s.jsonVocab) }, nil
 }

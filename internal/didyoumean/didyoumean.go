@@ -1,4 +1,7 @@
-package plans
+// Package didyoumean finds the likely intended name among candidates, for
+// error messages that end with ` (did you mean "x"?)`. It is the one
+// edit-distance helper of the module (plans, schedule and dataset/expr).
+package didyoumean
 
 import (
 	"fmt"
@@ -6,19 +9,19 @@ import (
 	"unicode/utf8"
 )
 
-// suggest is ` (did you mean "x"?)` for the candidate closest to s, or ""
+// Suggest is ` (did you mean "x"?)` for the candidate closest to s, or ""
 // when none is close enough to be a likely typo.
-func suggest(s string, candidates []string) string {
-	if c := closest(s, candidates); c != "" {
+func Suggest(s string, candidates []string) string {
+	if c := Closest(s, candidates); c != "" {
 		return fmt.Sprintf(" (did you mean %q?)", c)
 	}
 	return ""
 }
 
-// closest is the candidate within an edit distance of about a third of its
+// Closest is the candidate within an edit distance of about a third of its
 // length (at least 1, at most 3) of s, or that starts with s (of 3
 // characters or more), case-insensitively; ties go to the first candidate.
-func closest(s string, candidates []string) string {
+func Closest(s string, candidates []string) string {
 	best, bestD := "", 1<<30
 	ls := strings.ToLower(s)
 	for _, c := range candidates {
@@ -26,7 +29,7 @@ func closest(s string, candidates []string) string {
 			continue
 		}
 		lc := strings.ToLower(c)
-		d := distance(ls, lc)
+		d := Distance(ls, lc)
 		limit := min(max(utf8.RuneCountInString(c)/3, 1), 3)
 		if utf8.RuneCountInString(s) >= 3 && strings.HasPrefix(lc, ls) {
 			d = limit // an abbreviation: "desc" for "descending"
@@ -38,9 +41,9 @@ func closest(s string, candidates []string) string {
 	return best
 }
 
-// distance is the optimal string alignment distance (Levenshtein plus
+// Distance is the optimal string alignment distance (Levenshtein plus
 // transpositions of neighbours, so "fliter" is one edit from "filter").
-func distance(a, b string) int {
+func Distance(a, b string) int {
 	ra, rb := []rune(a), []rune(b)
 	prev2 := make([]int, len(rb)+1)
 	prev := make([]int, len(rb)+1)

@@ -7,7 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 
-	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/infer/serve"
 	"github.com/sluicehq/sluice/infer/serve/router"
 )
@@ -16,12 +16,12 @@ func Example() {
 	// Two replicas over fake engines; real ones are `sluice serve` processes.
 	var urls []string
 	for range 2 {
-		e, err := infer.New(infer.NewFakeRunner(256), infer.FakeTokenizer(), infer.DefaultConfig())
+		e, err := engine.New(engine.NewFakeRunner(256), engine.FakeTokenizer(), engine.DefaultConfig())
 		if err != nil {
 			log.Fatal(err)
 		}
 		defer e.Close()
-		s, err := serve.New(e, infer.FakeTokenizer(), serve.DefaultConfig())
+		s, err := serve.New(e, engine.FakeTokenizer(), serve.DefaultConfig())
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -13,12 +13,13 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/infer/serve"
 	"github.com/sluicehq/sluice/infer/serve/router"
 )
 
 type replica struct {
-	e  *infer.Engine
+	e  *engine.Engine
 	hs *httptest.Server
 }
 
@@ -34,9 +35,9 @@ func replicas(t *testing.T, n int) ([]*replica, []string) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { l.Close() })
-		c := infer.DefaultConfig()
+		c := engine.DefaultConfig()
 		c.MaxModelLen, c.NumBlocks = 256, 256
-		e, err := infer.New(l.Runner, l.Tokenizer, c)
+		e, err := engine.New(l.Runner, l.Tokenizer, c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,7 +90,7 @@ func TestReplicaKilled(t *testing.T) {
 	want := map[string]string{}
 	for i := range 6 {
 		p := fmt.Sprintf("burst prompt %d", i)
-		cs, err := reps[0].e.Generate(context.Background(), []infer.Request{{Prompt: p, Params: infer.SamplingParams{MaxTokens: 16, IgnoreEOS: true}}})
+		cs, err := reps[0].e.Generate(context.Background(), []engine.Request{{Prompt: p, Params: engine.SamplingParams{MaxTokens: 16, IgnoreEOS: true}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,7 +3,7 @@ package structured
 import (
 	"strings"
 
-	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/infer/tokenizer"
 )
 
@@ -54,7 +54,7 @@ type Constraint struct {
 	fed     int
 }
 
-var _ infer.Constraint = (*Constraint)(nil)
+var _ engine.Constraint = (*Constraint)(nil)
 
 // Constraint returns a mask for one completion over v.
 func (g *Grammar) Constraint(v *Vocab) *Constraint {
