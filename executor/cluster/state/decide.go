@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/sluicehq/sluice/plans"
+	"github.com/sluicehq/sluice/schedule"
 )
 
 // Policy tunes the leader's decisions.
@@ -268,7 +268,7 @@ func (s *State) fire(now time.Time, p Policy) []Command {
 	var out []Command
 	for _, id := range slices.Sorted(maps.Keys(s.Schedules)) {
 		sc := s.Schedules[id]
-		sched, err := plans.NewSchedule(sc.Cron, sc.TimeZone, sc.CatchUp)
+		sched, err := schedule.New(sc.Cron, sc.TimeZone, sc.CatchUp)
 		if err != nil {
 			continue // checked at submit
 		}
@@ -291,8 +291,8 @@ func (s *State) fire(now time.Time, p Policy) []Command {
 }
 
 // latestDue is the latest scheduled time in (last, now], or last.
-func latestDue(s *plans.Schedule, last, now time.Time) time.Time {
-	all, _ := plans.NewSchedule(s.Cron, s.TimeZone, plans.CatchUpLatest)
+func latestDue(s *schedule.Schedule, last, now time.Time) time.Time {
+	all, _ := schedule.New(s.Cron, s.TimeZone, schedule.CatchUpLatest)
 	if m := all.Missed(last, now); len(m) > 0 {
 		return m[len(m)-1]
 	}
