@@ -5,93 +5,95 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/sluicehq/sluice/dataset"
-	"github.com/sluicehq/sluice/storage"
 	"github.com/sluicehq/sluice/train"
 )
 
-// trainData opens --data: JSONL or Parquet by the path's extension, or for
-// a directory by the extension of the files in it.
-func trainData(path string) (*dataset.Dataset, error) {
-	ext := func(p string) string {
-		switch {
-		case strings.HasSuffix(p, ".parquet"):
-			return "parquet"
-		case strings.HasSuffix(p, ".jsonl"), strings.HasSuffix(p, ".json"), strings.HasSuffix(p, ".ndjson"):
-			return "jsonl"
-		}
-		return ""
-	}
-	kind := ext(path)
-	if kind == "" && !storage.IsURL(path) {
-		if ents, err := os.ReadDir(path); err == nil {
-			for _, e := range ents {
-				if k := ext(e.Name()); k != "" {
-					kind = k
-					break
-				}
-			}
-		}
-	}
-	switch kind {
-	case "parquet":
-		return dataset.ReadParquet(path), nil
-	case "jsonl":
-		return dataset.ReadJSONL(path), nil
-	}
-	return nil, fmt.Errorf("--data %s: cannot tell JSONL (.jsonl) from Parquet (.parquet) by the name: %w", filepath.Base(path), errUsage)
+// trainFlags are the values of sluice train's flags that are not Config
+// fields as they stand.
+type trainFlags struct {
+	data, targets string
+	seed          uint64
+}
+
+// bindTrain declares sluice train's flags over c and f, with d's defaults.
+func bindTrain(fs *flag.FlagSet, c *train.Config, f *trainFlags, d train.Config) {
+	fs.StringVar(&c.Model, "model", d.Model, "model directory (config.json, *.safetensors, tokenizer.json; local or s3://)")
+	fs.StringVar(&f.data, "data", f.data, "JSONL or Parquet rows: a file, directory or glob, local or s3://")
+	fs.IntVar(&c.Steps, "steps", d.Steps, "optimizer steps")
+	fs.Float64Var(&c.LR, "lr", d.LR, "peak learning rate")
+	fs.IntVar(&c.BatchSize, "batch-size", d.BatchSize, "rows per micro-batch")
+	fs.IntVar(&c.MaxSeqLen, "max-seq-len", d.MaxSeqLen, "longer rows are cut to this many tokens")
+	fs.StringVar(&c.Out, "out", d.Out, "directory for the trained model (Hugging Face layout), local or s3://")
+	fs.IntVar(&c.LoRARank, "lora-rank", d.LoRARank, "train LoRA adapters of this rank instead of every weight (0: full fine-tune)")
+	fs.Float64Var(&c.LoRAAlpha, "lora-alpha", d.LoRAAlpha, "LoRA alpha (the adapter is scaled by alpha/rank)")
+	fs.StringVar(&f.targets, "lora-targets", strings.Join(d.LoRATargets, ","), "comma-separated module names LoRA adapts")
+	fs.StringVar(&c.Device, "device", d.Device, "cpu or cuda (cuda training is not written yet)")
+	fs.Uint64Var(&f.seed, "seed", d.Seed, "seed of the shuffle and the LoRA initialization")
+	fs.BoolVar(&c.Shuffle, "shuffle", d.Shuffle, "shuffle the rows each epoch (--shuffle=false keeps file order)")
+	fs.IntVar(&c.ShuffleBuffer, "shuffle-buffer", max(d.ShuffleBuffer, train.DefaultShuffleBuffer), "rows the shuffle mixes at a time (the data streams; it is never all held)")
+	fs.StringVar(&c.TextColumn, "text-column", d.TextColumn, "column of text, tokenized with the model's tokenizer")
+	fs.StringVar(&c.IDsColumn, "ids-column", d.IDsColumn, "column of token id lists (used when present)")
+	fs.BoolVar(&c.Chat, "chat", d.Chat, "render the messages column with the tokenizer's chat template")
+	fs.StringVar(&c.Optimizer, "optimizer", d.Optimizer, "adamw (betas 0.9, 0.999, eps 1e-8) or sgd (momentum 0.9)")
+	fs.Float64Var(&c.WeightDecay, "weight-decay", d.WeightDecay, "decoupled weight decay (AdamW) or L2 (SGD)")
+	fs.Float64Var(&c.MaxGradNorm, "max-grad-norm", d.MaxGradNorm, "clip gradients to this global norm (0: off)")
+	fs.StringVar(&c.LRSchedule, "lr-schedule", d.LRSchedule, "constant, linear or cosine")
+	fs.IntVar(&c.WarmupSteps, "warmup-steps", d.WarmupSteps, "linear warmup steps")
+	fs.IntVar(&c.GradAccum, "grad-accum", d.GradAccum, "micro-batches per optimizer step")
+	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", d.CheckpointEvery, "write OUT/checkpoint every N steps and at the end (0: never)")
+	fs.StringVar(&c.Resume, "resume", d.Resume, "continue from this checkpoint directory (OUT/checkpoint of an earlier run), local or s3://")
 }
 
 func init() {
 	var c train.Config
-	var data, targets string
-	var seed uint64
+	var f trainFlags
+	var fs *flag.FlagSet
 	register(&command{
 		name:    "train",
-		summary: "fine-tune a Hugging Face model on JSONL or Parquet rows; one JSON object per step on stdout",
-		flags: func(fs *flag.FlagSet) {
-			d := train.DefaultConfig()
-			c = d
-			fs.StringVar(&c.Model, "model", "", "model directory (config.json, *.safetensors, tokenizer.json; local or s3://)")
-			fs.StringVar(&data, "data", "", "JSONL or Parquet rows: a file, directory or glob, local or s3://")
-			fs.IntVar(&c.Steps, "steps", d.Steps, "optimizer steps")
-			fs.Float64Var(&c.LR, "lr", d.LR, "peak learning rate")
-			fs.IntVar(&c.BatchSize, "batch-size", d.BatchSize, "rows per micro-batch")
-			fs.IntVar(&c.MaxSeqLen, "max-seq-len", d.MaxSeqLen, "longer rows are cut to this many tokens")
-			fs.StringVar(&c.Out, "out", "", "directory for the trained model (Hugging Face layout), local or s3://")
-			fs.IntVar(&c.LoRARank, "lora-rank", 0, "train LoRA adapters of this rank instead of every weight (0: full fine-tune)")
-			fs.Float64Var(&c.LoRAAlpha, "lora-alpha", d.LoRAAlpha, "LoRA alpha (the adapter is scaled by alpha/rank)")
-			fs.StringVar(&targets, "lora-targets", strings.Join(d.LoRATargets, ","), "comma-separated module names LoRA adapts")
-			fs.StringVar(&c.Device, "device", d.Device, "cpu or cuda (cuda training is not written yet)")
-			fs.Uint64Var(&seed, "seed", 0, "seed of the shuffle and the LoRA initialization")
-			fs.BoolVar(&c.Shuffle, "shuffle", d.Shuffle, "shuffle the rows each epoch (--shuffle=false keeps file order)")
-			fs.IntVar(&c.ShuffleBuffer, "shuffle-buffer", train.DefaultShuffleBuffer, "rows the shuffle mixes at a time (the data streams; it is never all held)")
-			fs.StringVar(&c.TextColumn, "text-column", d.TextColumn, "column of text, tokenized with the model's tokenizer")
-			fs.StringVar(&c.IDsColumn, "ids-column", d.IDsColumn, "column of token id lists (used when present)")
-			fs.BoolVar(&c.Chat, "chat", false, "render the messages column with the tokenizer's chat template")
-			fs.StringVar(&c.Optimizer, "optimizer", d.Optimizer, "adamw (betas 0.9, 0.999, eps 1e-8) or sgd (momentum 0.9)")
-			fs.Float64Var(&c.WeightDecay, "weight-decay", d.WeightDecay, "decoupled weight decay (AdamW) or L2 (SGD)")
-			fs.Float64Var(&c.MaxGradNorm, "max-grad-norm", d.MaxGradNorm, "clip gradients to this global norm (0: off)")
-			fs.StringVar(&c.LRSchedule, "lr-schedule", d.LRSchedule, "constant, linear or cosine")
-			fs.IntVar(&c.WarmupSteps, "warmup-steps", d.WarmupSteps, "linear warmup steps")
-			fs.IntVar(&c.GradAccum, "grad-accum", d.GradAccum, "micro-batches per optimizer step")
-			fs.IntVar(&c.CheckpointEvery, "checkpoint-every", 0, "write OUT/checkpoint every N steps and at the end (0: never)")
-			fs.StringVar(&c.Resume, "resume", "", "continue from this checkpoint directory (OUT/checkpoint of an earlier run), local or s3://")
+		args:    "[plan.yaml]",
+		summary: "fine-tune a Hugging Face model on JSONL or Parquet rows (flags, or a plan's train: keys); one JSON object per step on stdout",
+		flags: func(set *flag.FlagSet) {
+			fs = set
+			c = train.DefaultConfig()
+			bindTrain(set, &c, &f, c)
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
-			if len(args) > 0 {
-				return fmt.Errorf("train takes no arguments (plan files are not supported yet), got %q: %w", args, errUsage)
+			format := ""
+			switch len(args) {
+			case 0:
+			case 1:
+				// A plan: its keys, then the flags given beside it.
+				p, err := train.LoadPlan(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				pc, pf := p.Config, trainFlags{data: p.Data, targets: strings.Join(p.Config.LoRATargets, ","), seed: p.Config.Seed}
+				again := flag.NewFlagSet("train", flag.ContinueOnError)
+				bindTrain(again, &pc, &pf, p.Config)
+				var serr error
+				fs.Visit(func(fl *flag.Flag) {
+					if err := again.Set(fl.Name, fl.Value.String()); err != nil && serr == nil {
+						serr = err
+					}
+				})
+				if serr != nil {
+					return serr
+				}
+				if pf.data != p.Data {
+					p.Format = ""
+				}
+				c, f, format = pc, pf, p.Format
+			default:
+				return fmt.Errorf("train takes at most one argument, a plan file; got %q: %w", args, errUsage)
 			}
-			if data == "" {
+			if f.data == "" {
 				return fmt.Errorf("--data is required: %w", errUsage)
 			}
-			c.Seed = seed
+			c.Seed = f.seed
 			c.LoRATargets = nil
-			for t := range strings.SplitSeq(targets, ",") {
+			for t := range strings.SplitSeq(f.targets, ",") {
 				if t = strings.TrimSpace(t); t != "" {
 					c.LoRATargets = append(c.LoRATargets, t)
 				}
@@ -99,9 +101,9 @@ func init() {
 			if err := c.Validate(); err != nil {
 				return err
 			}
-			ds, err := trainData(data)
+			ds, err := train.OpenData(f.data, format)
 			if err != nil {
-				return err
+				return fmt.Errorf("--data: %w: %w", err, errUsage)
 			}
 			enc := json.NewEncoder(e.stdout)
 			c.Log = e.stderr

@@ -72,3 +72,43 @@ func TestTrainCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainPlan: sluice train plan.yaml runs the plan's train: keys, a
+// flag beside the plan overrides its key, and a mistake in the plan names
+// its line, column and key.
+func TestTrainPlan(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "rows.jsonl")
+	if err := os.WriteFile(data, []byte(`{"input_ids":[1,2,3,4,5]}`+"\n"+`{"input_ids":[9,8,7]}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fixture := filepath.Join("..", "..", "infer", "model", "testdata", "fixtures", "llama3")
+	out := filepath.Join(dir, "out")
+	plan := filepath.Join(dir, "sft.yaml")
+	body := "name: sft-test\ntrain:\n  model: " + fixture + "\n  data: " + data + "\n  out: " + out +
+		"\n  steps: 5\n  lr: 1e-3\n  batch_size: 2\n  max_seq_len: 8\n  lora: {rank: 2, alpha: 4, targets: [q_proj, o_proj]}\n"
+	if err := os.WriteFile(plan, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := runMain(context.Background(), &env{stdout: &stdout, stderr: &stderr}, []string{"train", "--steps", "2", plan}); code != 0 {
+		t.Fatalf("sluice train --steps 2 %s: exit %d: %s", plan, code, stderr.String())
+	}
+	if n := strings.Count(stdout.String(), "\n"); n != 2 {
+		t.Errorf("%d steps printed, want --steps 2 over the plan's 5: %s", n, stdout.String())
+	}
+	ac, err := os.ReadFile(filepath.Join(out, "adapter", "adapter_config.json"))
+	if err != nil || !strings.Contains(string(ac), `"o_proj"`) {
+		t.Errorf("the plan's lora keys did not reach the adapter: %v %s", err, ac)
+	}
+
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("name: x\ntrain:\n  model: m\n  data: d.jsonl\n  out: o\n  lora: {rank: two}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stderr.Reset()
+	if code := runMain(context.Background(), &env{stdout: &stdout, stderr: &stderr}, []string{"train", bad}); code == 0 ||
+		!strings.Contains(stderr.String(), `bad.yaml:6:16: train.lora.rank: "two" is not an integer`) {
+		t.Errorf("exit %d, stderr %s", code, stderr.String())
+	}
+}
