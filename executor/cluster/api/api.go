@@ -64,9 +64,6 @@ type SubmitRequest struct {
 	MaxRetries    int             `json:"max_retries"`
 	Needs         state.Resources `json:"needs"`
 	Locality      string          `json:"locality,omitempty"`
-	// Tasks is the number of tasks the job runs (0: one), each running
-	// the plan with the same needs.
-	Tasks int `json:"tasks,omitempty"`
 }
 
 // IDResponse answers a write with the id it made or touched. Kind is

@@ -17,7 +17,8 @@ import (
 	"github.com/sluicehq/sluice/executor/cluster/worker"
 )
 
-// BenchmarkNoopTasks runs b.N no-op jobs (one task each) on three
+// BenchmarkNoopTasks runs b.N no-op jobs (one planning task each, laying
+// out nothing) on three
 // coordinators and four workers over loopback, with fsync'd Raft logs:
 // the control plane's end-to-end throughput.
 func BenchmarkNoopTasks(b *testing.B) {
@@ -25,7 +26,7 @@ func BenchmarkNoopTasks(b *testing.B) {
 	h := startWith(b, 3, func(c *Config) { c.Logger, c.RaftLog = quiet(), io.Discard })
 	urls := h.urls()
 	cl := api.NewClient(urls, token)
-	noop := func(ctx context.Context, a api.Assignment) (int64, error) { return 0, nil }
+	noop := func(ctx context.Context, a api.Assignment) (worker.Outcome, error) { return worker.Outcome{}, nil }
 	for i := range 4 {
 		_, stop := benchWorker(b, urls, i, 16, noop)
 		b.Cleanup(stop)
@@ -55,7 +56,8 @@ func BenchmarkNoopTasks(b *testing.B) {
 var noopTasks = flag.Int("noop.tasks", 100_000, "tasks in BenchmarkNoopJob's job")
 
 // BenchmarkNoopJob is cluster/noop-100k (../shared/WORKLOADS.md): one job of
-// -noop.tasks no-op tasks (default 100,000) on three coordinators and four
+// -noop.tasks no-op tasks (default 100,000; its planning task lays them out
+// as one stage, then a no-op commit task runs) on three coordinators and four
 // workers over loopback with fsync'd Raft logs, from submit to the job's
 // success, b.N times:
 //
@@ -65,7 +67,7 @@ func BenchmarkNoopJob(b *testing.B) {
 	h := startWith(b, 3, func(c *Config) { c.Logger, c.RaftLog = quiet(), io.Discard })
 	urls := h.urls()
 	cl := api.NewClient(urls, token)
-	noop := func(ctx context.Context, a api.Assignment) (int64, error) { return 1, nil }
+	noop := layout(*noopTasks, func(ctx context.Context, a api.Assignment) (int64, error) { return 1, nil })
 	for i := range 4 {
 		_, stop := benchWorker(b, urls, i, 16, noop)
 		b.Cleanup(stop)
@@ -77,13 +79,13 @@ func BenchmarkNoopJob(b *testing.B) {
 		start := time.Now()
 		var res api.IDResponse
 		if err := cl.Do(context.Background(), http.MethodPost, "/v1/jobs", api.SubmitRequest{RequestID: fmt.Sprint("job", i),
-			Plan: plan, Needs: state.Resources{CPU: 1}, Tasks: *noopTasks}, &res); err != nil {
+			Plan: plan, Needs: state.Resources{CPU: 1}}, &res); err != nil {
 			b.Fatal(err)
 		}
 		deadline := time.Now().Add(10 * time.Minute)
 		for {
 			var st api.ClusterStatus
-			if err := cl.Do(context.Background(), http.MethodGet, "/v1/cluster", nil, &st); err == nil && st.Tasks["succeeded"] >= (i+1)**noopTasks {
+			if err := cl.Do(context.Background(), http.MethodGet, "/v1/cluster", nil, &st); err == nil && st.Tasks["succeeded"] >= (i+1)*(*noopTasks+2) {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -97,7 +99,7 @@ func BenchmarkNoopJob(b *testing.B) {
 		if err := cl.Do(context.Background(), http.MethodGet, "/v1/jobs", nil, &js); err != nil {
 			b.Fatal(err)
 		}
-		if k := slices.IndexFunc(js, func(j state.Job) bool { return j.ID == res.ID }); k < 0 || js[k].State != state.JobSucceeded || js[k].Succeeded != *noopTasks {
+		if k := slices.IndexFunc(js, func(j state.Job) bool { return j.ID == res.ID }); k < 0 || js[k].State != state.JobSucceeded || js[k].Succeeded != *noopTasks+2 {
 			b.Fatalf("job %s: %+v", res.ID, js)
 		}
 	}
@@ -106,9 +108,9 @@ func BenchmarkNoopJob(b *testing.B) {
 
 // benchWorker starts worker i with cpu slots running run; stop ends it
 // (once, whatever the number of calls).
-func benchWorker(b *testing.B, urls []string, i, cpu int, run func(context.Context, api.Assignment) (int64, error)) (*worker.Worker, func()) {
+func benchWorker(b *testing.B, urls []string, i, cpu int, run func(context.Context, api.Assignment) (worker.Outcome, error)) (*worker.Worker, func()) {
 	w, err := worker.New(worker.Config{Coordinators: urls, DataDir: b.TempDir(), Addr: "127.0.0.1:0",
-		Resources: state.Resources{CPU: cpu, Memory: 1 << 30}, Token: token, Heartbeat: 20 * time.Millisecond, Run: rowsRun(run),
+		Resources: state.Resources{CPU: cpu, Memory: 1 << 30}, Token: token, Heartbeat: 20 * time.Millisecond, Run: run,
 		Logger: quiet()})
 	if err != nil {
 		b.Fatal(err)
@@ -117,6 +119,22 @@ func benchWorker(b *testing.B, urls []string, i, cpu int, run func(context.Conte
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()
 	return w, sync.OnceFunc(func() { cancel(); <-done })
+}
+
+// layout is a worker's Run for jobs of n tasks: the planning task lays
+// the job out as one stage of n tasks, each running run; the commit task
+// does nothing.
+func layout(n int, run func(context.Context, api.Assignment) (int64, error)) func(context.Context, api.Assignment) (worker.Outcome, error) {
+	return func(ctx context.Context, a api.Assignment) (worker.Outcome, error) {
+		switch a.Kind {
+		case state.StagePlan:
+			return worker.Outcome{Stages: []state.Stage{{Name: "tasks", Tasks: n}}}, nil
+		case state.StageCommit:
+			return worker.Outcome{}, nil
+		}
+		rows, err := run(ctx, a)
+		return worker.Outcome{Rows: rows}, err
+	}
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -175,15 +175,11 @@ func (c *Coordinator) submit(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusBadRequest, err)
 		return
 	}
-	if req.Tasks < 0 || req.Tasks > state.MaxTasks {
-		writeError(rw, http.StatusBadRequest, fmt.Errorf("tasks (%d) must be in [0, %d]", req.Tasks, state.MaxTasks))
-		return
-	}
 	if req.MaxRetries < 0 {
 		writeError(rw, http.StatusBadRequest, fmt.Errorf("max_retries (%d) must not be negative", req.MaxRetries))
 		return
 	}
-	cmd := state.Command{RequestID: req.RequestID, Needs: req.Needs, Locality: req.Locality, Count: req.Tasks}
+	cmd := state.Command{RequestID: req.RequestID, Needs: req.Needs, Locality: req.Locality}
 	if p.Schedule != nil {
 		cmd.Op = state.OpSchedule
 		cmd.Schedule = &state.Schedule{Name: p.Name, File: req.File, Plan: []byte(req.Plan), Params: req.Params,

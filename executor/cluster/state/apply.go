@@ -60,8 +60,6 @@ type Command struct {
 	Output []string `json:"output,omitempty"`
 	Bytes  int64    `json:"bytes,omitempty"`
 
-	// Count is the number of tasks a submit makes (0 or 1: one).
-	Count int `json:"count,omitempty"`
 	// Batch holds the commands of an OpBatch; each keeps its own request
 	// id, and takes the batch's At when it has none.
 	Batch []Command `json:"batch,omitempty"`
@@ -166,15 +164,12 @@ func (s *State) apply(c Command) (string, error) {
 	return h(s, c)
 }
 
-// applySubmit makes a job of c.Count tasks (at least one).
+// applySubmit makes a job of its planning task.
 func (s *State) applySubmit(c Command) (string, error) {
 	if c.Job == nil {
 		return "", fmt.Errorf("%w: submit without a job", ErrBadCommand)
 	}
-	if c.Count < 0 || c.Count > MaxTasks {
-		return "", fmt.Errorf("%w: %d tasks (at most %d)", ErrBadCommand, c.Count, MaxTasks)
-	}
-	return s.submitN(*c.Job, c.Needs, c.Locality, c.At, max(c.Count, 1)), nil
+	return s.submit(*c.Job, c.Needs, c.Locality, c.At), nil
 }
 
 // applySchedule registers a scheduled plan.
@@ -208,8 +203,8 @@ func (s *State) applyFire(c Command) (string, error) {
 		return "", nil
 	}
 	sc.Jobs++
-	return s.submitN(Job{Name: sc.Name, File: sc.File, Plan: sc.Plan, Params: sc.Params,
-		ScheduledTime: c.Time, Schedule: sc.ID, MaxRetries: sc.MaxRetries}, sc.Needs, sc.Locality, c.At, 1), nil
+	return s.submit(Job{Name: sc.Name, File: sc.File, Plan: sc.Plan, Params: sc.Params,
+		ScheduledTime: c.Time, Schedule: sc.ID, MaxRetries: sc.MaxRetries}, sc.Needs, sc.Locality, c.At), nil
 }
 
 // applyCancel stops a job; a job with a commit stage is cancelled once
@@ -504,22 +499,17 @@ func (s *State) expand(j *Job, t *Task, stages []Stage, layout []byte, at time.T
 	return nil
 }
 
-// submitN makes a job of n tasks, j-ID-t0 … j-ID-t(n-1).
-func (s *State) submitN(j Job, needs Resources, locality string, at time.Time, n int) string {
+// submit makes a job of one planning task, j-ID-t0; the layout it
+// reports adds the others.
+func (s *State) submit(j Job, needs Resources, locality string, at time.Time) string {
 	j.ID = s.newID("j")
 	j.State, j.Submitted, j.Error, j.Succeeded = JobPending, at, "", 0
 	j.Finished = time.Time{}
-	j.Tasks = make([]string, n)
-	j.Stages = []Stage{{Name: "plan", Tasks: n, MaxRetries: j.MaxRetries, Needs: needs}}
-	if n == 1 {
-		j.Stages[0].Kind = StagePlan
-	}
-	for i := range n {
-		t := &Task{ID: fmt.Sprintf("%s-t%d", j.ID, i), Job: j.ID, State: TaskPending, Needs: needs, Locality: locality, Index: i,
-			Updated: at, Submitted: at}
-		j.Tasks[i] = t.ID
-		s.Tasks[t.ID] = t
-	}
+	j.Stages = []Stage{{Name: "plan", Tasks: 1, Kind: StagePlan, MaxRetries: j.MaxRetries, Needs: needs}}
+	t := &Task{ID: j.ID + "-t0", Job: j.ID, State: TaskPending, Needs: needs, Locality: locality,
+		Updated: at, Submitted: at}
+	j.Tasks = []string{t.ID}
+	s.Tasks[t.ID] = t
 	s.Jobs[j.ID] = &j
 	return j.ID
 }

@@ -167,7 +167,6 @@ type StageKind string
 
 // Stage kinds.
 const (
-	StageRun    StageKind = ""       // run the whole plan (jobs of identical tasks)
 	StagePlan   StageKind = "plan"   // lay the plan out into stages
 	StageExec   StageKind = "exec"   // one task of the physical plan
 	StageCommit StageKind = "commit" // publish (or, if the job failed, remove) the staged output

@@ -264,13 +264,20 @@ func TestManyTasksInBatches(t *testing.T) {
 	s := New()
 	register(t, s, "w1", 2, at(0))
 	register(t, s, "w2", 2, at(0))
-	id := mustApply(t, s, Command{Op: OpSubmit, At: at(0), Count: 10,
+	id := mustApply(t, s, Command{Op: OpSubmit, At: at(0),
 		Job: &Job{Name: "p", Plan: []byte("name: p")}, Needs: Resources{CPU: 1}})
-	if n := len(s.Jobs[id].Tasks); n != 10 {
-		t.Fatalf("%d tasks", n)
+	// The planning task lays the job out into one stage of 10 tasks (and
+	// the commit task); at the end, a layout past MaxTasks fails its job.
+	if cmds := s.Decide(at(0), pol); len(cmds) != 1 {
+		t.Fatalf("decisions %+v, want the planning task's assignment", cmds)
+	} else {
+		mustApply(t, s, cmds[0])
 	}
-	if r := s.Apply(Command{Op: OpSubmit, At: at(0), Count: MaxTasks + 1, Job: &Job{}}); !errors.Is(r.Err, ErrBadCommand) {
-		t.Fatalf("too many tasks: %v", r.Err)
+	plan := s.Tasks[s.Jobs[id].Tasks[0]]
+	mustApply(t, s, Command{Op: OpFinish, At: at(0), ID: plan.ID, Worker: plan.Worker, Attempt: plan.Attempt, OK: true,
+		Stages: []Stage{{Name: "noop", Tasks: 10}}})
+	if n := len(s.Jobs[id].Tasks); n != 12 {
+		t.Fatalf("%d tasks, want 12 (plan, 10, commit)", n)
 	}
 	finishAll := func(now time.Time) int {
 		var batch []Command
@@ -313,8 +320,8 @@ func TestManyTasksInBatches(t *testing.T) {
 	// w2 dies holding two tasks: they are assigned again, to w1.
 	mustApply(t, s, Command{Op: OpHeartbeat, ID: "w1", At: at(2)})
 	mustApply(t, s, Command{Op: OpExpire, ID: "w2", At: at(2)})
-	if got := s.Counts()[TaskPending]; got != 4 {
-		t.Fatalf("pending %d after the death, want 4", got)
+	if got := s.Counts()[TaskPending]; got != 5 {
+		t.Fatalf("pending %d after the death, want 5 (4 and the commit)", got)
 	}
 	for now := 3; s.Jobs[id].State != JobSucceeded; now++ {
 		if now > 20 {
@@ -324,8 +331,17 @@ func TestManyTasksInBatches(t *testing.T) {
 		decide(at(now))
 		finishAll(at(now))
 	}
-	if s.Jobs[id].Succeeded != 10 || len(s.TasksOf("w1")) != 0 {
+	if s.Jobs[id].Succeeded != 12 || len(s.TasksOf("w1")) != 0 {
 		t.Fatalf("succeeded %d, live %d", s.Jobs[id].Succeeded, len(s.TasksOf("w1")))
+	}
+	big := mustApply(t, s, Command{Op: OpSubmit, At: at(30), Job: &Job{}})
+	mustApply(t, s, Command{Op: OpHeartbeat, ID: "w1", At: at(30)})
+	s.Apply(Command{Op: OpBatch, At: at(30), Batch: s.Decide(at(30), pol)})
+	bt := s.Tasks[s.Jobs[big].Tasks[0]]
+	mustApply(t, s, Command{Op: OpFinish, At: at(30), ID: bt.ID, Worker: bt.Worker, Attempt: bt.Attempt, OK: true,
+		Stages: []Stage{{Name: "noop", Tasks: MaxTasks}}})
+	if j := s.Jobs[big]; j.State != JobFailed || !strings.Contains(j.Error, "at most") {
+		t.Fatalf("too many tasks: job %s: %s", j.State, j.Error)
 	}
 }
 
