@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/executor/local"
 	"github.com/sluicehq/sluice/infer"
 	"github.com/sluicehq/sluice/infer/engine"
+	"github.com/sluicehq/sluice/internal/didyoumean"
 	"github.com/sluicehq/sluice/storage"
 )
 
@@ -288,7 +289,7 @@ func (c *compiler) haveColumns(d *dataset.Dataset, names []string, node func(int
 
 func unknownColumn(name string, s *arrow.Schema) string {
 	have := columnNames(s)
-	if sg := suggest(name, have); sg != "" {
+	if sg := didyoumean.Suggest(name, have); sg != "" {
 		return fmt.Sprintf("unknown column %q%s", name, sg)
 	}
 	return fmt.Sprintf("unknown column %q (have: %s)", name, strings.Join(have, ", "))

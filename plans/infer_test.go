@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/infer"
+	"github.com/sluicehq/sluice/infer/engine"
 )
 
 // An infer step over a real model directory validates, and its output
@@ -121,14 +122,14 @@ write: {jsonl: ` + out + `/}
 		t.Fatal(err)
 	}
 	defer l.Close()
-	e, err := infer.New(l.Runner, l.Tokenizer, infer.DefaultConfig())
+	e, err := engine.New(l.Runner, l.Tokenizer, engine.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	reqs := make([]infer.Request, len(prompts))
+	reqs := make([]engine.Request, len(prompts))
 	for i, p := range prompts {
-		reqs[i] = infer.Request{Prompt: p, Params: infer.SamplingParams{MaxTokens: maxTokens, Temperature: 0}}
+		reqs[i] = engine.Request{Prompt: p, Params: engine.SamplingParams{MaxTokens: maxTokens, Temperature: 0}}
 	}
 	comps, err := e.Generate(context.Background(), reqs)
 	if err != nil {
