@@ -104,7 +104,11 @@ func run(r io.Reader, w io.Writer) int {
 			if len(p.skipped) > 0 {
 				var parts []string
 				for r, n := range p.skipped {
-					parts = append(parts, fmt.Sprintf("%d tests skipped: %s", n, r))
+					noun := "tests"
+					if n == 1 {
+						noun = "test"
+					}
+					parts = append(parts, fmt.Sprintf("%d %s skipped: %s", n, noun, r))
 				}
 				slices.Sort(parts)
 				summary += "\t(" + strings.Join(parts, "; ") + ")"

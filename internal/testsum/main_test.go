@@ -27,7 +27,7 @@ func TestRun(t *testing.T) {
 	if code := run(strings.NewReader(in), &out); code != 1 {
 		t.Errorf("exit %d, want 1 (c failed)", code)
 	}
-	want := "ok  \ta\t0.01s\t(1 tests skipped: no CUDA GPU here; 1 tests skipped: no reason given)\n" +
+	want := "ok  \ta\t0.01s\t(1 test skipped: no CUDA GPU here; 1 test skipped: no reason given)\n" +
 		"?   \tb\t[no test files]\n" +
 		"    x_test.go:3: broken\nFAIL\tc\t0.02s\n"
 	if out.String() != want {
