@@ -66,7 +66,7 @@ func (o *engineFlags) open() (*engine.Engine, *infer.Loaded, func() error, error
 		return nil, nil, nil, fmt.Errorf("--dtype: %w: %w", err, errUsage)
 	}
 	if o.quantization != "" && o.quantization != "fp8" {
-		return nil, nil, nil, fmt.Errorf("--quantization %q: want fp8 (or leave it out): %w", o.quantization, errUsage)
+		return nil, nil, nil, fmt.Errorf("--quantization %q: want fp8 (or leave it out)", o.quantization)
 	}
 	l, err := infer.Load(o.model, infer.LoadOptions{Device: o.device, Tokenizer: o.tokenizer, Model: model.Options{DType: dt, Quantization: o.quantization}})
 	if err != nil {
