@@ -19,8 +19,6 @@ import (
 	"github.com/sluicehq/sluice/dataset/format"
 	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/executor/local"
-	"github.com/sluicehq/sluice/infer"
-	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/internal/didyoumean"
 	"github.com/sluicehq/sluice/storage"
 )
@@ -573,22 +571,6 @@ func compileJoin(c *compiler, s Step) {
 	if !ok || !c.then(s, joined(), func(err error) { c.fail(err, j.node, j.path) }) {
 		c.d = nil
 	}
-}
-
-// compileInfer adds the inference engine's dataset stage: the model is
-// loaded once per process, on the first batch that has rows, and every
-// batch's prompts join one continuous batch.
-func compileInfer(c *compiler, s Step) {
-	st := s.(*Infer)
-	cfg := infer.StageConfig{Model: st.Model, Prompt: st.Input, Output: st.Output, Device: st.Device, DType: st.DType,
-		OnError: st.OnError, OnNull: st.OnNull}
-	cfg.Params.MaxTokens = int(st.MaxTokens)
-	cfg.Params.Temperature = st.Temperature
-	if st.MaxTokens == 0 {
-		cfg.Params.MaxTokens = engine.DefaultSamplingParams().MaxTokens
-	}
-	next := c.d.MapBatches(infer.Generate(cfg), dataset.MapOptions{Name: "infer " + st.Model, GPU: true})
-	c.then(s, next, func(err error) { c.fail(err, st.node, st.path) })
 }
 
 func (c *compiler) write() *Job {

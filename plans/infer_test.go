@@ -1,4 +1,4 @@
-package plans
+package plans_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/infer"
 	"github.com/sluicehq/sluice/infer/engine"
+	"github.com/sluicehq/sluice/plans"
 )
 
 // An infer step over a real model directory validates, and its output
@@ -37,11 +38,11 @@ write: {parquet: ` + filepath.Join(t.TempDir(), "out") + `/}
 	if err := os.WriteFile(f, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, lints := Check(f, []byte(src), Vars{})
+	p, lints := plans.Check(f, []byte(src), plans.Vars{})
 	if lints.HasErrors() {
 		t.Fatalf("lints:\n%v", lints)
 	}
-	job, err := Compile(p, Vars{})
+	job, err := plans.Compile(p, plans.Vars{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ steps:
   - infer: {model: ` + modelDir + `, input: prompt, output: completion, max_tokens: ` + strconv.Itoa(maxTokens) + `, temperature: 0, device: cpu, dtype: f32}
 write: {jsonl: ` + out + `/}
 `
-	compileRun(t, src, Vars{})
+	plans.CompileRun(t, src, plans.Vars{})
 
 	// The output rows, by id.
 	type row struct {

@@ -19,6 +19,9 @@ var (
 	ErrNoSchedule = errors.New("plans: plan has no schedule")
 	// ErrFuncRegistered marks a Register of a name already registered.
 	ErrFuncRegistered = errors.New("plans: function already registered")
+	// ErrStepNotLinked marks a step whose compiler (see RegisterCompiler)
+	// is not linked into the program.
+	ErrStepNotLinked = errors.New("plans: step not linked")
 )
 
 // Pos is a position in a plan file. Line and Col are 1-based; Col counts

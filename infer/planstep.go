@@ -1,0 +1,27 @@
+package infer
+
+import (
+	"github.com/sluicehq/sluice/dataset"
+	"github.com/sluicehq/sluice/infer/engine"
+	"github.com/sluicehq/sluice/plans"
+)
+
+// The infer plan step compiles here, not in plans, so that linking the plan
+// format does not link the engine and its GPU backends: a program that runs
+// plans with infer steps imports this package (cmd/sluice, the worker).
+func init() { plans.RegisterCompiler("infer", compileStep) }
+
+// compileStep adds the engine's dataset stage: the model is loaded once per
+// process, on the first batch that has rows, and every batch's prompts join
+// one continuous batch.
+func compileStep(s plans.Step, in *dataset.Dataset) *dataset.Dataset {
+	st := s.(*plans.Infer)
+	cfg := StageConfig{Model: st.Model, Prompt: st.Input, Output: st.Output, Device: st.Device, DType: st.DType,
+		OnError: st.OnError, OnNull: st.OnNull}
+	cfg.Params.MaxTokens = int(st.MaxTokens)
+	cfg.Params.Temperature = st.Temperature
+	if st.MaxTokens == 0 {
+		cfg.Params.MaxTokens = engine.DefaultSamplingParams().MaxTokens
+	}
+	return in.MapBatches(Generate(cfg), dataset.MapOptions{Name: "infer " + st.Model, GPU: true})
+}
