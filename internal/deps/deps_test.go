@@ -1,0 +1,74 @@
+package deps
+
+import (
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/sluicehq/sluice/"
+
+// A rule: pkg must not depend, directly or not, on the forbidden packages:
+// "gpu/..." is gpu and everything under it, "dataset" is that package only.
+var rules = []struct {
+	pkg       string
+	forbidden []string
+	why       string
+}{
+	{"executor/cluster/state", []string{"gpu/...", "infer/...", "dataset/...", "plans/...", "executor/local/...", "train/...", "tune/..."},
+		"the Raft state machine replicates job and schedule state; it must not link the engines"},
+	{"schedule", []string{"gpu/...", "infer/...", "dataset/...", "plans/...", "executor/...", "storage/..."},
+		"cron schedules are a leaf"},
+	{"dataset/plan", []string{"dataset", "executor/...", "plans/...", "infer/...", "gpu/..."},
+		"the plan is below the executors and the dataset API"},
+	{"executor/local", []string{"dataset", "plans/...", "infer/...", "gpu/...", "executor/cluster/...", "train/...", "tune/..."},
+		"the local executor runs plans of package dataset/plan; dataset and plans are above it"},
+	{"executor/cluster/dist", []string{"dataset", "plans/...", "infer/...", "gpu/...", "executor/cluster/worker/...", "executor/cluster/coordinator/..."},
+		"the distributed plan is below the dataset API, plans, the worker and the coordinator"},
+	{"dataset", []string{"plans/...", "infer/...", "gpu/...", "executor/cluster/...", "train/...", "tune/..."},
+		"dataset builds plans and runs them locally; YAML plans and the cluster are above it"},
+	{"plans", []string{"infer/...", "gpu/...", "executor/cluster/...", "train/...", "tune/..."},
+		"plans compiles YAML to a dataset; the infer step's compiler registers from package infer"},
+	{"storage", []string{"dataset/...", "plans/...", "executor/...", "infer/...", "gpu/..."},
+		"storage is a leaf file system"},
+	{"infer/engine", []string{"dataset/...", "plans/...", "executor/..."},
+		"the engine core serves requests; the dataset stage lives in package infer"},
+}
+
+func forbidden(dep string, patterns []string) bool {
+	for _, p := range patterns {
+		if tree, ok := strings.CutSuffix(p, "/..."); ok {
+			if dep == module+tree || strings.HasPrefix(dep, module+tree+"/") {
+				return true
+			}
+		} else if dep == module+p {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRules(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("SKIP: no go command to list dependencies")
+	}
+	for _, r := range rules {
+		out, err := exec.Command("go", "list", "-deps", module+r.pkg).Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("go list -deps %s: %v\n%s", r.pkg, err, stderr)
+		}
+		for _, dep := range strings.Fields(string(bytes.TrimSpace(out))) {
+			if dep == module+r.pkg {
+				continue
+			}
+			if forbidden(dep, r.forbidden) {
+				t.Errorf("%s depends on %s (forbidden: %s): %s", r.pkg, strings.TrimPrefix(dep, module), strings.Join(r.forbidden, ", "), r.why)
+			}
+		}
+	}
+}
