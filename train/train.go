@@ -73,6 +73,13 @@ type Config struct {
 	WarmupSteps int     // --warmup-steps
 	GradAccum   int     // --grad-accum: micro-batches per step
 
+	// Workers are the addresses (host:port) of a data-parallel run's
+	// workers, the same list on each; Rank is this worker's index in it
+	// (--workers, --rank). Each worker computes its share of every batch;
+	// rank 0 writes the checkpoints, metrics and model.
+	Workers []string
+	Rank    int
+
 	CheckpointEvery int    // --checkpoint-every: write Out/checkpoint every N steps (0: never)
 	Resume          string // --resume: a checkpoint directory to continue from, local or s3://
 
@@ -128,6 +135,8 @@ func (c Config) Validate() error {
 		return bad("--lr-schedule %q: want constant, linear or cosine", c.LRSchedule)
 	case c.WarmupSteps < 0:
 		return bad("--warmup-steps (%d) must not be negative", c.WarmupSteps)
+	case c.Rank < 0 || c.Rank >= max(len(c.Workers), 1):
+		return bad("--rank (%d) must be in [0, %d), one per address of --workers", c.Rank, max(len(c.Workers), 1))
 	case c.ShuffleBuffer < 0:
 		return bad("--shuffle-buffer (%d) must not be negative", c.ShuffleBuffer)
 	case c.GradAccum <= 0:
@@ -248,6 +257,15 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		src.bufSize = DefaultShuffleBuffer
 	}
 	defer src.close()
+	// Data-parallel: rank 0 leads (writes); every worker steps in lockstep.
+	var rg *ring
+	lead := cfg.Rank == 0
+	if len(cfg.Workers) > 1 {
+		if rg, err = dialRing(ctx, cfg.Workers, cfg.Rank); err != nil {
+			return err
+		}
+		defer rg.Close()
+	}
 	fmt.Fprintf(logw, "train: %s, %d parameters trained, %d steps\n", n.cfg.Arch, countParams(trainable), cfg.Steps)
 	for opt.step < cfg.Steps {
 		if err := ctx.Err(); err != nil {
@@ -289,11 +307,21 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		}
 		var sum float64
 		for _, b := range mbs {
+			if rg != nil {
+				if b = b.share(cfg.Rank, len(cfg.Workers)); b == nil {
+					continue
+				}
+			}
 			ls, _, err := n.lossAndGradLoRA(b, float32(1)/float32(count), lora)
 			if err != nil {
 				return err
 			}
 			sum += ls
+		}
+		if rg != nil {
+			if sum, err = reduceGrads(rg, trainable, sum); err != nil {
+				return fmt.Errorf("train: step %d: %w", s+1, err)
+			}
 		}
 		loss := sum / float64(count)
 		norm := clipGrads(trainable, cfg.MaxGradNorm)
@@ -303,7 +331,7 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		m := Metrics{Step: s + 1, Loss: loss, LR: lr, GradNorm: norm, Tokens: tokens, TokensPerSec: float64(tokens) / max(el, 1e-9)}
 		// The checkpoint of a step is written before the step is reported, so
 		// a caller that stops on seeing step s finds it.
-		if cfg.CheckpointEvery > 0 && opt.step%cfg.CheckpointEvery == 0 && opt.step < cfg.Steps {
+		if lead && cfg.CheckpointEvery > 0 && opt.step%cfg.CheckpointEvery == 0 && opt.step < cfg.Steps {
 			if err := writeCheckpoint(cfg, n, lora, opt, src.pos, src.known); err != nil {
 				return err
 			}
@@ -314,14 +342,19 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 			}
 			fmt.Fprintf(logw, "train: checkpoint at step %d\n", opt.step)
 		}
-		if err := appendMetrics(cfg.Out, m); err != nil {
-			return err
+		if lead {
+			if err := appendMetrics(cfg.Out, m); err != nil {
+				return err
+			}
 		}
 		if cfg.OnStep != nil {
 			if err := cfg.OnStep(m); err != nil {
 				return err
 			}
 		}
+	}
+	if !lead {
+		return nil
 	}
 	if cfg.CheckpointEvery > 0 {
 		if err := writeCheckpoint(cfg, n, lora, opt, src.pos, src.known); err != nil {

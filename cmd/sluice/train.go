@@ -14,6 +14,7 @@ import (
 // fields as they stand.
 type trainFlags struct {
 	data, targets string
+	workers       string
 	seed          uint64
 }
 
@@ -43,6 +44,8 @@ func bindTrain(fs *flag.FlagSet, c *train.Config, f *trainFlags, d train.Config)
 	fs.IntVar(&c.WarmupSteps, "warmup-steps", d.WarmupSteps, "linear warmup steps")
 	fs.IntVar(&c.GradAccum, "grad-accum", d.GradAccum, "micro-batches per optimizer step")
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", d.CheckpointEvery, "write OUT/checkpoint every N steps and at the end (0: never)")
+	fs.StringVar(&f.workers, "workers", f.workers, "data-parallel: comma-separated host:port of every worker, the same list on each (empty: one worker)")
+	fs.IntVar(&c.Rank, "rank", d.Rank, "data-parallel: this worker's index in --workers (rank 0 writes --out)")
 	fs.StringVar(&c.Resume, "resume", d.Resume, "continue from this checkpoint directory (OUT/checkpoint of an earlier run), local or s3://")
 }
 
@@ -69,7 +72,8 @@ func init() {
 				if err != nil {
 					return err
 				}
-				pc, pf := p.Config, trainFlags{data: p.Data, targets: strings.Join(p.Config.LoRATargets, ","), seed: p.Config.Seed}
+				pc, pf := p.Config, trainFlags{data: p.Data, targets: strings.Join(p.Config.LoRATargets, ","), seed: p.Config.Seed,
+					workers: strings.Join(p.Config.Workers, ",")}
 				again := flag.NewFlagSet("train", flag.ContinueOnError)
 				bindTrain(again, &pc, &pf, p.Config)
 				var serr error
@@ -92,6 +96,12 @@ func init() {
 				return fmt.Errorf("--data is required: %w", errUsage)
 			}
 			c.Seed = f.seed
+			c.Workers = nil
+			for a := range strings.SplitSeq(f.workers, ",") {
+				if a = strings.TrimSpace(a); a != "" {
+					c.Workers = append(c.Workers, a)
+				}
+			}
 			c.LoRATargets = nil
 			for t := range strings.SplitSeq(f.targets, ",") {
 				if t = strings.TrimSpace(t); t != "" {
