@@ -33,7 +33,6 @@ type block struct {
 // limitOp) and leave no record unreleased.
 type op interface {
 	run(ctx context.Context, x *exec, out chan<- block) error
-	stats() *OpStats
 }
 
 // exec is the state of one run.

@@ -282,7 +282,6 @@ type mapOp struct {
 	st    *OpStats
 }
 
-func (m *mapOp) stats() *OpStats { return m.st }
 func (m *mapOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	g, gctx := errgroup.WithContext(ctx)
 	in := x.start(gctx, g, m.in)
@@ -323,7 +322,6 @@ type rebatchOp struct {
 	st   *OpStats
 }
 
-func (r *rebatchOp) stats() *OpStats { return r.st }
 func (r *rebatchOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	g, gctx := errgroup.WithContext(ctx)
 	in := x.start(gctx, g, r.in)
@@ -402,7 +400,6 @@ type limitOp struct {
 	st *OpStats
 }
 
-func (l *limitOp) stats() *OpStats { return l.st }
 func (l *limitOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -443,7 +440,6 @@ type valuesOp struct {
 	st   *OpStats
 }
 
-func (v *valuesOp) stats() *OpStats { return v.st }
 func (v *valuesOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	for _, r := range v.node.Records {
 		r.Retain()
@@ -460,7 +456,6 @@ type rangeOp struct {
 	st   *OpStats
 }
 
-func (r *rangeOp) stats() *OpStats { return r.st }
 func (r *rangeOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	step := int64(x.cfg.BatchRows)
 	if r.node.BatchRows > 0 {
@@ -493,7 +488,6 @@ type collectOp struct {
 	finish func(ctx context.Context, recs []arrow.RecordBatch) ([]arrow.RecordBatch, error)
 }
 
-func (c *collectOp) stats() *OpStats { return c.st }
 func (c *collectOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	recs, err := x.collect(ctx, c.in, c.st)
 	if err != nil {
@@ -661,7 +655,6 @@ type sortOp struct {
 	st   *OpStats
 }
 
-func (s *sortOp) stats() *OpStats { return s.st }
 func (s *sortOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	if s.node.Limit >= 0 {
 		return s.topK(ctx, x, out)
@@ -742,7 +735,6 @@ type aggOp struct {
 	st   *OpStats
 }
 
-func (a *aggOp) stats() *OpStats { return a.st }
 func (a *aggOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	g, gctx := errgroup.WithContext(ctx)
 	in := x.start(gctx, g, a.in)
@@ -799,7 +791,6 @@ type unionOp struct {
 	st  *OpStats
 }
 
-func (u *unionOp) stats() *OpStats { return u.st }
 func (u *unionOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	g, gctx := errgroup.WithContext(ctx)
 	chans := make([]<-chan block, len(u.ins))
@@ -839,7 +830,6 @@ type joinOp struct {
 	st          *OpStats
 }
 
-func (j *joinOp) stats() *OpStats { return j.st }
 func (j *joinOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	h, err := kernel.NewHashJoin(x.mem, j.node.Left.Schema(), j.node.Right.Schema(), j.node.LeftKeys, j.node.RightKeys, j.node.Kind)
 	if err != nil {

@@ -27,8 +27,6 @@ type scanOp struct {
 	dict []string // string columns the consumer takes dictionary-encoded (see keepDict)
 }
 
-func (s *scanOp) stats() *OpStats { return s.st }
-
 // task is one split of one file.
 type task struct {
 	file  plan.File

@@ -55,8 +55,6 @@ type writeOp struct {
 	st   *OpStats
 }
 
-func (w *writeOp) stats() *OpStats { return w.st }
-
 // run writes every batch under staged names; the files are published by
 // commit only after the whole input succeeded, and aborted otherwise.
 func (w *writeOp) run(ctx context.Context, x *exec, out chan<- block) error {
