@@ -15,6 +15,9 @@
 // and gpu.BackwardOps, in float32. The optimizer, clipping and LoRA's merge
 // run on the host copies of the weights.
 //
+// Data-parallel runs (Config.Workers, Rank) sum each step's gradients
+// over a ring all-reduce on TCP (allreduce.go says why a ring of our own).
+//
 // This package is unstable. Only the cpu backend has BackwardOps (the
 // --device cpu path); the cuda backward kernels, an optimizer on the
 // device and bf16 training are not written yet.
