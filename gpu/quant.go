@@ -68,18 +68,22 @@ func (w *QuantWeight) Check() error {
 	if w == nil {
 		return fmt.Errorf("gpu: quantized weight is nil: %w", ErrArg)
 	}
-	want := func(name string, t *Tensor, dt DType, shape ...int) error {
+	// want checks t is dt of rank 1 ([d0]) or 2 ([d0, d1]); d1 < 0 means
+	// rank 1. The shape slice is built only for the error, so that a
+	// QMatMul allocates nothing.
+	want := func(name string, t *Tensor, dt DType, d0, d1 int) error {
+		rank := 2
+		if d1 < 0 {
+			rank = 1
+		}
+		if t != nil && t.DType() == dt && t.NDim() == rank && t.Dim(0) == d0 && (rank == 1 || t.Dim(1) == d1) {
+			return nil
+		}
+		shape := []int{d0, d1}[:rank]
 		if t == nil {
-			return fmt.Errorf("gpu: %s weight [%d, %d]: %s is nil: %w", w.Format, w.N, w.K, name, ErrShape)
+			return fmt.Errorf("gpu: %s weight [%d, %d]: %s is nil, want %s%v: %w", w.Format, w.N, w.K, name, dt, shape, ErrShape)
 		}
-		ok := t.DType() == dt && t.NDim() == len(shape)
-		for i, d := range shape {
-			ok = ok && t.Dim(i) == d
-		}
-		if !ok {
-			return fmt.Errorf("gpu: %s weight [%d, %d]: %s is %s, want %s%v: %w", w.Format, w.N, w.K, name, t, dt, shape, ErrShape)
-		}
-		return nil
+		return fmt.Errorf("gpu: %s weight [%d, %d]: %s is %s, want %s%v: %w", w.Format, w.N, w.K, name, t, dt, shape, ErrShape)
 	}
 	if w.N <= 0 || w.K <= 0 {
 		return fmt.Errorf("gpu: quantized weight [%d, %d]: %w", w.N, w.K, ErrShape)
@@ -89,7 +93,7 @@ func (w *QuantWeight) Check() error {
 		if err := want("data", w.Data, F8E4M3, w.N, w.K); err != nil {
 			return err
 		}
-		return want("scales", w.Scales, F32, w.N)
+		return want("scales", w.Scales, F32, w.N, -1)
 	case QuantInt4:
 		if w.K%8 != 0 {
 			return fmt.Errorf("gpu: int4 weight [%d, %d]: k is not a multiple of 8: %w", w.N, w.K, ErrShape)
