@@ -35,6 +35,19 @@
 // block tables must all agree within 1e-4, and greedy decoding must repeat
 // transformers' tokens exactly.
 //
+// Quantized checkpoints are detected from config.json's
+// quantization_config ([QuantConfig]): FP8 E4M3 weights with per-tensor or
+// per-channel scales in the fp8 (AutoFP8) and compressed-tensors
+// (llm-compressor) layouts, and AWQ (gemm) and GPTQ (v1 and v2, act_order's
+// g_idx) int4 with group scales and zero points. The loader repacks each
+// into a gpu.QuantWeight, and the linear layers run through the device's
+// gpu.QuantOps, which dequantizes inside the product (the cpu backend does;
+// cuda has no quantized kernels yet, and Load says so). Options.Quantization
+// "fp8" quantizes a float checkpoint per tensor at load, as vLLM's
+// --quantization fp8. testdata/make_quantized.py writes quantized copies of
+// the fixtures with their dequantized float references; on the cpu they
+// agree within 1e-4 and repeat the reference's greedy tokens.
+//
 // Scheduling, sampling and block management are package infer's; this
 // package is loading and the forward pass only. It is young: its API may
 // still change.
