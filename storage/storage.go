@@ -73,3 +73,13 @@ func ReadFile(ctx context.Context, fsys FS, path string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ReadPath reads the whole of a small file named by a local path or an
+// s3:// URL: ReadFile on the file system For(path) picks.
+func ReadPath(ctx context.Context, path string) ([]byte, error) {
+	fsys, err := For(path)
+	if err != nil {
+		return nil, err
+	}
+	return ReadFile(ctx, fsys, path)
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strings"
 
@@ -143,7 +142,7 @@ var arches = map[string]archDefaults{
 // readConfig reads dir/config.json and dir/generation_config.json.
 func readConfig(ctx context.Context, dir string) (Config, error) {
 	path := storage.Join(dir, "config.json")
-	js, err := readFile(ctx, path)
+	js, err := storage.ReadPath(ctx, path)
 	if err != nil {
 		return Config{}, err
 	}
@@ -155,7 +154,7 @@ func readConfig(ctx context.Context, dir string) (Config, error) {
 		return Config{}, err
 	}
 	genPath := storage.Join(dir, "generation_config.json")
-	gen, err := readFile(ctx, genPath)
+	gen, err := storage.ReadPath(ctx, genPath)
 	switch {
 	case errors.Is(err, storage.ErrNotExist):
 		return cfg, nil
@@ -163,23 +162,6 @@ func readConfig(ctx context.Context, dir string) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, parseGeneration(genPath, gen, &cfg)
-}
-
-func readFile(ctx context.Context, path string) ([]byte, error) {
-	fsys, err := storage.For(path)
-	if err != nil {
-		return nil, err
-	}
-	f, err := fsys.Open(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b := make([]byte, f.Size())
-	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("model: reading %s: %w", path, err)
-	}
-	return b, nil
 }
 
 func configError(path, format string, args ...any) error {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
@@ -39,7 +38,7 @@ type index struct {
 // dir/model.safetensors.
 func OpenDir(ctx context.Context, dir string) (*Checkpoint, error) {
 	idxPath := storage.Join(dir, IndexFile)
-	js, err := readSmall(ctx, idxPath)
+	js, err := storage.ReadPath(ctx, idxPath)
 	if errors.Is(err, storage.ErrNotExist) {
 		single := storage.Join(dir, SingleFile)
 		f, err := Open(ctx, single)
@@ -100,24 +99,6 @@ func OpenDir(ctx context.Context, dir string) (*Checkpoint, error) {
 
 func isBaseName(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, `/\`) && !storage.IsURL(s)
-}
-
-// readSmall reads a whole small file through package storage.
-func readSmall(ctx context.Context, path string) ([]byte, error) {
-	fsys, err := storage.For(path)
-	if err != nil {
-		return nil, err
-	}
-	f, err := fsys.Open(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b := make([]byte, f.Size())
-	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, &Error{Path: path, Msg: "reading: " + err.Error(), Err: err}
-	}
-	return b, nil
 }
 
 // Dir is the directory the checkpoint was opened from.
