@@ -12,6 +12,18 @@ type SeqInput struct {
 	StartPos   int     // position of Tokens[0] (= tokens already in the cache)
 	BlockTable []int32 // cache blocks of the sequence, covering positions [0, StartPos+len(Tokens))
 	WantLogits bool    // logits for the last new token are needed
+	// NumLogits, with WantLogits, asks for the logits after each of the last
+	// NumLogits new tokens (speculative decoding verifies its draft tokens
+	// with them); 0 and 1 mean the last token's only.
+	NumLogits int
+}
+
+// logitRows is the number of rows of logits q wants.
+func (q *SeqInput) logitRows() int {
+	if !q.WantLogits {
+		return 0
+	}
+	return max(1, q.NumLogits)
 }
 
 // Batch is the sequences of one Forward step; prefill chunks and decode
@@ -20,7 +32,8 @@ type Batch struct{ Seqs []SeqInput }
 
 // Forward runs one step: writes the new tokens' K/V into the cache at their
 // positions (slot = BlockTable[pos/blockSize]*blockSize + pos%blockSize), and
-// returns the float32 logits [len(seqs with WantLogits) × Vocab], row i for the
+// returns the float32 logits [rows wanted × Vocab] (one per sequence with
+// WantLogits, NumLogits with that set), row i for the
 // i-th sequence that wants logits, in order. Not safe for concurrent use.
 //
 // The returned slice is reused by the next Forward: read it before then.

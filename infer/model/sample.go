@@ -25,9 +25,7 @@ type sampleBufs struct {
 func (m *Model) ForwardSample(c *Cache, b *Batch, s *gpu.SamplePack) ([]int32, error) {
 	want := 0
 	for i := range b.Seqs {
-		if b.Seqs[i].WantLogits {
-			want++
-		}
+		want += b.Seqs[i].logitRows()
 	}
 	if s.NumRows() != want {
 		return nil, fmt.Errorf("model: ForwardSample: %d sampling rows for %d sequences that want logits: %w", s.NumRows(), want, ErrBatch)

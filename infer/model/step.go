@@ -102,9 +102,10 @@ func (st *step) plan(m *Model, c *Cache, b *Batch) (stepKey, error) {
 		k.blocks = max(k.blocks, need)
 		st.maxQuery = max(st.maxQuery, n)
 		st.maxContext = max(st.maxContext, ctx)
-		if q.WantLogits {
-			k.logits++
+		if q.NumLogits < 0 || q.NumLogits > max(1, n) {
+			return k, batchError("sequence %d: NumLogits is %d, outside [0, %d] (its new tokens)", s, q.NumLogits, n)
 		}
+		k.logits += q.logitRows()
 	}
 	// Pad the tables to a power of two of blocks, so that decoding, which
 	// needs one more block every blockSize steps, changes the step's shape
@@ -129,8 +130,8 @@ func (st *step) plan(m *Model, c *Cache, b *Batch) (stepKey, error) {
 		for range k.blocks - need {
 			st.tables = append(st.tables, 0)
 		}
-		if q.WantLogits {
-			st.last = append(st.last, int32(len(st.ids)-1))
+		for r := q.logitRows(); r > 0; r-- {
+			st.last = append(st.last, int32(len(st.ids)-r))
 		}
 	}
 	st.qStarts = append(st.qStarts, int32(len(st.ids)))
@@ -139,10 +140,11 @@ func (st *step) plan(m *Model, c *Cache, b *Batch) (stepKey, error) {
 
 // reserve grows the device buffers to hold a step of shape k.
 func (st *step) reserve(m *Model, k stepKey) error {
-	if st.bufs.x != nil && k.tokens <= st.tokCap && k.seqs <= st.seqCap && k.blocks <= st.blkCap {
+	rows := max(k.seqs, k.logits) // the per-sequence buffers also hold the rows of logits
+	if st.bufs.x != nil && k.tokens <= st.tokCap && rows <= st.seqCap && k.blocks <= st.blkCap {
 		return nil
 	}
-	tok, seq, blk := max(k.tokens, 2*st.tokCap), max(k.seqs, 2*st.seqCap), max(k.blocks, 2*st.blkCap)
+	tok, seq, blk := max(k.tokens, 2*st.tokCap), max(rows, 2*st.seqCap), max(k.blocks, 2*st.blkCap)
 	st.free()
 	cfg, dt := m.cfg, m.dtype
 	qd, kvd := cfg.Heads*cfg.HeadDim, cfg.KVHeads*cfg.HeadDim
