@@ -491,7 +491,7 @@ func (s *State) expand(j *Job, t *Task, stages []Stage, layout []byte, at time.T
 			nt := &Task{ID: fmt.Sprintf("%s-t%d", j.ID, len(j.Tasks)), Job: j.ID, State: TaskPending, Needs: st.Needs,
 				Stage: len(j.Stages), Index: i, Updated: at, Submitted: at}
 			j.Tasks = append(j.Tasks, nt.ID)
-			s.Tasks[nt.ID] = nt
+			s.addTask(nt)
 		}
 		j.Stages = append(j.Stages, st)
 	}
@@ -509,7 +509,7 @@ func (s *State) submit(j Job, needs Resources, locality string, at time.Time) st
 	t := &Task{ID: j.ID + "-t0", Job: j.ID, State: TaskPending, Needs: needs, Locality: locality,
 		Updated: at, Submitted: at}
 	j.Tasks = []string{t.ID}
-	s.Tasks[t.ID] = t
+	s.addTask(t)
 	s.Jobs[j.ID] = &j
 	return j.ID
 }

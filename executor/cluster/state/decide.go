@@ -330,8 +330,9 @@ func Restore(r io.Reader) (*State, error) {
 		s.Requests = n.Requests
 	}
 	// Built here, so readers sharing the state never write it.
-	s.live = nil
+	s.live, s.counts = nil, nil
 	s.index()
+	s.count()
 	for _, j := range s.Jobs { // snapshots before the count had none
 		j.Succeeded = 0
 		for _, id := range j.Tasks {

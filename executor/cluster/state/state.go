@@ -265,6 +265,9 @@ type State struct {
 	// live indexes the assigned and running tasks by worker; derived from
 	// Tasks (rebuilt when nil), never serialized.
 	live map[string]map[string]*Task
+	// counts is the number of tasks in each state; derived from Tasks
+	// (rebuilt when nil), never serialized.
+	counts map[TaskState]int
 	// hint is, by job, how many of its first tasks Decide found not
 	// pending; a task that goes back to pending clears its job's. Only
 	// Decide sets it (one goroutine, the leader's), never serialized.
@@ -293,7 +296,7 @@ func New() *State {
 	return &State{
 		Jobs: map[string]*Job{}, Tasks: map[string]*Task{}, Workers: map[string]*Worker{},
 		Schedules: map[string]*Schedule{}, Nodes: map[string]*Node{}, Requests: map[string]Request{},
-		live: map[string]map[string]*Task{},
+		live: map[string]map[string]*Task{}, counts: map[TaskState]int{},
 	}
 }
 
@@ -326,12 +329,32 @@ func (s *State) link(t *Task) {
 	m[t.ID] = t
 }
 
-// setTask moves t to state st on worker w, keeping the index.
+// count is the tasks-by-state count, built from Tasks when missing.
+func (s *State) count() map[TaskState]int {
+	if s.counts == nil {
+		s.counts = map[TaskState]int{}
+		for _, t := range s.Tasks {
+			s.counts[t.State]++
+		}
+	}
+	return s.counts
+}
+
+// addTask adds a new task, keeping the counts.
+func (s *State) addTask(t *Task) {
+	s.count()[t.State]++
+	s.Tasks[t.ID] = t
+}
+
+// setTask moves t to state st on worker w, keeping the index and counts.
 func (s *State) setTask(t *Task, st TaskState, w string) {
 	idx := s.index()
 	if t.isLive() && t.Worker != "" {
 		delete(idx[t.Worker], t.ID)
 	}
+	c := s.count()
+	c[t.State]--
+	c[st]++
 	t.State, t.Worker = st, w
 	if st == TaskPending {
 		delete(s.hint, t.Job)
@@ -369,11 +392,14 @@ func (s *State) TasksOf(w string) []*Task {
 	return out
 }
 
-// Counts are the number of tasks in each state.
+// Counts are the number of tasks in each state (kept as tasks change
+// state: O(states), not O(tasks)).
 func (s *State) Counts() map[TaskState]int {
 	c := map[TaskState]int{}
-	for _, t := range s.Tasks {
-		c[t.State]++
+	for st, n := range s.count() {
+		if n > 0 {
+			c[st] = n
+		}
 	}
 	return c
 }

@@ -216,7 +216,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.live, r.live, s.hint, r.hint = nil, nil, nil, nil // derived, not replicated
+	s.live, r.live, s.hint, r.hint, s.counts, r.counts = nil, nil, nil, nil, nil, nil // derived, not replicated
 	if !reflect.DeepEqual(s, r) {
 		t.Fatalf("restored state differs:\n%s\nvs\n%s", trace(s), trace(r))
 	}
@@ -333,6 +333,14 @@ func TestManyTasksInBatches(t *testing.T) {
 	}
 	if s.Jobs[id].Succeeded != 12 || len(s.TasksOf("w1")) != 0 {
 		t.Fatalf("succeeded %d, live %d", s.Jobs[id].Succeeded, len(s.TasksOf("w1")))
+	}
+	// The counts kept as tasks change state are a recount's.
+	recount := map[TaskState]int{}
+	for _, tk := range s.Tasks {
+		recount[tk.State]++
+	}
+	if got := s.Counts(); !maps.Equal(got, recount) {
+		t.Fatalf("counts %v, recount %v", got, recount)
 	}
 	big := mustApply(t, s, Command{Op: OpSubmit, At: at(30), Job: &Job{}})
 	mustApply(t, s, Command{Op: OpHeartbeat, ID: "w1", At: at(30)})
