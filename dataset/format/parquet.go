@@ -453,7 +453,7 @@ func (r *rowGroupReader) read(ctx context.Context, rg int, emit func(arrow.Recor
 			}
 			column = ""
 		}
-		rec := array.NewRecordBatch(batchSchema(r.sc, cols), cols, n)
+		rec := array.NewRecordBatch(BatchSchema(r.sc, cols), cols, n)
 		release()
 		left -= n
 		if err := emit(rec); err != nil {
@@ -463,9 +463,10 @@ func (r *rowGroupReader) read(ctx context.Context, rg int, emit func(arrow.Recor
 	return nil
 }
 
-// batchSchema is sc, except that columns read as dictionary arrays have
-// their dictionary type.
-func batchSchema(sc *arrow.Schema, cols []arrow.Array) *arrow.Schema {
+// BatchSchema is sc with the types of dictionary-encoded columns (which
+// plan schemas never have) taken from cols: the schema of a batch of cols
+// read or computed under sc. Scans and executor/local build batches with it.
+func BatchSchema(sc *arrow.Schema, cols []arrow.Array) *arrow.Schema {
 	var fs []arrow.Field
 	for i, c := range cols {
 		if c.DataType().ID() == arrow.DICTIONARY && !arrow.TypeEqual(c.DataType(), sc.Field(i).Type) {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/dataset/expr"
+	"github.com/sluicehq/sluice/dataset/format"
 	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/internal/kernel"
 )
@@ -168,7 +169,7 @@ func project(ctx context.Context, x *exec, n *plan.Project, rec arrow.RecordBatc
 		}
 		cols[i] = a
 	}
-	out := array.NewRecordBatch(batchSchema(n.Schema(), cols), cols, rec.NumRows())
+	out := array.NewRecordBatch(format.BatchSchema(n.Schema(), cols), cols, rec.NumRows())
 	release()
 	return out, nil
 }
@@ -254,25 +255,6 @@ func dictColumn(c plan.Column, rec arrow.RecordBatch) arrow.Array {
 		return a
 	}
 	return nil
-}
-
-// batchSchema is sc with the types of dictionary-encoded columns (which the
-// plan's schemas never have) taken from cols.
-func batchSchema(sc *arrow.Schema, cols []arrow.Array) *arrow.Schema {
-	var fs []arrow.Field
-	for i, c := range cols {
-		if c.DataType().ID() == arrow.DICTIONARY && !arrow.TypeEqual(c.DataType(), sc.Field(i).Type) {
-			if fs == nil {
-				fs = slices.Clone(sc.Fields())
-			}
-			fs[i].Type = c.DataType()
-		}
-	}
-	if fs == nil {
-		return sc
-	}
-	md := sc.Metadata()
-	return arrow.NewSchema(fs, &md)
 }
 
 type mapOp struct {

@@ -386,7 +386,7 @@ func (r *scanReader) finish(ctx context.Context, x *exec, f plan.File, rec arrow
 		}
 		return nil, err
 	}
-	full := array.NewRecordBatch(batchSchema(r.schema, cols), cols, n)
+	full := array.NewRecordBatch(format.BatchSchema(r.schema, cols), cols, n)
 	rec.Release()
 	for _, a := range owned {
 		a.Release()
@@ -407,7 +407,7 @@ func (r *scanReader) finish(ctx context.Context, x *exec, f plan.File, rec arrow
 	for i, j := range r.outIdx {
 		outCols[i] = full.Column(j)
 	}
-	out := array.NewRecordBatch(batchSchema(r.outSch, outCols), outCols, full.NumRows())
+	out := array.NewRecordBatch(format.BatchSchema(r.outSch, outCols), outCols, full.NumRows())
 	full.Release()
 	return out, nil
 }
