@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 
 	"github.com/sluicehq/sluice/gpu"
 	"github.com/sluicehq/sluice/infer/safetensors"
@@ -196,19 +195,11 @@ func (l *loader) uploadQuant(h *hostQuant) (*gpu.QuantWeight, error) {
 	return w, w.Check()
 }
 
-// skipped reports whether the quantization config leaves base in float.
-func (q *QuantConfig) skipped(base string) bool {
-	for _, s := range append(slices.Clip(q.Ignore), q.NotConvert...) {
-		if s != "" && (s == base || strings.HasSuffix(base, "."+s) || strings.Contains(base, s+".") || strings.HasPrefix(s, "re:") && strings.Contains(base, strings.Trim(s[3:], "^$.*"))) {
-			return true
-		}
-	}
-	return false
-}
-
 // hostQuant reads projection base as a quantized weight, or returns nil
 // when the checkpoint holds it in float and no load-time quantization is
-// asked for.
+// asked for. The format is read off the tensors themselves (a qweight, an
+// F8_E4M3 weight), so the layers a config's ignore or
+// modules_to_not_convert list keeps in float load as float.
 func (l *loader) hostQuant(base string, n, k int) (*hostQuant, error) {
 	qc := l.m.cfg.Quant
 	_, _, hasQ := l.ckpt.Tensor(base + ".qweight")
