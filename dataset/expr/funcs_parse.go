@@ -131,7 +131,7 @@ var typStringList = arrow.ListOf(arrow.BinaryTypes.String)
 
 // bindSplit is split(s, 'sep'): the parts of s between occurrences of sep,
 // as a list<string> (DuckDB's string_split): split('a,,b', ',') is
-// ['a', '', 'b']; an empty sep splits into characters; NULL is NULL.
+// ['a', ”, 'b']; an empty sep splits into characters; NULL is NULL.
 func bindSplit(b *binder, c *Call, args []node) (node, error) {
 	s, err := stringArg(c, args, 0)
 	if err != nil {

@@ -38,7 +38,7 @@ func TestInterval(t *testing.T) {
 	}
 	// The canonical form reads back to the same expression.
 	for src, want := range map[string]string{
-		"ts + INTERVAL 90 MINUTES":         "ts + INTERVAL '90 minutes'",
+		"ts + INTERVAL 90 MINUTES":                "ts + INTERVAL '90 minutes'",
 		"ts - interval '1 year 2 days 3 seconds'": "ts - INTERVAL '12 months 2 days 3 seconds'",
 	} {
 		e, err := Parse(src)
