@@ -226,6 +226,14 @@ func (s span) load(buf []float32, off, n int) []float32 {
 			dst[i] = gpu.BFloat16(h).Float32()
 		}
 		return dst
+	case gpu.F8E4M3:
+		lut := gpu.Float8E4M3Table()
+		src := s.u8[off : off+n]
+		dst := buf[:len(src)]
+		for i, b := range src {
+			dst[i] = lut[b]
+		}
+		return dst
 	default:
 		src := s.u16[off : off+n]
 		dst := buf[:len(src)]
@@ -246,6 +254,12 @@ func (s span) store(off int, src []float32) {
 		src = src[:len(dst)]
 		for i, f := range src {
 			dst[i] = uint16(gpu.ToBFloat16(f))
+		}
+	case gpu.F8E4M3: // an FP8 KV cache: k_scale = v_scale = 1, as vLLM without checkpoint scales
+		dst := s.u8[off : off+len(src)]
+		src = src[:len(dst)]
+		for i, f := range src {
+			dst[i] = byte(gpu.ToFloat8E4M3(f))
 		}
 	default:
 		dst := s.u16[off : off+len(src)]

@@ -322,6 +322,9 @@ func (d *Device) Argmax(dst, x *gpu.Tensor) error {
 
 // WriteKV stores new keys and values in the paged cache.
 func (d *Device) WriteKV(kCache, vCache, k, v, slots *gpu.Tensor) error {
+	if err := noF8Cache("WriteKV", kCache, vCache); err != nil {
+		return err
+	}
 	c, t, err := check.WriteKV(kCache, vCache, k, v, slots)
 	if err != nil {
 		return err
@@ -469,6 +472,9 @@ const maxHeadDim = 256
 // for the group (attentionGQA) or per (query row, head, sequence)
 // (attention).
 func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) error {
+	if err := noF8Cache("Attention", kCache, vCache); err != nil {
+		return err
+	}
 	a, err := check.Attention(out, q, kCache, vCache, b)
 	if err != nil {
 		return err
@@ -583,4 +589,15 @@ func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check
 	}
 	return d.launch("attentionMerge", d.fn.attentionMerge, [3]int{(a.Seqs*a.Heads + 3) / 4, 1, 1}, 128,
 		p[0], dt(out), uint64(part), p[5], p[6], i64(a.Seqs), i64(a.Heads), i64(a.HeadDim), i64(splits), i64(chunk))
+}
+
+// noF8Cache refuses FP8 KV caches, which the cuda kernels do not read yet
+// (the cpu backend does).
+func noF8Cache(op string, kc, vc *gpu.Tensor) error {
+	for _, t := range []*gpu.Tensor{kc, vc} {
+		if t != nil && t.DType() == gpu.F8E4M3 {
+			return fmt.Errorf("gpu: %s: cache %s: cuda has no FP8 KV cache yet: %w", op, t, gpu.ErrDType)
+		}
+	}
+	return nil
 }

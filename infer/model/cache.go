@@ -41,10 +41,10 @@ func (m *Model) NewCache(numBlocks, blockSize int) (*Cache, error) {
 	cfg := m.cfg
 	m.step.caches++
 	c := &Cache{m: m, id: m.step.caches, blocks: numBlocks, size: blockSize,
-		bytesPerBlock: int64(2*cfg.Layers*blockSize*cfg.KVHeads*cfg.HeadDim) * int64(m.dtype.Size())}
+		bytesPerBlock: int64(2*cfg.Layers*blockSize*cfg.KVHeads*cfg.HeadDim) * int64(m.kvDType.Size())}
 	for range cfg.Layers {
 		for _, dst := range []*[]*gpu.Tensor{&c.k, &c.v} {
-			t, err := m.dev.Alloc(m.dtype, numBlocks, blockSize, cfg.KVHeads, cfg.HeadDim)
+			t, err := m.dev.Alloc(m.kvDType, numBlocks, blockSize, cfg.KVHeads, cfg.HeadDim)
 			if err != nil {
 				c.Free()
 				return nil, fmt.Errorf("model: NewCache of %d blocks of %d tokens: %w", numBlocks, blockSize, err)

@@ -31,6 +31,10 @@ type Options struct {
 	// the checkpoint as it is (a quantized one is detected from
 	// config.json's quantization_config).
 	Quantization string
+	// KVCacheDType "fp8" stores the KV cache in FP8 E4M3 (k_scale = v_scale
+	// = 1, vLLM's default when a checkpoint has no scales), a quarter of
+	// float32's bytes and half of bf16's; "" or "auto" uses DType.
+	KVCacheDType string
 }
 
 // DefaultOptions picks the dtype by device.
@@ -40,6 +44,9 @@ func DefaultOptions() Options { return Options{} }
 func (o Options) Validate() error {
 	if o.DType != 0 && !o.DType.IsFloat() {
 		return fmt.Errorf("model: Options.DType (%v) must be f32, bf16 or f16: %w", o.DType, ErrConfig)
+	}
+	if o.KVCacheDType != "" && o.KVCacheDType != "auto" && o.KVCacheDType != "fp8" {
+		return fmt.Errorf("model: Options.KVCacheDType %q: want auto or fp8: %w", o.KVCacheDType, ErrConfig)
 	}
 	if o.Quantization != "" && o.Quantization != "fp8" {
 		return fmt.Errorf("model: Options.Quantization %q: want fp8 or none: %w", o.Quantization, ErrConfig)
@@ -51,10 +58,11 @@ func (o Options) Validate() error {
 // buffers of its forward pass. A Model follows its Device's threading rule:
 // one goroutine at a time.
 type Model struct {
-	cfg   Config
-	dtype gpu.DType
-	dev   gpu.Device
-	ops   gpu.Ops
+	cfg     Config
+	dtype   gpu.DType
+	kvDType gpu.DType // the cache's: dtype, or F8E4M3
+	dev     gpu.Device
+	ops     gpu.Ops
 
 	embed, norm, lmHead *gpu.Tensor // lmHead is embed when tied
 	layers              []layer
@@ -111,7 +119,10 @@ func Load(dir string, dev gpu.Device, opts Options) (*Model, error) {
 	if err := checkLayers(storage.Join(dir, "config.json"), cfg, ckpt); err != nil {
 		return nil, err
 	}
-	m := &Model{cfg: cfg, dtype: dt, dev: dev, ops: dev.Ops()}
+	m := &Model{cfg: cfg, dtype: dt, kvDType: dt, dev: dev, ops: dev.Ops()}
+	if opts.KVCacheDType == "fp8" {
+		m.kvDType = gpu.F8E4M3
+	}
 	if cfg.Quant != nil || opts.Quantization != "" {
 		qo, ok := m.ops.(gpu.QuantOps)
 		if !ok {

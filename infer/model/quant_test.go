@@ -264,3 +264,47 @@ func TestQuantErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestKVCacheFP8 runs the float32 fixtures with an FP8 KV cache: a cache
+// block takes a quarter of the bytes, and prefill logits stay within
+// kvFP8Tol of transformers' float32 ones (E4M3 keeps 3 mantissa bits, so
+// keys and values are off by up to 1/16 relatively; the logits move by a
+// few percent of their range).
+func TestKVCacheFP8(t *testing.T) {
+	const kvFP8Tol = 0.1
+	forFixtures(t, func(t *testing.T, name string, e *expected) {
+		dev := openCPU(t)
+		m, err := Load(fixtureDir(name), dev, Options{DType: gpu.F32, KVCacheDType: "fp8"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		fl := load(t, dev, name, gpu.F32)
+		c8, cf := newCache(t, m, 8, 0), newCache(t, fl, 8, 0)
+		if c8.BytesPerBlock()*4 != cf.BytesPerBlock() {
+			t.Errorf("fp8 cache block %d bytes, f32 %d: want a quarter", c8.BytesPerBlock(), cf.BytesPerBlock())
+		}
+		c8.Free()
+		cf.Free()
+		worst := 0.0
+		for i, lc := range e.F32.Logits {
+			c := newCache(t, m, 8, 0)
+			table := newBlocks(8, uint64(i)).cover(t, nil, len(lc.Tokens), c.BlockSize())
+			out, err := m.Forward(c, &Batch{Seqs: []SeqInput{{Tokens: lc.Tokens, BlockTable: table, WantLogits: true}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := relErr(out, lc.Last)
+			worst = max(worst, e)
+			if e > kvFP8Tol {
+				t.Errorf("prompt %d (%d tokens): relative error %.3g > %g", i, len(lc.Tokens), e, kvFP8Tol)
+			}
+			c.Free()
+		}
+		// A cache that were not FP8, or not read back, would be exact.
+		if worst < 1e-4 {
+			t.Errorf("relative error %.3g: the FP8 cache changed nothing", worst)
+		}
+		t.Logf("worst relative error %.3g", worst)
+	})
+}

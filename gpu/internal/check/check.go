@@ -232,9 +232,15 @@ type Cache struct {
 // Slots is the number of token slots in the cache.
 func (c Cache) Slots() int { return c.Blocks * c.BlockSize }
 
+// cache checks a KV cache pair: float, or F8E4M3 (an FP8 cache, which
+// backends without FP8 caches refuse before calling this).
 func cache(op string, kc, vc *gpu.Tensor) (Cache, error) {
-	if err := floats(op, []string{"kCache", "vCache"}, kc, vc); err != nil {
-		return Cache{}, err
+	if kc == nil || kc.DType() != gpu.F8E4M3 {
+		if err := floats(op, []string{"kCache", "vCache"}, kc, vc); err != nil {
+			return Cache{}, err
+		}
+	} else if vc == nil {
+		return Cache{}, fail(op, gpu.ErrShape, "vCache is nil")
 	}
 	if kc.NDim() != 4 || !sameShape(kc, vc) || kc.DType() != vc.DType() || kc.Len() == 0 {
 		return Cache{}, fail(op, gpu.ErrShape, "kCache %s and vCache %s: want one dtype and shape [blocks, blockSize, kvHeads, d], none 0", kc, vc)
