@@ -22,19 +22,29 @@ var queries = map[string]string{
 	              min(ts) AS min_ts, max(ts) AS max_ts
 	       FROM read_parquet('%[1]s') GROUP BY category`,
 	"q3": `SELECT *, price * qty AS revenue FROM read_parquet('%[1]s') ORDER BY revenue DESC LIMIT 1000`,
+	"q4": `SELECT u.region, u.tier, sum(s.price * s.qty) AS revenue, count(*) AS n
+	       FROM read_parquet('%[1]s') s JOIN read_parquet('%[2]s') u ON s.user_id = u.user_id
+	       GROUP BY u.region, u.tier`,
+	"q5": `SELECT category, month(ts) AS month, count(DISTINCT user_id) AS users
+	       FROM read_parquet('%[1]s') GROUP BY category, month(ts)`,
 }
 
 func main() {
 	in := flag.String("in", "", "input Parquet glob")
+	users := flag.String("users", "", "the users table's Parquet file (q4)")
 	out := flag.String("out", "", "output directory")
 	threads := flag.Int("threads", 0, "DuckDB threads (0: its default, one per core)")
 	flag.Parse()
 	q, ok := queries[flag.Arg(0)]
 	if !ok || *in == "" || *out == "" {
-		fmt.Fprintln(os.Stderr, "usage: duckbench --in GLOB --out DIR q1|q2|q3")
+		fmt.Fprintln(os.Stderr, "usage: duckbench --in GLOB [--users FILE] --out DIR q1|q2|q3|q4|q5")
 		os.Exit(2)
 	}
-	if err := run(fmt.Sprintf(q, *in), *out, *threads); err != nil {
+	if flag.Arg(0) == "q4" && *users == "" {
+		fmt.Fprintln(os.Stderr, "duckbench: q4 joins the users table: set --users")
+		os.Exit(2)
+	}
+	if err := run(fmt.Sprintf(q, *in, *users), *out, *threads); err != nil {
 		fmt.Fprintln(os.Stderr, "duckbench:", err)
 		os.Exit(1)
 	}

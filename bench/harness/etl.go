@@ -21,39 +21,62 @@ import (
 
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/executor/local"
+	"github.com/sluicehq/sluice/internal/salesgen"
 )
 
-// The etl/sales-10m queries of WORKLOADS.md, as the dataset API writes them.
-var etlQueries = map[string]func(in string) *dataset.Dataset{
-	"q1": func(in string) *dataset.Dataset {
+// The etl/sales-10m queries of WORKLOADS.md, as the dataset API writes
+// them: in is the sales files, users the users table (Q4 only).
+var etlQueries = map[string]func(in, users string) *dataset.Dataset{
+	"q1": func(in, _ string) *dataset.Dataset {
 		return dataset.ReadParquet(in).
 			Filter("price > 50 AND category IN ('c1','c7','c9')").
 			WithColumn("revenue", "price * qty").
 			WithColumn("note", "lower(note)").
 			Select("id", "user_id", "revenue", "note")
 	},
-	"q2": func(in string) *dataset.Dataset {
+	"q2": func(in, _ string) *dataset.Dataset {
 		return dataset.ReadParquet(in).
 			WithColumn("revenue", "price * qty").
 			GroupBy("category").
 			Agg(dataset.Count().As("n"), dataset.Sum("revenue").As("revenue"), dataset.Mean("price").As("avg_price"),
 				dataset.Min("ts").As("min_ts"), dataset.Max("ts").As("max_ts"))
 	},
-	"q3": func(in string) *dataset.Dataset {
+	"q3": func(in, _ string) *dataset.Dataset {
 		return dataset.ReadParquet(in).
 			WithColumn("revenue", "price * qty").
 			Sort(dataset.Desc("revenue")).
 			Limit(1000)
 	},
+	"q4": func(in, users string) *dataset.Dataset {
+		return dataset.ReadParquet(in).
+			Join(dataset.ReadParquet(users), dataset.JoinOptions{On: []string{"user_id"}}).
+			WithColumn("revenue", "price * qty").
+			GroupBy("region", "tier").
+			Agg(dataset.Sum("revenue").As("revenue"), dataset.Count().As("n"))
+	},
+	"q5": func(in, _ string) *dataset.Dataset {
+		return dataset.ReadParquet(in).
+			WithColumn("month", "month(ts)").
+			GroupBy("category", "month").
+			Agg(dataset.CountDistinct("user_id").As("users"))
+	},
 }
 
-// IsQuery reports whether name is one of the etl/sales queries: q1, q2, q3.
+// queryNames are the etl/sales queries in the order bench etl runs them.
+var queryNames = []string{"q1", "q2", "q3", "q4", "q5"}
+
+// usersFile is where bench etl writes the users table of the sales data
+// in dir.
+func usersFile(data string) string { return data + "-users/users.parquet" }
+
+// IsQuery reports whether name is one of the etl/sales queries: q1 to q5.
 func IsQuery(name string) bool { return etlQueries[name] != nil }
 
 // QueryConfig is one run of an etl/sales query (`bench etl-query`).
 type QueryConfig struct {
-	Query      string // q1, q2 or q3
+	Query      string // q1 to q5
 	In, Out    string // input Parquet glob or directory, output directory
+	Users      string // the users table's Parquet file (q4)
 	CPUProfile string // write a CPU profile here when set
 	Stats      string // write the bytes read and written (QueryIO) as JSON here when set
 }
@@ -71,7 +94,10 @@ type QueryIO struct {
 func RunQuery(ctx context.Context, c QueryConfig) error {
 	q := etlQueries[c.Query]
 	if q == nil {
-		return fmt.Errorf("unknown query %q (want q1, q2, q3)", c.Query)
+		return fmt.Errorf("unknown query %q (want q1, q2, q3, q4, q5)", c.Query)
+	}
+	if c.Query == "q4" && c.Users == "" {
+		return errors.New("q4 joins the users table: set --users (bench etl writes it beside the sales files)")
 	}
 	if c.CPUProfile != "" {
 		f, err := os.Create(c.CPUProfile)
@@ -89,7 +115,7 @@ func RunQuery(ctx context.Context, c QueryConfig) error {
 		cfg.Concurrency, _ = strconv.Atoi(v)
 	}
 	cfg.PreserveOrder = os.Getenv("SLUICE_BENCH_UNORDERED") == ""
-	st, err := q(c.In).Configure(cfg).WriteParquet(ctx, c.Out, dataset.WriteOptions{Mode: dataset.Overwrite})
+	st, err := q(c.In, c.Users).Configure(cfg).WriteParquet(ctx, c.Out, dataset.WriteOptions{Mode: dataset.Overwrite})
 	if err != nil || c.Stats == "" {
 		return err
 	}
@@ -183,19 +209,19 @@ func ETL(ctx context.Context, stdout, stderr io.Writer, c ETLConfig) error {
 		DRSS   int64   `json:"duckdb_peak_rss"`
 	}
 	var results []result
-	glob := filepath.Join(data, "*.parquet")
-	for _, q := range []string{"q1", "q2", "q3"} {
+	glob, users := filepath.Join(data, "*.parquet"), usersFile(data)
+	for _, q := range queryNames {
 		var sr, dr []benchRun
 		for i := range runs {
 			// Alternate which engine goes first, so neither always meets a warm cache.
 			order := []func() error{
 				func() error {
-					r, err := timeCmd(ctx, stderr, self, "bench", "etl-query", "--in", glob, "--out", filepath.Join(dir, "out-sluice-"+q), q)
+					r, err := timeCmd(ctx, stderr, self, "bench", "etl-query", "--in", glob, "--users", users, "--out", filepath.Join(dir, "out-sluice-"+q), q)
 					sr = append(sr, r)
 					return err
 				},
 				func() error {
-					r, err := timeCmd(ctx, stderr, duck, "--in", glob, "--out", filepath.Join(dir, "out-duckdb-"+q), q)
+					r, err := timeCmd(ctx, stderr, duck, "--in", glob, "--users", users, "--out", filepath.Join(dir, "out-duckdb-"+q), q)
 					dr = append(dr, r)
 					return err
 				},
@@ -215,12 +241,12 @@ func ETL(ctx context.Context, stdout, stderr io.Writer, c ETLConfig) error {
 	}
 	// Compared after every timed run: reading the outputs grows this
 	// process, and a child's peak RSS counts its parent's at fork.
-	for _, q := range []string{"q1", "q2", "q3"} {
+	for _, q := range queryNames {
 		if err := sameRows(ctx, filepath.Join(dir, "out-sluice-"+q), filepath.Join(dir, "out-duckdb-"+q)); err != nil {
 			return fmt.Errorf("%s: the engines disagree: %w", q, err)
 		}
 	}
-	fmt.Fprintln(stdout, "outputs: the same rows from both engines for q1, q2 and q3")
+	fmt.Fprintln(stdout, "outputs: the same rows from both engines for q1, q2, q3, q4 and q5")
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "query\tsluice (median of %d)\tduckdb\tratio sluice/duckdb\tsluice peak RSS\tduckdb peak RSS\n", runs)
 	for _, r := range results {
@@ -244,6 +270,14 @@ func salesData(ctx context.Context, stderr io.Writer, self, dir string, rows int
 			return "", err
 		}
 		if err := os.WriteFile(marker, nil, 0o644); err != nil {
+			return "", err
+		}
+	}
+	// The users table (Q4), also beside data generated before Q4 existed:
+	// 100,000 rows, small enough to write in this process. Seed 0, as gen
+	// sales has been run.
+	if _, err := os.Stat(usersFile(data)); errors.Is(err, os.ErrNotExist) {
+		if err := salesgen.WriteUsers(usersFile(data), 0); err != nil {
 			return "", err
 		}
 	}
