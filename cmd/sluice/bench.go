@@ -47,10 +47,11 @@ func init() {
 	var q harness.QueryConfig
 	register(&command{
 		name:    "bench etl-query",
-		args:    "q1|q2|q3",
+		args:    "q1|q2|q3|q4|q5",
 		summary: "run one etl/sales query once (used by `bench etl`)",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&q.In, "in", "", "input Parquet directory")
+			fs.StringVar(&q.Users, "users", "", "the users table's Parquet file (q4)")
 			fs.StringVar(&q.Out, "out", "", "output directory")
 			fs.StringVar(&q.CPUProfile, "cpuprofile", "", "write a CPU profile to this file")
 			fs.StringVar(&q.Stats, "stats", "", "write the bytes read and written as JSON to this file")
