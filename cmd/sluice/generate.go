@@ -29,7 +29,7 @@ func (l *strList) Set(s string) error { *l = append(*l, s); return nil }
 // engineFlags are the model and engine options both commands take.
 type engineFlags struct {
 	model, tokenizer, device, dtype string
-	quantization                    string
+	quantization, kvCacheDType      string
 	blockSize, numBlocks            int
 	maxModelLen, maxNumSeqs         int
 	maxBatched                      int
@@ -46,6 +46,7 @@ func (o *engineFlags) declare(fs *flag.FlagSet) {
 	fs.StringVar(&o.device, "device", "auto", "device: auto, cpu or cuda")
 	fs.StringVar(&o.dtype, "dtype", "auto", "weights and KV cache dtype: auto (f32 on the cpu, bf16 on a GPU), f32, bf16 or f16")
 	fs.StringVar(&o.quantization, "quantization", "", "fp8: quantize a float checkpoint's linear layers to FP8 at load, per tensor (quantized checkpoints are detected from config.json without it)")
+	fs.StringVar(&o.kvCacheDType, "kv-cache-dtype", "auto", "KV cache dtype: auto (--dtype) or fp8 (E4M3, scales 1; cpu only for now)")
 	fs.IntVar(&o.blockSize, "block-size", d.BlockSize, "KV cache block size in tokens")
 	fs.IntVar(&o.numBlocks, "num-blocks", 0, "KV cache blocks (0: from --gpu-memory-utilization on a GPU, a 256 MiB budget on the cpu)")
 	fs.Float64Var(&o.gpuMemUtil, "gpu-memory-utilization", d.GPUMemoryUtilization, "share of the GPU's memory for weights, activations and KV cache when --num-blocks is 0")
@@ -68,7 +69,11 @@ func (o *engineFlags) open() (*engine.Engine, *infer.Loaded, func() error, error
 	if o.quantization != "" && o.quantization != "fp8" {
 		return nil, nil, nil, fmt.Errorf("--quantization %q: want fp8 (or leave it out)", o.quantization)
 	}
-	l, err := infer.Load(o.model, infer.LoadOptions{Device: o.device, Tokenizer: o.tokenizer, Model: model.Options{DType: dt, Quantization: o.quantization}})
+	if o.kvCacheDType != "auto" && o.kvCacheDType != "fp8" {
+		return nil, nil, nil, fmt.Errorf("--kv-cache-dtype %q: want auto or fp8", o.kvCacheDType)
+	}
+	l, err := infer.Load(o.model, infer.LoadOptions{Device: o.device, Tokenizer: o.tokenizer,
+		Model: model.Options{DType: dt, Quantization: o.quantization, KVCacheDType: o.kvCacheDType}})
 	if err != nil {
 		return nil, nil, nil, err
 	}
