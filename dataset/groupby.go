@@ -12,6 +12,7 @@ type Agg struct {
 	fn     kernel.AggFunc
 	column string
 	as     string
+	q      float64
 }
 
 // As names the aggregate's output column.
@@ -61,8 +62,28 @@ func Std(column string) Agg { return Agg{fn: "std", column: column} }
 // middle values for an even count), as float64.
 func Median(column string) Agg { return Agg{fn: "median", column: column} }
 
+// Quantile is the value at fraction q (0 to 1) of a numeric column's
+// sorted non-null values, interpolated linearly between the nearest two
+// (DuckDB's quantile_cont), as float64: Quantile(c, 0.5) is Median(c).
+func Quantile(column string, q float64) Agg { return Agg{fn: "quantile", column: column, q: q} }
+
+// First is a group's first value in input order, NULL included (DuckDB's
+// first), in the column's type. Input order holds where the aggregate
+// reads one stream (executor Concurrency 1); with several goroutines, or
+// on a cluster, it is some row of the group.
+func First(column string) Agg { return Agg{fn: "first", column: column} }
+
+// Last is a group's last value in input order, NULL included.
+func Last(column string) Agg { return Agg{fn: "last", column: column} }
+
+// CollectList is a group's non-null values as a list (an empty list when
+// it has none), in input order as First means it, like Spark's
+// collect_list and DuckDB's list.
+func CollectList(column string) Agg { return Agg{fn: "collect_list", column: column} }
+
 // AggByName builds an aggregate from its name (count, sum, mean, avg, min,
-// max, count_distinct, var, std, median), as plans spell them.
+// max, count_distinct, var, std, median, first, last, collect_list), as
+// plans spell them.
 func AggByName(fn, column string) (Agg, error) {
 	switch fn {
 	case "count":
@@ -70,7 +91,9 @@ func AggByName(fn, column string) (Agg, error) {
 			return Count(), nil
 		}
 		return Count(column), nil
-	case "sum", "mean", "min", "max", "count_distinct", "var", "std", "median":
+	case "sum", "mean", "min", "max", "count_distinct", "var", "std", "median", "first", "last", "collect_list":
+	case "list", "array_agg":
+		fn = "collect_list"
 	case "avg":
 		fn = "mean"
 	case "variance", "var_samp":
@@ -78,7 +101,7 @@ func AggByName(fn, column string) (Agg, error) {
 	case "stddev", "stddev_samp":
 		fn = "std"
 	default:
-		return Agg{}, fmt.Errorf("unknown aggregate %q (want count, sum, mean, min, max, count_distinct, var, std or median)", fn)
+		return Agg{}, fmt.Errorf("unknown aggregate %q (want count, sum, mean, min, max, count_distinct, var, std, median, first, last or collect_list; quantile is dataset.Quantile)", fn)
 	}
 	if column == "" {
 		return Agg{}, fmt.Errorf("aggregate %s needs a column", fn)
@@ -111,7 +134,7 @@ func (g *Grouped) Agg(aggs ...Agg) *Dataset {
 				return nil, fmt.Errorf("output column %q named twice (use As)", a.name())
 			}
 			seen[a.name()] = true
-			ks[i] = kernel.Agg{Func: a.fn, Column: a.column, As: a.name()}
+			ks[i] = kernel.Agg{Func: a.fn, Column: a.column, As: a.name(), Q: a.q}
 		}
 		return plan.NewAggregate(in, g.keys, ks)
 	})

@@ -32,6 +32,7 @@ type Agg struct {
 	Func   AggFunc
 	Column string
 	As     string
+	Q      float64 // quantile's fraction, in [0, 1]
 }
 
 // Name is the output column name of a.
@@ -157,9 +158,9 @@ func newAggState(schema *arrow.Schema, a Agg) (aggState, int, arrow.DataType, er
 	i, ok := fieldIndex(schema, a.Column)
 	if !ok {
 		switch a.Func {
-		case Count, Sum, Mean, Min, Max, CountDistinct, Var, Std, Median:
+		case Count, Sum, Mean, Min, Max, CountDistinct, Var, Std, Median, Quantile, First, Last, CollectList:
 		default:
-			return nil, 0, nil, errorf(ErrInvalid, "%s: unknown aggregate %q (want count, count_all, sum, mean, min, max, count_distinct, var, std or median)", label, a.Func)
+			return nil, 0, nil, errorf(ErrInvalid, "%s: unknown aggregate %q (want count, count_all, sum, mean, min, max, count_distinct, var, std, median, quantile, first, last or collect_list)", label, a.Func)
 		}
 		return nil, 0, nil, errorf(ErrColumn, "%s: no such column (have %s)", label, columnList(schema))
 	}
@@ -173,11 +174,18 @@ func newAggState(schema *arrow.Schema, a Agg) (aggState, int, arrow.DataType, er
 			return nil, 0, nil, errorf(ErrType, "%s: cannot count distinct values of a %s column", label, typeName(dt))
 		}
 		return &countDistinct{fixed: map[[2]uint64]struct{}{}, bytes: map[string]struct{}{}}, i, arrow.PrimitiveTypes.Int64, nil
-	case Var, Std, Median:
+	case Var, Std, Median, Quantile:
 		if !isNumeric(id) {
 			return nil, 0, nil, errorf(ErrType, "%s: cannot take the %s of a %s column", label, a.Func, typeName(dt))
 		}
-		return &valuesState{fn: a.Func, dt: dt}, i, arrow.PrimitiveTypes.Float64, nil
+		if a.Func == Quantile && !(a.Q >= 0 && a.Q <= 1) {
+			return nil, 0, nil, errorf(ErrInvalid, "%s: the fraction (%v) must be between 0 and 1", label, a.Q)
+		}
+		return &valuesState{fn: a.Func, dt: dt, q: a.Q}, i, arrow.PrimitiveTypes.Float64, nil
+	case First, Last:
+		return &refState{fn: a.Func, dt: dt}, i, dt, nil
+	case CollectList:
+		return &refState{fn: a.Func, dt: dt}, i, arrow.ListOf(dt), nil
 	case Sum, Mean:
 		if !isNumeric(id) {
 			return nil, 0, nil, errorf(ErrType, "%s: cannot %s a %s column", label, a.Func, typeName(dt))

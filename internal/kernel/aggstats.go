@@ -15,12 +15,17 @@ const (
 	Var    AggFunc = "var"    // sample variance (n-1), null under two values
 	Std    AggFunc = "std"    // sample standard deviation, sqrt(var)
 	Median AggFunc = "median" // the middle value; the mean of the two middle ones
+	// Quantile is the value at fraction Q of the sorted values,
+	// interpolated linearly between the two nearest (DuckDB's
+	// quantile_cont): Q 0.5 is the median.
+	Quantile AggFunc = "quantile"
 )
 
 // valuesState collects each group's values for var, std and median.
 type valuesState struct {
 	fn   AggFunc
 	dt   arrow.DataType
+	q    float64
 	vals [][]float64
 }
 
@@ -75,6 +80,17 @@ func (s *valuesState) result(mem memory.Allocator, n int) (arrow.Array, error) {
 	for g := range n {
 		v := s.vals[g]
 		switch s.fn {
+		case Quantile:
+			if len(v) == 0 {
+				nulls[g] = true
+				continue
+			}
+			w := slices.Clone(v)
+			slices.Sort(w)
+			pos := s.q * float64(len(w)-1)
+			lo := int(math.Floor(pos))
+			hi := min(lo+1, len(w)-1)
+			out[g] = w[lo] + (pos-float64(lo))*(w[hi]-w[lo])
 		case Median:
 			if len(v) == 0 {
 				nulls[g] = true
