@@ -129,7 +129,7 @@ var stepDefs = sync.OnceValue(func() []*stepDef {
 			req("column", str("The column.")),
 			opt("descending", &spec{kind: kBool, doc: "Sort from largest to smallest (nulls still last).", def: false})))
 	agg := object("One aggregate: the function, its column and the name of its output column.",
-		req("fn", enum("The aggregate function (avg is mean).", "count", "sum", "mean", "avg", "min", "max", "count_distinct", "var", "std", "median")),
+		req("fn", enum("The aggregate function (avg is mean).", "count", "sum", "mean", "avg", "min", "max", "count_distinct", "var", "std", "median", "first", "last", "collect_list")),
 		opt("column", str("The column aggregated; count without a column counts rows.")),
 		opt("as", str("The output column's name (default fn_column, or count).")))
 	defs := []*stepDef{
