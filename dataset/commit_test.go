@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/dataset"
-	"github.com/sluicehq/sluice/executor/local"
+	"github.com/sluicehq/sluice/executor/commit"
 	"github.com/sluicehq/sluice/storage"
 )
 
@@ -36,9 +36,9 @@ func destFiles(t *testing.T, fs storage.FS, dest string) []string {
 }
 
 // readManifest reads dest's _SUCCESS, raw and parsed.
-func readManifest(t *testing.T, fs storage.FS, dest string) ([]byte, local.Manifest) {
+func readManifest(t *testing.T, fs storage.FS, dest string) ([]byte, commit.Manifest) {
 	t.Helper()
-	f, err := fs.Open(context.Background(), dest+local.ManifestName)
+	f, err := fs.Open(context.Background(), dest+commit.ManifestName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func readManifest(t *testing.T, fs storage.FS, dest string) ([]byte, local.Manif
 	if _, err := f.ReadAt(data, 0); err != nil {
 		t.Fatal(err)
 	}
-	var m local.Manifest
+	var m commit.Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		t.Fatalf("%s: %v", data, err)
 	}
@@ -56,8 +56,8 @@ func readManifest(t *testing.T, fs storage.FS, dest string) ([]byte, local.Manif
 
 // manifestNames is the manifest's files relative to dest and the manifest
 // itself, sorted: what destFiles should find.
-func manifestNames(m local.Manifest, dest string) []string {
-	out := []string{local.ManifestName}
+func manifestNames(m commit.Manifest, dest string) []string {
+	out := []string{commit.ManifestName}
 	for _, f := range m.Files {
 		out = append(out, strings.TrimPrefix(f.Path, dest))
 	}
@@ -196,7 +196,7 @@ func testCommit(t *testing.T, dest string) {
 			t.Fatalf("the manifest (%d rows) lists %v, the destination holds %v", m.Rows, manifestNames(m, dest), files)
 		}
 		for _, f := range files {
-			if f != local.ManifestName && slices.Contains(before, f) {
+			if f != commit.ManifestName && slices.Contains(before, f) {
 				t.Fatalf("old file %s survived an overwrite", f)
 			}
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/dataset/format"
 	"github.com/sluicehq/sluice/dataset/plan"
+	"github.com/sluicehq/sluice/executor/commit"
 	"github.com/sluicehq/sluice/executor/local"
 )
 
@@ -50,7 +51,7 @@ func TestRoundTripFormats(t *testing.T) {
 			if st.Rows != 500 {
 				t.Fatalf("stats say %d rows written", st.Rows)
 			}
-			var m local.Manifest
+			var m commit.Manifest
 			data, err := os.ReadFile(filepath.Join(dir, "_SUCCESS"))
 			if err != nil {
 				t.Fatal(err)

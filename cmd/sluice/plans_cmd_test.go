@@ -21,6 +21,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/sluicehq/sluice/dataset"
+	"github.com/sluicehq/sluice/executor/commit"
 	"github.com/sluicehq/sluice/executor/local"
 	"github.com/sluicehq/sluice/storage"
 	"github.com/sluicehq/sluice/storage/miniotest"
@@ -226,14 +227,14 @@ func exampleDir(t *testing.T, root string) string {
 // whose files exist.
 func checkManifest(t *testing.T, plan, dir string, rows int64) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, local.ManifestName))
+	data, err := os.ReadFile(filepath.Join(dir, commit.ManifestName))
 	if err != nil {
 		t.Errorf("%s: %v", plan, err)
 		return
 	}
-	var m local.Manifest
+	var m commit.Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		t.Errorf("%s: %s: %v", plan, local.ManifestName, err)
+		t.Errorf("%s: %s: %v", plan, commit.ManifestName, err)
 		return
 	}
 	if m.Rows <= 0 || m.Rows != rows || len(m.Files) == 0 {
@@ -457,11 +458,11 @@ func TestRunS3(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rc, err := fs.Open(t.Context(), dest+local.ManifestName)
+			rc, err := fs.Open(t.Context(), dest+commit.ManifestName)
 			if err != nil {
 				t.Fatal(err)
 			}
-			var man local.Manifest
+			var man commit.Manifest
 			err = json.NewDecoder(io.NewSectionReader(rc, 0, rc.Size())).Decode(&man)
 			rc.Close()
 			if err != nil {

@@ -2,16 +2,12 @@ package local
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -19,27 +15,10 @@ import (
 
 	"github.com/sluicehq/sluice/dataset/format"
 	"github.com/sluicehq/sluice/dataset/plan"
+	"github.com/sluicehq/sluice/executor/commit"
 	"github.com/sluicehq/sluice/internal/kernel"
 	"github.com/sluicehq/sluice/storage"
 )
-
-// ManifestName is the file a successful write publishes last, listing its files.
-const ManifestName = "_SUCCESS"
-
-// Manifest is the content of the _SUCCESS file.
-type Manifest struct {
-	JobID   string         `json:"job_id"`
-	Created time.Time      `json:"created"`
-	Rows    int64          `json:"rows"`
-	Files   []ManifestFile `json:"files"`
-}
-
-// ManifestFile is one published file.
-type ManifestFile struct {
-	Path  string `json:"path"`
-	Rows  int64  `json:"rows"`
-	Bytes int64  `json:"bytes"`
-}
 
 // staged is a written file awaiting the job's commit.
 type staged struct {
@@ -67,8 +46,8 @@ func (w *writeOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	if err != nil && !errors.Is(err, storage.ErrNotExist) {
 		return wrapOp(w.st.Name, err)
 	}
-	if len(existing) > 0 && n.Mode == plan.ModeError {
-		return wrapOp(w.st.Name, fmt.Errorf("%s: %w (%d files; mode is error: use mode overwrite to replace it or append to add to it)", n.Path, storage.ErrExist, len(existing)))
+	if err := commit.CheckDest(n.Path, n.Mode, len(existing)); err != nil {
+		return wrapOp(w.st.Name, err)
 	}
 	w.st.begin()
 	defer w.st.end()
@@ -219,107 +198,27 @@ func closeStaged(f *staged) error {
 	return nil
 }
 
-// commit publishes the job's files (see finish) and records them.
+// commit publishes the job's files (see commit.Finish) and records them.
 func (w *writeOp) commit(ctx context.Context, x *exec, fs storage.FS, existing []storage.FileInfo, files []*staged) error {
 	slices.SortFunc(files, func(a, b *staged) int { return strings.Compare(a.path, b.path) })
-	out := make([]ManifestFile, len(files))
+	out := make([]commit.ManifestFile, len(files))
 	for i, f := range files {
-		out[i] = ManifestFile{Path: f.path, Rows: f.w.Rows(), Bytes: f.w.Bytes()}
+		out[i] = commit.ManifestFile{Path: f.path, Rows: f.w.Rows(), Bytes: f.w.Bytes()}
 		w.st.BytesOut.Add(f.w.Bytes())
 	}
-	m, err := finish(ctx, fs, w.node.Path, w.node.Mode, x.jobID, existing, out, func(ctx context.Context) error {
+	m, prevRows, err := commit.Finish(ctx, fs, w.node.Path, w.node.Mode, x.jobID, existing, out, func(ctx context.Context) error {
 		return publish(ctx, fs, files)
 	})
 	if err != nil {
 		return err
 	}
-	w.st.RowsOut.Store(m.Rows - m.prevRows)
+	w.st.RowsOut.Store(m.Rows - prevRows)
 	x.mu.Lock()
 	for _, f := range files {
 		x.written = append(x.written, f.path)
 	}
 	x.mu.Unlock()
 	return nil
-}
-
-// finish publishes a job's new files (with publish) so that a failure at
-// any step leaves the destination readable: old or new data, never neither.
-//
-//  1. In append mode, read the previous manifest, whose files the new one
-//     lists too (before anything is published, so a bad one fails the job
-//     with the destination untouched).
-//  2. Publish every new file. If that fails, publish has removed what it
-//     published (or can publish again, for a retried cluster commit): the
-//     old files and the old _SUCCESS are as they were.
-//  3. In overwrite mode, delete the old files not in the new set, the old
-//     _SUCCESS first, so a failure here leaves no manifest naming gone files.
-//  4. Write _SUCCESS last.
-func finish(ctx context.Context, fs storage.FS, dest string, mode plan.WriteMode, jobID string, existing []storage.FileInfo,
-	files []ManifestFile, publish func(context.Context) error) (manifest, error) {
-	manifestPath := storage.Join(dest, ManifestName)
-	m := manifest{Manifest: Manifest{JobID: jobID, Created: time.Now().UTC()}}
-	if mode == plan.ModeAppend {
-		prev, err := readManifest(ctx, fs, manifestPath)
-		if err != nil {
-			return m, err
-		}
-		m.Files, m.Rows, m.prevRows = prev.Files, prev.Rows, prev.Rows
-	}
-	for _, f := range files {
-		m.Files = append(m.Files, f)
-		m.Rows += f.Rows
-	}
-	if err := publish(ctx); err != nil {
-		return m, err
-	}
-
-	if mode == plan.ModeOverwrite {
-		keep := map[string]bool{}
-		for _, f := range files {
-			keep[pathKey(f.Path)] = true
-		}
-		// The old manifest goes first (pass one): from here on the
-		// destination holds a mix until the new one is written.
-		for _, manifest := range []bool{true, false} {
-			for _, e := range existing {
-				if (path.Base(e.Path) == ManifestName) != manifest || keep[pathKey(e.Path)] {
-					continue
-				}
-				if err := fs.Delete(ctx, e.Path); err != nil {
-					return m, fmt.Errorf("the new files are published, but deleting the old file %s failed, so %s holds old and new files: %w", e.Path, dest, err)
-				}
-			}
-		}
-	}
-
-	data, err := json.MarshalIndent(m.Manifest, "", "  ")
-	if err != nil {
-		return m, err
-	}
-	u, err := fs.Create(ctx, manifestPath)
-	if err != nil {
-		return m, err
-	}
-	if _, err := u.Write(append(data, '\n')); err != nil {
-		_ = u.Close()
-		_ = u.Abort(ctx)
-		return m, err
-	}
-	if err := u.Close(); err != nil {
-		_ = u.Abort(ctx)
-		return m, err
-	}
-	if err := u.Commit(ctx); err != nil {
-		_ = u.Abort(context.WithoutCancel(ctx))
-		return m, err
-	}
-	return m, nil
-}
-
-// manifest is a Manifest being written, with the rows of the one it extends.
-type manifest struct {
-	Manifest
-	prevRows int64
 }
 
 // publish commits every staged file, 8 at a time. If one fails, it deletes
@@ -337,7 +236,7 @@ func publish(ctx context.Context, fs storage.FS, files []*staged) error {
 			// on the server after the rollback's Abort, leaving a pending
 			// upload or an object nobody deletes.
 			if err := f.upload.Commit(context.WithoutCancel(gctx)); err != nil {
-				return namePath(f.path, "publish", err)
+				return commit.NamePath(f.path, "publish", err)
 			}
 			return nil
 		})
@@ -360,42 +259,6 @@ func publish(ctx context.Context, fs storage.FS, files []*staged) error {
 		return errors.Join(append([]error{err}, errs...)...)
 	}
 	return err
-}
-
-// readManifest returns the manifest at p, or an empty one if there is none.
-func readManifest(ctx context.Context, fs storage.FS, p string) (Manifest, error) {
-	var m Manifest
-	data, err := storage.ReadFile(ctx, fs, p)
-	if errors.Is(err, storage.ErrNotExist) {
-		return m, nil
-	}
-	if err != nil {
-		return m, err
-	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return m, fmt.Errorf("%s: previous manifest: %w (mode is append, which extends it: fix or delete it, or use mode overwrite)", p, err)
-	}
-	return m, nil
-}
-
-// pathKey makes a path comparable with the paths List returns, which are OS
-// paths for file:// URLs.
-func pathKey(p string) string {
-	if rest, ok := strings.CutPrefix(p, "file://"); ok {
-		return filepath.Clean(filepath.FromSlash(rest))
-	}
-	if storage.IsURL(p) {
-		return p
-	}
-	return filepath.Clean(p)
-}
-
-// namePath adds path to err unless err already names it.
-func namePath(path, op string, err error) error {
-	if strings.Contains(err.Error(), path) {
-		return err
-	}
-	return fmt.Errorf("%s %s: %w", op, path, err)
 }
 
 func ext(format string) string {

@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/dataset/format"
 	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/executor/cluster/dist"
+	"github.com/sluicehq/sluice/executor/commit"
 	"github.com/sluicehq/sluice/executor/local"
 	"github.com/sluicehq/sluice/plans"
 	"github.com/sluicehq/sluice/storage"
@@ -755,7 +756,7 @@ func TestPartitionedSink(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dir := dist.StagingDir(w.Path, "j/1", k, 2)
+		dir := commit.AttemptDir(w.Path, "j/1", k, 2)
 		for _, f := range res.Files {
 			if !strings.HasPrefix(f.Rel, "category=") || rels[f.Rel] || f.Path != filepath.Join(dir, filepath.FromSlash(f.Rel)) ||
 				!strings.Contains(f.Rel, fmt.Sprintf("j-1-t%05d", k)) {

@@ -38,7 +38,7 @@
 //     but not the local executor's permutation.
 //   - Union gathers every row in one task (correct, not parallel).
 //   - Write is fused into the last stage (the sink stage); each of its tasks
-//     writes its own files under StagingDir.
+//     writes its own files under commit.AttemptDir.
 //
 // Every task of every stage runs its operators with the local executor, in
 // order (PreserveOrder), so the output of a plan equals the local

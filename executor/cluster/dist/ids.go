@@ -2,8 +2,6 @@ package dist
 
 import (
 	"fmt"
-
-	"github.com/sluicehq/sluice/storage"
 )
 
 // BlockID names output partition part of one attempt of a task, e.g. "j-1/s2/t7/a1/p3".
@@ -14,10 +12,4 @@ func BlockID(job string, stage, task, attempt, part int) string {
 // SampleID names the sample block of one attempt of a task, e.g. "j-1/s2/t7/a1/sample".
 func SampleID(job string, stage, task, attempt int) string {
 	return fmt.Sprintf("%s/s%d/t%d/a%d/sample", job, stage, task, attempt)
-}
-
-// StagingDir is where one attempt of a sink task writes its files, under
-// the destination, until the job's commit publishes one attempt per task.
-func StagingDir(dest, job string, task, attempt int) string {
-	return storage.Join(dest, "_sluice_staging", job, fmt.Sprintf("t%05d-a%d", task, attempt))
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/dataset/plan"
+	"github.com/sluicehq/sluice/executor/commit"
 	"github.com/sluicehq/sluice/executor/local"
 	"github.com/sluicehq/sluice/internal/kernel"
 	"github.com/sluicehq/sluice/storage"
@@ -88,7 +89,7 @@ type StagedFile struct {
 // runs the stage's operators with the local executor, and puts its output
 // partitions with env.Put under BlockID (every partition, an empty one as a
 // block with the schema and no batches), or, for the sink stage, writes the
-// plan's Write under StagingDir in overwrite mode and returns the files.
+// plan's Write under commit.AttemptDir in overwrite mode and returns the files.
 //
 // A fetch error is returned wrapped (errors.Is matches the original) with
 // the block id and address.
@@ -324,7 +325,7 @@ func putOutput(ctx context.Context, mem memory.Allocator, s *stage, spec StageSp
 // order (a sort's range, say).
 func runSink(ctx context.Context, w *plan.Write, t TaskSpec, cfg local.Config) (*Result, error) {
 	sink := *w
-	sink.Path = StagingDir(w.Path, t.Job, t.Task, t.Attempt)
+	sink.Path = commit.AttemptDir(w.Path, t.Job, t.Task, t.Attempt)
 	sink.Mode = plan.ModeOverwrite
 	cfg.JobID = fileID(t)
 	if _, err := local.Run(ctx, &sink, cfg, nil); err != nil {
@@ -334,12 +335,12 @@ func runSink(ctx context.Context, w *plan.Write, t TaskSpec, cfg local.Config) (
 	if err != nil {
 		return nil, err
 	}
-	mpath := storage.Join(sink.Path, local.ManifestName)
+	mpath := storage.Join(sink.Path, commit.ManifestName)
 	data, err := storage.ReadFile(ctx, fs, mpath)
 	if err != nil {
 		return nil, fmt.Errorf("dist: reading the task's manifest: %w", err)
 	}
-	var m local.Manifest
+	var m commit.Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("dist: %s: %w", mpath, err)
 	}

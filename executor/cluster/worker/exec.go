@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/executor/cluster/blocks"
 	"github.com/sluicehq/sluice/executor/cluster/dist"
 	"github.com/sluicehq/sluice/executor/cluster/state"
+	"github.com/sluicehq/sluice/executor/commit"
 	"github.com/sluicehq/sluice/executor/local"
 	"github.com/sluicehq/sluice/plans"
 	"github.com/sluicehq/sluice/storage"
@@ -113,9 +114,10 @@ func (w *Worker) planJob(ctx context.Context, a api.Assignment) (Outcome, error)
 		if err != nil {
 			return Outcome{}, err
 		}
-		if files, err := fs.List(ctx, c.job.Sink.Path); err == nil && len(files) > 0 {
-			return Outcome{}, fmt.Errorf("%s: %w (%d files; mode is error: use mode overwrite to replace it or append to add to it)",
-				c.job.Sink.Path, storage.ErrExist, len(files))
+		if files, err := fs.List(ctx, c.job.Sink.Path); err == nil {
+			if err := commit.CheckDest(c.job.Sink.Path, c.job.Sink.Mode, len(files)); err != nil {
+				return Outcome{}, err
+			}
 		}
 	}
 	opts := dist.DefaultOptions()
@@ -221,7 +223,7 @@ func (w *Worker) runStage(ctx context.Context, a api.Assignment) (Outcome, error
 	}
 	var staged string
 	if si := spec.Stage; si >= 0 && si < len(l.Stages) && l.Stages[si].Sink && c.job.Sink != nil {
-		staged = dist.StagingDir(c.job.Sink.Path, a.Task.Job, a.Task.Index, a.Task.Attempt)
+		staged = commit.AttemptDir(c.job.Sink.Path, a.Task.Job, a.Task.Index, a.Task.Attempt)
 	}
 	res, err := dist.Run(ctx, c.root, &l, spec, env)
 	if err != nil {
@@ -238,7 +240,7 @@ func (w *Worker) runStage(ctx context.Context, a api.Assignment) (Outcome, error
 func (w *Worker) discard(ctx context.Context, a api.Assignment, dir string) {
 	fs, err := storage.For(dir)
 	if err == nil {
-		err = local.RemoveDir(ctx, fs, dir, path.Dir(dir), path.Dir(path.Dir(dir))) // and the job's, then the staging root, when empty
+		err = commit.RemoveDir(ctx, fs, dir, path.Dir(dir), path.Dir(path.Dir(dir))) // and the job's, then the staging root, when empty
 	}
 	if err != nil {
 		w.log.Warn("removing a stale attempt's staged files", "task", a.Task.ID, "attempt", a.Task.Attempt, "dir", dir, "err", err)
@@ -268,32 +270,32 @@ func (w *Worker) commit(ctx context.Context, a api.Assignment) (Outcome, error) 
 		return Outcome{}, err
 	}
 	if a.Failing {
-		return Outcome{}, local.RemoveStaging(ctx, fs, sink.Path, a.Task.Job)
+		return Outcome{}, commit.RemoveStaging(ctx, fs, sink.Path, a.Task.Job)
 	}
-	if data, err := storage.ReadFile(ctx, fs, storage.Join(sink.Path, local.ManifestName)); err == nil {
-		var m local.Manifest
+	if data, err := storage.ReadFile(ctx, fs, storage.Join(sink.Path, commit.ManifestName)); err == nil {
+		var m commit.Manifest
 		if json.Unmarshal(data, &m) == nil && m.JobID == a.Task.Job {
 			// Published by an earlier attempt, which stopped before its report.
 			out := Outcome{Rows: m.Rows}
 			for _, f := range m.Files {
 				out.Output = append(out.Output, f.Path)
 			}
-			return out, local.RemoveStaging(ctx, fs, sink.Path, a.Task.Job)
+			return out, commit.RemoveStaging(ctx, fs, sink.Path, a.Task.Job)
 		}
 	}
 	if len(a.Inputs) != 1 {
 		return Outcome{}, fmt.Errorf("worker: commit task %s has %d inputs, want the sink stage", a.Task.ID, len(a.Inputs))
 	}
-	var files []local.StagedFile
+	var files []commit.StagedFile
 	for _, p := range a.Inputs[0].Producers {
-		dir := dist.StagingDir(sink.Path, a.Task.Job, p.Index, p.Attempt)
-		data, err := storage.ReadFile(ctx, fs, storage.Join(dir, local.ManifestName))
+		dir := commit.AttemptDir(sink.Path, a.Task.Job, p.Index, p.Attempt)
+		data, err := storage.ReadFile(ctx, fs, storage.Join(dir, commit.ManifestName))
 		if err != nil {
 			return Outcome{}, fmt.Errorf("worker: commit: the files of task %s attempt %d: %w", p.ID, p.Attempt, err)
 		}
-		var m local.Manifest
+		var m commit.Manifest
 		if err := json.Unmarshal(data, &m); err != nil {
-			return Outcome{}, fmt.Errorf("worker: commit: %s: %w", storage.Join(dir, local.ManifestName), err)
+			return Outcome{}, fmt.Errorf("worker: commit: %s: %w", storage.Join(dir, commit.ManifestName), err)
 		}
 		for _, f := range m.Files {
 			rel := strings.TrimPrefix(strings.TrimPrefix(f.Path, dir), "/")
@@ -303,14 +305,14 @@ func (w *Worker) commit(ctx context.Context, a api.Assignment) (Outcome, error) 
 			// The task's index first, so the files sort in task order.
 			d, base := path.Split(rel)
 			to := storage.Join(sink.Path, d+fmt.Sprintf("part-%05d-%s", p.Index, strings.TrimPrefix(base, "part-")))
-			files = append(files, local.StagedFile{From: f.Path, To: to, Rows: f.Rows, Bytes: f.Bytes})
+			files = append(files, commit.StagedFile{From: f.Path, To: to, Rows: f.Rows, Bytes: f.Bytes})
 		}
 	}
-	m, err := local.Publish(ctx, fs, sink.Path, sink.Mode, a.Task.Job, files)
+	m, err := commit.Publish(ctx, fs, sink.Path, sink.Mode, a.Task.Job, files)
 	if err != nil {
 		return Outcome{}, err
 	}
-	if err := local.RemoveStaging(ctx, fs, sink.Path, a.Task.Job); err != nil {
+	if err := commit.RemoveStaging(ctx, fs, sink.Path, a.Task.Job); err != nil {
 		return Outcome{}, err
 	}
 	out := Outcome{Rows: m.Rows}
