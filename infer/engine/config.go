@@ -39,6 +39,8 @@ type Config struct {
 	// prompt is computed in one step, and MaxNumBatchedTokens must hold
 	// the max model length.
 	EnableChunkedPrefill bool `json:"enable_chunked_prefill,omitempty" yaml:"enable_chunked_prefill,omitempty"`
+	// Speculative turns on speculative decoding (speculative.go).
+	Speculative SpeculativeConfig `json:"speculative_config,omitempty" yaml:"speculative_config,omitempty"`
 	// MaxLogprobs bounds SamplingParams.Logprobs.
 	MaxLogprobs int `json:"max_logprobs,omitempty" yaml:"max_logprobs,omitempty"`
 	// Seed seeds the generators of requests that set no seed.
@@ -84,6 +86,8 @@ func (c Config) Validate() error {
 		return bad("MaxNumBatchedTokens must be positive, got %d", c.MaxNumBatchedTokens)
 	case c.MaxNumBatchedTokens < c.MaxNumSeqs:
 		return bad("MaxNumBatchedTokens (%d) cannot be smaller than MaxNumSeqs (%d)", c.MaxNumBatchedTokens, c.MaxNumSeqs)
+	case c.Speculative.Validate() != nil:
+		return c.Speculative.Validate()
 	case c.MaxModelLen < 0:
 		return bad("MaxModelLen must be non-negative, got %d", c.MaxModelLen)
 	case !c.EnableChunkedPrefill && c.MaxModelLen > 0 && c.MaxNumBatchedTokens < c.MaxModelLen:

@@ -31,6 +31,11 @@
 //     sampling) → postprocess, looped by one goroutine that owns the
 //     scheduler, the cache and the model; request.go: Request, Generate
 //     and Submit; gauges.go: the live counters serve's /metrics reads;
+//   - speculative.go: speculative decoding with an n-gram (prompt lookup)
+//     proposer: the scheduler budgets each decode's draft tokens, the step
+//     computes them with logits after each, and the sampler verifies them
+//     by exact rejection sampling (greedy output is unchanged token for
+//     token, sampled output keeps its distribution);
 //   - runner.go: the Runner interface the engine drives, implemented over
 //     infer/model by model_runner.go (FromModel) and in memory by
 //     FakeRunner (fake.go), whose outputs hash the whole token history so

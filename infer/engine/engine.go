@@ -31,6 +31,7 @@ type Engine struct {
 	bm      *blockManager
 	sampler *sampler
 	pack    gpu.SamplePack // runSampled's rows
+	more    []spec         // this step's tokens after accepted drafts (speculative.go)
 	batch   Batch
 	toks    []int32
 	lps     []*TokenLogprobs
@@ -116,6 +117,7 @@ func New(r Runner, tok *tokenizer.Tokenizer, cfg Config) (*Engine, error) {
 		maxNumBatchedTokens: cfg.MaxNumBatchedTokens,
 		maxModelLen:         cfg.MaxModelLen,
 		chunkedPrefill:      cfg.EnableChunkedPrefill,
+		spec:                cfg.Speculative.withDefaults(),
 	}, e.bm)
 	e.sampler = newSampler(spec.Vocab, e.eos)
 	e.wake = sync.NewCond(&e.mu)
@@ -257,25 +259,30 @@ func (e *Engine) run(p *plan) error {
 		return errors.New("infer: empty plan")
 	}
 	seqs := e.batch.Seqs[:0]
-	nWant := 0
+	nWant, drafts := 0, false
 	for _, sc := range p.seqs {
 		s := sc.seq
-		seqs = append(seqs, SeqInput{
+		in := SeqInput{
 			Tokens:     s.tokens[sc.start : sc.start+sc.n],
 			StartPos:   sc.start,
 			BlockTable: s.blocks,
 			WantLogits: sc.sample,
-		})
-		if sc.sample {
-			nWant++
 		}
+		if sc.draft > 0 {
+			s.specIn = append(append(s.specIn[:0], s.tokens[sc.start:]...), s.draft...)
+			in.Tokens, in.NumLogits = s.specIn, 1+sc.draft
+			drafts = true
+		}
+		seqs = append(seqs, in)
+		nWant += in.logitRows()
 	}
 	e.batch.Seqs = seqs
+	e.more = e.more[:0]
 	host := e.constrained(p) // constraints mask on the host (constraint.go)
 	if gr, ok := e.runner.(GreedyRunner); ok && !host && e.allGreedy(p) {
 		return e.runGreedy(gr, p, nWant)
 	}
-	if sr, ok := e.runner.(SamplingRunner); ok && !host && e.noLogprobs(p) {
+	if sr, ok := e.runner.(SamplingRunner); ok && !host && !drafts && e.noLogprobs(p) {
 		return e.runSampled(sr, p, nWant)
 	}
 	logits, err := e.runner.Forward(e.cache, &e.batch)
@@ -297,6 +304,9 @@ func (e *Engine) run(p *plan) error {
 		e.toks = append(e.toks, tok)
 		e.lps = append(e.lps, lp)
 		row++
+		if sc.draft > 0 {
+			row = e.verify(sc, tok, logits, row)
+		}
 	}
 	e.stats.steps.Add(1)
 	e.stats.batchedTokens.Add(int64(p.numTokens))
@@ -338,9 +348,27 @@ func (e *Engine) took(p *plan, ids []int32, nWant int) error {
 		return fmt.Errorf("infer: forward returned %d tokens, want %d", len(ids), nWant)
 	}
 	e.toks, e.lps = e.toks[:0], e.lps[:0]
-	for _, tok := range ids {
-		e.toks = append(e.toks, tok)
+	row := 0
+	for _, sc := range p.seqs {
+		if !sc.sample {
+			continue
+		}
+		e.toks = append(e.toks, ids[row])
 		e.lps = append(e.lps, nil)
+		row++
+		if sc.draft > 0 {
+			// Greedy on raw logits: a draft is accepted when it is the
+			// argmax of the row before it.
+			m := spec{}
+			for i, d := range sc.seq.draft {
+				if ids[row-1+i] != d {
+					break
+				}
+				m.toks = append(m.toks, ids[row+i])
+			}
+			row += sc.draft
+			e.addMore(len(e.toks)-1, sc, m)
+		}
 	}
 	e.stats.steps.Add(1)
 	e.stats.batchedTokens.Add(int64(p.numTokens))
@@ -380,16 +408,35 @@ func (e *Engine) runSampled(sr SamplingRunner, p *plan, nWant int) error {
 // postprocess advances the scheduler and turns new tokens into output.
 func (e *Engine) postprocess(p *plan) {
 	e.sched.Update(p, e.toks)
-	k := 0
+	k, n := 0, 0
+	more := e.more
 	for _, sc := range p.seqs {
 		if !sc.sample {
 			continue
 		}
 		e.output(sc.seq, e.lps[k])
+		n++
+		if len(more) > 0 && more[0].row == k {
+			// The tokens after accepted drafts, one at a time, as if each
+			// came from its own step.
+			for i, tok := range more[0].toks {
+				if sc.seq.status == seqFinished {
+					break
+				}
+				var lp *TokenLogprobs // none from the device's greedy path
+				if i < len(more[0].lps) {
+					lp = more[0].lps[i]
+				}
+				e.sched.accept(sc.seq, tok)
+				e.output(sc.seq, lp)
+				n++
+			}
+			more = more[1:]
+		}
 		k++
 	}
 	e.stats.preemptions.Add(int64(len(p.preempted)))
-	e.stats.generated.Add(int64(k))
+	e.stats.generated.Add(int64(n))
 	e.stats.prefixQueried.Store(e.bm.queried)
 	e.stats.prefixHit.Store(e.bm.hit)
 }
@@ -519,6 +566,7 @@ func (e *Engine) failSeqs(err error, lists ...[]*Sequence) {
 type engineStats struct {
 	steps, batchedTokens, generated, prompt, preemptions, requests atomic.Int64
 	prefixQueried, prefixHit                                       atomic.Int64
+	specDrafted, specAccepted                                      atomic.Int64
 }
 
 // Stats are an engine's counters since New.
@@ -533,6 +581,12 @@ type Stats struct {
 	NumBlocks       int     // KV cache blocks
 	BlockSize       int     // tokens per block
 	MaxModelLen     int     // resolved max model length
+
+	// Speculative decoding: draft tokens proposed and accepted, and the
+	// share accepted (vLLM's draft acceptance rate).
+	SpecDraftTokens    int64
+	SpecAcceptedTokens int64
+	SpecAcceptanceRate float64
 }
 
 // Stats returns the engine's counters.
@@ -548,5 +602,9 @@ func (e *Engine) Stats() Stats {
 		NumBlocks:       e.cfg.NumBlocks,
 		BlockSize:       e.cfg.BlockSize,
 		MaxModelLen:     e.cfg.MaxModelLen,
+
+		SpecDraftTokens:    e.stats.specDrafted.Load(),
+		SpecAcceptedTokens: e.stats.specAccepted.Load(),
+		SpecAcceptanceRate: rate(e.stats.specAccepted.Load(), e.stats.specDrafted.Load()),
 	}
 }

@@ -146,9 +146,9 @@ func (f *FakeRunner) Forward(kc KVCache, b *Batch) ([]float32, error) {
 				return nil, err
 			}
 			*e = fakeEntry{h: h, pos: int32(pos)}
-		}
-		if s.WantLogits {
-			out = fakeLogits(out, h, f.spec.Vocab)
+			if i >= len(s.Tokens)-s.logitRows() {
+				out = fakeLogits(out, h, f.spec.Vocab)
+			}
 		}
 	}
 	f.logits = out

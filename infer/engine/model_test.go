@@ -106,6 +106,16 @@ func TestFixturesGreedy(t *testing.T) {
 			c.MaxNumBatchedTokens = 8
 			c.MaxNumSeqs = 8
 		}},
+		// Speculative decoding (n-gram) must not change a greedy token.
+		{"speculative ngram", func(c *Config) {
+			c.Speculative = SpeculativeConfig{Method: "ngram", NumSpeculativeTokens: 3, PromptLookupMax: 3, PromptLookupMin: 1}
+		}},
+		{"speculative ngram, preemption, chunked", func(c *Config) {
+			c.Speculative = SpeculativeConfig{Method: "ngram", NumSpeculativeTokens: 5, PromptLookupMax: 2, PromptLookupMin: 1}
+			c.NumBlocks = 24
+			c.MaxNumBatchedTokens = 8
+			c.MaxNumSeqs = 8
+		}},
 	}
 	for _, name := range fixtureNames {
 		t.Run(name, func(t *testing.T) {
@@ -160,8 +170,11 @@ func TestFixturesGreedy(t *testing.T) {
 					if cc.name == "default" && st.PrefixCacheHit == 0 {
 						t.Errorf("no prefix cache hits")
 					}
-					t.Logf("steps %d, batched tokens %d, preemptions %d, prefix cache hits %.0f%%",
-						st.Steps, st.BatchedTokens, st.Preemptions, 100*st.PrefixCacheHit)
+					if cfg.Speculative.Method != "" && st.SpecAcceptedTokens == 0 {
+						t.Errorf("speculation accepted none of %d draft tokens", st.SpecDraftTokens)
+					}
+					t.Logf("steps %d, batched tokens %d, preemptions %d, prefix cache hits %.0f%%, drafts %d accepted %d",
+						st.Steps, st.BatchedTokens, st.Preemptions, 100*st.PrefixCacheHit, st.SpecDraftTokens, st.SpecAcceptedTokens)
 				})
 			}
 		})

@@ -108,6 +108,7 @@ func (e *Engine) prepare(r Request, index int, sk sink) (*request, error) {
 			text: newTextState(e.tok, ids, rq.params.Stop)}
 		if r.Constrain != nil {
 			seq.x.con = r.Constrain(i)
+			seq.noSpec = seq.x.con != nil
 		}
 		rq.seqs = append(rq.seqs, seq)
 	}

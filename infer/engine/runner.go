@@ -26,6 +26,18 @@ type SeqInput struct {
 	BlockTable []int32
 	// WantLogits asks for the logits after the last of Tokens.
 	WantLogits bool
+	// NumLogits, with WantLogits, asks for the logits after each of the
+	// last NumLogits of Tokens, in order (speculative decoding verifies its
+	// draft tokens with them); 0 and 1 mean the last token's only.
+	NumLogits int
+}
+
+// logitRows is the number of rows of logits s wants.
+func (s *SeqInput) logitRows() int {
+	if !s.WantLogits {
+		return 0
+	}
+	return max(1, s.NumLogits)
 }
 
 // Batch is one forward pass over several sequences.

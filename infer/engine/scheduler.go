@@ -12,6 +12,7 @@ type schedulerConfig struct {
 	maxNumBatchedTokens int  // tokens computed per step
 	maxModelLen         int  // prompt plus output
 	chunkedPrefill      bool // a prompt may be computed over several steps
+	spec                SpeculativeConfig
 }
 
 // scheduler is vLLM V1's scheduler, a deterministic state machine: each
@@ -44,6 +45,7 @@ type scheduled struct {
 	start  int  // position of the first token to compute
 	n      int  // tokens to compute
 	sample bool // the step reaches the sequence's last token: sample one
+	draft  int  // of the n, the draft tokens after the last one (speculative.go)
 }
 
 // plan is one step's work.
@@ -76,6 +78,14 @@ func (s *scheduler) Schedule() *plan {
 	for i := 0; i < len(s.running) && budget > 0; {
 		seq := s.running[i]
 		n := min(len(seq.tokens)-seq.numComputed, budget)
+		if s.propose(seq, budget) && s.bm.allocate(seq, nil, n+len(seq.draft)) {
+			p.add(seq, n+len(seq.draft))
+			p.seqs[len(p.seqs)-1].draft = len(seq.draft)
+			budget -= n + len(seq.draft)
+			i++
+			continue
+		}
+		seq.draft = seq.draft[:0]
 		for !s.bm.allocate(seq, nil, n) {
 			victim := s.running[len(s.running)-1]
 			s.running = s.running[:len(s.running)-1]
@@ -124,8 +134,22 @@ func (s *scheduler) Schedule() *plan {
 	return p
 }
 
+// propose fills seq.draft for a decode step that can take some, within
+// the step's budget, the sequence's max_tokens and the max model length,
+// and reports whether it did.
+func (s *scheduler) propose(seq *Sequence, budget int) bool {
+	c := s.cfg.spec
+	if c.Method == "" || seq.noSpec || len(seq.tokens)-seq.numComputed != 1 {
+		return false
+	}
+	// k drafts give up to k+1 new tokens.
+	k := min(c.NumSpeculativeTokens, budget-1, seq.stop.maxTokens-seq.numOutput()-1, s.cfg.maxModelLen-len(seq.tokens)-1)
+	seq.draft = ngramPropose(seq.draft, seq.tokens, k, c.PromptLookupMin, c.PromptLookupMax)
+	return len(seq.draft) > 0
+}
+
 func (p *plan) add(seq *Sequence, n int) {
-	p.seqs = append(p.seqs, scheduled{seq: seq, start: seq.numComputed, n: n, sample: seq.numComputed+n == len(seq.tokens)})
+	p.seqs = append(p.seqs, scheduled{seq: seq, start: seq.numComputed, n: n, sample: seq.numComputed+n >= len(seq.tokens)}) // > with drafts
 	p.numTokens += n
 }
 
@@ -147,7 +171,7 @@ func (s *scheduler) Update(p *plan, sampled []int32) {
 	j := 0
 	for _, sc := range p.seqs {
 		seq := sc.seq
-		seq.numComputed += sc.n
+		seq.numComputed += sc.n - sc.draft // accept adds the accepted drafts
 		s.bm.commit(seq)
 		if !sc.sample {
 			continue
@@ -161,6 +185,20 @@ func (s *scheduler) Update(p *plan, sampled []int32) {
 	if len(p.finished) > 0 {
 		s.running = slices.DeleteFunc(s.running, func(q *Sequence) bool { return q.status == seqFinished })
 	}
+}
+
+// accept appends one more token of a speculative step: the token sampled
+// before it was the draft computed after it, so that draft's keys and
+// values are in the cache. It reports whether the sequence finished.
+func (s *scheduler) accept(seq *Sequence, tok int32) bool {
+	seq.numComputed++
+	s.bm.commit(seq)
+	if reason := seq.append(tok, s.cfg.maxModelLen); reason != "" {
+		s.release(seq, reason)
+		s.running = slices.DeleteFunc(s.running, func(q *Sequence) bool { return q == seq })
+		return true
+	}
+	return false
 }
 
 // Finish ends a sequence early: a stop string matched, or its request was

@@ -57,6 +57,12 @@ type Sequence struct {
 	numHashed int         // leading blocks registered in, or taken from, the prefix cache
 	cachedHit int         // prompt tokens found in the prefix cache when first scheduled
 
+	// Speculative decoding (speculative.go): this step's draft tokens and
+	// its input (the last token, then the drafts); noSpec keeps a sequence
+	// out of it (a constrained one: its masks follow accepted tokens).
+	draft, specIn []int32
+	noSpec        bool
+
 	stop stopRule
 
 	// Engine state: sampling and output (nil in scheduler tests).
