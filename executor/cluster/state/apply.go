@@ -478,7 +478,7 @@ func (s *State) expand(j *Job, t *Task, stages []Stage, layout []byte, at time.T
 		}
 		st.Inputs = slices.Clone(st.Inputs)
 		for i := range st.Inputs {
-			st.Inputs[i].Stage++ // after the planning stage
+			st.Inputs[i].Stage = JobStage(st.Inputs[i].Stage)
 		}
 		st.MaxRetries = plan.MaxRetries
 		gpu := st.Needs.GPU

@@ -165,7 +165,7 @@ func (w *Worker) runStage(ctx context.Context, a api.Assignment) (Outcome, error
 	if err := json.Unmarshal(a.Layout, &l); err != nil {
 		return Outcome{}, fmt.Errorf("worker: task %s: layout: %w", a.Task.ID, err)
 	}
-	spec := dist.TaskSpec{Job: a.Task.Job, Stage: a.Task.Stage - 1, Task: a.Task.Index, Attempt: a.Task.Attempt}
+	spec := dist.TaskSpec{Job: a.Task.Job, Stage: state.LayoutStage(a.Task.Stage), Task: a.Task.Index, Attempt: a.Task.Attempt}
 	// dist wants every producer of an input stage by task index; a
 	// one-to-one input names only the one this task reads.
 	producer := map[string]string{} // block id prefix "job/sS/tT/aA" → producer task id
@@ -173,7 +173,7 @@ func (w *Worker) runStage(ctx context.Context, a api.Assignment) (Outcome, error
 	var order []int
 	var missing []string
 	for _, in := range a.Inputs {
-		si := in.Stage - 1
+		si := state.LayoutStage(in.Stage)
 		if si < 0 || si >= len(l.Stages) {
 			return Outcome{}, fmt.Errorf("worker: task %s reads stage %d, which the layout does not have", a.Task.ID, in.Stage)
 		}
