@@ -137,6 +137,13 @@ func (s *State) newGate(j *Job, dead map[string]bool) *gate {
 	g.done = make([]int, len(j.Stages))
 	g.inFlight = make([]int, len(j.Stages))
 	g.ran = map[int]string{}
+	if len(dead) == 0 && !slices.ContainsFunc(j.Stages, func(st Stage) bool { return st.MaxInFlight > 0 || st.Stateful }) {
+		// Without deaths, in-flight bounds or stateful stages, the gate
+		// needs only the succeeded tasks per stage, kept as tasks change
+		// state: no walk over the job's tasks (O(stages), not O(tasks)).
+		copy(g.done, s.stageDone()[j.ID])
+		return g
+	}
 	consumer := make([]int, len(j.Stages)) // the stage reading each one-to-one, or -1
 	for i := range consumer {
 		consumer[i] = -1
@@ -330,9 +337,10 @@ func Restore(r io.Reader) (*State, error) {
 		s.Requests = n.Requests
 	}
 	// Built here, so readers sharing the state never write it.
-	s.live, s.counts = nil, nil
+	s.live, s.counts, s.done = nil, nil, nil
 	s.index()
 	s.count()
+	s.stageDone()
 	for _, j := range s.Jobs { // snapshots before the count had none
 		j.Succeeded = 0
 		for _, id := range j.Tasks {

@@ -268,6 +268,10 @@ type State struct {
 	// counts is the number of tasks in each state; derived from Tasks
 	// (rebuilt when nil), never serialized.
 	counts map[TaskState]int
+	// done is, by job, the succeeded tasks of each stage; derived from
+	// Tasks (rebuilt when nil), never serialized. Decide's gate reads it
+	// instead of walking the job's tasks.
+	done map[string][]int
 	// hint is, by job, how many of its first tasks Decide found not
 	// pending; a task that goes back to pending clears its job's. Only
 	// Decide sets it (one goroutine, the leader's), never serialized.
@@ -296,7 +300,7 @@ func New() *State {
 	return &State{
 		Jobs: map[string]*Job{}, Tasks: map[string]*Task{}, Workers: map[string]*Worker{},
 		Schedules: map[string]*Schedule{}, Nodes: map[string]*Node{}, Requests: map[string]Request{},
-		live: map[string]map[string]*Task{}, counts: map[TaskState]int{},
+		live: map[string]map[string]*Task{}, counts: map[TaskState]int{}, done: map[string][]int{},
 	}
 }
 
@@ -340,9 +344,36 @@ func (s *State) count() map[TaskState]int {
 	return s.counts
 }
 
+// stageDone is the succeeded-per-stage index, built from Tasks when
+// missing.
+func (s *State) stageDone() map[string][]int {
+	if s.done == nil {
+		s.done = map[string][]int{}
+		for _, t := range s.Tasks {
+			if t.State == TaskSucceeded {
+				s.addDone(t, 1)
+			}
+		}
+	}
+	return s.done
+}
+
+func (s *State) addDone(t *Task, d int) {
+	n := s.done[t.Job]
+	if len(n) <= t.Stage {
+		n = append(n, make([]int, t.Stage+1-len(n))...)
+		s.done[t.Job] = n
+	}
+	n[t.Stage] += d
+}
+
 // addTask adds a new task, keeping the counts.
 func (s *State) addTask(t *Task) {
 	s.count()[t.State]++
+	if t.State == TaskSucceeded {
+		s.stageDone()
+		s.addDone(t, 1)
+	}
 	s.Tasks[t.ID] = t
 }
 
@@ -355,6 +386,14 @@ func (s *State) setTask(t *Task, st TaskState, w string) {
 	c := s.count()
 	c[t.State]--
 	c[st]++
+	if (t.State == TaskSucceeded) != (st == TaskSucceeded) {
+		s.stageDone()
+		if st == TaskSucceeded {
+			s.addDone(t, 1)
+		} else {
+			s.addDone(t, -1)
+		}
+	}
 	t.State, t.Worker = st, w
 	if st == TaskPending {
 		delete(s.hint, t.Job)

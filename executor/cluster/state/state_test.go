@@ -216,7 +216,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.live, r.live, s.hint, r.hint, s.counts, r.counts = nil, nil, nil, nil, nil, nil // derived, not replicated
+	s.live, r.live, s.hint, r.hint, s.counts, r.counts, s.done, r.done = nil, nil, nil, nil, nil, nil, nil, nil // derived, not replicated
 	if !reflect.DeepEqual(s, r) {
 		t.Fatalf("restored state differs:\n%s\nvs\n%s", trace(s), trace(r))
 	}
@@ -341,6 +341,16 @@ func TestManyTasksInBatches(t *testing.T) {
 	}
 	if got := s.Counts(); !maps.Equal(got, recount) {
 		t.Fatalf("counts %v, recount %v", got, recount)
+	}
+	// So are the succeeded tasks per stage that Decide's gate reads.
+	perStage := make([]int, len(s.Jobs[id].Stages))
+	for _, tid := range s.Jobs[id].Tasks {
+		if tk := s.Tasks[tid]; tk.State == TaskSucceeded {
+			perStage[tk.Stage]++
+		}
+	}
+	if got := s.done[id]; !slices.Equal(got, perStage) {
+		t.Fatalf("succeeded per stage %v, recount %v", got, perStage)
 	}
 	big := mustApply(t, s, Command{Op: OpSubmit, At: at(30), Job: &Job{}})
 	mustApply(t, s, Command{Op: OpHeartbeat, ID: "w1", At: at(30)})
