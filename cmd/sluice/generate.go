@@ -35,6 +35,9 @@ type engineFlags struct {
 	maxBatched                      int
 	gpuMemUtil                      float64
 	noPrefixCaching                 bool
+	specModel                       string // vLLM's --speculative-model: "[ngram]"
+	numSpecTokens, ngramMax         int
+	ngramMin                        int
 
 	loadTime, startTime time.Duration // set by open: infer.Load, engine.New
 }
@@ -54,6 +57,29 @@ func (o *engineFlags) declare(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxNumSeqs, "max-num-seqs", d.MaxNumSeqs, "max sequences per step")
 	fs.IntVar(&o.maxBatched, "max-num-batched-tokens", d.MaxNumBatchedTokens, "max tokens per step")
 	fs.BoolVar(&o.noPrefixCaching, "no-prefix-caching", false, "disable automatic prefix caching")
+	fs.StringVar(&o.specModel, "speculative-model", "", `speculative decoding: "[ngram]" drafts by prompt lookup (a draft model directory is not supported yet)`)
+	fs.IntVar(&o.numSpecTokens, "num-speculative-tokens", 0, "draft tokens per decode step with --speculative-model")
+	fs.IntVar(&o.ngramMax, "ngram-prompt-lookup-max", 0, "longest n-gram the [ngram] speculator matches (0: 4)")
+	fs.IntVar(&o.ngramMin, "ngram-prompt-lookup-min", 0, "shortest n-gram the [ngram] speculator matches (0: 1)")
+}
+
+// speculative turns the speculative flags into the engine's config.
+func (o *engineFlags) speculative() (engine.SpeculativeConfig, error) {
+	switch o.specModel {
+	case "":
+		if o.numSpecTokens != 0 {
+			return engine.SpeculativeConfig{}, fmt.Errorf("--num-speculative-tokens needs --speculative-model: %w", errUsage)
+		}
+		return engine.SpeculativeConfig{}, nil
+	case "[ngram]":
+		c := engine.SpeculativeConfig{Method: "ngram", NumSpeculativeTokens: o.numSpecTokens, PromptLookupMax: o.ngramMax, PromptLookupMin: o.ngramMin}
+		if err := c.Validate(); err != nil {
+			return c, fmt.Errorf("--speculative-model [ngram] --num-speculative-tokens %d --ngram-prompt-lookup-max %d --ngram-prompt-lookup-min %d: %w",
+				o.numSpecTokens, o.ngramMax, o.ngramMin, err)
+		}
+		return c, nil
+	}
+	return engine.SpeculativeConfig{}, fmt.Errorf(`--speculative-model %q: only "[ngram]" (prompt lookup) is supported; a draft model is not implemented yet`, o.specModel)
 }
 
 // open loads the model and starts an engine; close both with the returned func.
@@ -72,6 +98,10 @@ func (o *engineFlags) open() (*engine.Engine, *infer.Loaded, func() error, error
 	if o.kvCacheDType != "auto" && o.kvCacheDType != "fp8" {
 		return nil, nil, nil, fmt.Errorf("--kv-cache-dtype %q: want auto or fp8", o.kvCacheDType)
 	}
+	spec, err := o.speculative()
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	l, err := infer.Load(o.model, infer.LoadOptions{Device: o.device, Tokenizer: o.tokenizer,
 		Model: model.Options{DType: dt, Quantization: o.quantization, KVCacheDType: o.kvCacheDType}})
 	if err != nil {
@@ -83,6 +113,7 @@ func (o *engineFlags) open() (*engine.Engine, *infer.Loaded, func() error, error
 	cfg.MaxNumSeqs, cfg.MaxNumBatchedTokens = o.maxNumSeqs, o.maxBatched
 	cfg.GPUMemoryUtilization = o.gpuMemUtil
 	cfg.EnablePrefixCaching = !o.noPrefixCaching
+	cfg.Speculative = spec
 	start = time.Now()
 	e, err := engine.New(l.Runner, l.Tokenizer, cfg)
 	if err != nil {

@@ -56,6 +56,12 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 		}),
 		c("sluice:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.", func(g engine.Gauges) float64 { return float64(g.PrefixQueriedTokens) }),
 		c("sluice:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.", func(g engine.Gauges) float64 { return float64(g.PrefixHitTokens) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice:spec_decode_num_draft_tokens_total", Help: "Speculative decoding: draft tokens proposed.", ConstLabels: labels},
+			func() float64 { return float64(s.e.Stats().SpecDraftTokens) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice:spec_decode_num_accepted_tokens_total", Help: "Speculative decoding: draft tokens accepted.", ConstLabels: labels},
+			func() float64 { return float64(s.e.Stats().SpecAcceptedTokens) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice:spec_decode_draft_acceptance_rate", Help: "Speculative decoding: share of draft tokens accepted.", ConstLabels: labels},
+			func() float64 { return s.e.Stats().SpecAcceptanceRate }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice:num_requests_admitted", Help: "Completions the server has admitted and not finished (bounded by --max-queue).", ConstLabels: labels},
 			func() float64 { return float64(s.admitted.Load()) }),
 	)

@@ -539,3 +539,34 @@ func TestDrainRefuses(t *testing.T) {
 		t.Errorf("/health while draining: %d, want 503", resp.StatusCode)
 	}
 }
+
+// TestSpecDecodeMetrics: with n-gram speculation on, /metrics counts the
+// engine's draft and accepted tokens and its acceptance rate.
+func TestSpecDecodeMetrics(t *testing.T) {
+	v := newEnv(t, serve.DefaultConfig(), func(c *engine.Config) {
+		c.Speculative = engine.SpeculativeConfig{Method: "ngram", NumSpeculativeTokens: 3}
+	})
+	code, b := post(t, v.url+"/v1/completions", `{"prompt": "one two one two one two one two", "max_tokens": 24, "ignore_eos": true, "temperature": 0}`)
+	if code != 200 {
+		t.Fatalf("%d %s", code, b)
+	}
+	resp, err := http.Get(v.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	st := v.e.Stats()
+	if st.SpecDraftTokens == 0 {
+		t.Fatalf("the engine drafted nothing: %+v", st)
+	}
+	for name, want := range map[string]string{
+		"sluice:spec_decode_num_draft_tokens_total":    fmt.Sprint(st.SpecDraftTokens),
+		"sluice:spec_decode_num_accepted_tokens_total": fmt.Sprint(st.SpecAcceptedTokens),
+		"sluice:spec_decode_draft_acceptance_rate":     fmt.Sprint(st.SpecAcceptanceRate),
+	} {
+		if line := name + `{model_name="llama3"} ` + want; !strings.Contains(string(body), line+"\n") {
+			t.Errorf("no %q in /metrics", line)
+		}
+	}
+}
