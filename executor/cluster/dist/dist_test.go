@@ -148,7 +148,7 @@ func runOn(t *testing.T, planned, root plan.Node, opts dist.Options, mem memory.
 	st := newStore()
 	defer st.release()
 	env := dist.Env{Fetch: st.fetch, Put: st.put, Local: testConfig(mem)}
-	var files []dist.StagedFile
+	var files []stagedFile
 	var written int64
 	partRows := make([][]int64, len(l.Stages))
 	for i, spec := range l.Stages {
@@ -159,7 +159,7 @@ func runOn(t *testing.T, planned, root plan.Node, opts dist.Options, mem memory.
 				t.Fatalf("stage %d (%s) task %d: %v", i, spec.Name, k, err)
 			}
 			if spec.Sink {
-				files = append(files, res.Files...)
+				files = append(files, staged(t, root, "j-1", k, 1)...)
 				written += res.Rows
 				continue
 			}
@@ -191,6 +191,44 @@ func runOn(t *testing.T, planned, root plan.Node, opts dist.Options, mem memory.
 		t.Fatalf("tasks wrote %d rows, files hold %d", written, len(rows))
 	}
 	return rows, &l, partRows
+}
+
+// stagedFile is a file a sink task wrote, as its manifest lists it.
+type stagedFile struct {
+	Path string // full path
+	// Rel is the path relative to the task's staging dir, with slashes,
+	// e.g. "category=a/part-00000-0000-j-1-t00003.parquet".
+	Rel  string
+	Rows int64
+}
+
+// staged lists the files that attempt of sink task task of job wrote under
+// its commit.AttemptDir, from the manifest there (what the job's commit
+// reads).
+func staged(t *testing.T, root plan.Node, job string, task, attempt int) []stagedFile {
+	t.Helper()
+	w, ok := root.(*plan.Write)
+	if !ok {
+		t.Fatalf("sink stage of a plan whose root is %T", root)
+	}
+	dir := commit.AttemptDir(w.Path, job, task, attempt)
+	data, err := storage.ReadFile(context.Background(), storage.NewLocal(), filepath.Join(dir, commit.ManifestName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m commit.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	var out []stagedFile
+	for _, f := range m.Files {
+		rel, err := filepath.Rel(dir, f.Path)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			t.Fatalf("staged file %s is not under %s", f.Path, dir)
+		}
+		out = append(out, stagedFile{Path: f.Path, Rel: filepath.ToSlash(rel), Rows: f.Rows})
+	}
+	return out
 }
 
 // readRows reads a Parquet file's rows as text.
@@ -757,7 +795,15 @@ func TestPartitionedSink(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir := commit.AttemptDir(w.Path, "j/1", k, 2)
-		for _, f := range res.Files {
+		files := staged(t, root, "j/1", k, 2)
+		var sum int64
+		for _, f := range files {
+			sum += f.Rows
+		}
+		if sum != res.Rows {
+			t.Fatalf("task %d: %d rows, its files hold %d", k, res.Rows, sum)
+		}
+		for _, f := range files {
 			if !strings.HasPrefix(f.Rel, "category=") || rels[f.Rel] || f.Path != filepath.Join(dir, filepath.FromSlash(f.Rel)) ||
 				!strings.Contains(f.Rel, fmt.Sprintf("j-1-t%05d", k)) {
 				t.Fatalf("task %d staged %+v under %s", k, f, dir)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -66,22 +65,13 @@ type Env struct {
 	Local local.Config
 }
 
-// Result is what a task produced.
+// Result is what a task produced. A sink task's files are listed in the
+// manifest under its commit.AttemptDir, which the job's commit reads (it
+// may run on another worker, after this one is gone).
 type Result struct {
-	Rows     int64        // rows output (sink: rows written)
-	Bytes    int64        // bytes of the output blocks (sink: of the files)
-	PartRows []int64      // rows per output partition
-	Files    []StagedFile // sink tasks: the files written under StagingDir, in order
-}
-
-// StagedFile is a file a sink task wrote.
-type StagedFile struct {
-	Path string // full path
-	// Rel is the path relative to the staging dir, with slashes, e.g.
-	// "category=a/part-00000-0000-j-1-t00003.parquet". It names the task,
-	// so the files of all tasks can be published side by side.
-	Rel         string
-	Rows, Bytes int64
+	Rows     int64   // rows output (sink: rows written)
+	Bytes    int64   // bytes of the output blocks (sink: of the files)
+	PartRows []int64 // rows per output partition
 }
 
 // Run runs one task of the stage t.Stage of l: it recomputes the stages
@@ -89,7 +79,8 @@ type StagedFile struct {
 // runs the stage's operators with the local executor, and puts its output
 // partitions with env.Put under BlockID (every partition, an empty one as a
 // block with the schema and no batches), or, for the sink stage, writes the
-// plan's Write under commit.AttemptDir in overwrite mode and returns the files.
+// plan's Write under commit.AttemptDir in overwrite mode (the files are in
+// that directory's manifest).
 //
 // A fetch error is returned wrapped (errors.Is matches the original) with
 // the block id and address.
@@ -320,9 +311,9 @@ func putOutput(ctx context.Context, mem memory.Allocator, s *stage, spec StageSp
 	return res, nil
 }
 
-// runSink writes the task's rows under its staging dir and lists the files.
-// The task runs on one goroutine (Run), so its files hold its rows in
-// order (a sort's range, say).
+// runSink writes the task's rows under its staging dir and counts them from
+// the manifest the write leaves there. The task runs on one goroutine
+// (Run), so its files hold its rows in order (a sort's range, say).
 func runSink(ctx context.Context, w *plan.Write, t TaskSpec, cfg local.Config) (*Result, error) {
 	sink := *w
 	sink.Path = commit.AttemptDir(w.Path, t.Job, t.Task, t.Attempt)
@@ -346,11 +337,6 @@ func runSink(ctx context.Context, w *plan.Write, t TaskSpec, cfg local.Config) (
 	}
 	res := &Result{Rows: m.Rows}
 	for _, f := range m.Files {
-		rel, err := relPath(sink.Path, f.Path)
-		if err != nil {
-			return nil, err
-		}
-		res.Files = append(res.Files, StagedFile{Path: f.Path, Rel: rel, Rows: f.Rows, Bytes: f.Bytes})
 		res.Bytes += f.Bytes
 	}
 	return res, nil
@@ -361,22 +347,6 @@ func fsFor(cfg local.Config, path string) (storage.FS, error) {
 		return cfg.FS(path)
 	}
 	return storage.For(path)
-}
-
-// relPath is p relative to dir, with slashes.
-func relPath(dir, p string) (string, error) {
-	if storage.IsURL(dir) {
-		rest, ok := strings.CutPrefix(p, strings.TrimSuffix(dir, "/")+"/")
-		if !ok {
-			return "", fmt.Errorf("dist: staged file %s is not under %s", p, dir)
-		}
-		return rest, nil
-	}
-	rel, err := filepath.Rel(dir, p)
-	if err != nil || strings.HasPrefix(rel, "..") {
-		return "", fmt.Errorf("dist: staged file %s is not under %s", p, dir)
-	}
-	return filepath.ToSlash(rel), nil
 }
 
 // fileID is the name staged files carry: the job and task, so files of
