@@ -370,8 +370,10 @@ func prune(n Node, need colset) (Node, error) {
 			}
 		}
 		return pruneOne(n, in)
+	case *Join:
+		return pruneJoin(n, need)
 	}
-	// Opaque operators (MapBatches, Join, Write) need all their input columns.
+	// Opaque operators (MapBatches, Write) need all their input columns.
 	return mapChildren(n, func(c Node) (Node, error) { return prune(c, nil) })
 }
 
@@ -381,4 +383,87 @@ func pruneOne(n Node, need colset) (Node, error) {
 		return nil, err
 	}
 	return rebuild(n, []Node{in})
+}
+
+// pruneJoin narrows a join's inputs to the columns the output needs plus
+// the join keys. The join names a right column that clashes with a left
+// one by appending "_right", so dropping a left column could rename a
+// right one: where the narrowed join would name a kept column differently
+// from n, the left input keeps all its columns (and if that is not enough,
+// the right one too).
+func pruneJoin(n *Join, need colset) (Node, error) {
+	if need == nil {
+		return mapChildren(n, func(c Node) (Node, error) { return prune(c, nil) })
+	}
+	ls, rs := n.Left.Schema(), n.Right.Schema()
+	left, right := colset{}, colset{}
+	for _, k := range n.LeftKeys {
+		left[k] = true
+	}
+	for _, k := range n.RightKeys {
+		right[k] = true
+	}
+	// n's output is every left column, then the right non-key columns.
+	out := n.Schema().Fields()
+	for i, f := range ls.Fields() {
+		if need[out[i].Name] {
+			left[f.Name] = true
+		}
+	}
+	o := ls.NumFields()
+	for _, f := range rs.Fields() {
+		if slices.Contains(n.RightKeys, f.Name) {
+			continue
+		}
+		if need[out[o].Name] {
+			right[f.Name] = true
+		}
+		o++
+	}
+	if !joinKeepsNames(n, left, right) {
+		left = allOf(ls) // the clashing left columns stay
+		if !joinKeepsNames(n, left, right) {
+			return mapChildren(n, func(c Node) (Node, error) { return prune(c, nil) })
+		}
+	}
+	l, err := prune(n.Left, left)
+	if err != nil {
+		return nil, err
+	}
+	r, err := prune(n.Right, right)
+	if err != nil {
+		return nil, err
+	}
+	return rebuild(n, []Node{l, r})
+}
+
+// joinKeepsNames reports whether n, over inputs narrowed to the columns in
+// left and right, names each kept output column as n does.
+func joinKeepsNames(n *Join, left, right colset) bool {
+	ls, rs := n.Left.Schema(), n.Right.Schema()
+	out := n.Schema().Fields()
+	taken := map[string]bool{}
+	for _, f := range ls.Fields() {
+		if left[f.Name] {
+			taken[f.Name] = true
+		}
+	}
+	o := ls.NumFields()
+	for _, f := range rs.Fields() {
+		if slices.Contains(n.RightKeys, f.Name) {
+			continue
+		}
+		if right[f.Name] {
+			name := f.Name
+			for taken[name] {
+				name += "_right"
+			}
+			if name != out[o].Name {
+				return false
+			}
+			taken[name] = true
+		}
+		o++
+	}
+	return true
 }
