@@ -18,7 +18,6 @@ import (
 	"github.com/sluicehq/sluice/dataset/expr"
 	"github.com/sluicehq/sluice/dataset/format"
 	"github.com/sluicehq/sluice/dataset/plan"
-	"github.com/sluicehq/sluice/executor/local"
 	"github.com/sluicehq/sluice/internal/didyoumean"
 	"github.com/sluicehq/sluice/storage"
 )
@@ -37,8 +36,8 @@ func (j *Job) Output() string { return j.Sink.Path }
 // job, write included.
 func (j *Job) Explain() (string, error) { return dataset.FromPlan(j.Sink).Explain() }
 
-// Run runs the job with the local executor.
-func (j *Job) Run(ctx context.Context, cfg local.Config) (*local.Stats, error) {
+// Run runs the job with the local executor (through dataset.Run).
+func (j *Job) Run(ctx context.Context, cfg dataset.Config) (*dataset.Stats, error) {
 	return dataset.Run(ctx, j.Sink, cfg, nil)
 }
 

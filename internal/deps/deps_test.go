@@ -36,6 +36,17 @@ var rules = []struct {
 		"the engine core serves requests; the dataset stage lives in package infer"},
 }
 
+// A direct rule: pkg's own imports (test files left out) must not name the
+// forbidden packages, though it may reach them through another package.
+var direct = []struct {
+	pkg       string
+	forbidden []string
+	why       string
+}{
+	{"plans", []string{"executor/..."},
+		"plans goes through dataset's API (dataset.Run, dataset.Config) to run a job; only dataset imports executor/local"},
+}
+
 func forbidden(dep string, patterns []string) bool {
 	for _, p := range patterns {
 		if tree, ok := strings.CutSuffix(p, "/..."); ok {
@@ -68,6 +79,27 @@ func TestRules(t *testing.T) {
 			}
 			if forbidden(dep, r.forbidden) {
 				t.Errorf("%s depends on %s (forbidden: %s): %s", r.pkg, strings.TrimPrefix(dep, module), strings.Join(r.forbidden, ", "), r.why)
+			}
+		}
+	}
+}
+
+func TestDirectImports(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("SKIP: no go command to list imports")
+	}
+	for _, r := range direct {
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, module+r.pkg).Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("go list %s: %v\n%s", r.pkg, err, stderr)
+		}
+		for _, imp := range strings.Fields(string(out)) {
+			if forbidden(imp, r.forbidden) {
+				t.Errorf("%s imports %s (forbidden: %s): %s", r.pkg, strings.TrimPrefix(imp, module), strings.Join(r.forbidden, ", "), r.why)
 			}
 		}
 	}

@@ -16,5 +16,7 @@
 // dataset, plans, infer or gpu package.
 //
 // TestRules runs `go list -deps` and fails naming the import chain's two
-// ends when a forbidden dependency comes back.
+// ends when a forbidden dependency comes back. TestDirectImports checks a
+// package's own imports where a transitive rule cannot hold: plans reaches
+// executor/local through dataset, but imports no executor itself.
 package deps
