@@ -337,7 +337,10 @@ type JoinOptions struct {
 	// On names key columns present on both sides; or set LeftOn and RightOn.
 	On              []string
 	LeftOn, RightOn []string
-	// How is "inner" (default) or "left".
+	// How is "inner" (default), "left", "right" or "full" ("outer"):
+	// right and full also keep the right rows that match no left row, with
+	// NULL in the left's non-key columns and the left's key columns holding
+	// the right's keys.
 	How string
 }
 
@@ -345,6 +348,13 @@ type JoinOptions struct {
 // every left column then the right's non-key columns (a name already on the
 // left gets the suffix "_right").
 func (d *Dataset) Join(right *Dataset, opts JoinOptions) *Dataset {
+	switch opts.How {
+	case "outer", "full_outer":
+		opts.How = "full"
+		fallthrough
+	case "right", "full":
+		return d.outerJoin(right, opts)
+	}
 	return d.then("Join", func(in plan.Node) (plan.Node, error) {
 		if right.err != nil {
 			return nil, right.err
@@ -363,7 +373,7 @@ func (d *Dataset) Join(right *Dataset, opts JoinOptions) *Dataset {
 		case "left":
 			kind = kernel.Left
 		default:
-			return nil, fmt.Errorf("How %q: want inner or left", opts.How)
+			return nil, fmt.Errorf("How %q: want inner, left, right or full", opts.How)
 		}
 		return plan.NewJoin(in, right.node, lk, rk, kind)
 	})
