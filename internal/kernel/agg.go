@@ -158,7 +158,7 @@ func newAggState(schema *arrow.Schema, a Agg) (aggState, int, arrow.DataType, er
 	i, ok := fieldIndex(schema, a.Column)
 	if !ok {
 		switch a.Func {
-		case Count, Sum, Mean, Min, Max, CountDistinct, Var, Std, Median, Quantile, First, Last, CollectList:
+		case Count, Sum, Mean, Min, Max, CountDistinct, Var, Std, Median, Quantile, First, Last, CollectList, CollectAll:
 		default:
 			return nil, 0, nil, errorf(ErrInvalid, "%s: unknown aggregate %q (want count, count_all, sum, mean, min, max, count_distinct, var, std, median, quantile, first, last or collect_list)", label, a.Func)
 		}
@@ -184,7 +184,7 @@ func newAggState(schema *arrow.Schema, a Agg) (aggState, int, arrow.DataType, er
 		return &valuesState{fn: a.Func, dt: dt, q: a.Q}, i, arrow.PrimitiveTypes.Float64, nil
 	case First, Last:
 		return &refState{fn: a.Func, dt: dt}, i, dt, nil
-	case CollectList:
+	case CollectList, CollectAll:
 		return &refState{fn: a.Func, dt: dt}, i, arrow.ListOf(dt), nil
 	case Sum, Mean:
 		if !isNumeric(id) {

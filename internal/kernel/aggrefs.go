@@ -12,6 +12,7 @@ const (
 	First       AggFunc = "first"        // the group's first value in input order, NULL included (DuckDB's first)
 	Last        AggFunc = "last"         // the group's last value in input order, NULL included
 	CollectList AggFunc = "collect_list" // the group's non-null values in input order, as a list
+	CollectAll  AggFunc = "collect_all"  // every value of the group, NULLs included, in input order, as a list (dataset.Window's rows)
 )
 
 var _ aggState = (*refState)(nil)
@@ -29,7 +30,7 @@ type refState struct {
 }
 
 func (s *refState) grow(n int) {
-	if s.fn == CollectList {
+	if s.fn == CollectList || s.fn == CollectAll {
 		s.lists = growTo(s.lists, n)
 		return
 	}
@@ -43,8 +44,8 @@ func (s *refState) update(arr arrow.Array, gids []uint32) {
 	bm, off := validity(arr)
 	for i, g := range gids {
 		switch {
-		case s.fn == CollectList:
-			if bm == nil || bitSet(bm, off+i) {
+		case s.fn == CollectList || s.fn == CollectAll:
+			if s.fn == CollectAll || bm == nil || bitSet(bm, off+i) {
 				s.lists[g] = append(s.lists[g], packRef(c, i))
 				used = true
 			}
@@ -82,7 +83,7 @@ func (s *refState) result(mem memory.Allocator, n int) (arrow.Array, error) {
 		}
 		s.chunks = nil
 	}()
-	if s.fn == CollectList {
+	if s.fn == CollectList || s.fn == CollectAll {
 		var refs []uint64
 		offs := make([]int32, n+1)
 		for g := range n {
