@@ -62,7 +62,7 @@ func (e *PlanError) Unwrap() error { return ErrConfig }
 
 // LoadPlan reads and checks a training plan file (local or s3://).
 func LoadPlan(ctx context.Context, file string) (*Plan, error) {
-	b, err := readSource(ctx, file)
+	b, err := storage.ReadPath(ctx, file)
 	if err != nil {
 		return nil, fmt.Errorf("train: plan %s: %w", file, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,7 +30,7 @@ func writeModel(ctx context.Context, cfg Config, n *net, ls *loraSet) error {
 		return fmt.Errorf("train: --out: %w", err)
 	}
 	for _, name := range copied {
-		b, err := readSource(ctx, storage.Join(cfg.Model, name))
+		b, err := storage.ReadPath(ctx, storage.Join(cfg.Model, name))
 		if errors.Is(err, storage.ErrNotExist) {
 			if name == "generation_config.json" {
 				b = generationConfig(n)
@@ -82,23 +81,6 @@ func generationConfig(n *net) []byte {
 	}
 	b, _ := json.MarshalIndent(g, "", "  ")
 	return b
-}
-
-func readSource(ctx context.Context, path string) ([]byte, error) {
-	fsys, err := storage.For(path)
-	if err != nil {
-		return nil, err
-	}
-	f, err := fsys.Open(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b := make([]byte, f.Size())
-	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("train: reading %s: %w", path, err)
-	}
-	return b, nil
 }
 
 func writeTensors(path string, meta map[string]string, ps []*param) error {

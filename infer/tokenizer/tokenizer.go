@@ -66,14 +66,10 @@ func LoadContext(ctx context.Context, dir string) (*Tokenizer, error) {
 	return t, nil
 }
 
-// readFile reads a whole file through package storage; a missing one is
-// storage.ErrNotExist.
+// readFile is storage.ReadPath with the package's prefix; a missing file
+// is storage.ErrNotExist.
 func readFile(ctx context.Context, path string) ([]byte, error) {
-	fsys, err := storage.For(path)
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %w", err)
-	}
-	b, err := storage.ReadFile(ctx, fsys, path)
+	b, err := storage.ReadPath(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
