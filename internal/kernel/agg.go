@@ -173,7 +173,7 @@ func newAggState(schema *arrow.Schema, a Agg) (aggState, int, arrow.DataType, er
 		if keyKindOf(dt) == kindNone {
 			return nil, 0, nil, errorf(ErrType, "%s: cannot count distinct values of a %s column", label, typeName(dt))
 		}
-		return &countDistinct{fixed: map[[2]uint64]struct{}{}, bytes: map[string]struct{}{}}, i, arrow.PrimitiveTypes.Int64, nil
+		return &countDistinct{bytes: map[string]struct{}{}}, i, arrow.PrimitiveTypes.Int64, nil
 	case Var, Std, Median, Quantile:
 		if !isNumeric(id) {
 			return nil, 0, nil, errorf(ErrType, "%s: cannot take the %s of a %s column", label, a.Func, typeName(dt))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -395,18 +396,104 @@ func (s *minMaxBytes) result(mem memory.Allocator, n int) (arrow.Array, error) {
 	return bytesArray(mem, s.dt, s.v[:n], notIn(s.has[:n]))
 }
 
-// countDistinct counts the distinct non-null values of each group. The
-// sets of all groups live in one map keyed by (group, value); Merge needs
-// the sets, not just the counts.
+// countDistinct counts the distinct non-null values of each group.
+//
+// Fixed-width values take the sorted path while they fit: each non-null
+// row appends one word, its group in the high distinctGroupBits and its
+// value less a base (set by the first value) in the low distinctValueBits,
+// and the words are radix sorted and deduplicated now and then (when the
+// unsorted tail has grown as long as the deduplicated head, so each word is
+// sorted a bounded number of times) and once more for the result. That is
+// a sequential append per row instead of a random probe into a hash table
+// of every (group, value) pair. A value or group that does not fit moves
+// the state to one map keyed by (group, value); strings always use a map
+// keyed by the group's 4 bytes then the value. Merge needs the sets, not
+// just the counts.
 type countDistinct struct {
-	n     []int64
-	fixed map[[2]uint64]struct{}
-	bytes map[string]struct{} // key: 4-byte little-endian group, then the value
-	view  colView
-	key   []byte
+	n      []int64 // per group, kept in map mode; computed by result in sorted mode
+	words  []uint64
+	sorted int // words[:sorted] are sorted and distinct
+	base   uint64
+	hasB   bool
+	fixed  map[[2]uint64]struct{} // nil while on the sorted path
+	bytes  map[string]struct{}    // key: 4-byte little-endian group, then the value
+	view   colView
+	key    []byte
+	buf    []uint64
 }
 
+const (
+	distinctValueBits = 40
+	distinctGroupBits = 64 - distinctValueBits
+	distinctMinTail   = 1 << 16
+)
+
 func (s *countDistinct) grow(n int) { s.n = growTo(s.n, n) }
+
+// pack returns the word of (g, v), or false if it does not fit.
+func (s *countDistinct) pack(g uint32, v uint64) (uint64, bool) {
+	if !s.hasB {
+		s.base, s.hasB = v-1<<(distinctValueBits-1), true
+	}
+	d := v - s.base
+	if d>>distinctValueBits != 0 || uint64(g)>>distinctGroupBits != 0 {
+		return 0, false
+	}
+	return uint64(g)<<distinctValueBits | d, true
+}
+
+// unpack is pack's inverse.
+func (s *countDistinct) unpack(w uint64) (uint32, uint64) {
+	return uint32(w >> distinctValueBits), w&(1<<distinctValueBits-1) + s.base
+}
+
+// compact sorts and deduplicates the words.
+func (s *countDistinct) compact() {
+	if s.sorted == len(s.words) {
+		return
+	}
+	s.buf = grow(s.buf, len(s.words))
+	w := radixSortU64(s.words, s.buf[:len(s.words)])
+	out := w[:0]
+	for i, x := range w {
+		if i == 0 || x != w[i-1] {
+			out = append(out, x)
+		}
+	}
+	if &w[0] != &s.words[0] {
+		s.buf, s.words = s.words, out
+	} else {
+		s.words = out
+	}
+	s.sorted = len(s.words)
+}
+
+// toMap moves the state to map mode, counting each group's values.
+func (s *countDistinct) toMap() {
+	s.compact()
+	clear(s.n) // sorted mode counts nothing until result
+	s.fixed = make(map[[2]uint64]struct{}, len(s.words))
+	for _, w := range s.words {
+		g, v := s.unpack(w)
+		s.fixed[[2]uint64{uint64(g), v}] = struct{}{}
+		s.n[g]++
+	}
+	s.words, s.buf, s.sorted = nil, nil, 0
+}
+
+func (s *countDistinct) addMap(g uint32, v uint64) {
+	k := [2]uint64{uint64(g), v}
+	if _, ok := s.fixed[k]; !ok {
+		s.fixed[k] = struct{}{}
+		s.n[g]++
+	}
+}
+
+func (s *countDistinct) maybeCompact() {
+	if tail := len(s.words) - s.sorted; tail >= distinctMinTail && tail >= s.sorted {
+		s.compact()
+	}
+}
 
 func (s *countDistinct) update(arr arrow.Array, gids []uint32) {
 	s.view.load(arr, forHash)
@@ -416,12 +503,16 @@ func (s *countDistinct) update(arr arrow.Array, gids []uint32) {
 			if v.null(i) {
 				continue
 			}
-			k := [2]uint64{uint64(g), v.u[i]}
-			if _, ok := s.fixed[k]; !ok {
-				s.fixed[k] = struct{}{}
-				s.n[g]++
+			if s.fixed == nil {
+				if w, ok := s.pack(g, v.u[i]); ok {
+					s.words = append(s.words, w)
+					continue
+				}
+				s.toMap()
 			}
+			s.addMap(g, v.u[i])
 		}
+		s.maybeCompact()
 		return
 	}
 	for i, g := range gids {
@@ -439,13 +530,24 @@ func (s *countDistinct) update(arr arrow.Array, gids []uint32) {
 
 func (s *countDistinct) merge(o aggState, idmap []uint32) {
 	os := o.(*countDistinct)
-	for k := range os.fixed {
-		g := idmap[k[0]]
-		k[0] = uint64(g)
-		if _, ok := s.fixed[k]; !ok {
-			s.fixed[k] = struct{}{}
-			s.n[g]++
+	for _, w := range os.words {
+		g, v := os.unpack(w)
+		g = idmap[g]
+		if s.fixed == nil {
+			if w, ok := s.pack(g, v); ok {
+				s.words = append(s.words, w)
+				continue
+			}
+			s.toMap()
 		}
+		s.addMap(g, v)
+	}
+	s.maybeCompact()
+	if len(os.fixed) > 0 && s.fixed == nil {
+		s.toMap()
+	}
+	for k := range os.fixed {
+		s.addMap(idmap[k[0]], k[1])
 	}
 	for k := range os.bytes {
 		g := idmap[binary.LittleEndian.Uint32([]byte(k[:4]))]
@@ -459,5 +561,49 @@ func (s *countDistinct) merge(o aggState, idmap []uint32) {
 }
 
 func (s *countDistinct) result(mem memory.Allocator, n int) (arrow.Array, error) {
+	if s.fixed == nil && len(s.words) > 0 {
+		// Sorted mode: the counts are the distinct words per group (the
+		// string map is empty, as a state sees one column type).
+		s.compact()
+		clear(s.n)
+		for _, w := range s.words {
+			s.n[w>>distinctValueBits]++
+		}
+	}
 	return fixedArray(mem, arrow.PrimitiveTypes.Int64, s.n[:n], nil), nil
+}
+
+// radixSortU64 sorts a using b (as long as a) as scratch, least significant
+// byte first, skipping the bytes where every word agrees, and returns the
+// sorted slice: a or b.
+func radixSortU64(a, b []uint64) []uint64 {
+	if len(a) < 256 {
+		slices.Sort(a)
+		return a
+	}
+	var cnt [8][256]int
+	for _, x := range a {
+		for d := range 8 {
+			cnt[d][byte(x>>(8*d))]++
+		}
+	}
+	for d := range 8 {
+		c := &cnt[d]
+		if c[byte(a[0]>>(8*d))] == len(a) {
+			continue // every word has this byte
+		}
+		pos := 0
+		for i, k := range c {
+			c[i] = pos
+			pos += k
+		}
+		shift := uint(8 * d)
+		for _, x := range a {
+			k := byte(x >> shift)
+			b[c[k]] = x
+			c[k]++
+		}
+		a, b = b, a
+	}
+	return a
 }
