@@ -30,6 +30,9 @@ type SeqInput struct {
 	// last NumLogits of Tokens, in order (speculative decoding verifies its
 	// draft tokens with them); 0 and 1 mean the last token's only.
 	NumLogits int
+	// LoRA is the runner's id of the sequence's LoRA adapter (LoRARunner);
+	// 0 is the base model.
+	LoRA int
 }
 
 // logitRows is the number of rows of logits s wants.

@@ -16,6 +16,9 @@ type SeqInput struct {
 	// NumLogits new tokens (speculative decoding verifies its draft tokens
 	// with them); 0 and 1 mean the last token's only.
 	NumLogits int
+	// LoRA is the id LoadLoRA returned for the adapter this sequence runs
+	// with; 0 is the base model.
+	LoRA int
 }
 
 // logitRows is the number of rows of logits q wants.
@@ -106,9 +109,19 @@ func (m *Model) forwardHead(c *Cache, b *Batch) (stepKey, *views, error) {
 	if err != nil || key.tokens == 0 {
 		return stepKey{}, nil, err
 	}
-	if pk, ok := st.pad(key); ok {
-		v, err := m.decodePadded(c, key, pk)
-		return key, v, err
+	if err := m.lora.plan(b); err != nil {
+		return stepKey{}, nil, err
+	}
+	if err := m.lora.reserve(m, key.tokens); err != nil {
+		return key, nil, err
+	}
+	// A step with adapters runs eagerly: the recorded graphs have no
+	// LoRA products.
+	if len(m.lora.segs) == 0 {
+		if pk, ok := st.pad(key); ok {
+			v, err := m.decodePadded(c, key, pk)
+			return key, v, err
+		}
 	}
 	if err := st.reserve(m, key); err != nil {
 		return key, nil, err
@@ -173,13 +186,13 @@ func (m *Model) layersForward(c *Cache, v *views, ab gpu.AttnBatch) error {
 		if err := ops.RMSNorm(v.h, v.o, v.x, ly.postNorm, eps); err != nil {
 			return fmt.Errorf("layer %d: post-attention norm: %w", i, err)
 		}
-		if err := m.matmul(v.gateUp, v.h, ly.gateUp, ly.gateUpBias); err != nil {
+		if err := m.matmulLoRA(v.gateUp, v.h, ly.gateUp, ly.gateUpBias, i, projGateUp); err != nil {
 			return fmt.Errorf("layer %d: gate/up: %w", i, err)
 		}
 		if err := ops.SiLUMul(v.act, v.gateUp, nil); err != nil {
 			return fmt.Errorf("layer %d: SiLU: %w", i, err)
 		}
-		if err := m.matmul(v.o, v.act, ly.down, ly.downBias); err != nil {
+		if err := m.matmulLoRA(v.o, v.act, ly.down, ly.downBias, i, projDown); err != nil {
 			return fmt.Errorf("layer %d: down: %w", i, err)
 		}
 	}
@@ -192,13 +205,13 @@ func (m *Model) layersForward(c *Cache, v *views, ab gpu.AttnBatch) error {
 // attention is one layer's self-attention from v.h into v.o.
 func (m *Model) attention(c *Cache, i int, v *views, ab gpu.AttnBatch) error {
 	ops, ly, eps := m.ops, &m.layers[i], m.cfg.RMSNormEps
-	if err := m.matmul(v.q, v.h, ly.q, ly.qBias); err != nil {
+	if err := m.matmulLoRA(v.q, v.h, ly.q, ly.qBias, i, projQ); err != nil {
 		return err
 	}
-	if err := m.matmul(v.k, v.h, ly.k, ly.kBias); err != nil {
+	if err := m.matmulLoRA(v.k, v.h, ly.k, ly.kBias, i, projK); err != nil {
 		return err
 	}
-	if err := m.matmul(v.v, v.h, ly.v, ly.vBias); err != nil {
+	if err := m.matmulLoRA(v.v, v.h, ly.v, ly.vBias, i, projV); err != nil {
 		return err
 	}
 	if ly.qNorm != nil {
@@ -218,5 +231,5 @@ func (m *Model) attention(c *Cache, i int, v *views, ab gpu.AttnBatch) error {
 	if err := ops.Attention(v.attn3, v.q3, c.k[i], c.v[i], ab); err != nil {
 		return err
 	}
-	return m.matmul(v.o, v.attn, ly.o, ly.oBias)
+	return m.matmulLoRA(v.o, v.attn, ly.o, ly.oBias, i, projO)
 }

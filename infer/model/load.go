@@ -72,6 +72,7 @@ type Model struct {
 
 	step   step
 	samp   sampleBufs // ForwardSample's parameters (sample.go)
+	lora   loraState  // LoRA adapters (lora.go)
 	closed bool
 }
 
@@ -170,6 +171,7 @@ func (m *Model) free() {
 	m.quant = nil
 	m.step.free()
 	m.samp.free()
+	m.lora.free()
 }
 
 // loader uploads one checkpoint's weights, converting their dtype on the

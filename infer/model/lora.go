@@ -1,0 +1,516 @@
+package model
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/sluicehq/sluice/gpu"
+	"github.com/sluicehq/sluice/infer/safetensors"
+	"github.com/sluicehq/sluice/storage"
+)
+
+// Multi-LoRA: adapters in PEFT's layout (adapter_config.json and
+// adapter_model.safetensors, as `sluice train --lora-rank` and PEFT's
+// save_pretrained write them) are loaded beside the base weights and
+// applied per sequence, unmerged: for each targeted projection of a
+// sequence of adapter i, y = x·Wᵀ + s·(x·A_iᵀ)·B_iᵀ, with s = alpha/r
+// (alpha/√r with use_rslora) folded into B at load. A step groups the
+// token rows of consecutive sequences of one adapter into a segment and
+// computes each segment's two small products with Ops.MatMul on row views,
+// then adds them into the projection's rows with Ops.Add: a grouped LoRA
+// product composed of existing ops, so every backend runs it (no fused
+// Punica/SGMV kernel).
+
+// ErrAdapter: a LoRA adapter is malformed, does not fit the base model, or
+// exceeds a limit; the message names the file and the key or tensor.
+var ErrAdapter = errors.New("model: invalid LoRA adapter")
+
+// LoRATargets are the projections an adapter may target (PEFT's
+// target_modules names); "all-linear" means all of them.
+var LoRATargets = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+// LoRAOptions bound the adapters LoadLoRA accepts.
+type LoRAOptions struct {
+	// MaxRank is vLLM's max_lora_rank: an adapter of a larger r is
+	// refused. 0 means 16, vLLM's default.
+	MaxRank int
+	// Context bounds the reads of an s3:// adapter; nil means Background.
+	Context context.Context
+}
+
+// loraPair is one projection's adapter: a [r, in] and b [out, r], b scaled.
+type loraPair struct{ a, b *gpu.Tensor }
+
+// loraLayer is one decoder layer's adapted projections, nil where not
+// targeted; gate and up share one pair over the merged gate_up weight, A
+// stacked [2r, H] and B block-diagonal [2I, 2r].
+type loraLayer struct{ q, k, v, o, gateUp, down *loraPair }
+
+// proj names a projection of a layer for a LoRA lookup.
+type proj uint8
+
+const (
+	projQ proj = iota
+	projK
+	projV
+	projO
+	projGateUp
+	projDown
+)
+
+func (l *loraLayer) pair(p proj) *loraPair {
+	switch p {
+	case projQ:
+		return l.q
+	case projK:
+		return l.k
+	case projV:
+		return l.v
+	case projO:
+		return l.o
+	case projGateUp:
+		return l.gateUp
+	}
+	return l.down
+}
+
+type loraAdapter struct {
+	name, dir string
+	rank      int // rows of the widest A (2r for gate_up)
+	layers    []loraLayer
+	tensors   []*gpu.Tensor
+}
+
+func (a *loraAdapter) free() {
+	for _, t := range a.tensors {
+		t.Free()
+	}
+	a.tensors = nil
+}
+
+// loraState is a Model's adapters and the scratch of their products.
+type loraState struct {
+	adapters []*loraAdapter // id i+1; nil once unloaded
+	// Scratch: xa [tokCap·maxRank] holds x·Aᵀ, xab [tokCap·maxOut] the
+	// product with Bᵀ, both flat so that views of any row count and width
+	// fit.
+	xa, xab        *gpu.Tensor
+	xaCap, xabCap  int
+	segs           []loraSeg // this step's, from plan
+	maxRank, width int       // of loaded adapters; the widest output
+}
+
+// loraSeg is the token rows [lo, hi) of one step that use adapter id.
+type loraSeg struct{ lo, hi, id int }
+
+func (ls *loraState) free() {
+	for _, a := range ls.adapters {
+		if a != nil {
+			a.free()
+		}
+	}
+	ls.adapters = nil
+	ls.xa.Free()
+	ls.xab.Free()
+	ls.xa, ls.xab, ls.xaCap, ls.xabCap = nil, nil, 0, 0
+}
+
+// peftConfig is what LoadLoRA reads of adapter_config.json.
+type peftConfig struct {
+	PEFTType      string          `json:"peft_type"`
+	R             int             `json:"r"`
+	Alpha         *float64        `json:"lora_alpha"`
+	Targets       json.RawMessage `json:"target_modules"`
+	FanInFanOut   bool            `json:"fan_in_fan_out"`
+	Bias          string          `json:"bias"`
+	UseRSLoRA     bool            `json:"use_rslora"`
+	UseDoRA       bool            `json:"use_dora"`
+	RankPattern   map[string]any  `json:"rank_pattern"`
+	AlphaPattern  map[string]any  `json:"alpha_pattern"`
+	ModulesToSave []string        `json:"modules_to_save"`
+	Layers        json.RawMessage `json:"layers_to_transform"`
+}
+
+// LoadLoRA loads the PEFT LoRA adapter in dir (local or s3://) under name
+// and returns its id, which SeqInput.LoRA takes (ids start at 1; 0 is the
+// base model). The adapter's tensors must have this model's shapes: an
+// adapter trained on another base is refused, naming the tensor. Like
+// Forward, LoadLoRA follows the device's threading rule.
+func (m *Model) LoadLoRA(name, dir string, opts LoRAOptions) (int, error) {
+	if m.closed {
+		return 0, fmt.Errorf("model: LoadLoRA: %w", ErrClosed)
+	}
+	maxRank := opts.MaxRank
+	if maxRank == 0 {
+		maxRank = 16
+	}
+	ctx := opts.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	for _, a := range m.lora.adapters {
+		if a != nil && a.name == name {
+			return 0, fmt.Errorf("model: LoRA adapter %q is already loaded (from %s): %w", name, a.dir, ErrAdapter)
+		}
+	}
+	cpath := storage.Join(dir, "adapter_config.json")
+	js, err := storage.ReadPath(ctx, cpath)
+	if err != nil {
+		return 0, fmt.Errorf("model: LoRA adapter %q: %w", name, err)
+	}
+	var pc peftConfig
+	if err := json.Unmarshal(js, &pc); err != nil {
+		return 0, fmt.Errorf("model: %s: %v: %w", cpath, err, ErrAdapter)
+	}
+	targets, err := pc.check(cpath, maxRank)
+	if err != nil {
+		return 0, err
+	}
+	scale := float32(*pc.Alpha / float64(pc.R))
+	if pc.UseRSLoRA {
+		scale = float32(*pc.Alpha / math.Sqrt(float64(pc.R)))
+	}
+	tpath := storage.Join(dir, "adapter_model.safetensors")
+	f, err := safetensors.Open(ctx, tpath)
+	if err != nil {
+		return 0, fmt.Errorf("model: LoRA adapter %q: %w", name, err)
+	}
+	defer f.Close()
+	ad := &loraAdapter{name: name, dir: dir, layers: make([]loraLayer, m.cfg.Layers)}
+	ld := &loraLoader{m: m, f: f, path: tpath, r: pc.R, scale: scale, used: map[string]bool{}, ad: ad}
+	if err := ld.load(targets); err != nil {
+		ad.free()
+		return 0, err
+	}
+	m.lora.adapters = append(m.lora.adapters, ad)
+	m.lora.maxRank = max(m.lora.maxRank, ad.rank)
+	c := m.cfg
+	m.lora.width = max(m.lora.width, c.Heads*c.HeadDim, c.Hidden, 2*c.Intermediate)
+	return len(m.lora.adapters), nil
+}
+
+// UnloadLoRA frees adapter id; its id is not reused.
+func (m *Model) UnloadLoRA(id int) error {
+	if id < 1 || id > len(m.lora.adapters) || m.lora.adapters[id-1] == nil {
+		return fmt.Errorf("model: UnloadLoRA: no adapter %d is loaded: %w", id, ErrAdapter)
+	}
+	m.lora.adapters[id-1].free()
+	m.lora.adapters[id-1] = nil
+	return nil
+}
+
+// LoRAName is the name adapter id was loaded under, and whether it is
+// loaded.
+func (m *Model) LoRAName(id int) (string, bool) {
+	if id < 1 || id > len(m.lora.adapters) || m.lora.adapters[id-1] == nil {
+		return "", false
+	}
+	return m.lora.adapters[id-1].name, true
+}
+
+// check validates a PEFT config and returns its target modules.
+func (pc *peftConfig) check(path string, maxRank int) (map[string]bool, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("model: %s: %s: %w", path, fmt.Sprintf(format, args...), ErrAdapter)
+	}
+	switch {
+	case pc.PEFTType != "LORA":
+		return nil, bad("peft_type is %q, want \"LORA\"", pc.PEFTType)
+	case pc.R < 1:
+		return nil, bad("r is %d, want a positive rank", pc.R)
+	case pc.R > maxRank:
+		return nil, bad("r (%d) is larger than max_lora_rank (%d): raise --max-lora-rank", pc.R, maxRank)
+	case pc.Alpha == nil:
+		return nil, bad("lora_alpha is missing")
+	case pc.FanInFanOut:
+		return nil, bad("fan_in_fan_out is true (a Conv1D base such as GPT-2), which Llama-style models do not have")
+	case pc.Bias != "" && pc.Bias != "none":
+		return nil, bad("bias is %q: adapters with trained biases are not supported, want \"none\"", pc.Bias)
+	case pc.UseDoRA:
+		return nil, bad("use_dora is true: DoRA adapters are not supported")
+	case len(pc.RankPattern) > 0:
+		return nil, bad("rank_pattern is set: per-module ranks are not supported")
+	case len(pc.AlphaPattern) > 0:
+		return nil, bad("alpha_pattern is set: per-module alphas are not supported")
+	case len(pc.ModulesToSave) > 0:
+		return nil, bad("modules_to_save %v: adapters that replace whole modules are not supported", pc.ModulesToSave)
+	case len(pc.Layers) > 0 && string(pc.Layers) != "null":
+		return nil, bad("layers_to_transform is set: adapters of some layers only are not supported")
+	}
+	var list []string
+	var one string
+	if err := json.Unmarshal(pc.Targets, &list); err != nil {
+		if err := json.Unmarshal(pc.Targets, &one); err != nil || one != "all-linear" {
+			return nil, bad("target_modules must be a list of module names or \"all-linear\", got %s", pc.Targets)
+		}
+		list = LoRATargets
+	}
+	if len(list) == 0 {
+		return nil, bad("target_modules is empty")
+	}
+	out := map[string]bool{}
+	for _, t := range list {
+		if !slices.Contains(LoRATargets, t) {
+			return nil, bad("target_modules names %q, which is not a projection of this model (want some of %s)", t, strings.Join(LoRATargets, ", "))
+		}
+		out[t] = true
+	}
+	return out, nil
+}
+
+// loraLoader uploads one adapter's tensors.
+type loraLoader struct {
+	m     *Model
+	f     *safetensors.File
+	path  string
+	r     int
+	scale float32
+	used  map[string]bool
+	ad    *loraAdapter
+}
+
+func (l *loraLoader) load(targets map[string]bool) error {
+	c := l.m.cfg
+	h, qd, kvd, im := c.Hidden, c.Heads*c.HeadDim, c.KVHeads*c.HeadDim, c.Intermediate
+	for i := range l.ad.layers {
+		ly := &l.ad.layers[i]
+		p := fmt.Sprintf("base_model.model.model.layers.%d.", i)
+		var err error
+		one := func(dst **loraPair, mod string, out, in int) {
+			if err != nil || !targets[mod] {
+				return
+			}
+			sec := "self_attn."
+			if mod == "down_proj" {
+				sec = "mlp."
+			}
+			*dst, err = l.pair([]string{p + sec + mod}, out, in)
+		}
+		one(&ly.q, "q_proj", qd, h)
+		one(&ly.k, "k_proj", kvd, h)
+		one(&ly.v, "v_proj", kvd, h)
+		one(&ly.o, "o_proj", h, qd)
+		one(&ly.down, "down_proj", h, im)
+		if err == nil && (targets["gate_proj"] || targets["up_proj"]) {
+			var stems []string
+			for _, mod := range []string{"gate_proj", "up_proj"} {
+				s := ""
+				if targets[mod] {
+					s = p + "mlp." + mod
+				}
+				stems = append(stems, s)
+			}
+			ly.gateUp, err = l.pair(stems, im, h)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, t := range l.f.Header().Tensors {
+		if name := t.Name; !l.used[name] {
+			return fmt.Errorf("model: %s: tensor %q is not a LoRA weight of a target module of this %d-layer %s (another base model's adapter?): %w",
+				l.path, name, c.Layers, c.Arch, ErrAdapter)
+		}
+	}
+	return nil
+}
+
+// read returns tensor name as float32 after checking its shape.
+func (l *loraLoader) read(name string, shape ...int) ([]float32, error) {
+	t, ok := l.f.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("model: %s: tensor %q is missing: %w", l.path, name, ErrAdapter)
+	}
+	if !slices.Equal(t.Shape, shape) {
+		return nil, fmt.Errorf("model: %s: tensor %q has shape %v, this base model wants %v (an adapter of another base model?): %w",
+			l.path, name, t.Shape, shape, ErrAdapter)
+	}
+	src, err := l.f.Data(name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, t.Len())
+	le := binary.LittleEndian
+	for i := range out {
+		switch t.DType {
+		case safetensors.F32:
+			out[i] = math.Float32frombits(le.Uint32(src[4*i:]))
+		case safetensors.BF16:
+			out[i] = gpu.BFloat16(le.Uint16(src[2*i:])).Float32()
+		case safetensors.F16:
+			out[i] = gpu.Float16(le.Uint16(src[2*i:])).Float32()
+		default:
+			return nil, fmt.Errorf("model: %s: tensor %q has dtype %s, want F32, BF16 or F16: %w", l.path, name, t.DType, ErrAdapter)
+		}
+	}
+	l.used[name] = true
+	return out, nil
+}
+
+// pair loads the A and B of stems (one projection, or gate and up of the
+// merged gate_up where "" marks one not targeted) stacked: A [n·r, in] and
+// B [n·out, n·r] block-diagonal and scaled.
+func (l *loraLoader) pair(stems []string, out, in int) (*loraPair, error) {
+	r, n := l.r, len(stems)
+	a := make([]float32, n*r*in)
+	b := make([]float32, n*out*n*r)
+	for s, stem := range stems {
+		if stem == "" {
+			continue
+		}
+		as, err := l.read(stem+".lora_A.weight", r, in)
+		if err != nil {
+			return nil, err
+		}
+		bs, err := l.read(stem+".lora_B.weight", out, r)
+		if err != nil {
+			return nil, err
+		}
+		copy(a[s*r*in:], as)
+		for i := range out {
+			row := b[(s*out+i)*n*r+s*r:]
+			for k := range r {
+				row[k] = l.scale * bs[i*r+k]
+			}
+		}
+	}
+	at, err := l.upload(a, n*r, in)
+	if err != nil {
+		return nil, err
+	}
+	bt, err := l.upload(b, n*out, n*r)
+	if err != nil {
+		return nil, err
+	}
+	l.ad.rank = max(l.ad.rank, n*r)
+	return &loraPair{a: at, b: bt}, nil
+}
+
+func (l *loraLoader) upload(w []float32, shape ...int) (*gpu.Tensor, error) {
+	m := l.m
+	t, err := m.dev.Alloc(m.dtype, shape...)
+	if err != nil {
+		return nil, fmt.Errorf("model: %s: allocating %v adapter weights: %w", l.path, shape, err)
+	}
+	l.ad.tensors = append(l.ad.tensors, t)
+	raw := make([]byte, 4*len(w))
+	for i, v := range w {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	if m.dtype != gpu.F32 {
+		raw = (&loader{m: m}).convert(raw, safetensors.F32, m.dtype)
+	}
+	if err := m.dev.Upload(t, raw); err != nil {
+		return nil, fmt.Errorf("model: %s: uploading adapter weights: %w", l.path, err)
+	}
+	return t, nil
+}
+
+// planLoRA checks the sequences' adapter ids and groups their token rows
+// into segments.
+func (ls *loraState) plan(b *Batch) error {
+	ls.segs = ls.segs[:0]
+	row := 0
+	for s := range b.Seqs {
+		q := &b.Seqs[s]
+		n := len(q.Tokens)
+		if id := q.LoRA; id != 0 {
+			if id < 0 || id > len(ls.adapters) || ls.adapters[id-1] == nil {
+				return batchError("sequence %d: LoRA is %d, which names no loaded adapter", s, id)
+			}
+			if k := len(ls.segs); k > 0 && ls.segs[k-1].id == id && ls.segs[k-1].hi == row {
+				ls.segs[k-1].hi += n
+			} else {
+				ls.segs = append(ls.segs, loraSeg{lo: row, hi: row + n, id: id})
+			}
+		}
+		row += n
+	}
+	return nil
+}
+
+// reserve grows the scratch to hold a step of tokens rows.
+func (ls *loraState) reserve(m *Model, tokens int) error {
+	if len(ls.segs) == 0 {
+		return nil
+	}
+	need := func(t **gpu.Tensor, capN *int, n int) error {
+		if n <= *capN {
+			return nil
+		}
+		(*t).Free()
+		n = max(n, 2**capN)
+		var err error
+		if *t, err = m.dev.Alloc(m.dtype, n); err != nil {
+			*t, *capN = nil, 0
+			return fmt.Errorf("model: Forward: allocating LoRA scratch of %d elements: %w", n, err)
+		}
+		*capN = n
+		return nil
+	}
+	if err := need(&ls.xa, &ls.xaCap, tokens*ls.maxRank); err != nil {
+		return err
+	}
+	return need(&ls.xab, &ls.xabCap, tokens*ls.width)
+}
+
+// matmulLoRA is matmul followed, for the rows of each adapter segment of
+// the step, by c += (a·Aᵀ)·Bᵀ of that adapter's pair for projection p of
+// layer i.
+func (m *Model) matmulLoRA(c, a *gpu.Tensor, w linear, bias *gpu.Tensor, i int, p proj) error {
+	if err := m.matmul(c, a, w, bias); err != nil {
+		return err
+	}
+	ls := &m.lora
+	for _, sg := range ls.segs {
+		pr := ls.adapters[sg.id-1].layers[i].pair(p)
+		if pr == nil {
+			continue
+		}
+		if err := m.loraSegment(c, a, pr, sg.lo, sg.hi); err != nil {
+			return fmt.Errorf("LoRA adapter %q: %w", ls.adapters[sg.id-1].name, err)
+		}
+	}
+	return nil
+}
+
+func (m *Model) loraSegment(c, a *gpu.Tensor, pr *loraPair, lo, hi int) error {
+	ls, rows := &m.lora, hi-lo
+	r, n := pr.a.Dim(0), pr.b.Dim(0)
+	view := func(t *gpu.Tensor, w int) (*gpu.Tensor, error) {
+		s, err := t.Slice(0, rows*w)
+		if err != nil {
+			return nil, err
+		}
+		return s.View(rows, w)
+	}
+	xs, err := a.Slice(lo, hi)
+	if err != nil {
+		return err
+	}
+	cs, err := c.Slice(lo, hi)
+	if err != nil {
+		return err
+	}
+	xa, err := view(ls.xa, r)
+	if err != nil {
+		return err
+	}
+	xab, err := view(ls.xab, n)
+	if err != nil {
+		return err
+	}
+	if err := m.ops.MatMul(xa, xs, pr.a, nil); err != nil {
+		return err
+	}
+	if err := m.ops.MatMul(xab, xa, pr.b, nil); err != nil {
+		return err
+	}
+	return m.ops.Add(cs, cs, xab)
+}
