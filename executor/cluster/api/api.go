@@ -10,6 +10,7 @@
 //	POST /v1/jobs/{id}/cancel      → IDResponse
 //	POST /v1/workers               RegisterRequest → RegisterResponse
 //	POST /v1/workers/{id}/heartbeat → HeartbeatResponse
+//	POST /v1/workers/{id}/spec     SpecRequest → JobSpec (a job's plan and layout, once per job and worker)
 //	POST /v1/tasks/{id}/start      TaskReport → IDResponse
 //	POST /v1/tasks/{id}/finish     TaskReport → IDResponse
 //	POST /v1/workers/{id}/reports  ReportBatch → ReportBatchResponse (many reports, one Raft entry)
@@ -22,8 +23,10 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -136,20 +139,18 @@ type HeartbeatResponse struct {
 	Free []string `json:"free,omitempty"`
 }
 
-// Assignment is a task with what a worker needs to run it.
+// Assignment is a task with what a worker needs to run it. The job's plan
+// and layout are not in it: Spec names them by their hash, and the worker
+// fetches the JobSpec once per job (and once more after planning, when the
+// layout joins it) and fills in Job from its cache before the task runs.
 type Assignment struct {
-	Task          state.Task        `json:"task"`
-	File          string            `json:"file"`
-	Plan          string            `json:"plan"`
-	Params        map[string]string `json:"params,omitempty"`
-	ScheduledTime time.Time         `json:"scheduled_time,omitzero"`
-	RunID         string            `json:"run_id,omitempty"`
+	Task state.Task `json:"task"`
+	// Spec is the hash of the job's JobSpec (JobSpec.Hash).
+	Spec string `json:"spec"`
 	// StageTasks is how many tasks the task's stage has.
 	StageTasks int `json:"stage_tasks"`
 	// Kind is what the task does (its stage's kind).
 	Kind state.StageKind `json:"kind,omitempty"`
-	// Layout is the job's physical plan, for the tasks after planning.
-	Layout []byte `json:"layout,omitempty"`
 	// Inputs are, for each stage the task reads, its producers.
 	Inputs []Input `json:"inputs,omitempty"`
 	// Failing tells a commit task that the job failed: remove the staged
@@ -160,6 +161,43 @@ type Assignment struct {
 	Workers int `json:"workers,omitempty"`
 	CPUs    int `json:"cpus,omitempty"`
 	GPUs    int `json:"gpus,omitempty"`
+
+	// Job is the job's spec, which the worker fills in from its cache by
+	// Spec (never on the wire).
+	Job *JobSpec `json:"-"`
+}
+
+// SpecRequest asks for the spec of a job.
+type SpecRequest struct {
+	Job string `json:"job"`
+}
+
+// JobSpec is what every task of a job shares: the plan file as submitted,
+// what renders it, and (after planning) the physical layout. A worker keeps
+// it, and what it compiles from it, by Hash.
+type JobSpec struct {
+	Hash          string            `json:"hash"`
+	Job           string            `json:"job"`
+	File          string            `json:"file"`
+	Plan          string            `json:"plan"`
+	Params        map[string]string `json:"params,omitempty"`
+	ScheduledTime time.Time         `json:"scheduled_time,omitzero"`
+	RunID         string            `json:"run_id,omitempty"`
+	// Layout is the job's physical plan, for the tasks after planning.
+	Layout []byte `json:"layout,omitempty"`
+}
+
+// SpecHash is the hash of a spec's content (every field but Hash): the
+// same spec always has the same hash, and a spec with a layout another
+// than without.
+func SpecHash(s JobSpec) string {
+	s.Hash = ""
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // plain data: cannot fail
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
 }
 
 // Input is one stage a task reads, with the succeeded producer tasks of it

@@ -90,7 +90,8 @@ var (
 	// the worker named in the report, checked by the handler).
 	workerRoutes = map[string]bool{
 		"POST /v1/workers/{id}/heartbeat": true, "POST /v1/workers/{id}/reports": true,
-		"POST /v1/tasks/{id}/start": true, "POST /v1/tasks/{id}/finish": true,
+		"POST /v1/workers/{id}/spec": true,
+		"POST /v1/tasks/{id}/start":  true, "POST /v1/tasks/{id}/finish": true,
 	}
 )
 

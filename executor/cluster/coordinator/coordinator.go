@@ -124,6 +124,7 @@ type Coordinator struct {
 	srv   *http.Server
 	ln    net.Listener
 	met   *metrics
+	specs specCache // each job's spec hash, for heartbeats
 
 	wake chan struct{} // kicks the leader loop to decide now
 

@@ -34,6 +34,7 @@ func (c *Coordinator) handler() http.Handler {
 	mux.HandleFunc("POST /v1/tasks/{id}/start", w(c.report(state.OpStart)))
 	mux.HandleFunc("POST /v1/tasks/{id}/finish", w(c.report(state.OpFinish)))
 	mux.HandleFunc("POST /v1/workers/{id}/reports", w(c.reports))
+	mux.HandleFunc("POST /v1/workers/{id}/spec", w(c.spec))
 	mux.HandleFunc("POST /v1/cluster/join", w(c.joinNode))
 	mux.HandleFunc("POST /v1/cluster/remove", w(c.removeNode))
 	mux.HandleFunc("POST /v1/cluster/promote", w(c.promoteNode))
@@ -269,7 +270,7 @@ func (c *Coordinator) heartbeat(rw http.ResponseWriter, r *http.Request) {
 		out = api.HeartbeatResponse{Tasks: []api.Assignment{}}
 		changed := c.fsm.readWatch(func(s *state.State) {
 			for _, t := range s.TasksOf(id) {
-				out.Tasks = append(out.Tasks, assignment(s, t))
+				out.Tasks = append(out.Tasks, assignment(s, &c.specs, t))
 			}
 			out.Free = freeable(s, now)
 		})
@@ -284,6 +285,27 @@ func (c *Coordinator) heartbeat(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 		break
+	}
+	writeJSON(rw, http.StatusOK, out)
+}
+
+// spec answers a job's spec, which a worker fetches once per job (and
+// once more after planning) and keeps by its hash.
+func (c *Coordinator) spec(rw http.ResponseWriter, r *http.Request) {
+	var req api.SpecRequest
+	if !decode(rw, r, &req) {
+		return
+	}
+	var out *api.JobSpec
+	c.fsm.read(func(s *state.State) {
+		if j := s.Jobs[req.Job]; j != nil {
+			sp := spec(j)
+			out = &sp
+		}
+	})
+	if out == nil {
+		writeError(rw, http.StatusNotFound, fmt.Errorf("%w: %s", state.ErrUnknownJob, req.Job))
+		return
 	}
 	writeJSON(rw, http.StatusOK, out)
 }

@@ -2,23 +2,20 @@ package coordinator
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/state"
 )
 
-// assignment is task t with what its worker needs to run it: the plan, the
-// layout, and where the outputs of its input stages are.
-func assignment(s *state.State, t *state.Task) api.Assignment {
+// assignment is task t with what its worker needs to run it: its job's
+// spec by hash (the plan and layout are fetched once per job, not sent
+// with every task), and where the outputs of its input stages are.
+func assignment(s *state.State, specs *specCache, t *state.Task) api.Assignment {
 	j := s.Jobs[t.Job]
 	st, _ := j.StageOf(t)
-	a := api.Assignment{Task: *t, File: j.File, Plan: string(j.Plan), Params: j.Params, ScheduledTime: j.ScheduledTime,
-		RunID: j.RunID, StageTasks: st.Tasks, Kind: st.Kind, Failing: j.Failing}
-	if a.ScheduledTime.IsZero() {
-		// Every task of the job renders the plan alike.
-		a.ScheduledTime = j.Submitted
-	}
+	a := api.Assignment{Task: *t, Spec: specs.hash(j), StageTasks: st.Tasks, Kind: st.Kind, Failing: j.Failing}
 	switch st.Kind {
 	case state.StagePlan:
 		for _, w := range s.Workers {
@@ -29,7 +26,6 @@ func assignment(s *state.State, t *state.Task) api.Assignment {
 			}
 		}
 	case state.StageExec, state.StageCommit:
-		a.Layout = j.Layout
 		for _, in := range st.Inputs {
 			ai := api.Input{Stage: in.Stage}
 			for i := range j.Stages[in.Stage].Tasks {
@@ -138,4 +134,44 @@ func progress(s *state.State, j *state.Job, now time.Time) []api.StageProgress {
 		}
 	}
 	return out
+}
+
+// spec is job j's spec (its plan, what renders it, its layout).
+func spec(j *state.Job) api.JobSpec {
+	sp := api.JobSpec{Job: j.ID, File: j.File, Plan: string(j.Plan), Params: j.Params, ScheduledTime: j.ScheduledTime,
+		RunID: j.RunID, Layout: j.Layout}
+	if sp.ScheduledTime.IsZero() {
+		// Every task of the job renders the plan alike.
+		sp.ScheduledTime = j.Submitted
+	}
+	sp.Hash = api.SpecHash(sp)
+	return sp
+}
+
+// specCache keeps each job's spec hash, so a heartbeat names a task's
+// spec without hashing the plan again. A job's spec changes once, when
+// its planning task reports the layout; the entry is keyed by the
+// layout's length to see that.
+type specCache struct {
+	mu   sync.Mutex
+	jobs map[string]specEntry
+}
+
+type specEntry struct {
+	layout int
+	hash   string
+}
+
+func (c *specCache) hash(j *state.Job) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.jobs[j.ID]; ok && e.layout == len(j.Layout) {
+		return e.hash
+	}
+	if c.jobs == nil {
+		c.jobs = map[string]specEntry{}
+	}
+	h := spec(j).Hash
+	c.jobs[j.ID] = specEntry{layout: len(j.Layout), hash: h}
+	return h
 }

@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -51,17 +52,26 @@ type jobCache struct {
 
 const cachedJobs = 4
 
+// compiles counts the plans compiled (parsed) here, for tests: once per
+// job and worker.
+var compiles atomic.Int64
+
 func (c *jobCache) get(a api.Assignment) (*compiled, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if j := c.jobs[a.Task.Job]; j != nil {
 		return j, nil
 	}
-	p, lints := plans.Parse(a.File, []byte(a.Plan))
+	sp := a.Job
+	if sp == nil {
+		return nil, fmt.Errorf("worker: task %s: no job spec", a.Task.ID)
+	}
+	compiles.Add(1)
+	p, lints := plans.Parse(sp.File, []byte(sp.Plan))
 	if err := lints.Err(); err != nil {
 		return nil, err
 	}
-	job, err := plans.Compile(p, plans.Vars{Params: a.Params, ScheduledTime: a.ScheduledTime, RunID: a.RunID})
+	job, err := plans.Compile(p, plans.Vars{Params: sp.Params, ScheduledTime: sp.ScheduledTime, RunID: sp.RunID})
 	if err != nil {
 		return nil, err
 	}
@@ -109,15 +119,15 @@ func (w *Worker) planJob(ctx context.Context, a api.Assignment) (Outcome, error)
 	if err != nil {
 		return Outcome{}, err
 	}
-	if c.job.Sink.Mode == plan.ModeError {
+	// Refused before any work: mode error over files, an overwrite of
+	// files no _SUCCESS lists, a destination overlapping a source.
+	if c.job.Sink != nil {
 		fs, err := storage.For(c.job.Sink.Path)
 		if err != nil {
 			return Outcome{}, err
 		}
-		if files, err := fs.List(ctx, c.job.Sink.Path); err == nil {
-			if err := commit.CheckDest(c.job.Sink.Path, c.job.Sink.Mode, len(files)); err != nil {
-				return Outcome{}, err
-			}
+		if err := commit.Check(ctx, fs, c.job.Sink.Path, c.job.Sink.Mode, c.root); err != nil {
+			return Outcome{}, err
 		}
 	}
 	opts := dist.DefaultOptions()
@@ -161,10 +171,15 @@ func (w *Worker) runStage(ctx context.Context, a api.Assignment) (Outcome, error
 	if err != nil {
 		return Outcome{}, err
 	}
-	var l dist.Layout
-	if err := json.Unmarshal(a.Layout, &l); err != nil {
-		return Outcome{}, fmt.Errorf("worker: task %s: layout: %w", a.Task.ID, err)
+	e, err := w.specs.get(ctx, a, w.fetchSpec)
+	if err != nil {
+		return Outcome{}, err
 	}
+	lp, err := e.decoded()
+	if err != nil {
+		return Outcome{}, err
+	}
+	l := *lp // shared by the job's tasks here: read only
 	spec := dist.TaskSpec{Job: a.Task.Job, Stage: state.LayoutStage(a.Task.Stage), Task: a.Task.Index, Attempt: a.Task.Attempt}
 	// dist wants every producer of an input stage by task index; a
 	// one-to-one input names only the one this task reads.

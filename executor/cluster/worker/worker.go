@@ -102,6 +102,7 @@ type Worker struct {
 	store  *blocks.Store
 	flight *blocks.Client
 	jobs   jobCache
+	specs  specCache
 }
 
 // pending is a queued report; ok, when set, hears whether it applied.
@@ -350,8 +351,13 @@ func (w *Worker) runTask(root, ctx context.Context, a api.Assignment) {
 	}
 	log.Info("running", "kind", a.Kind)
 	var out Outcome
-	var err error
-	if w.cfg.Run != nil {
+	e, err := w.specs.get(ctx, a, w.fetchSpec)
+	if e != nil {
+		a.Job = e.spec
+	}
+	if err != nil {
+		// The attempt fails (and is retried) unless it was stopped.
+	} else if w.cfg.Run != nil {
 		out, err = w.cfg.Run(ctx, a)
 	} else {
 		out, err = w.execute(ctx, a)

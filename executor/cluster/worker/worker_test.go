@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -39,9 +40,11 @@ func (f *fakeCoordinator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(r.URL.Path, "/heartbeat"):
 		out := api.HeartbeatResponse{Tasks: []api.Assignment{}}
 		if !f.done {
-			out.Tasks = append(out.Tasks, api.Assignment{Task: state.Task{ID: "j-1-t0", Job: "j-1", State: state.TaskAssigned, Attempt: 3}, Plan: "x"})
+			out.Tasks = append(out.Tasks, api.Assignment{Task: state.Task{ID: "j-1-t0", Job: "j-1", State: state.TaskAssigned, Attempt: 3}, Spec: fakeSpec.Hash})
 		}
 		json.NewEncoder(w).Encode(out)
+	case strings.HasSuffix(r.URL.Path, "/spec"):
+		json.NewEncoder(w).Encode(fakeSpec)
 	case strings.HasSuffix(r.URL.Path, "/reports"):
 		var req api.ReportBatch
 		json.NewDecoder(r.Body).Decode(&req)
@@ -62,6 +65,12 @@ func (f *fakeCoordinator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(api.IDResponse{ID: "w"})
 	}
 }
+
+var fakeSpec = func() api.JobSpec {
+	sp := api.JobSpec{Job: "j-1", File: "plan.yaml", Plan: "x"}
+	sp.Hash = api.SpecHash(sp)
+	return sp
+}()
 
 func TestWorkerRunsAndReports(t *testing.T) {
 	f := &fakeCoordinator{}
@@ -212,8 +221,138 @@ func TestExecuteRefusesUnknownKind(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = w.execute(context.Background(), api.Assignment{Task: state.Task{ID: "j-1-t0"},
-		Plan: "name: p\nread: {parquet: in/}\nwrite: {parquet: out/}\n"})
+		Job: &api.JobSpec{Job: "j-1", Plan: "name: p\nread: {parquet: in/}\nwrite: {parquet: out/}\n"}})
 	if err == nil || !strings.Contains(err.Error(), `task j-1-t0: unknown stage kind ""`) {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// specCoordinator assigns n tasks of one job at once, answers their
+// job's spec, and counts the spec calls.
+type specCoordinator struct {
+	n       int
+	mu      sync.Mutex
+	specs   int
+	reports int
+}
+
+func (f *specCoordinator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/heartbeat"):
+		out := api.HeartbeatResponse{Tasks: []api.Assignment{}}
+		for i := range f.n {
+			out.Tasks = append(out.Tasks, api.Assignment{Task: state.Task{ID: fmt.Sprintf("j-1-t%d", i+1), Job: "j-1",
+				State: state.TaskRunning, Attempt: 1, Stage: 1, Index: i}, Spec: fakeSpec.Hash, Kind: state.StageExec})
+		}
+		json.NewEncoder(w).Encode(out)
+	case strings.HasSuffix(r.URL.Path, "/spec"):
+		f.specs++
+		json.NewEncoder(w).Encode(fakeSpec)
+	case strings.HasSuffix(r.URL.Path, "/reports"):
+		var req api.ReportBatch
+		json.NewDecoder(r.Body).Decode(&req)
+		var out api.ReportBatchResponse
+		for _, rep := range req.Reports {
+			f.reports++
+			out.Results = append(out.Results, api.ReportResult{Task: rep.Task})
+		}
+		json.NewEncoder(w).Encode(out)
+	default:
+		json.NewEncoder(w).Encode(api.IDResponse{ID: "w"})
+	}
+}
+
+// TestSpecOncePerJob: the tasks of one job name its spec by hash; the
+// worker fetches it once, however many of its tasks run at once, and
+// every task sees the plan.
+func TestSpecOncePerJob(t *testing.T) {
+	const n = 30
+	f := &specCoordinator{n: n}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	var mu sync.Mutex
+	plans := 0
+	w, err := New(Config{Coordinators: []string{srv.URL}, DataDir: t.TempDir(), Token: "tok", Resources: state.Resources{CPU: n},
+		Heartbeat: 10 * time.Millisecond, Run: func(ctx context.Context, a api.Assignment) (Outcome, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if a.Job != nil && a.Job.Plan == fakeSpec.Plan {
+				plans++
+			}
+			return Outcome{Rows: 1}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error)
+	go func() { errc <- w.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		done := f.reports >= n
+		f.mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the tasks did not finish")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	if f.specs != 1 || plans != n {
+		t.Fatalf("%d spec fetches for %d tasks of one job (want 1); %d tasks saw the plan", f.specs, n, plans)
+	}
+}
+
+// TestLayoutDecodedOnce: the tasks of a job share the layout decoded once
+// from its spec, and the plan compiled once.
+func TestLayoutDecodedOnce(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "in.csv"), []byte("a,b\n1,2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sp := &api.JobSpec{Job: "j-1", File: "p.yaml", Plan: fmt.Sprintf("name: p\nread: {csv: %s}\nwrite: {parquet: %s}\n",
+		filepath.Join(dir, "in.csv"), filepath.Join(dir, "out")),
+		Layout: []byte(`{"partitions":2,"stages":[{"name":"scan","tasks":3}]}`)}
+	sp.Hash = api.SpecHash(*sp)
+	var c specCache
+	var jc jobCache
+	fetches := 0
+	fetch := func(context.Context, string) (*api.JobSpec, error) { fetches++; return sp, nil }
+	before := compiles.Load()
+	var first any
+	for i := range 10 {
+		a := api.Assignment{Task: state.Task{ID: fmt.Sprint("j-1-t", i), Job: "j-1"}, Spec: sp.Hash}
+		e, err := c.get(context.Background(), a, fetch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := e.decoded()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = l
+		} else if any(l) != first {
+			t.Fatalf("task %d decoded the layout again", i)
+		}
+		a.Job = e.spec
+		if _, err := jc.get(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fetches != 1 || compiles.Load()-before != 1 {
+		t.Fatalf("%d fetches, %d compiles for 10 tasks of one job (want 1, 1)", fetches, compiles.Load()-before)
 	}
 }
