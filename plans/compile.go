@@ -382,6 +382,16 @@ func refs(s Step) (exprs, cols []string) {
 		}
 	case *Join:
 		cols = slices.Concat(s.On, s.LeftOn)
+	case *Explode:
+		cols = []string{s.Column}
+	case *Window:
+		cols = slices.Clone(s.PartitionBy)
+		for _, k := range s.OrderBy {
+			cols = append(cols, k.Column)
+		}
+		for _, f := range s.Fns {
+			cols = append(cols, f.Column)
+		}
 	case *Infer:
 		cols = []string{s.Input}
 	}
@@ -507,6 +517,12 @@ func compileGroupBy(c *compiler, s Step) {
 			continue
 		}
 		agg, err := dataset.AggByName(a.Fn, a.Column)
+		if a.Fn == "quantile" && a.Q != nil {
+			agg, err = dataset.Quantile(a.Column, *a.Q), nil
+			if !(*a.Q >= 0 && *a.Q <= 1) {
+				err = fmt.Errorf("quantile: q %v is not between 0 and 1", *a.Q)
+			}
+		}
 		if err != nil {
 			c.errorf(item(aggsNode, i), index(aggsPath, i), "%v", err)
 			ok = false

@@ -32,7 +32,9 @@
 //	  - sort: [{column: revenue, descending: true}, id]
 //	  - group_by: {keys: [category], aggs: [{fn: sum, column: revenue, as: total}, {fn: count, as: n}]}
 //	  - union: [{parquet: s3://bucket/more/}]   # sources with the same columns
-//	  - join: {read: {csv: dims/}, on: [category], how: left}   # or left_on/right_on; how inner|left
+//	  - join: {read: {csv: dims/}, on: [category], how: left}   # or left_on/right_on; how inner|left|right|full|semi|anti
+//	  - explode: tags                       # one row per element of a list column
+//	  - window: {partition_by: [user_id], order_by: [ts], fns: [{fn: row_number, as: n}, {fn: lag, column: price, offset: 1}, {fn: sum, column: price, as: running}]}
 //	  - infer: {model: ./models/x, input: prompt, output: completion, max_tokens: 128}
 //	  - map_batches: {fn: add_tax, batch_rows: 1024}   # a registered Go function; concurrency: N
 //	write:
@@ -49,8 +51,11 @@
 // plan, so the workers must run a program that registers it (start them
 // from the program's own binary: examples/cluster-udf). Plans use only
 // registered or built-in steps. Aggregates are count
-// (of rows without a column), sum, mean (or avg), min, max and
-// count_distinct; an aggregate's output is named by as, or fn_column.
+// (of rows without a column), sum, mean (or avg), min, max,
+// count_distinct, var, std, median, quantile (with q: the fraction), first,
+// last and collect_list; an aggregate's output is named by as, or
+// fn_column. Window functions are row_number, rank, dense_rank, lag, lead
+// (offset: rows away, default 1) and the running sum, count and mean.
 // infer steps run package infer's dataset stage (the model is loaded once
 // per process; every batch joins one continuous batch). Paths are local (relative to the
 // current directory, not to the plan file) or s3:// URLs. JSONSchema gives

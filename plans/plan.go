@@ -163,6 +163,8 @@ type GroupBy struct {
 // Agg is one aggregate of a GroupBy: Fn of Column, named As.
 type Agg struct {
 	Fn, Column, As string
+	// Q is quantile's fraction.
+	Q *float64
 }
 
 // Union appends the rows of Sources.
@@ -530,6 +532,14 @@ func decodeGroupBy(d *decoder, n *yaml.Node, path string) Step {
 	}
 	for i, a := range aggs.Content {
 		agg := Agg{Fn: scalar(get(a, "fn")), Column: scalar(get(a, "column")), As: scalar(get(a, "as"))}
+		if q, ok := floatValue(get(a, "q")); ok {
+			agg.Q = &q
+		}
+		if agg.Fn == "quantile" && agg.Q == nil {
+			d.errorf(deref(a), index(join(path, "aggs"), i), "quantile needs q, the fraction (0 to 1)")
+		} else if agg.Fn != "quantile" && agg.Q != nil && !isTemplate(agg.Fn) {
+			d.errorf(get(a, "q"), join(index(join(path, "aggs"), i), "q"), "q is quantile's fraction; %s takes none", agg.Fn)
+		}
 		if agg.Fn != "" && agg.Fn != "count" && agg.Column == "" && !isTemplate(agg.Fn) {
 			d.errorf(deref(a), index(join(path, "aggs"), i), "%s needs a column", agg.Fn)
 		}

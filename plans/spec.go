@@ -129,8 +129,9 @@ var stepDefs = sync.OnceValue(func() []*stepDef {
 			req("column", str("The column.")),
 			opt("descending", &spec{kind: kBool, doc: "Sort from largest to smallest (nulls still last).", def: false})))
 	agg := object("One aggregate: the function, its column and the name of its output column.",
-		req("fn", enum("The aggregate function (avg is mean).", "count", "sum", "mean", "avg", "min", "max", "count_distinct", "var", "std", "median", "first", "last", "collect_list")),
+		req("fn", enum("The aggregate function (avg is mean).", "count", "sum", "mean", "avg", "min", "max", "count_distinct", "var", "std", "median", "quantile", "first", "last", "collect_list")),
 		opt("column", str("The column aggregated; count without a column counts rows.")),
+		opt("q", number("quantile: the fraction, 0 to 1 (0.5 is the median), interpolated linearly between the nearest two values (DuckDB's quantile_cont).")),
 		opt("as", str("The output column's name (default fn_column, or count).")))
 	defs := []*stepDef{
 		{name: "filter", decode: decodeFilter, compile: compileFilter,
@@ -172,7 +173,7 @@ var stepDefs = sync.OnceValue(func() []*stepDef {
 				opt("on", columns("Key columns present on both sides.")),
 				opt("left_on", columns("Key columns of the left side (with right_on, instead of on).")),
 				opt("right_on", columns("Key columns of the right side, matched in order to left_on.")),
-				opt("how", &spec{kind: kString, doc: "inner keeps matching rows only; left keeps every left row; semi keeps the left rows with a match and anti those without, with the left's columns only.", enum: []string{"inner", "left", "semi", "anti"}, def: "inner"}))},
+				opt("how", &spec{kind: kString, doc: "inner keeps matching rows only; left keeps every left row; right every right row and full (outer) every row of both, an unmatched right row with nulls in the left's columns and its keys in the left's key columns; semi keeps the left rows with a match and anti those without, with the left's columns only.", enum: []string{"inner", "left", "right", "full", "outer", "semi", "anti"}, def: "inner"}))},
 		{name: "infer", decode: decodeInfer, compile: compileInfer,
 			spec: object("Generate text with an LLM for each row: adds the output column and prompt_tokens, completion_tokens, finish_reason.",
 				req("model", str("The model directory or name.")),
@@ -187,6 +188,7 @@ var stepDefs = sync.OnceValue(func() []*stepDef {
 		{name: "map_batches", decode: decodeMapBatches, compile: compileMapBatches, spec: mapBatchesSpec()},
 	}
 	defs = append(defs, moreStepDefs()...)
+	defs = append(defs, windowStepDefs(sortKey)...)
 	return defs
 })
 
