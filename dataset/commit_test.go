@@ -69,7 +69,7 @@ func manifestNames(m commit.Manifest, dest string) []string {
 // s3://), that mode error refuses an existing destination, append's manifest
 // lists the old files and the new, an overwrite whose commit fails part way
 // leaves the old files and the old manifest as they were, and a successful
-// overwrite publishes the new files before it deletes the old ones.
+// overwrite writes its _SUCCESS before it deletes the old files.
 func testCommit(t *testing.T, dest string) {
 	cfg, _ := testConfig(t)
 	ctx := context.Background()
@@ -200,9 +200,20 @@ func testCommit(t *testing.T, dest string) {
 				t.Fatalf("old file %s survived an overwrite", f)
 			}
 		}
-		// Every new file was visible beside every old one before the first delete.
-		if want := len(before) + len(m.Files); len(atFirstDelete) != want {
-			t.Fatalf("at the first delete the destination held %d files, want %d old and new: %v", len(atFirstDelete), want, atFirstDelete)
+		// Nothing is deleted before the new _SUCCESS is written: the old
+		// files (and the old _SUCCESS) wait under the job's trash until then.
+		var visible, trashed []string
+		for _, f := range atFirstDelete {
+			if rest, ok := strings.CutPrefix(f, commit.TrashName+"/"); ok {
+				_, name, _ := strings.Cut(rest, "/")
+				trashed = append(trashed, name)
+			} else {
+				visible = append(visible, f)
+			}
+		}
+		slices.Sort(trashed)
+		if !slices.Equal(visible, files) || !slices.Equal(trashed, before) {
+			t.Fatalf("at the first delete the destination held %v and the trash %v, want the new files %v and the old %v", visible, trashed, files, before)
 		}
 		if n := count(); n != 300 {
 			t.Fatalf("%d rows after overwrite", n)

@@ -14,6 +14,8 @@ type Faults struct {
 	Commit func(path string, n int64) error
 	// Delete is called before each Delete.
 	Delete func(path string) error
+	// Rename is called before each Rename (see [Rename]).
+	Rename func(from, to string) error
 
 	commits atomic.Int64
 }
@@ -48,6 +50,16 @@ func (f *faultyFS) Delete(ctx context.Context, path string) error {
 		}
 	}
 	return f.FS.Delete(ctx, path)
+}
+
+// Rename moves a file with the wrapped FS's own move when it has one.
+func (f *faultyFS) Rename(ctx context.Context, from, to string) error {
+	if f.f.Rename != nil {
+		if err := f.f.Rename(from, to); err != nil {
+			return err
+		}
+	}
+	return Rename(ctx, f.FS, from, to)
 }
 
 type faultyUpload struct {

@@ -37,86 +37,192 @@ type ManifestFile struct {
 }
 
 // Finish publishes a job's new files (with publish) so that a failure at
-// any step leaves the destination readable: old or new data, never neither.
+// any step leaves the visible files of dest as they were (the old files and
+// the old _SUCCESS), or all new: never a mix, never neither.
 //
-//  1. In append mode, read the previous manifest, whose files the new one
-//     lists too (before anything is published, so a bad one fails the job
-//     with the destination untouched).
-//  2. Publish every new file. If that fails, publish has removed what it
-//     published (or can publish again, for a retried cluster commit): the
-//     old files and the old _SUCCESS are as they were.
-//  3. In overwrite mode, delete the old files not in the new set, the old
-//     _SUCCESS first, so a failure here leaves no manifest naming gone files.
-//  4. Write _SUCCESS last.
+//  1. Read the previous manifest (before anything moves, so a bad one fails
+//     the job with the destination untouched). In append mode the new one
+//     lists its files too. In overwrite mode only the files it lists are
+//     replaced: a visible file it does not list (or any visible file, when
+//     there is no manifest) is not Sluice's to delete, and the write is
+//     refused naming it (see CheckOverwrite).
+//  2. Publish every new file. If that fails, unpublish takes them back.
+//  3. In overwrite mode, move the old files and the old _SUCCESS under
+//     dest/_sluice_trash/JOB/ (hidden from scans), so they can come back.
+//  4. Write _SUCCESS. If that (or step 3) fails, the old files come back
+//     and unpublish takes the new ones back.
+//  5. Delete the trash; a failure there leaves only hidden files.
+//
+// unpublish must be safe to call after a publish that failed part way or
+// after one that succeeded. existing are the files listed under dest before
+// the write (the job's own new files and staging left out).
 //
 // It returns the manifest written and the rows of the one it extends (in
 // append mode; 0 otherwise).
 func Finish(ctx context.Context, fs storage.FS, dest string, mode plan.WriteMode, jobID string, existing []storage.FileInfo,
-	files []ManifestFile, publish func(context.Context) error) (Manifest, int64, error) {
-	m, err := finish(ctx, fs, dest, mode, jobID, existing, files, publish)
+	files []ManifestFile, publish, unpublish func(context.Context) error) (Manifest, int64, error) {
+	m, err := finish(ctx, fs, dest, mode, jobID, existing, files, publish, unpublish)
 	return m.Manifest, m.prevRows, err
 }
 
+// TrashName is the directory under a destination where an overwrite keeps
+// the files it replaces until its _SUCCESS is written.
+const TrashName = "_sluice_trash"
+
 func finish(ctx context.Context, fs storage.FS, dest string, mode plan.WriteMode, jobID string, existing []storage.FileInfo,
-	files []ManifestFile, publish func(context.Context) error) (manifest, error) {
+	files []ManifestFile, publish, unpublish func(context.Context) error) (manifest, error) {
 	manifestPath := storage.Join(dest, ManifestName)
+	trash := storage.Join(dest, TrashName, jobID)
 	m := manifest{Manifest: Manifest{JobID: jobID, Created: time.Now().UTC()}}
-	if mode == plan.ModeAppend {
-		prev, err := ReadManifest(ctx, fs, manifestPath)
-		if err != nil {
+	prev, err := ReadManifest(ctx, fs, manifestPath)
+	if err != nil {
+		return m, err
+	}
+	var old []string // the files an overwrite replaces
+	switch mode {
+	case plan.ModeAppend:
+		m.Files, m.Rows, m.prevRows = prev.Files, prev.Rows, prev.Rows
+	case plan.ModeOverwrite:
+		if prev.JobID == "" {
+			// A retried commit may have moved the old manifest already.
+			if prev, err = ReadManifest(ctx, fs, storage.Join(trash, ManifestName)); err != nil {
+				return m, err
+			}
+		}
+		if old, err = CheckOverwrite(dest, prev, existing, files); err != nil {
 			return m, err
 		}
-		m.Files, m.Rows, m.prevRows = prev.Files, prev.Rows, prev.Rows
 	}
 	for _, f := range files {
 		m.Files = append(m.Files, f)
 		m.Rows += f.Rows
 	}
-	if err := publish(ctx); err != nil {
-		return m, err
-	}
-
-	if mode == plan.ModeOverwrite {
-		keep := map[string]bool{}
-		for _, f := range files {
-			keep[PathKey(f.Path)] = true
-		}
-		// The old manifest goes first (pass one): from here on the
-		// destination holds a mix until the new one is written.
-		for _, manifest := range []bool{true, false} {
-			for _, e := range existing {
-				if (path.Base(e.Path) == ManifestName) != manifest || keep[PathKey(e.Path)] {
-					continue
-				}
-				if err := fs.Delete(ctx, e.Path); err != nil {
-					return m, fmt.Errorf("the new files are published, but deleting the old file %s failed, so %s holds old and new files: %w", e.Path, dest, err)
-				}
+	rctx := context.WithoutCancel(ctx)
+	undo := func(err error, moved [][2]string) error {
+		errs := []error{err}
+		for _, mv := range moved {
+			if rerr := storage.Rename(rctx, fs, mv[1], mv[0]); rerr != nil {
+				errs = append(errs, fmt.Errorf("rolling back: %s stays at %s: %w", mv[0], mv[1], rerr))
 			}
 		}
+		if uerr := unpublish(rctx); uerr != nil {
+			errs = append(errs, fmt.Errorf("rolling back the new files: %w", uerr))
+		}
+		return errors.Join(errs...)
+	}
+	if err := publish(ctx); err != nil {
+		return m, undo(err, nil)
+	}
+
+	var moved [][2]string
+	for _, p := range old {
+		to := storage.Join(trash, relPath(dest, p))
+		if err := storage.Rename(ctx, fs, p, to); err != nil {
+			return m, undo(fmt.Errorf("overwrite %s: moving the old file %s aside: %w", dest, p, err), moved)
+		}
+		moved = append(moved, [2]string{p, to})
 	}
 
 	data, err := json.MarshalIndent(m.Manifest, "", "  ")
 	if err != nil {
-		return m, err
+		return m, undo(err, moved)
 	}
-	u, err := fs.Create(ctx, manifestPath)
+	if err := writeFile(ctx, fs, manifestPath, append(data, '\n')); err != nil {
+		return m, undo(NamePath(manifestPath, "write", err), moved)
+	}
+	if len(old) > 0 {
+		_ = RemoveDir(rctx, fs, trash, storage.Join(dest, TrashName))
+	}
+	return m, nil
+}
+
+// writeFile writes data to p in one upload.
+func writeFile(ctx context.Context, fs storage.FS, p string, data []byte) error {
+	u, err := fs.Create(ctx, p)
 	if err != nil {
-		return m, err
+		return err
 	}
-	if _, err := u.Write(append(data, '\n')); err != nil {
+	if _, err := u.Write(data); err != nil {
 		_ = u.Close()
-		_ = u.Abort(ctx)
-		return m, err
+		_ = u.Abort(context.WithoutCancel(ctx))
+		return err
 	}
 	if err := u.Close(); err != nil {
-		_ = u.Abort(ctx)
-		return m, err
+		_ = u.Abort(context.WithoutCancel(ctx))
+		return err
 	}
 	if err := u.Commit(ctx); err != nil {
 		_ = u.Abort(context.WithoutCancel(ctx))
-		return m, err
+		return err
 	}
-	return m, nil
+	return nil
+}
+
+// relPath is p relative to dir ("/"-separated), p being a file below dir.
+func relPath(dir, p string) string {
+	d, q := PathKey(dir), PathKey(p)
+	if storage.IsURL(q) {
+		return strings.TrimPrefix(strings.TrimPrefix(q, strings.TrimSuffix(d, "/")), "/")
+	}
+	if rel, err := filepath.Rel(d, q); err == nil {
+		return filepath.ToSlash(rel)
+	}
+	return path.Base(q)
+}
+
+// visible reports whether the file p below dir is one a scan of dir reads:
+// no segment of its path below dir starts with "." or "_".
+func visible(dir, p string) bool {
+	for _, seg := range strings.Split(relPath(dir, p), "/") {
+		if strings.HasPrefix(seg, ".") || strings.HasPrefix(seg, "_") {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckOverwrite returns the files an overwrite of dest replaces: those of
+// existing that the previous manifest prev lists, and the manifest itself.
+// It refuses when dest holds a visible file (one a scan reads) that is
+// neither listed there nor one of the new files: Sluice did not write it,
+// so it neither deletes it nor leaves it to be read with the new files.
+func CheckOverwrite(dest string, prev Manifest, existing []storage.FileInfo, files []ManifestFile) ([]string, error) {
+	listed := map[string]bool{}
+	for _, f := range prev.Files {
+		listed[PathKey(f.Path)] = true
+	}
+	for _, f := range files {
+		listed[PathKey(f.Path)] = false // ours: neither replaced nor foreign
+	}
+	var old, foreign []string
+	for _, e := range existing {
+		k := PathKey(e.Path)
+		replace, known := listed[k]
+		switch {
+		case replace:
+			old = append(old, e.Path)
+		case known:
+		case path.Base(filepath.ToSlash(k)) == ManifestName && relPath(dest, e.Path) == ManifestName:
+			old = append(old, e.Path)
+		case visible(dest, e.Path):
+			foreign = append(foreign, e.Path)
+		}
+	}
+	if len(foreign) > 0 {
+		slices.Sort(foreign)
+		why := "its _SUCCESS does not list them"
+		if prev.JobID == "" {
+			why = "it has no _SUCCESS"
+		}
+		shown := foreign[:min(3, len(foreign))]
+		more := ""
+		if len(foreign) > len(shown) {
+			more = fmt.Sprintf(" and %d more", len(foreign)-len(shown))
+		}
+		return nil, fmt.Errorf("%s: %w: mode overwrite replaces only the files a Sluice write published there, and %s holds %d files it did not (%s): %s%s (delete them, or write to another directory)",
+			dest, storage.ErrExist, dest, len(foreign), why, strings.Join(shown, ", "), more)
+	}
+	return old, nil
 }
 
 // manifest is a Manifest being written, with the rows of the one it extends.
@@ -214,11 +320,10 @@ func Publish(ctx context.Context, fs storage.FS, dest string, mode plan.WriteMod
 	for _, f := range files {
 		ours[PathKey(f.To)] = true
 	}
-	staging := PathKey(storage.Join(dest, StagingName))
 	var existing []storage.FileInfo
 	for _, e := range all {
 		k := PathKey(e.Path)
-		if !ours[k] && !strings.HasPrefix(k, staging) {
+		if rel := relPath(dest, e.Path); !ours[k] && !strings.HasPrefix(rel, StagingName+"/") && !strings.HasPrefix(rel, TrashName+"/") {
 			existing = append(existing, e)
 		}
 	}
@@ -231,19 +336,28 @@ func Publish(ctx context.Context, fs storage.FS, dest string, mode plan.WriteMod
 	for i, f := range files {
 		out[i] = ManifestFile{Path: f.To, Rows: f.Rows, Bytes: f.Bytes}
 	}
-	m, _, err := Finish(ctx, fs, dest, mode, jobID, existing, out, func(ctx context.Context) error {
+	move := func(ctx context.Context, back bool) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(8)
 		for _, f := range files {
 			g.Go(func() error {
-				if err := storage.Rename(gctx, fs, f.From, f.To); err != nil {
-					return NamePath(f.From, "publish", err)
+				from, to := f.From, f.To
+				if back {
+					from, to = to, from
+				}
+				if err := storage.Rename(gctx, fs, from, to); err != nil {
+					return NamePath(from, "publish", err)
 				}
 				return nil
 			})
 		}
 		return g.Wait()
-	})
+	}
+	// Taken back, the files return to staging, where a retried commit
+	// finds them.
+	m, _, err := Finish(ctx, fs, dest, mode, jobID, existing, out,
+		func(ctx context.Context) error { return move(ctx, false) },
+		func(ctx context.Context) error { return move(ctx, true) })
 	return m, err
 }
 
@@ -280,4 +394,146 @@ func RemoveDir(ctx context.Context, fs storage.FS, dir string, parents ...string
 		g.Go(func() error { return fs.Delete(gctx, f.Path) })
 	}
 	return g.Wait()
+}
+
+// Check refuses a write to dest before anything is written: a destination
+// that holds files in mode error (CheckDest), one holding files an
+// overwrite may not replace (CheckOverwrite), or one that overlaps a
+// source of the job's plan root (CheckOverlap). The staging and trash
+// directories of earlier jobs are not counted.
+func Check(ctx context.Context, fs storage.FS, dest string, mode plan.WriteMode, root plan.Node) error {
+	if err := CheckOverlap(dest, root); err != nil {
+		return err
+	}
+	all, err := fs.List(ctx, dest)
+	if err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return err
+	}
+	var existing []storage.FileInfo
+	for _, e := range all {
+		if rel := relPath(dest, e.Path); !strings.HasPrefix(rel, StagingName+"/") && !strings.HasPrefix(rel, TrashName+"/") {
+			existing = append(existing, e)
+		}
+	}
+	if err := CheckDest(dest, mode, len(existing)); err != nil {
+		return err
+	}
+	if mode == plan.ModeOverwrite {
+		prev, err := ReadManifest(ctx, fs, storage.Join(dest, ManifestName))
+		if err != nil {
+			return err
+		}
+		if _, err := CheckOverwrite(dest, prev, existing, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckOverlap refuses a destination that overlaps a file the plan under
+// root reads: the same directory, one inside a source directory (the next
+// run would read the output back) or one holding a source file (an
+// overwrite would replace the input). The error names both.
+func CheckOverlap(dest string, root plan.Node) error {
+	d := overlapKey(dest)
+	var err error
+	walk(root, func(s *plan.Scan) {
+		if err != nil {
+			return
+		}
+		r := overlapKey(literalPrefix(s.Root))
+		if within(d, r) || within(r, d) {
+			err = fmt.Errorf("write %s: the destination overlaps the source %s that the plan reads: write to a directory outside it (and not holding it)", dest, s.Root)
+			return
+		}
+		for _, f := range s.Files {
+			if within(overlapKey(f.Path), d) {
+				err = fmt.Errorf("write %s: the destination holds %s, a file of the source %s that the plan reads: write to a directory outside it", dest, f.Path, s.Root)
+				return
+			}
+		}
+	})
+	return err
+}
+
+func walk(n plan.Node, f func(*plan.Scan)) {
+	if n == nil {
+		return
+	}
+	if s, ok := n.(*plan.Scan); ok {
+		f(s)
+	}
+	for _, c := range n.Children() {
+		walk(c, f)
+	}
+}
+
+// within reports whether p is dir or a path below it.
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
+
+// overlapKey is p made comparable for CheckOverlap: an absolute, cleaned,
+// "/"-separated local path, or a URL without a trailing "/".
+func overlapKey(p string) string {
+	k := PathKey(p)
+	if storage.IsURL(k) {
+		return strings.TrimSuffix(k, "/")
+	}
+	if abs, err := filepath.Abs(k); err == nil {
+		k = abs
+	}
+	return filepath.ToSlash(k)
+}
+
+// literalPrefix is the part of a glob pattern before its first segment
+// with a wildcard.
+func literalPrefix(pattern string) string {
+	segs := strings.Split(pattern, "/")
+	for i, s := range segs {
+		if strings.ContainsAny(s, `*?[\`) {
+			return strings.Join(segs[:i], "/")
+		}
+	}
+	return pattern
+}
+
+// Cleanup returns what removes the directories a write to dest is about
+// to make on a local file system, when the write leaves them empty: the
+// empty directories under dest (partition directories), deepest first,
+// then dest and its parents that do not exist yet. Call it before the
+// write; run what it returns after it, failed or not (directories that
+// hold files stay). Object stores have no directories: it does nothing.
+func Cleanup(dest string) func() {
+	if storage.IsURL(dest) && !strings.HasPrefix(dest, "file://") {
+		return func() {}
+	}
+	root := filepath.Clean(filepath.FromSlash(strings.TrimPrefix(dest, "file://")))
+	var made []string // dest and its missing parents, deepest first
+	for d := root; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		made = append(made, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	return func() {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() && p != root {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = os.Remove(dirs[i]) // only when empty
+		}
+		for _, d := range made {
+			if os.Remove(d) != nil {
+				return // not empty: its parents are not either
+			}
+		}
+	}
 }

@@ -53,7 +53,7 @@ func TestPublishOverwriteIsRetrySafe(t *testing.T) {
 	fs := storage.NewLocal()
 	dest := filepath.Join(t.TempDir(), "out")
 	put(t, filepath.Join(dest, "old.parquet"), "old")
-	put(t, filepath.Join(dest, ManifestName), `{"job_id":"j-0"}`)
+	put(t, filepath.Join(dest, ManifestName), `{"job_id":"j-0","files":[{"path":"`+filepath.Join(dest, "old.parquet")+`"}]}`)
 	files := stage(t, dest, "j-1", "a", "b")
 	// A loser's attempt, never committed.
 	put(t, filepath.Join(dest, StagingName, "j-1", "t0-a2", "a"), "zombie")
@@ -131,5 +131,56 @@ func TestRemoveStagingLeavesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(dest); !os.IsNotExist(err) {
 		t.Fatalf("a failed job left %s: %v", dest, err)
+	}
+}
+
+// A cluster commit that fails at any step (a file's move, moving an old
+// file aside, the _SUCCESS) leaves the destination's visible files as they
+// were and its files back in staging, so the retried commit publishes them.
+func TestPublishFailsAtEveryStep(t *testing.T) {
+	ctx := context.Background()
+	for step := 1; ; step++ {
+		dest := filepath.Join(t.TempDir(), "out")
+		put(t, filepath.Join(dest, "old.parquet"), "old")
+		put(t, filepath.Join(dest, ManifestName), `{"job_id":"j-0","files":[{"path":"`+filepath.Join(dest, "old.parquet")+`"}]}`)
+		before := tree(t, dest)
+		files := stage(t, dest, "j-1", "a", "b", "c")
+		n := 0
+		fail := func() error {
+			if n++; n == step {
+				return errors.New("injected")
+			}
+			return nil
+		}
+		fs := storage.Faulty(storage.NewLocal(), &storage.Faults{
+			Commit: func(string, int64) error { return fail() },
+			Rename: func(string, string) error { return fail() },
+		})
+		_, err := Publish(ctx, fs, dest, plan.ModeOverwrite, "j-1", files)
+		if err == nil {
+			if step < 5 {
+				t.Fatalf("only %d steps", step-1)
+			}
+			break
+		}
+		var shown []string
+		for _, f := range tree(t, dest) {
+			if !strings.HasPrefix(f, StagingName+"/") {
+				shown = append(shown, f)
+			}
+		}
+		if !slices.Equal(shown, before) {
+			t.Fatalf("step %d: %v: dest holds %v, was %v", step, err, shown, before)
+		}
+		m, err := Publish(ctx, storage.NewLocal(), dest, plan.ModeOverwrite, "j-1", files)
+		if err != nil || m.Rows != 6 {
+			t.Fatalf("step %d: retry: %+v %v", step, m, err)
+		}
+		if err := RemoveStaging(ctx, storage.NewLocal(), dest, "j-1"); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := strings.Join(tree(t, dest), " "), "_SUCCESS part-a part-b part-c"; got != want {
+			t.Fatalf("step %d: after the retry dest holds %q, want %q", step, got, want)
+		}
 	}
 }

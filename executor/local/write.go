@@ -42,13 +42,15 @@ func (w *writeOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	if err != nil {
 		return wrapOp(w.st.Name, err)
 	}
+	if err := commit.Check(ctx, fs, n.Path, n.Mode, n.Input); err != nil {
+		return wrapOp(w.st.Name, err)
+	}
 	existing, err := fs.List(ctx, n.Path)
 	if err != nil && !errors.Is(err, storage.ErrNotExist) {
 		return wrapOp(w.st.Name, err)
 	}
-	if err := commit.CheckDest(n.Path, n.Mode, len(existing)); err != nil {
-		return wrapOp(w.st.Name, err)
-	}
+	// A write that fails leaves no directory it made behind.
+	defer commit.Cleanup(n.Path)()
 	w.st.begin()
 	defer w.st.end()
 
@@ -206,9 +208,9 @@ func (w *writeOp) commit(ctx context.Context, x *exec, fs storage.FS, existing [
 		out[i] = commit.ManifestFile{Path: f.path, Rows: f.w.Rows(), Bytes: f.w.Bytes()}
 		w.st.BytesOut.Add(f.w.Bytes())
 	}
-	m, prevRows, err := commit.Finish(ctx, fs, w.node.Path, w.node.Mode, x.jobID, existing, out, func(ctx context.Context) error {
-		return publish(ctx, fs, files)
-	})
+	m, prevRows, err := commit.Finish(ctx, fs, w.node.Path, w.node.Mode, x.jobID, existing, out,
+		func(ctx context.Context) error { return publish(ctx, fs, files) },
+		func(ctx context.Context) error { return unpublish(ctx, fs, files) })
 	if err != nil {
 		return err
 	}
@@ -221,8 +223,8 @@ func (w *writeOp) commit(ctx context.Context, x *exec, fs storage.FS, existing [
 	return nil
 }
 
-// publish commits every staged file, 8 at a time. If one fails, it deletes
-// the files it did publish and returns an error naming the file that failed.
+// publish commits every staged file, 8 at a time, and returns an error
+// naming the file that failed (see unpublish).
 func publish(ctx context.Context, fs storage.FS, files []*staged) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -241,24 +243,20 @@ func publish(ctx context.Context, fs storage.FS, files []*staged) error {
 			return nil
 		})
 	}
-	err := g.Wait()
-	if err == nil {
-		return nil
-	}
-	// A Commit that failed may still have completed on the server (a lost
-	// answer): delete every new file, not only those known to be
-	// published. Deleting a missing file is not an error.
-	rctx := context.WithoutCancel(ctx)
+	return g.Wait()
+}
+
+// unpublish deletes every new file. A Commit that failed may still have
+// completed on the server (a lost answer): every file goes, not only those
+// known to be published. Deleting a missing file is not an error.
+func unpublish(ctx context.Context, fs storage.FS, files []*staged) error {
 	var errs []error
 	for _, f := range files {
-		if derr := fs.Delete(rctx, f.path); derr != nil {
-			errs = append(errs, fmt.Errorf("rolling back: %w", derr))
+		if err := fs.Delete(ctx, f.path); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	if len(errs) > 0 {
-		return errors.Join(append([]error{err}, errs...)...)
-	}
-	return err
+	return errors.Join(errs...)
 }
 
 func ext(format string) string {
