@@ -216,18 +216,14 @@ func (c csvFormat) plan(ctx context.Context, f storage.File, opts ReadOptions) (
 		}
 		return pl, nil
 	}
-	have := make([]string, len(fields))
-	for i, fl := range fields {
-		have[i] = fl.Name
+	idx, err := pickColumns(p, fields, opts.Columns)
+	if err != nil {
+		return nil, err
 	}
-	for _, c := range opts.Columns {
-		i := slices.Index(have, c)
-		if i < 0 {
-			return nil, noColumn(p, c, have)
-		}
+	for _, i := range idx {
 		pl.fields = append(pl.fields, fields[i])
-		pl.src = append(pl.src, i)
 	}
+	pl.src = idx
 	return pl, nil
 }
 
@@ -322,21 +318,17 @@ func (c csvFormat) Schema(ctx context.Context, f storage.File, opts ReadOptions)
 }
 
 func (csvFormat) Splits(ctx context.Context, f storage.File, opts ReadOptions) ([]Split, error) {
-	return []Split{{Path: f.Path(), Size: f.Size(), Rows: -1}}, nil
+	return wholeFile(f), nil
 }
 
 func (c csvFormat) Read(ctx context.Context, f storage.File, s Split, opts ReadOptions, mem memory.Allocator, emit func(arrow.RecordBatch) error) error {
-	if mem == nil {
-		mem = memory.DefaultAllocator
-	}
 	p := f.Path()
 	pl, err := c.plan(ctx, f, opts)
 	if err != nil {
 		return err
 	}
-	bb := newBatchBuilder(pl.fields, mem)
+	bb := newBatchBuilder(pl.fields, opts, mem)
 	defer bb.release()
-	batch := int64(opts.batchRows())
 	nulls := nullSet(opts.NullValues)
 	r := csvReader(f, opts, readBuffer)
 	if pl.header {
@@ -386,20 +378,11 @@ func (c csvFormat) Read(ctx context.Context, f storage.File, s Split, opts ReadO
 				return &Error{Path: p, Line: line, RowGroup: -1, Column: a.name, Err: err}
 			}
 		}
-		bb.rows++
-		if bb.rows >= batch {
-			if err := ctxErr(ctx); err != nil {
-				return err
-			}
-			if err := emit(bb.finish()); err != nil {
-				return err
-			}
+		if err := bb.endRow(ctx, emit); err != nil {
+			return err
 		}
 	}
-	if bb.rows > 0 {
-		return emit(bb.finish())
-	}
-	return nil
+	return bb.flush(emit)
 }
 
 // csvWriter writes a header (optionally) and one line per row.

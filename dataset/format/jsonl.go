@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
@@ -70,15 +69,11 @@ func (j jsonlFormat) plan(ctx context.Context, f storage.File, opts ReadOptions)
 	if opts.Columns == nil {
 		pl.fields = fields
 	} else {
-		have := make([]string, len(fields))
-		for i, fl := range fields {
-			have[i] = fl.Name
+		idx, err := pickColumns(p, fields, opts.Columns)
+		if err != nil {
+			return nil, err
 		}
-		for _, c := range opts.Columns {
-			i := slices.Index(have, c)
-			if i < 0 {
-				return nil, noColumn(p, c, have)
-			}
+		for _, i := range idx {
 			pl.fields = append(pl.fields, fields[i])
 		}
 	}
@@ -159,21 +154,17 @@ func (j jsonlFormat) Schema(ctx context.Context, f storage.File, opts ReadOption
 }
 
 func (jsonlFormat) Splits(ctx context.Context, f storage.File, opts ReadOptions) ([]Split, error) {
-	return []Split{{Path: f.Path(), Size: f.Size(), Rows: -1}}, nil
+	return wholeFile(f), nil
 }
 
 func (j jsonlFormat) Read(ctx context.Context, f storage.File, s Split, opts ReadOptions, mem memory.Allocator, emit func(arrow.RecordBatch) error) error {
-	if mem == nil {
-		mem = memory.DefaultAllocator
-	}
 	p := f.Path()
 	pl, err := j.plan(ctx, f, opts)
 	if err != nil {
 		return err
 	}
-	bb := newBatchBuilder(pl.fields, mem)
+	bb := newBatchBuilder(pl.fields, opts, mem)
 	defer bb.release()
-	batch := int64(opts.batchRows())
 	slots := make([]jsonValue, len(pl.fields))
 	var (
 		newKey    string // the first key of the line that the schema lacks
@@ -221,20 +212,11 @@ func (j jsonlFormat) Read(ctx context.Context, f storage.File, s Split, opts Rea
 				return &Error{Path: p, Line: lr.line, Col: v.col, RowGroup: -1, Column: a.name, Err: err}
 			}
 		}
-		bb.rows++
-		if bb.rows >= batch {
-			if err := ctxErr(ctx); err != nil {
-				return err
-			}
-			if err := emit(bb.finish()); err != nil {
-				return err
-			}
+		if err := bb.endRow(ctx, emit); err != nil {
+			return err
 		}
 	}
-	if bb.rows > 0 {
-		return emit(bb.finish())
-	}
-	return nil
+	return bb.flush(emit)
 }
 
 // lineReader yields a file's lines without their line endings.

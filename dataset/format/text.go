@@ -1,8 +1,10 @@
 package format
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -10,10 +12,13 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/sluicehq/sluice/storage"
 )
 
-// This file holds what CSV and JSONL share: type inference and the
-// per-column appenders that parse text into Arrow builders.
+// This file holds what CSV and JSONL share: type inference, the
+// per-column appenders that parse text into Arrow builders, the batches
+// they fill, the one split of a file and the projection of its columns.
 
 // kind is a point in the inference lattice. Merging two kinds gives the
 // narrowest kind that holds both: int+float is float, date+timestamp is
@@ -383,19 +388,48 @@ func unitToTime(v int64, unit arrow.TimeUnit) time.Time {
 	return time.Unix(0, v).UTC()
 }
 
-// batchBuilder turns the appenders' builders into record batches.
+// batchBuilder turns the appenders' builders into record batches of at
+// most limit rows: the part of Read that the text formats (CSV, JSONL)
+// share once a line is parsed into the appenders.
 type batchBuilder struct {
-	sc   *arrow.Schema
-	apps []*appender
-	rows int64
+	sc    *arrow.Schema
+	apps  []*appender
+	rows  int64
+	limit int64
 }
 
-func newBatchBuilder(fields []arrow.Field, mem memory.Allocator) *batchBuilder {
-	bb := &batchBuilder{sc: arrow.NewSchema(fields, nil), apps: make([]*appender, len(fields))}
+// newBatchBuilder starts a text format's Read of the output columns fields:
+// batches of opts' batch rows, on mem (nil: the default allocator).
+func newBatchBuilder(fields []arrow.Field, opts ReadOptions, mem memory.Allocator) *batchBuilder {
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
+	bb := &batchBuilder{sc: arrow.NewSchema(fields, nil), apps: make([]*appender, len(fields)), limit: int64(opts.batchRows())}
 	for i, f := range fields {
 		bb.apps[i] = newAppender(f, mem)
 	}
 	return bb
+}
+
+// endRow counts the row just appended and emits a batch when it is full
+// (after checking ctx, so a cancelled read stops within a batch).
+func (bb *batchBuilder) endRow(ctx context.Context, emit func(arrow.RecordBatch) error) error {
+	bb.rows++
+	if bb.rows < bb.limit {
+		return nil
+	}
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	return emit(bb.finish())
+}
+
+// flush emits the rows left at the end of the file, if any.
+func (bb *batchBuilder) flush(emit func(arrow.RecordBatch) error) error {
+	if bb.rows > 0 {
+		return emit(bb.finish())
+	}
+	return nil
 }
 
 // finish returns the rows appended since the last finish as a batch.
@@ -416,6 +450,30 @@ func (bb *batchBuilder) release() {
 	for _, a := range bb.apps {
 		a.b.Release()
 	}
+}
+
+// wholeFile is the one split of a text file (CSV, JSONL), which is read
+// from its start.
+func wholeFile(f storage.File) []Split {
+	return []Split{{Path: f.Path(), Size: f.Size(), Rows: -1}}
+}
+
+// pickColumns is the index in fields of each of cols, in order; a column
+// fields lacks is ErrNoColumn naming the file p and the columns it has.
+func pickColumns(p string, fields []arrow.Field, cols []string) ([]int, error) {
+	have := make([]string, len(fields))
+	for i, fl := range fields {
+		have[i] = fl.Name
+	}
+	idx := make([]int, len(cols))
+	for k, c := range cols {
+		i := slices.Index(have, c)
+		if i < 0 {
+			return nil, noColumn(p, c, have)
+		}
+		idx[k] = i
+	}
+	return idx, nil
 }
 
 // appendFloatText writes a float so that it reads back as a float: integral
