@@ -77,7 +77,10 @@ func (m *blockManager) blocksFor(n int) int { return (n + m.size - 1) / m.size }
 // hashesTo extends s.hashes to the first n full blocks of its tokens.
 func (m *blockManager) hashesTo(s *Sequence, n int) {
 	for i := len(s.hashes); i < n; i++ {
-		var parent blockHash
+		// The first block chains from the adapter's id: KV computed with
+		// one LoRA adapter is no prefix of another's (vLLM hashes the
+		// lora_int_id in too).
+		parent := blockHash{lo: uint64(s.lora)}
 		if i > 0 {
 			parent = s.hashes[i-1]
 		}

@@ -41,6 +41,12 @@ type Config struct {
 	EnableChunkedPrefill bool `json:"enable_chunked_prefill,omitempty" yaml:"enable_chunked_prefill,omitempty"`
 	// Speculative turns on speculative decoding (speculative.go).
 	Speculative SpeculativeConfig `json:"speculative_config,omitempty" yaml:"speculative_config,omitempty"`
+	// MaxLoRAs bounds the distinct LoRA adapters of one batch (vLLM's
+	// max_loras); requests of another adapter wait. 0 means 1.
+	MaxLoRAs int `json:"max_loras,omitempty" yaml:"max_loras,omitempty"`
+	// MaxLoRARank bounds the rank of the adapters LoadLoRA accepts (vLLM's
+	// max_lora_rank). 0 means 16.
+	MaxLoRARank int `json:"max_lora_rank,omitempty" yaml:"max_lora_rank,omitempty"`
 	// MaxLogprobs bounds SamplingParams.Logprobs.
 	MaxLogprobs int `json:"max_logprobs,omitempty" yaml:"max_logprobs,omitempty"`
 	// Seed seeds the generators of requests that set no seed.
@@ -93,6 +99,10 @@ func (c Config) Validate() error {
 	case !c.EnableChunkedPrefill && c.MaxModelLen > 0 && c.MaxNumBatchedTokens < c.MaxModelLen:
 		return bad("MaxNumBatchedTokens (%d) cannot be smaller than MaxModelLen (%d) when EnableChunkedPrefill is false",
 			c.MaxNumBatchedTokens, c.MaxModelLen)
+	case c.MaxLoRAs < 0:
+		return bad("MaxLoRAs must be non-negative, got %d", c.MaxLoRAs)
+	case c.MaxLoRARank < 0:
+		return bad("MaxLoRARank must be non-negative, got %d", c.MaxLoRARank)
 	case c.MaxLogprobs < 0:
 		return bad("MaxLogprobs must be non-negative, got %d", c.MaxLogprobs)
 	}

@@ -40,8 +40,12 @@ type Engine struct {
 	wake     *sync.Cond
 	incoming []*request
 	aborts   []*request
-	closing  bool
-	exited   chan struct{}
+	calls    []func() // run on the loop between steps (lora.go)
+	// LoRA adapters by name, and their names in load order (lora.go).
+	loras     map[string]LoRAAdapter
+	loraOrder []string
+	closing   bool
+	exited    chan struct{}
 
 	nextSeq, nextSeed atomic.Uint64
 	stats             engineStats
@@ -117,6 +121,7 @@ func New(r Runner, tok *tokenizer.Tokenizer, cfg Config) (*Engine, error) {
 		maxNumBatchedTokens: cfg.MaxNumBatchedTokens,
 		maxModelLen:         cfg.MaxModelLen,
 		chunkedPrefill:      cfg.EnableChunkedPrefill,
+		maxLoRAs:            cfg.maxLoRAs(),
 		spec:                cfg.Speculative.withDefaults(),
 	}, e.bm)
 	e.sampler = newSampler(spec.Vocab, e.eos)
@@ -193,12 +198,16 @@ func (e *Engine) loop() {
 	defer close(e.exited)
 	for {
 		e.mu.Lock()
-		for len(e.incoming) == 0 && len(e.aborts) == 0 && !e.closing && !e.sched.HasWork() {
+		for len(e.incoming) == 0 && len(e.aborts) == 0 && len(e.calls) == 0 && !e.closing && !e.sched.HasWork() {
 			e.wake.Wait()
 		}
-		in, ab, closing := e.incoming, e.aborts, e.closing
-		e.incoming, e.aborts = nil, nil
+		in, ab, calls, closing := e.incoming, e.aborts, e.calls, e.closing
+		e.incoming, e.aborts, e.calls = nil, nil, nil
 		e.mu.Unlock()
+
+		for _, fn := range calls {
+			fn()
+		}
 
 		for _, r := range in {
 			e.add(r)
@@ -267,6 +276,7 @@ func (e *Engine) run(p *plan) error {
 			StartPos:   sc.start,
 			BlockTable: s.blocks,
 			WantLogits: sc.sample,
+			LoRA:       s.lora,
 		}
 		if sc.draft > 0 {
 			s.specIn = append(append(s.specIn[:0], s.tokens[sc.start:]...), s.draft...)

@@ -22,6 +22,9 @@ type Request struct {
 	// Messages are chat turns, rendered by the tokenizer's chat template
 	// with the generation prompt added.
 	Messages []tokenizer.Message
+	// LoRA names the LoRA adapter (Engine.LoadLoRA) to complete the
+	// prompt with; "" is the base model.
+	LoRA string
 	// Params choose the sampling.
 	Params SamplingParams
 	// Constrain, when set, is called once per completion (index among
@@ -81,6 +84,10 @@ func (e *Engine) prepare(r Request, index int, sk sink) (*request, error) {
 	if len(p.Stop) > 0 && e.tok == nil {
 		return nil, fmt.Errorf("%w: stop strings need a tokenizer; the engine has none", ErrInvalidParams)
 	}
+	lora, err := e.loraID(r.LoRA)
+	if err != nil {
+		return nil, err
+	}
 	ids, err := e.promptIDs(r)
 	if err != nil {
 		return nil, err
@@ -100,6 +107,7 @@ func (e *Engine) prepare(r Request, index int, sk sink) (*request, error) {
 		seq := newSequence(int64(e.nextSeq.Add(1)), ids, stopRule{
 			maxTokens: p.MaxTokens, minTokens: p.MinTokens, eos: eos, stopIDs: rq.params.StopTokenIDs,
 		})
+		seq.lora = lora
 		seed := base + uint64(i)
 		if p.Seed != nil {
 			seed = uint64(*p.Seed + int64(i)) // vLLM: child i of n is seeded seed+i

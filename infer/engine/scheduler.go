@@ -12,6 +12,7 @@ type schedulerConfig struct {
 	maxNumBatchedTokens int  // tokens computed per step
 	maxModelLen         int  // prompt plus output
 	chunkedPrefill      bool // a prompt may be computed over several steps
+	maxLoRAs            int  // distinct LoRA adapters running at once
 	spec                SpeculativeConfig
 }
 
@@ -35,7 +36,8 @@ type scheduler struct {
 	waiting []*Sequence // FCFS; preempted sequences go back to the front
 	running []*Sequence // in admission order: the last is preempted first
 
-	plan        plan // reused each step
+	plan        plan  // reused each step
+	loras       []int // adapters of the running batch, during Schedule
 	preemptions int64
 }
 
@@ -104,8 +106,21 @@ func (s *scheduler) Schedule() *plan {
 	}
 
 	// vLLM admits no one in a step that had to preempt: memory is short.
-	for len(p.preempted) == 0 && len(s.waiting) > 0 && budget > 0 && len(s.running) < s.cfg.maxNumSeqs {
-		seq := s.waiting[0]
+	// At most maxLoRAs distinct adapters run at once: a sequence of another
+	// adapter is skipped, and those after it may still go (vLLM V1's
+	// scheduler does the same).
+	s.loras = s.loras[:0]
+	for _, q := range s.running {
+		if q.lora != 0 && !slices.Contains(s.loras, q.lora) {
+			s.loras = append(s.loras, q.lora)
+		}
+	}
+	for w := 0; len(p.preempted) == 0 && w < len(s.waiting) && budget > 0 && len(s.running) < s.cfg.maxNumSeqs; {
+		seq := s.waiting[w]
+		if seq.lora != 0 && !slices.Contains(s.loras, seq.lora) && len(s.loras) >= max(1, s.cfg.maxLoRAs) {
+			w++
+			continue
+		}
 		hits := s.bm.lookup(seq)
 		computed := len(hits) * s.bm.size
 		n := len(seq.tokens) - computed
@@ -116,7 +131,14 @@ func (s *scheduler) Schedule() *plan {
 		if !s.bm.allocate(seq, hits, n) {
 			break
 		}
-		s.waiting = s.waiting[1:]
+		if w == 0 {
+			s.waiting = s.waiting[1:]
+		} else {
+			s.waiting = slices.Delete(s.waiting, w, w+1)
+		}
+		if seq.lora != 0 && !slices.Contains(s.loras, seq.lora) {
+			s.loras = append(s.loras, seq.lora)
+		}
 		seq.numComputed = computed
 		if seq.preemptions == 0 {
 			seq.cachedHit = computed

@@ -64,6 +64,7 @@ type Sequence struct {
 	noSpec        bool
 
 	stop stopRule
+	lora int // the runner's LoRA adapter id; 0 is the base model
 
 	// Engine state: sampling and output (nil in scheduler tests).
 	x *seqExtra
