@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/metadata"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
 	"github.com/sluicehq/sluice/dataset/format"
@@ -778,5 +780,46 @@ func TestParquetReadDict(t *testing.T) {
 		}
 		release(plain)
 		release(dict)
+	}
+}
+
+// The writer keeps a dictionary for a low-cardinality column and gives it
+// up for a column of 100,000 distinct int64 values (800 KB of dictionary,
+// under arrow-go's 1 MiB default limit but over the writer's 128 KiB), so
+// such a column does not pay a hash insert per value.
+func TestParquetWriterDictionaryLimit(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	sc := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "cat", Type: arrow.BinaryTypes.String},
+	}, nil)
+	b := array.NewRecordBuilder(mem, sc)
+	for i := range 100_000 {
+		b.Field(0).(*array.Int64Builder).Append(int64(i) * 7)
+		b.Field(1).(*array.StringBuilder).Append(fmt.Sprintf("c%d", i%10))
+	}
+	rec := b.NewRecordBatch()
+	b.Release()
+	p := filepath.Join(t.TempDir(), "d.parquet")
+	writeFile(t, "parquet", p, sc, format.WriteOptions{}, mem, rec)
+	rec.Release()
+	pr, err := file.OpenParquetFile(p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	for i, want := range []bool{false, true} {
+		cc, err := pr.MetaData().RowGroup(0).ColumnChunk(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A chunk that gave up its dictionary part way has plain data pages.
+		plain := slices.ContainsFunc(cc.EncodingStats(), func(st metadata.PageEncodingStats) bool {
+			return strings.HasPrefix(fmt.Sprint(st.PageType), "DATA_PAGE") && st.Encoding == parquet.Encodings.Plain
+		})
+		if got := cc.HasDictionaryPage() && !plain; got != want {
+			t.Errorf("column %s: dictionary-encoded throughout %v (pages %v), want %v", sc.Field(i).Name, got, cc.EncodingStats(), want)
+		}
 	}
 }

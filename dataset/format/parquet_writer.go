@@ -14,6 +14,11 @@ import (
 	"github.com/sluicehq/sluice/storage"
 )
 
+// dictionaryLimit is the largest dictionary a written column chunk keeps
+// (arrow-go's default is 1 MiB: 131,072 distinct int64 values hashed into
+// a growing table before a unique column falls back to plain).
+const dictionaryLimit = 128 << 10
+
 // parquetWriter buffers up to RowGroupRows rows as one row group, then
 // flushes it to the Upload.
 type parquetWriter struct {
@@ -60,6 +65,10 @@ func newParquetWriter(u storage.Upload, schema *arrow.Schema, opts WriteOptions,
 		parquet.WithMaxRowGroupLength(rgRows),
 		parquet.WithStats(true),
 		parquet.WithDictionaryDefault(true),
+		// A column chunk gives up its dictionary (and writes plain) once the
+		// dictionary reaches this size: a column of mostly distinct values
+		// (ids, prices) stops paying a hash insert per value early.
+		parquet.WithDictionaryPageSizeLimit(dictionaryLimit),
 		parquet.WithCreatedBy("sluice"),
 	)
 	arrProps := pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema(), pqarrow.WithAllocator(memory.DefaultAllocator))
