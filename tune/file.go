@@ -59,6 +59,11 @@ type Settings struct {
 	Space                Space
 	// Command replaces `sluice train` as the program each trial runs.
 	Command []string
+	// CPU, GPU and Memory are each trial's resources on a cluster (cpu,
+	// gpu, memory keys; memory as `sluice worker --resources` takes it:
+	// 4GiB, 512MiB or bytes). Zero: the defaults (1 CPU).
+	CPU, GPU int
+	Memory   string
 }
 
 // schedulerKeys are the keys that apply to some schedulers only.
@@ -238,12 +243,21 @@ func (f *File) parseTune(p *parser, n *yaml.Node) {
 					p.errorf(f.keyNode(v, key), path+"."+key, "tune sets --%s itself", kebab(key))
 				}
 			}
+		case "cpu":
+			s.CPU = positive(v, path, 1)
+		case "gpu":
+			s.GPU = positive(v, path, 0)
+		case "memory":
+			if v.Kind != yaml.ScalarNode || (v.Tag != "!!str" && v.Tag != "!!int") || v.Value == "" {
+				p.errorf(v, path, "want a size (4GiB, 512MiB or bytes), got %s", describe(v))
+			}
+			s.Memory = v.Value
 		case "command":
 			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 || v.Decode(&s.Command) != nil {
 				p.errorf(v, path, "want a list of strings: the program and its first arguments, got %s", describe(v))
 			}
 		default:
-			p.errorf(k, path, "unknown key: want metric, mode, searcher, scheduler, num_samples, max_concurrent, seed, max_t, grace_period, reduction_factor, min_samples, perturbation_interval, quantile_fraction, resample_probability, space or command")
+			p.errorf(k, path, "unknown key: want metric, mode, searcher, scheduler, num_samples, max_concurrent, seed, max_t, grace_period, reduction_factor, min_samples, perturbation_interval, quantile_fraction, resample_probability, space, command, cpu, gpu or memory")
 		}
 	}
 	if given["metric"] == nil {

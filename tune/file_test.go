@@ -58,7 +58,7 @@ train: {model: m, steps: 10, shuffle: false}
 	want := []string{
 		"e.yaml:2:11: tune.metric: want the name of a reported key (loss), got 3",
 		"e.yaml:3:16: tune.num_samples: want an integer of at least 1, got 0",
-		"e.yaml:4:3: tune.frob: unknown key: want metric, mode, searcher, scheduler, num_samples, max_concurrent, seed, max_t, grace_period, reduction_factor, min_samples, perturbation_interval, quantile_fraction, resample_probability, space or command",
+		"e.yaml:4:3: tune.frob: unknown key: want metric, mode, searcher, scheduler, num_samples, max_concurrent, seed, max_t, grace_period, reduction_factor, min_samples, perturbation_interval, quantile_fraction, resample_probability, space, command, cpu, gpu or memory",
 		"e.yaml:5:34: tune.space.out-dir: a train flag's key is snake_case: lower-case letters, digits and _",
 		"e.yaml:6:9: train.batch-size: a train flag's key is snake_case: lower-case letters, digits and _",
 		"e.yaml:6:24: train.resume: tune sets --resume itself",

@@ -180,8 +180,9 @@ func fnum(p *float64) string {
 }
 
 const (
-	stateFile = "experiment.json"
-	tableFile = "trials.jsonl"
+	stateFile   = "experiment.json"
+	tableFile   = "trials.jsonl"
+	parquetFile = "trials.parquet"
 )
 
 // Load reads the experiment kept in dir (local or s3://).
@@ -209,7 +210,8 @@ func load(ctx context.Context, fsys storage.FS, dir string) (*Experiment, error)
 	return &e, nil
 }
 
-// save writes the state and the table, each replaced atomically.
+// save writes the state and the table (JSONL and Parquet), each replaced
+// atomically.
 func save(ctx context.Context, fsys storage.FS, dir string, e *Experiment) error {
 	b, err := json.MarshalIndent(e, "", " ")
 	if err != nil {
@@ -218,7 +220,14 @@ func save(ctx context.Context, fsys storage.FS, dir string, e *Experiment) error
 	if err := writeFile(ctx, fsys, storage.Join(dir, stateFile), b); err != nil {
 		return err
 	}
-	return writeFile(ctx, fsys, storage.Join(dir, tableFile), e.JSONL())
+	if err := writeFile(ctx, fsys, storage.Join(dir, tableFile), e.JSONL()); err != nil {
+		return err
+	}
+	pq, err := e.Parquet()
+	if err != nil {
+		return err
+	}
+	return writeFile(ctx, fsys, storage.Join(dir, parquetFile), pq)
 }
 
 func writeFile(ctx context.Context, fsys storage.FS, p string, b []byte) error {
