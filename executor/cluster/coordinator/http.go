@@ -29,6 +29,8 @@ func (c *Coordinator) handler() http.Handler {
 	mux.HandleFunc("GET /v1/jobs", c.current(c.jobs))
 	mux.HandleFunc("GET /v1/jobs/{id}", c.current(c.job))
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", w(c.cancelJob))
+	mux.HandleFunc("GET /v1/schedules", c.current(c.schedules))
+	mux.HandleFunc("DELETE /v1/schedules/{id}", w(c.unschedule))
 	mux.HandleFunc("POST /v1/workers", w(c.register))
 	mux.HandleFunc("POST /v1/workers/{id}/heartbeat", w(c.heartbeat))
 	mux.HandleFunc("POST /v1/tasks/{id}/start", w(c.report(state.OpStart)))
@@ -205,6 +207,47 @@ func (c *Coordinator) jobs(rw http.ResponseWriter, r *http.Request) {
 		}
 	})
 	writeJSON(rw, http.StatusOK, out)
+}
+
+// schedules lists the registered schedules, without their plans.
+func (c *Coordinator) schedules(rw http.ResponseWriter, r *http.Request) {
+	out := []state.Schedule{}
+	c.fsm.read(func(s *state.State) {
+		for _, id := range slices.Sorted(maps.Keys(s.Schedules)) {
+			sc := *s.Schedules[id]
+			sc.Plan = nil
+			out = append(out, sc)
+		}
+	})
+	writeJSON(rw, http.StatusOK, out)
+}
+
+// unschedule removes a schedule, named by its id or by its plan's name
+// when one schedule has it; the jobs it made stay.
+func (c *Coordinator) unschedule(rw http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("id")
+	var ids []string
+	c.fsm.read(func(s *state.State) {
+		if s.Schedules[key] != nil {
+			ids = []string{key}
+			return
+		}
+		for _, id := range slices.Sorted(maps.Keys(s.Schedules)) {
+			if s.Schedules[id].Name == key {
+				ids = append(ids, id)
+			}
+		}
+	})
+	switch len(ids) {
+	case 0:
+		writeError(rw, http.StatusNotFound, fmt.Errorf("no schedule with the id or name %q (sluice schedule list shows them)", key))
+		return
+	case 1:
+	default:
+		writeError(rw, http.StatusConflict, fmt.Errorf("%d schedules are named %q (%v): remove one by its id", len(ids), key, ids))
+		return
+	}
+	c.propose(rw, state.Command{Op: state.OpUnschedule, ID: ids[0]}, "schedule")
 }
 
 func (c *Coordinator) job(rw http.ResponseWriter, r *http.Request) {

@@ -12,20 +12,21 @@ type Op string
 
 // Commands.
 const (
-	OpSubmit    Op = "submit"    // Job (+ Needs): a new job with one task
-	OpSchedule  Op = "schedule"  // Schedule: register a scheduled plan
-	OpFire      Op = "fire"      // ID (schedule), Time: make the job of one scheduled time
-	OpSkip      Op = "skip"      // ID (schedule), Time: advance LastFired without a job (catch_up none)
-	OpCancel    Op = "cancel"    // ID (job)
-	OpRegister  Op = "register"  // Worker
-	OpHeartbeat Op = "heartbeat" // ID (worker)
-	OpExpire    Op = "expire"    // ID (worker): declare it dead, re-queue its tasks
-	OpAssign    Op = "assign"    // ID (task), Worker
-	OpStart     Op = "start"     // ID (task), Worker, Attempt
-	OpFinish    Op = "finish"    // ID (task), Worker, Attempt, OK, Error, Rows
-	OpNode      Op = "node"      // Node: a coordinator's addresses
-	OpRemove    Op = "remove"    // ID (node)
-	OpBatch     Op = "batch"     // Batch: many commands in one log entry, applied in order
+	OpSubmit     Op = "submit"     // Job (+ Needs): a new job with one task
+	OpSchedule   Op = "schedule"   // Schedule: register a scheduled plan
+	OpUnschedule Op = "unschedule" // ID (schedule): remove it (the jobs it made stay)
+	OpFire       Op = "fire"       // ID (schedule), Time: make the job of one scheduled time
+	OpSkip       Op = "skip"       // ID (schedule), Time: advance LastFired without a job (catch_up none)
+	OpCancel     Op = "cancel"     // ID (job)
+	OpRegister   Op = "register"   // Worker
+	OpHeartbeat  Op = "heartbeat"  // ID (worker)
+	OpExpire     Op = "expire"     // ID (worker): declare it dead, re-queue its tasks
+	OpAssign     Op = "assign"     // ID (task), Worker
+	OpStart      Op = "start"      // ID (task), Worker, Attempt
+	OpFinish     Op = "finish"     // ID (task), Worker, Attempt, OK, Error, Rows
+	OpNode       Op = "node"       // Node: a coordinator's addresses
+	OpRemove     Op = "remove"     // ID (node)
+	OpBatch      Op = "batch"      // Batch: many commands in one log entry, applied in order
 )
 
 // Command is one entry of the replicated log. At is the leader's clock
@@ -141,19 +142,20 @@ func (s *State) prune(now time.Time) {
 // apply dispatches on the op, each handler changes the state for its one
 // command and answers the id it made or touched.
 var handlers = map[Op]func(*State, Command) (string, error){
-	OpSubmit:    (*State).applySubmit,
-	OpSchedule:  (*State).applySchedule,
-	OpFire:      (*State).applyFire,
-	OpSkip:      (*State).applyFire,
-	OpCancel:    (*State).applyCancel,
-	OpRegister:  (*State).applyRegister,
-	OpHeartbeat: (*State).applyHeartbeat,
-	OpExpire:    (*State).applyExpire,
-	OpAssign:    (*State).applyAssign,
-	OpStart:     (*State).applyReport,
-	OpFinish:    (*State).applyReport,
-	OpNode:      (*State).applyNode,
-	OpRemove:    (*State).applyRemove,
+	OpSubmit:     (*State).applySubmit,
+	OpSchedule:   (*State).applySchedule,
+	OpUnschedule: (*State).applyUnschedule,
+	OpFire:       (*State).applyFire,
+	OpSkip:       (*State).applyFire,
+	OpCancel:     (*State).applyCancel,
+	OpRegister:   (*State).applyRegister,
+	OpHeartbeat:  (*State).applyHeartbeat,
+	OpExpire:     (*State).applyExpire,
+	OpAssign:     (*State).applyAssign,
+	OpStart:      (*State).applyReport,
+	OpFinish:     (*State).applyReport,
+	OpNode:       (*State).applyNode,
+	OpRemove:     (*State).applyRemove,
 }
 
 func (s *State) apply(c Command) (string, error) {
@@ -186,6 +188,15 @@ func (s *State) applySchedule(c Command) (string, error) {
 	}
 	s.Schedules[sc.ID] = &sc
 	return sc.ID, nil
+}
+
+// applyUnschedule removes a schedule; its jobs stay.
+func (s *State) applyUnschedule(c Command) (string, error) {
+	if s.Schedules[c.ID] == nil {
+		return "", fmt.Errorf("%w: no schedule %s", ErrBadCommand, c.ID)
+	}
+	delete(s.Schedules, c.ID)
+	return c.ID, nil
 }
 
 // applyFire makes the job of one scheduled time (OpFire) or only moves
