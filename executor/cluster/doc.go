@@ -8,9 +8,13 @@
 // (dist.Plan); the finish report carries the stages and the layout, and
 // the state appends them and a commit stage. Each exec task runs one task
 // of the physical plan (dist.Run), reading its input blocks from the
-// workers that made them and keeping its output blocks; the last stage
-// writes staged files, and the commit task publishes them (or, when the
-// job failed or was cancelled, removes them). A worker that dies takes its
+// workers that made them and keeping its output blocks; each task of the
+// last stage writes its files and their manifest under its attempt's
+// staging directory (commit.AttemptDir), and the commit task reads the
+// winning attempts' manifests and publishes their files with
+// commit.Publish (or, when the job failed or was cancelled, removes them),
+// the protocol the local executor's writes use too (package
+// executor/commit). A worker that dies takes its
 // kept blocks with it: the tasks that made blocks still to be read run
 // again (lineage), and a task that cannot fetch an input reports it lost.
 //
@@ -25,8 +29,9 @@
 //     one goroutine each, reports starts and finishes in batches, serves
 //     its blocks over Arrow Flight and stops tasks no longer assigned to it.
 //   - api: the wire types and the client the CLI and the workers use.
-//   - dist: cutting a plan into stages at its exchanges and running one
-//     task of it.
+//   - dist: cutting a plan into stages at its exchanges (Plan, Layout)
+//     and running one task of it (Run), a sink task into its staging
+//     directory.
 //   - blocks: the workers' block store (spilling to disk under memory
 //     pressure) and its Flight server and client.
 //
