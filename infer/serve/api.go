@@ -255,11 +255,13 @@ type chatChunk struct {
 }
 
 type modelCard struct {
-	ID          string `json:"id"`
-	Object      string `json:"object"`
-	Created     int64  `json:"created"`
-	OwnedBy     string `json:"owned_by"`
-	MaxModelLen int    `json:"max_model_len"`
+	ID          string  `json:"id"`
+	Object      string  `json:"object"`
+	Created     int64   `json:"created"`
+	OwnedBy     string  `json:"owned_by"`
+	MaxModelLen int     `json:"max_model_len"`
+	Root        string  `json:"root,omitempty"`
+	Parent      *string `json:"parent"` // the base model of a LoRA adapter, else null
 }
 
 type modelList struct {

@@ -16,8 +16,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := s.checkModel(req.Model); err != nil {
-		writeError(w, err)
+	lora, model, merr := s.resolveModel(req.Model)
+	if merr != nil {
+		writeError(w, merr)
 		return
 	}
 	ids, aerr := s.chatPrompt(req.Messages, true)
@@ -65,7 +66,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	ctx, cancel := s.reqContext(r)
 	defer cancel()
-	events, aerr := s.submit(ctx, []engine.Request{{PromptIDs: ids, Params: p, Constrain: con}})
+	events, aerr := s.submit(ctx, []engine.Request{{PromptIDs: ids, LoRA: lora, Params: p, Constrain: con}})
 	if aerr != nil {
 		writeError(w, aerr)
 		return
@@ -78,7 +79,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 			writeError(w, aerr)
 			return
 		}
-		resp := chatResponse{ID: id, Object: "chat.completion", Created: created, Model: s.cfg.ModelName, Usage: usageOf(cs, n)}
+		resp := chatResponse{ID: id, Object: "chat.completion", Created: created, Model: model, Usage: usageOf(cs, n)}
 		for i, c := range cs {
 			ch := chatChoice{Index: i, Message: chatResponseMessage{Role: "assistant", Content: c.text.String()}, FinishReason: finishReason(c.finish)}
 			if top >= 0 {
@@ -95,7 +96,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 
 	out := startSSE(w)
 	chunk := func(ch chatChunkChoice) chatChunk {
-		return chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelName, Choices: []chatChunkChoice{ch}}
+		return chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: model, Choices: []chatChunkChoice{ch}}
 	}
 	cs := make([]*choice, n)
 	for i := range cs {
@@ -132,7 +133,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
-		out.send(chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelName,
+		out.send(chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: model,
 			Choices: []chatChunkChoice{}, Usage: usageOf(cs, n)})
 	}
 	out.done()

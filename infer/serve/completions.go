@@ -15,8 +15,9 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := s.checkModel(req.Model); err != nil {
-		writeError(w, err)
+	lora, model, merr := s.resolveModel(req.Model)
+	if merr != nil {
+		writeError(w, merr)
 		return
 	}
 	if !req.Prompt.set || req.Prompt.len() == 0 {
@@ -74,7 +75,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		if top >= 0 {
 			p.Logprobs = max(top, 1)
 		}
-		reqs[i] = engine.Request{PromptIDs: ids, Params: p, Constrain: con}
+		reqs[i] = engine.Request{PromptIDs: ids, LoRA: lora, Params: p, Constrain: con}
 	}
 	n := reqs[0].Params.N
 	release, aerr := s.admit(len(reqs) * n)
@@ -97,7 +98,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 			writeError(w, aerr)
 			return
 		}
-		resp := completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelName, Usage: usageOf(cs, n)}
+		resp := completionResponse{ID: id, Object: "text_completion", Created: created, Model: model, Usage: usageOf(cs, n)}
 		for i, c := range cs {
 			text := c.text.String()
 			prefix := ""
@@ -124,7 +125,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		cs[i] = &choice{}
 	}
 	chunk := func(ch completionChoice) completionResponse {
-		return completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelName, Choices: []completionChoice{ch}}
+		return completionResponse{ID: id, Object: "text_completion", Created: created, Model: model, Choices: []completionChoice{ch}}
 	}
 	for ev := range events {
 		i := ev.prompt*n + ev.o.Index
@@ -159,7 +160,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
-		out.send(completionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelName,
+		out.send(completionResponse{ID: id, Object: "text_completion", Created: created, Model: model,
 			Choices: []completionChoice{}, Usage: usageOf(cs, n)})
 	}
 	out.done()

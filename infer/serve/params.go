@@ -84,6 +84,8 @@ func engineError(err error, timeout any) *apiError {
 		return badRequest(param, "%s", msg)
 	case errors.Is(err, engine.ErrInvalidPrompt), errors.Is(err, engine.ErrPromptTooLong):
 		return badRequest("prompt", "%v", err)
+	case errors.Is(err, engine.ErrUnknownLoRA): // unloaded since the request was checked
+		return &apiError{status: http.StatusNotFound, typ: "not_found_error", param: "model", message: err.Error()}
 	case errors.Is(err, engine.ErrClosed):
 		return &apiError{status: http.StatusServiceUnavailable, typ: "service_unavailable", message: "the engine is closed"}
 	case errors.Is(err, context.DeadlineExceeded):

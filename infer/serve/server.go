@@ -44,6 +44,11 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// MaxBodyBytes bounds a request body.
 	MaxBodyBytes int64
+	// AllowRuntimeLoRA enables POST /v1/load_lora_adapter and
+	// /v1/unload_lora_adapter (vLLM gates them behind
+	// VLLM_ALLOW_RUNTIME_LORA_UPDATING): they read any path the server
+	// can, so they are off by default.
+	AllowRuntimeLoRA bool
 	// Logger receives the server's events; nil is slog.Default().
 	Logger *slog.Logger
 }
@@ -117,6 +122,8 @@ func New(e *engine.Engine, tok *tokenizer.Tokenizer, cfg Config) (*Server, error
 	s.mux.HandleFunc("POST /v1/completions", s.auth(s.completions))
 	s.mux.HandleFunc("POST /v1/chat/completions", s.auth(s.chat))
 	s.mux.HandleFunc("GET /v1/models", s.auth(s.models))
+	s.mux.HandleFunc("POST /v1/load_lora_adapter", s.auth(s.loadLoRA))
+	s.mux.HandleFunc("POST /v1/unload_lora_adapter", s.auth(s.unloadLoRA))
 	s.mux.HandleFunc("POST /tokenize", s.auth(s.tokenize))
 	s.mux.HandleFunc("POST /detokenize", s.auth(s.detokenize))
 	s.mux.HandleFunc("GET /health", s.health)
@@ -235,13 +242,11 @@ func jsonKind(goKind string) string {
 	return goKind
 }
 
-// checkModel answers 404 for a model other than the served one.
+// checkModel answers 404 for a model other than the served one or one of
+// its LoRA adapters.
 func (s *Server) checkModel(name string) *apiError {
-	if name != "" && name != s.cfg.ModelName {
-		return &apiError{status: http.StatusNotFound, typ: "not_found_error", param: "model",
-			message: fmt.Sprintf("the model %q does not exist; this server serves %q", name, s.cfg.ModelName)}
-	}
-	return nil
+	_, _, err := s.resolveModel(name)
+	return err
 }
 
 // admit takes n completions' room in the queue, or says why not.
@@ -260,9 +265,16 @@ func (s *Server) admit(n int) (release func(), _ *apiError) {
 }
 
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, modelList{Object: "list", Data: []modelCard{{
+	cards := []modelCard{{
 		ID: s.cfg.ModelName, Object: "model", Created: s.created, OwnedBy: "sluice", MaxModelLen: s.e.Config().MaxModelLen,
-	}}})
+		Root: s.cfg.ModelName,
+	}}
+	for _, a := range s.e.LoRAs() {
+		// As vLLM lists adapters: root is the adapter's path, parent the base.
+		cards = append(cards, modelCard{ID: a.Name, Object: "model", Created: s.created, OwnedBy: "sluice",
+			MaxModelLen: s.e.Config().MaxModelLen, Root: a.Path, Parent: &s.cfg.ModelName})
+	}
+	writeJSON(w, http.StatusOK, modelList{Object: "list", Data: cards})
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
