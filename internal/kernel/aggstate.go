@@ -452,7 +452,9 @@ func (s *countDistinct) compact() {
 	if s.sorted == len(s.words) {
 		return
 	}
-	s.buf = grow(s.buf, len(s.words))
+	if cap(s.buf) < len(s.words) {
+		s.buf = make([]uint64, len(s.words), cap(s.words))
+	}
 	w := radixSortU64(s.words, s.buf[:len(s.words)])
 	out := w[:0]
 	for i, x := range w {
@@ -489,6 +491,17 @@ func (s *countDistinct) addMap(g uint32, v uint64) {
 	}
 }
 
+// reserve makes room for n more words, doubling (append grows large
+// slices by a quarter, copying them more often).
+func (s *countDistinct) reserve(n int) {
+	if cap(s.words)-len(s.words) >= n {
+		return
+	}
+	w := make([]uint64, len(s.words), max(2*cap(s.words), len(s.words)+n, 1<<16))
+	copy(w, s.words)
+	s.words = w
+}
+
 func (s *countDistinct) maybeCompact() {
 	if tail := len(s.words) - s.sorted; tail >= distinctMinTail && tail >= s.sorted {
 		s.compact()
@@ -499,6 +512,9 @@ func (s *countDistinct) update(arr arrow.Array, gids []uint32) {
 	s.view.load(arr, forHash)
 	v := &s.view
 	if v.kind == kindFixed {
+		if s.fixed == nil {
+			s.reserve(len(gids))
+		}
 		for i, g := range gids {
 			if v.null(i) {
 				continue
@@ -530,6 +546,9 @@ func (s *countDistinct) update(arr arrow.Array, gids []uint32) {
 
 func (s *countDistinct) merge(o aggState, idmap []uint32) {
 	os := o.(*countDistinct)
+	if s.fixed == nil {
+		s.reserve(len(os.words))
+	}
 	for _, w := range os.words {
 		g, v := os.unpack(w)
 		g = idmap[g]
