@@ -63,32 +63,7 @@ func newConfig(t testing.TB, id string) Config {
 var logStoreKind = flag.String("logstore", "bolt", "Raft log store of the test clusters: bolt or wal")
 
 // start starts n coordinators: the first bootstraps, the others join it.
-func start(t testing.TB, n int) *harness {
-	h := &harness{t: t}
-	for i := range n {
-		cfg := newConfig(t, fmt.Sprintf("n%d", i+1))
-		if i == 0 {
-			cfg.Bootstrap = true
-		} else {
-			cfg.Join = h.nodes[0].URL()
-		}
-		h.cfgs = append(h.cfgs, cfg)
-		c, err := Start(context.Background(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.nodes = append(h.nodes, c)
-		if i == 0 {
-			h.leader()
-		}
-	}
-	t.Cleanup(h.shutdown)
-	h.waitFor("all voters", func() bool {
-		l := h.leader()
-		return l.Status().Voters() == n
-	})
-	return h
-}
+func start(t testing.TB, n int) *harness { return startWith(t, n, func(*Config) {}) }
 
 func (h *harness) shutdown() {
 	for _, c := range h.nodes {

@@ -24,6 +24,7 @@ func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now
 
 func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
+// startWith is start with each coordinator's Config changed by edit first.
 func startWith(t testing.TB, n int, edit func(*Config)) *harness {
 	h := &harness{t: t}
 	for i := range n {
