@@ -2,23 +2,20 @@ package main
 
 import (
 	"context"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/executor/cluster/api"
-	"github.com/sluicehq/sluice/executor/cluster/coordinator"
 	"github.com/sluicehq/sluice/executor/cluster/state"
 	"github.com/sluicehq/sluice/executor/local"
+	"github.com/sluicehq/sluice/internal/clustertest"
 )
 
 const planFile = "examples/cluster-udf/plan.yaml" // from the repository root
@@ -97,37 +94,6 @@ func TestRunPlan(t *testing.T) {
 	checkOutput(t, out)
 }
 
-// tlog writes log lines to the test's log.
-type tlog struct{ t *testing.T }
-
-func (w tlog) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
-func slogTo(t *testing.T) *slog.Logger { return slog.New(slog.NewTextHandler(tlog{t}, nil)) }
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// poll calls ok until it is true, failing the test after 30 seconds.
-func poll(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestClusterRunsPlan starts a coordinator and a worker from this
 // program's own code path (the `worker` command), on loopback, submits the
 // example plan as `sluice submit` does, and checks the job's output; a plan
@@ -140,23 +106,13 @@ func TestClusterRunsPlan(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := coordinator.DefaultConfig()
-	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.APIAddr = "n1", t.TempDir(), freeAddr(t), freeAddr(t)
-	cfg.Bootstrap, cfg.Token = true, token
-	cfg.Tick = 50 * time.Millisecond
-	cfg.RaftHeartbeat, cfg.RaftElection, cfg.RaftLeaderLease = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
-	cfg.Logger, cfg.RaftLog = slogTo(t), tlog{t}
-	co, err := coordinator.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { co.Shutdown() })
+	co := clustertest.Start(t, clustertest.Config(t, "n1", token))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- dispatch(ctx, []string{"worker", "-coordinators", co.URL(), "-data-dir", t.TempDir(), "-addr", "127.0.0.1:0",
-			"-token-file", tokenFile, "-resources", "cpu=2", "-heartbeat", "100ms"}, nil, tlog{t})
+			"-token-file", tokenFile, "-resources", "cpu=2", "-heartbeat", "100ms"}, nil, clustertest.LogWriter(t))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -166,10 +122,7 @@ func TestClusterRunsPlan(t *testing.T) {
 	})
 
 	cl := api.NewClient([]string{co.URL()}, token)
-	poll(t, "a leader and the worker", func() bool {
-		var cs api.ClusterStatus
-		return cl.Do(ctx, http.MethodGet, "/v1/cluster", nil, &cs) == nil && cs.Leader != "" && len(cs.Workers) == 1
-	})
+	clustertest.WaitReady(t, cl, 1)
 	data, err := os.ReadFile(planFile)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +135,7 @@ func TestClusterRunsPlan(t *testing.T) {
 			t.Fatal(err)
 		}
 		var st api.JobStatus
-		poll(t, "job "+r.ID, func() bool {
+		clustertest.Poll(t, "job "+r.ID, func() bool {
 			return cl.Do(ctx, http.MethodGet, "/v1/jobs/"+r.ID, nil, &st) == nil && st.Job.State.Done()
 		})
 		return st

@@ -1,0 +1,101 @@
+// Package clustertest starts Sluice coordinators on loopback for the tests
+// of the packages above the cluster (the commands, the examples): real
+// coordinators (Raft over TCP, logs and snapshots on the test's temporary
+// directories) with the short timings tests want, torn down when the test
+// ends, and a deadline poll to wait on them. It is for tests only.
+//
+// The coordinator's and the worker's own tests keep their in-package
+// harnesses: they reach unexported state, and the coordinator's cannot
+// import this package (it imports the coordinator).
+package clustertest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/coordinator"
+)
+
+// Timeout is how long Poll waits before it fails the test.
+const Timeout = 30 * time.Second
+
+// Addr is a free loopback TCP address (127.0.0.1:port).
+func Addr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Poll calls ok until it returns true, failing the test naming what after
+// Timeout.
+func Poll(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// LogWriter writes each line written to it to the test's log.
+func LogWriter(t testing.TB) io.Writer { return tlog{t} }
+
+// Logger logs to the test's log.
+func Logger(t testing.TB) *slog.Logger { return slog.New(slog.NewTextHandler(tlog{t}, nil)) }
+
+type tlog struct{ t testing.TB }
+
+func (w tlog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// Config is a coordinator's config for node id that bootstraps a
+// one-node cluster: a data directory under the test's temporary
+// directory, free loopback addresses, token, and Raft timings short enough
+// that a test waits well under a second for a leader. Logs go to the
+// test's log. Set Join (and clear Bootstrap) to join another node.
+func Config(t testing.TB, id, token string) coordinator.Config {
+	cfg := coordinator.DefaultConfig()
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.APIAddr = id, filepath.Join(t.TempDir(), id), Addr(t), Addr(t)
+	cfg.Bootstrap, cfg.Token = true, token
+	cfg.Tick = 50 * time.Millisecond
+	cfg.RaftHeartbeat, cfg.RaftElection, cfg.RaftLeaderLease = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
+	cfg.Logger, cfg.RaftLog = Logger(t), LogWriter(t)
+	return cfg
+}
+
+// Start starts a coordinator and shuts it down when the test ends.
+func Start(t testing.TB, cfg coordinator.Config) *coordinator.Coordinator {
+	t.Helper()
+	c, err := coordinator.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Shutdown() })
+	return c
+}
+
+// WaitReady polls the cluster's status through cl until it has a leader
+// and exactly workers workers.
+func WaitReady(t testing.TB, cl *api.Client, workers int) {
+	t.Helper()
+	Poll(t, "a leader and the workers", func() bool {
+		var cs api.ClusterStatus
+		return cl.Do(context.Background(), http.MethodGet, "/v1/cluster", nil, &cs) == nil && cs.Leader != "" && len(cs.Workers) == workers
+	})
+}
