@@ -56,6 +56,12 @@ type StageConfig struct {
 	// Engine, when set, is used instead of loading Model: the caller owns
 	// it.
 	Engine *engine.Engine `json:"-" yaml:"-"`
+	// LoRA is the directory of a PEFT LoRA adapter (local or s3://) to
+	// complete the stage's rows with; "" is the base model. It is loaded
+	// once into the (shared) engine, under its directory as its name, and
+	// stages of other adapters over the same model batch together
+	// (EngineConfig.MaxLoRAs at once).
+	LoRA string `json:"lora,omitempty" yaml:"lora,omitempty"`
 	// Registry holds the loaded engines; nil is DefaultRegistry.
 	Registry *Registry `json:"-" yaml:"-"`
 
@@ -187,8 +193,34 @@ func Generate(cfg StageConfig) dataset.BatchFunc {
 				return nil, err
 			}
 		}
+		if err := ensureLoRA(e, cfg.LoRA); err != nil {
+			return nil, err
+		}
 		return runStage(ctx, mem, rec, col, schema, e, cfg)
 	}
+}
+
+// loraMu orders the loads of ensureLoRA, so that concurrent batches of one
+// stage load its adapter once.
+var loraMu sync.Mutex
+
+// ensureLoRA loads the adapter in dir into e unless it is there or dir is
+// "".
+func ensureLoRA(e *engine.Engine, dir string) error {
+	if dir == "" {
+		return nil
+	}
+	loraMu.Lock()
+	defer loraMu.Unlock()
+	for _, a := range e.LoRAs() {
+		if a.Name == dir {
+			return nil
+		}
+	}
+	if err := e.LoadLoRA(dir, dir); err != nil {
+		return fmt.Errorf("infer: stage: lora: %w", err)
+	}
+	return nil
 }
 
 func promptColumn(rec arrow.RecordBatch, name string) (arrow.Array, error) {
@@ -252,7 +284,7 @@ func rowRequest(col arrow.Array, i int, cfg StageConfig) (engine.Request, error)
 	if col.IsNull(i) {
 		return engine.Request{}, fmt.Errorf("%w: the prompt is null", engine.ErrInvalidPrompt)
 	}
-	r := engine.Request{Params: cfg.Params}
+	r := engine.Request{Params: cfg.Params, LoRA: cfg.LoRA}
 	switch c := col.(type) {
 	case interface{ Value(int) string }:
 		text := c.Value(i)
