@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,11 +12,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/coordinator"
 	"github.com/sluicehq/sluice/executor/cluster/state"
+	"github.com/sluicehq/sluice/internal/clustertest"
 )
 
 // syncBuffer is a buffer that commands running in goroutines may share.
@@ -38,14 +37,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func loopback(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// loopback is a free loopback address (clustertest.Addr).
+func loopback(t *testing.T) string { return clustertest.Addr(t) }
 
 // background runs a long-lived command until the test ends.
 func background(t *testing.T, args ...string) *syncBuffer {
@@ -62,15 +55,10 @@ func background(t *testing.T, args ...string) *syncBuffer {
 	return out
 }
 
+// poll waits for ok with a deadline (clustertest.Poll).
 func poll(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	clustertest.Poll(t, what, ok)
 }
 
 func TestClusterCommands(t *testing.T) {
@@ -91,13 +79,9 @@ func TestClusterCommands(t *testing.T) {
 	// Two more coordinators join through n1.
 	urls := []string{api1}
 	for _, id := range []string{"n2", "n3"} {
-		c, err := coordinator.Start(context.Background(), coordinator.Config{NodeID: id, DataDir: filepath.Join(dir, id),
+		c := clustertest.Start(t, coordinator.Config{NodeID: id, DataDir: filepath.Join(dir, id),
 			RaftAddr: loopback(t), APIAddr: loopback(t), Join: "http://" + api1, Token: token,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLog: io.Discard})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Shutdown() })
 		urls = append(urls, c.URL())
 	}
 	background(t, "worker", "--coordinators", strings.Join(urls, ","), "--data-dir", filepath.Join(dir, "w1"),
