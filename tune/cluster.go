@@ -165,8 +165,10 @@ func (c Cluster) Func() Func {
 			fmt.Fprintf(c.Progress, "%s runs as job %s (%s)\n", t.ID, id, run)
 		}
 		cmd := Command{CheckpointEvery: c.CheckpointEvery}
-		err = c.follow(ctx, t, id, spec, cmd)
-		if err != nil {
+		last, err := c.follow(ctx, t, id, spec, cmd)
+		if err != nil && !(errors.Is(err, ErrStopped) && spec.Steps > 0 && last >= float64(spec.Steps)) {
+			// (A trial that ends at its last step, as at MaxT, lets its
+			// job finish.)
 			// Stopped, interrupted or failed here: the job must not go on.
 			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -199,31 +201,32 @@ func newRunDir(dir string) (string, error) {
 	}
 }
 
-// follow reports the run's metrics lines as they come until its job ends.
-func (c Cluster) follow(ctx context.Context, t *Trial, id string, spec TrialSpec, cmd Command) error {
+// follow reports the run's metrics lines as they come until its job ends;
+// it returns the last reported line's step.
+func (c Cluster) follow(ctx context.Context, t *Trial, id string, spec TrialSpec, cmd Command) (last float64, _ error) {
 	var off int64
 	seen := fingerprint(filepath.Join(spec.Out, "checkpoint"))
 	var failing time.Time
 	for {
 		// The state first: every line written before the job ended is
 		// read below.
-		st, err := c.Jobs.State(ctx, id)
-		if err != nil {
+		st, serr := c.Jobs.State(ctx, id)
+		if serr != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return last, ctx.Err()
 			}
 			// Coordinators failing over: go on reading; give up after a minute.
 			if failing.IsZero() {
 				failing = time.Now()
 			} else if time.Since(failing) > time.Minute {
-				return fmt.Errorf("tune: trial %s: job %s: %w", t.ID, id, err)
+				return last, fmt.Errorf("tune: trial %s: job %s: %w", t.ID, id, serr)
 			}
 		} else {
 			failing = time.Time{}
 		}
 		lines, n, err := readLines(spec.Metrics, off)
 		if err != nil {
-			return fmt.Errorf("tune: trial %s: %w", t.ID, err)
+			return last, fmt.Errorf("tune: trial %s: %w", t.ID, err)
 		}
 		off += n
 		for _, line := range lines {
@@ -231,33 +234,34 @@ func (c Cluster) follow(ctx context.Context, t *Trial, id string, spec TrialSpec
 			if !ok {
 				continue
 			}
+			last = m["step"]
 			if err := t.Report(m); err != nil {
-				return err
+				return last, err
 			}
 			ck := filepath.Join(spec.Out, "checkpoint")
 			if fp := fingerprint(ck); fp != "" && fp != seen {
 				took, err := cmd.takeCheckpoint(t, ck, m)
 				if err != nil {
-					return err
+					return last, err
 				}
 				if took {
 					seen = fp
 				}
 			}
 		}
-		if err == nil && st.Done {
+		if serr == nil && st.Done {
 			if st.Succeeded {
-				return nil
+				return last, nil
 			}
 			msg := st.Error
 			if msg == "" {
 				msg = st.State
 			}
-			return fmt.Errorf("tune: trial %s: job %s %s: %s", t.ID, id, st.State, msg)
+			return last, fmt.Errorf("tune: trial %s: job %s %s: %s", t.ID, id, st.State, msg)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return last, ctx.Err()
 		case <-time.After(c.Poll):
 		}
 	}

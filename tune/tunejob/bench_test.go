@@ -1,0 +1,52 @@
+package tunejob
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/tune"
+)
+
+// BenchmarkASHA64Cluster is tune/asha-64 on a loopback cluster: a
+// coordinator and two workers of 4 CPUs in this process, 64 trials of the
+// synthetic objective (quadProgram, a process per trial), up to 100
+// iterations each, 8 at once (a CPU each), each trial a plan job; under
+// FIFO and ASHA. It reports trials/s and the iterations run.
+func BenchmarkASHA64Cluster(b *testing.B) {
+	os.Setenv("TUNEJOB_QUAD", "1")
+	defer os.Unsetenv("TUNEJOB_QUAD")
+	cl := cluster(b, 2, 4)
+	for _, tc := range []struct {
+		name  string
+		sched func() tune.Scheduler
+	}{
+		{"fifo", tune.FIFO},
+		{"asha", func() tune.Scheduler { a := tune.NewASHA(); a.MaxT = 100; return a }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			iters, trials := 0, 0
+			var wall time.Duration
+			for b.Loop() {
+				c := tune.Cluster{Jobs: Client{API: cl}, Command: []string{os.Args[0]}, Base: tune.Values{"steps": int64(100)}, Poll: 20 * time.Millisecond}
+				start := time.Now()
+				exp, err := tune.Run(context.Background(), tune.Config{Space: quadSpace, Metric: "loss", Mode: tune.Min, NumSamples: 64,
+					MaxConcurrent: 8, Seed: 1, Dir: b.TempDir(), Scheduler: tc.sched()}, c.Func())
+				if err != nil {
+					b.Fatal(err)
+				}
+				wall += time.Since(start)
+				for _, t := range exp.Trials {
+					if t.Status == tune.Failed {
+						b.Fatalf("%s: %s", t.ID, t.Error)
+					}
+					iters += t.Iterations
+					trials++
+				}
+			}
+			b.ReportMetric(float64(trials)/wall.Seconds(), "trials/s")
+			b.ReportMetric(float64(iters)/float64(b.N), "iterations/op")
+		})
+	}
+}

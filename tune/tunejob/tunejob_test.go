@@ -1,0 +1,202 @@
+package tunejob
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/cli"
+	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/coordinator"
+	"github.com/sluicehq/sluice/executor/cluster/state"
+	"github.com/sluicehq/sluice/tune"
+)
+
+// TestMain registers the trial function, as a worker's program does, and
+// lets the test binary act as the trial program when TUNEJOB_QUAD=1.
+func TestMain(m *testing.M) {
+	if os.Getenv("TUNEJOB_QUAD") == "1" {
+		os.Exit(quadProgram(os.Args[1:]))
+	}
+	if err := Register(); err != nil {
+		panic(err)
+	}
+	os.Exit(m.Run())
+}
+
+// quadProgram is a trial program of a synthetic objective: one line per
+// step, {"step", "loss"}, the loss a quadratic in x and log10(lr) plus
+// 1/step, --delay apart; --fail exits 1.
+func quadProgram(args []string) int {
+	fs := flag.NewFlagSet("quad", flag.ContinueOnError)
+	x := fs.Float64("x", 0, "")
+	lr := fs.Float64("lr", 0.01, "")
+	steps := fs.Int("steps", 10, "")
+	fail := fs.Bool("fail", false, "")
+	delay := fs.Duration("delay", 0, "")
+	fs.String("out", "", "")
+	fs.Int("checkpoint-every", 0, "")
+	fs.String("resume", "", "")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *fail {
+		fmt.Fprintln(os.Stderr, "quad: asked to fail")
+		return 1
+	}
+	for i := 1; i <= *steps; i++ {
+		loss := (*x-1)*(*x-1) + math.Pow(math.Log10(*lr)+2, 2) + 1/float64(i)
+		fmt.Printf("{\"step\": %d, \"loss\": %g}\n", i, loss)
+		time.Sleep(*delay)
+	}
+	return 0
+}
+
+func freeAddr(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// cluster starts a coordinator and workers in this process, on loopback,
+// each worker with cpus CPUs; it returns the API client.
+func cluster(t testing.TB, workers, cpus int) *api.Client {
+	const token = "tunejob-token"
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := coordinator.DefaultConfig()
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.APIAddr = "n1", filepath.Join(dir, "n1"), freeAddr(t), freeAddr(t)
+	cfg.Bootstrap, cfg.Token = true, token
+	cfg.Tick = 20 * time.Millisecond
+	cfg.RaftHeartbeat, cfg.RaftElection, cfg.RaftLeaderLease = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
+	cfg.Logger = quiet
+	co, err := coordinator.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { co.Shutdown() })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, workers)
+	for i := range workers {
+		go func() {
+			done <- cli.RunWorker(ctx, []string{"-coordinators", co.URL(), "-data-dir", filepath.Join(dir, fmt.Sprint("w", i)),
+				"-addr", "127.0.0.1:0", "-token-file", tokenFile, "-resources", fmt.Sprintf("cpu=%d,memory=4GiB", cpus), "-heartbeat", "100ms"}, io.Discard)
+		}()
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range workers {
+			<-done
+		}
+	})
+	cl := api.NewClient([]string{co.URL()}, token)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var cs api.ClusterStatus
+		if cl.Do(ctx, http.MethodGet, "/v1/cluster", nil, &cs) == nil && cs.Leader != "" && len(cs.Workers) == workers {
+			return cl
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for the leader and the workers")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var quadSpace = tune.Space{"x": tune.Uniform{Lo: -4, Hi: 4}, "lr": tune.LogUniform{Lo: 1e-5, Hi: 1}}
+
+// Trials as cluster jobs under ASHA: the stopped trials' jobs are
+// cancelled through the coordinator, a failing program's trial fails with
+// its stderr, the others complete.
+func TestClusterTrials(t *testing.T) {
+	t.Setenv("TUNEJOB_QUAD", "1") // the workers' trial program is this binary's quadProgram
+	cl := cluster(t, 1, 2)
+	dir := t.TempDir()
+	a := tune.NewASHA()
+	a.MaxT, a.GracePeriod, a.ReductionFactor = 20, 2, 2
+	space := tune.Space{"x": quadSpace["x"], "lr": quadSpace["lr"], "fail": tune.Choice{Values: []any{false, false, false, false, false, true}}}
+	c := tune.Cluster{Jobs: Client{API: cl}, Command: []string{os.Args[0]}, Base: tune.Values{"steps": int64(20), "delay": "20ms"}, Poll: 20 * time.Millisecond}
+	exp, err := tune.Run(context.Background(), tune.Config{Space: space, Metric: "loss", Mode: tune.Min, NumSamples: 8,
+		MaxConcurrent: 2, Seed: 4, Dir: dir, Scheduler: a}, c.Func())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Trials that ended at their last step let their jobs finish.
+	var jobs []state.Job
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if err := cl.Do(context.Background(), http.MethodGet, "/v1/jobs", nil, &jobs); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(jobs, func(j state.Job) bool { return !j.State.Done() }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the trials' jobs did not finish")
+		}
+	}
+	byRun := map[string]state.Job{}
+	for _, j := range jobs {
+		var js api.JobStatus
+		if err := cl.Do(context.Background(), http.MethodGet, "/v1/jobs/"+j.ID, nil, &js); err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range exp.Trials {
+			if strings.Contains(string(js.Job.Plan), filepath.Join(dir, "trials", tr.ID)+"/") {
+				byRun[tr.ID] = js.Job
+			}
+		}
+	}
+	stopped, failed, cancelled := 0, 0, 0
+	for _, tr := range exp.Trials {
+		j, ok := byRun[tr.ID]
+		if !ok {
+			t.Errorf("%s: no job", tr.ID)
+			continue
+		}
+		switch tr.Status {
+		case tune.Stopped:
+			stopped++
+			// Cancelled, unless its program had printed its last line already.
+			if j.State == state.JobCancelled {
+				cancelled++
+			} else if j.State != state.JobSucceeded {
+				t.Errorf("stopped %s: job %s is %s", tr.ID, j.ID, j.State)
+			}
+		case tune.Failed:
+			failed++
+			if j.State != state.JobFailed || !strings.Contains(tr.Error, "quad: asked to fail") {
+				t.Errorf("failed %s: job %s, error %q", tr.ID, j.State, tr.Error)
+			}
+		case tune.Done:
+			if j.State != state.JobSucceeded || tr.Iterations != 20 {
+				t.Errorf("done %s: job %s, %d iterations", tr.ID, j.State, tr.Iterations)
+			}
+		default:
+			t.Errorf("%s: status %s", tr.ID, tr.Status)
+		}
+	}
+	if cancelled == 0 || failed == 0 {
+		t.Errorf("%d stopped (%d jobs cancelled), %d failed: the test should see a cancelled and a failed one", stopped, cancelled, failed)
+	}
+	b, _ := json.Marshal(exp.Summary())
+	t.Logf("%s", b)
+}
