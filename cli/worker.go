@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/executor/cluster/worker"
+	"github.com/sluicehq/sluice/plans"
 )
 
 // Worker is `sluice worker`: its flags fill a worker.Config, and Run
@@ -18,6 +21,7 @@ import (
 type Worker struct {
 	Config                             worker.Config
 	coordinators, tokenFile, resources string
+	envAllow                           string
 	tls                                TLSFlags
 }
 
@@ -42,6 +46,7 @@ func (w *Worker) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&w.resources, "resources", "", "what the worker offers: cpu=N,gpu=N,memory=SIZE (default: all CPUs, no GPU)")
 	fs.StringVar(&w.tokenFile, "token-file", "", "file holding the shared bearer token (or SLUICE_TOKEN)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", time.Second, "how often to heartbeat")
+	fs.StringVar(&w.envAllow, "env-allow", os.Getenv(plans.EnvAllowVar), "environment variables of this worker that plans' templates may read with env, comma-separated (or "+plans.EnvAllowVar+"); credentials never")
 	w.tls.Declare(fs, true)
 }
 
@@ -60,6 +65,10 @@ func (w *Worker) Run(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	if c.ServerTLS, c.TLS, err = w.tls.Configs(); err != nil {
+		return err
+	}
+	// The worker compiles plans with the list in its environment.
+	if err := os.Setenv(plans.EnvAllowVar, strings.Join(plans.ParseEnvAllow(w.envAllow), ",")); err != nil {
 		return err
 	}
 	if c.Logger == nil {

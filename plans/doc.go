@@ -15,7 +15,6 @@
 //	  catch_up: latest             # latest (default) | all | none
 //	params:                        # optional; override with --param name=value
 //	  day: '{{ .ScheduledTime | date "2006-01-02" }}'
-//	env_allow: [REGION]            # env names templates may read, besides SLUICE_*
 //	read:
 //	  parquet: s3://bucket/raw/day={{ .Params.day }}/   # or csv:, jsonl:
 //	  columns: [id, price, category, qty]               # optional projection

@@ -258,7 +258,7 @@ var planSpec = sync.OnceValue(func() *spec {
 			opt("catch_up", &spec{kind: kString, doc: "Runs missed while no coordinator was up: run the latest one only, all of them, or none.",
 				enum: []string{"latest", "all", "none"}, def: "latest"}))),
 		opt("params", params),
-		opt("env_allow", list("Environment variables templates may read with env, besides SLUICE_*.",
+		opt("env_allow", list("Refused: the environment variables templates may read are the operator's to allow (--env-allow on sluice run and on each worker), not the plan's.",
 			&spec{kind: kString, pattern: identPattern, patternDoc: "an environment variable name"}, 0)),
 		req("read", read),
 		opt("steps", steps),

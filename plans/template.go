@@ -31,6 +31,44 @@ type Vars struct {
 	Params map[string]string
 	// LookupEnv reads environment variables for env; nil is os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// EnvAllow are the environment variables env may read: the operator's
+	// list (sluice run --env-allow, sluice worker --env-allow), never the
+	// plan's. "*" allows any name. Credentials (IsCredential) are never
+	// readable, whatever the list says.
+	EnvAllow []string
+}
+
+// EnvAllowVar is the environment variable that holds the operator's list
+// of the variables plans may read (comma-separated), for processes started
+// without --env-allow.
+const EnvAllowVar = "SLUICE_ENV_ALLOW"
+
+// ParseEnvAllow splits a comma-separated --env-allow list.
+func ParseEnvAllow(s string) []string {
+	var out []string
+	for _, n := range strings.Split(s, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// IsCredential reports whether an environment variable holds a credential
+// that no plan may read: the cluster's token and secret, cloud keys, and
+// any name holding SECRET, TOKEN, PASSWORD, CREDENTIAL or PRIVATE_KEY.
+func IsCredential(name string) bool {
+	n := strings.ToUpper(name)
+	switch n {
+	case "AWS_ACCESS_KEY_ID", "SLUICE_TOKEN", "SLUICE_CLUSTER_SECRET", "GOOGLE_APPLICATION_CREDENTIALS", "AZURE_STORAGE_KEY", "HF_TOKEN":
+		return true
+	}
+	for _, w := range []string{"SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE_KEY", "API_KEY", "ACCESS_KEY", "SESSION_KEY"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // tmplData is the dot of every template.
@@ -44,7 +82,7 @@ type tmplData struct {
 var tmplFields = []string{"ScheduledTime", "RunID", "Name", "Params"}
 
 // funcs are the template functions. env reads only allowed names.
-func (p *Plan) funcs(lookup func(string) (string, bool)) template.FuncMap {
+func (p *Plan) funcs(lookup func(string) (string, bool), allow []string) template.FuncMap {
 	fm := template.FuncMap{
 		"date":    func(layout string, t time.Time) string { return t.Format(layout) },
 		"addDays": func(n int, t time.Time) time.Time { return t.AddDate(0, 0, n) },
@@ -57,11 +95,14 @@ func (p *Plan) funcs(lookup func(string) (string, bool)) template.FuncMap {
 			return v
 		},
 		"env": func(name string) (string, error) {
-			if !p.envAllowed(name) {
-				return "", fmt.Errorf("%s", envDenied(name))
+			if IsCredential(name) {
+				return "", fmt.Errorf("%s", envCredential(name))
 			}
 			if lookup == nil {
-				return "", nil
+				return "", nil // checking, not rendering: the operator's list is not known
+			}
+			if !slices.Contains(allow, name) && !slices.Contains(allow, "*") {
+				return "", fmt.Errorf("env %q is not allowed: the operator lists the variables plans may read with --env-allow (on sluice run, and on each cluster worker)", name)
 			}
 			v, _ := lookup(name)
 			return v, nil
@@ -71,16 +112,12 @@ func (p *Plan) funcs(lookup func(string) (string, bool)) template.FuncMap {
 	return fm
 }
 
-func (p *Plan) envAllowed(name string) bool {
-	return strings.HasPrefix(name, "SLUICE_") || slices.Contains(p.EnvAllow, name)
-}
-
-func envDenied(name string) string {
-	return fmt.Sprintf("env %q is not allowed: templates read SLUICE_* variables and those listed under env_allow", name)
+func envCredential(name string) string {
+	return fmt.Sprintf("env %q holds a credential, which plans never read (the token, the cluster secret, cloud and API keys)", name)
 }
 
 func (p *Plan) parseTemplate(name, text string) (*template.Template, error) {
-	return template.New(name).Funcs(p.funcs(nil)).Option("missingkey=error").Parse(text)
+	return template.New(name).Funcs(p.funcs(nil, nil)).Option("missingkey=error").Parse(text)
 }
 
 var (
@@ -170,6 +207,9 @@ func walkScalars(n *yaml.Node, path string, seen map[*yaml.Node]bool, fn func(n 
 // above it), and env names.
 func (d *decoder) checkTemplates() {
 	p := d.p
+	if n := get(p.root, "env_allow"); n != nil {
+		d.errorf(n, "env_allow", "the variables templates may read are the operator's to allow, not the plan's: remove env_allow and run with --env-allow %s (sluice run, and each cluster worker)", strings.Join(p.EnvAllow, ","))
+	}
 	var all []string
 	for _, pr := range p.Params {
 		all = append(all, pr.Name)
@@ -241,8 +281,8 @@ func (d *decoder) checkNames(n *yaml.Node, path string, node parse.Node, rootDot
 	case *parse.CommandNode:
 		if len(x.Args) >= 2 {
 			if id, ok := x.Args[0].(*parse.IdentifierNode); ok && id.Ident == "env" {
-				if s, ok := x.Args[1].(*parse.StringNode); ok && !d.p.envAllowed(s.Text) {
-					d.errorAt(at(id.Pos, "env"), path, "template: %s", envDenied(s.Text))
+				if s, ok := x.Args[1].(*parse.StringNode); ok && IsCredential(s.Text) {
+					d.errorAt(at(id.Pos, "env"), path, "template: %s", envCredential(s.Text))
 				}
 			}
 		}
@@ -289,8 +329,9 @@ func (d *decoder) checkNames(n *yaml.Node, path string, node parse.Node, rootDot
 //	addDays N           shift a time by N days:          .ScheduledTime | addDays -1 | date "2006-01-02"
 //	upper, lower        change a string's case
 //	default "x"         "x" when the piped value is empty: .Params.region | default "eu"
-//	env "NAME"          an environment variable ("" when unset), only SLUICE_*
-//	                    names and names listed under env_allow
+//	env "NAME"          an environment variable ("" when unset), only names
+//	                    the operator allows (Vars.EnvAllow: --env-allow),
+//	                    never a credential (IsCredential)
 //	raw                 in an expression, insert the text as written (see below)
 //
 // In an expression (a filter, a with_column expr) each action's output is
@@ -333,11 +374,11 @@ func (p *Plan) Render(vars Vars) (*Plan, error) {
 	if vars.LookupEnv == nil {
 		vars.LookupEnv = os.LookupEnv
 	}
-	q := &Plan{File: p.File, src: p.src, rendered: map[*yaml.Node]string{}, vars: &vars, EnvAllow: p.EnvAllow}
+	q := &Plan{File: p.File, src: p.src, rendered: map[*yaml.Node]string{}, vars: &vars}
 	q.root = copyNode(p.root, map[*yaml.Node]*yaml.Node{})
 	d := &decoder{p: q}
 	data := &tmplData{ScheduledTime: vars.ScheduledTime, RunID: vars.RunID, Name: p.Name, Params: map[string]string{}}
-	funcs := q.funcs(vars.LookupEnv)
+	funcs := q.funcs(vars.LookupEnv, vars.EnvAllow)
 	render := func(n *yaml.Node, path string) {
 		if _, done := q.rendered[n]; done {
 			return // an aliased node, rendered once

@@ -9,7 +9,6 @@ import (
 
 const templated = `name: nightly
 schedule: {cron: "0 2 * * *", timezone: Europe/Paris}
-env_allow: [REGION]
 params:
   day: "{{ .ScheduledTime | date \"2006-01-02\" }}"
   yesterday: "{{ .ScheduledTime | addDays -1 | date \"2006-01-02\" }}"
@@ -42,10 +41,10 @@ func env(m map[string]string) func(string) (string, bool) {
 func TestRender(t *testing.T) {
 	p, lints := Parse("plan.yaml", []byte(templated))
 	// header on a parquet write is the one lint; it does not stop rendering.
-	if got := lints.Error(); got != `plan.yaml:17:3: write: header applies to csv output only, not parquet` {
+	if got := lints.Error(); got != `plan.yaml:16:3: write: header applies to csv output only, not parquet` {
 		t.Fatalf("Parse: %v", got)
 	}
-	vars := Vars{ScheduledTime: mustTime(t, "2024-01-15T01:00:00Z"), LookupEnv: env(map[string]string{"SLUICE_BUCKET": "Data", "HOME": "/root"})}
+	vars := Vars{ScheduledTime: mustTime(t, "2024-01-15T01:00:00Z"), LookupEnv: env(map[string]string{"SLUICE_BUCKET": "Data", "HOME": "/root"}), EnvAllow: []string{"REGION", "SLUICE_BUCKET"}}
 	q, err := p.Render(vars)
 	if err == nil || !strings.Contains(err.Error(), "header applies to csv") {
 		t.Fatalf("Render: %v", err)
@@ -73,7 +72,7 @@ func TestRender(t *testing.T) {
 
 func TestRenderOverrides(t *testing.T) {
 	p := parseOK(t, strings.Replace(templated, "  header: false\n", "", 1))
-	vars := Vars{ScheduledTime: mustTime(t, "2024-01-15T01:00:00Z"), RunID: "r1", LookupEnv: env(nil),
+	vars := Vars{ScheduledTime: mustTime(t, "2024-01-15T01:00:00Z"), RunID: "r1", LookupEnv: env(nil), EnvAllow: []string{"REGION", "SLUICE_BUCKET"},
 		Params: map[string]string{"day": "2023-12-31", "n": "5", "region": "{{ not a template }}"}}
 	q, err := p.Render(vars)
 	if err != nil {
@@ -97,8 +96,8 @@ func TestRenderOverrides(t *testing.T) {
 		t.Errorf("unknown param: %v", err)
 	}
 
-	_, err = p.Render(Vars{Params: map[string]string{"n": "ten"}})
-	if err == nil || err.Error() != `plan.yaml:14:12: steps[1].limit: want an integer, got the string "ten"` {
+	_, err = p.Render(Vars{Params: map[string]string{"n": "ten"}, EnvAllow: []string{"*"}})
+	if err == nil || err.Error() != `plan.yaml:13:12: steps[1].limit: want an integer, got the string "ten"` {
 		t.Errorf("bad override: %v", err)
 	}
 }
@@ -122,10 +121,9 @@ plan.yaml:4:24: read.parquet: template: <.Params.nope>: map has no entry for key
 
 func TestTemplateLints(t *testing.T) {
 	src := `name: x
-env_allow: [REGION]
 params:
   a: "{{ .Params.b }}"
-  b: "{{ env \"HOME\" }}{{ env \"REGION\" }}{{ env \"SLUICE_X\" }}"
+  b: "{{ env \"HOME\" }}{{ env \"REGION\" }}{{ env \"SLUICE_TOKEN\" }}"
   c: "{{ .RunId }}"
   d: "{{ .Params.a | nosuch }}"
   e: "{{ range .Params }}{{ .Whatever }}{{ end }}{{ $.Params.zz }}"
@@ -133,12 +131,12 @@ read: {parquet: "{{ .Params.a"}
 write: {parquet: out}
 `
 	_, lints := Parse("plan.yaml", []byte(src))
-	want := `plan.yaml:4:10: params.a: template: param "b" is declared below this one; a param may use only the params above it
-plan.yaml:5:10: params.b: template: env "HOME" is not allowed: templates read SLUICE_* variables and those listed under env_allow
-plan.yaml:6:10: params.c: template: unknown field .RunId (did you mean ".RunID"?) (have .ScheduledTime, .RunID, .Name, .Params.NAME)
-plan.yaml:7:7: params.d: template: function "nosuch" not defined
-plan.yaml:8:53: params.e: template: unknown param "zz" (declared: a, b, c, d, e)
-plan.yaml:9:18: read.parquet: template: unclosed action`
+	want := `plan.yaml:3:10: params.a: template: param "b" is declared below this one; a param may use only the params above it
+plan.yaml:4:48: params.b: template: env "SLUICE_TOKEN" holds a credential, which plans never read (the token, the cluster secret, cloud and API keys)
+plan.yaml:5:10: params.c: template: unknown field .RunId (did you mean ".RunID"?) (have .ScheduledTime, .RunID, .Name, .Params.NAME)
+plan.yaml:6:7: params.d: template: function "nosuch" not defined
+plan.yaml:7:53: params.e: template: unknown param "zz" (declared: a, b, c, d, e)
+plan.yaml:8:18: read.parquet: template: unclosed action`
 	if got := lints.Error(); got != want {
 		t.Errorf("lints:\n%s\nwant\n%s", got, want)
 	}
@@ -157,5 +155,40 @@ func TestRenderDefaults(t *testing.T) {
 	}
 	if want := "in/x-" + st.UTC().Format("20060102T150405Z") + "/" + st.Format("2006"); q.Read.Path != want {
 		t.Errorf("path %q, want %q", q.Read.Path, want)
+	}
+}
+
+// The variables a plan may read are the operator's to allow (Vars.EnvAllow,
+// --env-allow), never the plan's; credentials are never readable, and no
+// error carries their values.
+func TestEnvIsTheOperators(t *testing.T) {
+	const secret = "s3cr3t-value-never-shown"
+	lookup := env(map[string]string{"REGION": "eu", "SLUICE_TOKEN": secret, "SLUICE_CLUSTER_SECRET": secret, "AWS_SECRET_ACCESS_KEY": secret, "MY_API_TOKEN": secret})
+	_, lints := Parse("plan.yaml", []byte("name: x\nenv_allow: [AWS_SECRET_ACCESS_KEY]\nread: {parquet: in}\nwrite: {parquet: out}\n"))
+	if got := lints.Error(); !strings.Contains(got, "plan.yaml:2:12: env_allow:") || !strings.Contains(got, "--env-allow AWS_SECRET_ACCESS_KEY") {
+		t.Fatalf("env_allow in a plan: %v", got)
+	}
+	src := func(name string) string {
+		return "name: x\nparams:\n  v: '{{ env \"" + name + "\" }}'\nread: {parquet: \"in/{{ .Params.v }}\"}\nwrite: {parquet: out}\n"
+	}
+	p := parseOK(t, src("REGION"))
+	if _, err := p.Render(Vars{LookupEnv: lookup}); err == nil || !strings.Contains(err.Error(), `env "REGION" is not allowed`) || !strings.Contains(err.Error(), "--env-allow") {
+		t.Fatalf("env without the operator's allow: %v", err)
+	}
+	q, err := p.Render(Vars{LookupEnv: lookup, EnvAllow: []string{"REGION"}})
+	if err != nil || q.Read.Path != "in/eu" {
+		t.Fatalf("allowed env: %v %v", q, err)
+	}
+	for _, name := range []string{"SLUICE_TOKEN", "SLUICE_CLUSTER_SECRET", "AWS_SECRET_ACCESS_KEY", "MY_API_TOKEN"} {
+		_, lints := Parse("plan.yaml", []byte(src(name)))
+		if !strings.Contains(lints.Error(), "holds a credential") {
+			t.Errorf("%s: parse: %v", name, lints.Error())
+		}
+		// Built by hand past the parser's check, as a dynamic name would be.
+		p := parseOK(t, strings.Replace(src("X"), `env "X"`, `env (printf "%s" "`+name+`")`, 1))
+		_, err := p.Render(Vars{LookupEnv: lookup, EnvAllow: []string{"*", name}})
+		if err == nil || !strings.Contains(err.Error(), "holds a credential") || strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: render: %v", name, err)
+		}
 	}
 }

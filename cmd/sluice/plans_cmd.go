@@ -73,6 +73,7 @@ type planFlags struct {
 	scheduled string
 	runID     string
 	dryRun    bool
+	envAllow  string
 }
 
 func (o *planFlags) declare(fs *flag.FlagSet) {
@@ -80,11 +81,12 @@ func (o *planFlags) declare(fs *flag.FlagSet) {
 	fs.Var(o.params, "param", "override a param of the plan: name=value (repeatable)")
 	fs.StringVar(&o.scheduled, "scheduled-time", "", "the run's .ScheduledTime: RFC 3339, or a date YYYY-MM-DD (midnight in the plan's zone); default now")
 	fs.StringVar(&o.runID, "run-id", "", "the run's .RunID (default: the plan's name and the scheduled time)")
+	fs.StringVar(&o.envAllow, "env-allow", os.Getenv(plans.EnvAllowVar), "environment variables the plan's templates may read with env, comma-separated (or "+plans.EnvAllowVar+"); credentials never")
 }
 
 // vars are the template values for p.
 func (o *planFlags) vars(p *plans.Plan) (plans.Vars, error) {
-	v := plans.Vars{Params: o.params, RunID: o.runID}
+	v := plans.Vars{Params: o.params, RunID: o.runID, EnvAllow: plans.ParseEnvAllow(o.envAllow)}
 	if o.scheduled == "" {
 		return v, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"strings"
 	"sync"
@@ -71,7 +72,8 @@ func (c *jobCache) get(a api.Assignment) (*compiled, error) {
 	if err := lints.Err(); err != nil {
 		return nil, err
 	}
-	job, err := plans.Compile(p, plans.Vars{Params: sp.Params, ScheduledTime: sp.ScheduledTime, RunID: sp.RunID})
+	job, err := plans.Compile(p, plans.Vars{Params: sp.Params, ScheduledTime: sp.ScheduledTime, RunID: sp.RunID,
+		EnvAllow: plans.ParseEnvAllow(os.Getenv(plans.EnvAllowVar))}) // the operator's, never the plan's
 	if err != nil {
 		return nil, err
 	}
