@@ -57,8 +57,10 @@
 // (offset: rows away, default 1) and the running sum, count and mean.
 // infer steps run package infer's dataset stage (the model is loaded once
 // per process; every batch joins one continuous batch). Paths are local (relative to the
-// current directory, not to the plan file) or s3:// URLs. JSONSchema gives
-// the format as a JSON Schema.
+// current directory, not to the plan file) or s3:// URLs; sluice submit
+// resolves relative ones against the directory it runs in (AbsPaths)
+// before the plan goes to the cluster. JSONSchema gives the format as a
+// JSON Schema.
 //
 // # Validation
 //

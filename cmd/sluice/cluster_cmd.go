@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -51,6 +53,7 @@ func init() {
 	var cf cli.Client
 	var po planFlags
 	var retries int
+	var keepPaths bool
 	register(&command{
 		name:    "submit",
 		args:    "plan.yaml",
@@ -59,9 +62,10 @@ func init() {
 			po.declare(fs)
 			cf.Flags(fs)
 			fs.IntVar(&retries, "max-retries", 3, "retry a failed task up to this many times")
+			fs.BoolVar(&keepPaths, "keep-paths", false, "send relative paths as written (each worker resolves them in its own directory) instead of resolving them against the current directory")
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
-			return submitPlan(ctx, e, args, &cf, &po, retries)
+			return submitPlan(ctx, e, args, &cf, &po, retries, keepPaths)
 		},
 	})
 	register(&command{
@@ -135,13 +139,13 @@ func init() {
 			if err := cl.Do(ctx, http.MethodGet, "/v1/cluster", nil, &st); err != nil {
 				return err
 			}
-			printStatus(e, &st)
+			printStatus(e, &st, probeNodes(ctx, &cf, st.Nodes))
 			return nil
 		},
 	})
 }
 
-func submitPlan(ctx context.Context, e *env, args []string, cf *cli.Client, o *planFlags, retries int) error {
+func submitPlan(ctx context.Context, e *env, args []string, cf *cli.Client, o *planFlags, retries int, keepPaths bool) error {
 	if len(args) != 1 {
 		return errUsage
 	}
@@ -161,6 +165,22 @@ func submitPlan(ctx context.Context, e *env, args []string, cf *cli.Client, o *p
 	}
 	if err := report(e, file, lints); err != nil {
 		return err
+	}
+	if !keepPaths {
+		// Workers run elsewhere: relative paths mean the directory the
+		// plan is submitted from.
+		wd, err := os.Getwd()
+		if err != nil {
+			return err
+		}
+		abs, changed, err := plans.AbsPaths(file, data, wd)
+		if err != nil {
+			return fmt.Errorf("%w\n(or pass --keep-paths to leave relative paths to each worker's directory)", err)
+		}
+		if len(changed) > 0 {
+			fmt.Fprintf(e.stderr, "submit: relative paths resolved against %s: %s\n", wd, strings.Join(changed, ", "))
+		}
+		data = abs
 	}
 	cl, err := cf.Client()
 	if err != nil {
@@ -234,12 +254,44 @@ func jobStatus(ctx context.Context, e *env, args []string, cf *cli.Client, wait 
 	return nil
 }
 
-func printStatus(e *env, st *api.ClusterStatus) {
+// probeNodes asks each coordinator's API for its status, at once and
+// briefly: what each answered ("yes"), or why not. A node without an API
+// address gets "?".
+func probeNodes(ctx context.Context, cf *cli.Client, nodes []api.NodeStatus) []string {
+	out := make([]string, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		if n.APIAddr == "" {
+			out[i] = "?"
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl, err := cf.ClientOf([]string{n.APIAddr})
+			if err != nil {
+				out[i] = "no: " + err.Error()
+				return
+			}
+			cl.Retry, cl.HTTP.Timeout = 0, 2*time.Second
+			var st api.ClusterStatus
+			if err := cl.Do(ctx, http.MethodGet, "/v1/cluster", nil, &st); err != nil {
+				out[i] = "NO: " + err.Error()
+				return
+			}
+			out[i] = "yes"
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func printStatus(e *env, st *api.ClusterStatus, answers []string) {
 	fmt.Fprintf(e.stdout, "leader %s, term %d (answered by %s)\n\n", st.Leader, st.Term, st.Node)
 	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tRAFT\tAPI\tSUFFRAGE\tLEADER")
-	for _, n := range st.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", n.ID, n.RaftAddr, n.APIAddr, n.Suffrage, n.Leader)
+	fmt.Fprintln(tw, "NODE\tRAFT\tAPI\tSUFFRAGE\tLEADER\tANSWERS")
+	for i, n := range st.Nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", n.ID, n.RaftAddr, n.APIAddr, n.Suffrage, n.Leader, answers[i])
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "WORKER\tADDR\tALIVE\tCPU\tGPU\tMEMORY\tFREE CPU\tTASKS\tLAST HEARTBEAT")

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/sluicehq/sluice/executor/cluster/api"
 )
 
 // command is one subcommand. Files of this package register theirs in init.
@@ -113,6 +115,9 @@ func runMain(ctx context.Context, e *env, args []string) int {
 			return 2
 		}
 		fmt.Fprintf(e.stderr, "sluice %s: %v\n", cmd.name, err)
+		if errors.Is(err, api.ErrUnavailable) {
+			fmt.Fprintf(e.stderr, "no coordinator answered in time (--timeout); check that `sluice coordinator` runs at the addresses of --coordinators or SLUICE_COORDINATORS\n")
+		}
 		return 1
 	}
 	return 0
