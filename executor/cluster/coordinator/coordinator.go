@@ -227,6 +227,10 @@ func (c *Coordinator) startRaft() error {
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
+	// Commands proposed while the log writes wait in a buffer and go to
+	// disk together (the leader proposes decisions and report batches
+	// without waiting for the one before).
+	rc.BatchApplyCh = true
 	if c.lock, err = lockDataDir(cfg.DataDir); err != nil {
 		return err
 	}
@@ -406,19 +410,33 @@ func (c *Coordinator) Read(fn func(s *state.State)) { c.fsm.read(fn) }
 // apply proposes a command on the leader and waits for it to commit and
 // apply.
 func (c *Coordinator) apply(cmd state.Command) (state.Result, error) {
+	start := time.Now()
+	f, err := c.proposeAsync(cmd)
+	if err != nil {
+		return state.Result{}, err
+	}
+	return c.await(f, cmd.Op, start)
+}
+
+// proposeAsync hands a command to Raft on the leader without waiting for it
+// (Raft writes the commands proposed meanwhile in one batch).
+func (c *Coordinator) proposeAsync(cmd state.Command) (raft.ApplyFuture, error) {
 	if c.raft.State() != raft.Leader {
-		return state.Result{}, ErrNotLeader
+		return nil, ErrNotLeader
 	}
 	if cmd.At.IsZero() {
 		cmd.At = c.cfg.Now().UTC()
 	}
-	start := time.Now()
-	f := c.raft.Apply(cmd.Encode(), c.cfg.ApplyTimeout)
+	return c.raft.Apply(cmd.Encode(), c.cfg.ApplyTimeout), nil
+}
+
+// await waits for a proposed command to commit and apply.
+func (c *Coordinator) await(f raft.ApplyFuture, op state.Op, start time.Time) (state.Result, error) {
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return state.Result{}, ErrNotLeader
 		}
-		return state.Result{}, fmt.Errorf("coordinator: apply %s: %w", cmd.Op, err)
+		return state.Result{}, fmt.Errorf("coordinator: apply %s: %w", op, err)
 	}
 	c.met.commit(time.Since(start))
 	r, _ := f.Response().(state.Result)
@@ -434,6 +452,20 @@ func (c *Coordinator) kick() {
 	}
 }
 
+// maxDecisions is how many decisions the leader keeps proposed and not
+// yet applied: it decides again while earlier ones commit (their tasks
+// reserved, see state.Policy.Reserved), so assignment does not wait a
+// commit round trip per decision.
+const maxDecisions = 4
+
+// decisions are the leader's decisions in flight.
+type decisions struct {
+	mu       sync.Mutex
+	n        int               // proposed, not applied
+	other    bool              // one of them holds more than assignments: decide again once it applied
+	reserved map[string]string // their assigned tasks → worker
+}
+
 // lead runs the leader's decisions every tick, and at once when kicked,
 // while this node leads.
 func (c *Coordinator) lead(ctx context.Context) {
@@ -441,6 +473,18 @@ func (c *Coordinator) lead(ctx context.Context) {
 	defer t.Stop()
 	var since time.Time
 	leading := false
+	var d decisions
+	defer func() { // wait for the decisions in flight
+		for {
+			d.mu.Lock()
+			n := d.n
+			d.mu.Unlock()
+			if n == 0 {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -466,33 +510,77 @@ func (c *Coordinator) lead(ctx context.Context) {
 				c.log.Warn("recording this node", "err", err)
 			}
 		}
+		d.mu.Lock()
+		busy := d.n >= maxDecisions || d.other
+		reserved := make(map[string]string, len(d.reserved))
+		for k, v := range d.reserved {
+			reserved[k] = v
+		}
+		d.mu.Unlock()
+		if busy {
+			continue // the one applied kicks
+		}
 		now := c.cfg.Now().UTC()
 		var cmds []state.Command
 		c.fsm.read(func(s *state.State) {
-			cmds = s.Decide(now, state.Policy{WorkerTimeout: c.cfg.WorkerTimeout, LeaderSince: since, OnTime: 10 * c.cfg.Tick})
+			cmds = s.Decide(now, state.Policy{WorkerTimeout: c.cfg.WorkerTimeout, LeaderSince: since, OnTime: 10 * c.cfg.Tick,
+				Reserved: reserved})
 		})
 		if len(cmds) == 0 {
 			continue
 		}
 		// One log entry for the whole decision: each command is checked
 		// again as it applies, in order.
-		b, err := c.apply(state.Command{Op: state.OpBatch, At: now, Batch: cmds})
+		f, err := c.proposeAsync(state.Command{Op: state.OpBatch, At: now, Batch: cmds})
 		if err != nil {
 			continue
 		}
-		for i, cmd := range cmds {
-			r := b.Batch[i]
-			switch {
-			case r.Err != nil:
-				c.log.Debug("decision rejected", "op", cmd.Op, "id", cmd.ID, "err", r.Err)
-			case cmd.Op == state.OpExpire:
-				c.log.Warn("worker dead: its tasks are queued again", "worker", cmd.ID)
-			case cmd.Op == state.OpAssign:
-				c.met.assigned(c.fsm, cmd.ID, now)
-			case cmd.Op == state.OpFire && r.Value != "":
-				c.log.Info("schedule fired", "schedule", cmd.ID, "time", cmd.Time, "job", r.Value)
+		d.mu.Lock()
+		d.n++
+		if d.reserved == nil {
+			d.reserved = map[string]string{}
+		}
+		other := false
+		for _, cmd := range cmds {
+			if cmd.Op == state.OpAssign {
+				d.reserved[cmd.ID] = cmd.Worker
+			} else {
+				other = true
 			}
 		}
+		d.other = d.other || other
+		d.mu.Unlock()
+		go func() {
+			b, err := c.await(f, state.OpBatch, time.Now())
+			d.mu.Lock()
+			d.n--
+			if other {
+				d.other = false
+			}
+			for _, cmd := range cmds {
+				if cmd.Op == state.OpAssign {
+					delete(d.reserved, cmd.ID)
+				}
+			}
+			d.mu.Unlock()
+			c.kick()
+			if err != nil {
+				return
+			}
+			for i, cmd := range cmds {
+				r := b.Batch[i]
+				switch {
+				case r.Err != nil:
+					c.log.Debug("decision rejected", "op", cmd.Op, "id", cmd.ID, "err", r.Err)
+				case cmd.Op == state.OpExpire:
+					c.log.Warn("worker dead: its tasks are queued again", "worker", cmd.ID)
+				case cmd.Op == state.OpAssign:
+					c.met.assigned(c.fsm, cmd.ID, now)
+				case cmd.Op == state.OpFire && r.Value != "":
+					c.log.Info("schedule fired", "schedule", cmd.ID, "time", cmd.Time, "job", r.Value)
+				}
+			}
+		}()
 	}
 }
 

@@ -174,7 +174,11 @@ func (c *Coordinator) submit(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusBadRequest, err)
 		return
 	}
-	if _, err := p.Render(plans.Vars{Params: req.Params}); err != nil {
+	// The workers read env (what their operator allows); the coordinator
+	// never reads its own environment for a plan: its credentials would
+	// end up in the answer or the stored state.
+	noEnv := func(string) (string, bool) { return "", false }
+	if _, err := p.Render(plans.Vars{Params: req.Params, LookupEnv: noEnv, EnvAllow: []string{"*"}}); err != nil {
 		writeError(rw, http.StatusBadRequest, err)
 		return
 	}
@@ -367,7 +371,8 @@ func (c *Coordinator) report(op state.Op) http.HandlerFunc {
 	}
 }
 
-// reports applies a worker's batch of task reports as one Raft entry.
+// reports applies a worker's batch of task reports as one Raft entry,
+// with the assignments they make room for.
 func (c *Coordinator) reports(rw http.ResponseWriter, r *http.Request) {
 	var req api.ReportBatch
 	if !decode(rw, r, &req) {
@@ -387,7 +392,8 @@ func (c *Coordinator) reports(rw http.ResponseWriter, r *http.Request) {
 		}
 		batch[i] = rep.Command(op, rep.Task)
 	}
-	res, ok := c.applyOrFail(rw, state.Command{Op: state.OpBatch, Batch: batch})
+	// The slots the batch frees are filled in the same entry (Assign).
+	res, ok := c.applyOrFail(rw, state.Command{Op: state.OpBatch, Batch: batch, Assign: true})
 	if !ok {
 		return
 	}

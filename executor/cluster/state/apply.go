@@ -64,6 +64,13 @@ type Command struct {
 	// Batch holds the commands of an OpBatch; each keeps its own request
 	// id, and takes the batch's At when it has none.
 	Batch []Command `json:"batch,omitempty"`
+	// Assign, on an OpBatch, assigns pending tasks after the batch's
+	// commands applied, as Decide would at At (its assignments only: no
+	// expiry, no schedules), in the same entry: a report batch that frees
+	// a worker's slots fills them without waiting for the leader's next
+	// decision to commit. Decide is a function of the state and the time,
+	// so every replica assigns alike.
+	Assign bool `json:"assign,omitempty"`
 }
 
 // MaxTasks is the most tasks one job may have.
@@ -108,6 +115,11 @@ func (s *State) Apply(c Command) Result {
 				sub.At = c.At
 			}
 			out.Batch[i] = s.Apply(sub)
+		}
+		if c.Assign && !c.At.IsZero() {
+			for _, a := range s.assign(c.At, nil, nil) {
+				s.Apply(a)
+			}
 		}
 		return out
 	}

@@ -23,6 +23,11 @@ type Policy struct {
 	// OnTime is how late a scheduled time may fire as a normal run rather
 	// than as a missed one, which the plan's catch_up policy decides.
 	OnTime time.Duration
+	// Reserved are the tasks (by id, with their worker) of decisions
+	// proposed and not yet applied: while a task is still pending in s,
+	// Decide does not place it again and counts its needs as taken on its
+	// worker, so the leader can decide again while a decision commits.
+	Reserved map[string]string
 }
 
 // Decide is what the leader proposes at now: dead workers to expire,
@@ -42,15 +47,30 @@ func (s *State) Decide(now time.Time, p Policy) []Command {
 			dead[id] = true
 		}
 	}
-	// Assign pending tasks, oldest job first, to the live worker that fits
-	// with the preferred address first, then with the most free CPU (ties by
-	// id).
+	out = append(out, s.assign(now, dead, p.Reserved)...)
+	out = append(out, s.fire(now, p)...)
+	return out
+}
+
+// assign is the assignments of pending tasks at now, oldest job first, to
+// the live worker that fits with the preferred address first, then with
+// the most free CPU (ties by id); dead are workers about to be expired,
+// reserved the tasks of decisions in flight (see Policy.Reserved).
+func (s *State) assign(now time.Time, dead map[string]bool, reserved map[string]string) []Command {
+	var out []Command
 	free := map[string]Resources{}
 	var live []string
 	for _, id := range slices.Sorted(maps.Keys(s.Workers)) {
 		if s.Workers[id].Alive && !dead[id] {
 			free[id] = s.Free(id)
 			live = append(live, id)
+		}
+	}
+	for id, wk := range reserved {
+		if t := s.Tasks[id]; t != nil && t.State == TaskPending {
+			if f, ok := free[wk]; ok {
+				free[wk] = f.sub(t.Needs)
+			}
 		}
 	}
 	// Pending tasks in order: jobs by submit time (ties by id), each job's
@@ -92,6 +112,10 @@ func (s *State) Decide(now time.Time, p Policy) []Command {
 				continue
 			}
 			leading = false
+			if _, ok := reserved[t.ID]; ok && t.State == TaskPending {
+				g.placed(t) // proposed already
+				continue
+			}
 			if !g.ready(t) {
 				continue
 			}
@@ -107,7 +131,6 @@ func (s *State) Decide(now time.Time, p Policy) []Command {
 			g.placed(t)
 		}
 	}
-	out = append(out, s.fire(now, p)...)
 	return out
 }
 

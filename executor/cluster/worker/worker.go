@@ -345,7 +345,13 @@ func (w *Worker) runTask(root, ctx context.Context, a api.Assignment) {
 	rep := api.TaskReport{Worker: w.id, Attempt: t.Attempt, Task: t.ID, Phase: string(state.OpStart)}
 	rep.RequestID = fmt.Sprintf("%s/%s/%d/start", w.id, t.ID, t.Attempt)
 	if t.State == state.TaskAssigned {
-		if w.report(ctx, rep, true) != applied {
+		// A planning or commit task starts once its start is recorded (a
+		// commit publishes: never for an attempt taken away already). An
+		// exec task runs at once, its start sent beside: its output only
+		// counts if its finish is recorded (a refused sink attempt's files
+		// are removed), so the wait would only cost a commit round trip.
+		wait := a.Kind != state.StageExec
+		if w.report(ctx, rep, wait) != applied && wait {
 			return
 		}
 	}
@@ -416,9 +422,19 @@ func (w *Worker) report(ctx context.Context, rep api.TaskReport, wait bool) answ
 	}
 }
 
-// reporter sends the queued reports, all that wait in one request, until
-// ctx ends.
+// reportsInFlight is how many report requests a worker keeps in flight:
+// the reports that queue while one commits go in the next, which the
+// leader's Raft writes together with the others in flight.
+const reportsInFlight = 4
+
+// reporter sends the queued reports, all that wait in one request, with
+// up to reportsInFlight requests in flight, until ctx ends. Requests in
+// flight together apply in any order: a start that applies after its
+// task's finish is refused as stale, which changes nothing.
 func (w *Worker) reporter(ctx context.Context) {
+	slots := make(chan struct{}, reportsInFlight)
+	var sends sync.WaitGroup
+	defer sends.Wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -426,15 +442,30 @@ func (w *Worker) reporter(ctx context.Context) {
 		case <-w.rwake:
 		}
 		for {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
 			w.rmu.Lock()
 			n := min(len(w.queue), api.MaxReports)
 			batch := w.queue[:n:n]
 			w.queue = w.queue[n:]
 			w.rmu.Unlock()
 			if n == 0 {
+				<-slots
 				break
 			}
-			w.send(ctx, batch)
+			sends.Add(1)
+			go func() {
+				defer sends.Done()
+				w.send(ctx, batch)
+				<-slots
+				select { // reports may have queued while all slots were busy
+				case w.rwake <- struct{}{}:
+				default:
+				}
+			}()
 		}
 	}
 }
@@ -457,7 +488,11 @@ func (w *Worker) send(ctx context.Context, batch []pending) {
 		if err == nil && len(out.Results) == len(batch) {
 			for i, r := range out.Results {
 				if r.Error != "" {
-					w.log.Warn("report refused", "task", r.Task, "phase", batch[i].rep.Phase, "err", r.Error)
+					lvl := slog.LevelWarn
+					if batch[i].ok == nil && batch[i].rep.Phase == string(state.OpStart) {
+						lvl = slog.LevelDebug // an exec task's start, after its finish
+					}
+					w.log.Log(ctx, lvl, "report refused", "task", r.Task, "phase", batch[i].rep.Phase, "err", r.Error)
 					tell(i, refused)
 				} else {
 					tell(i, applied)
