@@ -1,8 +1,10 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/internal/testcert"
 )
 
 // Trailing data after a JSON body is refused with 400; an oversized body
@@ -54,7 +57,7 @@ func TestBadBodies(t *testing.T) {
 // A client that does not trust the coordinators' certificate fails at
 // once with the certificate error, without retrying.
 func TestCertificateErrorNotRetried(t *testing.T) {
-	cert, pool := selfSigned(t)
+	cert, pool := testcert.SelfSigned(t)
 	h := startWith(t, 1, func(c *Config) {
 		c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		c.ClientTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
@@ -64,5 +67,27 @@ func TestCertificateErrorNotRetried(t *testing.T) {
 	err := cl.Do(context.Background(), http.MethodGet, "/v1/jobs", nil, nil)
 	if err == nil || errors.Is(err, api.ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("untrusted certificate: %v, want the certificate error at once", err)
+	}
+}
+
+// The coordinator checks a submitted plan's templates without reading its
+// own environment: a template that pasted one of its variables into an
+// error sent the value back in the 400 body.
+func TestSubmitNeverReadsCoordinatorEnv(t *testing.T) {
+	const secret = "coordinator-only-value-42"
+	t.Setenv("SLUICE_REGION", secret)
+	h := start(t, 1)
+	body, _ := json.Marshal(api.SubmitRequest{File: "p.yaml",
+		Plan: "name: p\nread: {parquet: x/}\nsteps:\n  - limit: '{{ env \"SLUICE_REGION\" }}'\nwrite: {parquet: y/}\n"})
+	req, _ := http.NewRequest(http.MethodPost, h.leader().URL()+"/v1/jobs", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || strings.Contains(string(msg), secret) || !strings.Contains(string(msg), "limit") {
+		t.Fatalf("%d %s: want a 400 about the limit, without the coordinator's value", resp.StatusCode, msg)
 	}
 }
