@@ -227,9 +227,14 @@ type OpStats struct {
 	BytesIn  atomic.Int64 // bytes read from storage (scans) or received
 	BytesOut atomic.Int64 // bytes written to storage (sinks) or sent
 	Batches  atomic.Int64
-	busy     atomic.Int64 // CPU nanoseconds of the threads that ran work, over all goroutines
-	began    atomic.Int64
-	ended    atomic.Int64
+	// RowsTotal (Parquet) or BytesTotal (CSV, JSONL) is what a scan will
+	// read, known once it has listed its splits (0: unknown); RowsIn or
+	// BytesIn against it is the scan's progress.
+	RowsTotal  atomic.Int64
+	BytesTotal atomic.Int64
+	busy       atomic.Int64 // CPU nanoseconds of the threads that ran work, over all goroutines
+	began      atomic.Int64
+	ended      atomic.Int64
 }
 
 func (s *OpStats) begin() { s.began.CompareAndSwap(0, time.Now().UnixNano()) }

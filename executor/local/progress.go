@@ -12,8 +12,9 @@ import (
 	"golang.org/x/term"
 )
 
-// startProgress shows one line per operator (rows out, rows/s, bytes) while
-// the run lasts, when w is a terminal. The returned function stops it.
+// startProgress shows one line per operator (rows out, rows/s, bytes, and
+// for a scan that knows its total the share done and an ETA) while the run
+// lasts, when w is a terminal. The returned function stops it.
 func startProgress(ctx context.Context, w io.Writer, ops []*OpStats) func() {
 	f, ok := w.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
@@ -31,7 +32,8 @@ func startProgress(ctx context.Context, w io.Writer, ops []*OpStats) func() {
 					rows = o.RowsIn.Load()
 				}
 				rate := float64(rows) / max(time.Since(start).Seconds(), 1e-3)
-				return fmt.Sprintf("%12d rows %10.0f rows/s %10s  %s", rows, rate, bytesText(o.BytesIn.Load()+o.BytesOut.Load()), trim(o.Name, 60))
+				return fmt.Sprintf("%12d rows %10.0f rows/s %10s %16s  %s", rows, rate, bytesText(o.BytesIn.Load()+o.BytesOut.Load()),
+					percentETA(o, time.Now()), trim(o.Name, 60))
 			})))
 		bars = append(bars, bar)
 	}
@@ -41,4 +43,29 @@ func startProgress(ctx context.Context, w io.Writer, ops []*OpStats) func() {
 		}
 		p.Wait()
 	}
+}
+
+// percentETA is "42% ETA 1m5s" for a scan that knows what it will read
+// (rows from Parquet metadata, else bytes), from its progress since it
+// began at the rate so far; "" when the total is unknown.
+func percentETA(o *OpStats, now time.Time) string {
+	done, total := o.RowsIn.Load(), o.RowsTotal.Load()
+	if total <= 0 {
+		done, total = o.BytesIn.Load(), o.BytesTotal.Load()
+	}
+	if total <= 0 {
+		return ""
+	}
+	f := min(float64(done)/float64(total), 1)
+	s := fmt.Sprintf("%3.0f%%", 100*f)
+	began := o.began.Load()
+	if began == 0 || f <= 0 {
+		return s
+	}
+	if o.ended.Load() != 0 || f >= 1 {
+		return s + " done"
+	}
+	elapsed := now.Sub(time.Unix(0, began))
+	eta := time.Duration(float64(elapsed) * (1 - f) / f)
+	return s + " ETA " + eta.Round(time.Second).String()
 }

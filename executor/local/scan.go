@@ -45,6 +45,7 @@ func (s *scanOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	if err != nil {
 		return wrapOp(s.st.Name, err)
 	}
+	s.st.setTotals(tasks)
 	var rows atomic.Int64
 	limited := func() bool { return s.node.Limit >= 0 && rows.Load() >= s.node.Limit }
 	read := func(ctx context.Context, t task, emit func(arrow.RecordBatch) error) error {
@@ -228,6 +229,26 @@ func newScanReader(n *plan.Scan) (*scanReader, error) {
 		}
 	}
 	return r, nil
+}
+
+// setTotals records what the scan will read, for the progress line: the
+// rows when every split knows them (Parquet metadata, after pruning), else
+// the bytes (CSV and JSONL files).
+func (st *OpStats) setTotals(tasks []task) {
+	var rows, bytes int64
+	for _, t := range tasks {
+		if t.split.Rows < 0 || rows < 0 {
+			rows = -1
+		} else {
+			rows += t.split.Rows
+		}
+		bytes += t.split.Size
+	}
+	if rows >= 0 && len(tasks) > 0 {
+		st.RowsTotal.Store(rows)
+	} else if rows < 0 {
+		st.BytesTotal.Store(bytes)
+	}
 }
 
 // keepFile reports whether a file's partition values may satisfy the
