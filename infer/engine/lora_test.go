@@ -197,3 +197,51 @@ func loadDir(t testing.TB, dir string) *model.Model {
 	t.Cleanup(func() { m.Close() })
 	return m
 }
+
+// TestSchedulerLoRA: with max_loras 2, a step admits sequences of at most
+// two adapters (the base model's do not count), skipping a third
+// adapter's without stopping at it, and lays out the batch by adapter so
+// that each adapter's rows are adjacent; the third runs once the others
+// finish.
+func TestSchedulerLoRA(t *testing.T) {
+	bm := newBlockManager(64, 4, true)
+	s := newScheduler(schedulerConfig{maxNumSeqs: 16, maxNumBatchedTokens: 256, maxModelLen: 64, chunkedPrefill: true, maxLoRAs: 2}, bm)
+	loras := []int{1, 0, 3, 2, 1, 3, 0, 2}
+	for i, l := range loras {
+		seq := newSequence(int64(i+1), []int32{1, 2, 3, int32(10 + i)}, stopRule{maxTokens: 2})
+		seq.lora = l
+		s.Add(seq)
+	}
+	p := s.Schedule()
+	var got []string
+	for _, sc := range p.seqs {
+		got = append(got, fmt.Sprintf("%d:%d", sc.seq.id, sc.seq.lora))
+	}
+	if want := []string{"2:0", "7:0", "1:1", "5:1", "3:3", "6:3"}; !slices.Equal(got, want) {
+		t.Errorf("first step (id:adapter) %v, want %v", got, want)
+	}
+	ran2 := false
+	for {
+		s.Update(p, make([]int32, len(p.seqs)))
+		if len(s.running)+len(s.waiting) == 0 {
+			break
+		}
+		p = s.Schedule()
+		var ids []int
+		for _, sc := range p.seqs {
+			if l := sc.seq.lora; l != 0 && !slices.Contains(ids, l) {
+				ids = append(ids, l)
+			}
+			ran2 = ran2 || sc.seq.lora == 2
+		}
+		if len(ids) > 2 {
+			t.Fatalf("a step with adapters %v, max_loras 2", ids)
+		}
+	}
+	if !ran2 {
+		t.Error("adapter 2's sequences never ran")
+	}
+	if len(s.waiting) != 0 {
+		t.Fatalf("%d sequences never ran", len(s.waiting))
+	}
+}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -152,6 +153,11 @@ func (s *scheduler) Schedule() *plan {
 	}
 	if len(s.waiting) == 0 {
 		s.waiting = nil // let the queue's backing array go
+	}
+	if len(s.loras) > 0 {
+		// Rows of one adapter side by side make one segment of the
+		// runner's grouped LoRA product, instead of one per sequence.
+		slices.SortStableFunc(p.seqs, func(a, b scheduled) int { return cmp.Compare(a.seq.lora, b.seq.lora) })
 	}
 	return p
 }
