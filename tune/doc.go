@@ -32,16 +32,30 @@
 // Dir holds experiment.json (every trial's sample, reports, status, error
 // and checkpoints; rewritten atomically at each trial's start and end, each
 // checkpoint, and at most once a second otherwise), trials.jsonl (the
-// trial table) and trials/ID/ (checkpoints, a trial's scratch directory).
-// With Config.Resume, finished trials are kept (replayed into the searcher
-// and scheduler) and the others run again from their last checkpoint.
+// trial table), trials.parquet (the same table, written when the
+// experiment ends) and trials/ID/ (checkpoints, a trial's scratch
+// directory). With Config.Resume, finished trials are kept (replayed into
+// the searcher and scheduler) and the others run again from their last
+// checkpoint.
+//
+// # On a cluster
+//
+// [Cluster] is the trial function that runs each trial as a plan job of
+// one task on a cluster's workers, with the trial's [Resources] as the
+// job's needs: the plan reads the run's spec.jsonl and its map_batches
+// step, the registered function [TrialFunc] (package tune/tunejob), runs
+// the program ([RunSpec]) on the worker, appending its JSON lines to the
+// run's metrics.jsonl under Dir, which the driver reads as reports; a
+// trial the scheduler stops has its job cancelled through the
+// coordinators. A task whose worker dies runs again on another worker and
+// resumes from the run's last checkpoint. Dir must be an absolute path
+// that the driver and every worker share; the experiment's state stays in
+// Dir, not in the coordinators' replicated state.
 //
 // # Not yet
 //
-// Trials run in this process (or as its child processes), not as tasks on
-// the cluster: no resources per trial, no stopping through the
-// coordinator, no restart on another worker. The trial table is JSONL, not
-// Parquet.
+// Cluster trials with Dir on s3:// (the worker side appends to a local
+// file and copies checkpoints with the os package).
 //
 // This package is young: its API may still change.
 package tune

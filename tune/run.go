@@ -415,6 +415,9 @@ func (r *runner) loop(ctx context.Context) (*Experiment, error) {
 	if err := r.save(ctx, true); err != nil && saveErr == nil {
 		saveErr = err
 	}
+	if err := saveParquet(context.WithoutCancel(ctx), r.fsys, r.cfg.Dir, r.exp); err != nil && saveErr == nil {
+		saveErr = err
+	}
 	switch {
 	case saveErr != nil:
 		return r.exp, saveErr

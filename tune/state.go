@@ -210,7 +210,7 @@ func load(ctx context.Context, fsys storage.FS, dir string) (*Experiment, error)
 	return &e, nil
 }
 
-// save writes the state and the table (JSONL and Parquet), each replaced
+// save writes the state and the table (trials.jsonl), each replaced
 // atomically.
 func save(ctx context.Context, fsys storage.FS, dir string, e *Experiment) error {
 	b, err := json.MarshalIndent(e, "", " ")
@@ -220,9 +220,12 @@ func save(ctx context.Context, fsys storage.FS, dir string, e *Experiment) error
 	if err := writeFile(ctx, fsys, storage.Join(dir, stateFile), b); err != nil {
 		return err
 	}
-	if err := writeFile(ctx, fsys, storage.Join(dir, tableFile), e.JSONL()); err != nil {
-		return err
-	}
+	return writeFile(ctx, fsys, storage.Join(dir, tableFile), e.JSONL())
+}
+
+// saveParquet writes trials.parquet: once, when the experiment ends (the
+// encoder costs more than the rest of a save).
+func saveParquet(ctx context.Context, fsys storage.FS, dir string, e *Experiment) error {
 	pq, err := e.Parquet()
 	if err != nil {
 		return err

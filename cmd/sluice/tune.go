@@ -12,7 +12,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/sluicehq/sluice/cli"
 	"github.com/sluicehq/sluice/tune"
+	"github.com/sluicehq/sluice/tune/tunejob"
 )
 
 // Commands of hyperparameter search: tune, tune status.
@@ -27,16 +29,32 @@ var trainCommand = func() ([]string, error) {
 	return []string{self, "train"}, nil
 }
 
+// A worker process registers the map_batches function that runs a cluster
+// trial. Only a worker does: a sluice process that registers no function
+// validates a plan naming one of another program's functions with a note
+// (see plans' map_batches), and `sluice validate` / `submit` keep that.
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		if err := tunejob.Register(); err != nil {
+			panic(err)
+		}
+	}
+}
+
 func init() {
 	var dir string
 	var resume bool
+	var cf cli.Client
+	var fset *flag.FlagSet
 	register(&command{
 		name:    "tune",
 		args:    "FILE.yaml | status DIR",
 		summary: "search hyperparameters: run the file's tune: experiment over its train: section; `tune status DIR` prints an experiment's trial table",
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&dir, "dir", "", "the experiment's directory, local or s3:// (default out/tune/NAME, NAME the file's name: or its base name)")
+			fs.StringVar(&dir, "dir", "", "the experiment's directory, local or s3:// (default out/tune/NAME, NAME the file's name: or its base name); with --coordinators a path the workers share")
 			fs.BoolVar(&resume, "resume", false, "continue the experiment in --dir without re-running finished trials")
+			cf.Flags(fs)
+			fset = fs
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
 			if len(args) == 2 && args[0] == "status" {
@@ -47,7 +65,13 @@ func init() {
 			if len(args) != 1 {
 				return errUsage
 			}
-			return runTune(ctx, e, args[0], dir, resume)
+			var cl *cli.Client
+			if f := fset.Lookup("coordinators"); f != nil && f.Value.String() != "" {
+				// Only the flag: SLUICE_COORDINATORS alone does not move
+				// the trials onto a cluster.
+				cl = &cf
+			}
+			return runTune(ctx, e, args[0], dir, resume, cl)
 		},
 	})
 }
@@ -64,7 +88,7 @@ func tuneStatus(ctx context.Context, e *env, dir string) error {
 	return printSummary(e, exp)
 }
 
-func runTune(ctx context.Context, e *env, path, dir string, resume bool) error {
+func runTune(ctx context.Context, e *env, path, dir string, resume bool, cf *cli.Client) error {
 	f, err := tune.LoadFile(path)
 	if err != nil {
 		return err
@@ -93,11 +117,19 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool) error {
 	if _, ok := base["steps"]; !ok && f.Tune.MaxT > 0 && cfg.Space["steps"] == nil {
 		base["steps"] = int64(f.Tune.MaxT)
 	}
-	cmd := tune.Command{Args: args, Base: base, Stderr: stderr}
-	if p, ok := cfg.Scheduler.(*tune.PBT); ok {
-		cmd.CheckpointEvery = p.Interval
+	var fn tune.Func
+	if cf != nil {
+		if fn, err = clusterTrials(f, cf, base, &cfg, stderr); err != nil {
+			return err
+		}
+	} else {
+		cmd := tune.Command{Args: args, Base: base, Stderr: stderr}
+		if p, ok := cfg.Scheduler.(*tune.PBT); ok {
+			cmd.CheckpointEvery = p.Interval
+		}
+		fn = cmd.Func()
 	}
-	exp, err := tune.Run(ctx, cfg, cmd.Func())
+	exp, err := tune.Run(ctx, cfg, fn)
 	if errors.Is(err, tune.ErrNoMetric) {
 		return f.ErrorAt("tune.metric", err)
 	}
@@ -111,6 +143,37 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool) error {
 		return err
 	}
 	return printSummary(e, exp)
+}
+
+// clusterTrials is the trial function that runs each trial as a job of
+// the cluster the flags name, with the tune: section's cpu, gpu and memory.
+func clusterTrials(f *tune.File, cf *cli.Client, base tune.Values, cfg *tune.Config, progress io.Writer) (tune.Func, error) {
+	if strings.Contains(cfg.Dir, "://") {
+		return nil, fmt.Errorf("--dir %s: trials on a cluster need a directory every worker shares as a local path (s3:// is not supported for cluster trials yet)", cfg.Dir)
+	}
+	abs, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Dir = abs
+	cl, err := cf.Client()
+	if err != nil {
+		return nil, err
+	}
+	c := tune.Cluster{Jobs: tunejob.Client{API: cl}, Command: f.Tune.Command, Base: base, Progress: progress,
+		Needs: tune.Resources{CPU: f.Tune.CPU, GPU: f.Tune.GPU}}
+	if c.Needs.CPU == 0 {
+		c.Needs.CPU = 1
+	}
+	if f.Tune.Memory != "" {
+		if c.Needs.Memory, err = cli.ParseSize(f.Tune.Memory); err != nil {
+			return nil, f.ErrorAt("tune.memory", err)
+		}
+	}
+	if p, ok := cfg.Scheduler.(*tune.PBT); ok {
+		c.CheckpointEvery = p.Interval
+	}
+	return c.Func(), nil
 }
 
 // lockedWriter serializes writes to w.
