@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/state"
+	"github.com/sluicehq/sluice/internal/testcert"
 )
 
 func servers(t *testing.T, c *Coordinator) map[string]string {
@@ -41,7 +42,7 @@ func startLone(t *testing.T, id string, edit func(*Config)) *Coordinator {
 // With TLS, a node whose certificate another CA signed is refused at join,
 // even with the cluster secret, and the cluster keeps its voters.
 func TestJoinRefusesForeignCertificate(t *testing.T) {
-	cert, pool := selfSigned(t)
+	cert, pool := testcert.SelfSigned(t)
 	server := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	client := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	h := startWith(t, 2, func(c *Config) { c.TLS, c.ClientTLS = server, client })
@@ -52,7 +53,7 @@ func TestJoinRefusesForeignCertificate(t *testing.T) {
 		}
 	}
 
-	foreign, _ := selfSigned(t) // its own CA
+	foreign, _ := testcert.SelfSigned(t) // its own CA
 	rogue := startLone(t, "rogue", func(c *Config) {
 		c.TLS = &tls.Config{Certificates: []tls.Certificate{foreign}, MinVersion: tls.VersionTLS12}
 		c.ClientTLS = client // trusts the cluster, but the cluster does not trust it
