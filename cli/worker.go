@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/executor/cluster/worker"
@@ -21,7 +20,7 @@ import (
 type Worker struct {
 	Config                             worker.Config
 	coordinators, tokenFile, resources string
-	envAllow                           string
+	envAllow, allowedPaths             string
 	tls                                TLSFlags
 }
 
@@ -47,6 +46,7 @@ func (w *Worker) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&w.tokenFile, "token-file", "", "file holding the shared bearer token (or SLUICE_TOKEN)")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", time.Second, "how often to heartbeat")
 	fs.StringVar(&w.envAllow, "env-allow", os.Getenv(plans.EnvAllowVar), "environment variables of this worker that plans' templates may read with env, comma-separated (or "+plans.EnvAllowVar+"); credentials never")
+	fs.StringVar(&w.allowedPaths, "allowed-paths", "", "directories and URL prefixes plans may write below, comma-separated (default: the working directory, the temporary directory and s3://); a destination elsewhere, \"..\" included, is refused")
 	w.tls.Declare(fs, true)
 }
 
@@ -67,9 +67,13 @@ func (w *Worker) Run(ctx context.Context, stderr io.Writer) error {
 	if c.ServerTLS, c.TLS, err = w.tls.Configs(); err != nil {
 		return err
 	}
-	// The worker compiles plans with the list in its environment.
-	if err := os.Setenv(plans.EnvAllowVar, strings.Join(plans.ParseEnvAllow(w.envAllow), ",")); err != nil {
-		return err
+	c.EnvAllow = plans.ParseEnvAllow(w.envAllow)
+	if c.AllowedPaths = plans.ParseEnvAllow(w.allowedPaths); len(c.AllowedPaths) == 0 {
+		wd, err := os.Getwd()
+		if err != nil {
+			return err
+		}
+		c.AllowedPaths = []string{wd, os.TempDir(), "s3://"}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(stderr, nil))

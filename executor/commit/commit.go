@@ -537,3 +537,33 @@ func Cleanup(dest string) func() {
 		}
 	}
 }
+
+// CheckAllowed refuses a destination outside every root of allowed (local
+// directories, or URLs such as "s3://" for every bucket or
+// "s3://bucket/prefix"). A local destination is resolved first ("..",
+// relative to the working directory), so "out/../../etc" is judged where it
+// lands; a URL holding a ".." segment is refused outright (object keys do
+// not resolve it, so the path cannot mean what it says). No roots: no
+// restriction.
+func CheckAllowed(dest string, allowed []string) error {
+	if len(allowed) == 0 {
+		return nil
+	}
+	k := overlapKey(dest)
+	if storage.IsURL(k) {
+		_, rest, _ := strings.Cut(k, "://")
+		if slices.Contains(strings.Split(rest, "/"), "..") {
+			return fmt.Errorf("write %s: a URL with a \"..\" segment is refused (object stores do not resolve it)", dest)
+		}
+	}
+	for _, r := range allowed {
+		rk := overlapKey(r)
+		if strings.HasSuffix(r, "://") {
+			rk = r // a whole scheme: "s3://"
+		}
+		if within(k, rk) || strings.HasSuffix(rk, "://") && strings.HasPrefix(k, rk) {
+			return nil
+		}
+	}
+	return fmt.Errorf("write %s: the destination (%s) is outside the paths this worker allows (--allowed-paths %s): write below one of them, or start the worker with a wider --allowed-paths", dest, k, strings.Join(allowed, ","))
+}

@@ -184,3 +184,26 @@ func TestPublishFailsAtEveryStep(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckAllowed(t *testing.T) {
+	wd, _ := os.Getwd()
+	allowed := []string{wd, "s3://", "/data/out"}
+	for _, ok := range []string{"out", "./a/b/../c", wd + "/x", "s3://bucket/k", "/data/out", "/data/out/day=1/", "file:///data/out/x"} {
+		if err := CheckAllowed(ok, allowed); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"../escape", "out/../../etc", "/etc/cron.d", "/data/outside", "/data/out/../secret", "s3://bucket/a/../b", "gs://bucket/x"} {
+		err := CheckAllowed(bad, allowed)
+		if err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("%s: %v, want refused naming it", bad, err)
+		}
+	}
+	if err := CheckAllowed("../anywhere", nil); err != nil {
+		t.Errorf("no roots: %v", err)
+	}
+	narrow := []string{"s3://bucket/prefix"}
+	if CheckAllowed("s3://bucket/prefix/x", narrow) != nil || CheckAllowed("s3://bucket/prefix2", narrow) == nil || CheckAllowed("s3://other/prefix", narrow) == nil {
+		t.Error("s3 prefix roots")
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path"
 	"strings"
 	"sync"
@@ -46,9 +45,10 @@ type compiled struct {
 
 // jobCache keeps the compiled plans of the last few jobs.
 type jobCache struct {
-	mu    sync.Mutex
-	order []string
-	jobs  map[string]*compiled
+	envAllow []string // Config.EnvAllow
+	mu       sync.Mutex
+	order    []string
+	jobs     map[string]*compiled
 }
 
 const cachedJobs = 4
@@ -73,7 +73,7 @@ func (c *jobCache) get(a api.Assignment) (*compiled, error) {
 		return nil, err
 	}
 	job, err := plans.Compile(p, plans.Vars{Params: sp.Params, ScheduledTime: sp.ScheduledTime, RunID: sp.RunID,
-		EnvAllow: plans.ParseEnvAllow(os.Getenv(plans.EnvAllowVar))}) // the operator's, never the plan's
+		EnvAllow: c.envAllow}) // the operator's, never the plan's
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +129,10 @@ func (w *Worker) planJob(ctx context.Context, a api.Assignment) (Outcome, error)
 			return Outcome{}, err
 		}
 		if err := commit.Check(ctx, fs, c.job.Sink.Path, c.job.Sink.Mode, c.root); err != nil {
+			return Outcome{}, err
+		}
+		// The operator's --allowed-paths (sluice worker sets it).
+		if err := commit.CheckAllowed(c.job.Sink.Path, w.cfg.AllowedPaths); err != nil {
 			return Outcome{}, err
 		}
 	}

@@ -53,6 +53,13 @@ type Config struct {
 	// runs (testing: stretches a short job so that chaos tests can kill
 	// processes while its tasks run; 0 in production).
 	TaskDelay time.Duration
+	// EnvAllow are the environment variables of this worker that plans'
+	// templates may read (plans.Vars.EnvAllow; sluice worker --env-allow).
+	EnvAllow []string
+	// AllowedPaths are the directories and URL prefixes plans may write
+	// below (commit.CheckAllowed; sluice worker --allowed-paths). Empty:
+	// anywhere.
+	AllowedPaths []string
 
 	// Run runs one task, replacing the default (a plan job's planning,
 	// one task of its layout, or its commit). Tests and benchmarks
@@ -152,6 +159,7 @@ func New(cfg Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, id: id, cl: cl,
 		log: cfg.Logger.With("worker", id), running: map[string]*run{}, done: map[string]bool{},
 		rwake: make(chan struct{}, 1), flight: blocks.NewClient(cfg.Token, blockClientTLS(cfg)...)}
+	w.jobs.envAllow = cfg.EnvAllow
 	if cfg.Addr != "" {
 		if w.store, err = blocks.NewStore(filepath.Join(cfg.DataDir, "blocks"), cfg.BlockMemory, memory.DefaultAllocator); err != nil {
 			return nil, fmt.Errorf("worker: %w", err)
