@@ -104,3 +104,31 @@ func TestDirectImports(t *testing.T) {
 		}
 	}
 }
+
+// testOnly are packages for tests: no program links them.
+var testOnly = []string{"internal/clustertest", "internal/testcert"}
+
+func TestTestOnlyPackages(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("SKIP: no go command to list imports")
+	}
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"...").Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("go list %s...: %v\n%s", module, err, stderr)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		for _, imp := range f[1:] {
+			if forbidden(imp, testOnly) {
+				t.Errorf("%s imports %s, which is for tests only (import it from _test.go files)", strings.TrimPrefix(f[0], module), strings.TrimPrefix(imp, module))
+			}
+		}
+	}
+}
