@@ -19,4 +19,6 @@
 // ends when a forbidden dependency comes back. TestDirectImports checks a
 // package's own imports where a transitive rule cannot hold: plans reaches
 // executor/local through dataset, but imports no executor itself.
+// TestTestOnlyPackages keeps internal/clustertest and internal/testcert
+// out of every program.
 package deps
