@@ -3,12 +3,16 @@ package dataset
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
+	"github.com/sluicehq/sluice/dataset/expr"
 	"github.com/sluicehq/sluice/dataset/format"
 	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/storage"
@@ -18,9 +22,10 @@ import (
 type ReadOption func(*readConfig)
 
 type readConfig struct {
-	opts    format.ReadOptions
-	columns []string
-	noHive  bool
+	opts      format.ReadOptions
+	columns   []string
+	noHive    bool
+	partTypes map[string]string
 }
 
 // Columns reads only these columns (the optimizer also prunes unused ones).
@@ -28,6 +33,17 @@ func Columns(cols ...string) ReadOption { return func(c *readConfig) { c.columns
 
 // NoPartitioning turns off hive-style partition columns (key=value/ directories).
 func NoPartitioning() ReadOption { return func(c *readConfig) { c.noHive = true } }
+
+// PartitionTypes types hive partition columns (key=value directories),
+// which are strings otherwise: column name to a CAST type name (int,
+// bigint, double, bool, date, timestamp...). Every file's directory value
+// must parse as its type (the error names the file); a
+// __HIVE_DEFAULT_PARTITION__ directory is NULL of any type. The column is
+// CAST after the scan, so a filter on it is still applied but does not
+// skip whole directories as a filter on a string partition column does.
+func PartitionTypes(types map[string]string) ReadOption {
+	return func(c *readConfig) { c.partTypes = types }
+}
 
 // WithReadOptions sets format options (CSV header, delimiter, schema...).
 func WithReadOptions(o format.ReadOptions) ReadOption { return func(c *readConfig) { c.opts = o } }
@@ -58,10 +74,70 @@ func read(f format.Format, path string, opts []ReadOption) *Dataset {
 		o(&cfg)
 	}
 	n, err := scan(context.Background(), f, path, cfg)
+	if err == nil {
+		err = checkPartitionTypes(n, cfg.partTypes)
+	}
 	if err != nil {
 		return &Dataset{err: fmt.Errorf("dataset: read %s %s: %w", f.Name(), path, err)}
 	}
-	return &Dataset{node: n}
+	d := &Dataset{node: n}
+	for _, c := range slices.Sorted(maps.Keys(cfg.partTypes)) {
+		if len(n.Schema().FieldIndices(c)) == 0 {
+			continue // not read (Columns)
+		}
+		d = d.WithColumn(c, "CAST("+quoteIdent(c)+" AS "+cfg.partTypes[c]+")")
+	}
+	return d
+}
+
+// checkPartitionTypes checks that each typed column is a partition column
+// and that every file's value for it parses as its type.
+func checkPartitionTypes(s *plan.Scan, types map[string]string) error {
+	for _, c := range slices.Sorted(maps.Keys(types)) {
+		t, ok := expr.TypeByName(types[c])
+		if !ok {
+			return fmt.Errorf("partition column %q: unknown type %q (want one of %s)", c, types[c], strings.Join(expr.TypeNames(), ", "))
+		}
+		if !slices.Contains(s.PartCols, c) {
+			have := "none"
+			if len(s.PartCols) > 0 {
+				have = strings.Join(s.PartCols, ", ")
+			}
+			return fmt.Errorf("partition column %q: no key=value directories of that name (partition columns: %s)", c, have)
+		}
+		for _, f := range s.Files {
+			for _, p := range f.Partition {
+				if p.Key != c || p.Null {
+					continue
+				}
+				if err := parsesAs(p.Value, t); err != nil {
+					return fmt.Errorf("%s: partition %s=%s is not %s: %v", f.Path, c, p.Value, types[c], err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// parsesAs checks a partition directory value against a type, as CAST
+// from a string reads it.
+func parsesAs(v string, t arrow.DataType) error {
+	var err error
+	switch t.ID() {
+	case arrow.INT8, arrow.INT16, arrow.INT32, arrow.INT64:
+		_, err = strconv.ParseInt(strings.TrimSpace(v), 10, t.(arrow.FixedWidthDataType).BitWidth())
+	case arrow.FLOAT32, arrow.FLOAT64:
+		_, err = strconv.ParseFloat(strings.TrimSpace(v), 64)
+	case arrow.BOOL:
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "true", "false", "t", "f", "1", "0", "yes", "no":
+		default:
+			err = fmt.Errorf("want true or false")
+		}
+	case arrow.DATE32:
+		_, err = time.Parse("2006-01-02", strings.TrimSpace(v))
+	}
+	return err
 }
 
 func scan(ctx context.Context, f format.Format, path string, cfg readConfig) (*plan.Scan, error) {

@@ -207,6 +207,13 @@ func (c *compiler) read(src Source) *dataset.Dataset {
 		}
 		opts = append(opts, dataset.WithReadOptions(ro))
 	}
+	if len(src.PartitionTypes) > 0 {
+		types := map[string]string{}
+		for _, ct := range src.PartitionTypes {
+			types[ct.Column] = ct.Type
+		}
+		opts = append(opts, dataset.PartitionTypes(types))
+	}
 	pathNode := get(src.node, src.Format)
 	pathKey := join(src.path, src.Format)
 	d, err := c.open(src.Format, src.Path, opts)

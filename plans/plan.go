@@ -51,12 +51,14 @@ type Source struct {
 	Delimiter string // CSV: "" means ","
 	// Schema sets CSV/JSONL column types by name (type names as in CAST),
 	// in file order; the other columns are inferred.
-	Schema      []ColumnType
-	NullValues  []string // CSV: nil means the empty field
-	InferRows   int64    // CSV/JSONL: 0 means the default, -1 every row
-	ReplaceUTF8 bool     // CSV: replace invalid UTF-8 instead of failing
-	node        *yaml.Node
-	path        string
+	Schema []ColumnType
+	// PartitionTypes types hive partition columns (type names as in CAST).
+	PartitionTypes []ColumnType
+	NullValues     []string // CSV: nil means the empty field
+	InferRows      int64    // CSV/JSONL: 0 means the default, -1 every row
+	ReplaceUTF8    bool     // CSV: replace invalid UTF-8 instead of failing
+	node           *yaml.Node
+	path           string
 }
 
 // ColumnType is one entry of a source's schema.
@@ -414,6 +416,16 @@ func (d *decoder) decodeSource(n *yaml.Node, path string) Source {
 				continue
 			}
 			s.Schema = append(s.Schema, ColumnType{Column: col, Type: scalar(tn)})
+		}
+	}
+	if pn := get(n, "partition_types"); pn != nil && pn.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(pn.Content); i += 2 {
+			col, tn := deref(pn.Content[i]).Value, pn.Content[i+1]
+			if _, ok := expr.TypeByName(scalar(tn)); !ok {
+				d.errorf(tn, join(join(path, "partition_types"), col), "unknown type %q (want one of %s)", scalar(tn), strings.Join(expr.TypeNames(), ", "))
+				continue
+			}
+			s.PartitionTypes = append(s.PartitionTypes, ColumnType{Column: col, Type: scalar(tn)})
 		}
 	}
 	if nv := get(n, "null_values"); nv != nil {

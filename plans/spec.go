@@ -112,6 +112,8 @@ func sourceSpec(doc string) *spec {
 			pattern: regexp.MustCompile(`^.$`), patternDoc: "one character"}),
 		opt("schema", &spec{kind: kMap, doc: "CSV and JSONL: column types by name (int32, int64, float64, string, bool, date, timestamp... as in CAST); the columns it leaves out are inferred.", min: ptr[int64](1),
 			keys: str("A column name."), values: str("A type name, as in CAST.")}),
+		opt("partition_types", &spec{kind: kMap, doc: "Types of hive partition columns (key=value directories, strings otherwise) by name, as in CAST (int, bigint, double, bool, date...); every directory value must parse as its type.", min: ptr[int64](1),
+			keys: str("A partition column."), values: str("A type name, as in CAST.")}),
 		opt("null_values", list("CSV only: the field texts read as null (default: the empty field).", str("A text read as null."), 0)),
 		opt("infer_rows", integer("CSV and JSONL: how many rows (lines) of each file sampled type inference reads (default 1000); -1 reads every row of every file.", -1)),
 		opt("replace_invalid_utf8", boolean("CSV only: replace invalid UTF-8 in string columns with U+FFFD instead of failing the read (default false).")),

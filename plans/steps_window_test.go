@@ -101,3 +101,36 @@ func slicesSort(s []string) {
 		}
 	}
 }
+
+// TestPartitionTypesKey: read's partition_types types hive partition
+// columns (year > 2023 compares numbers: 10000 passes, as a string it
+// would not); an unknown type is a lint at its key.
+func TestPartitionTypesKey(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, y := range []string{"2023", "2024", "10000"} {
+		if err := os.MkdirAll(filepath.Join(dir, "in", "year="+y), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "in", "year="+y, "a.jsonl"), []byte(`{"id": `+y+`}`+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := "name: x\nread: {jsonl: in/, partition_types: {year: int}}\nsteps: [{filter: \"year > 2023\"}]\nwrite: {parquet: out/}\n"
+	p, lints := Check("plan.yaml", []byte(src), Vars{})
+	if len(lints) > 0 {
+		t.Fatal(lints)
+	}
+	job, err := Compile(p, Vars{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := job.Dataset.Configure(testConfig(t)).Count(context.Background())
+	if err != nil || n != 2 {
+		t.Errorf("year > 2023: %d rows, %v; want 2", n, err)
+	}
+	_, lints = Check("plan.yaml", []byte(strings.Replace(src, "year: int", "year: nope", 1)), Vars{})
+	if got := lints.Error(); !strings.Contains(got, "plan.yaml:2:44: read.partition_types.year: unknown type \"nope\"") {
+		t.Errorf("unknown type: %s", got)
+	}
+}
