@@ -137,6 +137,7 @@ type Coordinator struct {
 	// machine has applied it, a restarted follower's state is older than
 	// what it had before, and reads go to the leader.
 	bootIndex uint64
+	started   time.Time // when Raft started, for stale (no leader heard from yet)
 }
 
 // Start opens the stores, starts Raft and the API, and bootstraps or joins
@@ -270,6 +271,7 @@ func (c *Coordinator) startRaft() error {
 	}
 	c.raft = r
 	c.bootIndex = r.LastIndex()
+	c.started = time.Now()
 	if cfg.Bootstrap && !has {
 		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()}}})
 		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {

@@ -41,6 +41,7 @@ func (c *Coordinator) handler() http.Handler {
 	mux.HandleFunc("POST /v1/cluster/remove", w(c.removeNode))
 	mux.HandleFunc("POST /v1/cluster/promote", w(c.promoteNode))
 	mux.HandleFunc("GET /v1/cluster", c.current(c.status))
+	mux.HandleFunc("GET /health", c.health)
 	mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		c.fsm.read(func(s *state.State) { c.met.write(rw, s, c.IsLeader()) })
@@ -60,12 +61,13 @@ func (c *Coordinator) leaderOnly(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // current serves a read from this node's state once it has applied the
-// log it restarted with; before that (a restarted follower catching up),
-// the leader answers, or, with no leader known, the call is refused with
-// 503 so the client asks another coordinator.
+// log it restarted with, and while it hears from a leader (see stale);
+// otherwise (a restarted follower catching up, a cut-off one) the leader
+// answers, or, with no leader known, the call is refused with 503 so the
+// client asks another coordinator.
 func (c *Coordinator) current(h http.HandlerFunc) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
-		if c.IsLeader() || c.raft.AppliedIndex() >= c.bootIndex {
+		if _, stale := c.stale(); c.IsLeader() || !stale && c.raft.AppliedIndex() >= c.bootIndex {
 			h(rw, r)
 			return
 		}
