@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/storage"
@@ -105,6 +106,16 @@ type Cluster struct {
 	Poll time.Duration
 	// Progress, when set, gets a line per trial job submitted.
 	Progress io.Writer
+	// Stats, when set, counts the reports and the time the experiment
+	// loop took to answer them (scheduler, bookkeeping, state saves).
+	Stats *ClusterStats
+}
+
+// ClusterStats are counters of a Cluster's trials, safe to read while
+// they run.
+type ClusterStats struct {
+	Reports    atomic.Int64
+	ReportTime atomic.Int64 // nanoseconds in Trial.Report
 }
 
 // Func is the trial function that runs trials as cluster jobs. The
@@ -235,7 +246,13 @@ func (c Cluster) follow(ctx context.Context, t *Trial, id string, spec TrialSpec
 				continue
 			}
 			last = m["step"]
-			if err := t.Report(m); err != nil {
+			start := time.Now()
+			err := t.Report(m)
+			if c.Stats != nil {
+				c.Stats.Reports.Add(1)
+				c.Stats.ReportTime.Add(int64(time.Since(start)))
+			}
+			if err != nil {
 				return last, err
 			}
 			ck := filepath.Join(spec.Out, "checkpoint")

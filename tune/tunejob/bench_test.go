@@ -13,7 +13,9 @@ import (
 // coordinator and two workers of 4 CPUs in this process, 64 trials of the
 // synthetic objective (quadProgram, a process per trial), up to 100
 // iterations each, 8 at once (a CPU each), each trial a plan job; under
-// FIFO and ASHA. It reports trials/s and the iterations run.
+// FIFO and ASHA. It reports trials/s, the iterations run and the time
+// the experiment loop took to answer a report (ns/report: scheduler,
+// bookkeeping, saves of experiment.json).
 func BenchmarkASHA64Cluster(b *testing.B) {
 	os.Setenv("TUNEJOB_QUAD", "1")
 	defer os.Unsetenv("TUNEJOB_QUAD")
@@ -28,8 +30,10 @@ func BenchmarkASHA64Cluster(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			iters, trials := 0, 0
 			var wall time.Duration
+			var stats tune.ClusterStats
 			for b.Loop() {
-				c := tune.Cluster{Jobs: Client{API: cl}, Command: []string{os.Args[0]}, Base: tune.Values{"steps": int64(100)}, Poll: 20 * time.Millisecond}
+				c := tune.Cluster{Jobs: Client{API: cl}, Command: []string{os.Args[0]}, Base: tune.Values{"steps": int64(100)},
+					Poll: 20 * time.Millisecond, Stats: &stats}
 				start := time.Now()
 				exp, err := tune.Run(context.Background(), tune.Config{Space: quadSpace, Metric: "loss", Mode: tune.Min, NumSamples: 64,
 					MaxConcurrent: 8, Seed: 1, Dir: b.TempDir(), Scheduler: tc.sched()}, c.Func())
@@ -47,6 +51,7 @@ func BenchmarkASHA64Cluster(b *testing.B) {
 			}
 			b.ReportMetric(float64(trials)/wall.Seconds(), "trials/s")
 			b.ReportMetric(float64(iters)/float64(b.N), "iterations/op")
+			b.ReportMetric(float64(stats.ReportTime.Load())/float64(stats.Reports.Load()), "ns/report")
 		})
 	}
 }
