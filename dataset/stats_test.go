@@ -32,7 +32,12 @@ func processCPU(t *testing.T) time.Duration {
 func TestStatsCPUAndScanFilterRows(t *testing.T) {
 	cfg, _ := testConfig(t)
 	dir := filepath.Join(t.TempDir(), "in")
-	if _, err := ds(t, cfg, sales(1000)).WriteParquet(context.Background(), dir, dataset.WriteOptions{}); err != nil {
+	// One writer, so one file whose row group holds every id: with several
+	// files, a file of ids >= 300 alone is skipped by its statistics and
+	// the rows decoded depend on how the writers split the rows.
+	one := cfg
+	one.Concurrency = 1
+	if _, err := ds(t, one, sales(1000)).WriteParquet(context.Background(), dir, dataset.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	wait := func(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
