@@ -53,27 +53,9 @@ func (w *Worker) Flags(fs *flag.FlagSet) {
 // Run starts the worker from the parsed flags, logging to stderr, and
 // returns when ctx ends or the worker fails.
 func (w *Worker) Run(ctx context.Context, stderr io.Writer) error {
-	c := w.Config
-	var err error
-	if c.Coordinators, err = Coordinators(w.coordinators); err != nil {
+	c, err := w.config()
+	if err != nil {
 		return err
-	}
-	if c.Token, err = LoadToken(w.tokenFile); err != nil {
-		return err
-	}
-	if c.Resources, err = ParseResources(w.resources); err != nil {
-		return err
-	}
-	if c.ServerTLS, c.TLS, err = w.tls.Configs(); err != nil {
-		return err
-	}
-	c.EnvAllow = plans.ParseEnvAllow(w.envAllow)
-	if c.AllowedPaths = plans.ParseEnvAllow(w.allowedPaths); len(c.AllowedPaths) == 0 {
-		wd, err := os.Getwd()
-		if err != nil {
-			return err
-		}
-		c.AllowedPaths = []string{wd, os.TempDir(), "s3://"}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(stderr, nil))
@@ -83,6 +65,33 @@ func (w *Worker) Run(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	return wk.Run(ctx)
+}
+
+// config is the worker.Config the parsed flags make.
+func (w *Worker) config() (worker.Config, error) {
+	c := w.Config
+	var err error
+	if c.Coordinators, err = Coordinators(w.coordinators); err != nil {
+		return c, err
+	}
+	if c.Token, err = LoadToken(w.tokenFile); err != nil {
+		return c, err
+	}
+	if c.Resources, err = ParseResources(w.resources); err != nil {
+		return c, err
+	}
+	if c.ServerTLS, c.TLS, err = w.tls.Configs(); err != nil {
+		return c, err
+	}
+	c.EnvAllow = plans.ParseEnvAllow(w.envAllow)
+	if c.AllowedPaths = plans.ParseEnvAllow(w.allowedPaths); len(c.AllowedPaths) == 0 {
+		wd, err := os.Getwd()
+		if err != nil {
+			return c, err
+		}
+		c.AllowedPaths = []string{wd, os.TempDir(), "s3://"}
+	}
+	return c, nil
 }
 
 // RunWorker parses args as `sluice worker`'s flags and runs the worker:
