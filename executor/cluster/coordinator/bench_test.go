@@ -53,7 +53,10 @@ func BenchmarkNoopTasks(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "tasks/s")
 }
 
-var noopTasks = flag.Int("noop.tasks", 100_000, "tasks in BenchmarkNoopJob's job")
+var (
+	noopTasks   = flag.Int("noop.tasks", 100_000, "tasks in BenchmarkNoopJob's job")
+	noopWorkers = flag.Int("noop.workers", 4, "in-process workers of BenchmarkNoopJob (16 slots each)")
+)
 
 // BenchmarkNoopJob is cluster/noop-100k (../shared/WORKLOADS.md): one job of
 // -noop.tasks no-op tasks (default 100,000; its planning task lays them out
@@ -68,7 +71,7 @@ func BenchmarkNoopJob(b *testing.B) {
 	urls := h.urls()
 	cl := api.NewClient(urls, token)
 	noop := layout(*noopTasks, func(ctx context.Context, a api.Assignment) (int64, error) { return 1, nil })
-	for i := range 4 {
+	for i := range *noopWorkers {
 		_, stop := benchWorker(b, urls, i, 16, noop)
 		b.Cleanup(stop)
 	}

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"runtime"
 	"testing"
 )
 
@@ -100,4 +101,28 @@ func TestDecideSkipsReserved(t *testing.T) {
 	if second[0].ID != ids[2]+"-t0" {
 		t.Fatalf("placed %s, want the oldest unreserved %s", second[0].ID, ids[2]+"-t0")
 	}
+}
+
+// BenchmarkQueuedTaskMemory is the leader's memory per queued task: the
+// heap a replica's state holds for a job laid out as -test.benchtime
+// tasks, all pending (the three coordinators each hold one such state).
+//
+//	go test ./executor/cluster/state -run '^$' -bench QueuedTaskMemory -benchtime 100000x
+func BenchmarkQueuedTaskMemory(b *testing.B) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := New()
+	s.Apply(Command{Op: OpRegister, At: at(0), Register: &Worker{ID: "w1", Resources: Resources{CPU: 1}}})
+	s.Apply(Command{Op: OpSubmit, At: at(0), Job: &Job{Name: "p", Plan: []byte("name: p")}, Needs: Resources{CPU: 1}})
+	s.Apply(Command{Op: OpBatch, At: at(0), Batch: s.Decide(at(0), pol)})
+	r := s.Apply(Command{Op: OpFinish, At: at(1), ID: "j-000001-t0", Worker: "w1", Attempt: 1, OK: true, Layout: []byte(`{}`),
+		Stages: []Stage{{Name: "x", Tasks: b.N}}})
+	if j := s.Jobs["j-000001"]; r.Err != nil || len(j.Tasks) != b.N+2 {
+		b.Fatalf("laying out %d tasks: %v, %s", b.N, r.Err, s.Tasks["j-000001-t0"].Error)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(b.N), "B/task")
+	runtime.KeepAlive(s)
 }
