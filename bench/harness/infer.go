@@ -40,12 +40,16 @@ type InferResult struct {
 	GEMMShape          string  `json:"gemm_shape"`
 	GEMMGFLOPS         float64 `json:"gemm_gflops"`
 	GonumGFLOPS        float64 `json:"gonum_sgemm_gflops"`
+	LoRAs              int     `json:"loras,omitempty"` // adapters the requests used in turn
 }
 
 // WriteText prints the result as `bench infer --output text` does.
 func (res *InferResult) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "infer bench on %s: %d prompts (%d tokens), %d output tokens in %.2fs: %.1f output tokens/s\n",
 		res.Device, res.Prompts, res.PromptTokens, res.OutputTokens, res.Seconds, res.OutputTokensPerSec)
+	if res.LoRAs > 0 {
+		fmt.Fprintf(w, "  requests over %d LoRA adapters in turn\n", res.LoRAs)
+	}
 	fmt.Fprintf(w, "  %d steps, %d preemptions; model matmuls %.2f GFLOP/s (estimated)\n",
 		res.Steps, res.Preemptions, res.ModelGFLOPS)
 	fmt.Fprintf(w, "  GEMM %s on %s: %.2f GFLOP/s; gonum Sgemm %.2f GFLOP/s (%d threads)\n",
@@ -67,6 +71,9 @@ type InferConfig struct {
 	MinLen, MaxLen int
 	Params         engine.SamplingParams
 	Seed           uint64
+	// LoRAs, when set, are the engine's adapters the requests use in
+	// turn: request i names LoRAs[i % len(LoRAs)] (multi-LoRA).
+	LoRAs []string
 }
 
 // Infer runs the benchmark on an engine over the loaded model l, after one
@@ -78,7 +85,7 @@ func Infer(ctx context.Context, e *engine.Engine, l *infer.Loaded, c InferConfig
 	mc := l.Model.Config()
 	rng := rand.New(rand.NewPCG(seed, 0x7e57))
 	reqs := make([]engine.Request, n)
-	res := &InferResult{Prompts: n, Device: l.Model.Device().Name(), Threads: runtime.GOMAXPROCS(0)}
+	res := &InferResult{Prompts: n, Device: l.Model.Device().Name(), Threads: runtime.GOMAXPROCS(0), LoRAs: len(c.LoRAs)}
 	for i := range reqs {
 		ids := make([]int32, minLen+rng.IntN(maxLen-minLen+1))
 		for j := range ids {
@@ -91,6 +98,9 @@ func Infer(ctx context.Context, e *engine.Engine, l *infer.Loaded, c InferConfig
 			p.Seed = &s
 		}
 		reqs[i] = engine.Request{PromptIDs: ids, Params: p}
+		if len(c.LoRAs) > 0 {
+			reqs[i].LoRA = c.LoRAs[i%len(c.LoRAs)]
+		}
 	}
 	// One short warm-up request grows the model's step buffers.
 	if _, err := e.Generate(ctx, []engine.Request{{PromptIDs: reqs[0].PromptIDs[:1], Params: engine.SamplingParams{MaxTokens: 2}}}); err != nil {

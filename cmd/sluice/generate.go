@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/infer"
 	"github.com/sluicehq/sluice/infer/engine"
 	"github.com/sluicehq/sluice/infer/model"
+	"github.com/sluicehq/sluice/infer/model/loratest"
 	"github.com/sluicehq/sluice/infer/tokenizer"
 )
 
@@ -38,6 +41,8 @@ type engineFlags struct {
 	specModel                       string // vLLM's --speculative-model: "[ngram]"
 	numSpecTokens, ngramMax         int
 	ngramMin                        int
+	loraModules                     strList // name=DIR, vLLM's --lora-modules
+	maxLoRAs, maxLoRARank           int
 
 	loadTime, startTime time.Duration // set by open: infer.Load, engine.New
 }
@@ -61,6 +66,24 @@ func (o *engineFlags) declare(fs *flag.FlagSet) {
 	fs.IntVar(&o.numSpecTokens, "num-speculative-tokens", 0, "draft tokens per decode step with --speculative-model")
 	fs.IntVar(&o.ngramMax, "ngram-prompt-lookup-max", 0, "longest n-gram the [ngram] speculator matches (0: 4)")
 	fs.IntVar(&o.ngramMin, "ngram-prompt-lookup-min", 0, "shortest n-gram the [ngram] speculator matches (0: 1)")
+	o.loraModules = nil // fs.Var sets no default: clear what a previous in-process run left
+	fs.Var(&o.loraModules, "lora-modules", "LoRA adapters to load at start, name=DIR of a PEFT adapter (adapter_config.json, adapter_model.safetensors); repeatable, several per flag space-separated")
+	fs.IntVar(&o.maxLoRAs, "max-loras", 1, "most distinct LoRA adapters in one batch")
+	fs.IntVar(&o.maxLoRARank, "max-lora-rank", 16, "largest LoRA rank accepted")
+}
+
+// loras parses --lora-modules into names and directories, in order.
+func (o *engineFlags) loras() (names, dirs []string, _ error) {
+	for _, arg := range o.loraModules {
+		for m := range strings.FieldsSeq(arg) {
+			name, dir, ok := strings.Cut(m, "=")
+			if !ok || name == "" || dir == "" {
+				return nil, nil, fmt.Errorf("--lora-modules %q: want name=DIR", m)
+			}
+			names, dirs = append(names, name), append(dirs, dir)
+		}
+	}
+	return names, dirs, nil
 }
 
 // speculative turns the speculative flags into the engine's config.
@@ -102,6 +125,13 @@ func (o *engineFlags) open() (*engine.Engine, *infer.Loaded, func() error, error
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	loraNames, loraDirs, err := o.loras()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if o.maxLoRAs < 1 || o.maxLoRARank < 1 {
+		return nil, nil, nil, fmt.Errorf("--max-loras (%d) and --max-lora-rank (%d) must be positive", o.maxLoRAs, o.maxLoRARank)
+	}
 	l, err := infer.Load(o.model, infer.LoadOptions{Device: o.device, Tokenizer: o.tokenizer,
 		Model: model.Options{DType: dt, Quantization: o.quantization, KVCacheDType: o.kvCacheDType}})
 	if err != nil {
@@ -114,10 +144,16 @@ func (o *engineFlags) open() (*engine.Engine, *infer.Loaded, func() error, error
 	cfg.GPUMemoryUtilization = o.gpuMemUtil
 	cfg.EnablePrefixCaching = !o.noPrefixCaching
 	cfg.Speculative = spec
+	cfg.MaxLoRAs, cfg.MaxLoRARank = o.maxLoRAs, o.maxLoRARank
 	start = time.Now()
 	e, err := engine.New(l.Runner, l.Tokenizer, cfg)
 	if err != nil {
 		return nil, nil, nil, errors.Join(err, l.Close())
+	}
+	for i, name := range loraNames {
+		if err := e.LoadLoRA(name, loraDirs[i]); err != nil {
+			return nil, nil, nil, errors.Join(fmt.Errorf("--lora-modules %s=%s: %w", name, loraDirs[i], err), e.Close(), l.Close())
+		}
 	}
 	o.startTime = time.Since(start)
 	return e, l, func() error { return errors.Join(e.Close(), l.Close()) }, nil
@@ -183,6 +219,7 @@ func init() {
 		params                    engine.SamplingParams
 		seed                      int64
 		stopIDs, output           string
+		lora                      string
 	}
 	register(&command{
 		name:    "generate",
@@ -218,6 +255,7 @@ func init() {
 			fs.BoolVar(&g.params.IgnoreEOS, "ignore-eos", false, "generate past EOS")
 			fs.IntVar(&g.params.Logprobs, "logprobs", 0, "return the log-probabilities of the n likeliest tokens")
 			fs.StringVar(&g.output, "output", "text", "output: text or json (one object per completion)")
+			fs.StringVar(&g.lora, "lora", "", "complete with this adapter of --lora-modules (default: the base model)")
 		},
 		run: func(ctx context.Context, env *env, args []string) error {
 			if len(args) > 0 || len(g.prompts)+len(g.promptIDs) == 0 {
@@ -267,6 +305,9 @@ func init() {
 			if err := checkPrompts(reqs, l.Tokenizer, e.Config().MaxModelLen, g.model, len(g.prompts), len(g.stops)); err != nil {
 				return errors.Join(err, closeAll())
 			}
+			for i := range reqs {
+				reqs[i].LoRA = g.lora
+			}
 			comps, genErr := e.Generate(ctx, reqs)
 			enc := json.NewEncoder(env.stdout)
 			for _, c := range comps {
@@ -297,6 +338,9 @@ func init() {
 		seed                               uint64
 		output                             string
 		sampling                           engine.SamplingParams // temperature, top_p, top_k of every request
+		allLoRAs                           bool
+		randomLoRAs, randomLoRARank        int
+		randomLoRATargets                  string
 	}
 	register(&command{
 		name:    "bench infer",
@@ -312,6 +356,10 @@ func init() {
 			fs.Float64Var(&b.sampling.Temperature, "temperature", 0, "sampling temperature of every request (0: greedy, the workloads' setting)")
 			fs.Float64Var(&b.sampling.TopP, "top-p", 1, "top_p of every request")
 			fs.IntVar(&b.sampling.TopK, "top-k", 0, "top_k of every request (0: off)")
+			fs.BoolVar(&b.allLoRAs, "use-loras", false, "requests use the --lora-modules adapters in turn (multi-LoRA; without it, the base model)")
+			fs.IntVar(&b.randomLoRAs, "random-loras", 0, "write this many LoRA adapters with random A and B for the (f32) model, load them and use them in turn (the multi-LoRA workload)")
+			fs.IntVar(&b.randomLoRARank, "random-lora-rank", 16, "rank of the --random-loras adapters")
+			fs.StringVar(&b.randomLoRATargets, "random-lora-targets", "all-linear", "comma-separated target modules of the --random-loras adapters (all-linear: q, k, v, o, gate, up and down)")
 		},
 		run: func(ctx context.Context, env *env, args []string) error {
 			if len(args) > 0 || b.minLen < 1 || b.maxLen < b.minLen || b.prompts < 1 || b.maxTokens < 1 {
@@ -325,7 +373,39 @@ func init() {
 			if err != nil {
 				return err
 			}
-			res, err := harness.Infer(ctx, e, l, harness.InferConfig{Prompts: b.prompts, MinLen: b.minLen, MaxLen: b.maxLen, Params: b.sampling, Seed: b.seed})
+			ic := harness.InferConfig{Prompts: b.prompts, MinLen: b.minLen, MaxLen: b.maxLen, Params: b.sampling, Seed: b.seed}
+			if b.randomLoRAs > 0 {
+				dir, err := os.MkdirTemp("", "sluice-bench-loras-")
+				if err != nil {
+					return errors.Join(err, closeAll())
+				}
+				defer os.RemoveAll(dir)
+				for i := range b.randomLoRAs {
+					name := fmt.Sprintf("random-%d", i)
+					d := filepath.Join(dir, name)
+					targets := model.LoRATargets
+					if b.randomLoRATargets != "all-linear" {
+						targets = strings.Split(b.randomLoRATargets, ",")
+					}
+					spec := loratest.Spec{Rank: b.randomLoRARank, Alpha: float64(2 * b.randomLoRARank), Targets: targets, Seed: b.seed + uint64(i)}
+					if err := loratest.Write(b.model, d, spec); err != nil {
+						return errors.Join(fmt.Errorf("--random-loras: %w", err), closeAll())
+					}
+					if err := e.LoadLoRA(name, d); err != nil {
+						return errors.Join(fmt.Errorf("--random-loras: %w", err), closeAll())
+					}
+				}
+				b.allLoRAs = true
+			}
+			if b.allLoRAs {
+				for _, a := range e.LoRAs() {
+					ic.LoRAs = append(ic.LoRAs, a.Name)
+				}
+				if len(ic.LoRAs) == 0 {
+					return errors.Join(fmt.Errorf("--use-loras needs --lora-modules: %w", errUsage), closeAll())
+				}
+			}
+			res, err := harness.Infer(ctx, e, l, ic)
 			err = errors.Join(err, closeAll())
 			if err != nil {
 				return err

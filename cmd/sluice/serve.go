@@ -23,6 +23,7 @@ func init() {
 		host, name, apiKey    string
 		port, maxQueue        int
 		timeout, drainTimeout time.Duration
+		runtimeLoRA           bool
 	}
 	register(&command{
 		name:    "serve",
@@ -36,6 +37,7 @@ func init() {
 			fs.StringVar(&f.apiKey, "api-key", "", "when set, every call but /health and /metrics needs \"Authorization: Bearer KEY\"")
 			fs.IntVar(&f.maxQueue, "max-queue", d.MaxQueue, "completions (prompts × n) admitted at once; past it requests get 429")
 			fs.DurationVar(&f.timeout, "request-timeout", d.RequestTimeout, "abort a request not finished after this (0: never)")
+			fs.BoolVar(&f.runtimeLoRA, "allow-runtime-lora-updating", false, "enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM's VLLM_ALLOW_RUNTIME_LORA_UPDATING): they read any path the server can")
 			fs.DurationVar(&f.drainTimeout, "shutdown-timeout", d.ShutdownTimeout, "on SIGINT or SIGTERM, wait this long for requests in flight before closing them")
 		},
 		run: func(ctx context.Context, env *env, args []string) error {
@@ -48,6 +50,7 @@ func init() {
 			cfg := serve.DefaultConfig()
 			cfg.ModelName, cfg.APIKey, cfg.MaxQueue = f.name, f.apiKey, f.maxQueue
 			cfg.RequestTimeout, cfg.ShutdownTimeout = f.timeout, f.drainTimeout
+			cfg.AllowRuntimeLoRA = f.runtimeLoRA
 			if cfg.ModelName == "" {
 				cfg.ModelName = f.model
 			}
