@@ -150,6 +150,7 @@ func (c Cluster) Func() Func {
 		if err != nil {
 			return err
 		}
+		c.cancelEarlier(ctx, t)
 		run, err := newRunDir(t.Dir())
 		if err != nil {
 			return fmt.Errorf("tune: trial %s: %w", t.ID, err)
@@ -172,6 +173,9 @@ func (c Cluster) Func() Func {
 		if err != nil {
 			return fmt.Errorf("tune: trial %s: submitting its job: %w", t.ID, err)
 		}
+		if err := os.WriteFile(filepath.Join(run, jobIDFile), []byte(id+"\n"), 0o644); err != nil {
+			return fmt.Errorf("tune: trial %s: %w", t.ID, err)
+		}
 		if c.Progress != nil {
 			fmt.Fprintf(c.Progress, "%s runs as job %s (%s)\n", t.ID, id, run)
 		}
@@ -190,6 +194,29 @@ func (c Cluster) Func() Func {
 			}
 		}
 		return err
+	}
+}
+
+// jobIDFile, in a run's directory, names the run's job.
+const jobIDFile = "job-id"
+
+// cancelEarlier cancels the jobs of the trial's earlier runs that are
+// still going: a driver that died (kill -9) left them running, and this
+// run replaces them.
+func (c Cluster) cancelEarlier(ctx context.Context, t *Trial) {
+	files, _ := filepath.Glob(filepath.Join(t.Dir(), "run-*", jobIDFile))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		id := strings.TrimSpace(string(b))
+		if err != nil || id == "" {
+			continue
+		}
+		if st, err := c.Jobs.State(ctx, id); err == nil && !st.Done {
+			err := c.Jobs.Cancel(ctx, id)
+			if c.Progress != nil {
+				fmt.Fprintf(c.Progress, "%s: cancelling job %s of an earlier run (%s): %v\n", t.ID, id, filepath.Dir(f), err)
+			}
+		}
 	}
 }
 

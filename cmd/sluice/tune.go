@@ -148,6 +148,13 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool, cf *cli
 // clusterTrials is the trial function that runs each trial as a job of
 // the cluster the flags name, with the tune: section's cpu, gpu and memory.
 func clusterTrials(f *tune.File, cf *cli.Client, base tune.Values, cfg *tune.Config, progress io.Writer) (tune.Func, error) {
+	needs := tune.Resources{CPU: max(f.Tune.CPU, 1), GPU: f.Tune.GPU}
+	if f.Tune.Memory != "" {
+		var err error
+		if needs.Memory, err = cli.ParseSize(f.Tune.Memory); err != nil {
+			return nil, f.ErrorAt("tune.memory", err)
+		}
+	}
 	if strings.Contains(cfg.Dir, "://") {
 		return nil, fmt.Errorf("--dir %s: trials on a cluster need a directory every worker shares as a local path (s3:// is not supported for cluster trials yet)", cfg.Dir)
 	}
@@ -160,16 +167,7 @@ func clusterTrials(f *tune.File, cf *cli.Client, base tune.Values, cfg *tune.Con
 	if err != nil {
 		return nil, err
 	}
-	c := tune.Cluster{Jobs: tunejob.Client{API: cl}, Command: f.Tune.Command, Base: base, Progress: progress,
-		Needs: tune.Resources{CPU: f.Tune.CPU, GPU: f.Tune.GPU}}
-	if c.Needs.CPU == 0 {
-		c.Needs.CPU = 1
-	}
-	if f.Tune.Memory != "" {
-		if c.Needs.Memory, err = cli.ParseSize(f.Tune.Memory); err != nil {
-			return nil, f.ErrorAt("tune.memory", err)
-		}
-	}
+	c := tune.Cluster{Jobs: tunejob.Client{API: cl}, Command: f.Tune.Command, Base: base, Progress: progress, Needs: needs}
 	if p, ok := cfg.Scheduler.(*tune.PBT); ok {
 		c.CheckpointEvery = p.Interval
 	}

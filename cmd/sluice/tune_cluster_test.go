@@ -232,3 +232,21 @@ func tuneTable(t *testing.T, dir string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// Cluster-only settings are checked before anything is submitted, with
+// errors naming the file position or the flag.
+func TestTuneClusterErrors(t *testing.T) {
+	file, dir := tuneFile(t, strings.Replace(tuneExperiment, "  seed: 7\n", "  seed: 7\n  memory: lots\n", 1))
+	tokenFile := filepath.Join(dir, "token")
+	writeFile(t, tokenFile, "x")
+	cluster := []string{"--coordinators", "127.0.0.1:1", "--token-file", tokenFile}
+	code, _, stderr := sluice(t, append([]string{"tune", file, "--dir", filepath.Join(dir, "exp")}, cluster...)...)
+	if want := "sluice tune: " + file + ":10:11: tune.memory: size \"lots\": want a number"; code != 1 || !strings.HasPrefix(stderr, want) {
+		t.Errorf("exit %d: %s\nwant %s", code, stderr, want)
+	}
+	file, _ = tuneFile(t, tuneExperiment)
+	code, _, stderr = sluice(t, append([]string{"tune", file, "--dir", "s3://bucket/exp"}, cluster...)...)
+	if want := "sluice tune: --dir s3://bucket/exp: trials on a cluster need a directory every worker shares"; code != 1 || !strings.HasPrefix(stderr, want) {
+		t.Errorf("exit %d: %s\nwant %s", code, stderr, want)
+	}
+}

@@ -3,6 +3,7 @@ package tunejob
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -199,4 +200,63 @@ func TestClusterTrials(t *testing.T) {
 	}
 	b, _ := json.Marshal(exp.Summary())
 	t.Logf("%s", b)
+}
+
+// noCancel is the API of a driver that died before it could cancel.
+type noCancel struct{ Client }
+
+func (noCancel) Cancel(context.Context, string) error { return errors.New("the driver died") }
+
+// A resumed experiment cancels the jobs its dead driver left running, and
+// runs the trial again.
+func TestResumeCancelsEarlierJobs(t *testing.T) {
+	t.Setenv("TUNEJOB_QUAD", "1")
+	cl := cluster(t, 1, 2)
+	dir := t.TempDir()
+	cfg := tune.Config{Space: quadSpace, Metric: "loss", Mode: tune.Min, NumSamples: 1, Seed: 1, Dir: dir}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := tune.Cluster{Jobs: noCancel{Client{API: cl}}, Command: []string{os.Args[0]}, Base: tune.Values{"steps": int64(400), "delay": "50ms"},
+		Poll: 20 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() { _, err := tune.Run(ctx, cfg, c.Func()); done <- err }()
+	run := filepath.Join(dir, "trials", "t0000", "run-1")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(filepath.Join(run, "metrics.jsonl")); len(b) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the trial never reported")
+		}
+	}
+	cancel()
+	<-done
+	b, err := os.ReadFile(filepath.Join(run, "job-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(string(b))
+	jobState := func() state.JobState {
+		var js api.JobStatus
+		if err := cl.Do(context.Background(), http.MethodGet, "/v1/jobs/"+id, nil, &js); err != nil {
+			t.Fatal(err)
+		}
+		return js.Job.State
+	}
+	if st := jobState(); st.Done() {
+		t.Fatalf("job %s is %s already: the test needs it left running", id, st)
+	}
+	cfg.Resume = true
+	c2 := tune.Cluster{Jobs: Client{API: cl}, Command: []string{os.Args[0]}, Base: tune.Values{"steps": int64(5)}, Poll: 20 * time.Millisecond}
+	exp, err := tune.Run(context.Background(), cfg, c2.Func())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr := exp.Trials[0]; tr.Status != tune.Done || tr.Iterations != 5 {
+		t.Errorf("resumed trial: %s, %d iterations: %s", tr.Status, tr.Iterations, tr.Error)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !jobState().Done() && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	}
+	if st := jobState(); st != state.JobCancelled {
+		t.Errorf("the dead driver's job %s is %s, want cancelled", id, st)
+	}
 }
