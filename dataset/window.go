@@ -18,6 +18,7 @@ type WindowFunc struct {
 	fn     string
 	column string
 	offset int
+	rows   int
 	as     string
 }
 
@@ -40,6 +41,9 @@ func (w WindowFunc) String() string {
 		return w.fn + "() AS " + w.name()
 	case w.fn == "lag" || w.fn == "lead":
 		return fmt.Sprintf("%s(%s, %d) AS %s", w.fn, w.column, w.offset, w.name())
+	}
+	if w.rows > 0 {
+		return fmt.Sprintf("%s(%s) rows %d AS %s", w.fn, w.column, w.rows, w.name())
 	}
 	return w.fn + "(" + w.column + ") AS " + w.name()
 }
@@ -73,6 +77,12 @@ func Lead(column string, offset int) WindowFunc {
 // whole partition's sum. NULLs are skipped; NULL until the first value.
 // Integers sum as int64, floats as float64.
 func RunningSum(column string) WindowFunc { return WindowFunc{fn: "sum", column: column} }
+
+// Rows makes a RunningSum, RunningCount or RunningMean a moving one: over
+// the row and the n-1 rows before it in its partition's order (SQL's ROWS
+// BETWEEN n-1 PRECEDING AND CURRENT ROW; peers are not added), e.g. a
+// 7-row moving average. The other functions refuse it.
+func (w WindowFunc) Rows(n int) WindowFunc { w.rows = n; return w }
 
 // RunningCount counts a column's non-null values as RunningSum sums them.
 func RunningCount(column string) WindowFunc { return WindowFunc{fn: "count", column: column} }
@@ -160,6 +170,9 @@ func (d *Dataset) Window(spec WindowSpec, fns ...WindowFunc) *Dataset {
 			return fail(fmt.Errorf("output column %q is already a column (use As)", w.name()))
 		}
 		taken[w.name()] = true
+		if w.rows < 0 || (w.rows > 0 && w.fn != "sum" && w.fn != "count" && w.fn != "mean") {
+			return fail(fmt.Errorf("%s: a frame of %d rows applies to sum, count and mean, with at least one row", w, w.rows))
+		}
 		colIdx[i] = -1
 		var t arrow.DataType = arrow.PrimitiveTypes.Int64
 		nullable := false
@@ -396,7 +409,7 @@ func windowEval(mem memory.Allocator, s arrow.RecordBatch, out *arrow.Schema, nI
 			a.Retain()
 			taken.Release()
 		default:
-			a = runningAgg(mem, w.fn, s.Column(colIdx[f]), out.Field(nIn+f).Type, start, peerEnd)
+			a = runningAgg(mem, w.fn, w.rows, s.Column(colIdx[f]), out.Field(nIn+f).Type, start, peerEnd)
 		}
 		cols = append(cols, a)
 	}
@@ -405,8 +418,12 @@ func windowEval(mem memory.Allocator, s arrow.RecordBatch, out *arrow.Schema, nI
 	return res, nil
 }
 
-// runningAgg is sum, count or mean over each row's partition up to its last peer.
-func runningAgg(mem memory.Allocator, fn string, col arrow.Array, t arrow.DataType, start, peerEnd []int) arrow.Array {
+// runningAgg is sum, count or mean over each row's frame: the partition's
+// rows up to the row's last peer, or with rows > 0 the row and the rows-1
+// before it in its partition. Both frames only move forward within a
+// partition, so the sums slide: values enter at the frame's end and leave
+// at its start.
+func runningAgg(mem memory.Allocator, fn string, rows int, col arrow.Array, t arrow.DataType, start, peerEnd []int) arrow.Array {
 	n := len(start)
 	val := func(i int) (float64, int64) {
 		switch c := col.(type) {
@@ -439,43 +456,61 @@ func runningAgg(mem memory.Allocator, fn string, col arrow.Array, t arrow.DataTy
 	defer ib.Release()
 	var fsum float64
 	var isum, cnt int64
-	for i := 0; i < n; {
+	lo, hi := 0, 0 // the frame summed now: [lo, hi)
+	step := func(k, sign int) {
+		if col.IsValid(k) {
+			f, x := val(k)
+			fsum += float64(sign) * f
+			isum += int64(sign) * x
+			cnt += int64(sign)
+		}
+	}
+	for i := range n {
 		if i == start[i] {
 			fsum, isum, cnt = 0, 0, 0
+			lo, hi = i, i
 		}
-		end := peerEnd[i]
-		for k := i; k < end; k++ {
-			if col.IsValid(k) {
-				f, x := val(k)
-				fsum += f
-				isum += x
-				cnt++
+		wantLo, wantHi := start[i], peerEnd[i]
+		if rows > 0 {
+			wantLo, wantHi = max(start[i], i-rows+1), i+1
+		}
+		for ; hi < wantHi; hi++ {
+			step(hi, 1)
+		}
+		for ; lo < wantLo; lo++ {
+			step(lo, -1)
+		}
+		switch {
+		case fn == "count":
+			ib.Append(cnt)
+		case cnt == 0:
+			if t.ID() == arrow.INT64 {
+				ib.AppendNull()
+			} else {
+				fb.AppendNull()
 			}
+		case fn == "mean" && t.ID() == arrow.FLOAT64 && isInt(col):
+			fb.Append(float64(isum) / float64(cnt)) // exact sums of integers
+		case fn == "mean":
+			fb.Append(fsum / float64(cnt))
+		case t.ID() == arrow.INT64:
+			ib.Append(isum)
+		default:
+			fb.Append(fsum)
 		}
-		for range end - i {
-			switch {
-			case fn == "count":
-				ib.Append(cnt)
-			case cnt == 0:
-				if t.ID() == arrow.INT64 {
-					ib.AppendNull()
-				} else {
-					fb.AppendNull()
-				}
-			case fn == "mean":
-				fb.Append(fsum / float64(cnt))
-			case t.ID() == arrow.INT64:
-				ib.Append(isum)
-			default:
-				fb.Append(fsum)
-			}
-		}
-		i = end
 	}
 	if t.ID() == arrow.INT64 {
 		return ib.NewArray()
 	}
 	return fb.NewArray()
+}
+
+func isInt(a arrow.Array) bool {
+	switch a.DataType().ID() {
+	case arrow.FLOAT32, arrow.FLOAT64:
+		return false
+	}
+	return true
 }
 
 // equalFn compares two rows of a for equality, NULL equal to NULL.

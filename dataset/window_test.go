@@ -91,6 +91,19 @@ func TestWindow(t *testing.T) {
 	if got := text(all, "n", "total"); got != want {
 		t.Errorf("one partition / no order:\n got %s\nwant %s", got, want)
 	}
+	// Moving frames: the row and the one before it (peers not added).
+	moving := in.Window(dataset.WindowSpec{PartitionBy: []string{"p"}, OrderBy: []dataset.SortKey{dataset.Asc("o"), dataset.Asc("id")}},
+		dataset.RunningSum("v").Rows(2).As("s2"), dataset.RunningMean("v").Rows(2).As("m2"), dataset.RunningCount("v").Rows(3).As("c3"))
+	// a: v 10, null, 5, 1 -> s2 10, 10, 5, 6; m2 10, 10, 5, 3; c3 1, 1, 2, 2.
+	// b (o 4, 5): v null, 7 -> s2 -, 7; c3 0, 1.
+	want = "1:10 10 1; 2:10 10 1; 3:5 5 2; 4:6 3 2; 5:7 7 1; 6:- - 0; 7:3 3 1"
+	if got := text(moving, "s2", "m2", "c3"); got != want {
+		t.Errorf("moving frames:\n got %s\nwant %s", got, want)
+	}
+	if _, err := in.Window(dataset.WindowSpec{}, dataset.RowNumber().Rows(2)).Schema(); err == nil || !strings.Contains(err.Error(), "applies to sum, count and mean") {
+		t.Errorf("row_number with rows: %v", err)
+	}
+
 	plan, err := numbered.Explain()
 	if err != nil {
 		t.Fatal(err)

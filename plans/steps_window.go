@@ -25,6 +25,7 @@ type Window struct {
 type WindowFn struct {
 	Fn, Column, As string
 	Offset         int64
+	Rows           int64 // sum, count, mean: a moving frame of Rows rows (0: running)
 }
 
 var (
@@ -41,6 +42,7 @@ func windowStepDefs(sortKey *spec) []*stepDef {
 			"row_number", "rank", "dense_rank", "lag", "lead", "sum", "count", "mean", "avg")),
 		opt("column", str("The column (lag, lead, sum, count, mean).")),
 		opt("offset", &spec{kind: kInt, doc: "lag and lead: how many rows away (default 1).", min: ptr[int64](0), def: 1}),
+		opt("rows", integer("sum, count, mean: a moving frame of this many rows (the row and those before it in its partition) instead of every row up to the row and its peers.", 1)),
 		opt("as", str("The output column's name (default fn, or fn_column).")))
 	return []*stepDef{
 		{name: "explode", decode: func(d *decoder, n *yaml.Node, path string) Step { return &Explode{Column: scalar(n)} },
@@ -74,7 +76,8 @@ func decodeWindow(d *decoder, n *yaml.Node, path string) Step {
 	}
 	for _, f := range fns.Content {
 		off, _ := intValue(get(f, "offset"))
-		w.Fns = append(w.Fns, WindowFn{Fn: scalar(get(f, "fn")), Column: scalar(get(f, "column")), As: scalar(get(f, "as")), Offset: off})
+		rows, _ := intValue(get(f, "rows"))
+		w.Fns = append(w.Fns, WindowFn{Fn: scalar(get(f, "fn")), Column: scalar(get(f, "column")), As: scalar(get(f, "as")), Offset: off, Rows: rows})
 	}
 	return w
 }
@@ -117,6 +120,9 @@ func compileWindow(c *compiler, s Step) {
 			c.errorf(item(fnsNode, i), index(fnsPath, i), "%v", err)
 			ok = false
 			continue
+		}
+		if f.Rows > 0 {
+			wf = wf.Rows(int(f.Rows))
 		}
 		if f.As != "" {
 			wf = wf.As(f.As)

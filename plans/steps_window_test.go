@@ -67,6 +67,8 @@ func TestWindowExplodeQuantileSteps(t *testing.T) {
 		{"[{with_column: {name: tags, expr: \"split(tags, ',')\"}}, {explode: tags}]", "id tags", "1 x; 1 y; 4 z"},
 		{"[{window: {partition_by: [g], order_by: [{column: v, descending: true}], fns: [{fn: row_number, as: rn}, {fn: lag, column: v}, {fn: lead, column: id, offset: 2, as: nxt}, {fn: sum, column: v, as: run}]}}]",
 			"id rn lag_v nxt run", "1 3 20 - 70; 2 2 40 - 60; 3 1 - 1 40; 4 1 - - 5"},
+		// a by v: 10 20 40, a moving mean of 2 rows: 10, 15, 30.
+		{"[{window: {partition_by: [g], order_by: [v], fns: [{fn: mean, column: v, rows: 2, as: m}]}}]", "id m", "1 10; 2 15; 3 30; 4 5"},
 		// a: 10 20 40, q 0.75 at position 1.5: 20 + 0.5*20 = 30; b: 5.
 		{"[{group_by: {keys: [g], aggs: [{fn: quantile, column: v, q: 0.75, as: p75}]}}]", "g p75", "a 30; b 5"},
 		{"[{join: {read: {jsonl: dims.jsonl}, on: [g], how: right}}]", "id g label", "- c C; 1 a A; 2 a A; 3 a A"},
@@ -85,6 +87,7 @@ func TestWindowExplodeQuantileSteps(t *testing.T) {
 		{"[{window: {partition_by: [nope], fns: [{fn: rank}]}}]", `unknown column "nope"`},
 		{"[{window: {fns: [{fn: lag}]}}]", "lag needs a column"},
 		{"[{window: {fns: [{fn: ntile}]}}]", "ntile"},
+		{"[{window: {fns: [{fn: rank, rows: 2}]}}]", "applies to sum, count and mean"},
 	} {
 		src := "name: x\nread: {jsonl: in.jsonl}\nsteps: " + tc.steps + "\nwrite: {parquet: out/}\n"
 		_, lints := Check("plan.yaml", []byte(src), Vars{})
