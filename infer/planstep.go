@@ -17,7 +17,7 @@ func init() { plans.RegisterCompiler("infer", compileStep) }
 func compileStep(s plans.Step, in *dataset.Dataset) *dataset.Dataset {
 	st := s.(*plans.Infer)
 	cfg := StageConfig{Model: st.Model, Prompt: st.Input, Output: st.Output, Device: st.Device, DType: st.DType,
-		OnError: st.OnError, OnNull: st.OnNull}
+		OnError: st.OnError, OnNull: st.OnNull, LoRA: st.LoRA}
 	cfg.Params.MaxTokens = int(st.MaxTokens)
 	cfg.Params.Temperature = st.Temperature
 	if st.MaxTokens == 0 {

@@ -191,6 +191,7 @@ type Infer struct {
 	Temperature          float64
 	Device, DType        string // "" or "auto": by device
 	OnError, OnNull      string // "": fail, error
+	LoRA                 string // a PEFT LoRA adapter directory; "": the base model
 	stepAt
 }
 
@@ -604,6 +605,7 @@ func decodeInfer(d *decoder, n *yaml.Node, path string) Step {
 	i.Temperature, _ = floatValue(get(n, "temperature"))
 	i.Device, i.DType = scalar(get(n, "device")), scalar(get(n, "dtype"))
 	i.OnError, i.OnNull = scalar(get(n, "on_error")), scalar(get(n, "on_null"))
+	i.LoRA = scalar(get(n, "lora"))
 	return i
 }
 
