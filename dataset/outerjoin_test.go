@@ -79,6 +79,18 @@ func TestOuterJoins(t *testing.T) {
 		}
 	}
 
+	// A filter over the left's columns after a full join keeps its
+	// meaning: the unmatched right rows (NULL name) pass "name IS NULL";
+	// pushed into the left side before the join it would keep none.
+	d := left.Join(right, dataset.JoinOptions{LeftOn: []string{"k"}, RightOn: []string{"key"}, How: "full"}).Filter("name IS NULL")
+	rows, err := dataset.Collect[row](context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := show(rows); got != "- - - 40; - w - 30" {
+		t.Errorf("full join then name IS NULL: %s", got)
+	}
+
 	// Keys of different integer widths: the right's int32 keys fill the
 	// left's int64 key column.
 	type li struct {
@@ -94,14 +106,14 @@ func TestOuterJoins(t *testing.T) {
 		A *int64 `sluice:"a"`
 		B *int64 `sluice:"b"`
 	}
-	d := dataset.FromItems([]li{{1, 100}, {2, 200}}).Configure(cfg).
+	d = dataset.FromItems([]li{{1, 100}, {2, 200}}).Configure(cfg).
 		Join(dataset.FromItems([]ri{{2, 20}, {3, 30}}).Configure(cfg), dataset.JoinOptions{On: []string{"k"}, How: "full"})
-	rows, err := dataset.Collect[ro](context.Background(), d)
+	rows2, err := dataset.Collect[ro](context.Background(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, r := range rows {
+	for _, r := range rows2 {
 		f := func(p *int64) string {
 			if p == nil {
 				return "-"

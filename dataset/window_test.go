@@ -83,6 +83,12 @@ func TestWindow(t *testing.T) {
 		t.Errorf("row_number, lag, lead:\n got %s\nwant %s", got, want)
 	}
 
+	// The first row of each partition (a filter on a window column stays
+	// after the window).
+	if got := text(numbered.Filter("row_number = 1"), "o"); got != "4:3; 5:5; 7:1" {
+		t.Errorf("row_number = 1: %s", got)
+	}
+
 	// No partition keys: one partition of all rows; no order keys: every
 	// row a peer, so the running sum is the partition's total.
 	all := in.Window(dataset.WindowSpec{OrderBy: []dataset.SortKey{dataset.Asc("id")}}, dataset.RowNumber().As("n")).
