@@ -21,7 +21,7 @@
 # needed only with SUITE=1.
 #
 # Then run `bash bench/serve/devrun-serve.sh` through the device tool with
-# carry ["devrun-serve"]. RATES lists the fixed rates (req/s); SUITE=1 also
+# carry ["devrun-serve"]. SKIP_BENCH=1 skips the benchmark; RATES lists the fixed rates (req/s); SUITE=1 also
 # runs the cuda suite, the engine's fixture and speculative tests on cuda,
 # the quantized loader on cuda and an n-gram speculative bench infer.
 # $OUT gets offline.jsonl and serve.jsonl (one JSON result per run),
@@ -52,40 +52,41 @@ print("rate %-6s %4d/%d req in %6.2fs: %7.2f req/s, %8.1f output tok/s; TTFT p50
 {
 	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 	python3 -c 'import vllm; print("vllm", vllm.__version__)' 2>&1 | tail -1
-	python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model.log 2>&1
-	tail -1 /tmp/model.log
-	stamp "== offline: sluice bench infer, the same engine flags"
-	for i in 1 2; do
-		timeout 90 "$bin/sluice" bench infer --model /tmp/bench-1b "${flags[@]}" --prompts 512 --min-len 128 --max-len 512 \
-			--max-tokens 128 --output json >/tmp/off.json 2>>"$OUT/serve.log"
-		echo "rc=$?"
-		cat /tmp/off.json >>"$OUT/offline.jsonl"
-		python3 -c 'import json
+	[ -f /tmp/bench-1b/config.json ] || { python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model.log 2>&1; tail -1 /tmp/model.log; }
+	if [ -z "${SKIP_BENCH:-}" ]; then
+		stamp "== offline: sluice bench infer, the same engine flags"
+		for i in 1 2; do
+			timeout 90 "$bin/sluice" bench infer --model /tmp/bench-1b "${flags[@]}" --prompts 512 --min-len 128 --max-len 512 \
+				--max-tokens 128 --output json >/tmp/off.json 2>>"$OUT/serve.log"
+			echo "rc=$?"
+			cat /tmp/off.json >>"$OUT/offline.jsonl"
+			python3 -c 'import json
 r=json.load(open("/tmp/off.json"))
 print("offline: %d req, %d output tokens in %.2fs: %.1f output tok/s (%.2f req/s), %.1f total tok/s, %d steps; load %.2fs + start %.2fs; peak %.0f MiB" % (
  r["prompts"], r["output_tokens"], r["seconds"], r["output_tokens_per_s"], r["prompts"] / r["seconds"], r["total_tokens_per_s"], r["steps"],
  r["load_s"], r["engine_start_s"], r["peak_device_bytes"] / 2**20))' 2>&1
-	done
-	stamp "== sluice serve"
-	"$bin/sluice" serve --model /tmp/bench-1b "${flags[@]}" --port $port --served-model-name bench-1b >>"$OUT/serve.log" 2>&1 &
-	srv=$!
-	for _ in $(seq 240); do curl -sf "$url/health" >/dev/null && break; sleep 0.5; done
-	curl -sf "$url/health" >/dev/null || { echo "server not up"; tail -20 "$OUT/serve.log"; }
-	stamp "up"
-	serve inf 64 100 >/dev/null # warm-up: graphs, step buffers
-	stamp "== saturated (rate inf, all at once)"
-	serve inf 512 1
-	half=$(python3 -c 'import json; print("%.1f" % (json.load(open("/tmp/one.json"))["request_throughput"] / 2))')
-	serve inf 512 2
-	stamp "== fixed rates; half of saturation = $half req/s"
-	seed=10
-	for r in ${RATES:-8 16 32 64 128} "$half" 256; do
-		n=$(python3 -c "print(min(512, max(128, int(float('$r') * 20))))") # about 20 s of arrivals, 128 to 512 requests
-		serve "$r" "$n" $seed
-		seed=$((seed + 1))
-	done
-	curl -s "$url/metrics" | grep -E "^sluice:(num_preemptions|prefix_cache_hits|kv_cache_usage)" | head -5
-	kill $srv; wait $srv; echo "serve exit $?"
+		done
+		stamp "== sluice serve"
+		"$bin/sluice" serve --model /tmp/bench-1b "${flags[@]}" --port $port --served-model-name bench-1b >>"$OUT/serve.log" 2>&1 &
+		srv=$!
+		for _ in $(seq 240); do curl -sf "$url/health" >/dev/null && break; sleep 0.5; done
+		curl -sf "$url/health" >/dev/null || { echo "server not up"; tail -20 "$OUT/serve.log"; }
+		stamp "up"
+		serve inf 64 100 >/dev/null # warm-up: graphs, step buffers
+		stamp "== saturated (rate inf, all at once)"
+		serve inf 512 1
+		half=$(python3 -c 'import json; print("%.1f" % (json.load(open("/tmp/one.json"))["request_throughput"] / 2))')
+		serve inf 512 2
+		stamp "== fixed rates; half of saturation = $half req/s"
+		seed=10
+		for r in ${RATES:-8 16 32 64 128} "$half" 256; do
+			n=$(python3 -c "print(min(512, max(128, int(float('$r') * 20))))") # about 20 s of arrivals, 128 to 512 requests
+			serve "$r" "$n" $seed
+			seed=$((seed + 1))
+		done
+		curl -s "$url/metrics" | grep -E "^sluice:(num_preemptions|prefix_cache_hits|kv_cache_usage)" | head -5
+		kill $srv; wait $srv; echo "serve exit $?"
+	fi
 	if [ -n "${SUITE:-}" ]; then
 		stamp "== cuda suite"
 		(cd gpu/cuda && timeout 180 "$bin/cuda.test" -test.v -test.skip 'TestConformanceAttnModes' >"$OUT/suite.log" 2>&1; echo "cuda.test rc=$?")

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -20,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/state"
+	"github.com/sluicehq/sluice/internal/testcert"
 )
 
 // TestChaos runs a plan (harness.FailoverPlan: scan, filter, group-by, sort) over a few million
@@ -27,7 +31,28 @@ import (
 // Raft leader and a worker with SIGKILL at seeded random moments while it
 // runs. The output must equal the local executor's, row for row.
 // SLUICE_CHAOS_SEED replays a seed; SLUICE_CHAOS_ROWS sets the rows.
-func TestChaos(t *testing.T) {
+func TestChaos(t *testing.T) { chaos(t, false) }
+
+// TestChaosTLS is TestChaos with TLS on: the API, Raft (mutual
+// certificates) and the workers' block servers.
+func TestChaosTLS(t *testing.T) { chaos(t, true) }
+
+// tlsFiles writes a certificate for 127.0.0.1 that is its own CA (for
+// servers and clients) and its key as PEM files in dir, and returns the
+// files and the pool that trusts the certificate.
+func tlsFiles(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	cert, pool := testcert.SelfSigned(t)
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeFile(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})))
+	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})))
+	return certFile, keyFile, pool
+}
+
+func chaos(t *testing.T, withTLS bool) {
 	if testing.Short() {
 		t.Skip("chaos test: several processes and seconds")
 	}
@@ -56,6 +81,19 @@ func TestChaos(t *testing.T) {
 	const token = "chaos-token"
 	tokenFile := filepath.Join(dir, "token")
 	writeFile(t, tokenFile, token)
+	scheme := "http://"
+	var tlsArgs []string
+	client := api.NewClient
+	if withTLS {
+		certFile, keyFile, pool := tlsFiles(t, dir)
+		scheme = "https://"
+		tlsArgs = []string{"--tls-cert", certFile, "--tls-key", keyFile, "--tls-ca", certFile}
+		client = func(urls []string, token string) *api.Client {
+			c := api.NewClient(urls, token)
+			c.SetTLS(&tls.Config{RootCAs: pool})
+			return c
+		}
+	}
 	type node struct {
 		id, api string
 		p       *proc
@@ -66,23 +104,24 @@ func TestChaos(t *testing.T) {
 		n := &node{id: fmt.Sprint("n", i+1), api: loopback(t)}
 		a := []string{"coordinator", "--node-id", n.id, "--data-dir", filepath.Join(dir, n.id), "--raft-addr", loopback(t),
 			"--api-addr", n.api, "--token-file", tokenFile, "--worker-timeout", "2s"}
+		a = append(a, tlsArgs...)
 		if i == 0 {
 			a = append(a, "--bootstrap")
 		} else {
-			a = append(a, "--join", "http://"+coords[0].api)
+			a = append(a, "--join", scheme+coords[0].api)
 		}
 		n.p = spawn(t, a...)
 		coords = append(coords, n)
 		urls = append(urls, n.api)
 		if i == 0 {
-			one := api.NewClient([]string{n.api}, token)
+			one := client([]string{n.api}, token)
 			poll(t, "n1 leads", func() bool {
 				var st api.ClusterStatus
 				return one.Do(ctx, http.MethodGet, "/v1/cluster", nil, &st) == nil && st.Leader == "n1"
 			})
 		}
 	}
-	cl := api.NewClient(urls, token)
+	cl := client(urls, token)
 	status := func() (st api.ClusterStatus) {
 		cl.Do(ctx, http.MethodGet, "/v1/cluster", nil, &st)
 		return st
@@ -95,9 +134,9 @@ func TestChaos(t *testing.T) {
 		if i == 0 {
 			mem = "4MiB" // this one spills its blocks to disk
 		}
-		p := spawn(t, "worker", "--coordinators", strings.Join(urls, ","), "--data-dir", wdir, "--addr", "127.0.0.1:0",
+		p := spawn(t, append([]string{"worker", "--coordinators", strings.Join(urls, ","), "--data-dir", wdir, "--addr", "127.0.0.1:0",
 			"--resources", "cpu=2,memory=4GiB", "--token-file", tokenFile, "--heartbeat", "100ms", "--block-memory", mem,
-			"--task-delay", "300ms") // a job of several seconds on a fast machine
+			"--task-delay", "300ms"}, tlsArgs...)...) // a job of several seconds on a fast machine
 		poll(t, "worker id", func() bool { _, err := os.Stat(filepath.Join(wdir, "worker-id")); return err == nil })
 		id, _ := os.ReadFile(filepath.Join(wdir, "worker-id"))
 		workers[strings.TrimSpace(string(id))] = p
