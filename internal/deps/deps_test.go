@@ -32,8 +32,14 @@ var rules = []struct {
 		"plans compiles YAML to a dataset; the infer step's compiler registers from package infer"},
 	{"storage", []string{"dataset/...", "plans/...", "executor/...", "infer/...", "gpu/..."},
 		"storage is a leaf file system"},
-	{"infer/engine", []string{"dataset/...", "plans/...", "executor/..."},
-		"the engine core serves requests; the dataset stage lives in package infer"},
+	{"infer/engine", []string{"dataset/...", "plans/...", "executor/...", "gpu/cuda/..."},
+		"the engine core serves requests; the dataset stage lives in package infer, and a program picks its GPU backends"},
+	{"infer/model", []string{"dataset/...", "plans/...", "executor/...", "gpu/cuda/..."},
+		"model loading and the forward pass work on any gpu.Device; only the program (infer's Load, cmd/sluice) links cuda"},
+	{"infer/serve", []string{"gpu/cuda/...", "executor/cluster/state/..."},
+		"the server runs on an engine it is given; the backend is the program's choice"},
+	{"train", []string{"gpu/cuda/...", "executor/cluster/..."},
+		"training runs on any gpu.Device with BackwardOps; the backend is the program's choice"},
 }
 
 // A direct rule: pkg's own imports (test files left out) must not name the
