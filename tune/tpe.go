@@ -28,6 +28,12 @@ type TPEOptions struct {
 // (Optuna ranks pruned trials after all complete ones), running trials
 // are not observed (Optuna's constant_liar off, the same), and Grid
 // parameters are treated as Choice.
+//
+// Seeded: with MaxConcurrent 1 the same seed gives the same trials, end to
+// end (TestTPESeedEndToEnd). With several trials at once, the trials that
+// have ended when trial n is proposed depend on timing, so only the
+// startup trials (drawn from the seed and n alone) are the same from run
+// to run; the later ones differ as TPE's observations do.
 func TPE(o TPEOptions) Searcher {
 	if o.Startup <= 0 {
 		o.Startup = 10
