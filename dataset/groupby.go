@@ -68,9 +68,15 @@ func Median(column string) Agg { return Agg{fn: "median", column: column} }
 func Quantile(column string, q float64) Agg { return Agg{fn: "quantile", column: column, q: q} }
 
 // First is a group's first value in input order, NULL included (DuckDB's
-// first), in the column's type. Input order holds where the aggregate
-// reads one stream (executor Concurrency 1); with several goroutines, or
-// on a cluster, it is some row of the group.
+// first), in the column's type. Input order is the order rows reach the
+// aggregate: the scan's files in order and their rows in order, or the
+// order of a Sort before it (Sort(ts).GroupBy(k).Agg(First(x)) is each
+// group's earliest x). It holds with Config.PreserveOrder (the default),
+// where an aggregate with first, last or collect_list reads its input on
+// one goroutine, and on a cluster, whose reduce task reads each
+// producer's rows in task order; without PreserveOrder it is some row of
+// the group. After a RandomShuffle or Repartition the order is the
+// shuffle's, which differs between the local executor and a cluster.
 func First(column string) Agg { return Agg{fn: "first", column: column} }
 
 // Last is a group's last value in input order, NULL included.

@@ -721,6 +721,12 @@ func (a *aggOp) run(ctx context.Context, x *exec, out chan<- block) error {
 	g, gctx := errgroup.WithContext(ctx)
 	in := x.start(gctx, g, a.in)
 	n := x.cfg.Concurrency
+	if x.cfg.PreserveOrder && orderPicks(a.node) {
+		// first, last and collect_list pick rows in the order they come:
+		// one goroutine, so that is the input's order (as on a cluster,
+		// whose tasks run one goroutine an operator).
+		n = 1
+	}
 	parts := make([]*kernel.HashAgg, n)
 	defer func() {
 		for _, p := range parts {
@@ -766,6 +772,18 @@ func (a *aggOp) run(ctx context.Context, x *exec, out chan<- block) error {
 		return wrapOp(a.st.Name, err)
 	}
 	return x.emitAll(ctx, out, a.st, []arrow.RecordBatch{res})
+}
+
+// orderPicks reports whether an aggregate's result depends on the order of
+// its input rows.
+func orderPicks(n *plan.Aggregate) bool {
+	for _, a := range n.Aggs {
+		switch a.Func {
+		case kernel.First, kernel.Last, kernel.CollectList, kernel.CollectAll:
+			return true
+		}
+	}
+	return false
 }
 
 type unionOp struct {

@@ -48,6 +48,15 @@
 // bits, as the local executor's own do between runs: partial sums add up
 // in another order.
 //
+// Order-picking aggregates. first, last and collect_list do not split
+// into partial aggregates: the rows cross the exchange, hash-partitioned
+// by the group keys in the order each producer has them, and reduce task
+// r reads partition r of every producer in task order, on one goroutine.
+// Since scan splits are contiguous in file order (and a sort's ranges are
+// in key order), a group's rows reach its aggregate in input order, the
+// order the local executor follows with PreserveOrder; both give the same
+// first, last and lists (TestMoreAggregates).
+//
 // Blocks. A task's output partition p is one block, BlockID(job, stage,
 // task, attempt, p), put even when empty; a sort's producers also put a
 // SampleID block. Env.Fetch hands the caller batches it owns; Env.Put

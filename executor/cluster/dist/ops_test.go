@@ -1,0 +1,125 @@
+package dist_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/dataset"
+	"github.com/sluicehq/sluice/executor/cluster/dist"
+)
+
+// TestMoreOperators: the operators built from the core ones (Distinct,
+// DropNull, FillNull, Sample, Split, SemiJoin, AntiJoin, Explode), laid out
+// for a cluster and run stage by stage, give the local executor's rows (as
+// a multiset: none of them defines an order).
+func TestMoreOperators(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	right := t.TempDir()
+	writeSales(t, right, 2, 40, mem)
+	r := dataset.ReadParquet(right).Filter("qty <> 2")
+	train, test := dataset.ReadParquet(dir).Split(0.7, 3)
+	cases := []struct {
+		name   string
+		d      *dataset.Dataset
+		layout string // in the layout's text
+	}{
+		{"distinct all", dataset.ReadParquet(dir).Select("category", "qty").Distinct(), "hash partition by [category, qty]"},
+		{"distinct some", dataset.ReadParquet(dir).Distinct("qty", "category"), "hash partition by [qty, category]"},
+		{"drop null", dataset.ReadParquet(dir).DropNull("category"), ""},
+		{"fill null", dataset.ReadParquet(dir).FillNull(map[string]any{"category": "none", "qty": 0}), ""},
+		{"sample", dataset.ReadParquet(dir).Sample(0.3, 7), "Sample(0.3, seed=7)"},
+		{"split train", train, "Split(0.7, seed=3)"},
+		{"split test", test, "Split(0.7, seed=3) rest"},
+		// category has nulls on both sides: they match nothing.
+		{"semi on qty", dataset.ReadParquet(dir).SemiJoin(r, dataset.JoinOptions{On: []string{"qty"}}), ""},
+		{"semi on category", dataset.ReadParquet(dir).SemiJoin(r, dataset.JoinOptions{On: []string{"category"}}), ""},
+		{"anti on category", dataset.ReadParquet(dir).AntiJoin(r.Filter("category <> 'a'"), dataset.JoinOptions{On: []string{"category"}}), ""},
+		{"anti on keys", dataset.ReadParquet(dir).Rename(map[string]string{"qty": "q"}).AntiJoin(r,
+			dataset.JoinOptions{LeftOn: []string{"q", "category"}, RightOn: []string{"qty", "category"}}), ""},
+		// A NULL list (category NULL) and empty strings among the parts.
+		{"explode", dataset.ReadParquet(dir).WithColumn("parts", "split(if(category IS NULL, NULL, name), '1')").Select("id", "parts").Explode("parts"), "Explode(parts)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			root := sink(t, tc.d)
+			want := sorted(localRows(t, root, mem))
+			if len(want) == 0 {
+				t.Fatal("the local executor gives no rows: the case tests nothing")
+			}
+			for _, parts := range []int{1, 4} {
+				got, l, _ := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
+				same(t, sorted(got), want)
+				if !strings.Contains(l.String(), tc.layout) {
+					t.Errorf("layout has no %q:\n%s", tc.layout, l)
+				}
+			}
+		})
+	}
+
+	// The two sides of a split hold every row once, on the cluster too.
+	var both []string
+	for _, d := range []*dataset.Dataset{train, test} {
+		got, _, _ := runAll(t, sink(t, d), dist.Options{Partitions: 3, SplitBytes: 1}, mem)
+		both = append(both, got...)
+	}
+	all := localRows(t, sink(t, dataset.ReadParquet(dir)), mem)
+	same(t, sorted(both), sorted(all))
+}
+
+// TestMoreAggregates: var, std, median, quantile, first, last and
+// collect_list on a cluster, against the local executor. The statistical
+// ones ship their rows to the group's task (they do not split into
+// partial aggregates); var and std are rounded to 9 digits, as their sums
+// add in another order. first, last and collect_list follow the order the
+// rows reach the aggregate, which both executors define the same way: the
+// scan's file and row order, or the order of the sort before it.
+func TestMoreAggregates(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	cases := []struct {
+		name    string
+		d       *dataset.Dataset
+		ordered bool // the output rows too (the aggregate's rows are in no order)
+	}{
+		{"stats", dataset.ReadParquet(dir).GroupBy("category").Agg(
+			dataset.Var("price").As("v"), dataset.Std("qty").As("s"), dataset.Median("price").As("med"),
+			dataset.Quantile("qty", 0.25).As("q1"), dataset.Quantile("price", 0.9).As("p90"), dataset.Count().As("n")).
+			WithColumn("v", "round(v, 9)").WithColumn("s", "round(s, 9)"), false},
+		{"global stats", dataset.ReadParquet(dir).GroupBy().Agg(
+			dataset.Median("qty").As("med"), dataset.Quantile("price", 0.5).As("q"), dataset.Var("qty").As("v")).
+			WithColumn("v", "round(v, 9)"), false},
+		{"order picks in file order", dataset.ReadParquet(dir).GroupBy("category").Agg(
+			dataset.First("id").As("first"), dataset.Last("name").As("last"), dataset.CollectList("qty").As("qtys"),
+			dataset.First("category").As("fc")), false},
+		{"order picks after a sort", dataset.ReadParquet(dir).Sort(dataset.Desc("price"), dataset.Asc("id")).GroupBy("qty").Agg(
+			dataset.First("id").As("top"), dataset.Last("id").As("bottom"), dataset.CollectList("id").As("ids")), false},
+		// Hand-checked: ids grow in file order, so first and last are
+		// the group's smallest and largest ids (no row may differ).
+		{"first is the smallest id", dataset.ReadParquet(dir).GroupBy("category").Agg(
+			dataset.First("id").As("f"), dataset.Min("id").As("lo"), dataset.Last("id").As("l"), dataset.Max("id").As("hi")).
+			Filter("f <> lo OR l <> hi OR lo IS NULL"), false},
+		{"global order picks", dataset.ReadParquet(dir).Filter("qty = 3").GroupBy().Agg(
+			dataset.First("id").As("first"), dataset.Last("id").As("last"), dataset.CollectList("name").As("names")), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			root := sink(t, tc.d)
+			want := localRows(t, root, mem)
+			if !tc.ordered {
+				want = sorted(want)
+			}
+			for _, parts := range []int{1, 3} {
+				got, l, _ := runAll(t, root, dist.Options{Partitions: parts, SplitBytes: 1}, mem)
+				if slices.ContainsFunc(l.Stages, func(s dist.StageSpec) bool { return strings.Contains(s.Name, "partial") }) {
+					t.Errorf("split into partial aggregates:\n%s", l)
+				}
+				if !tc.ordered {
+					got = sorted(got)
+				}
+				same(t, got, want)
+			}
+		})
+	}
+}
