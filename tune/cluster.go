@@ -86,6 +86,14 @@ type TrialSpec struct {
 	// Steps is the run's --steps (0: unknown): a run whose own checkpoint
 	// is at Steps already is done.
 	Steps int `json:"steps,omitempty"`
+	// Function names the registered trial function to run instead of a
+	// program (see RunFunc); Config is then the trial's config (as
+	// encodeConfig writes it), Iter the iteration it starts at and MaxT
+	// the iteration its last report ends the run at (0: none).
+	Function string          `json:"function,omitempty"`
+	Config   json.RawMessage `json:"config,omitempty"`
+	Iter     int             `json:"iter,omitempty"`
+	MaxT     int             `json:"max_t,omitempty"`
 }
 
 // Cluster runs each trial as a job on a cluster's workers (see the
@@ -95,7 +103,13 @@ type Cluster struct {
 	Jobs Jobs
 	// Command is the program the workers run (nil: their own `sluice train`).
 	Command []string
-	Base    Values
+	// Function, when set, names a trial function registered (Register) in
+	// the workers' program, which they run in-process with the trial's
+	// config (Base's keys where the config lacks them) instead of a
+	// program; its Report and Checkpoint reach the experiment through
+	// the run's metrics file.
+	Function string
+	Base     Values
 	// CheckpointEvery is the program's --checkpoint-every (default 1): a
 	// trial whose worker died resumes from its last checkpoint.
 	CheckpointEvery int
@@ -142,24 +156,36 @@ func (c Cluster) Func() Func {
 		for k, v := range c.Base {
 			vals[k] = v
 		}
-		if err := flatten(t.Config, "", vals); err != nil {
-			return err
-		}
-		delete(vals, "out")
-		flags, err := Flags(vals)
-		if err != nil {
-			return err
+		var spec TrialSpec
+		if c.Function != "" {
+			for k, v := range t.Config {
+				vals[k] = v
+			}
+			raw, err := encodeConfig(vals)
+			if err != nil {
+				return fmt.Errorf("tune: trial %s: its config: %w", t.ID, err)
+			}
+			spec = TrialSpec{Function: c.Function, Config: raw, Iter: t.Iteration(), MaxT: t.r.cfg.MaxT}
+		} else {
+			if err := flatten(t.Config, "", vals); err != nil {
+				return err
+			}
+			delete(vals, "out")
+			flags, err := Flags(vals)
+			if err != nil {
+				return err
+			}
+			spec = TrialSpec{Command: c.Command, Flags: flags, CheckpointEvery: c.CheckpointEvery}
+			if s, ok := vals["steps"]; ok {
+				spec.Steps, _ = strconv.Atoi(fmt.Sprint(s))
+			}
 		}
 		c.cancelEarlier(ctx, t)
 		run, err := newRunDir(t.Dir())
 		if err != nil {
 			return fmt.Errorf("tune: trial %s: %w", t.ID, err)
 		}
-		spec := TrialSpec{Trial: t.ID, Command: c.Command, Flags: flags, Out: filepath.Join(run, "out"),
-			Metrics: filepath.Join(run, "metrics.jsonl"), CheckpointEvery: c.CheckpointEvery, Restore: t.Restore()}
-		if s, ok := vals["steps"]; ok {
-			spec.Steps, _ = strconv.Atoi(fmt.Sprint(s))
-		}
+		spec.Trial, spec.Out, spec.Metrics, spec.Restore = t.ID, filepath.Join(run, "out"), filepath.Join(run, "metrics.jsonl"), t.Restore()
 		js, err := json.Marshal(spec)
 		if err != nil {
 			return err
@@ -179,9 +205,41 @@ func (c Cluster) Func() Func {
 		if c.Progress != nil {
 			fmt.Fprintf(c.Progress, "%s runs as job %s (%s)\n", t.ID, id, run)
 		}
-		cmd := Command{CheckpointEvery: c.CheckpointEvery}
-		last, err := c.follow(ctx, t, id, spec, cmd)
-		if err != nil && !(errors.Is(err, ErrStopped) && spec.Steps > 0 && last >= float64(spec.Steps)) {
+		var last float64
+		var handle func(string) error
+		if c.Function != "" {
+			handle = func(line string) error { return c.funcLine(t, line, &last) }
+		} else {
+			cmd := Command{CheckpointEvery: c.CheckpointEvery}
+			seen := fingerprint(filepath.Join(spec.Out, "checkpoint"))
+			handle = func(line string) error {
+				m, ok := parseReport(line)
+				if !ok {
+					return nil
+				}
+				last = m["step"]
+				if err := c.report(t, m); err != nil {
+					return err
+				}
+				ck := filepath.Join(spec.Out, "checkpoint")
+				if fp := fingerprint(ck); fp != "" && fp != seen {
+					took, err := cmd.takeCheckpoint(t, ck, m)
+					if err != nil {
+						return err
+					}
+					if took {
+						seen = fp
+					}
+				}
+				return nil
+			}
+		}
+		err = c.follow(ctx, t, id, spec, handle)
+		end := spec.Steps
+		if c.Function != "" {
+			end = spec.MaxT // the function's run ends there by itself
+		}
+		if err != nil && !(errors.Is(err, ErrStopped) && end > 0 && last >= float64(end)) {
 			// (A trial that ends at its last step, as at MaxT, lets its
 			// job finish.)
 			// Stopped, interrupted or failed here: the job must not go on.
@@ -239,11 +297,38 @@ func newRunDir(dir string) (string, error) {
 	}
 }
 
-// follow reports the run's metrics lines as they come until its job ends;
-// it returns the last reported line's step.
-func (c Cluster) follow(ctx context.Context, t *Trial, id string, spec TrialSpec, cmd Command) (last float64, _ error) {
+// report is t.Report, counted in Stats.
+func (c Cluster) report(t *Trial, m map[string]float64) error {
+	start := time.Now()
+	err := t.Report(m)
+	if c.Stats != nil {
+		c.Stats.Reports.Add(1)
+		c.Stats.ReportTime.Add(int64(time.Since(start)))
+	}
+	return err
+}
+
+// funcLine handles a line of a function run's metrics file: a report, or
+// a checkpoint copied into the experiment.
+func (c Cluster) funcLine(t *Trial, line string, last *float64) error {
+	var l funcLine
+	if err := json.Unmarshal([]byte(line), &l); err != nil {
+		return fmt.Errorf("tune: trial %s: a line of its metrics: %w", t.ID, err)
+	}
+	if l.Report != nil {
+		*last = float64(l.Iter)
+		return c.report(t, decodeMetrics(l.Report))
+	}
+	if l.Checkpoint != "" {
+		return t.checkpointAt(l.Iter, func(dir string) error { return copyDir(l.Checkpoint, dir) })
+	}
+	return nil
+}
+
+// follow hands the run's metrics lines to handle as they come until its
+// job ends.
+func (c Cluster) follow(ctx context.Context, t *Trial, id string, spec TrialSpec, handle func(line string) error) error {
 	var off int64
-	seen := fingerprint(filepath.Join(spec.Out, "checkpoint"))
 	var failing time.Time
 	for {
 		// The state first: every line written before the job ended is
@@ -251,61 +336,40 @@ func (c Cluster) follow(ctx context.Context, t *Trial, id string, spec TrialSpec
 		st, serr := c.Jobs.State(ctx, id)
 		if serr != nil {
 			if ctx.Err() != nil {
-				return last, ctx.Err()
+				return ctx.Err()
 			}
 			// Coordinators failing over: go on reading; give up after a minute.
 			if failing.IsZero() {
 				failing = time.Now()
 			} else if time.Since(failing) > time.Minute {
-				return last, fmt.Errorf("tune: trial %s: job %s: %w", t.ID, id, serr)
+				return fmt.Errorf("tune: trial %s: job %s: %w", t.ID, id, serr)
 			}
 		} else {
 			failing = time.Time{}
 		}
 		lines, n, err := readLines(spec.Metrics, off)
 		if err != nil {
-			return last, fmt.Errorf("tune: trial %s: %w", t.ID, err)
+			return fmt.Errorf("tune: trial %s: %w", t.ID, err)
 		}
 		off += n
 		for _, line := range lines {
-			m, ok := parseReport(line)
-			if !ok {
-				continue
-			}
-			last = m["step"]
-			start := time.Now()
-			err := t.Report(m)
-			if c.Stats != nil {
-				c.Stats.Reports.Add(1)
-				c.Stats.ReportTime.Add(int64(time.Since(start)))
-			}
-			if err != nil {
-				return last, err
-			}
-			ck := filepath.Join(spec.Out, "checkpoint")
-			if fp := fingerprint(ck); fp != "" && fp != seen {
-				took, err := cmd.takeCheckpoint(t, ck, m)
-				if err != nil {
-					return last, err
-				}
-				if took {
-					seen = fp
-				}
+			if err := handle(line); err != nil {
+				return err
 			}
 		}
 		if serr == nil && st.Done {
 			if st.Succeeded {
-				return last, nil
+				return nil
 			}
 			msg := st.Error
 			if msg == "" {
 				msg = st.State
 			}
-			return last, fmt.Errorf("tune: trial %s: job %s %s: %s", t.ID, id, st.State, msg)
+			return fmt.Errorf("tune: trial %s: job %s %s: %s", t.ID, id, st.State, msg)
 		}
 		select {
 		case <-ctx.Done():
-			return last, ctx.Err()
+			return ctx.Err()
 		case <-time.After(c.Poll):
 		}
 	}

@@ -48,7 +48,15 @@
 // run's metrics.jsonl under Dir, which the driver reads as reports; a
 // trial the scheduler stops has its job cancelled through the
 // coordinators. A task whose worker dies runs again on another worker and
-// resumes from the run's last checkpoint. Dir must be an absolute path
+// resumes from the run's last checkpoint.
+//
+// A cluster trial can also name a Go function (Cluster.Function) that the
+// workers' program registered with [Register], as plans' map_batches
+// functions are registered: the worker runs it in-process ([RunFunc]) with
+// the trial's config, its Report and Checkpoint written to the run's
+// metrics.jsonl and checkpoint directories, which the driver reads as the
+// trial's reports and checkpoints; a dead worker's run goes on elsewhere
+// from its last checkpoint. Dir must be an absolute path
 // that the driver and every worker share; the experiment's state stays in
 // Dir, not in the coordinators' replicated state.
 //

@@ -62,6 +62,7 @@ type Trial struct {
 	iter    int
 	restore string
 	dir     string
+	w       *remote // set when the trial runs on a worker (RunFunc)
 }
 
 // Iteration is the trial's last reported iteration: 0 at a fresh start,
@@ -80,6 +81,9 @@ func (t *Trial) Dir() string { return t.dir }
 // Report records one iteration's metrics and returns nil to go on, or
 // ErrStopped (or another error) when the trial must return.
 func (t *Trial) Report(metrics map[string]float64) error {
+	if t.w != nil {
+		return t.w.report(t, metrics)
+	}
 	reply := make(chan error, 1)
 	t.r.events <- event{kind: evReport, idx: t.idx, gen: t.gen, metrics: metrics, reply: reply}
 	err := <-reply
@@ -98,6 +102,9 @@ func (t *Trial) Checkpoint(write func(dir string) error) error {
 
 // checkpointAt saves a checkpoint that holds iteration iter.
 func (t *Trial) checkpointAt(iter int, write func(dir string) error) error {
+	if t.w != nil {
+		return t.w.checkpoint(t, iter, write)
+	}
 	name := fmt.Sprintf("checkpoint_%06d", iter)
 	if t.gen > 0 {
 		name += fmt.Sprintf(".g%d", t.gen)

@@ -1,7 +1,8 @@
 // Package tunejob runs tune's trials as jobs of a Sluice cluster: Client
 // is tune.Jobs over the coordinators' HTTP API, and Register makes the
-// map_batches function tune.TrialFunc, which runs a trial on a worker, known
-// to plans. The worker's program must call Register (the sluice command does
+// map_batches function tune.TrialFunc, which runs a trial on a worker (a
+// program, or a Go function of the worker's program registered with
+// tune.Register when the trial names one), known to plans. The worker's program must call Register (the sluice command does
 // in its worker processes); the driver, `sluice tune --coordinators`, uses
 // Client with tune.Cluster.
 package tunejob
@@ -124,6 +125,16 @@ func runBatch(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch) 
 		var s tune.TrialSpec
 		if err := json.Unmarshal([]byte(col.Value(i)), &s); err != nil {
 			return nil, fmt.Errorf("%s: row %d: %w", tune.TrialFunc, i, err)
+		}
+		if s.Function != "" {
+			// A registered Go function: run it here (tune.Register).
+			n, err := tune.RunFunc(ctx, s)
+			if err != nil {
+				return nil, err
+			}
+			b.Field(0).(*array.StringBuilder).Append(s.Trial)
+			b.Field(1).(*array.Int64Builder).Append(int64(n))
+			continue
 		}
 		var self []string
 		if len(s.Command) == 0 {

@@ -25,14 +25,24 @@ import (
 	"github.com/sluicehq/sluice/tune"
 )
 
-// TestMain registers the trial function, as a worker's program does, and
-// lets the test binary act as the trial program when TUNEJOB_QUAD=1.
+// TestMain registers the map_batches function and the Go trial
+// functions, as a worker's program does, and lets the test binary act as
+// the trial program when TUNEJOB_QUAD=1, or as a worker process when
+// TUNEJOB_WORKER=1 (its arguments the worker's flags).
 func TestMain(m *testing.M) {
 	if os.Getenv("TUNEJOB_QUAD") == "1" {
 		os.Exit(quadProgram(os.Args[1:]))
 	}
 	if err := Register(); err != nil {
 		panic(err)
+	}
+	registerTrialFuncs()
+	if os.Getenv("TUNEJOB_WORKER") == "1" {
+		if err := cli.RunWorker(context.Background(), os.Args[1:], os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "worker:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
@@ -77,24 +87,7 @@ func freeAddr(t testing.TB) string {
 // cluster starts a coordinator and workers in this process, on loopback,
 // each worker with cpus CPUs; it returns the API client.
 func cluster(t testing.TB, workers, cpus int) *api.Client {
-	const token = "tunejob-token"
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := coordinator.DefaultConfig()
-	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.APIAddr = "n1", filepath.Join(dir, "n1"), freeAddr(t), freeAddr(t)
-	cfg.Bootstrap, cfg.Token = true, token
-	cfg.Tick = 20 * time.Millisecond
-	cfg.RaftHeartbeat, cfg.RaftElection, cfg.RaftLeaderLease = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
-	cfg.Logger = quiet
-	co, err := coordinator.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { co.Shutdown() })
+	co, dir, tokenFile := startCoordinator(t, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, workers)
 	for i := range workers {
@@ -109,6 +102,42 @@ func cluster(t testing.TB, workers, cpus int) *api.Client {
 			<-done
 		}
 	})
+	return waitCluster(t, co, workers)
+}
+
+const token = "tunejob-token"
+
+// startCoordinator starts a coordinator in this process, on loopback, that
+// declares a worker dead after workerTimeout (0: the default); it returns
+// the coordinator, a directory for the test and the token's file.
+func startCoordinator(t testing.TB, workerTimeout time.Duration) (*coordinator.Coordinator, string, string) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := coordinator.DefaultConfig()
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.APIAddr = "n1", filepath.Join(dir, "n1"), freeAddr(t), freeAddr(t)
+	cfg.Bootstrap, cfg.Token = true, token
+	cfg.Tick = 20 * time.Millisecond
+	cfg.RaftHeartbeat, cfg.RaftElection, cfg.RaftLeaderLease = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
+	cfg.Logger = quiet
+	if workerTimeout > 0 {
+		cfg.WorkerTimeout = workerTimeout
+	}
+	co, err := coordinator.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { co.Shutdown() })
+	return co, dir, tokenFile
+}
+
+// waitCluster waits for the coordinator to lead with the number of
+// workers; it returns an API client.
+func waitCluster(t testing.TB, co *coordinator.Coordinator, workers int) *api.Client {
+	ctx := context.Background()
 	cl := api.NewClient([]string{co.URL()}, token)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
