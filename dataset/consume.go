@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -134,6 +135,13 @@ type WriteOptions struct {
 	// PartitionBy writes rows under key=value/ directories of these columns,
 	// which are left out of the files themselves.
 	PartitionBy []string
+	// DirBy names a string column whose value is a directory of its own
+	// under the path, written bare (DEST/train/, not DEST/split=train/),
+	// above PartitionBy's key=value directories; like those, the column is
+	// left out of the files. It is how a WithSplit's parts are written
+	// side by side in one run. A null value is written as
+	// __HIVE_DEFAULT_PARTITION__.
+	DirBy string
 	// RowsPerFile starts a new file after this many rows (0: no limit).
 	RowsPerFile int64
 	// Format options: Parquet compression (zstd default, snappy, gzip, none), row group size.
@@ -184,8 +192,21 @@ func (d *Dataset) WriteNode(formatName, path string, opts WriteOptions) (*plan.W
 	if len(opts.PartitionBy) == d.node.Schema().NumFields() && len(opts.PartitionBy) > 0 {
 		return nil, fmt.Errorf("dataset: write %s: partition_by names every column; no data columns would be left", path)
 	}
+	if c := opts.DirBy; c != "" {
+		idx := d.node.Schema().FieldIndices(c)
+		switch {
+		case len(idx) == 0:
+			return nil, fmt.Errorf("dataset: write %s: dir_by: %w", path, unknownColumn(c, d.node.Schema()))
+		case d.node.Schema().Field(idx[0]).Type.ID() != arrow.STRING:
+			return nil, fmt.Errorf("dataset: write %s: dir_by column %q is %s, want a string", path, c, d.node.Schema().Field(idx[0]).Type)
+		case slices.Contains(opts.PartitionBy, c):
+			return nil, fmt.Errorf("dataset: write %s: column %q is both dir_by and partition_by", path, c)
+		case len(opts.PartitionBy)+1 == d.node.Schema().NumFields():
+			return nil, fmt.Errorf("dataset: write %s: dir_by and partition_by name every column; no data columns would be left", path)
+		}
+	}
 	return &plan.Write{Input: d.node, Format: formatName, Path: path, Mode: mode,
-		PartitionBy: opts.PartitionBy, RowsPerFile: opts.RowsPerFile, Options: opts.Format}, nil
+		PartitionBy: opts.PartitionBy, DirBy: opts.DirBy, RowsPerFile: opts.RowsPerFile, Options: opts.Format}, nil
 }
 
 // Write runs the Dataset and writes files of the named format under path.

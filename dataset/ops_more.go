@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/sluicehq/sluice/internal/kernel"
@@ -153,6 +155,19 @@ func (d *Dataset) Split(fraction float64, seed int64) (*Dataset, *Dataset) {
 	return d.sample("Split", fraction, seed, true), d.sample("Split", fraction, seed, false)
 }
 
+// sampleThreshold is the bound below which a row's sampleKey is in a
+// sample of fraction (every key is below that of fraction 1).
+func sampleThreshold(fraction float64) uint64 {
+	if fraction >= 1 {
+		return math.MaxUint64>>1 + 1
+	}
+	return uint64(fraction * (1 << 63))
+}
+
+// sampleKey is the 63-bit number a row's hash and the seed give it: a row
+// is in a sample of fraction f when its key is below sampleThreshold(f).
+func sampleKey(h uint64, seed int64) uint64 { return mix(h^uint64(seed)) >> 1 }
+
 func (d *Dataset) sample(op string, fraction float64, seed int64, keep bool) *Dataset {
 	if d.err != nil {
 		return d
@@ -160,11 +175,7 @@ func (d *Dataset) sample(op string, fraction float64, seed int64, keep bool) *Da
 	if !(fraction >= 0 && fraction <= 1) {
 		return &Dataset{err: fmt.Errorf("dataset: %s: fraction (%v) must be between 0 and 1", op, fraction), cfg: d.cfg}
 	}
-	// Rows whose mixed hash is below the threshold are in the sample.
-	threshold := uint64(fraction * (1 << 63))
-	if fraction == 1 {
-		threshold = math.MaxUint64 >> 1
-	}
+	threshold := sampleThreshold(fraction)
 	name := fmt.Sprintf("%s(%v, seed=%d)", op, fraction, seed)
 	if !keep {
 		name = fmt.Sprintf("%s(%v, seed=%d) rest", op, fraction, seed)
@@ -176,7 +187,7 @@ func (d *Dataset) sample(op string, fraction float64, seed int64, keep bool) *Da
 		}
 		var idx []int32
 		for i, h := range hs {
-			in := mix(h^uint64(seed))>>1 < threshold || fraction == 1
+			in := sampleKey(h, seed) < threshold
 			if in == keep {
 				idx = append(idx, int32(i))
 			}
@@ -188,6 +199,71 @@ func (d *Dataset) sample(op string, fraction float64, seed int64, keep bool) *Da
 		return kernel.Take(mem, rec, idx)
 	}
 	return d.MapBatches(fn, MapOptions{Name: name, Schema: d.node.Schema()})
+}
+
+// WithSplit adds column, a string naming each row's part of a seeded
+// random split: names[i] for about fractions[i] of the rows (Spark's
+// randomSplit, Ray Data's split_proportionately, in one pass). The
+// fractions are positive and add up to 1; the names are distinct. A row's
+// part is decided by a hash of its values and seed, as Sample does: the
+// first part is the rows Sample(fractions[0], seed) keeps (and Split's
+// first dataset), and rows equal in every hashable column share a part.
+// Written with WriteOptions.DirBy set to column, each part goes to its own
+// directory (DEST/train/, DEST/test/).
+func (d *Dataset) WithSplit(column string, fractions []float64, names []string, seed int64) *Dataset {
+	if d.err != nil {
+		return d
+	}
+	fail := func(format string, args ...any) *Dataset {
+		return &Dataset{err: fmt.Errorf("dataset: WithSplit: %w", fmt.Errorf(format, args...)), cfg: d.cfg}
+	}
+	if len(fractions) < 2 || len(names) != len(fractions) {
+		return fail("%d fractions and %d names: want the same number, at least 2", len(fractions), len(names))
+	}
+	in := d.node.Schema()
+	if len(in.FieldIndices(column)) > 0 {
+		return fail("column %q exists", column)
+	}
+	var sum float64
+	bounds := make([]uint64, len(fractions))
+	for i, f := range fractions {
+		if !(f > 0 && f <= 1) {
+			return fail("fractions[%d] (%v) must be above 0 and at most 1", i, f)
+		}
+		if n := names[i]; n == "" || n == "." || n == ".." || strings.ContainsAny(n, `/\`) || slices.Contains(names[:i], n) {
+			return fail("names[%d] (%q) must be distinct directory names (not empty, . or .., no slash)", i, n)
+		}
+		sum += f
+		bounds[i] = sampleThreshold(sum)
+	}
+	if math.Abs(sum-1) > 1e-9 {
+		return fail("fractions %v add up to %v, not 1", fractions, sum)
+	}
+	bounds[len(bounds)-1] = math.MaxUint64 // the last part takes what rounding leaves
+	out := arrow.NewSchema(append(in.Fields(), arrow.Field{Name: column, Type: arrow.BinaryTypes.String}), nil)
+	fn := func(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
+		hs, err := kernel.RowHashes(rec)
+		if err != nil {
+			return nil, err
+		}
+		b := array.NewStringBuilder(mem)
+		defer b.Release()
+		b.Reserve(len(hs))
+		for _, h := range hs {
+			k := sampleKey(h, seed)
+			p := 0
+			for k >= bounds[p] {
+				p++
+			}
+			b.Append(names[p])
+		}
+		col := b.NewArray()
+		defer col.Release()
+		cols := append(slices.Clip(rec.Columns()), col) // a copy: rec's own slice stays as it is
+		return array.NewRecordBatch(out, cols, rec.NumRows()), nil
+	}
+	name := fmt.Sprintf("Split(%v, seed=%d) into %s: %s", fractions, seed, column, strings.Join(names, ", "))
+	return d.MapBatches(fn, MapOptions{Name: name, Schema: out})
 }
 
 // mix is splitmix64's finalizer, so that nearby seeds give unrelated samples.

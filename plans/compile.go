@@ -138,6 +138,9 @@ type compiler struct {
 	// funcs are the functions map_batches steps may name: the program's
 	// (see Register), or a test's.
 	funcs *registry
+	// dirBy is the column whose values name the write's directories (a
+	// split step's), or "".
+	dirBy string
 }
 
 // uses reports whether a step that mentions these expressions and columns
@@ -607,6 +610,7 @@ func (c *compiler) write() *Job {
 	opts := dataset.WriteOptions{
 		Mode:        dataset.WriteMode(w.Mode),
 		PartitionBy: w.PartitionBy,
+		DirBy:       c.dirBy,
 		RowsPerFile: w.RowsPerFile,
 		Format:      format.WriteOptions{Compression: w.Compression, CSVHeader: w.Header},
 	}

@@ -34,8 +34,13 @@
 //	  - join: {read: {csv: dims/}, on: [category], how: left}   # or left_on/right_on; how inner|left|right|full|semi|anti
 //	  - explode: tags                       # one row per element of a list column
 //	  - window: {partition_by: [user_id], order_by: [ts], fns: [{fn: row_number, as: n}, {fn: lag, column: price, offset: 1}, {fn: sum, column: price, as: running}]}
-//	  - infer: {model: ./models/x, input: prompt, output: completion, max_tokens: 128}
+//	  - distinct: [user_id, category]       # [] : every column
+//	  - drop_null: [price]                  # [] : any column
+//	  - fill_null: {category: unknown, qty: 0}
+//	  - sample: {fraction: 0.1, seed: 7}
+//	  - infer: {model: ./models/x, input: prompt, output: completion, max_tokens: 128, on_null: skip}
 //	  - map_batches: {fn: add_tax, batch_rows: 1024}   # a registered Go function; concurrency: N
+//	  - split: {fractions: [0.8, 0.2], seed: 1, names: [train, test]}  # last step: writes DEST/train/ and DEST/test/
 //	write:
 //	  parquet: s3://bucket/out/day={{ .Params.day }}/   # or csv:, jsonl:
 //	  mode: overwrite              # overwrite | error (default) | append
@@ -55,6 +60,13 @@
 // last and collect_list; an aggregate's output is named by as, or
 // fn_column. Window functions are row_number, rank, dense_rank, lag, lead
 // (offset: rows away, default 1) and the running sum, count and mean.
+// A split step (the last step) divides the rows by a seeded hash of each
+// row, as sample does, into parts of about its fractions (names default
+// to train, test for two and train, validation, test for three), and the
+// one write puts each part in a directory of its own: DEST/train/,
+// DEST/test/, partition_by's key=value directories below them, one
+// _SUCCESS at DEST. The first part is what sample keeps with its fraction
+// and seed.
 // infer steps run package infer's dataset stage (the model is loaded once
 // per process; every batch joins one continuous batch). Paths are local (relative to the
 // current directory, not to the plan file) or s3:// URLs; sluice submit

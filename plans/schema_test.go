@@ -184,7 +184,7 @@ func TestJSONSchema(t *testing.T) {
 		kinds = append(kinds, k)
 	}
 	slices.Sort(kinds)
-	if want := "distinct drop drop_null explode fill_null filter group_by infer join limit map_batches random_shuffle rename repartition sample select sort union window with_column"; strings.Join(kinds, " ") != want {
+	if want := "distinct drop drop_null explode fill_null filter group_by infer join limit map_batches random_shuffle rename repartition sample select sort split union window with_column"; strings.Join(kinds, " ") != want {
 		t.Errorf("step kinds %v", kinds)
 	}
 }

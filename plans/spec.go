@@ -192,6 +192,7 @@ var stepDefs = sync.OnceValue(func() []*stepDef {
 	}
 	defs = append(defs, moreStepDefs()...)
 	defs = append(defs, windowStepDefs(sortKey)...)
+	defs = append(defs, splitStepDef())
 	return defs
 })
 

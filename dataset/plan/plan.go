@@ -409,6 +409,9 @@ type Write struct {
 	Path        string
 	Mode        WriteMode
 	PartitionBy []string
+	// DirBy is a string column whose value names a directory under Path,
+	// bare (Path/train/), above PartitionBy's key=value ones; "": none.
+	DirBy       string
 	RowsPerFile int64 // 0: one file per writer
 	Options     format.WriteOptions
 }
@@ -420,6 +423,9 @@ func (w *Write) Describe() string {
 	s := fmt.Sprintf("Write %s %s mode=%s", w.Format, w.Path, w.Mode)
 	if len(w.PartitionBy) > 0 {
 		s += " partition_by=[" + strings.Join(w.PartitionBy, ", ") + "]"
+	}
+	if w.DirBy != "" {
+		s += " dir_by=" + w.DirBy
 	}
 	return s
 }

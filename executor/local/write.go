@@ -65,7 +65,11 @@ func (w *writeOp) run(ctx context.Context, x *exec, out chan<- block) error {
 			_ = f.upload.Abort(ctx)
 		}
 	}
-	dataSchema := dropColumns(n.Input.Schema(), n.PartitionBy)
+	dirCols := n.PartitionBy
+	if n.DirBy != "" {
+		dirCols = append([]string{n.DirBy}, n.PartitionBy...)
+	}
+	dataSchema := dropColumns(n.Input.Schema(), dirCols)
 
 	g, gctx := errgroup.WithContext(ctx)
 	in := x.start(gctx, g, w.in)
@@ -143,10 +147,10 @@ func (w *writeOp) run(ctx context.Context, x *exec, out chan<- block) error {
 			for b := range in {
 				w.st.RowsIn.Add(b.rec.NumRows())
 				err := w.st.work(func() error {
-					if len(n.PartitionBy) == 0 {
+					if len(dirCols) == 0 {
 						return write("", b.rec)
 					}
-					return partition(x, b.rec, n.PartitionBy, dataSchema, write)
+					return partition(x, b.rec, dirCols, n.DirBy != "", dataSchema, write)
 				})
 				x.drop(b)
 				if err != nil {
@@ -277,8 +281,9 @@ func dropColumns(s *arrow.Schema, drop []string) *arrow.Schema {
 const hiveNull = "__HIVE_DEFAULT_PARTITION__"
 
 // partition splits rec by the values of the partition columns and writes
-// each part, without those columns, under its key=value/ directory.
-func partition(x *exec, rec arrow.RecordBatch, by []string, data *arrow.Schema, write func(dir string, rec arrow.RecordBatch) error) error {
+// each part, without those columns, under its key=value/ directory; with
+// bare, the first column's directory is its value alone (Write.DirBy).
+func partition(x *exec, rec arrow.RecordBatch, by []string, bare bool, data *arrow.Schema, write func(dir string, rec arrow.RecordBatch) error) error {
 	keyCols := make([]arrow.Array, len(by))
 	for i, c := range by {
 		keyCols[i] = rec.Column(rec.Schema().FieldIndices(c)[0])
@@ -296,8 +301,13 @@ func partition(x *exec, rec arrow.RecordBatch, by []string, data *arrow.Schema, 
 			if c.IsValid(row) {
 				v = url.PathEscape(c.ValueStr(row))
 			}
-			sb.WriteString(by[i])
-			sb.WriteByte('=')
+			if i == 0 && bare && (v == "" || v == "." || v == "..") {
+				return fmt.Errorf("dir_by column %q: the value %q cannot name a directory", by[0], v)
+			}
+			if i > 0 || !bare {
+				sb.WriteString(by[i])
+				sb.WriteByte('=')
+			}
 			sb.WriteString(v)
 		}
 		k := sb.String()

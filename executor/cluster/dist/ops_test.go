@@ -1,11 +1,15 @@
 package dist_test
 
 import (
+	"context"
+	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/dataset"
+	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/executor/cluster/dist"
 )
 
@@ -121,5 +125,59 @@ func TestMoreAggregates(t *testing.T) {
 				same(t, got, want)
 			}
 		})
+	}
+}
+
+// TestSplitDirs: a WithSplit written with DirBy (a plan's split step) on a
+// cluster: each sink task stages its part's files under train/ or test/
+// (then category=.../), and the rows of each part are the local executor's.
+func TestSplitDirs(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	d := dataset.ReadParquet(dir).WithSplit("part", []float64{0.75, 0.25}, []string{"train", "test"}, 5)
+	w, err := d.WriteNode("parquet", filepath.Join(t.TempDir(), "out"), dataset.WriteOptions{Mode: dataset.Overwrite, DirBy: "part", PartitionBy: []string{"category"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := plan.Optimize(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The local rows of each part, without the part and category columns
+	// (the files leave them out), keyed by the part.
+	want := map[string][]string{}
+	for _, part := range []string{"train", "test"} {
+		want[part] = sorted(localRows(t, sink(t, d.Filter("part = '"+part+"'").Drop("part", "category")), mem))
+	}
+	l, err := dist.Plan(root, dist.Options{Partitions: 3, SplitBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newStore()
+	defer st.release()
+	env := dist.Env{Fetch: st.fetch, Put: st.put, Local: testConfig(mem)}
+	got := map[string][]string{}
+	for i := range l.Stages {
+		for k := range l.Stages[i].Tasks {
+			if _, err := dist.Run(context.Background(), root, l, dist.TaskSpec{Job: "j-1", Stage: i, Task: k, Attempt: 1, Inputs: producers(l, i)}, env); err != nil {
+				t.Fatal(err)
+			}
+			if !l.Stages[i].Sink {
+				continue
+			}
+			for _, f := range staged(t, root, "j-1", k, 1) {
+				part, rest, _ := strings.Cut(f.Rel, "/")
+				if !strings.HasPrefix(rest, "category=") {
+					t.Fatalf("staged %s: want train/ or test/, then category=", f.Rel)
+				}
+				got[part] = append(got[part], readRows(t, f.Path, mem)...)
+			}
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("parts %v, want train and test", slices.Collect(maps.Keys(got)))
+	}
+	for part, rows := range want {
+		same(t, sorted(got[part]), rows)
 	}
 }
