@@ -69,5 +69,5 @@ func (d *Dataset) Explode(column string) *Dataset {
 		cols[c] = ev.Column(0)
 		return array.NewRecordBatch(out, cols, int64(len(rows))), nil
 	}
-	return d.MapBatches(fn, MapOptions{Name: "Explode(" + column + ")", Schema: out})
+	return label(d.MapBatches(fn, MapOptions{Name: "Explode(" + column + ")", Schema: out}), "Explode("+column+")")
 }

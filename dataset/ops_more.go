@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/internal/kernel"
 )
 
@@ -37,7 +38,33 @@ func (d *Dataset) Distinct(columns ...string) *Dataset {
 	if len(columns) == 0 {
 		columns = names(d.node.Schema())
 	}
-	return d.GroupBy(columns...).Agg(Count().As(distinctCount)).Drop(distinctCount)
+	return label(d.GroupBy(columns...).Agg(Count().As(distinctCount)), "Distinct ["+strings.Join(columns, ", ")+"]").Drop(distinctCount)
+}
+
+// label names the operator d's top node (an Aggregate, Join or MapBatches
+// just built for it) implements, for Explain.
+func label(d *Dataset, name string) *Dataset {
+	if d.err != nil {
+		return d
+	}
+	var n plan.Node
+	switch x := d.node.(type) {
+	case *plan.Aggregate:
+		c := *x
+		c.Label = name
+		n = &c
+	case *plan.Join:
+		c := *x
+		c.Label = name
+		n = &c
+	case *plan.MapBatches:
+		c := *x
+		c.Name, c.Builtin = name, true
+		n = &c
+	default:
+		return d
+	}
+	return &Dataset{node: n, cfg: d.cfg}
 }
 
 // DropNull drops the rows with a NULL in any of the columns (in any
@@ -198,7 +225,7 @@ func (d *Dataset) sample(op string, fraction float64, seed int64, keep bool) *Da
 		}
 		return kernel.Take(mem, rec, idx)
 	}
-	return d.MapBatches(fn, MapOptions{Name: name, Schema: d.node.Schema()})
+	return label(d.MapBatches(fn, MapOptions{Name: name, Schema: d.node.Schema()}), name)
 }
 
 // WithSplit adds column, a string naming each row's part of a seeded
@@ -263,7 +290,7 @@ func (d *Dataset) WithSplit(column string, fractions []float64, names []string, 
 		return array.NewRecordBatch(out, cols, rec.NumRows()), nil
 	}
 	name := fmt.Sprintf("Split(%v, seed=%d) into %s: %s", fractions, seed, column, strings.Join(names, ", "))
-	return d.MapBatches(fn, MapOptions{Name: name, Schema: out})
+	return label(d.MapBatches(fn, MapOptions{Name: name, Schema: out}), name)
 }
 
 // mix is splitmix64's finalizer, so that nearby seeds give unrelated samples.

@@ -1,6 +1,9 @@
 package dataset
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // joinMark is the column SemiJoin and AntiJoin add to the right side to
 // see which left rows found a match.
@@ -35,7 +38,11 @@ func (d *Dataset) markJoin(op string, right *Dataset, opts JoinOptions, how, fil
 	left := names(d.node.Schema())
 	r := right.Distinct(rk...).WithColumn(joinMark, "TRUE")
 	opts.How = how
-	out := d.Join(r, opts)
+	lk := opts.LeftOn
+	if len(opts.On) > 0 {
+		lk = opts.On
+	}
+	out := label(d.Join(r, opts), fmt.Sprintf("%s on [%s] = [%s]", op, strings.Join(lk, ", "), strings.Join(rk, ", ")))
 	if filter != "" {
 		out = out.Filter(filter)
 	}

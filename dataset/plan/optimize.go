@@ -90,9 +90,19 @@ func rebuild(n Node, children []Node) (Node, error) {
 		}
 		return NewProject(children[0], cols), nil
 	case *Aggregate:
-		return NewAggregate(children[0], n.Keys, n.Aggs)
+		a, err := NewAggregate(children[0], n.Keys, n.Aggs)
+		if err != nil {
+			return nil, err
+		}
+		a.Label = n.Label
+		return a, nil
 	case *Join:
-		return NewJoin(children[0], children[1], n.LeftKeys, n.RightKeys, n.Kind)
+		j, err := NewJoin(children[0], children[1], n.LeftKeys, n.RightKeys, n.Kind)
+		if err != nil {
+			return nil, err
+		}
+		j.Label = n.Label
+		return j, nil
 	}
 	return n.withChildren(children), nil
 }

@@ -236,6 +236,10 @@ type MapBatches struct {
 	RowLocal bool
 	// GPU asks for a GPU where the cluster has GPU workers.
 	GPU bool
+	// Builtin marks a map that implements a dataset operator (Sample,
+	// Split, Explode): Explain shows its Name alone, not as a user's
+	// MapBatches.
+	Builtin bool
 }
 
 func (m *MapBatches) Schema() *arrow.Schema      { return m.Out }
@@ -243,6 +247,9 @@ func (m *MapBatches) Children() []Node           { return []Node{m.Input} }
 func (m *MapBatches) withChildren(c []Node) Node { n := *m; n.Input = c[0]; return &n }
 func (m *MapBatches) Describe() string {
 	s := "MapBatches " + m.Name
+	if m.Builtin {
+		s = m.Name
+	}
 	if m.BatchRows > 0 {
 		s += fmt.Sprintf(" batch_rows=%d", m.BatchRows)
 	}
@@ -317,9 +324,12 @@ func (s *Sort) Describe() string {
 
 // Aggregate groups by Keys and computes Aggs.
 type Aggregate struct {
-	Input  Node
-	Keys   []string
-	Aggs   []kernel.Agg
+	Input Node
+	Keys  []string
+	Aggs  []kernel.Agg
+	// Label names the operator the Aggregate implements ("Distinct
+	// [a, b]"), for Explain; "": a GroupBy.
+	Label  string
 	schema *arrow.Schema
 }
 
@@ -345,7 +355,16 @@ func (a *Aggregate) Describe() string {
 	for i, g := range a.Aggs {
 		aggs[i] = fmt.Sprintf("%s(%s) AS %s", g.Func, g.Column, g.As)
 	}
-	return fmt.Sprintf("Aggregate keys=[%s] %s", strings.Join(a.Keys, ", "), strings.Join(aggs, ", "))
+	return labelled(a.Label, fmt.Sprintf("Aggregate keys=[%s] %s", strings.Join(a.Keys, ", "), strings.Join(aggs, ", ")))
+}
+
+// labelled is what a node built for another operator describes itself
+// as: that operator, then what it is made of.
+func labelled(label, node string) string {
+	if label == "" {
+		return node
+	}
+	return label + " (" + node + ")"
 }
 
 // Union concatenates inputs of equal schemas.
@@ -363,7 +382,10 @@ type Join struct {
 	Left, Right         Node
 	LeftKeys, RightKeys []string
 	Kind                kernel.JoinKind
-	schema              *arrow.Schema
+	// Label names the operator the Join implements ("SemiJoin on [k]"),
+	// for Explain; "": a Join.
+	Label  string
+	schema *arrow.Schema
 }
 
 // NewJoin checks the keys and computes the output schema.
@@ -388,7 +410,7 @@ func (j *Join) Describe() string {
 	if j.Kind == kernel.Left {
 		kind = "left"
 	}
-	return fmt.Sprintf("Join %s on [%s] = [%s]", kind, strings.Join(j.LeftKeys, ", "), strings.Join(j.RightKeys, ", "))
+	return labelled(j.Label, fmt.Sprintf("Join %s on [%s] = [%s]", kind, strings.Join(j.LeftKeys, ", "), strings.Join(j.RightKeys, ", ")))
 }
 
 // WriteMode says what a write does when the destination already has files.

@@ -29,7 +29,7 @@ func TestMoreOperators(t *testing.T) {
 		d      *dataset.Dataset
 		layout string // in the layout's text
 	}{
-		{"distinct all", dataset.ReadParquet(dir).Select("category", "qty").Distinct(), "hash partition by [category, qty]"},
+		{"distinct all", dataset.ReadParquet(dir).Select("category", "qty").Distinct(), "partial Distinct [category, qty] (Aggregate"},
 		{"distinct some", dataset.ReadParquet(dir).Distinct("qty", "category"), "hash partition by [qty, category]"},
 		{"drop null", dataset.ReadParquet(dir).DropNull("category"), ""},
 		{"fill null", dataset.ReadParquet(dir).FillNull(map[string]any{"category": "none", "qty": 0}), ""},
@@ -37,9 +37,9 @@ func TestMoreOperators(t *testing.T) {
 		{"split train", train, "Split(0.7, seed=3)"},
 		{"split test", test, "Split(0.7, seed=3) rest"},
 		// category has nulls on both sides: they match nothing.
-		{"semi on qty", dataset.ReadParquet(dir).SemiJoin(r, dataset.JoinOptions{On: []string{"qty"}}), ""},
+		{"semi on qty", dataset.ReadParquet(dir).SemiJoin(r, dataset.JoinOptions{On: []string{"qty"}}), "SemiJoin on [qty] = [qty] (Join inner"},
 		{"semi on category", dataset.ReadParquet(dir).SemiJoin(r, dataset.JoinOptions{On: []string{"category"}}), ""},
-		{"anti on category", dataset.ReadParquet(dir).AntiJoin(r.Filter("category <> 'a'"), dataset.JoinOptions{On: []string{"category"}}), ""},
+		{"anti on category", dataset.ReadParquet(dir).AntiJoin(r.Filter("category <> 'a'"), dataset.JoinOptions{On: []string{"category"}}), "AntiJoin on [category] = [category] (Join left"},
 		{"anti on keys", dataset.ReadParquet(dir).Rename(map[string]string{"qty": "q"}).AntiJoin(r,
 			dataset.JoinOptions{LeftOn: []string{"q", "category"}, RightOn: []string{"qty", "category"}}), ""},
 		// A NULL list (category NULL) and empty strings among the parts.

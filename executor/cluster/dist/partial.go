@@ -52,7 +52,12 @@ func splitAgg(n *plan.Aggregate) (*partialAgg, bool) {
 
 // mapSide is the partial Aggregate over input.
 func (p *partialAgg) mapSide(input plan.Node) (*plan.Aggregate, error) {
-	return plan.NewAggregate(input, p.node.Keys, p.partial)
+	a, err := plan.NewAggregate(input, p.node.Keys, p.partial)
+	if err != nil {
+		return nil, err
+	}
+	a.Label = p.node.Label // "partial Distinct [k] (...)"
+	return a, nil
 }
 
 // reduceSide merges the partial rows of leaf and computes the original
@@ -62,6 +67,7 @@ func (p *partialAgg) reduceSide(leaf plan.Node) (plan.Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	merged.Label = p.node.Label
 	out := p.node.Schema()
 	keys := len(p.node.Keys)
 	finish := func(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
