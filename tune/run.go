@@ -42,6 +42,11 @@ type Config struct {
 	Resume bool
 	// Progress, when set, gets one line per trial start and end.
 	Progress io.Writer
+	// Watch, when set, is called with a trial's row each time the trial
+	// starts, reports or ends (Live.Update is one), from the experiment
+	// loop's goroutine: it must return quickly and not keep the row's
+	// Config past the call.
+	Watch func(Row)
 }
 
 // Func is a trial: it trains with t.Config, calls t.Report after each
@@ -305,6 +310,9 @@ func Run(ctx context.Context, cfg Config, fn Func) (*Experiment, error) {
 	if err := r.save(ctx, true); err != nil {
 		return nil, err
 	}
+	for _, t := range r.exp.Trials {
+		r.watch(t) // a resumed experiment's trials
+	}
 	return r.loop(ctx)
 }
 
@@ -399,6 +407,12 @@ func (r *runner) progress(t *TrialState) {
 	fmt.Fprintln(r.cfg.Progress, msg)
 }
 
+func (r *runner) watch(t *TrialState) {
+	if r.cfg.Watch != nil {
+		r.cfg.Watch(t.Row())
+	}
+}
+
 // loop is the experiment's one goroutine that owns all state: it launches
 // trials while slots are free and handles their events.
 func (r *runner) loop(ctx context.Context) (*Experiment, error) {
@@ -474,6 +488,7 @@ func (r *runner) start(ctx context.Context, t *TrialState, gen int, restore stri
 	r.running[t.Index] = &active{gen: gen, cancel: cancel}
 	t.Status = Running
 	r.progress(t)
+	r.watch(t)
 	r.save(ctx, true)
 	dir := storage.Join(r.cfg.Dir, "trials", t.ID)
 	if r.scratch != "" {
@@ -510,6 +525,7 @@ func (r *runner) runTrial(ctx context.Context, t *Trial) (err error) {
 func (r *runner) handle(ctx context.Context, ev event) error {
 	t := r.exp.Trials[ev.idx]
 	a := r.running[ev.idx]
+	defer r.watch(t)
 	switch ev.kind {
 	case evReport:
 		if a == nil || a.gen != ev.gen || a.stopping {

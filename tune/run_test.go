@@ -46,16 +46,16 @@ func quad(iters int, calls *atomic.Int64) Func {
 	}
 }
 
-func readTable(t *testing.T, dir string) []tableRow {
+func readTable(t *testing.T, dir string) []Row {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "trials.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rows []tableRow
+	var rows []Row
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
-		var r tableRow
+		var r Row
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("%s: %v", sc.Text(), err)
 		}

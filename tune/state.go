@@ -123,8 +123,9 @@ func (e *Experiment) Summary() Summary {
 	return s
 }
 
-// tableRow is one line of trials.jsonl.
-type tableRow struct {
+// Row is one trial of the trial table: a line of trials.jsonl, a line of
+// the live table.
+type Row struct {
 	Trial      string   `json:"trial"`
 	Config     Values   `json:"config"`
 	Status     Status   `json:"status"`
@@ -141,13 +142,19 @@ func (e *Experiment) JSONL() []byte {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	for _, t := range e.Trials {
-		r := tableRow{Trial: t.ID, Config: t.Config, Status: t.Status, Iterations: t.Iterations, Last: t.Last, Best: t.Best, Error: t.Error}
-		if n := len(t.Checkpoints); n > 0 {
-			r.Checkpoint = t.Checkpoints[n-1].Path
-		}
-		enc.Encode(r)
+		enc.Encode(t.Row())
 	}
 	return b.Bytes()
+}
+
+// Row is the trial's line of the trial table. It shares the trial's
+// config.
+func (t *TrialState) Row() Row {
+	r := Row{Trial: t.ID, Config: t.Config, Status: t.Status, Iterations: t.Iterations, Last: t.Last, Best: t.Best, Error: t.Error}
+	if n := len(t.Checkpoints); n > 0 {
+		r.Checkpoint = t.Checkpoints[n-1].Path
+	}
+	return r
 }
 
 // WriteTable prints the trial table for a terminal.

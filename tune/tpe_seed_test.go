@@ -8,7 +8,7 @@ import (
 
 // tpeRun runs a TPE experiment over the noisy quadratic under ASHA and
 // returns its trial table without checkpoint paths (none are taken).
-func tpeRun(t *testing.T, seed uint64, concurrent int) []tableRow {
+func tpeRun(t *testing.T, seed uint64, concurrent int) []Row {
 	t.Helper()
 	space := Space{"x": quadSpace["x"], "lr": quadSpace["lr"], "opt": Choice{Values: []any{
 		Space{"kind": "sgd", "momentum": Uniform{0.5, 0.99}}, Space{"kind": "adam"}}}}
@@ -22,7 +22,7 @@ func tpeRun(t *testing.T, seed uint64, concurrent int) []tableRow {
 	return readTable(t, dir)
 }
 
-func rowJSON(r tableRow) string {
+func rowJSON(r Row) string {
 	b, _ := json.Marshal(r)
 	return string(b)
 }
