@@ -194,6 +194,9 @@ func (b *batch) share(rank, n int) *batch {
 	for i := rank; i < len(b.ids); i += n {
 		out.ids = append(out.ids, b.ids[i])
 		out.lens = append(out.lens, b.lens[i])
+		if b.mask != nil {
+			out.mask = append(out.mask, b.mask[i])
+		}
 	}
 	if len(out.ids) == 0 {
 		return nil

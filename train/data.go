@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"iter"
+	"slices"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -13,23 +15,43 @@ import (
 	"github.com/sluicehq/sluice/infer/tokenizer"
 )
 
+// sample is one training row: its token ids and, when not every token is
+// a target, which are: mask[t] says whether ids[t] is predicted (from the
+// tokens before it) and counts in the loss. A nil mask trains on every
+// token; prompt tokens and non-assistant turns are false.
+type sample struct {
+	ids  []int32
+	mask []bool
+}
+
 // tokenRows streams the dataset's rows as token sequences cut to
-// MaxSeqLen, one record at a time: the ids column when the schema has it,
-// else the text column tokenized (or, with Chat, the messages column
-// rendered by the chat template). It stops at the first error.
+// MaxSeqLen, one record at a time: the prompt and completion columns when
+// they are set (the loss only on the completion's tokens), else the ids
+// column when the schema has it, else the text column tokenized (or, with
+// Chat, the messages column rendered by the chat template, the loss only
+// on the assistant turns unless ChatLoss is "all"). It stops at the first
+// error.
 func tokenRows(ctx context.Context, cfg Config, ds *dataset.Dataset, vocab int,
-	tok func() (*tokenizer.Tokenizer, error)) iter.Seq2[[]int32, error] {
-	return func(yield func([]int32, error) bool) {
+	tok func() (*tokenizer.Tokenizer, error)) iter.Seq2[sample, error] {
+	return func(yield func(sample, error) bool) {
 		if _, err := decodeRows(ctx, cfg, ds, vocab, tok, yield); err != nil {
-			yield(nil, err)
+			yield(sample{}, err)
 		}
 	}
+}
+
+func columnNames(sc *arrow.Schema) []string {
+	names := make([]string, sc.NumFields())
+	for i, f := range sc.Fields() {
+		names[i] = f.Name
+	}
+	return names
 }
 
 // decodeRows runs tokenRows' loop; it returns early, with a nil error,
 // when yield asks to stop.
 func decodeRows(ctx context.Context, cfg Config, ds *dataset.Dataset, vocab int,
-	tok func() (*tokenizer.Tokenizer, error), yield func([]int32, error) bool) (int, error) {
+	tok func() (*tokenizer.Tokenizer, error), yield func(sample, error) bool) (int, error) {
 	if ds == nil {
 		return 0, fmt.Errorf("train: no dataset: %w", ErrData)
 	}
@@ -39,6 +61,25 @@ func decodeRows(ctx context.Context, cfg Config, ds *dataset.Dataset, vocab int,
 			return 0, fmt.Errorf("train: reading the data: %w", err)
 		}
 		sc := rec.Schema()
+		var s sample
+		if cfg.PromptColumn != "" {
+			pi, ci := sc.FieldIndices(cfg.PromptColumn), sc.FieldIndices(cfg.CompletionColumn)
+			if len(pi) == 0 || len(ci) == 0 {
+				return 0, fmt.Errorf("train: the data has no prompt column %q (--prompt-column) or completion column %q (--completion-column); its columns are %v: %w",
+					cfg.PromptColumn, cfg.CompletionColumn, columnNames(sc), ErrData)
+			}
+			pa, ca := rec.Column(pi[0]), rec.Column(ci[0])
+			for i := range pa.Len() {
+				if s, err = promptCompletion(cfg, pa, ca, i, row+i, vocab, tok); err != nil {
+					return 0, err
+				}
+				if !yield(s.cut(cfg.MaxSeqLen), nil) {
+					return row + i, nil
+				}
+			}
+			row += pa.Len()
+			continue
+		}
 		col := cfg.IDsColumn
 		if cfg.Chat {
 			col = "messages"
@@ -47,22 +88,18 @@ func decodeRows(ctx context.Context, cfg Config, ds *dataset.Dataset, vocab int,
 		}
 		idx := sc.FieldIndices(col)
 		if len(idx) == 0 {
-			names := make([]string, sc.NumFields())
-			for i, f := range sc.Fields() {
-				names[i] = f.Name
-			}
 			if cfg.Chat {
-				return 0, fmt.Errorf("train: --chat needs a messages column; the data has columns %v: %w", names, ErrData)
+				return 0, fmt.Errorf("train: --chat needs a messages column; the data has columns %v: %w", columnNames(sc), ErrData)
 			}
 			return 0, fmt.Errorf("train: the data has neither an ids column %q (--ids-column) nor a text column %q (--text-column); its columns are %v: %w",
-				cfg.IDsColumn, cfg.TextColumn, names, ErrData)
+				cfg.IDsColumn, cfg.TextColumn, columnNames(sc), ErrData)
 		}
 		arr := rec.Column(idx[0])
 		for i := range arr.Len() {
 			if arr.IsNull(i) {
 				return 0, fmt.Errorf("train: row %d: column %q is null: %w", row+i, col, ErrData)
 			}
-			var ids []int32
+			s = sample{}
 			switch {
 			case cfg.Chat:
 				t, err := tok()
@@ -73,35 +110,20 @@ func decodeRows(ctx context.Context, cfg Config, ds *dataset.Dataset, vocab int,
 				if err != nil {
 					return 0, fmt.Errorf("train: row %d: column %q: %w", row+i, col, err)
 				}
-				s, err := t.ApplyChatTemplate(msgs, false)
-				if err != nil {
-					return 0, fmt.Errorf("train: row %d: chat template: %w", row+i, err)
+				if s, err = chatSample(t, msgs, cfg.ChatLoss == "all"); err != nil {
+					return 0, fmt.Errorf("train: row %d: column %q: %w", row+i, col, err)
 				}
-				ids = t.Encode(s, false)
 			case col == cfg.IDsColumn:
-				ids, err = listIDs(arr, i, vocab)
+				s.ids, err = listIDs(arr, i, vocab)
 				if err != nil {
 					return 0, fmt.Errorf("train: row %d: column %q: %w", row+i, col, err)
 				}
 			default:
-				s, ok := arr.(*array.String)
-				if !ok {
-					if ls, ok2 := arr.(*array.LargeString); ok2 {
-						ids, err = encodeText(tok, ls.Value(i))
-					} else {
-						return 0, fmt.Errorf("train: column %q is %s, want strings: %w", col, arr.DataType(), ErrData)
-					}
-				} else {
-					ids, err = encodeText(tok, s.Value(i))
-				}
-				if err != nil {
-					return 0, err
+				if s.ids, err = cellIDs(arr, i, vocab, tok, true); err != nil {
+					return 0, fmt.Errorf("train: row %d: column %q: %w", row+i, col, err)
 				}
 			}
-			if len(ids) > cfg.MaxSeqLen {
-				ids = ids[:cfg.MaxSeqLen]
-			}
-			if !yield(ids, nil) {
+			if !yield(s.cut(cfg.MaxSeqLen), nil) {
 				return row + i, nil
 			}
 		}
@@ -110,12 +132,135 @@ func decodeRows(ctx context.Context, cfg Config, ds *dataset.Dataset, vocab int,
 	return row, nil
 }
 
-func encodeText(tok func() (*tokenizer.Tokenizer, error), s string) ([]int32, error) {
+// cut keeps the first n tokens.
+func (s sample) cut(n int) sample {
+	if len(s.ids) > n {
+		s.ids = s.ids[:n]
+		if s.mask != nil {
+			s.mask = s.mask[:n]
+		}
+	}
+	return s
+}
+
+// targets is how many tokens of s count in the loss: every token but the
+// first (which nothing predicts) that the mask keeps.
+func (s sample) targets() int {
+	n := 0
+	for t := 1; t < len(s.ids); t++ {
+		if s.mask == nil || s.mask[t] {
+			n++
+		}
+	}
+	return n
+}
+
+// cellIDs is a row's cell as token ids: a list of ids as they are, or a
+// string tokenized (addSpecial: with the tokenizer's BOS and the like).
+func cellIDs(arr arrow.Array, i, vocab int, tok func() (*tokenizer.Tokenizer, error), addSpecial bool) ([]int32, error) {
+	switch a := arr.(type) {
+	case *array.String:
+		return encodeText(tok, a.Value(i), addSpecial)
+	case *array.LargeString:
+		return encodeText(tok, a.Value(i), addSpecial)
+	case *array.List, *array.LargeList:
+		return listIDs(arr, i, vocab)
+	}
+	return nil, fmt.Errorf("type %s, want strings or lists of token ids: %w", arr.DataType(), ErrData)
+}
+
+// promptCompletion is row i of a prompt/completion pair: the prompt's
+// tokens (with BOS when it is text) then the completion's (with EOS
+// appended when it is text and the tokenizer has one), the loss only on
+// the completion's, as TRL's SFTTrainer with completion_only_loss.
+func promptCompletion(cfg Config, pa, ca arrow.Array, i, row, vocab int, tok func() (*tokenizer.Tokenizer, error)) (sample, error) {
+	for _, c := range []struct {
+		a    arrow.Array
+		name string
+	}{{pa, cfg.PromptColumn}, {ca, cfg.CompletionColumn}} {
+		if c.a.IsNull(i) {
+			return sample{}, fmt.Errorf("train: row %d: column %q is null: %w", row, c.name, ErrData)
+		}
+	}
+	p, err := cellIDs(pa, i, vocab, tok, true)
+	if err != nil {
+		return sample{}, fmt.Errorf("train: row %d: column %q: %w", row, cfg.PromptColumn, err)
+	}
+	c, err := cellIDs(ca, i, vocab, tok, false)
+	if err != nil {
+		return sample{}, fmt.Errorf("train: row %d: column %q: %w", row, cfg.CompletionColumn, err)
+	}
+	if id := ca.DataType().ID(); id == arrow.STRING || id == arrow.LARGE_STRING {
+		t, err := tok()
+		if err != nil {
+			return sample{}, err
+		}
+		if eos, ok := t.EOS(); ok && (len(c) == 0 || c[len(c)-1] != eos) {
+			c = append(c, eos)
+		}
+	}
+	s := sample{ids: append(slices.Clip(p), c...), mask: make([]bool, len(p)+len(c))}
+	for t := len(p); t < len(s.ids); t++ {
+		s.mask[t] = true
+	}
+	return s, nil
+}
+
+// chatSample renders a conversation with the chat template and tokenizes
+// it. Unless all, only the assistant turns count in the loss: the text of
+// assistant message i is what the conversation up to it adds to the
+// rendering of the messages before it with the generation prompt (the
+// template's "<|im_start|>assistant\n"), so its end-of-turn token is a
+// target and the prompt of the turn is not. The spans are tokenized one by
+// one, so a token never straddles a boundary. A template whose renderings
+// are not prefixes of one another (one that drops earlier turns' reasoning,
+// say) cannot be split so; the error says to use --chat-loss all.
+func chatSample(t *tokenizer.Tokenizer, msgs []tokenizer.Message, all bool) (sample, error) {
+	full, err := t.ApplyChatTemplate(msgs, false)
+	if err != nil {
+		return sample{}, fmt.Errorf("chat template: %w", err)
+	}
+	if all {
+		return sample{ids: t.Encode(full, false)}, nil
+	}
+	var s sample
+	add := func(text string, train bool) {
+		ids := t.Encode(text, false)
+		s.ids = append(s.ids, ids...)
+		for range ids {
+			s.mask = append(s.mask, train)
+		}
+	}
+	pos := 0
+	for i, m := range msgs {
+		if m.Role != "assistant" {
+			continue
+		}
+		pre, err := t.ApplyChatTemplate(msgs[:i], true)
+		if err != nil {
+			return sample{}, fmt.Errorf("chat template (messages before %d): %w", i, err)
+		}
+		upto, err := t.ApplyChatTemplate(msgs[:i+1], false)
+		if err != nil {
+			return sample{}, fmt.Errorf("chat template (messages to %d): %w", i, err)
+		}
+		if len(pre) < pos || !strings.HasPrefix(upto, pre) || !strings.HasPrefix(full, upto) || !strings.HasPrefix(pre, full[:pos]) {
+			return sample{}, fmt.Errorf("the chat template does not render message %d (assistant) as an extension of the messages before it, so its tokens cannot be told apart; use --chat-loss all to train on every token: %w", i, ErrData)
+		}
+		add(full[pos:len(pre)], false)
+		add(full[len(pre):len(upto)], true)
+		pos = len(upto)
+	}
+	add(full[pos:], false)
+	return s, nil
+}
+
+func encodeText(tok func() (*tokenizer.Tokenizer, error), s string, addSpecial bool) ([]int32, error) {
 	t, err := tok()
 	if err != nil {
 		return nil, err
 	}
-	return t.Encode(s, true), nil
+	return t.Encode(s, addSpecial), nil
 }
 
 func listIDs(arr arrow.Array, i, vocab int) ([]int32, error) {

@@ -18,7 +18,17 @@
 // Data-parallel runs (Config.Workers, Rank) sum each step's gradients
 // over a ring all-reduce on TCP (allreduce.go says why a ring of our own).
 //
-// This package is unstable. Only the cpu backend has BackwardOps (the
-// --device cpu path); the cuda backward kernels, an optimizer on the
-// device and bf16 training are not written yet.
+// Prompt/completion rows (Config.PromptColumn, CompletionColumn) count only
+// the completion's tokens in the loss, and chat rows (Config.Chat) only the
+// assistant turns (Config.ChatLoss "all" counts every token).
+//
+// Training runs on any gpu backend whose Ops implement gpu.BackwardOps
+// (Config.Device; one without them is refused by name). The master weights
+// and the optimizer stay on the host: each micro-batch uploads the weights
+// and downloads the gradients through Device.Upload and Download, correct
+// on a device with memory of its own but not fast.
+//
+// This package is unstable. Only the cpu backend has BackwardOps today;
+// the cuda backward kernels, an optimizer on the device and bf16 training
+// are not written yet.
 package train

@@ -13,7 +13,7 @@ import (
 // fused LM head with cross-entropy (ignored targets included) through the
 // whole decoder at a few elements.
 func TestFiniteDifferencesModel(t *testing.T) {
-	n, err := loadNet(t.Context(), fixtureDir("llama2"))
+	n, err := loadNet(t.Context(), fixtureDir("llama2"), "cpu")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,18 +23,27 @@ import (
 // the optimizer belongs on the device before cuda training is turned on.
 
 // batch is one micro-batch: B right-padded rows of T ids; lens[b] tokens of
-// row b are real. Targets are ids[b][t+1] for t+1 < lens[b].
+// row b are real. Targets are ids[b][t] for 0 < t < lens[b] where mask[b]
+// is nil or mask[b][t] (prompt tokens and non-assistant turns are not).
 type batch struct {
 	ids  [][]int32
 	lens []int
+	mask [][]bool // nil, or one per row (nil: every token)
 	T    int
+}
+
+// isTarget says whether token t of row bi counts in the loss.
+func (b *batch) isTarget(bi, t int) bool {
+	return t > 0 && t < b.lens[bi] && (b.mask == nil || b.mask[bi] == nil || b.mask[bi][t])
 }
 
 func (b *batch) targets() int {
 	n := 0
-	for _, l := range b.lens {
-		if l > 1 {
-			n += l - 1
+	for bi := range b.ids {
+		for t := 1; t < b.lens[bi]; t++ {
+			if b.isTarget(bi, t) {
+				n++
+			}
 		}
 	}
 	return n
@@ -317,8 +326,10 @@ func (n *net) run(p *pass, b *batch, scale float32) (float64, int) {
 	var rows, tgts []int32
 	for bi, row := range b.ids {
 		for t := 0; t+1 < b.lens[bi]; t++ {
-			rows = append(rows, int32(bi*T+t))
-			tgts = append(tgts, row[t+1])
+			if b.isTarget(bi, t+1) {
+				rows = append(rows, int32(bi*T+t))
+				tgts = append(tgts, row[t+1])
+			}
 		}
 	}
 	dhf := p.zeros(N, H)

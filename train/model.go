@@ -8,7 +8,8 @@ import (
 	"slices"
 
 	"github.com/sluicehq/sluice/gpu"
-	_ "github.com/sluicehq/sluice/gpu/cpu" // the cpu device parses and checks the model
+	_ "github.com/sluicehq/sluice/gpu/cpu"  // the cpu device parses and checks the model
+	_ "github.com/sluicehq/sluice/gpu/cuda" // --device cuda, found at run time where a driver is
 	"github.com/sluicehq/sluice/infer/model"
 	"github.com/sluicehq/sluice/infer/safetensors"
 )
@@ -48,11 +49,25 @@ type blockParams struct {
 }
 
 // loadNet reads a Hugging Face model directory: infer/model parses and
-// checks config.json and every weight (a cpu Load), then the weights are
-// read again from the checkpoint as float32 master copies. The net trains
-// on a cpu device it owns until close.
-func loadNet(ctx context.Context, dir string) (_ *net, err error) {
-	dev, err := gpu.Open("cpu")
+// checks config.json and every weight (a Load on a cpu device opened for
+// it), then the weights are read again from the checkpoint as float32
+// master copies on the host. The net trains on the device named device
+// (a gpu registry name), which it owns until close; the device must have
+// gpu.BackwardOps.
+func loadNet(ctx context.Context, dir, device string) (_ *net, err error) {
+	check, err := gpu.Open("cpu")
+	if err != nil {
+		return nil, err
+	}
+	m, err := model.Load(dir, check, model.Options{DType: gpu.F32, Context: ctx})
+	if err != nil {
+		check.Close()
+		return nil, fmt.Errorf("train: --model %s: %w", dir, err)
+	}
+	cfg := m.Config()
+	m.Close()
+	check.Close()
+	dev, err := openDevice(device)
 	if err != nil {
 		return nil, err
 	}
@@ -61,12 +76,6 @@ func loadNet(ctx context.Context, dir string) (_ *net, err error) {
 			dev.Close()
 		}
 	}()
-	m, err := model.Load(dir, dev, model.Options{DType: gpu.F32, Context: ctx})
-	if err != nil {
-		return nil, fmt.Errorf("train: --model %s: %w", dir, err)
-	}
-	cfg := m.Config()
-	m.Close()
 	ck, err := safetensors.OpenDir(ctx, dir)
 	if err != nil {
 		return nil, fmt.Errorf("train: --model %s: %w", dir, err)
@@ -123,6 +132,21 @@ func loadNet(ctx context.Context, dir string) (_ *net, err error) {
 		return nil, fmt.Errorf("train: --model %s: %w", dir, lerr)
 	}
 	return n, nil
+}
+
+// openDevice opens the training device: any backend of the gpu registry
+// whose Ops implement gpu.BackwardOps.
+func openDevice(name string) (gpu.Device, error) {
+	dev, err := gpu.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("train: --device %s: %w: %w", name, err, ErrConfig)
+	}
+	if _, ok := dev.Ops().(gpu.BackwardOps); !ok {
+		dev.Close()
+		return nil, fmt.Errorf("train: --device %s: the %s backend has no backward ops (gpu.BackwardOps), so it cannot train; use --device cpu: %w",
+			name, dev.Name(), ErrConfig)
+	}
+	return dev, nil
 }
 
 func readParam(ck *safetensors.Checkpoint, name string, shape []int) (*param, error) {

@@ -24,7 +24,8 @@ import (
 //	train:
 //	  model: ./models/llama              # local or s3://
 //	  data: s3://bucket/chats/           # JSONL or Parquet: a file, directory or glob
-//	  text_column: text                  # or ids_column: input_ids, or chat: true (messages)
+//	  text_column: text                  # or ids_column: input_ids, or chat: true (messages),
+//	                                     # or prompt_column: prompt + completion_column: completion
 //	  out: s3://bucket/runs/sft-demo     # local or s3://
 //	  steps: 200
 //	  lr: 2e-4
@@ -175,6 +176,7 @@ func (p *Plan) decode(m *yaml.Node, bad badFunc) error {
 		"max_seq_len": integer(&c.MaxSeqLen), "device": str(&c.Device), "seed": integer(&seed),
 		"shuffle": boolean(&c.Shuffle), "shuffle_buffer": integer(&c.ShuffleBuffer),
 		"text_column": str(&c.TextColumn), "ids_column": str(&c.IDsColumn), "chat": boolean(&c.Chat),
+		"chat_loss": str(&c.ChatLoss), "prompt_column": str(&c.PromptColumn), "completion_column": str(&c.CompletionColumn),
 		"optimizer": str(&c.Optimizer), "weight_decay": number(&c.WeightDecay), "max_grad_norm": number(&c.MaxGradNorm),
 		"lr_schedule": str(&c.LRSchedule), "warmup_steps": integer(&c.WarmupSteps), "grad_accum": integer(&c.GradAccum),
 		"checkpoint_every": integer(&c.CheckpointEvery), "resume": str(&c.Resume),

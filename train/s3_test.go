@@ -63,7 +63,7 @@ func TestS3(t *testing.T) {
 		t.Errorf("metrics.jsonl has %d lines after the resumed run, want 4:\n%s", n, b)
 	}
 	// The trained model loads back from the bucket.
-	n, err := loadNet(ctx, "s3://train/runs/a")
+	n, err := loadNet(ctx, "s3://train/runs/a", "cpu")
 	if err != nil {
 		t.Fatal(err)
 	}

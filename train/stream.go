@@ -17,7 +17,7 @@ const DefaultShuffleBuffer = 10000
 // (seed, epoch), so the position (epoch, index) names the same row on every
 // run: resuming replays the epoch's first index rows.
 type stream struct {
-	rows    func() iter.Seq2[[]int32, error] // one epoch's rows, file order
+	rows    func() iter.Seq2[sample, error] // one epoch's rows, file order
 	shuffle bool
 	seed    uint64
 	bufSize int
@@ -28,9 +28,9 @@ type stream struct {
 	pos   dataPos
 	count int // rows of the epoch read from the data so far
 	known int // rows per epoch, once an epoch has ended (0 before)
-	next  func() ([]int32, error, bool)
+	next  func() (sample, error, bool)
 	stop  func()
-	buf   [][]int32
+	buf   []sample
 	rng   *rand.Rand
 }
 
@@ -49,7 +49,7 @@ func (s *stream) start(skip int) error {
 	s.rng = rand.New(rand.NewPCG(s.seed, uint64(s.pos.Epoch)))
 	s.pos.Index = 0
 	for range skip {
-		if _, err := s.take(); err != nil {
+		if _, _, err := s.take(); err != nil {
 			return err
 		}
 	}
@@ -57,39 +57,39 @@ func (s *stream) start(skip int) error {
 }
 
 // pull reads one row from the data; ok is false at the epoch's end.
-func (s *stream) pull() ([]int32, bool, error) {
+func (s *stream) pull() (sample, bool, error) {
 	r, err, ok := s.next()
 	if !ok {
 		if s.count == 0 {
-			return nil, false, fmt.Errorf("train: the dataset has no rows: %w", ErrData)
+			return sample{}, false, fmt.Errorf("train: the dataset has no rows: %w", ErrData)
 		}
 		if s.want > 0 && s.count != s.want {
-			return nil, false, fmt.Errorf("train: the checkpoint was trained on %d rows, --data has %d: %w", s.want, s.count, ErrCheckpoint)
+			return sample{}, false, fmt.Errorf("train: the checkpoint was trained on %d rows, --data has %d: %w", s.want, s.count, ErrCheckpoint)
 		}
 		s.known = s.count
-		return nil, false, nil
+		return sample{}, false, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return sample{}, false, err
 	}
 	s.count++
 	return r, true, nil
 }
 
-// take returns the epoch's next row, or nil at its end.
-func (s *stream) take() ([]int32, error) {
+// take returns the epoch's next row; ok is false at its end.
+func (s *stream) take() (sample, bool, error) {
 	if !s.shuffle {
 		r, ok, err := s.pull()
 		if err != nil || !ok {
-			return nil, err
+			return sample{}, false, err
 		}
 		s.pos.Index++
-		return r, nil
+		return r, true, nil
 	}
 	for len(s.buf) < s.bufSize {
 		r, ok, err := s.pull()
 		if err != nil {
-			return nil, err
+			return sample{}, false, err
 		}
 		if !ok {
 			break
@@ -97,7 +97,7 @@ func (s *stream) take() ([]int32, error) {
 		s.buf = append(s.buf, r)
 	}
 	if len(s.buf) == 0 {
-		return nil, nil
+		return sample{}, false, nil
 	}
 	j := s.rng.IntN(len(s.buf))
 	r := s.buf[j]
@@ -105,23 +105,24 @@ func (s *stream) take() ([]int32, error) {
 	s.buf[j] = s.buf[last]
 	s.buf = s.buf[:last]
 	s.pos.Index++
-	return r, nil
+	return r, true, nil
 }
 
 // row returns the next row, starting the next epoch when one ends.
-func (s *stream) row() ([]int32, error) {
+func (s *stream) row() (sample, error) {
 	if s.next == nil {
 		if err := s.start(s.pos.Index); err != nil {
-			return nil, err
+			return sample{}, err
 		}
 	}
-	r, err := s.take()
-	if err != nil || r != nil {
+	r, ok, err := s.take()
+	if err != nil || ok {
 		return r, err
 	}
 	s.pos.Epoch++
 	if err := s.start(0); err != nil {
-		return nil, err
+		return sample{}, err
 	}
-	return s.take()
+	r, _, err = s.take()
+	return r, err
 }

@@ -7,12 +7,12 @@ import (
 	"testing"
 )
 
-func numbered(n int, reads *int) func() iter.Seq2[[]int32, error] {
-	return func() iter.Seq2[[]int32, error] {
+func numbered(n int, reads *int) func() iter.Seq2[sample, error] {
+	return func() iter.Seq2[sample, error] {
 		*reads++
-		return func(yield func([]int32, error) bool) {
+		return func(yield func(sample, error) bool) {
 			for i := range n {
-				if !yield([]int32{int32(i)}, nil) {
+				if !yield(sample{ids: []int32{int32(i)}}, nil) {
 					return
 				}
 			}
@@ -38,7 +38,7 @@ func TestStream(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		all = append(all, r[0])
+		all = append(all, r.ids[0])
 	}
 	if reads != 3 || s.known != n {
 		t.Errorf("the data was read %d times for 3 epochs (rows per epoch %d)", reads, s.known)
@@ -62,8 +62,8 @@ func TestStream(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if row[0] != all[i] {
-			t.Fatalf("resumed at %+v: row %d is %d, the uninterrupted stream had %d", mid, i, row[0], all[i])
+		if row.ids[0] != all[i] {
+			t.Fatalf("resumed at %+v: row %d is %d, the uninterrupted stream had %d", mid, i, row.ids[0], all[i])
 		}
 	}
 	// A checkpoint made on other data is found when the epoch ends.

@@ -55,9 +55,12 @@ type Config struct {
 	// LoRATargets --lora-targets, module names such as q_proj.
 	LoRAAlpha   float64
 	LoRATargets []string
-	Device      string // --device: cpu (cuda training is not written yet)
-	Seed        uint64 // --seed: shuffling
-	Shuffle     bool   // --shuffle
+	// Device is --device: a gpu backend whose Ops implement
+	// gpu.BackwardOps (cpu; cuda once its backward kernels are in). Run
+	// refuses one without them, naming it.
+	Device  string
+	Seed    uint64 // --seed: shuffling
+	Shuffle bool   // --shuffle
 	// ShuffleBuffer is --shuffle-buffer: how many rows the shuffle mixes
 	// at a time (0: DefaultShuffleBuffer). The data streams; it is never
 	// all held.
@@ -65,6 +68,16 @@ type Config struct {
 
 	TextColumn, IDsColumn string // --text-column, --ids-column
 	Chat                  bool   // --chat: apply the chat template to the messages column
+	// ChatLoss is --chat-loss: "assistant" (the default) computes the loss
+	// on the assistant turns only (their text and end-of-turn tokens);
+	// "all" on every token of the rendered conversation.
+	ChatLoss string
+	// PromptColumn and CompletionColumn are --prompt-column and
+	// --completion-column: set both to train on prompt/completion pairs,
+	// the loss on the completion's tokens only. A string is tokenized (the
+	// prompt with the tokenizer's BOS, the completion with its EOS added);
+	// a list of integers (Parquet) is taken as token ids.
+	PromptColumn, CompletionColumn string
 
 	Optimizer   string  // --optimizer: adamw or sgd
 	WeightDecay float64 // --weight-decay
@@ -94,7 +107,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Steps: 100, LR: 1e-4, BatchSize: 8, MaxSeqLen: 512, Device: "cpu", Shuffle: true,
-		TextColumn: "text", IDsColumn: "input_ids", Optimizer: "adamw", MaxGradNorm: 1.0,
+		TextColumn: "text", IDsColumn: "input_ids", ChatLoss: "assistant", Optimizer: "adamw", MaxGradNorm: 1.0,
 		LRSchedule: "constant", GradAccum: 1, LoRAAlpha: 16, LoRATargets: DefaultLoRATargets,
 	}
 }
@@ -121,10 +134,8 @@ func (c Config) Validate() error {
 		return bad("--lora-rank (%d) must not be negative", c.LoRARank)
 	case c.LoRARank > 0 && (math.IsNaN(c.LoRAAlpha) || c.LoRAAlpha <= 0):
 		return bad("--lora-alpha (%v) must be positive", c.LoRAAlpha)
-	case c.Device != "cpu" && c.Device != "cuda":
-		return bad("--device %q: want cpu or cuda", c.Device)
-	case c.Device == "cuda":
-		return bad("--device cuda: training has no cuda backward kernels yet; use --device cpu")
+	case c.Device == "":
+		return bad("--device must name a backend (cpu, cuda)")
 	case c.Optimizer != "adamw" && c.Optimizer != "sgd":
 		return bad("--optimizer %q: want adamw or sgd", c.Optimizer)
 	case math.IsNaN(c.WeightDecay) || c.WeightDecay < 0:
@@ -145,6 +156,12 @@ func (c Config) Validate() error {
 		return bad("--checkpoint-every (%d) must not be negative", c.CheckpointEvery)
 	case c.TextColumn == "" || c.IDsColumn == "":
 		return bad("--text-column and --ids-column must not be empty")
+	case (c.PromptColumn == "") != (c.CompletionColumn == ""):
+		return bad("--prompt-column (%q) and --completion-column (%q) go together: set both or neither", c.PromptColumn, c.CompletionColumn)
+	case c.PromptColumn != "" && c.Chat:
+		return bad("--chat and --prompt-column: a row is a conversation or a prompt/completion pair, not both")
+	case c.ChatLoss != "assistant" && c.ChatLoss != "all" && c.ChatLoss != "":
+		return bad("--chat-loss %q: want assistant or all", c.ChatLoss)
 	}
 	return nil
 }
@@ -196,7 +213,7 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		defer os.RemoveAll(dir)
 		cfg.Resume = dir
 	}
-	n, err := loadNet(ctx, cfg.Model)
+	n, err := loadNet(ctx, cfg.Model, cfg.Device)
 	if err != nil {
 		return err
 	}
@@ -235,7 +252,7 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		trainable = lora.params
 	}
 	opt := newOptimizer(cfg.Optimizer, cfg.WeightDecay)
-	src := &stream{rows: func() iter.Seq2[[]int32, error] { return tokenRows(ctx, cfg, ds, n.cfg.Vocab, loadTok) }}
+	src := &stream{rows: func() iter.Seq2[sample, error] { return tokenRows(ctx, cfg, ds, n.cfg.Vocab, loadTok) }}
 	if cfg.Resume != "" {
 		if src.pos, err = readCheckpoint(ctx, cfg, cfg.Resume, n, lora, opt); err != nil {
 			return err
@@ -282,10 +299,11 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 				if err != nil {
 					return err
 				}
-				b.ids = append(b.ids, r)
-				b.lens = append(b.lens, len(r))
-				b.T = max(b.T, len(r))
-				tokens += len(r)
+				b.ids = append(b.ids, r.ids)
+				b.lens = append(b.lens, len(r.ids))
+				b.mask = append(b.mask, r.mask)
+				b.T = max(b.T, len(r.ids))
+				tokens += len(r.ids)
 			}
 			for i, r := range b.ids {
 				if len(r) < b.T {
@@ -299,7 +317,7 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 			count += b.targets()
 		}
 		if count == 0 {
-			return fmt.Errorf("train: step %d: no row of the batch has two tokens, so there is nothing to predict: %w", s+1, ErrData)
+			return fmt.Errorf("train: step %d: no row of the batch has a token to predict (a second token, of the completion or of an assistant turn): %w", s+1, ErrData)
 		}
 		n.zeroGrad()
 		if lora != nil {

@@ -229,6 +229,13 @@ func TestBadInput(t *testing.T) {
 		{"bad id", write("id.jsonl", `{"input_ids":[1,2,99999]}`+"\n"), "outside the vocabulary", nil},
 		{"other model", good, "written for another model", func(c *Config) { c.Resume = filepath.Join(ckdir, "checkpoint") }},
 		{"cuda", good, "--device cuda", func(c *Config) { c.Device = "cuda" }},
+		{"prompt alone", good, `--prompt-column ("p") and --completion-column ("") go together`, func(c *Config) { c.PromptColumn = "p" }},
+		{"no prompt column", good, `no prompt column "p" (--prompt-column) or completion column "c" (--completion-column)`,
+			func(c *Config) { c.PromptColumn, c.CompletionColumn = "p", "c" }},
+		{"null completion", write("pc.jsonl", `{"p":"a b","c":"d"}`+"\n"+`{"p":"x","c":null}`+"\n"), `row 1: column "c" is null`,
+			func(c *Config) { c.PromptColumn, c.CompletionColumn = "p", "c" }},
+		{"chat loss", good, `--chat-loss "some": want assistant or all`, func(c *Config) { c.ChatLoss = "some" }},
+		{"no backward", good, "--device train-test-forward-only: the train-test-forward-only backend has no backward ops", func(c *Config) { c.Device = "train-test-forward-only" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := baseConfig(t, "llama3")
