@@ -131,7 +131,9 @@ var stepDefs = sync.OnceValue(func() []*stepDef {
 			req("column", str("The column.")),
 			opt("descending", &spec{kind: kBool, doc: "Sort from largest to smallest (nulls still last).", def: false})))
 	agg := object("One aggregate: the function, its column and the name of its output column.",
-		req("fn", enum("The aggregate function (avg is mean).", "count", "sum", "mean", "avg", "min", "max", "count_distinct", "var", "std", "median", "quantile", "first", "last", "collect_list")),
+		req("fn", enum("The aggregate function: var and std are the sample's (n-1); first and last pick a value (NULL included) and collect_list the non-null values, in the order rows reach the group_by (the files' order, or a sort's before it). Aliases: avg (mean), variance and var_samp (var), stddev and stddev_samp (std), list and array_agg (collect_list).",
+			"count", "sum", "mean", "avg", "min", "max", "count_distinct", "var", "std", "median", "quantile", "first", "last", "collect_list",
+			"variance", "var_samp", "stddev", "stddev_samp", "list", "array_agg")),
 		opt("column", str("The column aggregated; count without a column counts rows.")),
 		opt("q", number("quantile: the fraction, 0 to 1 (0.5 is the median), interpolated linearly between the nearest two values (DuckDB's quantile_cont).")),
 		opt("as", str("The output column's name (default fn_column, or count).")))
