@@ -160,7 +160,14 @@ func (m *blockManager) commit(s *Sequence) {
 	if m.cache == nil {
 		return
 	}
-	full := s.numComputed / m.size
+	n := s.numComputed
+	if s.withDraft {
+		// A block a later sequence takes must hold the draft's keys and
+		// values too: the draft lags by one token after a step that
+		// accepted every draft (draft.go).
+		n = min(n, s.draftComputed)
+	}
+	full := n / m.size
 	if full <= s.numHashed {
 		return
 	}

@@ -35,7 +35,10 @@
 //     proposer: the scheduler budgets each decode's draft tokens, the step
 //     computes them with logits after each, and the sampler verifies them
 //     by exact rejection sampling (greedy output is unchanged token for
-//     token, sampled output keeps its distribution);
+//     token, sampled output keeps its distribution); draft.go: the
+//     draft-model proposer (method "draft_model"), a second model of the
+//     same vocabulary with a KV cache of its own indexed by the same
+//     block tables, run before each step's forward pass;
 //   - runner.go: the Runner interface the engine drives, implemented over
 //     infer/model by model_runner.go (FromModel) and in memory by
 //     FakeRunner (fake.go), whose outputs hash the whole token history so

@@ -32,9 +32,15 @@ type Engine struct {
 	sampler *sampler
 	pack    gpu.SamplePack // runSampled's rows
 	more    []spec         // this step's tokens after accepted drafts (speculative.go)
-	batch   Batch
-	toks    []int32
-	lps     []*TokenLogprobs
+	// The draft model of method "draft_model" (draft.go): nil without.
+	draft              Runner
+	draftCache         KVCache
+	draftBatch         Batch
+	drafting, decoding []int // indexes in the plan of the sequences the draft proposes for
+	draftIDs           []int32
+	batch              Batch
+	toks               []int32
+	lps                []*TokenLogprobs
 
 	mu       sync.Mutex
 	wake     *sync.Cond
@@ -63,10 +69,24 @@ func New(r Runner, tok *tokenizer.Tokenizer, cfg Config) (*Engine, error) {
 	if spec.Vocab < 1 || spec.MaxPositions < 1 {
 		return nil, fmt.Errorf("%w: model spec has Vocab %d, MaxPositions %d", ErrInvalidConfig, spec.Vocab, spec.MaxPositions)
 	}
+	draft := cfg.Speculative.Draft
+	if draft != nil {
+		ds := draft.Spec()
+		if err := checkDraft(spec, ds); err != nil {
+			return nil, err
+		}
+		if ds.MaxPositions < spec.MaxPositions {
+			spec.MaxPositions = ds.MaxPositions // the draft reads every position the target does
+		}
+	}
 	if cfg.MaxModelLen == 0 {
 		cfg.MaxModelLen = spec.MaxPositions
 	} else if cfg.MaxModelLen > spec.MaxPositions {
-		return nil, fmt.Errorf("%w: MaxModelLen (%d) cannot be larger than the model's max positions (%d)", ErrInvalidConfig, cfg.MaxModelLen, spec.MaxPositions)
+		which := "the model's"
+		if draft != nil {
+			which = "the target's and the draft model's"
+		}
+		return nil, fmt.Errorf("%w: MaxModelLen (%d) cannot be larger than %s max positions (%d)", ErrInvalidConfig, cfg.MaxModelLen, which, spec.MaxPositions)
 	}
 	var dev gpu.Device // nil: the runner does not say
 	if dr, ok := r.(deviceRunner); ok {
@@ -84,6 +104,17 @@ func New(r Runner, tok *tokenizer.Tokenizer, cfg Config) (*Engine, error) {
 		per := probe.BytesPerBlock()
 		if err := probe.Free(); err != nil {
 			return nil, fmt.Errorf("infer: sizing the KV cache: %w", err)
+		}
+		if draft != nil {
+			// A block holds the draft's keys and values too (draft.go).
+			dp, err := draft.NewCache(1, cfg.BlockSize)
+			if err != nil {
+				return nil, fmt.Errorf("infer: sizing the draft model's KV cache: %w", err)
+			}
+			per += dp.BytesPerBlock()
+			if err := dp.Free(); err != nil {
+				return nil, fmt.Errorf("infer: sizing the draft model's KV cache: %w", err)
+			}
 		}
 		useful := int64(cfg.MaxNumSeqs) * int64((cfg.MaxModelLen+cfg.BlockSize-1)/cfg.BlockSize)
 		mem.useful = useful
@@ -109,6 +140,12 @@ func New(r Runner, tok *tokenizer.Tokenizer, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("infer: allocating %d KV blocks: %w", cfg.NumBlocks, err)
 	}
 	e := &Engine{runner: r, tok: tok, cfg: cfg, spec: spec, cache: cache, exited: make(chan struct{})}
+	if draft != nil {
+		if e.draftCache, err = draft.NewCache(cfg.NumBlocks, cfg.BlockSize); err != nil {
+			return nil, errors.Join(fmt.Errorf("infer: allocating the draft model's %d KV blocks: %w", cfg.NumBlocks, err), cache.Free())
+		}
+		e.draft = draft
+	}
 	e.eos = validIDs(spec.EOS, spec.Vocab)
 	if tok != nil {
 		if id, ok := tok.EOS(); ok && int(id) < spec.Vocab && !slices.Contains(e.eos, id) {
@@ -131,7 +168,11 @@ func New(r Runner, tok *tokenizer.Tokenizer, cfg Config) (*Engine, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	log.Info("infer: engine started", mem.attrs(dev, cache, cfg)...)
+	attrs := mem.attrs(dev, cache, cfg)
+	if e.draftCache != nil {
+		attrs = append(attrs, "speculative", "draft_model", "draft_kv_block_bytes", e.draftCache.BytesPerBlock())
+	}
+	log.Info("infer: engine started", attrs...)
 	go e.loop()
 	return e, nil
 }
@@ -164,7 +205,11 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 	<-e.exited
 	leak := e.bm.CheckLeaks()
-	return errors.Join(leak, e.cache.Free())
+	err := errors.Join(leak, e.cache.Free())
+	if e.draftCache != nil {
+		err = errors.Join(err, e.draftCache.Free())
+	}
+	return err
 }
 
 // isClosing reports whether Close has begun.
@@ -254,6 +299,10 @@ func (e *Engine) abortCancelled() {
 // step is one iteration: schedule, run the model and sample, postprocess.
 func (e *Engine) step() {
 	p := e.sched.Schedule()
+	if err := e.draftPropose(p); err != nil {
+		e.fail(p, err)
+		return
+	}
 	if err := e.run(p); err != nil {
 		e.fail(p, err)
 		return

@@ -22,6 +22,9 @@ import (
 // without a cache, as the reference for tests.
 type FakeRunner struct {
 	spec ModelSpec
+	// noise and salt make a draft model of the fake (NewFakeDraft).
+	noise float32
+	salt  uint64
 
 	mu sync.Mutex
 	// FailForward, when set, is called at the start of each Forward with
@@ -47,6 +50,17 @@ const (
 // that accepts maxPositions tokens.
 func NewFakeRunner(maxPositions int) *FakeRunner {
 	return &FakeRunner{spec: ModelSpec{Vocab: FakeVocab, MaxPositions: maxPositions, EOS: []int32{FakeEOS}}}
+}
+
+// NewFakeDraft returns another fake model of the same vocabulary, for a
+// draft model in speculative decoding: its logits are NewFakeRunner's
+// plus noise times a pseudo-random value in [-1, 1) keyed by the history
+// and salt, so that its argmax is often, not always, the fake's. Noise 0
+// is NewFakeRunner's model.
+func NewFakeDraft(maxPositions int, noise float32, salt uint64) *FakeRunner {
+	f := NewFakeRunner(maxPositions)
+	f.noise, f.salt = noise, salt
+	return f
 }
 
 // Spec implements Runner.
@@ -147,7 +161,7 @@ func (f *FakeRunner) Forward(kc KVCache, b *Batch) ([]float32, error) {
 			}
 			*e = fakeEntry{h: h, pos: int32(pos)}
 			if i >= len(s.Tokens)-s.logitRows() {
-				out = fakeLogits(out, h, f.spec.Vocab)
+				out = f.appendLogits(out, h)
 			}
 		}
 	}
@@ -177,13 +191,27 @@ func fakeLogits(dst []float32, h uint64, vocab int) []float32 {
 	return dst
 }
 
+// appendLogits appends the logits after history hash h, with a draft's
+// noise.
+func (f *FakeRunner) appendLogits(dst []float32, h uint64) []float32 {
+	n := len(dst)
+	dst = fakeLogits(dst, h, f.spec.Vocab)
+	if f.noise != 0 {
+		for v := range f.spec.Vocab {
+			x := fakeMix(h^f.salt, int32(v), -2)
+			dst[n+v] += f.noise * (float32(x>>40)/float32(1<<23) - 1)
+		}
+	}
+	return dst
+}
+
 // Logits returns the fake model's logits after the given tokens.
 func (f *FakeRunner) Logits(history []int32) []float32 {
 	h := fakeSeed
 	for pos, t := range history {
 		h = fakeMix(h, t, pos)
 	}
-	return fakeLogits(nil, h, f.spec.Vocab)
+	return f.appendLogits(nil, h)
 }
 
 // Generate returns the greedy continuation of prompt, computed without a
@@ -197,7 +225,7 @@ func (f *FakeRunner) Generate(prompt []int32, maxTokens int, ignoreEOS bool) []i
 	var out []int32
 	row := make([]float32, 0, f.spec.Vocab)
 	for len(out) < maxTokens && len(prompt)+len(out) < f.spec.MaxPositions {
-		t := argmax(fakeLogits(row[:0], h, f.spec.Vocab))
+		t := argmax(f.appendLogits(row[:0], h))
 		out = append(out, t)
 		if t == FakeEOS && !ignoreEOS {
 			break

@@ -108,6 +108,7 @@ func (e *Engine) prepare(r Request, index int, sk sink) (*request, error) {
 			maxTokens: p.MaxTokens, minTokens: p.MinTokens, eos: eos, stopIDs: rq.params.StopTokenIDs,
 		})
 		seq.lora = lora
+		seq.withDraft = e.draft != nil
 		seed := base + uint64(i)
 		if p.Seed != nil {
 			seed = uint64(*p.Seed + int64(i)) // vLLM: child i of n is seeded seed+i

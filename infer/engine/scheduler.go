@@ -140,7 +140,7 @@ func (s *scheduler) Schedule() *plan {
 		if seq.lora != 0 && !slices.Contains(s.loras, seq.lora) {
 			s.loras = append(s.loras, seq.lora)
 		}
-		seq.numComputed = computed
+		seq.numComputed, seq.draftComputed = computed, computed
 		if seq.preemptions == 0 {
 			seq.cachedHit = computed
 			s.bm.queried += int64(seq.numPrompt)
@@ -172,6 +172,12 @@ func (s *scheduler) propose(seq *Sequence, budget int) bool {
 	}
 	// k drafts give up to k+1 new tokens.
 	k := min(c.NumSpeculativeTokens, budget-1, seq.stop.maxTokens-seq.numOutput()-1, s.cfg.maxModelLen-len(seq.tokens)-1)
+	if c.Method == "draft_model" {
+		// The draft model fills the k tokens after Schedule (draft.go); the
+		// budget and the blocks are taken for them here.
+		seq.draft = slices.Grow(seq.draft[:0], max(k, 0))[:max(k, 0)]
+		return k > 0
+	}
 	seq.draft = ngramPropose(seq.draft, seq.tokens, k, c.PromptLookupMin, c.PromptLookupMax)
 	return len(seq.draft) > 0
 }
@@ -183,7 +189,7 @@ func (p *plan) add(seq *Sequence, n int) {
 
 func (s *scheduler) preempt(seq *Sequence) {
 	s.bm.free(seq)
-	seq.numComputed = 0
+	seq.numComputed, seq.draftComputed = 0, 0
 	seq.preemptions++
 	seq.status = seqWaiting
 	s.waiting = slices.Insert(s.waiting, 0, seq)

@@ -62,6 +62,11 @@ type Sequence struct {
 	// out of it (a constrained one: its masks follow accepted tokens).
 	draft, specIn []int32
 	noSpec        bool
+	// draftComputed counts the tokens whose keys and values are in the
+	// draft model's cache (draft.go); withDraft says there is one, so that
+	// only blocks both caches hold are registered in the prefix cache.
+	draftComputed int
+	withDraft     bool
 
 	stop stopRule
 	lora int // the runner's LoRA adapter id; 0 is the base model

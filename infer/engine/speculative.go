@@ -22,10 +22,20 @@ import (
 // and greedy output is the same token for token.
 
 // SpeculativeConfig turns on speculative decoding (vLLM's
-// --speculative-config {"method": "ngram", ...}).
+// --speculative-config {"method": "ngram", ...} or {"method":
+// "draft_model", "model": DIR, ...}).
 type SpeculativeConfig struct {
-	// Method is "ngram" (prompt lookup) or "" for none.
+	// Method is "ngram" (prompt lookup), "draft_model" (a second, smaller
+	// model proposes: draft.go) or "" for none.
 	Method string `json:"method,omitempty" yaml:"method,omitempty"`
+	// Model is the draft model's directory with method "draft_model", for
+	// the caller that loads it into Draft (the engine reads only Draft).
+	Model string `json:"model,omitempty" yaml:"model,omitempty"`
+	// Draft runs the draft model with method "draft_model". Its vocabulary
+	// must be the target's; the engine gives it a KV cache of its own, of
+	// as many blocks as the target's, and frees it on Close. It stays the
+	// caller's to close, after the engine.
+	Draft Runner `json:"-" yaml:"-"`
 	// NumSpeculativeTokens is the most draft tokens a sequence proposes
 	// per step.
 	NumSpeculativeTokens int `json:"num_speculative_tokens,omitempty" yaml:"num_speculative_tokens,omitempty"`
@@ -53,8 +63,12 @@ func (c SpeculativeConfig) Validate() error {
 	}
 	c = c.withDefaults()
 	switch {
-	case c.Method != "ngram":
-		return fmt.Errorf("%w: speculative method %q: only \"ngram\" is implemented (a draft model is not)", ErrInvalidConfig, c.Method)
+	case c.Method != "ngram" && c.Method != "draft_model":
+		return fmt.Errorf("%w: speculative method %q: want \"ngram\" or \"draft_model\"", ErrInvalidConfig, c.Method)
+	case c.Method == "draft_model" && c.Draft == nil:
+		return fmt.Errorf("%w: speculative method \"draft_model\" needs the loaded draft model in SpeculativeConfig.Draft (model %q)", ErrInvalidConfig, c.Model)
+	case c.Method != "draft_model" && c.Draft != nil:
+		return fmt.Errorf("%w: SpeculativeConfig.Draft is set with method %q, not \"draft_model\"", ErrInvalidConfig, c.Method)
 	case c.NumSpeculativeTokens < 1:
 		return fmt.Errorf("%w: num_speculative_tokens must be at least 1 with method %q, got %d", ErrInvalidConfig, c.Method, c.NumSpeculativeTokens)
 	case c.PromptLookupMin < 1 || c.PromptLookupMax < c.PromptLookupMin:

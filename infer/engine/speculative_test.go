@@ -134,7 +134,10 @@ func topKProbs(logits []float32, k int) map[int32]float64 {
 // the counts of each (t0, t1, t2) with the fake model's exact
 // probabilities by a chi-square test: with speculation, t1 and t2 come from
 // the verification of a draft when t0 (and t1) make one, and the joint
-// distribution must stay the model's.
+// distribution must stay the model's. The same holds with a draft model
+// proposing: the fake itself (its greedy drafts are the likeliest token)
+// and a noisy copy of it (its drafts are sometimes the second likeliest,
+// sometimes outside the top 2).
 func TestSpeculativeChiSquare(t *testing.T) {
 	const topK, n = 2, 4000
 	f := NewFakeRunner(64)
@@ -155,7 +158,9 @@ func TestSpeculativeChiSquare(t *testing.T) {
 	if prompt == nil {
 		t.Fatal("no prompt found")
 	}
-	for _, spec := range []SpeculativeConfig{{}, {Method: "ngram", NumSpeculativeTokens: 2}} {
+	for _, spec := range []SpeculativeConfig{{}, {Method: "ngram", NumSpeculativeTokens: 2},
+		{Method: "draft_model", NumSpeculativeTokens: 2, Draft: NewFakeRunner(64)},
+		{Method: "draft_model", NumSpeculativeTokens: 2, Draft: NewFakeDraft(64, 1, 1)}} {
 		cfg := DefaultConfig()
 		cfg.BlockSize, cfg.NumBlocks, cfg.MaxNumSeqs, cfg.MaxNumBatchedTokens = 4, 4096, 256, 2048
 		cfg.Speculative = spec
@@ -202,7 +207,7 @@ func TestSpeculativeChiSquare(t *testing.T) {
 		if cells != 8 || chi2 > 24.32 {
 			t.Errorf("%+v: chi-square %.2f over %d cells, want at most 24.32 over 8", spec, chi2, cells)
 		}
-		if spec.Method != "" && st.SpecAcceptedTokens < n/10 {
+		if spec.Method != "" && st.SpecAcceptedTokens < n/20 {
 			t.Errorf("only %d of %d drafts accepted: the test does not exercise verification", st.SpecAcceptedTokens, st.SpecDraftTokens)
 		}
 		t.Logf("%+v: chi-square %.2f; drafts %d, accepted %d", spec, chi2, st.SpecDraftTokens, st.SpecAcceptedTokens)

@@ -3,7 +3,9 @@
 // zero, which would make an adapter a no-op), and the model with an
 // adapter merged into its weights (W + alpha/r·B·A, as PEFT's
 // merge_and_unload), so tests can compare an unmerged, batched adapter
-// with the merged reference. It is for tests and benchmarks.
+// with the merged reference; and a copy of a model with only its first
+// layers (Truncate), a draft model of the same vocabulary for speculative
+// decoding. It is for tests and benchmarks.
 package loratest
 
 import (
@@ -225,4 +227,57 @@ func writeFile(path string, ts []safetensors.Tensor) error {
 		return err
 	}
 	return f.Close()
+}
+
+// Truncate writes into dir a copy of the float32 model in base with only
+// its first layers decoder layers (config.json's num_hidden_layers set to
+// layers, the other config files copied): a smaller model of the same
+// vocabulary and tokenizer, whose outputs differ from the base's.
+func Truncate(base, dir string, layers int) error {
+	ts, err := read(base)
+	if err != nil {
+		return err
+	}
+	js, err := os.ReadFile(filepath.Join(base, "config.json"))
+	if err != nil {
+		return err
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		return fmt.Errorf("loratest: %s/config.json: %w", base, err)
+	}
+	n, _ := cfg["num_hidden_layers"].(float64)
+	if layers < 1 || float64(layers) > n {
+		return fmt.Errorf("loratest: %s has %v layers; cannot keep %d", base, n, layers)
+	}
+	cfg["num_hidden_layers"] = layers
+	var out []safetensors.Tensor
+	for _, name := range ts.order {
+		if rest, ok := strings.CutPrefix(name, "model.layers."); ok {
+			var i int
+			if _, err := fmt.Sscanf(rest, "%d.", &i); err == nil && i >= layers {
+				continue
+			}
+		}
+		out = append(out, safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: ts.shape[name], Data: bytesOf(ts.data[name])})
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range []string{"generation_config.json", "tokenizer.json", "tokenizer_config.json"} {
+		b, err := os.ReadFile(filepath.Join(base, f))
+		if os.IsNotExist(err) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			return err
+		}
+	}
+	js, _ = json.MarshalIndent(cfg, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), js, 0o644); err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(dir, "model.safetensors"), out)
 }
