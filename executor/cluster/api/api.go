@@ -9,7 +9,7 @@
 //	GET  /v1/jobs/{id}             → JobStatus
 //	POST /v1/jobs/{id}/cancel      → IDResponse
 //	POST /v1/workers               RegisterRequest → RegisterResponse
-//	POST /v1/workers/{id}/heartbeat → HeartbeatResponse
+//	POST /v1/workers/{id}/heartbeat HeartbeatRequest (may be empty) → HeartbeatResponse
 //	POST /v1/workers/{id}/spec     SpecRequest → JobSpec (a job's plan and layout, once per job and worker)
 //	POST /v1/tasks/{id}/start      TaskReport → IDResponse
 //	POST /v1/tasks/{id}/finish     TaskReport → IDResponse
@@ -17,6 +17,8 @@
 //	POST /v1/cluster/join          JoinRequest → IDResponse (adds a non-voter)
 //	POST /v1/cluster/promote       JoinRequest → IDResponse (a caught-up non-voter becomes a voter)
 //	GET  /v1/cluster               → ClusterStatus
+//	GET  /v1/deployments           → []Deployment (the leader's, from the heartbeats)
+//	GET  /v1/deployments/{name}    → Deployment
 //	GET  /metrics                  Prometheus text
 package api
 
@@ -129,6 +131,38 @@ func Digest(tasks []Assignment) string {
 		h.Write([]byte{0})
 	}
 	return fmt.Sprintf("%d-%x", len(keys), h.Sum64())
+}
+
+// HeartbeatRequest is what a heartbeat carries: the serving replicas the
+// worker runs, with their load. The leader keeps them in memory (not in
+// the Raft log): they are as old as the worker's last heartbeat, and a
+// new leader knows them after one heartbeat of each worker.
+type HeartbeatRequest struct {
+	Replicas []Replica `json:"replicas,omitempty"`
+}
+
+// Replica is one server of a deployment (sluice serve --coordinators),
+// as its worker reports it.
+type Replica struct {
+	Deployment string `json:"deployment"`
+	// ID is the replica's id: the id of the job it runs as.
+	ID  string `json:"id"`
+	URL string `json:"url"` // http://host:port, on the worker's address
+	// Running and Waiting are the server's requests in its running batch
+	// and waiting for it, as the replica last read them.
+	Running int `json:"running"`
+	Waiting int `json:"waiting"`
+	// Worker and Reported are filled in by the coordinator: who reported
+	// the replica, and when.
+	Worker   string    `json:"worker,omitempty"`
+	Reported time.Time `json:"reported,omitzero"`
+}
+
+// Deployment is the replicas of one deployment that live workers report,
+// sorted by id.
+type Deployment struct {
+	Name     string    `json:"name"`
+	Replicas []Replica `json:"replicas"`
 }
 
 // HeartbeatResponse lists the tasks assigned to or running on the worker;

@@ -108,9 +108,7 @@ func BenchmarkNoopJob(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N**noopTasks)/total.Seconds(), "tasks/s")
 	l := h.leader()
-	l.met.mu.Lock()
-	commits, secs := l.met.commits, l.met.commitSeconds
-	l.met.mu.Unlock()
+	commits, secs := l.met.commitStats()
 	b.ReportMetric(float64(l.raft.LastIndex())/float64(b.N), "raft-entries/job")
 	b.ReportMetric(1000*secs/float64(max(commits, 1)), "commit-ms")
 }

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/state"
@@ -41,10 +43,17 @@ func (c *Coordinator) handler() http.Handler {
 	mux.HandleFunc("POST /v1/cluster/remove", w(c.removeNode))
 	mux.HandleFunc("POST /v1/cluster/promote", w(c.promoteNode))
 	mux.HandleFunc("GET /v1/cluster", c.current(c.status))
+	mux.HandleFunc("GET /v1/deployments", w(c.listDeployments))
+	mux.HandleFunc("GET /v1/deployments/{name}", w(c.deployment))
 	mux.HandleFunc("GET /health", c.health)
 	mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, r *http.Request) {
-		rw.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		c.fsm.read(func(s *state.State) { c.met.write(rw, s, c.IsLeader()) })
+		rw.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+		leader := c.IsLeader()
+		var err error
+		c.fsm.read(func(s *state.State) { err = c.met.write(rw, s, leader) })
+		if err != nil {
+			c.log.Error("metrics", "err", err)
+		}
 	})
 	return c.auth(mux)
 }
@@ -286,6 +295,17 @@ func (c *Coordinator) cancelJob(rw http.ResponseWriter, r *http.Request) {
 
 func (c *Coordinator) heartbeat(rw http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	// The body (empty from a worker that runs no replica) carries the
+	// worker's serving replicas, kept in memory (deployments.go).
+	var req api.HeartbeatRequest
+	body, err := io.ReadAll(r.Body)
+	if err == nil && len(bytes.TrimSpace(body)) > 0 {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
+		writeError(rw, http.StatusBadRequest, fmt.Errorf("heartbeat body: %w", err))
+		return
+	}
 	// A heartbeat reaches the log only when the replicated one is getting
 	// old (a quarter of the worker timeout): the others only fetch the
 	// worker's assignments, and cost no Raft entry.
@@ -305,6 +325,7 @@ func (c *Coordinator) heartbeat(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	c.met.deps.report(id, now, req.Replicas)
 	// With ?wait=D&known=DIGEST the answer waits up to D (at most
 	// api.MaxHeartbeatWait) while the worker's assignments are still the
 	// ones it knows, so a task reaches its worker as soon as it is

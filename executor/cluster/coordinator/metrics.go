@@ -1,35 +1,56 @@
 package coordinator
 
 import (
-	"fmt"
 	"io"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
 	"github.com/sluicehq/sluice/executor/cluster/state"
 )
 
-// metrics are the coordinator's Prometheus counters, written in the text
-// exposition format without a client library.
+// metrics are the coordinator's Prometheus metrics, on a registry of its
+// own (a process may run several coordinators: tests do). The counters
+// count as things happen; the gauges of jobs, tasks and workers are read
+// from the state at each scrape (write).
+//
+// It also holds deployments, the serving replicas the heartbeats report:
+// like the counters, what this node observed in memory and never logged.
 type metrics struct {
-	mu            sync.Mutex
-	leaderChanges int64
-	commits       int64
-	commitSeconds float64
-	assigns       int64
-	schedSeconds  float64 // submit (or requeue) to assignment
+	reg           *prometheus.Registry
+	leader        prometheus.Gauge
+	leaderChanges prometheus.Counter
+	commits       prometheus.Summary
+	sched         prometheus.Summary // submit (or requeue) to assignment
+	jobs          *prometheus.GaugeVec
+	tasks         *prometheus.GaugeVec
+	alive         prometheus.Gauge
+
+	mu   sync.Mutex // one scrape at a time: it sets the gauges, then gathers
+	deps deployments
 }
 
-func newMetrics() *metrics { return &metrics{} }
-
-func (m *metrics) leaderChange() { m.mu.Lock(); m.leaderChanges++; m.mu.Unlock() }
-
-func (m *metrics) commit(d time.Duration) {
-	m.mu.Lock()
-	m.commits++
-	m.commitSeconds += d.Seconds()
-	m.mu.Unlock()
+func newMetrics() *metrics {
+	m := &metrics{
+		reg:           prometheus.NewRegistry(),
+		leader:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_leader", Help: "1 when this coordinator is the Raft leader."}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_leader_changes_total", Help: "Leader changes this coordinator observed."}),
+		commits:       prometheus.NewSummary(prometheus.SummaryOpts{Name: "sluice_raft_commit_seconds", Help: "Time from proposing a command to its commit, on the leader."}),
+		sched:         prometheus.NewSummary(prometheus.SummaryOpts{Name: "sluice_scheduling_latency_seconds", Help: "Time from a task's submission (or requeue) to its assignment."}),
+		jobs:          prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_jobs", Help: "Jobs by state."}, []string{"state"}),
+		tasks:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_tasks", Help: "Tasks by state."}, []string{"state"}),
+		alive:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_workers_alive", Help: "Workers the state holds alive."}),
+	}
+	m.reg.MustRegister(m.leader, m.leaderChanges, m.commits, m.sched, m.jobs, m.tasks, m.alive)
+	return m
 }
+
+func (m *metrics) leaderChange() { m.leaderChanges.Inc() }
+
+func (m *metrics) commit(d time.Duration) { m.commits.Observe(d.Seconds()) }
 
 func (m *metrics) assigned(f *fsm, task string, _ time.Time) {
 	var wait time.Duration
@@ -38,31 +59,33 @@ func (m *metrics) assigned(f *fsm, task string, _ time.Time) {
 			wait = t.Assigned.Sub(t.Submitted)
 		}
 	})
-	m.mu.Lock()
-	m.assigns++
-	m.schedSeconds += wait.Seconds()
-	m.mu.Unlock()
+	m.sched.Observe(wait.Seconds())
 }
 
-func (m *metrics) write(w io.Writer, s *state.State, leader bool) {
+// commitStats returns how many commits the leader timed and their seconds.
+func (m *metrics) commitStats() (n int64, secs float64) {
+	var d dto.Metric
+	if m.commits.Write(&d) != nil || d.Summary == nil {
+		return 0, 0
+	}
+	return int64(d.Summary.GetSampleCount()), d.Summary.GetSampleSum()
+}
+
+// write writes the metrics in Prometheus's text format, the gauges as of s.
+func (m *metrics) write(w io.Writer, s *state.State, leader bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	fmt.Fprintf(w, "# TYPE sluice_leader gauge\nsluice_leader %d\n", map[bool]int{true: 1}[leader])
-	fmt.Fprintf(w, "# TYPE sluice_leader_changes_total counter\nsluice_leader_changes_total %d\n", m.leaderChanges)
-	fmt.Fprintf(w, "# TYPE sluice_raft_commit_seconds summary\nsluice_raft_commit_seconds_sum %g\nsluice_raft_commit_seconds_count %d\n", m.commitSeconds, m.commits)
-	fmt.Fprintf(w, "# TYPE sluice_scheduling_latency_seconds summary\nsluice_scheduling_latency_seconds_sum %g\nsluice_scheduling_latency_seconds_count %d\n", m.schedSeconds, m.assigns)
+	m.leader.Set(map[bool]float64{true: 1}[leader])
 	jobs := map[state.JobState]int{}
 	for _, j := range s.Jobs {
 		jobs[j.State]++
 	}
-	fmt.Fprintf(w, "# TYPE sluice_jobs gauge\n")
 	for _, st := range []state.JobState{state.JobPending, state.JobRunning, state.JobSucceeded, state.JobFailed, state.JobCancelled} {
-		fmt.Fprintf(w, "sluice_jobs{state=%q} %d\n", st, jobs[st])
+		m.jobs.WithLabelValues(string(st)).Set(float64(jobs[st]))
 	}
 	counts := s.Counts()
-	fmt.Fprintf(w, "# TYPE sluice_tasks gauge\n")
 	for _, st := range []state.TaskState{state.TaskPending, state.TaskAssigned, state.TaskRunning, state.TaskSucceeded, state.TaskFailed} {
-		fmt.Fprintf(w, "sluice_tasks{state=%q} %d\n", st, counts[st])
+		m.tasks.WithLabelValues(string(st)).Set(float64(counts[st]))
 	}
 	alive := 0
 	for _, wk := range s.Workers {
@@ -70,5 +93,16 @@ func (m *metrics) write(w io.Writer, s *state.State, leader bool) {
 			alive++
 		}
 	}
-	fmt.Fprintf(w, "# TYPE sluice_workers_alive gauge\nsluice_workers_alive %d\n", alive)
+	m.alive.Set(float64(alive))
+	mfs, err := m.reg.Gather()
+	if err != nil {
+		return err
+	}
+	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return err
+		}
+	}
+	return nil
 }

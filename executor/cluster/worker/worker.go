@@ -110,6 +110,10 @@ type Worker struct {
 	flight *blocks.Client
 	jobs   jobCache
 	specs  specCache
+
+	// replicas are the serving replicas its tasks run (Announce), which
+	// its heartbeats carry.
+	replicas replicaSet
 }
 
 // pending is a queued report; ok, when set, hears whether it applied.
@@ -260,7 +264,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				path += "?wait=" + w.cfg.Heartbeat.String() + "&known=" + known
 			}
 			start := time.Now()
-			err := w.cl.Do(ctx, http.MethodPost, path, nil, &hb)
+			err := w.cl.Do(ctx, http.MethodPost, path, api.HeartbeatRequest{Replicas: w.replicas.list()}, &hb)
 			switch {
 			case errors.Is(err, api.ErrNotFound):
 				registered, known = false, ""
@@ -350,6 +354,7 @@ func (w *Worker) runTask(root, ctx context.Context, a api.Assignment) {
 		w.mu.Unlock()
 	}()
 	log := w.log.With("task", t.ID, "attempt", t.Attempt)
+	ctx = context.WithValue(ctx, taskKey{}, taskInfo{w: w, t: Task{Worker: w.id, Addr: w.cfg.Addr, Job: t.Job, ID: t.ID}})
 	rep := api.TaskReport{Worker: w.id, Attempt: t.Attempt, Task: t.ID, Phase: string(state.OpStart)}
 	rep.RequestID = fmt.Sprintf("%s/%s/%d/start", w.id, t.ID, t.Attempt)
 	if t.State == state.TaskAssigned {
