@@ -144,3 +144,65 @@ func inferLogits(t *testing.T, dir string, prompts [][]int32) []float32 {
 	}
 	return slices.Clone(out)
 }
+
+// TestLoRAUnmergedLogits: the PEFT adapter a LoRA run writes (Out/adapter,
+// every projection targeted, gate and up included, which infer keeps as one
+// gate_up weight), loaded unmerged by infer's LoadLoRA over the base model,
+// gives the logits of the merged model the run wrote to Out; without the
+// adapter the base's.
+func TestLoRAUnmergedLogits(t *testing.T) {
+	data := writeRows(t, t.TempDir(), 6, 512)
+	c := baseConfig(t, "qwen2")
+	c.Steps, c.LoRARank, c.LoRAAlpha, c.LR = 3, 4, 8, 0.05
+	c.LoRATargets = model.LoRATargets
+	runLosses(t, c, data)
+	prompts := [][]int32{{1, 17, 300, 42, 9, 5}, {7, 7, 100}}
+	want := inferLogits(t, c.Out, prompts)
+
+	dev, err := gpu.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	m, err := model.Load(fixtureDir("qwen2"), dev, model.Options{DType: gpu.F32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	id, err := m.LoadLoRA("sft", filepath.Join(c.Out, "adapter"), model.LoRAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits := func(lora int) []float32 {
+		cache, err := m.NewCache(len(prompts), 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cache.Free()
+		var b model.Batch
+		for i, p := range prompts {
+			b.Seqs = append(b.Seqs, model.SeqInput{Tokens: p, BlockTable: []int32{int32(i)}, WantLogits: true, LoRA: lora})
+		}
+		out, err := m.Forward(cache, &b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Clone(out)
+	}
+	got, base := logits(id), logits(0)
+	var gmax, dmax float64
+	for i := range want {
+		gmax = math.Max(gmax, math.Abs(float64(want[i])))
+		dmax = math.Max(dmax, math.Abs(float64(got[i]-want[i])))
+	}
+	t.Logf("largest logit %g, unmerged - merged %g", gmax, dmax)
+	if dmax > 1e-5*math.Max(gmax, 1) {
+		t.Errorf("logits with the adapter loaded unmerged differ from the merged model's by %g (largest logit %g)", dmax, gmax)
+	}
+	if !slices.Equal(base, inferLogits(t, fixtureDir("qwen2"), prompts)) {
+		t.Error("LoRA id 0 does not give the base model's logits")
+	}
+	if slices.Equal(base, want) {
+		t.Error("the fine-tune did not change the logits")
+	}
+}
