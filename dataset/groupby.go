@@ -75,8 +75,11 @@ func Quantile(column string, q float64) Agg { return Agg{fn: "quantile", column:
 // where an aggregate with first, last or collect_list reads its input on
 // one goroutine, and on a cluster, whose reduce task reads each
 // producer's rows in task order; without PreserveOrder it is some row of
-// the group. After a RandomShuffle or Repartition the order is the
-// shuffle's, which differs between the local executor and a cluster.
+// the group. Row-local operators, Limit and Union keep the order; after
+// another exchange (a Join, GroupBy, Window, Repartition or RandomShuffle)
+// it is that exchange's, which differs between the local executor (a
+// join keeps its left side's order) and a cluster (rows in hash-partition
+// order): Sort before the GroupBy where the pick matters.
 func First(column string) Agg { return Agg{fn: "first", column: column} }
 
 // Last is a group's last value in input order, NULL included.

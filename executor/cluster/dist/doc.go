@@ -55,7 +55,11 @@
 // Since scan splits are contiguous in file order (and a sort's ranges are
 // in key order), a group's rows reach its aggregate in input order, the
 // order the local executor follows with PreserveOrder; both give the same
-// first, last and lists (TestMoreAggregates).
+// first, last and lists (TestMoreAggregates). Row-local operators,
+// limits and unions keep that order; the other exchanges (a join, an
+// aggregate, a window, a repartition, a shuffle) put rows in partition
+// order, not the local executor's, so after them the picks differ unless
+// a sort comes between.
 //
 // Blocks. A task's output partition p is one block, BlockID(job, stage,
 // task, attempt, p), put even when empty; a sort's producers also put a
