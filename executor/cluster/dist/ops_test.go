@@ -11,6 +11,7 @@ import (
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/dataset/plan"
 	"github.com/sluicehq/sluice/executor/cluster/dist"
+	"github.com/sluicehq/sluice/plans"
 )
 
 // TestMoreOperators: the operators built from the core ones (Distinct,
@@ -188,5 +189,92 @@ func TestSplitDirs(t *testing.T) {
 	}
 	for part, rows := range want {
 		same(t, sorted(got[part]), rows)
+	}
+}
+
+// TestYAMLSteps: plans with the new steps, compiled once for the layout
+// and again for the tasks (as the planning task and the workers do), give
+// the local executor's rows on a cluster; the split step's parts land in
+// their directories with the local executor's rows of each part.
+func TestYAMLSteps(t *testing.T) {
+	mem := checked(t)
+	dir := salesDir(t, mem)
+	right := t.TempDir()
+	writeSales(t, right, 2, 40, mem)
+	out := filepath.Join(t.TempDir(), "out")
+	compile := func(steps string) plan.Node {
+		t.Helper()
+		text := "name: x\nread: {parquet: " + dir + "}\nsteps:\n" + steps + "write: {parquet: " + out + ", mode: overwrite}\n"
+		p, lints := plans.Parse("x.yaml", []byte(text))
+		if err := lints.Err(); err != nil {
+			t.Fatal(err)
+		}
+		job, err := plans.Compile(p, plans.Vars{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := plan.Optimize(job.Sink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return root
+	}
+	steps := `  - fill_null: {category: none}
+  - join: {read: {parquet: ` + right + `}, on: [qty], how: semi}
+  - with_column: {name: parts, expr: "split(name, '1')"}
+  - explode: parts
+  - sample: {fraction: 0.6, seed: 11}
+  - distinct: [category, qty, parts]
+`
+	planned, root := compile(steps), compile(steps)
+	want := sorted(localRows(t, root, mem))
+	if len(want) < 10 {
+		t.Fatalf("%d rows locally: the case tests little", len(want))
+	}
+	got, _, _ := runOn(t, planned, root, dist.Options{Partitions: 3, SplitBytes: 1}, mem)
+	same(t, sorted(got), want)
+
+	steps = `  - drop_null: [category]
+  - group_by: {keys: [category, qty], aggs: [{fn: std, column: price, as: sd}, {fn: median, column: id, as: med}, {fn: first, column: id, as: f}, {fn: collect_list, column: name, as: names}]}
+  - with_column: {name: sd, expr: "round(sd, 9)"}
+  - split: {fractions: [0.5, 0.3, 0.2], seed: 2}
+`
+	planned, root = compile(steps), compile(steps)
+	local := localRows(t, root, mem) // the last column is the part
+	wantParts := map[string][]string{}
+	for _, r := range local {
+		i := strings.LastIndexByte(r, '|')
+		wantParts[r[i+1:]] = append(wantParts[r[i+1:]], r[:i])
+	}
+	l, err := dist.Plan(planned, dist.Options{Partitions: 3, SplitBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := newStore()
+	defer st.release()
+	env := dist.Env{Fetch: st.fetch, Put: st.put, Local: testConfig(mem)}
+	gotParts := map[string][]string{}
+	for i, s := range l.Stages {
+		for k := range s.Tasks {
+			if _, err := dist.Run(context.Background(), root, l, dist.TaskSpec{Job: "j-1", Stage: i, Task: k, Attempt: 1, Inputs: producers(l, i)}, env); err != nil {
+				t.Fatal(err)
+			}
+			if !s.Sink {
+				continue
+			}
+			for _, f := range staged(t, root, "j-1", k, 1) {
+				part, _, _ := strings.Cut(f.Rel, "/")
+				gotParts[part] = append(gotParts[part], readRows(t, f.Path, mem)...)
+			}
+		}
+	}
+	if len(wantParts) != 3 || len(gotParts) != 3 {
+		t.Fatalf("parts: local %d, cluster %v", len(wantParts), slices.Collect(maps.Keys(gotParts)))
+	}
+	for part, rows := range wantParts {
+		if !slices.Contains([]string{"train", "validation", "test"}, part) {
+			t.Errorf("part %q", part)
+		}
+		same(t, sorted(gotParts[part]), sorted(rows))
 	}
 }
