@@ -23,7 +23,8 @@
 # Then run `bash bench/serve/devrun-serve.sh` through the device tool with
 # carry ["devrun-serve"]. SKIP_BENCH=1 skips the benchmark; RATES lists the fixed rates (req/s); SUITE=1 also
 # runs the cuda suite, the engine's fixture and speculative tests on cuda,
-# the quantized loader on cuda and an n-gram speculative bench infer.
+# the quantized loader on cuda and an n-gram speculative bench infer;
+# ATTN_MODES=1 (with SUITE=1) also the suite under each forced attention choice.
 # $OUT gets offline.jsonl and serve.jsonl (one JSON result per run),
 # serve.log (the server's log), suite.log and summary.txt.
 cd "$(dirname "$0")/../.."
@@ -92,6 +93,12 @@ print("offline: %d req, %d output tokens in %.2fs: %.1f output tok/s (%.2f req/s
 		(cd gpu/cuda && timeout 180 "$bin/cuda.test" -test.v -test.skip 'TestConformanceAttnModes' >"$OUT/suite.log" 2>&1; echo "cuda.test rc=$?")
 		grep -E -- "^\s*--- FAIL|^(ok|FAIL|PASS)$|panic" "$OUT/suite.log" | head -20
 		echo "cuda passed: $(grep -c -- '--- PASS' "$OUT/suite.log"), failed: $(grep -c -- '--- FAIL' "$OUT/suite.log")"
+		if [ -n "${ATTN_MODES:-}" ]; then
+			stamp "== the cuda suite under each forced attention choice (TestConformanceAttnModes)"
+			(cd gpu/cuda && timeout 240 "$bin/cuda.test" -test.v -test.run 'TestConformanceAttnModes' >"$OUT/attn.log" 2>&1; echo "attn modes rc=$?")
+			grep -E -- "^\s*--- FAIL|^(ok|FAIL|PASS)$|panic" "$OUT/attn.log" | head -20
+			echo "attn modes passed: $(grep -c -- '--- PASS' "$OUT/attn.log"), failed: $(grep -c -- '--- FAIL' "$OUT/attn.log")"
+		fi
 		stamp "== engine fixtures and speculative decoding on cuda"
 		(cd infer/engine && SLUICE_TEST_DEVICE=cuda timeout 150 "$bin/engine.test" -test.v \
 			-test.run 'TestFixturesGreedy|TestFixtureSampling|TestSpeculative' >/tmp/engine.log 2>&1; echo "engine.test rc=$?")
