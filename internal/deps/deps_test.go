@@ -38,8 +38,8 @@ var rules = []struct {
 		"model loading and the forward pass work on any gpu.Device; only the program (infer's Load, cmd/sluice) links cuda"},
 	{"infer/serve", []string{"gpu/cuda/...", "executor/cluster/state/..."},
 		"the server runs on an engine it is given; the backend is the program's choice"},
-	{"train", []string{"gpu/cuda/...", "executor/cluster/..."},
-		"training runs on any gpu.Device with BackwardOps; the backend is the program's choice"},
+	{"train", []string{"executor/cluster/...", "infer/serve/...", "tune/..."},
+		"training is below the cluster, serving and tuning (it links gpu/cuda as package infer does, so --device cuda works from Go)"},
 }
 
 // A direct rule: pkg's own imports (test files left out) must not name the
