@@ -3,6 +3,8 @@ package dataset_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/sluicehq/sluice/dataset"
 )
@@ -33,4 +35,35 @@ func Example() {
 	// Output:
 	// books 265 2
 	// games 60 1
+}
+
+// A seeded 80/20 train/test split written in one run: the rows of each
+// part go under their own directory (DirBy), the part column is not in
+// the files.
+func ExampleDataset_WithSplit() {
+	dir, err := os.MkdirTemp("", "split")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	_, err = dataset.Range(1000).
+		WithSplit("part", []float64{0.8, 0.2}, []string{"train", "test"}, 42).
+		WriteParquet(ctx, dir, dataset.WriteOptions{DirBy: "part"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, part := range []string{"train", "test"} {
+		n, err := dataset.ReadParquet(filepath.Join(dir, part)).Count(ctx)
+		fmt.Println(part, n > 0, err)
+	}
+	train, _ := dataset.ReadParquet(filepath.Join(dir, "train")).Count(ctx)
+	kept, _ := dataset.Range(1000).Sample(0.8, 42).Count(ctx)
+	fmt.Println("train is Sample(0.8, 42):", train == kept)
+	// Output:
+	// train true <nil>
+	// test true <nil>
+	// train is Sample(0.8, 42): true
 }
