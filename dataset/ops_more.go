@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -38,7 +39,11 @@ func (d *Dataset) Distinct(columns ...string) *Dataset {
 	if len(columns) == 0 {
 		columns = names(d.node.Schema())
 	}
-	return label(d.GroupBy(columns...).Agg(Count().As(distinctCount)), "Distinct ["+strings.Join(columns, ", ")+"]").Drop(distinctCount)
+	g := d.GroupBy(columns...).Agg(Count().As(distinctCount))
+	if err := g.Err(); err != nil {
+		return &Dataset{err: fmt.Errorf("dataset: Distinct: %w", errors.Unwrap(err)), cfg: d.cfg}
+	}
+	return label(g, "Distinct ["+strings.Join(columns, ", ")+"]").Drop(distinctCount)
 }
 
 // label names the operator d's top node (an Aggregate, Join or MapBatches

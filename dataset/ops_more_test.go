@@ -105,3 +105,20 @@ func TestSampleSplit(t *testing.T) {
 		t.Fatalf("Sample(1.5): %v", err)
 	}
 }
+
+// TestDistinctErrors: a Distinct that cannot group says Distinct, not the
+// GroupBy it is built from.
+func TestDistinctErrors(t *testing.T) {
+	d := dataset.Range(10).WithColumn("l", "split('a,b', ',')")
+	for _, tc := range []struct {
+		d    *dataset.Dataset
+		want string
+	}{
+		{d.Distinct(), `dataset: Distinct: kernel: group key "l": cannot group by a list<item: utf8, nullable> column`},
+		{d.Distinct("zz"), `dataset: Distinct: kernel: group key "zz": no such column (have id, l)`},
+	} {
+		if err := tc.d.Err(); err == nil || err.Error() != tc.want {
+			t.Errorf("got %v, want %s", err, tc.want)
+		}
+	}
+}
