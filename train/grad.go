@@ -333,7 +333,11 @@ func (n *net) run(p *pass, b *batch, scale float32) (float64, int) {
 		}
 	}
 	dhf := p.zeros(N, H)
-	chunk := max(1, min(len(rows), logitElems/c.Vocab))
+	chunk := logitElems / c.Vocab
+	if n.chunk > 0 {
+		chunk = n.chunk
+	}
+	chunk = max(1, min(len(rows), chunk))
 	var sum float64
 	lossH := make([]float32, chunk)
 	for lo := 0; lo < len(rows) && p.err == nil; lo += chunk {

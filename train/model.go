@@ -35,6 +35,7 @@ type net struct {
 	layers []blockParams
 	params []*param // every param, in checkpoint order
 	byName map[string]*param
+	chunk  int // target rows per cross-entropy chunk (0: logitElems/Vocab)
 }
 
 type blockParams struct {

@@ -2,7 +2,6 @@ package train
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +38,9 @@ type Metrics struct {
 	GradNorm     float64 `json:"grad_norm"` // global L2 norm before clipping
 	Tokens       int     `json:"tokens"`    // real (not padding) tokens of the step's rows
 	TokensPerSec float64 `json:"tokens_per_sec"`
+	// MFU is the step's model FLOPs utilization (metrics.go: 6·N·tokens/s
+	// over the peak), absent when no peak is known.
+	MFU float64 `json:"mfu,omitempty"`
 }
 
 // Config is one training run. The flag of `sluice train` that sets each
@@ -92,6 +94,13 @@ type Config struct {
 	// rank 0 writes the checkpoints, metrics and model.
 	Workers []string
 	Rank    int
+
+	// PeakFLOPS is --peak-flops: the device's peak FLOP/s for MFU
+	// (metrics.go); 0 takes the device's own figure, if it reports one.
+	PeakFLOPS float64
+	// LogitChunk is --logit-chunk: target rows per chunk of the fused LM
+	// head and cross-entropy (0: as many as 64 MiB of f32 logits hold).
+	LogitChunk int
 
 	CheckpointEvery int    // --checkpoint-every: write Out/checkpoint every N steps (0: never)
 	Resume          string // --resume: a checkpoint directory to continue from, local or s3://
@@ -152,6 +161,10 @@ func (c Config) Validate() error {
 		return bad("--shuffle-buffer (%d) must not be negative", c.ShuffleBuffer)
 	case c.GradAccum <= 0:
 		return bad("--grad-accum (%d) must be positive", c.GradAccum)
+	case math.IsNaN(c.PeakFLOPS) || math.IsInf(c.PeakFLOPS, 0) || c.PeakFLOPS < 0:
+		return bad("--peak-flops (%v) must be a finite non-negative number (0: the device's own figure)", c.PeakFLOPS)
+	case c.LogitChunk < 0:
+		return bad("--logit-chunk (%d) must not be negative", c.LogitChunk)
 	case c.CheckpointEvery < 0:
 		return bad("--checkpoint-every (%d) must not be negative", c.CheckpointEvery)
 	case c.TextColumn == "" || c.IDsColumn == "":
@@ -218,6 +231,8 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		return err
 	}
 	defer n.close()
+	n.chunk = cfg.LogitChunk
+	peak, nParams := peakFLOPS(cfg, n.dev), countParams(n.params)
 	if cfg.MaxSeqLen > n.cfg.MaxPositions {
 		return fmt.Errorf("train: --max-seq-len (%d) is longer than the model's max_position_embeddings (%d): %w",
 			cfg.MaxSeqLen, n.cfg.MaxPositions, ErrConfig)
@@ -347,6 +362,7 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		opt.update(trainable, lr)
 		el := time.Since(start).Seconds()
 		m := Metrics{Step: s + 1, Loss: loss, LR: lr, GradNorm: norm, Tokens: tokens, TokensPerSec: float64(tokens) / max(el, 1e-9)}
+		m.MFU = mfu(nParams, m.TokensPerSec, peak)
 		// The checkpoint of a step is written before the step is reported, so
 		// a caller that stops on seeing step s finds it.
 		if lead && cfg.CheckpointEvery > 0 && opt.step%cfg.CheckpointEvery == 0 && opt.step < cfg.Steps {
@@ -364,6 +380,11 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 			if err := appendMetrics(cfg.Out, m); err != nil {
 				return err
 			}
+			if cfg.CheckpointEvery > 0 && opt.step%cfg.CheckpointEvery == 0 && opt.step < cfg.Steps {
+				if err := writeMetricsParquet(cfg.Out); err != nil {
+					return err
+				}
+			}
 		}
 		if cfg.OnStep != nil {
 			if err := cfg.OnStep(m); err != nil {
@@ -379,6 +400,9 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 			return err
 		}
 	}
+	if err := writeMetricsParquet(cfg.Out); err != nil {
+		return err
+	}
 	if err := writeModel(ctx, cfg, n, lora); err != nil {
 		return err
 	}
@@ -389,27 +413,6 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		cfg.Out = remote
 	}
 	fmt.Fprintf(logw, "train: wrote %s\n", cfg.Out)
-	return nil
-}
-
-// appendMetrics adds m as one JSON line to Out/metrics.jsonl, beside the
-// checkpoints (a resumed run appends to the same file).
-func appendMetrics(out string, m Metrics) error {
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return fmt.Errorf("train: --out: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(out, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("train: --out: %w", err)
-	}
-	js, _ := json.Marshal(m)
-	_, err = f.Write(append(js, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("train: writing metrics: %w", err)
-	}
 	return nil
 }
 

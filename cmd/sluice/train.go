@@ -46,6 +46,8 @@ func bindTrain(fs *flag.FlagSet, c *train.Config, f *trainFlags, d train.Config)
 	fs.StringVar(&c.LRSchedule, "lr-schedule", d.LRSchedule, "constant, linear or cosine")
 	fs.IntVar(&c.WarmupSteps, "warmup-steps", d.WarmupSteps, "linear warmup steps")
 	fs.IntVar(&c.GradAccum, "grad-accum", d.GradAccum, "micro-batches per optimizer step")
+	fs.Float64Var(&c.PeakFLOPS, "peak-flops", d.PeakFLOPS, "the device's peak FLOP/s for the MFU figure, 6·params·tokens/s over it (0: the device's own, if it reports one; else no MFU)")
+	fs.IntVar(&c.LogitChunk, "logit-chunk", d.LogitChunk, "target rows per chunk of the fused LM head and cross-entropy (0: as many as 64 MiB of logits hold)")
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", d.CheckpointEvery, "write OUT/checkpoint every N steps and at the end (0: never)")
 	fs.StringVar(&f.workers, "workers", f.workers, "data-parallel: comma-separated host:port of every worker, the same list on each (empty: one worker)")
 	fs.IntVar(&c.Rank, "rank", d.Rank, "data-parallel: this worker's index in --workers (rank 0 writes --out)")
@@ -121,7 +123,7 @@ func init() {
 			enc := json.NewEncoder(e.stdout)
 			c.Log = e.stderr
 			c.OnStep = func(m train.Metrics) error {
-				fmt.Fprintf(e.stderr, "step %d/%d loss %.4f lr %.3g grad_norm %.3f %.0f tok/s\n", m.Step, c.Steps, m.Loss, m.LR, m.GradNorm, m.TokensPerSec)
+				fmt.Fprintln(e.stderr, train.ProgressLine(m, c.Steps))
 				return enc.Encode(m)
 			}
 			return train.Run(ctx, c, ds)
