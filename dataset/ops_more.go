@@ -106,15 +106,22 @@ func (d *Dataset) FillNull(values map[string]any) *Dataset {
 		if len(idx) == 0 {
 			return &Dataset{err: fmt.Errorf("dataset: FillNull: %w", unknownColumn(c, s)), cfg: d.cfg}
 		}
+		dt := s.Field(idx[0]).Type
+		if f, ok := values[c].(float64); ok && arrow.IsInteger(dt.ID()) && f != math.Trunc(f) {
+			// CAST would round it: the nulls would silently get another value.
+			return &Dataset{err: fmt.Errorf("dataset: FillNull: column %q is %s; %v is not an integer", c, dt, f), cfg: d.cfg}
+		}
 		lit, err := literal(values[c])
 		if err != nil {
 			return &Dataset{err: fmt.Errorf("dataset: FillNull: column %q: %w", c, err), cfg: d.cfg}
 		}
 		e := "coalesce(" + quoteIdent(c) + ", " + lit + ")"
-		if t := castName(s.Field(idx[0]).Type); t != "" {
+		if t := castName(dt); t != "" {
 			e = "CAST(" + e + " AS " + t + ")"
 		}
-		out = out.WithColumn(c, e)
+		if out = out.WithColumn(c, e); out.err != nil {
+			return &Dataset{err: fmt.Errorf("dataset: FillNull: column %q is %s; cannot fill it with %s: %w", c, dt, lit, errors.Unwrap(out.err)), cfg: d.cfg}
+		}
 	}
 	return out
 }

@@ -122,3 +122,27 @@ func TestDistinctErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestFillNullMismatch: a fill value that does not fit the column is an
+// error naming FillNull and the column; a fractional value for an integer
+// column was silently rounded (1.5 filled as 2) before.
+func TestFillNullMismatch(t *testing.T) {
+	d := dataset.Range(4).WithColumn("q", "if(id % 2 = 0, NULL, id)").WithColumn("s", "if(id % 2 = 0, NULL, 'x')")
+	for _, tc := range []struct {
+		fill map[string]any
+		want string
+	}{
+		{map[string]any{"q": 1.5}, `dataset: FillNull: column "q" is int64; 1.5 is not an integer`},
+		{map[string]any{"q": "x"}, `dataset: FillNull: column "q" is int64; cannot fill it with 'x': expr: 1:20: function coalesce has arguments of incompatible types: int64 "q" and string literal 'x'`},
+		{map[string]any{"s": 3}, `dataset: FillNull: column "s" is utf8; cannot fill it with 3: expr: 1:15: function coalesce has arguments of incompatible types: string "s" and int64 literal 3`},
+	} {
+		if err := d.FillNull(tc.fill).Err(); err == nil || err.Error() != tc.want {
+			t.Errorf("FillNull(%v): %v\nwant %s", tc.fill, err, tc.want)
+		}
+	}
+	// An integral float fills an integer column.
+	n, err := d.FillNull(map[string]any{"q": 9.0}).Filter("q = 9").Count(context.Background())
+	if err != nil || n != 2 {
+		t.Errorf("q 9.0: %d rows, %v; want 2", n, err)
+	}
+}
