@@ -2,10 +2,13 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	gonet "net"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -154,6 +157,37 @@ func TestDataParallel(t *testing.T) {
 	for i, m := range ms2[0] {
 		if w := ms[0][2+i]; m.Loss != w.Loss || m.GradNorm != w.GradNorm {
 			t.Errorf("resumed step %d: loss %v grad_norm %v, undisturbed %v %v", m.Step, m.Loss, m.GradNorm, w.Loss, w.GradNorm)
+		}
+	}
+}
+
+// TestDataParallelMasked: prompt/completion rows keep their masks when a
+// batch is shared among workers: two workers follow the one-worker curve
+// of the completion-only loss.
+func TestDataParallelMasked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pairs.jsonl")
+	var body []byte
+	for i, p := range []string{"the quick brown fox", "hello", "a b c d e f", "jumps over", "lazy dog sleeps"} {
+		js, _ := json.Marshal(map[string]string{"prompt": p, "completion": strings.Repeat(" done", 1+i%3)})
+		body = append(append(body, js...), '\n')
+	}
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := baseConfig(t, "llama3")
+	c.Steps, c.BatchSize, c.PromptColumn, c.CompletionColumn = 3, 4, "prompt", "completion"
+	one := runLosses(t, c, path)
+	two := c
+	two.Out = filepath.Join(t.TempDir(), "two")
+	ms, errs := runWorkers(t, 2, two, path, nil)
+	for w, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", w, err)
+		}
+	}
+	for i := range one {
+		if !relClose(ms[0][i].Loss, one[i].Loss, 1e-5) || !relClose(ms[0][i].GradNorm, one[i].GradNorm, 1e-4) {
+			t.Errorf("step %d: 2 workers loss %v grad_norm %v, 1 worker %v %v", i+1, ms[0][i].Loss, ms[0][i].GradNorm, one[i].Loss, one[i].GradNorm)
 		}
 	}
 }

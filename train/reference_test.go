@@ -106,6 +106,14 @@ func TestGradMatchesPyTorch(t *testing.T) {
 			if got != cnt {
 				t.Fatalf("targets %d, want %d", got, cnt)
 			}
+			// Only the params' weight and gradient tensors outlive a pass.
+			var held int64
+			for _, p := range n.params {
+				held += 2 * 4 * int64(len(p.w))
+			}
+			if live := n.dev.LiveBytes(); live != held {
+				t.Errorf("%d device bytes live after the pass, want the params' %d", live, held)
+			}
 			loss := sum / float64(cnt)
 			if !relClose(loss, ref.Grad.Loss, tol) {
 				t.Errorf("loss %.8g, PyTorch %.8g", loss, ref.Grad.Loss)
