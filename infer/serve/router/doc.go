@@ -6,8 +6,11 @@
 // stream, before its first event) is retried on another, and the failed
 // replica is left out for a while.
 //
-// Placing replicas on the cluster's workers and autoscaling them are not
-// here yet: the router takes a fixed list of replica URLs.
+// The replicas are a fixed list of URLs, or (Config.Dynamic) the set
+// SetReplicas last gave with their reported queues: package deploy's
+// Controller feeds it a cluster deployment's replicas and scales them.
+// A replica's load is the larger of its reported queue and this router's
+// requests in flight to it.
 //
 // This package is unstable.
 package router

@@ -32,7 +32,8 @@ const (
 	// it falls back to PolicyP2C.
 	PolicyAffinity = "affinity"
 	// PolicyP2C picks two live replicas at random and sends the request to
-	// the one with fewer requests in flight (power of two choices).
+	// the one with the smaller load (power of two choices): its reported
+	// queue, or this router's requests in flight to it when more.
 	PolicyP2C = "p2c"
 	// PolicyRandom picks a live replica at random (the baseline).
 	PolicyRandom = "random"
@@ -42,6 +43,9 @@ const (
 type Config struct {
 	// Replicas are the base URLs of the servers (sluice serve), http://host:port.
 	Replicas []string
+	// Dynamic says the replicas come from SetReplicas (a deployment's
+	// controller, see Controller): Replicas may then be empty.
+	Dynamic bool
 	// Policy is PolicyAffinity, PolicyP2C or PolicyRandom.
 	Policy string
 	// PrefixBytes is how much of a prompt's start keys its affinity.
@@ -69,7 +73,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 	}
 	switch {
-	case len(c.Replicas) == 0:
+	case len(c.Replicas) == 0 && !c.Dynamic:
 		return bad("Replicas is empty")
 	case c.Policy != PolicyAffinity && c.Policy != PolicyP2C && c.Policy != PolicyRandom:
 		return bad("Policy must be %q, %q or %q, got %q", PolicyAffinity, PolicyP2C, PolicyRandom, c.Policy)
@@ -88,16 +92,23 @@ func (c Config) Validate() error {
 
 type replica struct {
 	url       string
-	inflight  atomic.Int64
+	inflight  atomic.Int64 // this router's requests to it
+	reported  atomic.Int64 // its requests running and waiting, as last reported (SetReplicas)
 	downUntil atomic.Int64 // unix nanoseconds
 	served    atomic.Int64
 }
+
+// load is the replica's queue as the router knows it: what the replica
+// last reported, or this router's own requests in flight to it when more
+// (the report lags by a heartbeat; the router's own count does not).
+func (rp *replica) load() int64 { return max(rp.inflight.Load(), rp.reported.Load()) }
 
 // Router is an http.Handler that forwards OpenAI API requests to
 // replicas, retrying a request on another replica when its replica fails
 // before the response has begun (for a stream, before its first event).
 type Router struct {
 	cfg    Config
+	set    sync.RWMutex // guards reps, which SetReplicas replaces
 	reps   []*replica
 	client *http.Client
 	log    *slog.Logger
@@ -121,13 +132,50 @@ func New(cfg Config) (*Router, error) {
 }
 
 // Served returns how many requests each replica answered, in Replicas'
-// order.
+// order (for a dynamic router, in the order of the last SetReplicas).
 func (r *Router) Served() []int64 {
-	out := make([]int64, len(r.reps))
-	for i, rp := range r.reps {
+	reps := r.replicas()
+	out := make([]int64, len(reps))
+	for i, rp := range reps {
 		out[i] = rp.served.Load()
 	}
 	return out
+}
+
+// Target is a replica as SetReplicas takes it: its URL and its queue
+// (requests running and waiting) as it reported it.
+type Target struct {
+	URL  string
+	Load int
+}
+
+// SetReplicas replaces the replicas with targets; a replica that stays
+// keeps its counts and its time left out after a failure. Requests in
+// flight to a replica that goes finish there.
+func (r *Router) SetReplicas(targets []Target) {
+	r.set.Lock()
+	defer r.set.Unlock()
+	old := map[string]*replica{}
+	for _, rp := range r.reps {
+		old[rp.url] = rp
+	}
+	reps := make([]*replica, 0, len(targets))
+	for _, t := range targets {
+		u := strings.TrimRight(t.URL, "/")
+		rp := old[u]
+		if rp == nil {
+			rp = &replica{url: u}
+		}
+		rp.reported.Store(int64(t.Load))
+		reps = append(reps, rp)
+	}
+	r.reps = reps
+}
+
+func (r *Router) replicas() []*replica {
+	r.set.RLock()
+	defer r.set.RUnlock()
+	return r.reps
 }
 
 // prefixKey is the start of the request's prompt, or of its messages.
@@ -153,14 +201,15 @@ func prefixKey(body []byte, n int) string {
 // pick chooses a live replica not in tried.
 func (r *Router) pick(key string, tried map[*replica]bool) *replica {
 	now := time.Now().UnixNano()
+	reps := r.replicas()
 	var live []*replica
-	for _, rp := range r.reps {
+	for _, rp := range reps {
 		if !tried[rp] && rp.downUntil.Load() <= now {
 			live = append(live, rp)
 		}
 	}
 	if len(live) == 0 {
-		for _, rp := range r.reps { // all down: try those not tried yet anyway
+		for _, rp := range reps { // all down: try those not tried yet anyway
 			if !tried[rp] {
 				live = append(live, rp)
 			}
@@ -173,7 +222,7 @@ func (r *Router) pick(key string, tried map[*replica]bool) *replica {
 	i, j := r.rng.IntN(len(live)), r.rng.IntN(len(live))
 	r.mu.Unlock()
 	p2c := live[i]
-	if live[j].inflight.Load() < p2c.inflight.Load() {
+	if live[j].load() < p2c.load() {
 		p2c = live[j]
 	}
 	switch r.cfg.Policy {
@@ -187,7 +236,7 @@ func (r *Router) pick(key string, tried map[*replica]bool) *replica {
 	}
 	var best *replica
 	var bestScore uint64
-	least := live[0].inflight.Load()
+	least := live[0].load()
 	for _, rp := range live {
 		h := fnv.New64a()
 		h.Write([]byte(rp.url))
@@ -196,9 +245,9 @@ func (r *Router) pick(key string, tried map[*replica]bool) *replica {
 		if s := h.Sum64(); best == nil || s > bestScore {
 			best, bestScore = rp, s
 		}
-		least = min(least, rp.inflight.Load())
+		least = min(least, rp.load())
 	}
-	if best.inflight.Load() > least+int64(r.cfg.Imbalance) {
+	if best.load() > least+int64(r.cfg.Imbalance) {
 		return p2c
 	}
 	return best
@@ -214,7 +263,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	key := prefixKey(body, r.cfg.PrefixBytes)
 	tried := map[*replica]bool{}
 	var lastErr error
-	for range r.reps {
+	for range r.replicas() {
 		rp := r.pick(key, tried)
 		if rp == nil {
 			break
@@ -227,6 +276,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		lastErr = err
 		rp.downUntil.Store(time.Now().Add(r.cfg.DownFor).UnixNano())
 		r.log.Warn("router: replica failed before answering; retrying elsewhere", "replica", rp.url, "err", err)
+	}
+	if lastErr == nil {
+		writeError(w, http.StatusServiceUnavailable, "no replica is serving yet")
+		return
 	}
 	writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("no replica could answer: %v", lastErr))
 }
