@@ -111,6 +111,9 @@ func (d *Dataset) FillNull(values map[string]any) *Dataset {
 			// CAST would round it: the nulls would silently get another value.
 			return &Dataset{err: fmt.Errorf("dataset: FillNull: column %q is %s; %v is not an integer", c, dt, f), cfg: d.cfg}
 		}
+		if v, ok := asInt64(values[c]); ok && !fitsInt(dt, v) {
+			return &Dataset{err: fmt.Errorf("dataset: FillNull: column %q is %s; %d does not fit it", c, dt, v), cfg: d.cfg}
+		}
 		lit, err := literal(values[c])
 		if err != nil {
 			return &Dataset{err: fmt.Errorf("dataset: FillNull: column %q: %w", c, err), cfg: d.cfg}
@@ -124,6 +127,32 @@ func (d *Dataset) FillNull(values map[string]any) *Dataset {
 		}
 	}
 	return out
+}
+
+func asInt64(v any) (int64, bool) {
+	switch v := v.(type) {
+	case int:
+		return int64(v), true
+	case int32:
+		return int64(v), true
+	case int64:
+		return v, true
+	}
+	return 0, false
+}
+
+// fitsInt reports whether v is in the range of a sized integer type (any
+// other type: true, its CAST decides).
+func fitsInt(dt arrow.DataType, v int64) bool {
+	switch dt.ID() {
+	case arrow.INT8:
+		return v >= math.MinInt8 && v <= math.MaxInt8
+	case arrow.INT16:
+		return v >= math.MinInt16 && v <= math.MaxInt16
+	case arrow.INT32:
+		return v >= math.MinInt32 && v <= math.MaxInt32
+	}
+	return true
 }
 
 func sortedKeys(m map[string]any) []string {

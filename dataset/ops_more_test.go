@@ -125,14 +125,17 @@ func TestDistinctErrors(t *testing.T) {
 
 // TestFillNullMismatch: a fill value that does not fit the column is an
 // error naming FillNull and the column; a fractional value for an integer
-// column was silently rounded (1.5 filled as 2) before.
+// column was silently rounded (1.5 filled as 2) before, and a value out of
+// an int32 column's range failed only when the plan ran.
 func TestFillNullMismatch(t *testing.T) {
-	d := dataset.Range(4).WithColumn("q", "if(id % 2 = 0, NULL, id)").WithColumn("s", "if(id % 2 = 0, NULL, 'x')")
+	d := dataset.Range(4).WithColumn("q", "if(id % 2 = 0, NULL, id)").WithColumn("s", "if(id % 2 = 0, NULL, 'x')").
+		WithColumn("q32", "CAST(q AS int32)")
 	for _, tc := range []struct {
 		fill map[string]any
 		want string
 	}{
 		{map[string]any{"q": 1.5}, `dataset: FillNull: column "q" is int64; 1.5 is not an integer`},
+		{map[string]any{"q32": int64(1) << 40}, `dataset: FillNull: column "q32" is int32; 1099511627776 does not fit it`},
 		{map[string]any{"q": "x"}, `dataset: FillNull: column "q" is int64; cannot fill it with 'x': expr: 1:20: function coalesce has arguments of incompatible types: int64 "q" and string literal 'x'`},
 		{map[string]any{"s": 3}, `dataset: FillNull: column "s" is utf8; cannot fill it with 3: expr: 1:15: function coalesce has arguments of incompatible types: string "s" and int64 literal 3`},
 	} {
