@@ -95,3 +95,49 @@ func (l *Loaded) Close() error {
 	}
 	return l.close()
 }
+
+// LoadDraft loads the draft model of speculative decoding (vLLM's
+// --speculative-model) from dir onto l's device with opts, and checks that
+// it shares the tokenizer of l's model, named target in errors: the same
+// vocabulary size and, where both directories have a tokenizer.json (or
+// tdir names the draft's), the same token at every id. l.Close frees it,
+// before the device.
+func (l *Loaded) LoadDraft(target, dir, tdir string, opts model.Options) (*model.Model, error) {
+	ctx := opts.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	dm, err := model.Load(dir, l.Model.Device(), opts)
+	if err != nil {
+		return nil, fmt.Errorf("infer: draft model: %w", err)
+	}
+	fail := func(err error) (*model.Model, error) { return nil, errors.Join(err, dm.Close()) }
+	if d, t := dm.Config().Vocab, l.Model.Config().Vocab; d != t {
+		return fail(fmt.Errorf("infer: the draft model %s has a vocabulary of %d tokens and the target %s one of %d: draft and target must share the tokenizer", dir, d, target, t))
+	}
+	dtok, err := loadTokenizer(ctx, dir, tdir)
+	if err != nil {
+		return fail(err)
+	}
+	if dtok != nil && l.Tokenizer != nil {
+		if d, t := dtok.VocabSize(), l.Tokenizer.VocabSize(); d != t {
+			return fail(fmt.Errorf("infer: the draft model %s's tokenizer has %d tokens and the target %s's %d: draft and target must share the tokenizer", dir, d, target, t))
+		}
+		for id := range int32(dtok.VocabSize()) {
+			d, _ := dtok.Token(id)
+			t, _ := l.Tokenizer.Token(id)
+			if d != t {
+				return fail(fmt.Errorf("infer: token %d is %q in the draft model %s's tokenizer and %q in the target %s's: draft and target must share the tokenizer", id, d, dir, t, target))
+			}
+		}
+	}
+	prev := l.close
+	l.close = func() error {
+		err := dm.Close()
+		if prev != nil {
+			err = errors.Join(err, prev())
+		}
+		return err
+	}
+	return dm, nil
+}

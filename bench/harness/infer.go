@@ -41,14 +41,30 @@ type InferResult struct {
 	GEMMGFLOPS         float64 `json:"gemm_gflops"`
 	GonumGFLOPS        float64 `json:"gonum_sgemm_gflops"`
 	LoRAs              int     `json:"loras,omitempty"` // adapters the requests used in turn
+	Workload           string  `json:"workload"`        // "random" or "copy" (InferConfig.Workload)
+	// Speculative decoding, when on: the method ("ngram", "draft_model"
+	// with the draft's directory), draft tokens per step, and the run's
+	// draft tokens proposed and accepted and their ratio.
+	Speculative        string  `json:"speculative,omitempty"`
+	SpecTokens         int     `json:"num_speculative_tokens,omitempty"`
+	SpecDraftTokens    int64   `json:"spec_draft_tokens"`
+	SpecAcceptedTokens int64   `json:"spec_accepted_tokens"`
+	SpecAcceptanceRate float64 `json:"spec_acceptance_rate"`
 }
 
 // WriteText prints the result as `bench infer --output text` does.
 func (res *InferResult) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "infer bench on %s: %d prompts (%d tokens), %d output tokens in %.2fs: %.1f output tokens/s\n",
 		res.Device, res.Prompts, res.PromptTokens, res.OutputTokens, res.Seconds, res.OutputTokensPerSec)
+	if res.Workload == "copy" {
+		fmt.Fprintf(w, "  prompt-copying workload: each prompt repeats one random span\n")
+	}
 	if res.LoRAs > 0 {
 		fmt.Fprintf(w, "  requests over %d LoRA adapters in turn\n", res.LoRAs)
+	}
+	if res.Speculative != "" {
+		fmt.Fprintf(w, "  speculative decoding %s, %d tokens per step: %d draft tokens, %d accepted, acceptance rate %.3f\n",
+			res.Speculative, res.SpecTokens, res.SpecDraftTokens, res.SpecAcceptedTokens, res.SpecAcceptanceRate)
 	}
 	fmt.Fprintf(w, "  %d steps, %d preemptions; model matmuls %.2f GFLOP/s (estimated)\n",
 		res.Steps, res.Preemptions, res.ModelGFLOPS)
@@ -74,6 +90,17 @@ type InferConfig struct {
 	// LoRAs, when set, are the engine's adapters the requests use in
 	// turn: request i names LoRAs[i % len(LoRAs)] (multi-LoRA).
 	LoRAs []string
+	// Workload is "random" (or ""): prompts of uniformly random tokens; or
+	// "copy", the prompt-copying workload where n-gram speculation pays: a
+	// prompt is one random span of CopySpan tokens repeated to its length,
+	// so every n-gram of it recurs, and a model that continues the pattern
+	// (as trained models do: induction) repeats spans of the prompt. Random
+	// weights need not continue it: the acceptance rate says what the run
+	// got.
+	Workload string
+	// CopySpan is the repeated span's length with Workload "copy"; 0
+	// means 16.
+	CopySpan int
 }
 
 // Infer runs the benchmark on an engine over the loaded model l, after one
@@ -85,10 +112,28 @@ func Infer(ctx context.Context, e *engine.Engine, l *infer.Loaded, c InferConfig
 	mc := l.Model.Config()
 	rng := rand.New(rand.NewPCG(seed, 0x7e57))
 	reqs := make([]engine.Request, n)
-	res := &InferResult{Prompts: n, Device: l.Model.Device().Name(), Threads: runtime.GOMAXPROCS(0), LoRAs: len(c.LoRAs)}
+	res := &InferResult{Prompts: n, Device: l.Model.Device().Name(), Threads: runtime.GOMAXPROCS(0), LoRAs: len(c.LoRAs), Workload: "random"}
+	span := c.CopySpan
+	switch c.Workload {
+	case "", "random":
+	case "copy":
+		res.Workload = "copy"
+		if span == 0 {
+			span = 16
+		}
+		if span < 1 {
+			return nil, fmt.Errorf("harness: CopySpan must be positive, got %d", span)
+		}
+	default:
+		return nil, fmt.Errorf("harness: workload %q: want random or copy", c.Workload)
+	}
 	for i := range reqs {
 		ids := make([]int32, minLen+rng.IntN(maxLen-minLen+1))
 		for j := range ids {
+			if res.Workload == "copy" && j >= span {
+				ids[j] = ids[j-span]
+				continue
+			}
 			ids[j] = int32(rng.IntN(mc.Vocab))
 		}
 		res.PromptTokens += len(ids)
@@ -121,6 +166,17 @@ func Infer(ctx context.Context, e *engine.Engine, l *infer.Loaded, c InferConfig
 	res.OutputTokensPerSec = float64(res.OutputTokens) / res.Seconds
 	res.TotalTokensPerSec = float64(res.PromptTokens+res.OutputTokens) / res.Seconds
 	res.KVBlocks = st.NumBlocks
+	if sc := e.Config().Speculative; sc.Method != "" {
+		res.Speculative, res.SpecTokens = sc.Method, sc.NumSpeculativeTokens
+		if sc.Model != "" {
+			res.Speculative += " " + sc.Model
+		}
+		res.SpecDraftTokens = st.SpecDraftTokens - before.SpecDraftTokens
+		res.SpecAcceptedTokens = st.SpecAcceptedTokens - before.SpecAcceptedTokens
+		if res.SpecDraftTokens > 0 {
+			res.SpecAcceptanceRate = float64(res.SpecAcceptedTokens) / float64(res.SpecDraftTokens)
+		}
+	}
 	dev := l.Model.Device()
 	if mi, ok := dev.(gpu.MemInfo); ok {
 		res.PeakDeviceBytes, res.PeakDeviceSource = mi.PeakBytes(), "peak of the device's allocations since the engine's profiling step, gpu.MemInfo.PeakBytes"

@@ -38,7 +38,7 @@ type engineFlags struct {
 	maxBatched                      int
 	gpuMemUtil                      float64
 	noPrefixCaching                 bool
-	specModel                       string // vLLM's --speculative-model: "[ngram]"
+	specModel                       string // vLLM's --speculative-model: "[ngram]" or a draft model's directory
 	numSpecTokens, ngramMax         int
 	ngramMin                        int
 	loraModules                     strList // name=DIR, vLLM's --lora-modules
@@ -62,7 +62,7 @@ func (o *engineFlags) declare(fs *flag.FlagSet) {
 	fs.IntVar(&o.maxNumSeqs, "max-num-seqs", d.MaxNumSeqs, "max sequences per step")
 	fs.IntVar(&o.maxBatched, "max-num-batched-tokens", d.MaxNumBatchedTokens, "max tokens per step")
 	fs.BoolVar(&o.noPrefixCaching, "no-prefix-caching", false, "disable automatic prefix caching")
-	fs.StringVar(&o.specModel, "speculative-model", "", `speculative decoding: "[ngram]" drafts by prompt lookup (a draft model directory is not supported yet)`)
+	fs.StringVar(&o.specModel, "speculative-model", "", `speculative decoding: "[ngram]" drafts by prompt lookup; a model directory (local or s3://) drafts with that model, which must share the tokenizer (loaded on the same device, with --dtype, --quantization and --kv-cache-dtype)`)
 	fs.IntVar(&o.numSpecTokens, "num-speculative-tokens", 0, "draft tokens per decode step with --speculative-model")
 	fs.IntVar(&o.ngramMax, "ngram-prompt-lookup-max", 0, "longest n-gram the [ngram] speculator matches (0: 4)")
 	fs.IntVar(&o.ngramMin, "ngram-prompt-lookup-min", 0, "shortest n-gram the [ngram] speculator matches (0: 1)")
@@ -102,7 +102,14 @@ func (o *engineFlags) speculative() (engine.SpeculativeConfig, error) {
 		}
 		return c, nil
 	}
-	return engine.SpeculativeConfig{}, fmt.Errorf(`--speculative-model %q: only "[ngram]" (prompt lookup) is supported; a draft model is not implemented yet`, o.specModel)
+	if o.numSpecTokens < 1 {
+		return engine.SpeculativeConfig{}, fmt.Errorf("--speculative-model %s needs --num-speculative-tokens of at least 1, got %d", o.specModel, o.numSpecTokens)
+	}
+	if o.ngramMax != 0 || o.ngramMin != 0 {
+		return engine.SpeculativeConfig{}, fmt.Errorf("--ngram-prompt-lookup-max/min are for --speculative-model [ngram], not a draft model (%s)", o.specModel)
+	}
+	// The draft is loaded by open, on the target's device.
+	return engine.SpeculativeConfig{Method: "draft_model", Model: o.specModel, NumSpeculativeTokens: o.numSpecTokens}, nil
 }
 
 // open loads the model and starts an engine; close both with the returned func.
@@ -132,10 +139,17 @@ func (o *engineFlags) open() (*engine.Engine, *infer.Loaded, func() error, error
 	if o.maxLoRAs < 1 || o.maxLoRARank < 1 {
 		return nil, nil, nil, fmt.Errorf("--max-loras (%d) and --max-lora-rank (%d) must be positive", o.maxLoRAs, o.maxLoRARank)
 	}
-	l, err := infer.Load(o.model, infer.LoadOptions{Device: o.device, Tokenizer: o.tokenizer,
-		Model: model.Options{DType: dt, Quantization: o.quantization, KVCacheDType: o.kvCacheDType}})
+	mopts := model.Options{DType: dt, Quantization: o.quantization, KVCacheDType: o.kvCacheDType}
+	l, err := infer.Load(o.model, infer.LoadOptions{Device: o.device, Tokenizer: o.tokenizer, Model: mopts})
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if spec.Method == "draft_model" {
+		dm, err := l.LoadDraft(o.model, spec.Model, "", mopts)
+		if err != nil {
+			return nil, nil, nil, errors.Join(fmt.Errorf("--speculative-model %s: %w", spec.Model, err), l.Close())
+		}
+		spec.Draft = engine.FromModel(dm)
 	}
 	o.loadTime = time.Since(start)
 	cfg := engine.DefaultConfig()
@@ -341,6 +355,8 @@ func init() {
 		allLoRAs                           bool
 		randomLoRAs, randomLoRARank        int
 		randomLoRATargets                  string
+		workload                           string
+		copySpan                           int
 	}
 	register(&command{
 		name:    "bench infer",
@@ -359,11 +375,19 @@ func init() {
 			fs.BoolVar(&b.allLoRAs, "use-loras", false, "requests use the --lora-modules adapters in turn (multi-LoRA; without it, the base model)")
 			fs.IntVar(&b.randomLoRAs, "random-loras", 0, "write this many LoRA adapters with random A and B for the (f32) model, load them and use them in turn (the multi-LoRA workload)")
 			fs.IntVar(&b.randomLoRARank, "random-lora-rank", 16, "rank of the --random-loras adapters")
+			fs.StringVar(&b.workload, "workload", "random", "prompts: random (uniform random tokens) or copy (each prompt one random span repeated: the prompt-copying workload of n-gram speculation)")
+			fs.IntVar(&b.copySpan, "copy-span", 16, "length of the repeated span with --workload copy")
 			fs.StringVar(&b.randomLoRATargets, "random-lora-targets", "all-linear", "comma-separated target modules of the --random-loras adapters (all-linear: q, k, v, o, gate, up and down)")
 		},
 		run: func(ctx context.Context, env *env, args []string) error {
 			if len(args) > 0 || b.minLen < 1 || b.maxLen < b.minLen || b.prompts < 1 || b.maxTokens < 1 {
 				return errUsage
+			}
+			if b.workload != "random" && b.workload != "copy" {
+				return fmt.Errorf("--workload %q: want random or copy", b.workload)
+			}
+			if b.copySpan < 1 {
+				return fmt.Errorf("--copy-span must be at least 1, got %d", b.copySpan)
 			}
 			b.sampling.MaxTokens, b.sampling.IgnoreEOS = b.maxTokens, true
 			if err := b.sampling.Validate(); err != nil {
@@ -373,7 +397,8 @@ func init() {
 			if err != nil {
 				return err
 			}
-			ic := harness.InferConfig{Prompts: b.prompts, MinLen: b.minLen, MaxLen: b.maxLen, Params: b.sampling, Seed: b.seed}
+			ic := harness.InferConfig{Prompts: b.prompts, MinLen: b.minLen, MaxLen: b.maxLen, Params: b.sampling, Seed: b.seed,
+				Workload: b.workload, CopySpan: b.copySpan}
 			if b.randomLoRAs > 0 {
 				dir, err := os.MkdirTemp("", "sluice-bench-loras-")
 				if err != nil {
