@@ -89,9 +89,11 @@ func (d *Device) MatMulBackward(da, db, dbias, dc, a, b *gpu.Tensor) error {
 	sdb, sdbias, sdc, sa, sb := s[1], s[2], s[3], s[4], s[5]
 	if m == 0 || n == 0 || k == 0 {
 		if da != nil {
-			clear(s[0])
+			clear(s[0]) // a sum of no products
 		}
-		return nil
+		// No products are left, but with k = 0 the bias still gets dc's
+		// column sums.
+		da, db = nil, nil
 	}
 	if da != nil {
 		bt, err := d.transpose(sb, n, k)
