@@ -168,6 +168,7 @@ func (c *Controller) Step(ctx context.Context) error {
 		jobs[j.ID] = true
 	}
 	var targets []router.Target
+	url := map[string]string{}
 	load := map[string]int{}
 	waiting, busy := 0, 0
 	for _, r := range d.Replicas {
@@ -176,6 +177,7 @@ func (c *Controller) Step(ctx context.Context) error {
 		}
 		targets = append(targets, router.Target{URL: r.URL, Load: r.Running + r.Waiting})
 		load[r.ID] = r.Running + r.Waiting
+		url[r.ID] = r.URL
 		waiting += r.Waiting
 		busy += r.Running + r.Waiting
 	}
@@ -215,6 +217,10 @@ func (c *Controller) Step(ctx context.Context) error {
 			return b.Submitted.Compare(a.Submitted)
 		})
 		for _, j := range live[:-n] {
+			// Out of the router first: the cancelled replica drains what it
+			// has, and gets nothing new.
+			targets = slices.DeleteFunc(targets, func(t router.Target) bool { return t.URL == url[j.ID] })
+			c.r.SetReplicas(targets)
 			if err := c.cfg.API.Do(ctx, http.MethodPost, "/v1/jobs/"+j.ID+"/cancel", nil, nil); err != nil {
 				return fmt.Errorf("cancelling replica %s: %w", j.ID, err)
 			}
