@@ -239,3 +239,104 @@ func TestDraftModelFixtures(t *testing.T) {
 		})
 	}
 }
+
+// TestEngineSizesFromMemInfoWithDraft: on a device that reports memory,
+// a block counts the draft's bytes with the target's, and the profiling
+// step runs the draft too, so a workload with drafts afterwards grows no
+// buffer of either model (without the draft's profiling step, its step
+// buffers are allocated during the workload, past the budget).
+func TestEngineSizesFromMemInfoWithDraft(t *testing.T) {
+	const total, reserved = 8 << 20, 1 << 20
+	m, dev := loadMemFixture(t, "llama3", total, reserved)
+	short := filepath.Join(t.TempDir(), "short")
+	if err := loratest.Truncate(fixtureDir("llama3"), short, 1); err != nil {
+		t.Fatal(err)
+	}
+	dm, err := model.Load(short, dev, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dm.Close()
+	cfg := DefaultConfig()
+	cfg.BlockSize, cfg.MaxNumSeqs, cfg.MaxNumBatchedTokens = 4, 8, 64
+	cfg.GPUMemoryUtilization = 0.5
+	cfg.Speculative = draftSpec(FromModel(dm), 3)
+	e, err := New(FromModel(m), nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := e.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	var pers []int64
+	for _, mm := range []*model.Model{m, dm} {
+		c, err := mm.NewCache(1, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pers = append(pers, c.BytesPerBlock())
+		c.Free()
+	}
+	per := pers[0] + pers[1]
+	n := e.Config().NumBlocks
+	kept := dev.LiveBytes() - int64(n)*per
+	// The draft's 4-block profiling cache, freed after its step, is the
+	// profiled steps' transient (the cpu frees no step buffer).
+	budget := int64(total*0.5) - reserved - kept - 4*pers[1]
+	if int64(n)*per > budget || int64(n+1)*per <= budget {
+		t.Errorf("%d blocks of %d bytes (target and draft) for a budget of %d bytes", n, per, budget)
+	}
+	live := dev.LiveBytes()
+	var reqs []Request
+	for i := range 12 {
+		ids := make([]int32, 10+i*7)
+		for j := range ids {
+			ids[j] = int32((i*31 + j) % 500)
+		}
+		reqs = append(reqs, Request{PromptIDs: ids, Params: SamplingParams{MaxTokens: 8, IgnoreEOS: true}})
+	}
+	if _, err := e.Generate(context.Background(), reqs); err != nil {
+		t.Fatal(err)
+	}
+	if got := dev.LiveBytes(); got != live {
+		t.Errorf("LiveBytes %d after the workload, %d before: a step outgrew the profiled one", got, live)
+	}
+	if st := e.Stats(); st.SpecDraftTokens == 0 {
+		t.Error("no draft tokens")
+	}
+}
+
+// TestProfileBatchSpeculative: with speculation, the profiled step gives
+// every sequence a decode's 1 + K tokens with a row of logits each before
+// the prompt tokens go to the second one, so it asks for the most rows a
+// speculative step can.
+func TestProfileBatchSpeculative(t *testing.T) {
+	for _, c := range []struct {
+		seqs, tokens, maxLen, k int
+		wantLens, wantRows      []int
+	}{
+		{4, 64, 512, 3, []int{4, 52, 4, 4}, []int{4, 4, 4, 4}},
+		{4, 10, 512, 3, []int{4, 4, 1, 1}, []int{4, 4, 1, 1}},
+		{1, 64, 512, 3, []int{64}, []int{4}},
+		{3, 30, 3, 5, []int{3, 3, 3}, []int{3, 3, 3}},
+		{4, 64, 512, 0, []int{1, 61, 1, 1}, []int{1, 1, 1, 1}},
+	} {
+		cfg := DefaultConfig()
+		cfg.BlockSize, cfg.MaxNumSeqs, cfg.MaxNumBatchedTokens, cfg.MaxModelLen = 4, c.seqs, c.tokens, c.maxLen
+		if c.k > 0 {
+			cfg.Speculative = SpeculativeConfig{Method: "ngram", NumSpeculativeTokens: c.k}
+		}
+		var lens, rows []int
+		for i, s := range profileBatch(cfg, 3).Seqs {
+			lens, rows = append(lens, len(s.Tokens)), append(rows, s.logitRows())
+			if ctx := s.StartPos + len(s.Tokens); i == 0 && ctx != c.maxLen || i > 0 && s.StartPos != 0 || len(s.BlockTable) != (ctx+3)/4 {
+				t.Errorf("%+v: sequence %d: StartPos %d, %d tokens, %d blocks", c, i, s.StartPos, len(s.Tokens), len(s.BlockTable))
+			}
+		}
+		if !slices.Equal(lens, c.wantLens) || !slices.Equal(rows, c.wantRows) {
+			t.Errorf("%+v: tokens %v, rows %v; want %v, %v", c, lens, rows, c.wantLens, c.wantRows)
+		}
+	}
+}

@@ -59,7 +59,9 @@ func (m *memReport) attrs(dev gpu.Device, cache KVCache, cfg Config) []any {
 // (profileBatch) on a cache of a few blocks, measures the step's
 // activations with the device's peak counter, reads the device's free
 // memory and gives the KV cache what GPUMemoryUtilization leaves
-// (kvCacheBlocks).
+// (kvCacheBlocks). With a draft model (Config.Speculative.Draft), the
+// draft runs the same step after the target, and the larger of the two
+// steps' peaks counts.
 func profileBlocks(r Runner, dev gpu.Device, mi gpu.MemInfo, cfg Config, per, useful int64, mem *memReport) (int, error) {
 	const blocks = 4
 	c, err := r.NewCache(blocks, cfg.BlockSize)
@@ -74,6 +76,11 @@ func profileBlocks(r Runner, dev gpu.Device, mi gpu.MemInfo, cfg Config, per, us
 		err = dev.Sync()
 	}
 	peak := mi.PeakBytes()
+	if d := cfg.Speculative.Draft; d != nil && err == nil {
+		mi.ResetPeak()
+		err = profileDraft(d, dev, cfg, b, blocks)
+		peak = max(peak, mi.PeakBytes())
+	}
 	mi.ResetPeak()
 	kept := mi.PeakBytes() // what the runner keeps for the next steps: (total − free) counts it
 	if err = errors.Join(err, c.Free()); err != nil {
@@ -92,6 +99,23 @@ func profileBlocks(r Runner, dev gpu.Device, mi gpu.MemInfo, cfg Config, per, us
 	return kvCacheBlocks(free, total, cfg.GPUMemoryUtilization, peak-kept, per, useful)
 }
 
+// profileDraft runs the profiling step b on the draft model, on a cache
+// of its own.
+func profileDraft(d Runner, dev gpu.Device, cfg Config, b *Batch, blocks int) error {
+	c, err := d.NewCache(blocks, cfg.BlockSize)
+	if err != nil {
+		return fmt.Errorf("infer: profiling the draft model: allocating %d KV blocks: %w", blocks, err)
+	}
+	_, err = d.Forward(c, b)
+	if err == nil {
+		err = dev.Sync()
+	}
+	if err = errors.Join(err, c.Free()); err != nil {
+		return fmt.Errorf("infer: profiling the draft model: %w", err)
+	}
+	return nil
+}
+
 // profileBatch is the largest step the scheduler can form: MaxNumSeqs
 // sequences holding MaxNumBatchedTokens new tokens, every one wanting
 // logits as a decoding one does. The model's step buffers are sized by new
@@ -100,7 +124,10 @@ func profileBlocks(r Runner, dev gpu.Device, mi gpu.MemInfo, cfg Config, per, us
 // decodes one token at the end of a MaxModelLen context (the longest block
 // table), the prompt tokens fill the next ones from position 0 in as few
 // sequences as MaxModelLen allows, and the rest decode one token each.
-// Every block table cycles over the cache's few blocks, so sequences write
+// With speculative decoding, a decode computes its drafts too, with
+// logits after each: the tokens first give each sequence that many (1 +
+// NumSpeculativeTokens rows), so the rows of logits are the most a step
+// can ask for. Every block table cycles over the cache's few blocks, so sequences write
 // blocks others read, which the Runner contract otherwise rules out: what
 // the step computes is garbage, its shapes are the largest.
 func profileBatch(cfg Config, blocks int) *Batch {
@@ -111,17 +138,37 @@ func profileBatch(cfg Config, blocks int) *Batch {
 		table[j] = int32(j % blocks)
 	}
 	toks := make([]int32, min(cfg.MaxNumBatchedTokens, maxLen)) // token 0
-	b := &Batch{Seqs: make([]SeqInput, 0, seqs)}
-	n := 1
-	if seqs == 1 {
-		n = len(toks)
+	// per is what a decoding sequence computes: its last token, and with
+	// speculation its drafts, each with a row of logits.
+	per := 1
+	if cfg.Speculative.Method != "" {
+		per += cfg.Speculative.NumSpeculativeTokens
 	}
-	b.Seqs = append(b.Seqs, SeqInput{Tokens: toks[:n], StartPos: maxLen - n, BlockTable: table, WantLogits: true})
-	extra := cfg.MaxNumBatchedTokens - n - (seqs - 1) // tokens beyond one per other sequence
-	for range seqs - 1 {
-		n := 1 + min(extra, maxLen-1)
-		extra -= n - 1
-		b.Seqs = append(b.Seqs, SeqInput{Tokens: toks[:n], BlockTable: table[:(n+bs-1)/bs], WantLogits: true})
+	lens := make([]int, seqs)
+	for i := range lens {
+		lens[i] = 1
+	}
+	left := cfg.MaxNumBatchedTokens - seqs
+	if seqs == 1 {
+		lens[0], left = len(toks), 0
+	}
+	for i := 0; i < seqs && left > 0 && per > 1; i++ { // speculative decodes first: the most rows
+		add := min(per-1, left, maxLen-1)
+		lens[i] += add
+		left -= add
+	}
+	for i := 1; i < seqs && left > 0; i++ { // then prompts from position 0
+		add := min(left, maxLen-lens[i])
+		lens[i] += add
+		left -= add
+	}
+	b := &Batch{Seqs: make([]SeqInput, 0, seqs)}
+	for i, n := range lens {
+		in := SeqInput{Tokens: toks[:n], BlockTable: table[:(n+bs-1)/bs], WantLogits: true, NumLogits: min(n, per)}
+		if i == 0 {
+			in.StartPos, in.BlockTable = maxLen-n, table
+		}
+		b.Seqs = append(b.Seqs, in)
 	}
 	return b
 }
