@@ -57,26 +57,50 @@ func Flags(v Values) ([]string, error) {
 	}
 	var out []string
 	for _, k := range sortedKeys(flat) {
-		var s string
-		switch x := flat[k].(type) {
-		case bool:
-			if x {
-				out = append(out, "--"+kebab(k))
-				continue
-			}
-			s = "false"
-		case float64:
-			s = strconv.FormatFloat(x, 'g', -1, 64)
-		case string:
-			s = x
-		case int, int64, uint64:
-			s = fmt.Sprint(x)
-		default:
-			return nil, fmt.Errorf("%w: %s: a flag takes a single value, got %v", ErrInvalid, k, x)
+		if x, ok := flat[k].(bool); ok && x {
+			out = append(out, "--"+kebab(k))
+			continue
+		}
+		s, err := flagValue(k, flat[k])
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, "--"+kebab(k)+"="+s)
 	}
 	return out, nil
+}
+
+// Params turns values into a plan's --param name=value pairs: the names
+// as they are, nested maps flattened as in Flags, the values as Flags
+// writes them (true, false, 0.001, 8, adamw).
+func Params(v Values) (map[string]string, error) {
+	flat := Values{}
+	if err := flatten(v, "", flat); err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(flat))
+	for k, x := range flat {
+		s, err := flagValue(k, x)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = s
+	}
+	return out, nil
+}
+
+func flagValue(k string, v any) (string, error) {
+	switch x := v.(type) {
+	case bool:
+		return strconv.FormatBool(x), nil
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	case string:
+		return x, nil
+	case int, int64, uint64:
+		return fmt.Sprint(x), nil
+	}
+	return "", fmt.Errorf("%w: %s: a flag takes a single value, got %v", ErrInvalid, k, v)
 }
 
 func flatten(v Values, path string, out Values) error {

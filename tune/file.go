@@ -33,8 +33,22 @@ type File struct {
 	Name  string
 	Tune  Settings
 	Train Values
+	// Plan, instead of Train, runs a plan file per trial (nil: none).
+	Plan *PlanTrials
 
 	nodes map[string]*yaml.Node // key path -> value node
+}
+
+// PlanTrials are the plan: section: each trial runs the plan file with
+// the space's values as --param name=value (over Params), and its report
+// is the plan's run: see `sluice tune`.
+//
+//	plan:
+//	  file: examples/plans/quickstart.yaml
+//	  params: {region: eu}       # fixed --param values (optional)
+type PlanTrials struct {
+	File   string
+	Params map[string]string
 }
 
 // Settings are the tune: section. Zero values mean the defaults.
@@ -117,15 +131,27 @@ func ParseFile(name string, data []byte) (*File, error) {
 			f.parseTune(p, v)
 		case "train":
 			f.parseTrain(p, v)
+		case "plan":
+			f.parsePlan(p, v)
 		default:
-			p.errorf(k, k.Value, "unknown key: a tune file has name, description, tune and train")
+			p.errorf(k, k.Value, "unknown key: a tune file has name, description, tune, and train or plan")
 		}
 	}
 	if f.nodes["tune"] == nil {
 		p.errorf(root, "tune", "missing: the tune: section describes the search")
 	}
-	if f.nodes["train"] == nil && len(f.Tune.Command) == 0 {
-		p.errorf(root, "train", "missing: the train: section holds the training flags")
+	switch {
+	case f.nodes["plan"] != nil && f.nodes["train"] != nil:
+		p.errorf(f.keyNode(root, "plan"), "plan", "a tune file's trials run a train: section or a plan:, not both")
+	case f.nodes["plan"] != nil:
+		if n := f.nodes["tune.command"]; n != nil {
+			p.errorf(n, "tune.command", "applies to train: trials; a plan: trial runs its plan")
+		}
+		if n := f.nodes["tune.scheduler"]; n != nil && n.Value == "pbt" {
+			p.errorf(n, "tune.scheduler", "pbt needs checkpoints, which a plan: trial has none of (it reports once)")
+		}
+	case f.nodes["train"] == nil && len(f.Tune.Command) == 0:
+		p.errorf(root, "train", "missing: the train: section holds the training flags (or plan: names a plan file to run per trial)")
 	}
 	if len(p.errs) > 0 {
 		return nil, p.errs
@@ -139,7 +165,7 @@ func (f *File) index(n *yaml.Node, path string) {
 		k, v := n.Content[i], deref(n.Content[i+1])
 		kp := join(path, k.Value)
 		f.nodes[kp] = v
-		if path == "" && v.Kind == yaml.MappingNode && (k.Value == "tune" || k.Value == "train") {
+		if v.Kind == yaml.MappingNode && (path == "" && (k.Value == "tune" || k.Value == "train" || k.Value == "plan") || kp == "plan.params" || kp == "tune.space") {
 			f.index(v, kp)
 		}
 	}
@@ -149,8 +175,17 @@ func (f *File) index(n *yaml.Node, path string) {
 // problems found after parsing.
 func (f *File) ErrorAt(path string, err error) error {
 	e := &Error{File: f.Path, Path: path, Msg: err.Error(), Err: err}
-	if n := f.nodes[path]; n != nil {
-		e.Line, e.Col = n.Line, n.Column
+	// At the key's value, or the nearest enclosing one's.
+	for p := path; p != ""; {
+		if n := f.nodes[p]; n != nil {
+			e.Line, e.Col = n.Line, n.Column
+			break
+		}
+		i := strings.LastIndexByte(p, '.')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
 	}
 	return e
 }
@@ -309,6 +344,43 @@ func (f *File) parseTrain(p *parser, n *yaml.Node) {
 			v.Decode(&x)
 			f.Train[k.Value] = x
 		}
+	}
+}
+
+func (f *File) parsePlan(p *parser, n *yaml.Node) {
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "plan", "want a mapping with file: (the plan to run per trial) and params:, got %s", describe(n))
+		return
+	}
+	f.Plan = &PlanTrials{Params: map[string]string{}}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], deref(n.Content[i+1])
+		path := "plan." + k.Value
+		switch k.Value {
+		case "file":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!str" || v.Value == "" {
+				p.errorf(v, path, "want the plan file's path, got %s", describe(v))
+			}
+			f.Plan.File = v.Value
+		case "params":
+			if v.Kind != yaml.MappingNode {
+				p.errorf(v, path, "want a mapping of param names to values, got %s", describe(v))
+				continue
+			}
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				pk, pv := v.Content[j], deref(v.Content[j+1])
+				if pv.Kind != yaml.ScalarNode || pv.Tag == "!!null" {
+					p.errorf(pv, path+"."+pk.Value, "want a single value (a --param's), got %s", describe(pv))
+					continue
+				}
+				f.Plan.Params[pk.Value] = pv.Value
+			}
+		default:
+			p.errorf(k, path, "unknown key: want file or params")
+		}
+	}
+	if f.Plan.File == "" && f.nodes["plan.file"] == nil {
+		p.errorf(n, "plan.file", "missing: the plan file to run per trial")
 	}
 }
 

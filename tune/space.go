@@ -378,3 +378,38 @@ func formatConfig(c Values) string {
 	b.WriteByte('}')
 	return b.String()
 }
+
+// Names are the names a config of the space can hold once flattened (as
+// Flags and Params flatten it): its parameters' names, a nested space's
+// (or a conditional option's) in place of its own, sorted.
+func (s Space) Names() []string {
+	seen := map[string]bool{}
+	s.collectNames(seen)
+	return sortedKeys(seen)
+}
+
+func (s Space) collectNames(seen map[string]bool) {
+	for k, v := range s {
+		var opts []any
+		switch d := v.(type) {
+		case Space:
+			d.collectNames(seen)
+			continue
+		case Choice:
+			opts = d.Values
+		case Grid:
+			opts = d.Values
+		}
+		leaf := len(opts) == 0
+		for _, o := range opts {
+			if sub, ok := o.(Space); ok {
+				sub.collectNames(seen)
+			} else {
+				leaf = true
+			}
+		}
+		if leaf {
+			seen[k] = true
+		}
+	}
+}

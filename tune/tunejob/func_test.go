@@ -51,27 +51,32 @@ func registerTrialFuncs() {
 	// counter sums the iterations, its sum in its checkpoints: a run
 	// restored from a checkpoint reports what an undisturbed one would,
 	// and "restored" says from which iteration it went on.
+	// With k in the config, each iteration adds k times it.
 	tune.MustRegister("counter", func(ctx context.Context, t *tune.Trial) error {
-		sum, restored := 0, 0
+		sum, restored := 0.0, 0
 		if dir := t.Restore(); dir != "" {
 			b, err := os.ReadFile(filepath.Join(dir, "sum"))
 			if err != nil {
 				return err
 			}
-			if sum, err = strconv.Atoi(string(b)); err != nil {
+			if sum, err = strconv.ParseFloat(string(b), 64); err != nil {
 				return err
 			}
 			restored = t.Iteration()
 		}
+		k, ok := t.Config["k"].(float64)
+		if !ok {
+			k = 1
+		}
 		steps, delay := t.Config["steps"].(int64), t.Config["delay_ms"].(int64)
 		for i := t.Iteration() + 1; i <= int(steps); i++ {
 			time.Sleep(time.Duration(delay) * time.Millisecond)
-			sum += i
-			if err := t.Report(map[string]float64{"sum": float64(sum), "restored": float64(restored)}); err != nil {
+			sum += k * float64(i)
+			if err := t.Report(map[string]float64{"sum": sum, "restored": float64(restored)}); err != nil {
 				return err
 			}
 			if err := t.Checkpoint(func(dir string) error {
-				return os.WriteFile(filepath.Join(dir, "sum"), []byte(strconv.Itoa(sum)), 0o644)
+				return os.WriteFile(filepath.Join(dir, "sum"), []byte(strconv.FormatFloat(sum, 'g', -1, 64)), 0o644)
 			}); err != nil {
 				return err
 			}
@@ -156,6 +161,54 @@ func TestClusterFunctionTrials(t *testing.T) {
 		if tr := exp.Trials[0]; tr.Status != tune.Failed || !strings.Contains(tr.Error, tc.want) || !strings.Contains(tr.Error, "trial t0000") {
 			t.Errorf("%s: %s: %q\nwant it to name trial t0000 and %q", tc.fn, tr.Status, tr.Error, tc.want)
 		}
+	}
+}
+
+// PBT over a function trial on the cluster: an exploited trial's next run
+// starts on the worker from the donor's checkpoint (its sum goes on from
+// the donor's) at the donor's iteration, and every trial reaches max_t.
+func TestClusterFunctionPBT(t *testing.T) {
+	cl := cluster(t, 1, 6)
+	p := tune.NewPBT()
+	p.Interval, p.QuantileFraction = 2, 0.5 // exploits at most perturbations, whatever order the reports come in
+	c := tune.Cluster{Jobs: Client{API: cl}, Function: "counter", Base: tune.Values{"steps": int64(16), "delay_ms": int64(40)},
+		Poll: 10 * time.Millisecond}
+	exp, err := tune.Run(context.Background(), tune.Config{Space: tune.Space{"k": tune.Uniform{Lo: 0.1, Hi: 10}}, Metric: "sum",
+		Mode: tune.Max, NumSamples: 6, MaxConcurrent: 6, MaxT: 16, Seed: 3, Dir: t.TempDir(), Scheduler: p}, c.Func())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exploited := 0
+	for _, tr := range exp.Trials {
+		if tr.Status != tune.Done || tr.Iterations != 16 {
+			t.Errorf("%s: %s at %d: %s", tr.ID, tr.Status, tr.Iterations, tr.Error)
+		}
+		if tr.RestoredFrom == "" {
+			continue
+		}
+		exploited++
+		// The donor's checkpoint: its sum, and the reports of the run that
+		// went on from it.
+		b, err := os.ReadFile(filepath.Join(tr.RestoredFrom, "sum"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		donorSum, _ := strconv.ParseFloat(string(b), 64)
+		var iter int
+		fmt.Sscanf(filepath.Base(tr.RestoredFrom), "checkpoint_%d", &iter)
+		last := tr.Reports[len(tr.Reports)-1]
+		if last["restored"] != float64(iter) {
+			t.Errorf("%s: last report %v, want it restored at %d (from %s)", tr.ID, last, iter, tr.RestoredFrom)
+		}
+		// sum = donor's sum + k * (iter+1 + ... + 16), k the trial's last config.
+		k := tr.Config["k"].(float64)
+		want := donorSum + k*float64(16*17/2-iter*(iter+1)/2)
+		if math.Abs(last["sum"]-want) > 1e-9*want {
+			t.Errorf("%s: sum %g, want %g (donor's %g at %d, k %g)", tr.ID, last["sum"], want, donorSum, iter, k)
+		}
+	}
+	if exploited == 0 {
+		t.Error("no trial was exploited")
 	}
 }
 
