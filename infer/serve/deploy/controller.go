@@ -181,7 +181,14 @@ func (c *Controller) Step(ctx context.Context) error {
 		waiting += r.Waiting
 		busy += r.Running + r.Waiting
 	}
-	c.r.SetReplicas(targets)
+	if len(targets) > 0 || len(live) == 0 {
+		c.r.SetReplicas(targets)
+	} else {
+		// Replica jobs but no replica reported: a coordinator that just
+		// took the lead hears the heartbeats within one; until then the
+		// router keeps the replicas it has (a dead one it retries past).
+		c.log.Debug("deploy: no replica reported; keeping the router's", "jobs", len(live))
+	}
 	if c.tmpl == nil {
 		t, err := c.template(ctx, newest.ID)
 		if err != nil {
@@ -299,7 +306,9 @@ func (s *scaler) decide(o observation) int {
 	} else {
 		s.up = 0
 	}
-	if o.busy == 0 {
+	// Idle counts only with replicas reporting: none (a new leader that
+	// has not heard the heartbeats yet, say) says nothing of the load.
+	if o.serving > 0 && o.busy == 0 {
 		s.down++
 	} else {
 		s.down = 0

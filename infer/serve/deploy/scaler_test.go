@@ -49,6 +49,13 @@ func TestScaler(t *testing.T) {
 		{ob(1, 1, 0, 0), 0},     //
 		{ob(1, 1, 0, 0), 0},     //
 		{ob(1, 0, 100, 100), 0}, // nothing serving: no reading of the queue
+		{ob(2, 0, 0, 0), 0},     // nothing reported: not idle either
+		{ob(2, 0, 0, 0), 0},     //
+		{ob(2, 0, 0, 0), 0},     //
+		{ob(2, 0, 0, 0), 0},     //
+		{ob(2, 1, 0, 0), 0},     // one serving, idle: 1
+		{ob(2, 1, 0, 0), 0},     // 2
+		{ob(2, 1, 0, 0), -1},    // 3: down (the one not serving goes first)
 	}
 	s := scaler{upQueue: 4, upAfter: 3, downAfter: 3}
 	for i, st := range steps {
