@@ -26,5 +26,9 @@
 // decoding: a token mask per step (infer.Constraint) from a JSON automaton
 // over the tokenizer's vocabulary (structured.go).
 //
+// Subpackage router spreads requests over several servers; subpackage
+// deploy runs servers as a deployment of replicas on a Sluice cluster and
+// scales them.
+//
 // This package is unstable: its API may change with the engine's.
 package serve
