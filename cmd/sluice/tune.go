@@ -10,7 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
+
+	"golang.org/x/term"
 
 	"github.com/sluicehq/sluice/cli"
 	"github.com/sluicehq/sluice/tune"
@@ -100,10 +101,17 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool, cf *cli
 		}
 		dir = filepath.Join("out", "tune", name)
 	}
-	// The experiment's progress and the trials' stderr share one writer.
-	stderr := &lockedWriter{w: e.stderr}
+	// The experiment's progress and the trials' stderr share one writer,
+	// above the live trial table when stderr is a terminal.
 	cfg := f.Config()
-	cfg.Dir, cfg.Resume, cfg.Progress = dir, resume, stderr
+	stderr := &tune.Live{W: e.stderr, Metric: cfg.Metric, Mode: cfg.Mode}
+	if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		stderr.Redraw = true
+		if w, _, err := term.GetSize(int(f.Fd())); err == nil && w > 20 {
+			stderr.Width = w - 1
+		}
+	}
+	cfg.Dir, cfg.Resume, cfg.Progress, cfg.Watch = dir, resume, stderr, stderr.Update
 	args := f.Tune.Command
 	if len(args) == 0 {
 		if args, err = trainCommand(); err != nil {
@@ -118,18 +126,27 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool, cf *cli
 		base["steps"] = int64(f.Tune.MaxT)
 	}
 	var fn tune.Func
-	if cf != nil {
+	switch {
+	case f.Plan != nil && cf != nil:
+		return fmt.Errorf("--coordinators: the trials of a plan: section run here, not on a cluster (not supported yet)")
+	case f.Plan != nil:
+		if fn, err = planTrials(f, &cfg, stderr); err != nil {
+			return err
+		}
+	case cf != nil:
 		if fn, err = clusterTrials(f, cf, base, &cfg, stderr); err != nil {
 			return err
 		}
-	} else {
+	default:
 		cmd := tune.Command{Args: args, Base: base, Stderr: stderr}
 		if p, ok := cfg.Scheduler.(*tune.PBT); ok {
 			cmd.CheckpointEvery = p.Interval
 		}
 		fn = cmd.Func()
 	}
+	stderr.Start()
 	exp, err := tune.Run(ctx, cfg, fn)
+	stderr.Stop()
 	if errors.Is(err, tune.ErrNoMetric) {
 		return f.ErrorAt("tune.metric", err)
 	}
@@ -172,18 +189,6 @@ func clusterTrials(f *tune.File, cf *cli.Client, base tune.Values, cfg *tune.Con
 		c.CheckpointEvery = p.Interval
 	}
 	return c.Func(), nil
-}
-
-// lockedWriter serializes writes to w.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // printSummary prints the result line, always stdout's last.
