@@ -26,6 +26,8 @@
 // [Trial.Report] after each iteration and stops when it returns
 // [ErrStopped]. [Command] makes the trial function that runs a program
 // (by default `sluice train`) per trial and reads its per-step JSON lines.
+// [Live] is the trial table while trials run (Config.Watch feeds it),
+// redrawn in place on a terminal.
 //
 // # Experiment state
 //
