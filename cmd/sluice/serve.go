@@ -181,6 +181,9 @@ func createDeployment(ctx context.Context, env *env, fs *flag.FlagSet, cf *cli.C
 		}
 		name = strings.Trim(regexp.MustCompile(`[^a-z0-9-]+`).ReplaceAllString(strings.ToLower(name), "-"), "-")
 	}
+	if replicas < 1 {
+		return fmt.Errorf("--replicas must be at least 1, got %d", replicas)
+	}
 	if minR == 0 {
 		minR = replicas
 	}

@@ -300,3 +300,31 @@ func TestServeDeploymentScales(t *testing.T) {
 		t.Errorf("after scaling down: %v", err)
 	}
 }
+
+// TestServeDeploymentFlags: bad deployment flags fail before anything is
+// submitted, naming the flag.
+func TestServeDeploymentFlags(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	writeFile(t, tokenFile, "t")
+	model := "../../infer/model/testdata/fixtures/llama3"
+	base := []string{"serve", "--coordinators", "127.0.0.1:1", "--token-file", tokenFile, "--timeout", "100ms", "--dir", filepath.Join(dir, "serve")}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--model", model, "--replicas", "3", "--max-replicas", "2"}, "--max-replicas"},
+		{[]string{"--model", model, "--replicas", "1", "--min-replicas", "2", "--max-replicas", "3"}, "--replicas (1) must be within --min-replicas (2)"},
+		{[]string{"--model", model, "--replicas", "0"}, "--replicas must be at least 1"},
+		{[]string{"--model", model, "--replicas", "2", "--min-replicas", "-1"}, "--min-replicas"},
+		{[]string{"--model", model, "--deployment", "Big_Name"}, "--deployment"},
+		{[]string{"--model", model, "--resources", "cpu=x"}, "--resources"},
+		{[]string{"--model", filepath.Join(dir, "nope")}, "--model"},
+		{[]string{"--model", model}, "127.0.0.1:1"}, // valid: the submit fails, naming the coordinator
+	} {
+		code, stdout, stderr := sluice(t, append(base, c.args...)...)
+		if code == 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, %q %q; want a failure naming %q", c.args, code, stdout, stderr, c.want)
+		}
+	}
+}
