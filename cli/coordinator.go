@@ -31,7 +31,7 @@ func (co *Coordinator) Flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Bootstrap, "bootstrap", false, "start a new cluster with this node as its first voter")
 	fs.StringVar(&c.Join, "join", "", "join the cluster through the coordinator API at this URL")
 	fs.StringVar(&co.tokenFile, "token-file", "", "file holding the bearer token of clients and workers (or SLUICE_TOKEN)")
-	fs.StringVar(&co.secretFile, "cluster-secret-file", "", "file holding the cluster secret, known to coordinators only: authenticates Raft and joins (or SLUICE_CLUSTER_SECRET; default: the token, which lets token holders forge Raft traffic)")
+	fs.StringVar(&co.secretFile, "cluster-secret-file", "", "file holding the cluster secret, known to coordinators only: authenticates Raft and joins, derives the workers' credentials (or SLUICE_CLUSTER_SECRET); needed to --join. Without it a --bootstrap node generates one into DATA_DIR/cluster-secret")
 	fs.DurationVar(&c.WorkerTimeout, "worker-timeout", c.WorkerTimeout, "declare a worker dead after this long without a heartbeat")
 	fs.StringVar(&c.LogStore, "log-store", "bolt", "the durable Raft log: bolt (raft-boltdb) or wal (raft-wal)")
 	co.tls.Declare(fs, true)
@@ -56,9 +56,6 @@ func (co *Coordinator) Run(ctx context.Context, stderr io.Writer) error {
 	}
 	c.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	c.RaftLog = stderr
-	if c.Secret == "" {
-		c.Logger.Warn("no --cluster-secret-file: the token is also the cluster secret, so every client and worker holding it can forge Raft traffic and join coordinators")
-	}
 	node, err := coordinator.Start(ctx, c)
 	if err != nil {
 		return err

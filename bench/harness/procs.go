@@ -140,7 +140,8 @@ func startCluster(ctx context.Context, stderr io.Writer, self, dir string, coord
 		if i == 0 {
 			a = append(a, "--bootstrap")
 		} else {
-			a = append(a, "--join", "http://"+urls[0])
+			// n1 generated the cluster secret into its data directory.
+			a = append(a, "--join", "http://"+urls[0], "--cluster-secret-file", filepath.Join(dir, "n1", "cluster-secret"))
 		}
 		p, err := startChild(self, filepath.Join(dir, id), filepath.Join(dir, id+".log"), nil, a...)
 		if err != nil {

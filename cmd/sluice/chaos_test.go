@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/bench/harness"
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/coordinator"
 	"github.com/sluicehq/sluice/executor/cluster/state"
 	"github.com/sluicehq/sluice/internal/testcert"
 )
@@ -108,7 +109,8 @@ func chaos(t *testing.T, withTLS bool) {
 		if i == 0 {
 			a = append(a, "--bootstrap")
 		} else {
-			a = append(a, "--join", scheme+coords[0].api)
+			// n1 generated the cluster secret into its data directory.
+			a = append(a, "--join", scheme+coords[0].api, "--cluster-secret-file", filepath.Join(dir, "n1", coordinator.SecretFile))
 		}
 		n.p = spawn(t, a...)
 		coords = append(coords, n)

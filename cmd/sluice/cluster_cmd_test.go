@@ -80,7 +80,7 @@ func TestClusterCommands(t *testing.T) {
 	urls := []string{api1}
 	for _, id := range []string{"n2", "n3"} {
 		c := clustertest.Start(t, coordinator.Config{NodeID: id, DataDir: filepath.Join(dir, id),
-			RaftAddr: loopback(t), APIAddr: loopback(t), Join: "http://" + api1, Token: token,
+			RaftAddr: loopback(t), APIAddr: loopback(t), Join: "http://" + api1, Token: token, Secret: clustertest.SecretOf(t, filepath.Join(dir, "n1")),
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLog: io.Discard})
 		urls = append(urls, c.URL())
 	}
@@ -163,6 +163,22 @@ func mustRead(t *testing.T, file string) string {
 func TestCoordinatorNeedsBootstrapOrJoin(t *testing.T) {
 	code, _, errOut := sluice(t, "coordinator", "--node-id", "n1", "--data-dir", t.TempDir(), "--raft-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0")
 	if code != 1 || !strings.Contains(errOut, "--bootstrap") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+// A coordinator that joins without the cluster secret fails at once,
+// naming the flag (the token is never the secret).
+func TestCoordinatorJoinNeedsSecret(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("join-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SLUICE_CLUSTER_SECRET", "")
+	code, _, errOut := sluice(t, "coordinator", "--node-id", "n2", "--data-dir", filepath.Join(dir, "n2"), "--raft-addr", "127.0.0.1:0",
+		"--api-addr", "127.0.0.1:0", "--join", "http://127.0.0.1:1", "--token-file", tokenFile)
+	if code != 1 || !strings.Contains(errOut, "--cluster-secret-file") || !strings.Contains(errOut, "no cluster secret") {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }

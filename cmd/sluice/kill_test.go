@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/coordinator"
 	"github.com/sluicehq/sluice/executor/cluster/state"
 )
 
@@ -78,8 +79,12 @@ func TestCoordinatorKill9(t *testing.T) {
 	}
 	nodes := make([]*node, 3)
 	args := func(n *node) []string {
-		return []string{"coordinator", "--node-id", n.id, "--data-dir", filepath.Join(dir, n.id), "--raft-addr", n.raft,
+		a := []string{"coordinator", "--node-id", n.id, "--data-dir", filepath.Join(dir, n.id), "--raft-addr", n.raft,
 			"--api-addr", n.api, "--token-file", tokenFile, "--worker-timeout", "2s"}
+		if n.id != "n1" { // n1 bootstraps and generates the cluster secret into its data directory
+			a = append(a, "--cluster-secret-file", filepath.Join(dir, "n1", coordinator.SecretFile))
+		}
+		return a
 	}
 	var urls []string
 	for i := range nodes {

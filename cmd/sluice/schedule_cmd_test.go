@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/coordinator"
+	"github.com/sluicehq/sluice/internal/clustertest"
 )
 
 // TestScheduleAndStatusCommands: schedule list and remove against three
@@ -33,7 +34,7 @@ func TestScheduleAndStatusCommands(t *testing.T) {
 	var others []*coordinator.Coordinator
 	for _, id := range []string{"n2", "n3"} {
 		c, err := coordinator.Start(context.Background(), coordinator.Config{NodeID: id, DataDir: filepath.Join(dir, id),
-			RaftAddr: loopback(t), APIAddr: loopback(t), Join: "http://" + api1, Token: token,
+			RaftAddr: loopback(t), APIAddr: loopback(t), Join: "http://" + api1, Token: token, Secret: clustertest.SecretOf(t, filepath.Join(dir, "n1")),
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLog: io.Discard})
 		if err != nil {
 			t.Fatal(err)

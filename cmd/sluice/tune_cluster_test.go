@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/coordinator"
 	"github.com/sluicehq/sluice/executor/cluster/state"
 )
 
@@ -79,7 +80,7 @@ func TestTuneClusterWorkerKill(t *testing.T) {
 		if i == 0 {
 			a = append(a, "--bootstrap")
 		} else {
-			a = append(a, "--join", "http://"+urls[0])
+			a = append(a, "--join", "http://"+urls[0], "--cluster-secret-file", filepath.Join(dir, "n1", coordinator.SecretFile))
 		}
 		spawn(t, a...)
 		urls = append(urls, apiAddr)

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,15 +65,30 @@ func (w tlog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Secret is the cluster secret of the coordinators Config makes.
+const Secret = "clustertest-cluster-secret"
+
+// SecretOf is the cluster secret that the coordinator which bootstrapped
+// with no secret given generated into its data directory dataDir.
+func SecretOf(t testing.TB, dataDir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, coordinator.SecretFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // Config is a coordinator's config for node id that bootstraps a
 // one-node cluster: a data directory under the test's temporary
-// directory, free loopback addresses, token, and Raft timings short enough
+// directory, free loopback addresses, token, the cluster secret Secret (so
+// the nodes it makes join each other), and Raft timings short enough
 // that a test waits well under a second for a leader. Logs go to the
 // test's log. Set Join (and clear Bootstrap) to join another node.
 func Config(t testing.TB, id, token string) coordinator.Config {
 	cfg := coordinator.DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.APIAddr = id, filepath.Join(t.TempDir(), id), Addr(t), Addr(t)
-	cfg.Bootstrap, cfg.Token = true, token
+	cfg.Bootstrap, cfg.Token, cfg.Secret = true, token, Secret
 	cfg.Tick = 50 * time.Millisecond
 	cfg.RaftHeartbeat, cfg.RaftElection, cfg.RaftLeaderLease = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
 	cfg.Logger, cfg.RaftLog = Logger(t), LogWriter(t)

@@ -20,7 +20,10 @@ import (
 	"github.com/sluicehq/sluice/executor/cluster/worker"
 )
 
-const token = "s3cret-token"
+const (
+	token  = "s3cret-token"
+	secret = "cluster-secret-0123456789" // the harness's cluster secret
+)
 
 // harness runs coordinators on loopback TCP with real disks.
 type harness struct {
@@ -52,7 +55,7 @@ func freeAddr(t testing.TB) string {
 func newConfig(t testing.TB, id string) Config {
 	return Config{
 		NodeID: id, DataDir: filepath.Join(t.TempDir(), id), RaftAddr: freeAddr(t), APIAddr: freeAddr(t),
-		Token: token, WorkerTimeout: time.Second, Tick: 50 * time.Millisecond, ApplyTimeout: 5 * time.Second,
+		Token: token, Secret: secret, WorkerTimeout: time.Second, Tick: 50 * time.Millisecond, ApplyTimeout: 5 * time.Second,
 		RaftHeartbeat: 300 * time.Millisecond, RaftElection: 300 * time.Millisecond, RaftLeaderLease: 150 * time.Millisecond,
 		Logger: testLogger(t), RaftLog: tlogWriter{t}, LogStore: *logStoreKind,
 	}
@@ -329,7 +332,7 @@ func TestWorkerStoppedTaskMoves(t *testing.T) {
 		t.Fatalf("task: %+v", tk)
 	}
 	// w1's late report of attempt 1 is stale.
-	err := api.NewClient(h.urls(), WorkerCredential(token, w1.ID())).Do(context.Background(), http.MethodPost, "/v1/tasks/"+id+"-t0/finish",
+	err := api.NewClient(h.urls(), WorkerCredential(secret, w1.ID())).Do(context.Background(), http.MethodPost, "/v1/tasks/"+id+"-t0/finish",
 		api.TaskReport{Worker: w1.ID(), Attempt: 1, OK: true}, nil)
 	if !errors.Is(err, api.ErrConflict) {
 		t.Fatalf("stale report: %v", err)
@@ -425,7 +428,7 @@ func TestHeartbeatLongPoll(t *testing.T) {
 		Resources: state.Resources{CPU: 1, Memory: 1 << 30}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	wcl := api.NewClient(h.urls(), WorkerCredential(token, "w-poll"))
+	wcl := api.NewClient(h.urls(), WorkerCredential(secret, "w-poll"))
 	var first api.HeartbeatResponse
 	if err := wcl.Do(ctx, http.MethodPost, "/v1/workers/w-poll/heartbeat", nil, &first); err != nil || len(first.Tasks) != 0 {
 		t.Fatalf("first heartbeat: %+v %v", first, err)

@@ -46,8 +46,9 @@ type Config struct {
 	Token     string // the bearer token of clients and of workers' registration
 	// Secret is the cluster secret, known to coordinators only: it
 	// authenticates Raft connections (without TLS) and coordinator joins,
-	// and derives each worker's credential. Empty: Token serves as the
-	// secret too (then anyone holding the token can forge Raft traffic).
+	// and derives each worker's credential; it must differ from Token.
+	// Empty: a bootstrapping node generates one into DataDir (SecretFile)
+	// and a restart reads it back; a joining node must be given it.
 	Secret string
 
 	WorkerTimeout time.Duration // a worker silent this long is dead (default 5 s)
@@ -238,6 +239,10 @@ func (c *Coordinator) startRaft() error {
 	if err := checkStore(cfg.DataDir, cfg.LogStore); err != nil {
 		return err
 	}
+	if err := c.resolveSecret(); err != nil {
+		return err
+	}
+	cfg = c.cfg
 	store, err := openLogStore(cfg.DataDir, cfg.LogStore)
 	if err != nil {
 		return fmt.Errorf("coordinator: log store: %w", err)

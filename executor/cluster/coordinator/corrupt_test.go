@@ -62,7 +62,7 @@ func TestCorruptedFollowerStore(t *testing.T) {
 	h.waitJob(cl, submitNoop(t, cl, "r2"), state.JobSucceeded)
 
 	// The recovery the README gives: remove the old id, join a new one.
-	if err := cl.Do(context.Background(), http.MethodPost, "/v1/cluster/remove", api.JoinRequest{ID: cfg.NodeID}, nil); err != nil {
+	if err := api.NewClient(h.urls(), secret).Do(context.Background(), http.MethodPost, "/v1/cluster/remove", api.JoinRequest{ID: cfg.NodeID}, nil); err != nil {
 		t.Fatal(err)
 	}
 	nc := newConfig(t, cfg.NodeID+"b")

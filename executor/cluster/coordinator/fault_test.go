@@ -108,7 +108,7 @@ func TestMetricsAndRemove(t *testing.T) {
 			gone = c
 		}
 	}
-	if err := cl.Do(context.Background(), http.MethodPost, "/v1/cluster/remove", api.JoinRequest{ID: gone.cfg.NodeID}, nil); err != nil {
+	if err := api.NewClient(h.urls(), secret).Do(context.Background(), http.MethodPost, "/v1/cluster/remove", api.JoinRequest{ID: gone.cfg.NodeID}, nil); err != nil {
 		t.Fatal(err)
 	}
 	h.waitFor("two voters", func() bool { return len(h.leader().Status().Nodes) == 2 })

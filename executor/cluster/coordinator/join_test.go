@@ -58,7 +58,7 @@ func TestJoinRefusesForeignCertificate(t *testing.T) {
 		c.TLS = &tls.Config{Certificates: []tls.Certificate{foreign}, MinVersion: tls.VersionTLS12}
 		c.ClientTLS = client // trusts the cluster, but the cluster does not trust it
 	})
-	cl := api.NewClient([]string{l.URL()}, token) // the harness's token is its secret
+	cl := api.NewClient([]string{l.URL()}, secret)
 	cl.SetTLS(client)
 	cl.Retry = 0
 	err := cl.Do(context.Background(), http.MethodPost, "/v1/cluster/join",
@@ -74,7 +74,7 @@ func TestJoinRefusesForeignCertificate(t *testing.T) {
 // Without TLS, a node that does not know the cluster secret is refused at
 // join, and the client token cannot join a node at all.
 func TestJoinRefusesWithoutSecret(t *testing.T) {
-	h := startWith(t, 1, func(c *Config) { c.Secret = "cluster-secret-0123456789" })
+	h := start(t, 1)
 	l := h.leader()
 	rogue := startLone(t, "rogue", func(c *Config) { c.Secret = "another-secret-0123456789" })
 	req := api.JoinRequest{ID: "rogue", RaftAddr: rogue.cfg.RaftAddr, APIAddr: rogue.cfg.APIAddr}
@@ -84,7 +84,7 @@ func TestJoinRefusesWithoutSecret(t *testing.T) {
 	if err := cl.Do(context.Background(), http.MethodPost, "/v1/cluster/join", req, nil); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("join with the client token: %v", err)
 	}
-	cl = api.NewClient([]string{l.URL()}, "cluster-secret-0123456789")
+	cl = api.NewClient([]string{l.URL()}, secret)
 	cl.Retry = 0
 	err := cl.Do(context.Background(), http.MethodPost, "/v1/cluster/join", req, nil)
 	if err == nil || !strings.Contains(err.Error(), "handshake") {
@@ -99,7 +99,7 @@ func TestJoinRefusesWithoutSecret(t *testing.T) {
 // credential) can neither heartbeat nor report as a worker, nor register
 // over a registered one; the worker's credential serves only its calls.
 func TestWorkerCredentials(t *testing.T) {
-	h := startWith(t, 1, func(c *Config) { c.Secret = "cluster-secret-0123456789" })
+	h := start(t, 1)
 	ctx := context.Background()
 	cl := api.NewClient(h.urls(), token)
 	cl.Retry = 0
@@ -125,7 +125,7 @@ func TestWorkerCredentials(t *testing.T) {
 	if err := beat(a.Credential, "w-a"); err != nil {
 		t.Fatalf("w-a's own heartbeat: %v", err)
 	}
-	for _, tc := range []struct{ who, tok string }{{"the token", token}, {"the cluster secret", "cluster-secret-0123456789"},
+	for _, tc := range []struct{ who, tok string }{{"the token", token}, {"the cluster secret", secret},
 		{"w-b's credential", b.Credential}, {"a forged credential", "sw1.w-a." + strings.Repeat("0", 64)}} {
 		if err := beat(tc.tok, "w-a"); err == nil {
 			t.Errorf("%s heartbeat as w-a", tc.who)

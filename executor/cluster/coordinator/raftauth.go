@@ -146,11 +146,3 @@ func (c *authConn) Write(p []byte) (int, error) {
 	}
 	return c.Conn.Write(p)
 }
-
-// secret is the cluster secret: Secret, or Token where none is set.
-func (c *Config) secret() string {
-	if c.Secret != "" {
-		return c.Secret
-	}
-	return c.Token
-}
