@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/state"
 )
 
 // ErrNoWorker: Announce was called outside a task a worker runs.
@@ -19,6 +20,10 @@ type Task struct {
 	Addr   string // the worker's advertised host:port (its block server)
 	Job    string // the task's job
 	ID     string // the task
+	// Needs is what the task holds of its worker; GPUs is how many the
+	// worker has (Config.Resources.GPU), numbered from 0.
+	Needs state.Resources
+	GPUs  int
 }
 
 type taskKey struct{}

@@ -354,7 +354,8 @@ func (w *Worker) runTask(root, ctx context.Context, a api.Assignment) {
 		w.mu.Unlock()
 	}()
 	log := w.log.With("task", t.ID, "attempt", t.Attempt)
-	ctx = context.WithValue(ctx, taskKey{}, taskInfo{w: w, t: Task{Worker: w.id, Addr: w.cfg.Addr, Job: t.Job, ID: t.ID}})
+	ctx = context.WithValue(ctx, taskKey{}, taskInfo{w: w, t: Task{Worker: w.id, Addr: w.cfg.Addr, Job: t.Job, ID: t.ID,
+		Needs: t.Needs, GPUs: w.cfg.Resources.GPU}})
 	rep := api.TaskReport{Worker: w.id, Attempt: t.Attempt, Task: t.ID, Phase: string(state.OpStart)}
 	rep.RequestID = fmt.Sprintf("%s/%s/%d/start", w.id, t.ID, t.Attempt)
 	if t.State == state.TaskAssigned {

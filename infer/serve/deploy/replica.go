@@ -123,6 +123,15 @@ func Serve(ctx context.Context, s Spec, prog []string) (string, error) {
 	}
 	args := slices.Concat(prog[1:], []string{"--model", s.Model}, s.Args, []string{"--host", host, "--port", "0"})
 	cmd := exec.Command(prog[0], args...)
+	if n := t.Needs.GPU; n > 0 {
+		// The GPUs the coordinator counted for this replica, by index.
+		idx, release, err := gpus.take(t.Worker, t.GPUs, n)
+		if err != nil {
+			return "", fmt.Errorf("%s: deployment %s: %w", ReplicaFunc, s.Name, err)
+		}
+		defer release()
+		cmd.Env = append(os.Environ(), "CUDA_VISIBLE_DEVICES="+visibleDevices(idx, os.Getenv("CUDA_VISIBLE_DEVICES")))
+	}
 	// The kernel kills the server when the worker dies, so that a killed
 	// worker leaves no replica serving while its job runs again elsewhere.
 	dieWithParent(cmd)

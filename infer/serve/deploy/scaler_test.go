@@ -85,3 +85,21 @@ func TestSpecValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestVisibleDevices(t *testing.T) {
+	for _, c := range []struct {
+		idx    []int
+		parent string
+		want   string
+	}{
+		{[]int{0}, "", "0"},
+		{[]int{1, 2}, "", "1,2"},
+		{[]int{1}, "4,5", "5"},
+		{[]int{0, 1}, " 6, 7 ", "6,7"},
+		{[]int{2}, "4,5", "2"}, // past the parent's list: the index itself
+	} {
+		if got := visibleDevices(c.idx, c.parent); got != c.want {
+			t.Errorf("visibleDevices(%v, %q) = %q, want %q", c.idx, c.parent, got, c.want)
+		}
+	}
+}
