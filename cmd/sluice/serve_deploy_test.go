@@ -144,7 +144,10 @@ func completeIDs(url string, ids []int32, maxTokens int) ([]int32, error) {
 // report them through their heartbeats; `sluice router --deployment`
 // routes over them, with greedy tokens equal to `sluice generate`'s. One
 // replica's worker is killed (SIGKILL, its server with it) during a
-// burst: every request still succeeds, once, with the right tokens.
+// burst: every request still succeeds, once, with the right tokens. A
+// second worker is killed while idle and 24 streaming requests follow at
+// once: each stream is whole (one sent to the dead replica is retried
+// before its first event).
 func TestServeDeploymentWorkerKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a coordinator, three workers and three replica servers")
@@ -157,6 +160,7 @@ func TestServeDeploymentWorkerKilled(t *testing.T) {
 	// What sluice generate answers for each prompt.
 	const prompts, maxTokens = 6, 16
 	want := make([][]int32, prompts)
+	wantText := make([]string, prompts)
 	ids := func(i int) []int32 { return []int32{5, 6, 7, 8, int32(9 + i)} }
 	for i := range prompts {
 		var gen, generr bytes.Buffer
@@ -167,11 +171,12 @@ func TestServeDeploymentWorkerKilled(t *testing.T) {
 		}
 		var g struct {
 			TokenIDs []int32 `json:"token_ids"`
+			Text     string  `json:"text"`
 		}
 		if err := json.Unmarshal(gen.Bytes(), &g); err != nil || len(g.TokenIDs) != maxTokens {
 			t.Fatalf("generate: %s: %v", gen.String(), err)
 		}
-		want[i] = g.TokenIDs
+		want[i], wantText[i] = g.TokenIDs, g.Text
 	}
 	poll(t, "the router over three replicas", func() bool {
 		got, err := completeIDs(front, ids(0), maxTokens)
@@ -246,6 +251,55 @@ func TestServeDeploymentWorkerKilled(t *testing.T) {
 	if got, err := completeIDs(front, ids(1), maxTokens); err != nil || !slices.Equal(got, want[1]) {
 		t.Errorf("after the kill: %v %v, want %v", got, err, want[1])
 	}
+
+	// Streams: a second worker is killed while nothing runs, and streaming
+	// requests follow at once, while its replica is still listed (until the
+	// coordinator declares the worker dead): one the router sends there
+	// fails before its first event and is retried on the last replica.
+	// Every stream is whole, with generate's text.
+	d := c.deployment("tiny")
+	c.workers[d.Replicas[0].Worker].kill9(t)
+	t.Logf("killed worker %s (replica %s) before the streams", d.Replicas[0].Worker, d.Replicas[0].ID)
+	for i := range 24 {
+		text, err := streamIDs(front, ids(i%prompts), maxTokens)
+		if err != nil || text != wantText[i%prompts] {
+			t.Errorf("stream %d: %q %v, want %q", i, text, err, wantText[i%prompts])
+		}
+	}
+}
+
+// streamIDs asks url for a greedy streamed completion and returns its
+// text, checking that the stream ends with [DONE].
+func streamIDs(url string, ids []int32, maxTokens int) (string, error) {
+	body, _ := json.Marshal(map[string]any{"model": "tiny", "prompt": ids, "max_tokens": maxTokens, "temperature": 0,
+		"ignore_eos": true, "stream": true})
+	resp, err := http.Post(url+"/v1/completions", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%d %s: %v", resp.StatusCode, b, err)
+	}
+	events := strings.Split(strings.TrimSpace(string(b)), "\n\n")
+	if events[len(events)-1] != "data: [DONE]" {
+		return "", fmt.Errorf("the stream ends with %q, not [DONE]", events[len(events)-1])
+	}
+	var text strings.Builder
+	for _, ev := range events[:len(events)-1] {
+		var c struct {
+			Choices []struct{ Text string } `json:"choices"`
+		}
+		data, _ := strings.CutPrefix(ev, "data: ")
+		if err := json.Unmarshal([]byte(data), &c); err != nil {
+			return "", fmt.Errorf("event %q: %w", ev, err)
+		}
+		for _, ch := range c.Choices {
+			text.WriteString(ch.Text)
+		}
+	}
+	return text.String(), nil
 }
 
 // TestServeDeploymentScales: a deployment of 1 to 2 replicas behind
