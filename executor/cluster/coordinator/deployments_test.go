@@ -20,8 +20,9 @@ import (
 // TestDeploymentsFromHeartbeats: a task that announces a serving replica
 // (worker.Announce) is listed, with its load and its worker, by GET
 // /v1/deployments/{name} on every coordinator (followers forward to the
-// leader, which alone hears the heartbeats); cancelling its job takes it
-// out; a stopped worker's replicas go with the worker.
+// leader, which alone hears the heartbeats) and on a new leader after the
+// old one shuts down; cancelling its job takes it out; a stopped worker's
+// replicas go with the worker.
 func TestDeploymentsFromHeartbeats(t *testing.T) {
 	h := start(t, 3)
 	announced := make(chan struct{}, 2)
@@ -46,6 +47,9 @@ func TestDeploymentsFromHeartbeats(t *testing.T) {
 		return d, err
 	}
 	for _, c := range h.nodes {
+		if c == nil {
+			continue
+		}
 		var d api.Deployment
 		h.waitFor("the replica on "+c.cfg.NodeID, func() bool {
 			var err error
@@ -57,10 +61,39 @@ func TestDeploymentsFromHeartbeats(t *testing.T) {
 			t.Errorf("%s answered %+v, want replica %s of worker %s, running 2, waiting 3", c.cfg.NodeID, r, id, w.ID())
 		}
 	}
+	// The leader's /metrics has the deployment's series.
+	req, _ := http.NewRequest(http.MethodGet, h.leader().URL()+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{`sluice_deployment_replicas{deployment="tiny"} 1`, `sluice_deployment_requests_running{deployment="tiny"} 2`, `sluice_deployment_requests_waiting{deployment="tiny"} 3`} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("the leader's metrics lack %s:\n%s", want, body)
+			}
+		}
+	}
 	var all []api.Deployment
 	if err := cl.Do(context.Background(), http.MethodGet, "/v1/deployments", nil, &all); err != nil || len(all) != 1 || all[0].Name != "tiny" {
 		t.Errorf("GET /v1/deployments: %+v %v", all, err)
 	}
+	// The leader goes: the new one hears the replica with the worker's
+	// next heartbeats (it was never in the log).
+	old := h.leader()
+	for i, c := range h.nodes {
+		if c == old {
+			c.Shutdown()
+			h.nodes[i] = nil
+		}
+	}
+	nl := h.leader()
+	h.waitFor("the replica on the new leader "+nl.cfg.NodeID, func() bool {
+		d, err := get(nl.URL())
+		return err == nil && len(d.Replicas) == 1 && d.Replicas[0].ID == id && d.Replicas[0].Waiting == 3
+	})
+	cl = h.client()
 	if err := cl.Do(context.Background(), http.MethodPost, "/v1/jobs/"+id+"/cancel", nil, nil); err != nil {
 		t.Fatal(err)
 	}

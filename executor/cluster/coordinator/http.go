@@ -50,7 +50,8 @@ func (c *Coordinator) handler() http.Handler {
 		rw.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
 		leader := c.IsLeader()
 		var err error
-		c.fsm.read(func(s *state.State) { err = c.met.write(rw, s, leader) })
+		now := c.cfg.Now().UTC()
+		c.fsm.read(func(s *state.State) { err = c.met.write(rw, s, leader, c.met.deps.list(s, now, c.cfg.WorkerTimeout)) })
 		if err != nil {
 			c.log.Error("metrics", "err", err)
 		}

@@ -9,6 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/state"
 )
 
@@ -28,6 +29,9 @@ type metrics struct {
 	jobs          *prometheus.GaugeVec
 	tasks         *prometheus.GaugeVec
 	alive         prometheus.Gauge
+	// The serving deployments' replicas and queues, as reported to the
+	// leader (empty on followers).
+	depReplicas, depRunning, depWaiting *prometheus.GaugeVec
 
 	mu   sync.Mutex // one scrape at a time: it sets the gauges, then gathers
 	deps deployments
@@ -43,8 +47,11 @@ func newMetrics() *metrics {
 		jobs:          prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_jobs", Help: "Jobs by state."}, []string{"state"}),
 		tasks:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_tasks", Help: "Tasks by state."}, []string{"state"}),
 		alive:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_workers_alive", Help: "Workers the state holds alive."}),
+		depReplicas:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_deployment_replicas", Help: "Serving replicas of a deployment that live workers report (on the leader)."}, []string{"deployment"}),
+		depRunning:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_deployment_requests_running", Help: "Requests in the running batches of a deployment's replicas, as reported (on the leader)."}, []string{"deployment"}),
+		depWaiting:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_deployment_requests_waiting", Help: "Requests waiting at a deployment's replicas, as reported (on the leader)."}, []string{"deployment"}),
 	}
-	m.reg.MustRegister(m.leader, m.leaderChanges, m.commits, m.sched, m.jobs, m.tasks, m.alive)
+	m.reg.MustRegister(m.leader, m.leaderChanges, m.commits, m.sched, m.jobs, m.tasks, m.alive, m.depReplicas, m.depRunning, m.depWaiting)
 	return m
 }
 
@@ -71,8 +78,9 @@ func (m *metrics) commitStats() (n int64, secs float64) {
 	return int64(d.Summary.GetSampleCount()), d.Summary.GetSampleSum()
 }
 
-// write writes the metrics in Prometheus's text format, the gauges as of s.
-func (m *metrics) write(w io.Writer, s *state.State, leader bool) error {
+// write writes the metrics in Prometheus's text format, the gauges as of s
+// and deps.
+func (m *metrics) write(w io.Writer, s *state.State, leader bool, deps []api.Deployment) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.leader.Set(map[bool]float64{true: 1}[leader])
@@ -94,6 +102,18 @@ func (m *metrics) write(w io.Writer, s *state.State, leader bool) error {
 		}
 	}
 	m.alive.Set(float64(alive))
+	for _, v := range []*prometheus.GaugeVec{m.depReplicas, m.depRunning, m.depWaiting} {
+		v.Reset() // a deployment gone leaves no series
+	}
+	for _, d := range deps {
+		running, waiting := 0, 0
+		for _, r := range d.Replicas {
+			running, waiting = running+r.Running, waiting+r.Waiting
+		}
+		m.depReplicas.WithLabelValues(d.Name).Set(float64(len(d.Replicas)))
+		m.depRunning.WithLabelValues(d.Name).Set(float64(running))
+		m.depWaiting.WithLabelValues(d.Name).Set(float64(waiting))
+	}
 	mfs, err := m.reg.Gather()
 	if err != nil {
 		return err
