@@ -22,6 +22,11 @@
 // the completion's tokens in the loss, and chat rows (Config.Chat) only the
 // assistant turns (Config.ChatLoss "all" counts every token).
 //
+// Each step's metrics (loss, lr, grad norm, tokens/s, MFU with a known peak
+// FLOP/s) go to Config.OnStep, Out/metrics.jsonl and Out/metrics.parquet
+// (metrics.go gives the MFU formula); ProgressLine is the bar sluice train
+// prints.
+//
 // Training runs on any gpu backend whose Ops implement gpu.BackwardOps
 // (Config.Device; one without them is refused by name). The master weights
 // and the optimizer stay on the host: each micro-batch uploads the weights
