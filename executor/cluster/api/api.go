@@ -158,11 +158,24 @@ type Replica struct {
 	Reported time.Time `json:"reported,omitzero"`
 }
 
-// Deployment is the replicas of one deployment that live workers report,
-// sorted by id.
+// DeploymentJobPrefix starts the name of a deployment's replica jobs:
+// the jobs of deployment NAME are named serve-NAME.
+const DeploymentJobPrefix = "serve-"
+
+// Deployment is the replicas of one deployment that live workers report
+// and its replica jobs not done (a replica starting, or waiting for a
+// worker, has a job but no report yet), each sorted by id.
 type Deployment struct {
-	Name     string    `json:"name"`
-	Replicas []Replica `json:"replicas"`
+	Name     string          `json:"name"`
+	Replicas []Replica       `json:"replicas"`
+	Jobs     []DeploymentJob `json:"jobs"`
+}
+
+// DeploymentJob is one replica job of a deployment.
+type DeploymentJob struct {
+	ID        string         `json:"id"`
+	State     state.JobState `json:"state"`
+	Submitted time.Time      `json:"submitted"`
 }
 
 // HeartbeatResponse lists the tasks assigned to or running on the worker;

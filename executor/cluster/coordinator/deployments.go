@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,24 +49,40 @@ func (d *deployments) report(worker string, at time.Time, reps []api.Replica) {
 }
 
 // list returns the deployments of the replicas that live workers reported
-// within timeout of now, sorted by name, each one's replicas by id.
+// within timeout of now and of the replica jobs not done (named
+// api.DeploymentJobPrefix+NAME), sorted by name, each one's replicas and
+// jobs by id.
 func (d *deployments) list(s *state.State, now time.Time, timeout time.Duration) []api.Deployment {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	by := map[string][]api.Replica{}
+	by := map[string]*api.Deployment{}
+	get := func(name string) *api.Deployment {
+		if by[name] == nil {
+			by[name] = &api.Deployment{Name: name, Replicas: []api.Replica{}, Jobs: []api.DeploymentJob{}}
+		}
+		return by[name]
+	}
 	for id, wr := range d.byWorker {
 		if w := s.Workers[id]; w == nil || !w.Alive || now.Sub(wr.at) > timeout {
 			continue
 		}
 		for _, r := range wr.reps {
-			by[r.Deployment] = append(by[r.Deployment], r)
+			dep := get(r.Deployment)
+			dep.Replicas = append(dep.Replicas, r)
+		}
+	}
+	for _, j := range s.Jobs {
+		if name, ok := strings.CutPrefix(j.Name, api.DeploymentJobPrefix); ok && !j.State.Done() {
+			dep := get(name)
+			dep.Jobs = append(dep.Jobs, api.DeploymentJob{ID: j.ID, State: j.State, Submitted: j.Submitted})
 		}
 	}
 	out := []api.Deployment{}
 	for _, name := range slices.Sorted(maps.Keys(by)) {
-		reps := by[name]
-		slices.SortFunc(reps, func(a, b api.Replica) int { return cmp.Compare(a.ID, b.ID) })
-		out = append(out, api.Deployment{Name: name, Replicas: reps})
+		dep := by[name]
+		slices.SortFunc(dep.Replicas, func(a, b api.Replica) int { return cmp.Compare(a.ID, b.ID) })
+		slices.SortFunc(dep.Jobs, func(a, b api.DeploymentJob) int { return cmp.Compare(a.ID, b.ID) })
+		out = append(out, *dep)
 	}
 	return out
 }
@@ -83,8 +100,8 @@ func (c *Coordinator) listDeployments(rw http.ResponseWriter, r *http.Request) {
 	writeJSON(rw, http.StatusOK, c.deploymentList())
 }
 
-// deployment answers GET /v1/deployments/{name}; a deployment no live
-// replica reports is not found.
+// deployment answers GET /v1/deployments/{name}; a deployment with no
+// live replica and no replica job is not found.
 func (c *Coordinator) deployment(rw http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	for _, d := range c.deploymentList() {
@@ -93,5 +110,5 @@ func (c *Coordinator) deployment(rw http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeError(rw, http.StatusNotFound, fmt.Errorf("no replica of deployment %q is reported by a live worker (sluice serve --coordinators creates one; its replicas report with their workers' heartbeats)", name))
+	writeError(rw, http.StatusNotFound, fmt.Errorf("deployment %q has no replica job running and no replica reported by a live worker (sluice serve --coordinators creates one)", name))
 }

@@ -56,6 +56,9 @@ func TestDeploymentsFromHeartbeats(t *testing.T) {
 			d, err = get(c.URL())
 			return err == nil && len(d.Replicas) == 1
 		})
+		if len(d.Jobs) != 0 {
+			t.Errorf("%s lists jobs %+v: the noop job is no replica job", c.cfg.NodeID, d.Jobs)
+		}
 		r := d.Replicas[0]
 		if r.ID != id || r.URL != "http://127.0.0.1:1/"+id || r.Running != 2 || r.Waiting != 3 || r.Worker != w.ID() || r.Deployment != "tiny" {
 			t.Errorf("%s answered %+v, want replica %s of worker %s, running 2, waiting 3", c.cfg.NodeID, r, id, w.ID())
@@ -115,6 +118,18 @@ func TestDeploymentsFromHeartbeats(t *testing.T) {
 		_, err := get(h.leader().URL())
 		return errors.Is(err, api.ErrNotFound)
 	})
+
+	// A replica job no worker runs yet: the deployment is its job alone.
+	var r api.IDResponse
+	plan := "name: serve-queued\nread: {parquet: in/}\nwrite: {parquet: out/}\n"
+	if err := cl.Do(context.Background(), http.MethodPost, "/v1/jobs", api.SubmitRequest{RequestID: "q", Plan: plan}, &r); err != nil {
+		t.Fatal(err)
+	}
+	var d api.Deployment
+	if err := cl.Do(context.Background(), http.MethodGet, "/v1/deployments/queued", nil, &d); err != nil ||
+		len(d.Replicas) != 0 || len(d.Jobs) != 1 || d.Jobs[0].ID != r.ID || d.Jobs[0].State != state.JobPending {
+		t.Errorf("deployment queued: %+v %v, want its one pending job %s and no replica", d, err, r.ID)
+	}
 }
 
 // TestMetricsScrapeParses: GET /metrics parses as Prometheus text (the

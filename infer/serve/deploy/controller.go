@@ -137,31 +137,11 @@ func (c *Controller) Run(ctx context.Context) error {
 // Step reads the deployment once: the router gets its serving replicas,
 // and the deployment is scaled when the readings say so.
 func (c *Controller) Step(ctx context.Context) error {
-	var all []state.Job
-	if err := c.cfg.API.Do(ctx, http.MethodGet, "/v1/jobs", nil, &all); err != nil {
-		return fmt.Errorf("listing jobs: %w", err)
-	}
-	name := JobPrefix + c.cfg.Deployment
-	var live []state.Job
-	var newest *state.Job
-	for i, j := range all {
-		if j.Name != name {
-			continue
-		}
-		if !j.State.Done() {
-			live = append(live, j)
-		}
-		if newest == nil || j.Submitted.After(newest.Submitted) {
-			newest = &all[i]
-		}
-	}
-	if newest == nil {
-		return fmt.Errorf("no job %s: create the deployment with sluice serve --coordinators ... --deployment %s", name, c.cfg.Deployment)
-	}
 	var d api.Deployment
 	if err := c.cfg.API.Do(ctx, http.MethodGet, "/v1/deployments/"+c.cfg.Deployment, nil, &d); err != nil && !errors.Is(err, api.ErrNotFound) {
 		return fmt.Errorf("reading the deployment: %w", err)
 	}
+	live := d.Jobs
 	// The serving replicas of live jobs (a cancelled one drains, unrouted).
 	jobs := map[string]bool{}
 	for _, j := range live {
@@ -190,7 +170,11 @@ func (c *Controller) Step(ctx context.Context) error {
 		c.log.Debug("deploy: no replica reported; keeping the router's", "jobs", len(live))
 	}
 	if c.tmpl == nil {
-		t, err := c.template(ctx, newest.ID)
+		id, err := c.someJob(ctx, live)
+		if err != nil {
+			return err
+		}
+		t, err := c.template(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -212,7 +196,7 @@ func (c *Controller) Step(ctx context.Context) error {
 	if n < 0 {
 		// Cancel the replicas that do not serve yet first, then the least
 		// loaded, the newest among equals.
-		slices.SortFunc(live, func(a, b state.Job) int {
+		slices.SortFunc(live, func(a, b api.DeploymentJob) int {
 			_, sa := load[a.ID]
 			_, sb := load[b.ID]
 			if sa != sb {
@@ -242,6 +226,43 @@ func (c *Controller) count(f func(*Stats)) {
 	c.mu.Lock()
 	f(&c.stats)
 	c.mu.Unlock()
+}
+
+// someJob is the id of the newest replica job of the deployment: of live,
+// or, when none lives (they all failed, say), of any state.
+func (c *Controller) someJob(ctx context.Context, live []api.DeploymentJob) (string, error) {
+	newest := func(ids []string, at []time.Time) string {
+		k := -1
+		for i := range ids {
+			if k < 0 || at[i].After(at[k]) {
+				k = i
+			}
+		}
+		if k < 0 {
+			return ""
+		}
+		return ids[k]
+	}
+	var ids []string
+	var at []time.Time
+	for _, j := range live {
+		ids, at = append(ids, j.ID), append(at, j.Submitted)
+	}
+	if len(ids) == 0 {
+		var all []state.Job
+		if err := c.cfg.API.Do(ctx, http.MethodGet, "/v1/jobs", nil, &all); err != nil {
+			return "", fmt.Errorf("listing jobs: %w", err)
+		}
+		for _, j := range all {
+			if j.Name == JobPrefix+c.cfg.Deployment {
+				ids, at = append(ids, j.ID), append(at, j.Submitted)
+			}
+		}
+	}
+	if id := newest(ids, at); id != "" {
+		return id, nil
+	}
+	return "", fmt.Errorf("no job %s%s: create the deployment with sluice serve --coordinators ... --deployment %s", JobPrefix, c.cfg.Deployment, c.cfg.Deployment)
 }
 
 // template reads how to make a replica from the replica job id.

@@ -26,8 +26,9 @@ var (
 // ReplicaFunc is the map_batches function a replica's job runs (Register).
 const ReplicaFunc = "sluice_serve_replica"
 
-// JobPrefix starts the name of every replica job: serve-NAME.
-const JobPrefix = "serve-"
+// JobPrefix starts the name of every replica job: serve-NAME (the
+// coordinators list a deployment's jobs by it).
+const JobPrefix = api.DeploymentJobPrefix
 
 // Spec is a deployment: what each replica serves, and how many replicas
 // the controller keeps.
