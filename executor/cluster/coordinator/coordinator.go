@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -138,7 +139,8 @@ type Coordinator struct {
 	// machine has applied it, a restarted follower's state is older than
 	// what it had before, and reads go to the leader.
 	bootIndex uint64
-	started   time.Time // when Raft started, for stale (no leader heard from yet)
+	started   time.Time   // when Raft started, for stale (no leader heard from yet)
+	marked    atomic.Bool // InitFile is written (storecheck.go)
 }
 
 // Start opens the stores, starts Raft and the API, and bootstraps or joins
@@ -283,6 +285,7 @@ func (c *Coordinator) startRaft() error {
 			return fmt.Errorf("coordinator: bootstrap: %w", err)
 		}
 	}
+	c.markInitialized()
 	return nil
 }
 
@@ -345,12 +348,13 @@ func (w walStore) Close() error {
 }
 
 // HasState reports whether dir holds a coordinator's log store of either
-// kind, so a restart needs neither --bootstrap nor --join.
+// kind (or its marker, InitFile), so a restart needs neither --bootstrap
+// nor --join.
 func HasState(dir string) bool {
 	if dir == "" {
 		return false
 	}
-	for _, f := range []string{"raft.db", "wal"} {
+	for _, f := range []string{"raft.db", "wal", InitFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			return true
 		}

@@ -125,6 +125,7 @@ func (c *Coordinator) promoteSelf(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		c.markInitialized() // once a join replicated to it
 		if !c.caughtUpNonvoter() {
 			continue
 		}

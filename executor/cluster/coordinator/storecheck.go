@@ -27,14 +27,29 @@ func damaged(file, what string) error {
 
 // checkStore checks the log store under dir before it is opened: bbolt
 // would take a 0-byte file for a new database and panic inside on a
-// truncated or garbled one. A store that does not exist yet is fine.
+// truncated or garbled one. A store that does not exist yet is fine,
+// unless the node's marker (InitFile) says it held Raft state: then a
+// missing or emptied store is refused, snapshots or not.
 func checkStore(dir, kind string) error {
 	file := filepath.Join(dir, "raft.db")
 	if kind == "wal" {
 		file = filepath.Join(dir, "wal", "wal-meta.db")
 	}
+	marker := filepath.Join(dir, InitFile)
+	_, err := os.Stat(marker)
+	initialized := err == nil
 	fi, err := os.Stat(file)
 	if errors.Is(err, os.ErrNotExist) {
+		other := filepath.Join(dir, "wal")
+		if kind == "wal" {
+			other = filepath.Join(dir, "raft.db")
+		}
+		if _, err := os.Stat(other); err == nil {
+			return nil // the other kind's store: openLogStore says so
+		}
+		if initialized {
+			return damaged(file, "is missing, but "+marker+" says this node held Raft state")
+		}
 		if kind == "bolt" || kind == "" {
 			return checkNoSnapshots(dir, file, "is missing")
 		}
@@ -49,7 +64,33 @@ func checkStore(dir, kind string) error {
 	if err := checkBoltMeta(file, fi.Size()); err != nil {
 		return err
 	}
-	return checkBoltPages(dir, file, kind)
+	return checkBoltPages(dir, file, kind, marker, initialized)
+}
+
+// InitFile is the marker a coordinator writes in its data directory once
+// its Raft log holds an entry (at bootstrap, or once a join replicated to
+// it): from then on a missing or emptied log store is damage, not a new
+// node.
+const InitFile = "raft-initialized"
+
+// markInitialized writes InitFile once the log holds an entry.
+func (c *Coordinator) markInitialized() {
+	if c.marked.Load() || c.raft.LastIndex() == 0 {
+		return
+	}
+	file := filepath.Join(c.cfg.DataDir, InitFile)
+	if _, err := os.Stat(file); err != nil {
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err == nil {
+			_, err = f.WriteString("this coordinator's Raft store holds state; a missing or empty store beside this file is refused at start\n")
+			err = errors.Join(err, f.Sync(), f.Close())
+		}
+		if err != nil {
+			c.log.Warn("writing the store's marker", "file", file, "err", err)
+			return
+		}
+	}
+	c.marked.Store(true)
 }
 
 // checkNoSnapshots refuses a missing or empty log beside snapshots: the
@@ -133,8 +174,9 @@ func checkBoltMeta(file string, size int64) error {
 
 // checkBoltPages reads every key and value of the store in this goroutine,
 // where a panic of bbolt over a garbled page can be recovered, and checks
-// that it is a Raft store that was not emptied.
-func checkBoltPages(dir, file, kind string) (err error) {
+// that it is a Raft store that was not emptied (its stable store holds a
+// term: raft-boltdb's conf bucket, raft-wal's stable bucket).
+func checkBoltPages(dir, file, kind, marker string, initialized bool) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = damaged(file, fmt.Sprintf("is garbled (bbolt: %v)", p))
@@ -145,27 +187,31 @@ func checkBoltPages(dir, file, kind string) (err error) {
 		return damaged(file, fmt.Sprintf("does not open (%v)", err))
 	}
 	defer db.Close()
+	stable := "conf"
+	if kind == "wal" {
+		stable = "stable"
+	}
 	var buckets []string
 	hasTerm := false
 	err = db.View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			buckets = append(buckets, string(name))
-			if string(name) == "conf" && b.Get([]byte("CurrentTerm")) != nil {
+			if string(name) == stable && b.Get([]byte("CurrentTerm")) != nil {
 				hasTerm = true
 			}
 			return walkBucket(b)
 		})
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return damaged(file, fmt.Sprintf("is garbled (%v)", err))
-	}
-	if kind == "wal" {
+	case initialized && !hasTerm:
+		return damaged(file, "holds no Raft term (emptied), but "+marker+" says this node held Raft state")
+	case kind == "wal":
 		return nil
-	}
-	if len(buckets) == 0 {
+	case len(buckets) == 0:
 		return damaged(file, "holds no Raft buckets (is it a Raft log store?)")
-	}
-	if !hasTerm {
+	case !hasTerm:
 		return checkNoSnapshots(dir, file, "holds no Raft term")
 	}
 	return nil
