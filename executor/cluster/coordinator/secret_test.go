@@ -137,4 +137,16 @@ func TestNoSecretConfigured(t *testing.T) {
 		t.Fatal("the restarted node did not read its secret back")
 	}
 	h.waitFor("two voters after the restart", func() bool { return h.leader().Status().Voters() == 2 })
+
+	// A joined node keeps no copy of the secret: it restarts only with it
+	// given (as a cluster that used the token as its secret must).
+	n2.Shutdown()
+	h.nodes[1] = nil
+	jc.Secret, jc.Join = "", ""
+	if c, err := Start(context.Background(), jc); !errors.Is(err, ErrNoSecret) || !strings.Contains(err.Error(), "holds Raft state") {
+		if err == nil {
+			c.Shutdown()
+		}
+		t.Fatalf("restart of a joined node without the secret: %v", err)
+	}
 }
