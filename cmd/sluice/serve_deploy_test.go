@@ -182,6 +182,34 @@ func TestServeDeploymentWorkerKilled(t *testing.T) {
 		got, err := completeIDs(front, ids(0), maxTokens)
 		return err == nil && slices.Equal(got, want[0])
 	})
+	// The coordinator routes too, at /v1/deployments/NAME/v1/..., with the
+	// cluster's token.
+	viaCoordinator := func(path, body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+c.urls[0]+"/v1/deployments/tiny/v1/"+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer serve-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for i := range 3 {
+		body, _ := json.Marshal(map[string]any{"model": "tiny", "prompt": ids(i), "max_tokens": maxTokens, "temperature": 0, "ignore_eos": true, "return_token_ids": true})
+		code, b := viaCoordinator("completions", string(body))
+		var got struct {
+			Choices []struct {
+				TokenIDs []int32 `json:"token_ids"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal([]byte(b), &got); code != 200 || err != nil || len(got.Choices) != 1 || !slices.Equal(got.Choices[0].TokenIDs, want[i]) {
+			t.Errorf("through the coordinator: %d %s, want tokens %v", code, b, want[i])
+		}
+	}
+	if code, b := viaCoordinator("completions", `{"model": "tiny", "prompt": "x", "max_tokens": 2, "stream": true}`); code != 200 || !strings.HasSuffix(strings.TrimSpace(b), "data: [DONE]") {
+		t.Errorf("a stream through the coordinator: %d %q", code, b)
+	}
 
 	// The burst: 8 clients, 72 requests; the worker of a replica is killed
 	// once 16 have been answered.

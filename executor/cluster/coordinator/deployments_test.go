@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -194,5 +195,73 @@ func TestMetricsScrapeParses(t *testing.T) {
 	}
 	if n := fams["sluice_raft_commit_seconds"].GetMetric()[0].GetSummary().GetSampleCount(); n == 0 {
 		t.Errorf("no commit timed")
+	}
+}
+
+// TestRouteDeployment: any coordinator routes /v1/deployments/{name}/v1/...
+// to a replica of the deployment as /v1/... (a follower through the
+// leader), with the body and the answer passed through and the caller's
+// cluster token not passed on; a deployment with no replica answers 503,
+// and a call without the token 401.
+func TestRouteDeployment(t *testing.T) {
+	h := start(t, 3)
+	type seen struct{ path, auth, body string }
+	calls := make(chan seen, 4)
+	replica := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		calls <- seen{r.URL.Path, r.Header.Get("Authorization"), string(b)}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"answer": 42}`)
+	}))
+	defer replica.Close()
+	startWorker(t, h.urls(), func(ctx context.Context, a api.Assignment) (int64, error) {
+		_, done, err := worker.Announce(ctx, "tiny", replica.URL)
+		if err != nil {
+			return 0, err
+		}
+		defer done()
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})
+	submitNoop(t, h.client(), "r")
+	var follower *Coordinator
+	leader := h.leader()
+	for _, c := range h.nodes {
+		if c != leader {
+			follower = c
+		}
+	}
+	call := func(url, name, tok string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, url+"/v1/deployments/"+name+"/v1/completions", strings.NewReader(`{"prompt": "hi"}`))
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	h.waitFor("the replica reported", func() bool {
+		var d api.Deployment
+		err := api.NewClient([]string{leader.URL()}, token).Do(context.Background(), http.MethodGet, "/v1/deployments/tiny", nil, &d)
+		return err == nil && len(d.Replicas) == 1
+	})
+	if code, b := call(follower.URL(), "tiny", token); code != 200 || b != `{"answer": 42}` {
+		t.Errorf("through follower %s: %d %s", follower.cfg.NodeID, code, b)
+	}
+	if got := <-calls; got.path != "/v1/completions" || got.auth != "" || got.body != `{"prompt": "hi"}` {
+		t.Errorf("the replica got %+v, want /v1/completions, no Authorization, the body", got)
+	}
+	if code, b := call(leader.URL(), "other", token); code != http.StatusServiceUnavailable {
+		t.Errorf("a deployment with no replica: %d %s, want 503", code, b)
+	}
+	if code, _ := call(leader.URL(), "tiny", ""); code != http.StatusUnauthorized {
+		t.Errorf("without the token: %d, want 401", code)
+	}
+	if len(calls) != 0 {
+		t.Errorf("the replica got %d more calls", len(calls))
 	}
 }

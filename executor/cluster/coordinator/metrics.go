@@ -18,8 +18,9 @@ import (
 // count as things happen; the gauges of jobs, tasks and workers are read
 // from the state at each scrape (write).
 //
-// It also holds deployments, the serving replicas the heartbeats report:
-// like the counters, what this node observed in memory and never logged.
+// It also holds deployments, the serving replicas the heartbeats report,
+// and the routers over them: like the counters, what this node keeps in
+// memory and never logs.
 type metrics struct {
 	reg           *prometheus.Registry
 	leader        prometheus.Gauge
@@ -33,8 +34,9 @@ type metrics struct {
 	// leader (empty on followers).
 	depReplicas, depRunning, depWaiting *prometheus.GaugeVec
 
-	mu   sync.Mutex // one scrape at a time: it sets the gauges, then gathers
-	deps deployments
+	mu      sync.Mutex // one scrape at a time: it sets the gauges, then gathers
+	deps    deployments
+	routers routers // route.go
 }
 
 func newMetrics() *metrics {
