@@ -19,6 +19,7 @@
 //	GET  /v1/cluster               → ClusterStatus
 //	GET  /v1/deployments           → []Deployment (the leader's, from the heartbeats)
 //	GET  /v1/deployments/{name}    → Deployment
+//	*    /v1/deployments/{name}/v1/... OpenAI API calls, routed to a replica as /v1/...
 //	GET  /metrics                  Prometheus text
 package api
 
