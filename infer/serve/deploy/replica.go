@@ -1,7 +1,7 @@
 package deploy
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,7 +27,8 @@ import (
 	"github.com/sluicehq/sluice/plans"
 )
 
-// Stderr gets the replica servers' output on the worker (the worker's own
+// Stderr gets the replica servers' output on the worker, each line after
+// "[serve NAME REPLICA] " (the worker's own
 // standard error by default).
 var Stderr io.Writer = os.Stderr
 
@@ -135,28 +136,19 @@ func Serve(ctx context.Context, s Spec, prog []string) (string, error) {
 	// The kernel kills the server when the worker dies, so that a killed
 	// worker leaves no replica serving while its job runs again elsewhere.
 	dieWithParent(cmd)
-	cmd.Stderr = Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", err
-	}
+	tag := fmt.Sprintf("[serve %s %s] ", s.Name, t.Job)
+	urlc := make(chan string, 1) // the address the server prints once it listens
+	found := false
+	cmd.Stdout = &lineWriter{tag: tag, line: func(l string) {
+		if m := addrRE.FindStringSubmatch(l); !found && m != nil {
+			found = true
+			urlc <- m[1]
+		}
+	}}
+	cmd.Stderr = &lineWriter{tag: tag}
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("%s: deployment %s: starting %s: %w", ReplicaFunc, s.Name, prog[0], err)
 	}
-	urlc := make(chan string, 1)
-	go func() { // the address, then the rest of its output to Stderr
-		sc := bufio.NewScanner(out)
-		found := false
-		for sc.Scan() {
-			line := sc.Text()
-			if m := addrRE.FindStringSubmatch(line); !found && m != nil {
-				found = true
-				urlc <- m[1]
-			}
-			fmt.Fprintln(Stderr, line)
-		}
-		close(urlc)
-	}()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	stop := func() error {
@@ -175,12 +167,7 @@ func Serve(ctx context.Context, s Spec, prog []string) (string, error) {
 		return "", stop()
 	case err := <-exited:
 		return "", fmt.Errorf("%s: deployment %s: the server exited before it listened: %v", ReplicaFunc, s.Name, err)
-	case u, ok := <-urlc:
-		if !ok {
-			err := <-exited
-			return "", fmt.Errorf("%s: deployment %s: the server exited before it listened: %v", ReplicaFunc, s.Name, err)
-		}
-		url = u
+	case url = <-urlc:
 	}
 	load, done, err := worker.Announce(ctx, s.Name, url)
 	if err != nil {
@@ -202,6 +189,35 @@ func Serve(ctx context.Context, s Spec, prog []string) (string, error) {
 			}
 		}
 	}
+}
+
+// lineWriter writes each line to Stderr after tag, and gives it to line
+// (when set) first. exec calls Write from one goroutine.
+type lineWriter struct {
+	tag  string
+	line func(string)
+	buf  []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		l := string(w.buf[:i])
+		w.buf = w.buf[i+1:]
+		if w.line != nil {
+			w.line(l)
+		}
+		fmt.Fprintln(Stderr, w.tag+l)
+	}
+	if len(w.buf) > 64<<10 { // a line that long: out as it is
+		fmt.Fprintln(Stderr, w.tag+string(w.buf))
+		w.buf = w.buf[:0]
+	}
+	return len(p), nil
 }
 
 var parsers = sync.Pool{New: func() any { p := expfmt.NewTextParser(model.UTF8Validation); return &p }}
