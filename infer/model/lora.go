@@ -25,7 +25,9 @@ import (
 // computes each segment's two small products with Ops.MatMul on row views,
 // then adds them into the projection's rows with Ops.Add: a grouped LoRA
 // product composed of existing ops, so every backend runs it (no fused
-// Punica/SGMV kernel).
+// Punica/SGMV kernel). A device with MatMulGroup (the cpu backend) runs
+// all the segments' shrinks in one dispatch and all their expands, added
+// into the projection's rows, in a second (loraGroup).
 
 // ErrAdapter: a LoRA adapter is malformed, does not fit the base model, or
 // exceeds a limit; the message names the file and the key or tensor.
@@ -104,6 +106,14 @@ type loraState struct {
 	xaCap, xabCap  int
 	segs           []loraSeg // this step's, from plan
 	maxRank, width int       // of loaded adapters; the widest output
+	// The grouped path's operands, reused from step to step.
+	gx, gxa, gc, ga, gb []*gpu.Tensor
+}
+
+// groupMatMuler is a device that runs many small products in one dispatch
+// (the cpu backend's MatMulGroup): c[i] = a[i]·b[i]ᵀ, or += with acc.
+type groupMatMuler interface {
+	MatMulGroup(c, a, b []*gpu.Tensor, acc bool) error
 }
 
 // loraSeg is the token rows [lo, hi) of one step that use adapter id.
@@ -468,6 +478,9 @@ func (m *Model) matmulLoRA(c, a *gpu.Tensor, w linear, bias *gpu.Tensor, i int, 
 		return err
 	}
 	ls := &m.lora
+	if g, ok := m.ops.(groupMatMuler); ok {
+		return m.loraGroup(g, c, a, i, p)
+	}
 	for _, sg := range ls.segs {
 		pr := ls.adapters[sg.id-1].layers[i].pair(p)
 		if pr == nil {
@@ -513,4 +526,48 @@ func (m *Model) loraSegment(c, a *gpu.Tensor, pr *loraPair, lo, hi int) error {
 		return err
 	}
 	return m.ops.Add(cs, cs, xab)
+}
+
+// loraGroup is matmulLoRA's adapter part on a device with MatMulGroup: the
+// shrinks x·Aᵀ of all the segments in one dispatch, each into its own rows
+// of the xa scratch (segment rows [lo, hi) at lo·maxRank), then the expands
+// added into the projection's rows, c += xa·Bᵀ, in a second: no Add and no
+// product scratch, and the segments' blocks spread over all the threads.
+func (m *Model) loraGroup(g groupMatMuler, c, a *gpu.Tensor, i int, p proj) error {
+	ls := &m.lora
+	ls.gx, ls.gxa, ls.gc, ls.ga, ls.gb = ls.gx[:0], ls.gxa[:0], ls.gc[:0], ls.ga[:0], ls.gb[:0]
+	for _, sg := range ls.segs {
+		pr := ls.adapters[sg.id-1].layers[i].pair(p)
+		if pr == nil {
+			continue
+		}
+		r := pr.a.Dim(0)
+		xs, err := a.Slice(sg.lo, sg.hi)
+		if err != nil {
+			return err
+		}
+		cs, err := c.Slice(sg.lo, sg.hi)
+		if err != nil {
+			return err
+		}
+		xa, err := ls.xa.Slice(sg.lo*ls.maxRank, sg.lo*ls.maxRank+(sg.hi-sg.lo)*r)
+		if err != nil {
+			return err
+		}
+		if xa, err = xa.View(sg.hi-sg.lo, r); err != nil {
+			return err
+		}
+		ls.gx, ls.gxa, ls.gc = append(ls.gx, xs), append(ls.gxa, xa), append(ls.gc, cs)
+		ls.ga, ls.gb = append(ls.ga, pr.a), append(ls.gb, pr.b)
+	}
+	if len(ls.gc) == 0 {
+		return nil
+	}
+	if err := g.MatMulGroup(ls.gxa, ls.gx, ls.ga, false); err != nil {
+		return fmt.Errorf("LoRA shrink: %w", err)
+	}
+	if err := g.MatMulGroup(ls.gc, ls.gxa, ls.gb, true); err != nil {
+		return fmt.Errorf("LoRA expand: %w", err)
+	}
+	return nil
 }
