@@ -3,6 +3,7 @@ package dist
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/sluicehq/sluice/dataset/plan"
@@ -309,4 +310,29 @@ func count(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// Rewrite applies f to every text of the layout that comes from the plan
+// (stage names, split paths, partition values), in place: a worker hides
+// the environment values a plan read before the layout leaves it
+// (plans.EnvRefs) and shows them again before running a task.
+func (l *Layout) Rewrite(f func(string) string) {
+	for i := range l.Stages {
+		s := &l.Stages[i]
+		s.Name = f(s.Name)
+		for j := range s.Splits {
+			files := slices.Clone(s.Splits[j].Files) // a decoded layout may share them
+			for k := range files {
+				files[k].Path = f(files[k].Path)
+				if p := files[k].Partition; p != nil {
+					p = slices.Clone(p)
+					for m := range p {
+						p[m].Value = f(p[m].Value)
+					}
+					files[k].Partition = p
+				}
+			}
+			s.Splits[j].Files = files
+		}
+	}
 }

@@ -41,6 +41,11 @@ type Outcome struct {
 type compiled struct {
 	job  *plans.Job
 	root plan.Node // optimized, the write at its root
+	// refs hide the values of the environment variables the plan reads
+	// (this worker's, under its --env-allow) in all the task hands on:
+	// the layout, stage names, errors, output paths. The cluster stores
+	// and shows ${env:NAME}; each worker shows its own values again.
+	refs *plans.EnvRefs
 }
 
 // jobCache keeps the compiled plans of the last few jobs.
@@ -72,14 +77,16 @@ func (c *jobCache) get(a api.Assignment) (*compiled, error) {
 	if err := lints.Err(); err != nil {
 		return nil, err
 	}
-	job, err := plans.Compile(p, plans.Vars{Params: sp.Params, ScheduledTime: sp.ScheduledTime, RunID: sp.RunID,
-		EnvAllow: c.envAllow}) // the operator's, never the plan's
+	vars := plans.Vars{Params: sp.Params, ScheduledTime: sp.ScheduledTime, RunID: sp.RunID,
+		EnvAllow: c.envAllow} // the operator's, never the plan's
+	refs := plans.NewEnvRefs(p, vars)
+	job, err := plans.Compile(p, vars)
 	if err != nil {
-		return nil, err
+		return nil, hidden(refs, err)
 	}
 	root, err := plan.Optimize(job.Sink)
 	if err != nil {
-		return nil, err
+		return nil, hidden(refs, err)
 	}
 	if c.jobs == nil {
 		c.jobs = map[string]*compiled{}
@@ -88,10 +95,39 @@ func (c *jobCache) get(a api.Assignment) (*compiled, error) {
 		delete(c.jobs, c.order[0])
 		c.order = c.order[1:]
 	}
-	j := &compiled{job: job, root: root}
+	j := &compiled{job: job, root: root, refs: refs}
 	c.jobs[a.Task.Job] = j
 	c.order = append(c.order, a.Task.Job)
 	return j, nil
+}
+
+// refs are the env references of a job compiled here, or nil.
+func (c *jobCache) refs(job string) *plans.EnvRefs {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if j := c.jobs[job]; j != nil {
+		return j.refs
+	}
+	return nil
+}
+
+// hiddenError is an error whose text has the plan's env values hidden.
+type hiddenError struct {
+	msg string
+	err error
+}
+
+func (e *hiddenError) Error() string { return e.msg }
+func (e *hiddenError) Unwrap() error { return e.err }
+
+func hidden(refs *plans.EnvRefs, err error) error {
+	if err == nil {
+		return nil
+	}
+	if msg := refs.Hide(err.Error()); msg != err.Error() {
+		return &hiddenError{msg: msg, err: err}
+	}
+	return err
 }
 
 // execute runs one task of a plan job: its planning, one task of its
@@ -146,6 +182,8 @@ func (w *Worker) planJob(ctx context.Context, a api.Assignment) (Outcome, error)
 	if err != nil {
 		return Outcome{}, err
 	}
+	// What leaves this worker carries ${env:NAME}, never the value.
+	l.Rewrite(c.refs.Hide)
 	out := Outcome{}
 	if out.Layout, err = json.Marshal(l); err != nil {
 		return Outcome{}, err
@@ -181,7 +219,7 @@ func (w *Worker) runStage(ctx context.Context, a api.Assignment) (Outcome, error
 	if err != nil {
 		return Outcome{}, err
 	}
-	lp, err := e.decoded()
+	lp, err := e.decoded(c.refs.Show)
 	if err != nil {
 		return Outcome{}, err
 	}

@@ -75,13 +75,14 @@ func (c *specCache) get(ctx context.Context, a api.Assignment, fetch func(contex
 }
 
 // decoded is the entry's layout, decoded once.
-func (e *specEntry) decoded() (*dist.Layout, error) {
+func (e *specEntry) decoded(show func(string) string) (*dist.Layout, error) {
 	e.layoutOnce.Do(func() {
 		var l dist.Layout
 		if err := json.Unmarshal(e.spec.Layout, &l); err != nil {
 			e.layoutErr = fmt.Errorf("worker: job %s: layout: %w", e.spec.Job, err)
 			return
 		}
+		l.Rewrite(show) // this worker's env values where the layout has ${env:NAME}
 		e.layout = &l
 	})
 	return e.layout, e.layoutErr

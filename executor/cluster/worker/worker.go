@@ -395,6 +395,14 @@ func (w *Worker) runTask(root, ctx context.Context, a api.Assignment) {
 	rep.Phase = string(state.OpFinish)
 	rep.OK, rep.Rows, rep.Bytes = err == nil, out.Rows, out.Bytes
 	rep.Layout, rep.Stages, rep.Lost, rep.Output = out.Layout, out.Stages, out.Lost, out.Output
+	if r := w.jobs.refs(t.Job); r != nil {
+		// The env values the plan read stay on this worker (the layout
+		// and stage names were hidden when made).
+		err = hidden(r, err)
+		for i, o := range rep.Output {
+			rep.Output[i] = r.Hide(o)
+		}
+	}
 	if err != nil {
 		rep.Error = err.Error()
 	}

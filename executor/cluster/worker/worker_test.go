@@ -338,7 +338,7 @@ func TestLayoutDecodedOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := e.decoded()
+		l, err := e.decoded(func(s string) string { return s })
 		if err != nil {
 			t.Fatal(err)
 		}
