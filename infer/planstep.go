@@ -23,5 +23,25 @@ func compileStep(s plans.Step, in *dataset.Dataset) *dataset.Dataset {
 	if st.MaxTokens == 0 {
 		cfg.Params.MaxTokens = engine.DefaultSamplingParams().MaxTokens
 	}
+	if st.SpeculativeModel != "" || st.NumSpeculativeTokens != 0 {
+		cfg.EngineConfig = engine.DefaultConfig()
+		cfg.EngineConfig.Speculative = speculative(st.SpeculativeModel, int(st.NumSpeculativeTokens))
+	}
 	return in.MapBatches(Generate(cfg), dataset.MapOptions{Name: "infer " + st.Model, GPU: true})
+}
+
+// speculative maps the step's vLLM options onto the engine's: "[ngram]"
+// (vLLM's name for prompt lookup) is method ngram, any other model is a
+// draft model the Registry loads. Tokens without a model give method ""
+// with the count, which Validate ignores, so the plan's lint reports it.
+func speculative(model string, tokens int) engine.SpeculativeConfig {
+	c := engine.SpeculativeConfig{NumSpeculativeTokens: tokens}
+	switch model {
+	case "":
+	case "[ngram]", "ngram":
+		c.Method = "ngram"
+	default:
+		c.Method, c.Model = "draft_model", model
+	}
+	return c
 }

@@ -140,7 +140,11 @@ func (c StageConfig) Validate() error {
 		return fmt.Errorf("stage: params: %w", err)
 	}
 	if c.Engine == nil {
-		if err := c.EngineConfig.Validate(); err != nil {
+		ec := c.EngineConfig
+		if sp := &ec.Speculative; sp.Method == "draft_model" && sp.Draft == nil && sp.Model != "" {
+			sp.Method = "ngram" // the Registry loads the draft; check the other fields
+		}
+		if err := ec.Validate(); err != nil {
 			return fmt.Errorf("stage: engine: %w", err)
 		}
 	}
@@ -504,7 +508,16 @@ func (r *Registry) Engine(cfg StageConfig) (*engine.Engine, error) {
 			se.err = fmt.Errorf("infer: stage: loading %s: %w", cfg.Model, err)
 			return
 		}
-		e, err := engine.New(l.Runner, l.Tokenizer, cfg.EngineConfig)
+		ecfg := cfg.EngineConfig
+		if sp := &ecfg.Speculative; sp.Method == "draft_model" && sp.Draft == nil && sp.Model != "" {
+			dm, err := l.LoadDraft(cfg.Model, sp.Model, "", model.Options{DType: dt})
+			if err != nil {
+				se.err = errors.Join(fmt.Errorf("infer: stage: speculative_model %s: %w", sp.Model, err), l.Close())
+				return
+			}
+			sp.Draft = engine.FromModel(dm) // l.Close frees it
+		}
+		e, err := engine.New(l.Runner, l.Tokenizer, ecfg)
 		if err != nil {
 			se.err = errors.Join(fmt.Errorf("infer: stage: %s: %w", cfg.Model, err), l.Close())
 			return

@@ -192,6 +192,11 @@ type Infer struct {
 	Device, DType        string // "" or "auto": by device
 	OnError, OnNull      string // "": fail, error
 	LoRA                 string // a PEFT LoRA adapter directory; "": the base model
+	// SpeculativeModel and NumSpeculativeTokens are vLLM's speculative
+	// decoding options: a draft model directory, or "[ngram]" for prompt
+	// lookup, and the draft tokens per step.
+	SpeculativeModel     string
+	NumSpeculativeTokens int64
 	stepAt
 }
 
@@ -606,6 +611,13 @@ func decodeInfer(d *decoder, n *yaml.Node, path string) Step {
 	i.Device, i.DType = scalar(get(n, "device")), scalar(get(n, "dtype"))
 	i.OnError, i.OnNull = scalar(get(n, "on_error")), scalar(get(n, "on_null"))
 	i.LoRA = scalar(get(n, "lora"))
+	i.SpeculativeModel = scalar(get(n, "speculative_model"))
+	i.NumSpeculativeTokens, _ = intValue(get(n, "num_speculative_tokens"))
+	if k := get(n, "num_speculative_tokens"); k != nil && i.SpeculativeModel == "" {
+		d.errorf(k, path+".num_speculative_tokens", "num_speculative_tokens needs speculative_model (a draft model directory or \"[ngram]\")")
+	} else if k := get(n, "speculative_model"); k != nil && i.NumSpeculativeTokens == 0 {
+		d.errorf(k, path+".speculative_model", "speculative_model needs num_speculative_tokens (the draft tokens per step, 1 or more)")
+	}
 	return i
 }
 

@@ -185,6 +185,8 @@ var stepDefs = sync.OnceValue(func() []*stepDef {
 				req("output", str("The column to write the completion to.")),
 				opt("max_tokens", integer("The most tokens to generate per row.", 1)),
 				opt("lora", str("A LoRA adapter directory in PEFT's layout (adapter_config.json, adapter_model.safetensors; local or s3://) to generate with; steps of several adapters over one model share its engine and batch together.")),
+				opt("speculative_model", str("Speculative decoding (vLLM's option): a draft model directory (local or s3://, the target's vocabulary) that proposes tokens the model verifies, or \"[ngram]\" for prompt lookup; greedy output is unchanged and sampled output keeps its distribution. Needs num_speculative_tokens.")),
+				opt("num_speculative_tokens", integer("The most draft tokens proposed per sequence and step, with speculative_model.", 1)),
 				opt("temperature", number("The sampling temperature (0: greedy).")),
 				opt("device", &spec{kind: kString, doc: "The device: auto (a GPU when there is one), cpu or cuda.", enum: []string{"auto", "cpu", "cuda"}, def: "auto"}),
 				opt("dtype", &spec{kind: kString, doc: "The weights' and KV cache's dtype: auto (f32 on the cpu, bf16 on a GPU), f32, bf16 or f16.", enum: []string{"auto", "f32", "bf16", "f16"}, def: "auto"}),
