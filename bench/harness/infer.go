@@ -188,12 +188,17 @@ func Infer(ctx context.Context, e *engine.Engine, l *infer.Loaded, c InferConfig
 	} else {
 		res.PeakDeviceBytes, res.PeakDeviceSource = dev.LiveBytes(), "LiveBytes after the run: weights, KV cache, step buffers; "+dev.Name()+" tracks no peak"
 	}
-	// Matmul FLOPs: every computed token through every layer's projections,
-	// and the LM head for every sampled token.
-	q, kv := mc.Heads*mc.HeadDim, mc.KVHeads*mc.HeadDim
-	perToken := float64(mc.Layers) * float64(mc.Hidden*(q+2*kv)+q*mc.Hidden+3*mc.Hidden*mc.Intermediate)
-	computed := float64(st.BatchedTokens - before.BatchedTokens)
-	res.ModelGFLOPS = 2 * (computed*perToken + float64(res.OutputTokens)*float64(mc.Vocab*mc.Hidden)) / res.Seconds / 1e9
+	work := flopWork{computed: st.BatchedTokens - before.BatchedTokens, outputs: int64(res.OutputTokens),
+		drafted: res.SpecDraftTokens, accepted: res.SpecAcceptedTokens, k: res.SpecTokens}
+	var draft *model.Config
+	if sc := e.Config().Speculative; sc.Method == "draft_model" && sc.Model != "" {
+		dc, err := model.ReadConfig(ctx, sc.Model)
+		if err != nil {
+			return nil, fmt.Errorf("harness: the draft model's shape for the FLOP estimate: %w", err)
+		}
+		draft = &dc
+	}
+	res.ModelGFLOPS = modelFLOPs(mc, draft, work) / res.Seconds / 1e9
 
 	// The GEMM of the model's MLP up projection for a decode batch of n
 	// sequences, on the device and with gonum, in this run.
@@ -267,4 +272,36 @@ func gonumGEMM(m, n, k int) float64 {
 		return nil
 	})
 	return g
+}
+
+// flopWork is what a run computed, for modelFLOPs: the target's computed
+// tokens (BatchedTokens: prompts, recomputation and verified drafts), the
+// output tokens, and with speculation the draft tokens proposed and
+// accepted and the draft tokens per step k.
+type flopWork struct {
+	computed, outputs, drafted, accepted int64
+	k                                    int
+}
+
+// modelFLOPs estimates a run's matmul FLOPs: every computed token through
+// every layer's projections, and the LM head for every row of logits.
+// Without speculation the rows of logits are the output tokens; with it,
+// a sequence's step of d drafts computes d+1 rows and outputs a+1 tokens
+// (a accepted), so the rows are outputs + drafted - accepted. A draft
+// model (draft non-nil) also runs: the target's tokens but the drafts
+// (computed - drafted), then one pass per draft but the last of each
+// step's k (drafted·(k-1)/k), and its LM head for every draft.
+func modelFLOPs(mc model.Config, draft *model.Config, w flopWork) float64 {
+	perToken := func(c model.Config) float64 {
+		q, kv := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+		return float64(c.Layers) * float64(c.Hidden*(q+2*kv)+q*c.Hidden+3*c.Hidden*c.Intermediate)
+	}
+	rows := float64(w.outputs + w.drafted - w.accepted)
+	f := float64(w.computed)*perToken(mc) + rows*float64(mc.Vocab*mc.Hidden)
+	if draft != nil && w.k > 0 {
+		d := float64(w.drafted)
+		tokens := float64(w.computed) - d + d*float64(w.k-1)/float64(w.k)
+		f += tokens*perToken(*draft) + d*float64(draft.Vocab*draft.Hidden)
+	}
+	return 2 * f
 }
