@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -313,6 +314,10 @@ func TestConcurrentStreams(t *testing.T) {
 		prompts[i] = fmt.Sprintf("Prompt number %d says", i)
 		wants[i] = v.want(t, engine.Request{Prompt: prompts[i], Params: engine.SamplingParams{MaxTokens: 32, IgnoreEOS: true}})[0]
 	}
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	goroutines := runtime.NumGoroutine()
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for c := range clients {
@@ -337,6 +342,23 @@ func TestConcurrentStreams(t *testing.T) {
 			t.Fatalf("KV blocks leaked: %+v after every client finished", g)
 		}
 		time.Sleep(10 * time.Millisecond) // polling the engine's gauges with a deadline
+	}
+	// Memory bounded: the server's goroutines (one or more per stream while
+	// it lives) go back to the starting count, and the live heap to within
+	// 16 MiB of its start (200 streams' requests, sequences and buffers
+	// retained would pass that; the engine's grown step buffers do not).
+	for n := runtime.NumGoroutine(); n > goroutines+4; n = runtime.NumGoroutine() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after every client finished, %d before the clients", n, goroutines)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	t.Logf("goroutines %d before the clients, %d after; live heap %d then %d bytes", goroutines, runtime.NumGoroutine(), before.HeapAlloc, after.HeapAlloc)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 16<<20 {
+		t.Errorf("live heap grew by %d bytes over 200 streams (%d before, %d after)", grew, before.HeapAlloc, after.HeapAlloc)
 	}
 }
 
