@@ -27,6 +27,7 @@ const (
 	OpNode       Op = "node"       // Node: a coordinator's addresses
 	OpRemove     Op = "remove"     // ID (node)
 	OpBatch      Op = "batch"      // Batch: many commands in one log entry, applied in order
+	OpExperiment Op = "experiment" // Experiment: replace a tune experiment's record
 )
 
 // Command is one entry of the replicated log. At is the leader's clock
@@ -50,6 +51,8 @@ type Command struct {
 	Schedule *Schedule `json:"schedule,omitempty"`
 	Register *Worker   `json:"register,omitempty"`
 	Node     *Node     `json:"node,omitempty"`
+	// Experiment is an OpExperiment's record.
+	Experiment *Experiment `json:"experiment,omitempty"`
 
 	// A finish may carry: the stages a planning task laid out and the
 	// layout itself; the producer tasks whose output a task could not
@@ -168,6 +171,7 @@ var handlers = map[Op]func(*State, Command) (string, error){
 	OpFinish:     (*State).applyReport,
 	OpNode:       (*State).applyNode,
 	OpRemove:     (*State).applyRemove,
+	OpExperiment: (*State).applyExperiment,
 }
 
 func (s *State) apply(c Command) (string, error) {

@@ -359,6 +359,9 @@ func Restore(r io.Reader) (*State, error) {
 	if s.Requests == nil {
 		s.Requests = n.Requests
 	}
+	if s.Experiments == nil {
+		s.Experiments = n.Experiments
+	}
 	// Built here, so readers sharing the state never write it.
 	s.live, s.counts, s.done = nil, nil, nil
 	s.index()

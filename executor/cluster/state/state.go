@@ -255,7 +255,9 @@ type State struct {
 	Workers   map[string]*Worker   `json:"workers"`
 	Schedules map[string]*Schedule `json:"schedules"`
 	Nodes     map[string]*Node     `json:"nodes"`
-	NextID    int64                `json:"next_id"`
+	// Experiments are tune experiments' records, by name.
+	Experiments map[string]*Experiment `json:"experiments,omitempty"`
+	NextID      int64                  `json:"next_id"`
 	// Requests maps the request id of each command applied in the last
 	// RequestTTL to its answer, so a retried request applies once and
 	// answers the same.
@@ -300,7 +302,8 @@ func New() *State {
 	return &State{
 		Jobs: map[string]*Job{}, Tasks: map[string]*Task{}, Workers: map[string]*Worker{},
 		Schedules: map[string]*Schedule{}, Nodes: map[string]*Node{}, Requests: map[string]Request{},
-		live: map[string]map[string]*Task{}, counts: map[TaskState]int{}, done: map[string][]int{},
+		Experiments: map[string]*Experiment{},
+		live:        map[string]map[string]*Task{}, counts: map[TaskState]int{}, done: map[string][]int{},
 	}
 }
 
