@@ -19,6 +19,7 @@
 # Logs go to $OUT (test.log, test80.log, summary.txt: eight files in all,
 # the most the tool returns); the summary is printed last.
 cd "$(dirname "$0")/../.."
+[ -f devrun-bwd/bin.tgz ] && tar -C devrun-bwd -xzf devrun-bwd/bin.tgz # cuda.test (and train.test), packed to fit the carry
 mkdir -p "$OUT/ptx"
 log=$(mktemp)
 bash gpu/kernels/build.sh "$OUT/ptx" >"$log" 2>&1 || {
@@ -49,4 +50,11 @@ summ() {
 	SLUICE_CUDA_PTX=$OUT/ptx/sluice_sm80.ptx timeout 240 ./devrun-bwd/cuda.test -test.v -test.run 'Backward|TestConformance$' >"$OUT/test80.log" 2>&1
 	echo "rc=$?"
 	summ "$OUT/test80.log"
+	if [ -x devrun-bwd/train.test ]; then # go test -c -o devrun-bwd/train.test ./train
+		echo "== train on cuda: gradients and 20-step curves against PyTorch's (sm_90 PTX)"
+		(cd train && SLUICE_TEST_DEVICE=cuda timeout 200 ../devrun-bwd/train.test -test.v \
+			-test.run 'TestGradMatchesPyTorch|TestCurvesMatchPyTorch' >/tmp/train.log 2>&1; echo "rc=$?")
+		grep -E -- "^\s*--- (FAIL|PASS)|^(ok|FAIL|PASS)$|panic|\.go:[0-9]+: " /tmp/train.log | head -30
+		cat /tmp/train.log >>"$OUT/test.log"
+	fi
 } 2>&1 | tee "$OUT/summary.txt"
