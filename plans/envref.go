@@ -29,49 +29,14 @@ func (p *Plan) EnvNames() []string {
 }
 
 func envNames(node parse.Node, out *[]string) {
-	switch x := node.(type) {
-	case *parse.ListNode:
-		if x == nil {
-			return
-		}
-		for _, c := range x.Nodes {
-			envNames(c, out)
-		}
-	case *parse.ActionNode:
-		envNames(x.Pipe, out)
-	case *parse.PipeNode:
-		if x == nil {
-			return
-		}
-		for _, c := range x.Cmds {
-			envNames(c, out)
-		}
-	case *parse.CommandNode:
-		if len(x.Args) >= 2 {
-			if id, ok := x.Args[0].(*parse.IdentifierNode); ok && id.Ident == "env" {
-				if s, ok := x.Args[1].(*parse.StringNode); ok {
-					*out = append(*out, s.Text)
-				}
+	if x, ok := node.(*parse.CommandNode); ok && len(x.Args) >= 2 {
+		if id, ok := x.Args[0].(*parse.IdentifierNode); ok && id.Ident == "env" {
+			if s, ok := x.Args[1].(*parse.StringNode); ok {
+				*out = append(*out, s.Text)
 			}
 		}
-		for _, c := range x.Args {
-			envNames(c, out)
-		}
-	case *parse.ChainNode:
-		envNames(x.Node, out)
-	case *parse.IfNode:
-		envNames(x.Pipe, out)
-		envNames(x.List, out)
-		envNames(x.ElseList, out)
-	case *parse.RangeNode:
-		envNames(x.Pipe, out)
-		envNames(x.List, out)
-		envNames(x.ElseList, out)
-	case *parse.WithNode:
-		envNames(x.Pipe, out)
-		envNames(x.List, out)
-		envNames(x.ElseList, out)
 	}
+	eachChild(node, func(c parse.Node, _ bool) { envNames(c, out) })
 }
 
 // EnvRefs holds the values of the environment variables a plan reads

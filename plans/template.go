@@ -260,24 +260,7 @@ func (d *decoder) checkNames(n *yaml.Node, path string, node parse.Node, rootDot
 			d.errorAt(at(pos, text), path, "template: unknown param %q%s", name, sg)
 		}
 	}
-	walk := func(c parse.Node, root bool) { d.checkNames(n, path, c, root, visible, all) }
 	switch x := node.(type) {
-	case *parse.ListNode:
-		if x == nil {
-			return
-		}
-		for _, c := range x.Nodes {
-			walk(c, rootDot)
-		}
-	case *parse.ActionNode:
-		walk(x.Pipe, rootDot)
-	case *parse.PipeNode:
-		if x == nil {
-			return
-		}
-		for _, c := range x.Cmds {
-			walk(c, rootDot)
-		}
 	case *parse.CommandNode:
 		if len(x.Args) >= 2 {
 			if id, ok := x.Args[0].(*parse.IdentifierNode); ok && id.Ident == "env" {
@@ -285,9 +268,6 @@ func (d *decoder) checkNames(n *yaml.Node, path string, node parse.Node, rootDot
 					d.errorAt(at(id.Pos, "env"), path, "template: %s", envCredential(s.Text))
 				}
 			}
-		}
-		for _, c := range x.Args {
-			walk(c, rootDot)
 		}
 	case *parse.FieldNode:
 		if rootDot {
@@ -297,20 +277,49 @@ func (d *decoder) checkNames(n *yaml.Node, path string, node parse.Node, rootDot
 		if len(x.Ident) > 0 && x.Ident[0] == "$" {
 			fields(x.Pos, x.String(), x.Ident[1:])
 		}
+	}
+	eachChild(node, func(c parse.Node, body bool) { d.checkNames(n, path, c, rootDot && !body, visible, all) })
+}
+
+// eachChild calls f with each child of a template parse node, in order;
+// body is true for the body of a range or with, where dot is no longer the
+// template's root.
+func eachChild(node parse.Node, f func(c parse.Node, body bool)) {
+	switch x := node.(type) {
+	case *parse.ListNode:
+		if x == nil {
+			return
+		}
+		for _, c := range x.Nodes {
+			f(c, false)
+		}
+	case *parse.ActionNode:
+		f(x.Pipe, false)
+	case *parse.PipeNode:
+		if x == nil {
+			return
+		}
+		for _, c := range x.Cmds {
+			f(c, false)
+		}
+	case *parse.CommandNode:
+		for _, c := range x.Args {
+			f(c, false)
+		}
 	case *parse.ChainNode:
-		walk(x.Node, rootDot)
+		f(x.Node, false)
 	case *parse.IfNode:
-		walk(x.Pipe, rootDot)
-		walk(x.List, rootDot)
-		walk(x.ElseList, rootDot)
+		f(x.Pipe, false)
+		f(x.List, false)
+		f(x.ElseList, false)
 	case *parse.RangeNode:
-		walk(x.Pipe, rootDot)
-		walk(x.List, false)
-		walk(x.ElseList, rootDot)
+		f(x.Pipe, false)
+		f(x.List, true)
+		f(x.ElseList, false)
 	case *parse.WithNode:
-		walk(x.Pipe, rootDot)
-		walk(x.List, false)
-		walk(x.ElseList, rootDot)
+		f(x.Pipe, false)
+		f(x.List, true)
+		f(x.ElseList, false)
 	}
 }
 
