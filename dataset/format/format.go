@@ -178,6 +178,14 @@ type ReadOptions struct {
 	// that accepts either (a hash aggregate's keys) should ask. Other
 	// columns, files and formats ignore it.
 	Dict []string
+	// Late, with LateColumns (the columns it reads, all projected), lets
+	// Parquet decode LateColumns first for each batch, call Late on a batch
+	// of just those columns, and decode the other columns only for the rows
+	// whose keep is true: batches then hold only those rows. Late must keep
+	// a superset of what the caller's own filter keeps (other formats
+	// ignore it and emit every row; the caller filters anyway).
+	Late        func(ctx context.Context, rec arrow.RecordBatch) (keep []bool, err error)
+	LateColumns []string
 
 	// NoHeader says a CSV file's first line is data, not column names;
 	// columns are then named c0, c1, ... (CSV reads a header by default).

@@ -281,6 +281,7 @@ func (parquetFormat) Read(ctx context.Context, f storage.File, s Split, opts Rea
 		return fileErr(p, kindOf(ErrUnsupported, err))
 	}
 	rd := &rowGroupReader{p: p, md: md, man: man, fr: fr, src: src, sc: sc, fields: fields, dict: dict, leaves: leaves, batch: batch, parallel: opts.Parallel, mem: mem}
+	rd.setLate(opts)
 	for _, rg := range rgs {
 		if err := ctxErr(ctx); err != nil {
 			return err
@@ -340,6 +341,13 @@ type rowGroupReader struct {
 	batch    int64
 	parallel bool
 	mem      memory.Allocator
+
+	// Late materialization (nil late: off): lateIn marks the fields late
+	// reads, flat how each other field is read (parquet_late.go).
+	late   func(ctx context.Context, rec arrow.RecordBatch) ([]bool, error)
+	lateIn []bool
+	flat   []flatKind
+	lateSc *arrow.Schema
 }
 
 // errEmit carries emit's error through read's panic guard untouched.
@@ -402,8 +410,20 @@ func (r *rowGroupReader) read(ctx context.Context, rg int, emit func(arrow.Recor
 			}
 		}
 	}()
+	var flats []*flatColumn
+	if r.late != nil {
+		flats = make([]*flatColumn, len(r.fields))
+	}
 	for i, fi := range r.fields {
 		column = r.sc.Field(i).Name
+		if r.late != nil && r.flat[i] != flatNone {
+			cc, err := r.fr.ParquetReader().RowGroup(rg).Column(r.man.Fields[fi].ColIndex)
+			if err != nil {
+				return r.fail(rg, column, err)
+			}
+			flats[i] = newFlatColumn(r.flat[i], cc, r.sc.Field(i).Type)
+			continue
+		}
 		cr, err := r.fr.GetFieldReader(ctx, fi, r.leaves, []int{rg})
 		if err != nil {
 			return r.fail(rg, column, err)
@@ -427,6 +447,21 @@ func (r *rowGroupReader) read(ctx context.Context, rg int, emit func(arrow.Recor
 			return err
 		}
 		n := min(left, r.batch)
+		if r.late != nil {
+			rec, err := r.lateBatch(ctx, rg, readers, flats, cols, n, &column)
+			release()
+			if err != nil {
+				return err
+			}
+			left -= n
+			if rec == nil {
+				continue
+			}
+			if err := emit(rec); err != nil {
+				return &errEmit{err}
+			}
+			continue
+		}
 		if r.parallel && len(readers) > 1 {
 			g, _ := errgroup.WithContext(ctx)
 			for i := range readers {

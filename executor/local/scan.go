@@ -8,6 +8,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/dataset/expr"
@@ -42,6 +43,9 @@ func (s *scanOp) run(ctx context.Context, x *exec, out chan<- block) error {
 		return wrapOp(s.st.Name, err)
 	}
 	r.opts.Dict = s.dict
+	if err := r.setLate(); err != nil {
+		return wrapOp(s.st.Name, err)
+	}
 	tasks, err := s.plan(ctx, x, r)
 	if err != nil {
 		return wrapOp(s.st.Name, err)
@@ -230,6 +234,69 @@ func newScanReader(n *plan.Scan) (*scanReader, error) {
 		}
 	}
 	return r, nil
+}
+
+// setLate lets a Parquet scan decode the filters' columns first and the
+// others only for the rows the filters keep (format.ReadOptions.Late). Off
+// when a filter reads a partition column or a column read dictionary-encoded
+// (its batches would not have the type the filter was bound with). The
+// scan still applies its filters to the rows that come back.
+func (r *scanReader) setLate() error {
+	if len(r.filters) == 0 || r.node.Format.Name() != "parquet" || r.read1 {
+		return nil
+	}
+	cols := map[string]bool{}
+	for _, f := range r.node.Filters {
+		for _, c := range f.Columns() {
+			if slices.Contains(r.node.PartCols, c) || slices.Contains(r.opts.Dict, c) || len(r.node.FileSchema.FieldIndices(c)) != 1 {
+				return nil
+			}
+			cols[c] = true
+		}
+	}
+	var fields []arrow.Field
+	for _, f := range r.node.FileSchema.Fields() {
+		if cols[f.Name] {
+			r.opts.LateColumns = append(r.opts.LateColumns, f.Name)
+			fields = append(fields, f)
+		}
+	}
+	if len(fields) == 0 || len(fields) == len(r.opts.Columns) {
+		r.opts.LateColumns = nil
+		return nil
+	}
+	sch := arrow.NewSchema(fields, nil)
+	var bound []*expr.Bound
+	for _, f := range r.node.Filters {
+		b, err := expr.Compile(f.String(), sch)
+		if err != nil {
+			return err
+		}
+		bound = append(bound, b)
+	}
+	r.opts.Late = func(ctx context.Context, rec arrow.RecordBatch) ([]bool, error) {
+		keep := make([]bool, rec.NumRows())
+		for i := range keep {
+			keep[i] = true
+		}
+		for _, b := range bound {
+			arr, err := b.Eval(ctx, memory.DefaultAllocator, rec)
+			if err != nil {
+				return nil, err
+			}
+			m, ok := arr.(*array.Boolean)
+			if !ok {
+				arr.Release()
+				return nil, fmt.Errorf("local: filter %s gave %s, not boolean", b, arr.DataType())
+			}
+			for i := range keep {
+				keep[i] = keep[i] && m.IsValid(i) && m.Value(i)
+			}
+			arr.Release()
+		}
+		return keep, nil
+	}
+	return nil
 }
 
 // setTotals records what the scan will read, for the progress line: the

@@ -1,0 +1,370 @@
+package format
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/compute"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// Late materialization: with ReadOptions.Late, a batch's LateColumns are
+// decoded first, Late says which rows survive, and the other columns are
+// decoded only for those rows. Flat columns of plain types (strings,
+// binaries, 32/64-bit integers and floats) are read straight from the column
+// chunk, skipping the values of dropped rows (a skipped string is never
+// copied); other columns are decoded whole and then taken.
+
+// flatKind is how a late column is read from its column chunk; flatNone
+// marks a column read through pqarrow.
+type flatKind int
+
+const (
+	flatNone flatKind = iota
+	flatBytes
+	flatInt32
+	flatInt64
+	flatFloat32
+	flatFloat64
+)
+
+// lateKind says whether projected field i can be read flat.
+func (r *rowGroupReader) lateKind(i int) flatKind {
+	sf := &r.man.Fields[r.fields[i]]
+	if !sf.IsLeaf() || (r.dict != nil && r.dict[i]) {
+		return flatNone
+	}
+	col := r.md.Schema.Column(sf.ColIndex)
+	if col.MaxRepetitionLevel() != 0 || col.MaxDefinitionLevel() > 1 {
+		return flatNone
+	}
+	switch id := r.sc.Field(i).Type.ID(); {
+	case col.PhysicalType() == parquet.Types.ByteArray && (id == arrow.STRING || id == arrow.BINARY):
+		return flatBytes
+	case col.PhysicalType() == parquet.Types.Int32 && id == arrow.INT32:
+		return flatInt32
+	case col.PhysicalType() == parquet.Types.Int64 && id == arrow.INT64:
+		return flatInt64
+	case col.PhysicalType() == parquet.Types.Float && id == arrow.FLOAT32:
+		return flatFloat32
+	case col.PhysicalType() == parquet.Types.Double && id == arrow.FLOAT64:
+		return flatFloat64
+	}
+	return flatNone
+}
+
+// run is a range [lo, hi) of a batch's rows.
+type run struct{ lo, hi int64 }
+
+// runsOf turns a keep mask into runs of kept rows and their row count.
+func runsOf(keep []bool) ([]run, int64) {
+	var (
+		out  []run
+		kept int64
+	)
+	for i := 0; i < len(keep); {
+		if !keep[i] {
+			i++
+			continue
+		}
+		j := i
+		for j < len(keep) && keep[j] {
+			j++
+		}
+		out = append(out, run{int64(i), int64(j)})
+		kept += int64(j - i)
+		i = j
+	}
+	return out, kept
+}
+
+// flatColumn reads one flat leaf of a row group, row by row, skipping rows.
+type flatColumn struct {
+	kind   flatKind
+	cr     file.ColumnChunkReader
+	maxDef int16
+	typ    arrow.DataType
+	defs   []int16
+	bytes  []parquet.ByteArray
+	i32    []int32
+	i64    []int64
+	f32    []float32
+	f64    []float64
+}
+
+func newFlatColumn(kind flatKind, cr file.ColumnChunkReader, typ arrow.DataType) *flatColumn {
+	return &flatColumn{kind: kind, cr: cr, maxDef: cr.Descriptor().MaxDefinitionLevel(), typ: typ}
+}
+
+func (c *flatColumn) skip(n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	var err error
+	switch cr := c.cr.(type) {
+	case *file.ByteArrayColumnChunkReader:
+		_, err = cr.Skip(n)
+	case *file.Int32ColumnChunkReader:
+		_, err = cr.Skip(n)
+	case *file.Int64ColumnChunkReader:
+		_, err = cr.Skip(n)
+	case *file.Float32ColumnChunkReader:
+		_, err = cr.Skip(n)
+	case *file.Float64ColumnChunkReader:
+		_, err = cr.Skip(n)
+	default:
+		err = fmt.Errorf("%w: no flat reader for %T", ErrUnsupported, c.cr)
+	}
+	if err == nil {
+		err = c.cr.Err()
+	}
+	return err
+}
+
+// readBatch reads the rows of runs out of the next n rows.
+func (c *flatColumn) readBatch(mem memory.Allocator, runs []run, kept, n int64) (arrow.Array, error) {
+	b := array.NewBuilder(mem, c.typ)
+	defer b.Release()
+	b.Reserve(int(kept))
+	pos := int64(0)
+	for _, ru := range runs {
+		if err := c.skip(ru.lo - pos); err != nil {
+			return nil, err
+		}
+		if err := c.read(b, ru.hi-ru.lo); err != nil {
+			return nil, err
+		}
+		pos = ru.hi
+	}
+	if err := c.skip(n - pos); err != nil {
+		return nil, err
+	}
+	return b.NewArray(), nil
+}
+
+// read appends the next want rows to b.
+func (c *flatColumn) read(b array.Builder, want int64) error {
+	if c.maxDef > 0 && int64(len(c.defs)) < want {
+		c.defs = make([]int16, want)
+	}
+	var defs []int16
+	if c.maxDef > 0 {
+		defs = c.defs
+	}
+	for want > 0 {
+		if !c.cr.HasNext() {
+			if err := c.cr.Err(); err != nil {
+				return err
+			}
+			return mark(ErrCorrupt, "column ends early: %d rows missing", want)
+		}
+		var (
+			lvls int64
+			vals int
+			err  error
+		)
+		switch cr := c.cr.(type) {
+		case *file.ByteArrayColumnChunkReader:
+			c.bytes = grow(c.bytes, want)
+			lvls, vals, err = cr.ReadBatchInPage(want, c.bytes, defs, nil)
+			if err == nil {
+				bb := binaryBuilder(b)
+				appendFlat(c, defs, lvls, vals, c.bytes, func(v parquet.ByteArray) { bb.Append(v) }, b)
+			}
+		case *file.Int32ColumnChunkReader:
+			c.i32 = grow(c.i32, want)
+			lvls, vals, err = cr.ReadBatchInPage(want, c.i32, defs, nil)
+			if err == nil {
+				appendFlat(c, defs, lvls, vals, c.i32, b.(*array.Int32Builder).Append, b)
+			}
+		case *file.Int64ColumnChunkReader:
+			c.i64 = grow(c.i64, want)
+			lvls, vals, err = cr.ReadBatchInPage(want, c.i64, defs, nil)
+			if err == nil {
+				appendFlat(c, defs, lvls, vals, c.i64, b.(*array.Int64Builder).Append, b)
+			}
+		case *file.Float32ColumnChunkReader:
+			c.f32 = grow(c.f32, want)
+			lvls, vals, err = cr.ReadBatchInPage(want, c.f32, defs, nil)
+			if err == nil {
+				appendFlat(c, defs, lvls, vals, c.f32, b.(*array.Float32Builder).Append, b)
+			}
+		case *file.Float64ColumnChunkReader:
+			c.f64 = grow(c.f64, want)
+			lvls, vals, err = cr.ReadBatchInPage(want, c.f64, defs, nil)
+			if err == nil {
+				appendFlat(c, defs, lvls, vals, c.f64, b.(*array.Float64Builder).Append, b)
+			}
+		default:
+			return fmt.Errorf("%w: no flat reader for %T", ErrUnsupported, c.cr)
+		}
+		if err != nil {
+			return err
+		}
+		if lvls == 0 && vals == 0 {
+			if err := c.cr.Err(); err != nil {
+				return err
+			}
+			if !c.cr.HasNext() {
+				continue // reported above
+			}
+		}
+		want -= lvls
+	}
+	return nil
+}
+
+func binaryBuilder(b array.Builder) *array.BinaryBuilder {
+	if sb, ok := b.(*array.StringBuilder); ok {
+		return sb.BinaryBuilder
+	}
+	return b.(*array.BinaryBuilder)
+}
+
+func grow[T any](s []T, n int64) []T {
+	if int64(len(s)) < n {
+		return make([]T, n)
+	}
+	return s
+}
+
+// appendFlat appends lvls rows whose vals non-null values are in values.
+func appendFlat[T any](c *flatColumn, defs []int16, lvls int64, vals int, values []T, app func(T), b array.Builder) {
+	if c.maxDef == 0 {
+		for _, v := range values[:vals] {
+			app(v)
+		}
+		return
+	}
+	j := 0
+	for _, d := range defs[:lvls] {
+		if d == c.maxDef {
+			app(values[j])
+			j++
+		} else {
+			b.AppendNull()
+		}
+	}
+}
+
+// takeRows keeps the rows of runs of arr (a column decoded whole).
+func takeRows(mem memory.Allocator, arr arrow.Array, runs []run, kept int64) (arrow.Array, error) {
+	if kept == int64(arr.Len()) {
+		arr.Retain()
+		return arr, nil
+	}
+	ib := array.NewInt32Builder(mem)
+	defer ib.Release()
+	ib.Reserve(int(kept))
+	for _, ru := range runs {
+		for i := ru.lo; i < ru.hi; i++ {
+			ib.UnsafeAppend(int32(i))
+		}
+	}
+	idx := ib.NewArray()
+	defer idx.Release()
+	return compute.TakeArray(compute.WithAllocator(context.Background(), mem), arr, idx)
+}
+
+// setLate turns late materialization on when opts ask for it, every late
+// column is projected, and some projected column is not a late one.
+func (r *rowGroupReader) setLate(opts ReadOptions) {
+	if opts.Late == nil || len(opts.LateColumns) == 0 {
+		return
+	}
+	in := make([]bool, len(r.fields))
+	var fs []arrow.Field
+	for _, c := range opts.LateColumns {
+		i := r.sc.FieldIndices(c)
+		if len(i) != 1 {
+			return
+		}
+		if !in[i[0]] {
+			in[i[0]] = true
+		}
+	}
+	others := false
+	flat := make([]flatKind, len(r.fields))
+	for i := range r.fields {
+		if in[i] {
+			fs = append(fs, r.sc.Field(i))
+			continue
+		}
+		others = true
+		flat[i] = r.lateKind(i)
+	}
+	if !others {
+		return
+	}
+	r.late, r.lateIn, r.flat, r.lateSc = opts.Late, in, flat, arrow.NewSchema(fs, nil)
+}
+
+// lateBatch reads the next n rows of a row group the late way and returns
+// the batch of the rows Late keeps (nil when none). cols holds the decoded
+// late columns for the caller to release.
+func (r *rowGroupReader) lateBatch(ctx context.Context, rg int, readers []*pqarrow.ColumnReader, flats []*flatColumn, cols []arrow.Array, n int64, column *string) (rec arrow.RecordBatch, err error) {
+	var fcols []arrow.Array
+	for i := range r.fields {
+		if !r.lateIn[i] {
+			continue
+		}
+		*column = r.sc.Field(i).Name
+		if cols[i], err = r.column(rg, i, readers[i], n); err != nil {
+			return nil, err
+		}
+		fcols = append(fcols, cols[i])
+	}
+	*column = ""
+	frec := array.NewRecordBatch(BatchSchema(r.lateSc, fcols), fcols, n)
+	keep, err := r.late(ctx, frec)
+	frec.Release()
+	if err != nil {
+		return nil, &errEmit{err}
+	}
+	if int64(len(keep)) != n {
+		return nil, fmt.Errorf("format: late filter kept %d rows of a batch of %d", len(keep), n)
+	}
+	runs, kept := runsOf(keep)
+	out := make([]arrow.Array, len(r.fields))
+	defer func() {
+		for _, a := range out {
+			if a != nil {
+				a.Release()
+			}
+		}
+	}()
+	for i := range r.fields {
+		name := r.sc.Field(i).Name
+		*column = name
+		switch {
+		case r.lateIn[i]:
+			if out[i], err = takeRows(r.mem, cols[i], runs, kept); err != nil {
+				return nil, r.fail(rg, name, err)
+			}
+		case flats[i] != nil:
+			if out[i], err = flats[i].readBatch(r.mem, runs, kept, n); err != nil {
+				return nil, r.fail(rg, name, err)
+			}
+		default:
+			a, err := r.column(rg, i, readers[i], n)
+			if err != nil {
+				return nil, err
+			}
+			out[i], err = takeRows(r.mem, a, runs, kept)
+			a.Release()
+			if err != nil {
+				return nil, r.fail(rg, name, err)
+			}
+		}
+	}
+	*column = ""
+	if kept == 0 {
+		return nil, nil
+	}
+	return array.NewRecordBatch(BatchSchema(r.sc, out), out, kept), nil
+}
