@@ -15,10 +15,11 @@ import (
 
 // Late materialization: with ReadOptions.Late, a batch's LateColumns are
 // decoded first, Late says which rows survive, and the other columns are
-// decoded only for those rows. Flat columns of plain types (strings,
-// binaries, 32/64-bit integers and floats) are read straight from the column
-// chunk, skipping the values of dropped rows (a skipped string is never
-// copied); other columns are decoded whole and then taken.
+// decoded only for those rows. Flat string and binary columns are read
+// straight from the column chunk, skipping the values of dropped rows (a
+// skipped string is never copied); other columns are decoded whole and then
+// taken: reading numbers row by row through the chunk reader cost Q1 more
+// CPU than pqarrow's bulk decode saved (etl/sales Q1, 2026-12-07).
 
 // flatKind is how a late column is read from its column chunk; flatNone
 // marks a column read through pqarrow.
@@ -27,10 +28,6 @@ type flatKind int
 const (
 	flatNone flatKind = iota
 	flatBytes
-	flatInt32
-	flatInt64
-	flatFloat32
-	flatFloat64
 )
 
 // lateKind says whether projected field i can be read flat.
@@ -46,14 +43,6 @@ func (r *rowGroupReader) lateKind(i int) flatKind {
 	switch id := r.sc.Field(i).Type.ID(); {
 	case col.PhysicalType() == parquet.Types.ByteArray && (id == arrow.STRING || id == arrow.BINARY):
 		return flatBytes
-	case col.PhysicalType() == parquet.Types.Int32 && id == arrow.INT32:
-		return flatInt32
-	case col.PhysicalType() == parquet.Types.Int64 && id == arrow.INT64:
-		return flatInt64
-	case col.PhysicalType() == parquet.Types.Float && id == arrow.FLOAT32:
-		return flatFloat32
-	case col.PhysicalType() == parquet.Types.Double && id == arrow.FLOAT64:
-		return flatFloat64
 	}
 	return flatNone
 }
@@ -91,10 +80,6 @@ type flatColumn struct {
 	typ    arrow.DataType
 	defs   []int16
 	bytes  []parquet.ByteArray
-	i32    []int32
-	i64    []int64
-	f32    []float32
-	f64    []float64
 }
 
 func newFlatColumn(kind flatKind, cr file.ColumnChunkReader, typ arrow.DataType) *flatColumn {
@@ -108,14 +93,6 @@ func (c *flatColumn) skip(n int64) error {
 	var err error
 	switch cr := c.cr.(type) {
 	case *file.ByteArrayColumnChunkReader:
-		_, err = cr.Skip(n)
-	case *file.Int32ColumnChunkReader:
-		_, err = cr.Skip(n)
-	case *file.Int64ColumnChunkReader:
-		_, err = cr.Skip(n)
-	case *file.Float32ColumnChunkReader:
-		_, err = cr.Skip(n)
-	case *file.Float64ColumnChunkReader:
 		_, err = cr.Skip(n)
 	default:
 		err = fmt.Errorf("%w: no flat reader for %T", ErrUnsupported, c.cr)
@@ -175,30 +152,6 @@ func (c *flatColumn) read(b array.Builder, want int64) error {
 			if err == nil {
 				bb := binaryBuilder(b)
 				appendFlat(c, defs, lvls, vals, c.bytes, func(v parquet.ByteArray) { bb.Append(v) }, b)
-			}
-		case *file.Int32ColumnChunkReader:
-			c.i32 = grow(c.i32, want)
-			lvls, vals, err = cr.ReadBatchInPage(want, c.i32, defs, nil)
-			if err == nil {
-				appendFlat(c, defs, lvls, vals, c.i32, b.(*array.Int32Builder).Append, b)
-			}
-		case *file.Int64ColumnChunkReader:
-			c.i64 = grow(c.i64, want)
-			lvls, vals, err = cr.ReadBatchInPage(want, c.i64, defs, nil)
-			if err == nil {
-				appendFlat(c, defs, lvls, vals, c.i64, b.(*array.Int64Builder).Append, b)
-			}
-		case *file.Float32ColumnChunkReader:
-			c.f32 = grow(c.f32, want)
-			lvls, vals, err = cr.ReadBatchInPage(want, c.f32, defs, nil)
-			if err == nil {
-				appendFlat(c, defs, lvls, vals, c.f32, b.(*array.Float32Builder).Append, b)
-			}
-		case *file.Float64ColumnChunkReader:
-			c.f64 = grow(c.f64, want)
-			lvls, vals, err = cr.ReadBatchInPage(want, c.f64, defs, nil)
-			if err == nil {
-				appendFlat(c, defs, lvls, vals, c.f64, b.(*array.Float64Builder).Append, b)
 			}
 		default:
 			return fmt.Errorf("%w: no flat reader for %T", ErrUnsupported, c.cr)
