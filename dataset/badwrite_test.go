@@ -1,11 +1,14 @@
 package dataset_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/apache/arrow-go/v18/parquet/file"
 
 	"github.com/sluicehq/sluice/dataset"
 )
@@ -55,11 +58,30 @@ func TestBadInputsWrite(t *testing.T) {
 		}
 		return p
 	}
-	// Bytes flipped between the header and the footer: the footer reads,
-	// the first page does not decompress.
-	page := append([]byte(nil), data...)
-	for i := 200; i < len(page)/2; i++ {
-		page[i] ^= 0x5a
+	// damage flips every byte of one column's chunk: the footer reads, that
+	// column's first page header does not. The error names the damaged
+	// column whether the scan decodes it before its filter runs (price, the
+	// filter's column, read first by late materialization) or after (id).
+	damage := func(col string) []byte {
+		t.Helper()
+		pr, err := file.NewParquetReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		md := pr.MetaData()
+		cc, err := md.RowGroup(0).ColumnChunk(md.Schema.ColumnIndexByName(col))
+		if err != nil {
+			t.Fatal(err)
+		}
+		off := cc.DataPageOffset()
+		if cc.HasDictionaryPage() && cc.DictionaryPageOffset() < off {
+			off = cc.DictionaryPageOffset()
+		}
+		b := append([]byte(nil), data...)
+		for i := off; i < off+cc.TotalCompressedSize(); i++ {
+			b[i] ^= 0x5a
+		}
+		return b
 	}
 	write("mixed/a.parquet", data)
 	write("mixed/b.parquet", ids)
@@ -76,7 +98,8 @@ func TestBadInputsWrite(t *testing.T) {
 	}{
 		{"truncated", write("trunc/a.parquet", data[:len(data)/2]), []string{"read parquet", "trunc/a.parquet", "not a parquet file"}, nil},
 		{"corrupt", write("corrupt/a.parquet", append([]byte("PAR1"), make([]byte, 200)...)), []string{"read parquet", "corrupt/a.parquet", "not a parquet file"}, nil},
-		{"corrupt page", write("page/a.parquet", page), []string{"Scan parquet", "page/a.parquet", "row group 0", `column "id"`}, nil},
+		{"corrupt page", write("page/a.parquet", damage("id")), []string{"Scan parquet", "page/a.parquet", "row group 0", `column "id"`}, nil},
+		{"corrupt filter page", write("fpage/a.parquet", damage("price")), []string{"Scan parquet", "fpage/a.parquet", "row group 0", `column "price"`}, nil},
 		{"incompatible schemas", filepath.Join(dir, "mixed"), []string{"Scan parquet", "mixed/b.parquet", `no column "user_id"`}, nil},
 		{"incompatible types", filepath.Join(dir, "types"), []string{"Scan parquet", "types/b.parquet", `column "id" is utf8 here but int64`}, []string{"id", "price"}},
 		{"missing column", filepath.Join(dir, "missing"), []string{"Scan parquet", "missing/b.parquet", `no column "price"`}, nil},

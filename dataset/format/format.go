@@ -183,7 +183,10 @@ type ReadOptions struct {
 	// of just those columns, and decode the other columns only for the rows
 	// whose keep is true: batches then hold only those rows. Late must keep
 	// a superset of what the caller's own filter keeps (other formats
-	// ignore it and emit every row; the caller filters anyway).
+	// ignore it and emit every row; the caller filters anyway). Where it
+	// takes effect Late sees every batch of the file whole, before any
+	// trimming, so a caller counting rows decoded counts them there. Its
+	// error is returned as it is, like emit's: the caller names the file.
 	Late        func(ctx context.Context, rec arrow.RecordBatch) (keep []bool, err error)
 	LateColumns []string
 

@@ -398,10 +398,34 @@ func (r *scanReader) read(ctx context.Context, x *exec, t task, st *OpStats, emi
 	if opts.BatchRows == 0 {
 		opts.BatchRows = x.cfg.BatchRows
 	}
+	// Rows in are the rows decoded, rows out those the pushed-down filters
+	// kept, so the summary's scan line shows what they dropped. With late
+	// materialization a batch reaches emit trimmed to the rows Late kept
+	// (or not at all), so its rows are counted when Late sees the whole
+	// batch; a file the format reads without Late counts them at emit.
+	var late atomic.Bool
+	if opts.Late != nil {
+		filter := opts.Late
+		opts.Late = func(ctx context.Context, rec arrow.RecordBatch) ([]bool, error) {
+			late.Store(true)
+			st.RowsIn.Add(rec.NumRows())
+			var keep []bool
+			err := st.work(func() error {
+				var err error
+				keep, err = filter(ctx, rec)
+				return err
+			})
+			if err != nil {
+				// Named as the eager path names a filter's error.
+				return nil, fmt.Errorf("%s: %w", t.file.Path, err)
+			}
+			return keep, nil
+		}
+	}
 	return r.node.Format.Read(ctx, fh, t.split, opts, x.mem, func(rec arrow.RecordBatch) error {
-		// Rows in are the rows decoded, rows out those the pushed-down
-		// filters kept, so the summary's scan line shows what they dropped.
-		st.RowsIn.Add(rec.NumRows())
+		if !late.Load() {
+			st.RowsIn.Add(rec.NumRows())
+		}
 		var out arrow.RecordBatch
 		err := st.work(func() error {
 			var err error
