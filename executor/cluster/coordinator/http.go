@@ -46,6 +46,7 @@ func (c *Coordinator) handler() http.Handler {
 	mux.HandleFunc("GET /v1/deployments", w(c.listDeployments))
 	mux.HandleFunc("GET /v1/deployments/{name}", w(c.deployment))
 	mux.HandleFunc("/v1/deployments/{name}/v1/", w(c.route))
+	c.experimentRoutes(mux, w)
 	mux.HandleFunc("GET /health", c.health)
 	mux.HandleFunc("GET /metrics", func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))

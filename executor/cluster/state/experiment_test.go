@@ -62,6 +62,18 @@ func TestExperimentApplySnapshot(t *testing.T) {
 			t.Errorf("restored %s = %+v, want %+v", name, got, want)
 		}
 	}
+	// Removal, through the log's encoding; an unknown name is refused.
+	dec, err = Decode(Command{Op: OpExperiment, At: at(5), Experiment: &Experiment{Name: "e2", Delete: true}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, s, dec)
+	if s.Experiments["e2"] != nil || len(s.Experiments) != 2 {
+		t.Fatalf("e2 not removed: %v", s.Experiments)
+	}
+	if r := s.Apply(Command{Op: OpExperiment, At: at(5), Experiment: &Experiment{Name: "e2", Delete: true}}); !errors.Is(r.Err, ErrUnknownExperiment) {
+		t.Errorf("removing e2 twice: %v, want ErrUnknownExperiment", r.Err)
+	}
 	// A snapshot from before experiments existed restores with none.
 	old, err := Restore(strings.NewReader(`{"jobs":{}}`))
 	if err != nil || old.Experiments == nil {
