@@ -1,7 +1,6 @@
 package state
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -78,24 +77,6 @@ type Command struct {
 
 // MaxTasks is the most tasks one job may have.
 const MaxTasks = 1_000_000
-
-// Encode is the command as a log entry.
-func (c Command) Encode() []byte {
-	b, err := json.Marshal(c)
-	if err != nil {
-		panic(err) // only plain data: cannot fail
-	}
-	return b
-}
-
-// Decode reads a log entry.
-func Decode(b []byte) (Command, error) {
-	var c Command
-	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("%w: %w", ErrBadCommand, err)
-	}
-	return c, nil
-}
 
 // Result is what Apply answers: the id it made or touched, or an error.
 type Result struct {
