@@ -45,9 +45,9 @@ type Device struct {
 	// Op state reused from call to call so that ops allocate nothing; a
 	// Device runs one op at a time.
 	gemm    gemmTask
-	group   []gemmTask // MatMulGroup's products
-	qw      qweight    // QMatMul's weight, read by gemm's workers
-	packGen uint64     // identifies one MatMul call to the workers' panel caches
+	lora    loraTask // LoRA's segments (lora.go)
+	qw      qweight  // QMatMul's weight, read by gemm's workers
+	packGen uint64   // identifies one MatMul call to the workers' panel caches
 	embed   embedTask
 	rms     rmsTask
 	rope    ropeTask

@@ -70,10 +70,6 @@ type gemmTask struct {
 	// q, when not nil, is a quantized B, dequantized as its panels are
 	// packed (QMatMul); b is unused then.
 	q *qweight
-	// acc adds the product into C instead of storing it (MatMulGroup).
-	acc bool
-	// items is the product's count of blocks (MatMulGroup).
-	items int
 }
 
 // blocking sizes the blocks: an A block of about 256 KiB, half of a
@@ -180,25 +176,10 @@ func (g *gemmTask) store(t *[mr * nr]float32, i, j, mm, nn int) {
 			}
 		}
 		off := (i+r)*g.n + j
-		switch {
-		case g.acc && g.c.dt == gpu.F32:
-			dst := g.c.f32[off : off+nn]
-			for c, v := range row {
-				dst[c] += v
-			}
-		case g.acc && g.c.dt == gpu.BF16:
-			dst := g.c.u16[off : off+nn]
-			for c, v := range row {
-				dst[c] = uint16(gpu.ToBFloat16(gpu.BFloat16(dst[c]).Float32() + v))
-			}
-		case g.acc:
-			dst := g.c.u16[off : off+nn]
-			for c, v := range row {
-				dst[c] = uint16(gpu.ToFloat16(gpu.Float16(dst[c]).Float32() + v))
-			}
-		case g.c.dt == gpu.F32:
+		switch g.c.dt {
+		case gpu.F32:
 			copy(g.c.f32[off:off+nn], row)
-		case g.c.dt == gpu.BF16:
+		case gpu.BF16:
 			dst := g.c.u16[off : off+nn]
 			for c, v := range row {
 				dst[c] = uint16(gpu.ToBFloat16(v))

@@ -21,13 +21,16 @@ import (
 // applied per sequence, unmerged: for each targeted projection of a
 // sequence of adapter i, y = x·Wᵀ + s·(x·A_iᵀ)·B_iᵀ, with s = alpha/r
 // (alpha/√r with use_rslora) folded into B at load. A step groups the
-// token rows of consecutive sequences of one adapter into a segment and
-// computes each segment's two small products with Ops.MatMul on row views,
-// then adds them into the projection's rows with Ops.Add: a grouped LoRA
-// product composed of existing ops, so every backend runs it (no fused
-// Punica/SGMV kernel). A device with MatMulGroup (the cpu backend) runs
-// all the segments' shrinks in one dispatch and all their expands, added
-// into the projection's rows, in a second (loraGroup).
+// token rows of consecutive sequences of one adapter into a segment (the
+// engine lays a batch out by adapter), and each targeted projection runs
+// one grouped product over all the segments after its base MatMul, as
+// vLLM's Punica wrapper does: on a device with gpu.LoRAOps (cpu), one
+// LoRA call, the shrink x·Aᵀ and the expand ·Bᵀ of every segment added
+// into the projection's rows, with gate and up as two column slices of
+// the merged gate_up output (vLLM's output slices); elsewhere each
+// segment's two small products are Ops.MatMul on row views and Ops.Add
+// into the projection's rows, with gate and up stacked into one pair (A
+// [2r, H], B block-diagonal [2I, 2r]) so that the sum covers whole rows.
 
 // ErrAdapter: a LoRA adapter is malformed, does not fit the base model, or
 // exceeds a limit; the message names the file and the key or tensor.
@@ -46,13 +49,19 @@ type LoRAOptions struct {
 	Context context.Context
 }
 
-// loraPair is one projection's adapter: a [r, in] and b [out, r], b scaled.
-type loraPair struct{ a, b *gpu.Tensor }
+// loraSlice is one adapter matrix pair of a projection: a [r, in] and b
+// [n, r], b scaled, added into the projection's output columns [col,
+// col+n).
+type loraSlice struct {
+	a, b *gpu.Tensor
+	col  int
+}
 
 // loraLayer is one decoder layer's adapted projections, nil where not
-// targeted; gate and up share one pair over the merged gate_up weight, A
-// stacked [2r, H] and B block-diagonal [2I, 2r].
-type loraLayer struct{ q, k, v, o, gateUp, down *loraPair }
+// targeted. Each is one slice over the whole output, but gate_up on a
+// gpu.LoRAOps device: a slice for gate (col 0) and one for up (col I),
+// either alone when the other is not targeted.
+type loraLayer struct{ q, k, v, o, gateUp, down []loraSlice }
 
 // proj names a projection of a layer for a LoRA lookup.
 type proj uint8
@@ -66,7 +75,7 @@ const (
 	projDown
 )
 
-func (l *loraLayer) pair(p proj) *loraPair {
+func (l *loraLayer) pair(p proj) []loraSlice {
 	switch p {
 	case projQ:
 		return l.q
@@ -99,21 +108,16 @@ func (a *loraAdapter) free() {
 // loraState is a Model's adapters and the scratch of their products.
 type loraState struct {
 	adapters []*loraAdapter // id i+1; nil once unloaded
-	// Scratch: xa [tokCap·maxRank] holds x·Aᵀ, xab [tokCap·maxOut] the
-	// product with Bᵀ, both flat so that views of any row count and width
-	// fit.
+	// Scratch of the MatMul and Add path (no gpu.LoRAOps): xa
+	// [tokCap·maxRank] holds x·Aᵀ, xab [tokCap·maxOut] the product with
+	// Bᵀ, both flat so that views of any row count and width fit.
 	xa, xab        *gpu.Tensor
 	xaCap, xabCap  int
 	segs           []loraSeg // this step's, from plan
 	maxRank, width int       // of loaded adapters; the widest output
-	// The grouped path's operands, reused from step to step.
-	gx, gxa, gc, ga, gb []*gpu.Tensor
-}
-
-// groupMatMuler is a device that runs many small products in one dispatch
-// (the cpu backend's MatMulGroup): c[i] = a[i]·b[i]ᵀ, or += with acc.
-type groupMatMuler interface {
-	MatMulGroup(c, a, b []*gpu.Tensor, acc bool) error
+	// gsegs is the LoRAOps path's segments of one projection, reused from
+	// call to call.
+	gsegs []gpu.LoRASegment
 }
 
 // loraSeg is the token rows [lo, hi) of one step that use adapter id.
@@ -292,7 +296,7 @@ func (l *loraLoader) load(targets map[string]bool) error {
 		ly := &l.ad.layers[i]
 		p := fmt.Sprintf("base_model.model.model.layers.%d.", i)
 		var err error
-		one := func(dst **loraPair, mod string, out, in int) {
+		one := func(dst *[]loraSlice, mod string, out, in int) {
 			if err != nil || !targets[mod] {
 				return
 			}
@@ -364,9 +368,36 @@ func (l *loraLoader) read(name string, shape ...int) ([]float32, error) {
 }
 
 // pair loads the A and B of stems (one projection, or gate and up of the
-// merged gate_up where "" marks one not targeted) stacked: A [n·r, in] and
-// B [n·out, n·r] block-diagonal and scaled.
-func (l *loraLoader) pair(stems []string, out, in int) (*loraPair, error) {
+// merged gate_up where "" marks one not targeted), B scaled: on a
+// gpu.LoRAOps device one slice per targeted stem, stem s over columns
+// [s·out, (s+1)·out); elsewhere one slice of them stacked, A [n·r, in]
+// and B [n·out, n·r] block-diagonal.
+func (l *loraLoader) pair(stems []string, out, in int) ([]loraSlice, error) {
+	if _, ok := l.m.ops.(gpu.LoRAOps); !ok {
+		sl, err := l.stack(stems, out, in)
+		if err != nil {
+			return nil, err
+		}
+		return []loraSlice{sl}, nil
+	}
+	var sls []loraSlice
+	for s, stem := range stems {
+		if stem == "" {
+			continue
+		}
+		sl, err := l.stack([]string{stem}, out, in)
+		if err != nil {
+			return nil, err
+		}
+		sl.col = s * out
+		sls = append(sls, sl)
+	}
+	return sls, nil
+}
+
+// stack loads stems as one slice: A [n·r, in] and B [n·out, n·r]
+// block-diagonal and scaled, zero where a stem is "".
+func (l *loraLoader) stack(stems []string, out, in int) (loraSlice, error) {
 	r, n := l.r, len(stems)
 	a := make([]float32, n*r*in)
 	b := make([]float32, n*out*n*r)
@@ -376,11 +407,11 @@ func (l *loraLoader) pair(stems []string, out, in int) (*loraPair, error) {
 		}
 		as, err := l.read(stem+".lora_A.weight", r, in)
 		if err != nil {
-			return nil, err
+			return loraSlice{}, err
 		}
 		bs, err := l.read(stem+".lora_B.weight", out, r)
 		if err != nil {
-			return nil, err
+			return loraSlice{}, err
 		}
 		copy(a[s*r*in:], as)
 		for i := range out {
@@ -392,14 +423,14 @@ func (l *loraLoader) pair(stems []string, out, in int) (*loraPair, error) {
 	}
 	at, err := l.upload(a, n*r, in)
 	if err != nil {
-		return nil, err
+		return loraSlice{}, err
 	}
 	bt, err := l.upload(b, n*out, n*r)
 	if err != nil {
-		return nil, err
+		return loraSlice{}, err
 	}
 	l.ad.rank = max(l.ad.rank, n*r)
-	return &loraPair{a: at, b: bt}, nil
+	return loraSlice{a: at, b: bt}, nil
 }
 
 func (l *loraLoader) upload(w []float32, shape ...int) (*gpu.Tensor, error) {
@@ -445,9 +476,10 @@ func (ls *loraState) plan(b *Batch) error {
 	return nil
 }
 
-// reserve grows the scratch to hold a step of tokens rows.
+// reserve grows the scratch of the MatMul and Add path to hold a step of
+// tokens rows.
 func (ls *loraState) reserve(m *Model, tokens int) error {
-	if len(ls.segs) == 0 {
+	if _, ok := m.ops.(gpu.LoRAOps); ok || len(ls.segs) == 0 {
 		return nil
 	}
 	need := func(t **gpu.Tensor, capN *int, n int) error {
@@ -471,31 +503,47 @@ func (ls *loraState) reserve(m *Model, tokens int) error {
 }
 
 // matmulLoRA is matmul followed, for the rows of each adapter segment of
-// the step, by c += (a·Aᵀ)·Bᵀ of that adapter's pair for projection p of
-// layer i.
+// the step, by c += (a·Aᵀ)·Bᵀ of that adapter's slices for projection p
+// of layer i.
 func (m *Model) matmulLoRA(c, a *gpu.Tensor, w linear, bias *gpu.Tensor, i int, p proj) error {
 	if err := m.matmul(c, a, w, bias); err != nil {
 		return err
 	}
 	ls := &m.lora
-	if g, ok := m.ops.(groupMatMuler); ok {
-		return m.loraGroup(g, c, a, i, p)
+	if len(ls.segs) == 0 {
+		return nil
+	}
+	if lo, ok := m.ops.(gpu.LoRAOps); ok {
+		ls.gsegs = ls.gsegs[:0]
+		for _, sg := range ls.segs {
+			for _, sl := range ls.adapters[sg.id-1].layers[i].pair(p) {
+				ls.gsegs = append(ls.gsegs, gpu.LoRASegment{Lo: sg.lo, Hi: sg.hi, A: sl.a, B: sl.b, Col: sl.col})
+			}
+		}
+		if len(ls.gsegs) == 0 {
+			return nil
+		}
+		if err := lo.LoRA(c, a, ls.gsegs); err != nil {
+			return fmt.Errorf("LoRA: %w", err)
+		}
+		return nil
 	}
 	for _, sg := range ls.segs {
-		pr := ls.adapters[sg.id-1].layers[i].pair(p)
-		if pr == nil {
-			continue
-		}
-		if err := m.loraSegment(c, a, pr, sg.lo, sg.hi); err != nil {
-			return fmt.Errorf("LoRA adapter %q: %w", ls.adapters[sg.id-1].name, err)
+		for _, sl := range ls.adapters[sg.id-1].layers[i].pair(p) {
+			if err := m.loraSegment(c, a, sl, sg.lo, sg.hi); err != nil {
+				return fmt.Errorf("LoRA adapter %q: %w", ls.adapters[sg.id-1].name, err)
+			}
 		}
 	}
 	return nil
 }
 
-func (m *Model) loraSegment(c, a *gpu.Tensor, pr *loraPair, lo, hi int) error {
+// loraSegment adds rows [lo, hi) of a times slice sl into c with MatMul
+// and Add: sl spans c's whole rows (col 0, as pair loads it on a device
+// without gpu.LoRAOps).
+func (m *Model) loraSegment(c, a *gpu.Tensor, sl loraSlice, lo, hi int) error {
 	ls, rows := &m.lora, hi-lo
-	r, n := pr.a.Dim(0), pr.b.Dim(0)
+	r, n := sl.a.Dim(0), sl.b.Dim(0)
 	view := func(t *gpu.Tensor, w int) (*gpu.Tensor, error) {
 		s, err := t.Slice(0, rows*w)
 		if err != nil {
@@ -519,55 +567,11 @@ func (m *Model) loraSegment(c, a *gpu.Tensor, pr *loraPair, lo, hi int) error {
 	if err != nil {
 		return err
 	}
-	if err := m.ops.MatMul(xa, xs, pr.a, nil); err != nil {
+	if err := m.ops.MatMul(xa, xs, sl.a, nil); err != nil {
 		return err
 	}
-	if err := m.ops.MatMul(xab, xa, pr.b, nil); err != nil {
+	if err := m.ops.MatMul(xab, xa, sl.b, nil); err != nil {
 		return err
 	}
 	return m.ops.Add(cs, cs, xab)
-}
-
-// loraGroup is matmulLoRA's adapter part on a device with MatMulGroup: the
-// shrinks x·Aᵀ of all the segments in one dispatch, each into its own rows
-// of the xa scratch (segment rows [lo, hi) at lo·maxRank), then the expands
-// added into the projection's rows, c += xa·Bᵀ, in a second: no Add and no
-// product scratch, and the segments' blocks spread over all the threads.
-func (m *Model) loraGroup(g groupMatMuler, c, a *gpu.Tensor, i int, p proj) error {
-	ls := &m.lora
-	ls.gx, ls.gxa, ls.gc, ls.ga, ls.gb = ls.gx[:0], ls.gxa[:0], ls.gc[:0], ls.ga[:0], ls.gb[:0]
-	for _, sg := range ls.segs {
-		pr := ls.adapters[sg.id-1].layers[i].pair(p)
-		if pr == nil {
-			continue
-		}
-		r := pr.a.Dim(0)
-		xs, err := a.Slice(sg.lo, sg.hi)
-		if err != nil {
-			return err
-		}
-		cs, err := c.Slice(sg.lo, sg.hi)
-		if err != nil {
-			return err
-		}
-		xa, err := ls.xa.Slice(sg.lo*ls.maxRank, sg.lo*ls.maxRank+(sg.hi-sg.lo)*r)
-		if err != nil {
-			return err
-		}
-		if xa, err = xa.View(sg.hi-sg.lo, r); err != nil {
-			return err
-		}
-		ls.gx, ls.gxa, ls.gc = append(ls.gx, xs), append(ls.gxa, xa), append(ls.gc, cs)
-		ls.ga, ls.gb = append(ls.ga, pr.a), append(ls.gb, pr.b)
-	}
-	if len(ls.gc) == 0 {
-		return nil
-	}
-	if err := g.MatMulGroup(ls.gxa, ls.gx, ls.ga, false); err != nil {
-		return fmt.Errorf("LoRA shrink: %w", err)
-	}
-	if err := g.MatMulGroup(ls.gc, ls.gxa, ls.gb, true); err != nil {
-		return fmt.Errorf("LoRA expand: %w", err)
-	}
-	return nil
 }

@@ -53,78 +53,96 @@ func prefillLogits(t *testing.T, m *Model, prompt []int32, lora int) []float32 {
 	return slices.Clone(out)
 }
 
+// plainDevice hides the cpu device's gpu.LoRAOps, so that a model on it
+// takes the MatMul and Add path of backends without it.
+type plainDevice struct{ gpu.Device }
+
+func (d plainDevice) Ops() gpu.Ops { return struct{ gpu.Ops }{d.Device.Ops()} }
+
 // TestLoRABatchMatchesMerged: one step mixing the base model and three
 // adapters (two sequences of one adapter side by side, so that they form
 // one segment), prefill then a decode step, gives each sequence the
 // logits of its model with the adapter merged into the weights, run
-// alone; and each adapter changes the logits.
+// alone, within 1e-4 of the largest logit; and each adapter changes the
+// logits. Both paths: the cpu device's grouped LoRA op, and MatMul and
+// Add per segment on a device without it.
 func TestLoRABatchMatchesMerged(t *testing.T) {
 	forFixtures(t, func(t *testing.T, name string, _ *expected) {
-		dev := openCPU(t)
-		dirs, merged := writeAdapters(t, name)
-		m := load(t, dev, name, gpu.F32)
-		var ids []int
-		for i, d := range dirs {
-			id, err := m.LoadLoRA("ad"+string(rune('0'+i)), d, LoRAOptions{})
-			if err != nil {
-				t.Fatal(err)
+		t.Run("LoRAOps", func(t *testing.T) { testLoRABatch(t, name, openCPU(t)) })
+		t.Run("MatMul and Add", func(t *testing.T) {
+			dev := plainDevice{openCPU(t)}
+			if _, ok := dev.Ops().(gpu.LoRAOps); ok {
+				t.Fatal("plainDevice has LoRAOps")
 			}
-			ids = append(ids, id)
-		}
-		prompts := [][]int32{{1, 17, 30, 42, 9, 5}, {7, 7, 100}, {3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19}, {2, 90}, {50, 60, 70, 80}, {11, 12}}
-		loras := []int{ids[0], 0, ids[1], ids[1], ids[2], 0}
-		which := []int{0, -1, 1, 1, 2, -1} // merged model of each sequence, -1 the base
-		c := newCache(t, m, 64, 16)
-		bl := newBlocks(64, 9)
-		b := &Batch{}
-		for i, p := range prompts {
-			b.Seqs = append(b.Seqs, SeqInput{Tokens: p, BlockTable: bl.cover(t, nil, len(p)+1, 16), WantLogits: true, LoRA: loras[i]})
-		}
-		got, err := m.Forward(c, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = slices.Clone(got)
-		// One decode token each, again mixed.
-		next := make([]int32, len(prompts))
-		for i := range b.Seqs {
-			next[i] = argmax(got[i*m.cfg.Vocab : (i+1)*m.cfg.Vocab])
-			b.Seqs[i].StartPos, b.Seqs[i].Tokens = len(prompts[i]), next[i:i+1]
-		}
-		dec, err := m.Forward(c, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dec = slices.Clone(dec)
-
-		refs := []*Model{m}
-		for _, d := range merged {
-			rm, err := Load(d, dev, Options{DType: gpu.F32})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { rm.Close() })
-			refs = append(refs, rm)
-		}
-		v := m.cfg.Vocab
-		for i, p := range prompts {
-			ref := refs[which[i]+1]
-			want := prefillLogits(t, ref, p, 0)
-			if e := relErr(got[i*v:(i+1)*v], want); e > 1e-4 {
-				t.Errorf("sequence %d (adapter %d): prefill logits differ from the merged model's by %.2g relative", i, which[i], e)
-			}
-			full := append(slices.Clone(p), next[i])
-			want = prefillLogits(t, ref, full, 0)
-			if e := relErr(dec[i*v:(i+1)*v], want); e > 1e-4 {
-				t.Errorf("sequence %d (adapter %d): decode logits differ from the merged model's by %.2g relative", i, which[i], e)
-			}
-			if which[i] >= 0 {
-				if e := relErr(want, prefillLogits(t, m, full, 0)); e < 1e-2 {
-					t.Errorf("adapter %d changes the logits of sequence %d by only %.2g relative: the test would not see it", which[i], i, e)
-				}
-			}
-		}
+			testLoRABatch(t, name, dev)
+		})
 	})
+}
+
+func testLoRABatch(t *testing.T, name string, dev gpu.Device) {
+	dirs, merged := writeAdapters(t, name)
+	m := load(t, dev, name, gpu.F32)
+	var ids []int
+	for i, d := range dirs {
+		id, err := m.LoadLoRA("ad"+string(rune('0'+i)), d, LoRAOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	prompts := [][]int32{{1, 17, 30, 42, 9, 5}, {7, 7, 100}, {3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19}, {2, 90}, {50, 60, 70, 80}, {11, 12}}
+	loras := []int{ids[0], 0, ids[1], ids[1], ids[2], 0}
+	which := []int{0, -1, 1, 1, 2, -1} // merged model of each sequence, -1 the base
+	c := newCache(t, m, 64, 16)
+	bl := newBlocks(64, 9)
+	b := &Batch{}
+	for i, p := range prompts {
+		b.Seqs = append(b.Seqs, SeqInput{Tokens: p, BlockTable: bl.cover(t, nil, len(p)+1, 16), WantLogits: true, LoRA: loras[i]})
+	}
+	got, err := m.Forward(c, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = slices.Clone(got)
+	// One decode token each, again mixed.
+	next := make([]int32, len(prompts))
+	for i := range b.Seqs {
+		next[i] = argmax(got[i*m.cfg.Vocab : (i+1)*m.cfg.Vocab])
+		b.Seqs[i].StartPos, b.Seqs[i].Tokens = len(prompts[i]), next[i:i+1]
+	}
+	dec, err := m.Forward(c, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec = slices.Clone(dec)
+
+	refs := []*Model{m}
+	for _, d := range merged {
+		rm, err := Load(d, dev, Options{DType: gpu.F32})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rm.Close() })
+		refs = append(refs, rm)
+	}
+	v := m.cfg.Vocab
+	for i, p := range prompts {
+		ref := refs[which[i]+1]
+		want := prefillLogits(t, ref, p, 0)
+		if e := relErr(got[i*v:(i+1)*v], want); e > 1e-4 {
+			t.Errorf("sequence %d (adapter %d): prefill logits differ from the merged model's by %.2g relative", i, which[i], e)
+		}
+		full := append(slices.Clone(p), next[i])
+		want = prefillLogits(t, ref, full, 0)
+		if e := relErr(dec[i*v:(i+1)*v], want); e > 1e-4 {
+			t.Errorf("sequence %d (adapter %d): decode logits differ from the merged model's by %.2g relative", i, which[i], e)
+		}
+		if which[i] >= 0 {
+			if e := relErr(want, prefillLogits(t, m, full, 0)); e < 1e-2 {
+				t.Errorf("adapter %d changes the logits of sequence %d by only %.2g relative: the test would not see it", which[i], i, e)
+			}
+		}
+	}
 }
 
 // TestLoRABadAdapters: adapters that do not fit are refused with
