@@ -267,6 +267,10 @@ type State struct {
 	// live indexes the assigned and running tasks by worker; derived from
 	// Tasks (rebuilt when nil), never serialized.
 	live map[string]map[string]*Task
+	// used is, by worker, what its live tasks need: derived with live
+	// (and rebuilt with it), never serialized, so Free is O(1) rather
+	// than a walk over the worker's tasks for each assignment.
+	used map[string]Resources
 	// counts is the number of tasks in each state; derived from Tasks
 	// (rebuilt when nil), never serialized.
 	counts map[TaskState]int
@@ -303,7 +307,7 @@ func New() *State {
 		Jobs: map[string]*Job{}, Tasks: map[string]*Task{}, Workers: map[string]*Worker{},
 		Schedules: map[string]*Schedule{}, Nodes: map[string]*Node{}, Requests: map[string]Request{},
 		Experiments: map[string]*Experiment{},
-		live:        map[string]map[string]*Task{}, counts: map[TaskState]int{}, done: map[string][]int{},
+		live:        map[string]map[string]*Task{}, used: map[string]Resources{}, counts: map[TaskState]int{}, done: map[string][]int{},
 	}
 }
 
@@ -317,7 +321,7 @@ func (t *Task) isLive() bool { return t.State == TaskAssigned || t.State == Task
 // index is the live-task index, built from Tasks when missing.
 func (s *State) index() map[string]map[string]*Task {
 	if s.live == nil {
-		s.live = map[string]map[string]*Task{}
+		s.live, s.used = map[string]map[string]*Task{}, map[string]Resources{}
 		for _, t := range s.Tasks {
 			if t.isLive() && t.Worker != "" {
 				s.link(t)
@@ -334,6 +338,14 @@ func (s *State) link(t *Task) {
 		s.live[t.Worker] = m
 	}
 	m[t.ID] = t
+	s.used[t.Worker] = s.used[t.Worker].add(t.Needs)
+}
+
+func (s *State) unlink(t *Task) {
+	if m := s.live[t.Worker]; m[t.ID] != nil {
+		delete(m, t.ID)
+		s.used[t.Worker] = s.used[t.Worker].sub(t.Needs)
+	}
 }
 
 // count is the tasks-by-state count, built from Tasks when missing.
@@ -382,9 +394,9 @@ func (s *State) addTask(t *Task) {
 
 // setTask moves t to state st on worker w, keeping the index and counts.
 func (s *State) setTask(t *Task, st TaskState, w string) {
-	idx := s.index()
+	s.index()
 	if t.isLive() && t.Worker != "" {
-		delete(idx[t.Worker], t.ID)
+		s.unlink(t)
 	}
 	c := s.count()
 	c[t.State]--
@@ -406,13 +418,11 @@ func (s *State) setTask(t *Task, st TaskState, w string) {
 	}
 }
 
-// Used is what the live tasks on worker w hold.
+// Used is what the live tasks on worker w hold (kept as tasks change
+// state: O(1)).
 func (s *State) Used(w string) Resources {
-	var u Resources
-	for _, t := range s.index()[w] {
-		u = u.add(t.Needs)
-	}
-	return u
+	s.index()
+	return s.used[w]
 }
 
 // Free is what worker w has left.

@@ -33,6 +33,16 @@ func trace(s *State) string {
 	for _, id := range slices.Sorted(maps.Keys(s.Workers)) {
 		w := s.Workers[id]
 		fmt.Fprintf(&b, "%s alive=%v free=%+v\n", w.ID, w.Alive, s.Free(id))
+		// The derived Used is what a walk of the live tasks finds.
+		var walked Resources
+		for _, t := range s.Tasks {
+			if t.isLive() && t.Worker == id {
+				walked = walked.add(t.Needs)
+			}
+		}
+		if u := s.Used(id); u != walked {
+			fmt.Fprintf(&b, "BAD INDEX: %s uses %+v, its live tasks %+v\n", id, u, walked)
+		}
 	}
 	return b.String()
 }

@@ -157,6 +157,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	cl := api.NewClient(cfg.Coordinators, cfg.Token)
 	cl.SetTLS(cfg.TLS)
+	keepConns(cl.HTTP)
 	if cred := loadCredential(cfg.DataDir); cred != "" {
 		cl.SetToken(cred) // registered before: its own credential from now on
 	}
@@ -170,6 +171,22 @@ func New(cfg Config) (*Worker, error) {
 		}
 	}
 	return w, nil
+}
+
+// keepConns keeps a connection to a coordinator for each call a worker
+// has in flight at once (a heartbeat's long poll, reportsInFlight report
+// batches, a spec): with net/http's default of 2 idle connections per
+// host, each burst closed and dialed connections again (5% of the
+// cluster's CPU in the noop-100k profile).
+func keepConns(c *http.Client) {
+	tr, ok := c.Transport.(*http.Transport)
+	if c.Transport == nil {
+		tr, ok = http.DefaultTransport.(*http.Transport).Clone(), true
+		c.Transport = tr
+	}
+	if ok {
+		tr.MaxIdleConnsPerHost = reportsInFlight + 4
+	}
 }
 
 // serve serves the worker's blocks at its address until ctx ends.
