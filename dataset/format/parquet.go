@@ -281,6 +281,7 @@ func (parquetFormat) Read(ctx context.Context, f storage.File, s Split, opts Rea
 		return fileErr(p, kindOf(ErrUnsupported, err))
 	}
 	rd := &rowGroupReader{p: p, md: md, man: man, fr: fr, src: src, sc: sc, fields: fields, dict: dict, leaves: leaves, batch: batch, parallel: opts.Parallel, mem: mem}
+	rd.setFlat()
 	rd.setLate(opts)
 	for _, rg := range rgs {
 		if err := ctxErr(ctx); err != nil {
@@ -342,11 +343,13 @@ type rowGroupReader struct {
 	parallel bool
 	mem      memory.Allocator
 
+	// flat says how each field is read: flatNone through pqarrow, else
+	// from its column chunk (parquet_late.go).
+	flat []flatKind
 	// Late materialization (nil late: off): lateIn marks the fields late
-	// reads, flat how each other field is read (parquet_late.go).
+	// reads.
 	late   func(ctx context.Context, rec arrow.RecordBatch) ([]bool, error)
 	lateIn []bool
-	flat   []flatKind
 	lateSc *arrow.Schema
 }
 
@@ -410,13 +413,10 @@ func (r *rowGroupReader) read(ctx context.Context, rg int, emit func(arrow.Recor
 			}
 		}
 	}()
-	var flats []*flatColumn
-	if r.late != nil {
-		flats = make([]*flatColumn, len(r.fields))
-	}
+	flats := make([]*flatColumn, len(r.fields))
 	for i, fi := range r.fields {
 		column = r.sc.Field(i).Name
-		if r.late != nil && r.flat[i] != flatNone {
+		if r.flat[i] != flatNone {
 			cc, err := r.fr.ParquetReader().RowGroup(rg).Column(r.man.Fields[fi].ColIndex)
 			if err != nil {
 				return r.fail(rg, column, err)
@@ -471,7 +471,7 @@ func (r *rowGroupReader) read(ctx context.Context, rg int, emit func(arrow.Recor
 							err = r.fail(rg, r.sc.Field(i).Name, mark(ErrCorrupt, "decoder panic: %v", rec))
 						}
 					}()
-					cols[i], err = r.column(rg, i, readers[i], n)
+					cols[i], err = r.next(rg, i, readers[i], flats[i], n)
 					return err
 				})
 			}
@@ -482,7 +482,7 @@ func (r *rowGroupReader) read(ctx context.Context, rg int, emit func(arrow.Recor
 			for i := range readers {
 				column = r.sc.Field(i).Name
 				var err error
-				if cols[i], err = r.column(rg, i, readers[i], n); err != nil {
+				if cols[i], err = r.next(rg, i, readers[i], flats[i], n); err != nil {
 					return err
 				}
 			}
@@ -519,6 +519,18 @@ func BatchSchema(sc *arrow.Schema, cols []arrow.Array) *arrow.Schema {
 }
 
 // column decodes the next n values of projected column i.
+// next decodes the next n rows of field i, flat or through pqarrow.
+func (r *rowGroupReader) next(rg, i int, cr *pqarrow.ColumnReader, fc *flatColumn, n int64) (arrow.Array, error) {
+	if fc == nil {
+		return r.column(rg, i, cr, n)
+	}
+	arr, err := fc.readBatch(r.mem, []run{{0, n}}, n, n)
+	if err != nil {
+		return nil, r.fail(rg, r.sc.Field(i).Name, err)
+	}
+	return arr, nil
+}
+
 func (r *rowGroupReader) column(rg, i int, cr *pqarrow.ColumnReader, n int64) (arrow.Array, error) {
 	name := r.sc.Field(i).Name
 	ch, err := cr.NextBatch(n)

@@ -3,9 +3,13 @@ package format
 import (
 	"context"
 	"fmt"
+	"math"
+	"slices"
+	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/bitutil"
 	"github.com/apache/arrow-go/v18/arrow/compute"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
@@ -16,8 +20,9 @@ import (
 // Late materialization: with ReadOptions.Late, a batch's LateColumns are
 // decoded first, Late says which rows survive, and the other columns are
 // decoded only for those rows. Flat string and binary columns are read
-// straight from the column chunk, skipping the values of dropped rows (a
-// skipped string is never copied); other columns are decoded whole and then
+// straight from the column chunk (in eager reads too: setFlat), skipping
+// the values of dropped rows (a skipped string is never copied); other
+// columns are decoded whole and then
 // taken: reading numbers row by row through the chunk reader cost Q1 more
 // CPU than pqarrow's bulk decode saved (etl/sales Q1, 2026-12-07).
 
@@ -80,6 +85,12 @@ type flatColumn struct {
 	typ    arrow.DataType
 	defs   []int16
 	bytes  []parquet.ByteArray
+
+	// the batch being built (start, finish), reused across batches
+	offs  []int32
+	data  []byte
+	valid []bool // per row, for a nullable column
+	nulls int
 }
 
 func newFlatColumn(kind flatKind, cr file.ColumnChunkReader, typ arrow.DataType) *flatColumn {
@@ -105,15 +116,13 @@ func (c *flatColumn) skip(n int64) error {
 
 // readBatch reads the rows of runs out of the next n rows.
 func (c *flatColumn) readBatch(mem memory.Allocator, runs []run, kept, n int64) (arrow.Array, error) {
-	b := array.NewBuilder(mem, c.typ)
-	defer b.Release()
-	b.Reserve(int(kept))
+	c.start(kept)
 	pos := int64(0)
 	for _, ru := range runs {
 		if err := c.skip(ru.lo - pos); err != nil {
 			return nil, err
 		}
-		if err := c.read(b, ru.hi-ru.lo); err != nil {
+		if err := c.read(ru.hi - ru.lo); err != nil {
 			return nil, err
 		}
 		pos = ru.hi
@@ -121,11 +130,58 @@ func (c *flatColumn) readBatch(mem memory.Allocator, runs []run, kept, n int64) 
 	if err := c.skip(n - pos); err != nil {
 		return nil, err
 	}
-	return b.NewArray(), nil
+	return c.finish(mem), nil
 }
 
-// read appends the next want rows to b.
-func (c *flatColumn) read(b array.Builder, want int64) error {
+// A flat string or binary batch is built in scratch kept across batches
+// (offsets, bytes, validity) and copied once into exact-size buffers:
+// BinaryBuilder.Append per value, with its regrowth of the data buffer and
+// fresh zeroed buffers for every batch, was 18% of Q3's CPU.
+
+// start begins a batch of rows rows.
+func (c *flatColumn) start(rows int64) {
+	c.offs = append(c.offs[:0], 0)
+	c.data = c.data[:0]
+	c.valid = c.valid[:0]
+	c.nulls = 0
+	if cap(c.offs) < int(rows)+1 {
+		c.offs = slices.Grow(c.offs, int(rows)+1)
+	}
+}
+
+// finish copies the batch built since start into an array.
+func (c *flatColumn) finish(mem memory.Allocator) arrow.Array {
+	rows := len(c.offs) - 1
+	obuf := memory.NewResizableBuffer(mem)
+	obuf.ResizeNoShrink(len(c.offs) * 4)
+	copy(obuf.Bytes(), unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(c.offs))), len(c.offs)*4))
+	dbuf := memory.NewResizableBuffer(mem)
+	dbuf.ResizeNoShrink(len(c.data))
+	copy(dbuf.Bytes(), c.data)
+	var vbuf *memory.Buffer
+	if c.nulls > 0 {
+		vbuf = memory.NewResizableBuffer(mem)
+		vbuf.ResizeNoShrink(int(bitutil.BytesForBits(int64(rows))))
+		b := vbuf.Bytes()
+		clear(b)
+		for i, ok := range c.valid {
+			if ok {
+				bitutil.SetBit(b, i)
+			}
+		}
+	}
+	data := array.NewData(c.typ, rows, []*memory.Buffer{vbuf, obuf, dbuf}, nil, c.nulls, 0)
+	obuf.Release()
+	dbuf.Release()
+	if vbuf != nil {
+		vbuf.Release()
+	}
+	defer data.Release()
+	return array.MakeFromData(data)
+}
+
+// read appends the next want rows to the batch.
+func (c *flatColumn) read(want int64) error {
 	if c.maxDef > 0 && int64(len(c.defs)) < want {
 		c.defs = make([]int16, want)
 	}
@@ -150,8 +206,7 @@ func (c *flatColumn) read(b array.Builder, want int64) error {
 			c.bytes = grow(c.bytes, want)
 			lvls, vals, err = cr.ReadBatchInPage(want, c.bytes, defs, nil)
 			if err == nil {
-				bb := binaryBuilder(b)
-				appendFlat(c, defs, lvls, vals, c.bytes, func(v parquet.ByteArray) { bb.Append(v) }, b)
+				err = c.appendValues(defs, lvls, vals)
 			}
 		default:
 			return fmt.Errorf("%w: no flat reader for %T", ErrUnsupported, c.cr)
@@ -172,11 +227,43 @@ func (c *flatColumn) read(b array.Builder, want int64) error {
 	return nil
 }
 
-func binaryBuilder(b array.Builder) *array.BinaryBuilder {
-	if sb, ok := b.(*array.StringBuilder); ok {
-		return sb.BinaryBuilder
+// appendValues appends lvls rows whose vals non-null values are in c.bytes
+// (slices of the current page, copied here before the next page is read).
+func (c *flatColumn) appendValues(defs []int16, lvls int64, vals int) error {
+	values := c.bytes[:vals]
+	size := len(c.data)
+	for _, v := range values {
+		size += len(v)
 	}
-	return b.(*array.BinaryBuilder)
+	if size > math.MaxInt32 {
+		return fmt.Errorf("%w: a batch of %s holds %d bytes, more than 2 GiB: read with smaller batches", ErrUnsupported, c.typ, size)
+	}
+	c.data = slices.Grow(c.data, size-len(c.data))
+	if c.maxDef == 0 || int64(vals) == lvls {
+		for _, v := range values {
+			c.data = append(c.data, v...)
+			c.offs = append(c.offs, int32(len(c.data)))
+		}
+		if c.maxDef > 0 {
+			for range values {
+				c.valid = append(c.valid, true)
+			}
+		}
+		return nil
+	}
+	j := 0
+	for _, d := range defs[:lvls] {
+		if d == c.maxDef {
+			c.data = append(c.data, values[j]...)
+			j++
+			c.valid = append(c.valid, true)
+		} else {
+			c.valid = append(c.valid, false)
+			c.nulls++
+		}
+		c.offs = append(c.offs, int32(len(c.data)))
+	}
+	return nil
 }
 
 func grow[T any](s []T, n int64) []T {
@@ -184,25 +271,6 @@ func grow[T any](s []T, n int64) []T {
 		return make([]T, n)
 	}
 	return s
-}
-
-// appendFlat appends lvls rows whose vals non-null values are in values.
-func appendFlat[T any](c *flatColumn, defs []int16, lvls int64, vals int, values []T, app func(T), b array.Builder) {
-	if c.maxDef == 0 {
-		for _, v := range values[:vals] {
-			app(v)
-		}
-		return
-	}
-	j := 0
-	for _, d := range defs[:lvls] {
-		if d == c.maxDef {
-			app(values[j])
-			j++
-		} else {
-			b.AppendNull()
-		}
-	}
 }
 
 // takeRows keeps the rows of runs of arr (a column decoded whole).
@@ -242,19 +310,27 @@ func (r *rowGroupReader) setLate(opts ReadOptions) {
 		}
 	}
 	others := false
-	flat := make([]flatKind, len(r.fields))
 	for i := range r.fields {
 		if in[i] {
 			fs = append(fs, r.sc.Field(i))
+			r.flat[i] = flatNone // decoded by pqarrow, then Late sees them whole
 			continue
 		}
 		others = true
-		flat[i] = r.lateKind(i)
 	}
 	if !others {
 		return
 	}
-	r.late, r.lateIn, r.flat, r.lateSc = opts.Late, in, flat, arrow.NewSchema(fs, nil)
+	r.late, r.lateIn, r.lateSc = opts.Late, in, arrow.NewSchema(fs, nil)
+}
+
+// setFlat picks the projected fields read flat from their column chunks,
+// late or not: flat string and binary leaves not asked for as dictionaries.
+func (r *rowGroupReader) setFlat() {
+	r.flat = make([]flatKind, len(r.fields))
+	for i := range r.fields {
+		r.flat[i] = r.lateKind(i)
+	}
 }
 
 // lateBatch reads the next n rows of a row group the late way and returns

@@ -219,3 +219,98 @@ func checkPages(t *testing.T, p string) {
 		t.Fatalf("note has %d pages in row group 0, want several", pages)
 	}
 }
+
+// TestParquetFlatStrings: an eager read builds flat string columns from
+// the column chunk (not pqarrow): its rows equal pqarrow's own read of the
+// file, for batches that cross pages and row groups, for nullable columns
+// (cat dictionary-encoded, note plain) and a required one, and every
+// string array is valid (offsets, validity, data).
+func TestParquetFlatStrings(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	dir := t.TempDir()
+	nullable := filepath.Join(dir, "late.parquet")
+	writeLateFile(t, nullable, 10_000, mem)
+	required := filepath.Join(dir, "required.parquet")
+	{
+		sc := arrow.NewSchema([]arrow.Field{{Name: "id", Type: arrow.PrimitiveTypes.Int64}, {Name: "s", Type: arrow.BinaryTypes.String}}, nil)
+		f, err := os.Create(required)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := pqarrow.NewFileWriter(sc, f, parquet.NewWriterProperties(parquet.WithDataPageSize(1<<10),
+			parquet.WithMaxRowGroupLength(1500), parquet.WithDictionaryDefault(false)), pqarrow.DefaultWriterProps())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := array.NewRecordBuilder(mem, sc)
+		for i := range 4000 {
+			b.Field(0).(*array.Int64Builder).Append(int64(i))
+			b.Field(1).(*array.StringBuilder).Append(strings.Repeat(fmt.Sprint(i%10), i%7))
+		}
+		rec := b.NewRecordBatch()
+		b.Release()
+		if err := w.Write(rec); err != nil {
+			t.Fatal(err)
+		}
+		rec.Release()
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{nullable, required} {
+		fh, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr, err := file.NewParquetReader(fh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: 1 << 20}, mem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tbl, err := fr.ReadTable(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := array.NewTableReader(tbl, 1<<20)
+		var ref []arrow.RecordBatch
+		for tr.Next() {
+			r := tr.RecordBatch()
+			r.Retain()
+			ref = append(ref, r)
+		}
+		tr.Release()
+		tbl.Release()
+		pr.Close()
+		want := rowStrings(ref)
+		release(ref)
+		for _, batch := range []int{333, 4096} {
+			got, err := readAll(t, format.Parquet(), openFile(t, p), format.ReadOptions{BatchRows: batch}, mem)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range got {
+				for c, col := range r.Columns() {
+					if col.DataType().ID() == arrow.STRING {
+						if err := col.(*array.String).ValidateFull(); err != nil {
+							t.Fatalf("%s: column %s: %v", p, r.ColumnName(c), err)
+						}
+					}
+				}
+			}
+			rows := rowStrings(got)
+			release(got)
+			if len(rows) != len(want) {
+				t.Fatalf("%s, batches of %d: %d rows, pqarrow read %d", p, batch, len(rows), len(want))
+			}
+			for i := range rows {
+				if rows[i] != want[i] {
+					t.Fatalf("%s, batches of %d: row %d\nflat   %s\npqarrow %s", p, batch, i, rows[i], want[i])
+				}
+			}
+		}
+	}
+}
