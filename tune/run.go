@@ -37,9 +37,13 @@ type Config struct {
 	// (trials.jsonl) and the checkpoints (trials/ID/): a local path or an
 	// s3:// URL. Required.
 	Dir string
-	// Resume continues the experiment in Dir: finished trials are kept,
-	// interrupted ones run again from their last checkpoint.
+	// Resume continues the experiment in Store, or else in Dir: finished
+	// trials are kept, interrupted ones run again from their last
+	// checkpoint.
 	Resume bool
+	// Store, when set, keeps the experiment's record beside Dir (see
+	// Store): the cluster's replicated state, say.
+	Store Store
 	// Progress, when set, gets one line per trial start and end.
 	Progress io.Writer
 	// Watch, when set, is called with a trial's row each time the trial
@@ -229,7 +233,8 @@ type runner struct {
 	seen    bool  // some report held the metric
 	failure error // what stopped launching
 	saved   time.Time
-	scratch string // local trial directories when Dir is remote
+	stored  time.Time // the last save of Store
+	scratch string    // local trial directories when Dir is remote
 }
 
 // Validate checks the config; errors name the field.
@@ -292,15 +297,18 @@ func Run(ctx context.Context, cfg Config, fn Func) (*Experiment, error) {
 		}
 		defer os.RemoveAll(r.scratch)
 	}
-	old, err := load(ctx, fsys, cfg.Dir)
+	old, from, err := r.loadOld(ctx)
 	switch {
 	case err != nil && !errors.Is(err, ErrNoExperiment):
 		return nil, err
 	case err == nil && !cfg.Resume:
-		return nil, fmt.Errorf("%w: %s (resume it, or choose another directory)", ErrExists, cfg.Dir)
+		return nil, fmt.Errorf("%w: %s (resume it, or choose another directory)", ErrExists, from)
 	case err != nil && cfg.Resume:
 		return nil, fmt.Errorf("tune: resume: %w", err)
 	case err == nil:
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "resuming from %s\n", from)
+		}
 		if err := r.resume(old); err != nil {
 			return nil, err
 		}
@@ -314,6 +322,22 @@ func Run(ctx context.Context, cfg Config, fn Func) (*Experiment, error) {
 		r.watch(t) // a resumed experiment's trials
 	}
 	return r.loop(ctx)
+}
+
+// loadOld reads the experiment to resume, from the Store when it holds
+// one, else from Dir, and says where it came from.
+func (r *runner) loadOld(ctx context.Context) (*Experiment, string, error) {
+	if s := r.cfg.Store; s != nil {
+		e, err := s.Load(ctx)
+		if !errors.Is(err, ErrNoExperiment) {
+			if err != nil {
+				err = fmt.Errorf("tune: reading %v: %w", s, err)
+			}
+			return e, fmt.Sprint(s), err
+		}
+	}
+	e, err := load(ctx, r.fsys, r.cfg.Dir)
+	return e, r.cfg.Dir, err
 }
 
 // resume takes back a saved experiment: finished trials are replayed into
@@ -388,12 +412,22 @@ func (r *runner) ended(t *TrialState) {
 	}
 }
 
+// save writes Dir's files, at most every second unless now, and the
+// Store's record, at most every StoreEvery unless now.
 func (r *runner) save(ctx context.Context, now bool) error {
-	if !now && time.Since(r.saved) < time.Second {
-		return nil
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	if now || time.Since(r.saved) >= time.Second {
+		r.saved = time.Now()
+		err = save(ctx, r.fsys, r.cfg.Dir, r.exp)
 	}
-	r.saved = time.Now()
-	return save(context.WithoutCancel(ctx), r.fsys, r.cfg.Dir, r.exp)
+	if s := r.cfg.Store; s != nil && (now || time.Since(r.stored) >= StoreEvery) {
+		r.stored = time.Now()
+		if serr := s.Save(ctx, r.exp); serr != nil && err == nil {
+			err = fmt.Errorf("tune: saving the experiment in %v: %w", s, serr)
+		}
+	}
+	return err
 }
 
 func (r *runner) progress(t *TrialState) {

@@ -49,37 +49,59 @@ func init() {
 	var fset *flag.FlagSet
 	register(&command{
 		name:    "tune",
-		args:    "FILE.yaml | status DIR",
-		summary: "search hyperparameters: run the file's tune: experiment over its train: section; `tune status DIR` prints an experiment's trial table",
+		args:    "FILE.yaml | status DIR | status --coordinators ADDRS NAME | rm --coordinators ADDRS NAME",
+		summary: "search hyperparameters: run the file's tune: experiment over its train: section; `tune status DIR` (or NAME, with --coordinators: the cluster's record) prints an experiment's trial table; `tune rm NAME` removes the cluster's record",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&dir, "dir", "", "the experiment's directory, local or s3:// (default out/tune/NAME, NAME the file's name: or its base name); with --coordinators a path the workers share")
-			fs.BoolVar(&resume, "resume", false, "continue the experiment in --dir without re-running finished trials")
+			fs.BoolVar(&resume, "resume", false, "continue the experiment (from the cluster's record with --coordinators, else --dir) without re-running finished trials")
 			cf.Flags(fs)
 			fset = fs
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
-			if len(args) == 2 && args[0] == "status" {
-				// One command rather than a group, so that `sluice tune
-				// FILE.yaml` and `sluice tune status DIR` both work.
-				return tuneStatus(ctx, e, args[1])
-			}
-			if len(args) != 1 {
-				return errUsage
-			}
 			var cl *cli.Client
 			if f := fset.Lookup("coordinators"); f != nil && f.Value.String() != "" {
 				// Only the flag: SLUICE_COORDINATORS alone does not move
 				// the trials onto a cluster.
 				cl = &cf
 			}
+			if len(args) == 2 && (args[0] == "status" || args[0] == "rm") {
+				// One command rather than a group, so that `sluice tune
+				// FILE.yaml` and `sluice tune status DIR` both work.
+				return tuneRecord(ctx, e, args[0], args[1], cl)
+			}
+			if len(args) != 1 {
+				return errUsage
+			}
 			return runTune(ctx, e, args[0], dir, resume, cl)
 		},
 	})
 }
 
-// tuneStatus prints the trial table and the summary of the experiment in dir.
-func tuneStatus(ctx context.Context, e *env, dir string) error {
-	exp, err := tune.Load(ctx, dir)
+// tuneRecord prints the trial table and the summary of the experiment in
+// dir (status), or, with coordinators, of the cluster's record of the
+// experiment named so (status) or removes that record (rm).
+func tuneRecord(ctx context.Context, e *env, verb, arg string, cf *cli.Client) error {
+	var exp *tune.Experiment
+	var err error
+	switch {
+	case cf == nil && verb == "rm":
+		return fmt.Errorf("tune rm %s: name the cluster with --coordinators (an experiment's directory is removed as any directory)", arg)
+	case cf == nil:
+		exp, err = tune.Load(ctx, arg)
+	default:
+		cl, cerr := cf.Client()
+		if cerr != nil {
+			return cerr
+		}
+		if verb == "rm" {
+			if err := cl.DeleteExperiment(ctx, arg); err != nil {
+				return fmt.Errorf("tune rm %s: %w", arg, err)
+			}
+			fmt.Fprintf(e.stdout, "removed the cluster's record of experiment %s\n", arg)
+			return nil
+		}
+		exp, err = tunejob.Store{API: cl, Name: arg, Wait: -1}.Load(ctx)
+	}
 	if err != nil {
 		return err
 	}
@@ -94,11 +116,11 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool, cf *cli
 	if err != nil {
 		return err
 	}
+	name := f.Name
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	}
 	if dir == "" {
-		name := f.Name
-		if name == "" {
-			name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
-		}
 		dir = filepath.Join("out", "tune", name)
 	}
 	// The experiment's progress and the trials' stderr share one writer,
@@ -134,7 +156,7 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool, cf *cli
 			return err
 		}
 	case cf != nil:
-		if fn, err = clusterTrials(f, cf, base, &cfg, stderr); err != nil {
+		if fn, err = clusterTrials(f, cf, name, base, &cfg, stderr); err != nil {
 			return err
 		}
 	default:
@@ -163,8 +185,9 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool, cf *cli
 }
 
 // clusterTrials is the trial function that runs each trial as a job of
-// the cluster the flags name, with the tune: section's cpu, gpu and memory.
-func clusterTrials(f *tune.File, cf *cli.Client, base tune.Values, cfg *tune.Config, progress io.Writer) (tune.Func, error) {
+// the cluster the flags name, with the tune: section's cpu, gpu and memory;
+// it keeps the experiment's record, as name, in the cluster's state.
+func clusterTrials(f *tune.File, cf *cli.Client, name string, base tune.Values, cfg *tune.Config, progress io.Writer) (tune.Func, error) {
 	needs := tune.Resources{CPU: max(f.Tune.CPU, 1), GPU: f.Tune.GPU}
 	if f.Tune.Memory != "" {
 		var err error
@@ -184,6 +207,7 @@ func clusterTrials(f *tune.File, cf *cli.Client, base tune.Values, cfg *tune.Con
 	if err != nil {
 		return nil, err
 	}
+	cfg.Store = tunejob.Store{API: cl, Name: name}
 	c := tune.Cluster{Jobs: tunejob.Client{API: cl}, Command: f.Tune.Command, Base: base, Progress: progress, Needs: needs}
 	if p, ok := cfg.Scheduler.(*tune.PBT); ok {
 		c.CheckpointEvery = p.Interval

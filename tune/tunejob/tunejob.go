@@ -40,7 +40,8 @@ func (c Client) Submit(ctx context.Context, requestID, plan string, needs tune.R
 	req := api.SubmitRequest{RequestID: requestID, File: "tune-trial.yaml", Plan: plan, MaxRetries: c.MaxRetries,
 		Needs: state.Resources{CPU: needs.CPU, GPU: needs.GPU, Memory: needs.Memory}}
 	var r api.IDResponse
-	if err := c.API.Do(ctx, http.MethodPost, "/v1/jobs", req, &r); err != nil {
+	// The request id makes a retried submit the same job.
+	if err := retry(ctx, 0, func() error { return c.API.Do(ctx, http.MethodPost, "/v1/jobs", req, &r) }); err != nil {
 		return "", err
 	}
 	return r.ID, nil
@@ -66,7 +67,7 @@ func (c Client) State(ctx context.Context, id string) (tune.JobState, error) {
 
 // Cancel cancels a job.
 func (c Client) Cancel(ctx context.Context, id string) error {
-	return c.API.Do(ctx, http.MethodPost, "/v1/jobs/"+id+"/cancel", nil, nil)
+	return retry(ctx, 0, func() error { return c.API.Do(ctx, http.MethodPost, "/v1/jobs/"+id+"/cancel", nil, nil) })
 }
 
 // Stderr gets the trials' standard error lines on the worker (the
