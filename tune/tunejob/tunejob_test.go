@@ -7,9 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/coordinator"
 	"github.com/sluicehq/sluice/executor/cluster/state"
+	"github.com/sluicehq/sluice/internal/clustertest"
 	"github.com/sluicehq/sluice/tune"
 )
 
@@ -75,15 +74,6 @@ func quadProgram(args []string) int {
 	return 0
 }
 
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // cluster starts a coordinator and workers in this process, on loopback,
 // each worker with cpus CPUs; it returns the API client.
 func cluster(t testing.TB, workers, cpus int) *api.Client {
@@ -107,49 +97,30 @@ func cluster(t testing.TB, workers, cpus int) *api.Client {
 
 const token = "tunejob-token"
 
-// startCoordinator starts a coordinator in this process, on loopback, that
-// declares a worker dead after workerTimeout (0: the default); it returns
-// the coordinator, a directory for the test and the token's file.
+// startCoordinator starts a coordinator in this process, on loopback
+// (clustertest), that declares a worker dead after workerTimeout (0: the
+// default); it returns the coordinator, a directory for the test and the
+// token's file.
 func startCoordinator(t testing.TB, workerTimeout time.Duration) (*coordinator.Coordinator, string, string) {
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := coordinator.DefaultConfig()
-	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.APIAddr = "n1", filepath.Join(dir, "n1"), freeAddr(t), freeAddr(t)
-	cfg.Bootstrap, cfg.Token = true, token
+	cfg := clustertest.Config(t, "n1", token)
 	cfg.Tick = 20 * time.Millisecond
-	cfg.RaftHeartbeat, cfg.RaftElection, cfg.RaftLeaderLease = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
-	cfg.Logger = quiet
 	if workerTimeout > 0 {
 		cfg.WorkerTimeout = workerTimeout
 	}
-	co, err := coordinator.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { co.Shutdown() })
-	return co, dir, tokenFile
+	return clustertest.Start(t, cfg), dir, tokenFile
 }
 
 // waitCluster waits for the coordinator to lead with the number of
 // workers; it returns an API client.
 func waitCluster(t testing.TB, co *coordinator.Coordinator, workers int) *api.Client {
-	ctx := context.Background()
 	cl := api.NewClient([]string{co.URL()}, token)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var cs api.ClusterStatus
-		if cl.Do(ctx, http.MethodGet, "/v1/cluster", nil, &cs) == nil && cs.Leader != "" && len(cs.Workers) == workers {
-			return cl
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting for the leader and the workers")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	clustertest.WaitReady(t, cl, workers)
+	return cl
 }
 
 var quadSpace = tune.Space{"x": tune.Uniform{Lo: -4, Hi: 4}, "lr": tune.LogUniform{Lo: 1e-5, Hi: 1}}
