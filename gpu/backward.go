@@ -4,7 +4,7 @@ package gpu
 // and the two ops only training needs (CrossEntropy and dense causal
 // attention's backward), so that train runs its forward and backward passes
 // on the same devices as infer. It is optional: detect it with a type
-// assertion on Device.Ops (cpu has it; cuda does not yet).
+// assertion on Device.Ops (cpu and cuda have it).
 //
 // Conventions are those of Ops, plus: a gradient named d… that the method
 // says is accumulated (+=) must hold the sum so far (zeros at the start);

@@ -105,6 +105,7 @@ var (
 type kernelFuncs struct {
 	convert, epilogue, embed, rmsnorm, rope, siluMul, add, softmax, argmax, writeKV, attention, attentionGQA, attentionPrefill,
 	attentionSplit, attentionSplit128, attentionMerge, attentionPrefillMMA, sample uintptr
+	bwd backwardFuncs // backward.go
 }
 
 // kernelFunc is one kernel of gpu/kernels and where its handle goes.
@@ -115,7 +116,7 @@ type kernelFunc struct {
 
 // table lists the kernels New looks up in the module.
 func (f *kernelFuncs) table() []kernelFunc {
-	return []kernelFunc{
+	t := []kernelFunc{
 		{&f.convert, "convert"}, {&f.epilogue, "epilogue"}, {&f.embed, "embed"}, {&f.rmsnorm, "rmsnorm"},
 		{&f.rope, "rope"}, {&f.siluMul, "siluMul"}, {&f.add, "add"}, {&f.softmax, "softmax"},
 		{&f.argmax, "argmax"}, {&f.writeKV, "writeKV"}, {&f.attention, "attention"},
@@ -123,6 +124,7 @@ func (f *kernelFuncs) table() []kernelFunc {
 		{&f.attentionSplit, "attentionSplit"}, {&f.attentionSplit128, "attentionSplit128"}, {&f.attentionMerge, "attentionMerge"},
 		{&f.attentionPrefillMMA, "attentionPrefillMMA"}, {&f.sample, "sample"},
 	}
+	return append(t, f.bwd.table()...)
 }
 
 // New opens the GPU cfg names. Without a driver, a device or cuBLAS the

@@ -25,6 +25,10 @@
 // on the tensor cores (bf16) or in f32 FMAs for the rest; gpu/kernels'
 // NOTES.md has each kernel's measurements.
 //
+// It also implements gpu.BackwardOps for training (f32 only, backward.go):
+// the matmul gradient's two products as cuBLAS GEMMs, the rest as the
+// backward kernels of gpu/kernels, each output summed in a fixed order.
+//
 // The Device is a gpu.Grapher: Capture records what a function enqueues as
 // a CUDA graph (stream capture), which infer/model replays for decode steps.
 //

@@ -1,0 +1,178 @@
+package cuda_test
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/sluicehq/sluice/gpu"
+	"github.com/sluicehq/sluice/gpu/gputest"
+)
+
+// TestBackwardConformance runs gputest's BackwardOps suite (every backward
+// op against its float64 reference, reruns bit for bit) on the GPU.
+func TestBackwardConformance(t *testing.T) {
+	d := open(t) // skip the whole suite at once when there is no GPU
+	t.Logf("device: %v", d)
+	gputest.Suite{Open: open, CheckIndices: false}.RunBackward(t)
+}
+
+// TestBackwardVsCPU runs the backward ops at training-like sizes (longer
+// sequences, rows and vocabularies than the conformance suite's, so the
+// kernels' strided loops, chunked sums and grids are exercised) on cuda
+// and on the cpu backend, and compares: 1e-4 of |cpu| plus the RMS of the
+// tensor. The float64 references are the suite's; here the cpu backend,
+// itself checked against them, stands in at sizes they would be slow for.
+func TestBackwardVsCPU(t *testing.T) {
+	dev := open(t)
+	host, err := gpu.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	gputest.CheckLeaks(t, dev)
+	r := rand.New(rand.NewPCG(3, 4))
+	values := func(n int, s float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32((2*r.Float64() - 1) * s)
+		}
+		return v
+	}
+	type pair struct{ c, h *gpu.Tensor }
+	var all []*gpu.Tensor
+	defer func() {
+		for _, x := range all {
+			x.Free()
+		}
+	}()
+	up := func(data any, shape ...int) pair {
+		t.Helper()
+		var p pair
+		for i, d := range []gpu.Device{dev, host} {
+			var x *gpu.Tensor
+			var err error
+			switch v := data.(type) {
+			case []float32:
+				x, err = gpu.FromHost(d, v, shape...)
+			case []int32:
+				x, err = gpu.FromHost(d, v, shape...)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, x)
+			if i == 0 {
+				p.c = x
+			} else {
+				p.h = x
+			}
+		}
+		return p
+	}
+	cmp := func(what string, p pair) {
+		t.Helper()
+		c, err := gpu.ToHost[float32](p.c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := gpu.ToHost[float32](p.h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ss float64
+		for _, v := range h {
+			ss += float64(v) * float64(v)
+		}
+		rms := math.Sqrt(ss / float64(max(1, len(h))))
+		bad, worst := 0, 0.0
+		for i := range h {
+			tol := 1e-4 * (math.Abs(float64(h[i])) + rms)
+			d := math.Abs(float64(c[i]) - float64(h[i]))
+			if !(d <= tol) {
+				if bad < 5 {
+					t.Errorf("%s[%d]: cuda %v, cpu %v", what, i, c[i], h[i])
+				}
+				bad++
+			}
+			worst = max(worst, d/tol)
+		}
+		if bad > 0 {
+			t.Errorf("%s: %d of %d values differ", what, bad, len(h))
+		}
+		t.Logf("%s: cuda − cpu at most %.3f of the tolerance", what, worst)
+	}
+	both := func(what string, f func(ops gpu.BackwardOps, side func(pair) *gpu.Tensor) error) {
+		t.Helper()
+		if err := f(dev.Ops().(gpu.BackwardOps), func(p pair) *gpu.Tensor { return p.c }); err != nil {
+			t.Fatalf("%s on cuda: %v", what, err)
+		}
+		if err := f(host.Ops().(gpu.BackwardOps), func(p pair) *gpu.Tensor { return p.h }); err != nil {
+			t.Fatalf("%s on cpu: %v", what, err)
+		}
+	}
+
+	const m, n, k = 512, 1024, 768 // tokens, out features, in features
+	a, b, dc := up(values(m*k, 1), m, k), up(values(n*k, 1), n, k), up(values(m*n, 1), m, n)
+	da, db, dbias := up(make([]float32, m*k), m, k), up(values(n*k, 1), n, k), up(values(n, 1), n)
+	both("MatMulBackward", func(ops gpu.BackwardOps, s func(pair) *gpu.Tensor) error {
+		return ops.MatMulBackward(s(da), s(db), s(dbias), s(dc), s(a), s(b))
+	})
+	cmp("da", da)
+	cmp("db", db)
+	cmp("dbias", dbias)
+
+	const vocab, h = 1000, 2048
+	ids := make([]int32, m)
+	for i := range ids {
+		ids[i] = int32(r.IntN(vocab))
+	}
+	idt, dy, tab := up(ids, m), up(values(m*h, 1), m, h), up(values(vocab*h, 1), vocab, h)
+	both("EmbedBackward", func(ops gpu.BackwardOps, s func(pair) *gpu.Tensor) error {
+		return ops.EmbedBackward(s(tab), s(dy), s(idt))
+	})
+	cmp("dtable", tab)
+
+	x, w, dx, dw := up(values(m*h, 2), m, h), up(values(h, 1), h), up(make([]float32, m*h), m, h), up(values(h, 1), h)
+	both("RMSNormBackward", func(ops gpu.BackwardOps, s func(pair) *gpu.Tensor) error {
+		return ops.RMSNormBackward(s(dx), s(dw), s(dy), s(x), s(w), 1e-5)
+	})
+	cmp("dx", dx)
+	cmp("dweight", dw)
+
+	const seqs, seqLen, heads, kvh, hd = 2, 256, 8, 2, 64
+	tq, tk := seqs*seqLen*heads*hd, seqs*seqLen*kvh*hd
+	q, kk, v, dout := up(values(tq, 1), seqs*seqLen, heads, hd), up(values(tk, 1), seqs*seqLen, kvh, hd),
+		up(values(tk, 1), seqs*seqLen, kvh, hd), up(values(tq, 1), seqs*seqLen, heads, hd)
+	dq, dk, dv := up(make([]float32, tq), seqs*seqLen, heads, hd), up(make([]float32, tk), seqs*seqLen, kvh, hd), up(make([]float32, tk), seqs*seqLen, kvh, hd)
+	both("CausalAttentionBackward", func(ops gpu.BackwardOps, s func(pair) *gpu.Tensor) error {
+		return ops.CausalAttentionBackward(s(dq), s(dk), s(dv), s(dout), s(q), s(kk), s(v), seqLen, 0)
+	})
+	cmp("dq", dq)
+	cmp("dk", dk)
+	cmp("dv", dv)
+
+	pos := make([]int32, seqs*seqLen)
+	for i := range pos {
+		pos[i] = int32(i % seqLen)
+	}
+	pt := up(pos, len(pos))
+	both("RoPEBackward", func(ops gpu.BackwardOps, s func(pair) *gpu.Tensor) error {
+		return ops.RoPEBackward(s(dq), s(dk), s(pt), gpu.Rope{Theta: 500000})
+	})
+	cmp("rope dq", dq)
+	cmp("rope dk", dk)
+
+	const rows, lmVocab = 16, 128256
+	tg := make([]int32, rows)
+	for i := range tg {
+		tg[i] = int32(r.IntN(lmVocab))
+	}
+	tg[3] = -100
+	logits, loss, tgt := up(values(rows*lmVocab, 8), rows, lmVocab), up(make([]float32, rows), rows), up(tg, rows)
+	both("CrossEntropy", func(ops gpu.BackwardOps, s func(pair) *gpu.Tensor) error {
+		return ops.CrossEntropy(s(loss), s(logits), s(logits), s(tgt), 1.0/15)
+	})
+	cmp("loss", loss)
+	cmp("dlogits", logits)
+}
