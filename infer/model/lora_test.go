@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/gpu"
 	"github.com/sluicehq/sluice/gpu/cpu"
@@ -265,22 +266,49 @@ func BenchmarkDecodeLoRA(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Free()
+	batch := func(lora bool) *Batch {
+		b := &Batch{}
+		for s := range seqs {
+			q := SeqInput{Tokens: []int32{int32(s % 300)}, StartPos: 24, BlockTable: []int32{int32(2 * s), int32(2*s + 1)}, WantLogits: true}
+			if lora {
+				q.LoRA = 1 + s/16
+			}
+			b.Seqs = append(b.Seqs, q)
+		}
+		return b
+	}
 	for _, mode := range []string{"base", "loras16"} {
 		b.Run(mode, func(b *testing.B) {
-			batch := &Batch{}
-			for s := range seqs {
-				q := SeqInput{Tokens: []int32{int32(s % 300)}, StartPos: 24, BlockTable: []int32{int32(2 * s), int32(2*s + 1)}, WantLogits: true}
-				if mode != "base" {
-					q.LoRA = 1 + s/16
-				}
-				batch.Seqs = append(batch.Seqs, q)
-			}
+			bt := batch(mode != "base")
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := m.ForwardArgmax(c, batch); err != nil {
+				if _, err := m.ForwardArgmax(c, bt); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 	}
+	// pairs: a base step and a loras16 step one after the other in each
+	// iteration, so that both see the same load on a shared machine; it
+	// reports the median of each and the median of the pairs' ratios.
+	b.Run("pairs", func(b *testing.B) {
+		base, lora := batch(false), batch(true)
+		var tb, tl, ratio []float64
+		for b.Loop() {
+			t0 := time.Now()
+			if _, err := m.ForwardArgmax(c, base); err != nil {
+				b.Fatal(err)
+			}
+			t1 := time.Now()
+			if _, err := m.ForwardArgmax(c, lora); err != nil {
+				b.Fatal(err)
+			}
+			d0, d1 := t1.Sub(t0).Seconds(), time.Since(t1).Seconds()
+			tb, tl, ratio = append(tb, d0), append(tl, d1), append(ratio, d1/d0)
+		}
+		med := func(x []float64) float64 { slices.Sort(x); return x[len(x)/2] }
+		b.ReportMetric(1e3*med(tb), "base-ms")
+		b.ReportMetric(1e3*med(tl), "loras16-ms")
+		b.ReportMetric(med(ratio), "ratio")
+	})
 }
