@@ -445,7 +445,10 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 
 func (c *Client) round(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
-	if in != nil {
+	ctype := "application/json"
+	if w, ok := in.(wireBody); ok { // the hot worker calls (wire.go)
+		body, ctype = w.AppendWire(nil), ContentTypeBinary
+	} else if in != nil {
 		var err error
 		if body, err = json.Marshal(in); err != nil {
 			return err
@@ -460,7 +463,7 @@ func (c *Client) round(ctx context.Context, method, path string, in, out any) er
 	var last error
 	for i := range c.URLs {
 		k := (start + i) % len(c.URLs)
-		err := c.do(ctx, c.URLs[k]+path, method, body, out)
+		err := c.do(ctx, c.URLs[k]+path, method, ctype, body, out)
 		if err == nil || !retryable(err) {
 			if err == nil {
 				c.mu.Lock()
@@ -511,7 +514,7 @@ func certificateError(err error) bool {
 		(errors.As(err, &ae) && (ae == 42 || ae == 43 || ae == 44 || ae == 45 || ae == 46 || ae == 48 || ae == 116))
 }
 
-func (c *Client) do(ctx context.Context, url, method string, body []byte, out any) error {
+func (c *Client) do(ctx context.Context, url, method, ctype string, body []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -520,7 +523,11 @@ func (c *Client) do(ctx context.Context, url, method string, body []byte, out an
 	tok := c.Token
 	c.mu.Unlock()
 	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", ctype)
+	wout, binOut := out.(wireAnswer)
+	if binOut {
+		req.Header.Set("Accept", ContentTypeBinary)
+	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return err
@@ -547,6 +554,9 @@ func (c *Client) do(ctx context.Context, url, method string, body []byte, out an
 			return errors.New(e.Error)
 		}
 		return &statusError{code: resp.StatusCode, msg: e.Error}
+	}
+	if binOut && resp.Header.Get("Content-Type") == ContentTypeBinary {
+		return wout.ReadWire(data)
 	}
 	if out != nil {
 		return json.Unmarshal(data, out)

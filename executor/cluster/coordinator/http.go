@@ -121,6 +121,23 @@ func writeJSON(rw http.ResponseWriter, code int, v any) {
 	json.NewEncoder(rw).Encode(v)
 }
 
+// wireAnswer is an answer with a binary body (api/wire.go).
+type wireAnswer interface {
+	AppendWire([]byte) []byte
+}
+
+// reply writes v in binary to a caller that asks for it (a worker's
+// Accept: api.ContentTypeBinary), else as JSON.
+func reply(rw http.ResponseWriter, r *http.Request, v wireAnswer) {
+	if r.Header.Get("Accept") != api.ContentTypeBinary {
+		writeJSON(rw, http.StatusOK, v)
+		return
+	}
+	rw.Header().Set("Content-Type", api.ContentTypeBinary)
+	rw.WriteHeader(http.StatusOK)
+	rw.Write(v.AppendWire(nil))
+}
+
 func writeError(rw http.ResponseWriter, code int, err error) {
 	writeJSON(rw, code, api.ErrorResponse{Error: err.Error()})
 }
@@ -359,7 +376,7 @@ func (c *Coordinator) heartbeat(rw http.ResponseWriter, r *http.Request) {
 		}
 		break
 	}
-	writeJSON(rw, http.StatusOK, out)
+	reply(rw, r, out)
 }
 
 // spec answers a job's spec, which a worker fetches once per job (and
@@ -401,7 +418,20 @@ func (c *Coordinator) report(op state.Op) http.HandlerFunc {
 // with the assignments they make room for.
 func (c *Coordinator) reports(rw http.ResponseWriter, r *http.Request) {
 	var req api.ReportBatch
-	if !decode(rw, r, &req) {
+	if r.Header.Get("Content-Type") == api.ContentTypeBinary {
+		body, err := io.ReadAll(r.Body)
+		if err == nil {
+			err = req.ReadWire(body)
+		}
+		if err != nil {
+			code := http.StatusBadRequest
+			if _, big := errors.AsType[*http.MaxBytesError](err); big {
+				code = http.StatusRequestEntityTooLarge
+			}
+			writeError(rw, code, fmt.Errorf("request body: %w", err))
+			return
+		}
+	} else if !decode(rw, r, &req) {
 		return
 	}
 	if len(req.Reports) == 0 || len(req.Reports) > api.MaxReports {
@@ -432,7 +462,7 @@ func (c *Coordinator) reports(rw http.ResponseWriter, r *http.Request) {
 			out.Results[i].Stale = errors.Is(b.Err, state.ErrStale) || errors.Is(b.Err, state.ErrUnknownTask) || errors.Is(b.Err, state.ErrUnknownWorker)
 		}
 	}
-	writeJSON(rw, http.StatusOK, out)
+	reply(rw, r, out)
 }
 
 func (c *Coordinator) removeNode(rw http.ResponseWriter, r *http.Request) {

@@ -3,11 +3,9 @@ package state
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"math"
-	"math/bits"
-	"time"
+
+	"github.com/sluicehq/sluice/executor/cluster/internal/wire"
 )
 
 // The log's entries are binary since format 1: a leading byte names the
@@ -119,31 +117,31 @@ func (c *Command) appendBinary(b []byte) []byte {
 	if code, ok := opCodes[c.Op]; ok {
 		b = append(b, code)
 	} else {
-		b = appendString(append(b, 0), string(c.Op))
+		b = wire.AppendString(append(b, 0), string(c.Op))
 	}
 	if mask&fRequestID != 0 {
-		b = appendString(b, c.RequestID)
+		b = wire.AppendString(b, c.RequestID)
 	}
 	if mask&fAt != 0 {
-		b = appendTime(b, c.At)
+		b = wire.AppendTime(b, c.At)
 	}
 	if mask&fID != 0 {
-		b = appendString(b, c.ID)
+		b = wire.AppendString(b, c.ID)
 	}
 	if mask&fWorker != 0 {
-		b = appendString(b, c.Worker)
+		b = wire.AppendString(b, c.Worker)
 	}
 	if mask&fAttempt != 0 {
 		b = binary.AppendVarint(b, int64(c.Attempt))
 	}
 	if mask&fError != 0 {
-		b = appendString(b, c.Error)
+		b = wire.AppendString(b, c.Error)
 	}
 	if mask&fRows != 0 {
 		b = binary.AppendVarint(b, c.Rows)
 	}
 	if mask&fTime != 0 {
-		b = appendTime(b, c.Time)
+		b = wire.AppendTime(b, c.Time)
 	}
 	if mask&fNeeds != 0 {
 		b = binary.AppendVarint(b, int64(c.Needs.CPU))
@@ -151,16 +149,16 @@ func (c *Command) appendBinary(b []byte) []byte {
 		b = binary.AppendVarint(b, c.Needs.Memory)
 	}
 	if mask&fLocality != 0 {
-		b = appendString(b, c.Locality)
+		b = wire.AppendString(b, c.Locality)
 	}
 	if mask&fLayout != 0 {
-		b = appendString(b, string(c.Layout))
+		b = wire.AppendString(b, string(c.Layout))
 	}
 	if mask&fLost != 0 {
-		b = appendStrings(b, c.Lost)
+		b = wire.AppendStrings(b, c.Lost)
 	}
 	if mask&fOutput != 0 {
-		b = appendStrings(b, c.Output)
+		b = wire.AppendStrings(b, c.Output)
 	}
 	if mask&fBytes != 0 {
 		b = binary.AppendVarint(b, c.Bytes)
@@ -177,38 +175,19 @@ func (c *Command) appendBinary(b []byte) []byte {
 		if err != nil {
 			panic(err) // only plain data: cannot fail
 		}
-		b = appendString(b, string(j))
+		b = wire.AppendString(b, string(j))
 	}
 	return b
-}
-
-func appendString(b []byte, s string) []byte {
-	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
-}
-
-func appendStrings(b []byte, ss []string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(ss)))
-	for _, s := range ss {
-		b = appendString(b, s)
-	}
-	return b
-}
-
-func appendTime(b []byte, t time.Time) []byte {
-	return binary.AppendUvarint(binary.AppendVarint(b, t.Unix()), uint64(t.Nanosecond()))
 }
 
 // Decode reads a log entry: format 1, or the JSON of older logs.
 func Decode(b []byte) (Command, error) {
 	var c Command
 	if len(b) > 0 && b[0] == formatV1 {
-		d := decoder{b: b, off: 1}
-		d.command(&c, 0)
-		if d.err == nil && d.off != len(b) {
-			d.fail("%d bytes after the command", len(b)-d.off)
-		}
-		if d.err != nil {
-			return Command{}, fmt.Errorf("%w: %w", ErrBadCommand, d.err)
+		d := wire.NewReader(b[1:])
+		decodeCommand(d, &c, 0)
+		if err := d.End(); err != nil {
+			return Command{}, fmt.Errorf("%w: %w", ErrBadCommand, err)
 		}
 		return c, nil
 	}
@@ -218,219 +197,96 @@ func Decode(b []byte) (Command, error) {
 	return c, nil
 }
 
-// errEntry is a malformed format 1 entry.
-var errEntry = errors.New("malformed log entry")
-
-// decoder reads a format 1 entry; the first error stops it, and each
-// read after it returns zero values.
-type decoder struct {
-	b   []byte
-	off int
-	err error
-}
-
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w at byte %d: %s", errEntry, d.off, fmt.Sprintf(format, args...))
-	}
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b[d.off:])
-	if n <= 0 {
-		d.fail("bad uvarint")
-		return 0
-	}
-	d.off += n
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b[d.off:])
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.off += n
-	return v
-}
-
-func (d *decoder) int() int {
-	v := d.varint()
-	if v < math.MinInt || v > math.MaxInt || (bits.UintSize == 32 && (v < math.MinInt32 || v > math.MaxInt32)) {
-		d.fail("integer %d out of range", v)
-		return 0
-	}
-	return int(v)
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if d.off >= len(d.b) {
-		d.fail("entry ends early")
-		return 0
-	}
-	d.off++
-	return d.b[d.off-1]
-}
-
-// bytes is the next length-prefixed byte string (aliasing the entry).
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)-d.off) {
-		d.fail("a string of %d bytes in %d left", n, len(d.b)-d.off)
-		return nil
-	}
-	s := d.b[d.off : d.off+int(n)]
-	d.off += int(n)
-	return s
-}
-
-func (d *decoder) string() string { return string(d.bytes()) }
-
-func (d *decoder) strings() []string {
-	n := d.uvarint()
-	// Each string takes at least a byte: a count past what is left is
-	// malformed (and must not size an allocation).
-	if d.err == nil && n > uint64(len(d.b)-d.off) {
-		d.fail("%d strings in %d bytes", n, len(d.b)-d.off)
-	}
-	if d.err != nil || n == 0 {
-		return nil
-	}
-	out := make([]string, n)
-	for i := range out {
-		out[i] = d.string()
-	}
-	return out
-}
-
-// The times a log entry may hold: years 0 to 9999, as in JSON (and so
-// in snapshots).
-const (
-	minUnix = -62167219200 // 0000-01-01T00:00:00Z
-	maxUnix = 253402300799 // 9999-12-31T23:59:59Z
-)
-
-func (d *decoder) time() time.Time {
-	s, ns := d.varint(), d.uvarint()
-	switch {
-	case d.err != nil:
-	case ns >= 1e9:
-		d.fail("%d nanoseconds", ns)
-	case s < minUnix || s > maxUnix:
-		d.fail("time %d s outside years 0 to 9999", s)
-	}
-	if d.err != nil {
-		return time.Time{}
-	}
-	return time.Unix(s, int64(ns)).UTC()
-}
-
 // maxDepth is how deep batches may nest in an entry (Apply refuses a
 // nested batch; the bound only keeps a malformed entry from exhausting
 // the stack).
 const maxDepth = 8
 
-func (d *decoder) command(c *Command, depth int) {
-	mask := d.uvarint()
-	if d.err == nil && mask&^fAll != 0 {
-		d.fail("unknown fields %#x", mask&^fAll)
+func decodeCommand(d *wire.Reader, c *Command, depth int) {
+	mask := d.Uvarint()
+	if d.Err() == nil && mask&^fAll != 0 {
+		d.Fail("unknown fields %#x", mask&^fAll)
 	}
-	code := d.byte()
-	if d.err != nil {
+	code := d.Byte()
+	if d.Err() != nil {
 		return
 	}
 	if code == 0 {
-		c.Op = Op(d.string())
+		c.Op = Op(d.String())
 	} else if op, ok := opOfCode[code]; ok {
 		c.Op = op
 	} else {
-		d.fail("unknown op code %d", code)
+		d.Fail("unknown op code %d", code)
 		return
 	}
 	if mask&fRequestID != 0 {
-		c.RequestID = d.string()
+		c.RequestID = d.String()
 	}
 	if mask&fAt != 0 {
-		c.At = d.time()
+		c.At = d.Time()
 	}
 	if mask&fID != 0 {
-		c.ID = d.string()
+		c.ID = d.String()
 	}
 	if mask&fWorker != 0 {
-		c.Worker = d.string()
+		c.Worker = d.String()
 	}
 	if mask&fAttempt != 0 {
-		c.Attempt = d.int()
+		c.Attempt = d.Int()
 	}
 	c.OK = mask&fOK != 0
 	if mask&fError != 0 {
-		c.Error = d.string()
+		c.Error = d.String()
 	}
 	if mask&fRows != 0 {
-		c.Rows = d.varint()
+		c.Rows = d.Varint()
 	}
 	if mask&fTime != 0 {
-		c.Time = d.time()
+		c.Time = d.Time()
 	}
 	if mask&fNeeds != 0 {
-		c.Needs = Resources{CPU: d.int(), GPU: d.int(), Memory: d.varint()}
+		c.Needs = Resources{CPU: d.Int(), GPU: d.Int(), Memory: d.Varint()}
 	}
 	if mask&fLocality != 0 {
-		c.Locality = d.string()
+		c.Locality = d.String()
 	}
 	if mask&fLayout != 0 {
-		c.Layout = append([]byte(nil), d.bytes()...)
+		c.Layout = append([]byte(nil), d.Bytes()...)
 	}
 	if mask&fLost != 0 {
-		c.Lost = d.strings()
+		c.Lost = d.Strings()
 	}
 	if mask&fOutput != 0 {
-		c.Output = d.strings()
+		c.Output = d.Strings()
 	}
 	if mask&fBytes != 0 {
-		c.Bytes = d.varint()
+		c.Bytes = d.Varint()
 	}
 	c.Assign = mask&fAssign != 0
 	if mask&fBatch != 0 {
-		n := d.uvarint()
-		switch {
-		case d.err != nil:
+		if depth >= maxDepth {
+			d.Fail("batches nested over %d deep", maxDepth)
 			return
-		case depth >= maxDepth:
-			d.fail("batches nested over %d deep", maxDepth)
-			return
-		case n > uint64(len(d.b)-d.off)/2: // a command takes at least 2 bytes
-			d.fail("%d commands in %d bytes", n, len(d.b)-d.off)
+		}
+		n := d.Count(2) // a command takes at least 2 bytes
+		if d.Err() != nil {
 			return
 		}
 		if n > 0 {
 			c.Batch = make([]Command, n)
 		}
 		for i := range c.Batch {
-			d.command(&c.Batch[i], depth+1)
+			decodeCommand(d, &c.Batch[i], depth+1)
 		}
 	}
 	if mask&fRare != 0 {
-		j := d.bytes()
-		if d.err != nil {
+		j := d.Bytes()
+		if d.Err() != nil {
 			return
 		}
 		var r rare
 		if err := json.Unmarshal(j, &r); err != nil {
-			d.fail("the JSON fields: %v", err)
+			d.Fail("the JSON fields: %v", err)
 			return
 		}
 		if len(r.Stages) == 0 {

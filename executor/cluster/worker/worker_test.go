@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -46,8 +47,7 @@ func (f *fakeCoordinator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(r.URL.Path, "/spec"):
 		json.NewEncoder(w).Encode(fakeSpec)
 	case strings.HasSuffix(r.URL.Path, "/reports"):
-		var req api.ReportBatch
-		json.NewDecoder(r.Body).Decode(&req)
+		req := readReports(r)
 		var out api.ReportBatchResponse
 		for _, rep := range req.Reports {
 			f.reports = append(f.reports, rep)
@@ -246,19 +246,18 @@ func (f *specCoordinator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			out.Tasks = append(out.Tasks, api.Assignment{Task: state.Task{ID: fmt.Sprintf("j-1-t%d", i+1), Job: "j-1",
 				State: state.TaskRunning, Attempt: 1, Stage: 1, Index: i}, Spec: fakeSpec.Hash, Kind: state.StageExec})
 		}
-		json.NewEncoder(w).Encode(out)
+		writeWire(w, r, out)
 	case strings.HasSuffix(r.URL.Path, "/spec"):
 		f.specs++
 		json.NewEncoder(w).Encode(fakeSpec)
 	case strings.HasSuffix(r.URL.Path, "/reports"):
-		var req api.ReportBatch
-		json.NewDecoder(r.Body).Decode(&req)
+		req := readReports(r)
 		var out api.ReportBatchResponse
 		for _, rep := range req.Reports {
 			f.reports++
 			out.Results = append(out.Results, api.ReportResult{Task: rep.Task})
 		}
-		json.NewEncoder(w).Encode(out)
+		writeWire(w, r, out) // this fake answers binary, the other JSON
 	default:
 		json.NewEncoder(w).Encode(api.IDResponse{ID: "w"})
 	}
@@ -355,4 +354,29 @@ func TestLayoutDecodedOnce(t *testing.T) {
 	if fetches != 1 || compiles.Load()-before != 1 {
 		t.Fatalf("%d fetches, %d compiles for 10 tasks of one job (want 1, 1)", fetches, compiles.Load()-before)
 	}
+}
+
+// readReports reads a report batch as a coordinator does: binary (as the
+// worker sends it) or JSON.
+func readReports(r *http.Request) api.ReportBatch {
+	var req api.ReportBatch
+	if r.Header.Get("Content-Type") != api.ContentTypeBinary {
+		json.NewDecoder(r.Body).Decode(&req)
+		return req
+	}
+	b, _ := io.ReadAll(r.Body)
+	if err := req.ReadWire(b); err != nil {
+		panic(err) // the worker sent a bad body: the test fails
+	}
+	return req
+}
+
+// writeWire answers v in binary when asked, as a coordinator does.
+func writeWire(w http.ResponseWriter, r *http.Request, v interface{ AppendWire([]byte) []byte }) {
+	if r.Header.Get("Accept") != api.ContentTypeBinary {
+		json.NewEncoder(w).Encode(v)
+		return
+	}
+	w.Header().Set("Content-Type", api.ContentTypeBinary)
+	w.Write(v.AppendWire(nil))
 }
