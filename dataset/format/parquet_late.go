@@ -313,7 +313,6 @@ func (r *rowGroupReader) setLate(opts ReadOptions) {
 	for i := range r.fields {
 		if in[i] {
 			fs = append(fs, r.sc.Field(i))
-			r.flat[i] = flatNone // decoded by pqarrow, then Late sees them whole
 			continue
 		}
 		others = true
@@ -343,7 +342,7 @@ func (r *rowGroupReader) lateBatch(ctx context.Context, rg int, readers []*pqarr
 			continue
 		}
 		*column = r.sc.Field(i).Name
-		if cols[i], err = r.column(rg, i, readers[i], n); err != nil {
+		if cols[i], err = r.next(rg, i, readers[i], flats[i], n); err != nil {
 			return nil, err
 		}
 		fcols = append(fcols, cols[i])

@@ -314,3 +314,54 @@ func TestParquetFlatStrings(t *testing.T) {
 		}
 	}
 }
+
+// TestParquetLateStringFilter: a late column that is a string (etl Q1
+// filters on category) is read flat, whole, for Late, and taken for the
+// kept rows: the rows equal the eager read's rows whose cat is c3 or null.
+func TestParquetLateStringFilter(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	p := filepath.Join(t.TempDir(), "late.parquet")
+	writeLateFile(t, p, 10_000, mem)
+	f := openFile(t, p)
+	keep := func(cat *array.String, i int) bool { return cat.IsNull(i) || cat.Value(i) == "c3" }
+	eager, err := readAll(t, format.Parquet(), f, format.ReadOptions{BatchRows: 700}, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, r := range eager {
+		cat := r.Column(r.Schema().FieldIndices("cat")[0]).(*array.String)
+		for i := 0; i < int(r.NumRows()); i++ {
+			if keep(cat, i) {
+				row := r.NewSlice(int64(i), int64(i+1))
+				want = append(want, rowStrings([]arrow.RecordBatch{row})...)
+				row.Release()
+			}
+		}
+	}
+	release(eager)
+	opts := format.ReadOptions{BatchRows: 700, LateColumns: []string{"cat"},
+		Late: func(_ context.Context, rec arrow.RecordBatch) ([]bool, error) {
+			cat := rec.Column(0).(*array.String)
+			out := make([]bool, rec.NumRows())
+			for i := range out {
+				out[i] = keep(cat, i)
+			}
+			return out, nil
+		}}
+	late, err := readAll(t, format.Parquet(), f, opts, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rowStrings(late)
+	release(late)
+	if len(got) != len(want) || len(want) == 0 {
+		t.Fatalf("late read %d rows, the eager read keeps %d", len(got), len(want))
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("row %d\nlate  %s\neager %s", i, got[i], want[i])
+		}
+	}
+}
