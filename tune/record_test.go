@@ -192,14 +192,14 @@ func TestMarshalRecord(t *testing.T) {
 
 // Reports alone save the store at most every StoreEvery: 2,000 reports of
 // one trial make a handful of saves (start, end, the run's first and
-// last), not one each.
+// last, some coalesced), not one each; the last holds the end.
 func TestStoreSavesThrottled(t *testing.T) {
 	store := &memStore{}
 	cfg := Config{Space: quadSpace, Metric: "loss", Mode: Min, NumSamples: 1, Dir: t.TempDir(), Store: store}
 	if _, err := Run(context.Background(), cfg, quad(2000, nil)); err != nil {
 		t.Fatal(err)
 	}
-	if store.saves < 3 || store.saves > 100 {
+	if store.saves < 1 || store.saves > 100 {
 		t.Errorf("%d saves for 2,000 reports", store.saves)
 	}
 	rec, _ := store.Load(context.Background())

@@ -234,6 +234,7 @@ type runner struct {
 	failure error // what stopped launching
 	saved   time.Time
 	stored  time.Time // the last save of Store
+	saver   *saver    // saves Store's record off the loop
 	scratch string    // local trial directories when Dir is remote
 }
 
@@ -423,8 +424,11 @@ func (r *runner) save(ctx context.Context, now bool) error {
 	}
 	if s := r.cfg.Store; s != nil && (now || time.Since(r.stored) >= StoreEvery) {
 		r.stored = time.Now()
-		if serr := s.Save(ctx, r.exp); serr != nil && err == nil {
-			err = fmt.Errorf("tune: saving the experiment in %v: %w", s, serr)
+		if r.saver == nil {
+			r.saver = newSaver(s)
+		}
+		if serr := r.saver.put(r.exp.clone()); serr != nil && err == nil {
+			err = serr
 		}
 	}
 	return err
@@ -469,6 +473,11 @@ func (r *runner) loop(ctx context.Context) (*Experiment, error) {
 	}
 	if err := r.save(ctx, true); err != nil && saveErr == nil {
 		saveErr = err
+	}
+	if r.saver != nil {
+		if err := r.saver.flush(); err != nil && saveErr == nil {
+			saveErr = err
+		}
 	}
 	if err := saveParquet(context.WithoutCancel(ctx), r.fsys, r.cfg.Dir, r.exp); err != nil && saveErr == nil {
 		saveErr = err

@@ -2,6 +2,7 @@ package tunejob
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -15,7 +16,9 @@ import (
 // iterations each, 8 at once (a CPU each), each trial a plan job; under
 // FIFO and ASHA. It reports trials/s, the iterations run and the time
 // the experiment loop took to answer a report (ns/report: scheduler,
-// bookkeeping, saves of experiment.json).
+// bookkeeping, saves of experiment.json). The -store cases keep the
+// experiment's record in the coordinator's state too (Store), as `sluice
+// tune --coordinators` does.
 func BenchmarkASHA64Cluster(b *testing.B) {
 	os.Setenv("TUNEJOB_QUAD", "1")
 	defer os.Unsetenv("TUNEJOB_QUAD")
@@ -23,20 +26,29 @@ func BenchmarkASHA64Cluster(b *testing.B) {
 	for _, tc := range []struct {
 		name  string
 		sched func() tune.Scheduler
+		store bool
 	}{
-		{"fifo", tune.FIFO},
-		{"asha", func() tune.Scheduler { a := tune.NewASHA(); a.MaxT = 100; return a }},
+		{"fifo", tune.FIFO, false},
+		{"asha", asha100, false},
+		{"fifo-store", tune.FIFO, true},
+		{"asha-store", asha100, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			iters, trials := 0, 0
 			var wall time.Duration
 			var stats tune.ClusterStats
+			n := 0
 			for b.Loop() {
+				n++
+				var store tune.Store
+				if tc.store {
+					store = Store{API: cl, Name: fmt.Sprintf("%s-%d-%d", tc.name, time.Now().UnixNano(), n)}
+				}
 				c := tune.Cluster{Jobs: Client{API: cl}, Command: []string{os.Args[0]}, Base: tune.Values{"steps": int64(100)},
 					Poll: 20 * time.Millisecond, Stats: &stats}
 				start := time.Now()
 				exp, err := tune.Run(context.Background(), tune.Config{Space: quadSpace, Metric: "loss", Mode: tune.Min, NumSamples: 64,
-					MaxConcurrent: 8, Seed: 1, Dir: b.TempDir(), Scheduler: tc.sched()}, c.Func())
+					MaxConcurrent: 8, Seed: 1, Dir: b.TempDir(), Scheduler: tc.sched(), Store: store}, c.Func())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -55,3 +67,5 @@ func BenchmarkASHA64Cluster(b *testing.B) {
 		})
 	}
 }
+
+func asha100() tune.Scheduler { a := tune.NewASHA(); a.MaxT = 100; return a }

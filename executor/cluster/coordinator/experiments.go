@@ -15,14 +15,17 @@ import (
 // Tune experiments' records (api's experiments.go lists the routes): the
 // driver of an experiment (`sluice tune --coordinators`) writes its whole
 // record through the log as trials start, end and checkpoint, so that a
-// driver that died resumes from the cluster. Writes go to the leader;
-// reads are served by a current node. The token or the cluster secret may
-// call them, not a worker's credential (auth.go's default).
+// driver that died resumes from the cluster. Writes and the read of one
+// record go to the leader, which answers the read once it has applied
+// every entry before it (a Raft barrier): a resume must not read a record
+// older than the last write, as a follower's or a fresh leader's may be.
+// The list is served by a current node. The token or the cluster secret
+// may call them, not a worker's credential (auth.go's default).
 
 // experimentRoutes registers the routes; w is leaderOnly.
 func (c *Coordinator) experimentRoutes(mux *http.ServeMux, w func(http.HandlerFunc) http.HandlerFunc) {
 	mux.HandleFunc("PUT /v1/experiments/{name}", w(c.putExperiment))
-	mux.HandleFunc("GET /v1/experiments/{name}", c.current(c.experiment))
+	mux.HandleFunc("GET /v1/experiments/{name}", w(c.experiment))
 	mux.HandleFunc("GET /v1/experiments", c.current(c.experiments))
 	mux.HandleFunc("DELETE /v1/experiments/{name}", w(c.deleteExperiment))
 }
@@ -68,6 +71,11 @@ func (c *Coordinator) proposeExperiment(rw http.ResponseWriter, e *state.Experim
 
 func (c *Coordinator) experiment(rw http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	if err := c.raft.Barrier(c.cfg.ApplyTimeout).Error(); err != nil {
+		// Not the leader any more, or the log failed: the client asks another.
+		writeError(rw, http.StatusServiceUnavailable, fmt.Errorf("reading experiment %q: %w", name, err))
+		return
+	}
 	var out *state.Experiment
 	c.fsm.read(func(s *state.State) {
 		if e := s.Experiments[name]; e != nil {
@@ -75,11 +83,6 @@ func (c *Coordinator) experiment(rw http.ResponseWriter, r *http.Request) {
 			out = &cp
 		}
 	})
-	if out == nil && !c.IsLeader() && r.Header.Get(forwardedHeader) == "" {
-		// Written through another node and not replicated here yet.
-		c.forward(rw, r)
-		return
-	}
 	if out == nil {
 		writeError(rw, http.StatusNotFound, fmt.Errorf("%w: %q", state.ErrUnknownExperiment, name))
 		return
