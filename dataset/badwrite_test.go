@@ -99,6 +99,7 @@ func TestBadInputsWrite(t *testing.T) {
 		{"truncated", write("trunc/a.parquet", data[:len(data)/2]), []string{"read parquet", "trunc/a.parquet", "not a parquet file"}, nil},
 		{"corrupt", write("corrupt/a.parquet", append([]byte("PAR1"), make([]byte, 200)...)), []string{"read parquet", "corrupt/a.parquet", "not a parquet file"}, nil},
 		{"corrupt page", write("page/a.parquet", damage("id")), []string{"Scan parquet", "page/a.parquet", "row group 0", `column "id"`}, nil},
+		{"corrupt note page", write("npage/a.parquet", damage("note")), []string{"Scan parquet", "npage/a.parquet", "row group 0", `column "note"`}, nil},
 		{"corrupt filter page", write("fpage/a.parquet", damage("price")), []string{"Scan parquet", "fpage/a.parquet", "row group 0", `column "price"`}, nil},
 		{"incompatible schemas", filepath.Join(dir, "mixed"), []string{"Scan parquet", "mixed/b.parquet", `no column "user_id"`}, nil},
 		{"incompatible types", filepath.Join(dir, "types"), []string{"Scan parquet", "types/b.parquet", `column "id" is utf8 here but int64`}, []string{"id", "price"}},

@@ -365,3 +365,64 @@ func TestParquetLateStringFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestParquetFlatCorruptPage: a flat string column whose later pages are
+// damaged fails naming the row group and the column, eager and late, and
+// the data buffer of the batch it was building is freed.
+func TestParquetFlatCorruptPage(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	p := filepath.Join(t.TempDir(), "late.parquet")
+	writeLateFile(t, p, 10_000, mem)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := file.OpenParquetFile(p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := r.MetaData().RowGroup(0).ColumnChunk(5) // note
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second half of the chunk: the first pages decode, a later header does not.
+	off, size := cc.DataPageOffset(), cc.TotalCompressedSize()
+	for i := off + size/2; i < off+size; i++ {
+		b[i] ^= 0x5a
+	}
+	bad := filepath.Join(t.TempDir(), "bad.parquet")
+	if err := os.WriteFile(bad, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	late := func(_ context.Context, rec arrow.RecordBatch) ([]bool, error) {
+		keep := make([]bool, rec.NumRows())
+		for i := range keep {
+			keep[i] = true
+		}
+		return keep, nil
+	}
+	for name, opts := range map[string]format.ReadOptions{
+		"eager": {Columns: []string{"id", "note"}, BatchRows: 256},
+		"late":  {Columns: []string{"id", "note"}, BatchRows: 256, LateColumns: []string{"id"}, Late: late},
+	} {
+		f := openFile(t, bad)
+		splits, err := format.Parquet().Splits(context.Background(), f, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batches := 0
+		err = format.Parquet().Read(context.Background(), f, splits[0], opts, mem, func(rec arrow.RecordBatch) error {
+			batches++
+			rec.Release()
+			return nil
+		})
+		if err == nil || !strings.Contains(err.Error(), `row group 0, column "note"`) {
+			t.Fatalf("%s: error %v, want one naming row group 0, column \"note\"", name, err)
+		}
+		if batches == 0 {
+			t.Fatalf("%s: no batch before the damaged page: the test damages too much", name)
+		}
+	}
+}
