@@ -59,13 +59,20 @@
 // metrics.jsonl and checkpoint directories, which the driver reads as the
 // trial's reports and checkpoints; a dead worker's run goes on elsewhere
 // from its last checkpoint. Dir must be an absolute path
-// that the driver and every worker share; the experiment's state stays in
-// Dir, not in the coordinators' replicated state.
+// that the driver and every worker share. Config.Store keeps the
+// experiment's record beside Dir (tunejob.Store: in the coordinators'
+// replicated state, which `sluice tune --coordinators` uses), saved as
+// trials start, end and checkpoint; a resume reads it first, so a driver
+// whose machine died resumes from the cluster (the run directories, with
+// the trials' metrics and checkpoints, stay in Dir).
 //
 // # Not yet
 //
-// Cluster trials with Dir on s3:// (the worker side appends to a local
-// file and copies checkpoints with the os package).
+// Cluster trials with Dir on s3://: the worker side appends to a local
+// metrics file and checks and copies checkpoints with the os package, and
+// the driver reads both as local paths; both sides would move onto
+// storage.FS (a whole-object rewrite of metrics.jsonl, checkpoints
+// uploaded when they change).
 //
 // This package is young: its API may still change.
 package tune
