@@ -317,6 +317,9 @@ func Run(ctx context.Context, cfg Config, fn Func) (*Experiment, error) {
 		r.exp = &Experiment{Metric: cfg.Metric, Mode: cfg.Mode, Seed: cfg.Seed, NumSamples: cfg.NumSamples}
 	}
 	if err := r.save(ctx, true); err != nil {
+		if r.saver != nil {
+			r.saver.flush() // its goroutine ends before Run returns
+		}
 		return nil, err
 	}
 	for _, t := range r.exp.Trials {
