@@ -148,11 +148,14 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool, cf *cli
 		base["steps"] = int64(f.Tune.MaxT)
 	}
 	var fn tune.Func
+	var noColumn firstErr // a plan trial's one-row output without the metric
 	switch {
 	case f.Plan != nil && cf != nil:
-		return fmt.Errorf("--coordinators: the trials of a plan: section run here, not on a cluster (not supported yet)")
+		if fn, err = planClusterTrials(f, cf, name, &cfg, stderr, noColumn.set); err != nil {
+			return err
+		}
 	case f.Plan != nil:
-		if fn, err = planTrials(f, &cfg, stderr); err != nil {
+		if fn, err = planTrials(f, &cfg, stderr, nil, noColumn.set); err != nil {
 			return err
 		}
 	case cf != nil:
@@ -170,6 +173,9 @@ func runTune(ctx context.Context, e *env, path, dir string, resume bool, cf *cli
 	exp, err := tune.Run(ctx, cfg, fn)
 	stderr.Stop()
 	if errors.Is(err, tune.ErrNoMetric) {
+		if cerr := noColumn.get(); cerr != nil {
+			return f.ErrorAt("tune.metric", fmt.Errorf("%w: %w", tune.ErrNoMetric, cerr))
+		}
 		return f.ErrorAt("tune.metric", err)
 	}
 	if errors.Is(err, tune.ErrInvalid) && exp == nil && strings.HasPrefix(err.Error(), "tune: searcher:") {

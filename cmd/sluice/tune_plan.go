@@ -9,12 +9,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/executor/local"
 	"github.com/sluicehq/sluice/plans"
+	"github.com/sluicehq/sluice/storage"
 	"github.com/sluicehq/sluice/tune"
 )
 
@@ -30,7 +33,12 @@ import (
 
 // planTrials is the trial function of a plan: section. It checks first
 // that the space's and the params' names are params the plan declares.
-func planTrials(f *tune.File, cfg *tune.Config, progress io.Writer) (tune.Func, error) {
+//
+// With jobs, each trial runs as a job of that cluster (see planJobs);
+// noColumn, when set, gets the error that names the trial and the
+// column when a one-row output lacks the metric (the experiment then
+// fails with tune.ErrNoMetric, as without it).
+func planTrials(f *tune.File, cfg *tune.Config, progress io.Writer, jobs *planJobs, noColumn func(error)) (tune.Func, error) {
 	file := f.Plan.File
 	p, err := plans.Load(file)
 	if err != nil {
@@ -71,6 +79,12 @@ func planTrials(f *tune.File, cfg *tune.Config, progress io.Writer) (tune.Func, 
 		return nil, f.ErrorAt("tune.max_concurrent", fmt.Errorf("trials running at once would write the same output: declare a param out in %s "+
 			"and write under it (tune sets it per trial), or run one trial at a time", file))
 	}
+	var run planRunner = runPlanHere
+	if jobs != nil {
+		if run, err = jobs.runner(file, setOut || filepath.IsAbs(f.Plan.Params["out"]) || storage.IsURL(f.Plan.Params["out"])); err != nil {
+			return nil, err
+		}
+	}
 	return func(ctx context.Context, t *tune.Trial) error {
 		params, err := tune.Params(t.Config)
 		if err != nil {
@@ -82,9 +96,9 @@ func planTrials(f *tune.File, cfg *tune.Config, progress io.Writer) (tune.Func, 
 			}
 		}
 		if setOut {
-			params["out"] = filepath.Join(t.Dir(), "out")
+			params["out"] = storage.Join(t.Dir(), "out")
 		}
-		// Each trial loads the plan afresh: a compiled plan is one run's.
+		// Each trial compiles the plan afresh: a compiled plan is one run's.
 		p, err := plans.Load(file)
 		if err != nil {
 			return err
@@ -93,13 +107,19 @@ func planTrials(f *tune.File, cfg *tune.Config, progress io.Writer) (tune.Func, 
 		if err != nil {
 			return fmt.Errorf("%s with %s: %w", file, formatParams(params), err)
 		}
-		stats, err := job.Run(ctx, local.DefaultConfig())
+		rows, wall, err := run(ctx, t, job, params)
 		if err != nil {
 			return fmt.Errorf("%s with %s: %w", file, formatParams(params), err)
 		}
-		report := map[string]float64{"run_rows": float64(stats.Rows), "run_seconds": stats.Wall.Seconds()}
-		if err := singleRow(ctx, job, report); err != nil {
+		report := map[string]float64{"run_rows": float64(rows), "run_seconds": wall.Seconds()}
+		cols, err := singleRow(ctx, job, report)
+		if err != nil {
 			return fmt.Errorf("%s: reading its output %s: %w", file, job.Output(), err)
+		}
+		if _, ok := report[cfg.Metric]; !ok && cols != nil && noColumn != nil {
+			// The output was one row without the metric: say which.
+			noColumn(fmt.Errorf("trial %s: the output of %s with %s (%s) has no column %q (its columns: %s)",
+				t.ID, file, formatParams(params), job.Output(), cfg.Metric, strings.Join(cols, ", ")))
 		}
 		// A metric missing from the report fails the experiment naming the
 		// report's keys: run_* alone when the output was not one row.
@@ -107,21 +127,58 @@ func planTrials(f *tune.File, cfg *tune.Config, progress io.Writer) (tune.Func, 
 	}, nil
 }
 
+// firstErr keeps the first error set, for any goroutine.
+type firstErr struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (e *firstErr) set(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.err == nil {
+		e.err = err
+	}
+}
+
+func (e *firstErr) get() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
+}
+
+// A planRunner runs a trial's compiled plan: the rows it wrote and the
+// run's wall time.
+type planRunner func(ctx context.Context, t *tune.Trial, job *plans.Job, params map[string]string) (rows int64, wall time.Duration, err error)
+
+// runPlanHere runs the plan in this process.
+func runPlanHere(ctx context.Context, _ *tune.Trial, job *plans.Job, _ map[string]string) (int64, time.Duration, error) {
+	stats, err := job.Run(ctx, local.DefaultConfig())
+	if err != nil {
+		return 0, 0, err
+	}
+	return stats.Rows, stats.Wall, nil
+}
+
 // singleRow adds the numeric columns of the job's output to report when
-// the output is one row.
-func singleRow(ctx context.Context, job *plans.Job, report map[string]float64) error {
+// the output is one row, and returns the output's column names then (nil
+// otherwise). The output is read through the storage package: a local
+// path or an s3:// URL.
+func singleRow(ctx context.Context, job *plans.Job, report map[string]float64) ([]string, error) {
 	if stats := report["run_rows"]; stats != 1 {
-		return nil
+		return nil, nil
 	}
 	rec, err := dataset.Read(job.Sink.Format, job.Output()).Take(ctx, 2)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rec.Release()
 	if rec.NumRows() != 1 {
-		return nil
+		return nil, nil
 	}
+	var cols []string
 	for i, f := range rec.Schema().Fields() {
+		cols = append(cols, f.Name)
 		col := rec.Column(i)
 		if col.IsNull(0) {
 			continue
@@ -151,7 +208,7 @@ func singleRow(ctx context.Context, job *plans.Job, report map[string]float64) e
 			}
 		}
 	}
-	return nil
+	return cols, nil
 }
 
 func formatParams(p map[string]string) string {

@@ -147,16 +147,10 @@ func TestTunePlanErrors(t *testing.T) {
 			`exp.yaml:6:19: tune.max_concurrent: trials running at once would write the same output: declare a param out in PLAN`},
 		{"metric of many rows", "", func(s string) string { return s },
 			`exp.yaml:3:11: tune.metric: tune: metric never reported: metric "revenue" is not in the report of iteration 1 (its keys: run_rows, run_seconds)`},
-		{"on a cluster", tunePlanGroup, func(s string) string { return s },
-			`--coordinators: the trials of a plan: section run here, not on a cluster`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file, dir := planExperiment(t, tc.group, tc.edit)
 			args := []string{"tune", file, "--dir", filepath.Join(dir, "exp")}
-			if tc.name == "on a cluster" {
-				writeFile(t, filepath.Join(dir, "token"), "x")
-				args = append(args, "--coordinators", "127.0.0.1:1", "--token-file", filepath.Join(dir, "token"))
-			}
 			code, _, stderr := sluice(t, args...)
 			want := "sluice tune: " + strings.NewReplacer("exp.yaml", file, "PLAN", filepath.Join(dir, "plan.yaml")).Replace(tc.want)
 			if code != 1 || !strings.Contains(stderr, want) {

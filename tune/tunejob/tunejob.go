@@ -47,6 +47,19 @@ func (c Client) Submit(ctx context.Context, requestID, plan string, needs tune.R
 	return r.ID, nil
 }
 
+// SubmitPlan submits a plan file's job with params over the plan's own
+// (--param name=value), as `sluice submit` does: a plan trial's run (see
+// the sluice command's tune plan: section).
+func (c Client) SubmitPlan(ctx context.Context, requestID, file, plan string, params map[string]string, needs tune.Resources) (string, error) {
+	req := api.SubmitRequest{RequestID: requestID, File: file, Plan: plan, Params: params, MaxRetries: c.MaxRetries,
+		Needs: state.Resources{CPU: needs.CPU, GPU: needs.GPU, Memory: needs.Memory}}
+	var r api.IDResponse
+	if err := retry(ctx, 0, func() error { return c.API.Do(ctx, http.MethodPost, "/v1/jobs", req, &r) }); err != nil {
+		return "", err
+	}
+	return r.ID, nil
+}
+
 // State reads a job's state.
 func (c Client) State(ctx context.Context, id string) (tune.JobState, error) {
 	var st api.JobStatus

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/state"
+	"github.com/sluicehq/sluice/internal/clustertest"
+	"github.com/sluicehq/sluice/tune"
+)
+
+// planCluster starts a loopback cluster of one coordinator and two
+// workers (one CPU each) for plan trials; it returns the flags that name
+// it and a client of it.
+func planCluster(t *testing.T, dir string) ([]string, *api.Client) {
+	t.Helper()
+	const token = "tune-plan-token"
+	tokenFile := filepath.Join(dir, "token")
+	writeFile(t, tokenFile, token)
+	cfg := clustertest.Config(t, "n1", token)
+	c := clustertest.Start(t, cfg)
+	cl := api.NewClient([]string{c.URL()}, token)
+	for _, w := range []string{"w1", "w2"} {
+		background(t, "worker", "--coordinators", c.URL(), "--data-dir", filepath.Join(dir, w), "--addr", "127.0.0.1:0",
+			"--resources", "cpu=1,memory=1GiB", "--token-file", tokenFile, "--heartbeat", "100ms")
+	}
+	clustertest.WaitReady(t, cl, 2)
+	return []string{"--coordinators", c.URL(), "--token-file", tokenFile}, cl
+}
+
+// samePlanTables compares two plan experiments' trial tables (tuneTable)
+// and their trials' reports: equal but for run_seconds, which no two runs
+// share, and for the float sums (best, last, revenue) within 1e-12
+// relative, which the cluster adds in another order (partial aggregates
+// of the input's partitions).
+func samePlanTables(t *testing.T, got, want string) {
+	t.Helper()
+	rows := func(dir string) []map[string]any {
+		var out []map[string]any
+		for _, l := range strings.Split(tuneTable(t, dir), "\n") {
+			var row map[string]any
+			if err := json.Unmarshal([]byte(l), &row); err != nil {
+				t.Fatalf("%s: %v", l, err)
+			}
+			out = append(out, row)
+		}
+		return out
+	}
+	near := func(a, b any) bool {
+		x, ok1 := a.(float64)
+		y, ok2 := b.(float64)
+		return ok1 && ok2 && math.Abs(x-y) <= 1e-12*math.Max(math.Abs(x), math.Abs(y))
+	}
+	g, w := rows(got), rows(want)
+	if len(g) != len(w) {
+		t.Fatalf("%d trials, the local run %d", len(g), len(w))
+	}
+	for i := range g {
+		for k := range w[i] {
+			if k == "best" || k == "last" {
+				if !near(g[i][k], w[i][k]) {
+					t.Errorf("trial %v: %s %v, the local run's %v", w[i]["trial"], k, g[i][k], w[i][k])
+				}
+				delete(g[i], k)
+				delete(w[i], k)
+			}
+		}
+		if a, b := fmt.Sprint(g[i]), fmt.Sprint(w[i]); a != b {
+			t.Errorf("the cluster's trial row %s, the local run's %s", a, b)
+		}
+	}
+	ge, err := tune.Load(context.Background(), got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	we, err := tune.Load(context.Background(), want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, wt := range we.Trials {
+		gt := ge.Trials[i]
+		if len(gt.Reports) != 1 || len(wt.Reports) != 1 {
+			t.Errorf("%s: %d reports, the local run %d", wt.ID, len(gt.Reports), len(wt.Reports))
+			continue
+		}
+		gr, wr := gt.Reports[0], wt.Reports[0]
+		if len(gr) != len(wr) || gr["n"] != wr["n"] || gr["run_rows"] != wr["run_rows"] || !near(gr["revenue"], wr["revenue"]) || gr["run_seconds"] <= 0 {
+			t.Errorf("%s: report %v, the local run's %v", wt.ID, gr, wr)
+		}
+	}
+}
+
+// clusterJobs lists the cluster's jobs.
+func clusterJobs(t *testing.T, cl *api.Client) []state.Job {
+	t.Helper()
+	var jobs []state.Job
+	if err := cl.Do(context.Background(), http.MethodGet, "/v1/jobs", nil, &jobs); err != nil {
+		t.Fatal(err)
+	}
+	return jobs
+}
+
+// `sluice tune --coordinators` with a plan: section runs each trial as a
+// plan job of the cluster, two at once on the two workers, with the
+// trial's params; the trial table equals the local run's of the same
+// file (the reports' n and revenue read from the outputs the workers
+// wrote); the record is the cluster's (tune status NAME), and --resume
+// runs no finished trial again.
+func TestTunePlanCluster(t *testing.T) {
+	file, dir := planExperiment(t, tunePlanGroup, func(s string) string { return s })
+	want := filepath.Join(dir, "want")
+	if code, stdout, stderr := sluice(t, "tune", file, "--dir", want); code != 0 {
+		t.Fatalf("local run: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	flags, cl := planCluster(t, dir)
+	got := filepath.Join(dir, "got")
+	code, stdout, stderr := sluice(t, append([]string{"tune", file, "--dir", got}, flags...)...)
+	if code != 0 {
+		t.Fatalf("cluster run: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	samePlanTables(t, got, want)
+	jobs := clusterJobs(t, cl)
+	if len(jobs) != 3 {
+		t.Fatalf("%d jobs, want one per trial", len(jobs))
+	}
+	for _, j := range jobs {
+		if j.State != state.JobSucceeded {
+			t.Errorf("job %s: %s %s", j.ID, j.State, j.Error)
+		}
+	}
+	e, err := tune.Load(context.Background(), got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range e.Trials {
+		b, err := os.ReadFile(filepath.Join(got, "trials", tr.ID, "jobs", "run-1"))
+		if err != nil || !strings.HasPrefix(string(b), "j-") {
+			t.Errorf("%s: its job's id %q: %v", tr.ID, b, err)
+		}
+		if files, _ := filepath.Glob(filepath.Join(got, "trials", tr.ID, "out", "*.parquet")); len(files) != 1 {
+			t.Errorf("%s: output files %v", tr.ID, files)
+		}
+	}
+	if code, out, errOut := sluice(t, append([]string{"tune", "status", "price-search"}, flags...)...); code != 0 || !strings.Contains(out, `"best"`) {
+		t.Errorf("tune status: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, stdout, stderr := sluice(t, append([]string{"tune", file, "--dir", got, "--resume"}, flags...)...); code != 0 {
+		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if n := len(clusterJobs(t, cl)); n != 3 {
+		t.Errorf("resuming a finished experiment submitted %d jobs", n-3)
+	}
+}
+
+// A plan trial's one-row output without the metric fails the experiment
+// naming the trial and the column; a job that fails on its worker fails
+// its trial with the job's error.
+func TestTunePlanClusterErrors(t *testing.T) {
+	file, dir := planExperiment(t, `- group_by: {keys: [], aggs: [{fn: count, as: n}]}`, func(s string) string { return s })
+	flags, _ := planCluster(t, dir)
+	code, _, stderr := sluice(t, append([]string{"tune", file, "--dir", filepath.Join(dir, "nocol")}, flags...)...)
+	want := `tune.metric: tune: metric never reported: trial t`
+	if code != 1 || !strings.Contains(stderr, want) || !strings.Contains(stderr, `has no column "revenue" (its columns: n)`) {
+		t.Errorf("exit %d:\n%s\nwant %s ... has no column \"revenue\" (its columns: n)", code, stderr, want)
+	}
+
+	// Out under a regular file: the write fails on the worker.
+	writeFile(t, filepath.Join(dir, "file"), "x")
+	file, dir = planExperiment(t, tunePlanGroup, func(s string) string {
+		s = strings.Replace(s, "name: price-search", "name: failing-out", 1)
+		return strings.Replace(s, "max_concurrent: 2", "max_concurrent: 1", 1) + "  params: {out: " + filepath.Join(dir, "file", "out") + "}\n"
+	})
+	exp := filepath.Join(dir, "failing")
+	code, _, stderr = sluice(t, append([]string{"tune", file, "--dir", exp}, flags...)...)
+	if code != 1 {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	e, err := tune.Load(context.Background(), exp)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	for _, tr := range e.Trials {
+		if tr.Status != tune.Failed || !strings.Contains(tr.Error, " failed: ") || !strings.Contains(tr.Error, "--param min_price=") {
+			t.Errorf("%s: %s: %s", tr.ID, tr.Status, tr.Error)
+		}
+	}
+	if len(e.Trials) != 3 {
+		t.Errorf("%d trials", len(e.Trials))
+	}
+}
