@@ -1,9 +1,14 @@
 package train
 
 import (
+	"bytes"
+	"context"
+	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
+	"github.com/sluicehq/sluice/dataset"
 	"github.com/sluicehq/sluice/gpu"
 )
 
@@ -52,5 +57,146 @@ func TestAnyBackwardDevice(t *testing.T) {
 		if got[i].Loss != want[i].Loss || got[i].GradNorm != want[i].GradNorm {
 			t.Errorf("step %d on %s: loss %v grad_norm %v; on cpu %v %v", i+1, c.Device, got[i].Loss, got[i].GradNorm, want[i].Loss, want[i].GradNorm)
 		}
+	}
+}
+
+// counting is the cpu device under another name, counting the bytes its
+// Upload and Download move (in transfers).
+type counting struct{ gpu.Device }
+
+// transfers are the bytes moved by counting devices, and their calls.
+var transfers struct{ calls, bytes atomic.Int64 }
+
+func (counting) Name() string { return "train-test-counting" }
+
+// Alloc gives tensors whose Device is the counting one, so that gpu.Upload
+// and gpu.Download on them are counted too.
+func (d counting) Alloc(dt gpu.DType, shape ...int) (*gpu.Tensor, error) {
+	t, err := d.Device.Alloc(dt, shape...)
+	if err != nil {
+		return nil, err
+	}
+	return gpu.NewTensor(d, t.Buffer(), dt, shape...)
+}
+
+func (d counting) Upload(dst *gpu.Tensor, src []byte) error {
+	transfers.calls.Add(1)
+	transfers.bytes.Add(int64(len(src)))
+	return d.Device.Upload(dst, src)
+}
+
+func (d counting) Download(dst []byte, src *gpu.Tensor) error {
+	transfers.calls.Add(1)
+	transfers.bytes.Add(int64(len(dst)))
+	return d.Device.Download(dst, src)
+}
+
+// hostOptim is the cpu device with its Ops hiding gpu.OptimOps, so that
+// train updates on the host.
+type hostOptim struct{ gpu.Device }
+
+func (hostOptim) Name() string { return "train-test-host-optim" }
+
+func (d hostOptim) Ops() gpu.Ops {
+	ops := d.Device.Ops()
+	return struct {
+		gpu.Ops
+		gpu.BackwardOps
+	}{ops, ops.(gpu.BackwardOps)}
+}
+
+func init() {
+	gpu.Register("train-test-counting", func() (gpu.Device, error) {
+		d, err := gpu.Open("cpu")
+		if err != nil {
+			return nil, err
+		}
+		return counting{d}, nil
+	})
+	gpu.Register("train-test-host-optim", func() (gpu.Device, error) {
+		d, err := gpu.Open("cpu")
+		if err != nil {
+			return nil, err
+		}
+		return hostOptim{d}, nil
+	})
+}
+
+// TestTransfersPerStep: the weights go to the device once and stay there;
+// gradients accumulate and the optimizer runs on the device, so a step
+// after the first moves only its token ids, losses and gradient norms
+// (well under the weights' bytes, whatever the micro-batches), and the
+// weights and moments come back once, for the saved model.
+func TestTransfersPerStep(t *testing.T) {
+	data := writeRows(t, t.TempDir(), 24, 512)
+	c := baseConfig(t, "llama3")
+	c.Steps, c.GradAccum, c.Device = 4, 4, "train-test-counting"
+	check, err := loadNet(context.Background(), c.Model, "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	weights := int64(4 * countParams(check.params))
+	check.close()
+	transfers.calls.Store(0)
+	transfers.bytes.Store(0)
+	var perStep, calls []int64
+	last, lastCalls := int64(0), int64(0)
+	c.OnStep = func(m Metrics) error {
+		b, n := transfers.bytes.Load(), transfers.calls.Load()
+		perStep, calls = append(perStep, b-last), append(calls, n-lastCalls)
+		last, lastCalls = b, n
+		return nil
+	}
+	if err := Run(context.Background(), c, dataset.ReadJSONL(data)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("weights %d bytes; moved per step %v bytes in %v calls; %d after the last step", weights, perStep, calls, transfers.bytes.Load()-last)
+	if perStep[0] < weights {
+		t.Errorf("step 1 moved %d bytes, less than the weights' %d: were they uploaded?", perStep[0], weights)
+	}
+	for i, b := range perStep[1:] {
+		if b >= weights/32 {
+			t.Errorf("step %d moved %d bytes in %d calls; the weights are %d bytes: want only ids, losses and norms", i+2, b, calls[i+1], weights)
+		}
+	}
+	// At the end: weights and both AdamW moments, once.
+	if end := transfers.bytes.Load() - last; end > 3*weights+weights/32 {
+		t.Errorf("the save moved %d bytes, want about 3x the weights' %d", end, weights)
+	}
+}
+
+// TestDeviceOptimizerMatchesHost: the cpu device's OptimOps give the host
+// optimizer's losses, gradient norms and trained weights bit for bit, for
+// AdamW with weight decay and SGD, with clipping on.
+func TestDeviceOptimizerMatchesHost(t *testing.T) {
+	data := writeRows(t, t.TempDir(), 12, 512)
+	for _, opt := range []string{"adamw", "sgd"} {
+		t.Run(opt, func(t *testing.T) {
+			c := baseConfig(t, "llama3")
+			c.Steps, c.GradAccum, c.Optimizer, c.WeightDecay, c.MaxGradNorm = 3, 2, opt, 0.1, 0.05
+			dev := runLosses(t, c, data)
+			h := c
+			h.Device, h.Out = "train-test-host-optim", filepath.Join(t.TempDir(), "host")
+			host := runLosses(t, h, data)
+			for i := range dev {
+				if dev[i].Loss != host[i].Loss || dev[i].GradNorm != host[i].GradNorm {
+					t.Errorf("step %d: device optimizer loss %v grad_norm %v; host %v %v", i+1, dev[i].Loss, dev[i].GradNorm, host[i].Loss, host[i].GradNorm)
+				}
+			}
+			if dev[0].GradNorm <= c.MaxGradNorm {
+				t.Errorf("grad_norm %v is within --max-grad-norm %v: clipping is not exercised", dev[0].GradNorm, c.MaxGradNorm)
+			}
+			a, err := os.ReadFile(filepath.Join(c.Out, "model.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(filepath.Join(h.Out, "model.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(a, b) {
+				t.Errorf("the trained weights differ between the device and the host optimizer")
+			}
+		})
 	}
 }

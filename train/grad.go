@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"time"
 	"unsafe"
 
 	"github.com/sluicehq/sluice/gpu"
@@ -16,11 +17,12 @@ import (
 // Cross-entropy is fused with the LM head a chunk of target rows at a
 // time, so a batch's logits are never all held at once.
 //
-// The optimizer, clipping, LoRA's merge and the checkpoints work on the
-// host copies (param.w, param.g): lossAndGrad uploads the weights and
-// downloads the gradients around each micro-batch. On cpu those are
-// copies within one memory; on cuda they would cross the bus each step, so
-// the optimizer belongs on the device before cuda training is turned on.
+// The weights stay on the device from step to step and the gradients of a
+// step's micro-batches accumulate there (resident.go): a step moves the
+// token ids in and the losses out, and, where the device has
+// gpu.OptimOps, nothing else; the host copies are brought up to date for
+// checkpoints and the saved model. lossAndGrad, the tests' entry, runs one
+// micro-batch from the host weights to the host gradients.
 
 // batch is one micro-batch: B right-padded rows of T ids; lens[b] tokens of
 // row b are real. Targets are ids[b][t] for 0 < t < lens[b] where mask[b]
@@ -93,6 +95,10 @@ func (p *pass) clear(t *gpu.Tensor) {
 	if p.err != nil {
 		return
 	}
+	if oo, ok := p.ops.(gpu.OptimOps); ok {
+		p.fail(oo.Zero(t))
+		return
+	}
 	if n := t.Bytes(); len(p.zero) < n {
 		p.zero = make([]byte, n)
 	}
@@ -150,8 +156,12 @@ func (n *net) close() {
 	for _, p := range n.params {
 		p.wt.Free()
 		p.gt.Free()
-		p.wt, p.gt = nil, nil
+		p.mt.Free()
+		p.vt.Free()
+		p.wt, p.gt, p.mt, p.vt = nil, nil, nil, nil
 	}
+	n.norms.Free()
+	n.norms = nil
 	if n.dev != nil {
 		n.dev.Close()
 		n.dev = nil
@@ -179,9 +189,10 @@ func (n *net) lossAndGrad(b *batch, scale float32) (float64, int, error) {
 	defer p.free()
 	for _, q := range n.params {
 		p.do(n.dev.Upload(q.wt, f32Bytes(q.w)))
+		q.dirty, q.ahead = false, false
 		p.clear(q.gt)
 	}
-	sum, count := n.run(p, b, scale)
+	sum, count := n.run(p, b, scale, nil)
 	if p.err != nil {
 		return 0, 0, fmt.Errorf("train: %w", p.err)
 	}
@@ -216,7 +227,13 @@ type acts struct {
 	act        *gpu.Tensor
 }
 
-func (n *net) run(p *pass, b *batch, scale float32) (float64, int) {
+// run is one micro-batch's forward and backward pass on the device: it
+// returns the loss summed over its targets and their count, and adds
+// scale·∂sum/∂param into every param's gradient tensor gt. With tm set it
+// adds the wall-clock time of each pass there, waiting for the device at
+// the end of each.
+func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, int) {
+	t0 := time.Now()
 	c := n.cfg
 	ops, bw := p.ops, p.bw
 	B, T := len(b.ids), b.T
@@ -338,14 +355,26 @@ func (n *net) run(p *pass, b *batch, scale float32) (float64, int) {
 		chunk = n.chunk
 	}
 	chunk = max(1, min(len(rows), chunk))
-	var sum float64
-	lossH := make([]float32, chunk)
+	// The rows, targets and losses of every chunk are one upload each and
+	// one download at the pass's end, so the chunks queue without waiting.
+	if len(rows) == 0 {
+		return 0, 0
+	}
+	allRows, allTgts, losses := p.ints(rows), p.ints(tgts), p.alloc(gpu.F32, len(rows))
+	slice := func(t *gpu.Tensor, lo, hi int) *gpu.Tensor {
+		if p.err != nil {
+			return nil
+		}
+		v, err := t.Slice(lo, hi)
+		p.fail(err)
+		return v
+	}
 	for lo := 0; lo < len(rows) && p.err == nil; lo += chunk {
 		hi := min(lo+chunk, len(rows))
 		m := hi - lo
-		ri, ti := p.ints(rows[lo:hi]), p.ints(tgts[lo:hi])
+		ri, ti, loss := slice(allRows, lo, hi), slice(allTgts, lo, hi), slice(losses, lo, hi)
 		hs, dhs := p.alloc(gpu.F32, m, H), p.alloc(gpu.F32, m, H)
-		logits, loss := p.alloc(gpu.F32, m, c.Vocab), p.alloc(gpu.F32, m)
+		logits := p.alloc(gpu.F32, m, c.Vocab)
 		if p.err != nil {
 			break
 		}
@@ -354,21 +383,20 @@ func (n *net) run(p *pass, b *batch, scale float32) (float64, int) {
 		p.do(bw.CrossEntropy(loss, logits, logits, ti, scale))
 		p.do(bw.MatMulBackward(dhs, n.lmHead.gt, nil, logits, hs, n.lmHead.wt))
 		p.do(bw.EmbedBackward(dhf, dhs, ri))
-		if p.err == nil {
-			p.do(gpu.Download(lossH[:m], loss))
-		}
-		for _, l := range lossH[:m] {
-			sum += float64(l)
-		}
 		// The chunk's tensors are done with: free them now rather than at
 		// the pass's end.
-		for _, t := range []*gpu.Tensor{ri, ti, hs, dhs, logits, loss} {
+		for _, t := range []*gpu.Tensor{hs, dhs, logits} {
 			t.Free()
 		}
-		p.ts = p.ts[:len(p.ts)-6]
+		p.ts = p.ts[:len(p.ts)-3]
 	}
 	if p.err != nil {
 		return 0, 0
+	}
+	if tm != nil {
+		p.do(p.dev.Sync())
+		tm.forward += time.Since(t0)
+		t0 = time.Now()
 	}
 
 	linearBack := func(dy, x *gpu.Tensor, w, bs *param, in int) *gpu.Tensor {
@@ -428,6 +456,17 @@ func (n *net) run(p *pass, b *batch, scale float32) (float64, int) {
 	}
 	if p.err == nil {
 		p.do(bw.EmbedBackward(n.embed.gt, dx, ids))
+	}
+	lossH := make([]float32, len(rows))
+	if p.err == nil {
+		p.do(gpu.Download(lossH, losses))
+	}
+	if tm != nil {
+		tm.backward += time.Since(t0)
+	}
+	var sum float64
+	for _, l := range lossH {
+		sum += float64(l)
 	}
 	return sum, len(rows)
 }

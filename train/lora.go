@@ -9,7 +9,7 @@ import (
 // LoRA adapters in PEFT's layout: for a target weight W [out, in], A [r, in]
 // (kaiming-uniform as PEFT initializes it) and B [out, r] (zeros), and the
 // layer computes with W + (alpha/r)·B·A. The product is merged into the
-// weight before each forward pass, and since the loss depends on A and B
+// weight before each step's passes, and since the loss depends on A and B
 // only through it, their gradients follow from W's:
 // ∂A = s·Bᵀ·∂W, ∂B = s·∂W·Aᵀ.
 
@@ -65,9 +65,11 @@ func isTarget(name string, targets []string) bool {
 	return false
 }
 
-// merge sets every target weight to W0 + s·B·A.
+// merge sets every target weight to W0 + s·B·A (on the host: the next
+// push uploads it).
 func (ls *loraSet) merge() {
 	for _, ad := range ls.adapts {
+		ad.base.dirty = true
 		parallel(ad.o, func(i int) {
 			row := ad.base.w[i*ad.in : (i+1)*ad.in]
 			copy(row, ad.w0[i*ad.in:(i+1)*ad.in])
@@ -115,24 +117,6 @@ func (ls *loraSet) backprop() {
 			}
 		})
 	}
-}
-
-// lossAndGradLoRA is lossAndGrad with the adapters merged first and their
-// gradients derived after.
-func (n *net) lossAndGradLoRA(b *batch, scale float32, ls *loraSet) (float64, int, error) {
-	if ls == nil {
-		return n.lossAndGrad(b, scale)
-	}
-	ls.merge()
-	for _, ad := range ls.adapts {
-		clear(ad.base.g)
-	}
-	sum, cnt, err := n.lossAndGrad(b, scale)
-	if err != nil {
-		return 0, 0, err
-	}
-	ls.backprop()
-	return sum, cnt, nil
 }
 
 func dot(a, b []float32) float32 {

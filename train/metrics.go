@@ -21,7 +21,8 @@ import (
 
 // Metrics files: every step appends a line to Out/metrics.jsonl (a resumed
 // run appends to the same file); Out/metrics.parquet holds the same rows
-// as a table (step, loss, lr, grad_norm, tokens, tokens_per_sec, mfu),
+// as a table (step, loss, lr, grad_norm, tokens, tokens_per_sec, mfu, and
+// the time_*_s phase seconds),
 // rewritten from metrics.jsonl at each checkpoint and at the end of the
 // run, since a Parquet file cannot be appended to.
 //
@@ -93,6 +94,11 @@ var metricsSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "tokens", Type: arrow.PrimitiveTypes.Int64},
 	{Name: "tokens_per_sec", Type: arrow.PrimitiveTypes.Float64},
 	{Name: "mfu", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+	{Name: "time_data_s", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "time_forward_s", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "time_backward_s", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "time_optimizer_s", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "time_transfer_s", Type: arrow.PrimitiveTypes.Float64},
 }, nil)
 
 // writeMetricsParquet rewrites Out/metrics.parquet from Out/metrics.jsonl.
@@ -125,6 +131,9 @@ func writeMetricsParquet(out string) error {
 			b.Field(6).(*array.Float64Builder).Append(m.MFU)
 		} else {
 			b.Field(6).AppendNull()
+		}
+		for i, v := range []float64{m.TimeData, m.TimeForward, m.TimeBackward, m.TimeOptimizer, m.TimeTransfer} {
+			b.Field(7 + i).(*array.Float64Builder).Append(v)
 		}
 	}
 	if err := sc.Err(); err != nil {

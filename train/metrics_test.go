@@ -56,9 +56,12 @@ func parquetMetrics(t *testing.T, out string) (ms []Metrics, mfuNull []bool) {
 		step, loss, lr := rec.Column(col("step")).(*array.Int64), rec.Column(col("loss")).(*array.Float64), rec.Column(col("lr")).(*array.Float64)
 		gn, tok, tps := rec.Column(col("grad_norm")).(*array.Float64), rec.Column(col("tokens")).(*array.Int64), rec.Column(col("tokens_per_sec")).(*array.Float64)
 		mf := rec.Column(col("mfu")).(*array.Float64)
+		f64 := func(name string) *array.Float64 { return rec.Column(col(name)).(*array.Float64) }
+		td, tf, tb, to, tt := f64("time_data_s"), f64("time_forward_s"), f64("time_backward_s"), f64("time_optimizer_s"), f64("time_transfer_s")
 		for i := range int(rec.NumRows()) {
 			ms = append(ms, Metrics{Step: int(step.Value(i)), Loss: loss.Value(i), LR: lr.Value(i), GradNorm: gn.Value(i),
-				Tokens: int(tok.Value(i)), TokensPerSec: tps.Value(i), MFU: mf.Value(i)})
+				Tokens: int(tok.Value(i)), TokensPerSec: tps.Value(i), MFU: mf.Value(i),
+				TimeData: td.Value(i), TimeForward: tf.Value(i), TimeBackward: tb.Value(i), TimeOptimizer: to.Value(i), TimeTransfer: tt.Value(i)})
 			mfuNull = append(mfuNull, mf.IsNull(i))
 		}
 	}

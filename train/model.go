@@ -15,14 +15,20 @@ import (
 )
 
 // param is one trainable tensor in float32 (master weights), with its
-// gradient and the optimizer's state.
+// gradient and the optimizer's state, on the host (w, g, m, v) and on the
+// net's device (wt, gt, mt, vt: see resident.go for which copy is current).
 type param struct {
 	name  string
 	shape []int
 	w, g  []float32
 	m, v  []float32 // AdamW moments or (m) SGD momentum
 
-	wt, gt *gpu.Tensor // w and the pass's gradient on the net's device
+	wt, gt *gpu.Tensor // w and the step's gradient on the net's device
+	mt, vt *gpu.Tensor // m and v on the device, when the device optimizes
+
+	// dirty: the host's w (and m, v) changed since they were uploaded;
+	// ahead: the device's wt, mt, vt changed since they were downloaded.
+	dirty, ahead bool
 }
 
 // net is a decoder's weights by role; nil where the architecture has none.
@@ -35,7 +41,8 @@ type net struct {
 	layers []blockParams
 	params []*param // every param, in checkpoint order
 	byName map[string]*param
-	chunk  int // target rows per cross-entropy chunk (0: logitElems/Vocab)
+	chunk  int         // target rows per cross-entropy chunk (0: logitElems/Vocab)
+	norms  *gpu.Tensor // the device's squared gradient norms (resident.go)
 }
 
 type blockParams struct {
@@ -166,7 +173,7 @@ func readParam(ck *safetensors.Checkpoint, name string, shape []int) (*param, er
 	if err != nil {
 		return nil, fmt.Errorf("tensor %q: %w", name, err)
 	}
-	return &param{name: name, shape: slices.Clone(shape), w: w, g: make([]float32, len(w))}, nil
+	return &param{name: name, shape: slices.Clone(shape), w: w, g: make([]float32, len(w)), dirty: true}, nil
 }
 
 func decodeF32(raw []byte, dt safetensors.DType) ([]float32, error) {

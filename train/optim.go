@@ -2,6 +2,8 @@ package train
 
 import (
 	"math"
+
+	"github.com/sluicehq/sluice/gpu"
 )
 
 // lrAt is the learning rate of step s (0-based) under the schedule, as
@@ -24,29 +26,41 @@ func lrAt(base float64, schedule string, s, warmup, total int) float64 {
 
 // clipGrads scales every gradient by min(1, maxNorm/(norm+1e-6)) when
 // maxNorm > 0, as torch.nn.utils.clip_grad_norm_, and returns the global
-// L2 norm before clipping.
+// L2 norm before clipping. Each param's squares are summed in float64 in
+// order (gpu.SumSquares), the params in parallel, then the sums in order.
 func clipGrads(ps []*param, maxNorm float64) float64 {
+	sums := make([]float64, len(ps))
+	parallel(len(ps), func(i int) { sums[i] = gpu.SumSquares(ps[i].g) })
 	var sq float64
-	for _, p := range ps {
-		var s float64
-		for _, g := range p.g {
-			s += float64(g) * float64(g)
-		}
+	for _, s := range sums {
 		sq += s
 	}
 	norm := math.Sqrt(sq)
-	if maxNorm > 0 {
-		c := float32(math.Min(1, maxNorm/(norm+1e-6)))
-		if c < 1 {
-			for _, p := range ps {
-				for i := range p.g {
-					p.g[i] *= c
+	if c := clipScale(norm, maxNorm); c < 1 {
+		for _, p := range ps {
+			g := p.g
+			parallel((len(g)+optimChunk-1)/optimChunk, func(k int) {
+				for i := k * optimChunk; i < min((k+1)*optimChunk, len(g)); i++ {
+					g[i] *= c
 				}
-			}
+			})
 		}
 	}
 	return norm
 }
+
+// clipScale is what clipping multiplies the gradients by: 1 when maxNorm is
+// 0 or the norm is within it.
+func clipScale(norm, maxNorm float64) float32 {
+	if maxNorm <= 0 {
+		return 1
+	}
+	return float32(math.Min(1, maxNorm/(norm+1e-6)))
+}
+
+// optimChunk is the elements one goroutine of the host optimizer updates at
+// a time; elements are independent, so the split changes no result.
+const optimChunk = 1 << 16
 
 // optimizer updates params from their gradients.
 type optimizer struct {
@@ -61,12 +75,23 @@ func newOptimizer(name string, weightDecay float64) *optimizer {
 	return &optimizer{name: name, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0.9, weightDecay: weightDecay}
 }
 
-// update applies one step at lr, as torch.optim.AdamW (decoupled weight
-// decay, bias correction; the single-tensor path) or torch.optim.SGD with
-// momentum (the first step's buffer is the gradient itself).
+// adamw is the next step's AdamW at lr, gradients scaled by c.
+func (o *optimizer) adamw(lr float64, c float32) gpu.AdamW {
+	return gpu.AdamW{LR: lr, Beta1: o.beta1, Beta2: o.beta2, Eps: o.eps, WeightDecay: o.weightDecay, Step: o.step, GradScale: c}
+}
+
+// sgd is the next step's SGD at lr, gradients scaled by c.
+func (o *optimizer) sgd(lr float64, c float32) gpu.SGD {
+	return gpu.SGD{LR: lr, Momentum: o.momentum, WeightDecay: o.weightDecay, Step: o.step, GradScale: c}
+}
+
+// update applies one step at lr on the host, as torch.optim.AdamW
+// (decoupled weight decay, bias correction; the single-tensor path) or
+// torch.optim.SGD with momentum (the first step's buffer is the gradient
+// itself): gpu's reference loops, which the cpu device's OptimOps run too,
+// over chunks in parallel.
 func (o *optimizer) update(ps []*param, lr float64) {
 	o.step++
-	t := float64(o.step)
 	for _, p := range ps {
 		if p.m == nil {
 			p.m = make([]float32, len(p.w))
@@ -74,36 +99,16 @@ func (o *optimizer) update(ps []*param, lr float64) {
 				p.v = make([]float32, len(p.w))
 			}
 		}
-		switch o.name {
-		case "adamw":
-			decay := float32(1 - lr*o.weightDecay)
-			b1, b2 := float32(o.beta1), float32(o.beta2)
-			bc1 := 1 - math.Pow(o.beta1, t)
-			bc2sqrt := float32(math.Sqrt(1 - math.Pow(o.beta2, t)))
-			stepSize := float32(lr / bc1)
-			eps := float32(o.eps)
-			for i, g := range p.g {
-				if o.weightDecay != 0 {
-					p.w[i] *= decay
-				}
-				p.m[i] += (g - p.m[i]) * (1 - b1)
-				p.v[i] = p.v[i]*b2 + (1-b2)*g*g
-				denom := float32(math.Sqrt(float64(p.v[i])))/bc2sqrt + eps
-				p.w[i] += -stepSize * p.m[i] / denom
+		ad, sg := o.adamw(lr, 1), o.sgd(lr, 1)
+		n := len(p.w)
+		parallel((n+optimChunk-1)/optimChunk, func(k int) {
+			a, b := k*optimChunk, min((k+1)*optimChunk, n)
+			if o.name == "adamw" {
+				ad.Apply(p.w[a:b], p.g[a:b], p.m[a:b], p.v[a:b])
+			} else {
+				sg.Apply(p.w[a:b], p.g[a:b], p.m[a:b])
 			}
-		default:
-			mom, wd, l := float32(o.momentum), float32(o.weightDecay), float32(lr)
-			for i, g := range p.g {
-				if wd != 0 {
-					g += wd * p.w[i]
-				}
-				if o.step == 1 {
-					p.m[i] = g
-				} else {
-					p.m[i] = mom*p.m[i] + g
-				}
-				p.w[i] -= l * p.m[i]
-			}
-		}
+		})
+		p.dirty = true
 	}
 }

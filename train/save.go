@@ -277,6 +277,7 @@ func readCheckpoint(ctx context.Context, cfg Config, dir string, n *net, ls *lor
 		}
 		copy(p.w, w)
 		p.m, p.v = m, v
+		p.dirty = true
 	}
 	opt.step = st.Step
 	return st.Data, nil

@@ -41,6 +41,18 @@ type Metrics struct {
 	// MFU is the step's model FLOPs utilization (metrics.go: 6·N·tokens/s
 	// over the peak), absent when no peak is known.
 	MFU float64 `json:"mfu,omitempty"`
+	// Where the step's wall-clock seconds went: reading and batching rows,
+	// the micro-batches' forward passes (through the loss and the LM
+	// head's gradient) and the rest of their backward passes, the
+	// optimizer (the norm, clipping and update), and the transfers between
+	// host and device of weights and gradients (with the data-parallel
+	// reduction) outside the passes. The device is waited for at the end of
+	// each pass and of the optimizer, so queued work counts in its phase.
+	TimeData      float64 `json:"time_data_s"`
+	TimeForward   float64 `json:"time_forward_s"`
+	TimeBackward  float64 `json:"time_backward_s"`
+	TimeOptimizer float64 `json:"time_optimizer_s"`
+	TimeTransfer  float64 `json:"time_transfer_s"`
 }
 
 // Config is one training run. The flag of `sluice train` that sets each
@@ -299,6 +311,7 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		defer rg.Close()
 	}
 	fmt.Fprintf(logw, "train: %s, %d parameters trained, %d steps\n", n.cfg.Arch, countParams(trainable), cfg.Steps)
+	st := newStepper(cfg, n, lora, opt, rg)
 	for opt.step < cfg.Steps {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -334,38 +347,23 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		if count == 0 {
 			return fmt.Errorf("train: step %d: no row of the batch has a token to predict (a second token, of the completion or of an assistant turn): %w", s+1, ErrData)
 		}
-		n.zeroGrad()
-		if lora != nil {
-			lora.zeroGrad()
+		var tm phaseTimes
+		since(&tm.data, start)
+		loss, norm, lr, err := st.step(mbs, count, &tm)
+		if err != nil {
+			return err
 		}
-		var sum float64
-		for _, b := range mbs {
-			if rg != nil {
-				if b = b.share(cfg.Rank, len(cfg.Workers)); b == nil {
-					continue
-				}
-			}
-			ls, _, err := n.lossAndGradLoRA(b, float32(1)/float32(count), lora)
-			if err != nil {
-				return err
-			}
-			sum += ls
-		}
-		if rg != nil {
-			if sum, err = reduceGrads(rg, trainable, sum); err != nil {
-				return fmt.Errorf("train: step %d: %w", s+1, err)
-			}
-		}
-		loss := sum / float64(count)
-		norm := clipGrads(trainable, cfg.MaxGradNorm)
-		lr := lrAt(cfg.LR, cfg.LRSchedule, s, cfg.WarmupSteps, cfg.Steps)
-		opt.update(trainable, lr)
 		el := time.Since(start).Seconds()
-		m := Metrics{Step: s + 1, Loss: loss, LR: lr, GradNorm: norm, Tokens: tokens, TokensPerSec: float64(tokens) / max(el, 1e-9)}
+		m := Metrics{Step: s + 1, Loss: loss, LR: lr, GradNorm: norm, Tokens: tokens, TokensPerSec: float64(tokens) / max(el, 1e-9),
+			TimeData: tm.data.Seconds(), TimeForward: tm.forward.Seconds(), TimeBackward: tm.backward.Seconds(),
+			TimeOptimizer: tm.optim.Seconds(), TimeTransfer: tm.transfer.Seconds()}
 		m.MFU = mfu(nParams, m.TokensPerSec, peak)
 		// The checkpoint of a step is written before the step is reported, so
 		// a caller that stops on seeing step s finds it.
 		if lead && cfg.CheckpointEvery > 0 && opt.step%cfg.CheckpointEvery == 0 && opt.step < cfg.Steps {
+			if err := n.pull(); err != nil {
+				return err
+			}
 			if err := writeCheckpoint(cfg, n, lora, opt, src.pos, src.known); err != nil {
 				return err
 			}
@@ -394,6 +392,9 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 	}
 	if !lead {
 		return nil
+	}
+	if err := n.pull(); err != nil {
+		return err
 	}
 	if cfg.CheckpointEvery > 0 {
 		if err := writeCheckpoint(cfg, n, lora, opt, src.pos, src.known); err != nil {
