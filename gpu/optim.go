@@ -45,15 +45,25 @@ type AdamW struct {
 	GradScale                          float32
 }
 
-// Apply is the reference update over host slices of one length.
-func (h AdamW) Apply(w, g, m, v []float32) {
+// Coefficients are the step's float32 constants, computed on the host as
+// Apply uses them, for a backend's kernel: w·decay (when WeightDecay is not
+// 0), the betas, lr/(1−β₁ᵗ), sqrt(1−β₂ᵗ) and eps.
+func (h AdamW) Coefficients() (decay, b1, b2, stepSize, bc2sqrt, eps float32) {
 	t := float64(h.Step)
-	decay := float32(1 - h.LR*h.WeightDecay)
-	b1, b2 := float32(h.Beta1), float32(h.Beta2)
+	decay = float32(1 - h.LR*h.WeightDecay)
+	b1, b2 = float32(h.Beta1), float32(h.Beta2)
 	bc1 := 1 - math.Pow(h.Beta1, t)
-	bc2sqrt := float32(math.Sqrt(1 - math.Pow(h.Beta2, t)))
-	stepSize := float32(h.LR / bc1)
-	eps := float32(h.Eps)
+	bc2sqrt = float32(math.Sqrt(1 - math.Pow(h.Beta2, t)))
+	stepSize = float32(h.LR / bc1)
+	eps = float32(h.Eps)
+	return
+}
+
+// Apply is the reference update over host slices of one length. Each
+// operation rounds to float32 as written: m += (g − m)·(1 − β₁);
+// v = v·β₂ + ((1 − β₂)·g)·g; w += ((−stepSize)·m) / (sqrt(v)/bc2sqrt + eps).
+func (h AdamW) Apply(w, g, m, v []float32) {
+	decay, b1, b2, stepSize, bc2sqrt, eps := h.Coefficients()
 	c := h.GradScale
 	scaled := c != 0 && c != 1
 	g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
