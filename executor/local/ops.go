@@ -39,6 +39,7 @@ func (x *exec) compile(n plan.Node) (op, error) {
 		in, err := x.compile(n.Input)
 		if err == nil {
 			keepDict(n, in)
+			joinDict(n, in)
 		}
 		return &aggOp{node: n, in: in, st: x.newStats(n)}, err
 	case *plan.Repartition:
@@ -220,6 +221,47 @@ func keepDict(n *plan.Aggregate, in op) {
 		}
 	}
 	sop.dict = keys
+}
+
+// joinDict lets a hash join under an aggregate emit the right side's
+// string group keys as dictionary arrays into the build side (no copy of
+// the bytes per probe row; the aggregate keys each build row once). Only
+// when nothing between reads the key but to pass it on, as in keepDict.
+func joinDict(n *plan.Aggregate, in op) {
+	var projects []*plan.Project
+	cur := n.Input
+	for {
+		p, ok := cur.(*plan.Project)
+		if !ok {
+			break
+		}
+		projects = append(projects, p)
+		cur = p.Input
+	}
+	join, ok := cur.(*plan.Join)
+	if !ok {
+		return
+	}
+	if o, ok := in.(*mapOp); ok {
+		if len(o.steps) != len(projects) {
+			return
+		}
+		in = o.in
+	}
+	jop, ok := in.(*joinOp)
+	if !ok || jop.node != join {
+		return
+	}
+	var keys []string
+	for _, k := range n.Keys {
+		if slices.ContainsFunc(n.Aggs, func(a kernel.Agg) bool { return a.Column == k }) {
+			continue
+		}
+		if !slices.ContainsFunc(projects, func(p *plan.Project) bool { return !passesOn(p, k) }) {
+			keys = append(keys, k)
+		}
+	}
+	jop.dict = keys
 }
 
 // passesOn reports whether p reads column k only to copy it, under its own
@@ -828,6 +870,7 @@ type joinOp struct {
 	node        *plan.Join
 	left, right op
 	st          *OpStats
+	dict        []string // right string columns the consumer takes dictionary-encoded (see joinDict)
 }
 
 func (j *joinOp) run(ctx context.Context, x *exec, out chan<- block) error {
@@ -836,6 +879,11 @@ func (j *joinOp) run(ctx context.Context, x *exec, out chan<- block) error {
 		return wrapOp(j.st.Name, err)
 	}
 	defer h.Release()
+	if len(j.dict) > 0 {
+		if err := h.EmitDict(j.dict); err != nil {
+			return wrapOp(j.st.Name, err)
+		}
+	}
 	right, err := x.collect(ctx, j.right, j.st)
 	if err != nil {
 		return err

@@ -60,22 +60,24 @@ func (a Agg) Name() string {
 // A HashAgg is used from one goroutine; to aggregate in parallel, give each
 // goroutine its own HashAgg and Merge them once they are done.
 type HashAgg struct {
-	mem     memory.Allocator
-	schema  *arrow.Schema
-	keys    []string
-	keyIdx  []int
-	aggs    []Agg
-	aggIdx  []int // column of each agg, -1 for count_all
-	states  []aggState
-	out     *arrow.Schema
-	groups  groupMap
-	views   []colView
-	hashes  []uint64
-	scratch []uint64
-	gids    []uint32
-	dictIDs []int32
-	dictOK  []bool // per column: may arrive dictionary-encoded although the schema says string or binary
-	done    bool
+	mem      memory.Allocator
+	schema   *arrow.Schema
+	keys     []string
+	keyIdx   []int
+	aggs     []Agg
+	aggIdx   []int // column of each agg, -1 for count_all
+	states   []aggState
+	out      *arrow.Schema
+	groups   groupMap
+	views    []colView
+	hashes   []uint64
+	scratch  []uint64
+	gids     []uint32
+	dictIDs  []int32
+	codeIDs  []int32           // insertDict's cache, for the dictionaries codeSrcs
+	codeSrcs []arrow.ArrayData // nil until insertDict runs
+	dictOK   []bool            // per column: may arrive dictionary-encoded although the schema says string or binary
+	done     bool
 }
 
 // NewHashAgg validates keys and aggs against schema.
@@ -263,8 +265,16 @@ func (h *HashAgg) Push(rec arrow.RecordBatch) error {
 		for k, i := range h.keyIdx {
 			h.views[k].load(rec.Column(i), forHash)
 		}
-		if v := &h.views[0]; len(h.views) == 1 && v.codes != nil && v.valid == nil {
-			h.dictIDs = h.groups.insertDict(h.views, h.gids[:n], h.dictIDs)
+		if sharedCodes(h.views) {
+			keep := len(h.codeSrcs) == len(h.views)
+			for k := range h.views {
+				keep = keep && h.codeSrcs[k] == h.views[k].dictData
+			}
+			h.codeIDs = h.groups.insertDict(h.views, h.gids[:n], h.codeIDs, keep)
+			h.codeSrcs = h.codeSrcs[:0]
+			for k := range h.views {
+				h.codeSrcs = append(h.codeSrcs, h.views[k].dictData)
+			}
 		} else {
 			h.hashes, h.scratch = hashRows(h.views, n, h.hashes, h.scratch)
 			h.dictIDs = h.groups.insertAll(h.views, h.hashes, h.gids, h.dictIDs)

@@ -174,6 +174,10 @@ type colView struct {
 	valid   []byte  // validity bitmap; nil when the column has no nulls
 	codeBuf []int32 // reused for codes
 	off     int
+	// dictData is the dictionary whose values dict holds: a batch with
+	// the same one (a join's shared dictionary) reuses them.
+	dictData  arrow.ArrayData
+	dictBytes [][]byte // the values of dictData; dict is this when codes are set
 }
 
 func (v *colView) null(i int) bool {
@@ -226,12 +230,22 @@ func (v *colView) load(arr arrow.Array, o order) {
 }
 
 func (v *colView) loadDict(d *array.Dictionary) {
-	v.dict = bytesValues(d.Dictionary(), v.dict[:0])
-	if len(v.dict) == 0 {
-		v.dict = append(v.dict, nil) // for the codes of null rows
+	dd := d.Dictionary().Data()
+	if dd != v.dictData || len(v.dictBytes) == 0 {
+		v.dictBytes = bytesValues(d.Dictionary(), v.dictBytes[:0])
+		if len(v.dictBytes) == 0 {
+			v.dictBytes = append(v.dictBytes, nil) // for the codes of null rows
+		}
+		v.dictData = dd
 	}
-	v.codeBuf = dictCodes(d.Indices(), grow(v.codeBuf, d.Len()))
-	v.codes = v.codeBuf
+	v.dict = v.dictBytes
+	idx := d.Indices()
+	if bm, _ := validity(idx); bm == nil && idx.DataType().ID() == arrow.INT32 && idx.Len() > 0 {
+		v.codes = rawValues[int32](idx) // read only: no copy needed
+	} else {
+		v.codeBuf = dictCodes(idx, grow(v.codeBuf, d.Len()))
+		v.codes = v.codeBuf
+	}
 	v.valid, v.off = logicalValidity(d)
 }
 

@@ -386,24 +386,49 @@ func (m *groupMap) insertAll(views []colView, hashes []uint64, ids []uint32, dic
 	return dictIDs
 }
 
-// insertDict is insertAll for one dictionary-encoded key column without
-// nulls: rows are never hashed, only the dictionary entries a row uses
-// (with the hash hashRows would give the same string).
-func (m *groupMap) insertDict(views []colView, ids []uint32, dictIDs []int32) []int32 {
+// insertDict is insertAll for dictionary-encoded key columns without nulls
+// that share one index array (one column, or a join's build columns):
+// rows are never hashed, only the dictionary entries a row uses (with the
+// hash hashRows would give the same strings). dictIDs caches entry code's
+// key id, or -1; keep says it still holds for these dictionaries (the ids
+// of a groupMap never change).
+func (m *groupMap) insertDict(views []colView, ids []uint32, dictIDs []int32, keep bool) []int32 {
 	v := &views[0]
-	dictIDs = grow(dictIDs, len(v.dict))
-	for j := range dictIDs {
-		dictIDs[j] = -1
+	if !keep || len(dictIDs) != len(v.dict) {
+		dictIDs = grow(dictIDs, len(v.dict))
+		for j := range dictIDs {
+			dictIDs[j] = -1
+		}
 	}
 	for i, code := range v.codes[:len(ids)] {
 		id := dictIDs[code]
 		if id < 0 {
-			id = int32(m.insert(views, i, fmix64(mix(hashSeed, hashBytes(v.dict[code])))))
+			h := uint64(hashSeed)
+			for c := range views {
+				h = mix(h, hashBytes(views[c].dict[code]))
+			}
+			id = int32(m.insert(views, i, fmix64(h)))
 			dictIDs[code] = id
 		}
 		ids[i] = uint32(id)
 	}
 	return dictIDs
+}
+
+// sharedCodes reports whether insertDict applies to views: every one a
+// dictionary without nulls, all reading the same indices.
+func sharedCodes(views []colView) bool {
+	v := &views[0]
+	if v.codes == nil || v.valid != nil || len(v.codes) == 0 {
+		return false
+	}
+	for c := range views[1:] {
+		w := &views[1+c]
+		if w.codes == nil || w.valid != nil || len(w.codes) != len(v.codes) || &w.codes[0] != &v.codes[0] {
+			return false
+		}
+	}
+	return true
 }
 
 // findAll sets ids[i] to the id of row i's key, or -1, skipping rows

@@ -68,9 +68,17 @@ type HashJoin struct {
 	scratch   []uint64
 	// Set up by the first Probe: the build rows grouped by key, in build
 	// order; key id's rows are rows[start[id]:start[id+1]].
-	start    []int32
-	rows     []uint64
-	src      *source // over the build batches, set up by the first Probe
+	start []int32
+	rows  []uint64
+	src   *source // over the build batches, set up by the first Probe
+	// Right output columns Probe emits as dictionary arrays (see EmitDict):
+	// per rightOut column, its build values as one array (nil: gather),
+	// shared by every output batch; the first build row of each batch.
+	dictWant []bool
+	dicts    []arrow.Array
+	dictOut  *arrow.Schema
+	bstart   []int32
+	sealErr  error
 	sealOnce sync.Once
 	pool     sync.Pool // of *probeScratch
 	probed   atomic.Bool
@@ -241,6 +249,138 @@ func (j *HashJoin) seal() {
 	}
 	j.keyOf, j.refs = nil, nil
 	j.src = newSource(j.mem, j.right, j.builds)
+	if j.dictWant != nil && len(j.rows) <= maxDictRows {
+		j.sealErr = j.sealDicts()
+	}
+}
+
+// maxDictRows bounds the build side whose columns Probe emits as
+// dictionaries: every output batch refers to (and is accounted for) the
+// whole dictionary, and a consumer keys a cache by dictionary entry.
+const maxDictRows = 1 << 20
+
+// EmitDict asks Probe to return the named right output columns of string
+// or binary type as dictionary arrays instead of copying their bytes: the
+// indices point into the build side's values, one dictionary shared by
+// every output batch; a row is null where it is unmatched (Left) or its
+// build value is null. Call it before the first Probe. It is a hint: other
+// names are ignored, and a build side of more than 2^20 rows is gathered as
+// usual. Probe's batches then have OutputSchema's fields, with the
+// dictionary type for those columns.
+func (j *HashJoin) EmitDict(names []string) error {
+	if j.probed.Load() {
+		return errorf(ErrState, "HashJoin.EmitDict after Probe")
+	}
+	want := make([]bool, len(j.rightOut))
+	some := false
+	fields := slices.Clone(j.out.Fields())
+	nl := j.left.NumFields()
+	for k, c := range j.rightOut {
+		f := &fields[nl+k]
+		switch j.right.Field(c).Type.ID() {
+		case arrow.STRING, arrow.LARGE_STRING, arrow.BINARY, arrow.LARGE_BINARY:
+		default:
+			continue
+		}
+		if slices.Contains(names, f.Name) {
+			want[k], some = true, true
+			f.Type = &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int32, ValueType: f.Type}
+		}
+	}
+	if !some {
+		j.dictWant, j.dictOut = nil, nil
+		return nil
+	}
+	j.dictWant, j.dictOut = want, arrow.NewSchema(fields, nil)
+	return nil
+}
+
+// sealDicts concatenates the build values of the dictionary columns.
+func (j *HashJoin) sealDicts() error {
+	j.dicts = make([]arrow.Array, len(j.rightOut))
+	j.bstart = make([]int32, len(j.builds))
+	var n int32
+	for b, rec := range j.builds {
+		j.bstart[b] = n
+		n += int32(rec.NumRows())
+	}
+	for k, c := range j.rightOut {
+		if !j.dictWant[k] {
+			continue
+		}
+		chunks := make([]arrow.Array, len(j.builds))
+		for b, rec := range j.builds {
+			chunks[b] = rec.Column(c)
+		}
+		switch len(chunks) {
+		case 0:
+			j.dicts[k] = emptyArray(j.mem, j.right.Field(c).Type)
+		case 1:
+			chunks[0].Retain()
+			j.dicts[k] = chunks[0]
+		default:
+			d, err := array.Concatenate(chunks, j.mem)
+			if err != nil {
+				releaseAll(j.dicts)
+				j.dicts = nil
+				return errorf(ErrInvalid, "join: right column %q as a dictionary: %v", j.right.Field(c).Name, err)
+			}
+			j.dicts[k] = d
+		}
+	}
+	return nil
+}
+
+// dictColumns builds the dictionary arrays of the right columns for refs.
+// cols[k] is set for each dictionary column k of rightOut.
+func (j *HashJoin) dictColumns(refs []uint64, cols []arrow.Array) {
+	n := len(refs)
+	idx := memory.NewResizableBuffer(j.mem)
+	idx.Resize(4 * n)
+	codes := arrow.Int32Traits.CastFromBytes(idx.Bytes())
+	unmatched := false
+	for i, r := range refs {
+		if r == nullRef {
+			codes[i], unmatched = 0, true
+			continue
+		}
+		codes[i] = j.bstart[r>>32] + int32(uint32(r))
+	}
+	var shared *array.Int32 // the indices of the columns without nulls
+	for k, d := range j.dicts {
+		if d == nil {
+			continue
+		}
+		var ind *array.Int32
+		if !unmatched && d.NullN() == 0 {
+			if shared == nil {
+				shared = int32Array(n, nil, idx, 0)
+			}
+			ind = shared
+			ind.Retain()
+		} else {
+			bm := memory.NewResizableBuffer(j.mem)
+			bm.Resize((n + 7) / 8)
+			bits := bm.Bytes()
+			clear(bits)
+			nulls := 0
+			for i, r := range refs {
+				if r != nullRef && d.IsValid(int(codes[i])) {
+					bits[i>>3] |= 1 << (i & 7)
+				} else {
+					nulls++
+				}
+			}
+			ind = int32Array(n, bm, idx, nulls)
+			bm.Release()
+		}
+		cols[k] = array.NewDictionaryArray(j.dictOut.Field(j.left.NumFields()+k).Type, ind, d)
+		ind.Release()
+	}
+	if shared != nil {
+		shared.Release()
+	}
+	idx.Release()
 }
 
 // Probe joins a left batch against everything built and returns the joined
@@ -258,6 +398,9 @@ func (j *HashJoin) Probe(rec arrow.RecordBatch) (arrow.RecordBatch, error) {
 	}
 	n := int(rec.NumRows())
 	j.sealOnce.Do(j.seal)
+	if j.sealErr != nil {
+		return nil, j.sealErr
+	}
 	// Per-call scratch, pooled so concurrent probes neither share nor
 	// reallocate it.
 	sc, _ := j.pool.Get().(*probeScratch)
@@ -312,16 +455,35 @@ func (j *HashJoin) Probe(rec arrow.RecordBatch) (arrow.RecordBatch, error) {
 		}
 		cols = append(cols, col)
 	}
-	for _, c := range j.rightOut {
+	schema := j.out
+	var dcols []arrow.Array
+	if j.dicts != nil {
+		schema = j.dictOut
+		dcols = make([]arrow.Array, len(j.rightOut))
+		j.dictColumns(rightRefs, dcols)
+	}
+	for k, c := range j.rightOut {
+		if dcols != nil && dcols[k] != nil {
+			cols = append(cols, dcols[k])
+			dcols[k] = nil
+			continue
+		}
 		col, err := j.src.column(j.mem, c, rightRefs)
 		if err != nil {
+			releaseAll(dcols)
 			return fail(err)
 		}
 		cols = append(cols, col)
 	}
-	out := array.NewRecordBatch(j.out, cols, int64(len(leftRows)))
+	out := array.NewRecordBatch(schema, cols, int64(len(leftRows)))
 	releaseAll(cols)
 	return out, nil
+}
+
+func int32Array(n int, valid, values *memory.Buffer, nulls int) *array.Int32 {
+	d := array.NewData(arrow.PrimitiveTypes.Int32, n, []*memory.Buffer{valid, values}, nil, nulls, 0)
+	defer d.Release()
+	return array.NewInt32Data(d)
 }
 
 // Release frees the retained build batches. No other method may run
@@ -333,8 +495,9 @@ func (j *HashJoin) Release() {
 	if j.src != nil {
 		j.src.release()
 	}
+	releaseAll(j.dicts)
 	releaseBatches(j.builds)
-	j.builds, j.src = nil, nil
+	j.builds, j.src, j.dicts = nil, nil, nil
 	j.keys = groupMap{}
 	j.keyOf, j.refs, j.start, j.rows = nil, nil, nil, nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
@@ -309,4 +310,131 @@ func TestHashJoinConcurrentProbe(t *testing.T) {
 		got = append(got, results[i]...)
 	}
 	checkRows(t, got, refJoin(left, right, []int{0, 1}, []int{1, 4}, joinRight.NumFields(), Left))
+}
+
+// TestHashJoinEmitDict checks that Probe with EmitDict returns the rows
+// gathering returns, with the string right columns as dictionaries sharing
+// one dictionary, and that a HashAgg grouping on them gives the same groups:
+// nulls in build keys and values, unmatched probe rows, duplicate build
+// keys, several build and probe batches.
+func TestHashJoinEmitDict(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+
+	rng := rand.New(rand.NewPCG(21, 22))
+	left, right := genJoin(rng, 700, 90)
+	for i := range 50 { // a batch matching nothing
+		left = append(left, []any{int64(1000 + i), "zed", float64(i)})
+	}
+	clean := make([][]any, len(right)) // right without nulls in who
+	for i, r := range right {
+		clean[i] = append([]any{}, r...)
+		if clean[i][4] == nil {
+			clean[i][4] = "zed"
+		}
+	}
+	lrecs := toBatches(mem, joinLeft, left, []int{300, 0, 400, 50})
+	defer releaseAllBatches(lrecs)
+
+	for _, tc := range []struct {
+		name   string
+		right  [][]any
+		lk, rk []string
+		group  []string
+	}{
+		{"nulls", right, []string{"id"}, []string{"key"}, []string{"who", "v_right"}},
+		{"duplicates", right, []string{"name"}, []string{"who"}, []string{"v_right"}},
+		{"clean", clean, []string{"id"}, []string{"key"}, []string{"v_right", "who"}},
+	} {
+		rrecs := toBatches(mem, joinRight, tc.right, []int{40, 50})
+		for _, kind := range []JoinKind{Inner, Left} {
+			t.Run(fmt.Sprintf("%s/%v", tc.name, kind), func(t *testing.T) {
+				var outs [2][]arrow.RecordBatch
+				for d := range outs {
+					j, err := NewHashJoin(mem, joinLeft, joinRight, tc.lk, tc.rk, kind)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d == 1 {
+						if err := j.EmitDict([]string{"v_right", "who", "label", "flag", "id"}); err != nil {
+							t.Fatal(err)
+						}
+					}
+					for _, rec := range rrecs {
+						if err := j.Build(rec); err != nil {
+							t.Fatal(err)
+						}
+					}
+					for _, rec := range lrecs {
+						out, err := j.Probe(rec)
+						if err != nil {
+							t.Fatal(err)
+						}
+						outs[d] = append(outs[d], out)
+					}
+					j.Release()
+				}
+				defer releaseAllBatches(outs[0])
+				defer releaseAllBatches(outs[1])
+				checkRows(t, rowsOf(outs[1]...), rowsOf(outs[0]...))
+				var dict arrow.ArrayData
+				for _, out := range outs[1] {
+					for _, name := range []string{"v_right", "who"} {
+						idx := out.Schema().FieldIndices(name)
+						if len(idx) == 0 {
+							continue // a join key
+						}
+						c, ok := out.Column(idx[0]).(*array.Dictionary)
+						if !ok {
+							t.Fatalf("%s is %s, want a dictionary", name, out.Column(idx[0]).DataType())
+						}
+						if name == "v_right" {
+							if dict != nil && c.Dictionary().Data() != dict {
+								t.Fatal("v_right: output batches have different dictionaries")
+							}
+							dict = c.Dictionary().Data()
+						}
+					}
+				}
+				// groups[2]: the dictionary batches' groups merged with the
+				// gathered ones' (the same keys must hash alike on both paths).
+				var groups [3][][]any
+				for d := range groups {
+					var hs []*HashAgg
+					for _, src := range [][]arrow.RecordBatch{outs[min(d, 1)], outs[0]}[:1+d/2] {
+						h, err := NewHashAgg(mem, outs[0][0].Schema(), tc.group, []Agg{{Func: CountAll}, {Func: Sum, Column: "v"}})
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer h.Release()
+						for _, out := range src {
+							if err := h.Push(out); err != nil {
+								t.Fatal(err)
+							}
+						}
+						hs = append(hs, h)
+					}
+					if len(hs) == 2 {
+						if err := hs[0].Merge(hs[1]); err != nil {
+							t.Fatal(err)
+						}
+					}
+					res, err := hs[0].Finish()
+					if err != nil {
+						t.Fatal(err)
+					}
+					groups[d] = rowsOf(res)
+					res.Release()
+				}
+				if len(groups[2]) != len(groups[0]) {
+					t.Fatalf("merged: %d groups, want %d", len(groups[2]), len(groups[0]))
+				}
+				if len(groups[0]) < 2 {
+					t.Fatalf("only %d groups", len(groups[0]))
+				}
+				checkRows(t, groups[1], groups[0])
+			})
+		}
+		releaseAllBatches(rrecs)
+	}
 }
