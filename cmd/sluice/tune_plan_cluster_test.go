@@ -9,11 +9,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/state"
 	"github.com/sluicehq/sluice/internal/clustertest"
+	"github.com/sluicehq/sluice/plans"
 	"github.com/sluicehq/sluice/tune"
 )
 
@@ -194,5 +200,90 @@ func TestTunePlanClusterErrors(t *testing.T) {
 	}
 	if len(e.Trials) != 3 {
 		t.Errorf("%d trials", len(e.Trials))
+	}
+}
+
+// planHold is a map_batches function of the tests' plans that holds each
+// batch until the channel registerPlanHold returned is closed or its task
+// is cancelled.
+const planHold = "tune_plan_hold"
+
+var (
+	planRelease  atomic.Pointer[chan struct{}]
+	planHoldOnce sync.Once
+)
+
+func registerPlanHold(t *testing.T) chan struct{} {
+	release := make(chan struct{})
+	planRelease.Store(&release)
+	planHoldOnce.Do(func() {
+		err := plans.Register(planHold, plans.Func{
+			Out: func(in *arrow.Schema) (*arrow.Schema, error) { return in, nil },
+			Fn: func(ctx context.Context, _ memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-*planRelease.Load():
+					return rec.NewSlice(0, rec.NumRows()), nil
+				}
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	return release
+}
+
+// An experiment of plan trials on the cluster that is interrupted while
+// its trials' jobs run cancels those jobs; --resume runs the interrupted
+// trials again as new jobs (run-2) and ends with the local run's table.
+func TestTunePlanClusterCancel(t *testing.T) {
+	release := registerPlanHold(t)
+	file, dir := planExperiment(t, "- map_batches: {fn: "+planHold+"}\n  "+tunePlanGroup, func(s string) string { return s })
+	flags, cl := planCluster(t, dir)
+	got := filepath.Join(dir, "got")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- runMain(ctx, &env{stdout: out, stderr: out, stdin: strings.NewReader("")}, append([]string{"tune", file, "--dir", got}, flags...))
+	}()
+	running := func() (ids []string) {
+		for _, j := range clusterJobs(t, cl) {
+			if j.State == state.JobRunning {
+				ids = append(ids, j.ID)
+			}
+		}
+		return ids
+	}
+	clustertest.Poll(t, "two trial jobs running", func() bool { return len(running()) == 2 })
+	cancel()
+	if code := <-done; code == 0 || !strings.Contains(out.String(), "experiment interrupted") {
+		t.Fatalf("interrupted tune: exit %d\n%s", code, out)
+	}
+	clustertest.Poll(t, "the trials' jobs cancelled", func() bool {
+		jobs := clusterJobs(t, cl)
+		for _, j := range jobs {
+			if j.State != state.JobCancelled {
+				return false
+			}
+		}
+		return len(jobs) == 2
+	})
+
+	close(release)
+	if code, stdout, stderr := sluice(t, append([]string{"tune", file, "--dir", got, "--resume"}, flags...)...); code != 0 {
+		t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	want := filepath.Join(dir, "want")
+	if code, stdout, stderr := sluice(t, "tune", file, "--dir", want); code != 0 {
+		t.Fatalf("local run: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	samePlanTables(t, got, want)
+	runs, _ := filepath.Glob(filepath.Join(got, "trials", "*", "jobs", "run-*"))
+	if len(runs) != 5 || len(clusterJobs(t, cl)) != 5 {
+		t.Errorf("runs %v, %d jobs: want two trials run twice, one once", runs, len(clusterJobs(t, cl)))
 	}
 }
