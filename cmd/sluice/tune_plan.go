@@ -21,7 +21,8 @@ import (
 	"github.com/sluicehq/sluice/tune"
 )
 
-// Plan trials: a tune file's plan: section runs a plan file per trial.
+// Plan trials: a tune file's plan: section runs a plan file per trial,
+// here or, with --coordinators, as a job of the cluster (planJobs).
 //
 // The trial's config becomes the plan's --param name=value (over the
 // section's params); a plan that declares a param out gets
@@ -96,7 +97,10 @@ func planTrials(f *tune.File, cfg *tune.Config, progress io.Writer, jobs *planJo
 			}
 		}
 		if setOut {
-			params["out"] = storage.Join(t.Dir(), "out")
+			// Under the experiment's Dir, not t.Dir(): that is a local
+			// scratch directory when Dir is s3://, which neither lasts
+			// nor is the workers'.
+			params["out"] = storage.Join(cfg.Dir, "trials", t.ID, "out")
 		}
 		// Each trial compiles the plan afresh: a compiled plan is one run's.
 		p, err := plans.Load(file)

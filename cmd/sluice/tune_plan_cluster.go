@@ -45,6 +45,7 @@ import (
 
 // planJobs runs plan trials as jobs of a cluster.
 type planJobs struct {
+	dir   string // the experiment's Dir
 	jobs  tunejob.Client
 	needs tune.Resources
 	// nonce makes each driver's submits its own; within one driver a
@@ -80,7 +81,7 @@ func planClusterTrials(f *tune.File, cf *cli.Client, name string, cfg *tune.Conf
 	cfg.Store = tunejob.Store{API: cl, Name: name}
 	var nonce [8]byte
 	rand.Read(nonce[:])
-	j := &planJobs{jobs: tunejob.Client{API: cl}, needs: needs, nonce: hex.EncodeToString(nonce[:]), poll: 100 * time.Millisecond, progress: progress}
+	j := &planJobs{dir: cfg.Dir, jobs: tunejob.Client{API: cl}, needs: needs, nonce: hex.EncodeToString(nonce[:]), poll: 100 * time.Millisecond, progress: progress}
 	return planTrials(f, cfg, progress, j, noColumn)
 }
 
@@ -125,11 +126,11 @@ func (j *planJobs) runner(file string, absOut bool) (planRunner, error) {
 // run runs one trial's job and waits for it: the rows of its output and
 // the job's time from submit to end.
 func (j *planJobs) run(ctx context.Context, t *tune.Trial, file, plan string, job *plans.Job, params map[string]string) (int64, time.Duration, error) {
-	fsys, err := storage.For(t.Dir())
+	fsys, err := storage.For(j.dir)
 	if err != nil {
 		return 0, 0, err
 	}
-	runs := storage.Join(t.Dir(), "jobs")
+	runs := storage.Join(j.dir, "trials", t.ID, "jobs")
 	earlier, err := fsys.List(ctx, runs)
 	if err != nil && !errors.Is(err, storage.ErrNotExist) {
 		return 0, 0, err

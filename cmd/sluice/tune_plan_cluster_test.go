@@ -20,6 +20,8 @@ import (
 	"github.com/sluicehq/sluice/executor/cluster/state"
 	"github.com/sluicehq/sluice/internal/clustertest"
 	"github.com/sluicehq/sluice/plans"
+	"github.com/sluicehq/sluice/storage"
+	"github.com/sluicehq/sluice/storage/miniotest"
 	"github.com/sluicehq/sluice/tune"
 )
 
@@ -42,7 +44,7 @@ func planCluster(t *testing.T, dir string) ([]string, *api.Client) {
 	return []string{"--coordinators", c.URL(), "--token-file", tokenFile}, cl
 }
 
-// samePlanTables compares two plan experiments' trial tables (tuneTable)
+// samePlanTables compares two plan experiments' trial tables (as tuneTable)
 // and their trials' reports: equal but for run_seconds, which no two runs
 // share, and for the float sums (best, last, revenue) within 1e-12
 // relative, which the cluster adds in another order (partial aggregates
@@ -50,12 +52,17 @@ func planCluster(t *testing.T, dir string) ([]string, *api.Client) {
 func samePlanTables(t *testing.T, got, want string) {
 	t.Helper()
 	rows := func(dir string) []map[string]any {
+		b, err := storage.ReadPath(context.Background(), storage.Join(dir, "trials.jsonl")) // local or s3://
+		if err != nil {
+			t.Fatal(err)
+		}
 		var out []map[string]any
-		for _, l := range strings.Split(tuneTable(t, dir), "\n") {
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 			var row map[string]any
 			if err := json.Unmarshal([]byte(l), &row); err != nil {
 				t.Fatalf("%s: %v", l, err)
 			}
+			delete(row, "checkpoint")
 			out = append(out, row)
 		}
 		return out
@@ -163,6 +170,40 @@ func TestTunePlanCluster(t *testing.T) {
 	}
 	if n := len(clusterJobs(t, cl)); n != 3 {
 		t.Errorf("resuming a finished experiment submitted %d jobs", n-3)
+	}
+}
+
+// With an s3:// --dir (a real MinIO server) the workers write the
+// trials' outputs into the bucket and the driver reads the metrics rows
+// from there: the same table as the local run's.
+func TestTunePlanClusterS3(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.SetEnv(t)
+	srv.MakeBucket("tune-plan")
+	file, dir := planExperiment(t, tunePlanGroup, func(s string) string { return s })
+	want := filepath.Join(dir, "want")
+	if code, stdout, stderr := sluice(t, "tune", file, "--dir", want); code != 0 {
+		t.Fatalf("local run: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	flags, _ := planCluster(t, dir)
+	got := "s3://tune-plan/experiments/price-search"
+	if code, stdout, stderr := sluice(t, append([]string{"tune", file, "--dir", got}, flags...)...); code != 0 {
+		t.Fatalf("cluster run: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	samePlanTables(t, got, want)
+	ctx := context.Background()
+	fsys, err := storage.For(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"t0000", "t0001", "t0002"} {
+		files, err := storage.Glob(ctx, fsys, got+"/trials/"+id+"/out/*.parquet")
+		if err != nil || len(files) != 1 {
+			t.Errorf("%s: output files %v: %v", id, files, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "s3:")); err == nil {
+		t.Errorf("an s3:// path was written as a local one")
 	}
 }
 
