@@ -173,6 +173,29 @@ func TestTunePlanCluster(t *testing.T) {
 	}
 }
 
+// ASHA over plan trials on the cluster, one at a time (so that the rungs
+// see the reports in the same order): each trial's one report is its
+// first rung's, and the trials below the first's are marked stopped, as in
+// the local run.
+func TestTunePlanClusterASHA(t *testing.T) {
+	file, dir := planExperiment(t, tunePlanGroup, func(s string) string {
+		return strings.Replace(s, "max_concurrent: 2", "max_concurrent: 1\n  scheduler: asha\n  max_t: 4\n  grace_period: 1\n  reduction_factor: 2", 1)
+	})
+	want := filepath.Join(dir, "want")
+	if code, stdout, stderr := sluice(t, "tune", file, "--dir", want); code != 0 {
+		t.Fatalf("local run: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	flags, _ := planCluster(t, dir)
+	got := filepath.Join(dir, "got")
+	if code, stdout, stderr := sluice(t, append([]string{"tune", file, "--dir", got}, flags...)...); code != 0 {
+		t.Fatalf("cluster run: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	samePlanTables(t, got, want)
+	if table := tuneTable(t, got); strings.Count(table, `"status":"stopped"`) != 2 {
+		t.Errorf("want the two trials below the first stopped:\n%s", table)
+	}
+}
+
 // With an s3:// --dir (a real MinIO server) the workers write the
 // trials' outputs into the bucket and the driver reads the metrics rows
 // from there: the same table as the local run's.
