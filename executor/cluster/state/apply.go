@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 )
@@ -296,10 +297,16 @@ func (s *State) applyExpire(c Command) (string, error) {
 		s.setTask(t, TaskPending, "")
 	}
 	// Lineage: the blocks the dead worker kept for tasks still to run
-	// are gone; the tasks that made them run again.
-	for _, t := range s.Tasks {
-		if t.Worker == w.ID && t.State == TaskSucceeded {
-			if j := s.Jobs[t.Job]; !j.State.Done() && s.needed(j, t) {
+	// are gone; the tasks that made them run again. Only the running
+	// jobs with a stage that keeps blocks are walked (not every task of
+	// the state), in job and task order, so every replica redoes alike.
+	for _, id := range slices.Sorted(maps.Keys(s.Jobs)) {
+		j := s.Jobs[id]
+		if j.State.Done() || !slices.ContainsFunc(j.Stages, func(st Stage) bool { return st.Blocks }) {
+			continue
+		}
+		for _, tid := range j.Tasks {
+			if t := s.Tasks[tid]; t.Worker == w.ID && t.State == TaskSucceeded && s.needed(j, t) {
 				s.redo(j, t, "output lost with worker "+w.ID, c.At)
 			}
 		}
