@@ -114,7 +114,8 @@ func init() {
 		return counting{d}, nil
 	})
 	gpu.Register("train-test-host-optim", func() (gpu.Device, error) {
-		d, err := gpu.Open("cpu")
+		name, _ := testDevice()
+		d, err := gpu.Open(name)
 		if err != nil {
 			return nil, err
 		}
@@ -167,24 +168,33 @@ func TestTransfersPerStep(t *testing.T) {
 
 // TestDeviceOptimizerMatchesHost: the cpu device's OptimOps give the host
 // optimizer's losses, gradient norms and trained weights bit for bit, for
-// AdamW with weight decay and SGD, with clipping on.
+// AdamW with weight decay and SGD, with clipping on. On another
+// SLUICE_TEST_DEVICE (cuda) the gradient norm is summed in another order,
+// so the figures agree to 1e-6 and the weights are not compared.
 func TestDeviceOptimizerMatchesHost(t *testing.T) {
 	data := writeRows(t, t.TempDir(), 12, 512)
+	name, _ := testDevice()
+	exact := name == "cpu"
+	same := func(a, b float64) bool { return a == b || !exact && relClose(a, b, 1e-6) }
 	for _, opt := range []string{"adamw", "sgd"} {
 		t.Run(opt, func(t *testing.T) {
 			c := baseConfig(t, "llama3")
 			c.Steps, c.GradAccum, c.Optimizer, c.WeightDecay, c.MaxGradNorm = 3, 2, opt, 0.1, 0.05
+			c.Device = name
 			dev := runLosses(t, c, data)
 			h := c
 			h.Device, h.Out = "train-test-host-optim", filepath.Join(t.TempDir(), "host")
 			host := runLosses(t, h, data)
 			for i := range dev {
-				if dev[i].Loss != host[i].Loss || dev[i].GradNorm != host[i].GradNorm {
+				if !same(dev[i].Loss, host[i].Loss) || !same(dev[i].GradNorm, host[i].GradNorm) {
 					t.Errorf("step %d: device optimizer loss %v grad_norm %v; host %v %v", i+1, dev[i].Loss, dev[i].GradNorm, host[i].Loss, host[i].GradNorm)
 				}
 			}
 			if dev[0].GradNorm <= c.MaxGradNorm {
 				t.Errorf("grad_norm %v is within --max-grad-norm %v: clipping is not exercised", dev[0].GradNorm, c.MaxGradNorm)
+			}
+			if !exact {
+				return
 			}
 			a, err := os.ReadFile(filepath.Join(c.Out, "model.safetensors"))
 			if err != nil {
