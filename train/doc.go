@@ -12,8 +12,12 @@
 //
 // The forward and backward passes run on the shared gpu engine: infer's
 // forward Ops (MatMul, Embed, RMSNorm, RoPE, paged Attention, SiLUMul, Add)
-// and gpu.BackwardOps, in float32. The optimizer, clipping and LoRA's merge
-// run on the host copies of the weights.
+// and gpu.BackwardOps, in float32. The weights stay on the device across
+// micro-batches and steps and the gradients accumulate there; clipping and
+// the optimizer run there too where the device has gpu.OptimOps (cpu; cuda
+// once its optimizer kernels are built), else on the host after one
+// download of the gradients per step. LoRA's merge and adapter gradients
+// run on the host (resident.go).
 //
 // Data-parallel runs (Config.Workers, Rank) sum each step's gradients
 // over a ring all-reduce on TCP (allreduce.go says why a ring of our own).
@@ -23,17 +27,14 @@
 // assistant turns (Config.ChatLoss "all" counts every token).
 //
 // Each step's metrics (loss, lr, grad norm, tokens/s, MFU with a known peak
-// FLOP/s) go to Config.OnStep, Out/metrics.jsonl and Out/metrics.parquet
+// FLOP/s, the seconds of each phase) go to Config.OnStep, Out/metrics.jsonl and Out/metrics.parquet
 // (metrics.go gives the MFU formula); ProgressLine is the bar sluice train
 // prints.
 //
 // Training runs on any gpu backend whose Ops implement gpu.BackwardOps
-// (Config.Device; one without them is refused by name). The master weights
-// and the optimizer stay on the host: each micro-batch uploads the weights
-// and downloads the gradients through Device.Upload and Download, correct
-// on a device with memory of its own but not fast.
+// (Config.Device; one without them is refused by name). A step moves its
+// token ids in and its losses out; the weights come back to the host for
+// checkpoints and the saved model.
 //
-// This package is unstable. Only the cpu backend has BackwardOps today;
-// the cuda backward kernels, an optimizer on the device and bf16 training
-// are not written yet.
+// This package is unstable. bf16 training is not written yet.
 package train
