@@ -50,7 +50,7 @@ func init() {
 	register(&command{
 		name:    "tune",
 		args:    "FILE.yaml | status DIR | status --coordinators ADDRS NAME | rm --coordinators ADDRS NAME",
-		summary: "search hyperparameters: run the file's tune: experiment over its train: section; `tune status DIR` (or NAME, with --coordinators: the cluster's record) prints an experiment's trial table; `tune rm NAME` removes the cluster's record",
+		summary: "search hyperparameters: run the file's tune: experiment over its train: section (or a plan: section's params), locally or, with --coordinators, as cluster jobs; `tune status DIR` (or NAME, with --coordinators: the cluster's record) prints an experiment's trial table; `tune rm NAME` removes the cluster's record",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&dir, "dir", "", "the experiment's directory, local or s3:// (default out/tune/NAME, NAME the file's name: or its base name); with --coordinators a path the workers share")
 			fs.BoolVar(&resume, "resume", false, "continue the experiment (from the cluster's record with --coordinators, else --dir) without re-running finished trials")
