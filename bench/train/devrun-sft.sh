@@ -9,7 +9,8 @@
 #	tar -C devrun-sft -czf devrun-sft/bin.tgz sluice && rm devrun-sft/sluice
 #
 # then run `bash bench/train/devrun-sft.sh` through the device tool with carry
-# ["devrun-sft"]. STEPS (default 6) sets the optimizer steps of each run.
+# ["devrun-sft"]. STEPS (default 6) sets the optimizer steps of each run;
+# SKIP_COMPILE=1 leaves out the torch.compile peer.
 # $OUT gets sluice.jsonl (one line per step), torch.jsonl and summary.txt.
 cd "$(dirname "$0")/../.."
 bin=$PWD/devrun-sft
@@ -34,8 +35,10 @@ with open('/tmp/sft.jsonl', 'w') as f:
 	tail -3 "$OUT/sluice.err"; cat "$OUT/sluice.jsonl"
 	stamp "== pytorch eager"
 	PYTHONUNBUFFERED=1 timeout 110 python3 bench/train/torch_sft.py --model /tmp/bench-1b --steps "$steps" >>"$OUT/torch.jsonl" 2>"$OUT/torch.err"; echo "rc=$?"
-	stamp "== pytorch torch.compile"
-	PYTHONUNBUFFERED=1 timeout 170 python3 bench/train/torch_sft.py --model /tmp/bench-1b --steps "$steps" --compile >>"$OUT/torch.jsonl" 2>>"$OUT/torch.err"; echo "rc=$?"
+	if [ -z "${SKIP_COMPILE:-}" ]; then
+		stamp "== pytorch torch.compile"
+		PYTHONUNBUFFERED=1 timeout 170 python3 bench/train/torch_sft.py --model /tmp/bench-1b --steps "$steps" --compile >>"$OUT/torch.jsonl" 2>>"$OUT/torch.err"; echo "rc=$?"
+	fi
 	tail -3 "$OUT/torch.err"; cat "$OUT/torch.jsonl"
 	stamp done
 } 2>&1 | tee "$OUT/summary.txt"
