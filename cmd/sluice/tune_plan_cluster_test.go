@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -269,33 +268,39 @@ func TestTunePlanClusterErrors(t *testing.T) {
 
 // planHold is a map_batches function of the tests' plans that holds each
 // batch until the channel registerPlanHold returned is closed or its task
-// is cancelled.
+// is cancelled. Every process of the tests registers it (a driver
+// process compiles the plan too).
 const planHold = "tune_plan_hold"
 
-var (
-	planRelease  atomic.Pointer[chan struct{}]
-	planHoldOnce sync.Once
-)
+var planRelease atomic.Pointer[chan struct{}]
 
+func init() {
+	err := plans.Register(planHold, plans.Func{
+		Out: func(in *arrow.Schema) (*arrow.Schema, error) { return in, nil },
+		Fn: func(ctx context.Context, _ memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
+			var release chan struct{} // nil: hold until cancelled
+			if p := planRelease.Load(); p != nil {
+				release = *p
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-release:
+				return rec.NewSlice(0, rec.NumRows()), nil
+			}
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+}
+
+// registerPlanHold makes planHold hold batches until the channel it
+// returns is closed.
 func registerPlanHold(t *testing.T) chan struct{} {
 	release := make(chan struct{})
 	planRelease.Store(&release)
-	planHoldOnce.Do(func() {
-		err := plans.Register(planHold, plans.Func{
-			Out: func(in *arrow.Schema) (*arrow.Schema, error) { return in, nil },
-			Fn: func(ctx context.Context, _ memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
-				select {
-				case <-ctx.Done():
-					return nil, ctx.Err()
-				case <-*planRelease.Load():
-					return rec.NewSlice(0, rec.NumRows()), nil
-				}
-			},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	})
+	t.Cleanup(func() { planRelease.Store(nil) })
 	return release
 }
 
@@ -350,4 +355,54 @@ func TestTunePlanClusterCancel(t *testing.T) {
 	if len(runs) != 5 || len(clusterJobs(t, cl)) != 5 {
 		t.Errorf("runs %v, %d jobs: want two trials run twice, one once", runs, len(clusterJobs(t, cl)))
 	}
+}
+
+// A driver killed (SIGKILL) while its plan trials' jobs run leaves them
+// running; `--resume` (from the cluster's record) cancels them before it
+// runs those trials again as new jobs, and ends with the local run's
+// table.
+func TestTunePlanClusterDriverKill(t *testing.T) {
+	release := registerPlanHold(t)
+	file, dir := planExperiment(t, "- map_batches: {fn: "+planHold+"}\n  "+tunePlanGroup, func(s string) string { return s })
+	flags, cl := planCluster(t, dir)
+	got := filepath.Join(dir, "got")
+	driver := spawn(t, append([]string{"tune", file, "--dir", got}, flags...)...)
+	var held []string
+	clustertest.Poll(t, "two trial jobs running", func() bool {
+		held = nil
+		for _, j := range clusterJobs(t, cl) {
+			if j.State == state.JobRunning {
+				held = append(held, j.ID)
+			}
+		}
+		return len(held) == 2
+	})
+	driver.kill9(t)
+
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- runMain(context.Background(), &env{stdout: out, stderr: out, stdin: strings.NewReader("")},
+			append([]string{"tune", file, "--dir", got, "--resume"}, flags...))
+	}()
+	clustertest.Poll(t, "the dead driver's jobs cancelled", func() bool {
+		for _, j := range clusterJobs(t, cl) {
+			if (j.ID == held[0] || j.ID == held[1]) && j.State != state.JobCancelled {
+				return false
+			}
+		}
+		return true
+	})
+	close(release)
+	if code := <-done; code != 0 {
+		t.Fatalf("resume: exit %d\n%s", code, out)
+	}
+	if n := strings.Count(out.String(), "of an earlier run"); n != 2 {
+		t.Errorf("%d earlier runs' jobs cancelled:\n%s", n, out)
+	}
+	want := filepath.Join(dir, "want")
+	if code, stdout, stderr := sluice(t, "tune", file, "--dir", want); code != 0 {
+		t.Fatalf("local run: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	samePlanTables(t, got, want)
 }
