@@ -137,6 +137,7 @@ func (j *planJobs) run(ctx context.Context, t *tune.Trial, file, plan string, jo
 	}
 	j.cancelEarlier(ctx, t, fsys, earlier)
 	n := len(earlier) + 1
+	start := time.Now()
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%s/%d", j.nonce, t.ID, n)))
 	id, err := j.jobs.SubmitPlan(ctx, "tune-plan-"+hex.EncodeToString(sum[:12]), file, plan, params, j.needs)
 	if err != nil {
@@ -153,15 +154,16 @@ func (j *planJobs) run(ctx context.Context, t *tune.Trial, file, plan string, jo
 		j.cancel(t, id) // stopped, interrupted or failing here: the job must not go on
 		return 0, 0, err
 	}
+	wall := time.Since(start)
 	var st api.JobStatus
-	if err := j.jobs.API.Do(ctx, http.MethodGet, "/v1/jobs/"+id, nil, &st); err != nil {
-		return 0, 0, fmt.Errorf("job %s: %w", id, err)
+	if err := j.jobs.API.Do(ctx, http.MethodGet, "/v1/jobs/"+id, nil, &st); err == nil && !st.Job.Finished.IsZero() {
+		wall = st.Job.Finished.Sub(st.Job.Submitted) // the cluster's own times, not this driver's polls
 	}
 	rows, err := dataset.Read(job.Sink.Format, job.Output()).Count(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("job %s: reading its output %s: %w", id, job.Output(), err)
 	}
-	return rows, st.Job.Finished.Sub(st.Job.Submitted), nil
+	return rows, wall, nil
 }
 
 // wait polls the job's state until it ends: nil when it succeeded, its
