@@ -106,6 +106,7 @@ type kernelFuncs struct {
 	convert, epilogue, embed, rmsnorm, rope, siluMul, add, softmax, argmax, writeKV, attention, attentionGQA, attentionPrefill,
 	attentionSplit, attentionSplit128, attentionMerge, attentionPrefillMMA, sample uintptr
 	bwd backwardFuncs // backward.go
+	opt optimFuncs    // optim.go
 }
 
 // kernelFunc is one kernel of gpu/kernels and where its handle goes.
@@ -124,7 +125,7 @@ func (f *kernelFuncs) table() []kernelFunc {
 		{&f.attentionSplit, "attentionSplit"}, {&f.attentionSplit128, "attentionSplit128"}, {&f.attentionMerge, "attentionMerge"},
 		{&f.attentionPrefillMMA, "attentionPrefillMMA"}, {&f.sample, "sample"},
 	}
-	return append(t, f.bwd.table()...)
+	return append(append(t, f.bwd.table()...), f.opt.table()...)
 }
 
 // New opens the GPU cfg names. Without a driver, a device or cuBLAS the

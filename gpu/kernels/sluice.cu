@@ -2306,4 +2306,71 @@ __global__ void __launch_bounds__(ATB_WARPS * 32) attnBwdKV(float* dk, float* dv
   }
 }
 
+// ---- Optimizer (gpu.OptimOps): one thread per element, grid-stride. Every
+// operation is an _rn intrinsic so nvcc fuses none of them: the update is
+// gpu.AdamW.Apply's / gpu.SGD.Apply's, rounded as Go rounds it.
+
+// adamwStep: AdamW over n elements with the host's coefficients (gpu
+// AdamW.Coefficients); g is multiplied by c first when scaled.
+__global__ void adamwStep(float* w, const float* g, float* m, float* v, i64 n, float c, int scaled, int wd,
+                          float decay, float b1, float b2, float stepSize, float bc2sqrt, float eps) {
+  float omb1 = __fsub_rn(1.f, b1), omb2 = __fsub_rn(1.f, b2), nstep = -stepSize;
+  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+    float gi = g[i];
+    if (scaled) gi = __fmul_rn(gi, c);
+    float wi = w[i];
+    if (wd) wi = __fmul_rn(wi, decay);
+    float mi = m[i];
+    mi = __fadd_rn(mi, __fmul_rn(__fsub_rn(gi, mi), omb1));
+    float vi = __fadd_rn(__fmul_rn(v[i], b2), __fmul_rn(__fmul_rn(omb2, gi), gi));
+    float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2sqrt), eps);
+    wi = __fadd_rn(wi, __fdiv_rn(__fmul_rn(nstep, mi), denom));
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = wi;
+  }
+}
+
+// sgdStep: SGD with momentum over n elements; first sets the buffer to the
+// gradient (step 1).
+__global__ void sgdStep(float* w, const float* g, float* m, i64 n, float c, int scaled, float mom, float wd, float lr,
+                        int first) {
+  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+    float gi = g[i];
+    if (scaled) gi = __fmul_rn(gi, c);
+    float wi = w[i];
+    if (wd != 0.f) gi = __fadd_rn(gi, __fmul_rn(wd, wi));
+    float mi = first ? gi : __fadd_rn(__fmul_rn(mom, m[i]), gi);
+    m[i] = mi;
+    w[i] = __fsub_rn(wi, __fmul_rn(lr, mi));
+  }
+}
+
+// sumSqPart: part[blockIdx.x] = Σ src[i]² in double over the block's
+// grid-stride elements (blockDim.x 256), the threads' sums added in a fixed
+// tree, so a run repeats bit for bit.
+__global__ void sumSqPart(double* part, const float* src, i64 n) {
+  __shared__ double sh[256];
+  double s = 0;
+  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+    double x = src[i];
+    s = __dadd_rn(s, __dmul_rn(x, x));
+  }
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  for (int k = blockDim.x / 2; k > 0; k >>= 1) {
+    if (threadIdx.x < k) sh[threadIdx.x] = __dadd_rn(sh[threadIdx.x], sh[threadIdx.x + k]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
+}
+
+// sumSqFinal: *dst = Σ part[0..parts) in order (one thread).
+__global__ void sumSqFinal(double* dst, const double* part, int parts) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  double s = 0;
+  for (int k = 0; k < parts; k++) s = __dadd_rn(s, part[k]);
+  *dst = s;
+}
+
 }  // extern "C"
