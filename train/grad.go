@@ -108,7 +108,9 @@ func (p *pass) clear(t *gpu.Tensor) {
 func (p *pass) ints(v []int32) *gpu.Tensor {
 	t := p.alloc(gpu.I32, len(v))
 	if p.err == nil {
-		p.fail(gpu.Upload(t, v))
+		if err := gpu.Upload(t, v); err != nil {
+			p.fail(fmt.Errorf("upload of %d ids into %s: %w", len(v), t, err))
+		}
 	}
 	return t
 }
@@ -188,7 +190,9 @@ func (n *net) lossAndGrad(b *batch, scale float32) (float64, int, error) {
 	p := &pass{dev: n.dev, ops: n.dev.Ops(), bw: n.dev.Ops().(gpu.BackwardOps)}
 	defer p.free()
 	for _, q := range n.params {
-		p.do(n.dev.Upload(q.wt, f32Bytes(q.w)))
+		if err := n.dev.Upload(q.wt, f32Bytes(q.w)); err != nil {
+			p.fail(fmt.Errorf("upload of %s %v: %w", q.name, q.shape, err))
+		}
 		q.dirty, q.ahead = false, false
 		p.clear(q.gt)
 	}
