@@ -7,6 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"testing"
@@ -56,7 +59,21 @@ func BenchmarkNoopTasks(b *testing.B) {
 var (
 	noopTasks   = flag.Int("noop.tasks", 100_000, "tasks in BenchmarkNoopJob's job")
 	noopWorkers = flag.Int("noop.workers", 4, "in-process workers of BenchmarkNoopJob (16 slots each)")
+	noopHeap    = flag.String("noop.heap", "", "BenchmarkNoopJob writes heap profiles (after a GC) to this path + .half and .end: at half the job's tasks succeeded, and at its end")
 )
+
+// writeHeap writes a heap profile to path after a GC, for -noop.heap.
+func writeHeap(b *testing.B, path string) {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
+}
 
 // BenchmarkNoopJob is cluster/noop-100k (../shared/WORKLOADS.md): one job of
 // -noop.tasks no-op tasks (default 100,000; its planning task lays them out
@@ -86,10 +103,16 @@ func BenchmarkNoopJob(b *testing.B) {
 			b.Fatal(err)
 		}
 		deadline := time.Now().Add(10 * time.Minute)
+		half := *noopHeap == "" || i > 0
 		for {
 			var st api.ClusterStatus
-			if err := cl.Do(context.Background(), http.MethodGet, "/v1/cluster", nil, &st); err == nil && st.Tasks["succeeded"] >= (i+1)*(*noopTasks+2) {
+			err := cl.Do(context.Background(), http.MethodGet, "/v1/cluster", nil, &st)
+			if err == nil && st.Tasks["succeeded"] >= (i+1)*(*noopTasks+2) {
 				break
+			}
+			if err == nil && !half && st.Tasks["succeeded"] >= *noopTasks/2 {
+				half = true
+				writeHeap(b, *noopHeap+".half")
 			}
 			if time.Now().After(deadline) {
 				b.Fatal("timed out")
@@ -98,6 +121,9 @@ func BenchmarkNoopJob(b *testing.B) {
 		}
 		total += time.Since(start)
 		b.StopTimer()
+		if *noopHeap != "" && i == 0 {
+			writeHeap(b, *noopHeap+".end")
+		}
 		var js []state.Job
 		if err := cl.Do(context.Background(), http.MethodGet, "/v1/jobs", nil, &js); err != nil {
 			b.Fatal(err)

@@ -113,8 +113,22 @@ func (s *State) Apply(c Command) Result {
 			return Result{Value: r.Value}
 		}
 	}
+	report := c.RequestID != "" && (c.Op == OpStart || c.Op == OpFinish)
+	if report {
+		// A worker's report is remembered on its task, not in Requests
+		// (two entries per task, kept a day, were most of the state).
+		if t := s.Tasks[c.ID]; t != nil && t.reported(c) {
+			return Result{Value: t.ID}
+		}
+	}
 	v, err := s.apply(c)
-	if err == nil && c.RequestID != "" {
+	switch {
+	case err != nil:
+	case report:
+		if t, w := s.Tasks[c.ID], s.Workers[c.Worker]; t != nil && w != nil {
+			t.Reported, t.ReportedBy = c.Attempt*4+reportRank(c.Op), w.ID // w.ID: one string for all its tasks
+		}
+	case c.RequestID != "":
 		s.Requests[c.RequestID] = Request{Value: v, At: c.At}
 	}
 	s.prune(c.At)

@@ -209,6 +209,27 @@ type Task struct {
 	Updated   time.Time `json:"updated"`
 	Assigned  time.Time `json:"assigned,omitzero"`
 	Submitted time.Time `json:"submitted"`
+	// Reported and ReportedBy are the last worker report applied with a
+	// request id (attempt*4 + 1 for a start, + 2 for a finish, and its
+	// worker): a retry of it answers the task's id again without applying.
+	// Kept here rather than in State.Requests, which held two entries per
+	// task for a day (BENCHMARKS.md, cluster/noop at scale).
+	Reported   int    `json:"reported,omitempty"`
+	ReportedBy string `json:"reported_by,omitempty"`
+}
+
+// reportRank orders a task's reports: a finish implies its start.
+func reportRank(op Op) int {
+	if op == OpFinish {
+		return 2
+	}
+	return 1
+}
+
+// reported reports whether c, a start or finish, repeats (or precedes) the
+// last report applied to t.
+func (t *Task) reported(c Command) bool {
+	return c.Worker != "" && t.ReportedBy == c.Worker && t.Reported/4 == c.Attempt && t.Reported%4 >= reportRank(c.Op)
 }
 
 // Worker is a registered worker.

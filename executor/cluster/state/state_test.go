@@ -410,3 +410,66 @@ func TestStagesAndScheduleNeeds(t *testing.T) {
 		t.Fatalf("fired task %+v, free %+v", ft, s.Free("w1"))
 	}
 }
+
+// TestReportsNotRetainedAsRequests runs a job of many tasks whose workers
+// report with request ids: the state keeps no per-report entry (so what it
+// retains per finished task stays bounded), and a retried report still
+// answers the same and applies once.
+func TestReportsNotRetainedAsRequests(t *testing.T) {
+	s := New()
+	register(t, s, "w1", 8, at(0))
+	id := submit(t, s, "sub", 0, at(0))
+	rep := func(op Op, task string, attempt int, ok bool, now time.Time) Command {
+		return Command{Op: op, RequestID: fmt.Sprintf("w1/%s/%d/%s", task, attempt, op), ID: task, Worker: "w1",
+			Attempt: attempt, OK: ok, At: now}
+	}
+	step(t, s, at(1))
+	plan := rep(OpFinish, id+"-t0", 1, true, at(1))
+	plan.Stages = []Stage{{Name: "tasks", Tasks: 200}}
+	mustApply(t, s, rep(OpStart, id+"-t0", 1, false, at(1)))
+	mustApply(t, s, plan)
+	for i := 0; s.Jobs[id].State != JobSucceeded; i++ {
+		if i > 1000 {
+			t.Fatalf("job did not finish: %+v", s.Jobs[id])
+		}
+		step(t, s, at(2))
+		for _, tk := range s.TasksOf("w1") {
+			mustApply(t, s, rep(OpStart, tk.ID, tk.Attempt, false, at(2)))
+			mustApply(t, s, rep(OpFinish, tk.ID, tk.Attempt, true, at(2)))
+		}
+	}
+	if j := s.Jobs[id]; j.Succeeded != 202 {
+		t.Fatalf("succeeded %d, want 202", j.Succeeded)
+	}
+	// Only the submit's request is kept, whatever the number of tasks.
+	if len(s.Requests) != 1 {
+		t.Fatalf("%d requests retained after 202 tasks, want 1 (the submit)", len(s.Requests))
+	}
+	// Retries of applied reports (finish, and a start after its finish)
+	// answer the task's id and change nothing.
+	tid := id + "-t5"
+	for _, op := range []Op{OpFinish, OpStart} {
+		if r := s.Apply(rep(op, tid, 1, true, at(3))); r.Err != nil || r.Value != tid {
+			t.Fatalf("retried %s: %+v", op, r)
+		}
+	}
+	if j := s.Jobs[id]; j.Succeeded != 202 {
+		t.Fatalf("a retried finish counted again: %d", j.Succeeded)
+	}
+	// A report of an attempt that never ran is still stale.
+	if r := s.Apply(rep(OpFinish, tid, 2, true, at(3))); !errors.Is(r.Err, ErrStale) {
+		t.Fatalf("finish of attempt 2: %+v", r)
+	}
+	// The record survives a snapshot.
+	var b bytes.Buffer
+	if err := s.Snapshot(&b); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Restore(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := r.Apply(rep(OpFinish, tid, 1, true, at(3))); res.Err != nil || res.Value != tid {
+		t.Fatalf("retried finish after restore: %+v", res)
+	}
+}
