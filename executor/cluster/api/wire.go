@@ -198,7 +198,7 @@ func (h *HeartbeatResponse) ReadWire(data []byte) error {
 // field is added and not encoded.
 const (
 	assignmentFields = 9 // and Job, never on the wire
-	taskFields       = 18
+	taskFields       = 20
 	inputFields      = 2
 	producerFields   = 5
 )
@@ -222,6 +222,8 @@ func (a *Assignment) appendWire(b []byte) []byte {
 	b = wire.AppendTime(b, t.Updated)
 	b = wire.AppendTime(b, t.Assigned)
 	b = wire.AppendTime(b, t.Submitted)
+	b = binaryVarint(b, int64(t.Reported))
+	b = wire.AppendString(b, t.ReportedBy)
 
 	b = wire.AppendString(b, a.Spec)
 	b = binaryVarint(b, int64(a.StageTasks))
@@ -261,6 +263,8 @@ func (a *Assignment) readWire(r *wire.Reader) {
 	t.Updated = r.Time()
 	t.Assigned = r.Time()
 	t.Submitted = r.Time()
+	t.Reported = r.Int()
+	t.ReportedBy = r.String()
 
 	a.Spec = r.String()
 	a.StageTasks = r.Int()

@@ -22,7 +22,7 @@ func wireSamples() (ReportBatch, ReportBatchResponse, HeartbeatResponse) {
 	hb := HeartbeatResponse{Tasks: []Assignment{
 		{Task: state.Task{ID: "j-1-t3", Job: "j-1", State: state.TaskAssigned, Attempt: 3, Failures: 1, Stage: 2, Index: 7, Lost: 1,
 			Deaths: 2, Bytes: 9, Worker: "w", Needs: state.Resources{CPU: 1, GPU: 2, Memory: 1 << 33}, Locality: "h:1", Error: "e",
-			Rows: 5, Updated: at, Assigned: at.Add(time.Second), Submitted: at.Add(-time.Hour)},
+			Rows: 5, Updated: at, Assigned: at.Add(time.Second), Submitted: at.Add(-time.Hour), Reported: 9, ReportedBy: "w-1"},
 			Spec: "abc123", StageTasks: 100, Kind: state.StageExec, Failing: true, Workers: 4, CPUs: 64, GPUs: 8,
 			Inputs: []Input{{Stage: 1, Producers: []Producer{{ID: "j-1-t1", Index: 0, Attempt: 1, Addr: "w:7"},
 				{ID: "j-1-t2", Index: 1, Attempt: 2, Missing: true}}}, {Stage: 0, Producers: []Producer{}}}},
