@@ -170,6 +170,13 @@ type ReadOptions struct {
 	// Parallel decodes a Parquet batch's columns concurrently. Off by
 	// default: the executor already reads many splits at once.
 	Parallel bool
+	// OnDemand reads a Parquet row group's pages as the decoders reach
+	// them, not all its needed column chunks up front in a few coalesced
+	// reads. For local files, where a read costs a copy from the page
+	// cache rather than a request: the up-front fetch holds each row
+	// group's bytes (16 MiB per worker in etl/sales) in fresh heap for the
+	// whole row group. Off by default, which is right for object stores.
+	OnDemand bool
 	// Dict names string or binary columns that a Parquet file stores
 	// dictionary-encoded (in every row group read) which may come out as
 	// dictionary arrays (dictionary<int32, T>) instead of T, skipping the

@@ -257,7 +257,7 @@ func (parquetFormat) Read(ctx context.Context, f storage.File, s Split, opts Rea
 	for _, fi := range fields {
 		leavesOf(&man.Fields[fi], leaves)
 	}
-	src := &prefetchReader{f: f}
+	src := &prefetchReader{f: f, onDemand: opts.OnDemand}
 	defer src.drop()
 	// Page buffers come from the Go heap: the parquet reader pools them and
 	// frees them by finalizer, which an accounting allocator would see as a

@@ -203,9 +203,10 @@ func coalesce(rs []byteRange) []byteRange {
 // large coalesced reads (in parallel), and the decoder's many small reads
 // are served from memory. Reads outside the fetched ranges go to the file.
 type prefetchReader struct {
-	f      storage.File
-	cached atomic.Pointer[[]fetched]
-	pos    int64
+	f        storage.File
+	onDemand bool // fetch fetches nothing: every ReadAt goes to f (ReadOptions.OnDemand)
+	cached   atomic.Pointer[[]fetched]
+	pos      int64
 }
 
 type fetched struct {
@@ -216,6 +217,9 @@ type fetched struct {
 // fetch replaces the cache with the given ranges of the file.
 func (r *prefetchReader) fetch(ctx context.Context, rs []byteRange) error {
 	r.cached.Store(nil) // let the previous row group's bytes go first
+	if r.onDemand {
+		return nil
+	}
 	rs = coalesce(rs)
 	out := make([]fetched, len(rs))
 	g, ctx := errgroup.WithContext(ctx)

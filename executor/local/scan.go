@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -398,6 +399,10 @@ func (r *scanReader) read(ctx context.Context, x *exec, t task, st *OpStats, emi
 	if opts.BatchRows == 0 {
 		opts.BatchRows = x.cfg.BatchRows
 	}
+	// A local file's pages are read as decoded: fetching a row group up
+	// front saves requests only on object stores, and here cost etl/sales
+	// Q2 a fresh 16 MiB buffer per row group (2026-12-07, BENCHMARKS.md).
+	opts.OnDemand = localPath(t.file.Path)
 	// Rows in are the rows decoded, rows out those the pushed-down filters
 	// kept, so the summary's scan line shows what they dropped. With late
 	// materialization a batch reaches emit trimmed to the rows Late kept
@@ -523,4 +528,10 @@ func (r *scanReader) finish(ctx context.Context, x *exec, f plan.File, rec arrow
 	out := array.NewRecordBatch(format.BatchSchema(r.outSch, outCols), outCols, full.NumRows())
 	full.Release()
 	return out, nil
+}
+
+// localPath says whether storage.For opens p on the local file system: a
+// plain path or a file:// URL, not an object store's URL.
+func localPath(p string) bool {
+	return !strings.Contains(p, "://") || strings.HasPrefix(p, "file://")
 }
