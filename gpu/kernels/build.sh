@@ -20,7 +20,8 @@ for sm in 80 90; do
 	"$nvcc" -cubin -O3 -std=c++17 -arch=sm_$sm -Xptxas -v -o /tmp/sluice_sm$sm.cubin "$here/sluice.cu" \
 		>"$out/resources_sm$sm.txt" 2>&1 || { cat "$out/resources_sm$sm.txt"; exit 1; }
 done
-# The hash of the source the PTX came from: gpu/kernels' test fails when
-# sluice.cu changes and the PTX is not rebuilt.
-(cd "$here" && sha256sum sluice.cu) >"$out/sluice.cu.sha256"
+# The hashes of the source the PTX came from (sluice.cu and the .cuh files
+# it includes): gpu/kernels' test fails when one changes and the PTX is not
+# rebuilt.
+(cd "$here" && sha256sum sluice.cu *.cuh) >"$out/sluice.cu.sha256"
 ls -l "$out"

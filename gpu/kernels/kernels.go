@@ -1,5 +1,6 @@
 // Package kernels holds the CUDA kernels of the cuda backend of gpu: the
-// source (sluice.cu), the script that compiles it on the GPU machine
+// source (sluice.cu and the .cuh files it includes, one per area, so that
+// areas are edited apart), the script that compiles it on the GPU machine
 // (build.sh, or make kernels) and the committed PTX, embedded here and
 // loaded by gpu/cuda with cuModuleLoadData.
 //
@@ -9,8 +10,9 @@ package kernels
 import _ "embed" // the PTX
 
 var (
-	// Source is the hash line of the sluice.cu the PTX was built from
-	// (sha256sum's output), for the test that catches stale PTX.
+	// Source is the hash lines (sha256sum's output) of the sluice.cu and
+	// the .cuh files it includes that the PTX was built from, for the test
+	// that catches stale PTX.
 	//go:embed sluice.cu.sha256
 	Source string
 	//go:embed sluice_sm80.ptx

@@ -5,21 +5,41 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// TestFresh fails when sluice.cu was edited and the PTX not rebuilt: run
-// make kernels on the GPU machine and commit what it writes.
+// TestFresh fails when sluice.cu or a .cuh file was edited (or added) and
+// the PTX not rebuilt: run make kernels on the GPU machine and commit what
+// it writes.
 func TestFresh(t *testing.T) {
-	src, err := os.ReadFile("sluice.cu")
+	built := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(Source), "\n") {
+		sum, name, ok := strings.Cut(line, "  ")
+		if !ok {
+			t.Fatalf("sluice.cu.sha256: line %q is not sha256sum's output", line)
+		}
+		built[name] = sum
+	}
+	files, err := filepath.Glob("*.cuh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(src)
-	got, _, _ := strings.Cut(Source, " ")
-	if want := hex.EncodeToString(sum[:]); got != want {
-		t.Errorf("the PTX was built from sluice.cu with sha256 %s, the file now has %s: rebuild it (make kernels on the GPU machine)", got, want)
+	files = append([]string{"sluice.cu"}, files...)
+	for _, name := range files {
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(src)
+		if want := hex.EncodeToString(sum[:]); built[name] != want {
+			t.Errorf("the PTX was built from %s with sha256 %q, the file now has %s: rebuild it (make kernels on the GPU machine)", name, built[name], want)
+		}
+		delete(built, name)
+	}
+	for name := range built {
+		t.Errorf("the PTX was built from %s, which is gone: rebuild it (make kernels on the GPU machine)", name)
 	}
 }
 
