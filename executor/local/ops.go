@@ -701,37 +701,11 @@ func (s *sortOp) run(ctx context.Context, x *exec, out chan<- block) error {
 }
 
 func (s *sortOp) topK(ctx context.Context, x *exec, out chan<- block) error {
-	g, gctx := errgroup.WithContext(ctx)
-	in := x.start(gctx, g, s.in)
-	n := x.cfg.Concurrency
-	tops := make([]*kernel.TopK, n)
-	defer func() {
-		for _, t := range tops {
-			if t != nil {
-				t.Release()
-			}
-		}
-	}()
-	s.st.begin()
-	for i := range n {
-		t, err := kernel.NewTopK(x.mem, s.node.Schema(), s.node.Keys, int(s.node.Limit))
-		if err != nil {
-			return wrapOp(s.st.Name, err)
-		}
-		tops[i] = t
-		g.Go(func() error {
-			for b := range in {
-				s.st.RowsIn.Add(b.rec.NumRows())
-				err := s.st.work(func() error { return t.Push(b.rec) })
-				x.drop(b)
-				if err != nil {
-					return wrapOp(s.st.Name, err)
-				}
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	tops, err := pushParts(ctx, x, s.in, s.st, x.cfg.Concurrency, func() (*kernel.TopK, error) {
+		return kernel.NewTopK(x.mem, s.node.Schema(), s.node.Keys, int(s.node.Limit))
+	})
+	defer releaseParts(tops)
+	if err != nil {
 		return err
 	}
 	// Merge the partial top-k's by pushing their results into the first.
@@ -760,8 +734,6 @@ type aggOp struct {
 }
 
 func (a *aggOp) run(ctx context.Context, x *exec, out chan<- block) error {
-	g, gctx := errgroup.WithContext(ctx)
-	in := x.start(gctx, g, a.in)
 	n := x.cfg.Concurrency
 	if x.cfg.PreserveOrder && orderPicks(a.node) {
 		// first, last and collect_list pick rows in the order they come:
@@ -769,38 +741,15 @@ func (a *aggOp) run(ctx context.Context, x *exec, out chan<- block) error {
 		// whose tasks run one goroutine an operator).
 		n = 1
 	}
-	parts := make([]*kernel.HashAgg, n)
-	defer func() {
-		for _, p := range parts {
-			if p != nil {
-				p.Release()
-			}
-		}
-	}()
-	a.st.begin()
-	for i := range n {
-		h, err := kernel.NewHashAgg(x.mem, a.node.Input.Schema(), a.node.Keys, a.node.Aggs)
-		if err != nil {
-			return wrapOp(a.st.Name, err)
-		}
-		parts[i] = h
-		g.Go(func() error {
-			for b := range in {
-				a.st.RowsIn.Add(b.rec.NumRows())
-				err := a.st.work(func() error { return h.Push(b.rec) })
-				x.drop(b)
-				if err != nil {
-					return wrapOp(a.st.Name, err)
-				}
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	parts, err := pushParts(ctx, x, a.in, a.st, n, func() (*kernel.HashAgg, error) {
+		return kernel.NewHashAgg(x.mem, a.node.Input.Schema(), a.node.Keys, a.node.Aggs)
+	})
+	defer releaseParts(parts)
+	if err != nil {
 		return err
 	}
 	var res arrow.RecordBatch
-	err := a.st.work(func() error {
+	err = a.st.work(func() error {
 		for _, p := range parts[1:] {
 			if err := parts[0].Merge(p); err != nil {
 				return err
@@ -814,6 +763,54 @@ func (a *aggOp) run(ctx context.Context, x *exec, out chan<- block) error {
 		return wrapOp(a.st.Name, err)
 	}
 	return x.emitAll(ctx, out, a.st, []arrow.RecordBatch{res})
+}
+
+// pusher is a partial state that input batches are pushed into: a top-k or
+// a hash aggregate.
+type pusher interface {
+	Push(arrow.RecordBatch) error
+	Release()
+}
+
+// pushParts starts child and pushes its batches into n partial states made
+// by newPart, one goroutine each, counting rows in and time on st. It
+// returns the states (nil entries past a failed newPart) for the caller to
+// merge, and to release with releaseParts whatever the error.
+func pushParts[P pusher](ctx context.Context, x *exec, child op, st *OpStats, n int, newPart func() (P, error)) ([]P, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	in := x.start(gctx, g, child)
+	parts := make([]P, 0, n)
+	st.begin()
+	for range n {
+		p, err := newPart()
+		if err != nil {
+			// Stop the started child and wait for it.
+			cancel()
+			_ = g.Wait()
+			return parts, wrapOp(st.Name, err)
+		}
+		parts = append(parts, p)
+		g.Go(func() error {
+			for b := range in {
+				st.RowsIn.Add(b.rec.NumRows())
+				err := st.work(func() error { return p.Push(b.rec) })
+				x.drop(b)
+				if err != nil {
+					return wrapOp(st.Name, err)
+				}
+			}
+			return nil
+		})
+	}
+	return parts, g.Wait()
+}
+
+func releaseParts[P pusher](parts []P) {
+	for _, p := range parts {
+		p.Release()
+	}
 }
 
 // orderPicks reports whether an aggregate's result depends on the order of
