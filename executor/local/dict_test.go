@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -113,7 +115,12 @@ func TestGroupByDictionaryEncodedKey(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	got, want := rows(query("")), rows(query("qty > 0"))
+	chosen := dictKeysChosen(t)
+	got := rows(query(""))
+	if c := chosen(); !slices.Contains(c, "scan:category") {
+		t.Errorf("dictionary path not taken: scan:category not among the keys chosen %v", c)
+	}
+	want := rows(query("qty > 0"))
 	if len(want) != 7 { // c1 c2 c3 c4 c9 zz null
 		t.Fatalf("plain path: %d groups, want 7: %v", len(want), want)
 	}
@@ -135,5 +142,26 @@ func TestGroupByDictionaryEncodedKey(t *testing.T) {
 	}
 	if written := rows(dataset.ReadParquet(out).Configure(cfg)); !slices.Equal(written, want) {
 		t.Errorf("written output:\n%v\nwant:\n%v", written, want)
+	}
+}
+
+// dictKeysChosen records, until the test ends, the group keys the executor
+// leaves dictionary-encoded ("scan:k1,k2" or "join:k1,k2"); the returned
+// function lists them.
+func dictKeysChosen(t *testing.T) func() []string {
+	var mu sync.Mutex
+	var chosen []string
+	local.SetDictHook(func(where string, keys []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(keys) > 0 {
+			chosen = append(chosen, where+":"+strings.Join(keys, ","))
+		}
+	})
+	t.Cleanup(func() { local.SetDictHook(nil) })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(chosen)
 	}
 }

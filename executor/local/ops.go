@@ -178,56 +178,59 @@ func project(ctx context.Context, x *exec, n *plan.Project, rec arrow.RecordBatc
 // keepDict lets the scan under an aggregate leave its string group keys
 // dictionary-encoded where the Parquet file has them so (the hash aggregate
 // then hashes each distinct value once per batch instead of every row's
-// string). Only when nothing between reads the key but to pass it on: the
-// input is a scan without filters, under Projects that copy the key
-// column by name; and no aggregate reads the key. Everything else sees
-// plain strings as before.
+// string). Only when nothing between reads the key but to pass it on (see
+// dictKeys), the input is a scan without filters, and the key is a string
+// column of the file. Everything else sees plain strings as before.
 func keepDict(n *plan.Aggregate, in op) {
-	var projects []*plan.Project
-	cur := n.Input
-	for {
-		p, ok := cur.(*plan.Project)
-		if !ok {
-			break
-		}
-		projects = append(projects, p)
-		cur = p.Input
-	}
-	scan, ok := cur.(*plan.Scan)
+	below, in, keys := dictKeys(n, in)
+	scan, ok := below.(*plan.Scan)
 	if !ok || len(scan.Filters) > 0 || scan.Format == nil || scan.Format.Name() != "parquet" {
 		return
-	}
-	switch o := in.(type) {
-	case *mapOp:
-		if len(o.steps) != len(projects) {
-			return
-		}
-		in = o.in
 	}
 	sop, ok := in.(*scanOp)
 	if !ok || sop.node != scan {
 		return
 	}
-	var keys []string
-	for _, k := range n.Keys {
-		if slices.ContainsFunc(n.Aggs, func(a kernel.Agg) bool { return a.Column == k }) {
-			continue
-		}
-		if i := scan.FileSchema.FieldIndices(k); len(i) != 1 || scan.FileSchema.Field(i[0]).Type.ID() != arrow.STRING {
-			continue
-		}
-		if !slices.ContainsFunc(projects, func(p *plan.Project) bool { return !passesOn(p, k) }) {
-			keys = append(keys, k)
-		}
+	sop.dict = slices.DeleteFunc(keys, func(k string) bool {
+		i := scan.FileSchema.FieldIndices(k)
+		return len(i) != 1 || scan.FileSchema.Field(i[0]).Type.ID() != arrow.STRING
+	})
+	if dictChosen != nil {
+		dictChosen("scan", sop.dict)
 	}
-	sop.dict = keys
 }
+
+// dictChosen, set by tests only, is told the group keys keepDict ("scan")
+// and joinDict ("join") leave dictionary-encoded, so that a test sees the
+// dictionary path taken and not only its results (which equal the plain
+// path's).
+var dictChosen func(where string, keys []string)
 
 // joinDict lets a hash join under an aggregate emit the right side's
 // string group keys as dictionary arrays into the build side (no copy of
 // the bytes per probe row; the aggregate keys each build row once). Only
 // when nothing between reads the key but to pass it on, as in keepDict.
 func joinDict(n *plan.Aggregate, in op) {
+	below, in, keys := dictKeys(n, in)
+	join, ok := below.(*plan.Join)
+	if !ok {
+		return
+	}
+	if jop, ok := in.(*joinOp); ok && jop.node == join {
+		jop.dict = keys
+		if dictChosen != nil {
+			dictChosen("join", keys)
+		}
+	}
+}
+
+// dictKeys walks down from aggregate n through the Projects under it and
+// returns the plan node below them, the operator that runs it (in, the
+// aggregate's input, with a mapOp of exactly those Projects skipped; nil
+// when the operators do not line up with the plan), and the group keys that
+// may stay dictionary-encoded up to n: no aggregate reads them and every
+// Project only copies them under their own names.
+func dictKeys(n *plan.Aggregate, in op) (plan.Node, op, []string) {
 	var projects []*plan.Project
 	cur := n.Input
 	for {
@@ -238,19 +241,11 @@ func joinDict(n *plan.Aggregate, in op) {
 		projects = append(projects, p)
 		cur = p.Input
 	}
-	join, ok := cur.(*plan.Join)
-	if !ok {
-		return
-	}
 	if o, ok := in.(*mapOp); ok {
 		if len(o.steps) != len(projects) {
-			return
+			return cur, nil, nil
 		}
 		in = o.in
-	}
-	jop, ok := in.(*joinOp)
-	if !ok || jop.node != join {
-		return
 	}
 	var keys []string
 	for _, k := range n.Keys {
@@ -261,7 +256,7 @@ func joinDict(n *plan.Aggregate, in op) {
 			keys = append(keys, k)
 		}
 	}
-	jop.dict = keys
+	return cur, in, keys
 }
 
 // passesOn reports whether p reads column k only to copy it, under its own
