@@ -162,6 +162,11 @@ type AttnBatch struct {
 	MaxQueryLen, MaxContextLen int
 	// Scale multiplies q·k; 0 means 1/sqrt(d).
 	Scale float32
+	// KScale and VScale are an F8E4M3 cache's per-tensor scales (vLLM's
+	// k_scale and v_scale): the cache holds k / KScale and v / VScale
+	// (ScaledKV), and Attention reads k·KScale and v·VScale. 0 means 1;
+	// the other cache dtypes ignore them.
+	KScale, VScale float32
 }
 
 // MemInfo is a Device that reports its memory, so that a caller can size a

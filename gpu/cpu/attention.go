@@ -7,14 +7,29 @@ import (
 	"github.com/sluicehq/sluice/gpu/internal/check"
 )
 
+var _ gpu.ScaledKV = (*Device)(nil)
+
 // WriteKV scatters new keys and values into their cache slots.
 func (d *Device) WriteKV(kCache, vCache, k, v, slots *gpu.Tensor) error {
+	return d.WriteKVScaled(kCache, vCache, k, v, slots, 1, 1)
+}
+
+// WriteKVScaled is WriteKV storing k / kScale and v / vScale into an FP8
+// cache.
+func (d *Device) WriteKVScaled(kCache, vCache, k, v, slots *gpu.Tensor, kScale, vScale float32) error {
 	c, t, err := check.WriteKV(kCache, vCache, k, v, slots)
 	if err != nil {
 		return err
 	}
-	w := &d.kv
 	const op = "WriteKV"
+	if err := check.KVScales(op, kScale, vScale); err != nil {
+		return err
+	}
+	w := &d.kv
+	w.ks, w.vs = 1, 1
+	if kCache.DType() == gpu.F8E4M3 {
+		w.ks, w.vs = orOne(kScale), orOne(vScale)
+	}
 	if w.kc, err = d.span(op, "kCache", kCache); err != nil {
 		return err
 	}
@@ -47,7 +62,29 @@ type writeKVTask struct {
 	d            *Device
 	kc, vc, k, v span
 	slots        []int32
-	row          int // kvHeads·d: one token's keys
+	row          int     // kvHeads·d: one token's keys
+	ks, vs       float32 // an FP8 cache's scales, else 1
+}
+
+// orOne is a KV scale with 0 read as 1.
+func orOne(s float32) float32 {
+	if s == 0 {
+		return 1
+	}
+	return s
+}
+
+// unscale returns x / s (float32 division, as cuda's writeKV), in buf
+// unless s is 1.
+func unscale(buf, x []float32, s float32) []float32 {
+	if s == 1 {
+		return x
+	}
+	buf = buf[:len(x)]
+	for i, f := range x {
+		buf[i] = f / s
+	}
+	return buf
 }
 
 func (w *writeKVTask) run(wk, lo, hi int) {
@@ -57,8 +94,8 @@ func (w *writeKVTask) run(wk, lo, hi int) {
 		if slot < 0 {
 			continue
 		}
-		w.kc.store(slot*w.row, w.k.load(s.buf(0, w.row), i*w.row, w.row))
-		w.vc.store(slot*w.row, w.v.load(s.buf(0, w.row), i*w.row, w.row))
+		w.kc.store(slot*w.row, unscale(s.buf(1, w.row), w.k.load(s.buf(0, w.row), i*w.row, w.row), w.ks))
+		w.vc.store(slot*w.row, unscale(s.buf(1, w.row), w.v.load(s.buf(0, w.row), i*w.row, w.row), w.vs))
 	}
 }
 
@@ -126,6 +163,11 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 	if t.scale == 0 {
 		t.scale = float32(1 / math.Sqrt(float64(a.HeadDim)))
 	}
+	t.vscale = 1
+	if kCache.DType() == gpu.F8E4M3 { // the cache holds k / KScale and v / VScale
+		t.scale *= orOne(b.KScale)
+		t.vscale = orOne(b.VScale)
+	}
 	t.d, t.a, t.tables, t.ctx, t.qs = d, a, tables.i32, ctx.i32, qs.i32
 	items := a.Tokens * a.KVHeads
 	d.pool.parallel(t, items, 1)
@@ -138,7 +180,7 @@ type attnTask struct {
 	a               check.Attn
 	tables, ctx, qs []int32
 	seqOf           []int32
-	scale           float32
+	scale, vscale   float32
 }
 
 func (t *attnTask) run(w, lo, hi int) {
@@ -208,6 +250,9 @@ func (t *attnTask) run(w, lo, hi int) {
 		}
 		for h := range g {
 			scaleBy(acc[h*hd:(h+1)*hd], 1/l[h])
+			if t.vscale != 1 {
+				scaleBy(acc[h*hd:(h+1)*hd], t.vscale)
+			}
 		}
 		t.out.store(qoff, acc)
 	}

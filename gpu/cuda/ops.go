@@ -320,13 +320,22 @@ func (d *Device) Argmax(dst, x *gpu.Tensor) error {
 	return d.launch("argmax", d.fn.argmax, [3]int{rows, 1, 1}, threads(n), p[0], p[1], dt(x), i64(n))
 }
 
+var _ gpu.ScaledKV = (*Device)(nil)
+
 // WriteKV stores new keys and values in the paged cache.
 func (d *Device) WriteKV(kCache, vCache, k, v, slots *gpu.Tensor) error {
-	if err := noF8Cache("WriteKV", kCache, vCache); err != nil {
-		return err
-	}
+	return d.WriteKVScaled(kCache, vCache, k, v, slots, 1, 1)
+}
+
+// WriteKVScaled is WriteKV into an FP8 cache with k and v scales: the
+// kernel divides in float32 and rounds as gpu.ToFloat8E4M3 does, so the
+// cache holds the bits the cpu backend stores.
+func (d *Device) WriteKVScaled(kCache, vCache, k, v, slots *gpu.Tensor, kScale, vScale float32) error {
 	c, t, err := check.WriteKV(kCache, vCache, k, v, slots)
 	if err != nil {
+		return err
+	}
+	if err := check.KVScales("WriteKV", kScale, vScale); err != nil {
 		return err
 	}
 	p, err := d.ptrs("WriteKV", []string{"kCache", "vCache", "k", "v", "slots"}, kCache, vCache, k, v, slots)
@@ -339,7 +348,15 @@ func (d *Device) WriteKV(kCache, vCache, k, v, slots *gpu.Tensor) error {
 	defer d.leave()
 	row := c.KVHeads * c.HeadDim
 	return d.launch("writeKV", d.fn.writeKV, [3]int{t, 1, 1}, min(threads(row), 256),
-		p[0], p[1], dt(kCache), p[2], dt(k), p[3], dt(v), p[4], i64(c.Slots()), i64(row))
+		p[0], p[1], dt(kCache), p[2], dt(k), p[3], dt(v), p[4], i64(c.Slots()), i64(row), f32(orOne(kScale)), f32(orOne(vScale)))
+}
+
+// orOne is a KV scale with 0 read as 1.
+func orOne(s float32) float32 {
+	if s == 0 {
+		return 1
+	}
+	return s
 }
 
 // The bounds of the grouped-query kernel (GQA_MAXG and 32 × GQA_MAXR in
@@ -472,9 +489,6 @@ const maxHeadDim = 256
 // for the group (attentionGQA) or per (query row, head, sequence)
 // (attention).
 func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) error {
-	if err := noF8Cache("Attention", kCache, vCache); err != nil {
-		return err
-	}
 	a, err := check.Attention(out, q, kCache, vCache, b)
 	if err != nil {
 		return err
@@ -495,10 +509,24 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 	if scale == 0 {
 		scale = float32(1 / math.Sqrt(float64(a.HeadDim)))
 	}
-	// Keys are read 16 bytes at a time where every row is 16-byte aligned.
+	// An FP8 cache's k scale multiplies q·k (q is scaled once, not each
+	// key), its v scale the output; the kernels take the vscale argument.
+	f8 := kCache.DType() == gpu.F8E4M3
+	vscale := float32(1)
+	if f8 {
+		scale *= orOne(b.KScale)
+		vscale = orOne(b.VScale)
+	}
+	// Keys are read 16 bytes at a time where every row is 16-byte aligned:
+	// 8 elements of a 2-byte cache; attentionSplit reads 8 elements of an
+	// FP8 one in 8 bytes, the row kernels read FP8 element by element.
 	vec := 0
 	if kCache.DType() != gpu.F32 && a.HeadDim%8 == 0 && p[2]%16 == 0 {
 		vec = 1
+	}
+	vecKV := vec == 1 && p[3]%16 == 0
+	if f8 {
+		vec = 0
 	}
 	if err := d.enter(); err != nil {
 		return err
@@ -511,7 +539,6 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 	if maxCtx == 0 || maxCtx > a.MaxBlocks*a.BlockSize {
 		maxCtx = a.MaxBlocks * a.BlockSize // a bound that needs no host copy of ContextLens
 	}
-	vecKV := vec == 1 && p[3]%16 == 0
 	prefill := g <= prefillMaxGroup && a.HeadDim <= prefillMaxHeadDim &&
 		(b.MaxQueryLen >= prefillMinQuery || mode == AttnPrefill)
 	if prefill {
@@ -531,32 +558,32 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 		}
 		err := d.launch(name, fn, [3]int{(maxQ + qt - 1) / qt, a.KVHeads, a.Seqs}, 128,
 			p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
-			i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec), i64(minRows))
+			i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec), i64(minRows), f32(vscale))
 		if err != nil || !mixed {
 			return err
 		}
-		return d.attentionSplit(p, out, q, kCache, a, maxCtx, scale, vecKV)
+		return d.attentionSplit(p, out, q, kCache, a, maxCtx, scale, vscale, vecKV)
 	}
 	if maxQ == 1 && split {
-		return d.attentionSplit(p, out, q, kCache, a, maxCtx, scale, vecKV)
+		return d.attentionSplit(p, out, q, kCache, a, maxCtx, scale, vscale, vecKV)
 	}
 	if g >= 2 && g <= gqaMaxGroup && a.HeadDim <= gqaMaxHeadDim {
 		// One block per kv head serves its group of query heads: each
 		// key and value is read once per group, not once per query head.
 		return d.launch("attentionGQA", d.fn.attentionGQA, [3]int{maxQ, a.KVHeads, a.Seqs}, 128,
 			p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
-			i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec))
+			i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec), f32(vscale))
 	}
 	return d.launch("attention", d.fn.attention, [3]int{maxQ, a.Heads, a.Seqs}, 128,
 		p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
-		i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec))
+		i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), i64(vec), f32(vscale))
 }
 
 // attentionSplit launches the split-context decode kernel and, with more
 // than one split, the merge, through a scratch of partial states (f32: max
 // and sum, then the unnormalized outputs, per sequence, head and split).
 // p holds Attention's pointers; the caller holds enter.
-func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check.Attn, maxCtx int, scale float32, vec bool) (err error) {
+func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check.Attn, maxCtx int, scale, vscale float32, vec bool) (err error) {
 	splits, chunk := decodeSplits(a.Seqs*a.KVHeads, maxCtx, splitBlocksPerSM(a.HeadDim)*d.sms, d.attn, d.splits)
 	var part uintptr
 	if splits > 1 {
@@ -570,7 +597,8 @@ func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check
 		}()
 	}
 	// pipe 1: the cp.async path where it serves (d ≤ 64, 2-byte caches);
-	// the kernel's register-prefetch path (pipe 0) serves the rest.
+	// the kernel's register-prefetch path (pipe 0) serves the rest, FP8
+	// caches included (8 elements per 8-byte load with vec).
 	v, pipe := uint64(0), uint64(1)
 	if vec {
 		v = 1
@@ -583,21 +611,10 @@ func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check
 		splitShared(a.Heads/a.KVHeads, a.HeadDim),
 		p[0], dt(out), p[1], dt(q), p[2], p[3], dt(kCache), p[4], p[5], p[6],
 		i64(a.MaxBlocks), i64(a.Blocks), i64(a.BlockSize), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim), f32(scale), v,
-		uint64(part), i64(chunk), pipe)
+		uint64(part), i64(chunk), pipe, f32(vscale))
 	if err != nil || splits == 1 {
 		return err
 	}
 	return d.launch("attentionMerge", d.fn.attentionMerge, [3]int{(a.Seqs*a.Heads + 3) / 4, 1, 1}, 128,
 		p[0], dt(out), uint64(part), p[5], p[6], i64(a.Seqs), i64(a.Heads), i64(a.HeadDim), i64(splits), i64(chunk))
-}
-
-// noF8Cache refuses FP8 KV caches, which the cuda kernels do not read yet
-// (the cpu backend does).
-func noF8Cache(op string, kc, vc *gpu.Tensor) error {
-	for _, t := range []*gpu.Tensor{kc, vc} {
-		if t != nil && t.DType() == gpu.F8E4M3 {
-			return fmt.Errorf("gpu: %s: cache %s: cuda has no FP8 KV cache yet: %w", op, t, gpu.ErrDType)
-		}
-	}
-	return nil
 }

@@ -59,6 +59,7 @@ func (s Suite) Run(t *testing.T) {
 		{"Softmax", testSoftmax},
 		{"Argmax", testArgmax},
 		{"WriteKV", testWriteKV},
+		{"WriteKVF8", testWriteKVF8},
 		{"Attention", testAttention},
 		{"Sample", testSample},
 		{"QMatMul", testQMatMul},
@@ -107,6 +108,8 @@ func round(dt gpu.DType, f float32) float32 {
 		return gpu.ToBFloat16(f).Float32()
 	case gpu.F16:
 		return gpu.ToFloat16(f).Float32()
+	case gpu.F8E4M3:
+		return gpu.ToFloat8E4M3(f).Float32()
 	}
 	return f
 }
@@ -118,6 +121,8 @@ func unit(dt gpu.DType) float64 {
 		return 0x1p-8
 	case gpu.F16:
 		return 0x1p-11
+	case gpu.F8E4M3:
+		return 0x1p-4
 	}
 	return 0x1p-24
 }
@@ -139,6 +144,9 @@ func (e *env) values(dt gpu.DType, n int, scale float64) []float32 {
 func (e *env) tensor(dt gpu.DType, data []float32, shape ...int) *gpu.Tensor {
 	e.t.Helper()
 	x := e.alloc(dt, shape...)
+	if dt == gpu.F8E4M3 {
+		return e.uploadF8(x, data)
+	}
 	if err := gpu.UploadF32(x, data); err != nil {
 		e.t.Fatal(err)
 	}
@@ -169,6 +177,9 @@ func (e *env) alloc(dt gpu.DType, shape ...int) *gpu.Tensor {
 func (e *env) poison(dt gpu.DType, shape ...int) *gpu.Tensor {
 	e.t.Helper()
 	x := e.alloc(dt, shape...)
+	if dt == gpu.F8E4M3 {
+		return e.uploadF8(x, nans(x.Len()))
+	}
 	if dt == gpu.I32 {
 		p := make([]int32, x.Len())
 		for i := range p {
@@ -196,6 +207,9 @@ func nans(n int) []float32 {
 func (e *env) get(x *gpu.Tensor) []float32 {
 	e.t.Helper()
 	out := make([]float32, x.Len())
+	if x.DType() == gpu.F8E4M3 {
+		return e.getF8(out, x)
+	}
 	if err := gpu.DownloadF32(out, x); err != nil {
 		e.t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ const (
 	f32  = gpu.F32
 	bf16 = gpu.BF16
 	f16  = gpu.F16
+	f8   = gpu.F8E4M3 // KV caches only
 )
 
 func testTensor(e *env) {
@@ -412,7 +413,7 @@ func testArgmax(e *env) {
 }
 
 func testWriteKV(e *env) {
-	for _, c := range [][2]gpu.DType{{f32, f32}, {f32, bf16}, {bf16, bf16}, {bf16, f16}} {
+	for _, c := range [][2]gpu.DType{{f32, f32}, {f32, bf16}, {bf16, bf16}, {bf16, f16}, {bf16, f8}, {f32, f8}} {
 		e.run(fmt.Sprintf("%v→%v", c[0], c[1]), func(e *env) {
 			const blocks, bs, kvh, d, t = 6, 4, 2, 8, 9
 			row := kvh * d
@@ -447,6 +448,79 @@ func testWriteKV(e *env) {
 				for s := range blocks * bs {
 					if !written[s] {
 						e.stillPoisoned(fmt.Sprintf("%s slot %d", x.name, s), got[s*row:(s+1)*row], seq(row))
+					}
+				}
+			}
+		})
+	}
+}
+
+// testWriteKVF8 checks the bits an FP8 cache gets, with and without scales
+// (gpu.ScaledKV): k / kScale in float32, rounded to E4M3 as
+// gpu.ToFloat8E4M3 (ties to even, ±448 for larger magnitudes, subnormals,
+// signed zeros, NaN), so that every backend stores the same cache.
+func testWriteKVF8(e *env) {
+	sk, scaled := e.ops.(gpu.ScaledKV)
+	for _, c := range []struct {
+		name   string
+		src    gpu.DType
+		ks, vs float32
+	}{{"f32", f32, 0, 0}, {"bf16", bf16, 0, 0}, {"f32-scaled", f32, 0.37, 2.5}, {"bf16-scaled", bf16, 3, 0.0625}} {
+		e.run(c.name, func(e *env) {
+			if c.ks != 0 && !scaled {
+				e.t.Skipf("%s has no gpu.ScaledKV", e.dev.Name())
+			}
+			const blocks, bs, kvh, d = 4, 4, 2, 8
+			if c.ks != 0 {
+				kv, one := e.alloc(f32, 1, kvh, d), e.ints([]int32{0}, 1)
+				cache := e.alloc(f8, blocks, bs, kvh, d)
+				e.wantErr("WriteKVScaled negative k scale", sk.WriteKVScaled(cache, cache, kv, kv, one, -1, 1), gpu.ErrArg)
+				e.wantErr("WriteKVScaled infinite v scale", sk.WriteKVScaled(cache, cache, kv, kv, one, 1, float32(math.Inf(1))), gpu.ErrArg)
+				batch := gpu.AttnBatch{BlockTables: e.ints([]int32{0}, 1, 1), ContextLens: e.ints([]int32{1}, 1), QueryStarts: e.ints([]int32{0, 1}, 2), KScale: float32(math.NaN())}
+				e.wantErr("Attention NaN KScale", e.ops.Attention(e.alloc(f32, 1, kvh, d), kv, cache, cache, batch), gpu.ErrArg)
+			}
+			row := kvh * d
+			t := blocks * bs
+			// Edge values first (saturation, the tie at 464 between 448 and
+			// the NaN pattern, a tie between subnormals, the smallest
+			// subnormal's half, a tie between normals, -0, NaN), then random
+			// ones over the whole range.
+			edge := []float32{1000, -1000, 448, 464, -460, 0x1.8p-9, 0x1p-10, 0x1.3p-10, 1.0625, 1.1875, float32(math.Copysign(0, -1)), float32(math.NaN()), 0x1p-6, 0x1.fp-7, 240, 250}
+			k, v := make([]float32, t*row), make([]float32, t*row)
+			for i := range k {
+				k[i] = round(c.src, float32(math.Ldexp(2*e.rng.Float64()-1, e.rng.IntN(24)-14)))
+				v[i] = round(c.src, float32(math.Ldexp(2*e.rng.Float64()-1, e.rng.IntN(24)-14)))
+			}
+			for i, x := range edge {
+				k[i], v[len(v)-1-i] = round(c.src, x), round(c.src, x*float32(c.vs+1))
+			}
+			slots := make([]int32, t)
+			for i, p := range e.rng.Perm(t) {
+				slots[i] = int32(p)
+			}
+			kc, vc := e.poison(f8, blocks, bs, kvh, d), e.poison(f8, blocks, bs, kvh, d)
+			kt, vt, st := e.tensor(c.src, k, t, kvh, d), e.tensor(c.src, v, t, kvh, d), e.ints(slots, t)
+			if c.ks != 0 {
+				e.must(sk.WriteKVScaled(kc, vc, kt, vt, st, c.ks, c.vs))
+			} else {
+				e.must(e.ops.WriteKV(kc, vc, kt, vt, st))
+			}
+			for _, x := range []struct {
+				name  string
+				src   []float32
+				scale float32
+				cache *gpu.Tensor
+			}{{"kCache", k, c.ks, kc}, {"vCache", v, c.vs, vc}} {
+				got, s := e.raw(x.cache), x.scale
+				if s == 0 {
+					s = 1
+				}
+				for i, slot := range slots {
+					for j := range row {
+						f := x.src[i*row+j]
+						if w, g := byte(gpu.ToFloat8E4M3(f/s)), got[int(slot)*row+j]; g != w {
+							e.t.Fatalf("%s slot %d [%d] = %#02x, want %#02x: %v / %v (token %d)", x.name, slot, j, g, w, f, s, i)
+						}
 					}
 				}
 			}
@@ -511,13 +585,52 @@ func testAttention(e *env) {
 	for _, c := range cases {
 		e.run(c.name, func(e *env) { e.attention(c) })
 	}
+	// FP8 E4M3 caches (vLLM's --kv-cache-dtype fp8) on every kernel path:
+	// the row kernels (G = 1, G > 8, and the grouped one for 2 to 15 query
+	// rows), the tiled prefill (cuda routes bf16 ones off the tensor-core
+	// kernel), the split decode kernel's 8-element loads (d % 8 == 0) and
+	// element loads (d = 20), mixed batches; with the k and v scales of a
+	// checkpoint (gpu.ScaledKV) or none. The reference reads the same
+	// FP8-rounded cache in float64.
+	f8cases := []attnCase{
+		{"rows-g1-f8", 4, 4, 16, 4, f32, f8, f32, [][2]int{{13, 13}, {37, 1}, {20, 7}, {1, 1}, {9, 0}}, 2, 0, false},
+		{"rows-g12-f8", 12, 1, 16, 8, bf16, f8, bf16, [][2]int{{30, 5}, {9, 9}, {70, 1}}, 0, 0, true},
+		{"gqa-rows-g4-d32-f8", 8, 2, 32, 16, bf16, f8, bf16, [][2]int{{30, 7}, {12, 3}, {5, 1}, {100, 1}}, 1, 0, false},
+	}
+	for _, name := range []string{"decode", "prefill-g4-d64-bf16", "prefill-g4-d128-bf16", "prefill-g8-d96-f16",
+		"split-g4-d64-bf16", "split-g8-d128-f16", "split-g1-d128-bf16", "split-g3-d20-f32", "split-g5-d40-bf16",
+		"mixed-split-g4-d64-bf16", "prefill-mma-g4-d64-bf16", "prefill-mma-g8-d128-bf16"} {
+		for _, c := range cases {
+			if c.name == name {
+				c.name, c.cache = c.name+"-f8", f8
+				f8cases = append(f8cases, c)
+			}
+		}
+	}
+	sk, scaled := e.ops.(gpu.ScaledKV)
+	for i, c := range f8cases {
+		e.run(c.name, func(e *env) { e.attention(c) })
+		if i%2 == 0 && scaled {
+			c.name += "-scaled"
+			e.run(c.name, func(e *env) { e.attentionWith(sk, c, 0.07, 1.9) })
+		}
+	}
 }
 
-// attention builds a paged cache with a random permutation of blocks
+// attention is attentionWith without scales: k and v are stored as they
+// are (rounded to the cache's dtype).
+func (e *env) attention(c attnCase) { e.attentionWith(nil, c, 0, 0) }
+
+// attentionWith builds a paged cache with a random permutation of blocks
 // (unused blocks and slots NaN), writes each sequence's history on the host
-// and its new tokens with WriteKV, and checks Attention against dense
-// attention per sequence.
-func (e *env) attention(c attnCase) {
+// and its new tokens with WriteKV (sk.WriteKVScaled with scales ks and vs,
+// for an FP8 cache), and checks Attention against dense attention per
+// sequence.
+func (e *env) attentionWith(sk gpu.ScaledKV, c attnCase, ks, vs float32) {
+	kOne, vOne := max(ks, 0), max(vs, 0) // what the reference multiplies the cache by
+	if ks == 0 {
+		kOne, vOne = 1, 1
+	}
 	row := c.kvHeads * c.d
 	needed, maxBlocks, tokens, maxQ, maxCtx := 0, 0, c.pad, 0, 0
 	for _, s := range c.seqs {
@@ -564,27 +677,32 @@ func (e *env) attention(c attnCase) {
 				// A new token: WriteKV stores it, rounded to the cache's dtype.
 				tok := int(starts[si]) + i
 				slots[tok] = int32(slot)
-				r.k = append(r.k, roundAll(c.cache, knew[tok*row:(tok+1)*row]))
-				r.v = append(r.v, roundAll(c.cache, vnew[tok*row:(tok+1)*row]))
+				r.k = append(r.k, roundScaled(c.cache, knew[tok*row:(tok+1)*row], kOne))
+				r.v = append(r.v, roundScaled(c.cache, vnew[tok*row:(tok+1)*row], vOne))
 				r.q = append(r.q, q[tok*c.heads*c.d:(tok+1)*c.heads*c.d])
 				continue
 			}
 			k, v := e.values(c.cache, row, 1), e.values(c.cache, row, 1)
 			copy(kc[slot*row:], k)
 			copy(vc[slot*row:], v)
-			r.k, r.v = append(r.k, k), append(r.v, v)
+			r.k, r.v = append(r.k, mulAll(k, kOne)), append(r.v, mulAll(v, vOne))
 		}
 	}
 	kt := e.tensor(c.cache, kc, blocks, c.bs, c.kvHeads, c.d)
 	vt := e.tensor(c.cache, vc, blocks, c.bs, c.kvHeads, c.d)
-	e.must(e.ops.WriteKV(kt, vt, e.tensor(c.q, knew, tokens, c.kvHeads, c.d), e.tensor(c.q, vnew, tokens, c.kvHeads, c.d), e.ints(slots, tokens)))
+	kn, vn, sl := e.tensor(c.q, knew, tokens, c.kvHeads, c.d), e.tensor(c.q, vnew, tokens, c.kvHeads, c.d), e.ints(slots, tokens)
+	if sk != nil {
+		e.must(sk.WriteKVScaled(kt, vt, kn, vn, sl, ks, vs))
+	} else {
+		e.must(e.ops.WriteKV(kt, vt, kn, vn, sl))
+	}
 	out := e.poison(c.out, tokens, c.heads, c.d)
 	batch := gpu.AttnBatch{
 		BlockTables: e.ints(tables, len(c.seqs), maxBlocks),
 		ContextLens: e.ints(ctxLens, len(c.seqs)),
 		QueryStarts: e.ints(starts, len(c.seqs)+1),
 		MaxQueryLen: maxQ, MaxContextLen: maxCtx,
-		Scale: c.scale,
+		Scale: c.scale, KScale: ks, VScale: vs,
 	}
 	e.must(e.ops.Attention(out, e.tensor(c.q, q, tokens, c.heads, c.d), kt, vt, batch))
 	scale := float64(c.scale)
@@ -611,10 +729,20 @@ func (e *env) attention(c attnCase) {
 	e.stillPoisoned("padding rows", got, seqFrom(int(starts[len(c.seqs)])*stride, tokens*stride))
 }
 
-func roundAll(dt gpu.DType, x []float32) []float32 {
+// roundScaled is what a cache of dt holds for x with scale s (x / s
+// rounded, s 1 but for FP8), multiplied back by s.
+func roundScaled(dt gpu.DType, x []float32, s float32) []float32 {
 	out := make([]float32, len(x))
 	for i, v := range x {
-		out[i] = round(dt, v)
+		out[i] = round(dt, v/s) * s
+	}
+	return out
+}
+
+func mulAll(x []float32, s float32) []float32 {
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = v * s
 	}
 	return out
 }

@@ -14,6 +14,7 @@
 #define F32 1
 #define BF16 2
 #define F16 3
+#define F8E4M3 5  // KV caches only (ldc, stc)
 
 typedef long long i64;
 
@@ -34,6 +35,45 @@ __device__ __forceinline__ float roundTo(int dt, float v) {
   if (dt == BF16) return __bfloat162float(__float2bfloat16_rn(v));
   if (dt == F16) return __half2float(__float2half_rn(v));
   return v;
+}
+
+// f8f is an FP8 E4M3 byte as a float, exactly (gpu.Float8E4M3.Float32):
+// E4M3 fits in f16, whose exponent is 8 lower; 0x7f (either sign) is NaN.
+__device__ __forceinline__ float f8f(unsigned b) {
+  unsigned u = b & 0x7fu;
+  float f = __half2float(__ushort_as_half((unsigned short)(u << 7))) * 256.f;
+  if (u == 0x7fu) f = __int_as_float(0x7fffffff);
+  return __uint_as_float(__float_as_uint(f) | ((b & 0x80u) << 24));
+}
+
+// f2f8 rounds f to the nearest E4M3, ties to even, saturating to ±448, a
+// NaN staying NaN: gpu.ToFloat8E4M3, step for step, so cpu and cuda store
+// the same bits.
+__device__ __forceinline__ unsigned f2f8(float f) {
+  const unsigned minNorm = (127u - 6) << 23, magic = (127u + 14) << 23;  // 2^-6; 2^14, whose ulp is 2^-9
+  unsigned u = __float_as_uint(f);
+  unsigned sign = (u >> 24) & 0x80u;
+  u &= 0x7fffffffu;
+  if (u > 0x7f800000u) return sign | 0x7fu;
+  if (__uint_as_float(u) >= 448.f) return sign | 0x7eu;
+  if (u < minNorm) return sign | ((__float_as_uint(__fadd_rn(__uint_as_float(u), __uint_as_float(magic))) - magic) & 0xffu);
+  u += 0x7ffffu + ((u >> 20) & 1u);
+  u -= (127u - 7) << 23;
+  return sign | ((u >> 20) & 0xffu);
+}
+
+// ldc and stc are ld and st for KV caches, which may also be F8E4M3: stc
+// stores v / scale rounded to E4M3 there (scale, the cache's k_scale or
+// v_scale, is ignored for the other dtypes); ldc returns the stored value,
+// the caller multiplies by the scale.
+__device__ __forceinline__ float ldc(const void* p, int dt, i64 i) {
+  if (dt == F8E4M3) return f8f(((const unsigned char*)p)[i]);
+  return ld(p, dt, i);
+}
+
+__device__ __forceinline__ void stc(void* p, int dt, i64 i, float v, float scale) {
+  if (dt == F8E4M3) ((unsigned char*)p)[i] = (unsigned char)f2f8(v / scale);
+  else st(p, dt, i, v);
 }
 
 __device__ __forceinline__ float warpSum(float v) {
@@ -95,7 +135,7 @@ template <int RA, int NB>
 __device__ __forceinline__ void prefillTile(
     float* smem, i64* koff, void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
     const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
-    int heads, int kvHeads, int d, float scale, int minRows) {
+    int heads, int kvHeads, int d, float scale, int minRows, float vscale) {
   const int R = 4 * RA;
   int kh = blockIdx.y, s = blockIdx.z;
   int G = heads / kvHeads;
@@ -143,7 +183,7 @@ __device__ __forceinline__ void prefillTile(
     __syncthreads();
     for (int k = w; k < PF_KT; k += PF_THREADS / 32) {
       i64 o = koff[k];
-      for (int j = lane; j < d4; j += 32) KV[k * KS + j] = o >= 0 && j < d ? ld(kc, cdt, o + j) : 0.f;
+      for (int j = lane; j < d4; j += 32) KV[k * KS + j] = o >= 0 && j < d ? ldc(kc, cdt, o + j) : 0.f;
     }
     __syncthreads();
     float sc[RA];
@@ -184,7 +224,7 @@ __device__ __forceinline__ void prefillTile(
     __syncthreads();  // every warp is done with the k tile
     for (int k = w; k < PF_KT; k += PF_THREADS / 32) {
       i64 o = koff[k];
-      for (int j = lane; j < d4; j += 32) KV[k * KS + j] = o >= 0 && j < d ? ld(vc, cdt, o + j) : 0.f;
+      for (int j = lane; j < d4; j += 32) KV[k * KS + j] = o >= 0 && j < d ? ldc(vc, cdt, o + j) : 0.f;
     }
     __syncthreads();
     int kend = min(PF_KT, last - k0 + 1);  // probabilities past it are 0
@@ -222,7 +262,7 @@ __device__ __forceinline__ void prefillTile(
 #pragma unroll
     for (int b = 0; b < NB; b++) {
       int c = lane + 32 * b;
-      if (c < d) st(out, odt, o + c, L > 0.f ? acc[a][b] / L : 0.f);
+      if (c < d) st(out, odt, o + c, L > 0.f ? acc[a][b] / L * vscale : 0.f);
     }
   }
 }
@@ -254,7 +294,10 @@ __device__ __forceinline__ void unpack8(uint4 u, int cdt, float* dst) {
   float f[8];
 #pragma unroll
   for (int e = 0; e < 4; e++) {
-    if (cdt == BF16) {
+    if (cdt == F8E4M3) {  // 8 bytes in u.x, u.y (splitFetch)
+      f[2 * e] = f8f((wd[e >> 1] >> (16 * (e & 1))) & 0xffu);
+      f[2 * e + 1] = f8f((wd[e >> 1] >> (16 * (e & 1) + 8)) & 0xffu);
+    } else if (cdt == BF16) {
       f[2 * e] = __uint_as_float(wd[e] << 16);
       f[2 * e + 1] = __uint_as_float(wd[e] & 0xffff0000u);
     } else {
@@ -284,7 +327,7 @@ __device__ __forceinline__ i64 splitKey(const int* table, int p, int ke, int bs,
 // offset comes from lane k by a shuffle, so no thread divides.
 template <int NB>
 __device__ __forceinline__ void splitFetch(uint4 (&kr)[NB], uint4 (&vr)[NB], const void* kc, const void* vc, i64 off,
-                                           int lg, int C8) {
+                                           int lg, int C8, int cdt) {
 #pragma unroll
   for (int i = 0; i < NB; i++) {
     int slot = threadIdx.x + SP_THREADS * i;
@@ -292,8 +335,13 @@ __device__ __forceinline__ void splitFetch(uint4 (&kr)[NB], uint4 (&vr)[NB], con
     i64 o = __shfl_sync(0xffffffffu, off, k & 31);
     kr[i] = vr[i] = make_uint4(0u, 0u, 0u, 0u);
     if (k < SP_KT && c < C8 && o >= 0) {
-      kr[i] = *(const uint4*)((const unsigned short*)kc + o + 8 * c);
-      vr[i] = *(const uint4*)((const unsigned short*)vc + o + 8 * c);
+      if (cdt == F8E4M3) {  // a chunk is 8 bytes
+        uint2 a = *(const uint2*)((const unsigned char*)kc + o + 8 * c), b = *(const uint2*)((const unsigned char*)vc + o + 8 * c);
+        kr[i].x = a.x, kr[i].y = a.y, vr[i].x = b.x, vr[i].y = b.y;
+      } else {
+        kr[i] = *(const uint4*)((const unsigned short*)kc + o + 8 * c);
+        vr[i] = *(const uint4*)((const unsigned short*)vc + o + 8 * c);
+      }
     }
   }
 }
@@ -302,7 +350,7 @@ template <int RA, int NB>
 __device__ __forceinline__ void splitTile(
     float* smem, void* out, int odt, float* part, const void* q, int qdt, const void* kc, const void* vc, int cdt,
     const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
-    int heads, int kvHeads, int d, float scale, int vec, int chunk) {
+    int heads, int kvHeads, int d, float scale, int vec, int chunk, float vscale) {
   const int R = 4 * RA;
   int j = blockIdx.x, kh = blockIdx.y, s = blockIdx.z, splits = gridDim.x;
   int q0 = starts[s], n = starts[s + 1] - q0;
@@ -327,7 +375,7 @@ __device__ __forceinline__ void splitTile(
   const int* table = tables + (i64)s * maxBlocks;
   i64 row = (i64)kvHeads * d;
   i64 head = (i64)kh * d;
-  int C8 = d >> 3;  // 16-byte chunks per row (vec: 2-byte cache, d % 8 == 0)
+  int C8 = d >> 3;  // 8-element chunks per row (vec: d % 8 == 0; 16 bytes of a 2-byte cache, 8 of an F8E4M3 one)
   int lg = 0;
   while ((1 << lg) < C8) lg++;
   uint4 kr[NB], vr[NB];  // the next tile's chunks, in flight
@@ -340,7 +388,7 @@ __device__ __forceinline__ void splitTile(
   }
   int ntiles = ke > kb ? (ke - kb + SP_KT - 1) / SP_KT : 0;
   i64 offNext = ntiles > 0 ? splitKey(table, kb + lane, ke, bs, blocks, row, head) : -1;
-  if (vec && ntiles > 0) splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8);
+  if (vec && ntiles > 0) splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8, cdt);
   for (int t = 0; t < ntiles; t++) {
     int k0 = kb + t * SP_KT;
     i64 off = offNext;  // key k0 + lane
@@ -364,14 +412,14 @@ __device__ __forceinline__ void splitTile(
           int blk = table[p / bs];
           if (blk >= 0 && blk < blocks) o = ((i64)blk * bs + p % bs) * row + (i64)kh * d + c;
         }
-        Ks[k * KS + c] = o >= 0 ? ld(kc, cdt, o) : 0.f;
-        Vs[k * KS + c] = o >= 0 ? ld(vc, cdt, o) : 0.f;
+        Ks[k * KS + c] = o >= 0 ? ldc(kc, cdt, o) : 0.f;
+        Vs[k * KS + c] = o >= 0 ? ldc(vc, cdt, o) : 0.f;
       }
     }
     __syncthreads();
     if (t + 1 < ntiles) {  // the next tile's loads are in flight while this one is computed
       offNext = splitKey(table, k0 + SP_KT + lane, ke, bs, blocks, row, head);
-      if (vec) splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8);
+      if (vec) splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8, cdt);
     }
     float sc[RA];
     float4 s4[RA];  // four independent FMA chains per row
@@ -452,7 +500,7 @@ __device__ __forceinline__ void splitTile(
 #pragma unroll
       for (int b = 0; b < NB; b++) {
         int c = lane + 32 * b;
-        if (c < d) st(out, odt, qo + (i64)r * d + c, l[a] > 0.f ? acc[a][b] / l[a] : 0.f);
+        if (c < d) st(out, odt, qo + (i64)r * d + c, l[a] > 0.f ? acc[a][b] / l[a] * vscale : 0.f);
       }
       continue;
     }
@@ -461,7 +509,7 @@ __device__ __forceinline__ void splitTile(
 #pragma unroll
     for (int b = 0; b < NB; b++) {
       int c = lane + 32 * b;
-      if (c < d) part[2 * N + pi * d + c] = acc[a][b];
+      if (c < d) part[2 * N + pi * d + c] = acc[a][b] * vscale;
     }
   }
 }
@@ -579,7 +627,7 @@ __device__ __forceinline__ void splitTileRaw(
     }
   } else {
     offNext = ntiles > 0 ? splitKey(table, kb + lane, ke, bs, blocks, row, head) : -1;
-    if (ntiles > 0) splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8);
+    if (ntiles > 0) splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8, cdt);
   }
   for (int t = 0; t < ntiles; t++) {
     int k0 = kb + t * SP_KT;
@@ -610,7 +658,7 @@ __device__ __forceinline__ void splitTileRaw(
       __syncthreads();
       if (t + 1 < ntiles) {  // the next tile's loads are in flight while this one is computed
         offNext = splitKey(table, k0 + SP_KT + lane, ke, bs, blocks, row, head);
-        splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8);
+        splitFetch<NB>(kr, vr, kc, vc, offNext, lg, C8, cdt);
       }
     }
     float4 s4[RA];  // four independent FMA chains per row
@@ -783,7 +831,7 @@ __device__ __forceinline__ void prefillMMA(
   const int lg = D == 64 ? 3 : 4;
   uint4 kr[NB], vr[NB];
   i64 offNext = splitKey(table, lane, last + 1, bs, blocks, row, head);
-  splitFetch<NB>(kr, vr, kc, vc, offNext, lg, D / 8);
+  splitFetch<NB>(kr, vr, kc, vc, offNext, lg, D / 8, BF16);
   for (int k0 = 0; k0 <= last; k0 += MMA_KT) {
     i64 off = offNext;
     __syncthreads();  // the previous tile's reads of Ks, Vs and kok are done
@@ -798,7 +846,7 @@ __device__ __forceinline__ void prefillMMA(
     __syncthreads();
     if (k0 + MMA_KT <= last) {
       offNext = splitKey(table, k0 + MMA_KT + lane, last + 1, bs, blocks, row, head);
-      splitFetch<NB>(kr, vr, kc, vc, offNext, lg, D / 8);
+      splitFetch<NB>(kr, vr, kc, vc, offNext, lg, D / 8, BF16);
     }
     float sc[4][4];
 #pragma unroll
@@ -1078,15 +1126,16 @@ __global__ void argmax(int* dst, const void* x, int xdt, int n) {
 }
 
 // writeKV: token t's k and v rows (kvHeads·d) go to slot slots[t] of the
-// caches; a negative slot, or one past the cache, is skipped.
+// caches; a negative slot, or one past the cache, is skipped. An F8E4M3
+// cache stores k / ks and v / vs (stc).
 __global__ void writeKV(void* kc, void* vc, int cdt, const void* k, int kdt, const void* v, int vdt,
-                        const int* slots, i64 nslots, int row) {
+                        const int* slots, i64 nslots, int row, float ks, float vs) {
   int t = blockIdx.x;
   int s = slots[t];
   if (s < 0 || s >= nslots) return;
   for (int j = threadIdx.x; j < row; j += blockDim.x) {
-    st(kc, cdt, (i64)s * row + j, ld(k, kdt, (i64)t * row + j));
-    st(vc, cdt, (i64)s * row + j, ld(v, vdt, (i64)t * row + j));
+    stc(kc, cdt, (i64)s * row + j, ld(k, kdt, (i64)t * row + j), ks);
+    stc(vc, cdt, (i64)s * row + j, ld(v, vdt, (i64)t * row + j), vs);
   }
 }
 
@@ -1119,7 +1168,7 @@ __device__ __forceinline__ float dotK(const void* kc, int cdt, i64 ko, const flo
     }
     return s;
   }
-  for (int j = 0; j < d; j++) s += sq[j] * ld(kc, cdt, ko + j);
+  for (int j = 0; j < d; j++) s += sq[j] * ldc(kc, cdt, ko + j);
   return s;
 }
 
@@ -1133,10 +1182,11 @@ __device__ __forceinline__ float dotK(const void* kc, int cdt, i64 ko, const flo
 __global__ void __launch_bounds__(ATTN_WARPS * 32) attention(
     void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
     const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
-    int heads, int kvHeads, int d, float scale, int vec) {
+    int heads, int kvHeads, int d, float scale, int vec, float vscale) {
   __shared__ float sq[32 * ATTN_MAXR];
   __shared__ float sm[ATTN_WARPS], sl[ATTN_WARPS];
   __shared__ float sacc[ATTN_WARPS][32 * ATTN_MAXR];
+  if (cdt == F8E4M3) vec = 0;  // vec reads 2-byte elements
   int i = blockIdx.x, h = blockIdx.y, s = blockIdx.z;
   int q0 = starts[s], n = starts[s + 1] - q0;
   if (i >= n) return;  // the whole block
@@ -1180,7 +1230,7 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attention(
 #pragma unroll
       for (int r = 0; r < ATTN_MAXR; r++) {
         int j = lane + 32 * r;
-        if (j < d) acc[r] += pk * ld(vc, cdt, kok + j);
+        if (j < d) acc[r] += pk * ldc(vc, cdt, kok + j);
       }
     }
     m = mn;
@@ -1197,7 +1247,7 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attention(
     float o = 0.f;
     for (int k = 0; k < ATTN_WARPS; k++)
       if (sm[k] != -INFINITY) o += sacc[k][j] * expf(sm[k] - M);
-    st(out, odt, qo + j, o / L);
+    st(out, odt, qo + j, o / L * vscale);
   }
 }
 
@@ -1214,10 +1264,11 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attention(
 __global__ void __launch_bounds__(ATTN_WARPS * 32) attentionGQA(
     void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
     const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
-    int heads, int kvHeads, int d, float scale, int vec) {
+    int heads, int kvHeads, int d, float scale, int vec, float vscale) {
   __shared__ float sq[GQA_MAXG * 32 * GQA_MAXR];
   __shared__ float sm[ATTN_WARPS][GQA_MAXG], sl[ATTN_WARPS][GQA_MAXG];
   __shared__ float sacc[ATTN_WARPS][GQA_MAXG][32 * GQA_MAXR];
+  if (cdt == F8E4M3) vec = 0;  // vec reads 2-byte elements
   int i = blockIdx.x, kh = blockIdx.y, s = blockIdx.z;
   int q0 = starts[s], n = starts[s + 1] - q0;
   if (i >= n) return;  // the whole block
@@ -1274,7 +1325,7 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attentionGQA(
           }
         } else {
           for (int j = 0; j < d; j++) {
-            float kj = ld(kc, cdt, ko + j);
+            float kj = ldc(kc, cdt, ko + j);
 #pragma unroll
             for (int g = 0; g < GQA_MAXG; g++)
               if (g < G) sc[g] += sq[g * d + j] * kj;
@@ -1309,7 +1360,7 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attentionGQA(
       for (int r = 0; r < GQA_MAXR; r++) {
         int j = lane + 32 * r;
         if (j < d) {
-          float vj = ld(vc, cdt, kok + j);
+          float vj = ldc(vc, cdt, kok + j);
 #pragma unroll
           for (int g = 0; g < GQA_MAXG; g++)
             if (g < G) acc[g][r] += pk[g] * vj;
@@ -1337,7 +1388,7 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attentionGQA(
       L += sl[k][g] * f;
       o += sacc[k][g][j] * f;
     }
-    st(out, odt, qo + idx, o / L);
+    st(out, odt, qo + idx, o / L * vscale);
   }
 }
 
@@ -1348,15 +1399,15 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) attentionGQA(
 __global__ void __launch_bounds__(PF_THREADS) attentionPrefill(
     void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
     const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
-    int heads, int kvHeads, int d, float scale, int vec, int minRows) {
+    int heads, int kvHeads, int d, float scale, int vec, int minRows, float vscale) {
   __shared__ __align__(16) float smem[PF_SMEM];
   __shared__ i64 koff[PF_KT];
   if (d <= 64)
     prefillTile<16, 2>(smem, koff, out, odt, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs,
-                       heads, kvHeads, d, scale, minRows);
+                       heads, kvHeads, d, scale, minRows, vscale);
   else
     prefillTile<8, 4>(smem, koff, out, odt, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs,
-                      heads, kvHeads, d, scale, minRows);
+                      heads, kvHeads, d, scale, minRows, vscale);
 }
 
 // attentionSplit: the split-context decode kernel above for d ≤ 64, with
@@ -1369,15 +1420,20 @@ __global__ void __launch_bounds__(PF_THREADS) attentionPrefill(
 #define SPLIT_ARGS                                                                                                 \
   void *out, int odt, const void *q, int qdt, const void *kc, const void *vc, int cdt, const int *tables,          \
       const int *ctxLens, const int *starts, int maxBlocks, int blocks, int bs, int heads, int kvHeads, int d, \
-      float scale, int vec, float *part, int chunk, int pipe
+      float scale, int vec, float *part, int chunk, int pipe, float vscale
 #define SPLIT_PASS \
-  dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, d, scale, vec, chunk
+  dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, d, scale, vec, chunk, vscale
 #define SPLIT_RAW \
   dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, d, scale, chunk
 __global__ void __launch_bounds__(SP_THREADS, 6) attentionSplit(SPLIT_ARGS) {
   extern __shared__ __align__(16) float dsm[];
   bool g4 = heads / kvHeads <= 4;
-  if (vec && pipe) {
+  if (cdt == F8E4M3) {  // the register path, 8-byte chunks (splitFetch)
+    if (g4)
+      splitTile<1, 2>(SPLIT_PASS);
+    else
+      splitTile<2, 2>(SPLIT_PASS);
+  } else if (vec && pipe) {
     if (g4)
       splitTileRaw<1, 2, true>(SPLIT_RAW);
     else
@@ -1398,7 +1454,7 @@ __global__ void __launch_bounds__(SP_THREADS, 6) attentionSplit(SPLIT_ARGS) {
 __global__ void __launch_bounds__(SP_THREADS, 4) attentionSplit128(SPLIT_ARGS) {
   extern __shared__ __align__(16) float dsm[];
   bool g4 = heads / kvHeads <= 4;
-  if (vec) {
+  if (vec && cdt != F8E4M3) {
     if (g4)
       splitTileRaw<1, 4, false>(SPLIT_RAW);
     else
@@ -1454,7 +1510,7 @@ __global__ void attentionMerge(void* out, int odt, const float* part, const int*
 __global__ void __launch_bounds__(128) attentionPrefillMMA(
     void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
     const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
-    int heads, int kvHeads, int d, float scale, int vec, int minRows) {
+    int heads, int kvHeads, int d, float scale, int vec, int minRows, float vscale) {
   __shared__ __align__(16) unsigned short sm[2 * MMA_KT * (128 + 8)];
   __shared__ int kok[MMA_KT];
   if (d == 64)

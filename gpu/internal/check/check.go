@@ -4,6 +4,7 @@ package check
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/sluicehq/sluice/gpu"
 )
@@ -306,7 +307,24 @@ func Attention(out, q, kc, vc *gpu.Tensor, b gpu.AttnBatch) (a Attn, err error) 
 	case b.MaxQueryLen < 0 || b.MaxContextLen < 0 || !(b.Scale >= 0):
 		return Attn{}, fail(op, gpu.ErrArg, "MaxQueryLen (%d), MaxContextLen (%d) and Scale (%v) must not be negative", b.MaxQueryLen, b.MaxContextLen, b.Scale)
 	}
+	if err := KVScales(op, b.KScale, b.VScale); err != nil {
+		return Attn{}, err
+	}
 	return a, nil
+}
+
+// KVScales checks an FP8 cache's k and v scales (gpu.ScaledKV): positive
+// and finite, or 0 (which means 1).
+func KVScales(op string, k, v float32) error {
+	for _, s := range []struct {
+		name string
+		v    float32
+	}{{"KScale", k}, {"VScale", v}} {
+		if !(s.v >= 0 && s.v <= math.MaxFloat32) {
+			return fail(op, gpu.ErrArg, "%s (%v) must be positive and finite, or 0 for 1", s.name, s.v)
+		}
+	}
+	return nil
 }
 
 // AttnSeq checks the host-visible metadata of sequence s: query rows
