@@ -84,6 +84,7 @@ type Device struct {
 	held, peak atomic.Int64
 
 	ropes map[ropeKey]uintptr // device inv_freq tables, uploaded once
+	lora  loraState           // LoRA kernels and launch arguments (lora.go)
 
 	workspace uintptr  // cuBLAS's workspace (graph.go)
 	capturing *capture // the Capture in progress, nil outside one (graph.go)

@@ -63,6 +63,7 @@ func (s Suite) Run(t *testing.T) {
 		{"Attention", testAttention},
 		{"Sample", testSample},
 		{"QMatMul", testQMatMul},
+		{"LoRA", testLoRA},
 		{"Errors", testErrors},
 	}
 	if s.CheckIndices {

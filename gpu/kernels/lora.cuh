@@ -1,2 +1,202 @@
 // Grouped LoRA kernels of the cuda backend (gpu.LoRAOps), included by
 // sluice.cu.
+//
+// One LoRA call is two launches over all its segments, vLLM's lora_shrink
+// and lora_expand: loraShrink writes xa = x·Aᵀ of every segment into an f32
+// scratch (segment s at t.s[s].off, [hi−lo, r], unrounded), and loraExpand
+// adds xa·Bᵀ into y, rounding each element of y once. The segment table
+// travels by value as a kernel parameter (LoraTable, at most LORA_SEGS
+// segments a launch: gpu/cuda/lora.go splits larger calls), so a launch
+// reads nothing the host wrote beside it and a captured graph keeps the
+// table it was recorded with. Every sum runs in a fixed order (no atomics):
+// a call repeats bit for bit.
+//
+// The blocks of a launch are numbered segment after segment; segment s owns
+// blocks [s0, s0 + its count) of the shrink and [e0, …) of the expand, and a
+// block finds its segment by walking the table (uniform across the block).
+#define LORA_SEGS 64
+#define LORA_TM 4       // rows of one shrink warp tile
+#define LORA_RC 16      // ranks of one shrink (and expand) chunk
+#define LORA_EROWS 16   // rows of one expand block
+#define LORA_ECOLS 256  // columns of one expand block (one a thread)
+
+// LoraSeg is one segment: rows [lo, hi) of x and y, y's columns [col,
+// col+n), A [r, in] and B [n, r]. dts holds A's dtype (bits 0-3), B's (bits
+// 4-7), and whether A (bit 8) and B (bit 9) may be read 8 elements (16
+// bytes) at a time. lora.go's loraSeg has this layout.
+struct LoraSeg {
+  const void* a;
+  const void* b;
+  i64 off;  // first float of the segment's xa
+  int lo, hi, col, r, n, dts, s0, e0;
+};
+
+struct LoraTable {
+  int segs, pad;
+  LoraSeg s[LORA_SEGS];
+};
+
+// loraFind returns the segment whose blocks (start field at byte offset
+// of start: s0 or e0) hold block b.
+__device__ __forceinline__ int loraFind(const LoraTable& t, int b, bool expand) {
+  int s = 0;
+  while (s + 1 < t.segs && (expand ? t.s[s + 1].e0 : t.s[s + 1].s0) <= b) s++;
+  return s;
+}
+
+// ld8 loads elements i..i+7 of p (dtype dt) as floats: 16-byte loads with
+// vec (i a multiple of 8, p 16-byte aligned), else one element at a time,
+// the ones at or past n as 0.
+__device__ __forceinline__ void ld8(const void* p, int dt, i64 i, i64 n, bool vec, float* v) {
+  if (vec) {
+    if (dt == F32) {
+      float4 u = *(const float4*)((const float*)p + i), w = *(const float4*)((const float*)p + i + 4);
+      v[0] = u.x, v[1] = u.y, v[2] = u.z, v[3] = u.w, v[4] = w.x, v[5] = w.y, v[6] = w.z, v[7] = w.w;
+      return;
+    }
+    uint4 u = dt == BF16 ? *(const uint4*)((const __nv_bfloat16*)p + i) : *(const uint4*)((const __half*)p + i);
+    unsigned int wd[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+      unsigned short lo = wd[k] & 0xffff, hi = wd[k] >> 16;
+      if (dt == BF16) {
+        v[2 * k] = __uint_as_float((unsigned int)lo << 16);
+        v[2 * k + 1] = __uint_as_float((unsigned int)hi << 16);
+      } else {
+        v[2 * k] = __half2float(__ushort_as_half(lo));
+        v[2 * k + 1] = __half2float(__ushort_as_half(hi));
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int k = 0; k < 8; k++) v[k] = i + k < n ? ld(p, dt, i + k) : 0.f;
+}
+
+extern "C" {
+
+// loraShrink: xa[s] = x[lo:hi]·Aᵀ for every segment, in float32. A block
+// is 4 warps; with ks warps a tile (1, 2 or 4: lora.go picks more when the
+// call has few rows, so that small decode batches still fill the GPU) the
+// block covers 4/ks tiles of LORA_TM rows, over one chunk of LORA_RC ranks.
+// The lanes of a warp split the row length in 8-element steps (the ks
+// warps of a tile take every ks-th step), keep LORA_TM × LORA_RC sums in
+// registers, and reduce them with shuffles; the ks warps' partial sums are
+// added in warp order through shared memory.
+__global__ void __launch_bounds__(128) loraShrink(float* xa, const void* x, int xdt, int in, int xvec, int ks,
+                                                  const LoraTable t) {
+  __shared__ float part[4][LORA_TM * LORA_RC];
+  const LoraSeg& g = t.s[loraFind(t, blockIdx.x, false)];
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  int tiles = 4 / ks;  // row tiles of the block
+  int nrc = (g.r + LORA_RC - 1) / LORA_RC;
+  int local = blockIdx.x - g.s0;
+  int rc = local % nrc, bt = local / nrc;
+  int tile = w / ks, p = w % ks;
+  int rows = g.hi - g.lo;
+  int i0 = (bt * tiles + tile) * LORA_TM;  // first row of the warp's tile, from lo
+  int adt = g.dts & 15;
+  bool avec = (g.dts >> 8) & 1;
+  int j0 = rc * LORA_RC;
+  float acc[LORA_TM][LORA_RC];
+#pragma unroll
+  for (int i = 0; i < LORA_TM; i++)
+#pragma unroll
+    for (int j = 0; j < LORA_RC; j++) acc[i][j] = 0.f;
+  if (i0 < rows) {
+    for (i64 k = (i64)(p * 32 + lane) * 8; k < in; k += (i64)ks * 256) {
+      float xv[LORA_TM][8];
+#pragma unroll
+      for (int i = 0; i < LORA_TM; i++) {
+        if (i0 + i < rows) ld8(x, xdt, (i64)(g.lo + i0 + i) * in + k, (i64)(g.lo + i0 + i) * in + in, xvec, xv[i]);
+        else {
+#pragma unroll
+          for (int e = 0; e < 8; e++) xv[i][e] = 0.f;
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < LORA_RC; j++) {
+        if (j0 + j < g.r) {
+          float av[8];
+          ld8(g.a, adt, (i64)(j0 + j) * in + k, (i64)(j0 + j) * in + in, avec, av);
+#pragma unroll
+          for (int i = 0; i < LORA_TM; i++)
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[i][j] = fmaf(xv[i][e], av[e], acc[i][j]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < LORA_TM; i++)
+#pragma unroll
+    for (int j = 0; j < LORA_RC; j++) {
+      float v = warpSum(acc[i][j]);
+      if (lane == 0) part[w][i * LORA_RC + j] = v;
+    }
+  __syncthreads();
+  int o = threadIdx.x;
+  if (o < tiles * LORA_TM * LORA_RC) {
+    int tt = o / (LORA_TM * LORA_RC), q = o % (LORA_TM * LORA_RC);
+    int i = (bt * tiles + tt) * LORA_TM + q / LORA_RC, j = j0 + q % LORA_RC;
+    if (i < rows && j < g.r) {
+      float v = 0.f;
+      for (int pp = 0; pp < ks; pp++) v += part[tt * ks + pp][q];
+      xa[g.off + (i64)i * g.r + j] = v;
+    }
+  }
+}
+
+// loraExpand: y[lo:hi, col:col+n] += xa[s]·Bᵀ for every segment. A block
+// of LORA_ECOLS threads owns LORA_EROWS rows × LORA_ECOLS columns of one
+// segment, a column a thread: for each chunk of LORA_RC ranks it reads its
+// column's row of B into registers and the rows' xa chunk from shared
+// memory (the same word for every thread), keeps LORA_EROWS sums, and at
+// the end adds each to y's element, rounded once.
+__global__ void __launch_bounds__(LORA_ECOLS) loraExpand(void* y, int ydt, const float* xa, int out,
+                                                         const LoraTable t) {
+  __shared__ float xs[LORA_EROWS][LORA_RC];
+  const LoraSeg& g = t.s[loraFind(t, blockIdx.x, true)];
+  int nct = (g.n + LORA_ECOLS - 1) / LORA_ECOLS;
+  int local = blockIdx.x - g.e0;
+  int ct = local % nct, rt = local / nct;
+  int rows = g.hi - g.lo, r = g.r;
+  int i0 = rt * LORA_EROWS;
+  int j = ct * LORA_ECOLS + threadIdx.x;
+  int bdt = (g.dts >> 4) & 15;
+  bool bvec = (g.dts >> 9) & 1;
+  float acc[LORA_EROWS];
+#pragma unroll
+  for (int i = 0; i < LORA_EROWS; i++) acc[i] = 0.f;
+  for (int k0 = 0; k0 < r; k0 += LORA_RC) {
+    __syncthreads();  // xs may still be read for the previous chunk
+    {
+      int i = threadIdx.x / LORA_RC, k = threadIdx.x % LORA_RC;
+      xs[i][k] = i0 + i < rows && k0 + k < r ? xa[g.off + (i64)(i0 + i) * r + k0 + k] : 0.f;
+    }
+    __syncthreads();
+    float bv[LORA_RC];
+    if (j < g.n) {
+      ld8(g.b, bdt, (i64)j * r + k0, (i64)j * r + r, bvec, bv);
+      if (k0 + 8 < r) ld8(g.b, bdt, (i64)j * r + k0 + 8, (i64)j * r + r, bvec, bv + 8);
+      else {
+#pragma unroll
+        for (int k = 8; k < LORA_RC; k++) bv[k] = 0.f;
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < LORA_RC; k++) bv[k] = 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < LORA_EROWS; i++)
+#pragma unroll
+      for (int k = 0; k < LORA_RC; k++) acc[i] = fmaf(xs[i][k], bv[k], acc[i]);
+  }
+  if (j >= g.n) return;
+  for (int i = 0; i < LORA_EROWS && i0 + i < rows; i++) {
+    i64 e = (i64)(g.lo + i0 + i) * out + g.col + j;
+    st(y, ydt, e, ld(y, ydt, e) + acc[i]);
+  }
+}
+
+}  // extern "C"

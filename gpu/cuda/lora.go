@@ -1,0 +1,217 @@
+package cuda
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+	"github.com/sluicehq/sluice/gpu"
+)
+
+// LoRA (gpu.LoRAOps) is the two kernels of gpu/kernels/lora.cuh, vLLM's
+// lora_shrink and lora_expand over every segment of the call in one launch
+// each: loraShrink writes x·Aᵀ of each segment into an f32 scratch (not
+// rounded), loraExpand adds that times Bᵀ into y, rounded once, as
+// gpu.LoRAOps asks. The segment table (rows, columns, ranks, the A and B
+// addresses and dtypes) is a kernel parameter passed by value, so a call
+// uploads nothing, allocates only its scratch (the graph's arena during a
+// Capture) and never waits for the host: it can be captured. A graph
+// replays the table it was recorded with, as it replays every op's
+// arguments; infer/model therefore runs steps with adapters eagerly.
+//
+// The kernels are looked up on the first LoRA call rather than at New, so
+// that a PTX built before them (SLUICE_CUDA_PTX) still opens the device
+// for everything else.
+
+var _ gpu.LoRAOps = (*Device)(nil)
+
+// loraMaxSegs is LORA_SEGS in lora.cuh: the segments one launch takes.
+// Calls with more launch once per loraMaxSegs of them, which is correct
+// because no two segments add into the same element of y.
+const loraMaxSegs = 64
+
+// Tile sizes of lora.cuh: rows of a shrink warp tile (LORA_TM), ranks of a
+// chunk (LORA_RC), rows and columns of an expand block (LORA_EROWS,
+// LORA_ECOLS).
+const loraTM, loraRC, loraERows, loraECols = 4, 16, 16, 256
+
+// loraSegC is lora.cuh's LoraSeg, field for field (56 bytes).
+type loraSegC struct {
+	a, b                           uint64
+	off                            int64
+	lo, hi, col, r, n, dts, s0, e0 int32
+}
+
+// loraTable is lora.cuh's LoraTable (3,592 bytes).
+type loraTable struct {
+	segs, _ int32
+	s       [loraMaxSegs]loraSegC
+}
+
+// The kernel parameter must have the size the kernel reads.
+var _ [unsafe.Sizeof(loraTable{}) - 3592]struct{}
+var _ [3592 - unsafe.Sizeof(loraTable{})]struct{}
+
+// loraState is the Device's LoRA kernels and launch arguments, reused from
+// call to call (the Device lives on the heap, so their addresses are
+// stable for the driver).
+type loraState struct {
+	shrink, expand uintptr
+	tab            loraTable
+	argv           [6]uint64
+	argp           [7]uintptr
+}
+
+// loraFuncs looks up the LoRA kernels once. The caller holds enter.
+func (d *Device) loraFuncs() error {
+	l := &d.lora
+	if l.shrink != 0 {
+		return nil
+	}
+	for _, f := range []struct {
+		p    *uintptr
+		name string
+	}{{&l.shrink, "loraShrink"}, {&l.expand, "loraExpand"}} {
+		cname := cString(f.name)
+		err := d.drv.call("cuModuleGetFunction("+f.name+")", d.drv.cuModuleGetFunction, uintptr(unsafe.Pointer(f.p)), d.mod, uintptr(unsafe.Pointer(&cname[0])))
+		runtime.KeepAlive(cname)
+		if err != nil {
+			l.shrink, l.expand = 0, 0
+			return fmt.Errorf("gpu: LoRA: the loaded kernels have no %s (PTX built before gpu/kernels/lora.cuh: rebuild it with gpu/kernels/build.sh): %w", f.name, err)
+		}
+	}
+	return nil
+}
+
+// LoRA implements gpu.LoRAOps.
+func (d *Device) LoRA(y, x *gpu.Tensor, segs []gpu.LoRASegment) error {
+	if err := gpu.CheckLoRA(y, x, segs); err != nil {
+		return err
+	}
+	const op = "LoRA"
+	yp, err := d.ptr(op, "y", y)
+	if err != nil {
+		return err
+	}
+	xp, err := d.ptr(op, "x", x)
+	if err != nil {
+		return err
+	}
+	in, out := x.Dim(-1), y.Dim(-1)
+	floats := 0
+	for i, s := range segs {
+		// Resolve every A and B before anything is enqueued.
+		if _, err := d.ptr(op, fmt.Sprintf("segment %d: A", i), s.A); err != nil {
+			return err
+		}
+		if _, err := d.ptr(op, fmt.Sprintf("segment %d: B", i), s.B); err != nil {
+			return err
+		}
+		floats += (s.Hi - s.Lo) * s.A.Dim(0)
+	}
+	if floats == 0 {
+		return nil
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	if err := d.loraFuncs(); err != nil {
+		return err
+	}
+	return d.withScratch(4*floats, func(xa uint64) error {
+		off, next := 0, 0
+		for next < len(segs) {
+			var err error
+			if next, off, err = d.loraLaunch(yp, xp, xa, y, x, in, out, segs, next, off); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// loraLaunch fills the table with the non-empty segments from segs[i] on
+// (at most loraMaxSegs), their scratch from float off on, and launches the
+// shrink and the expand over them. It returns where the next launch
+// starts. The caller holds enter.
+func (d *Device) loraLaunch(yp, xp, xa uint64, y, x *gpu.Tensor, in, out int, segs []gpu.LoRASegment, i, off int) (int, int, error) {
+	l := &d.lora
+	t := &l.tab
+	t.segs = 0
+	var rows, rows2, rows4 int // shrink blocks with 1, 2 and 4 warps a tile
+	for ; i < len(segs) && t.segs < loraMaxSegs; i++ {
+		s := segs[i]
+		if s.Hi == s.Lo {
+			continue
+		}
+		a, _ := d.ptr("LoRA", "A", s.A)
+		b, _ := d.ptr("LoRA", "B", s.B)
+		r, n, m := s.A.Dim(0), s.B.Dim(0), s.Hi-s.Lo
+		dts := int32(s.A.DType()) | int32(s.B.DType())<<4
+		if a%16 == 0 && in%8 == 0 {
+			dts |= 1 << 8
+		}
+		if b%16 == 0 && r%8 == 0 {
+			dts |= 1 << 9
+		}
+		nrc := (r + loraRC - 1) / loraRC
+		t.s[t.segs] = loraSegC{a: a, b: b, off: int64(off), lo: int32(s.Lo), hi: int32(s.Hi), col: int32(s.Col),
+			r: int32(r), n: int32(n), dts: dts}
+		t.segs++
+		off += m * r
+		rows += (m + 4*loraTM - 1) / (4 * loraTM) * nrc
+		rows2 += (m + 2*loraTM - 1) / (2 * loraTM) * nrc
+		rows4 += (m + loraTM - 1) / loraTM * nrc
+	}
+	if t.segs == 0 {
+		return i, off, nil
+	}
+	// Warps a tile: more when the call has too few rows to give every
+	// multiprocessor a block, as long as each warp still gets a step of
+	// 256 elements of the row.
+	ks, blocks := 1, rows
+	switch steps := (in + 255) / 256; {
+	case rows < d.sms && rows2 < d.sms && steps >= 4:
+		ks, blocks = 4, rows4
+	case rows < d.sms && steps >= 2:
+		ks, blocks = 2, rows2
+	}
+	sb, eb := 0, 0
+	for k := range t.segs {
+		g := &t.s[k]
+		m, r, n := int(g.hi-g.lo), int(g.r), int(g.n)
+		g.s0, g.e0 = int32(sb), int32(eb)
+		sb += (m + 4/ks*loraTM - 1) / (4 / ks * loraTM) * ((r + loraRC - 1) / loraRC)
+		eb += (m + loraERows - 1) / loraERows * ((n + loraECols - 1) / loraECols)
+	}
+	if sb != blocks {
+		return 0, 0, fmt.Errorf("cuda: LoRA: %d shrink blocks counted, %d laid out: %w", blocks, sb, gpu.ErrArg)
+	}
+	xvec := b2u(xp%16 == 0 && in%8 == 0)
+	if err := d.loraKernel("loraShrink", l.shrink, sb, 128, xa, xp, dt(x), i64(in), xvec, i64(ks)); err != nil {
+		return 0, 0, err
+	}
+	if err := d.loraKernel("loraExpand", l.expand, eb, loraECols, yp, dt(y), xa, i64(out)); err != nil {
+		return 0, 0, err
+	}
+	return i, off, nil
+}
+
+// loraKernel launches fn over blocks blocks of threads threads with args
+// followed by the segment table. The caller holds enter.
+func (d *Device) loraKernel(name string, fn uintptr, blocks, threads int, args ...uint64) error {
+	l := &d.lora
+	n := copy(l.argv[:], args)
+	for k := range n {
+		l.argp[k] = uintptr(unsafe.Pointer(&l.argv[k]))
+	}
+	l.argp[n] = uintptr(unsafe.Pointer(&l.tab))
+	r, _, _ := purego.SyscallN(d.drv.cuLaunchKernel, fn, uintptr(blocks), 1, 1, uintptr(threads), 1, 1,
+		0, d.stream, uintptr(unsafe.Pointer(&l.argp[0])), 0)
+	if r != 0 {
+		return d.drv.err("cuLaunchKernel("+name+")", cuResult(r))
+	}
+	return nil
+}
