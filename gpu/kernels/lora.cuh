@@ -135,8 +135,7 @@ __global__ void __launch_bounds__(128) loraShrink(float* xa, const void* x, int 
       if (lane == 0) part[w][i * LORA_RC + j] = v;
     }
   __syncthreads();
-  int o = threadIdx.x;
-  if (o < tiles * LORA_TM * LORA_RC) {
+  for (int o = threadIdx.x; o < tiles * LORA_TM * LORA_RC; o += blockDim.x) {
     int tt = o / (LORA_TM * LORA_RC), q = o % (LORA_TM * LORA_RC);
     int i = (bt * tiles + tt) * LORA_TM + q / LORA_RC, j = j0 + q % LORA_RC;
     if (i < rows && j < g.r) {
