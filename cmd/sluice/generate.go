@@ -54,7 +54,7 @@ func (o *engineFlags) declare(fs *flag.FlagSet) {
 	fs.StringVar(&o.device, "device", "auto", "device: auto, cpu or cuda")
 	fs.StringVar(&o.dtype, "dtype", "auto", "weights and KV cache dtype: auto (f32 on the cpu, bf16 on a GPU), f32, bf16 or f16")
 	fs.StringVar(&o.quantization, "quantization", "", "fp8: quantize a float checkpoint's linear layers to FP8 at load, per tensor (quantized checkpoints are detected from config.json without it)")
-	fs.StringVar(&o.kvCacheDType, "kv-cache-dtype", "auto", "KV cache dtype: auto (--dtype) or fp8 (E4M3, scales 1; cpu only for now)")
+	fs.StringVar(&o.kvCacheDType, "kv-cache-dtype", "auto", "KV cache dtype: auto (--dtype) or fp8 (E4M3, half of bf16's bytes: about twice the sequences; per-layer k_scale/v_scale from the checkpoint, else 1, as vLLM)")
 	fs.IntVar(&o.blockSize, "block-size", d.BlockSize, "KV cache block size in tokens")
 	fs.IntVar(&o.numBlocks, "num-blocks", 0, "KV cache blocks (0: from --gpu-memory-utilization on a GPU, a 256 MiB budget on the cpu)")
 	fs.Float64Var(&o.gpuMemUtil, "gpu-memory-utilization", d.GPUMemoryUtilization, "share of the GPU's memory for weights, activations and KV cache when --num-blocks is 0")

@@ -225,9 +225,10 @@ func (m *Model) attention(c *Cache, i int, v *views, ab gpu.AttnBatch) error {
 	if err := ops.RoPE(v.q3, v.k3, v.pos, m.cfg.Rope); err != nil {
 		return err
 	}
-	if err := ops.WriteKV(c.k[i], c.v[i], v.k3, v.v3, v.slots); err != nil {
+	if err := m.writeKV(c, i, v); err != nil {
 		return err
 	}
+	ab.KScale, ab.VScale = ly.kScale, ly.vScale
 	if err := ops.Attention(v.attn3, v.q3, c.k[i], c.v[i], ab); err != nil {
 		return err
 	}

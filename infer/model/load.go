@@ -31,8 +31,9 @@ type Options struct {
 	// the checkpoint as it is (a quantized one is detected from
 	// config.json's quantization_config).
 	Quantization string
-	// KVCacheDType "fp8" stores the KV cache in FP8 E4M3 (k_scale = v_scale
-	// = 1, vLLM's default when a checkpoint has no scales), a quarter of
+	// KVCacheDType "fp8" stores the KV cache in FP8 E4M3 with the
+	// checkpoint's per-layer k_scale and v_scale (kvscale.go lists the
+	// layouts read), or 1 where it has none, as vLLM: a quarter of
 	// float32's bytes and half of bf16's; "" or "auto" uses DType.
 	KVCacheDType string
 }
@@ -87,6 +88,7 @@ type layer struct {
 	qNorm, kNorm         *gpu.Tensor
 	gateUp, down         linear
 	gateUpBias, downBias *gpu.Tensor
+	kScale, vScale       float32 // an FP8 cache's, from the checkpoint; 0 means 1 (kvscale.go)
 }
 
 // Load reads a Hugging Face model directory (a local directory or an s3://
@@ -237,6 +239,9 @@ func (l *loader) load() error {
 		ly.oBias = opt(c.OBias, a+"o_proj.bias", h)
 		ly.qNorm = opt(c.QKNorm, a+"q_norm.weight", c.HeadDim)
 		ly.kNorm = opt(c.QKNorm, a+"k_norm.weight", c.HeadDim)
+		if err == nil {
+			ly.kScale, ly.vScale, err = l.kvScales(a)
+		}
 		if err == nil {
 			ly.gateUp, err = l.mergedLinear([]string{p + "mlp.gate_proj", p + "mlp.up_proj"}, c.Intermediate, h)
 		}
