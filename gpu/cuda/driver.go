@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -244,3 +247,149 @@ const (
 	// capturing thread only; Capture keeps the goroutine on one thread.
 	captureThreadLocal = 1
 )
+
+// cublasLt is libcublasLt's entry points, for the FP8 products of
+// quant.go. It is opened on the first FP8 QMatMul, not at New: a device
+// without it still runs everything else (FP8 then takes the dequantizing
+// path).
+type cublasLt struct {
+	lib *lib
+
+	create, destroy, descCreate, descDestroy, descSet, layoutCreate, layoutDestroy,
+	prefCreate, prefDestroy, prefSet, heuristic, matmul uintptr
+
+	// call16 is the trampoline that calls matmul: cublasLtMatmul has 16
+	// arguments, one more than purego.SyscallN passes.
+	call16 uintptr
+}
+
+// cublasLtPaths are cublasPaths with libcublasLt, which sits beside
+// libcublas in the toolkit and in PyTorch's wheel. SLUICE_CUBLASLT names
+// the file outright.
+func cublasLtPaths() []string {
+	var ps []string
+	if p := os.Getenv("SLUICE_CUBLASLT"); p != "" {
+		ps = append(ps, p)
+	}
+	for _, p := range cublasPaths() {
+		dir, base := filepath.Split(p)
+		if base == "libcublas.so.13" {
+			ps = append(ps, dir+"libcublasLt.so.13")
+		}
+	}
+	return ps
+}
+
+func loadCublasLt() (*cublasLt, error) {
+	l, err := openLib(cublasLtPaths()...)
+	if err != nil {
+		return nil, err
+	}
+	c := &cublasLt{lib: l}
+	for _, s := range []struct {
+		p    *uintptr
+		name string
+	}{{&c.create, "cublasLtCreate"}, {&c.destroy, "cublasLtDestroy"},
+		{&c.descCreate, "cublasLtMatmulDescCreate"}, {&c.descDestroy, "cublasLtMatmulDescDestroy"},
+		{&c.descSet, "cublasLtMatmulDescSetAttribute"},
+		{&c.layoutCreate, "cublasLtMatrixLayoutCreate"}, {&c.layoutDestroy, "cublasLtMatrixLayoutDestroy"},
+		{&c.prefCreate, "cublasLtMatmulPreferenceCreate"}, {&c.prefDestroy, "cublasLtMatmulPreferenceDestroy"},
+		{&c.prefSet, "cublasLtMatmulPreferenceSetAttribute"},
+		{&c.heuristic, "cublasLtMatmulAlgoGetHeuristic"}, {&c.matmul, "cublasLtMatmul"}} {
+		if *s.p, err = l.sym(s.name); err != nil {
+			return nil, err
+		}
+	}
+	if c.call16, err = trampoline16(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// call is cublas.call for cuBLASLt (the same cublasStatus_t codes).
+func (c *cublasLt) call(name string, fn uintptr, args ...uintptr) error {
+	r, _, _ := purego.SyscallN(fn, args...)
+	return ltStatus(name, r)
+}
+
+// ltStatus turns a cublasStatus_t (an int, in the low 32 bits) into an error.
+func ltStatus(name string, r uintptr) error {
+	r = uintptr(uint32(r))
+	if r == 0 {
+		return nil
+	}
+	s, ok := cublasStatus[r]
+	if !ok {
+		s = "cublasStatus"
+	}
+	return fmt.Errorf("cuda: %s: %s (%d): %w", name, s, r, ErrCall)
+}
+
+// cuBLASLt enums (cublasLt.h, library_types.h).
+const (
+	cudaR8FE4M3 = 28
+
+	ltDescTransA         = 3  // CUBLASLT_MATMUL_DESC_TRANSA
+	ltDescTransB         = 4  // CUBLASLT_MATMUL_DESC_TRANSB
+	ltDescAScale         = 17 // CUBLASLT_MATMUL_DESC_A_SCALE_POINTER
+	ltDescBScale         = 18 // CUBLASLT_MATMUL_DESC_B_SCALE_POINTER
+	ltPrefMaxWorkspace   = 1  // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES
+	ltHeuristicResultLen = 96 // sizeof(cublasLtMatmulHeuristicResult_t): algo (64), workspaceSize, state, wavesCount, reserved[4]
+)
+
+// trampoline16 returns x86-64 code that calls a C function of 16 integer
+// or pointer arguments: called through purego with one argument, the
+// address of a [17]uintptr holding the 16 arguments and then the
+// function, it loads the first six into registers, copies the other ten to
+// its stack frame (System V order, rsp 16-byte aligned at the call) and
+// returns the function's rax. The page is mapped once, read and execute.
+var trampoline16 = sync.OnceValues(func() (uintptr, error) {
+	if runtime.GOARCH != "amd64" {
+		return 0, fmt.Errorf("cuda: cublasLtMatmul's 16 arguments need the amd64 trampoline, not %s: %w", runtime.GOARCH, ErrUnavailable)
+	}
+	code := []byte{
+		0x55,             // push rbp
+		0x48, 0x89, 0xe5, // mov rbp, rsp
+		0x53,                   // push rbx
+		0x48, 0x83, 0xec, 0x58, // sub rsp, 88: ten stack arguments and alignment
+		0x48, 0x89, 0xfb, // mov rbx, rdi: the argument block
+	}
+	for i := 6; i < 16; i++ {
+		code = append(code,
+			0x48, 0x8b, 0x43, byte(8*i), // mov rax, [rbx+8i]
+			0x48, 0x89, 0x44, 0x24, byte(8*(i-6))) // mov [rsp+8(i-6)], rax
+	}
+	code = append(code,
+		0x4c, 0x8b, 0x9b, 0x80, 0x00, 0x00, 0x00, // mov r11, [rbx+128]: the function
+		0x48, 0x8b, 0x3b, // mov rdi, [rbx]
+		0x48, 0x8b, 0x73, 0x08, // mov rsi, [rbx+8]
+		0x48, 0x8b, 0x53, 0x10, // mov rdx, [rbx+16]
+		0x48, 0x8b, 0x4b, 0x18, // mov rcx, [rbx+24]
+		0x4c, 0x8b, 0x43, 0x20, // mov r8, [rbx+32]
+		0x4c, 0x8b, 0x4b, 0x28, // mov r9, [rbx+40]
+		0x31, 0xc0, // xor eax, eax: no vector registers (for variadic callees)
+		0x41, 0xff, 0xd3, // call r11
+		0x48, 0x83, 0xc4, 0x58, // add rsp, 88
+		0x5b, // pop rbx
+		0x5d, // pop rbp
+		0xc3, // ret
+	)
+	mem, err := syscall.Mmap(-1, 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	if err != nil {
+		return 0, fmt.Errorf("cuda: trampoline mmap: %w: %w", err, ErrUnavailable)
+	}
+	copy(mem, code)
+	if err := syscall.Mprotect(mem, syscall.PROT_READ|syscall.PROT_EXEC); err != nil {
+		return 0, fmt.Errorf("cuda: trampoline mprotect: %w: %w", err, ErrUnavailable)
+	}
+	return uintptr(unsafe.Pointer(&mem[0])), nil
+})
+
+// call16 calls fn with args through the trampoline; block is caller-owned
+// (pinned: a field of a heap object) so that the call allocates nothing.
+func call16(tramp, fn uintptr, block *[17]uintptr, args [16]uintptr) uintptr {
+	copy(block[:16], args[:])
+	block[16] = fn
+	r, _, _ := purego.SyscallN(tramp, uintptr(unsafe.Pointer(block)))
+	return r
+}

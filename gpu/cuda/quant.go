@@ -1,0 +1,627 @@
+package cuda
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
+	"weak"
+
+	"github.com/sluicehq/sluice/gpu"
+	"github.com/sluicehq/sluice/gpu/internal/check"
+)
+
+// Quantized products (gpu.QuantOps), three paths chosen per call:
+//
+//   - gemv, for at most qgRows rows of a (decode): qGemv dequantizes each
+//     weight chunk in registers once and uses it for every row, so the
+//     weight is read once, at its quantized size;
+//   - lt, FP8 on GPUs with FP8 tensor cores (sm_89 and later): qActFP8
+//     quantizes a to E4M3 on the device with one dynamic scale per row
+//     (vLLM's per-token scheme: absmax/448, computed on the device), then
+//     cuBLASLt multiplies E4M3 × E4M3 (TN, f32 accumulation) into an f32
+//     scratch and qEpilogue applies the row's and the weight row's scales
+//     and the bias; a is taken in bands of rows so that the scratch stays
+//     under qScratchBytes;
+//   - tile, for the rest (int4 with many rows, FP8 on sm_80 or odd
+//     shapes): qDequant writes a band of weight rows (at most qTileBytes,
+//     so it stays in L2) in a's dtype into scratch and cublasGemmEx
+//     multiplies a by it; no float copy of the whole weight exists.
+//
+// Every path takes its temporaries from scratch (graph.go) and enqueues
+// only kernels and library calls, so QMatMul can be captured. The lt path
+// is not exact against the dequantized weight: a is rounded to E4M3 (3
+// mantissa bits, relative error at most 2⁻⁴ per element, and below
+// absmax·2⁻⁹ subnormal steps of absmax·2⁻¹⁸/448), which the conformance
+// suite's FP8 tolerance (gputest.Suite.QuantActFP8) states; gemv and tile
+// compute with the dequantized weight exactly, rounding a tile to bf16 when
+// a is bf16.
+
+var _ gpu.QuantOps = (*Device)(nil)
+
+const (
+	qgRows        = 8        // QG_M in quant.cuh
+	qgWarps       = 8        // QG_WARPS
+	qTileBytes    = 16 << 20 // the tile path's band of dequantized rows
+	qScratchBytes = 64 << 20 // the lt path's E4M3 a, scales and f32 product per band of rows
+
+	qFmtFP8, qFmtInt4 = 1, 2 // Q_FP8, Q_INT4
+)
+
+// quantPath is a QMatMul path; quantAuto lets QMatMul choose (tests force
+// the others).
+type quantPath uint8
+
+const (
+	quantAuto quantPath = iota
+	quantGemv
+	quantLt    // with one scale for a where w has one (quantLtRow otherwise)
+	quantLtRow // a scale per row of a, through the f32 product and qEpilogue
+	quantTile
+)
+
+func (p quantPath) String() string {
+	return [...]string{"auto", "gemv", "lt", "ltrow", "tile"}[p]
+}
+
+// quantState is a Device's quantized-product state, set up by the first
+// QMatMul: the kernels (looked up then, so that a PTX without them fails
+// only QMatMul), the cuBLASLt handle and its plans, and the Groups tensors
+// already checked.
+type quantState struct {
+	ready                bool
+	err                  error // the kernels are missing
+	act, epi, gemv, deq  uintptr
+	zero, absmax, actT   uintptr
+	lt                   *cublasLt
+	ltErr                error // why the lt path is off
+	ltHndl               uintptr
+	plans                map[ltKey]*ltPlan
+	checked              map[weak.Pointer[gpu.Tensor]]bool // Groups tensors whose indices are in range
+	uniform              map[weak.Pointer[gpu.Tensor]]bool // FP8 Scales tensors checked: all equal or not
+	scaleA, scaleB       uint64                            // the scale pointers of the scaled lt plan
+	scaledCalls          int                               // scaled lt products enqueued (tests)
+	force                quantPath
+	block                [17]uintptr
+	alpha, beta          float32
+	heur                 [ltHeuristicResultLen]byte
+	trans, noTrans       int32
+	workspace, algoCount uint64
+}
+
+// quantStates holds each Device's quantState beside it (the Device struct
+// has no field for it): keyed weakly, and released by a cleanup when the
+// Device is collected (cuBLASLt's handle and plans are host memory, so
+// they outlive Close harmlessly until then).
+var quantStates struct {
+	sync.Mutex
+	m map[weak.Pointer[Device]]*quantState
+}
+
+// quantOf returns d's quantState, made the first time.
+func quantOf(d *Device) *quantState {
+	quantStates.Lock()
+	defer quantStates.Unlock()
+	k := weak.Make(d)
+	if q, ok := quantStates.m[k]; ok {
+		return q
+	}
+	if quantStates.m == nil {
+		quantStates.m = map[weak.Pointer[Device]]*quantState{}
+	}
+	q := &quantState{}
+	quantStates.m[k] = q
+	runtime.AddCleanup(d, func(k weak.Pointer[Device]) {
+		quantStates.Lock()
+		q := quantStates.m[k]
+		delete(quantStates.m, k)
+		quantStates.Unlock()
+		q.release()
+	}, k)
+	return q
+}
+
+// ltKey is one shape of the lt path's product: [m, k] E4M3 by [n, k]
+// into dt; scaled: with cuBLASLt's per-tensor A and B scales.
+type ltKey struct {
+	m, n, k int
+	dt      gpu.DType
+	scaled  bool
+}
+
+// ltPlan is the cuBLASLt descriptors and algorithm of one ltKey; ok is
+// false where cuBLASLt offered no algorithm (the tile path runs instead).
+type ltPlan struct {
+	desc, la, lb, ld uintptr
+	algo             [64]byte
+	ok               bool
+}
+
+// init looks up the kernels and opens cuBLASLt; the caller holds enter.
+func (q *quantState) init(d *Device) error {
+	if q.ready {
+		return q.err
+	}
+	q.ready = true
+	q.alpha, q.trans = 1, cublasOpT
+	for _, f := range []kernelFunc{{&q.act, "qActFP8"}, {&q.epi, "qEpilogue"}, {&q.gemv, "qGemv"}, {&q.deq, "qDequant"},
+		{&q.zero, "qZero"}, {&q.absmax, "qAbsmax"}, {&q.actT, "qActFP8T"}} {
+		cname := cString(f.name)
+		err := d.drv.call("cuModuleGetFunction("+f.name+")", d.drv.cuModuleGetFunction, uintptr(unsafe.Pointer(f.p)), d.mod, uintptr(unsafe.Pointer(&cname[0])))
+		runtime.KeepAlive(cname)
+		if err != nil {
+			q.err = fmt.Errorf("gpu: QMatMul: the loaded kernels have no %s (gpu/kernels/quant.cuh): rebuild the PTX with gpu/kernels/build.sh or set SLUICE_CUDA_PTX: %w", f.name, err)
+			return q.err
+		}
+	}
+	if d.major*10+d.minor < 89 {
+		q.ltErr = fmt.Errorf("cuda: %s has no FP8 tensor cores (sm_%d%d)", d.name, d.major, d.minor)
+		return nil
+	}
+	lt, err := loadCublasLt()
+	if err == nil {
+		err = lt.call("cublasLtCreate", lt.create, uintptr(unsafe.Pointer(&q.ltHndl)))
+	}
+	if err != nil {
+		q.ltErr = err
+		return nil
+	}
+	q.lt = lt
+	q.plans = map[ltKey]*ltPlan{}
+	return nil
+}
+
+// release destroys the plans and the cuBLASLt handle; for Device.release.
+func (q *quantState) release() error {
+	if q.lt == nil {
+		return nil
+	}
+	var first error
+	keep := func(err error) {
+		if first == nil {
+			first = err
+		}
+	}
+	lt := q.lt
+	for _, p := range q.plans {
+		keep(lt.call("cublasLtMatmulDescDestroy", lt.descDestroy, p.desc))
+		for _, l := range []uintptr{p.la, p.lb, p.ld} {
+			keep(lt.call("cublasLtMatrixLayoutDestroy", lt.layoutDestroy, l))
+		}
+	}
+	clear(q.plans)
+	keep(lt.call("cublasLtDestroy", lt.destroy, q.ltHndl))
+	q.lt, q.ltHndl = nil, 0
+	return first
+}
+
+// plan returns the lt plan of key, made the first time: TN (the weight
+// [n, k] row-major is column-major k×n, transposed), E4M3 inputs, f32
+// compute, scale and output, the cuBLAS workspace.
+func (q *quantState) plan(key ltKey) (*ltPlan, error) {
+	if p, ok := q.plans[key]; ok {
+		return p, nil
+	}
+	lt := q.lt
+	p := &ltPlan{}
+	call := func(name string, fn uintptr, args ...uintptr) error { return lt.call(name, fn, args...) }
+	err := call("cublasLtMatmulDescCreate", lt.descCreate, uintptr(unsafe.Pointer(&p.desc)), cublasCompute32F, cudaR32F)
+	if err == nil {
+		err = call("cublasLtMatmulDescSetAttribute", lt.descSet, p.desc, ltDescTransA, uintptr(unsafe.Pointer(&q.trans)), 4)
+	}
+	if err == nil {
+		err = call("cublasLtMatmulDescSetAttribute", lt.descSet, p.desc, ltDescTransB, uintptr(unsafe.Pointer(&q.noTrans)), 4)
+	}
+	if err == nil && key.scaled {
+		err = q.setScales(p)
+	}
+	for _, l := range []struct {
+		p          *uintptr
+		typ        uintptr
+		rows, cols int
+	}{{&p.la, cudaR8FE4M3, key.k, key.n}, {&p.lb, cudaR8FE4M3, key.k, key.m}, {&p.ld, gemmType(key.dt), key.n, key.m}} {
+		if err == nil {
+			err = call("cublasLtMatrixLayoutCreate", lt.layoutCreate, uintptr(unsafe.Pointer(l.p)), l.typ, uintptr(l.rows), uintptr(l.cols), uintptr(l.rows))
+		}
+	}
+	var pref uintptr
+	if err == nil {
+		err = call("cublasLtMatmulPreferenceCreate", lt.prefCreate, uintptr(unsafe.Pointer(&pref)))
+	}
+	if err == nil {
+		q.workspace = blasWorkspace
+		err = call("cublasLtMatmulPreferenceSetAttribute", lt.prefSet, pref, ltPrefMaxWorkspace, uintptr(unsafe.Pointer(&q.workspace)), 8)
+	}
+	if err == nil {
+		var count int32
+		err = call("cublasLtMatmulAlgoGetHeuristic", lt.heuristic, q.ltHndl, p.desc, p.la, p.lb, p.ld, p.ld, pref, 1,
+			uintptr(unsafe.Pointer(&q.heur[0])), uintptr(unsafe.Pointer(&count)))
+		// CUBLAS_STATUS_NOT_SUPPORTED is also how it says "no algorithm".
+		if count > 0 && err == nil {
+			copy(p.algo[:], q.heur[:64])
+			p.ok = true
+		}
+		err = nil
+	}
+	if pref != 0 {
+		if perr := call("cublasLtMatmulPreferenceDestroy", lt.prefDestroy, pref); err == nil {
+			err = perr
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	q.plans[key] = p
+	return p, nil
+}
+
+// setScales points p's A and B scales at q.scaleA and q.scaleB (the
+// weight's scale and a's, device f32 scalars).
+func (q *quantState) setScales(p *ltPlan) error {
+	lt := q.lt
+	err := lt.call("cublasLtMatmulDescSetAttribute", lt.descSet, p.desc, ltDescAScale, uintptr(unsafe.Pointer(&q.scaleA)), 8)
+	if err == nil {
+		err = lt.call("cublasLtMatmulDescSetAttribute", lt.descSet, p.desc, ltDescBScale, uintptr(unsafe.Pointer(&q.scaleB)), 8)
+	}
+	return err
+}
+
+// QMatMul computes c = a·Wᵀ + bias with W quantized (see the paths above).
+// Group indices are checked on the host the first time a Groups tensor is
+// used outside a capture (one download and wait); during a capture an
+// unchecked index out of range gives NaN outputs instead of ErrIndex.
+func (d *Device) QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor) (err error) {
+	const op = "QMatMul"
+	if err := w.Check(); err != nil {
+		return fmt.Errorf("gpu: %s: %w", op, err)
+	}
+	if err := check.Float(op, "a", a); err != nil {
+		return err
+	}
+	if err := check.Float(op, "c", c); err != nil {
+		return err
+	}
+	m, n, k := a.Rows(), w.N, w.K
+	if a.Dim(-1) != k {
+		return fmt.Errorf("gpu: %s: a %s and weight [%d, %d]: inner dimensions differ: %w", op, a, n, k, gpu.ErrShape)
+	}
+	if c.Rows() != m || c.Dim(-1) != n {
+		return fmt.Errorf("gpu: %s: c %s for a %s and weight [%d, %d]: want [%d, %d]: %w", op, c, a, n, k, m, n, gpu.ErrShape)
+	}
+	if bias != nil {
+		if err := check.Float(op, "bias", bias); err != nil {
+			return err
+		}
+		if bias.Len() != n {
+			return fmt.Errorf("gpu: %s: bias %s for weight [%d, %d]: want [%d]: %w", op, bias, n, k, n, gpu.ErrShape)
+		}
+	}
+	p, err := d.ptrs(op, []string{"c", "a", "bias", "data", "scales", "zeros", "groups"}, c, a, bias, w.Data, w.Scales, w.Zeros, w.Groups)
+	if err != nil {
+		return err
+	}
+	uniform := false
+	switch w.Format {
+	case gpu.QuantInt4:
+		if err := d.checkGroups(op, p[6], w); err != nil {
+			return err
+		}
+	case gpu.QuantFP8:
+		if bias == nil && m > qgRows {
+			if uniform, err = d.uniformScales(w); err != nil {
+				return err
+			}
+		}
+	}
+	if m == 0 {
+		return nil
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	q := quantOf(d)
+	if err := q.init(d); err != nil {
+		return err
+	}
+	x := qcall{d: d, q: q, c: c, a: a, w: w, bias: bias, cp: p[0], ap: p[1], bp: p[2], m: m, n: n, k: k,
+		data: p[3], scales: p[4], zeros: p[5], groups: p[6], fmt: qFmtFP8, ngroups: 1, segRows: 1,
+		scaled: uniform && bias == nil && q.force != quantLtRow}
+	if w.Format == gpu.QuantInt4 {
+		x.fmt, x.ngroups, x.segRows = qFmtInt4, w.Scales.Dim(1), n/w.Groups.Dim(0)
+	}
+	q.scaleA, q.scaleB = x.scales, x.scales // non-null, for the heuristic; lt sets a's before each product
+	switch path := d.quantPath(q, m, w, x.data, x.ltKey(min(m, d.ltBand(n, k)))); path {
+	case quantGemv:
+		err = x.gemv()
+	case quantLt, quantLtRow:
+		err = x.lt()
+	default:
+		err = x.tile()
+	}
+	if err != nil {
+		return fmt.Errorf("gpu: %s %s·(%s [%d, %d])ᵀ → %s: %w", op, a, w.Format, n, k, c, err)
+	}
+	return nil
+}
+
+// quantPath picks the path of a QMatMul of m rows (see the top of the
+// file); the caller holds enter and has run init.
+func (d *Device) quantPath(q *quantState, m int, w *gpu.QuantWeight, data uint64, key ltKey) quantPath {
+	ltOK := w.Format == gpu.QuantFP8 && q.lt != nil && w.K%16 == 0 && w.N%16 == 0 && data%16 == 0
+	if ltOK {
+		p, err := q.plan(key)
+		ltOK = err == nil && p.ok
+	}
+	switch {
+	case (q.force == quantLt || q.force == quantLtRow) && ltOK, q.force == quantGemv, q.force == quantTile:
+		return q.force
+	case q.force == quantAuto && m <= qgRows:
+		return quantGemv
+	case ltOK:
+		return quantLt
+	}
+	return quantTile
+}
+
+// ltBand is the rows of a the lt path takes at once: the scratch (E4M3 a,
+// its scales, the f32 product) within qScratchBytes, a multiple of 16.
+func (d *Device) ltBand(n, k int) int {
+	return max(16, qScratchBytes/(k+4+4*n)/16*16)
+}
+
+// checkGroups downloads w's Groups and checks every index once per tensor
+// (outside a capture); the caller does not hold enter.
+func (d *Device) checkGroups(op string, ptr uint64, w *gpu.QuantWeight) error {
+	q := quantOf(d)
+	key := weak.Make(w.Groups)
+	if q.checked[key] || d.capturing != nil {
+		return nil
+	}
+	ngroups := w.Scales.Dim(1)
+	gs := make([]int32, w.Groups.Len())
+	if err := gpu.Download(gs, w.Groups); err != nil {
+		return err
+	}
+	for i, g := range gs {
+		if err := check.Index(op, "groups", i, int(g), ngroups); err != nil {
+			return err
+		}
+	}
+	if q.checked == nil {
+		q.checked = map[weak.Pointer[gpu.Tensor]]bool{}
+	}
+	q.checked[key] = true
+	return nil
+}
+
+// uniformScales reports whether every scale of the FP8 weight w is the
+// same (a per-tensor checkpoint, or --quantization fp8), so that the lt
+// path can hand cuBLASLt one scale: checked once per Scales tensor on the
+// host (a download and wait), outside captures; during a capture an
+// unchecked tensor counts as not uniform. The key is a weak pointer, so a
+// new tensor at a freed one's address is checked afresh.
+func (d *Device) uniformScales(w *gpu.QuantWeight) (bool, error) {
+	q := quantOf(d)
+	key := weak.Make(w.Scales)
+	if u, ok := q.uniform[key]; ok || d.capturing != nil {
+		return u, nil
+	}
+	s := make([]float32, w.Scales.Len())
+	if err := gpu.Download(s, w.Scales); err != nil {
+		return false, err
+	}
+	u := true
+	for _, v := range s {
+		u = u && v == s[0]
+	}
+	if q.uniform == nil {
+		q.uniform = map[weak.Pointer[gpu.Tensor]]bool{}
+	}
+	q.uniform[key] = u
+	return u, nil
+}
+
+// qcall is one QMatMul's operands, resolved.
+type qcall struct {
+	q                              *quantState
+	d                              *Device
+	c, a, bias                     *gpu.Tensor
+	w                              *gpu.QuantWeight
+	cp, ap, bp                     uint64
+	data, scales, zeros, groups    uint64
+	m, n, k, fmt, ngroups, segRows int
+	scaled                         bool // lt: one scale for a, cuBLASLt writes c
+}
+
+// ltKey is the lt plan of a band of rows of a.
+func (x *qcall) ltKey(rows int) ltKey {
+	if x.scaled {
+		return ltKey{rows, x.n, x.k, x.c.DType(), true}
+	}
+	return ltKey{rows, x.n, x.k, gpu.F32, false}
+}
+
+// gemv runs qGemv over bands of qgRows rows of a.
+func (x *qcall) gemv() error {
+	d := x.d
+	adt, cdt := x.a.DType(), x.c.DType()
+	for i0 := 0; i0 < x.m; i0 += qgRows {
+		rows := min(qgRows, x.m-i0)
+		ap := x.ap + uint64(i0*x.k*adt.Size())
+		avec := uint64(0)
+		if adt == gpu.BF16 && x.k%8 == 0 && ap%16 == 0 {
+			avec = 1
+		}
+		if err := d.launch("qGemv", x.q.gemv, [3]int{(x.n + qgWarps - 1) / qgWarps, 1, 1}, qgWarps*32,
+			x.cp+uint64(i0*x.n*cdt.Size()), uint64(cdt), ap, uint64(adt), avec, x.bp, dt(x.bias),
+			uint64(x.fmt), x.data, x.scales, x.zeros, x.groups, i64(x.ngroups), i64(x.segRows),
+			i64(rows), i64(x.n), i64(x.k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lt runs the FP8 tensor-core path over bands of rows of a: scaled, a
+// band's absmax gives one scale and cuBLASLt applies it and the weight's
+// (A and B scale pointers) while it writes c; otherwise qActFP8 gives each
+// row its scale and qEpilogue applies both and the bias to the f32 product.
+func (x *qcall) lt() (err error) {
+	d, q := x.d, x.q
+	band := min(x.m, d.ltBand(x.n, x.k))
+	qBytes := (band*x.k + 255) &^ 255
+	saBytes := (4*band + 255) &^ 255 // scales; scaled: the absmax word, then the scale
+	accBytes := 4 * band * x.n
+	if x.scaled {
+		accBytes = 0
+	}
+	s, err := d.scratch(qBytes + saBytes + accBytes)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if ferr := d.freeScratch(s); ferr != nil && err == nil {
+			err = ferr
+		}
+	}()
+	qa, sa, acc := uint64(s), uint64(s)+uint64(qBytes), uint64(s)+uint64(qBytes+saBytes)
+	adt, cdt := x.a.DType(), x.c.DType()
+	for i0 := 0; i0 < x.m; i0 += band {
+		rows := min(band, x.m-i0)
+		p, err := q.plan(x.ltKey(rows))
+		if err != nil {
+			return err
+		}
+		if !p.ok {
+			return fmt.Errorf("cuda: cublasLtMatmulAlgoGetHeuristic offers no FP8 algorithm for [%d, %d]·[%d, %d]ᵀ: %w", rows, x.k, x.n, x.k, ErrCall)
+		}
+		ap, cp := x.ap+uint64(i0*x.k*adt.Size()), x.cp+uint64(i0*x.n*cdt.Size())
+		out := acc
+		if x.scaled {
+			out = cp
+			if err := d.launch("qZero", q.zero, [3]int{1, 1, 1}, 32, sa, 1); err != nil {
+				return err
+			}
+			if err := d.launch("qAbsmax", q.absmax, [3]int{rows, 1, 1}, min(threads(x.k), 1024), sa, ap, uint64(adt), i64(x.k)); err != nil {
+				return err
+			}
+			if err := d.launch("qActFP8T", q.actT, d.grid1(rows*x.k), 256, qa, sa+4, sa, ap, uint64(adt), i64(rows*x.k)); err != nil {
+				return err
+			}
+			q.scaleA, q.scaleB = x.scales, sa+4
+			q.scaledCalls++
+			if err := q.setScales(p); err != nil {
+				return err
+			}
+		} else if err := d.launch("qActFP8", q.act, [3]int{rows, 1, 1}, min(threads(x.k), 1024),
+			qa, sa, ap, uint64(adt), i64(x.k)); err != nil {
+			return err
+		}
+		r := call16(q.lt.call16, q.lt.matmul, &q.block, [16]uintptr{
+			q.ltHndl, p.desc, uintptr(unsafe.Pointer(&q.alpha)),
+			uintptr(x.data), p.la, uintptr(qa), p.lb,
+			uintptr(unsafe.Pointer(&q.beta)), uintptr(out), p.ld, uintptr(out), p.ld,
+			uintptr(unsafe.Pointer(&p.algo[0])), d.workspace, blasWorkspace, d.stream})
+		if err := ltStatus("cublasLtMatmul", r); err != nil {
+			return err
+		}
+		if x.scaled {
+			continue
+		}
+		if err := d.launch("qEpilogue", q.epi, d.grid1(rows*x.n), 256,
+			cp, uint64(cdt), i64(x.n), acc, sa, x.scales, x.bp, dt(x.bias),
+			i64(rows), i64(x.n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tile runs the dequantize-a-band-then-cuBLAS path.
+func (x *qcall) tile() (err error) {
+	d, q := x.d, x.q
+	adt, cdt := x.a.DType(), x.c.DType()
+	td := adt // the tile's dtype: a's, so that cuBLAS takes both as they are
+	direct := x.bias == nil && (cdt == td || cdt == gpu.F32)
+	rows := max(16, qTileBytes/(x.k*td.Size())/16*16)
+	if !direct {
+		rows = min(rows, max(16, qScratchBytes/(4*x.m)/16*16))
+	}
+	rows = min(rows, x.n)
+	tileBytes := (rows*x.k*td.Size() + 255) &^ 255
+	need := tileBytes
+	if !direct {
+		need += 4 * x.m * rows
+	}
+	s, err := d.scratch(need)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if ferr := d.freeScratch(s); ferr != nil && err == nil {
+			err = ferr
+		}
+	}()
+	tp, acc := uint64(s), uint64(s)+uint64(tileBytes)
+	d.beta = 0
+	for r0 := 0; r0 < x.n; r0 += rows {
+		nr := min(rows, x.n-r0)
+		if err := d.launch("qDequant", q.deq, d.grid1(nr*((x.k+7)/8)), 256, tp, uint64(td), uint64(x.fmt),
+			x.data, x.scales, x.zeros, x.groups, i64(x.ngroups), i64(x.segRows), i64(r0), i64(nr), i64(x.k)); err != nil {
+			return err
+		}
+		cp, ctype, ldc := x.cp+uint64(r0*cdt.Size()), cdt, x.n
+		if !direct {
+			cp, ctype, ldc = acc, gpu.F32, nr
+		}
+		// Row-major c[:, r0:r0+nr] is column-major [nr, m] with ldc n:
+		// GemmEx(T, N, nr, m, k, tile, a).
+		if err := d.blas.call("cublasGemmEx", d.blas.gemmEx, d.hndl, cublasOpT, cublasOpN,
+			uintptr(nr), uintptr(x.m), uintptr(x.k),
+			uintptr(unsafe.Pointer(&d.alpha)), uintptr(tp), gemmType(td), uintptr(x.k),
+			uintptr(x.ap), gemmType(adt), uintptr(x.k),
+			uintptr(unsafe.Pointer(&d.beta)), uintptr(cp), gemmType(ctype), uintptr(ldc),
+			cublasCompute32F, ^uintptr(0)); err != nil {
+			return err
+		}
+		if !direct {
+			bp := x.bp
+			if bp != 0 {
+				bp += uint64(r0 * x.bias.DType().Size())
+			}
+			if err := d.launch("qEpilogue", q.epi, d.grid1(x.m*nr), 256,
+				x.cp+uint64(r0*cdt.Size()), uint64(cdt), i64(x.n), acc, 0, 0, bp, dt(x.bias), i64(x.m), i64(nr)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// QuantRounding reports what QMatMul of m rows of a (dtype adt) by w
+// rounds beyond the dequantized weight (gputest.QuantRounder): the lt path
+// rounds a to E4M3, the tile path the dequantized weight to a's dtype when
+// that is bf16 or f16; gemv rounds neither.
+func (d *Device) QuantRounding(m int, adt gpu.DType, w *gpu.QuantWeight) (fp8Act, weight bool) {
+	if err := d.enter(); err != nil {
+		return false, false
+	}
+	defer d.leave()
+	q := quantOf(d)
+	if q.init(d) != nil || w == nil {
+		return false, false
+	}
+	data, err := d.optPtr("QuantRounding", "data", w.Data)
+	if err != nil {
+		return false, false
+	}
+	key := ltKey{min(m, d.ltBand(w.N, w.K)), w.N, w.K, gpu.F32, false}
+	switch d.quantPath(q, m, w, data, key) {
+	case quantLt:
+		return true, false
+	case quantTile:
+		return false, adt != gpu.F32
+	}
+	return false, false
+}

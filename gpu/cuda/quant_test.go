@@ -1,0 +1,343 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"unsafe"
+
+	"github.com/sluicehq/sluice/gpu"
+	"github.com/sluicehq/sluice/gpu/gputest"
+)
+
+// TestTrampoline16 calls libc's snprintf with 16 arguments (buffer, size,
+// format and 13 integers, ten of them on the stack) through the trampoline
+// that cublasLtMatmul's call goes through, on any amd64 machine.
+func TestTrampoline16(t *testing.T) {
+	if runtime.GOARCH != "amd64" || runtime.GOOS != "linux" {
+		t.Skip("the trampoline is amd64 Linux code")
+	}
+	libc, err := openLib("libc.so.6")
+	if err != nil {
+		t.Skip(err)
+	}
+	snprintf, err := libc.sym("snprintf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tramp, err := trampoline16()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 128)
+	format := cString("%d %d %d %d %d %d %d %d %d %d %d %d %d")
+	args := [16]uintptr{uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), uintptr(unsafe.Pointer(&format[0]))}
+	for i := 3; i < 16; i++ {
+		args[i] = uintptr(100 + i)
+	}
+	var block [17]uintptr
+	n := call16(tramp, snprintf, &block, args)
+	runtime.KeepAlive(buf)
+	runtime.KeepAlive(format)
+	want := "103 104 105 106 107 108 109 110 111 112 113 114 115"
+	if got := goString(&buf[0]); got != want || int(int32(n)) != len(want) {
+		t.Errorf("snprintf through the trampoline = %q (%d), want %q (%d)", got, int32(n), want, len(want))
+	}
+}
+
+// openForced opens the GPU with QMatMul's path forced (quantAuto: the
+// device's own choice), or skips where there is none.
+func openForced(t *testing.T, path quantPath) *Device {
+	t.Helper()
+	d, err := New(DefaultConfig())
+	if errors.Is(err, ErrUnavailable) {
+		t.Skipf("no CUDA GPU here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	quantOf(d).force = path
+	return d
+}
+
+// TestQuantPaths runs the QMatMul conformance test with each of QMatMul's
+// paths forced for every shape: gemv and tile against the exact tolerance
+// (widened by bf16 for tile's bf16 band), lt (FP8 weights whose shapes it
+// takes) against the tolerance of rounding a to E4M3.
+func TestQuantPaths(t *testing.T) {
+	d := openForced(t, quantAuto)
+	t.Logf("device: %v", d)
+	for _, p := range []quantPath{quantAuto, quantGemv, quantLt, quantLtRow, quantTile} {
+		t.Run(p.String(), func(t *testing.T) {
+			gputest.QMatMul(t, func(t *testing.T) gpu.Device { return openForced(t, p) })
+		})
+	}
+}
+
+// qweight uploads a random weight of format f [n, k] (int4: groups of 64,
+// act_order in two bands; FP8: one scale when uniform).
+func qweight(t *testing.T, d *Device, r *rand.Rand, f gpu.QuantFormat, n, k int, uniform bool) *gpu.QuantWeight {
+	t.Helper()
+	up := func(x *gpu.Tensor, err error) *gpu.Tensor {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	w := &gpu.QuantWeight{Format: f, N: n, K: k}
+	t.Cleanup(w.Free)
+	if f == gpu.QuantFP8 {
+		b := make([]uint8, n*k)
+		for i := range b {
+			if b[i] = uint8(r.IntN(256)); b[i]&0x7f == 0x7f {
+				b[i]--
+			}
+		}
+		data := up(d.Alloc(gpu.F8E4M3, n, k))
+		if err := d.Upload(data, b); err != nil {
+			t.Fatal(err)
+		}
+		s := make([]float32, n)
+		for i := range s {
+			if s[i] = 0.001 + r.Float32()*0.01; uniform {
+				s[i] = 0.004
+			}
+		}
+		w.Data, w.Scales = data, up(gpu.FromHost(d, s, n))
+		return w
+	}
+	g := k / 64
+	words := make([]int32, n*k/8)
+	for i := range words {
+		words[i] = int32(r.Uint32())
+	}
+	s, z := make([]float32, n*g), make([]float32, n*g)
+	for i := range s {
+		s[i], z[i] = 0.001+r.Float32()*0.01, float32(r.IntN(16))
+	}
+	groups := make([]int32, 2*k)
+	for b := range 2 {
+		for c, p := range r.Perm(k) {
+			groups[b*k+p] = int32(c / 64)
+		}
+	}
+	w.Data, w.Scales, w.Zeros = up(gpu.FromHost(d, words, n, k/8)), up(gpu.FromHost(d, s, n, g)), up(gpu.FromHost(d, z, n, g))
+	w.Groups = up(gpu.FromHost(d, groups, 2, k))
+	return w
+}
+
+// TestQuantCapture records QMatMul on every path in a CUDA graph and
+// requires the replay's output, on inputs uploaded after the capture, to
+// equal the eager output bit for bit: the scratch comes from the graph's
+// arena and nothing is allocated or synchronized during the capture (the
+// capture fails if it is).
+func TestQuantCapture(t *testing.T) {
+	for _, c := range []struct {
+		path    quantPath
+		f       gpu.QuantFormat
+		m       int
+		uniform bool // FP8 with one scale and no bias: the scaled lt product
+	}{{quantGemv, gpu.QuantFP8, 5, false}, {quantGemv, gpu.QuantInt4, 8, false}, {quantLt, gpu.QuantFP8, 40, false},
+		{quantLt, gpu.QuantFP8, 40, true}, {quantTile, gpu.QuantFP8, 24, false}, {quantTile, gpu.QuantInt4, 33, false},
+		{quantAuto, gpu.QuantInt4, 300, false}} {
+		t.Run(fmt.Sprintf("%v/%v/m%d/uniform%v", c.path, c.f, c.m, c.uniform), func(t *testing.T) {
+			d := openForced(t, c.path)
+			gputest.CheckLeaks(t, d)
+			r := rand.New(rand.NewPCG(3, uint64(c.m)))
+			const n, k = 96, 256
+			w := qweight(t, d, r, c.f, n, k, c.uniform)
+			a, _ := d.Alloc(gpu.BF16, c.m, k)
+			out, _ := d.Alloc(gpu.BF16, c.m, n)
+			bias, _ := d.Alloc(gpu.F32, n)
+			defer a.Free()
+			defer out.Free()
+			defer bias.Free()
+			input := func() {
+				v := make([]float32, c.m*k)
+				for i := range v {
+					v[i] = float32(r.NormFloat64())
+				}
+				if err := gpu.UploadF32(a, v); err != nil {
+					t.Fatal(err)
+				}
+				bv := make([]float32, n)
+				for i := range bv {
+					bv[i] = float32(r.NormFloat64())
+				}
+				if err := gpu.UploadF32(bias, bv); err != nil {
+					t.Fatal(err)
+				}
+			}
+			get := func() []float32 {
+				v := make([]float32, c.m*n)
+				if err := gpu.DownloadF32(v, out); err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+			input()
+			b := bias
+			if c.uniform {
+				b = nil
+			}
+			if err := d.QMatMul(out, a, w, b); err != nil {
+				t.Fatal(err)
+			}
+			g, err := d.Capture(func() error { return d.QMatMul(out, a, w, b) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Free()
+			if q := quantOf(d); c.uniform && q.lt != nil && q.scaledCalls == 0 {
+				t.Errorf("one FP8 scale and no bias: no product took the scaled lt path")
+			} else {
+				t.Logf("scaled lt products: %d (cuBLASLt: %v)", q.scaledCalls, q.ltErr)
+			}
+			for round := range 2 {
+				input()
+				if err := d.QMatMul(out, a, w, b); err != nil {
+					t.Fatal(err)
+				}
+				eager := get()
+				if err := gpu.UploadF32(out, nanSlice(c.m*n)); err != nil {
+					t.Fatal(err)
+				}
+				if err := g.Launch(); err != nil {
+					t.Fatal(err)
+				}
+				replay := get()
+				for i := range eager {
+					if math.Float32bits(eager[i]) != math.Float32bits(replay[i]) || math.IsNaN(float64(eager[i])) {
+						t.Fatalf("round %d: c[%d] replayed %v, eager %v", round, i, replay[i], eager[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+func nanSlice(n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(math.NaN())
+	}
+	return v
+}
+
+// BenchmarkQMatMul times QMatMul (auto path) on bench-8b's gate_up shape
+// (n 28672, k 4096) with a bf16, against MatMul with the bf16 weight of the
+// same shape: go test -run X -bench QMatMul -benchtime 20x (GPU machine).
+func BenchmarkQMatMul(b *testing.B) {
+	d, err := New(DefaultConfig())
+	if errors.Is(err, ErrUnavailable) {
+		b.Skip(err)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	const n, k = 28672, 4096
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, m := range []int{1, 8, 64, 256, 2048} {
+		a, _ := d.Alloc(gpu.BF16, m, k)
+		c, _ := d.Alloc(gpu.BF16, m, n)
+		v := make([]float32, m*k)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		if err := gpu.UploadF32(a, v); err != nil {
+			b.Fatal(err)
+		}
+		wb, _ := d.Alloc(gpu.BF16, n, k)
+		wv := make([]float32, n*k)
+		for i := range wv {
+			wv[i] = float32(r.NormFloat64() * 0.02)
+		}
+		if err := gpu.UploadF32(wb, wv); err != nil {
+			b.Fatal(err)
+		}
+		run := func(name string, fn func() error) {
+			b.Run(fmt.Sprintf("%s/m%d", name, m), func(b *testing.B) {
+				for range 3 {
+					if err := fn(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := d.Sync(); err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				for range b.N {
+					if err := fn(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := d.Sync(); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(2*float64(m)*n*k*float64(b.N)/b.Elapsed().Seconds()/1e12, "TFLOP/s")
+			})
+		}
+		run("bf16", func() error { return d.MatMul(c, a, wb, nil) })
+		for _, f := range []gpu.QuantFormat{gpu.QuantFP8, gpu.QuantInt4} {
+			w := benchWeight(b, d, r, f, n, k)
+			run(f.String(), func() error { return d.QMatMul(c, a, w, nil) })
+			w.Free()
+		}
+		a.Free()
+		c.Free()
+		wb.Free()
+	}
+}
+
+// benchWeight is qweight for a benchmark (int4: groups of 128, in order).
+func benchWeight(b *testing.B, d *Device, r *rand.Rand, f gpu.QuantFormat, n, k int) *gpu.QuantWeight {
+	must := func(x *gpu.Tensor, err error) *gpu.Tensor {
+		if err != nil {
+			b.Fatal(err)
+		}
+		return x
+	}
+	w := &gpu.QuantWeight{Format: f, N: n, K: k}
+	if f == gpu.QuantFP8 {
+		bs := make([]uint8, n*k)
+		for i := range bs {
+			bs[i] = uint8(r.IntN(0x7e))
+		}
+		w.Data = must(d.Alloc(gpu.F8E4M3, n, k))
+		if err := d.Upload(w.Data, bs); err != nil {
+			b.Fatal(err)
+		}
+		s := make([]float32, n)
+		for i := range s {
+			s[i] = 0.001
+		}
+		w.Scales = must(gpu.FromHost(d, s, n))
+		return w
+	}
+	g := k / 128
+	words := make([]int32, n*k/8)
+	for i := range words {
+		words[i] = int32(r.Uint32())
+	}
+	s, z := make([]float32, n*g), make([]float32, n*g)
+	for i := range s {
+		s[i], z[i] = 0.001, 8
+	}
+	groups := make([]int32, k)
+	for c := range groups {
+		groups[c] = int32(c / 128)
+	}
+	w.Data, w.Scales, w.Zeros = must(gpu.FromHost(d, words, n, k/8)), must(gpu.FromHost(d, s, n, g)), must(gpu.FromHost(d, z, n, g))
+	w.Groups = must(gpu.FromHost(d, groups, 1, k))
+	return w
+}
