@@ -34,7 +34,11 @@ func (x *exec) compile(n plan.Node) (op, error) {
 		return &limitOp{n: n.N, in: in, st: x.newStats(n)}, err
 	case *plan.Sort:
 		in, err := x.compile(n.Input)
-		return &sortOp{node: n, in: in, st: x.newStats(n)}, err
+		s := &sortOp{node: n, in: in, st: x.newStats(n)}
+		if err == nil {
+			s.bound = topKBound(n, in)
+		}
+		return s, err
 	case *plan.Aggregate:
 		in, err := x.compile(n.Input)
 		if err == nil {
@@ -222,6 +226,73 @@ func joinDict(n *plan.Aggregate, in op) {
 			dictChosen("join", keys)
 		}
 	}
+}
+
+// topKBound lets the Parquet scan under a top-k (a Sort with a Limit, on
+// Projects over the scan) drop the rows whose first sort key sorts after
+// the k-th row seen so far, before it decodes their other columns: the
+// partial top-k's tell the returned bound their worst row, and the scan's
+// late materialization evaluates the key over the columns it is computed
+// from (a file column, or the one Project expression defining it over file
+// columns the Projects below only copy). nil when the plan is not of that
+// shape or the key has no fixed-width order.
+func topKBound(n *plan.Sort, in op) *kernel.TopKBound {
+	if n.Limit <= 0 || len(n.Keys) == 0 {
+		return nil
+	}
+	var projects []*plan.Project
+	cur := n.Input
+	for {
+		p, ok := cur.(*plan.Project)
+		if !ok {
+			break
+		}
+		projects = append(projects, p)
+		cur = p.Input
+	}
+	scan, ok := cur.(*plan.Scan)
+	if !ok || scan.Format == nil || scan.Format.Name() != "parquet" {
+		return nil
+	}
+	if o, ok := in.(*mapOp); ok {
+		if len(o.steps) != len(projects) {
+			return nil
+		}
+		in = o.in
+	}
+	sop, ok := in.(*scanOp)
+	if !ok || sop.node != scan {
+		return nil
+	}
+	key := n.Keys[0]
+	src, cols := key.Column, []string{key.Column}
+	for i, p := range projects {
+		j := slices.IndexFunc(p.Columns, func(c plan.Column) bool { return c.Name == key.Column })
+		if j < 0 {
+			return nil
+		}
+		if e, ok := p.Columns[j].Expr.Expr().(*expr.Column); ok && e.Name == key.Column {
+			continue // a copy: the key comes from below
+		}
+		src, cols = p.Columns[j].Expr.String(), p.Columns[j].Expr.Columns()
+		for _, q := range projects[i+1:] {
+			for _, c := range cols {
+				if !passesOn(q, c) {
+					return nil
+				}
+			}
+		}
+		break
+	}
+	f, ok := n.Schema().FieldsByName(key.Column)
+	if !ok || len(f) != 1 {
+		return nil
+	}
+	b := kernel.NewTopKBound(key, f[0].Type)
+	if b != nil {
+		sop.topk = &scanTopK{key: src, cols: cols, bound: b}
+	}
+	return b
 }
 
 // dictKeys walks down from aggregate n through the Projects under it and
@@ -669,9 +740,10 @@ func releaseAll(recs []arrow.RecordBatch) {
 }
 
 type sortOp struct {
-	node *plan.Sort
-	in   op
-	st   *OpStats
+	node  *plan.Sort
+	in    op
+	st    *OpStats
+	bound *kernel.TopKBound // a top-k's cut-off, shared with the scan under it (topKBound), or nil
 }
 
 func (s *sortOp) run(ctx context.Context, x *exec, out chan<- block) error {
@@ -697,7 +769,11 @@ func (s *sortOp) run(ctx context.Context, x *exec, out chan<- block) error {
 
 func (s *sortOp) topK(ctx context.Context, x *exec, out chan<- block) error {
 	tops, err := pushParts(ctx, x, s.in, s.st, x.cfg.Concurrency, func() (*kernel.TopK, error) {
-		return kernel.NewTopK(x.mem, s.node.Schema(), s.node.Keys, int(s.node.Limit))
+		t, err := kernel.NewTopK(x.mem, s.node.Schema(), s.node.Keys, int(s.node.Limit))
+		if err == nil {
+			t.SetBound(s.bound)
+		}
+		return t, err
 	})
 	defer releaseParts(tops)
 	if err != nil {

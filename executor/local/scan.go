@@ -27,7 +27,16 @@ const slotBatches = 4
 type scanOp struct {
 	node *plan.Scan
 	st   *OpStats
-	dict []string // string columns the consumer takes dictionary-encoded (see keepDict)
+	dict []string  // string columns the consumer takes dictionary-encoded (see keepDict)
+	topk *scanTopK // the bound of a top-k above, for late materialization (see topKBound)
+}
+
+// scanTopK is the first sort key of a top-k over a scan: its expression
+// over file columns and the bound the top-k keeps.
+type scanTopK struct {
+	key   string   // the expression, in the expression language
+	cols  []string // the file columns it reads
+	bound *kernel.TopKBound
 }
 
 // task is one split of one file.
@@ -44,7 +53,7 @@ func (s *scanOp) run(ctx context.Context, x *exec, out chan<- block) error {
 		return wrapOp(s.st.Name, err)
 	}
 	r.opts.Dict = s.dict
-	if err := r.setLate(); err != nil {
+	if err := r.setLate(s.topk); err != nil {
 		return wrapOp(s.st.Name, err)
 	}
 	tasks, err := s.plan(ctx, x, r)
@@ -237,23 +246,36 @@ func newScanReader(n *plan.Scan) (*scanReader, error) {
 	return r, nil
 }
 
-// setLate lets a Parquet scan decode the filters' columns first and the
-// others only for the rows the filters keep (format.ReadOptions.Late). Off
+// setLate lets a Parquet scan decode the filters' columns (and those of
+// a top-k's key, tk) first and the others only for the rows the filters
+// keep and the top-k's bound does not drop (format.ReadOptions.Late). Off
 // when a filter reads a partition column or a column read dictionary-encoded
-// (its batches would not have the type the filter was bound with). The
-// scan still applies its filters to the rows that come back.
-func (r *scanReader) setLate() error {
-	if len(r.filters) == 0 || r.node.Format.Name() != "parquet" || r.read1 {
+// (its batches would not have the type the filter was bound with); tk alone
+// is left out for the same reasons. The scan still applies its filters to
+// the rows that come back.
+func (r *scanReader) setLate(tk *scanTopK) error {
+	if len(r.filters) == 0 && tk == nil || r.node.Format.Name() != "parquet" || r.read1 {
 		return nil
+	}
+	usable := func(c string) bool {
+		return !slices.Contains(r.node.PartCols, c) && !slices.Contains(r.opts.Dict, c) &&
+			len(r.node.FileSchema.FieldIndices(c)) == 1 && slices.Contains(r.opts.Columns, c)
 	}
 	cols := map[string]bool{}
 	for _, f := range r.node.Filters {
 		for _, c := range f.Columns() {
-			if slices.Contains(r.node.PartCols, c) || slices.Contains(r.opts.Dict, c) || len(r.node.FileSchema.FieldIndices(c)) != 1 {
+			if !usable(c) {
 				return nil
 			}
 			cols[c] = true
 		}
+	}
+	if tk != nil && !slices.ContainsFunc(tk.cols, func(c string) bool { return !usable(c) }) {
+		for _, c := range tk.cols {
+			cols[c] = true
+		}
+	} else {
+		tk = nil
 	}
 	var fields []arrow.Field
 	for _, f := range r.node.FileSchema.Fields() {
@@ -275,6 +297,13 @@ func (r *scanReader) setLate() error {
 		}
 		bound = append(bound, b)
 	}
+	var key *expr.Bound
+	if tk != nil {
+		var err error
+		if key, err = expr.Compile(tk.key, sch); err != nil {
+			return err
+		}
+	}
 	r.opts.Late = func(ctx context.Context, rec arrow.RecordBatch) ([]bool, error) {
 		keep := make([]bool, rec.NumRows())
 		for i := range keep {
@@ -293,6 +322,14 @@ func (r *scanReader) setLate() error {
 			for i := range keep {
 				keep[i] = keep[i] && m.IsValid(i) && m.Value(i)
 			}
+			arr.Release()
+		}
+		if key != nil {
+			arr, err := key.Eval(ctx, memory.DefaultAllocator, rec)
+			if err != nil {
+				return nil, err
+			}
+			tk.bound.Filter(arr, keep)
 			arr.Release()
 		}
 		return keep, nil

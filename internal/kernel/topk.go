@@ -29,6 +29,7 @@ type TopK struct {
 	spareRows int
 	view      colView
 	done      bool
+	bound     *TopKBound // told the worst kept row's first key (SetBound)
 }
 
 type topBatch struct {
@@ -149,6 +150,7 @@ func (t *TopK) Push(rec arrow.RecordBatch) error {
 			}
 		}
 	}
+	t.report()
 	if t.rows > t.compactAt() {
 		return t.compact()
 	}
