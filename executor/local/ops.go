@@ -240,25 +240,10 @@ func topKBound(n *plan.Sort, in op) *kernel.TopKBound {
 	if n.Limit <= 0 || len(n.Keys) == 0 {
 		return nil
 	}
-	var projects []*plan.Project
-	cur := n.Input
-	for {
-		p, ok := cur.(*plan.Project)
-		if !ok {
-			break
-		}
-		projects = append(projects, p)
-		cur = p.Input
-	}
-	scan, ok := cur.(*plan.Scan)
+	projects, below, in := belowProjects(n.Input, in)
+	scan, ok := below.(*plan.Scan)
 	if !ok || scan.Format == nil || scan.Format.Name() != "parquet" {
 		return nil
-	}
-	if o, ok := in.(*mapOp); ok {
-		if len(o.steps) != len(projects) {
-			return nil
-		}
-		in = o.in
 	}
 	sop, ok := in.(*scanOp)
 	if !ok || sop.node != scan {
@@ -302,22 +287,7 @@ func topKBound(n *plan.Sort, in op) *kernel.TopKBound {
 // may stay dictionary-encoded up to n: no aggregate reads them and every
 // Project only copies them under their own names.
 func dictKeys(n *plan.Aggregate, in op) (plan.Node, op, []string) {
-	var projects []*plan.Project
-	cur := n.Input
-	for {
-		p, ok := cur.(*plan.Project)
-		if !ok {
-			break
-		}
-		projects = append(projects, p)
-		cur = p.Input
-	}
-	if o, ok := in.(*mapOp); ok {
-		if len(o.steps) != len(projects) {
-			return cur, nil, nil
-		}
-		in = o.in
-	}
+	projects, below, in := belowProjects(n.Input, in)
 	var keys []string
 	for _, k := range n.Keys {
 		if slices.ContainsFunc(n.Aggs, func(a kernel.Agg) bool { return a.Column == k }) {
@@ -327,7 +297,30 @@ func dictKeys(n *plan.Aggregate, in op) (plan.Node, op, []string) {
 			keys = append(keys, k)
 		}
 	}
-	return cur, in, keys
+	return below, in, keys
+}
+
+// belowProjects walks down from node top, run by operator in, through the
+// Projects at its top: it returns them (top first), the node below them,
+// and the operator that runs that node (in, with a mapOp of exactly those
+// Projects skipped; nil when the operators do not line up with the plan).
+func belowProjects(top plan.Node, in op) ([]*plan.Project, plan.Node, op) {
+	var projects []*plan.Project
+	for {
+		p, ok := top.(*plan.Project)
+		if !ok {
+			break
+		}
+		projects = append(projects, p)
+		top = p.Input
+	}
+	if o, ok := in.(*mapOp); ok {
+		if len(o.steps) != len(projects) {
+			return projects, top, nil
+		}
+		in = o.in
+	}
+	return projects, top, in
 }
 
 // passesOn reports whether p reads column k only to copy it, under its own
