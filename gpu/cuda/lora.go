@@ -58,6 +58,7 @@ var _ [3592 - unsafe.Sizeof(loraTable{})]struct{}
 // stable for the driver).
 type loraState struct {
 	shrink, expand uintptr
+	ptrs           [][2]uint64 // this call's A and B addresses, by segment
 	tab            loraTable
 	argv           [6]uint64
 	argp           [7]uintptr
@@ -100,14 +101,23 @@ func (d *Device) LoRA(y, x *gpu.Tensor, segs []gpu.LoRASegment) error {
 	}
 	in, out := x.Dim(-1), y.Dim(-1)
 	floats := 0
+	l := &d.lora
+	l.ptrs = l.ptrs[:0]
 	for i, s := range segs {
-		// Resolve every A and B before anything is enqueued.
-		if _, err := d.ptr(op, fmt.Sprintf("segment %d: A", i), s.A); err != nil {
+		// Resolve every A and B before anything is enqueued; an error is
+		// built again with the segment's index, so that a call that
+		// succeeds formats nothing.
+		a, err := d.ptr(op, "A", s.A)
+		if err != nil {
+			_, err = d.ptr(op, fmt.Sprintf("segment %d: A", i), s.A)
 			return err
 		}
-		if _, err := d.ptr(op, fmt.Sprintf("segment %d: B", i), s.B); err != nil {
+		b, err := d.ptr(op, "B", s.B)
+		if err != nil {
+			_, err = d.ptr(op, fmt.Sprintf("segment %d: B", i), s.B)
 			return err
 		}
+		l.ptrs = append(l.ptrs, [2]uint64{a, b})
 		floats += (s.Hi - s.Lo) * s.A.Dim(0)
 	}
 	if floats == 0 {
@@ -146,8 +156,7 @@ func (d *Device) loraLaunch(yp, xp, xa uint64, y, x *gpu.Tensor, in, out int, se
 		if s.Hi == s.Lo {
 			continue
 		}
-		a, _ := d.ptr("LoRA", "A", s.A)
-		b, _ := d.ptr("LoRA", "B", s.B)
+		a, b := l.ptrs[i][0], l.ptrs[i][1]
 		r, n, m := s.A.Dim(0), s.B.Dim(0), s.Hi-s.Lo
 		dts := int32(s.A.DType()) | int32(s.B.DType())<<4
 		if a%16 == 0 && in%8 == 0 {
