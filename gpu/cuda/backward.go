@@ -11,9 +11,11 @@ import (
 
 // The backward ops (gpu.BackwardOps) take F32 tensors only: training keeps
 // f32 master weights and gradients. MatMulBackward's products are cuBLAS
-// GEMMs (f32 compute, no TF32); the rest are the kernels of the backward
-// section of sluice.cu, which sum every output element in a fixed order
-// (no atomics), so a run repeats bit for bit. As for the forward ops, index
+// GEMMs at the device's Precision (f32 by default, no TF32; training sets
+// bf16), and so are the attention's products where the kernels have the
+// training attention (trainattn.go); the rest are the kernels of
+// train.cuh, which sum every output element in a fixed order (no
+// atomics), so a run repeats bit for bit. As for the forward ops, index
 // tensors are not read on the host: out-of-range ids are skipped, and a
 // cross-entropy target ≥ vocab gives a NaN loss (and a 0 gradient row).
 // First versions: simple and correct, not tuned.
@@ -24,6 +26,7 @@ var _ gpu.BackwardOps = (*Device)(nil)
 type backwardFuncs struct {
 	fillF32, colSum, embedBackward, rmsnormInv, rmsnormDWPart, rmsnormBackward, ropeBackward,
 	siluMulBackward, crossEntropy, attnBwdQ, attnBwdKV uintptr
+	attn trainAttn // looked up at first use, not in table (trainattn.go)
 }
 
 func (f *backwardFuncs) table() []kernelFunc {
@@ -66,7 +69,7 @@ func (d *Device) withScratch(n int, fn func(p uint64) error) (err error) {
 	return fn(uint64(s))
 }
 
-// gemmF32 is cublasGemmEx on f32 column-major operands with f32 compute:
+// gemmF32 is cublasGemmEx on f32 column-major operands at d's Precision:
 // C [rows, cols] = alpha·op(A)·op(B) + beta·C, inner size inner. The caller
 // holds enter.
 func (d *Device) gemmF32(what string, ta, tb uintptr, rows, cols, inner int, a uint64, lda int, b uint64, ldb int, beta float32, c uint64, ldc int) error {
@@ -76,7 +79,7 @@ func (d *Device) gemmF32(what string, ta, tb uintptr, rows, cols, inner int, a u
 		uintptr(unsafe.Pointer(&d.alpha)), uintptr(a), cudaR32F, uintptr(lda),
 		uintptr(b), cudaR32F, uintptr(ldb),
 		uintptr(unsafe.Pointer(&d.beta)), uintptr(c), cudaR32F, uintptr(ldc),
-		cublasCompute32F, ^uintptr(0)) // CUBLAS_GEMM_DEFAULT
+		d.computeType(gpu.F32), ^uintptr(0)) // CUBLAS_GEMM_DEFAULT
 	if err != nil {
 		return fmt.Errorf("gpu: MatMulBackward %s: %w", what, err)
 	}
@@ -252,10 +255,11 @@ func (d *Device) SiLUMulBackward(dgate, dup, dy, gate, up *gpu.Tensor) error {
 	return d.launch("siluMulBackward", d.fn.bwd.siluMulBackward, d.grid1(n), 256, p[0], p[1], p[2], p[3], p[4], i64(n))
 }
 
-// CausalAttentionBackward runs attnBwdQ (dq, and each query row's
-// logsumexp and D = Σ p·dp into a scratch), then attnBwdKV (dk and dv, one
-// block per key row and kv head, over the group's heads and the later
-// queries in order).
+// CausalAttentionBackward runs strided-batched GEMMs and two row kernels
+// (attentionBackwardGEMM, trainattn.go) where the PTX has them; else
+// attnBwdQ (dq, and each query row's logsumexp and D = Σ p·dp into a
+// scratch), then attnBwdKV (dk and dv, one block per key row and kv head,
+// over the group's heads and the later queries in order).
 func (d *Device) CausalAttentionBackward(dq, dk, dv, dout, q, k, v *gpu.Tensor, seqLen int, scale float32) error {
 	a, err := check.CausalAttentionBackward(dq, dk, dv, dout, q, k, v, seqLen, scale)
 	if err != nil {
@@ -283,6 +287,9 @@ func (d *Device) CausalAttentionBackward(dq, dk, dv, dout, q, k, v *gpu.Tensor, 
 		return err
 	}
 	defer d.leave()
+	if ok, err := d.attentionBackwardGEMM(a, p, scale); ok {
+		return err
+	}
 	T, H, KV, D := i64(a.SeqLen), i64(a.Heads), i64(a.KVHeads), i64(a.HeadDim)
 	return d.withScratch(8*a.Seqs*a.SeqLen*a.Heads, func(stats uint64) error {
 		if err := d.launch("attnBwdQ", d.fn.bwd.attnBwdQ, [3]int{a.SeqLen, a.Heads, a.Seqs}, 128,

@@ -1,11 +1,13 @@
 package cuda_test
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/sluicehq/sluice/gpu"
+	"github.com/sluicehq/sluice/gpu/cuda"
 	"github.com/sluicehq/sluice/gpu/gputest"
 )
 
@@ -175,4 +177,140 @@ func TestBackwardVsCPU(t *testing.T) {
 	})
 	cmp("loss", loss)
 	cmp("dlogits", logits)
+}
+
+// TestTrainPrecision runs training's products on cuda at each Precision
+// against the cpu backend (f32): MatMul, MatMulBackward, the training
+// attention's forward (CausalAttention, against cpu's Attention over the
+// same sequences) and its backward. The error, as a fraction of the
+// result's RMS, must be within f32's 1e-4, TF32's 5e-3 or bf16's 2e-2; at
+// tf32 and bf16 it must also be over 1e-6, so the tensor cores did round.
+func TestTrainPrecision(t *testing.T) {
+	d := openConfig(t, cuda.DefaultConfig())
+	host, err := gpu.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	gputest.CheckLeaks(t, d)
+	if got := d.Precision(); got != "f32" {
+		t.Fatalf("a new device's precision is %s, want f32 (inference's)", got)
+	}
+	if err := d.SetPrecision("fp8"); !errors.Is(err, gpu.ErrArg) {
+		t.Errorf("SetPrecision(fp8): %v, want gpu.ErrArg", err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	values := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(2*r.Float64() - 1)
+		}
+		return v
+	}
+	var all []*gpu.Tensor
+	defer func() {
+		for _, x := range all {
+			x.Free()
+		}
+	}()
+	put := func(dev gpu.Device, v []float32, shape ...int) *gpu.Tensor {
+		t.Helper()
+		x, err := gpu.FromHost(dev, v, shape...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, x)
+		return x
+	}
+	ints := func(dev gpu.Device, v []int32, shape ...int) *gpu.Tensor {
+		t.Helper()
+		x, err := gpu.FromHost(dev, v, shape...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, x)
+		return x
+	}
+	// relErr is max |cuda − cpu| over the cpu result's RMS.
+	relErr := func(c, h *gpu.Tensor) float64 {
+		t.Helper()
+		cv, err := gpu.ToHost[float32](c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hv, err := gpu.ToHost[float32](h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ss, worst float64
+		for i := range hv {
+			ss += float64(hv[i]) * float64(hv[i])
+			worst = max(worst, math.Abs(float64(cv[i])-float64(hv[i])))
+		}
+		if math.IsNaN(worst) {
+			return math.Inf(1)
+		}
+		return worst / math.Sqrt(ss/float64(max(1, len(hv))))
+	}
+
+	const m, n, k = 256, 384, 512
+	av, bv, dcv := values(m*k), values(n*k), values(m*n)
+	const seqs, T, H, KV, D = 2, 96, 8, 2, 64
+	N := seqs * T
+	qv, kv, vv, dov := values(N*H*D), values(N*KV*D), values(N*KV*D), values(N*H*D)
+	// side runs the products on one device and returns its results.
+	side := func(dev gpu.Device, cudaAttn bool) []*gpu.Tensor {
+		t.Helper()
+		ops, bw := dev.Ops(), dev.Ops().(gpu.BackwardOps)
+		a, b, dc := put(dev, av, m, k), put(dev, bv, n, k), put(dev, dcv, m, n)
+		c, da, db := put(dev, make([]float32, m*n), m, n), put(dev, make([]float32, m*k), m, k), put(dev, make([]float32, n*k), n, k)
+		if err := ops.MatMul(c, a, b, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := bw.MatMulBackward(da, db, nil, dc, a, b); err != nil {
+			t.Fatal(err)
+		}
+		q, kk, v, dout := put(dev, qv, N, H, D), put(dev, kv, N, KV, D), put(dev, vv, N, KV, D), put(dev, dov, N, H, D)
+		out := put(dev, make([]float32, N*H*D), N, H, D)
+		if cudaAttn {
+			if err := d.CausalAttention(out, q, kk, v, T, 0); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			bt, ctxs, starts := make([]int32, seqs), make([]int32, seqs), make([]int32, seqs+1)
+			for s := range seqs {
+				bt[s], ctxs[s], starts[s+1] = int32(s), T, int32((s+1)*T)
+			}
+			kc, _ := kk.View(seqs, T, KV, D)
+			vc, _ := v.View(seqs, T, KV, D)
+			ab := gpu.AttnBatch{BlockTables: ints(dev, bt, seqs, 1), ContextLens: ints(dev, ctxs, seqs),
+				QueryStarts: ints(dev, starts, seqs+1), MaxQueryLen: T, MaxContextLen: T}
+			if err := ops.Attention(out, q, kc, vc, ab); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dq, dk, dv := put(dev, make([]float32, N*H*D), N, H, D), put(dev, make([]float32, N*KV*D), N, KV, D), put(dev, make([]float32, N*KV*D), N, KV, D)
+		if err := bw.CausalAttentionBackward(dq, dk, dv, dout, q, kk, v, T, 0); err != nil {
+			t.Fatal(err)
+		}
+		return []*gpu.Tensor{c, da, db, out, dq, dk, dv}
+	}
+	names := []string{"MatMul", "MatMulBackward da", "MatMulBackward db", "CausalAttention", "attention dq", "attention dk", "attention dv"}
+	want := side(host, false)
+	for _, pc := range []struct {
+		name    string
+		tol, lo float64
+	}{{"f32", 1e-4, 0}, {"tf32", 5e-3, 1e-6}, {"bf16", 2e-2, 1e-6}} {
+		if err := d.SetPrecision(pc.name); err != nil {
+			t.Fatal(err)
+		}
+		got := side(d, true)
+		for i := range got {
+			e := relErr(got[i], want[i])
+			t.Logf("%s %s: max error %.2g of the RMS", pc.name, names[i], e)
+			if !(e <= pc.tol) || e < pc.lo {
+				t.Errorf("%s %s: max error %.3g of the RMS, want in [%g, %g]", pc.name, names[i], e, pc.lo, pc.tol)
+			}
+		}
+	}
 }

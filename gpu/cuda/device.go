@@ -32,6 +32,9 @@ type Config struct {
 	// for every decode batch, capped at one tile of keys per split (tests
 	// and A/B runs); 0 lets Attention choose.
 	Splits int
+	// Precision is how f32 GEMMs compute (trainattn.go); PrecisionF32,
+	// the zero value, is exact f32. Training sets its own (SetPrecision).
+	Precision Precision
 }
 
 // DefaultConfig opens the first GPU with the embedded kernels (or those of
@@ -48,6 +51,9 @@ func (c Config) Validate() error {
 	}
 	if c.Splits < 0 {
 		return fmt.Errorf("cuda: Config.Splits (%d) must not be negative: %w", c.Splits, gpu.ErrArg)
+	}
+	if c.Precision < PrecisionF32 || c.Precision > PrecisionBF16 {
+		return fmt.Errorf("cuda: Config.Precision (%s) is not a choice: want PrecisionF32, PrecisionTF32 or PrecisionBF16: %w", c.Precision, gpu.ErrArg)
 	}
 	return nil
 }
@@ -71,6 +77,7 @@ type Device struct {
 
 	attn   AttnKernels // Config.Attn
 	splits int         // Config.Splits
+	prec   Precision   // Config.Precision, or SetPrecision's
 
 	fn     kernelFuncs
 	live   atomic.Int64
@@ -139,7 +146,7 @@ func New(cfg Config) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Device{drv: drv, ropes: map[ropeKey]uintptr{}, sizes: map[uintptr]int{}, alpha: 1, attn: cfg.Attn, splits: cfg.Splits}
+	d := &Device{drv: drv, ropes: map[ropeKey]uintptr{}, sizes: map[uintptr]int{}, alpha: 1, attn: cfg.Attn, splits: cfg.Splits, prec: cfg.Precision}
 	for i := range d.argp {
 		d.argp[i] = uintptr(unsafe.Pointer(&d.argv[i]))
 	}

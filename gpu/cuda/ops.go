@@ -128,7 +128,7 @@ func (d *Device) MatMul(c, a, b, bias *gpu.Tensor) (err error) {
 		uintptr(unsafe.Pointer(&d.alpha)), uintptr(bp), gemmType(typ), uintptr(k),
 		uintptr(ap), gemmType(typ), uintptr(k),
 		uintptr(unsafe.Pointer(&d.beta)), uintptr(cp), gemmType(ctype), uintptr(n),
-		cublasCompute32F, ^uintptr(0)) // CUBLAS_GEMM_DEFAULT
+		d.computeType(typ), ^uintptr(0)) // CUBLAS_GEMM_DEFAULT
 	if err != nil {
 		return fmt.Errorf("gpu: MatMul %s·%sᵀ → %s: %w", a, b, c, err)
 	}

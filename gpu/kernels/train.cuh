@@ -311,6 +311,42 @@ __global__ void __launch_bounds__(ATB_WARPS * 32) attnBwdKV(float* dk, float* dv
   }
 }
 
+// ---- Training attention on the tensor cores (gpu/cuda/trainattn.go) ----
+//
+// The products are cuBLAS GEMMs; these are the row kernels between them,
+// over one sequence's [heads·T, T] scratch, row r being query i = r mod T
+// of its head. One block per row (blockDim a multiple of 32), the row's
+// sums by blockSum's fixed tree, so a run repeats bit for bit.
+
+// attnSoftmax: s_j ← exp(scale·s_j − m) / Σ_{j' ≤ i} exp(scale·s_j' − m)
+// for j ≤ i and 0 past the diagonal (so that P·V and Pᵀ·dO over the full
+// rows see the causal mask), in place.
+__global__ void attnSoftmax(float* s, int T, float scale) {
+  __shared__ float sh[32];
+  int i = blockIdx.x % T;
+  float* x = s + (i64)blockIdx.x * T;
+  float m = -INFINITY;
+  for (int j = threadIdx.x; j <= i; j += blockDim.x) m = fmaxf(m, x[j] * scale);
+  m = blockMax(m, sh);
+  float l = 0.f;
+  for (int j = threadIdx.x; j <= i; j += blockDim.x) l += expf(x[j] * scale - m);
+  l = blockSum(l, sh);
+  float inv = 1.f / l;
+  for (int j = threadIdx.x; j < T; j += blockDim.x) x[j] = j <= i ? expf(x[j] * scale - m) * inv : 0.f;
+}
+
+// attnGradS: dp_j ← scale·p_j·(dp_j − Σ_{j' ≤ i} p_j'·dp_j') in place (0
+// past the diagonal): the scores' gradient dS from P and dP = dO·Vᵀ.
+__global__ void attnGradS(float* dp, const float* p, int T, float scale) {
+  __shared__ float sh[32];
+  int i = blockIdx.x % T;
+  i64 base = (i64)blockIdx.x * T;
+  float s = 0.f;
+  for (int j = threadIdx.x; j <= i; j += blockDim.x) s += p[base + j] * dp[base + j];
+  s = blockSum(s, sh);
+  for (int j = threadIdx.x; j < T; j += blockDim.x) dp[base + j] = j <= i ? scale * p[base + j] * (dp[base + j] - s) : 0.f;
+}
+
 // ---- Optimizer (gpu.OptimOps): one thread per element, grid-stride. Every
 // operation is an _rn intrinsic so nvcc fuses none of them: the update is
 // gpu.AdamW.Apply's / gpu.SGD.Apply's, rounded as Go rounds it.

@@ -1,0 +1,297 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/sluicehq/sluice/gpu"
+	"github.com/sluicehq/sluice/gpu/internal/check"
+)
+
+// Training's compute on the tensor cores: how f32 GEMMs compute
+// (Precision), and causal self-attention over equal-length sequences as
+// cuBLAS strided-batched GEMMs around two row kernels of train.cuh
+// (attnSoftmax, attnGradS). Per sequence, the scores S = Q·Kᵀ of every
+// head are one [heads, T, T] f32 scratch, softmaxed in place into P; the
+// forward pass is then O = P·V, and the backward recomputes P, takes
+// dP = dO·Vᵀ, dS = scale·P∘(dP − rowsum(P∘dP)) in place, and dV = Σ Pᵀ·dO,
+// dK = Σ dSᵀ·Q over the heads of each kv group (in head order, beta 1 after
+// the first), dQ = dS·K. Grouped-query heads are batched by fixing the
+// head's place g in its group: heads kh·G + g for every kv head kh are one
+// strided batch. Nothing of size T² outlives the op. The full T×T products
+// are computed (the masked half as zeros): twice the causal FLOPs, on
+// tensor cores.
+
+// Precision is how the f32 GEMMs of MatMul, MatMulBackward and the
+// training attention compute (their tensors stay f32, accumulation f32).
+type Precision int
+
+const (
+	// PrecisionF32 is f32 FMA (CUBLAS_COMPUTE_32F, no TF32): the default.
+	PrecisionF32 Precision = iota
+	// PrecisionTF32 rounds the inputs to TF32 on the tensor cores
+	// (CUBLAS_COMPUTE_32F_FAST_TF32: 10 bits of mantissa).
+	PrecisionTF32
+	// PrecisionBF16 rounds the inputs to bf16 on the tensor cores
+	// (CUBLAS_COMPUTE_32F_FAST_16BF: 8 bits of mantissa): training's
+	// bf16 compute with f32 master weights.
+	PrecisionBF16
+)
+
+var precisionNames = [...]string{"f32", "tf32", "bf16"}
+
+func (p Precision) String() string {
+	if p >= 0 && int(p) < len(precisionNames) {
+		return precisionNames[p]
+	}
+	return fmt.Sprintf("Precision(%d)", int(p))
+}
+
+// ParsePrecision reads f32, tf32 or bf16.
+func ParsePrecision(s string) (Precision, error) {
+	for i, n := range precisionNames {
+		if s == n {
+			return Precision(i), nil
+		}
+	}
+	return 0, fmt.Errorf("cuda: precision %q: want f32, tf32 or bf16: %w", s, gpu.ErrArg)
+}
+
+// SetPrecision sets how f32 GEMMs compute from the next op on (name is
+// f32, tf32 or bf16); training sets it, inference keeps Config.Precision.
+// Inputs of other dtypes (bf16 and f16 weights) always compute in f32.
+func (d *Device) SetPrecision(name string) error {
+	p, err := ParsePrecision(name)
+	if err != nil {
+		return err
+	}
+	d.prec = p
+	return nil
+}
+
+// Precision is the current f32 GEMM precision.
+func (d *Device) Precision() string { return d.prec.String() }
+
+// cuBLAS compute types (cublasComputeType_t).
+const (
+	cublasCompute32FFast16BF = 75
+	cublasCompute32FFastTF32 = 77
+)
+
+// computeType is the cublasComputeType_t of a GEMM over inputs of dtype t.
+func (d *Device) computeType(t gpu.DType) uintptr {
+	if t != gpu.F32 {
+		return cublasCompute32F
+	}
+	switch d.prec {
+	case PrecisionTF32:
+		return cublasCompute32FFastTF32
+	case PrecisionBF16:
+		return cublasCompute32FFast16BF
+	}
+	return cublasCompute32F
+}
+
+// trainAttn is what the training attention looks up at its first use,
+// not at New: the kernels and cuBLAS's strided-batched GEMM. A PTX
+// without the kernels (one built before them) leaves ok false, and the
+// backward keeps attnBwdQ/attnBwdKV.
+type trainAttn struct {
+	tried, ok          bool
+	softmax, gradS     uintptr
+	gemmStridedBatched uintptr
+	err                error
+}
+
+// attnFuncs looks the training attention up once. The caller holds enter.
+func (d *Device) attnFuncs() *trainAttn {
+	ta := &d.fn.bwd.attn
+	if ta.tried {
+		return ta
+	}
+	ta.tried = true
+	for _, f := range []kernelFunc{{&ta.softmax, "attnSoftmax"}, {&ta.gradS, "attnGradS"}} {
+		cname := cString(f.name)
+		err := d.drv.call("cuModuleGetFunction("+f.name+")", d.drv.cuModuleGetFunction, uintptr(unsafe.Pointer(f.p)), d.mod, uintptr(unsafe.Pointer(&cname[0])))
+		if err != nil {
+			ta.err = fmt.Errorf("cuda: the kernels have no %s (PTX from before the training attention): %w", f.name, errors.ErrUnsupported)
+			return ta
+		}
+	}
+	p, err := d.blas.lib.sym("cublasGemmStridedBatchedEx")
+	if err != nil {
+		ta.err = fmt.Errorf("%w: %w", err, errors.ErrUnsupported)
+		return ta
+	}
+	ta.gemmStridedBatched, ta.ok = p, true
+	return ta
+}
+
+// mat is one operand of a strided batch of row-major matrices: its
+// address, row stride and the stride between batch members (elements).
+type mat struct {
+	p      uint64
+	ld     int
+	stride int
+}
+
+// at is the operand moved by off elements.
+func (m mat) at(off int) mat { m.p += uint64(4 * off); return m }
+
+// gemmRM runs batch row-major f32 products C = op(A)·op(B) + beta·C with
+// op(A) [m, k] (A stored [k, m] when ta) and op(B) [k, n] (B stored
+// [n, k] when tb): column-major Cᵀ = op(B)ᵀ·op(A)ᵀ. The caller holds
+// enter.
+func (d *Device) gemmRM(what string, ta, tb bool, m, n, k int, a, b mat, beta float32, c mat, batch int) error {
+	opA, opB := uintptr(cublasOpN), uintptr(cublasOpN)
+	if ta {
+		opA = cublasOpT
+	}
+	if tb {
+		opB = cublasOpT
+	}
+	d.beta = beta
+	err := d.blas.call("cublasGemmStridedBatchedEx", d.fn.bwd.attn.gemmStridedBatched, d.hndl, opB, opA,
+		uintptr(n), uintptr(m), uintptr(k),
+		uintptr(unsafe.Pointer(&d.alpha)), uintptr(b.p), cudaR32F, uintptr(b.ld), uintptr(b.stride),
+		uintptr(a.p), cudaR32F, uintptr(a.ld), uintptr(a.stride),
+		uintptr(unsafe.Pointer(&d.beta)), uintptr(c.p), cudaR32F, uintptr(c.ld), uintptr(c.stride),
+		uintptr(batch), d.computeType(gpu.F32), ^uintptr(0)) // CUBLAS_GEMM_DEFAULT
+	if err != nil {
+		return fmt.Errorf("gpu: causal attention %s: %w", what, err)
+	}
+	return nil
+}
+
+// attnLayout is the operands of one sequence's attention: q-shaped
+// tensors [T, heads, d] and kv-shaped [T, kvHeads, d] at sequence b, and
+// the [heads, T, T] scratch matrices, each batched over the kv heads for
+// head place g.
+type attnLayout struct {
+	a check.CausalAttention
+	G int
+}
+
+func (l attnLayout) qm(base uint64, b, g int) mat {
+	a := l.a
+	return mat{p: base, ld: a.Heads * a.HeadDim, stride: l.G * a.HeadDim}.at((b*a.SeqLen*a.Heads + g) * a.HeadDim)
+}
+
+func (l attnLayout) kvm(base uint64, b int) mat {
+	a := l.a
+	return mat{p: base, ld: a.KVHeads * a.HeadDim, stride: a.HeadDim}.at(b * a.SeqLen * a.KVHeads * a.HeadDim)
+}
+
+func (l attnLayout) sm(base uint64, g int) mat {
+	T := l.a.SeqLen
+	return mat{p: base, ld: T, stride: l.G * T * T}.at(g * T * T)
+}
+
+// rowKernel launches a row kernel of the training attention over the
+// heads·T rows of one sequence's scratch.
+func (d *Device) rowKernel(name string, fn uintptr, rows, T int, args ...uint64) error {
+	return d.launch(name, fn, [3]int{rows, 1, 1}, threads(min(T, 256)), args...)
+}
+
+// CausalAttention is causal self-attention for training over seqs
+// sequences of seqLen tokens: out and q [seqs·seqLen, heads, d], k and v
+// [seqs·seqLen, kvHeads, d], query i of a sequence attending to its keys
+// 0..i with scores q·k·scale (0: 1/sqrt(d)), as Attention over a cache
+// whose block j is sequence j. F32 only; its GEMMs compute at the
+// device's Precision. A PTX without the training attention's kernels
+// gives an error wrapping errors.ErrUnsupported.
+func (d *Device) CausalAttention(out, q, k, v *gpu.Tensor, seqLen int, scale float32) error {
+	const op = "CausalAttention"
+	a, err := check.CausalAttentionBackward(out, k, v, out, q, k, v, seqLen, scale)
+	if err != nil {
+		return fmt.Errorf("%w (the forward's shapes are the backward's: out as dq)", err)
+	}
+	names := []string{"out", "q", "k", "v"}
+	if err := f32Only(op, names, out, q, k, v); err != nil {
+		return err
+	}
+	p, err := d.ptrs(op, names, out, q, k, v)
+	if err != nil || a.Seqs == 0 || a.HeadDim == 0 {
+		return err
+	}
+	if scale == 0 {
+		scale = float32(1 / math.Sqrt(float64(a.HeadDim)))
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	ta := d.attnFuncs()
+	if !ta.ok {
+		return ta.err
+	}
+	l := attnLayout{a: a, G: a.Heads / a.KVHeads}
+	T, KV := a.SeqLen, a.KVHeads
+	rows := a.Heads * T
+	return d.withScratch(4*rows*T, func(s uint64) error {
+		for b := range a.Seqs {
+			for g := range l.G {
+				if err := d.gemmRM("S = Q·Kᵀ", false, true, T, T, a.HeadDim, l.qm(p[1], b, g), l.kvm(p[2], b), 0, l.sm(s, g), KV); err != nil {
+					return err
+				}
+			}
+			if err := d.rowKernel("attnSoftmax", ta.softmax, rows, T, s, i64(T), f32(scale)); err != nil {
+				return err
+			}
+			for g := range l.G {
+				if err := d.gemmRM("O = P·V", false, false, T, a.HeadDim, T, l.sm(s, g), l.kvm(p[3], b), 0, l.qm(p[0], b, g), KV); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// attentionBackwardGEMM is CausalAttentionBackward on the tensor cores
+// (the file's comment). ok is false when the kernels are missing, and the
+// caller takes attnBwdQ/attnBwdKV. The caller holds enter.
+func (d *Device) attentionBackwardGEMM(a check.CausalAttention, p [8]uint64, scale float32) (ok bool, err error) {
+	ta := d.attnFuncs()
+	if !ta.ok {
+		return false, nil
+	}
+	l := attnLayout{a: a, G: a.Heads / a.KVHeads}
+	T, KV, D := a.SeqLen, a.KVHeads, a.HeadDim
+	rows := a.Heads * T
+	dq, dk, dv, dout, q, k, v := p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+	return true, d.withScratch(8*rows*T, func(s uint64) error {
+		ps, ds := s, s+uint64(4*rows*T)
+		for b := range a.Seqs {
+			for g := range l.G {
+				if err := d.gemmRM("S = Q·Kᵀ", false, true, T, T, D, l.qm(q, b, g), l.kvm(k, b), 0, l.sm(ps, g), KV); err != nil {
+					return err
+				}
+				if err := d.gemmRM("dP = dO·Vᵀ", false, true, T, T, D, l.qm(dout, b, g), l.kvm(v, b), 0, l.sm(ds, g), KV); err != nil {
+					return err
+				}
+			}
+			if err := d.rowKernel("attnSoftmax", ta.softmax, rows, T, ps, i64(T), f32(scale)); err != nil {
+				return err
+			}
+			if err := d.rowKernel("attnGradS", ta.gradS, rows, T, ds, ps, i64(T), f32(scale)); err != nil {
+				return err
+			}
+			for g := range l.G {
+				beta := float32(min(g, 1))
+				if err := d.gemmRM("dV += Pᵀ·dO", true, false, T, D, T, l.sm(ps, g), l.qm(dout, b, g), beta, l.kvm(dv, b), KV); err != nil {
+					return err
+				}
+				if err := d.gemmRM("dK += dSᵀ·Q", true, false, T, D, T, l.sm(ds, g), l.qm(q, b, g), beta, l.kvm(dk, b), KV); err != nil {
+					return err
+				}
+				if err := d.gemmRM("dQ = dS·K", false, false, T, D, T, l.sm(ds, g), l.kvm(k, b), 0, l.qm(dq, b, g), KV); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
