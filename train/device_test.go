@@ -97,12 +97,32 @@ type hostOptim struct{ gpu.Device }
 
 func (hostOptim) Name() string { return "train-test-host-optim" }
 
+type hostOptimOps struct {
+	gpu.Ops
+	gpu.BackwardOps
+}
+
+// Ops hides gpu.OptimOps and keeps the device's CausalAttention (cuda's),
+// so that the two sides of a comparison run the same attention.
 func (d hostOptim) Ops() gpu.Ops {
 	ops := d.Device.Ops()
-	return struct {
-		gpu.Ops
-		gpu.BackwardOps
-	}{ops, ops.(gpu.BackwardOps)}
+	h := hostOptimOps{ops, ops.(gpu.BackwardOps)}
+	if ca, ok := ops.(causalAttention); ok {
+		return struct {
+			hostOptimOps
+			causalAttention
+		}{h, ca}
+	}
+	return h
+}
+
+// SetPrecision passes --precision to the device under it (cuda), so that
+// the two sides of a comparison compute alike; cpu has none to set.
+func (d hostOptim) SetPrecision(p string) error {
+	if ps, ok := d.Device.(precisionSetter); ok {
+		return ps.SetPrecision(p)
+	}
+	return nil
 }
 
 func init() {
@@ -180,7 +200,7 @@ func TestDeviceOptimizerMatchesHost(t *testing.T) {
 		t.Run(opt, func(t *testing.T) {
 			c := baseConfig(t, "llama3")
 			c.Steps, c.GradAccum, c.Optimizer, c.WeightDecay, c.MaxGradNorm = 3, 2, opt, 0.1, 0.05
-			c.Device = name
+			c.Device, c.Precision = name, testPrecision()
 			dev := runLosses(t, c, data)
 			h := c
 			h.Device, h.Out = "train-test-host-optim", filepath.Join(t.TempDir(), "host")

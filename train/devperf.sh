@@ -1,36 +1,60 @@
 #!/usr/bin/env bash
-# The GPU machine's run for issue 13's device-resident training, in one
-# call: rebuilds the kernels from the tree's gpu/kernels/sluice.cu (with the
-# optimizer kernels of gpu.OptimOps, not yet in the committed PTX) into
-# $OUT/ptx, checks them (cuda's TestOptimOpsVsCPU; train's
-# TestDeviceOptimizerMatchesHost and PyTorch comparisons on cuda), then runs
-# bench/train/devrun-sft.sh (train/sft-1b and its PyTorch peer) on the same
-# PTX through SLUICE_CUDA_PTX. Build on the development machine:
-#
-#	mkdir -p devrun-sft
-#	CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o devrun-sft/sluice ./cmd/sluice
-#	CGO_ENABLED=0 go test -c -trimpath -ldflags="-s -w" -o devrun-sft/cuda.test ./gpu/cuda
-#	CGO_ENABLED=0 go test -c -trimpath -ldflags="-s -w" -o devrun-sft/train.test ./train
-#	tar -C devrun-sft -czf devrun-sft/bin.tgz sluice cuda.test train.test && rm devrun-sft/sluice devrun-sft/*.test
-#
-# then run `bash train/devperf.sh` through the device tool with carry
-# ["devrun-sft"]. STEPS (default 4) goes to devrun-sft.sh. Copy $OUT/ptx/*
-# into gpu/kernels/ and commit them with sluice.cu and gpu/cuda's
-# optim.go, optim_test.go and device.go. The step lines in sluice.jsonl
-# carry time_forward_s, time_backward_s, time_optimizer_s, time_transfer_s
-# and time_data_s.
+# The GPU machine's run for issue 13's training speed, in one call:
+#  1. the qwen2 curves bug on the build before (train-old.test, HEAD's
+#     embedded PTX): the train PyTorch tests on cuda as the last run had
+#     them, then TestCurvesMatchPyTorch/qwen2 alone, then compute-sanitizer
+#     on the failing one where the machine has it;
+#  2. the kernels rebuilt with CUDA 13 (gpu/kernels/build.sh, from the
+#     kernel sources carried in kernels.tgz) while 1 runs, then gpu/cuda's
+#     backward conformance, TestBackwardVsCPU, TestTrainPrecision and
+#     TestOptimOpsVsCPU, and train's PyTorch tests on cuda at bf16 (the
+#     default) and at f32, on that PTX;
+#  3. bench/train/devrun-sft.sh (train/sft-1b against PyTorch eager) on it.
+# Build on the development machine (see bundle.sh beside this file) and run
+# `bash train/devperf.sh` through the device tool with carry
+# ["devrun-trainperf"]. $OUT: bug.txt, tests.txt, build.log and the
+# benchmark's summary.txt, sluice.jsonl/.err, torch.jsonl/.err.
 cd "$(dirname "$0")/.."
-tar -C devrun-sft -xzf devrun-sft/bin.tgz
-mkdir -p "$OUT/ptx"
-bash gpu/kernels/build.sh "$OUT/ptx" >"$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
-export SLUICE_CUDA_PTX=$OUT/ptx/sluice_sm90.ptx
+b=$PWD/devrun-trainperf
+tar -C "$b" -xzf "$b/bin.tgz"
+t0=$(date +%s)
+stamp() { echo "[$(($(date +%s) - t0))s] $*"; }
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+mkdir -p /tmp/k /tmp/ptx && tar -C /tmp/k -xzf "$b/kernels.tgz"
+(bash /tmp/k/build.sh /tmp/ptx >"$OUT/build.log" 2>&1; echo "build rc=$?" >>"$OUT/build.log") &
+build=$!
+(python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model1.log 2>&1) &
+filter() { grep -E -- "^\s*--- |^(ok|FAIL|PASS)|panic|\.go:[0-9]+: " | grep -v -- "--- PASS: TestConformance/" | head -"${1:-60}"; }
+trainTests='TestDeviceOptimizerMatchesHost|TestGradMatchesPyTorch|TestCurvesMatchPyTorch'
 {
-	echo "== cuda optimizer ops"
-	(cd gpu/cuda && timeout 120 ../../devrun-sft/cuda.test -test.run 'TestOptimOpsVsCPU|TestBackwardVsCPU' -test.count=1 -test.v 2>&1 |
-		grep -E -- "^\s*--- |^(ok|FAIL|PASS)|panic|\.go:[0-9]+: " | head -30)
-	echo "== train on cuda"
-	(cd train && SLUICE_TEST_DEVICE=cuda timeout 120 ../devrun-sft/train.test \
-		-test.run 'TestDeviceOptimizerMatchesHost|TestGradMatchesPyTorch|TestCurvesMatchPyTorch' -test.count=1 -test.v 2>&1 |
-		grep -E -- "^\s*--- |^(ok|FAIL|PASS)|panic|\.go:[0-9]+: " | head -40)
-} 2>&1 | tee "$OUT/checks.txt"
-STEPS=${STEPS:-4} bash bench/train/devrun-sft.sh
+	stamp "== before (HEAD build, embedded PTX): $trainTests on cuda"
+	(cd train && SLUICE_TEST_DEVICE=cuda timeout 60 "$b/train-old.test" -test.run "$trainTests" -test.count=1 -test.v 2>&1 | filter 40)
+	stamp "== before: TestCurvesMatchPyTorch/qwen2 alone"
+	(cd train && SLUICE_TEST_DEVICE=cuda timeout 30 "$b/train-old.test" -test.run 'TestCurvesMatchPyTorch/qwen2' -test.count=1 -test.v 2>&1 | filter 20)
+	san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+	if [ -n "$san" ]; then
+		stamp "== before: compute-sanitizer memcheck, $trainTests"
+		(cd train && SLUICE_TEST_DEVICE=cuda timeout 45 "$san" --tool memcheck --print-limit 8 "$b/train-old.test" \
+			-test.run "$trainTests" -test.count=1 2>&1 | grep -E -v "^\s*$" | head -60)
+	fi
+	stamp done
+} 2>&1 | tee "$OUT/bug.txt"
+wait $build
+tail -3 "$OUT/build.log"
+export SLUICE_CUDA_PTX=/tmp/ptx/sluice_sm90.ptx
+[ -f "$SLUICE_CUDA_PTX" ] || export SLUICE_CUDA_PTX=$b/sluice_sm90_nvcc118.ptx
+{
+	stamp "== after, PTX $SLUICE_CUDA_PTX: gpu/cuda backward, precision, optimizer"
+	(cd gpu/cuda && timeout 90 "$b/cuda.test" -test.run 'TestBackwardConformance|TestBackwardVsCPU|TestTrainPrecision|TestOptimOpsVsCPU' \
+		-test.count=1 -test.v 2>&1 | filter 70)
+	for p in bf16 f32; do
+		stamp "== after: train $trainTests on cuda, SLUICE_TEST_PRECISION=$p"
+		(cd train && SLUICE_TEST_DEVICE=cuda SLUICE_TEST_PRECISION=$p timeout 60 "$b/train.test" -test.run "$trainTests" \
+			-test.count=1 -test.v 2>&1 | filter 40)
+	done
+	stamp done
+} 2>&1 | tee "$OUT/tests.txt"
+wait
+BIN=$b STEPS=${STEPS:-4} SKIP_COMPILE=1 SLUICE_TIMEOUT=90 TORCH_TIMEOUT=70 bash bench/train/devrun-sft.sh >/dev/null
+cat "$OUT/summary.txt"
+grep -E -- "--- FAIL|^FAIL|panic" "$OUT/bug.txt" "$OUT/tests.txt" | head -20

@@ -51,8 +51,43 @@ func (b *batch) targets() int {
 	return n
 }
 
-// logitElems bounds the logits of one chunk of target rows (64 MiB of f32).
-const logitElems = 1 << 24
+// logitElems bounds the logits of one chunk of target rows (256 MiB of
+// f32): bench-1b's 128k vocabulary gets 523-row chunks, enough rows for
+// the LM head's GEMMs to fill the tensor cores.
+const logitElems = 1 << 26
+
+// causalAttention is a device's causal self-attention for training over
+// sequences of one length (cuda: tensor-core GEMMs, gpu/cuda/trainattn.go),
+// as ops.Attention over a cache whose block j is sequence j computes it. A
+// device without it, or one whose error wraps errors.ErrUnsupported (a
+// PTX from before it), takes ops.Attention.
+type causalAttention interface {
+	CausalAttention(out, q, k, v *gpu.Tensor, seqLen int, scale float32) error
+}
+
+// precisionSetter is a device whose f32 GEMMs can compute at bf16 or tf32
+// on the tensor cores (cuda.Device.SetPrecision).
+type precisionSetter interface {
+	SetPrecision(name string) error
+}
+
+// setPrecision applies --precision: "" is bf16 on a device that can, f32
+// elsewhere; bf16 or tf32 on a device that cannot is refused.
+func (n *net) setPrecision(p string) error {
+	ps, ok := n.dev.(precisionSetter)
+	switch {
+	case ok && p == "":
+		p = "bf16"
+	case !ok && (p == "" || p == "f32"):
+		return nil
+	case !ok:
+		return fmt.Errorf("train: --precision %s: the %s backend computes in f32 only; use --precision f32: %w", p, n.dev.Name(), ErrConfig)
+	}
+	if err := ps.SetPrecision(p); err != nil {
+		return fmt.Errorf("train: --precision %s: %w: %w", p, err, ErrConfig)
+	}
+	return nil
+}
 
 // pass is one lossAndGrad: the tensors it allocates are freed at its end,
 // and the first error sticks, so the op sequence reads straight.
@@ -325,7 +360,14 @@ func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, in
 		if p.err != nil {
 			return 0, 0
 		}
-		p.do(ops.Attention(attn, a.q, p.view(a.k, B, T, c.KVHeads, hd), p.view(a.v, B, T, c.KVHeads, hd), ab))
+		err := errors.ErrUnsupported
+		if ca, ok := ops.(causalAttention); ok {
+			err = ca.CausalAttention(attn, a.q, a.k, a.v, T, 0)
+		}
+		if errors.Is(err, errors.ErrUnsupported) {
+			err = ops.Attention(attn, a.q, p.view(a.k, B, T, c.KVHeads, hd), p.view(a.v, B, T, c.KVHeads, hd), ab)
+		}
+		p.do(err)
 		a.attn = p.view(attn, N, qd)
 		a.x1 = add(x, linear(a.attn, ly.o, ly.oBias, H))
 		a.h2 = norm(a.x1, ly.postNorm)

@@ -61,7 +61,8 @@ type blockParams struct {
 // it), then the weights are read again from the checkpoint as float32
 // master copies on the host. The net trains on the device named device
 // (a gpu registry name), which it owns until close; the device must have
-// gpu.BackwardOps.
+// gpu.BackwardOps. Its f32 GEMMs compute at bf16 where it can
+// (setPrecision).
 func loadNet(ctx context.Context, dir, device string) (_ *net, err error) {
 	check, err := gpu.Open("cpu")
 	if err != nil {
@@ -138,6 +139,10 @@ func loadNet(ctx context.Context, dir, device string) (_ *net, err error) {
 	}
 	if lerr != nil {
 		return nil, fmt.Errorf("train: --model %s: %w", dir, lerr)
+	}
+	// --precision's default, which Run may change.
+	if err = n.setPrecision(""); err != nil {
+		return nil, err
 	}
 	return n, nil
 }

@@ -74,7 +74,8 @@ func readReference(t *testing.T, name string) *reference {
 // backend SLUICE_TEST_DEVICE names (cuda on the GPU machine), as infer's
 // tests choose theirs. tol is the relative tolerance there: 1e-4 for cpu's
 // f32; on another device 2e-2, room for TF32 or bf16 GEMMs (10 or 8 bits of
-// mantissa) compounded over the layers and 20 steps. SLUICE_TEST_TOL
+// mantissa; cuda trains at bf16 unless SLUICE_TEST_PRECISION says
+// otherwise) compounded over the layers and 20 steps. SLUICE_TEST_TOL
 // overrides it (cuda's f32 GEMMs without TF32 may hold a tighter one).
 func testDevice() (name string, tol float64) {
 	name, tol = "cpu", 1e-4
@@ -86,6 +87,10 @@ func testDevice() (name string, tol float64) {
 	}
 	return name, tol
 }
+
+// testPrecision is SLUICE_TEST_PRECISION, the --precision the PyTorch
+// comparisons run at (empty: the device's default, bf16 on cuda).
+func testPrecision() string { return os.Getenv("SLUICE_TEST_PRECISION") }
 
 func relClose(got, want, tol float64) bool {
 	return math.Abs(got-want) <= tol*math.Max(math.Abs(want), 1e-30)
@@ -103,6 +108,9 @@ func TestGradMatchesPyTorch(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer n.close()
+			if err := n.setPrecision(testPrecision()); err != nil {
+				t.Fatal(err)
+			}
 			b := &batch{ids: ref.Grad.IDs, lens: ref.Grad.Lens, T: len(ref.Grad.IDs[0])}
 			cnt := b.targets()
 			sum, got, err := n.lossAndGrad(b, float32(1)/float32(cnt))
@@ -185,6 +193,9 @@ func TestCurvesMatchPyTorch(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer n.close()
+				if err := n.setPrecision(testPrecision()); err != nil {
+					t.Fatal(err)
+				}
 				o := newOptimizer(run.opt, run.wd)
 				total := len(run.steps)
 				if run.opt == "adamw" {

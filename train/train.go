@@ -72,9 +72,15 @@ type Config struct {
 	// Device is --device: a gpu backend whose Ops implement
 	// gpu.BackwardOps (cpu; cuda once its backward kernels are in). Run
 	// refuses one without them, naming it.
-	Device  string
-	Seed    uint64 // --seed: shuffling
-	Shuffle bool   // --shuffle
+	Device string
+	// Precision is --precision: how the device's f32 GEMMs (linear layers,
+	// attention) compute: bf16 or tf32 on the tensor cores (f32 in and out,
+	// f32 accumulation; the weights, gradients and optimizer stay f32), or
+	// f32. Empty: bf16 where the device can (cuda), else f32 (cpu, which
+	// computes f32 only and refuses bf16 and tf32).
+	Precision string
+	Seed      uint64 // --seed: shuffling
+	Shuffle   bool   // --shuffle
 	// ShuffleBuffer is --shuffle-buffer: how many rows the shuffle mixes
 	// at a time (0: DefaultShuffleBuffer). The data streams; it is never
 	// all held.
@@ -111,7 +117,7 @@ type Config struct {
 	// (metrics.go); 0 takes the device's own figure, if it reports one.
 	PeakFLOPS float64
 	// LogitChunk is --logit-chunk: target rows per chunk of the fused LM
-	// head and cross-entropy (0: as many as 64 MiB of f32 logits hold).
+	// head and cross-entropy (0: as many as 256 MiB of f32 logits hold).
 	LogitChunk int
 
 	CheckpointEvery int    // --checkpoint-every: write Out/checkpoint every N steps (0: never)
@@ -157,6 +163,8 @@ func (c Config) Validate() error {
 		return bad("--lora-alpha (%v) must be positive", c.LoRAAlpha)
 	case c.Device == "":
 		return bad("--device must name a backend (cpu, cuda)")
+	case c.Precision != "" && c.Precision != "bf16" && c.Precision != "tf32" && c.Precision != "f32":
+		return bad("--precision %q: want bf16, tf32 or f32", c.Precision)
 	case c.Optimizer != "adamw" && c.Optimizer != "sgd":
 		return bad("--optimizer %q: want adamw or sgd", c.Optimizer)
 	case math.IsNaN(c.WeightDecay) || c.WeightDecay < 0:
@@ -243,6 +251,9 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 		return err
 	}
 	defer n.close()
+	if err := n.setPrecision(cfg.Precision); err != nil {
+		return err
+	}
 	n.chunk = cfg.LogitChunk
 	peak, nParams := peakFLOPS(cfg, n.dev), countParams(n.params)
 	if cfg.MaxSeqLen > n.cfg.MaxPositions {

@@ -10,17 +10,20 @@
 #
 # then run `bash bench/train/devrun-sft.sh` through the device tool with carry
 # ["devrun-sft"]. STEPS (default 6) sets the optimizer steps of each run;
-# SKIP_COMPILE=1 leaves out the torch.compile peer.
+# SKIP_COMPILE=1 leaves out the torch.compile peer; PRECISION (default
+# bf16) is sluice's --precision; SLUICE_TIMEOUT and TORCH_TIMEOUT bound the
+# runs (seconds). A /tmp/bench-1b already there is used as it is.
 # $OUT gets sluice.jsonl (one line per step), torch.jsonl and summary.txt.
 cd "$(dirname "$0")/../.."
-bin=$PWD/devrun-sft
-tar -C "$bin" -xzf "$bin/bin.tgz"
+bin=${BIN:-$PWD/devrun-sft} # BIN: another bundle's folder, already unpacked
+[ -x "$bin/sluice" ] || tar -C "$bin" -xzf "$bin/bin.tgz"
 steps=${STEPS:-6}
 t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0))s] $*"; }
 {
 	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-	python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model1.log 2>&1; tail -1 /tmp/model1.log
+	[ -f /tmp/bench-1b/config.json ] || python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model1.log 2>&1
+	tail -1 /tmp/model1.log
 	python3 -c "
 import json, random
 r = random.Random(0)
@@ -28,13 +31,13 @@ with open('/tmp/sft.jsonl', 'w') as f:
     for i in range(32 * ($steps + 2)):
         f.write(json.dumps({'input_ids': [r.randrange(128256) for _ in range(1024)]}) + '\n')
 "
-	stamp "== sluice train, cuda, full fine-tune, seq 1024, batch 4 x accum 8"
-	timeout 220 "$bin/sluice" train --model /tmp/bench-1b --device cuda --data /tmp/sft.jsonl --max-seq-len 1024 \
+	stamp "== sluice train, cuda, --precision ${PRECISION:-bf16}, full fine-tune, seq 1024, batch 4 x accum 8"
+	timeout "${SLUICE_TIMEOUT:-220}" "$bin/sluice" train --model /tmp/bench-1b --device cuda --precision "${PRECISION:-bf16}" --data /tmp/sft.jsonl --max-seq-len 1024 \
 		--batch-size 4 --grad-accum 8 --steps "$steps" --shuffle=false --peak-flops 989e12 --out /tmp/sft-out \
 		>"$OUT/sluice.jsonl" 2>"$OUT/sluice.err"; echo "rc=$?"
 	tail -3 "$OUT/sluice.err"; cat "$OUT/sluice.jsonl"
 	stamp "== pytorch eager"
-	PYTHONUNBUFFERED=1 timeout 110 python3 bench/train/torch_sft.py --model /tmp/bench-1b --steps "$steps" >>"$OUT/torch.jsonl" 2>"$OUT/torch.err"; echo "rc=$?"
+	PYTHONUNBUFFERED=1 timeout "${TORCH_TIMEOUT:-110}" python3 bench/train/torch_sft.py --model /tmp/bench-1b --steps "$steps" >>"$OUT/torch.jsonl" 2>"$OUT/torch.err"; echo "rc=$?"
 	if [ -z "${SKIP_COMPILE:-}" ]; then
 		stamp "== pytorch torch.compile"
 		PYTHONUNBUFFERED=1 timeout 170 python3 bench/train/torch_sft.py --model /tmp/bench-1b --steps "$steps" --compile >>"$OUT/torch.jsonl" 2>>"$OUT/torch.err"; echo "rc=$?"
