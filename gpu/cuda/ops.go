@@ -385,7 +385,7 @@ type AttnKernels uint8
 
 const (
 	// AttnAuto chooses by the batch: attentionPrefill (attentionPrefillMMA
-	// for bf16 q, caches and out with d 64 or 128) for MaxQueryLen ≥
+	// for bf16 q and out, bf16 or FP8 caches, d 64 or 128) for MaxQueryLen ≥
 	// prefillMinQuery, with attentionSplit for the batch's decode rows;
 	// attentionSplit for decode batches (MaxQueryLen 1); else attentionGQA
 	// (2 ≤ G ≤ 8, d ≤ 128) or attention. gpu/kernels/NOTES.md has the
@@ -478,7 +478,7 @@ const maxHeadDim = 256
 // Attention runs causal paged attention. Batches with MaxQueryLen ≥
 // prefillMinQuery take the tiled FlashAttention-style kernel (a tile of
 // query rows per block, K/V tiles in shared memory): attentionPrefillMMA
-// on the tensor cores for bf16 q, caches and out with d 64 or 128,
+// on the tensor cores for bf16 q and out, bf16 or FP8 caches, d 64 or 128,
 // attentionPrefill in f32 FMAs otherwise. Decode batches (one query row
 // per sequence), and the decode rows of batches that take a prefill
 // kernel, take the split-context kernel (attentionSplit: each sequence's
@@ -511,6 +511,10 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 	}
 	// An FP8 cache's k scale multiplies q·k (q is scaled once, not each
 	// key), its v scale the output; the kernels take the vscale argument.
+	// FP8 caches take every kernel but attentionSplit's cp.async pipeline
+	// (it copies 2-byte elements as stored): the tiled kernels widen them
+	// to bf16 (attentionPrefillMMA, attentionSplit's register path) or
+	// f32 (attentionPrefill) in shared memory.
 	f8 := kCache.DType() == gpu.F8E4M3
 	vscale := float32(1)
 	if f8 {
@@ -518,8 +522,9 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 		vscale = orOne(b.VScale)
 	}
 	// Keys are read 16 bytes at a time where every row is 16-byte aligned:
-	// 8 elements of a 2-byte cache; attentionSplit reads 8 elements of an
-	// FP8 one in 8 bytes, the row kernels read FP8 element by element.
+	// 8 elements of a 2-byte cache; attentionSplit and attentionPrefillMMA
+	// read 8 elements of an FP8 one in 8 bytes, the row kernels read FP8
+	// element by element.
 	vec := 0
 	if kCache.DType() != gpu.F32 && a.HeadDim%8 == 0 && p[2]%16 == 0 {
 		vec = 1
@@ -552,8 +557,9 @@ func (d *Device) Attention(out, q, kCache, vCache *gpu.Tensor, b gpu.AttnBatch) 
 		}
 		name, fn, qt := "attentionPrefill", d.fn.attentionPrefill, prefillRows(a.HeadDim)/g // query rows per block
 		if (a.HeadDim == 64 || a.HeadDim == 128) && vecKV && p[1]%4 == 0 &&
-			q.DType() == gpu.BF16 && kCache.DType() == gpu.BF16 && out.DType() == gpu.BF16 {
-			// The tensor-core kernel: 64 (query row, head) rows a block.
+			q.DType() == gpu.BF16 && (kCache.DType() == gpu.BF16 || f8) && out.DType() == gpu.BF16 {
+			// The tensor-core kernel: 64 (query row, head) rows a block;
+			// an FP8 cache's tiles are widened to bf16 in shared memory.
 			name, fn, qt = "attentionPrefillMMA", d.fn.attentionPrefillMMA, 64/g
 		}
 		err := d.launch(name, fn, [3]int{(maxQ + qt - 1) / qt, a.KVHeads, a.Seqs}, 128,
@@ -598,7 +604,8 @@ func (d *Device) attentionSplit(p [8]uint64, out, q, kCache *gpu.Tensor, a check
 	}
 	// pipe 1: the cp.async path where it serves (d ≤ 64, 2-byte caches);
 	// the kernel's register-prefetch path (pipe 0) serves the rest, FP8
-	// caches included (8 elements per 8-byte load with vec).
+	// caches included (8 elements per 8-byte load with vec, widened to
+	// bf16 in shared memory).
 	v, pipe := uint64(0), uint64(1)
 	if vec {
 		v = 1

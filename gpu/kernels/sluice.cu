@@ -76,6 +76,19 @@ __device__ __forceinline__ void stc(void* p, int dt, i64 i, float v, float scale
   else st(p, dt, i, v);
 }
 
+// f8x8bf16 widens 8 E4M3 bytes (u.x, u.y, element 0 in the low byte) to 8
+// bf16 (u.x .. u.w, element 0 in the low half), exactly: every E4M3 value
+// is a bf16 one. The tiles of the 2-byte kernels take FP8 caches so.
+__device__ __forceinline__ uint4 f8x8bf16(uint4 u) {
+  unsigned wd[2] = {u.x, u.y}, o[4];
+#pragma unroll
+  for (int e = 0; e < 4; e++) {
+    unsigned w = wd[e >> 1] >> (16 * (e & 1));
+    o[e] = (__float_as_uint(f8f(w & 0xffu)) >> 16) | (__float_as_uint(f8f((w >> 8) & 0xffu)) & 0xffff0000u);
+  }
+  return make_uint4(o[0], o[1], o[2], o[3]);
+}
+
 __device__ __forceinline__ float warpSum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
@@ -576,9 +589,11 @@ template <int RA, int NB, bool ASYNC>
 __device__ __forceinline__ void splitTileRaw(
     float* smem, void* out, int odt, float* part, const void* q, int qdt, const void* kc, const void* vc, int cdt,
     const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
-    int heads, int kvHeads, int d, float scale, int chunk) {
+    int heads, int kvHeads, int d, float scale, int chunk, float vscale) {
   const int R = 4 * RA;
   const int NP = NB / 2;  // column pairs per lane
+  const bool f8 = cdt == F8E4M3;      // register path only: tiles widened to bf16 (f8x8bf16)
+  const int tdt = f8 ? BF16 : cdt;  // the tiles' dtype
   int j = blockIdx.x, kh = blockIdx.y, s = blockIdx.z, splits = gridDim.x;
   int q0 = starts[s], n = starts[s + 1] - q0;
   if (n != 1) return;  // no query row, or several: attentionPrefill's
@@ -651,8 +666,8 @@ __device__ __forceinline__ void splitTileRaw(
         int slot = threadIdx.x + SP_THREADS * i;
         int k = slot >> lg, c = slot & ((1 << lg) - 1);
         if (k < SP_KT && c < C8) {
-          *(uint4*)(Ks + k * KS + 8 * c) = kr[i];
-          *(uint4*)(Vs + k * KS + 8 * c) = vr[i];
+          *(uint4*)(Ks + k * KS + 8 * c) = f8 ? f8x8bf16(kr[i]) : kr[i];
+          *(uint4*)(Vs + k * KS + 8 * c) = f8 ? f8x8bf16(vr[i]) : vr[i];
         }
       }
       __syncthreads();
@@ -667,7 +682,7 @@ __device__ __forceinline__ void splitTileRaw(
     const unsigned short* krow = Ks + lane * KS;
     for (int jj = 0; jj < d; jj += 8) {
       float kv[8];
-      unpack8f(*(const uint4*)(krow + jj), cdt, kv);
+      unpack8f(*(const uint4*)(krow + jj), tdt, kv);
 #pragma unroll
       for (int a = 0; a < RA; a++) {
         float4 qa = *(const float4*)(Qs + (w + 4 * a) * d + jj);
@@ -710,7 +725,7 @@ __device__ __forceinline__ void splitTileRaw(
         for (int p = 0; p < NP; p++) {
           int c = 2 * lane + 64 * p;
           unsigned int u = c < d ? *(const unsigned int*)(Vs + (k + e) * KS + c) : 0u;
-          if (cdt == BF16) {
+          if (tdt == BF16) {
             vv[e][2 * p] = __uint_as_float(u << 16);
             vv[e][2 * p + 1] = __uint_as_float(u & 0xffff0000u);
           } else {
@@ -749,9 +764,9 @@ __device__ __forceinline__ void splitTileRaw(
       if (c >= d) continue;
       float x = acc[a][b] + acc2[a][b];
       if (part == nullptr)
-        st(out, odt, qo + (i64)r * d + c, l[a] > 0.f ? x / l[a] : 0.f);
+        st(out, odt, qo + (i64)r * d + c, l[a] > 0.f ? x / l[a] * vscale : 0.f);
       else
-        part[2 * N + pi * d + c] = x;
+        part[2 * N + pi * d + c] = x * vscale;
     }
   }
 }
@@ -768,7 +783,9 @@ __device__ __forceinline__ void splitTileRaw(
 // them). p is split into bf16 hi + lo parts (two p·v products) so the
 // result keeps about 16 bits of p, not 8. K and V tiles are gathered as
 // stored (rows of d + 8 elements: conflict-free 32-bit fragment loads) with
-// the next tile's 16-byte loads in flight while this one is computed.
+// the next tile's 16-byte loads in flight while this one is computed. An
+// FP8 cache's tiles are fetched 8 bytes a chunk and widened to bf16 (exact)
+// as they are stored; vscale multiplies the output.
 #define MMA_KT 32
 
 __device__ __forceinline__ void mma16816(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
@@ -786,9 +803,10 @@ __device__ __forceinline__ unsigned packBF16(float lo, float hi) {
 
 template <int D>
 __device__ __forceinline__ void prefillMMA(
-    unsigned short* sm, int* kok, void* out, int odt, const void* q, const void* kc, const void* vc,
+    unsigned short* sm, int* kok, void* out, int odt, const void* q, const void* kc, const void* vc, int cdt,
     const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
-    int heads, int kvHeads, float scale, int minRows) {
+    int heads, int kvHeads, float scale, int minRows, float vscale) {
+  const bool f8 = cdt == F8E4M3;  // an FP8 cache: tiles widened to bf16 as they are stored (f8x8bf16)
   const int R = 64, KC = D / 16, NT = D / 8, NB = D / 32, KS = D + 8;
   int kh = blockIdx.y, s = blockIdx.z;
   int G = heads / kvHeads;
@@ -831,7 +849,7 @@ __device__ __forceinline__ void prefillMMA(
   const int lg = D == 64 ? 3 : 4;
   uint4 kr[NB], vr[NB];
   i64 offNext = splitKey(table, lane, last + 1, bs, blocks, row, head);
-  splitFetch<NB>(kr, vr, kc, vc, offNext, lg, D / 8, BF16);
+  splitFetch<NB>(kr, vr, kc, vc, offNext, lg, D / 8, cdt);
   for (int k0 = 0; k0 <= last; k0 += MMA_KT) {
     i64 off = offNext;
     __syncthreads();  // the previous tile's reads of Ks, Vs and kok are done
@@ -839,14 +857,14 @@ __device__ __forceinline__ void prefillMMA(
     for (int i = 0; i < NB; i++) {
       int slot = threadIdx.x + SP_THREADS * i;
       int k = slot >> lg, c = slot & ((1 << lg) - 1);
-      *(uint4*)(Ks + k * KS + 8 * c) = kr[i];
-      *(uint4*)(Vs + k * KS + 8 * c) = vr[i];
+      *(uint4*)(Ks + k * KS + 8 * c) = f8 ? f8x8bf16(kr[i]) : kr[i];
+      *(uint4*)(Vs + k * KS + 8 * c) = f8 ? f8x8bf16(vr[i]) : vr[i];
     }
     if (threadIdx.x < MMA_KT) kok[threadIdx.x] = off >= 0;
     __syncthreads();
     if (k0 + MMA_KT <= last) {
       offNext = splitKey(table, k0 + MMA_KT + lane, last + 1, bs, blocks, row, head);
-      splitFetch<NB>(kr, vr, kc, vc, offNext, lg, D / 8, BF16);
+      splitFetch<NB>(kr, vr, kc, vc, offNext, lg, D / 8, cdt);
     }
     float sc[4][4];
 #pragma unroll
@@ -924,7 +942,7 @@ __device__ __forceinline__ void prefillMMA(
 #pragma unroll
   for (int h = 0; h < 2; h++) {
     if (rr[h] >= rows) continue;
-    float inv = l[h] > 0.f ? 1.f / l[h] : 0.f;
+    float inv = l[h] > 0.f ? vscale / l[h] : 0.f;
 #pragma unroll
     for (int t = 0; t < NT; t++) {
       int c = t * 8 + 2 * tq;
@@ -1424,16 +1442,11 @@ __global__ void __launch_bounds__(PF_THREADS) attentionPrefill(
 #define SPLIT_PASS \
   dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, d, scale, vec, chunk, vscale
 #define SPLIT_RAW \
-  dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, d, scale, chunk
+  dsm, out, odt, part, q, qdt, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, d, scale, chunk, vscale
 __global__ void __launch_bounds__(SP_THREADS, 6) attentionSplit(SPLIT_ARGS) {
   extern __shared__ __align__(16) float dsm[];
   bool g4 = heads / kvHeads <= 4;
-  if (cdt == F8E4M3) {  // the register path, 8-byte chunks (splitFetch)
-    if (g4)
-      splitTile<1, 2>(SPLIT_PASS);
-    else
-      splitTile<2, 2>(SPLIT_PASS);
-  } else if (vec && pipe) {
+  if (vec && pipe && cdt != F8E4M3) {  // cp.async copies 2-byte elements as stored
     if (g4)
       splitTileRaw<1, 2, true>(SPLIT_RAW);
     else
@@ -1454,7 +1467,7 @@ __global__ void __launch_bounds__(SP_THREADS, 6) attentionSplit(SPLIT_ARGS) {
 __global__ void __launch_bounds__(SP_THREADS, 4) attentionSplit128(SPLIT_ARGS) {
   extern __shared__ __align__(16) float dsm[];
   bool g4 = heads / kvHeads <= 4;
-  if (vec && cdt != F8E4M3) {
+  if (vec) {
     if (g4)
       splitTileRaw<1, 4, false>(SPLIT_RAW);
     else
@@ -1505,8 +1518,9 @@ __global__ void attentionMerge(void* out, int odt, const float* part, const int*
 }
 
 // attentionPrefillMMA: the tensor-core prefill kernel above, with
-// attentionPrefill's arguments; bf16 q, caches and out, d = 64 or 128,
-// heads / kvHeads ≤ 8, 16-byte aligned cache rows.
+// attentionPrefill's arguments; bf16 q and out, bf16 or FP8 caches (8-byte
+// chunks widened to bf16 exactly), d = 64 or 128, heads / kvHeads ≤ 8,
+// 16-byte aligned cache rows.
 __global__ void __launch_bounds__(128) attentionPrefillMMA(
     void* out, int odt, const void* q, int qdt, const void* kc, const void* vc, int cdt,
     const int* tables, const int* ctxLens, const int* starts, int maxBlocks, int blocks, int bs,
@@ -1514,11 +1528,11 @@ __global__ void __launch_bounds__(128) attentionPrefillMMA(
   __shared__ __align__(16) unsigned short sm[2 * MMA_KT * (128 + 8)];
   __shared__ int kok[MMA_KT];
   if (d == 64)
-    prefillMMA<64>(sm, kok, out, odt, q, kc, vc, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, scale,
-                   minRows);
+    prefillMMA<64>(sm, kok, out, odt, q, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads,
+                   scale, minRows, vscale);
   else
-    prefillMMA<128>(sm, kok, out, odt, q, kc, vc, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads, scale,
-                    minRows);
+    prefillMMA<128>(sm, kok, out, odt, q, kc, vc, cdt, tables, ctxLens, starts, maxBlocks, blocks, bs, heads, kvHeads,
+                    scale, minRows, vscale);
 }
 
 }  // extern "C"
