@@ -3,7 +3,7 @@
 #   test:  gpu/cuda's QMatMul tests (every path forced, captures, the
 #          conformance case) and infer/model's quantized checkpoints on cuda,
 #          then BenchmarkQMatMul (bench-8b's gate_up shape) with CUDA 13's PTX;
-#   bench: infer/offline-512-8b in bf16, --quantization fp8 and AWQ int4
+#   bench: infer/offline-512 on bench-1b, then -8b, in bf16, --quantization fp8 and AWQ int4
 #          (bench-8b quantized here by bench/infer/quantize_awq.py), one
 #          process after another on the same GPU.
 # Build on the development machine (module root):
@@ -26,9 +26,18 @@ t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0))s] $*"; }
 bench() { # label, model, extra flags
 	echo "-- $1" >>"$OUT/infer.log"
-	timeout 100 "$bin/sluice" bench infer --model "$2" --device cuda --prompts 512 --min-len 128 --max-len 512 \
+	timeout 150 "$bin/sluice" bench infer --model "$2" --device cuda --prompts 512 --min-len 128 --max-len 512 \
 		--max-tokens 128 --max-num-seqs 256 --max-num-batched-tokens 8192 $3 >>"$OUT/infer.log" 2>&1
 	echo "rc=$?" >>"$OUT/infer.log"
+}
+quantbench() { # size: bf16, --quantization fp8 and AWQ int4 of bench-$1
+	export SLUICE_CUDA_PTX=/tmp/ptx/sluice_sm90.ptx
+	stamp "== sluice bench-$1 bf16"; bench "$1 bf16" /tmp/bench-$1 ""
+	stamp "== sluice bench-$1 fp8"; bench "$1 fp8" /tmp/bench-$1 "--quantization fp8"
+	stamp "== awq quantize bench-$1"
+	python3 bench/infer/quantize_awq.py --model /tmp/bench-$1 --out /tmp/bench-$1-awq 2>&1 | tail -2
+	stamp "== sluice bench-$1 awq"; bench "$1 awq" /tmp/bench-$1-awq ""
+	grep -E "^--|output tokens/s|peak|rc=|rror" "$OUT/infer.log" | tail -12
 }
 {
 	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -36,35 +45,34 @@ bench() { # label, model, extra flags
 	mkdir -p /tmp/k && tar -C /tmp/k -xzf "$bin/kernels.tgz"
 	(bash /tmp/k/build.sh /tmp/ptx >"$OUT/ptx.log" 2>&1; echo "ptx build rc=$?" >>"$OUT/ptx.log") &
 	ptx=$!
+	if [ "$mode" != test ]; then # the models, while the tests run
+		(python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model1.log 2>&1
+		 python3 bench/infer/make_bench_model.py --size 8b --out /tmp/bench-8b >/tmp/model8.log 2>&1) &
+		models=$!
+	fi
 	if [ "$mode" != bench ]; then
 		stamp "== gpu/cuda quant tests (nvcc 11.8 PTX, JIT)"
-		(cd gpu/cuda && SLUICE_CUDA_PTX=$bin/sluice_sm90.ptx timeout 150 "$bin/cuda.test" -test.v \
+		(cd gpu/cuda && SLUICE_CUDA_PTX=$bin/sluice_sm90.ptx timeout 100 "$bin/cuda.test" -test.v \
 			-test.run 'TestTrampoline16|TestQuantPaths|TestQuantCapture|TestConformance$/QMatMul' >"$OUT/cuda.log" 2>&1; echo "cuda.test rc=$?")
-		grep -E "^(--- |ok|FAIL|PASS)|^    --- FAIL|panic" "$OUT/cuda.log" | grep -v "^        --- PASS" | head -40
+		grep -E "^(--- |ok|FAIL|PASS)|^    --- FAIL|^        --- FAIL|panic" "$OUT/cuda.log" | head -30
 		grep -cE -- "--- PASS" "$OUT/cuda.log"
 		stamp "== infer/model quantized checkpoints on cuda"
-		(cd infer/model && SLUICE_TEST_DEVICE=cuda SLUICE_CUDA_PTX=$bin/sluice_sm90.ptx timeout 150 "$bin/model.test" -test.v \
+		(cd infer/model && SLUICE_TEST_DEVICE=cuda SLUICE_CUDA_PTX=$bin/sluice_sm90.ptx timeout 80 "$bin/model.test" -test.v \
 			-test.run 'TestQuantizedDevice' >"$OUT/model.log" 2>&1; echo "model.test rc=$?")
-		grep -E "^(--- |ok|FAIL|PASS)|^    --- |panic" "$OUT/model.log" | head -40
+		grep -E "^(--- |ok|FAIL|PASS)|^    --- |panic" "$OUT/model.log" | head -30
 		grep -E "relative error" "$OUT/model.log" | awk '{print $NF}' | sort -g | tail -3
 	fi
 	wait $ptx; tail -2 "$OUT/ptx.log"
+	if [ "$mode" != test ]; then
+		wait $models; tail -1 /tmp/model1.log; tail -1 /tmp/model8.log
+		quantbench 1b
+	fi
 	if [ "$mode" != bench ]; then
 		stamp "== BenchmarkQMatMul (CUDA 13 PTX)"
-		(cd gpu/cuda && SLUICE_CUDA_PTX=/tmp/ptx/sluice_sm90.ptx timeout 90 "$bin/cuda.test" -test.run X -test.bench QMatMul \
+		(cd gpu/cuda && SLUICE_CUDA_PTX=/tmp/ptx/sluice_sm90.ptx timeout 60 "$bin/cuda.test" -test.run X -test.bench QMatMul \
 			-test.benchtime 20x >"$OUT/qbench.log" 2>&1; echo "bench rc=$?")
 		grep -E "Benchmark|FAIL|rror" "$OUT/qbench.log"
 	fi
-	if [ "$mode" != test ]; then
-		export SLUICE_CUDA_PTX=/tmp/ptx/sluice_sm90.ptx
-		stamp "== bench-8b"
-		python3 bench/infer/make_bench_model.py --size 8b --out /tmp/bench-8b >/tmp/model8.log 2>&1; tail -1 /tmp/model8.log
-		stamp "== sluice bf16"; bench bf16 /tmp/bench-8b ""
-		stamp "== sluice fp8"; bench fp8 /tmp/bench-8b "--quantization fp8"
-		stamp "== awq quantize"
-		python3 bench/infer/quantize_awq.py --model /tmp/bench-8b --out /tmp/bench-8b-awq 2>&1 | tail -2
-		stamp "== sluice awq"; bench awq /tmp/bench-8b-awq ""
-		grep -E "^--|output tokens/s|total \(prompt|peak|load|steps|rc=|rror|engine started" "$OUT/infer.log"
-	fi
+	[ "$mode" != test ] && quantbench 8b
 	stamp "done"
 } 2>&1 | tee "$OUT/summary.txt"

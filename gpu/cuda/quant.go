@@ -69,24 +69,26 @@ func (p quantPath) String() string {
 // only QMatMul), the cuBLASLt handle and its plans, and the Groups tensors
 // already checked.
 type quantState struct {
-	ready                bool
-	err                  error // the kernels are missing
-	act, epi, gemv, deq  uintptr
-	zero, absmax, actT   uintptr
-	lt                   *cublasLt
-	ltErr                error // why the lt path is off
-	ltHndl               uintptr
-	plans                map[ltKey]*ltPlan
-	checked              map[weak.Pointer[gpu.Tensor]]bool // Groups tensors whose indices are in range
-	uniform              map[weak.Pointer[gpu.Tensor]]bool // FP8 Scales tensors checked: all equal or not
-	scaleA, scaleB       uint64                            // the scale pointers of the scaled lt plan
-	scaledCalls          int                               // scaled lt products enqueued (tests)
-	force                quantPath
-	block                [17]uintptr
-	alpha, beta          float32
-	heur                 [ltHeuristicResultLen]byte
-	trans, noTrans       int32
-	workspace, algoCount uint64
+	ready               bool
+	err                 error // the kernels are missing
+	act, epi, gemv, deq uintptr
+	zero, absmax, actT  uintptr
+	lt                  *cublasLt
+	ltErr               error // why the lt path is off
+	ltHndl              uintptr
+	plans               map[ltKey]*ltPlan
+	checked             map[weak.Pointer[gpu.Tensor]]bool  // Groups tensors whose indices are in range
+	runs                map[weak.Pointer[gpu.Tensor]][]int // FP8 Scales tensors checked: where runs of equal scales start
+	scaleA, scaleB      uint64                             // the scale pointers of the scaled lt plan
+	scaledCalls         int                                // scaled lt products enqueued (tests)
+	force               quantPath
+	block               [17]uintptr
+	alpha, beta         float32
+	heur                [ltHeuristicResultLen]byte
+	trans, noTrans      int32
+	workspace           uint64
+	pref                uintptr
+	count               int32
 }
 
 // quantStates holds each Device's quantState beside it (the Device struct
@@ -122,11 +124,12 @@ func quantOf(d *Device) *quantState {
 }
 
 // ltKey is one shape of the lt path's product: [m, k] E4M3 by [n, k]
-// into dt; scaled: with cuBLASLt's per-tensor A and B scales.
+// into dt with row stride ld; scaled: with cuBLASLt's per-tensor A and B
+// scales.
 type ltKey struct {
-	m, n, k int
-	dt      gpu.DType
-	scaled  bool
+	m, n, k, ld int
+	dt          gpu.DType
+	scaled      bool
 }
 
 // ltPlan is the cuBLASLt descriptors and algorithm of one ltKey; ok is
@@ -220,24 +223,30 @@ func (q *quantState) plan(key ltKey) (*ltPlan, error) {
 		typ        uintptr
 		rows, cols int
 	}{{&p.la, cudaR8FE4M3, key.k, key.n}, {&p.lb, cudaR8FE4M3, key.k, key.m}, {&p.ld, gemmType(key.dt), key.n, key.m}} {
+		ld := l.rows
+		if l.p == &p.ld {
+			ld = key.ld
+		}
 		if err == nil {
-			err = call("cublasLtMatrixLayoutCreate", lt.layoutCreate, uintptr(unsafe.Pointer(l.p)), l.typ, uintptr(l.rows), uintptr(l.cols), uintptr(l.rows))
+			err = call("cublasLtMatrixLayoutCreate", lt.layoutCreate, uintptr(unsafe.Pointer(l.p)), l.typ, uintptr(l.rows), uintptr(l.cols), uintptr(ld))
 		}
 	}
-	var pref uintptr
+	// pref and count live in q, on the heap: the library writes them.
+	q.pref = 0
 	if err == nil {
-		err = call("cublasLtMatmulPreferenceCreate", lt.prefCreate, uintptr(unsafe.Pointer(&pref)))
+		err = call("cublasLtMatmulPreferenceCreate", lt.prefCreate, uintptr(unsafe.Pointer(&q.pref)))
 	}
+	pref := q.pref
 	if err == nil {
 		q.workspace = blasWorkspace
 		err = call("cublasLtMatmulPreferenceSetAttribute", lt.prefSet, pref, ltPrefMaxWorkspace, uintptr(unsafe.Pointer(&q.workspace)), 8)
 	}
 	if err == nil {
-		var count int32
+		q.count = 0
 		err = call("cublasLtMatmulAlgoGetHeuristic", lt.heuristic, q.ltHndl, p.desc, p.la, p.lb, p.ld, p.ld, pref, 1,
-			uintptr(unsafe.Pointer(&q.heur[0])), uintptr(unsafe.Pointer(&count)))
+			uintptr(unsafe.Pointer(&q.heur[0])), uintptr(unsafe.Pointer(&q.count)))
 		// CUBLAS_STATUS_NOT_SUPPORTED is also how it says "no algorithm".
-		if count > 0 && err == nil {
+		if q.count > 0 && err == nil {
 			copy(p.algo[:], q.heur[:64])
 			p.ok = true
 		}
@@ -300,7 +309,7 @@ func (d *Device) QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor)
 	if err != nil {
 		return err
 	}
-	uniform := false
+	var runs []int
 	switch w.Format {
 	case gpu.QuantInt4:
 		if err := d.checkGroups(op, p[6], w); err != nil {
@@ -308,7 +317,7 @@ func (d *Device) QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor)
 		}
 	case gpu.QuantFP8:
 		if bias == nil && m > qgRows {
-			if uniform, err = d.uniformScales(w); err != nil {
+			if runs, err = d.scaleRuns(w); err != nil {
 				return err
 			}
 		}
@@ -326,12 +335,12 @@ func (d *Device) QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor)
 	}
 	x := qcall{d: d, q: q, c: c, a: a, w: w, bias: bias, cp: p[0], ap: p[1], bp: p[2], m: m, n: n, k: k,
 		data: p[3], scales: p[4], zeros: p[5], groups: p[6], fmt: qFmtFP8, ngroups: 1, segRows: 1,
-		scaled: uniform && bias == nil && q.force != quantLtRow}
+		runs: runs, scaled: runs != nil && bias == nil && q.force != quantLtRow}
 	if w.Format == gpu.QuantInt4 {
 		x.fmt, x.ngroups, x.segRows = qFmtInt4, w.Scales.Dim(1), n/w.Groups.Dim(0)
 	}
 	q.scaleA, q.scaleB = x.scales, x.scales // non-null, for the heuristic; lt sets a's before each product
-	switch path := d.quantPath(q, m, w, x.data, x.ltKey(min(m, d.ltBand(n, k)))); path {
+	switch path := d.quantPath(q, m, w, x.data, x.ltKey(min(m, d.ltBand(n, k)), 0)); path {
 	case quantGemv:
 		err = x.gemv()
 	case quantLt, quantLtRow:
@@ -395,31 +404,44 @@ func (d *Device) checkGroups(op string, ptr uint64, w *gpu.QuantWeight) error {
 	return nil
 }
 
-// uniformScales reports whether every scale of the FP8 weight w is the
-// same (a per-tensor checkpoint, or --quantization fp8), so that the lt
-// path can hand cuBLASLt one scale: checked once per Scales tensor on the
-// host (a download and wait), outside captures; during a capture an
-// unchecked tensor counts as not uniform. The key is a weak pointer, so a
-// new tensor at a freed one's address is checked afresh.
-func (d *Device) uniformScales(w *gpu.QuantWeight) (bool, error) {
+// scaleRuns returns where the runs of equal scales of the FP8 weight w
+// start, and n, when there are at most maxRuns of them, each a multiple
+// of 16 rows (a per-tensor checkpoint, or --quantization fp8, with q, k, v
+// or gate and up merged), so that the lt path can hand cuBLASLt one scale
+// per run; nil otherwise. It is found once per Scales tensor on the host (a
+// download and wait), outside captures; during a capture an unchecked
+// tensor gives nil. The key is a weak pointer, so a new tensor at a freed
+// one's address is checked afresh.
+func (d *Device) scaleRuns(w *gpu.QuantWeight) ([]int, error) {
+	const maxRuns = 8
 	q := quantOf(d)
 	key := weak.Make(w.Scales)
-	if u, ok := q.uniform[key]; ok || d.capturing != nil {
-		return u, nil
+	if r, ok := q.runs[key]; ok || d.capturing != nil {
+		return r, nil
 	}
 	s := make([]float32, w.Scales.Len())
 	if err := gpu.Download(s, w.Scales); err != nil {
-		return false, err
+		return nil, err
 	}
-	u := true
-	for _, v := range s {
-		u = u && v == s[0]
+	runs := []int{0}
+	for i := 1; i < len(s) && runs != nil; i++ {
+		if s[i] == s[i-1] {
+			continue
+		}
+		if i%16 != 0 || len(runs) == maxRuns {
+			runs = nil
+			break
+		}
+		runs = append(runs, i)
 	}
-	if q.uniform == nil {
-		q.uniform = map[weak.Pointer[gpu.Tensor]]bool{}
+	if runs != nil {
+		runs = append(runs, len(s))
 	}
-	q.uniform[key] = u
-	return u, nil
+	if q.runs == nil {
+		q.runs = map[weak.Pointer[gpu.Tensor]][]int{}
+	}
+	q.runs[key] = runs
+	return runs, nil
 }
 
 // qcall is one QMatMul's operands, resolved.
@@ -431,15 +453,16 @@ type qcall struct {
 	cp, ap, bp                     uint64
 	data, scales, zeros, groups    uint64
 	m, n, k, fmt, ngroups, segRows int
-	scaled                         bool // lt: one scale for a, cuBLASLt writes c
+	scaled                         bool  // lt: one scale for a, one per run of w's rows; cuBLASLt writes c
+	runs                           []int // where w's runs of equal scales start, then n
 }
 
-// ltKey is the lt plan of a band of rows of a.
-func (x *qcall) ltKey(rows int) ltKey {
+// ltKey is the lt plan of a band of rows of a (scaled: by run r of w).
+func (x *qcall) ltKey(rows, r int) ltKey {
 	if x.scaled {
-		return ltKey{rows, x.n, x.k, x.c.DType(), true}
+		return ltKey{rows, x.runs[r+1] - x.runs[r], x.k, x.n, x.c.DType(), true}
 	}
-	return ltKey{rows, x.n, x.k, gpu.F32, false}
+	return ltKey{rows, x.n, x.k, x.n, gpu.F32, false}
 }
 
 // gemv runs qGemv over bands of qgRows rows of a.
@@ -464,8 +487,8 @@ func (x *qcall) gemv() error {
 }
 
 // lt runs the FP8 tensor-core path over bands of rows of a: scaled, a
-// band's absmax gives one scale and cuBLASLt applies it and the weight's
-// (A and B scale pointers) while it writes c; otherwise qActFP8 gives each
+// band's absmax gives one scale and cuBLASLt applies it and the weight
+// run's (A and B scale pointers) while it writes c; otherwise qActFP8 gives each
 // row its scale and qEpilogue applies both and the bias to the f32 product.
 func (x *qcall) lt() (err error) {
 	d, q := x.d, x.q
@@ -489,53 +512,67 @@ func (x *qcall) lt() (err error) {
 	adt, cdt := x.a.DType(), x.c.DType()
 	for i0 := 0; i0 < x.m; i0 += band {
 		rows := min(band, x.m-i0)
-		p, err := q.plan(x.ltKey(rows))
-		if err != nil {
-			return err
-		}
-		if !p.ok {
-			return fmt.Errorf("cuda: cublasLtMatmulAlgoGetHeuristic offers no FP8 algorithm for [%d, %d]·[%d, %d]ᵀ: %w", rows, x.k, x.n, x.k, ErrCall)
-		}
 		ap, cp := x.ap+uint64(i0*x.k*adt.Size()), x.cp+uint64(i0*x.n*cdt.Size())
-		out := acc
-		if x.scaled {
-			out = cp
-			if err := d.launch("qZero", q.zero, [3]int{1, 1, 1}, 32, sa, 1); err != nil {
+		if !x.scaled {
+			if err := d.launch("qActFP8", q.act, [3]int{rows, 1, 1}, min(threads(x.k), 1024),
+				qa, sa, ap, uint64(adt), i64(x.k)); err != nil {
 				return err
 			}
-			if err := d.launch("qAbsmax", q.absmax, [3]int{rows, 1, 1}, min(threads(x.k), 1024), sa, ap, uint64(adt), i64(x.k)); err != nil {
+			if err := x.ltMatmul(x.ltKey(rows, 0), x.data, qa, acc); err != nil {
 				return err
 			}
-			if err := d.launch("qActFP8T", q.actT, d.grid1(rows*x.k), 256, qa, sa+4, sa, ap, uint64(adt), i64(rows*x.k)); err != nil {
+			if err := d.launch("qEpilogue", q.epi, d.grid1(rows*x.n), 256,
+				cp, uint64(cdt), i64(x.n), acc, sa, x.scales, x.bp, dt(x.bias),
+				i64(rows), i64(x.n)); err != nil {
 				return err
 			}
-			q.scaleA, q.scaleB = x.scales, sa+4
-			q.scaledCalls++
-			if err := q.setScales(p); err != nil {
-				return err
-			}
-		} else if err := d.launch("qActFP8", q.act, [3]int{rows, 1, 1}, min(threads(x.k), 1024),
-			qa, sa, ap, uint64(adt), i64(x.k)); err != nil {
-			return err
-		}
-		r := call16(q.lt.call16, q.lt.matmul, &q.block, [16]uintptr{
-			q.ltHndl, p.desc, uintptr(unsafe.Pointer(&q.alpha)),
-			uintptr(x.data), p.la, uintptr(qa), p.lb,
-			uintptr(unsafe.Pointer(&q.beta)), uintptr(out), p.ld, uintptr(out), p.ld,
-			uintptr(unsafe.Pointer(&p.algo[0])), d.workspace, blasWorkspace, d.stream})
-		if err := ltStatus("cublasLtMatmul", r); err != nil {
-			return err
-		}
-		if x.scaled {
 			continue
 		}
-		if err := d.launch("qEpilogue", q.epi, d.grid1(rows*x.n), 256,
-			cp, uint64(cdt), i64(x.n), acc, sa, x.scales, x.bp, dt(x.bias),
-			i64(rows), i64(x.n)); err != nil {
+		if err := d.launch("qZero", q.zero, [3]int{1, 1, 1}, 32, sa, 1); err != nil {
 			return err
+		}
+		if err := d.launch("qAbsmax", q.absmax, [3]int{rows, 1, 1}, min(threads(x.k), 1024), sa, ap, uint64(adt), i64(x.k)); err != nil {
+			return err
+		}
+		if err := d.launch("qActFP8T", q.actT, d.grid1(rows*x.k), 256, qa, sa+4, sa, ap, uint64(adt), i64(rows*x.k)); err != nil {
+			return err
+		}
+		// One product per run of equal weight scales: rows [r0, r1) of w
+		// into columns [r0, r1) of c (row stride n).
+		for r := 0; r+1 < len(x.runs); r++ {
+			r0 := x.runs[r]
+			q.scaleA, q.scaleB = x.scales+uint64(4*r0), sa+4
+			q.scaledCalls++
+			if err := x.ltMatmul(x.ltKey(rows, r), x.data+uint64(r0*x.k), qa, cp+uint64(r0*cdt.Size())); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// ltMatmul enqueues cublasLtMatmul of key's plan: out = w·qaᵀ (column-
+// major), with q.scaleA and q.scaleB for a scaled plan.
+func (x *qcall) ltMatmul(key ltKey, w, qa, out uint64) error {
+	d, q := x.d, x.q
+	p, err := q.plan(key)
+	if err != nil {
+		return err
+	}
+	if !p.ok {
+		return fmt.Errorf("cuda: cublasLtMatmulAlgoGetHeuristic offers no FP8 algorithm for [%d, %d]·[%d, %d]ᵀ: %w", key.m, key.k, key.n, key.k, ErrCall)
+	}
+	if key.scaled {
+		if err := q.setScales(p); err != nil {
+			return err
+		}
+	}
+	r := call16(q.lt.call16, q.lt.matmul, &q.block, [16]uintptr{
+		q.ltHndl, p.desc, uintptr(unsafe.Pointer(&q.alpha)),
+		uintptr(w), p.la, uintptr(qa), p.lb,
+		uintptr(unsafe.Pointer(&q.beta)), uintptr(out), p.ld, uintptr(out), p.ld,
+		uintptr(unsafe.Pointer(&p.algo[0])), d.workspace, blasWorkspace, d.stream})
+	return ltStatus("cublasLtMatmul", r)
 }
 
 // tile runs the dequantize-a-band-then-cuBLAS path.
@@ -616,7 +653,7 @@ func (d *Device) QuantRounding(m int, adt gpu.DType, w *gpu.QuantWeight) (fp8Act
 	if err != nil {
 		return false, false
 	}
-	key := ltKey{min(m, d.ltBand(w.N, w.K)), w.N, w.K, gpu.F32, false}
+	key := ltKey{min(m, d.ltBand(w.N, w.K)), w.N, w.K, w.N, gpu.F32, false}
 	switch d.quantPath(q, m, w, data, key) {
 	case quantLt:
 		return true, false

@@ -83,8 +83,9 @@ func TestQuantPaths(t *testing.T) {
 }
 
 // qweight uploads a random weight of format f [n, k] (int4: groups of 64,
-// act_order in two bands; FP8: one scale when uniform).
-func qweight(t *testing.T, d *Device, r *rand.Rand, f gpu.QuantFormat, n, k int, uniform bool) *gpu.QuantWeight {
+// act_order in two bands; FP8: runs > 0 equal bands of rows, each with one
+// scale, else a random scale per row).
+func qweight(t *testing.T, d *Device, r *rand.Rand, f gpu.QuantFormat, n, k int, runs int) *gpu.QuantWeight {
 	t.Helper()
 	up := func(x *gpu.Tensor, err error) *gpu.Tensor {
 		t.Helper()
@@ -108,8 +109,8 @@ func qweight(t *testing.T, d *Device, r *rand.Rand, f gpu.QuantFormat, n, k int,
 		}
 		s := make([]float32, n)
 		for i := range s {
-			if s[i] = 0.001 + r.Float32()*0.01; uniform {
-				s[i] = 0.004
+			if s[i] = 0.001 + r.Float32()*0.01; runs > 0 {
+				s[i] = 0.004 * float32(1+i*runs/n)
 			}
 		}
 		w.Data, w.Scales = data, up(gpu.FromHost(d, s, n))
@@ -145,16 +146,17 @@ func TestQuantCapture(t *testing.T) {
 		path    quantPath
 		f       gpu.QuantFormat
 		m       int
-		uniform bool // FP8 with one scale and no bias: the scaled lt product
-	}{{quantGemv, gpu.QuantFP8, 5, false}, {quantGemv, gpu.QuantInt4, 8, false}, {quantLt, gpu.QuantFP8, 40, false},
-		{quantLt, gpu.QuantFP8, 40, true}, {quantTile, gpu.QuantFP8, 24, false}, {quantTile, gpu.QuantInt4, 33, false},
-		{quantAuto, gpu.QuantInt4, 300, false}} {
-		t.Run(fmt.Sprintf("%v/%v/m%d/uniform%v", c.path, c.f, c.m, c.uniform), func(t *testing.T) {
+		runs    int  // FP8 weight scales in this many runs of equal ones
+		uniform bool // and no bias: the scaled lt product
+	}{{quantGemv, gpu.QuantFP8, 5, 0, false}, {quantGemv, gpu.QuantInt4, 8, 0, false}, {quantLt, gpu.QuantFP8, 40, 0, false},
+		{quantLt, gpu.QuantFP8, 40, 1, true}, {quantLt, gpu.QuantFP8, 40, 2, true}, {quantTile, gpu.QuantFP8, 24, 0, false},
+		{quantTile, gpu.QuantInt4, 33, 0, false}, {quantAuto, gpu.QuantInt4, 300, 0, false}} {
+		t.Run(fmt.Sprintf("%v/%v/m%d/runs%d", c.path, c.f, c.m, c.runs), func(t *testing.T) {
 			d := openForced(t, c.path)
 			gputest.CheckLeaks(t, d)
 			r := rand.New(rand.NewPCG(3, uint64(c.m)))
 			const n, k = 96, 256
-			w := qweight(t, d, r, c.f, n, k, c.uniform)
+			w := qweight(t, d, r, c.f, n, k, c.runs)
 			a, _ := d.Alloc(gpu.BF16, c.m, k)
 			out, _ := d.Alloc(gpu.BF16, c.m, n)
 			bias, _ := d.Alloc(gpu.F32, n)
@@ -219,6 +221,29 @@ func TestQuantCapture(t *testing.T) {
 					if math.Float32bits(eager[i]) != math.Float32bits(replay[i]) || math.IsNaN(float64(eager[i])) {
 						t.Fatalf("round %d: c[%d] replayed %v, eager %v", round, i, replay[i], eager[i])
 					}
+				}
+				if !c.uniform {
+					continue
+				}
+				// The scaled lt product against gemv's exact one, by
+				// norm: rounding a to E4M3 is off by about 2⁻⁴/√3 of
+				// each term, a wrong run scale by a third or more.
+				q := quantOf(d)
+				q.force = quantGemv
+				if err := d.QMatMul(out, a, w, b); err != nil {
+					t.Fatal(err)
+				}
+				q.force = c.path
+				exact := get()
+				var num, den float64
+				for i := range exact {
+					e := float64(eager[i]) - float64(exact[i])
+					num, den = num+e*e, den+float64(exact[i])*float64(exact[i])
+				}
+				if rel := math.Sqrt(num / den); !(rel < 0.08) {
+					t.Errorf("round %d: scaled lt product off gemv's by %.3g of its norm, want < 0.08", round, rel)
+				} else {
+					t.Logf("round %d: scaled lt product off gemv's by %.3g of its norm", round, rel)
 				}
 			}
 		})
