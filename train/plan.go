@@ -180,7 +180,7 @@ func (p *Plan) decode(m *yaml.Node, bad badFunc) error {
 		"optimizer": str(&c.Optimizer), "weight_decay": number(&c.WeightDecay), "max_grad_norm": number(&c.MaxGradNorm),
 		"lr_schedule": str(&c.LRSchedule), "warmup_steps": integer(&c.WarmupSteps), "grad_accum": integer(&c.GradAccum),
 		"checkpoint_every": integer(&c.CheckpointEvery), "resume": str(&c.Resume),
-		"peak_flops": number(&c.PeakFLOPS), "logit_chunk": integer(&c.LogitChunk),
+		"peak_flops": number(&c.PeakFLOPS), "logit_chunk": integer(&c.LogitChunk), "precision": str(&c.Precision),
 	}
 	lora := map[string]func(*yaml.Node, string) error{
 		"rank": integer(&c.LoRARank), "alpha": number(&c.LoRAAlpha), "targets": strs(&c.LoRATargets),

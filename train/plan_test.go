@@ -35,7 +35,7 @@ train:
 		{"name: x\n", "p.yaml:1:1: train: missing: the run's model, data, out and hyperparameters"},
 		{"name: x\ntrain:\n  model: m\n  out: o\n", "p.yaml:3:3: train.data: required"},
 		{"name: x\ntrain:\n  model: m\n  data: d\n  out: o\n  lr: fast\n", `p.yaml:6:7: train.lr: "fast" is not a finite number`},
-		{"name: x\ntrain:\n  model: m\n  data: d\n  out: o\n  batchsize: 2\n", "p.yaml:6:3: train.batchsize: unknown key; want one of batch_size, chat, chat_loss, checkpoint_every, completion_column, data, device, format, grad_accum, ids_column, logit_chunk, lora, lr, lr_schedule, max_grad_norm, max_seq_len, model, optimizer, out, peak_flops, prompt_column, resume, seed, shuffle, shuffle_buffer, steps, text_column, warmup_steps, weight_decay"},
+		{"name: x\ntrain:\n  model: m\n  data: d\n  out: o\n  batchsize: 2\n", "p.yaml:6:3: train.batchsize: unknown key; want one of batch_size, chat, chat_loss, checkpoint_every, completion_column, data, device, format, grad_accum, ids_column, logit_chunk, lora, lr, lr_schedule, max_grad_norm, max_seq_len, model, optimizer, out, peak_flops, precision, prompt_column, resume, seed, shuffle, shuffle_buffer, steps, text_column, warmup_steps, weight_decay"},
 		{"name: x\ntrain:\n  model: m\n  data: d\n  out: o\n  lora: {rank: 2, dropout: 0.1}\n", "p.yaml:6:19: train.lora.dropout: unknown key; want one of alpha, rank, targets"},
 		{"name: x\nwrite: {parquet: o}\n", "p.yaml:2:1: write: unknown key; a training plan has name, description and train"},
 	} {
