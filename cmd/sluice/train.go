@@ -58,6 +58,7 @@ func bindTrain(fs *flag.FlagSet, c *train.Config, f *trainFlags, d train.Config)
 func init() {
 	var c train.Config
 	var f trainFlags
+	var tc trainCluster
 	var fs *flag.FlagSet
 	register(&command{
 		name:    "train",
@@ -67,6 +68,8 @@ func init() {
 			fs = set
 			c = train.DefaultConfig()
 			bindTrain(set, &c, &f, c)
+			tc.bind(set)
+			tc.bindStepDelay(set)
 		},
 		run: func(ctx context.Context, e *env, args []string) error {
 			format := ""
@@ -84,6 +87,9 @@ func init() {
 				bindTrain(again, &pc, &pf, p.Config)
 				var serr error
 				fs.Visit(func(fl *flag.Flag) {
+					if again.Lookup(fl.Name) == nil {
+						return // a cluster flag (trainCluster)
+					}
 					if err := again.Set(fl.Name, fl.Value.String()); err != nil && serr == nil {
 						serr = err
 					}
@@ -117,6 +123,9 @@ func init() {
 			if err := c.Validate(); err != nil {
 				return err
 			}
+			if tc.ranks > 0 || fs.Lookup("coordinators").Value.String() != "" {
+				return tc.run(ctx, e, fs, args, c.Out)
+			}
 			ds, err := train.OpenData(f.data, format)
 			if err != nil {
 				return fmt.Errorf("--data: %w: %w", err, errUsage)
@@ -125,6 +134,7 @@ func init() {
 			c.Log = e.stderr
 			c.OnStep = func(m train.Metrics) error {
 				fmt.Fprintln(e.stderr, train.ProgressLine(m, c.Steps))
+				defer tc.afterStep()
 				return enc.Encode(m)
 			}
 			return train.Run(ctx, c, ds)

@@ -1,0 +1,506 @@
+// Package trainjob runs a data-parallel `sluice train` on a Sluice
+// cluster, as Ray Train's TorchTrainer runs N workers: one plan job per
+// rank, each running RankFunc on whichever worker takes its task. The
+// ranks find each other through files in the run's output directory (a
+// file rendezvous, like torch.distributed's FileStore: every worker must
+// mount --out, as rank 0 writes the model and the checkpoints there and a
+// restart reads them), then each runs `sluice train` with the run's flags,
+// --workers (every rank's address, in rank order) and --rank: the
+// train package's TCP ring all-reduces the gradients every step.
+//
+// A rank that dies (its worker lost, its program failed) breaks the ring,
+// so every other rank fails too. Run then cancels what is left of that
+// generation and starts a new one, every rank again, with --resume from the
+// last checkpoint rank 0 wrote (OUT/checkpoint, --checkpoint-every): the
+// train package resumes bit for bit, so the loss curve is the one an
+// uninterrupted run gives, each step printed once.
+package trainjob
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/sluicehq/sluice/plans"
+	"github.com/sluicehq/sluice/storage"
+)
+
+// RankFunc is the name of the map_batches function that runs one rank on
+// a worker. A worker's program must call Register (the sluice command does
+// in its worker processes).
+const RankFunc = "sluice_train_rank"
+
+// Spec is one rank's task, the one row its job's plan reads.
+type Spec struct {
+	// Out is the run's --out, a directory every worker shares; the
+	// rendezvous files live in Out/.rendezvous/g<Generation>.
+	Out        string `json:"out"`
+	Generation int    `json:"generation"`
+	Rank       int    `json:"rank"`
+	Ranks      int    `json:"ranks"`
+	// Host is the address the other ranks reach this one at; empty: the
+	// worker's host name.
+	Host string `json:"host,omitempty"`
+	// Args are sluice train's flags, --workers and --rank left out.
+	Args []string `json:"args"`
+	// RendezvousSeconds bounds the wait for every rank to arrive (default
+	// 300).
+	RendezvousSeconds int `json:"rendezvous_seconds,omitempty"`
+}
+
+// Self is the program a rank runs: this executable's train command.
+var Self = func() ([]string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return []string{exe, "train"}, nil
+}
+
+// Stderr gets the ranks' standard error lines on the worker, each prefixed
+// by its rank (the worker's own standard error by default).
+var Stderr io.Writer = os.Stderr
+
+var outSchema = arrow.NewSchema([]arrow.Field{
+	{Name: "rank", Type: arrow.PrimitiveTypes.Int64},
+	{Name: "addr", Type: arrow.BinaryTypes.String},
+}, nil)
+
+// Register registers RankFunc with plans (once per program; a second call
+// is an error).
+func Register() error {
+	return plans.Register(RankFunc, plans.Func{
+		Out: func(in *arrow.Schema) (*arrow.Schema, error) {
+			if f, ok := in.FieldsByName("spec"); !ok || len(f) != 1 || (f[0].Type.ID() != arrow.STRING && f[0].Type.ID() != arrow.LARGE_STRING) {
+				return nil, fmt.Errorf("%s wants a string column spec (a trainjob.Spec as JSON), got %s", RankFunc, in)
+			}
+			return outSchema, nil
+		},
+		Fn:          runBatch,
+		BatchRows:   1,
+		Concurrency: 1,
+	})
+}
+
+func runBatch(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
+	idx := rec.Schema().FieldIndices("spec")
+	if len(idx) != 1 {
+		return nil, fmt.Errorf("%s: no spec column", RankFunc)
+	}
+	col, ok := rec.Column(idx[0]).(interface {
+		Value(int) string
+		IsNull(int) bool
+	})
+	if !ok {
+		return nil, fmt.Errorf("%s: the spec column is %s, not a string", RankFunc, rec.Column(idx[0]).DataType())
+	}
+	b := array.NewRecordBuilder(mem, outSchema)
+	defer b.Release()
+	for i := range int(rec.NumRows()) {
+		if col.IsNull(i) {
+			return nil, fmt.Errorf("%s: row %d: spec is null", RankFunc, i)
+		}
+		var s Spec
+		if err := json.Unmarshal([]byte(col.Value(i)), &s); err != nil {
+			return nil, fmt.Errorf("%s: row %d: %w", RankFunc, i, err)
+		}
+		addr, err := RunRank(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		b.Field(0).(*array.Int64Builder).Append(int64(s.Rank))
+		b.Field(1).(*array.StringBuilder).Append(addr)
+	}
+	return b.NewRecordBatch(), nil
+}
+
+// rendezvousDir is where generation gen's ranks leave their addresses.
+func rendezvousDir(out string, gen int) string {
+	return filepath.Join(out, ".rendezvous", "g"+strconv.Itoa(gen))
+}
+
+// RunRank runs one rank where it is called: it picks a free port, leaves
+// host:port in the rendezvous directory, waits for every rank's address
+// and runs the train program with them. It returns its own address.
+func RunRank(ctx context.Context, s Spec) (string, error) {
+	if s.Ranks < 1 || s.Rank < 0 || s.Rank >= s.Ranks {
+		return "", fmt.Errorf("trainjob: rank %d of %d", s.Rank, s.Ranks)
+	}
+	if storage.IsURL(s.Out) {
+		return "", fmt.Errorf("trainjob: --out %s: a data-parallel run on a cluster needs a directory every worker mounts, not an object store", s.Out)
+	}
+	dir := rendezvousDir(s.Out, s.Generation)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("trainjob: rank %d: %w", s.Rank, err)
+	}
+	// Take a free port and let it go: the train program listens on it.
+	// Another process could take it in between; the ring then fails and
+	// the generation restarts.
+	ln, err := net.Listen("tcp", net.JoinHostPort(s.Host, "0"))
+	if err != nil {
+		return "", fmt.Errorf("trainjob: rank %d: %w", s.Rank, err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	host := s.Host
+	if host == "" {
+		if host, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("trainjob: rank %d: %w", s.Rank, err)
+		}
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	if err := writeAtomic(filepath.Join(dir, "rank-"+strconv.Itoa(s.Rank)), []byte(addr)); err != nil {
+		return "", fmt.Errorf("trainjob: rank %d: %w", s.Rank, err)
+	}
+	wait := time.Duration(s.RendezvousSeconds) * time.Second
+	if wait <= 0 {
+		wait = 5 * time.Minute
+	}
+	addrs, err := awaitRanks(ctx, dir, s.Ranks, wait)
+	if err != nil {
+		return "", fmt.Errorf("trainjob: rank %d: %w", s.Rank, err)
+	}
+	prog, err := Self()
+	if err != nil {
+		return "", fmt.Errorf("trainjob: rank %d: %w", s.Rank, err)
+	}
+	args := slices.Concat(prog[1:], s.Args, []string{"--workers=" + strings.Join(addrs, ","), "--rank=" + strconv.Itoa(s.Rank)})
+	cmd := exec.CommandContext(ctx, prog[0], args...)
+	dieWithParent(cmd)
+	tail := &lastLines{prefix: fmt.Sprintf("[rank %d] ", s.Rank), w: Stderr}
+	cmd.Stdout = io.Discard // rank 0 writes every step to OUT/metrics.jsonl
+	cmd.Stderr = tail
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", fmt.Errorf("trainjob: rank %d: %s %s: %w%s", s.Rank, filepath.Base(prog[0]), strings.Join(args, " "), err, tail.last())
+	}
+	return addr, nil
+}
+
+// awaitRanks polls dir until every rank's address is there.
+func awaitRanks(ctx context.Context, dir string, ranks int, wait time.Duration) ([]string, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		addrs := make([]string, ranks)
+		missing := -1
+		for r := range ranks {
+			b, err := os.ReadFile(filepath.Join(dir, "rank-"+strconv.Itoa(r)))
+			if err != nil {
+				missing = r
+				break
+			}
+			addrs[r] = string(b)
+		}
+		if missing < 0 {
+			return addrs, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("rank %d did not arrive in %s within %s (are %d worker slots free at once?)", missing, dir, wait, ranks)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp-" + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// lastLines copies lines to w with a prefix and keeps the last few for an
+// error message.
+type lastLines struct {
+	prefix string
+	w      io.Writer
+	buf    bytes.Buffer
+	lines  []string
+}
+
+func (l *lastLines) Write(p []byte) (int, error) {
+	l.buf.Write(p)
+	for {
+		line, err := l.buf.ReadString('\n')
+		if err != nil {
+			l.buf.WriteString(line) // keep the partial line
+			break
+		}
+		line = strings.TrimRight(line, "\n")
+		fmt.Fprintln(l.w, l.prefix+line)
+		if l.lines = append(l.lines, line); len(l.lines) > 5 {
+			l.lines = l.lines[1:]
+		}
+	}
+	return len(p), nil
+}
+
+func (l *lastLines) last() string {
+	if len(l.lines) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(l.lines, "; ")
+}
+
+// Jobs are the coordinators' job API as Run uses it (tunejob.Client is
+// one).
+type Jobs interface {
+	Submit(ctx context.Context, requestID, plan string, needs Needs) (string, error)
+	State(ctx context.Context, id string) (JobState, error)
+	Cancel(ctx context.Context, id string) error
+}
+
+// Needs are what each rank's task needs of a worker.
+type Needs struct {
+	CPU, GPU int
+	Memory   int64
+}
+
+// JobState is what Run needs of a job's state.
+type JobState struct {
+	Done, Succeeded bool
+	State, Error    string
+}
+
+// Config is a data-parallel run on a cluster.
+type Config struct {
+	Jobs  Jobs
+	Ranks int    // --num-workers
+	Out   string // --out: a directory every worker mounts
+	Args  []string
+	Host  string // each rank's address for the others (Spec.Host)
+	Needs Needs
+	// MaxRestarts is how many times a broken generation starts again
+	// from the last checkpoint (default 0: none).
+	MaxRestarts int
+	// Name makes the jobs' request ids, so a retried submit is the same
+	// job (default: Out).
+	Name string
+	// Stdout gets every step's metrics line once, in order, as rank 0
+	// wrote it to OUT/metrics.jsonl; Log gets what Run does.
+	Stdout, Log io.Writer
+	// Poll is how often job states are read (default 250 ms).
+	Poll time.Duration
+}
+
+// Run runs the training: generation after generation until one succeeds
+// or MaxRestarts is spent.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Ranks < 1 {
+		return fmt.Errorf("trainjob: --num-workers %d: want at least 1", cfg.Ranks)
+	}
+	if cfg.Out == "" || storage.IsURL(cfg.Out) {
+		return fmt.Errorf("trainjob: --out %q: a data-parallel run on a cluster needs a directory every worker mounts", cfg.Out)
+	}
+	out, err := filepath.Abs(cfg.Out)
+	if err != nil {
+		return err
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 250 * time.Millisecond
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	name := cfg.Name
+	if name == "" {
+		name = out
+	}
+	// A rendezvous left by an earlier run in this directory would hand
+	// this run stale addresses.
+	if err := os.RemoveAll(filepath.Join(out, ".rendezvous")); err != nil {
+		return fmt.Errorf("trainjob: %w", err)
+	}
+	printed := 0
+	for gen := 0; ; gen++ {
+		args := slices.Clone(cfg.Args)
+		if gen > 0 {
+			ck := filepath.Join(out, "checkpoint")
+			if _, err := os.Stat(filepath.Join(ck, "state.json")); err == nil {
+				args = append(withoutFlag(args, "resume"), "--resume="+ck)
+			}
+		}
+		failed, ferr := runGeneration(ctx, cfg, out, name, gen, args)
+		if printed, err = printMetrics(out, printed, cfg.Stdout); err != nil {
+			return err
+		}
+		if ferr == nil {
+			os.RemoveAll(filepath.Join(out, ".rendezvous"))
+			return nil
+		}
+		if ctx.Err() != nil || gen >= cfg.MaxRestarts || failed < 0 {
+			return ferr
+		}
+		fmt.Fprintf(cfg.Log, "trainjob: generation %d: rank %d failed (%v); restarting all %d ranks from the last checkpoint (%d restarts left)\n",
+			gen, failed, ferr, cfg.Ranks, cfg.MaxRestarts-gen-1)
+	}
+}
+
+// runGeneration runs one generation's jobs to the end. It returns the
+// rank whose job failed first and its error (rank -1 when the error is
+// not a rank's, a failed submit say), having cancelled the others and
+// waited for them.
+func runGeneration(ctx context.Context, cfg Config, out, name string, gen int, args []string) (int, error) {
+	dir := rendezvousDir(out, gen)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return -1, fmt.Errorf("trainjob: %w", err)
+	}
+	ids := make([]string, cfg.Ranks)
+	cancelAll := func() {
+		for _, id := range ids {
+			if id != "" {
+				cfg.Jobs.Cancel(context.WithoutCancel(ctx), id)
+			}
+		}
+	}
+	for r := range cfg.Ranks {
+		spec := Spec{Out: out, Generation: gen, Rank: r, Ranks: cfg.Ranks, Host: cfg.Host, Args: args}
+		js, _ := json.Marshal(spec)
+		row, _ := json.Marshal(map[string]string{"spec": string(js)})
+		specFile := filepath.Join(dir, "spec-"+strconv.Itoa(r)+".jsonl")
+		if err := writeAtomic(specFile, append(row, '\n')); err != nil {
+			cancelAll()
+			return -1, fmt.Errorf("trainjob: %w", err)
+		}
+		plan := rankPlan(specFile, filepath.Join(dir, "result-"+strconv.Itoa(r)))
+		id, err := cfg.Jobs.Submit(ctx, fmt.Sprintf("train-dp:%s:g%d:r%d", name, gen, r), plan, cfg.Needs)
+		if err != nil {
+			cancelAll()
+			return -1, fmt.Errorf("trainjob: submitting rank %d: %w", r, err)
+		}
+		ids[r] = id
+		fmt.Fprintf(cfg.Log, "trainjob: generation %d rank %d: job %s\n", gen, r, id)
+	}
+	done := make([]bool, cfg.Ranks)
+	failed, ferr := -1, error(nil)
+	for {
+		left := 0
+		for r, id := range ids {
+			if done[r] {
+				continue
+			}
+			st, err := cfg.Jobs.State(ctx, id)
+			if err != nil {
+				if ctx.Err() != nil {
+					cancelAll()
+					return -1, ctx.Err()
+				}
+				left++ // the coordinators may be electing: ask again
+				continue
+			}
+			if !st.Done {
+				left++
+				continue
+			}
+			done[r] = true
+			if !st.Succeeded && failed < 0 {
+				msg := st.Error
+				if msg == "" {
+					msg = st.State
+				}
+				failed, ferr = r, fmt.Errorf("trainjob: rank %d (job %s): %s", r, id, msg)
+				cancelAll()
+			}
+		}
+		if left == 0 {
+			return failed, ferr
+		}
+		select {
+		case <-ctx.Done():
+			cancelAll()
+			return -1, ctx.Err()
+		case <-time.After(cfg.Poll):
+		}
+	}
+}
+
+// rankPlan is a rank's job: read its spec, run RankFunc, write its row.
+func rankPlan(spec, out string) string {
+	return fmt.Sprintf("name: train-rank\nread:\n  jsonl: %s\nsteps:\n  - map_batches: {fn: %s}\nwrite:\n  jsonl: %s\n  mode: overwrite\n",
+		strconv.Quote(spec), RankFunc, strconv.Quote(out+"/"))
+}
+
+// withoutFlag drops --name and --name=value (and --name value) from args.
+func withoutFlag(args []string, name string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--"+name || a == "-"+name {
+			i++ // its value
+			continue
+		}
+		if strings.HasPrefix(a, "--"+name+"=") || strings.HasPrefix(a, "-"+name+"=") {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// printMetrics writes the steps of OUT/metrics.jsonl after the first
+// printed ones to w, once each: a step a broken generation wrote and the
+// next wrote again (after its checkpoint) is printed as the later one
+// wrote it, which a bit-for-bit resume makes the same. It returns the
+// steps printed so far.
+func printMetrics(out string, printed int, w io.Writer) (int, error) {
+	if w == nil {
+		return printed, nil
+	}
+	f, err := os.Open(filepath.Join(out, "metrics.jsonl"))
+	if errors.Is(err, os.ErrNotExist) {
+		return printed, nil
+	}
+	if err != nil {
+		return printed, fmt.Errorf("trainjob: %w", err)
+	}
+	defer f.Close()
+	byStep := map[int]string{}
+	last := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var m struct {
+			Step int `json:"step"`
+		}
+		line := strings.TrimSpace(sc.Text())
+		if json.Unmarshal([]byte(line), &m) != nil || m.Step < 1 {
+			continue
+		}
+		byStep[m.Step] = line
+		last = max(last, m.Step)
+	}
+	if err := sc.Err(); err != nil {
+		return printed, fmt.Errorf("trainjob: %s: %w", f.Name(), err)
+	}
+	for s := printed + 1; s <= last; s++ {
+		line, ok := byStep[s]
+		if !ok {
+			break
+		}
+		fmt.Fprintln(w, line)
+		printed = s
+	}
+	return printed, nil
+}
