@@ -253,6 +253,38 @@ func SpecHash(s JobSpec) string {
 type Input struct {
 	Stage     int        `json:"stage"` // the job's stage index
 	Producers []Producer `json:"producers"`
+	// Runs are producers given as runs of consecutive indexes with one
+	// attempt, whose output is in storage (no address): a commit task's
+	// input, so its assignment stays a few bytes when its stage has a
+	// million tasks (it listed each, BENCHMARKS.md, cluster/noop-1m). A
+	// reader takes Producers and Runs together (Each).
+	Runs []ProducerRun `json:"runs,omitempty"`
+}
+
+// ProducerRun is producers Index to Index+Count-1 of a stage, each at
+// Attempt.
+type ProducerRun struct {
+	Index   int `json:"index"`
+	Count   int `json:"count"`
+	Attempt int `json:"attempt"`
+}
+
+// Each calls fn with the index and attempt of each producer of in, those
+// of Producers then those of Runs, until fn returns an error.
+func (in Input) Each(fn func(index, attempt int) error) error {
+	for _, p := range in.Producers {
+		if err := fn(p.Index, p.Attempt); err != nil {
+			return err
+		}
+	}
+	for _, r := range in.Runs {
+		for i := r.Index; i < r.Index+r.Count; i++ {
+			if err := fn(i, r.Attempt); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Producer is a task whose output a task reads, and where it is.

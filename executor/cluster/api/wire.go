@@ -199,8 +199,9 @@ func (h *HeartbeatResponse) ReadWire(data []byte) error {
 const (
 	assignmentFields = 9 // and Job, never on the wire
 	taskFields       = 20
-	inputFields      = 2
+	inputFields      = 3
 	producerFields   = 5
+	runFields        = 3
 )
 
 func (a *Assignment) appendWire(b []byte) []byte {
@@ -238,6 +239,12 @@ func (a *Assignment) appendWire(b []byte) []byte {
 			b = binaryVarint(b, int64(p.Attempt))
 			b = wire.AppendString(b, p.Addr)
 			b = wire.AppendBool(b, p.Missing)
+		}
+		b = binaryUvarint(b, len(in.Runs))
+		for _, ru := range in.Runs {
+			b = binaryVarint(b, int64(ru.Index))
+			b = binaryVarint(b, int64(ru.Count))
+			b = binaryVarint(b, int64(ru.Attempt))
 		}
 	}
 	b = wire.AppendBool(b, a.Failing)
@@ -278,6 +285,16 @@ func (a *Assignment) readWire(r *wire.Reader) {
 		in.Producers = make([]Producer, r.Count(5))
 		for j := range in.Producers {
 			in.Producers[j] = Producer{ID: r.String(), Index: r.Int(), Attempt: r.Int(), Addr: r.String(), Missing: r.Bool()}
+		}
+		if n := r.Count(3); n > 0 {
+			in.Runs = make([]ProducerRun, n)
+		}
+		for j := range in.Runs {
+			ru := &in.Runs[j]
+			ru.Index, ru.Count, ru.Attempt = r.Int(), r.Int(), r.Int()
+			if ru.Count < 0 || ru.Count > state.MaxTasks {
+				r.Fail("a run of %d producers", ru.Count)
+			}
 		}
 	}
 	a.Failing = r.Bool()

@@ -25,7 +25,8 @@ func wireSamples() (ReportBatch, ReportBatchResponse, HeartbeatResponse) {
 			Rows: 5, Updated: at, Assigned: at.Add(time.Second), Submitted: at.Add(-time.Hour), Reported: 9, ReportedBy: "w-1"},
 			Spec: "abc123", StageTasks: 100, Kind: state.StageExec, Failing: true, Workers: 4, CPUs: 64, GPUs: 8,
 			Inputs: []Input{{Stage: 1, Producers: []Producer{{ID: "j-1-t1", Index: 0, Attempt: 1, Addr: "w:7"},
-				{ID: "j-1-t2", Index: 1, Attempt: 2, Missing: true}}}, {Stage: 0, Producers: []Producer{}}}},
+				{ID: "j-1-t2", Index: 1, Attempt: 2, Missing: true}}}, {Stage: 0, Producers: []Producer{}},
+				{Stage: 3, Producers: []Producer{}, Runs: []ProducerRun{{Index: 0, Count: 300, Attempt: 1}, {Index: 300, Count: 1, Attempt: 4}}}}},
 		{Task: state.Task{ID: "j-2-t0", Job: "j-2", State: state.TaskRunning, Updated: at, Submitted: at}, Spec: "def"},
 	}, Free: []string{"j-0/"}}
 	return reps, res, hb
@@ -73,6 +74,7 @@ func TestWireFields(t *testing.T) {
 		{TaskReport{}, taskReportFields}, {ReportResult{}, 3}, {ReportBatch{}, 1}, {ReportBatchResponse{}, 1},
 		{HeartbeatResponse{}, 2}, {Assignment{}, assignmentFields + 1}, {state.Task{}, taskFields},
 		{state.Resources{}, 3}, {Input{}, inputFields}, {Producer{}, producerFields},
+		{ProducerRun{}, runFields},
 	} {
 		if n := reflect.TypeOf(tc.v).NumField(); n != tc.want {
 			t.Errorf("%T has %d fields, its binary encoding %d: encode the new one in wire.go", tc.v, n, tc.want)

@@ -25,7 +25,9 @@ func assignment(s *state.State, specs *specCache, t *state.Task) api.Assignment 
 				a.GPUs += w.Resources.GPU
 			}
 		}
-	case state.StageExec, state.StageCommit:
+	case state.StageCommit:
+		a.Inputs = specs.commitInputs(s, j, st, t)
+	case state.StageExec:
 		for _, in := range st.Inputs {
 			ai := api.Input{Stage: in.Stage}
 			for i := range j.Stages[in.Stage].Tasks {
@@ -155,6 +157,54 @@ func spec(j *state.Job) api.JobSpec {
 type specCache struct {
 	mu   sync.Mutex
 	jobs map[string]specEntry
+	// commits are the inputs of commit tasks' assignments, by task: a
+	// heartbeat answer of the commit task's worker is made at each change
+	// of the state while it runs, and its input is every task of the sink
+	// stage (a million at most), walked once per attempt instead.
+	commits map[string]commitEntry
+}
+
+// commitEntry is a commit task's inputs at one attempt, while its job had
+// succeeded tasks succeeded (a producer sent back to run again changes
+// it).
+type commitEntry struct {
+	attempt, succeeded int
+	inputs             []api.Input
+}
+
+// maxCommits bounds specCache.commits (emptied when full).
+const maxCommits = 256
+
+// commitInputs are commit task t's inputs: the producers of the stages it
+// reads (the sink stage) as runs of one attempt, their output being in
+// storage.
+func (c *specCache) commitInputs(s *state.State, j *state.Job, st *state.Stage, t *state.Task) []api.Input {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.commits[t.ID]; ok && e.attempt == t.Attempt && e.succeeded == j.Succeeded {
+		return e.inputs
+	}
+	var out []api.Input
+	for _, in := range st.Inputs {
+		ai := api.Input{Stage: in.Stage, Producers: []api.Producer{}}
+		for i := range j.Stages[in.Stage].Tasks {
+			if !in.All && i != t.Index {
+				continue
+			}
+			p := s.Tasks[j.TaskAt(in.Stage, i)]
+			if n := len(ai.Runs); n > 0 && ai.Runs[n-1].Attempt == p.Attempt && ai.Runs[n-1].Index+ai.Runs[n-1].Count == p.Index {
+				ai.Runs[n-1].Count++
+				continue
+			}
+			ai.Runs = append(ai.Runs, api.ProducerRun{Index: p.Index, Count: 1, Attempt: p.Attempt})
+		}
+		out = append(out, ai)
+	}
+	if c.commits == nil || len(c.commits) >= maxCommits {
+		c.commits = map[string]commitEntry{}
+	}
+	c.commits[t.ID] = commitEntry{attempt: t.Attempt, succeeded: j.Succeeded, inputs: out}
+	return out
 }
 
 type specEntry struct {

@@ -346,15 +346,15 @@ func (w *Worker) commit(ctx context.Context, a api.Assignment) (Outcome, error) 
 		return Outcome{}, fmt.Errorf("worker: commit task %s has %d inputs, want the sink stage", a.Task.ID, len(a.Inputs))
 	}
 	var files []commit.StagedFile
-	for _, p := range a.Inputs[0].Producers {
-		dir := commit.AttemptDir(sink.Path, a.Task.Job, p.Index, p.Attempt)
+	err = a.Inputs[0].Each(func(index, attempt int) error {
+		dir := commit.AttemptDir(sink.Path, a.Task.Job, index, attempt)
 		data, err := storage.ReadFile(ctx, fs, storage.Join(dir, commit.ManifestName))
 		if err != nil {
-			return Outcome{}, fmt.Errorf("worker: commit: the files of task %s attempt %d: %w", p.ID, p.Attempt, err)
+			return fmt.Errorf("worker: commit: the files of the sink stage's task %d attempt %d: %w", index, attempt, err)
 		}
 		var m commit.Manifest
 		if err := json.Unmarshal(data, &m); err != nil {
-			return Outcome{}, fmt.Errorf("worker: commit: %s: %w", storage.Join(dir, commit.ManifestName), err)
+			return fmt.Errorf("worker: commit: %s: %w", storage.Join(dir, commit.ManifestName), err)
 		}
 		for _, f := range m.Files {
 			rel := strings.TrimPrefix(strings.TrimPrefix(f.Path, dir), "/")
@@ -363,9 +363,13 @@ func (w *Worker) commit(ctx context.Context, a api.Assignment) (Outcome, error) 
 			}
 			// The task's index first, so the files sort in task order.
 			d, base := path.Split(rel)
-			to := storage.Join(sink.Path, d+fmt.Sprintf("part-%05d-%s", p.Index, strings.TrimPrefix(base, "part-")))
+			to := storage.Join(sink.Path, d+fmt.Sprintf("part-%05d-%s", index, strings.TrimPrefix(base, "part-")))
 			files = append(files, commit.StagedFile{From: f.Path, To: to, Rows: f.Rows, Bytes: f.Bytes})
 		}
+		return nil
+	})
+	if err != nil {
+		return Outcome{}, err
 	}
 	m, err := commit.Publish(ctx, fs, sink.Path, sink.Mode, a.Task.Job, files)
 	if err != nil {
