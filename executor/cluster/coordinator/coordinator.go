@@ -169,7 +169,7 @@ func Start(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.RaftLog == nil {
 		cfg.RaftLog = os.Stderr
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), fsm: &fsm{s: state.New()}, met: newMetrics(),
+	c := &Coordinator{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), fsm: &fsm{s: state.New(), stallMin: cfg.WorkerTimeout / 4, now: cfg.Now}, met: newMetrics(),
 		wake: make(chan struct{}, 1)}
 	if err := c.startRaft(); err != nil {
 		c.closeStores()
@@ -532,9 +532,20 @@ func (c *Coordinator) lead(ctx context.Context) {
 			continue // the one applied kicks
 		}
 		now := c.cfg.Now().UTC()
+		// After a stall of the state (an Apply or a snapshot holding it
+		// for over a quarter of the worker timeout: a million-task
+		// layout), heartbeats that waited behind it have not committed
+		// yet: the workers get a timeout from its end, as from a new
+		// leader's start, before any is found dead. Else a layout held
+		// for seconds expired every worker, and tasks failed past
+		// MaxDeaths (BENCHMARKS.md, cluster/noop-1m).
+		grace := since
+		if st := c.fsm.stalledAt(); st.After(grace) {
+			grace = st
+		}
 		var cmds []state.Command
 		c.fsm.read(func(s *state.State) {
-			cmds = s.Decide(now, state.Policy{WorkerTimeout: c.cfg.WorkerTimeout, LeaderSince: since, OnTime: 10 * c.cfg.Tick,
+			cmds = s.Decide(now, state.Policy{WorkerTimeout: c.cfg.WorkerTimeout, LeaderSince: grace, OnTime: 10 * c.cfg.Tick,
 				Reserved: reserved})
 		})
 		if len(cmds) == 0 {

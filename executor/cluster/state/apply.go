@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -516,8 +517,15 @@ func (s *State) expand(j *Job, t *Task, stages []Stage, layout []byte, at time.T
 			st.Needs.GPU = gpu
 		}
 		st.First = len(j.Tasks)
-		for i := range st.Tasks {
-			nt := &Task{ID: fmt.Sprintf("%s-t%d", j.ID, len(j.Tasks)), Job: j.ID, State: TaskPending, Needs: st.Needs,
+		// The stage's tasks are one allocation, and their ids one string:
+		// a million-task job is then a few objects for the garbage
+		// collector to mark rather than two million (tasks are never
+		// removed from the state, so none is kept alive by another).
+		tasks := make([]Task, st.Tasks)
+		ids := taskIDs(j.ID, st.First, st.Tasks)
+		for i := range tasks {
+			nt := &tasks[i]
+			*nt = Task{ID: ids[i], Job: j.ID, State: TaskPending, Needs: st.Needs,
 				Stage: len(j.Stages), Index: i, Updated: at, Submitted: at}
 			j.Tasks = append(j.Tasks, nt.ID)
 			s.addTask(nt)
@@ -526,6 +534,24 @@ func (s *State) expand(j *Job, t *Task, stages []Stage, layout []byte, at time.T
 	}
 	delete(s.hint, j.ID)
 	return nil
+}
+
+// taskIDs are the ids job-tFIRST to job-tFIRST+N-1, substrings of one
+// string.
+func taskIDs(job string, first, n int) []string {
+	var buf []byte
+	ends := make([]int, n)
+	for i := range n {
+		buf = strconv.AppendInt(append(append(buf, job...), "-t"...), int64(first+i), 10)
+		ends[i] = len(buf)
+	}
+	all := string(buf)
+	out := make([]string, n)
+	from := 0
+	for i, e := range ends {
+		out[i], from = all[from:e], e
+	}
+	return out
 }
 
 // submit makes a job of one planning task, j-ID-t0; the layout it

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -329,16 +330,32 @@ func latestDue(s *schedule.Schedule, last, now time.Time) time.Time {
 	return last
 }
 
-// Snapshot writes the state as JSON.
-func (s *State) Snapshot(w io.Writer) error {
+// SnapshotJSON writes the state as JSON, the snapshot format before
+// format 1 (Snapshot), which Restore still reads.
+func (s *State) SnapshotJSON(w io.Writer) error {
 	return json.NewEncoder(w).Encode(s)
 }
 
-// Restore reads a state that Snapshot wrote.
+// Restore reads a state that Snapshot (or, before format 1, SnapshotJSON)
+// wrote.
 func Restore(r io.Reader) (*State, error) {
-	s := New()
-	if err := json.NewDecoder(r).Decode(s); err != nil {
+	data, err := io.ReadAll(r)
+	if err != nil {
 		return nil, fmt.Errorf("state: restore: %w", err)
+	}
+	var s *State
+	switch {
+	case bytes.HasPrefix(data, snapV1):
+		if s, err = restoreBinary(data[len(snapV1):]); err != nil {
+			return nil, err
+		}
+	case isJSON(data):
+		s = New()
+		if err := json.Unmarshal(data, s); err != nil {
+			return nil, fmt.Errorf("state: restore: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("%w (first bytes % x)", ErrBadSnapshot, data[:min(len(data), 4)])
 	}
 	n := New()
 	if s.Jobs == nil {

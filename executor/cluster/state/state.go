@@ -25,6 +25,7 @@ var (
 	ErrBadCommand    = errors.New("state: bad command")
 	ErrStale         = errors.New("state: stale task report") // an old attempt, or another worker's
 	ErrFinished      = errors.New("state: job already finished")
+	ErrBadSnapshot   = errors.New("state: not a snapshot") // Restore's input is neither format
 )
 
 // TaskState is where a task is in its life: pending → assigned → running →
