@@ -12,6 +12,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,7 +61,55 @@ var (
 	noopTasks   = flag.Int("noop.tasks", 100_000, "tasks in BenchmarkNoopJob's job")
 	noopWorkers = flag.Int("noop.workers", 4, "in-process workers of BenchmarkNoopJob (16 slots each)")
 	noopHeap    = flag.String("noop.heap", "", "BenchmarkNoopJob writes heap profiles (after a GC) to this path + .half and .end: at half the job's tasks succeeded, and at its end")
+	noopProfile = flag.String("noop.profile", "", "BenchmarkNoopJob writes a CPU profile of each -noop.every of the run to this path + .cpu.N, a heap profile at each window's end (+ .heap.N), and a progress line to stderr: for runs that may not finish")
+	noopEvery   = flag.Duration("noop.every", time.Minute, "the window of -noop.profile")
+	noopWarn    = flag.Bool("noop.warn", false, "BenchmarkNoopJob logs the coordinators' warnings (workers found dead, ...) to stderr")
 )
+
+// benchLogger is the coordinators' logger of BenchmarkNoopJob.
+func benchLogger() *slog.Logger {
+	if *noopWarn {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return quiet()
+}
+
+// profileWindows writes -noop.profile's windows until stop is closed;
+// progress reads the succeeded tasks so far.
+func profileWindows(b *testing.B, stop <-chan struct{}, progress func() int) {
+	start := time.Now()
+	for n := 0; ; n++ {
+		f, err := os.Create(fmt.Sprintf("%s.cpu.%d", *noopProfile, n))
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Error(err)
+			f.Close()
+			return
+		}
+		var stopped bool
+		select {
+		case <-stop:
+			stopped = true
+		case <-time.After(*noopEvery):
+		}
+		pprof.StopCPUProfile()
+		f.Close()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Fprintf(os.Stderr, "noop.profile %d: %.0f s, %d tasks succeeded, heap in use %d MB, sys %d MB, GCs %d\n",
+			n, time.Since(start).Seconds(), progress(), ms.HeapInuse>>20, ms.Sys>>20, ms.NumGC)
+		if h, err := os.Create(fmt.Sprintf("%s.heap.%d", *noopProfile, n)); err == nil {
+			pprof.Lookup("heap").WriteTo(h, 0)
+			h.Close()
+		}
+		if stopped {
+			return
+		}
+	}
+}
 
 // writeHeap writes a heap profile to path after a GC, for -noop.heap.
 func writeHeap(b *testing.B, path string) {
@@ -84,7 +133,7 @@ func writeHeap(b *testing.B, path string) {
 //	go test ./executor/cluster/coordinator -run '^$' -bench NoopJob -benchtime 1x
 func BenchmarkNoopJob(b *testing.B) {
 	b.StopTimer()
-	h := startWith(b, 3, func(c *Config) { c.Logger, c.RaftLog = quiet(), io.Discard })
+	h := startWith(b, 3, func(c *Config) { c.Logger, c.RaftLog = benchLogger(), io.Discard })
 	urls := h.urls()
 	cl := api.NewClient(urls, token)
 	noop := layout(*noopTasks, func(ctx context.Context, a api.Assignment) (int64, error) { return 1, nil })
@@ -104,9 +153,23 @@ func BenchmarkNoopJob(b *testing.B) {
 		}
 		deadline := time.Now().Add(10 * time.Minute)
 		half := *noopHeap == "" || i > 0
+		var succeeded atomic.Int64
+		stopProfile := make(chan struct{})
+		profiled := make(chan struct{})
+		if *noopProfile != "" && i == 0 {
+			go func() {
+				defer close(profiled)
+				profileWindows(b, stopProfile, func() int { return int(succeeded.Load()) })
+			}()
+		} else {
+			close(profiled)
+		}
 		for {
 			var st api.ClusterStatus
 			err := cl.Do(context.Background(), http.MethodGet, "/v1/cluster", nil, &st)
+			if err == nil {
+				succeeded.Store(int64(st.Tasks["succeeded"]))
+			}
 			if err == nil && st.Tasks["succeeded"] >= (i+1)*(*noopTasks+2) {
 				break
 			}
@@ -121,6 +184,8 @@ func BenchmarkNoopJob(b *testing.B) {
 		}
 		total += time.Since(start)
 		b.StopTimer()
+		close(stopProfile)
+		<-profiled
 		if *noopHeap != "" && i == 0 {
 			writeHeap(b, *noopHeap+".end")
 		}
