@@ -35,7 +35,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/sluicehq/sluice/plans"
 	"github.com/sluicehq/sluice/storage"
@@ -85,49 +84,16 @@ var outSchema = arrow.NewSchema([]arrow.Field{
 // Register registers RankFunc with plans (once per program; a second call
 // is an error).
 func Register() error {
-	return plans.Register(RankFunc, plans.Func{
-		Out: func(in *arrow.Schema) (*arrow.Schema, error) {
-			if f, ok := in.FieldsByName("spec"); !ok || len(f) != 1 || (f[0].Type.ID() != arrow.STRING && f[0].Type.ID() != arrow.LARGE_STRING) {
-				return nil, fmt.Errorf("%s wants a string column spec (a trainjob.Spec as JSON), got %s", RankFunc, in)
+	return plans.Register(RankFunc, plans.SpecFunc(RankFunc, "a trainjob.Spec", outSchema,
+		func(ctx context.Context, s Spec, b *array.RecordBuilder) error {
+			addr, err := RunRank(ctx, s)
+			if err != nil {
+				return err
 			}
-			return outSchema, nil
-		},
-		Fn:          runBatch,
-		BatchRows:   1,
-		Concurrency: 1,
-	})
-}
-
-func runBatch(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
-	idx := rec.Schema().FieldIndices("spec")
-	if len(idx) != 1 {
-		return nil, fmt.Errorf("%s: no spec column", RankFunc)
-	}
-	col, ok := rec.Column(idx[0]).(interface {
-		Value(int) string
-		IsNull(int) bool
-	})
-	if !ok {
-		return nil, fmt.Errorf("%s: the spec column is %s, not a string", RankFunc, rec.Column(idx[0]).DataType())
-	}
-	b := array.NewRecordBuilder(mem, outSchema)
-	defer b.Release()
-	for i := range int(rec.NumRows()) {
-		if col.IsNull(i) {
-			return nil, fmt.Errorf("%s: row %d: spec is null", RankFunc, i)
-		}
-		var s Spec
-		if err := json.Unmarshal([]byte(col.Value(i)), &s); err != nil {
-			return nil, fmt.Errorf("%s: row %d: %w", RankFunc, i, err)
-		}
-		addr, err := RunRank(ctx, s)
-		if err != nil {
-			return nil, err
-		}
-		b.Field(0).(*array.Int64Builder).Append(int64(s.Rank))
-		b.Field(1).(*array.StringBuilder).Append(addr)
-	}
-	return b.NewRecordBatch(), nil
+			b.Field(0).(*array.Int64Builder).Append(int64(s.Rank))
+			b.Field(1).(*array.StringBuilder).Append(addr)
+			return nil
+		}))
 }
 
 // rendezvousDir is where generation gen's ranks leave their addresses.

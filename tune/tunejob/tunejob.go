@@ -9,7 +9,6 @@ package tunejob
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
 	"github.com/sluicehq/sluice/executor/cluster/state"
@@ -105,64 +103,29 @@ var outSchema = arrow.NewSchema([]arrow.Field{
 // Register registers tune.TrialFunc with plans (once per program; a
 // second call is an error).
 func Register() error {
-	return plans.Register(tune.TrialFunc, plans.Func{
-		Out: func(in *arrow.Schema) (*arrow.Schema, error) {
-			if f, ok := in.FieldsByName("spec"); !ok || len(f) != 1 || (f[0].Type.ID() != arrow.STRING && f[0].Type.ID() != arrow.LARGE_STRING) {
-				return nil, fmt.Errorf("%s wants a string column spec (a tune.TrialSpec as JSON), got %s", tune.TrialFunc, in)
-			}
-			return outSchema, nil
-		},
-		Fn:          runBatch,
-		BatchRows:   1,
-		Concurrency: 1,
-	})
+	return plans.Register(tune.TrialFunc, plans.SpecFunc(tune.TrialFunc, "a tune.TrialSpec", outSchema, runTrial))
 }
 
-func runBatch(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
-	idx := rec.Schema().FieldIndices("spec")
-	if len(idx) != 1 {
-		return nil, fmt.Errorf("%s: no spec column", tune.TrialFunc)
-	}
-	col, ok := rec.Column(idx[0]).(interface {
-		Value(int) string
-		IsNull(int) bool
-	})
-	if !ok {
-		return nil, fmt.Errorf("%s: the spec column is %s, not a string", tune.TrialFunc, rec.Column(idx[0]).DataType())
-	}
-	b := array.NewRecordBuilder(mem, outSchema)
-	defer b.Release()
-	for i := range int(rec.NumRows()) {
-		if col.IsNull(i) {
-			return nil, fmt.Errorf("%s: row %d: spec is null", tune.TrialFunc, i)
-		}
-		var s tune.TrialSpec
-		if err := json.Unmarshal([]byte(col.Value(i)), &s); err != nil {
-			return nil, fmt.Errorf("%s: row %d: %w", tune.TrialFunc, i, err)
-		}
-		if s.Function != "" {
-			// A registered Go function: run it here (tune.Register).
-			n, err := tune.RunFunc(ctx, s)
-			if err != nil {
-				return nil, err
-			}
-			b.Field(0).(*array.StringBuilder).Append(s.Trial)
-			b.Field(1).(*array.Int64Builder).Append(int64(n))
-			continue
-		}
+// runTrial runs one trial's run and appends its row.
+func runTrial(ctx context.Context, s tune.TrialSpec, b *array.RecordBuilder) error {
+	var n int
+	var err error
+	if s.Function != "" {
+		// A registered Go function: run it here (tune.Register).
+		n, err = tune.RunFunc(ctx, s)
+	} else {
 		var self []string
 		if len(s.Command) == 0 {
-			var err error
 			if self, err = Self(); err != nil {
-				return nil, fmt.Errorf("%s: trial %s: %w", tune.TrialFunc, s.Trial, err)
+				return fmt.Errorf("%s: trial %s: %w", tune.TrialFunc, s.Trial, err)
 			}
 		}
-		n, err := tune.RunSpec(ctx, s, self, Stderr)
-		if err != nil {
-			return nil, err
-		}
-		b.Field(0).(*array.StringBuilder).Append(s.Trial)
-		b.Field(1).(*array.Int64Builder).Append(int64(n))
+		n, err = tune.RunSpec(ctx, s, self, Stderr)
 	}
-	return b.NewRecordBatch(), nil
+	if err != nil {
+		return err
+	}
+	b.Field(0).(*array.StringBuilder).Append(s.Trial)
+	b.Field(1).(*array.Int64Builder).Append(int64(n))
+	return nil
 }

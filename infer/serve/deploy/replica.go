@@ -3,7 +3,6 @@ package deploy
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -49,55 +47,20 @@ var outSchema = arrow.NewSchema([]arrow.Field{
 // call is an error). self gives the command line that serves, before its
 // flags: this executable and "serve" in the sluice command.
 func Register(self func() ([]string, error)) error {
-	return plans.Register(ReplicaFunc, plans.Func{
-		Out: func(in *arrow.Schema) (*arrow.Schema, error) {
-			if f, ok := in.FieldsByName("spec"); !ok || len(f) != 1 || (f[0].Type.ID() != arrow.STRING && f[0].Type.ID() != arrow.LARGE_STRING) {
-				return nil, fmt.Errorf("%s wants a string column spec (a deploy.Spec as JSON), got %s", ReplicaFunc, in)
+	return plans.Register(ReplicaFunc, plans.SpecFunc(ReplicaFunc, "a deploy.Spec", outSchema,
+		func(ctx context.Context, s Spec, b *array.RecordBuilder) error {
+			prog, err := self()
+			if err != nil {
+				return fmt.Errorf("%s: deployment %s: %w", ReplicaFunc, s.Name, err)
 			}
-			return outSchema, nil
-		},
-		Fn: func(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
-			return runBatch(ctx, mem, rec, self)
-		},
-		BatchRows:   1,
-		Concurrency: 1,
-	})
-}
-
-func runBatch(ctx context.Context, mem memory.Allocator, rec arrow.RecordBatch, self func() ([]string, error)) (arrow.RecordBatch, error) {
-	idx := rec.Schema().FieldIndices("spec")
-	if len(idx) != 1 {
-		return nil, fmt.Errorf("%s: no spec column", ReplicaFunc)
-	}
-	col, ok := rec.Column(idx[0]).(interface {
-		Value(int) string
-		IsNull(int) bool
-	})
-	if !ok {
-		return nil, fmt.Errorf("%s: the spec column is %s, not a string", ReplicaFunc, rec.Column(idx[0]).DataType())
-	}
-	b := array.NewRecordBuilder(mem, outSchema)
-	defer b.Release()
-	for i := range int(rec.NumRows()) {
-		if col.IsNull(i) {
-			return nil, fmt.Errorf("%s: row %d: spec is null", ReplicaFunc, i)
-		}
-		var s Spec
-		if err := json.Unmarshal([]byte(col.Value(i)), &s); err != nil {
-			return nil, fmt.Errorf("%s: row %d: %w", ReplicaFunc, i, err)
-		}
-		prog, err := self()
-		if err != nil {
-			return nil, fmt.Errorf("%s: deployment %s: %w", ReplicaFunc, s.Name, err)
-		}
-		id, err := Serve(ctx, s, prog)
-		if err != nil {
-			return nil, err
-		}
-		b.Field(0).(*array.StringBuilder).Append(s.Name)
-		b.Field(1).(*array.StringBuilder).Append(id)
-	}
-	return b.NewRecordBatch(), nil
+			id, err := Serve(ctx, s, prog)
+			if err != nil {
+				return err
+			}
+			b.Field(0).(*array.StringBuilder).Append(s.Name)
+			b.Field(1).(*array.StringBuilder).Append(id)
+			return nil
+		}))
 }
 
 // addrRE finds the address `sluice serve` prints once it listens.
