@@ -18,7 +18,7 @@
 # unpack into gpu/kernels/ and commit), cuda.log, etl.log, noop.log,
 # profiles.tgz and summary.txt (the tool returns at most eight files).
 # SKIP_SUITE=1 / SKIP_CPU=1 leave a part out; RUNS and NOOP as in
-# devrun-cpu.sh.
+# devrun-cpu.sh; SPEC=1 adds bench/infer/devrun-spec.sh (spec.log).
 cd "$(dirname "$0")/.."
 root=$PWD
 bin=$root/devrun-final
@@ -57,6 +57,10 @@ prof=$(mktemp -d)
 		(cd executor/cluster/coordinator && timeout 120 "$bin/coord.test" -test.run '^$' -test.bench 'NoopJob$' -test.benchtime 1x \
 			-noop.tasks 100000 -noop.workers 16 -test.cpuprofile "$prof/noop.prof" >/dev/null 2>&1)
 		echo "noop rc=$?"
+	fi
+	if [ -n "${SPEC:-}" ]; then
+		stamp "== speculative decoding (bench/infer/devrun-spec.sh, SIZE=${SIZE:-1b})"
+		SPEC_BIN=$bin OUT=$OUT bash bench/infer/devrun-spec.sh
 	fi
 	stamp "done"
 } 2>&1 | tee "$prof/summary.txt"
