@@ -58,6 +58,20 @@ func boolInt(b bool) int {
 	return 0
 }
 
+// publishMetrics uploads dir's metrics.jsonl and metrics.parquet to remote.
+func publishMetrics(ctx context.Context, dir, remote string) error {
+	fsys, err := storage.For(remote)
+	if err != nil {
+		return fmt.Errorf("train: --out %s: %w", remote, err)
+	}
+	for _, name := range []string{"metrics.jsonl", "metrics.parquet"} {
+		if err := uploadFile(ctx, fsys, filepath.Join(dir, name), storage.Join(remote, name)); err != nil {
+			return fmt.Errorf("train: --out: %w", err)
+		}
+	}
+	return nil
+}
+
 func uploadFile(ctx context.Context, fsys storage.FS, local, remote string) error {
 	f, err := os.Open(local)
 	if err != nil {

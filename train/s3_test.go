@@ -2,6 +2,8 @@ package train
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/dataset"
@@ -68,6 +70,54 @@ func TestS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.close()
+}
+
+// TestS3CrashKeepsMetrics: a run with an s3:// --out that dies after a
+// checkpoint (here its OnStep fails at step 3, so nothing is published at
+// the end) has published the metrics through the checkpoint's step with
+// it, so the run resumed from that checkpoint ends with every step's line.
+func TestS3CrashKeepsMetrics(t *testing.T) {
+	srv := miniotest.Start(t)
+	srv.SetEnv(t)
+	srv.MakeBucket("train")
+	local := writeRows(t, t.TempDir(), 7, 512)
+	srv.Upload("train", "data/", local)
+	data := dataset.ReadJSONL("s3://train/data/rows.jsonl")
+	ctx := context.Background()
+
+	first := baseConfig(t, "llama3")
+	first.Out, first.Steps, first.CheckpointEvery = "s3://train/runs/b", 4, 2
+	first.OnStep = func(m Metrics) error {
+		if m.Step == 3 {
+			return errors.New("crash")
+		}
+		return nil
+	}
+	if err := Run(ctx, first, data); err == nil || !strings.Contains(err.Error(), "crash") {
+		t.Fatalf("the crashing run: %v", err)
+	}
+	fsys, err := storage.For("s3://train/runs/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := storage.ReadFile(ctx, fsys, "s3://train/runs/b/metrics.jsonl")
+	if err != nil {
+		t.Fatalf("no metrics published with the checkpoint: %v", err)
+	}
+	if n := countLines(b); n != 2 {
+		t.Errorf("published metrics.jsonl has %d lines after the crash, want 2 (the checkpoint's step):\n%s", n, b)
+	}
+	again := first
+	again.OnStep, again.Resume = nil, "s3://train/runs/b/checkpoint"
+	if err := Run(ctx, again, data); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = storage.ReadFile(ctx, fsys, "s3://train/runs/b/metrics.jsonl"); err != nil {
+		t.Fatal(err)
+	}
+	if n := countLines(b); n != 4 {
+		t.Errorf("metrics.jsonl has %d lines after the resumed run, want 4:\n%s", n, b)
+	}
 }
 
 func countLines(b []byte) int {

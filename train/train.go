@@ -393,6 +393,14 @@ func Run(ctx context.Context, cfg Config, ds *dataset.Dataset) error {
 				if err := writeMetricsParquet(cfg.Out); err != nil {
 					return err
 				}
+				// A remote --out gets the metrics through the checkpoint's
+				// step too, so a run resumed from it (which appends to the
+				// remote metrics) keeps every step.
+				if remote != "" {
+					if err := publishMetrics(ctx, cfg.Out, remote); err != nil {
+						return err
+					}
+				}
 			}
 		}
 		if cfg.OnStep != nil {
