@@ -1,10 +1,11 @@
 // Package trainjob runs a data-parallel `sluice train` on a Sluice
 // cluster, as Ray Train's TorchTrainer runs N workers: one plan job per
 // rank, each running RankFunc on whichever worker takes its task. The
-// ranks find each other through files in the run's output directory (a
-// file rendezvous, like torch.distributed's FileStore: every worker must
-// mount --out, as rank 0 writes the model and the checkpoints there and a
-// restart reads them), then each runs `sluice train` with the run's flags,
+// ranks find each other through files under the run's --out (a file
+// rendezvous, like torch.distributed's FileStore): a directory every
+// worker mounts or an object store (s3://), where rank 0 writes the model
+// and the checkpoints and a restart reads them. Then each runs `sluice
+// train` with the run's flags,
 // --workers (every rank's address, in rank order) and --rank: the
 // train package's TCP ring all-reduces the gradients every step.
 //
@@ -47,8 +48,9 @@ const RankFunc = "sluice_train_rank"
 
 // Spec is one rank's task, the one row its job's plan reads.
 type Spec struct {
-	// Out is the run's --out, a directory every worker shares; the
-	// rendezvous files live in Out/.rendezvous/g<Generation>.
+	// Out is the run's --out, a directory every worker shares or an
+	// object store URL; the rendezvous files live in
+	// Out/.rendezvous/g<Generation>.
 	Out        string `json:"out"`
 	Generation int    `json:"generation"`
 	Rank       int    `json:"rank"`
@@ -98,7 +100,7 @@ func Register() error {
 
 // rendezvousDir is where generation gen's ranks leave their addresses.
 func rendezvousDir(out string, gen int) string {
-	return filepath.Join(out, ".rendezvous", "g"+strconv.Itoa(gen))
+	return storage.Join(out, ".rendezvous", "g"+strconv.Itoa(gen))
 }
 
 // RunRank runs one rank where it is called: it picks a free port, leaves
@@ -108,13 +110,11 @@ func RunRank(ctx context.Context, s Spec) (string, error) {
 	if s.Ranks < 1 || s.Rank < 0 || s.Rank >= s.Ranks {
 		return "", fmt.Errorf("trainjob: rank %d of %d", s.Rank, s.Ranks)
 	}
-	if storage.IsURL(s.Out) {
-		return "", fmt.Errorf("trainjob: --out %s: a data-parallel run on a cluster needs a directory every worker mounts, not an object store", s.Out)
+	fsys, err := storage.For(s.Out)
+	if err != nil {
+		return "", fmt.Errorf("trainjob: rank %d: --out: %w", s.Rank, err)
 	}
 	dir := rendezvousDir(s.Out, s.Generation)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("trainjob: rank %d: %w", s.Rank, err)
-	}
 	// Take a free port and let it go: the train program listens on it.
 	// Another process could take it in between; the ring then fails and
 	// the generation restarts.
@@ -131,14 +131,14 @@ func RunRank(ctx context.Context, s Spec) (string, error) {
 		}
 	}
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	if err := writeAtomic(filepath.Join(dir, "rank-"+strconv.Itoa(s.Rank)), []byte(addr)); err != nil {
+	if err := writeFile(ctx, fsys, storage.Join(dir, "rank-"+strconv.Itoa(s.Rank)), []byte(addr)); err != nil {
 		return "", fmt.Errorf("trainjob: rank %d: %w", s.Rank, err)
 	}
 	wait := time.Duration(s.RendezvousSeconds) * time.Second
 	if wait <= 0 {
 		wait = 5 * time.Minute
 	}
-	addrs, err := awaitRanks(ctx, dir, s.Ranks, wait)
+	addrs, err := awaitRanks(ctx, fsys, dir, s.Ranks, wait)
 	if err != nil {
 		return "", fmt.Errorf("trainjob: rank %d: %w", s.Rank, err)
 	}
@@ -162,13 +162,13 @@ func RunRank(ctx context.Context, s Spec) (string, error) {
 }
 
 // awaitRanks polls dir until every rank's address is there.
-func awaitRanks(ctx context.Context, dir string, ranks int, wait time.Duration) ([]string, error) {
+func awaitRanks(ctx context.Context, fsys storage.FS, dir string, ranks int, wait time.Duration) ([]string, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		addrs := make([]string, ranks)
 		missing := -1
 		for r := range ranks {
-			b, err := os.ReadFile(filepath.Join(dir, "rank-"+strconv.Itoa(r)))
+			b, err := storage.ReadFile(ctx, fsys, storage.Join(dir, "rank-"+strconv.Itoa(r)))
 			if err != nil {
 				missing = r
 				break
@@ -189,12 +189,39 @@ func awaitRanks(ctx context.Context, dir string, ranks int, wait time.Duration) 
 	}
 }
 
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp-" + strconv.Itoa(os.Getpid())
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+// writeFile writes path whole, atomically (a staged upload).
+func writeFile(ctx context.Context, fsys storage.FS, path string, b []byte) error {
+	u, err := fsys.Create(ctx, path)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	if _, err := u.Write(b); err != nil {
+		u.Close()
+		u.Abort(ctx)
+		return err
+	}
+	if err := u.Close(); err != nil {
+		u.Abort(ctx)
+		return err
+	}
+	return u.Commit(ctx)
+}
+
+// removeAll deletes every file under prefix.
+func removeAll(ctx context.Context, fsys storage.FS, prefix string) error {
+	fis, err := fsys.List(ctx, prefix)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	for _, fi := range fis {
+		if err := fsys.Delete(ctx, fi.Path); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // lastLines copies lines to w with a prefix and keeps the last few for an
@@ -254,7 +281,7 @@ type JobState struct {
 type Config struct {
 	Jobs  Jobs
 	Ranks int    // --num-workers
-	Out   string // --out: a directory every worker mounts
+	Out   string // --out: a directory every worker mounts, or an object store URL
 	Args  []string
 	Host  string // each rank's address for the others (Spec.Host)
 	Needs Needs
@@ -277,12 +304,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Ranks < 1 {
 		return fmt.Errorf("trainjob: --num-workers %d: want at least 1", cfg.Ranks)
 	}
-	if cfg.Out == "" || storage.IsURL(cfg.Out) {
-		return fmt.Errorf("trainjob: --out %q: a data-parallel run on a cluster needs a directory every worker mounts", cfg.Out)
+	if cfg.Out == "" {
+		return fmt.Errorf("trainjob: --out is required: a directory every worker mounts or an object store URL")
 	}
-	out, err := filepath.Abs(cfg.Out)
+	out := cfg.Out
+	if !storage.IsURL(out) {
+		var err error
+		if out, err = filepath.Abs(out); err != nil {
+			return err
+		}
+	}
+	fsys, err := storage.For(out)
 	if err != nil {
-		return err
+		return fmt.Errorf("trainjob: --out: %w", err)
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = 250 * time.Millisecond
@@ -296,24 +330,31 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// A rendezvous left by an earlier run in this directory would hand
 	// this run stale addresses.
-	if err := os.RemoveAll(filepath.Join(out, ".rendezvous")); err != nil {
+	if err := removeAll(ctx, fsys, storage.Join(out, ".rendezvous")+"/"); err != nil {
 		return fmt.Errorf("trainjob: %w", err)
 	}
 	printed := 0
 	for gen := 0; ; gen++ {
 		args := slices.Clone(cfg.Args)
 		if gen > 0 {
-			ck := filepath.Join(out, "checkpoint")
-			if _, err := os.Stat(filepath.Join(ck, "state.json")); err == nil {
+			ck := storage.Join(out, "checkpoint")
+			if b, err := storage.ReadFile(ctx, fsys, storage.Join(ck, "state.json")); err == nil {
+				var st struct {
+					Step int `json:"step"`
+				}
+				json.Unmarshal(b, &st)
 				args = append(withoutFlag(args, "resume"), "--resume="+ck)
+				fmt.Fprintf(cfg.Log, "trainjob: generation %d resumes from %s (step %d)\n", gen, ck, st.Step)
+			} else {
+				fmt.Fprintf(cfg.Log, "trainjob: generation %d starts over: no checkpoint in %s\n", gen, ck)
 			}
 		}
-		failed, ferr := runGeneration(ctx, cfg, out, name, gen, args)
-		if printed, err = printMetrics(out, printed, cfg.Stdout); err != nil {
+		failed, ferr := runGeneration(ctx, cfg, fsys, out, name, gen, args)
+		if printed, err = printMetrics(ctx, fsys, out, printed, cfg.Stdout); err != nil {
 			return err
 		}
 		if ferr == nil {
-			os.RemoveAll(filepath.Join(out, ".rendezvous"))
+			removeAll(ctx, fsys, storage.Join(out, ".rendezvous")+"/")
 			return nil
 		}
 		if ctx.Err() != nil || gen >= cfg.MaxRestarts || failed < 0 {
@@ -328,11 +369,8 @@ func Run(ctx context.Context, cfg Config) error {
 // rank whose job failed first and its error (rank -1 when the error is
 // not a rank's, a failed submit say), having cancelled the others and
 // waited for them.
-func runGeneration(ctx context.Context, cfg Config, out, name string, gen int, args []string) (int, error) {
+func runGeneration(ctx context.Context, cfg Config, fsys storage.FS, out, name string, gen int, args []string) (int, error) {
 	dir := rendezvousDir(out, gen)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return -1, fmt.Errorf("trainjob: %w", err)
-	}
 	ids := make([]string, cfg.Ranks)
 	cancelAll := func() {
 		for _, id := range ids {
@@ -345,12 +383,12 @@ func runGeneration(ctx context.Context, cfg Config, out, name string, gen int, a
 		spec := Spec{Out: out, Generation: gen, Rank: r, Ranks: cfg.Ranks, Host: cfg.Host, Args: args}
 		js, _ := json.Marshal(spec)
 		row, _ := json.Marshal(map[string]string{"spec": string(js)})
-		specFile := filepath.Join(dir, "spec-"+strconv.Itoa(r)+".jsonl")
-		if err := writeAtomic(specFile, append(row, '\n')); err != nil {
+		specFile := storage.Join(dir, "spec-"+strconv.Itoa(r)+".jsonl")
+		if err := writeFile(ctx, fsys, specFile, append(row, '\n')); err != nil {
 			cancelAll()
 			return -1, fmt.Errorf("trainjob: %w", err)
 		}
-		plan := rankPlan(specFile, filepath.Join(dir, "result-"+strconv.Itoa(r)))
+		plan := rankPlan(specFile, storage.Join(dir, "result-"+strconv.Itoa(r)))
 		id, err := cfg.Jobs.Submit(ctx, fmt.Sprintf("train-dp:%s:g%d:r%d", name, gen, r), plan, cfg.Needs)
 		if err != nil {
 			cancelAll()
@@ -430,21 +468,21 @@ func withoutFlag(args []string, name string) []string {
 // next wrote again (after its checkpoint) is printed as the later one
 // wrote it, which a bit-for-bit resume makes the same. It returns the
 // steps printed so far.
-func printMetrics(out string, printed int, w io.Writer) (int, error) {
+func printMetrics(ctx context.Context, fsys storage.FS, out string, printed int, w io.Writer) (int, error) {
 	if w == nil {
 		return printed, nil
 	}
-	f, err := os.Open(filepath.Join(out, "metrics.jsonl"))
-	if errors.Is(err, os.ErrNotExist) {
+	path := storage.Join(out, "metrics.jsonl")
+	b, err := storage.ReadFile(ctx, fsys, path)
+	if errors.Is(err, storage.ErrNotExist) {
 		return printed, nil
 	}
 	if err != nil {
 		return printed, fmt.Errorf("trainjob: %w", err)
 	}
-	defer f.Close()
 	byStep := map[int]string{}
 	last := 0
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
 		var m struct {
@@ -458,7 +496,7 @@ func printMetrics(out string, printed int, w io.Writer) (int, error) {
 		last = max(last, m.Step)
 	}
 	if err := sc.Err(); err != nil {
-		return printed, fmt.Errorf("trainjob: %s: %w", f.Name(), err)
+		return printed, fmt.Errorf("trainjob: %s: %w", path, err)
 	}
 	for s := printed + 1; s <= last; s++ {
 		line, ok := byStep[s]
