@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The GPU machine's run for issue 13's training speed, in one call:
-#  1. the qwen2 curves bug on the build before (train-old.test, HEAD's
-#     embedded PTX): the train PyTorch tests on cuda as the last run had
-#     them, then TestCurvesMatchPyTorch/qwen2 alone, then compute-sanitizer
-#     on the failing one where the machine has it;
+#  1. the qwen2 curves bug as the last run had it: train.test on the
+#     embedded PTX (which has no training-attention kernels, so the
+#     forward takes ops.Attention and the backward attnBwdQ/attnBwdKV) at
+#     SLUICE_TEST_PRECISION=f32, i.e. the code paths before e6b4108: the
+#     train PyTorch tests on cuda, TestCurvesMatchPyTorch/qwen2 alone, with
+#     CUDA_LAUNCH_BLOCKING=1, then compute-sanitizer where the machine has it;
 #  2. the kernels rebuilt with CUDA 13 (gpu/kernels/build.sh, from the
 #     kernel sources carried in kernels.tgz) while 1 runs, then gpu/cuda's
 #     backward conformance, TestBackwardVsCPU, TestTrainPrecision and
@@ -28,13 +30,15 @@ filter() { grep -E -- "^\s*--- |^(ok|FAIL|PASS)|panic|\.go:[0-9]+: " | grep -v -
 trainTests='TestDeviceOptimizerMatchesHost|TestGradMatchesPyTorch|TestCurvesMatchPyTorch'
 {
 	stamp "== before (HEAD build, embedded PTX): $trainTests on cuda"
-	(cd train && SLUICE_TEST_DEVICE=cuda timeout 60 "$b/train-old.test" -test.run "$trainTests" -test.count=1 -test.v 2>&1 | filter 40)
+	(cd train && SLUICE_TEST_DEVICE=cuda SLUICE_TEST_PRECISION=f32 timeout 60 "$b/train.test" -test.run "$trainTests" -test.count=1 -test.v 2>&1 | filter 40)
 	stamp "== before: TestCurvesMatchPyTorch/qwen2 alone"
-	(cd train && SLUICE_TEST_DEVICE=cuda timeout 30 "$b/train-old.test" -test.run 'TestCurvesMatchPyTorch/qwen2' -test.count=1 -test.v 2>&1 | filter 20)
+	(cd train && SLUICE_TEST_DEVICE=cuda SLUICE_TEST_PRECISION=f32 timeout 30 "$b/train.test" -test.run 'TestCurvesMatchPyTorch/qwen2' -test.count=1 -test.v 2>&1 | filter 20)
+	stamp "== before: $trainTests, CUDA_LAUNCH_BLOCKING=1"
+	(cd train && CUDA_LAUNCH_BLOCKING=1 SLUICE_TEST_DEVICE=cuda SLUICE_TEST_PRECISION=f32 timeout 40 "$b/train.test" -test.run "$trainTests" -test.count=1 -test.v 2>&1 | grep -E -- "FAIL|\.go:[0-9]+: " | head -10)
 	san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
-	if [ -n "$san" ]; then
+	if [ -n "$san" ] && grep -q -- "--- FAIL" "$OUT/bug.txt"; then
 		stamp "== before: compute-sanitizer memcheck, $trainTests"
-		(cd train && SLUICE_TEST_DEVICE=cuda timeout 45 "$san" --tool memcheck --print-limit 8 "$b/train-old.test" \
+		(cd train && SLUICE_TEST_DEVICE=cuda SLUICE_TEST_PRECISION=f32 timeout 45 "$san" --tool memcheck --print-limit 8 "$b/train.test" \
 			-test.run "$trainTests" -test.count=1 2>&1 | grep -E -v "^\s*$" | head -60)
 	fi
 	stamp done
@@ -56,5 +60,11 @@ export SLUICE_CUDA_PTX=/tmp/ptx/sluice_sm90.ptx
 } 2>&1 | tee "$OUT/tests.txt"
 wait
 BIN=$b STEPS=${STEPS:-4} SKIP_COMPILE=1 SLUICE_TIMEOUT=90 TORCH_TIMEOUT=70 bash bench/train/devrun-sft.sh >/dev/null
+left=$((285 - $(date +%s) + t0))
+if [ "$left" -gt 45 ]; then
+	stamp "== sluice train --precision tf32 (same flags), ${left}s left" | tee -a "$OUT/summary.txt"
+	timeout "$left" "$b/sluice" train --model /tmp/bench-1b --device cuda --precision tf32 --data /tmp/sft.jsonl --max-seq-len 1024 \
+		--batch-size 4 --grad-accum 8 --steps 3 --shuffle=false --peak-flops 989e12 --out /tmp/sft-tf32 2>/dev/null | tee -a "$OUT/summary.txt"
+fi
 cat "$OUT/summary.txt"
 grep -E -- "--- FAIL|^FAIL|panic" "$OUT/bug.txt" "$OUT/tests.txt" | head -20
