@@ -18,8 +18,9 @@
 #	tar -C gpu/kernels -czf devrun-lora/kernels.tgz sluice.cu train.cuh quant.cuh lora.cuh build.sh
 #
 # then run `bash bench/infer/devrun-lora.sh` through the device tool with
-# carry ["devrun-lora"]. The PTX built here (CUDA 13) gives every number;
-# the carried one (nvcc 11.8, JIT) is the fallback when that build fails.
+# carry ["devrun-lora"]. The tests run on the carried PTX (nvcc 11.8, JIT)
+# while the kernels build; the PTX built here (CUDA 13) gives every number,
+# the carried one only when that build fails.
 # RUNS is the number of interleaved base/loras pairs (2).
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -37,16 +38,19 @@ summ() {
 	model=$!
 	stamp "start"; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 	k=/tmp/k && mkdir -p $k && tar -C $k -xzf "$bin/kernels.tgz"
-	if bash $k/build.sh /tmp/ptx >"$OUT/build.log" 2>&1; then
-		export SLUICE_CUDA_PTX=/tmp/ptx/sluice_sm90.ptx; echo "PTX: CUDA 13 build ($(nvcc --version | tail -1))"
-		grep -A2 "lora" /tmp/ptx/resources_sm90.txt | grep -E "Compiling|registers|spill"
-	else
-		tail -20 "$OUT/build.log"; export SLUICE_CUDA_PTX=$bin/sluice_sm90.ptx; echo "PTX: the carried nvcc 11.8 build"
-	fi
-	stamp "== LoRA tests"
+	bash $k/build.sh /tmp/ptx >"$OUT/build.log" 2>&1 &
+	build=$!
+	stamp "== LoRA tests (the carried PTX, nvcc 11.8, JIT)"
+	export SLUICE_CUDA_PTX=$bin/sluice_sm90.ptx
 	timeout 100 "$bin/cuda.test" -test.v -test.run 'TestConformance$/LoRA|TestLoRAGraph|TestGraph$' >"$OUT/tests.log" 2>&1; echo "rc=$?"
 	(cd gpu/cuda/fixtures && timeout 100 "$bin/fixtures.test" -test.v -test.run 'TestLoRABatchMatchesMerged' >>"$OUT/tests.log" 2>&1; echo "rc=$?")
 	summ "$OUT/tests.log"
+	if wait $build; then
+		export SLUICE_CUDA_PTX=/tmp/ptx/sluice_sm90.ptx; echo "timings: PTX of the CUDA 13 build ($(nvcc --version | tail -1))"
+		grep -A2 "lora" /tmp/ptx/resources_sm90.txt | grep -E "Compiling|registers|spill"
+	else
+		tail -20 "$OUT/build.log"; echo "timings: the carried PTX (nvcc 11.8): the CUDA 13 build failed"
+	fi
 	stamp "== BenchmarkLoRA"
 	timeout 60 "$bin/cuda.test" -test.run XXX -test.bench BenchmarkLoRA -test.benchtime 3x >"$OUT/bench.log" 2>&1; echo "rc=$?"
 	grep -E "Benchmark|FAIL|panic" "$OUT/bench.log" | sed -E 's/ +/ /g'
@@ -67,5 +71,5 @@ summ() {
 	SLUICE_CUDA_GRAPHS=0 timeout 60 "$bin/sluice" "${common[@]}" >>"$OUT/infer.log" 2>&1; echo "rc=$?"
 	stamp "done"
 	echo "== summary"
-	grep -E "^--|output tokens/s|LoRA adapters|rror" "$OUT/infer.log"
+	grep -E "^--|output tokens/s|LoRA adapters| steps, |peak device|rror" "$OUT/infer.log"
 } 2>&1 | tee "$OUT/summary.txt"
