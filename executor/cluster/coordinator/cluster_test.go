@@ -63,7 +63,7 @@ func newConfig(t testing.TB, id string) Config {
 
 // -logstore runs the package's tests and benchmarks on either Raft log
 // store (BENCHMARKS.md compares them).
-var logStoreKind = flag.String("logstore", "bolt", "Raft log store of the test clusters: bolt or wal")
+var logStoreKind = flag.String("logstore", "bolt", "Raft log store of the test clusters: bolt, raftlog or wal")
 
 // start starts n coordinators: the first bootstraps, the others join it.
 func start(t testing.TB, n int) *harness { return startWith(t, n, func(*Config) {}) }

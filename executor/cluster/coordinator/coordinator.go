@@ -27,6 +27,7 @@ import (
 	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/sluicehq/sluice/executor/cluster/api"
+	"github.com/sluicehq/sluice/executor/cluster/raftlog"
 	"github.com/sluicehq/sluice/executor/cluster/state"
 )
 
@@ -67,7 +68,8 @@ type Config struct {
 	TrailingLogs uint64 // log entries kept after a snapshot (0: raft's default)
 
 	// LogStore is the durable Raft log and stable store under DataDir:
-	// "bolt" (raft-boltdb, the default: see BENCHMARKS.md) or "wal"
+	// "bolt" (raft-boltdb, the default: see BENCHMARKS.md), "raftlog"
+	// (executor/cluster/raftlog: one write and one fdatasync per batch) or "wal"
 	// (raft-wal). A data directory keeps the store it was made with.
 	LogStore string
 
@@ -105,8 +107,8 @@ func (c *Config) Validate() error {
 		return errors.New("coordinator: TLS (--tls-cert) needs ClientTLS.RootCAs (--tls-ca): the cluster's CA, which coordinators verify each other's certificates against (the system's roots would accept any publicly signed certificate)")
 	case c.WorkerTimeout <= 0:
 		return fmt.Errorf("coordinator: WorkerTimeout (%s) must be positive", c.WorkerTimeout)
-	case c.LogStore != "" && c.LogStore != "bolt" && c.LogStore != "wal":
-		return fmt.Errorf("coordinator: LogStore (--log-store) %q: want bolt or wal", c.LogStore)
+	case c.LogStore != "" && c.LogStore != "bolt" && c.LogStore != "wal" && c.LogStore != "raftlog":
+		return fmt.Errorf("coordinator: LogStore (--log-store) %q: want bolt, raftlog or wal", c.LogStore)
 	case c.Tick <= 0 || c.Tick > c.WorkerTimeout:
 		return fmt.Errorf("coordinator: Tick (%s) must be positive and at most WorkerTimeout (%s)", c.Tick, c.WorkerTimeout)
 	}
@@ -272,7 +274,15 @@ func (c *Coordinator) startRaft() error {
 		return fmt.Errorf("coordinator: %w", err)
 	}
 	c.hasState = has
-	r, err := raft.NewRaft(rc, c.fsm, store, store, snaps, trans)
+	var logs raft.LogStore = store
+	if _, ok := store.(*raftlog.Store); ok {
+		// The replication goroutines read each entry soon after it is
+		// stored: from memory, not with a pread and a decode per entry.
+		if logs, err = raft.NewLogCache(1024, store); err != nil {
+			return fmt.Errorf("coordinator: %w", err)
+		}
+	}
+	r, err := raft.NewRaft(rc, c.fsm, logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("coordinator: raft: %w", err)
 	}
@@ -335,6 +345,7 @@ type logStore interface {
 var (
 	_ logStore = (*raftboltdb.BoltStore)(nil)
 	_ logStore = walStore{}
+	_ logStore = (*raftlog.Store)(nil)
 )
 
 // walStore closes the WAL, then its meta store.
@@ -354,7 +365,7 @@ func HasState(dir string) bool {
 	if dir == "" {
 		return false
 	}
-	for _, f := range []string{"raft.db", "wal", InitFile} {
+	for _, f := range []string{"raft.db", "wal", "raftlog", InitFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			return true
 		}
@@ -366,13 +377,17 @@ func HasState(dir string) bool {
 // made with one kind refuses the other, so a restart never starts from an
 // empty log beside a full one.
 func openLogStore(dir, kind string) (logStore, error) {
-	bolt, wal := filepath.Join(dir, "raft.db"), filepath.Join(dir, "wal")
+	bolt, wal, rl := filepath.Join(dir, "raft.db"), filepath.Join(dir, "wal"), filepath.Join(dir, "raftlog")
 	if kind == "" {
 		kind = "bolt"
 	}
-	other := map[string]string{"bolt": wal, "wal": bolt}[kind]
-	if _, err := os.Stat(other); err == nil {
-		return nil, fmt.Errorf("%s holds the other log store than --log-store %s", other, kind)
+	for k, other := range map[string]string{"bolt": bolt, "wal": wal, "raftlog": rl} {
+		if _, err := os.Stat(other); err == nil && k != kind {
+			return nil, fmt.Errorf("%s holds the other log store than --log-store %s", other, kind)
+		}
+	}
+	if kind == "raftlog" {
+		return raftlog.Open(rl, raftlog.Options{})
 	}
 	if kind == "wal" {
 		if err := os.MkdirAll(wal, 0o700); err != nil {

@@ -52,7 +52,10 @@ func (f *fsm) touch() {
 	f.changed = make(chan struct{})
 }
 
-var _ raft.FSM = (*fsm)(nil)
+var (
+	_ raft.FSM         = (*fsm)(nil)
+	_ raft.BatchingFSM = (*fsm)(nil)
+)
 
 func (f *fsm) Apply(l *raft.Log) any {
 	c, err := state.Decode(l.Data)
@@ -64,6 +67,37 @@ func (f *fsm) Apply(l *raft.Log) any {
 	defer f.touch()
 	defer f.held(time.Now()) // a million-task layout holds it for seconds
 	return f.s.Apply(c)
+}
+
+// ApplyBatch applies the committed entries raft hands over together
+// (those one log write stored) under one hold of the lock, with one wake
+// of the long-polling heartbeats: per entry, each heartbeat woke, read the
+// state and slept again. Raft passes configuration entries here too; like
+// Apply (never called with them), they leave the state alone.
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	cmds := make([]state.Command, len(logs))
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		c, err := state.Decode(l.Data)
+		if err != nil {
+			out[i] = state.Result{Err: err}
+			continue
+		}
+		cmds[i] = c
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer f.touch()
+	defer f.held(time.Now())
+	for i, l := range logs {
+		if l.Type == raft.LogCommand && out[i] == nil {
+			out[i] = f.s.Apply(cmds[i])
+		}
+	}
+	return out
 }
 
 // Snapshot serializes the state at once, under the lock, so Persist can

@@ -31,6 +31,15 @@ func damaged(file, what string) error {
 // unless the node's marker (InitFile) says it held Raft state: then a
 // missing or emptied store is refused, snapshots or not.
 func checkStore(dir, kind string) error {
+	if kind == "raftlog" {
+		// raftlog.Open checks its own records; here only the marker.
+		stable := filepath.Join(dir, "raftlog", "stable")
+		if _, err := os.Stat(stable); errors.Is(err, os.ErrNotExist) && exists(filepath.Join(dir, InitFile)) &&
+			!exists(filepath.Join(dir, "raft.db")) && !exists(filepath.Join(dir, "wal")) {
+			return damaged(stable, "is missing, but "+filepath.Join(dir, InitFile)+" says this node held Raft state")
+		}
+		return nil
+	}
 	file := filepath.Join(dir, "raft.db")
 	if kind == "wal" {
 		file = filepath.Join(dir, "wal", "wal-meta.db")
@@ -44,8 +53,8 @@ func checkStore(dir, kind string) error {
 		if kind == "wal" {
 			other = filepath.Join(dir, "raft.db")
 		}
-		if _, err := os.Stat(other); err == nil {
-			return nil // the other kind's store: openLogStore says so
+		if exists(other) || exists(filepath.Join(dir, "raftlog")) {
+			return nil // another kind's store: openLogStore says so
 		}
 		if initialized {
 			return damaged(file, "is missing, but "+marker+" says this node held Raft state")
@@ -226,4 +235,9 @@ func walkBucket(b *bolt.Bucket) error {
 		}
 		return nil
 	})
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
