@@ -34,9 +34,11 @@ const (
 	// PrecisionTF32 rounds the inputs to TF32 on the tensor cores
 	// (CUBLAS_COMPUTE_32F_FAST_TF32: 10 bits of mantissa).
 	PrecisionTF32
-	// PrecisionBF16 rounds the inputs to bf16 on the tensor cores
-	// (CUBLAS_COMPUTE_32F_FAST_16BF: 8 bits of mantissa): training's
-	// bf16 compute with f32 master weights.
+	// PrecisionBF16 lets cuBLAS round the inputs to bf16 on the tensor
+	// cores (CUBLAS_COMPUTE_32F_FAST_16BF: 8 bits of mantissa). The mode
+	// allows the down-conversion and does not force it: on an H100 with
+	// CUDA 13 and f32 operands it gave TF32's results and times
+	// (BENCHMARKS.md train/sft-1b); bf16 kernels need bf16 operands.
 	PrecisionBF16
 )
 
