@@ -37,7 +37,7 @@ quantbench() { # size: bf16, --quantization fp8 and AWQ int4 of bench-$1
 	stamp "== awq quantize bench-$1"
 	python3 bench/infer/quantize_awq.py --model /tmp/bench-$1 --out /tmp/bench-$1-awq 2>&1 | tail -2
 	stamp "== sluice bench-$1 awq"; bench "$1 awq" /tmp/bench-$1-awq ""
-	grep -E "^--|output tokens/s|peak|rc=|rror" "$OUT/infer.log" | tail -12
+	grep -E "^--|output tokens/s|peak|load|weight|KV|rc=|rror" "$OUT/infer.log" | tail -24
 }
 {
 	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -46,9 +46,10 @@ quantbench() { # size: bf16, --quantization fp8 and AWQ int4 of bench-$1
 	(bash /tmp/k/build.sh /tmp/ptx >"$OUT/ptx.log" 2>&1; echo "ptx build rc=$?" >>"$OUT/ptx.log") &
 	ptx=$!
 	if [ "$mode" != test ]; then # the models, while the tests run
-		(python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model1.log 2>&1
-		 python3 bench/infer/make_bench_model.py --size 8b --out /tmp/bench-8b >/tmp/model8.log 2>&1) &
-		models=$!
+		python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model1.log 2>&1 &
+		m1=$!
+		python3 bench/infer/make_bench_model.py --size 8b --out /tmp/bench-8b >/tmp/model8.log 2>&1 &
+		m8=$!
 	fi
 	if [ "$mode" != bench ]; then
 		stamp "== gpu/cuda quant tests (nvcc 11.8 PTX, JIT)"
@@ -64,7 +65,7 @@ quantbench() { # size: bf16, --quantization fp8 and AWQ int4 of bench-$1
 	fi
 	wait $ptx; tail -2 "$OUT/ptx.log"
 	if [ "$mode" != test ]; then
-		wait $models; tail -1 /tmp/model1.log; tail -1 /tmp/model8.log
+		stamp "== waiting for the models"; wait $m1 $m8; tail -1 /tmp/model1.log; tail -1 /tmp/model8.log
 		quantbench 1b
 	fi
 	if [ "$mode" != bench ]; then
