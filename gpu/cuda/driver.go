@@ -334,6 +334,8 @@ const (
 	ltDescAScale         = 17 // CUBLASLT_MATMUL_DESC_A_SCALE_POINTER
 	ltDescBScale         = 18 // CUBLASLT_MATMUL_DESC_B_SCALE_POINTER
 	ltPrefMaxWorkspace   = 1  // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES
+	ltPrefMinAlignA      = 5  // CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES (B, C, D follow: 6, 7, 8)
+	ltPrefMinAlignD      = 8
 	ltHeuristicResultLen = 96 // sizeof(cublasLtMatmulHeuristicResult_t): algo (64), workspaceSize, state, wavesCount, reserved[4]
 )
 

@@ -89,6 +89,7 @@ type quantState struct {
 	workspace           uint64
 	pref                uintptr
 	count               int32
+	align               uint32
 }
 
 // quantStates holds each Device's quantState beside it (the Device struct
@@ -241,6 +242,13 @@ func (q *quantState) plan(key ltKey) (*ltPlan, error) {
 		q.workspace = blasWorkspace
 		err = call("cublasLtMatmulPreferenceSetAttribute", lt.prefSet, pref, ltPrefMaxWorkspace, uintptr(unsafe.Pointer(&q.workspace)), 8)
 	}
+	// Only algorithms that take 16-byte aligned matrices (cuBLASLt assumes
+	// 256 unless told): a run's rows of w and columns of c start at
+	// multiples of 16 elements, not of 256 bytes.
+	q.align = 16
+	for attr := uintptr(ltPrefMinAlignA); attr <= ltPrefMinAlignD && err == nil; attr++ {
+		err = call("cublasLtMatmulPreferenceSetAttribute", lt.prefSet, pref, attr, uintptr(unsafe.Pointer(&q.align)), 4)
+	}
 	if err == nil {
 		q.count = 0
 		err = call("cublasLtMatmulAlgoGetHeuristic", lt.heuristic, q.ltHndl, p.desc, p.la, p.lb, p.ld, p.ld, pref, 1,
@@ -340,7 +348,7 @@ func (d *Device) QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor)
 		x.fmt, x.ngroups, x.segRows = qFmtInt4, w.Scales.Dim(1), n/w.Groups.Dim(0)
 	}
 	q.scaleA, q.scaleB = x.scales, x.scales // non-null, for the heuristic; lt sets a's before each product
-	switch path := d.quantPath(q, m, w, x.data, x.ltKey(min(m, d.ltBand(n, k)), 0)); path {
+	switch path := d.quantPath(q, m, w, x.data|x.cp, x.ltKey(min(m, d.ltBand(n, k)), 0)); path {
 	case quantGemv:
 		err = x.gemv()
 	case quantLt, quantLtRow:
@@ -355,9 +363,10 @@ func (d *Device) QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor)
 }
 
 // quantPath picks the path of a QMatMul of m rows (see the top of the
-// file); the caller holds enter and has run init.
-func (d *Device) quantPath(q *quantState, m int, w *gpu.QuantWeight, data uint64, key ltKey) quantPath {
-	ltOK := w.Format == gpu.QuantFP8 && q.lt != nil && w.K%16 == 0 && w.N%16 == 0 && data%16 == 0
+// file); ptrs is the weight's and c's addresses or'ed, for their alignment.
+// The caller holds enter and has run init.
+func (d *Device) quantPath(q *quantState, m int, w *gpu.QuantWeight, ptrs uint64, key ltKey) quantPath {
+	ltOK := w.Format == gpu.QuantFP8 && q.lt != nil && w.K%16 == 0 && w.N%16 == 0 && ptrs%16 == 0
 	if ltOK {
 		p, err := q.plan(key)
 		ltOK = err == nil && p.ok
@@ -494,7 +503,7 @@ func (x *qcall) lt() (err error) {
 	d, q := x.d, x.q
 	band := min(x.m, d.ltBand(x.n, x.k))
 	qBytes := (band*x.k + 255) &^ 255
-	saBytes := (4*band + 255) &^ 255 // scales; scaled: the absmax word, then the scale
+	saBytes := (4*band + 255) &^ 255 // scales; scaled: the absmax word, the scale at +16
 	accBytes := 4 * band * x.n
 	if x.scaled {
 		accBytes = 0
@@ -534,14 +543,14 @@ func (x *qcall) lt() (err error) {
 		if err := d.launch("qAbsmax", q.absmax, [3]int{rows, 1, 1}, min(threads(x.k), 1024), sa, ap, uint64(adt), i64(x.k)); err != nil {
 			return err
 		}
-		if err := d.launch("qActFP8T", q.actT, d.grid1(rows*x.k), 256, qa, sa+4, sa, ap, uint64(adt), i64(rows*x.k)); err != nil {
+		if err := d.launch("qActFP8T", q.actT, d.grid1(rows*x.k), 256, qa, sa+16, sa, ap, uint64(adt), i64(rows*x.k)); err != nil {
 			return err
 		}
 		// One product per run of equal weight scales: rows [r0, r1) of w
 		// into columns [r0, r1) of c (row stride n).
 		for r := 0; r+1 < len(x.runs); r++ {
 			r0 := x.runs[r]
-			q.scaleA, q.scaleB = x.scales+uint64(4*r0), sa+4
+			q.scaleA, q.scaleB = x.scales+uint64(4*r0), sa+16
 			q.scaledCalls++
 			if err := x.ltMatmul(x.ltKey(rows, r), x.data+uint64(r0*x.k), qa, cp+uint64(r0*cdt.Size())); err != nil {
 				return err
