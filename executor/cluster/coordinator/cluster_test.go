@@ -340,7 +340,7 @@ func TestWorkerStoppedTaskMoves(t *testing.T) {
 }
 
 func TestRestartKeepsState(t *testing.T) {
-	for _, kind := range []string{"bolt", "wal"} {
+	for _, kind := range []string{"bolt", "wal", "raftlog"} {
 		t.Run(kind, func(t *testing.T) { restartKeepsState(t, kind) })
 	}
 }
@@ -365,14 +365,14 @@ func restartKeepsState(t *testing.T, kind string) {
 	if again := submitNoop(t, h.client(), "r1"); again != id {
 		t.Fatalf("request applied twice across a restart: %s, %s", id, again)
 	}
-	file := map[string]string{"bolt": "raft.db", "wal": "wal"}[kind]
+	file := map[string]string{"bolt": "raft.db", "wal": "wal", "raftlog": "raftlog"}[kind]
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, file)); err != nil {
 		t.Fatal(err)
 	}
 	// The other kind of store refuses the directory rather than starting
 	// from an empty log.
 	h.shutdown()
-	cfg.LogStore = map[string]string{"bolt": "wal", "wal": "bolt"}[kind]
+	cfg.LogStore = map[string]string{"bolt": "wal", "wal": "bolt", "raftlog": "bolt"}[kind]
 	cfg.APIAddr, cfg.RaftAddr = freeAddr(t), freeAddr(t)
 	if c, err := Start(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "holds the other log store") {
 		if c != nil {
