@@ -16,26 +16,32 @@ import (
 //   - gemv, for at most qgRows rows of a (decode): qGemv dequantizes each
 //     weight chunk in registers once and uses it for every row, so the
 //     weight is read once, at its quantized size;
-//   - lt, FP8 on GPUs with FP8 tensor cores (sm_89 and later): qActFP8
-//     quantizes a to E4M3 on the device with one dynamic scale per row
-//     (vLLM's per-token scheme: absmax/448, computed on the device), then
-//     cuBLASLt multiplies E4M3 × E4M3 (TN, f32 accumulation) into an f32
-//     scratch and qEpilogue applies the row's and the weight row's scales
-//     and the bias; a is taken in bands of rows so that the scratch stays
-//     under qScratchBytes;
+//   - lt, FP8 on GPUs with FP8 tensor cores (sm_89 and later), a quantized
+//     to E4M3 on the device (absmax/448, computed on the device) and
+//     cuBLASLt's E4M3 × E4M3 product (TN, f32 accumulation): when w's scales
+//     come in at most 8 runs of equal ones (per-tensor checkpoints and
+//     --quantization fp8, with merged projections) and there is no bias,
+//     a gets one scale per band of rows (vLLM's dynamic per-tensor scheme)
+//     and each run is one product that applies both scales (cuBLASLt's A
+//     and B scale pointers) and writes c; otherwise (per-channel weights,
+//     a bias) qActFP8 gives each row of a its scale (vLLM's per-token
+//     scheme), the product goes to an f32 scratch and qEpilogue applies the
+//     scales and the bias. a is taken in bands of rows so that the scratch
+//     stays under qScratchBytes;
 //   - tile, for the rest (int4 with many rows, FP8 on sm_80 or odd
 //     shapes): qDequant writes a band of weight rows (at most qTileBytes,
 //     so it stays in L2) in a's dtype into scratch and cublasGemmEx
 //     multiplies a by it; no float copy of the whole weight exists.
 //
 // Every path takes its temporaries from scratch (graph.go) and enqueues
-// only kernels and library calls, so QMatMul can be captured. The lt path
-// is not exact against the dequantized weight: a is rounded to E4M3 (3
-// mantissa bits, relative error at most 2⁻⁴ per element, and below
-// absmax·2⁻⁹ subnormal steps of absmax·2⁻¹⁸/448), which the conformance
-// suite's FP8 tolerance (gputest.Suite.QuantActFP8) states; gemv and tile
-// compute with the dequantized weight exactly, rounding a tile to bf16 when
-// a is bf16.
+// only kernels and library calls, so QMatMul can be captured (the host
+// checks of Groups and of the FP8 scale runs happen once per tensor, on
+// its first use outside a capture). The lt path is not exact against the
+// dequantized weight: a is rounded to E4M3 (3 mantissa bits: relative
+// error at most 2⁻⁴ per element, or half a subnormal step, 2⁻¹⁰·absmax/448),
+// the tolerance gputest.QuantRounder states for it; gemv computes with the
+// dequantized weight exactly, and tile does too except that the band is
+// rounded to bf16 (f16) when a is bf16 (f16).
 
 var _ gpu.QuantOps = (*Device)(nil)
 
