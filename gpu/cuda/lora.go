@@ -198,12 +198,18 @@ func (d *Device) loraLaunch(yp, xp, xa uint64, y, x *gpu.Tensor, in, out int, se
 	if sb != blocks {
 		return 0, 0, fmt.Errorf("cuda: LoRA: %d shrink blocks counted, %d laid out: %w", blocks, sb, gpu.ErrArg)
 	}
+	// A launch of no blocks is an error: segments of rank 0 or width 0
+	// have none.
 	xvec := b2u(xp%16 == 0 && in%8 == 0)
-	if err := d.loraKernel("loraShrink", l.shrink, sb, 128, xa, xp, dt(x), i64(in), xvec, i64(ks)); err != nil {
-		return 0, 0, err
+	if sb > 0 {
+		if err := d.loraKernel("loraShrink", l.shrink, sb, 128, xa, xp, dt(x), i64(in), xvec, i64(ks)); err != nil {
+			return 0, 0, err
+		}
 	}
-	if err := d.loraKernel("loraExpand", l.expand, eb, loraECols, yp, dt(y), xa, i64(out)); err != nil {
-		return 0, 0, err
+	if eb > 0 {
+		if err := d.loraKernel("loraExpand", l.expand, eb, loraECols, yp, dt(y), xa, i64(out)); err != nil {
+			return 0, 0, err
+		}
 	}
 	return i, off, nil
 }
