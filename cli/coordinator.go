@@ -33,7 +33,7 @@ func (co *Coordinator) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&co.tokenFile, "token-file", "", "file holding the bearer token of clients and workers (or SLUICE_TOKEN)")
 	fs.StringVar(&co.secretFile, "cluster-secret-file", "", "file holding the cluster secret, known to coordinators only: authenticates Raft and joins, derives the workers' credentials (or SLUICE_CLUSTER_SECRET); needed to --join. Without it a --bootstrap node generates one into DATA_DIR/cluster-secret")
 	fs.DurationVar(&c.WorkerTimeout, "worker-timeout", c.WorkerTimeout, "declare a worker dead after this long without a heartbeat")
-	fs.StringVar(&c.LogStore, "log-store", "bolt", "the durable Raft log: bolt (raft-boltdb) or wal (raft-wal)")
+	fs.StringVar(&c.LogStore, "log-store", "bolt", "the durable Raft log: bolt (raft-boltdb), raftlog (one write and fdatasync per batch) or wal (raft-wal)")
 	co.tls.Declare(fs, true)
 }
 
