@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -36,7 +37,13 @@ import (
 // Every path takes its temporaries from scratch (graph.go) and enqueues
 // only kernels and library calls, so QMatMul can be captured (the host
 // checks of Groups and of the FP8 scale runs happen once per tensor, on
-// its first use outside a capture). The lt path is not exact against the
+// its first use outside a capture). QMatMul picks gemv for a of at most
+// qgRows rows and tile otherwise; lt only with SLUICE_CUDA_FP8_ACT=1 (vLLM's
+// W8A8). On the GPU (H100, 2026-12-07) lt failed the dequantized-reference
+// checks of the fixture models (logits 6-9% off, greedy tokens apart: the
+// random fixtures' logits are near ties) and offline-512 on bench-1b with
+// --quantization fp8 ran at 0.91x bf16, so weight-only is the default until
+// lt is both faster and stated to the accuracy users accept. The lt path is not exact against the
 // dequantized weight: a is rounded to E4M3 (3 mantissa bits: relative
 // error at most 2⁻⁴ per element, or half a subnormal step, 2⁻¹⁰·absmax/448),
 // the tolerance gputest.QuantRounder states for it; gemv computes with the
@@ -88,6 +95,7 @@ type quantState struct {
 	scaleA, scaleB      uint64                             // the scale pointers of the scaled lt plan
 	scaledCalls         int                                // scaled lt products enqueued (tests)
 	force               quantPath
+	w8a8                bool // SLUICE_CUDA_FP8_ACT=1: QMatMul may pick the lt path
 	block               [17]uintptr
 	alpha, beta         float32
 	heur                [ltHeuristicResultLen]byte
@@ -154,6 +162,7 @@ func (q *quantState) init(d *Device) error {
 	}
 	q.ready = true
 	q.alpha, q.trans = 1, cublasOpT
+	q.w8a8 = os.Getenv("SLUICE_CUDA_FP8_ACT") == "1"
 	for _, f := range []kernelFunc{{&q.act, "qActFP8"}, {&q.epi, "qEpilogue"}, {&q.gemv, "qGemv"}, {&q.deq, "qDequant"},
 		{&q.zero, "qZero"}, {&q.absmax, "qAbsmax"}, {&q.actT, "qActFP8T"}} {
 		cname := cString(f.name)
@@ -382,7 +391,7 @@ func (d *Device) quantPath(q *quantState, m int, w *gpu.QuantWeight, ptrs uint64
 		return q.force
 	case q.force == quantAuto && m <= qgRows:
 		return quantGemv
-	case ltOK:
+	case ltOK && q.w8a8:
 		return quantLt
 	}
 	return quantTile
@@ -670,7 +679,7 @@ func (d *Device) QuantRounding(m int, adt gpu.DType, w *gpu.QuantWeight) (fp8Act
 	}
 	key := ltKey{min(m, d.ltBand(w.N, w.K)), w.N, w.K, w.N, gpu.F32, false}
 	switch d.quantPath(q, m, w, data, key) {
-	case quantLt:
+	case quantLt, quantLtRow:
 		return true, false
 	case quantTile:
 		return false, adt != gpu.F32
