@@ -135,9 +135,12 @@ func TestStallDelaysExpiry(t *testing.T) {
 	id := submitNoop(t, cl, "r1")
 	var alive bool
 	h.waitFor("the planning task assigned or w1 dead", func() bool {
-		var tk *state.Task
-		l.Read(func(s *state.State) { tk, alive = s.Tasks[id+"-t0"], s.Workers["w1"].Alive })
-		return !alive || tk.State == state.TaskAssigned
+		var assigned bool // read under the lock: the FSM updates the task in place
+		l.Read(func(s *state.State) {
+			tk := s.Tasks[id+"-t0"]
+			assigned, alive = tk != nil && tk.State == state.TaskAssigned, s.Workers["w1"].Alive
+		})
+		return !alive || assigned
 	})
 	if !alive {
 		t.Fatal("w1 found dead 0.6 worker timeouts after a stall of the state")
