@@ -299,6 +299,10 @@ func (c *Coordinator) startRaft() error {
 	return nil
 }
 
+// shutdownWait bounds how long Shutdown waits for the leader loops once
+// Raft is shut down.
+const shutdownWait = 10 * time.Second
+
 // Shutdown stops the API, the leader loop and Raft, and closes the stores.
 func (c *Coordinator) Shutdown() error {
 	var err error
@@ -317,7 +321,18 @@ func (c *Coordinator) Shutdown() error {
 		if c.raft != nil {
 			err = c.raft.Shutdown().Error()
 		}
-		c.wg.Wait()
+		// hashicorp/raft can leave an apply future unanswered when it shuts
+		// down with the command handed to the FSM but not applied: a leader
+		// loop waiting on it would hold Shutdown forever (seen once under
+		// -race in TestRestartKeepsState). Give the loops a bound; a loop
+		// still waiting then is left behind, on a Raft that is shut down.
+		done := make(chan struct{})
+		go func() { c.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(shutdownWait):
+			c.log.Warn("shutdown: a leader loop is still waiting on Raft; going on without it", "node", c.cfg.NodeID)
+		}
 		c.closeStores()
 	})
 	return err
