@@ -304,29 +304,9 @@ func (q *quantState) setScales(p *ltPlan) error {
 // unchecked index out of range gives NaN outputs instead of ErrIndex.
 func (d *Device) QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor) (err error) {
 	const op = "QMatMul"
-	if err := w.Check(); err != nil {
-		return fmt.Errorf("gpu: %s: %w", op, err)
-	}
-	if err := check.Float(op, "a", a); err != nil {
+	m, n, k, err := check.QMatMul(c, a, w, bias)
+	if err != nil {
 		return err
-	}
-	if err := check.Float(op, "c", c); err != nil {
-		return err
-	}
-	m, n, k := a.Rows(), w.N, w.K
-	if a.Dim(-1) != k {
-		return fmt.Errorf("gpu: %s: a %s and weight [%d, %d]: inner dimensions differ: %w", op, a, n, k, gpu.ErrShape)
-	}
-	if c.Rows() != m || c.Dim(-1) != n {
-		return fmt.Errorf("gpu: %s: c %s for a %s and weight [%d, %d]: want [%d, %d]: %w", op, c, a, n, k, m, n, gpu.ErrShape)
-	}
-	if bias != nil {
-		if err := check.Float(op, "bias", bias); err != nil {
-			return err
-		}
-		if bias.Len() != n {
-			return fmt.Errorf("gpu: %s: bias %s for weight [%d, %d]: want [%d]: %w", op, bias, n, k, n, gpu.ErrShape)
-		}
 	}
 	p, err := d.ptrs(op, []string{"c", "a", "bias", "data", "scales", "zeros", "groups"}, c, a, bias, w.Data, w.Scales, w.Zeros, w.Groups)
 	if err != nil {

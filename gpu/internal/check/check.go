@@ -355,3 +355,34 @@ func Index(op, name string, i, v, n int) error {
 	}
 	return nil
 }
+
+// QMatMul checks QuantOps.QMatMul's arguments: w's own tensors, float a
+// [m, k] and c [m, n], and a float bias [n] or nil.
+func QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor) (m, n, k int, err error) {
+	const op = "QMatMul"
+	if err := w.Check(); err != nil {
+		return 0, 0, 0, fmt.Errorf("gpu: %s: %w", op, err)
+	}
+	if err := Float(op, "a", a); err != nil {
+		return 0, 0, 0, err
+	}
+	if err := Float(op, "c", c); err != nil {
+		return 0, 0, 0, err
+	}
+	m, n, k = a.Rows(), w.N, w.K
+	if a.Dim(-1) != k {
+		return 0, 0, 0, fmt.Errorf("gpu: %s: a %s and weight [%d, %d]: inner dimensions differ: %w", op, a, n, k, gpu.ErrShape)
+	}
+	if c.Rows() != m || c.Dim(-1) != n {
+		return 0, 0, 0, fmt.Errorf("gpu: %s: c %s for a %s and weight [%d, %d]: want [%d, %d]: %w", op, c, a, n, k, m, n, gpu.ErrShape)
+	}
+	if bias != nil {
+		if err := Float(op, "bias", bias); err != nil {
+			return 0, 0, 0, err
+		}
+		if bias.Len() != n {
+			return 0, 0, 0, fmt.Errorf("gpu: %s: bias %s for weight [%d, %d]: want [%d]: %w", op, bias, n, k, n, gpu.ErrShape)
+		}
+	}
+	return m, n, k, nil
+}
