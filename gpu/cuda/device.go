@@ -123,6 +123,20 @@ type kernelFunc struct {
 	name string
 }
 
+// lookup finds each of fs in the loaded module, stopping at the first the
+// PTX lacks, whose name it returns with the error.
+func (d *Device) lookup(fs []kernelFunc) (missing string, err error) {
+	for _, f := range fs {
+		cname := cString(f.name)
+		err := d.drv.call("cuModuleGetFunction("+f.name+")", d.drv.cuModuleGetFunction, uintptr(unsafe.Pointer(f.p)), d.mod, uintptr(unsafe.Pointer(&cname[0])))
+		runtime.KeepAlive(cname)
+		if err != nil {
+			return f.name, err
+		}
+	}
+	return "", nil
+}
+
 // table lists the kernels New looks up in the module.
 func (f *kernelFuncs) table() []kernelFunc {
 	t := []kernelFunc{
@@ -217,12 +231,8 @@ func (d *Device) open(cfg Config) error {
 		return err
 	}
 	runtime.KeepAlive(ptx)
-	for _, f := range d.fn.table() {
-		cname := cString(f.name)
-		if err := drv.call("cuModuleGetFunction("+f.name+")", drv.cuModuleGetFunction, uintptr(unsafe.Pointer(f.p)), d.mod, uintptr(unsafe.Pointer(&cname[0]))); err != nil {
-			return err
-		}
-		runtime.KeepAlive(cname)
+	if _, err := d.lookup(d.fn.table()); err != nil {
+		return err
 	}
 	blas, err := loadCublas()
 	if err != nil {

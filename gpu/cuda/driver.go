@@ -58,6 +58,23 @@ func openLib(candidates ...string) (*lib, error) {
 	return nil, fmt.Errorf("cuda: dlopen (%d places tried): %w: %w", len(candidates), first, ErrUnavailable)
 }
 
+// symbol is where bind stores one entry point.
+type symbol struct {
+	p    *uintptr
+	name string
+}
+
+// bind looks up every symbol of syms, stopping at the first missing one.
+func (l *lib) bind(syms []symbol) error {
+	for _, s := range syms {
+		var err error
+		if *s.p, err = l.sym(s.name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (l *lib) sym(name string) (uintptr, error) {
 	p, err := purego.Dlsym(l.handle, name)
 	if err != nil {
@@ -91,10 +108,7 @@ func loadDriver() (*driver, error) {
 		return nil, err
 	}
 	d := &driver{lib: l}
-	for _, s := range []struct {
-		p    *uintptr
-		name string
-	}{
+	if err := l.bind([]symbol{
 		{&d.cuInit, "cuInit"}, {&d.cuGetErrorName, "cuGetErrorName"}, {&d.cuDeviceGet, "cuDeviceGet"},
 		{&d.cuDeviceGetAttribute, "cuDeviceGetAttribute"}, {&d.cuDeviceGetName, "cuDeviceGetName"},
 		{&d.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain"},
@@ -114,10 +128,8 @@ func loadDriver() (*driver, error) {
 		{&d.cuStreamBeginCapture, "cuStreamBeginCapture_v2"}, {&d.cuStreamEndCapture, "cuStreamEndCapture"},
 		{&d.cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags"}, {&d.cuGraphLaunch, "cuGraphLaunch"},
 		{&d.cuGraphExecDestroy, "cuGraphExecDestroy"}, {&d.cuGraphDestroy, "cuGraphDestroy"},
-	} {
-		if *s.p, err = l.sym(s.name); err != nil {
-			return nil, err
-		}
+	}); err != nil {
+		return nil, err
 	}
 	return d, nil
 }
@@ -198,14 +210,9 @@ func loadCublas() (*cublas, error) {
 		return nil, err
 	}
 	c := &cublas{lib: l}
-	for _, s := range []struct {
-		p    *uintptr
-		name string
-	}{{&c.create, "cublasCreate_v2"}, {&c.destroy, "cublasDestroy_v2"}, {&c.setStream, "cublasSetStream_v2"},
-		{&c.setWorkspace, "cublasSetWorkspace_v2"}, {&c.gemmEx, "cublasGemmEx"}} {
-		if *s.p, err = l.sym(s.name); err != nil {
-			return nil, err
-		}
+	if err := l.bind([]symbol{{&c.create, "cublasCreate_v2"}, {&c.destroy, "cublasDestroy_v2"}, {&c.setStream, "cublasSetStream_v2"},
+		{&c.setWorkspace, "cublasSetWorkspace_v2"}, {&c.gemmEx, "cublasGemmEx"}}); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -220,14 +227,7 @@ var cublasStatus = map[uintptr]string{
 // error naming the call.
 func (c *cublas) call(name string, fn uintptr, args ...uintptr) error {
 	r, _, _ := purego.SyscallN(fn, args...)
-	if r == 0 {
-		return nil
-	}
-	s, ok := cublasStatus[r]
-	if !ok {
-		s = "cublasStatus"
-	}
-	return fmt.Errorf("cuda: %s: %s (%d): %w", name, s, r, ErrCall)
+	return blasStatus(name, r)
 }
 
 // cuBLAS and CUDA data-type enums.
@@ -286,19 +286,14 @@ func loadCublasLt() (*cublasLt, error) {
 		return nil, err
 	}
 	c := &cublasLt{lib: l}
-	for _, s := range []struct {
-		p    *uintptr
-		name string
-	}{{&c.create, "cublasLtCreate"}, {&c.destroy, "cublasLtDestroy"},
+	if err := l.bind([]symbol{{&c.create, "cublasLtCreate"}, {&c.destroy, "cublasLtDestroy"},
 		{&c.descCreate, "cublasLtMatmulDescCreate"}, {&c.descDestroy, "cublasLtMatmulDescDestroy"},
 		{&c.descSet, "cublasLtMatmulDescSetAttribute"},
 		{&c.layoutCreate, "cublasLtMatrixLayoutCreate"}, {&c.layoutDestroy, "cublasLtMatrixLayoutDestroy"},
 		{&c.prefCreate, "cublasLtMatmulPreferenceCreate"}, {&c.prefDestroy, "cublasLtMatmulPreferenceDestroy"},
 		{&c.prefSet, "cublasLtMatmulPreferenceSetAttribute"},
-		{&c.heuristic, "cublasLtMatmulAlgoGetHeuristic"}, {&c.matmul, "cublasLtMatmul"}} {
-		if *s.p, err = l.sym(s.name); err != nil {
-			return nil, err
-		}
+		{&c.heuristic, "cublasLtMatmulAlgoGetHeuristic"}, {&c.matmul, "cublasLtMatmul"}}); err != nil {
+		return nil, err
 	}
 	if c.call16, err = trampoline16(); err != nil {
 		return nil, err
@@ -309,11 +304,12 @@ func loadCublasLt() (*cublasLt, error) {
 // call is cublas.call for cuBLASLt (the same cublasStatus_t codes).
 func (c *cublasLt) call(name string, fn uintptr, args ...uintptr) error {
 	r, _, _ := purego.SyscallN(fn, args...)
-	return ltStatus(name, r)
+	return blasStatus(name, r)
 }
 
-// ltStatus turns a cublasStatus_t (an int, in the low 32 bits) into an error.
-func ltStatus(name string, r uintptr) error {
+// blasStatus turns a cublasStatus_t of cuBLAS or cuBLASLt (an int, in the
+// low 32 bits) into an error naming the call.
+func blasStatus(name string, r uintptr) error {
 	r = uintptr(uint32(r))
 	if r == 0 {
 		return nil

@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"fmt"
-	"runtime"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -70,17 +69,9 @@ func (d *Device) loraFuncs() error {
 	if l.shrink != 0 {
 		return nil
 	}
-	for _, f := range []struct {
-		p    *uintptr
-		name string
-	}{{&l.shrink, "loraShrink"}, {&l.expand, "loraExpand"}} {
-		cname := cString(f.name)
-		err := d.drv.call("cuModuleGetFunction("+f.name+")", d.drv.cuModuleGetFunction, uintptr(unsafe.Pointer(f.p)), d.mod, uintptr(unsafe.Pointer(&cname[0])))
-		runtime.KeepAlive(cname)
-		if err != nil {
-			l.shrink, l.expand = 0, 0
-			return fmt.Errorf("gpu: LoRA: the loaded kernels have no %s (PTX built before gpu/kernels/lora.cuh: rebuild it with gpu/kernels/build.sh): %w", f.name, err)
-		}
+	if name, err := d.lookup([]kernelFunc{{&l.shrink, "loraShrink"}, {&l.expand, "loraExpand"}}); err != nil {
+		l.shrink, l.expand = 0, 0
+		return fmt.Errorf("gpu: LoRA: the loaded kernels have no %s (PTX built before gpu/kernels/lora.cuh: rebuild it with gpu/kernels/build.sh): %w", name, err)
 	}
 	return nil
 }

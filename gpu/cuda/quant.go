@@ -163,15 +163,10 @@ func (q *quantState) init(d *Device) error {
 	q.ready = true
 	q.alpha, q.trans = 1, cublasOpT
 	q.w8a8 = os.Getenv("SLUICE_CUDA_FP8_ACT") == "1"
-	for _, f := range []kernelFunc{{&q.act, "qActFP8"}, {&q.epi, "qEpilogue"}, {&q.gemv, "qGemv"}, {&q.deq, "qDequant"},
-		{&q.zero, "qZero"}, {&q.absmax, "qAbsmax"}, {&q.actT, "qActFP8T"}} {
-		cname := cString(f.name)
-		err := d.drv.call("cuModuleGetFunction("+f.name+")", d.drv.cuModuleGetFunction, uintptr(unsafe.Pointer(f.p)), d.mod, uintptr(unsafe.Pointer(&cname[0])))
-		runtime.KeepAlive(cname)
-		if err != nil {
-			q.err = fmt.Errorf("gpu: QMatMul: the loaded kernels have no %s (gpu/kernels/quant.cuh): rebuild the PTX with gpu/kernels/build.sh or set SLUICE_CUDA_PTX: %w", f.name, err)
-			return q.err
-		}
+	if name, err := d.lookup([]kernelFunc{{&q.act, "qActFP8"}, {&q.epi, "qEpilogue"}, {&q.gemv, "qGemv"}, {&q.deq, "qDequant"},
+		{&q.zero, "qZero"}, {&q.absmax, "qAbsmax"}, {&q.actT, "qActFP8T"}}); err != nil {
+		q.err = fmt.Errorf("gpu: QMatMul: the loaded kernels have no %s (gpu/kernels/quant.cuh): rebuild the PTX with gpu/kernels/build.sh or set SLUICE_CUDA_PTX: %w", name, err)
+		return q.err
 	}
 	if d.major*10+d.minor < 89 {
 		q.ltErr = fmt.Errorf("cuda: %s has no FP8 tensor cores (sm_%d%d)", d.name, d.major, d.minor)
@@ -576,7 +571,7 @@ func (x *qcall) ltMatmul(key ltKey, w, qa, out uint64) error {
 		uintptr(w), p.la, uintptr(qa), p.lb,
 		uintptr(unsafe.Pointer(&q.beta)), uintptr(out), p.ld, uintptr(out), p.ld,
 		uintptr(unsafe.Pointer(&p.algo[0])), d.workspace, blasWorkspace, d.stream})
-	return ltStatus("cublasLtMatmul", r)
+	return blasStatus("cublasLtMatmul", r)
 }
 
 // tile runs the dequantize-a-band-then-cuBLAS path.

@@ -114,13 +114,9 @@ func (d *Device) attnFuncs() *trainAttn {
 		return ta
 	}
 	ta.tried = true
-	for _, f := range []kernelFunc{{&ta.softmax, "attnSoftmax"}, {&ta.gradS, "attnGradS"}} {
-		cname := cString(f.name)
-		err := d.drv.call("cuModuleGetFunction("+f.name+")", d.drv.cuModuleGetFunction, uintptr(unsafe.Pointer(f.p)), d.mod, uintptr(unsafe.Pointer(&cname[0])))
-		if err != nil {
-			ta.err = fmt.Errorf("cuda: the kernels have no %s (PTX from before the training attention): %w", f.name, errors.ErrUnsupported)
-			return ta
-		}
+	if name, err := d.lookup([]kernelFunc{{&ta.softmax, "attnSoftmax"}, {&ta.gradS, "attnGradS"}}); err != nil {
+		ta.err = fmt.Errorf("cuda: the kernels have no %s (PTX from before the training attention): %w", name, errors.ErrUnsupported)
+		return ta
 	}
 	p, err := d.blas.lib.sym("cublasGemmStridedBatchedEx")
 	if err != nil {
