@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 	"unsafe"
 
@@ -161,6 +162,13 @@ func (p *pass) view(t *gpu.Tensor, shape ...int) *gpu.Tensor {
 
 func (p *pass) do(err error) { p.fail(err) }
 
+// newPass starts a pass on n's device (its ops timed under
+// SLUICE_TRAIN_PROFILE=1).
+func (n *net) newPass() *pass {
+	ops, bw := n.prof.wrap(n.dev.Ops(), n.dev.Ops().(gpu.BackwardOps))
+	return &pass{dev: n.dev, ops: ops, bw: bw}
+}
+
 func (p *pass) free() {
 	for _, t := range p.ts {
 		t.Free()
@@ -172,6 +180,9 @@ func (p *pass) free() {
 func (n *net) ensureDevice() error {
 	if _, ok := n.dev.Ops().(gpu.BackwardOps); !ok {
 		return fmt.Errorf("train: device %s has no backward ops: %w", n.dev.Name(), ErrConfig)
+	}
+	if n.prof == nil {
+		n.prof = newProfiler(n.dev)
 	}
 	for _, p := range n.params {
 		if p.wt != nil {
@@ -199,6 +210,11 @@ func (n *net) close() {
 	}
 	n.norms.Free()
 	n.norms = nil
+	n.prof.write(os.Stderr)
+	n.prof = nil
+	if c, ok := n.dev.(bf16Cacher); ok {
+		c.DropBF16()
+	}
 	if n.dev != nil {
 		n.dev.Close()
 		n.dev = nil
@@ -222,7 +238,7 @@ func (n *net) lossAndGrad(b *batch, scale float32) (float64, int, error) {
 	if err := n.ensureDevice(); err != nil {
 		return 0, 0, err
 	}
-	p := &pass{dev: n.dev, ops: n.dev.Ops(), bw: n.dev.Ops().(gpu.BackwardOps)}
+	p := n.newPass()
 	defer p.free()
 	for _, q := range n.params {
 		if err := n.dev.Upload(q.wt, f32Bytes(q.w)); err != nil {
@@ -231,6 +247,7 @@ func (n *net) lossAndGrad(b *batch, scale float32) (float64, int, error) {
 		q.dirty, q.ahead = false, false
 		p.clear(q.gt)
 	}
+	n.stale = true
 	sum, count := n.run(p, b, scale, nil)
 	if p.err != nil {
 		return 0, 0, fmt.Errorf("train: %w", p.err)
@@ -273,6 +290,7 @@ type acts struct {
 // the end of each.
 func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, int) {
 	t0 := time.Now()
+	p.do(n.refreshBF16())
 	c := n.cfg
 	ops, bw := p.ops, p.bw
 	B, T := len(b.ids), b.T

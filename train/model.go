@@ -43,6 +43,8 @@ type net struct {
 	byName map[string]*param
 	chunk  int         // target rows per cross-entropy chunk (0: logitElems/Vocab)
 	norms  *gpu.Tensor // the device's squared gradient norms (resident.go)
+	prof   *profiler   // SLUICE_TRAIN_PROFILE=1's op times (profile.go), or nil
+	stale  bool        // weights changed since the device's bf16 copies (bf16Cacher)
 }
 
 type blockParams struct {

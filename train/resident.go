@@ -64,6 +64,7 @@ func (n *net) push(o *optimizer) error {
 			}
 		}
 		p.dirty = false
+		n.stale = true
 	}
 	return nil
 }
@@ -148,7 +149,7 @@ func (n *net) zeroGrads() error {
 // accumulate runs one micro-batch, its gradient added into the gradient
 // tensors.
 func (n *net) accumulate(b *batch, scale float32, tm *phaseTimes) (float64, error) {
-	p := &pass{dev: n.dev, ops: n.dev.Ops(), bw: n.dev.Ops().(gpu.BackwardOps)}
+	p := n.newPass()
 	defer p.free()
 	sum, _ := n.run(p, b, scale, tm)
 	if p.err != nil {
@@ -227,5 +228,36 @@ func (n *net) deviceUpdate(o *optimizer, ps []*param, lr float64, c float32) err
 		}
 		p.ahead = true
 	}
+	n.stale = true
+	return nil
+}
+
+// bf16Cacher is a device whose bf16 GEMMs keep bf16 copies of the weights
+// (cuda.Device.CacheBF16): the copies are remade before a pass whenever
+// the weights changed since (net.stale), and freed with the net.
+type bf16Cacher interface {
+	Precision() string
+	CacheBF16(ts ...*gpu.Tensor) error
+	DropBF16()
+}
+
+// refreshBF16 remakes the device's bf16 copies of the GEMMs' weights
+// where it keeps them and they are stale.
+func (n *net) refreshBF16() error {
+	c, ok := n.dev.(bf16Cacher)
+	if !ok || !n.stale || c.Precision() != "bf16" {
+		return nil
+	}
+	ws := []*gpu.Tensor{n.lmHead.wt}
+	for i := range n.layers {
+		ly := &n.layers[i]
+		for _, p := range []*param{ly.q, ly.k, ly.v, ly.o, ly.gate, ly.up, ly.down} {
+			ws = append(ws, p.wt)
+		}
+	}
+	if err := c.CacheBF16(ws...); err != nil {
+		return fmt.Errorf("train: bf16 copies of the weights: %w", err)
+	}
+	n.stale = false
 	return nil
 }

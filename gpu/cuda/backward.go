@@ -69,17 +69,17 @@ func (d *Device) withScratch(n int, fn func(p uint64) error) (err error) {
 	return fn(uint64(s))
 }
 
-// gemmF32 is cublasGemmEx on f32 column-major operands at d's Precision:
-// C [rows, cols] = alpha·op(A)·op(B) + beta·C, inner size inner. The caller
-// holds enter.
-func (d *Device) gemmF32(what string, ta, tb uintptr, rows, cols, inner int, a uint64, lda int, b uint64, ldb int, beta float32, c uint64, ldc int) error {
+// gemmF32 is cublasGemmEx on column-major operands of dtype typ (f32, or
+// bf16 at PrecisionBF16) into f32 at d's Precision: C [rows, cols] =
+// alpha·op(A)·op(B) + beta·C, inner size inner. The caller holds enter.
+func (d *Device) gemmF32(what string, typ gpu.DType, ta, tb uintptr, rows, cols, inner int, a uint64, lda int, b uint64, ldb int, beta float32, c uint64, ldc int) error {
 	d.beta = beta
 	err := d.blas.call("cublasGemmEx", d.blas.gemmEx, d.hndl, ta, tb,
 		uintptr(rows), uintptr(cols), uintptr(inner),
-		uintptr(unsafe.Pointer(&d.alpha)), uintptr(a), cudaR32F, uintptr(lda),
-		uintptr(b), cudaR32F, uintptr(ldb),
+		uintptr(unsafe.Pointer(&d.alpha)), uintptr(a), gemmType(typ), uintptr(lda),
+		uintptr(b), gemmType(typ), uintptr(ldb),
 		uintptr(unsafe.Pointer(&d.beta)), uintptr(c), cudaR32F, uintptr(ldc),
-		d.computeType(gpu.F32), ^uintptr(0)) // CUBLAS_GEMM_DEFAULT
+		d.computeType(typ), ^uintptr(0)) // CUBLAS_GEMM_DEFAULT
 	if err != nil {
 		return fmt.Errorf("gpu: MatMulBackward %s: %w", what, err)
 	}
@@ -90,7 +90,9 @@ func (d *Device) gemmF32(what string, ta, tb uintptr, rows, cols, inner int, a u
 // column-major xᵀ, so da [m, k] = dc·b is daᵀ = bᵀ·dcᵀ: GemmEx(N, N, k, m,
 // n, b, dc) with beta 0, and db [n, k] += dcᵀ·a is dbᵀ += aᵀ·dc: GemmEx(N,
 // T, k, n, m, a, dc) with beta 1. colSum adds dc's column sums to dbias.
-func (d *Device) MatMulBackward(da, db, dbias, dc, a, b *gpu.Tensor) error {
+// At PrecisionBF16 dc, a and b are rounded to bf16 first (bf16.go), dc
+// once for both products.
+func (d *Device) MatMulBackward(da, db, dbias, dc, a, b *gpu.Tensor) (err error) {
 	m, n, k, err := check.MatMulBackward(da, db, dbias, dc, a, b)
 	if err != nil {
 		return err
@@ -108,18 +110,37 @@ func (d *Device) MatMulBackward(da, db, dbias, dc, a, b *gpu.Tensor) error {
 		return err
 	}
 	defer d.leave()
+	typ, pdc, pa, pb := gpu.F32, p[3], p[4], p[5]
+	gemms := (da != nil && m*k > 0 && n > 0) || (db != nil && m > 0 && n*k > 0)
+	if gemms && d.realBF16() {
+		sc := &scratchSet{d: d}
+		defer sc.release(&err)
+		// a is read only by db's product and b only by da's.
+		ta, tb := a, b
+		if db == nil {
+			ta = nil
+		}
+		if da == nil {
+			tb = nil
+		}
+		o, err := d.bf16Operands(sc.take, []*gpu.Tensor{dc, ta, tb}, []uint64{pdc, pa, pb})
+		if err != nil {
+			return err
+		}
+		typ, pdc, pa, pb = gpu.BF16, o[0], o[1], o[2]
+	}
 	if da != nil && m*k > 0 {
 		if n == 0 {
 			// A sum of no products.
 			if err := d.launch("fillF32", d.fn.bwd.fillF32, d.grid1(m*k), 256, p[0], i64(m*k), f32(0)); err != nil {
 				return err
 			}
-		} else if err := d.gemmF32("da = dc·b", cublasOpN, cublasOpN, k, m, n, p[5], k, p[3], n, 0, p[0], k); err != nil {
+		} else if err := d.gemmF32("da = dc·b", typ, cublasOpN, cublasOpN, k, m, n, pb, k, pdc, n, 0, p[0], k); err != nil {
 			return err
 		}
 	}
 	if db != nil && m > 0 && n*k > 0 {
-		if err := d.gemmF32("db += dcᵀ·a", cublasOpN, cublasOpT, k, n, m, p[4], k, p[3], n, 1, p[1], k); err != nil {
+		if err := d.gemmF32("db += dcᵀ·a", typ, cublasOpN, cublasOpT, k, n, m, pa, k, pdc, n, 1, p[1], k); err != nil {
 			return err
 		}
 	}

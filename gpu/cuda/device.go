@@ -75,9 +75,10 @@ type Device struct {
 	major, minor, sms            int
 	name                         string
 
-	attn   AttnKernels // Config.Attn
-	splits int         // Config.Splits
-	prec   Precision   // Config.Precision, or SetPrecision's
+	attn   AttnKernels             // Config.Attn
+	splits int                     // Config.Splits
+	prec   Precision               // Config.Precision, or SetPrecision's
+	bf16   map[bf16Key]*gpu.Tensor // CacheBF16's copies (bf16.go)
 
 	fn     kernelFuncs
 	live   atomic.Int64

@@ -78,22 +78,9 @@ func (d *Device) MatMul(c, a, b, bias *gpu.Tensor) (err error) {
 	if k == 0 {
 		return d.launch("epilogue", d.fn.epilogue, d.grid1(m*n), 256, p[0], dt(c), 0, p[3], dt(bias), i64(m), i64(n))
 	}
-	var scratch []uintptr
-	defer func() {
-		for _, s := range scratch {
-			if ferr := d.freeScratch(s); ferr != nil && err == nil {
-				err = ferr
-			}
-		}
-	}()
-	tmp := func(bytes int) (uint64, error) {
-		s, err := d.scratch(bytes)
-		if err != nil {
-			return 0, err
-		}
-		scratch = append(scratch, s)
-		return uint64(s), nil
-	}
+	sc := &scratchSet{d: d}
+	defer sc.release(&err)
+	tmp := sc.take
 	ap, bp, typ := p[1], p[2], a.DType()
 	if a.DType() != b.DType() {
 		typ = gpu.F32
@@ -113,6 +100,13 @@ func (d *Device) MatMul(c, a, b, bias *gpu.Tensor) (err error) {
 			}
 			*x.p = w
 		}
+	}
+	if a.DType() == gpu.F32 && b.DType() == gpu.F32 && d.realBF16() {
+		o, err := d.bf16Operands(tmp, []*gpu.Tensor{a, b}, []uint64{ap, bp})
+		if err != nil {
+			return err
+		}
+		ap, bp, typ = o[0], o[1], gpu.BF16
 	}
 	cp, ctype := p[0], c.DType()
 	direct := bias == nil && (ctype == typ || ctype == gpu.F32)
