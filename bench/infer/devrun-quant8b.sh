@@ -2,7 +2,8 @@
 # One GPU call for issue 23 on bench-8b (infer/offline-512-8b): the kernels
 # built from the tree with the machine's nvcc (gpu/kernels/build.sh, used
 # through SLUICE_CUDA_PTX; the embedded PTX if the build fails), then
-#   tests: gpu/cuda TestQuantPaths and TestQuantCapture, infer/model
+#   tests: gpu/cuda TestQuantPaths (every path forced, ltvec included) and
+#          TestQuantCapture, infer/model
 #          TestQuantizedDevice (SLUICE_TEST_DEVICE=cuda) and TestW8A8Rounding
 #          (cpu), each weight-only (the default) and with SLUICE_CUDA_FP8_ACT=1
 #          (the W8A8 lt path);
@@ -42,6 +43,8 @@ tests() { # label, then env assignments for the test processes
 	echo "==== $label" >>"$OUT/cuda.log"
 	(cd gpu/cuda && env "$@" timeout 90 "$bin/cuda.test" -test.v -test.run 'TestQuantPaths|TestQuantCapture' >/tmp/cuda.log 2>&1); echo "rc=$?"
 	summ /tmp/cuda.log; cat /tmp/cuda.log >>"$OUT/cuda.log"
+	# Whether cuBLASLt took the outer-vector scales (ltvec; 0: it fell back).
+	grep -oE "scaled lt products: [0-9]+, outer-vector: [0-9]+|off gemv's by [0-9.e-]+" /tmp/cuda.log | sort | uniq -c | head -8
 	stamp "== infer/model TestQuantizedDevice, TestW8A8Rounding ($label)"
 	echo "==== $label" >>"$OUT/model.log"
 	(cd infer/model && env SLUICE_TEST_DEVICE=cuda "$@" timeout 60 "$bin/model.test" -test.v \

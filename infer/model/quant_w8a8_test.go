@@ -11,12 +11,15 @@ import (
 
 // w8a8 is a QuantOps (the cpu backend's) with FP8 products of more than 8
 // rows of a rounding a to E4M3 first, as gpu/cuda's lt path does
-// (gputest.RoundFP8Act): one scale for all of a where there is no bias and
-// w's scales come in at most 8 runs of multiples of 16 rows (the scaled
-// cuBLASLt product; the fixtures' prompts fit one band), else one per row.
-// Only the accumulation then differs from gpu/cuda's.
+// (gputest.RoundFP8Act): one scale per row (perToken: the outer-vector
+// product gpu/cuda prefers where cuBLASLt has it, or where there is a
+// bias), else one scale for all of a where there is no bias and w's scales
+// come in at most 8 runs of multiples of 16 rows (the scaled product; the
+// fixtures' prompts fit one band). Only the accumulation then differs from
+// gpu/cuda's.
 type w8a8 struct {
 	gpu.QuantOps
+	perToken          bool
 	perTensor, perRow int // products rounded so
 }
 
@@ -31,7 +34,7 @@ func (q *w8a8) QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor) e
 		return err
 	}
 	rows := 1
-	if bias == nil && fewScaleRuns(w) {
+	if !q.perToken && bias == nil && fewScaleRuns(w) {
 		rows = m
 		q.perTensor++
 	} else {
@@ -79,9 +82,10 @@ func TestW8A8Rounding(t *testing.T) {
 			t.Skip("not FP8")
 		}
 		dev := openCPU(t)
-		check := func(t *testing.T, m *Model, r *quantRecord) {
-			q := &w8a8{QuantOps: m.qops}
+		check := func(t *testing.T, m *Model, r *quantRecord, perToken bool) {
+			q := &w8a8{QuantOps: m.qops, perToken: perToken}
 			m.qops = q
+			defer func() { m.qops = q.QuantOps }()
 			worst := 0.0
 			for i, lc := range r.Logits {
 				c := newCache(t, m, 8, 0)
@@ -120,7 +124,10 @@ func TestW8A8Rounding(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer m.Close()
-		check(t, m, &e.Ref)
+		for _, pt := range []bool{false, true} {
+			t.Logf("per token only: %v", pt)
+			check(t, m, &e.Ref, pt)
+		}
 		if e.LoadFP8 == nil {
 			return
 		}
@@ -130,6 +137,9 @@ func TestW8A8Rounding(t *testing.T) {
 		}
 		defer m2.Close()
 		t.Log("--quantization fp8:")
-		check(t, m2, e.LoadFP8)
+		for _, pt := range []bool{false, true} {
+			t.Logf("per token only: %v", pt)
+			check(t, m2, e.LoadFP8, pt)
+		}
 	})
 }
