@@ -378,3 +378,90 @@ func checkAdapted(t *testing.T, l [][]float32) {
 		t.Error("two decode steps gave the same logits: the trace would not see a stale graph")
 	}
 }
+
+// TestLoRAGraphsLoad checks adapters loaded and unloaded while graphs of
+// LoRA steps are live (cpu, fake graphs): loading one past the tables'
+// slots drops the graphs (the tables are made again, larger), unloading
+// one keeps them, and every step's logits stay the eager model's bit for
+// bit, the new adapters' included.
+func TestLoRAGraphsLoad(t *testing.T) {
+	t.Setenv("SLUICE_CUDA_GRAPHS", "")
+	const name = "llama3"
+	dirs, _ := writeAdapters(t, name)
+	dev := openCPU(t)
+	eager := load(t, dev, name, gpu.F32)
+	fg := &fakeGrapher{Device: dev}
+	g, err := Load(fixtureDir(name), fg, Options{DType: gpu.F32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	models := []*Model{eager, g}
+	loadBoth := func(n string, d string) int {
+		id := 0
+		for _, m := range models {
+			var err error
+			if id, err = m.LoadLoRA(n, d, LoRAOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return id
+	}
+	caches := []*Cache{newCache(t, eager, 32, 4), newCache(t, g, 32, 4)}
+	b := &Batch{}
+	for s := range 4 {
+		b.Seqs = append(b.Seqs, SeqInput{Tokens: []int32{int32(3 + s)}, BlockTable: []int32{int32(4 * s), int32(4*s + 1), int32(4*s + 2), int32(4*s + 3)}, WantLogits: true})
+	}
+	pos := 0
+	step := func(loras ...int) {
+		t.Helper()
+		for s := range b.Seqs {
+			b.Seqs[s].StartPos, b.Seqs[s].LoRA = pos, loras[s]
+		}
+		pos++
+		want, err := eager.Forward(caches[0], b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = slices.Clone(want)
+		got, err := g.Forward(caches[1], b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("step %d (adapters %v): logit %d is %g, want %g", pos-1, loras, i, got[i], want[i])
+			}
+		}
+	}
+	a := loadBoth("a", dirs[1])
+	step(a, 0, a, a)
+	step(0, a, a, 0) // records
+	step(a, a, 0, a) // replays
+	if fg.live == 0 {
+		t.Fatal("no graph recorded")
+	}
+	var ids []int
+	for i := range 16 {
+		ids = append(ids, loadBoth(fmt.Sprint("b", i), dirs[i%3]))
+	}
+	if fg.live != 0 {
+		t.Errorf("%d graphs live after the 17th adapter outgrew the tables' 16 slots", fg.live)
+	}
+	step(ids[15], a, ids[0], ids[7])
+	step(ids[14], ids[15], 0, a)
+	step(ids[15], ids[2], ids[1], a)
+	live := fg.live
+	for _, m := range models {
+		if err := m.UnloadLoRA(ids[7]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fg.live != live {
+		t.Errorf("unloading an adapter dropped graphs: %d live, %d before", fg.live, live)
+	}
+	step(ids[15], ids[8], a, ids[6])
+	c := loadBoth("c", dirs[2]) // takes the freed slot
+	step(c, c, ids[15], 0)
+	step(ids[3], c, a, c)
+}
