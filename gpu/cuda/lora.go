@@ -24,8 +24,8 @@ import (
 // loraExpandIdx: the adapters' pairs are a loraSlots table in device
 // memory and the segments an I32 tensor, both read by the kernels, so a
 // replay computes the segments uploaded before it. Its launches depend on
-// the shapes alone: the grid is a bound (blocks past the segments' tiles
-// return at once), the scratch pairs·rows·rank floats, and ks a function
+// the shapes alone: the grid is ⌈rows/tile⌉ blocks along x (a block loops
+// over the tiles past them), the scratch pairs·rows·rank floats, and ks a function
 // of in (the most warps a tile that the row length gives work to, as
 // LoRA picks for a call of few rows: decode steps).
 //
@@ -379,9 +379,9 @@ func (d *Device) LoRAIndexed(y, x *gpu.Tensor, tab gpu.LoRATable, segs *gpu.Tens
 	case steps >= 2:
 		ks = 2
 	}
-	// Segments share no rows, so there are at most rows tiles, and at
-	// most ⌈rows/tile⌉ + nsegs: each segment adds at most one partial one.
-	tiles := func(tile int) int { return min(rows, (rows+tile-1)/tile+nsegs) }
+	// ⌈rows/tile⌉ blocks along x: as many as segments of whole tiles have;
+	// the kernels loop over the tiles past them.
+	tiles := func(tile int) int { return (rows + tile - 1) / tile }
 	chunks := (sh.Rank + loraRC - 1) / loraRC
 	nct := (sh.N + loraECols - 1) / loraECols
 	xvec := b2u(xp%16 == 0 && in%8 == 0)

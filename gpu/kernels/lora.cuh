@@ -19,12 +19,13 @@
 // with nothing of the batch in their parameters, for CUDA graphs: the
 // adapters' pairs are a table of slots in device memory (LoraPair, written
 // when adapters load), and the step's segments, (lo, hi, slot) rows, are
-// an int array the step uploads before it launches. The grid is a bound
-// fixed by the call's shapes: along x, the row tiles of any segments of
-// rows rows (at most rows/tile + segments), along y the pairs of a slot
-// times their rank chunks (shrink) or column tiles (expand); a block finds
-// its segment with a warp scan of the segments' tile counts and returns
-// when it has none. A block computes a tile with the same device function
+// an int array the step uploads before it launches. The grid is fixed by
+// the call's shapes: along x, ⌈rows/tile⌉ blocks, each taking row tiles
+// blockIdx.x, + gridDim.x, … of the segments' tiles counted one after
+// another (segments of partial tiles make more than gridDim.x of them),
+// along y the pairs of a slot times their rank chunks (shrink) or column
+// tiles (expand); a block finds a tile's segment with a warp scan of the
+// segments' tile counts and stops past the last. A block computes a tile with the same device function
 // as the by-value kernels, so a row gives the same bits from both when ks
 // is the same.
 #define LORA_SEGS 64
@@ -292,14 +293,16 @@ __global__ void __launch_bounds__(128) loraShrinkIdx(float* xa, const void* x, i
                                                      int rows, const LoraPair* tab, int pairs, int rank,
                                                      const int* segs, int nsegs, int slots) {
   __shared__ float part[4][LORA_TM * LORA_RC];
-  int lo, hi, slot, bt;
-  if (!loraLocate(segs, nsegs, slots, rows, 4 / ks * LORA_TM, blockIdx.x, lo, hi, slot, bt)) return;
   int chunks = (rank + LORA_RC - 1) / LORA_RC;
   int p = blockIdx.y / chunks, rc = blockIdx.y % chunks;
-  const LoraPair q = tab[(i64)slot * pairs + p];
-  if (q.r <= 0 || rc * LORA_RC >= q.r) return;
-  LoraSeg g = loraPairSeg(q, p, lo, hi, rows, rank);
-  loraShrinkTile(xa, x, xdt, in, xvec, ks, g, bt * ((q.r + LORA_RC - 1) / LORA_RC) + rc, part);
+  int lo, hi, slot, bt;
+  for (int b = blockIdx.x; loraLocate(segs, nsegs, slots, rows, 4 / ks * LORA_TM, b, lo, hi, slot, bt); b += gridDim.x) {
+    const LoraPair q = tab[(i64)slot * pairs + p];
+    if (q.r <= 0 || rc * LORA_RC >= q.r) continue;
+    if (b != blockIdx.x) __syncthreads();  // part may still be read for the previous tile
+    LoraSeg g = loraPairSeg(q, p, lo, hi, rows, rank);
+    loraShrinkTile(xa, x, xdt, in, xvec, ks, g, bt * ((q.r + LORA_RC - 1) / LORA_RC) + rc, part);
+  }
 }
 
 // loraExpandIdx is loraExpand over the segments in segs of the pairs in
@@ -309,13 +312,15 @@ __global__ void __launch_bounds__(LORA_ECOLS) loraExpandIdx(void* y, int ydt, co
                                                             const LoraPair* tab, int pairs, int rank, int nct,
                                                             const int* segs, int nsegs, int slots) {
   __shared__ float xs[LORA_EROWS][LORA_RC];
-  int lo, hi, slot, rt;
-  if (!loraLocate(segs, nsegs, slots, rows, LORA_EROWS, blockIdx.x, lo, hi, slot, rt)) return;
   int p = blockIdx.y / nct, ct = blockIdx.y % nct;
-  const LoraPair q = tab[(i64)slot * pairs + p];
-  if (q.r <= 0 || ct * LORA_ECOLS >= q.n) return;
-  LoraSeg g = loraPairSeg(q, p, lo, hi, rows, rank);
-  loraExpandTile(y, ydt, xa, out, g, rt * ((q.n + LORA_ECOLS - 1) / LORA_ECOLS) + ct, xs);
+  int lo, hi, slot, rt;
+  for (int b = blockIdx.x; loraLocate(segs, nsegs, slots, rows, LORA_EROWS, b, lo, hi, slot, rt); b += gridDim.x) {
+    const LoraPair q = tab[(i64)slot * pairs + p];
+    if (q.r <= 0 || ct * LORA_ECOLS >= q.n) continue;
+    // loraExpandTile syncs before it writes xs.
+    LoraSeg g = loraPairSeg(q, p, lo, hi, rows, rank);
+    loraExpandTile(y, ydt, xa, out, g, rt * ((q.n + LORA_ECOLS - 1) / LORA_ECOLS) + ct, xs);
+  }
 }
 
 }  // extern "C"
