@@ -19,7 +19,7 @@ import (
 func TestLoRAKernelsBuilt(t *testing.T) {
 	for _, cc := range [][2]int{{8, 0}, {9, 0}} {
 		ptx := kernels.PTX(cc[0], cc[1])
-		for _, name := range []string{"loraShrink", "loraExpand"} {
+		for _, name := range []string{"loraShrink", "loraExpand", "loraShrinkIdx", "loraExpandIdx"} {
 			if !bytes.Contains(ptx, []byte(".entry "+name+"(")) {
 				t.Errorf("sm_%d%d PTX has no kernel %q: rebuild it with gpu/kernels/build.sh", cc[0], cc[1], name)
 			}
