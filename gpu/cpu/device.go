@@ -46,8 +46,9 @@ type Device struct {
 	// Device runs one op at a time.
 	gemm    gemmTask
 	lora    loraTask // LoRA's segments (lora.go)
-	qw      qweight  // QMatMul's weight, read by gemm's workers
-	packGen uint64   // identifies one MatMul call to the workers' panel caches
+	loraIdx []gpu.LoRASegment
+	qw      qweight // QMatMul's weight, read by gemm's workers
+	packGen uint64  // identifies one MatMul call to the workers' panel caches
 	embed   embedTask
 	rms     rmsTask
 	rope    ropeTask

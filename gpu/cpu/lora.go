@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/sluicehq/sluice/gpu"
 )
@@ -250,4 +251,88 @@ func dot1x3(x0, b0, b1, b2 []float32) (c0, c1, c2 float32) {
 		c2 += u * b2[i]
 	}
 	return
+}
+
+var (
+	_ gpu.LoRATableOps = (*Device)(nil)
+	_ gpu.LoRATable    = (*loraSlots)(nil)
+)
+
+// loraSlots is the cpu gpu.LoRATable: the slots' pairs on the host (the
+// cpu's device memory is the host's), and each slot's largest Col+n.
+type loraSlots struct {
+	d     *Device
+	shape gpu.LoRATableShape
+	pairs [][]gpu.LoRAPair
+	cols  []int
+	freed bool
+}
+
+// NewLoRATable implements gpu.LoRATableOps.
+func (d *Device) NewLoRATable(shape gpu.LoRATableShape) (gpu.LoRATable, error) {
+	if d.closed {
+		return nil, gpu.ErrClosed
+	}
+	if err := shape.Validate(); err != nil {
+		return nil, err
+	}
+	return &loraSlots{d: d, shape: shape, pairs: make([][]gpu.LoRAPair, shape.Slots), cols: make([]int, shape.Slots)}, nil
+}
+
+func (s *loraSlots) Shape() gpu.LoRATableShape { return s.shape }
+
+// Set implements gpu.LoRATable. Like the cuda table, it keeps what the
+// pairs are when Set runs: the slice is copied.
+func (s *loraSlots) Set(slot int, pairs []gpu.LoRAPair) error {
+	if s.freed {
+		return fmt.Errorf("gpu: LoRATable.Set: %w", gpu.ErrFreed)
+	}
+	cols, err := gpu.CheckLoRAPairs(s.shape, slot, pairs)
+	if err != nil {
+		return err
+	}
+	s.pairs[slot] = append(s.pairs[slot][:0], pairs...)
+	s.cols[slot] = cols
+	return nil
+}
+
+// Free implements gpu.LoRATable.
+func (s *loraSlots) Free() { s.freed, s.pairs = true, nil }
+
+// LoRAIndexed implements gpu.LoRATableOps: the segments read from segs
+// become one LoRA call, a segment per pair (rank-0 pairs and rows that are
+// not a valid segment left out), so that its results are LoRA's bit for
+// bit.
+func (d *Device) LoRAIndexed(y, x *gpu.Tensor, tab gpu.LoRATable, segs *gpu.Tensor) error {
+	s, ok := tab.(*loraSlots)
+	if !ok || s == nil || s.d != d {
+		return fmt.Errorf("gpu: LoRAIndexed: table %T is not this device's: %w", tab, gpu.ErrDevice)
+	}
+	if s.freed {
+		return fmt.Errorf("gpu: LoRAIndexed: table: %w", gpu.ErrFreed)
+	}
+	if err := gpu.CheckLoRAIndexed(y, x, s.shape, slices.Max(s.cols), segs); err != nil {
+		return err
+	}
+	sp, err := d.span("LoRAIndexed", "segs", segs)
+	if err != nil {
+		return err
+	}
+	rows := x.Rows()
+	d.loraIdx = d.loraIdx[:0]
+	for i := 0; i < segs.Dim(0); i++ {
+		lo, hi, slot := int(sp.i32[3*i]), int(sp.i32[3*i+1]), int(sp.i32[3*i+2])
+		if slot < 0 {
+			break
+		}
+		if slot >= s.shape.Slots || lo < 0 || hi <= lo || hi > rows {
+			continue
+		}
+		for _, p := range s.pairs[slot] {
+			if p.A.Dim(0) > 0 {
+				d.loraIdx = append(d.loraIdx, gpu.LoRASegment{Lo: lo, Hi: hi, A: p.A, B: p.B, Col: p.Col})
+			}
+		}
+	}
+	return d.LoRA(y, x, d.loraIdx)
 }

@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -17,13 +18,26 @@ import (
 // uploads nothing, allocates only its scratch (the graph's arena during a
 // Capture) and never waits for the host: it can be captured. A graph
 // replays the table it was recorded with, as it replays every op's
-// arguments; infer/model therefore runs steps with adapters eagerly.
+// arguments.
+//
+// LoRAIndexed (gpu.LoRATableOps) is the pair for graphs, loraShrinkIdx and
+// loraExpandIdx: the adapters' pairs are a loraSlots table in device
+// memory and the segments an I32 tensor, both read by the kernels, so a
+// replay computes the segments uploaded before it. Its launches depend on
+// the shapes alone: the grid is ⌈rows/tile⌉ blocks along x (a block loops
+// over the tiles past them), the scratch pairs·rows·rank floats, and ks a function
+// of in (the most warps a tile that the row length gives work to, as
+// LoRA picks for a call of few rows: decode steps).
 //
 // The kernels are looked up on the first LoRA call rather than at New, so
 // that a PTX built before them (SLUICE_CUDA_PTX) still opens the device
 // for everything else.
 
-var _ gpu.LoRAOps = (*Device)(nil)
+var (
+	_ gpu.LoRAOps      = (*Device)(nil)
+	_ gpu.LoRATableOps = (*Device)(nil)
+	_ gpu.LoRATable    = (*loraSlots)(nil)
+)
 
 // loraMaxSegs is LORA_SEGS in lora.cuh: the segments one launch takes.
 // Calls with more launch once per loraMaxSegs of them, which is correct
@@ -56,11 +70,12 @@ var _ [3592 - unsafe.Sizeof(loraTable{})]struct{}
 // call to call (the Device lives on the heap, so their addresses are
 // stable for the driver).
 type loraState struct {
-	shrink, expand uintptr
-	ptrs           [][2]uint64 // this call's A and B addresses, by segment
-	tab            loraTable
-	argv           [6]uint64
-	argp           [7]uintptr
+	shrink, expand       uintptr
+	shrinkIdx, expandIdx uintptr
+	ptrs                 [][2]uint64 // this call's A and B addresses, by segment
+	tab                  loraTable
+	argv                 [6]uint64
+	argp                 [7]uintptr
 }
 
 // loraFuncs looks up the LoRA kernels once. The caller holds enter.
@@ -220,4 +235,163 @@ func (d *Device) loraKernel(name string, fn uintptr, blocks, threads int, args .
 		return d.drv.err("cuLaunchKernel("+name+")", cuResult(r))
 	}
 	return nil
+}
+
+// loraIdxFuncs looks up LoRAIndexed's kernels once, apart from LoRA's so
+// that a PTX of the by-value kernels alone still runs LoRA. The caller
+// holds enter.
+func (d *Device) loraIdxFuncs() error {
+	l := &d.lora
+	if l.shrinkIdx != 0 {
+		return nil
+	}
+	if name, err := d.lookup([]kernelFunc{{&l.shrinkIdx, "loraShrinkIdx"}, {&l.expandIdx, "loraExpandIdx"}}); err != nil {
+		l.shrinkIdx, l.expandIdx = 0, 0
+		return fmt.Errorf("gpu: LoRAIndexed: the loaded kernels have no %s (PTX built before it: rebuild it with gpu/kernels/build.sh): %w", name, err)
+	}
+	return nil
+}
+
+// loraPairC is lora.cuh's LoraPair, field for field (32 bytes).
+type loraPairC struct {
+	a, b           uint64
+	r, n, col, dts int32
+}
+
+var _ [unsafe.Sizeof(loraPairC{}) - 32]struct{}
+var _ [32 - unsafe.Sizeof(loraPairC{})]struct{}
+
+// loraSlots is a gpu.LoRATable: Slots × Pairs loraPairCs in device memory
+// (an I32 tensor, so that the device's live bytes count it), r = 0 where a
+// slot has fewer pairs, and on the host each slot's pairs' largest Col+n.
+type loraSlots struct {
+	d     *Device
+	shape gpu.LoRATableShape
+	t     *gpu.Tensor // I32 [Slots, Pairs·8]
+	cols  []int
+	buf   []loraPairC // one slot's entries, for Set
+}
+
+// NewLoRATable implements gpu.LoRATableOps: a table of empty slots.
+func (d *Device) NewLoRATable(shape gpu.LoRATableShape) (gpu.LoRATable, error) {
+	if err := shape.Validate(); err != nil {
+		return nil, err
+	}
+	t, err := d.Alloc(gpu.I32, shape.Slots, shape.Pairs*8)
+	if err != nil {
+		return nil, fmt.Errorf("cuda: NewLoRATable: %w", err)
+	}
+	s := &loraSlots{d: d, shape: shape, t: t, cols: make([]int, shape.Slots), buf: make([]loraPairC, shape.Pairs)}
+	zero := make([]int32, shape.Slots*shape.Pairs*8)
+	if err := gpu.Upload(t, zero); err != nil {
+		t.Free()
+		return nil, fmt.Errorf("cuda: NewLoRATable: %w", err)
+	}
+	return s, nil
+}
+
+func (s *loraSlots) Shape() gpu.LoRATableShape { return s.shape }
+
+// Set implements gpu.LoRATable: one upload of the slot's entries.
+func (s *loraSlots) Set(slot int, pairs []gpu.LoRAPair) error {
+	cols, err := gpu.CheckLoRAPairs(s.shape, slot, pairs)
+	if err != nil {
+		return err
+	}
+	d, in := s.d, s.shape.In
+	clear(s.buf)
+	for i, p := range pairs {
+		a, err := d.ptr("LoRATable.Set", fmt.Sprintf("pair %d: A", i), p.A)
+		if err != nil {
+			return err
+		}
+		b, err := d.ptr("LoRATable.Set", fmt.Sprintf("pair %d: B", i), p.B)
+		if err != nil {
+			return err
+		}
+		r := p.A.Dim(0)
+		dts := int32(p.A.DType()) | int32(p.B.DType())<<4
+		if a%16 == 0 && in%8 == 0 {
+			dts |= 1 << 8
+		}
+		if b%16 == 0 && r%8 == 0 {
+			dts |= 1 << 9
+		}
+		s.buf[i] = loraPairC{a: a, b: b, r: int32(r), n: int32(p.B.Dim(0)), col: int32(p.Col), dts: dts}
+	}
+	row, err := s.t.Slice(slot, slot+1)
+	if err != nil {
+		return err
+	}
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&s.buf[0])), len(s.buf)*int(unsafe.Sizeof(loraPairC{})))
+	if err := d.Upload(row, raw); err != nil {
+		return fmt.Errorf("cuda: LoRATable.Set: %w", err)
+	}
+	s.cols[slot] = cols
+	return nil
+}
+
+// Free implements gpu.LoRATable.
+func (s *loraSlots) Free() { s.t.Free() }
+
+// LoRAIndexed implements gpu.LoRATableOps.
+func (d *Device) LoRAIndexed(y, x *gpu.Tensor, tab gpu.LoRATable, segs *gpu.Tensor) error {
+	s, ok := tab.(*loraSlots)
+	if !ok || s == nil || s.d != d {
+		return fmt.Errorf("gpu: LoRAIndexed: table %T is not this device's: %w", tab, gpu.ErrDevice)
+	}
+	sh := s.shape
+	if err := gpu.CheckLoRAIndexed(y, x, sh, slices.Max(s.cols), segs); err != nil {
+		return err
+	}
+	const op = "LoRAIndexed"
+	yp, err := d.ptr(op, "y", y)
+	if err != nil {
+		return err
+	}
+	xp, err := d.ptr(op, "x", x)
+	if err != nil {
+		return err
+	}
+	tp, err := d.ptr(op, "table", s.t)
+	if err != nil {
+		return err
+	}
+	sp, err := d.ptr(op, "segs", segs)
+	if err != nil {
+		return err
+	}
+	rows, nsegs, in, out := x.Rows(), segs.Dim(0), x.Dim(-1), y.Dim(-1)
+	if rows == 0 || nsegs == 0 {
+		return nil
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	if err := d.loraIdxFuncs(); err != nil {
+		return err
+	}
+	ks := 1
+	switch steps := (in + 255) / 256; {
+	case steps >= 4:
+		ks = 4
+	case steps >= 2:
+		ks = 2
+	}
+	// ⌈rows/tile⌉ blocks along x: as many as segments of whole tiles have;
+	// the kernels loop over the tiles past them.
+	tiles := func(tile int) int { return (rows + tile - 1) / tile }
+	chunks := (sh.Rank + loraRC - 1) / loraRC
+	nct := (sh.N + loraECols - 1) / loraECols
+	xvec := b2u(xp%16 == 0 && in%8 == 0)
+	return d.withScratch(4*sh.Pairs*rows*sh.Rank, func(xa uint64) error {
+		err := d.launch("loraShrinkIdx", d.lora.shrinkIdx, [3]int{tiles(4 / ks * loraTM), sh.Pairs * chunks, 1}, 128,
+			xa, xp, dt(x), i64(in), xvec, i64(ks), i64(rows), tp, i64(sh.Pairs), i64(sh.Rank), sp, i64(nsegs), i64(sh.Slots))
+		if err != nil {
+			return err
+		}
+		return d.launch("loraExpandIdx", d.lora.expandIdx, [3]int{tiles(loraERows), sh.Pairs * nct, 1}, loraECols,
+			yp, dt(y), xa, i64(out), i64(rows), tp, i64(sh.Pairs), i64(sh.Rank), i64(nct), sp, i64(nsegs), i64(sh.Slots))
+	})
 }

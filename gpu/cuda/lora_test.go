@@ -19,7 +19,7 @@ import (
 func TestLoRAKernelsBuilt(t *testing.T) {
 	for _, cc := range [][2]int{{8, 0}, {9, 0}} {
 		ptx := kernels.PTX(cc[0], cc[1])
-		for _, name := range []string{"loraShrink", "loraExpand"} {
+		for _, name := range []string{"loraShrink", "loraExpand", "loraShrinkIdx", "loraExpandIdx"} {
 			if !bytes.Contains(ptx, []byte(".entry "+name+"(")) {
 				t.Errorf("sm_%d%d PTX has no kernel %q: rebuild it with gpu/kernels/build.sh", cc[0], cc[1], name)
 			}
@@ -218,5 +218,169 @@ func BenchmarkLoRA(b *testing.B) {
 				b.ReportMetric(lora/base, "lora/matmul")
 			})
 		}
+	}
+}
+
+// TestLoRAIndexedGraph checks LoRAIndexed (gpu.LoRATableOps), the LoRA
+// product that CUDA graphs replay: eagerly it gives LoRA's bits for the
+// same segments (decode-sized calls, where both pick the same warps a
+// tile), with rows in no segment (base and padding rows) unchanged, an
+// invalid row skipped and rows after the terminator unread; recorded as a
+// graph and replayed it gives the same bits; and after new segments (other
+// adapters on other rows) are uploaded into the same tensor and a slot is
+// Set to another adapter, the replay gives the eager result of the new
+// ones, which a table fixed at capture (LoRA's) would not.
+func TestLoRAIndexedGraph(t *testing.T) {
+	for _, in := range []int{2048, 520, 100} {
+		t.Run(fmt.Sprint("in=", in), func(t *testing.T) { testLoRAIndexedGraph(t, in) })
+	}
+}
+
+func testLoRAIndexedGraph(t *testing.T, in int) {
+	d := open(t)
+	gputest.CheckLeaks(t, d)
+	lo := d.Ops().(gpu.LoRAOps)
+	lt := d.Ops().(gpu.LoRATableOps)
+	gr := d.(gpu.Grapher)
+	r := rand.New(rand.NewPCG(7, uint64(in)))
+	const rows, half, slots = 64, 384, 6
+	var frees []*gpu.Tensor
+	defer func() {
+		for _, x := range frees {
+			x.Free()
+		}
+	}()
+	tensor := func(dt gpu.DType, v []float32, shape ...int) *gpu.Tensor {
+		x, err := d.Alloc(dt, shape...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frees = append(frees, x)
+		if err := gpu.UploadF32(x, v); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	vals := func(n int, scale float32) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = gpu.ToBFloat16((2*r.Float32() - 1) * scale).Float32()
+		}
+		return v
+	}
+	xv, yv := vals(rows*in, 1), vals(rows*2*half, 1)
+	x, y := tensor(gpu.BF16, xv, rows, in), tensor(gpu.BF16, yv, rows, 2*half)
+	// Adapters of two pairs (gate and up columns), rank 16 but one of 8.
+	adapter := func(rank int) []gpu.LoRAPair {
+		var ps []gpu.LoRAPair
+		for c := range 2 {
+			a := tensor(gpu.BF16, vals(rank*in, 0.03), rank, in)
+			b := tensor(gpu.BF16, vals(half*rank, 0.25), half, rank)
+			ps = append(ps, gpu.LoRAPair{A: a, B: b, Col: c * half})
+		}
+		return ps
+	}
+	ads := [][]gpu.LoRAPair{adapter(16), adapter(8), adapter(16), adapter(16)}
+	tab, err := lt.NewLoRATable(gpu.LoRATableShape{Slots: slots, Pairs: 2, Rank: 16, In: in, N: half})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Free()
+	inSlot := map[int]int{0: 0, 1: 1, 4: 2} // slot: adapter
+	for s, a := range inSlot {
+		if err := tab.Set(s, ads[a]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sd, err := d.Alloc(gpu.I32, 8, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frees = append(frees, sd)
+	// upload writes segments (lo, hi, slot) into sd, then a terminator and
+	// a valid-looking row after it, and returns LoRA's segments for them.
+	upload := func(rowsOf [][3]int32) []gpu.LoRASegment {
+		v := make([]int32, 0, 24)
+		var segs []gpu.LoRASegment
+		for _, s := range rowsOf {
+			v = append(v, s[0], s[1], s[2])
+			if s[1] > rows || s[2] >= slots {
+				continue // skipped on the device
+			}
+			for _, p := range ads[inSlot[int(s[2])]] {
+				segs = append(segs, gpu.LoRASegment{Lo: int(s[0]), Hi: int(s[1]), A: p.A, B: p.B, Col: p.Col})
+			}
+		}
+		v = append(v, 0, 0, -1, 0, rows, 0)
+		for len(v) < 24 {
+			v = append(v, 0, 0, -1)
+		}
+		if err := gpu.Upload(sd, v); err != nil {
+			t.Fatal(err)
+		}
+		return segs
+	}
+	run := func(fn func() error) []float32 {
+		if err := gpu.UploadF32(y, yv); err != nil {
+			t.Fatal(err)
+		}
+		if err := fn(); err != nil {
+			t.Fatal(err)
+		}
+		return get(t, y)
+	}
+	indexed := func() error { return lt.LoRAIndexed(y, x, tab, sd) }
+	check := func(what string, segs []gpu.LoRASegment, got []float32) {
+		t.Helper()
+		want := run(func() error { return lo.LoRA(y, x, segs) })
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: differs from LoRA over the same segments (first at %d)", what, firstDiff(got, want))
+		}
+		if slices.Equal(want, yv) {
+			t.Errorf("%s: y unchanged: the test would not see a skipped product", what)
+		}
+	}
+	// Rows 0-4 base, 40-63 padding; the row of 70 is past x and skipped.
+	segs := upload([][3]int32{{5, 20, 0}, {20, 21, 4}, {21, 40, 1}, {50, 70, 0}})
+	eager := run(indexed)
+	check("eager", segs, eager)
+	for i := range 5 * 2 * half {
+		if eager[i] != yv[i] {
+			t.Fatalf("element %d of a row in no segment changed", i)
+		}
+	}
+	g, err := gr.Capture(indexed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Free()
+	if got := run(g.Launch); !slices.Equal(got, eager) {
+		t.Errorf("replay differs from the eager call (first at %d)", firstDiff(got, eager))
+	}
+	// Other adapters on other rows, and slot 4 holding another adapter.
+	inSlot[4] = 3
+	if err := tab.Set(4, ads[3]); err != nil {
+		t.Fatal(err)
+	}
+	segs = upload([][3]int32{{0, 3, 4}, {3, 30, 1}, {30, 31, 0}, {31, 33, 4}, {33, 58, 0}})
+	got := run(g.Launch)
+	check("replay after new segments", segs, got)
+	if eagerNew := run(indexed); !slices.Equal(got, eagerNew) {
+		t.Errorf("replay after new segments differs from the eager call (first at %d)", firstDiff(got, eagerNew))
+	}
+	// No segments: nothing added.
+	upload(nil)
+	if got := run(g.Launch); !slices.Equal(got, yv) {
+		t.Errorf("a replay with no segments changed y (first at %d)", firstDiff(got, yv))
+	}
+	// Emptied slots add nothing.
+	for s := range inSlot {
+		if err := tab.Set(s, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	upload([][3]int32{{0, 30, 0}, {30, 64, 1}})
+	if got := run(g.Launch); !slices.Equal(got, yv) {
+		t.Errorf("a replay over empty slots changed y (first at %d)", firstDiff(got, yv))
 	}
 }

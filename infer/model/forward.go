@@ -115,10 +115,16 @@ func (m *Model) forwardHead(c *Cache, b *Batch) (stepKey, *views, error) {
 	if err := m.lora.reserve(m, key.tokens); err != nil {
 		return key, nil, err
 	}
-	// A step with adapters runs eagerly: the recorded graphs have no
-	// LoRA products.
-	if len(m.lora.segs) == 0 {
+	// A decode step with adapters is padded and replayed like the base's
+	// where the device reads the adapters' segments from memory
+	// (gpu.LoRATableOps); elsewhere it runs eagerly.
+	if len(m.lora.segs) == 0 || m.lora.indexable(m) {
 		if pk, ok := st.pad(key); ok {
+			if len(m.lora.segs) > 0 {
+				if err := m.lora.makeTables(m); err != nil {
+					return key, nil, err
+				}
+			}
 			v, err := m.decodePadded(c, key, pk)
 			return key, v, err
 		}

@@ -30,6 +30,11 @@ import (
 // change of batch does.
 // The first step of a key runs eagerly (it also uploads the RoPE table and
 // loads the kernels); the second records the graph.
+//
+// Steps with LoRA adapters have graphs of their own (the key's lora),
+// which run every targeted projection's LoRAIndexed: the step uploads its
+// segments (lora.go), and the graph, eager or replayed, computes whichever
+// adapters they name. Padding rows are in no segment.
 
 // Graph modes: how decode-only steps run.
 const (
@@ -56,10 +61,12 @@ func bucket(n int) int {
 }
 
 // graphKey identifies a recorded decode step: the bucket, the block-table
-// width and the cache, whose tensors the graph reads and writes.
+// width, the cache, whose tensors the graph reads and writes, and whether
+// it has the LoRA products (not which adapters: the step's segments say).
 type graphKey struct {
 	seqs, blocks int
 	cache        uint64
+	lora         bool
 }
 
 // graphs are a model's recorded decode steps. A nil entry marks a key
@@ -142,6 +149,13 @@ func (m *Model) decodePadded(c *Cache, k, pk stepKey) (*views, error) {
 	if err := st.upload(v); err != nil {
 		return nil, fmt.Errorf("model: Forward: uploading the step's metadata: %w", err)
 	}
+	lora := len(m.lora.segs) > 0
+	if lora {
+		m.lora.graphSegs(st.loraSegs)
+		if err := gpu.Upload(v.loraSegs, st.loraSegs); err != nil {
+			return nil, fmt.Errorf("model: Forward: uploading the step's LoRA segments: %w", err)
+		}
+	}
 	ab := gpu.AttnBatch{
 		BlockTables:   v.tables,
 		ContextLens:   v.ctxLens,
@@ -151,7 +165,7 @@ func (m *Model) decodePadded(c *Cache, k, pk stepKey) (*views, error) {
 	}
 	g := &st.graphs
 	if g.mode != graphsOn {
-		if err := m.decodeRun(c, v, ab); err != nil {
+		if err := m.decodeRun(c, v, ab, lora); err != nil {
 			return nil, fmt.Errorf("model: Forward: %w", err)
 		}
 		return st.realRows(v, k.logits)
@@ -164,7 +178,7 @@ func (m *Model) decodePadded(c *Cache, k, pk stepKey) (*views, error) {
 		}
 		g.cache = c.id
 	}
-	gk := graphKey{seqs: pk.seqs, blocks: pk.blocks, cache: c.id}
+	gk := graphKey{seqs: pk.seqs, blocks: pk.blocks, cache: c.id, lora: lora}
 	gr, warm := g.m[gk]
 	switch {
 	case gr != nil:
@@ -173,12 +187,12 @@ func (m *Model) decodePadded(c *Cache, k, pk stepKey) (*views, error) {
 			g.m = map[graphKey]gpu.Graph{}
 		}
 		g.m[gk] = nil
-		if err := m.decodeRun(c, v, ab); err != nil {
+		if err := m.decodeRun(c, v, ab, lora); err != nil {
 			return nil, fmt.Errorf("model: Forward: %w", err)
 		}
 		return st.realRows(v, k.logits)
 	default:
-		if gr, err = g.dev.Capture(func() error { return m.decodeRun(c, v, ab) }); err != nil {
+		if gr, err = g.dev.Capture(func() error { return m.decodeRun(c, v, ab, lora) }); err != nil {
 			return nil, fmt.Errorf("model: Forward: recording the decode step of %d sequences as a graph (SLUICE_CUDA_GRAPHS=0 turns graphs off): %w", pk.seqs, err)
 		}
 		g.m[gk] = gr
@@ -190,8 +204,12 @@ func (m *Model) decodePadded(c *Cache, k, pk stepKey) (*views, error) {
 }
 
 // decodeRun enqueues a padded decode step: the decoder and the LM head
-// over every row.
-func (m *Model) decodeRun(c *Cache, v *views, ab gpu.AttnBatch) error {
+// over every row, with lora the LoRA products of the segments in
+// v.loraSegs.
+func (m *Model) decodeRun(c *Cache, v *views, ab gpu.AttnBatch, lora bool) error {
+	ls := &m.lora
+	ls.indexed, ls.dsegs = lora, v.loraSegs
+	defer func() { ls.indexed, ls.dsegs = false, nil }()
 	if err := m.layersForward(c, v, ab); err != nil {
 		return err
 	}

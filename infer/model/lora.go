@@ -31,6 +31,15 @@ import (
 // segment's two small products are Ops.MatMul on row views and Ops.Add
 // into the projection's rows, with gate and up stacked into one pair (A
 // [2r, H], B block-diagonal [2I, 2r]) so that the sum covers whole rows.
+//
+// Decode steps with adapters replay CUDA graphs like the base's (graph.go)
+// on a device with gpu.LoRATableOps too: every layer's projections have a
+// gpu.LoRATable of adapter slots, made at the first such step and filled
+// as adapters load and unload (each adapter holds a slot while loaded),
+// and the step uploads its segments as (lo, hi, slot) rows into a step
+// buffer of loraGraphSegs rows, which the kernels read when the graph
+// runs: nothing of the batch's adapters is in the graph, padding rows are
+// in no segment, and a step whose segments do not fit runs eagerly.
 
 // ErrAdapter: a LoRA adapter is malformed, does not fit the base model, or
 // exceeds a limit; the message names the file and the key or tensor.
@@ -73,6 +82,7 @@ const (
 	projO
 	projGateUp
 	projDown
+	numProj
 )
 
 func (l *loraLayer) pair(p proj) []loraSlice {
@@ -94,6 +104,7 @@ func (l *loraLayer) pair(p proj) []loraSlice {
 type loraAdapter struct {
 	name, dir string
 	rank      int // rows of the widest A (2r for gate_up)
+	slot      int // its slot in the LoRA tables
 	layers    []loraLayer
 	tensors   []*gpu.Tensor
 }
@@ -118,12 +129,30 @@ type loraState struct {
 	// gsegs is the LoRAOps path's segments of one projection, reused from
 	// call to call.
 	gsegs []gpu.LoRASegment
+
+	// The graph path (gpu.LoRATableOps): a table per layer and projection,
+	// nil until the first padded decode step with adapters; their slots
+	// and rank; the loaded adapters with pairs at each site (a site none
+	// targets launches nothing). While indexed (a padded decode step runs),
+	// matmulLoRA reads the step's segments from dsegs.
+	tops             gpu.LoRATableOps
+	tabs             [][numProj]gpu.LoRATable
+	tabSlots, tabRnk int
+	sites            [][numProj]int
+	indexed          bool
+	dsegs            *gpu.Tensor
 }
+
+// loraGraphSegs is the most segments of a decode step replayed from a
+// graph (rows of the step's segment buffer): the engine lays a batch out
+// by adapter, so a step has one segment per adapter in it (max_loras).
+const loraGraphSegs = 64
 
 // loraSeg is the token rows [lo, hi) of one step that use adapter id.
 type loraSeg struct{ lo, hi, id int }
 
 func (ls *loraState) free() {
+	ls.freeTables()
 	for _, a := range ls.adapters {
 		if a != nil {
 			a.free()
@@ -202,17 +231,28 @@ func (m *Model) LoadLoRA(name, dir string, opts LoRAOptions) (int, error) {
 		ad.free()
 		return 0, err
 	}
-	m.lora.adapters = append(m.lora.adapters, ad)
-	m.lora.maxRank = max(m.lora.maxRank, ad.rank)
+	ls := &m.lora
+	ad.slot = ls.freeSlot()
+	if err := ls.addSites(m, ad); err != nil {
+		_ = ls.dropSites(ad) // the device failed already; this undoes the counts
+		ad.free()
+		return 0, fmt.Errorf("model: LoRA adapter %q: %w", name, err)
+	}
+	ls.adapters = append(ls.adapters, ad)
+	ls.maxRank = max(ls.maxRank, ad.rank)
 	c := m.cfg
-	m.lora.width = max(m.lora.width, c.Heads*c.HeadDim, c.Hidden, 2*c.Intermediate)
-	return len(m.lora.adapters), nil
+	ls.width = max(ls.width, c.Heads*c.HeadDim, c.Hidden, 2*c.Intermediate)
+	return len(ls.adapters), nil
 }
 
 // UnloadLoRA frees adapter id; its id is not reused.
 func (m *Model) UnloadLoRA(id int) error {
 	if id < 1 || id > len(m.lora.adapters) || m.lora.adapters[id-1] == nil {
 		return fmt.Errorf("model: UnloadLoRA: no adapter %d is loaded: %w", id, ErrAdapter)
+	}
+	// Empty its slots before its tensors go: the tables keep addresses.
+	if err := m.lora.dropSites(m.lora.adapters[id-1]); err != nil {
+		return fmt.Errorf("model: UnloadLoRA: %w", err)
 	}
 	m.lora.adapters[id-1].free()
 	m.lora.adapters[id-1] = nil
@@ -510,6 +550,15 @@ func (m *Model) matmulLoRA(c, a *gpu.Tensor, w linear, bias *gpu.Tensor, i int, 
 		return err
 	}
 	ls := &m.lora
+	if ls.indexed {
+		if ls.sites[i][p] == 0 {
+			return nil
+		}
+		if err := ls.tops.LoRAIndexed(c, a, ls.tabs[i][p], ls.dsegs); err != nil {
+			return fmt.Errorf("LoRA: %w", err)
+		}
+		return nil
+	}
 	if len(ls.segs) == 0 {
 		return nil
 	}
@@ -574,4 +623,196 @@ func (m *Model) loraSegment(c, a *gpu.Tensor, sl loraSlice, lo, hi int) error {
 		return err
 	}
 	return m.ops.Add(cs, cs, xab)
+}
+
+// freeSlot is the lowest slot no loaded adapter holds.
+func (ls *loraState) freeSlot() int {
+	for slot := 0; ; slot++ {
+		used := false
+		for _, a := range ls.adapters {
+			used = used || a != nil && a.slot == slot
+		}
+		if !used {
+			return slot
+		}
+	}
+}
+
+// indexable reports whether a step with segments can run on the graph
+// path: the device has gpu.LoRATableOps (and gpu.LoRAOps, whose layout of
+// gate and up the tables hold) and the segments fit the step's buffer.
+func (ls *loraState) indexable(m *Model) bool {
+	if _, ok := m.ops.(gpu.LoRAOps); !ok {
+		return false
+	}
+	_, ok := m.ops.(gpu.LoRATableOps)
+	return ok && len(ls.segs) <= loraGraphSegs
+}
+
+// siteShape is the LoRA table shape of projection p with slots slots of
+// rank ranks: A [r, in] and one pair (gate and up: two) of B [n, r].
+func (m *Model) siteShape(p proj, slots, rank int) gpu.LoRATableShape {
+	c := m.cfg
+	h, qd, kvd, im := c.Hidden, c.Heads*c.HeadDim, c.KVHeads*c.HeadDim, c.Intermediate
+	s := gpu.LoRATableShape{Slots: slots, Pairs: 1, Rank: rank, In: h}
+	switch p {
+	case projQ:
+		s.N = qd
+	case projK, projV:
+		s.N = kvd
+	case projO:
+		s.In, s.N = qd, h
+	case projGateUp:
+		s.Pairs, s.N = 2, im
+	case projDown:
+		s.In, s.N = im, h
+	}
+	return s
+}
+
+// makeTables makes the LoRA tables, if they are not made, and fills the
+// loaded adapters' slots: slots and rank are at least 16 (vLLM's default
+// max_lora_rank), else the next power of two that holds every loaded
+// adapter.
+func (ls *loraState) makeTables(m *Model) error {
+	if ls.tabs != nil {
+		return nil
+	}
+	slots, rank := 16, 16
+	for _, a := range ls.adapters {
+		if a != nil {
+			for slots <= a.slot {
+				slots *= 2
+			}
+			for rank < a.rank {
+				rank *= 2
+			}
+		}
+	}
+	ls.tops = m.ops.(gpu.LoRATableOps)
+	ls.tabs = make([][numProj]gpu.LoRATable, m.cfg.Layers)
+	ls.tabSlots, ls.tabRnk = slots, rank
+	for i := range ls.tabs {
+		for p := range proj(numProj) {
+			t, err := ls.tops.NewLoRATable(m.siteShape(p, slots, rank))
+			if err != nil {
+				ls.freeTables()
+				return fmt.Errorf("model: Forward: LoRA tables of %d slots: %w", slots, err)
+			}
+			ls.tabs[i][p] = t
+		}
+	}
+	for _, a := range ls.adapters {
+		if a != nil {
+			if err := ls.setSlot(a, false); err != nil {
+				ls.freeTables()
+				return fmt.Errorf("model: Forward: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (ls *loraState) freeTables() {
+	for i := range ls.tabs {
+		for _, t := range ls.tabs[i] {
+			if t != nil {
+				t.Free()
+			}
+		}
+	}
+	ls.tabs, ls.tabSlots, ls.tabRnk = nil, 0, 0
+}
+
+// setSlot puts adapter a's pairs into its slot of every table, or empties
+// the slot with clear.
+func (ls *loraState) setSlot(a *loraAdapter, clear bool) error {
+	var pairs [2]gpu.LoRAPair
+	for i := range ls.tabs {
+		for p := range proj(numProj) {
+			sls := a.layers[i].pair(p)
+			if len(sls) == 0 {
+				continue
+			}
+			n := 0
+			if !clear {
+				for _, sl := range sls {
+					pairs[n] = gpu.LoRAPair{A: sl.a, B: sl.b, Col: sl.col}
+					n++
+				}
+			}
+			if err := ls.tabs[i][p].Set(a.slot, pairs[:n]); err != nil {
+				return fmt.Errorf("LoRA adapter %q: layer %d: %w", a.name, i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// addSites counts adapter a at the sites it targets and, once the tables
+// are made, puts it into its slot. The recorded graphs go when a site
+// starts to be targeted (the graphs launch no products there) or the
+// tables must grow (which drops them: the next step makes them again).
+func (ls *loraState) addSites(m *Model, a *loraAdapter) error {
+	if ls.sites == nil {
+		ls.sites = make([][numProj]int, m.cfg.Layers)
+	}
+	stale := false
+	for i := range ls.sites {
+		for p := range proj(numProj) {
+			if len(a.layers[i].pair(p)) > 0 {
+				ls.sites[i][p]++
+				stale = stale || ls.sites[i][p] == 1
+			}
+		}
+	}
+	if ls.tabs == nil {
+		return nil
+	}
+	if a.slot >= ls.tabSlots || a.rank > ls.tabRnk {
+		if err := m.step.freeGraphs(); err != nil {
+			return err
+		}
+		ls.freeTables()
+		return nil
+	}
+	if stale {
+		if err := m.step.freeGraphs(); err != nil {
+			return err
+		}
+	}
+	return ls.setSlot(a, false)
+}
+
+// dropSites is addSites undone, for an adapter being unloaded: its slot
+// emptied, its sites uncounted. The graphs stay: a site that no adapter
+// targets any more adds nothing.
+func (ls *loraState) dropSites(a *loraAdapter) error {
+	if ls.tabs != nil && a.slot < ls.tabSlots {
+		if err := ls.setSlot(a, true); err != nil {
+			return err
+		}
+	}
+	for i := range ls.sites {
+		for p := range proj(numProj) {
+			if len(a.layers[i].pair(p)) > 0 {
+				ls.sites[i][p]--
+			}
+		}
+	}
+	a.slot = -1
+	return nil
+}
+
+// graphSegs writes the step's segments into dst as (lo, hi, slot) rows,
+// ended by a row of slot −1 when they are fewer than its rows.
+func (ls *loraState) graphSegs(dst []int32) {
+	k := 0
+	for _, sg := range ls.segs {
+		dst[k], dst[k+1], dst[k+2] = int32(sg.lo), int32(sg.hi), int32(ls.adapters[sg.id-1].slot)
+		k += 3
+	}
+	for ; k < len(dst); k += 3 {
+		dst[k], dst[k+1], dst[k+2] = 0, 0, -1
+	}
 }

@@ -22,6 +22,7 @@ type step struct {
 	tables               []int32 // [seqs × blocks], padded with block 0
 	maxQuery, maxContext int
 	out                  []float32 // the logits returned
+	loraSegs             []int32   // [loraGraphSegs × 3]: a padded step's LoRA segments (lora.go)
 	argOut               []int32   // the greedy tokens ForwardArgmax returns
 
 	// Device buffers and their capacities.
@@ -56,6 +57,7 @@ type views struct {
 	g                      *gpu.Tensor // [L, hidden]: the gathered last tokens
 	logits                 *gpu.Tensor // F32 [L, vocab]
 	argmax                 *gpu.Tensor // I32 [L]: each row's largest logit
+	loraSegs               *gpu.Tensor // I32 [loraGraphSegs, 3]: (lo, hi, slot) rows (lora.go)
 }
 
 func batchError(format string, args ...any) error {
@@ -168,6 +170,7 @@ func (st *step) reserve(m *Model, k stepKey) error {
 	b.g = alloc(dt, seq, cfg.Hidden)
 	b.logits = alloc(gpu.F32, seq, cfg.Vocab)
 	b.argmax = alloc(gpu.I32, seq)
+	b.loraSegs = alloc(gpu.I32, loraGraphSegs, 3)
 	if err != nil {
 		st.free()
 		return fmt.Errorf("model: Forward: allocating buffers for %d tokens of %d sequences: %w", tok, seq, err)
@@ -175,6 +178,7 @@ func (st *step) reserve(m *Model, k stepKey) error {
 	st.tokCap, st.seqCap, st.blkCap = tok, seq, blk
 	st.out = make([]float32, seq*cfg.Vocab)
 	st.argOut = make([]int32, seq)
+	st.loraSegs = make([]int32, 3*loraGraphSegs)
 	return nil
 }
 
@@ -184,7 +188,7 @@ func (st *step) free() {
 	st.rowsSet = false
 	b := &st.bufs
 	for _, t := range []*gpu.Tensor{b.ids, b.pos, b.slots, b.ctxLens, b.qStarts, b.last, b.tables,
-		b.x, b.h, b.o, b.q, b.k, b.v, b.attn, b.gateUp, b.act, b.g, b.logits, b.argmax} {
+		b.x, b.h, b.o, b.q, b.k, b.v, b.attn, b.gateUp, b.act, b.g, b.logits, b.argmax, b.loraSegs} {
 		t.Free() // nil-safe
 	}
 	st.bufs = views{}
@@ -224,6 +228,7 @@ func (st *step) viewsFor(m *Model, k stepKey) (*views, error) {
 		q: rows(b.q, t), k: rows(b.k, t), v: rows(b.v, t), attn: rows(b.attn, t),
 		gateUp: rows(b.gateUp, t), act: rows(b.act, t),
 		g: rows(b.g, l), logits: rows(b.logits, l), argmax: rows(b.argmax, l),
+		loraSegs: b.loraSegs,
 	}
 	v.q3, v.k3, v.v3, v.attn3 = heads(v.q, cfg.Heads), heads(v.k, cfg.KVHeads), heads(v.v, cfg.KVHeads), heads(v.attn, cfg.Heads)
 	if tb := rows(b.tables, s*k.blocks); err == nil {
