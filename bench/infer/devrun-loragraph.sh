@@ -44,7 +44,7 @@ summ() {
 	head -2 "$OUT/build.log"
 	grep -A2 "lora" "$k/resources_sm90.txt" | grep -E "Compiling|registers|spill"
 	tar -C "$k" -czf "$OUT/kernels.tgz" .
-	export SLUICE_CUDA_PTX=$k/sluice_sm90.ptx
+	export SLUICE_CUDA_PTX=$k/sluice_sm90.ptx SLUICE_CUDA_LORA_GRAPHS=1
 	stamp "== gpu/cuda LoRA tests"
 	(cd gpu/cuda && timeout 60 "$bin/cuda.test" -test.v -test.run 'TestLoRAIndexedGraph|TestLoRAGraph$|TestConformance$/LoRA' >"$OUT/tests.log" 2>&1); echo "rc=$?"
 	stamp "== infer/model TestLoRAGraphs on cuda"

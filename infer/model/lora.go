@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"strings"
 
@@ -641,8 +642,15 @@ func (ls *loraState) freeSlot() int {
 // indexable reports whether a step with segments can run on the graph
 // path: the device has gpu.LoRATableOps (and gpu.LoRAOps, whose layout of
 // gate and up the tables hold) and the segments fit the step's buffer.
+//
+// On cuda the path is opt-in (SLUICE_CUDA_LORA_GRAPHS=1) until it has run
+// on a GPU: its kernels and the replays of changing adapters were written
+// and compiled (nvcc 11.8) but not yet run on one (2026-12-07).
 func (ls *loraState) indexable(m *Model) bool {
 	if _, ok := m.ops.(gpu.LoRAOps); !ok {
+		return false
+	}
+	if m.dev.Name() == "cuda" && os.Getenv("SLUICE_CUDA_LORA_GRAPHS") != "1" {
 		return false
 	}
 	_, ok := m.ops.(gpu.LoRATableOps)
