@@ -28,12 +28,7 @@ import (
 //     a bias) qActFP8 gives each row of a its scale (vLLM's per-token
 //     scheme), the product goes to an f32 scratch and qEpilogue applies the
 //     scales and the bias. a is taken in bands of rows so that the scratch
-//     stays under qScratchBytes. Where cuBLASLt has an algorithm for its
-//     outer-vector scales (CUDA 12.9 and later) and there is no bias,
-//     QMatMul prefers those (ltvec): qActFP8's per-row scales and w's own
-//     are cuBLASLt's B and A scale vectors, so a product is one quantizing
-//     kernel and one cublasLtMatmul whatever w's scales (per-tensor needs
-//     qZero, qAbsmax, qActFP8T and a product per run of w's scales);
+//     stays under qScratchBytes;
 //   - tile, for the rest (int4 with many rows, FP8 on sm_80 or odd
 //     shapes): qDequant writes a band of weight rows (at most qTileBytes,
 //     so it stays in L2) in a's dtype into scratch and cublasGemmEx
@@ -66,13 +61,6 @@ const (
 	qScratchBytes = 64 << 20 // the lt path's E4M3 a, scales and f32 product per band of rows
 
 	qFmtFP8, qFmtInt4 = 1, 2 // Q_FP8, Q_INT4
-
-	// cuBLASLt's scale modes (cublasLt.h, CUDA 12.9 and later): the A and
-	// B scale pointers point at vectors, one f32 per row of op(A) and per
-	// column of op(B).
-	ltDescAScaleMode = 31 // CUBLASLT_MATMUL_DESC_A_SCALE_MODE
-	ltDescBScaleMode = 32 // CUBLASLT_MATMUL_DESC_B_SCALE_MODE
-	ltScaleOuterVec  = 3  // CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F
 )
 
 // quantPath is a QMatMul path; quantAuto lets QMatMul choose (tests force
@@ -85,11 +73,10 @@ const (
 	quantLt    // with one scale for a where w has one (quantLtRow otherwise)
 	quantLtRow // a scale per row of a, through the f32 product and qEpilogue
 	quantTile
-	quantLtVec // a scale per row of a and per row of w, applied by cuBLASLt (outer vectors)
 )
 
 func (p quantPath) String() string {
-	return [...]string{"auto", "gemv", "lt", "ltrow", "tile", "ltvec"}[p]
+	return [...]string{"auto", "gemv", "lt", "ltrow", "tile"}[p]
 }
 
 // quantState is a Device's quantized-product state, set up by the first
@@ -109,14 +96,12 @@ type quantState struct {
 	runs                map[weak.Pointer[gpu.Tensor]][]int // FP8 Scales tensors checked: where runs of equal scales start
 	scaleA, scaleB      uint64                             // the scale pointers of the scaled lt plan
 	scaledCalls         int                                // scaled lt products enqueued (tests)
-	vecCalls            int                                // outer-vector lt products enqueued (tests)
 	force               quantPath
 	w8a8                bool // SLUICE_CUDA_FP8_ACT=1: QMatMul may pick the lt path
 	block               [17]uintptr
 	alpha, beta         float32
 	heur                [ltHeuristicResultLen]byte
 	trans, noTrans      int32
-	vecMode             int32 // ltScaleOuterVec, for the attribute call
 	workspace           uint64
 	pref                uintptr
 	count               int32
@@ -157,11 +142,11 @@ func quantOf(d *Device) *quantState {
 
 // ltKey is one shape of the lt path's product: [m, k] E4M3 by [n, k]
 // into dt with row stride ld; scaled: with cuBLASLt's per-tensor A and B
-// scales; vec: with its outer-vector scales (one per row of w and of a).
+// scales.
 type ltKey struct {
 	m, n, k, ld int
 	dt          gpu.DType
-	scaled, vec bool
+	scaled      bool
 }
 
 // ltPlan is the cuBLASLt descriptors and algorithm of one ltKey; ok is
@@ -243,16 +228,7 @@ func (q *quantState) plan(key ltKey) (*ltPlan, error) {
 	if err == nil {
 		err = call("cublasLtMatmulDescSetAttribute", lt.descSet, p.desc, ltDescTransB, uintptr(unsafe.Pointer(&q.noTrans)), 4)
 	}
-	noModes := false // cuBLASLt refused the outer-vector scale modes (before 12.9): no algorithm
-	if err == nil && key.vec {
-		q.vecMode = ltScaleOuterVec
-		for _, attr := range []uintptr{ltDescAScaleMode, ltDescBScaleMode} {
-			if !noModes {
-				noModes = call("cublasLtMatmulDescSetAttribute", lt.descSet, p.desc, attr, uintptr(unsafe.Pointer(&q.vecMode)), 4) != nil
-			}
-		}
-	}
-	if err == nil && (key.scaled || key.vec) {
+	if err == nil && key.scaled {
 		err = q.setScales(p)
 	}
 	for _, l := range []struct {
@@ -285,7 +261,7 @@ func (q *quantState) plan(key ltKey) (*ltPlan, error) {
 	for attr := uintptr(ltPrefMinAlignA); attr <= ltPrefMinAlignD && err == nil; attr++ {
 		err = call("cublasLtMatmulPreferenceSetAttribute", lt.prefSet, pref, attr, uintptr(unsafe.Pointer(&q.align)), 4)
 	}
-	if err == nil && !noModes {
+	if err == nil {
 		q.count = 0
 		err = call("cublasLtMatmulAlgoGetHeuristic", lt.heuristic, q.ltHndl, p.desc, p.la, p.lb, p.ld, p.ld, pref, 1,
 			uintptr(unsafe.Pointer(&q.heur[0])), uintptr(unsafe.Pointer(&q.count)))
@@ -355,16 +331,15 @@ func (d *Device) QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor)
 	}
 	x := qcall{d: d, q: q, c: c, a: a, w: w, bias: bias, cp: p[0], ap: p[1], bp: p[2], m: m, n: n, k: k,
 		data: p[3], scales: p[4], zeros: p[5], groups: p[6], fmt: qFmtFP8, ngroups: 1, segRows: 1,
-		runs: runs}
+		runs: runs, scaled: runs != nil && q.force != quantLtRow}
 	if w.Format == gpu.QuantInt4 {
 		x.fmt, x.ngroups, x.segRows = qFmtInt4, w.Scales.Dim(1), n/w.Groups.Dim(0)
 	}
 	q.scaleA, q.scaleB = x.scales, x.scales // non-null, for the heuristic; lt sets a's before each product
-	d.ltScales(q, &x, w.Format, c.DType(), bias != nil)
 	switch path := d.quantPath(q, m, w, x.data|x.cp, x.ltKey(min(m, d.ltBand(n, k)), 0)); path {
 	case quantGemv:
 		err = x.gemv()
-	case quantLt, quantLtRow, quantLtVec:
+	case quantLt, quantLtRow:
 		err = x.lt()
 	default:
 		err = x.tile()
@@ -385,7 +360,7 @@ func (d *Device) quantPath(q *quantState, m int, w *gpu.QuantWeight, ptrs uint64
 		ltOK = err == nil && p.ok
 	}
 	switch {
-	case (q.force == quantLt || q.force == quantLtRow || q.force == quantLtVec) && ltOK, q.force == quantGemv, q.force == quantTile:
+	case (q.force == quantLt || q.force == quantLtRow) && ltOK, q.force == quantGemv, q.force == quantTile:
 		return q.force
 	case q.force == quantAuto && m <= qgRows:
 		return quantGemv
@@ -393,26 +368,6 @@ func (d *Device) quantPath(q *quantState, m int, w *gpu.QuantWeight, ptrs uint64
 		return quantLt
 	}
 	return quantTile
-}
-
-// ltScales picks how the lt path would scale x's product (x.runs set):
-// vec, cuBLASLt's outer-vector scales (a scale per row of a from
-// qActFP8, w's own per row), where there is no bias and cuBLASLt has an
-// algorithm for them (CUDA 12.9 and later), as QMatMul prefers: one
-// quantizing kernel and one product; else scaled (one scale for a per
-// band, one product per run of w's scales) where w's scales come in runs;
-// else neither (qActFP8, an f32 product, qEpilogue). The caller holds
-// enter and has run init.
-func (d *Device) ltScales(q *quantState, x *qcall, f gpu.QuantFormat, cdt gpu.DType, hasBias bool) {
-	x.scaled, x.vec = x.runs != nil && q.force != quantLtRow, false
-	if f != gpu.QuantFP8 || hasBias || q.lt == nil || x.k%16 != 0 || x.n%16 != 0 ||
-		!(q.force == quantLtVec || q.force == quantAuto && x.m > qgRows) {
-		return
-	}
-	key := ltKey{min(x.m, d.ltBand(x.n, x.k)), x.n, x.k, x.n, cdt, false, true}
-	if p, err := q.plan(key); err == nil && p.ok {
-		x.scaled, x.vec = false, true
-	}
 }
 
 // ltBand is the rows of a the lt path takes at once: the scratch (E4M3 a,
@@ -506,7 +461,6 @@ type qcall struct {
 	data, scales, zeros, groups    uint64
 	m, n, k, fmt, ngroups, segRows int
 	scaled                         bool  // lt: one scale for a, one per run of w's rows; cuBLASLt writes c
-	vec                            bool  // lt: a scale per row of a and of w, applied by cuBLASLt, which writes c
 	runs                           []int // where w's runs of equal scales start, then n
 }
 
@@ -515,13 +469,10 @@ func (x *qcall) ltKey(rows, r int) ltKey { return x.ltKeyOf(rows, r, x.c.DType()
 
 // ltKeyOf is ltKey with c of dtype cdt.
 func (x *qcall) ltKeyOf(rows, r int, cdt gpu.DType) ltKey {
-	switch {
-	case x.vec:
-		return ltKey{rows, x.n, x.k, x.n, cdt, false, true}
-	case x.scaled:
-		return ltKey{rows, x.runs[r+1] - x.runs[r], x.k, x.n, cdt, true, false}
+	if x.scaled {
+		return ltKey{rows, x.runs[r+1] - x.runs[r], x.k, x.n, cdt, true}
 	}
-	return ltKey{rows, x.n, x.k, x.n, gpu.F32, false, false}
+	return ltKey{rows, x.n, x.k, x.n, gpu.F32, false}
 }
 
 // gemv runs qGemv over bands of qgRows rows of a.
@@ -555,7 +506,7 @@ func (x *qcall) lt() (err error) {
 	qBytes := (band*x.k + 255) &^ 255
 	saBytes := (4*band + 255) &^ 255 // scales; scaled: the absmax word, the scale at +16
 	accBytes := 4 * band * x.n
-	if x.scaled || x.vec {
+	if x.scaled {
 		accBytes = 0
 	}
 	s, err := d.scratch(qBytes + saBytes + accBytes)
@@ -572,20 +523,6 @@ func (x *qcall) lt() (err error) {
 	for i0 := 0; i0 < x.m; i0 += band {
 		rows := min(band, x.m-i0)
 		ap, cp := x.ap+uint64(i0*x.k*adt.Size()), x.cp+uint64(i0*x.n*cdt.Size())
-		if x.vec {
-			if err := d.launch("qActFP8", q.act, [3]int{rows, 1, 1}, min(threads(x.k), 1024),
-				qa, sa, ap, uint64(adt), i64(x.k)); err != nil {
-				return err
-			}
-			// A is w (a scale per row of op(A): w's), B is a (one per
-			// column of op(B), a row of a: qActFP8's).
-			q.scaleA, q.scaleB = x.scales, sa
-			q.vecCalls++
-			if err := x.ltMatmul(x.ltKey(rows, 0), x.data, qa, cp); err != nil {
-				return err
-			}
-			continue
-		}
 		if !x.scaled {
 			if err := d.launch("qActFP8", q.act, [3]int{rows, 1, 1}, min(threads(x.k), 1024),
 				qa, sa, ap, uint64(adt), i64(x.k)); err != nil {
@@ -635,7 +572,7 @@ func (x *qcall) ltMatmul(key ltKey, w, qa, out uint64) error {
 	if !p.ok {
 		return fmt.Errorf("cuda: cublasLtMatmulAlgoGetHeuristic offers no FP8 algorithm for [%d, %d]·[%d, %d]ᵀ: %w", key.m, key.k, key.n, key.k, ErrCall)
 	}
-	if key.scaled || key.vec {
+	if key.scaled {
 		if err := q.setScales(p); err != nil {
 			return err
 		}
@@ -736,12 +673,10 @@ func (d *Device) QuantRounding(m int, adt gpu.DType, w *gpu.QuantWeight, hasBias
 	if err != nil {
 		return 0, false
 	}
-	x := qcall{m: m, n: w.N, k: w.K, runs: runs}
-	q.scaleA, q.scaleB = 1, 1 // non-null, for a new plan's heuristic
-	d.ltScales(q, &x, w.Format, adt, hasBias)
+	x := qcall{m: m, n: w.N, k: w.K, runs: runs, scaled: runs != nil && q.force != quantLtRow}
 	band := min(m, d.ltBand(w.N, w.K))
 	switch d.quantPath(q, m, w, data, x.ltKeyOf(band, 0, adt)) {
-	case quantLt, quantLtRow, quantLtVec:
+	case quantLt, quantLtRow:
 		if x.scaled {
 			return band, false
 		}

@@ -75,7 +75,7 @@ func openForced(t *testing.T, path quantPath) *Device {
 func TestQuantPaths(t *testing.T) {
 	d := openForced(t, quantAuto)
 	t.Logf("device: %v", d)
-	for _, p := range []quantPath{quantAuto, quantGemv, quantLt, quantLtRow, quantLtVec, quantTile} {
+	for _, p := range []quantPath{quantAuto, quantGemv, quantLt, quantLtRow, quantTile} {
 		t.Run(p.String(), func(t *testing.T) {
 			gputest.QMatMul(t, func(t *testing.T) gpu.Device { return openForced(t, p) })
 		})
@@ -150,8 +150,7 @@ func TestQuantCapture(t *testing.T) {
 		uniform bool // and no bias: the scaled lt product
 	}{{quantGemv, gpu.QuantFP8, 5, 0, false}, {quantGemv, gpu.QuantInt4, 8, 0, false}, {quantLt, gpu.QuantFP8, 40, 0, false},
 		{quantLt, gpu.QuantFP8, 40, 1, true}, {quantLt, gpu.QuantFP8, 40, 2, true}, {quantTile, gpu.QuantFP8, 24, 0, false},
-		{quantTile, gpu.QuantInt4, 33, 0, false}, {quantAuto, gpu.QuantInt4, 300, 0, false},
-		{quantLtVec, gpu.QuantFP8, 40, 0, true}, {quantLtVec, gpu.QuantFP8, 40, 2, true}} {
+		{quantTile, gpu.QuantInt4, 33, 0, false}, {quantAuto, gpu.QuantInt4, 300, 0, false}} {
 		t.Run(fmt.Sprintf("%v/%v/m%d/runs%d", c.path, c.f, c.m, c.runs), func(t *testing.T) {
 			d := openForced(t, c.path)
 			gputest.CheckLeaks(t, d)
@@ -200,13 +199,10 @@ func TestQuantCapture(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer g.Free()
-			if q := quantOf(d); c.uniform && c.path == quantLt && q.lt != nil && q.scaledCalls == 0 {
+			if q := quantOf(d); c.uniform && q.lt != nil && q.scaledCalls == 0 {
 				t.Errorf("one FP8 scale and no bias: no product took the scaled lt path")
 			} else {
-				// vec: 0 where cuBLASLt offers no outer-vector FP8
-				// algorithm (before CUDA 12.9); the scaled or per-row
-				// product ran instead.
-				t.Logf("scaled lt products: %d, outer-vector: %d (cuBLASLt: %v)", q.scaledCalls, q.vecCalls, q.ltErr)
+				t.Logf("scaled lt products: %d (cuBLASLt: %v)", q.scaledCalls, q.ltErr)
 			}
 			for round := range 2 {
 				input()
@@ -229,7 +225,7 @@ func TestQuantCapture(t *testing.T) {
 				if !c.uniform {
 					continue
 				}
-				// The scaled (or outer-vector) lt product against gemv's exact one, by
+				// The scaled lt product against gemv's exact one, by
 				// norm: rounding a to E4M3 is off by about 2⁻⁴/√3 of
 				// each term, a wrong run scale by a third or more.
 				q := quantOf(d)
