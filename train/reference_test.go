@@ -81,6 +81,13 @@ func testDevice() (name string, tol float64) {
 	name, tol = "cpu", 1e-4
 	if d := os.Getenv("SLUICE_TEST_DEVICE"); d != "" && d != "cpu" {
 		name, tol = d, 2e-2
+		// bf16 GEMM operands (8 bits of mantissa, rounded at every
+		// product) against PyTorch's f32: one qwen3 k_norm gradient element
+		// was 2.4% of the tensor's largest off on the H100 (2026-12-07),
+		// the rest within 2%.
+		if p := testPrecision(); p == "" || p == "bf16" {
+			tol = 4e-2
+		}
 	}
 	if v, err := strconv.ParseFloat(os.Getenv("SLUICE_TEST_TOL"), 64); err == nil && v > 0 {
 		tol = v
@@ -120,10 +127,16 @@ func TestGradMatchesPyTorch(t *testing.T) {
 			if got != cnt {
 				t.Fatalf("targets %d, want %d", got, cnt)
 			}
-			// Only the params' weight and gradient tensors outlive a pass.
+			// Only the params' weight and gradient tensors outlive a pass,
+			// and at bf16 the device's bf16 copies of the GEMMs' weights.
 			var held int64
 			for _, p := range n.params {
 				held += 2 * 4 * int64(len(p.w))
+			}
+			if c, ok := n.dev.(bf16Cacher); ok && c.Precision() == "bf16" {
+				for _, p := range n.gemmWeights() {
+					held += 2 * int64(len(p.w))
+				}
 			}
 			if live := n.dev.LiveBytes(); live != held {
 				t.Errorf("%d device bytes live after the pass, want the params' %d", live, held)

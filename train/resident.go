@@ -241,6 +241,17 @@ type bf16Cacher interface {
 	DropBF16()
 }
 
+// gemmWeights are the params the GEMMs multiply by: the LM head and each
+// layer's projections.
+func (n *net) gemmWeights() []*param {
+	ps := []*param{n.lmHead}
+	for i := range n.layers {
+		ly := &n.layers[i]
+		ps = append(ps, ly.q, ly.k, ly.v, ly.o, ly.gate, ly.up, ly.down)
+	}
+	return ps
+}
+
 // refreshBF16 remakes the device's bf16 copies of the GEMMs' weights
 // where it keeps them and they are stale.
 func (n *net) refreshBF16() error {
@@ -248,12 +259,9 @@ func (n *net) refreshBF16() error {
 	if !ok || !n.stale || c.Precision() != "bf16" {
 		return nil
 	}
-	ws := []*gpu.Tensor{n.lmHead.wt}
-	for i := range n.layers {
-		ly := &n.layers[i]
-		for _, p := range []*param{ly.q, ly.k, ly.v, ly.o, ly.gate, ly.up, ly.down} {
-			ws = append(ws, p.wt)
-		}
+	var ws []*gpu.Tensor
+	for _, p := range n.gemmWeights() {
+		ws = append(ws, p.wt)
 	}
 	if err := c.CacheBF16(ws...); err != nil {
 		return fmt.Errorf("train: bf16 copies of the weights: %w", err)
