@@ -81,12 +81,21 @@ type loraState struct {
 // loraFuncs looks up the LoRA kernels once. The caller holds enter.
 func (d *Device) loraFuncs() error {
 	l := &d.lora
-	if l.shrink != 0 {
+	return d.lookupOnce("LoRA", "PTX built before gpu/kernels/lora.cuh", kernelFunc{&l.shrink, "loraShrink"}, kernelFunc{&l.expand, "loraExpand"})
+}
+
+// lookupOnce looks fs up unless the first is found already; where one is
+// missing it leaves them all unset and names it, with hint on the PTX.
+// The caller holds enter.
+func (d *Device) lookupOnce(op, hint string, fs ...kernelFunc) error {
+	if *fs[0].p != 0 {
 		return nil
 	}
-	if name, err := d.lookup([]kernelFunc{{&l.shrink, "loraShrink"}, {&l.expand, "loraExpand"}}); err != nil {
-		l.shrink, l.expand = 0, 0
-		return fmt.Errorf("gpu: LoRA: the loaded kernels have no %s (PTX built before gpu/kernels/lora.cuh: rebuild it with gpu/kernels/build.sh): %w", name, err)
+	if name, err := d.lookup(fs); err != nil {
+		for _, f := range fs {
+			*f.p = 0
+		}
+		return fmt.Errorf("gpu: %s: the loaded kernels have no %s (%s: rebuild it with gpu/kernels/build.sh): %w", op, name, hint, err)
 	}
 	return nil
 }
@@ -242,14 +251,7 @@ func (d *Device) loraKernel(name string, fn uintptr, blocks, threads int, args .
 // holds enter.
 func (d *Device) loraIdxFuncs() error {
 	l := &d.lora
-	if l.shrinkIdx != 0 {
-		return nil
-	}
-	if name, err := d.lookup([]kernelFunc{{&l.shrinkIdx, "loraShrinkIdx"}, {&l.expandIdx, "loraExpandIdx"}}); err != nil {
-		l.shrinkIdx, l.expandIdx = 0, 0
-		return fmt.Errorf("gpu: LoRAIndexed: the loaded kernels have no %s (PTX built before it: rebuild it with gpu/kernels/build.sh): %w", name, err)
-	}
-	return nil
+	return d.lookupOnce("LoRAIndexed", "PTX built before it", kernelFunc{&l.shrinkIdx, "loraShrinkIdx"}, kernelFunc{&l.expandIdx, "loraExpandIdx"})
 }
 
 // loraPairC is lora.cuh's LoraPair, field for field (32 bytes).
