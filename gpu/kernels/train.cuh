@@ -415,3 +415,349 @@ __global__ void sumSqFinal(double* dst, const double* part, int parts) {
 }
 
 }  // extern "C"
+
+// ---- Fused causal attention for training (flashFwd*, flashBwd*) ----
+//
+// FlashAttention-2 on the tensor cores (mma.sync m16n8k16, bf16 inputs, f32
+// accumulators: mma16816 of sluice.cu) for gpu/cuda's CausalAttention and
+// CausalAttentionBackward at PrecisionBF16 (trainattn.go), head sizes 16,
+// 32, 64 and 128. Tensors are f32 in global memory: q, out, dq, dout
+// [seqs·T, heads, D], k, v, dk, dv [seqs·T, kvHeads, D]; tiles are rounded
+// to bf16 as they are stored in shared memory (rows of D + 8 elements:
+// conflict-free 32-bit fragment loads). Query i of a sequence sees keys
+// 0..i; head h reads kv head h / (heads / kvHeads).
+//
+// flashFwd: one block (4 warps) per (64-query tile, head, sequence); warp w
+// owns queries 16w..16w + 15, its q fragments in registers, and runs the
+// online softmax over 64-key tiles up to the diagonal on its accumulators
+// (thread rows g = lane / 4 and g + 8, shared by the 4 lanes of a quad);
+// P is rounded to bf16 for O += P·V. Writes out when out is given, the
+// rows' logsumexp (scaled scores, natural log) into lse [seqs, heads, T]
+// when lse is given, and with dout: drow = rowsum(dout∘O) and zeros into dq
+// (the backward's prologue: O stays in registers).
+//
+// flashBwd: one block per (64-key tile, kv head, sequence); warp w owns
+// keys 16w..16w + 15 (k in shared memory, v fragments in registers, dK and
+// dV accumulators in registers). For each head of the kv group in order and
+// each BQ-query tile from the diagonal on: Sᵀ = K·Qᵀ, Pᵀ = exp(scale·Sᵀ −
+// lse), dPᵀ = V·dOᵀ, dSᵀ = scale·Pᵀ∘(dPᵀ − drow), dV += Pᵀ·dO, dK += dSᵀ·Q
+// in registers (one block owns its keys: no atomics, a fixed order), and
+// dQ += dS·K through dS in shared memory, added to dq with f32 atomics
+// (so dq's sums vary in order between runs in the last bits).
+#define FA_BQ 64  // flashFwd's query tile
+#define FA_BK 64  // the key tile of both
+
+// faTile stores rows r0 .. r0 + R − 1 of an f32 tensor (row r at base +
+// r·stride, D columns) into sm as bf16, R rows of LD; rows from T on are 0.
+template <int R, int D, int LD>
+__device__ __forceinline__ void faTile(unsigned short* sm, const float* base, i64 stride, int r0, int T) {
+  constexpr int C4 = D / 4;
+  for (int idx = threadIdx.x; idx < R * C4; idx += blockDim.x) {
+    int r = idx / C4, c = (idx % C4) * 4;
+    float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (r0 + r < T) x = *(const float4*)(base + (i64)(r0 + r) * stride + c);
+    *(uint2*)(sm + r * LD + c) = make_uint2(packBF16(x.x, x.y), packBF16(x.z, x.w));
+  }
+}
+
+// faGather is the B fragment of rows k0 .. k0 + 15 (the k dimension) and
+// column n of a row-major bf16 tile of LD: two 16-bit loads per register.
+template <int LD>
+__device__ __forceinline__ void faGather(const unsigned short* sm, int k0, int n, int tq, unsigned& b0, unsigned& b1) {
+  const unsigned short* p = sm + (k0 + 2 * tq) * LD + n;
+  b0 = (unsigned)p[0] | ((unsigned)p[LD] << 16);
+  b1 = (unsigned)p[8 * LD] | ((unsigned)p[9 * LD] << 16);
+}
+
+template <int D>
+__device__ __forceinline__ void flashFwd(float* out, float* lse, float* drow, float* dq, const float* dout,
+                                         const float* q, const float* k, const float* v, int T, int H, int KV,
+                                         float scale) {
+  constexpr int KC = D / 16, NT = D / 8, LD = D + 8, ST = FA_BK / 8;
+  __shared__ __align__(16) unsigned short Ks[FA_BK * LD];
+  __shared__ __align__(16) unsigned short Vs[FA_BK * LD];
+  const int h = blockIdx.y, s = blockIdx.z, kh = h / (H / KV), q0 = blockIdx.x * FA_BQ;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
+  const i64 qs = (i64)H * D, ks = (i64)KV * D;
+  const i64 qoff = (i64)s * T * qs + (i64)h * D;
+  const float* kb = k + (i64)s * T * ks + (i64)kh * D;
+  const float* vb = v + (i64)s * T * ks + (i64)kh * D;
+  const int rows[2] = {q0 + 16 * w + g, q0 + 16 * w + g + 8};
+  unsigned qa[KC][4];
+#pragma unroll
+  for (int c16 = 0; c16 < KC; c16++) {
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      int r = rows[e & 1], col = c16 * 16 + (e >> 1) * 8 + 2 * tq;
+      float2 x = r < T ? *(const float2*)(q + qoff + (i64)r * qs + col) : make_float2(0.f, 0.f);
+      qa[c16][e] = packBF16(x.x, x.y);
+    }
+  }
+  const float sl2 = scale * 1.4426950408889634f;  // scores in log2 units: exp2f
+  float o[NT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+#pragma unroll
+  for (int t = 0; t < NT; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.f;
+  const int last = min(q0 + FA_BQ, T) - 1;
+  for (int k0 = 0; k0 <= last; k0 += FA_BK) {
+    __syncthreads();  // the previous tile's reads are done
+    faTile<FA_BK, D, LD>(Ks, kb, ks, k0, T);
+    faTile<FA_BK, D, LD>(Vs, vb, ks, k0, T);
+    __syncthreads();
+    float sc[ST][4];
+#pragma unroll
+    for (int t = 0; t < ST; t++) sc[t][0] = sc[t][1] = sc[t][2] = sc[t][3] = 0.f;
+#pragma unroll
+    for (int c16 = 0; c16 < KC; c16++) {
+#pragma unroll
+      for (int t = 0; t < ST; t++) {
+        const unsigned short* kp = Ks + (t * 8 + g) * LD + c16 * 16 + 2 * tq;
+        mma16816(sc[t], qa[c16], *(const unsigned*)kp, *(const unsigned*)(kp + 8));
+      }
+    }
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int t = 0; t < ST; t++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        int j = k0 + t * 8 + 2 * tq + (e & 1), r = rows[e >> 1];
+        sc[t][e] = j <= r && r < T ? sc[t][e] * sl2 : -INFINITY;
+        mx[e >> 1] = fmaxf(mx[e >> 1], sc[t][e]);
+      }
+    }
+    float al[2];
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+      mx[hh] = fmaxf(mx[hh], __shfl_xor_sync(0xffffffffu, mx[hh], 1));
+      mx[hh] = fmaxf(mx[hh], __shfl_xor_sync(0xffffffffu, mx[hh], 2));
+      float mn = fmaxf(m[hh], mx[hh]);
+      al[hh] = mn == -INFINITY ? 1.f : exp2f(m[hh] - mn);
+      m[hh] = mn;
+    }
+    float ls[2] = {0.f, 0.f};
+#pragma unroll
+    for (int t = 0; t < ST; t++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        float p = sc[t][e] == -INFINITY ? 0.f : exp2f(sc[t][e] - m[e >> 1]);
+        sc[t][e] = p;
+        ls[e >> 1] += p;
+      }
+    }
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) l[hh] = l[hh] * al[hh] + ls[hh];
+#pragma unroll
+    for (int t = 0; t < NT; t++) o[t][0] *= al[0], o[t][1] *= al[0], o[t][2] *= al[1], o[t][3] *= al[1];
+#pragma unroll
+    for (int kk = 0; kk < FA_BK / 16; kk++) {
+      unsigned pa[4];
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const float* src = sc[2 * kk + (e >> 1)] + 2 * (e & 1);
+        pa[e] = packBF16(src[0], src[1]);
+      }
+#pragma unroll
+      for (int t = 0; t < NT; t++) {
+        unsigned b0, b1;
+        faGather<LD>(Vs, kk * 16, t * 8 + g, tq, b0, b1);
+        mma16816(o[t], pa, b0, b1);
+      }
+    }
+  }
+#pragma unroll
+  for (int hh = 0; hh < 2; hh++) {
+    l[hh] += __shfl_xor_sync(0xffffffffu, l[hh], 1);
+    l[hh] += __shfl_xor_sync(0xffffffffu, l[hh], 2);
+  }
+#pragma unroll
+  for (int hh = 0; hh < 2; hh++) {
+    int r = rows[hh];
+    bool in = r < T;  // uniform over the quad: the shuffles below stay full-warp
+    float inv = l[hh] > 0.f ? 1.f / l[hh] : 0.f;
+    i64 ro = qoff + (i64)r * qs;
+    float dd = 0.f;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+      int c = t * 8 + 2 * tq;
+      float2 y = make_float2(o[t][2 * hh] * inv, o[t][2 * hh + 1] * inv);
+      if (in && out) *(float2*)(out + ro + c) = y;
+      if (in && dout) {
+        float2 x = *(const float2*)(dout + ro + c);
+        dd += x.x * y.x + x.y * y.y;
+        *(float2*)(dq + ro + c) = make_float2(0.f, 0.f);
+      }
+    }
+    dd += __shfl_xor_sync(0xffffffffu, dd, 1);
+    dd += __shfl_xor_sync(0xffffffffu, dd, 2);
+    if (in && tq == 0) {
+      i64 li = ((i64)s * H + h) * T + r;
+      if (lse) lse[li] = (m[hh] + log2f(l[hh])) * 0.6931471805599453f;
+      if (dout) drow[li] = dd;
+    }
+  }
+}
+
+template <int D, int BQ>
+__device__ __forceinline__ void flashBwd(float* dq, float* dk, float* dv, const float* lse, const float* drow,
+                                         const float* dout, const float* q, const float* k, const float* v, int T,
+                                         int H, int KV, float scale) {
+  constexpr int KC = D / 16, NT = D / 8, LD = D + 8, QT = BQ / 8, DSL = FA_BK + 8;
+  constexpr int QG = BQ / 16, WS = 4 / QG, NTW = NT / WS;  // dQ: warps over query groups × column shares
+  static_assert(QG * WS == 4 && NTW * WS == NT, "flashBwd's dQ split");
+  __shared__ __align__(16) unsigned short Ks[FA_BK * LD];
+  __shared__ __align__(16) unsigned short Qs[BQ * LD];
+  __shared__ __align__(16) unsigned short Os[BQ * LD];  // dO
+  __shared__ __align__(16) unsigned short Ds[BQ * DSL];  // dS [query][key]
+  __shared__ float Ls[BQ], Rs[BQ];
+  const int kh = blockIdx.y, s = blockIdx.z, k0 = blockIdx.x * FA_BK, G = H / KV;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
+  const i64 qs = (i64)H * D, ks = (i64)KV * D;
+  const i64 koff = (i64)s * T * ks + (i64)kh * D;
+  const int keys[2] = {k0 + 16 * w + g, k0 + 16 * w + g + 8};
+  faTile<FA_BK, D, LD>(Ks, k + koff, ks, k0, T);
+  unsigned va[KC][4];
+#pragma unroll
+  for (int c16 = 0; c16 < KC; c16++) {
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      int j = keys[e & 1], col = c16 * 16 + (e >> 1) * 8 + 2 * tq;
+      float2 x = j < T ? *(const float2*)(v + koff + (i64)j * ks + col) : make_float2(0.f, 0.f);
+      va[c16][e] = packBF16(x.x, x.y);
+    }
+  }
+  float dka[NT][4], dva[NT][4];
+#pragma unroll
+  for (int t = 0; t < NT; t++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) dka[t][e] = dva[t][e] = 0.f;
+  const float sl2 = scale * 1.4426950408889634f;
+  const int m0 = (w % QG) * 16, t0 = (w / QG) * NTW;  // this warp's dQ rows and columns
+  for (int hg = 0; hg < G; hg++) {
+    const int h = kh * G + hg;
+    const i64 qoff = (i64)s * T * qs + (i64)h * D;
+    const i64 loff = ((i64)s * H + h) * T;
+    for (int q0 = k0; q0 < T; q0 += BQ) {
+      __syncthreads();  // the previous tile's reads of Qs, Os, Ds are done (and Ks is stored)
+      faTile<BQ, D, LD>(Qs, q + qoff, qs, q0, T);
+      faTile<BQ, D, LD>(Os, dout + qoff, qs, q0, T);
+      if (threadIdx.x < BQ) {
+        int i = q0 + threadIdx.x;
+        Ls[threadIdx.x] = i < T ? lse[loff + i] * 1.4426950408889634f : 0.f;
+        Rs[threadIdx.x] = i < T ? drow[loff + i] : 0.f;
+      }
+      __syncthreads();
+      float sc[QT][4], dp[QT][4];
+#pragma unroll
+      for (int t = 0; t < QT; t++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) sc[t][e] = dp[t][e] = 0.f;
+#pragma unroll
+      for (int c16 = 0; c16 < KC; c16++) {
+        unsigned ka[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          ka[e] = *(const unsigned*)(Ks + (16 * w + g + 8 * (e & 1)) * LD + c16 * 16 + (e >> 1) * 8 + 2 * tq);
+#pragma unroll
+        for (int t = 0; t < QT; t++) {
+          const unsigned short* qp = Qs + (t * 8 + g) * LD + c16 * 16 + 2 * tq;
+          mma16816(sc[t], ka, *(const unsigned*)qp, *(const unsigned*)(qp + 8));
+          const unsigned short* op = Os + (t * 8 + g) * LD + c16 * 16 + 2 * tq;
+          mma16816(dp[t], va[c16], *(const unsigned*)op, *(const unsigned*)(op + 8));
+        }
+      }
+#pragma unroll
+      for (int t = 0; t < QT; t++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          int ci = t * 8 + 2 * tq + (e & 1), i = q0 + ci;
+          float p = keys[e >> 1] <= i && i < T ? exp2f(sc[t][e] * sl2 - Ls[ci]) : 0.f;
+          sc[t][e] = p;
+          dp[t][e] = scale * p * (dp[t][e] - Rs[ci]);
+          Ds[ci * DSL + 16 * w + g + 8 * (e >> 1)] = __bfloat16_as_ushort(__float2bfloat16_rn(dp[t][e]));
+        }
+      }
+#pragma unroll
+      for (int kk = 0; kk < BQ / 16; kk++) {
+        unsigned pa[4], da[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const float* ps = sc[2 * kk + (e >> 1)] + 2 * (e & 1);
+          const float* ds = dp[2 * kk + (e >> 1)] + 2 * (e & 1);
+          pa[e] = packBF16(ps[0], ps[1]);
+          da[e] = packBF16(ds[0], ds[1]);
+        }
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+          unsigned b0, b1;
+          faGather<LD>(Os, kk * 16, t * 8 + g, tq, b0, b1);
+          mma16816(dva[t], pa, b0, b1);
+          faGather<LD>(Qs, kk * 16, t * 8 + g, tq, b0, b1);
+          mma16816(dka[t], da, b0, b1);
+        }
+      }
+      __syncthreads();  // Ds is stored
+      float acc[NTW][4];
+#pragma unroll
+      for (int t = 0; t < NTW; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < FA_BK / 16; kk++) {
+        unsigned a[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          a[e] = *(const unsigned*)(Ds + (m0 + g + 8 * (e & 1)) * DSL + kk * 16 + (e >> 1) * 8 + 2 * tq);
+#pragma unroll
+        for (int t = 0; t < NTW; t++) {
+          unsigned b0, b1;
+          faGather<LD>(Ks, kk * 16, (t0 + t) * 8 + g, tq, b0, b1);
+          mma16816(acc[t], a, b0, b1);
+        }
+      }
+#pragma unroll
+      for (int hh = 0; hh < 2; hh++) {
+        int i = q0 + m0 + g + 8 * hh;
+        if (i >= T) continue;
+        float* dst = dq + qoff + (i64)i * qs;
+#pragma unroll
+        for (int t = 0; t < NTW; t++) {
+          int c = (t0 + t) * 8 + 2 * tq;
+          atomicAdd(dst + c, acc[t][2 * hh]);
+          atomicAdd(dst + c + 1, acc[t][2 * hh + 1]);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int hh = 0; hh < 2; hh++) {
+    int j = keys[hh];
+    if (j >= T) continue;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+      int c = t * 8 + 2 * tq;
+      *(float2*)(dk + koff + (i64)j * ks + c) = make_float2(dka[t][2 * hh], dka[t][2 * hh + 1]);
+      *(float2*)(dv + koff + (i64)j * ks + c) = make_float2(dva[t][2 * hh], dva[t][2 * hh + 1]);
+    }
+  }
+}
+
+// The entry points, one per head size: blocks of 128 threads, grids
+// (ceil(T/64), heads, seqs) for flashFwd and (ceil(T/64), kvHeads, seqs)
+// for flashBwd.
+#define FA_FWD(D)                                                                                              \
+  extern "C" __global__ void __launch_bounds__(128) flashFwd##D(                                               \
+      float* out, float* lse, float* drow, float* dq, const float* dout, const float* q, const float* k,      \
+      const float* v, int T, int H, int KV, float scale) {                                                     \
+    flashFwd<D>(out, lse, drow, dq, dout, q, k, v, T, H, KV, scale);                                           \
+  }
+#define FA_BWD(D, BQ)                                                                                          \
+  extern "C" __global__ void __launch_bounds__(128) flashBwd##D(                                               \
+      float* dq, float* dk, float* dv, const float* lse, const float* drow, const float* dout, const float* q, \
+      const float* k, const float* v, int T, int H, int KV, float scale) {                                     \
+    flashBwd<D, BQ>(dq, dk, dv, lse, drow, dout, q, k, v, T, H, KV, scale);                                    \
+  }
+FA_FWD(16)
+FA_FWD(32)
+FA_FWD(64)
+FA_FWD(128)
+FA_BWD(16, 64)
+FA_BWD(32, 64)
+FA_BWD(64, 64)
+FA_BWD(128, 32)
