@@ -8,3 +8,32 @@ func SetAttn(d *Device, k AttnKernels, splits int) (restore func()) {
 	d.attn, d.splits = k, splits
 	return func() { d.attn, d.splits = oldK, oldS }
 }
+
+// AttnPaths is how many training attention calls (CausalAttention and
+// CausalAttentionBackward) on d took the fused kernels and how many the
+// other paths.
+func AttnPaths(d *Device) (flash, other int) {
+	fa := &d.fn.bwd.attn.flash
+	return fa.flash, fa.other
+}
+
+// FlashAttn looks d's fused training attention up and reports whether the
+// loaded kernels have it for head size hd and whether it is on (not
+// SLUICE_CUDA_FLASH_ATTN=0); set, when not nil, turns it on or off (for
+// A/B benchmarks in one process).
+func FlashAttn(d *Device, hd int, set *bool) (has, on bool, err error) {
+	if err := d.enter(); err != nil {
+		return false, false, err
+	}
+	defer d.leave()
+	fa := d.flashLookup()
+	if set != nil {
+		fa.off = !*set
+	}
+	for i, h := range flashDims {
+		if h == hd {
+			has = fa.fwd[i] != 0
+		}
+	}
+	return has, !fa.off, nil
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"unsafe"
 
 	"github.com/sluicehq/sluice/gpu"
@@ -23,6 +24,20 @@ import (
 // strided batch. Nothing of size T² outlives the op. The full T×T products
 // are computed (the masked half as zeros): twice the causal FLOPs, on
 // tensor cores.
+//
+// At PrecisionBF16 both ops take fused FlashAttention-2 kernels instead
+// (flashFwd*, flashBwd* of train.cuh) where the head size is 16, 32, 64
+// or 128: q, k, v and dO tiles rounded to bf16 in shared memory, products
+// on the tensor cores (mma.sync, f32 accumulators), the softmax online in
+// f32, nothing of size T² in memory and the masked tiles skipped. The
+// backward runs a prologue (the forward again, writing each row's
+// logsumexp and rowsum(dO∘O) into scratch and zeroing dq), then one block
+// per (key tile, kv head, sequence) that keeps dK and dV in registers over
+// the kv group's heads in order and adds dQ with f32 atomics (dq's last
+// bits vary between runs; dk and dv repeat). f32 and tf32 keep the GEMM
+// path, as do other head sizes and a PTX without the fused kernels.
+// SLUICE_CUDA_FLASH_ATTN=0 (read at a device's first attention) keeps the
+// GEMM path at bf16 too, for A/B runs.
 
 // Precision is how the f32 GEMMs of MatMul, MatMulBackward and the
 // training attention compute (their tensors stay f32, accumulation f32).
@@ -105,6 +120,111 @@ type trainAttn struct {
 	softmax, gradS     uintptr
 	gemmStridedBatched uintptr
 	err                error
+	flash              flashAttn
+}
+
+// flashAttn is the fused kernels, looked up at the first attention at
+// PrecisionBF16: fwd[i] and bwd[i] serve head size flashDims[i], 0 where
+// the PTX has none. flash and other count the calls (forward and backward)
+// that took the fused kernels and the other paths, for tests.
+type flashAttn struct {
+	tried, off   bool
+	fwd, bwd     [len(flashDims)]uintptr
+	flash, other int
+}
+
+// flashDims is the head sizes of the fused kernels (train.cuh's FA_FWD,
+// FA_BWD).
+var flashDims = [...]int{16, 32, 64, 128}
+
+// flashFuncs gives the fused kernels for head size hd, or ok false where
+// the GEMM path serves (not bf16, SLUICE_CUDA_FLASH_ATTN=0, another head
+// size, a grid over the driver's limits, a PTX without them). The caller
+// holds enter.
+func (d *Device) flashFuncs(a check.CausalAttention) (fwd, bwd uintptr, ok bool) {
+	fa := d.flashLookup()
+	if d.prec != PrecisionBF16 || fa.off || a.Heads > 65535 || a.Seqs > 65535 {
+		return 0, 0, false
+	}
+	for i, hd := range flashDims {
+		if hd == a.HeadDim && fa.fwd[i] != 0 {
+			return fa.fwd[i], fa.bwd[i], true
+		}
+	}
+	return 0, 0, false
+}
+
+// aligned16 reports whether every address is a multiple of 16 bytes (the
+// fused kernels' float4 loads; a view may start anywhere).
+func aligned16(ps ...uint64) bool {
+	for _, p := range ps {
+		if p%16 != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// flashLookup looks the fused kernels up and reads SLUICE_CUDA_FLASH_ATTN
+// once. The caller holds enter.
+func (d *Device) flashLookup() *flashAttn {
+	fa := &d.fn.bwd.attn.flash
+	if fa.tried {
+		return fa
+	}
+	fa.tried, fa.off = true, os.Getenv("SLUICE_CUDA_FLASH_ATTN") == "0"
+	for i, hd := range flashDims {
+		fs := []kernelFunc{{&fa.fwd[i], fmt.Sprintf("flashFwd%d", hd)}, {&fa.bwd[i], fmt.Sprintf("flashBwd%d", hd)}}
+		if _, err := d.lookup(fs); err != nil {
+			fa.fwd[i], fa.bwd[i] = 0, 0 // an older PTX: the GEMM path
+		}
+	}
+	return fa
+}
+
+// flashTile is the query tile of flashFwd and the key tile of flashBwd
+// (FA_BQ, FA_BK); both kernels run 128 threads.
+const flashTile = 64
+
+// flashForward is CausalAttention on the fused kernel; ok is false where
+// flashFuncs refuses, and the caller takes the GEMM path. The caller holds
+// enter.
+func (d *Device) flashForward(a check.CausalAttention, out, q, k, v uint64, scale float32) (ok bool, err error) {
+	fwd, _, ok := d.flashFuncs(a)
+	fa := &d.fn.bwd.attn.flash
+	if !ok || !aligned16(out, q, k, v) {
+		fa.other++
+		return false, nil
+	}
+	fa.flash++
+	grid := [3]int{(a.SeqLen + flashTile - 1) / flashTile, a.Heads, a.Seqs}
+	return true, d.launch("flashFwd", fwd, grid, 128, out, 0, 0, 0, 0, q, k, v,
+		i64(a.SeqLen), i64(a.Heads), i64(a.KVHeads), f32(scale))
+}
+
+// flashBackward is CausalAttentionBackward on the fused kernels (p as
+// attentionBackwardGEMM's), ok as flashForward's. The caller holds enter.
+func (d *Device) flashBackward(a check.CausalAttention, p [8]uint64, scale float32) (ok bool, err error) {
+	fwd, bwd, ok := d.flashFuncs(a)
+	fa := &d.fn.bwd.attn.flash
+	if !ok || !aligned16(p[:7]...) {
+		fa.other++
+		return false, nil
+	}
+	fa.flash++
+	dq, dk, dv, dout, q, k, v := p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+	T, H, KV := i64(a.SeqLen), i64(a.Heads), i64(a.KVHeads)
+	tiles := (a.SeqLen + flashTile - 1) / flashTile
+	rows := a.Seqs * a.Heads * a.SeqLen
+	return true, d.withScratch(8*rows, func(s uint64) error {
+		lse, drow := s, s+uint64(4*rows)
+		if err := d.launch("flashFwd (backward prologue)", fwd, [3]int{tiles, a.Heads, a.Seqs}, 128,
+			0, lse, drow, dq, dout, q, k, v, T, H, KV, f32(scale)); err != nil {
+			return err
+		}
+		return d.launch("flashBwd", bwd, [3]int{tiles, a.KVHeads, a.Seqs}, 128,
+			dq, dk, dv, lse, drow, dout, q, k, v, T, H, KV, f32(scale))
+	})
 }
 
 // attnFuncs looks the training attention up once. The caller holds enter.
@@ -221,6 +341,9 @@ func (d *Device) CausalAttention(out, q, k, v *gpu.Tensor, seqLen int, scale flo
 		return err
 	}
 	defer d.leave()
+	if ok, err := d.flashForward(a, p[0], p[1], p[2], p[3], scale); ok {
+		return err
+	}
 	ta := d.attnFuncs()
 	if !ta.ok {
 		return ta.err
@@ -249,9 +372,13 @@ func (d *Device) CausalAttention(out, q, k, v *gpu.Tensor, seqLen int, scale flo
 }
 
 // attentionBackwardGEMM is CausalAttentionBackward on the tensor cores
-// (the file's comment). ok is false when the kernels are missing, and the
+// (the file's comment): the fused kernels where flashFuncs has them, else
+// the GEMMs. ok is false when the kernels are missing, and the
 // caller takes attnBwdQ/attnBwdKV. The caller holds enter.
 func (d *Device) attentionBackwardGEMM(a check.CausalAttention, p [8]uint64, scale float32) (ok bool, err error) {
+	if ok, err := d.flashBackward(a, p, scale); ok {
+		return true, err
+	}
 	ta := d.attnFuncs()
 	if !ta.ok {
 		return false, nil
