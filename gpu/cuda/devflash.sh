@@ -43,7 +43,8 @@ k=/tmp/fa-kernels
 stamp "== build the kernels (gpu/kernels/build.sh $k)"
 timeout "$(cap 120)" bash gpu/kernels/build.sh "$k" >"$OUT/build.txt" 2>&1 || { echo "build failed:"; tail -30 "$OUT/build.txt"; }
 tar -C "$k" -czf "$OUT/kernels.tgz" . 2>/dev/null
-grep -A2 "entry function 'flash" "$k/resources_sm90.txt" | grep -E "entry|registers|spill" | sed -E "s/ptxas info *: //" | paste - - - | sed -E "s/Compiling entry function '([a-zA-Z0-9]+)' for 'sm_90'/\1:/"
+awk '/Compiling entry function .flash/ { f = $0; sub(/.*function ./, "", f); sub(/. for.*/, "", f); n = 3; next }
+	n > 0 { n--; if (/spill/) { s = $0; sub(/^ */, "", s) } if (/Used/) { u = $0; sub(/.*: /, "", u); print f ": " u "; " s } }' "$k/resources_sm90.txt"
 export SLUICE_CUDA_PTX=$k/sluice_sm90.ptx
 [ -f "$SLUICE_CUDA_PTX" ] || { echo "no $SLUICE_CUDA_PTX: stopping"; exit 1; }
 
