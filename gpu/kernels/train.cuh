@@ -449,14 +449,24 @@ __global__ void sumSqFinal(double* dst, const double* part, int parts) {
 
 // faTile stores rows r0 .. r0 + R − 1 of an f32 tensor (row r at base +
 // r·stride, D columns) into sm as bf16, R rows of LD; rows from T on are 0.
+// 128 threads; each issues up to 8 16-byte loads before it stores any.
 template <int R, int D, int LD>
 __device__ __forceinline__ void faTile(unsigned short* sm, const float* base, i64 stride, int r0, int T) {
-  constexpr int C4 = D / 4;
-  for (int idx = threadIdx.x; idx < R * C4; idx += blockDim.x) {
-    int r = idx / C4, c = (idx % C4) * 4;
-    float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (r0 + r < T) x = *(const float4*)(base + (i64)(r0 + r) * stride + c);
-    *(uint2*)(sm + r * LD + c) = make_uint2(packBF16(x.x, x.y), packBF16(x.z, x.w));
+  constexpr int C4 = D / 4, N = R * C4 / 128, B = N < 8 ? N : 8;
+  static_assert(N * 128 == R * C4 && N % B == 0, "faTile's split over 128 threads");
+#pragma unroll
+  for (int b = 0; b < N; b += B) {
+    float4 x[B];
+#pragma unroll
+    for (int i = 0; i < B; i++) {
+      int idx = threadIdx.x + 128 * (b + i), r = idx / C4, c = (idx % C4) * 4;
+      x[i] = r0 + r < T ? *(const float4*)(base + (i64)(r0 + r) * stride + c) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int i = 0; i < B; i++) {
+      int idx = threadIdx.x + 128 * (b + i), r = idx / C4, c = (idx % C4) * 4;
+      *(uint2*)(sm + r * LD + c) = make_uint2(packBF16(x[i].x, x[i].y), packBF16(x[i].z, x[i].w));
+    }
   }
 }
 
