@@ -18,22 +18,22 @@ func AttnPaths(d *Device) (flash, other int) {
 }
 
 // FlashAttn looks d's fused training attention up and reports whether the
-// loaded kernels have it for head size hd and whether it is on (not
-// SLUICE_CUDA_FLASH_ATTN=0); set, when not nil, turns it on or off (for
-// A/B benchmarks in one process).
-func FlashAttn(d *Device, hd int, set *bool) (has, on bool, err error) {
+// loaded kernels have it for head size hd and its mode
+// (SLUICE_CUDA_FLASH_ATTN's: "0" off, "det" deterministic dQ, else on);
+// set, when not nil, sets the mode first (A/B runs in one process).
+func FlashAttn(d *Device, hd int, set *string) (has bool, mode string, err error) {
 	if err := d.enter(); err != nil {
-		return false, false, err
+		return false, "", err
 	}
 	defer d.leave()
 	fa := d.flashLookup()
 	if set != nil {
-		fa.off = !*set
+		fa.mode = *set
 	}
 	for i, h := range flashDims {
 		if h == hd {
 			has = fa.fwd[i] != 0
 		}
 	}
-	return has, !fa.off, nil
+	return has, fa.mode, nil
 }

@@ -99,10 +99,12 @@ func flashErr(got, want []float32) float64 {
 // TestFlashAttention checks the fused attention (PrecisionBF16) against the
 // GEMM path at PrecisionF32 on the same device and inputs, over head sizes
 // 16, 32, 64 and 128, sequence lengths with partial tiles, one and three
-// sequences, kv groups of 1, 2 and 4 and the default and another scale.
+// sequences, kv groups of 1, 2 and 4 and the default and another scale;
+// both the atomic dQ and SLUICE_CUDA_FLASH_ATTN=det's, which must also
+// repeat bit for bit.
 func TestFlashAttention(t *testing.T) {
 	d := openConfig(t, cuda.DefaultConfig())
-	on := true
+	on, det := "", "det"
 	for _, D := range []int{16, 32, 64, 128} {
 		has, _, err := cuda.FlashAttn(d, D, &on) // on even under SLUICE_CUDA_FLASH_ATTN=0
 		if err != nil {
@@ -137,12 +139,30 @@ func TestFlashAttention(t *testing.T) {
 							t.Fatalf("%v: paths (flash, other) %d,%d → %d,%d (f32) → %d,%d (bf16): want the GEMM path at f32 and the fused one at bf16",
 								c, f0, o0, f1, o1, f2, o2)
 						}
+						if _, _, err := cuda.FlashAttn(d, D, &det); err != nil {
+							t.Fatal(err)
+						}
+						gotDet, again := flashRun(t, d, c, seed), flashRun(t, d, c, seed)
+						if _, _, err := cuda.FlashAttn(d, D, &on); err != nil {
+							t.Fatal(err)
+						}
 						for i := range got {
-							e := flashErr(got[i], want[i])
-							key := fmt.Sprintf("D%d %s", D, names[i])
-							worst[key] = max(worst[key], e)
-							if !(e <= flashTol) {
-								t.Errorf("%v %s: worst error %.3g of the absmax, want ≤ %g", c, names[i], e, flashTol)
+							for j, x := range gotDet[i] {
+								if math.Float32bits(x) != math.Float32bits(again[i][j]) {
+									t.Errorf("%v det %s: element %d is %v, then %v: want the same bits", c, names[i], j, x, again[i][j])
+									break
+								}
+							}
+							for _, m := range []struct {
+								mode string
+								v    []float32
+							}{{"", got[i]}, {"det ", gotDet[i]}} {
+								e := flashErr(m.v, want[i])
+								key := fmt.Sprintf("D%d %s%s", D, m.mode, names[i])
+								worst[key] = max(worst[key], e)
+								if !(e <= flashTol) {
+									t.Errorf("%v %s%s: worst error %.3g of the absmax, want ≤ %g", c, m.mode, names[i], e, flashTol)
+								}
 							}
 						}
 					}
@@ -151,7 +171,7 @@ func TestFlashAttention(t *testing.T) {
 		}
 	}
 	for _, D := range []int{16, 32, 64, 128} {
-		for _, n := range names {
+		for _, n := range []string{"out", "dq", "dk", "dv", "det dq", "det dk", "det dv"} {
 			key := fmt.Sprintf("D%d %s", D, n)
 			t.Logf("flash at bf16 vs GEMM at f32: %s worst error %.3g of the absmax (tolerance %g)", key, worst[key], flashTol)
 		}
@@ -181,12 +201,12 @@ func TestFlashAttnPath(t *testing.T) {
 		if f, o := cuda.AttnPaths(d); f != 0 || o != 2 {
 			t.Errorf("f32: %d fused and %d other calls, want 0 and 2", f, o)
 		}
-		has, on, err := cuda.FlashAttn(d, c.D, nil)
+		has, mode, err := cuda.FlashAttn(d, c.D, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !on {
-			t.Errorf("the fused attention is off without SLUICE_CUDA_FLASH_ATTN")
+		if mode != "" {
+			t.Errorf("the fused attention's mode is %q without SLUICE_CUDA_FLASH_ATTN, want \"\"", mode)
 		}
 		if !has {
 			t.Skip("the loaded kernels have no flashFwd64: build gpu/kernels (build.sh) and set SLUICE_CUDA_PTX")
@@ -207,8 +227,8 @@ func TestFlashAttnPath(t *testing.T) {
 
 // BenchmarkTrainAttention times the training attention at bench-1b's shape
 // (4 sequences of 1024 tokens, 32 heads, 8 kv heads, head size 64) at
-// PrecisionBF16, the GEMM path against the fused kernels, forward and
-// backward. TFLOP/s counts the causal products only: 4·T(T+1)/2·D per
+// PrecisionBF16, the GEMM path against the fused kernels (and the
+// backward with det's dQ), forward and backward. TFLOP/s counts the causal products only: 4·T(T+1)/2·D per
 // head and sequence forward, 2.5 times that backward (FlashAttention's
 // convention; the backward's recomputed forward is not counted).
 func BenchmarkTrainAttention(b *testing.B) {
@@ -221,9 +241,10 @@ func BenchmarkTrainAttention(b *testing.B) {
 	q, k, v, dout := random(b, d, gpu.F32, N, H, D), random(b, d, gpu.F32, N, KV, D), random(b, d, gpu.F32, N, KV, D), random(b, d, gpu.F32, N, H, D)
 	out, dq, dk, dv := random(b, d, gpu.F32, N, H, D), random(b, d, gpu.F32, N, H, D), random(b, d, gpu.F32, N, KV, D), random(b, d, gpu.F32, N, KV, D)
 	fwdFlops := 4.0 * float64(T) * float64(T+1) / 2 * D * H * seqs
-	for _, path := range []string{"gemm", "flash"} {
-		on := path == "flash"
-		has, _, err := cuda.FlashAttn(d, D, &on)
+	for _, path := range []string{"gemm", "flash", "flash-det"} {
+		mode := map[string]string{"gemm": "0", "flash": "", "flash-det": "det"}[path]
+		on := mode != "0"
+		has, _, err := cuda.FlashAttn(d, D, &mode)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -232,6 +253,9 @@ func BenchmarkTrainAttention(b *testing.B) {
 			continue
 		}
 		for _, dir := range []string{"fwd", "bwd"} {
+			if path == "flash-det" && dir == "fwd" {
+				continue // the forward is flash's
+			}
 			b.Run(path+"/"+dir, func(b *testing.B) {
 				run := func() error { return d.CausalAttention(out, q, k, v, T, 0) }
 				flops := fwdFlops

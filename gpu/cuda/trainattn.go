@@ -36,8 +36,11 @@ import (
 // the kv group's heads in order and adds dQ with f32 atomics (dq's last
 // bits vary between runs; dk and dv repeat). f32 and tf32 keep the GEMM
 // path, as do other head sizes and a PTX without the fused kernels.
-// SLUICE_CUDA_FLASH_ATTN=0 (read at a device's first attention) keeps the
-// GEMM path at bf16 too, for A/B runs.
+// SLUICE_CUDA_FLASH_ATTN (read at a device's first attention): 0 keeps the
+// GEMM path at bf16 too, for A/B runs; det computes dQ in a kernel of its
+// own (flashBwdQ: per query tile, S, P, dP and dS again, no atomics), so
+// that the backward repeats bit for bit at the cost of two more products
+// per pair of tiles.
 
 // Precision is how the f32 GEMMs of MatMul, MatMulBackward and the
 // training attention compute (their tensors stay f32, accumulation f32).
@@ -123,35 +126,40 @@ type trainAttn struct {
 	flash              flashAttn
 }
 
-// flashAttn is the fused kernels, looked up at the first attention at
-// PrecisionBF16: fwd[i] and bwd[i] serve head size flashDims[i], 0 where
-// the PTX has none. flash and other count the calls (forward and backward)
-// that took the fused kernels and the other paths, for tests.
+// flashAttn is the fused kernels, looked up at the first attention:
+// fwd[i], bwd[i] and bwdQ[i] serve head size flashDims[i], 0 where the
+// PTX has none. mode is SLUICE_CUDA_FLASH_ATTN's ("0": off, "det": dQ by
+// flashBwdQ). flash and other count the calls (forward and backward) that
+// took the fused kernels and the other paths, for tests.
 type flashAttn struct {
-	tried, off   bool
-	fwd, bwd     [len(flashDims)]uintptr
-	flash, other int
+	tried          bool
+	mode           string
+	fwd, bwd, bwdQ [len(flashDims)]uintptr
+	flash, other   int
 }
 
 // flashDims is the head sizes of the fused kernels (train.cuh's FA_FWD,
 // FA_BWD).
 var flashDims = [...]int{16, 32, 64, 128}
 
-// flashFuncs gives the fused kernels for head size hd, or ok false where
-// the GEMM path serves (not bf16, SLUICE_CUDA_FLASH_ATTN=0, another head
-// size, a grid over the driver's limits, a PTX without them). The caller
-// holds enter.
-func (d *Device) flashFuncs(a check.CausalAttention) (fwd, bwd uintptr, ok bool) {
+// flashFuncs gives the fused kernels for a's head size (bwdQ 0 unless
+// SLUICE_CUDA_FLASH_ATTN=det), or ok false where the GEMM path serves (not
+// bf16, SLUICE_CUDA_FLASH_ATTN=0, another head size, a grid over the
+// driver's limits, a PTX without them). The caller holds enter.
+func (d *Device) flashFuncs(a check.CausalAttention) (fwd, bwd, bwdQ uintptr, ok bool) {
 	fa := d.flashLookup()
-	if d.prec != PrecisionBF16 || fa.off || a.Heads > 65535 || a.Seqs > 65535 {
-		return 0, 0, false
+	if d.prec != PrecisionBF16 || fa.mode == "0" || a.Heads > 65535 || a.Seqs > 65535 {
+		return 0, 0, 0, false
 	}
 	for i, hd := range flashDims {
 		if hd == a.HeadDim && fa.fwd[i] != 0 {
-			return fa.fwd[i], fa.bwd[i], true
+			if fa.mode == "det" {
+				bwdQ = fa.bwdQ[i]
+			}
+			return fa.fwd[i], fa.bwd[i], bwdQ, true
 		}
 	}
-	return 0, 0, false
+	return 0, 0, 0, false
 }
 
 // aligned16 reports whether every address is a multiple of 16 bytes (the
@@ -172,11 +180,12 @@ func (d *Device) flashLookup() *flashAttn {
 	if fa.tried {
 		return fa
 	}
-	fa.tried, fa.off = true, os.Getenv("SLUICE_CUDA_FLASH_ATTN") == "0"
+	fa.tried, fa.mode = true, os.Getenv("SLUICE_CUDA_FLASH_ATTN")
 	for i, hd := range flashDims {
-		fs := []kernelFunc{{&fa.fwd[i], fmt.Sprintf("flashFwd%d", hd)}, {&fa.bwd[i], fmt.Sprintf("flashBwd%d", hd)}}
+		fs := []kernelFunc{{&fa.fwd[i], fmt.Sprintf("flashFwd%d", hd)}, {&fa.bwd[i], fmt.Sprintf("flashBwd%d", hd)},
+			{&fa.bwdQ[i], fmt.Sprintf("flashBwdQ%d", hd)}}
 		if _, err := d.lookup(fs); err != nil {
-			fa.fwd[i], fa.bwd[i] = 0, 0 // an older PTX: the GEMM path
+			fa.fwd[i], fa.bwd[i], fa.bwdQ[i] = 0, 0, 0 // an older PTX: the GEMM path
 		}
 	}
 	return fa
@@ -190,7 +199,7 @@ const flashTile = 64
 // flashFuncs refuses, and the caller takes the GEMM path. The caller holds
 // enter.
 func (d *Device) flashForward(a check.CausalAttention, out, q, k, v uint64, scale float32) (ok bool, err error) {
-	fwd, _, ok := d.flashFuncs(a)
+	fwd, _, _, ok := d.flashFuncs(a)
 	fa := &d.fn.bwd.attn.flash
 	if !ok || !aligned16(out, q, k, v) {
 		fa.other++
@@ -205,7 +214,7 @@ func (d *Device) flashForward(a check.CausalAttention, out, q, k, v uint64, scal
 // flashBackward is CausalAttentionBackward on the fused kernels (p as
 // attentionBackwardGEMM's), ok as flashForward's. The caller holds enter.
 func (d *Device) flashBackward(a check.CausalAttention, p [8]uint64, scale float32) (ok bool, err error) {
-	fwd, bwd, ok := d.flashFuncs(a)
+	fwd, bwd, bwdQ, ok := d.flashFuncs(a)
 	fa := &d.fn.bwd.attn.flash
 	if !ok || !aligned16(p[:7]...) {
 		fa.other++
@@ -222,8 +231,16 @@ func (d *Device) flashBackward(a check.CausalAttention, p [8]uint64, scale float
 			0, lse, drow, dq, dout, q, k, v, T, H, KV, f32(scale)); err != nil {
 			return err
 		}
-		return d.launch("flashBwd", bwd, [3]int{tiles, a.KVHeads, a.Seqs}, 128,
-			dq, dk, dv, lse, drow, dout, q, k, v, T, H, KV, f32(scale))
+		if bwdQ == 0 {
+			return d.launch("flashBwd", bwd, [3]int{tiles, a.KVHeads, a.Seqs}, 128,
+				dq, dk, dv, lse, drow, dout, q, k, v, T, H, KV, f32(scale))
+		}
+		if err := d.launch("flashBwd (dK, dV)", bwd, [3]int{tiles, a.KVHeads, a.Seqs}, 128,
+			0, dk, dv, lse, drow, dout, q, k, v, T, H, KV, f32(scale)); err != nil {
+			return err
+		}
+		return d.launch("flashBwdQ", bwdQ, [3]int{tiles, a.Heads, a.Seqs}, 128,
+			dq, lse, drow, dout, q, k, v, T, H, KV, f32(scale))
 	})
 }
 

@@ -443,7 +443,9 @@ __global__ void sumSqFinal(double* dst, const double* part, int parts) {
 // lse), dPᵀ = V·dOᵀ, dSᵀ = scale·Pᵀ∘(dPᵀ − drow), dV += Pᵀ·dO, dK += dSᵀ·Q
 // in registers (one block owns its keys: no atomics, a fixed order), and
 // dQ += dS·K through dS in shared memory, added to dq with f32 atomics
-// (so dq's sums vary in order between runs in the last bits).
+// (so dq's sums vary in order between runs in the last bits). With dq null
+// it computes dK and dV only, and flashBwdQ (below) computes dQ in a fixed
+// order.
 #define FA_BQ 64  // flashFwd's query tile
 #define FA_BK 64  // the key tile of both
 
@@ -682,7 +684,7 @@ __device__ __forceinline__ void flashBwd(float* dq, float* dk, float* dv, const 
           float p = keys[e >> 1] <= i && i < T ? exp2f(sc[t][e] * sl2 - Ls[ci]) : 0.f;
           sc[t][e] = p;
           dp[t][e] = scale * p * (dp[t][e] - Rs[ci]);
-          Ds[ci * DSL + 16 * w + g + 8 * (e >> 1)] = __bfloat16_as_ushort(__float2bfloat16_rn(dp[t][e]));
+          if (dq) Ds[ci * DSL + 16 * w + g + 8 * (e >> 1)] = __bfloat16_as_ushort(__float2bfloat16_rn(dp[t][e]));
         }
       }
 #pragma unroll
@@ -704,7 +706,8 @@ __device__ __forceinline__ void flashBwd(float* dq, float* dk, float* dv, const 
           mma16816(dka[t], da, b0, b1);
         }
       }
-      __syncthreads();  // Ds is stored
+      if (!dq) continue;  // flashBwdQ's (uniform over the block)
+      __syncthreads();    // Ds is stored
       float acc[NTW][4];
 #pragma unroll
       for (int t = 0; t < NTW; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
@@ -748,9 +751,109 @@ __device__ __forceinline__ void flashBwd(float* dq, float* dk, float* dv, const 
   }
 }
 
+// flashBwdQ is dQ without atomics (SLUICE_CUDA_FLASH_ATTN=det; flashBwd
+// then runs with dq null): one block per (64-query tile, head, sequence) as
+// flashFwd, warp w owning queries 16w..16w + 15 with their q and dO
+// fragments, lse and drow in registers, over BK-key tiles up to the
+// diagonal: S = Q·Kᵀ, P, dP = dO·Vᵀ, dS again, and dQ += dS·K in registers,
+// stored once. Two products more than flashBwd's per pair of tiles, in
+// exchange for a fixed order of every sum.
+template <int D, int BK>
+__device__ __forceinline__ void flashBwdQ(float* dq, const float* lse, const float* drow, const float* dout,
+                                          const float* q, const float* k, const float* v, int T, int H, int KV,
+                                          float scale) {
+  constexpr int KC = D / 16, NT = D / 8, LD = D + 8, ST = BK / 8;
+  __shared__ __align__(16) unsigned short Ks[BK * LD];
+  __shared__ __align__(16) unsigned short Vs[BK * LD];
+  const int h = blockIdx.y, s = blockIdx.z, kh = h / (H / KV), q0 = blockIdx.x * FA_BQ;
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
+  const i64 qs = (i64)H * D, ks = (i64)KV * D;
+  const i64 qoff = (i64)s * T * qs + (i64)h * D;
+  const float* kb = k + (i64)s * T * ks + (i64)kh * D;
+  const float* vb = v + (i64)s * T * ks + (i64)kh * D;
+  const int rows[2] = {q0 + 16 * w + g, q0 + 16 * w + g + 8};
+  unsigned qa[KC][4], oa[KC][4];
+#pragma unroll
+  for (int c16 = 0; c16 < KC; c16++) {
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      int r = rows[e & 1], col = c16 * 16 + (e >> 1) * 8 + 2 * tq;
+      float2 x = make_float2(0.f, 0.f), y = x;
+      if (r < T) x = *(const float2*)(q + qoff + (i64)r * qs + col), y = *(const float2*)(dout + qoff + (i64)r * qs + col);
+      qa[c16][e] = packBF16(x.x, x.y);
+      oa[c16][e] = packBF16(y.x, y.y);
+    }
+  }
+  const float sl2 = scale * 1.4426950408889634f;
+  float l2[2], dr[2];
+#pragma unroll
+  for (int hh = 0; hh < 2; hh++) {
+    i64 li = ((i64)s * H + h) * T + rows[hh];
+    l2[hh] = rows[hh] < T ? lse[li] * 1.4426950408889634f : 0.f;
+    dr[hh] = rows[hh] < T ? drow[li] : 0.f;
+  }
+  float acc[NT][4];
+#pragma unroll
+  for (int t = 0; t < NT; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
+  const int last = min(q0 + FA_BQ, T) - 1;
+  for (int k0 = 0; k0 <= last; k0 += BK) {
+    __syncthreads();
+    faTile<BK, D, LD>(Ks, kb, ks, k0, T);
+    faTile<BK, D, LD>(Vs, vb, ks, k0, T);
+    __syncthreads();
+    float sc[ST][4], dp[ST][4];
+#pragma unroll
+    for (int t = 0; t < ST; t++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) sc[t][e] = dp[t][e] = 0.f;
+#pragma unroll
+    for (int c16 = 0; c16 < KC; c16++) {
+#pragma unroll
+      for (int t = 0; t < ST; t++) {
+        const unsigned short* kp = Ks + (t * 8 + g) * LD + c16 * 16 + 2 * tq;
+        mma16816(sc[t], qa[c16], *(const unsigned*)kp, *(const unsigned*)(kp + 8));
+        const unsigned short* vp = Vs + (t * 8 + g) * LD + c16 * 16 + 2 * tq;
+        mma16816(dp[t], oa[c16], *(const unsigned*)vp, *(const unsigned*)(vp + 8));
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < ST; t++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        int j = k0 + t * 8 + 2 * tq + (e & 1), hh = e >> 1, r = rows[hh];
+        float p = j <= r && r < T ? exp2f(sc[t][e] * sl2 - l2[hh]) : 0.f;
+        dp[t][e] = scale * p * (dp[t][e] - dr[hh]);
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++) {
+      unsigned da[4];
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const float* src = dp[2 * kk + (e >> 1)] + 2 * (e & 1);
+        da[e] = packBF16(src[0], src[1]);
+      }
+#pragma unroll
+      for (int t = 0; t < NT; t++) {
+        unsigned b0, b1;
+        faGather<LD>(Ks, kk * 16, t * 8 + g, tq, b0, b1);
+        mma16816(acc[t], da, b0, b1);
+      }
+    }
+  }
+#pragma unroll
+  for (int hh = 0; hh < 2; hh++) {
+    int r = rows[hh];
+    if (r >= T) continue;
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+      *(float2*)(dq + qoff + (i64)r * qs + t * 8 + 2 * tq) = make_float2(acc[t][2 * hh], acc[t][2 * hh + 1]);
+  }
+}
+
 // The entry points, one per head size: blocks of 128 threads, grids
-// (ceil(T/64), heads, seqs) for flashFwd and (ceil(T/64), kvHeads, seqs)
-// for flashBwd.
+// (ceil(T/64), heads, seqs) for flashFwd and flashBwdQ and (ceil(T/64),
+// kvHeads, seqs) for flashBwd.
 #define FA_FWD(D)                                                                                              \
   extern "C" __global__ void __launch_bounds__(128) flashFwd##D(                                               \
       float* out, float* lse, float* drow, float* dq, const float* dout, const float* q, const float* k,      \
@@ -763,6 +866,12 @@ __device__ __forceinline__ void flashBwd(float* dq, float* dk, float* dv, const 
       const float* k, const float* v, int T, int H, int KV, float scale) {                                     \
     flashBwd<D, BQ>(dq, dk, dv, lse, drow, dout, q, k, v, T, H, KV, scale);                                    \
   }
+#define FA_BWDQ(D, BK)                                                                                         \
+  extern "C" __global__ void __launch_bounds__(128) flashBwdQ##D(                                              \
+      float* dq, const float* lse, const float* drow, const float* dout, const float* q, const float* k,      \
+      const float* v, int T, int H, int KV, float scale) {                                                     \
+    flashBwdQ<D, BK>(dq, lse, drow, dout, q, k, v, T, H, KV, scale);                                           \
+  }
 FA_FWD(16)
 FA_FWD(32)
 FA_FWD(64)
@@ -771,3 +880,7 @@ FA_BWD(16, 64)
 FA_BWD(32, 64)
 FA_BWD(64, 64)
 FA_BWD(128, 32)
+FA_BWDQ(16, 64)
+FA_BWDQ(32, 64)
+FA_BWDQ(64, 64)
+FA_BWDQ(128, 32)
