@@ -191,8 +191,8 @@ func (d *Device) flashLookup() *flashAttn {
 	return fa
 }
 
-// flashTile is the query tile of flashFwd and the key tile of flashBwd
-// (FA_BQ, FA_BK); both kernels run 128 threads.
+// flashTile is the query tile of flashFwd and flashBwdQ and the key tile
+// of flashBwd (FA_BQ, FA_BK); the kernels run 128 threads.
 const flashTile = 64
 
 // flashForward is CausalAttention on the fused kernel; ok is false where
@@ -226,9 +226,12 @@ func (d *Device) flashBackward(a check.CausalAttention, p [8]uint64, scale float
 	tiles := (a.SeqLen + flashTile - 1) / flashTile
 	rows := a.Seqs * a.Heads * a.SeqLen
 	return true, d.withScratch(8*rows, func(s uint64) error {
-		lse, drow := s, s+uint64(4*rows)
+		lse, drow, zero := s, s+uint64(4*rows), dq // the prologue zeroes dq for flashBwd's atomics
+		if bwdQ != 0 {
+			zero = 0 // flashBwdQ stores dq
+		}
 		if err := d.launch("flashFwd (backward prologue)", fwd, [3]int{tiles, a.Heads, a.Seqs}, 128,
-			0, lse, drow, dq, dout, q, k, v, T, H, KV, f32(scale)); err != nil {
+			0, lse, drow, zero, dout, q, k, v, T, H, KV, f32(scale)); err != nil {
 			return err
 		}
 		if bwdQ == 0 {

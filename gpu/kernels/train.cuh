@@ -434,7 +434,7 @@ __global__ void sumSqFinal(double* dst, const double* part, int parts) {
 // P is rounded to bf16 for O += P·V. Writes out when out is given, the
 // rows' logsumexp (scaled scores, natural log) into lse [seqs, heads, T]
 // when lse is given, and with dout: drow = rowsum(bf16(dout)∘O) and zeros
-// into dq (the backward's prologue: O stays in registers).
+// into dq when given (the backward's prologue: O stays in registers).
 //
 // flashBwd: one block per (64-key tile, kv head, sequence); warp w owns
 // keys 16w..16w + 15 (k in shared memory, v fragments in registers, dK and
@@ -595,7 +595,7 @@ __device__ __forceinline__ void flashFwd(float* out, float* lse, float* drow, fl
       if (in && dout) {
         float2 x = *(const float2*)(dout + ro + c);  // rounded as flashBwd's dO tiles are: Σ_j P·dP = drow
         dd += __bfloat162float(__float2bfloat16_rn(x.x)) * y.x + __bfloat162float(__float2bfloat16_rn(x.y)) * y.y;
-        *(float2*)(dq + ro + c) = make_float2(0.f, 0.f);
+        if (dq) *(float2*)(dq + ro + c) = make_float2(0.f, 0.f);
       }
     }
     dd += __shfl_xor_sync(0xffffffffu, dd, 1);

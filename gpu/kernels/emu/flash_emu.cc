@@ -115,11 +115,10 @@ double run(int T, int seqs, int H, int KV, float scale0, unsigned seed, bool det
   float scale = scale0 == 0 ? 1 / sqrtf(D) : scale0;
   int tiles = (T + 63) / 64;
   grid(tiles, H, seqs, [&] { flashFwd<D>(out.data(), nullptr, nullptr, nullptr, nullptr, q.data(), k.data(), v.data(), T, H, KV, scale); });
-  grid(tiles, H, seqs, [&] { flashFwd<D>(nullptr, lse.data(), drow.data(), dq.data(), dout.data(), q.data(), k.data(), v.data(), T, H, KV, scale); });
+  grid(tiles, H, seqs, [&] { flashFwd<D>(nullptr, lse.data(), drow.data(), det ? nullptr : dq.data(), dout.data(), q.data(), k.data(), v.data(), T, H, KV, scale); });
   if (!det) {
     grid(tiles, KV, seqs, [&] { flashBwd<D, BQ>(dq.data(), dk.data(), dv.data(), lse.data(), drow.data(), dout.data(), q.data(), k.data(), v.data(), T, H, KV, scale); });
   } else {
-    std::fill(dq.begin(), dq.end(), NAN);
     grid(tiles, KV, seqs, [&] { flashBwd<D, BQ>(nullptr, dk.data(), dv.data(), lse.data(), drow.data(), dout.data(), q.data(), k.data(), v.data(), T, H, KV, scale); });
     grid(tiles, H, seqs, [&] { flashBwdQ<D, (D == 128 ? 32 : 64)>(dq.data(), lse.data(), drow.data(), dout.data(), q.data(), k.data(), v.data(), T, H, KV, scale); });
   }
