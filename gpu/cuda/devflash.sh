@@ -12,7 +12,7 @@
 #	go test -c -trimpath -ldflags="-s -w" -o $d/cuda.test ./gpu/cuda
 #	go test -c -trimpath -ldflags="-s -w" -o $d/train.test ./train
 #	go build -trimpath -ldflags="-s -w" -o $d/sluice ./cmd/sluice
-#	tar -C $d -czf $d/bin.tgz cuda.test train.test sluice && (cd $d && rm cuda.test train.test sluice)
+#	tar -C $d -cJf $d/bin.txz cuda.test train.test sluice && (cd $d && rm cuda.test train.test sluice)
 #
 # then `bash gpu/cuda/devflash.sh` with carry ["devrun-fa"]. BUDGET
 # (seconds, default 240) bounds the whole call; each stage is skipped or
@@ -23,7 +23,7 @@
 cd "$(dirname "$0")/../.."
 root=$PWD
 b=$root/devrun-fa
-tar -C "$b" -xzf "$b/bin.tgz"
+tar -C "$b" -xJf "$b/bin.txz"
 t0=$(date +%s)
 budget=${BUDGET:-240}
 stamp() { echo "[$(($(date +%s) - t0))s] $*"; }
