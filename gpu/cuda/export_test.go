@@ -19,7 +19,8 @@ func AttnPaths(d *Device) (flash, other int) {
 
 // FlashAttn looks d's fused training attention up and reports whether the
 // loaded kernels have it for head size hd and its mode
-// (SLUICE_CUDA_FLASH_ATTN's: "0" off, "det" deterministic dQ, else on);
+// (SLUICE_CUDA_FLASH_ATTN's: "0" off, "atomic" dQ by atomics, else on with
+// the deterministic dQ);
 // set, when not nil, sets the mode first (A/B runs in one process).
 func FlashAttn(d *Device, hd int, set *string) (has bool, mode string, err error) {
 	if err := d.enter(); err != nil {

@@ -100,11 +100,11 @@ func flashErr(got, want []float32) float64 {
 // GEMM path at PrecisionF32 on the same device and inputs, over head sizes
 // 16, 32, 64 and 128, sequence lengths with partial tiles, one and three
 // sequences, kv groups of 1, 2 and 4 and the default and another scale;
-// both the atomic dQ and SLUICE_CUDA_FLASH_ATTN=det's, which must also
-// repeat bit for bit.
+// both SLUICE_CUDA_FLASH_ATTN=atomic's dQ and the default deterministic
+// one, which must also repeat bit for bit.
 func TestFlashAttention(t *testing.T) {
 	d := openConfig(t, cuda.DefaultConfig())
-	on, det := "", "det"
+	on, det := "atomic", ""
 	for _, D := range []int{16, 32, 64, 128} {
 		has, _, err := cuda.FlashAttn(d, D, &on) // on even under SLUICE_CUDA_FLASH_ATTN=0
 		if err != nil {
@@ -227,8 +227,8 @@ func TestFlashAttnPath(t *testing.T) {
 
 // BenchmarkTrainAttention times the training attention at bench-1b's shape
 // (4 sequences of 1024 tokens, 32 heads, 8 kv heads, head size 64) at
-// PrecisionBF16, the GEMM path against the fused kernels (and the
-// backward with det's dQ), forward and backward. TFLOP/s counts the causal products only: 4·T(T+1)/2·D per
+// PrecisionBF16, the GEMM path against the fused kernels (the backward
+// with the default deterministic dQ, flash-det, and with atomics, flash), forward and backward. TFLOP/s counts the causal products only: 4·T(T+1)/2·D per
 // head and sequence forward, 2.5 times that backward (FlashAttention's
 // convention; the backward's recomputed forward is not counted).
 func BenchmarkTrainAttention(b *testing.B) {
@@ -242,7 +242,7 @@ func BenchmarkTrainAttention(b *testing.B) {
 	out, dq, dk, dv := random(b, d, gpu.F32, N, H, D), random(b, d, gpu.F32, N, H, D), random(b, d, gpu.F32, N, KV, D), random(b, d, gpu.F32, N, KV, D)
 	fwdFlops := 4.0 * float64(T) * float64(T+1) / 2 * D * H * seqs
 	for _, path := range []string{"gemm", "flash", "flash-det"} {
-		mode := map[string]string{"gemm": "0", "flash": "", "flash-det": "det"}[path]
+		mode := map[string]string{"gemm": "0", "flash": "atomic", "flash-det": ""}[path]
 		on := mode != "0"
 		has, _, err := cuda.FlashAttn(d, D, &mode)
 		if err != nil {
