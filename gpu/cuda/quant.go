@@ -38,14 +38,18 @@ import (
 // only kernels and library calls, so QMatMul can be captured (the host
 // checks of Groups and of the FP8 scale runs happen once per tensor, on
 // its first use outside a capture). QMatMul picks gemv for a of at most
-// qgRows rows and tile otherwise; lt only with SLUICE_CUDA_FP8_ACT=1 (vLLM's
-// W8A8). On the GPU (H100, 2026-12-07) lt's logits were 6-9% off the
+// qgRows rows, lt beyond that for FP8 weights on GPUs with FP8 tensor cores
+// (vLLM's W8A8 with dynamic activation scales, what its fp8 does on
+// Hopper), and tile otherwise; SLUICE_CUDA_FP8_ACT=0 keeps FP8 weight-only
+// (tile beyond qgRows rows). On an H200 (2026-12-07, BenchmarkQMatMul,
+// bench-8b's gate_up, a bf16) lt took 51/69/439 µs at 64/256/2048 rows
+// against bf16 cuBLAS's 65/92/609 µs, and tile 409/311/768 µs; on bench-8b
+// offline-512 (H100) W8A8 ran at 1.06x bf16 and weight-only at 0.75x. On
+// the GPU lt's logits were 6-9% off the
 // dequantized reference on the fixture models, greedy tokens apart: that
 // is E4M3's rounding of a, not a bug (infer/model TestW8A8Rounding rounds a
 // on the cpu backend exactly as qActFP8 and qActFP8T do: 4.4-10% on the
-// same fixtures, whose greedy margins are 0.1-6% of the largest logit),
-// and offline-512 on bench-1b with --quantization fp8 ran at 0.91x bf16,
-// so weight-only is the default until lt is faster. The lt path is not
+// same fixtures, whose greedy margins are 0.1-6% of the largest logit). The lt path is not
 // exact against the dequantized weight: a is rounded to E4M3 (3 mantissa
 // bits, about 2.5% RMS an element), which QuantRounding reports so that
 // gputest holds lt to a reference of the same rounded a; gemv computes
@@ -97,7 +101,7 @@ type quantState struct {
 	scaleA, scaleB      uint64                             // the scale pointers of the scaled lt plan
 	scaledCalls         int                                // scaled lt products enqueued (tests)
 	force               quantPath
-	w8a8                bool // SLUICE_CUDA_FP8_ACT=1: QMatMul may pick the lt path
+	w8a8                bool // QMatMul may pick the lt path (not under SLUICE_CUDA_FP8_ACT=0)
 	block               [17]uintptr
 	alpha, beta         float32
 	heur                [ltHeuristicResultLen]byte
@@ -164,7 +168,7 @@ func (q *quantState) init(d *Device) error {
 	}
 	q.ready = true
 	q.alpha, q.trans = 1, cublasOpT
-	q.w8a8 = os.Getenv("SLUICE_CUDA_FP8_ACT") == "1"
+	q.w8a8 = os.Getenv("SLUICE_CUDA_FP8_ACT") != "0"
 	if name, err := d.lookup([]kernelFunc{{&q.act, "qActFP8"}, {&q.epi, "qEpilogue"}, {&q.gemv, "qGemv"}, {&q.deq, "qDequant"},
 		{&q.zero, "qZero"}, {&q.absmax, "qAbsmax"}, {&q.actT, "qActFP8T"}}); err != nil {
 		q.err = fmt.Errorf("gpu: QMatMul: the loaded kernels have no %s (gpu/kernels/quant.cuh): rebuild the PTX with gpu/kernels/build.sh or set SLUICE_CUDA_PTX: %w", name, err)

@@ -15,7 +15,7 @@ import (
 // quantDevTol: int4 and weight-only FP8 dequantize exactly into float32
 // (gpu/cuda's gemv and tile paths), so only summation orders differ.
 // quantDevTolW8A8: a prefill whose products round the activations to E4M3
-// (gpu/cuda's lt path, SLUICE_CUDA_FP8_ACT=1, on GPUs with FP8 tensor
+// (gpu/cuda's lt path, the default on GPUs with FP8 tensor
 // cores), which the dequantized float reference does not do. E4M3's 3
 // mantissa bits leave each element of a off by 2.5% RMS (2⁻³/√12 of its
 // binade) and each product by 2.2% (RMS of the outputs, random a and w,
