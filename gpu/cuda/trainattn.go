@@ -228,20 +228,18 @@ func (d *Device) flashBackward(a check.CausalAttention, p [8]uint64, scale float
 	tiles := (a.SeqLen + flashTile - 1) / flashTile
 	rows := a.Seqs * a.Heads * a.SeqLen
 	return true, d.withScratch(8*rows, func(s uint64) error {
-		lse, drow, zero := s, s+uint64(4*rows), dq // the prologue zeroes dq for flashBwd's atomics
+		// flashBwd adds dQ by atomics into the dq the prologue zeroes, or
+		// leaves it to flashBwdQ (dq 0 for both).
+		lse, drow, dqAtomic := s, s+uint64(4*rows), dq
 		if bwdQ != 0 {
-			zero = 0 // flashBwdQ stores dq
+			dqAtomic = 0
 		}
 		if err := d.launch("flashFwd (backward prologue)", fwd, [3]int{tiles, a.Heads, a.Seqs}, 128,
-			0, lse, drow, zero, dout, q, k, v, T, H, KV, f32(scale)); err != nil {
+			0, lse, drow, dqAtomic, dout, q, k, v, T, H, KV, f32(scale)); err != nil {
 			return err
 		}
-		if bwdQ == 0 {
-			return d.launch("flashBwd", bwd, [3]int{tiles, a.KVHeads, a.Seqs}, 128,
-				dq, dk, dv, lse, drow, dout, q, k, v, T, H, KV, f32(scale))
-		}
-		if err := d.launch("flashBwd (dK, dV)", bwd, [3]int{tiles, a.KVHeads, a.Seqs}, 128,
-			0, dk, dv, lse, drow, dout, q, k, v, T, H, KV, f32(scale)); err != nil {
+		if err := d.launch("flashBwd", bwd, [3]int{tiles, a.KVHeads, a.Seqs}, 128,
+			dqAtomic, dk, dv, lse, drow, dout, q, k, v, T, H, KV, f32(scale)); err != nil || bwdQ == 0 {
 			return err
 		}
 		return d.launch("flashBwdQ", bwdQ, [3]int{tiles, a.Heads, a.Seqs}, 128,
