@@ -17,14 +17,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 bin=$root/devrun-probe
 tar -C "$bin" -xJf "$bin/bin.txz"
-t0=$(date +%s)
-budget=${BUDGET:-330}
-stamp() { echo "[$(($(date +%s) - t0))s] $*"; }
-left() { echo $((budget - ($(date +%s) - t0))); }
-summ() {
-	grep -E -- "^\s*--- FAIL|^(ok|FAIL|PASS)$|panic:|_test.go:[0-9]+: " "$1" | grep -v "worst error" | head -30
-	echo "passed: $(grep -c -- '--- PASS' "$1"), failed: $(grep -c -- '--- FAIL' "$1"), skipped: $(grep -c -- '--- SKIP' "$1")"
-}
+. bench/devlib.sh 330
 {
 	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 	nsys=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)

@@ -24,17 +24,7 @@ cd "$(dirname "$0")/../.."
 root=$PWD
 b=$root/devrun-fa
 tar -C "$b" -xJf "$b/bin.txz"
-t0=$(date +%s)
-budget=${BUDGET:-240}
-stamp() { echo "[$(($(date +%s) - t0))s] $*"; }
-left() { echo $((budget - ($(date +%s) - t0))); }
-cap() { local l; l=$(left); echo $((l < $1 ? (l > 5 ? l : 5) : $1)); } # a stage's timeout: at most $1, at most what is left
-filter() {
-	local log
-	log=$(mktemp)
-	cat >"$log"
-	grep -E -- "^\s*--- |^(ok|FAIL|PASS)|panic|\.go:[0-9]+: " "$log" | grep -v -E -- "--- PASS: TestConformance/" | tail -"${1:-60}"
-}
+. bench/devlib.sh 240
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 (python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model1.log 2>&1) &
 model=$!
