@@ -135,6 +135,17 @@ func loadDriver() (*driver, error) {
 }
 
 // call runs fn and turns a non-zero CUresult into an error naming the call.
+// The //go:uintptrescapes directive on call (and on cublas.call and
+// cublasLt.call) makes the compiler keep any pointer its callers convert
+// to uintptr in the argument list on the heap for the call's duration, as
+// purego.SyscallN's own directive does for its direct callers. Without it
+// a local whose address is passed (malloc's out-parameter) stays on the
+// goroutine stack, the stack can move while the call descends into
+// SyscallN, and the driver then writes into the old stack: malloc returned
+// 0 with CUDA_SUCCESS, cublasGemmEx refused the null tile and qDequant
+// wrote at address 0 (TestQuantPaths on the H100).
+//
+//go:uintptrescapes
 func (d *driver) call(name string, fn uintptr, args ...uintptr) error {
 	r, _, _ := purego.SyscallN(fn, args...)
 	if r == 0 {
@@ -225,6 +236,8 @@ var cublasStatus = map[uintptr]string{
 
 // call runs a cuBLAS function and turns a non-zero cublasStatus_t into an
 // error naming the call.
+//
+//go:uintptrescapes
 func (c *cublas) call(name string, fn uintptr, args ...uintptr) error {
 	r, _, _ := purego.SyscallN(fn, args...)
 	return blasStatus(name, r)
@@ -302,6 +315,8 @@ func loadCublasLt() (*cublasLt, error) {
 }
 
 // call is cublas.call for cuBLASLt (the same cublasStatus_t codes).
+//
+//go:uintptrescapes
 func (c *cublasLt) call(name string, fn uintptr, args ...uintptr) error {
 	r, _, _ := purego.SyscallN(fn, args...)
 	return blasStatus(name, r)

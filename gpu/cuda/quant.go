@@ -224,13 +224,12 @@ func (q *quantState) plan(key ltKey) (*ltPlan, error) {
 	}
 	lt := q.lt
 	p := &ltPlan{}
-	call := func(name string, fn uintptr, args ...uintptr) error { return lt.call(name, fn, args...) }
-	err := call("cublasLtMatmulDescCreate", lt.descCreate, uintptr(unsafe.Pointer(&p.desc)), cublasCompute32F, cudaR32F)
+	err := lt.call("cublasLtMatmulDescCreate", lt.descCreate, uintptr(unsafe.Pointer(&p.desc)), cublasCompute32F, cudaR32F)
 	if err == nil {
-		err = call("cublasLtMatmulDescSetAttribute", lt.descSet, p.desc, ltDescTransA, uintptr(unsafe.Pointer(&q.trans)), 4)
+		err = lt.call("cublasLtMatmulDescSetAttribute", lt.descSet, p.desc, ltDescTransA, uintptr(unsafe.Pointer(&q.trans)), 4)
 	}
 	if err == nil {
-		err = call("cublasLtMatmulDescSetAttribute", lt.descSet, p.desc, ltDescTransB, uintptr(unsafe.Pointer(&q.noTrans)), 4)
+		err = lt.call("cublasLtMatmulDescSetAttribute", lt.descSet, p.desc, ltDescTransB, uintptr(unsafe.Pointer(&q.noTrans)), 4)
 	}
 	if err == nil && key.scaled {
 		err = q.setScales(p)
@@ -245,29 +244,29 @@ func (q *quantState) plan(key ltKey) (*ltPlan, error) {
 			ld = key.ld
 		}
 		if err == nil {
-			err = call("cublasLtMatrixLayoutCreate", lt.layoutCreate, uintptr(unsafe.Pointer(l.p)), l.typ, uintptr(l.rows), uintptr(l.cols), uintptr(ld))
+			err = lt.call("cublasLtMatrixLayoutCreate", lt.layoutCreate, uintptr(unsafe.Pointer(l.p)), l.typ, uintptr(l.rows), uintptr(l.cols), uintptr(ld))
 		}
 	}
 	// pref and count live in q, on the heap: the library writes them.
 	q.pref = 0
 	if err == nil {
-		err = call("cublasLtMatmulPreferenceCreate", lt.prefCreate, uintptr(unsafe.Pointer(&q.pref)))
+		err = lt.call("cublasLtMatmulPreferenceCreate", lt.prefCreate, uintptr(unsafe.Pointer(&q.pref)))
 	}
 	pref := q.pref
 	if err == nil {
 		q.workspace = blasWorkspace
-		err = call("cublasLtMatmulPreferenceSetAttribute", lt.prefSet, pref, ltPrefMaxWorkspace, uintptr(unsafe.Pointer(&q.workspace)), 8)
+		err = lt.call("cublasLtMatmulPreferenceSetAttribute", lt.prefSet, pref, ltPrefMaxWorkspace, uintptr(unsafe.Pointer(&q.workspace)), 8)
 	}
 	// Only algorithms that take 16-byte aligned matrices (cuBLASLt assumes
 	// 256 unless told): a run's rows of w and columns of c start at
 	// multiples of 16 elements, not of 256 bytes.
 	q.align = 16
 	for attr := uintptr(ltPrefMinAlignA); attr <= ltPrefMinAlignD && err == nil; attr++ {
-		err = call("cublasLtMatmulPreferenceSetAttribute", lt.prefSet, pref, attr, uintptr(unsafe.Pointer(&q.align)), 4)
+		err = lt.call("cublasLtMatmulPreferenceSetAttribute", lt.prefSet, pref, attr, uintptr(unsafe.Pointer(&q.align)), 4)
 	}
 	if err == nil {
 		q.count = 0
-		err = call("cublasLtMatmulAlgoGetHeuristic", lt.heuristic, q.ltHndl, p.desc, p.la, p.lb, p.ld, p.ld, pref, 1,
+		err = lt.call("cublasLtMatmulAlgoGetHeuristic", lt.heuristic, q.ltHndl, p.desc, p.la, p.lb, p.ld, p.ld, pref, 1,
 			uintptr(unsafe.Pointer(&q.heur[0])), uintptr(unsafe.Pointer(&q.count)))
 		// CUBLAS_STATUS_NOT_SUPPORTED is also how it says "no algorithm".
 		if q.count > 0 && err == nil {
@@ -277,7 +276,7 @@ func (q *quantState) plan(key ltKey) (*ltPlan, error) {
 		err = nil
 	}
 	if pref != 0 {
-		if perr := call("cublasLtMatmulPreferenceDestroy", lt.prefDestroy, pref); err == nil {
+		if perr := lt.call("cublasLtMatmulPreferenceDestroy", lt.prefDestroy, pref); err == nil {
 			err = perr
 		}
 	}
