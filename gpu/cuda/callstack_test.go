@@ -29,17 +29,7 @@ func deep(n int, f func()) byte {
 // and clock_gettime writes the old copy: the local reads 0 (what made malloc
 // return a null pointer on the H100).
 func TestCallKeepsLocalsInPlace(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("libc.so.6 is Linux's")
-	}
-	libc, err := openLib("libc.so.6")
-	if err != nil {
-		t.Skip(err)
-	}
-	clock, err := libc.sym("clock_gettime")
-	if err != nil {
-		t.Fatal(err)
-	}
+	clock := libcSym(t, "clock_gettime")
 	const realtime = 0 // CLOCK_REALTIME
 	calls := map[string]func(out *[2]int64){
 		"driver": func(out *[2]int64) {
@@ -84,4 +74,22 @@ func TestCallKeepsLocalsInPlace(t *testing.T) {
 			t.Errorf("%s.call: %d of 400 depths lost the write", name, bad)
 		}
 	}
+}
+
+// libcSym returns libc's function name, or skips where there is no
+// libc.so.6 (not Linux).
+func libcSym(t *testing.T, name string) uintptr {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("libc.so.6 is Linux's")
+	}
+	libc, err := openLib("libc.so.6")
+	if err != nil {
+		t.Skip(err)
+	}
+	fn, err := libc.sym(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fn
 }

@@ -20,14 +20,7 @@ func TestTrampoline16(t *testing.T) {
 	if runtime.GOARCH != "amd64" || runtime.GOOS != "linux" {
 		t.Skip("the trampoline is amd64 Linux code")
 	}
-	libc, err := openLib("libc.so.6")
-	if err != nil {
-		t.Skip(err)
-	}
-	snprintf, err := libc.sym("snprintf")
-	if err != nil {
-		t.Fatal(err)
-	}
+	snprintf := libcSym(t, "snprintf")
 	tramp, err := trampoline16()
 	if err != nil {
 		t.Fatal(err)
