@@ -58,3 +58,47 @@ type BackwardOps interface {
 	// buffer.
 	CrossEntropy(loss, dlogits, logits, targets *Tensor, scale float32) error
 }
+
+// EmbedGroupOps is EmbedBackward with the ids grouped by value on the host
+// (EmbedGroups), for backends where walking every id per column is slow
+// (cuda: a thread per column over all t ids; grouped, a thread per id and
+// column). It gives EmbedBackward's result bit for bit: each row of dtable
+// adds its dy rows in their order in ids. Optional: detect it with a type
+// assertion on the BackwardOps.
+type EmbedGroupOps interface {
+	// EmbedBackwardGrouped is EmbedBackward(dtable, dy, ids) for the
+	// groups g = EmbedGroups(ids) uploaded as order [t], starts [u+1] and
+	// uniq [u] (Int32).
+	EmbedBackwardGrouped(dtable, dy, order, starts, uniq *Tensor) error
+}
+
+// EmbedGroups groups ids by value for EmbedGroupOps: uniq holds each
+// distinct id once, in the order of its first occurrence, and the rows of
+// dy that id i of uniq gathers are order[starts[i]:starts[i+1]], in their
+// order in ids.
+func EmbedGroups(ids []int32) (order, starts, uniq []int32) {
+	first := make(map[int32]int32, len(ids))
+	count := make([]int32, 0, len(ids))
+	for _, id := range ids {
+		g, ok := first[id]
+		if !ok {
+			g = int32(len(uniq))
+			first[id] = g
+			uniq = append(uniq, id)
+			count = append(count, 0)
+		}
+		count[g]++
+	}
+	starts = make([]int32, len(uniq)+1)
+	for g, c := range count {
+		starts[g+1] = starts[g] + c
+	}
+	next := append([]int32(nil), starts[:len(uniq)]...)
+	order = make([]int32, len(ids))
+	for i, id := range ids {
+		g := first[id]
+		order[next[g]] = int32(i)
+		next[g]++
+	}
+	return order, starts, uniq
+}

@@ -425,6 +425,21 @@ func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, in
 		return 0, 0
 	}
 	allRows, allTgts, losses := p.ints(rows), p.ints(tgts), p.alloc(gpu.F32, len(rows))
+	// The rows are distinct and ascending, so scattering chunk [lo, hi)
+	// back is EmbedBackwardGrouped with order and starts 0, 1, 2, …:
+	// one upload of them serves every chunk.
+	eg, grouped := bw.(gpu.EmbedGroupOps)
+	if _, ok := p.dev.Ops().(gpu.EmbedGroupOps); !ok {
+		grouped = false // the profiler's wrapper has the method whatever the device
+	}
+	var iota *gpu.Tensor
+	if grouped {
+		seq := make([]int32, min(chunk, len(rows))+1)
+		for i := range seq {
+			seq[i] = int32(i)
+		}
+		iota = p.ints(seq)
+	}
 	slice := func(t *gpu.Tensor, lo, hi int) *gpu.Tensor {
 		if p.err != nil {
 			return nil
@@ -446,7 +461,11 @@ func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, in
 		p.do(ops.MatMul(logits, hs, n.lmHead.wt, nil))
 		p.do(bw.CrossEntropy(loss, logits, logits, ti, scale))
 		p.do(bw.MatMulBackward(dhs, n.lmHead.gt, nil, logits, hs, n.lmHead.wt))
-		p.do(bw.EmbedBackward(dhf, dhs, ri))
+		if grouped {
+			p.do(eg.EmbedBackwardGrouped(dhf, dhs, slice(iota, 0, m), slice(iota, 0, m+1), ri))
+		} else {
+			p.do(bw.EmbedBackward(dhf, dhs, ri))
+		}
 		// The chunk's tensors are done with: free them now rather than at
 		// the pass's end.
 		for _, t := range []*gpu.Tensor{hs, dhs, logits} {
@@ -519,7 +538,12 @@ func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, in
 		dx = dx0
 	}
 	if p.err == nil {
-		p.do(bw.EmbedBackward(n.embed.gt, dx, ids))
+		if grouped {
+			order, starts, uniq := gpu.EmbedGroups(flat)
+			p.do(eg.EmbedBackwardGrouped(n.embed.gt, dx, p.ints(order), p.ints(starts), p.ints(uniq)))
+		} else {
+			p.do(bw.EmbedBackward(n.embed.gt, dx, ids))
+		}
 	}
 	lossH := make([]float32, len(rows))
 	if p.err == nil {

@@ -43,7 +43,8 @@ type profOps struct {
 
 var (
 	_ gpu.BackwardOps = profOps{}
-	_ causalAttention = profOps{}
+	_ causalAttention   = profOps{}
+	_ gpu.EmbedGroupOps = profOps{}
 )
 
 func newProfiler(dev gpu.Device) *profiler {
@@ -165,6 +166,14 @@ func (o profOps) MatMulBackward(da, db, dbias, dc, a, b *gpu.Tensor) error {
 
 func (o profOps) EmbedBackward(dtable, dy, ids *gpu.Tensor) error {
 	return o.p.time("EmbedBackward "+shapes(dtable, dy), func() error { return o.bw.EmbedBackward(dtable, dy, ids) })
+}
+
+func (o profOps) EmbedBackwardGrouped(dtable, dy, order, starts, uniq *gpu.Tensor) error {
+	eg, ok := o.bw.(gpu.EmbedGroupOps)
+	if !ok {
+		return fmt.Errorf("train: EmbedBackwardGrouped: %w", errors.ErrUnsupported)
+	}
+	return o.p.time("EmbedBackwardGrouped "+shapes(dtable, dy), func() error { return eg.EmbedBackwardGrouped(dtable, dy, order, starts, uniq) })
 }
 
 func (o profOps) RMSNormBackward(dx, dweight, dy, x, weight *gpu.Tensor, eps float32) error {

@@ -26,6 +26,7 @@ var _ gpu.BackwardOps = (*Device)(nil)
 type backwardFuncs struct {
 	fillF32, colSum, embedBackward, rmsnormInv, rmsnormDWPart, rmsnormBackward, ropeBackward,
 	siluMulBackward, crossEntropy, attnBwdQ, attnBwdKV uintptr
+	embedGrouped uintptr  // looked up at first use (EmbedBackwardGrouped)
 	attn trainAttn // looked up at first use, not in table (trainattn.go)
 }
 
@@ -148,6 +149,45 @@ func (d *Device) MatMulBackward(da, db, dbias, dc, a, b *gpu.Tensor) (err error)
 		return d.launch("colSum", d.fn.bwd.colSum, [3]int{(n + 255) / 256, 1, 1}, 256, p[2], p[3], i64(m), i64(n))
 	}
 	return nil
+}
+
+var _ gpu.EmbedGroupOps = (*Device)(nil)
+
+// EmbedBackwardGrouped runs a thread per (group, column): block x is the
+// group, block y a tile of 256 columns.
+func (d *Device) EmbedBackwardGrouped(dtable, dy, order, starts, uniq *gpu.Tensor) error {
+	t, h, err := check.EmbedBackward(dtable, dy, order)
+	if err != nil {
+		return err
+	}
+	const op = "EmbedBackwardGrouped"
+	if err := f32Only(op, []string{"dtable", "dy"}, dtable, dy); err != nil {
+		return err
+	}
+	u := uniq.Len()
+	if err := check.Int(op, "starts", starts); err != nil {
+		return err
+	}
+	if err := check.Int(op, "uniq", uniq); err != nil {
+		return err
+	}
+	if starts.Len() != u+1 || u > t {
+		return fmt.Errorf("gpu: %s: starts %s for uniq %s and order %s: want [%d] and at most %d groups: %w", op, starts, uniq, order, u+1, t, gpu.ErrShape)
+	}
+	p, err := d.ptrs(op, []string{"dtable", "dy", "order", "starts", "uniq"}, dtable, dy, order, starts, uniq)
+	if err != nil || u == 0 || h == 0 {
+		return err
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.leave()
+	f := &d.fn.bwd
+	if err := d.lookupOnce(op, "PTX built before it", kernelFunc{&f.embedGrouped, "embedBackwardGrouped"}); err != nil {
+		return err
+	}
+	return d.launch("embedBackwardGrouped", f.embedGrouped, [3]int{u, (h + 255) / 256, 1}, 256,
+		p[0], p[1], p[2], p[3], p[4], i64(dtable.Dim(0)), i64(h))
 }
 
 // EmbedBackward runs one thread per column, each walking the ids in order.

@@ -419,3 +419,81 @@ func TestRealBF16(t *testing.T) {
 	d.DropBF16()
 	expect("cache dropped", products(d, a, b, dc), cur)
 }
+
+// TestEmbedBackwardGrouped checks that EmbedBackwardGrouped gives
+// EmbedBackward's bits: ids with repeats (a batch of tokens) and distinct
+// ascending rows (train's LM-head scatter), at a width of partial column
+// tiles.
+func TestEmbedBackwardGrouped(t *testing.T) {
+	d := openConfig(t, cuda.DefaultConfig())
+	gputest.CheckLeaks(t, d)
+	r := rand.New(rand.NewPCG(5, 6))
+	const rows, h = 300, 700
+	for _, tc := range []struct {
+		name string
+		ids  func(n int) []int32
+	}{
+		{"repeats", func(n int) []int32 {
+			v := make([]int32, n)
+			for i := range v {
+				v[i] = int32(r.IntN(40))
+			}
+			return v
+		}},
+		{"distinct", func(n int) []int32 {
+			v := make([]int32, n)
+			for i := range v {
+				v[i] = int32(2 * i)
+			}
+			return v
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 129
+			ids := tc.ids(n)
+			dy, tab := make([]float32, n*h), make([]float32, rows*h)
+			for i := range dy {
+				dy[i] = 2*r.Float32() - 1
+			}
+			for i := range tab {
+				tab[i] = r.Float32()
+			}
+			up := func(v any, shape ...int) *gpu.Tensor {
+				var x *gpu.Tensor
+				var err error
+				switch v := v.(type) {
+				case []float32:
+					x, err = gpu.FromHost(d, v, shape...)
+				case []int32:
+					x, err = gpu.FromHost(d, v, shape...)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(x.Free)
+				return x
+			}
+			want, got, dyt := up(tab, rows, h), up(tab, rows, h), up(dy, n, h)
+			if err := d.EmbedBackward(want, dyt, up(ids, n)); err != nil {
+				t.Fatal(err)
+			}
+			order, starts, uniq := gpu.EmbedGroups(ids)
+			if err := d.EmbedBackwardGrouped(got, dyt, up(order, n), up(starts, len(starts)), up(uniq, len(uniq))); err != nil {
+				t.Fatal(err)
+			}
+			w, err := gpu.ToHost[float32](want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := gpu.ToHost[float32](got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range w {
+				if math.Float32bits(w[i]) != math.Float32bits(g[i]) {
+					t.Fatalf("element %d (row %d, column %d): grouped %v, EmbedBackward %v", i, i/h, i%h, g[i], w[i])
+				}
+			}
+		})
+	}
+}

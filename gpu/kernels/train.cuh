@@ -68,6 +68,23 @@ __global__ void embedBackward(float* dtable, const float* dy, const int* ids, in
   }
 }
 
+// embedBackwardGrouped is embedBackward over ids grouped by value
+// (gpu.EmbedGroups): group g (block x) is row uniq[g] of dtable and the
+// rows order[starts[g]..starts[g+1]) of dy in their order in ids, so each
+// element of dtable gets the same sums in the same order as embedBackward
+// gives it (the same bits), with a thread per (group, column) instead of a
+// thread per column walking every id. Block y tiles the columns.
+__global__ void embedBackwardGrouped(float* dtable, const float* dy, const int* order, const int* starts,
+                                     const int* uniq, int rows, int h) {
+  int g = blockIdx.x, j = blockIdx.y * blockDim.x + threadIdx.x;
+  int id = uniq[g];
+  if (j >= h || id < 0 || id >= rows) return;
+  float* dst = dtable + (i64)id * h + j;
+  float acc = *dst;
+  for (int k = starts[g], e = starts[g + 1]; k < e; k++) acc += dy[(i64)order[k] * h + j];
+  *dst = acc;
+}
+
 // rmsnormInv: inv[r] = rsqrt(mean(x[r]²) + eps), one block per row (the
 // forward kernel's formula).
 __global__ void rmsnormInv(float* inv, const float* x, int h, float eps) {
