@@ -42,7 +42,7 @@ type profOps struct {
 }
 
 var (
-	_ gpu.BackwardOps = profOps{}
+	_ gpu.BackwardOps   = profOps{}
 	_ causalAttention   = profOps{}
 	_ gpu.EmbedGroupOps = profOps{}
 )

@@ -26,8 +26,8 @@ var _ gpu.BackwardOps = (*Device)(nil)
 type backwardFuncs struct {
 	fillF32, colSum, embedBackward, rmsnormInv, rmsnormDWPart, rmsnormBackward, ropeBackward,
 	siluMulBackward, crossEntropy, attnBwdQ, attnBwdKV uintptr
-	embedGrouped uintptr  // looked up at first use (EmbedBackwardGrouped)
-	attn trainAttn // looked up at first use, not in table (trainattn.go)
+	embedGrouped uintptr   // looked up at first use (EmbedBackwardGrouped)
+	attn         trainAttn // looked up at first use, not in table (trainattn.go)
 }
 
 func (f *backwardFuncs) table() []kernelFunc {
