@@ -59,6 +59,17 @@ type BackwardOps interface {
 	CrossEntropy(loss, dlogits, logits, targets *Tensor, scale float32) error
 }
 
+// MatMulBackwardAccOps is MatMulBackward with da accumulated, for a
+// gradient that sums the products of several layers (a norm's input feeding
+// q, k and v): da += dc·b in the product's epilogue instead of a product
+// into scratch and an Add. Optional: detect it with a type assertion on the
+// BackwardOps.
+type MatMulBackwardAccOps interface {
+	// MatMulBackwardAcc is MatMulBackward with da += dc·b (da holding the
+	// sum so far) in place of da = dc·b.
+	MatMulBackwardAcc(da, db, dbias, dc, a, b *Tensor) error
+}
+
 // EmbedGroupOps is EmbedBackward with the ids grouped by value on the host
 // (EmbedGroups), for backends where walking every id per column is slow
 // (cuda: a thread per column over all t ids; grouped, a thread per id and

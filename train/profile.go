@@ -45,6 +45,8 @@ var (
 	_ gpu.BackwardOps   = profOps{}
 	_ causalAttention   = profOps{}
 	_ gpu.EmbedGroupOps = profOps{}
+
+	_ gpu.MatMulBackwardAccOps = profOps{}
 )
 
 func newProfiler(dev gpu.Device) *profiler {
@@ -162,6 +164,14 @@ func (o profOps) CausalAttention(out, q, k, v *gpu.Tensor, seqLen int, scale flo
 
 func (o profOps) MatMulBackward(da, db, dbias, dc, a, b *gpu.Tensor) error {
 	return o.p.time("MatMulBackward "+shapes(dc, a), func() error { return o.bw.MatMulBackward(da, db, dbias, dc, a, b) })
+}
+
+func (o profOps) MatMulBackwardAcc(da, db, dbias, dc, a, b *gpu.Tensor) error {
+	ma, ok := o.bw.(gpu.MatMulBackwardAccOps)
+	if !ok {
+		return fmt.Errorf("train: MatMulBackwardAcc: %w", errors.ErrUnsupported)
+	}
+	return o.p.time("MatMulBackwardAcc "+shapes(dc, a), func() error { return ma.MatMulBackwardAcc(da, db, dbias, dc, a, b) })
 }
 
 func (o profOps) EmbedBackward(dtable, dy, ids *gpu.Tensor) error {

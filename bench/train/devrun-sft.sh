@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU run for train/sft-1b (issue 13): `sluice train` full fine-tune of
 # bench-1b on the cuda backend, sequence length 1024, global batch 32
-# (micro-batch 4 x 8 accumulation), and the PyTorch peer (eager and
+# (micro-batch MICRO x ACCUM accumulation, default 8 x 4 as the peer's), and the PyTorch peer (eager and
 # torch.compile, fused AdamW, bf16 autocast) in the same call. Build on the
 # development machine:
 #
@@ -18,6 +18,7 @@ cd "$(dirname "$0")/../.."
 bin=${BIN:-$PWD/devrun-sft} # BIN: another bundle's folder, already unpacked
 [ -x "$bin/sluice" ] || tar -C "$bin" -xzf "$bin/bin.tgz"
 steps=${STEPS:-6}
+micro=${MICRO:-8} accum=${ACCUM:-4}
 t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0))s] $*"; }
 {
@@ -31,9 +32,9 @@ with open('/tmp/sft.jsonl', 'w') as f:
     for i in range(32 * ($steps + 2)):
         f.write(json.dumps({'input_ids': [r.randrange(128256) for _ in range(1024)]}) + '\n')
 "
-	stamp "== sluice train, cuda, --precision ${PRECISION:-bf16}, full fine-tune, seq 1024, batch 4 x accum 8"
+	stamp "== sluice train, cuda, --precision ${PRECISION:-bf16}, full fine-tune, seq 1024, batch $micro x accum $accum"
 	timeout "${SLUICE_TIMEOUT:-220}" "$bin/sluice" train --model /tmp/bench-1b --device cuda --precision "${PRECISION:-bf16}" --data /tmp/sft.jsonl --max-seq-len 1024 \
-		--batch-size 4 --grad-accum 8 --steps "$steps" --shuffle=false --peak-flops 989e12 --out /tmp/sft-out \
+		--batch-size "$micro" --grad-accum "$accum" --steps "$steps" --shuffle=false --peak-flops 989e12 --out /tmp/sft-out \
 		>"$OUT/sluice.jsonl" 2>"$OUT/sluice.err"; echo "rc=$?"
 	tail -3 "$OUT/sluice.err"; cat "$OUT/sluice.jsonl"
 	stamp "== pytorch eager"

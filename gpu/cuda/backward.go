@@ -93,7 +93,19 @@ func (d *Device) gemmF32(what string, typ gpu.DType, ta, tb uintptr, rows, cols,
 // T, k, n, m, a, dc) with beta 1. colSum adds dc's column sums to dbias.
 // At PrecisionBF16 dc, a and b are rounded to bf16 first (bf16.go), dc
 // once for both products.
-func (d *Device) MatMulBackward(da, db, dbias, dc, a, b *gpu.Tensor) (err error) {
+func (d *Device) MatMulBackward(da, db, dbias, dc, a, b *gpu.Tensor) error {
+	return d.matMulBackward(da, db, dbias, dc, a, b, 0)
+}
+
+var _ gpu.MatMulBackwardAccOps = (*Device)(nil)
+
+// MatMulBackwardAcc is MatMulBackward with beta 1 in da's GEMM.
+func (d *Device) MatMulBackwardAcc(da, db, dbias, dc, a, b *gpu.Tensor) error {
+	return d.matMulBackward(da, db, dbias, dc, a, b, 1)
+}
+
+// matMulBackward is MatMulBackward with da = dc·b + betaA·da.
+func (d *Device) matMulBackward(da, db, dbias, dc, a, b *gpu.Tensor, betaA float32) (err error) {
 	m, n, k, err := check.MatMulBackward(da, db, dbias, dc, a, b)
 	if err != nil {
 		return err
@@ -131,12 +143,14 @@ func (d *Device) MatMulBackward(da, db, dbias, dc, a, b *gpu.Tensor) (err error)
 		typ, pdc, pa, pb = gpu.BF16, o[0], o[1], o[2]
 	}
 	if da != nil && m*k > 0 {
-		if n == 0 {
+		if n == 0 && betaA != 0 {
+			// da += a sum of no products: da as it is.
+		} else if n == 0 {
 			// A sum of no products.
 			if err := d.launch("fillF32", d.fn.bwd.fillF32, d.grid1(m*k), 256, p[0], i64(m*k), f32(0)); err != nil {
 				return err
 			}
-		} else if err := d.gemmF32("da = dc·b", typ, cublasOpN, cublasOpN, k, m, n, pb, k, pdc, n, 0, p[0], k); err != nil {
+		} else if err := d.gemmF32("da = dc·b", typ, cublasOpN, cublasOpN, k, m, n, pb, k, pdc, n, betaA, p[0], k); err != nil {
 			return err
 		}
 	}

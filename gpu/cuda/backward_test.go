@@ -497,3 +497,78 @@ func TestEmbedBackwardGrouped(t *testing.T) {
 		})
 	}
 }
+
+// TestMatMulBackwardAcc checks MatMulBackwardAcc against MatMulBackward
+// plus an Add: da = da0 + dc·b within 1e-5 of da's RMS at both precisions
+// (cuBLAS may pick another kernel for beta 1), db and dbias the same
+// accumulations.
+func TestMatMulBackwardAcc(t *testing.T) {
+	for _, prec := range []cuda.Precision{cuda.PrecisionF32, cuda.PrecisionBF16} {
+		t.Run(prec.String(), func(t *testing.T) {
+			cfg := cuda.DefaultConfig()
+			cfg.Precision = prec
+			d := openConfig(t, cfg)
+			gputest.CheckLeaks(t, d)
+			r := rand.New(rand.NewPCG(7, 8))
+			const m, n, k = 67, 96, 130
+			vals := func(n int) []float32 {
+				v := make([]float32, n)
+				for i := range v {
+					v[i] = 2*r.Float32() - 1
+				}
+				return v
+			}
+			up := func(v []float32, shape ...int) *gpu.Tensor {
+				x, err := gpu.FromHost(d, v, shape...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(x.Free)
+				return x
+			}
+			dc, a, b, da0 := up(vals(m*n), m, n), up(vals(m*k), m, k), up(vals(n*k), n, k), vals(m*k)
+			db0, dbias0 := vals(n*k), vals(n)
+			wantDA, wantDB, wantBias := up(make([]float32, m*k), m, k), up(db0, n, k), up(dbias0, n)
+			if err := d.MatMulBackward(wantDA, wantDB, wantBias, dc, a, b); err != nil {
+				t.Fatal(err)
+			}
+			acc := up(da0, m, k)
+			if err := d.Add(wantDA, wantDA, acc); err != nil {
+				t.Fatal(err)
+			}
+			gotDA, gotDB, gotBias := up(da0, m, k), up(db0, n, k), up(dbias0, n)
+			if err := d.MatMulBackwardAcc(gotDA, gotDB, gotBias, dc, a, b); err != nil {
+				t.Fatal(err)
+			}
+			host := func(x *gpu.Tensor) []float32 {
+				v, err := gpu.ToHost[float32](x)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return v
+			}
+			w, g := host(wantDA), host(gotDA)
+			var ss float64
+			for _, v := range w {
+				ss += float64(v) * float64(v)
+			}
+			rms := math.Sqrt(ss / float64(len(w)))
+			for i := range w {
+				if math.Abs(float64(g[i]-w[i])) > 1e-5*rms {
+					t.Fatalf("da[%d]: %v, MatMulBackward + Add %v (RMS %v)", i, g[i], w[i], rms)
+				}
+			}
+			for _, c := range []struct {
+				name      string
+				got, want *gpu.Tensor
+			}{{"db", gotDB, wantDB}, {"dbias", gotBias, wantBias}} {
+				gv, wv := host(c.got), host(c.want)
+				for i := range wv {
+					if math.Float32bits(gv[i]) != math.Float32bits(wv[i]) {
+						t.Fatalf("%s[%d]: %v, MatMulBackward's %v", c.name, i, gv[i], wv[i])
+					}
+				}
+			}
+		})
+	}
+}

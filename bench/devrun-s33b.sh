@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Session 33's second call: MatMulBackwardAcc and the larger LM-head chunks
+# on the GPU (gpu/cuda and train's PyTorch tests), the LoRA kernels under
+# Nsight Compute (their own device time, DRAM bytes, occupancy), then
+# train/sft-1b: sluice at micro-batch 8 × 4 against PyTorch eager at 8 × 4
+# in the same call (bench/train/devrun-sft.sh). sluice runs on a CUDA 13
+# build of the carried kernels; the tests on the embedded PTX. Build here:
+#
+#	d=devrun-s33b; mkdir -p $d && export CGO_ENABLED=0
+#	go test -c -trimpath -ldflags="-s -w" -o $d/cuda.test ./gpu/cuda
+#	go test -c -trimpath -ldflags="-s -w" -o $d/train.test ./train
+#	go build -trimpath -ldflags="-s -w" -o $d/sluice ./cmd/sluice
+#	tar -C gpu/kernels -cJf $d/kernels.txz sluice.cu train.cuh quant.cuh lora.cuh
+#	xz -T2 $d/cuda.test $d/train.test $d/sluice
+#
+# and run `bash bench/devrun-s33b.sh` with carry ["devrun-s33b"]. $OUT:
+# summary.txt, tests.log, ncu.csv and devrun-sft.sh's files.
+cd "$(dirname "$0")/.."
+bin=$PWD/devrun-s33b
+for f in cuda.test train.test sluice; do [ -x "$bin/$f" ] || { xz -dk "$bin/$f.xz" && chmod +x "$bin/$f"; }; done
+. bench/devlib.sh 330
+{
+	nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+	python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model1.log 2>&1 &
+	model=$!
+	mkdir -p /tmp/k && tar -C /tmp/k -xJf "$bin/kernels.txz"
+	(cd /tmp/k && nvcc -ptx -O3 -std=c++17 -arch=compute_90 -o /tmp/k/sluice_sm90.ptx sluice.cu) >/tmp/k/build.log 2>&1 &
+	ptx=$!
+	stamp "== gpu/cuda: MatMulBackwardAcc, EmbedBackwardGrouped, backward vs cpu, bf16"
+	(cd gpu/cuda && timeout "$(cap 60)" "$bin/cuda.test" -test.v -test.count=1 -test.run 'TestMatMulBackwardAcc|TestEmbedBackwardGrouped|TestBackwardVsCPU|TestBackwardConformance|TestRealBF16|TestTrainPrecision' >"$OUT/tests.log" 2>&1); echo "rc=$?"
+	summ "$OUT/tests.log"
+	stamp "== train on cuda against PyTorch, bf16 and f32"
+	for pr in bf16 f32; do
+		(cd train && SLUICE_TEST_DEVICE=cuda SLUICE_TEST_PRECISION=$([ $pr = bf16 ] && echo bf16) timeout "$(cap 60)" "$bin/train.test" -test.v -test.count=1 -test.run 'TestGradMatchesPyTorch|TestCurvesMatchPyTorch|TestDeviceOptimizerMatchesHost' >/tmp/t-$pr.log 2>&1); echo "$pr rc=$?"
+		summ /tmp/t-$pr.log; cat /tmp/t-$pr.log >>"$OUT/tests.log"
+	done
+	ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+	stamp "== LoRA kernels under ncu"
+	m=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,lts__t_bytes.sum,smsp__inst_executed.sum,l1tex__t_bytes.sum
+	for b in q/rows=256 gate_up/rows=256 down/rows=256 q/rows=4096 gate_up/rows=4096 down/rows=4096; do
+		echo "## $b" >>"$OUT/ncu.csv"
+		(cd gpu/cuda && timeout "$(cap 30)" "$ncu" --clock-control none --csv --metrics $m -k regex:lora -c 4 "$bin/cuda.test" -test.run XXX -test.bench "BenchmarkLoRA/^${b%%/*}\$/^${b#*/}\$" -test.benchtime 1x >>"$OUT/ncu.csv" 2>&1); echo "$b rc=$?"
+	done
+	wait $model; tail -1 /tmp/model1.log
+	wait $ptx && export SLUICE_CUDA_PTX=/tmp/k/sluice_sm90.ptx && echo "sluice runs on the CUDA 13 PTX ($(nvcc --version | tail -1))" || tail -5 /tmp/k/build.log
+	stamp "== train/sft-1b: sluice 8 x 4, PyTorch eager 8 x 4"
+	BIN=$bin STEPS=4 SKIP_COMPILE=1 SLUICE_TIMEOUT=$(cap 90) TORCH_TIMEOUT=$(cap 120) bash bench/train/devrun-sft.sh >/dev/null 2>&1
+	grep -v '^{' "$OUT/summary.txt"; grep -h -E '"step":' "$OUT/sluice.jsonl" | tail -2 | cut -c1-330; tail -2 "$OUT/torch.jsonl"
+	stamp done
+} 2>&1 | tee /tmp/s33b.txt
+cp /tmp/s33b.txt "$OUT/s33.txt"
