@@ -161,7 +161,8 @@ __global__ void siluMulBackward(float* dgate, float* dup, const float* dy, const
 }
 
 // crossEntropy: one block per row of logits [rows, n]: loss = logsumexp −
-// logits[target] (the exponentials summed in double), dlogits =
+// logits[target] (the exponentials summed in double; two reads of the row:
+// the max and the sum together, then the gradient), dlogits =
 // scale·(softmax − onehot). A negative target gives a 0 loss and a 0 row;
 // a target ≥ n (the host does not check targets) a NaN loss and a 0 row.
 // dlogits may alias logits: every read of the row comes before the
@@ -180,12 +181,21 @@ __global__ void crossEntropy(float* loss, float* dlogits, const float* logits, c
     return;
   }
   float xt = x[tg];
-  float m = -INFINITY;
-  for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, x[j]);
-  m = blockMax(m, sh);
-  double s = 0.0;
-  for (int j = threadIdx.x; j < n; j += blockDim.x) s += (double)expf(x[j] - m);
-  s = blockSumD(s, shd);
+  // One pass for the max and the sum (online, per thread: a larger value
+  // rescales the thread's sum), the threads merged at the block's max.
+  float mt = -INFINITY;
+  double st = 0.0;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    float v = x[j];
+    if (v > mt) {
+      st = st * (double)expf(mt - v) + 1.0;
+      mt = v;
+    } else {
+      st += (double)expf(v - mt);
+    }
+  }
+  float m = blockMax(mt, sh);
+  double s = blockSumD(mt == -INFINITY ? 0.0 : st * (double)expf(mt - m), shd);
   double lse = (double)m + log(s);
   if (threadIdx.x == 0) loss[blockIdx.x] = (float)(lse - (double)xt);
   for (int j = threadIdx.x; j < n; j += blockDim.x) {
