@@ -18,7 +18,7 @@
 cd "$(dirname "$0")/.."
 bin=$PWD/devrun-s33b
 for f in cuda.test train.test sluice; do [ -x "$bin/$f" ] || { xz -dk "$bin/$f.xz" && chmod +x "$bin/$f"; }; done
-. bench/devlib.sh 330
+. bench/devlib.sh 300
 {
 	nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 	python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model1.log 2>&1 &
