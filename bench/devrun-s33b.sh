@@ -3,22 +3,24 @@
 # on the GPU (gpu/cuda and train's PyTorch tests), the LoRA kernels under
 # Nsight Compute (their own device time, DRAM bytes, occupancy), then
 # train/sft-1b: sluice at micro-batch 8 × 4 against PyTorch eager at 8 × 4
-# in the same call (bench/train/devrun-sft.sh). sluice runs on a CUDA 13
+# in the same call (bench/train/devrun-sft.sh); then infer/offline-512 on
+# bench-1b, base against 16 adapters of rank 16. sluice runs on a CUDA 13
 # build of the carried kernels; the tests on the embedded PTX. Build here:
 #
 #	d=devrun-s33b; mkdir -p $d && export CGO_ENABLED=0
 #	go test -c -trimpath -ldflags="-s -w" -o $d/cuda.test ./gpu/cuda
 #	go test -c -trimpath -ldflags="-s -w" -o $d/train.test ./train
+#	go test -c -trimpath -ldflags="-s -w" -o $d/fixtures.test ./gpu/cuda/fixtures
 #	go build -trimpath -ldflags="-s -w" -o $d/sluice ./cmd/sluice
 #	tar -C gpu/kernels -cJf $d/kernels.txz sluice.cu train.cuh quant.cuh lora.cuh
-#	xz -T2 $d/cuda.test $d/train.test $d/sluice
+#	xz -T2 $d/cuda.test $d/train.test $d/fixtures.test $d/sluice
 #
 # and run `bash bench/devrun-s33b.sh` with carry ["devrun-s33b"]. $OUT:
 # summary.txt, tests.log, ncu.csv and devrun-sft.sh's files.
 cd "$(dirname "$0")/.."
 bin=$PWD/devrun-s33b
-for f in cuda.test train.test sluice; do [ -x "$bin/$f" ] || { xz -dk "$bin/$f.xz" && chmod +x "$bin/$f"; }; done
-. bench/devlib.sh 300
+for f in cuda.test train.test fixtures.test sluice; do [ -x "$bin/$f" ] || { xz -dk "$bin/$f.xz" && chmod +x "$bin/$f"; }; done
+. bench/devlib.sh 330
 {
 	nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 	python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model1.log 2>&1 &
@@ -27,7 +29,9 @@ for f in cuda.test train.test sluice; do [ -x "$bin/$f" ] || { xz -dk "$bin/$f.x
 	(cd /tmp/k && nvcc -ptx -O3 -std=c++17 -arch=compute_90 -o /tmp/k/sluice_sm90.ptx sluice.cu) >/tmp/k/build.log 2>&1 &
 	ptx=$!
 	stamp "== gpu/cuda: MatMulBackwardAcc, EmbedBackwardGrouped, backward vs cpu, bf16"
-	(cd gpu/cuda && timeout "$(cap 60)" "$bin/cuda.test" -test.v -test.count=1 -test.run 'TestMatMulBackwardAcc|TestEmbedBackwardGrouped|TestBackwardVsCPU|TestBackwardConformance|TestRealBF16|TestTrainPrecision' >"$OUT/tests.log" 2>&1); echo "rc=$?"
+	(cd gpu/cuda && timeout "$(cap 60)" "$bin/cuda.test" -test.v -test.count=1 -test.run 'TestMatMulBackwardAcc|TestEmbedBackwardGrouped|TestBackwardVsCPU|TestBackwardConformance|TestRealBF16|TestTrainPrecision|TestConformance$/LoRA|TestLoRA' >"$OUT/tests.log" 2>&1); echo "rc=$?"
+	(cd gpu/cuda/fixtures && timeout "$(cap 60)" "$bin/fixtures.test" -test.v -test.count=1 -test.run 'TestLoRABatchMatchesMerged' >/tmp/fx.log 2>&1); echo "fixtures rc=$?"
+	cat /tmp/fx.log >>"$OUT/tests.log"
 	summ "$OUT/tests.log"
 	stamp "== train on cuda against PyTorch, bf16 and f32"
 	for pr in bf16 f32; do
@@ -46,6 +50,16 @@ for f in cuda.test train.test sluice; do [ -x "$bin/$f" ] || { xz -dk "$bin/$f.x
 	stamp "== train/sft-1b: sluice 8 x 4, PyTorch eager 8 x 4"
 	BIN=$bin STEPS=4 SKIP_COMPILE=1 SLUICE_TIMEOUT=$(cap 90) TORCH_TIMEOUT=$(cap 120) bash bench/train/devrun-sft.sh >/dev/null 2>&1
 	grep -v '^{' "$OUT/summary.txt"; grep -h -E '"step":' "$OUT/sluice.jsonl" | tail -2 | cut -c1-330; tail -2 "$OUT/torch.jsonl"
+	stamp "== infer/offline-512 bench-1b: base, 16 LoRA adapters of rank 16"
+	python3 bench/infer/make_bench_loras.py --model /tmp/bench-1b --n 16 --rank 16 --out /tmp/loras 2>&1 | tail -1
+	mods=""
+	for i in $(seq 0 15); do mods="$mods a$i=/tmp/loras/a$i"; done
+	common=(bench infer --model /tmp/bench-1b --device cuda --prompts 512 --min-len 128 --max-len 512 --max-tokens 128 --max-num-seqs 256 --max-num-batched-tokens 8192)
+	echo "-- base" >>"$OUT/infer.log"
+	timeout "$(cap 50)" "$bin/sluice" "${common[@]}" >>"$OUT/infer.log" 2>&1; echo "rc=$?"
+	echo "-- loras16" >>"$OUT/infer.log"
+	SLUICE_CUDA_LORA_GRAPHS=1 timeout "$(cap 60)" "$bin/sluice" "${common[@]}" --lora-modules "${mods# }" --use-loras --max-loras 16 --max-lora-rank 16 >>"$OUT/infer.log" 2>&1; echo "rc=$?"
+	grep -E "^--|output tokens/s|LoRA adapters| steps, |rror" "$OUT/infer.log"
 	stamp done
 } 2>&1 | tee /tmp/s33b.txt
 cp /tmp/s33b.txt "$OUT/s33.txt"

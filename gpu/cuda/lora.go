@@ -192,15 +192,12 @@ func (d *Device) loraLaunch(yp, xp, xa uint64, y, x *gpu.Tensor, in, out int, se
 	if t.segs == 0 {
 		return i, off, nil
 	}
-	// Warps a tile: more when the call has too few rows to give every
-	// multiprocessor a block, as long as each warp still gets a step of
-	// 256 elements of the row.
-	ks, blocks := 1, rows
-	switch steps := (in + 255) / 256; {
-	case rows < d.sms && rows2 < d.sms && steps >= 4:
-		ks, blocks = 4, rows4
-	case rows < d.sms && steps >= 2:
-		ks, blocks = 2, rows2
+	ks, blocks := loraWarps(in), rows
+	switch ks {
+	case 4:
+		blocks = rows4
+	case 2:
+		blocks = rows2
 	}
 	sb, eb := 0, 0
 	for k := range t.segs {
@@ -227,6 +224,23 @@ func (d *Device) loraLaunch(yp, xp, xa uint64, y, x *gpu.Tensor, in, out int, se
 		}
 	}
 	return i, off, nil
+}
+
+// loraWarps is the shrink's warps a tile for rows of in elements: 4 when
+// each still gets at least one step of 256 elements, else 2 or 1. Each
+// warp's steps are a chain of dependent loads and sums, so more warps a
+// tile is a shorter chain at any number of rows (ks 1 left the 4,096-row
+// calls of a prefill latency-bound: 8 steps a warp for 2,048 elements, 32
+// for 8,192). LoRA and LoRAIndexed choose alike, so a row gets the same
+// bits from both.
+func loraWarps(in int) int {
+	switch steps := (in + 255) / 256; {
+	case steps >= 4:
+		return 4
+	case steps >= 2:
+		return 2
+	}
+	return 1
 }
 
 // loraKernel launches fn over blocks blocks of threads threads with args
@@ -374,13 +388,7 @@ func (d *Device) LoRAIndexed(y, x *gpu.Tensor, tab gpu.LoRATable, segs *gpu.Tens
 	if err := d.loraIdxFuncs(); err != nil {
 		return err
 	}
-	ks := 1
-	switch steps := (in + 255) / 256; {
-	case steps >= 4:
-		ks = 4
-	case steps >= 2:
-		ks = 2
-	}
+	ks := loraWarps(in)
 	// ⌈rows/tile⌉ blocks along x: as many as segments of whole tiles have;
 	// the kernels loop over the tiles past them.
 	tiles := func(tile int) int { return (rows + tile - 1) / tile }

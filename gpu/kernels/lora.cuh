@@ -89,11 +89,12 @@ __device__ __forceinline__ void ld8(const void* p, int dt, i64 i, i64 n, bool ve
 
 // loraShrinkTile is block local of segment g of loraShrink (counted
 // from the segment's first block): xa[s] = x[lo:hi]·Aᵀ in float32. A block
-// is 4 warps; with ks warps a tile (1, 2 or 4: lora.go picks more when the
-// call has few rows, so that small decode batches still fill the GPU) the
+// is 4 warps; with ks warps a tile (1, 2 or 4, by the row length) the
 // block covers 4/ks tiles of LORA_TM rows, over one chunk of LORA_RC ranks.
 // The lanes of a warp split the row length in 8-element steps (the ks
-// warps of a tile take every ks-th step), keep LORA_TM × LORA_RC sums in
+// warps of a tile take every ks-th step: lora.go takes ks = 4 for rows of
+// 1,024 elements or more, so that a warp's chain of dependent steps stays
+// short), keep LORA_TM × LORA_RC sums in
 // registers, and reduce them with shuffles; the ks warps' partial sums are
 // added in warp order through shared memory.
 __device__ __forceinline__ void loraShrinkTile(float* xa, const void* x, int xdt, int in, int xvec, int ks,
@@ -199,10 +200,18 @@ __device__ __forceinline__ void loraExpandTile(void* y, int ydt, const float* xa
       for (int k = 0; k < LORA_RC; k++) acc[i] = fmaf(xs[i][k], bv[k], acc[i]);
   }
   if (j >= g.n) return;
-  for (int i = 0; i < LORA_EROWS && i0 + i < rows; i++) {
-    i64 e = (i64)(g.lo + i0 + i) * out + g.col + j;
-    st(y, ydt, e, ld(y, ydt, e) + acc[i]);
-  }
+  // Every load of y before the first store: the compiler cannot tell the
+  // stores from the next rows' loads, and a load after each store made the
+  // rows one memory round trip each.
+  int nr = min(LORA_EROWS, rows - i0);
+  float yv[LORA_EROWS];
+  i64 e0 = (i64)(g.lo + i0) * out + g.col + j;
+#pragma unroll
+  for (int i = 0; i < LORA_EROWS; i++)
+    if (i < nr) yv[i] = ld(y, ydt, e0 + (i64)i * out);
+#pragma unroll
+  for (int i = 0; i < LORA_EROWS; i++)
+    if (i < nr) st(y, ydt, e0 + (i64)i * out, yv[i] + acc[i]);
 }
 
 // loraLocate finds the segment of segs (nsegs rows of lo, hi, slot; a
