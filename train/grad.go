@@ -87,6 +87,12 @@ func (n *net) setPrecision(p string) error {
 	if err := ps.SetPrecision(p); err != nil {
 		return fmt.Errorf("train: --precision %s: %w: %w", p, err, ErrConfig)
 	}
+	if p == "bf16" && os.Getenv("SLUICE_TRAIN_BF16_ACTS") == "1" {
+		// The MLP's gate, up and SiLU product held in bf16: half the bytes
+		// of its widest tensors, and the down projection's operand needs
+		// no rounding (cuda's GEMMs and SiLUMulBackward take them).
+		n.acts = gpu.BF16
+	}
 	return nil
 }
 
@@ -326,13 +332,18 @@ func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, in
 		}
 		return q.gt
 	}
-	linear := func(x *gpu.Tensor, w, bs *param, out int) *gpu.Tensor {
-		y := p.alloc(gpu.F32, N, out)
+	actDT := n.acts
+	if actDT == 0 {
+		actDT = gpu.F32
+	}
+	linearAs := func(dt gpu.DType, x *gpu.Tensor, w, bs *param, out int) *gpu.Tensor {
+		y := p.alloc(dt, N, out)
 		if p.err == nil {
 			p.do(ops.MatMul(y, x, w.wt, bias(bs)))
 		}
 		return y
 	}
+	linear := func(x *gpu.Tensor, w, bs *param, out int) *gpu.Tensor { return linearAs(gpu.F32, x, w, bs, out) }
 	norm := func(x *gpu.Tensor, w *param) *gpu.Tensor {
 		if p.err != nil {
 			return nil
@@ -389,9 +400,9 @@ func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, in
 		a.attn = p.view(attn, N, qd)
 		a.x1 = add(x, linear(a.attn, ly.o, ly.oBias, H))
 		a.h2 = norm(a.x1, ly.postNorm)
-		a.gate = linear(a.h2, ly.gate, ly.gateBias, I)
-		a.up = linear(a.h2, ly.up, ly.upBias, I)
-		a.act = p.alloc(gpu.F32, N, I)
+		a.gate = linearAs(actDT, a.h2, ly.gate, ly.gateBias, I)
+		a.up = linearAs(actDT, a.h2, ly.up, ly.upBias, I)
+		a.act = p.alloc(actDT, N, I)
 		if p.err != nil {
 			return 0, 0
 		}

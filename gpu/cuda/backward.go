@@ -27,6 +27,7 @@ type backwardFuncs struct {
 	fillF32, colSum, embedBackward, rmsnormInv, rmsnormDWPart, rmsnormBackward, ropeBackward,
 	siluMulBackward, crossEntropy, attnBwdQ, attnBwdKV uintptr
 	embedGrouped uintptr   // looked up at first use (EmbedBackwardGrouped)
+	siluMulX     uintptr   // looked up at first use (SiLUMulBackward of bf16 activations)
 	attn         trainAttn // looked up at first use, not in table (trainattn.go)
 }
 
@@ -112,7 +113,18 @@ func (d *Device) matMulBackward(da, db, dbias, dc, a, b *gpu.Tensor, betaA float
 	}
 	const op = "MatMulBackward"
 	names := []string{"da", "db", "dbias", "dc", "a", "b"}
-	if err := f32Only(op, names, da, db, dbias, dc, a, b); err != nil {
+	if d.realBF16() {
+		// a and b may be bf16 activations at PrecisionBF16: they are the
+		// GEMMs' operands as they are.
+		if err := f32Only(op, names[:4], da, db, dbias, dc); err != nil {
+			return err
+		}
+		for i, t := range []*gpu.Tensor{a, b} {
+			if t.DType() != gpu.F32 && t.DType() != gpu.BF16 {
+				return fmt.Errorf("gpu: %s: %s %s: the cuda backward ops take f32 (or bf16 at PrecisionBF16): %w", op, names[4+i], t, gpu.ErrDType)
+			}
+		}
+	} else if err := f32Only(op, names, da, db, dbias, dc, a, b); err != nil {
 		return err
 	}
 	p, err := d.ptrs(op, names, da, db, dbias, dc, a, b)
@@ -316,7 +328,13 @@ func (d *Device) SiLUMulBackward(dgate, dup, dy, gate, up *gpu.Tensor) error {
 	}
 	const op = "SiLUMulBackward"
 	names := []string{"dgate", "dup", "dy", "gate", "up"}
-	if err := f32Only(op, names, dgate, dup, dy, gate, up); err != nil {
+	wide := gate.DType() == up.DType() && (gate.DType() == gpu.BF16 || gate.DType() == gpu.F16)
+	if wide {
+		// bf16 (or f16) activations: the gradients stay f32.
+		if err := f32Only(op, names[:3], dgate, dup, dy); err != nil {
+			return err
+		}
+	} else if err := f32Only(op, names, dgate, dup, dy, gate, up); err != nil {
 		return err
 	}
 	p, err := d.ptrs(op, names, dgate, dup, dy, gate, up)
@@ -327,6 +345,13 @@ func (d *Device) SiLUMulBackward(dgate, dup, dy, gate, up *gpu.Tensor) error {
 		return err
 	}
 	defer d.leave()
+	if wide {
+		f := &d.fn.bwd
+		if err := d.lookupOnce(op, "PTX built before bf16 activations", kernelFunc{&f.siluMulX, "siluMulBackwardX"}); err != nil {
+			return err
+		}
+		return d.launch("siluMulBackwardX", f.siluMulX, d.grid1(n), 256, p[0], p[1], p[2], p[3], p[4], dt(gate), i64(n))
+	}
 	return d.launch("siluMulBackward", d.fn.bwd.siluMulBackward, d.grid1(n), 256, p[0], p[1], p[2], p[3], p[4], i64(n))
 }
 

@@ -572,3 +572,96 @@ func TestMatMulBackwardAcc(t *testing.T) {
 		})
 	}
 }
+
+// TestBF16Activations checks training's bf16 activations at PrecisionBF16:
+// MatMul, MatMulBackward and SiLUMulBackward given a bf16 tensor give the
+// bits they give for an f32 tensor of the same (bf16-representable)
+// values, which they round to those same bf16 operands.
+func TestBF16Activations(t *testing.T) {
+	cfg := cuda.DefaultConfig()
+	cfg.Precision = cuda.PrecisionBF16
+	d := openConfig(t, cfg)
+	gputest.CheckLeaks(t, d)
+	r := rand.New(rand.NewPCG(9, 10))
+	const m, n, k = 37, 80, 96
+	vals := func(n int, bf bool) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = 2*r.Float32() - 1
+			if bf {
+				v[i] = gpu.ToBFloat16(v[i]).Float32()
+			}
+		}
+		return v
+	}
+	up := func(v []float32, shape ...int) *gpu.Tensor {
+		x, err := gpu.FromHost(d, v, shape...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(x.Free)
+		return x
+	}
+	upBF := func(v []float32, shape ...int) *gpu.Tensor {
+		h := make([]gpu.BFloat16, len(v))
+		for i, f := range v {
+			h[i] = gpu.ToBFloat16(f)
+		}
+		x, err := gpu.FromHost(d, h, shape...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(x.Free)
+		return x
+	}
+	host := func(x *gpu.Tensor) []float32 {
+		v, err := gpu.ToHost[float32](x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	same := func(what string, got, want *gpu.Tensor) {
+		t.Helper()
+		g, w := host(got), host(want)
+		for i := range w {
+			if math.Float32bits(g[i]) != math.Float32bits(w[i]) {
+				t.Fatalf("%s[%d]: bf16 activation %v, f32 of the same values %v", what, i, g[i], w[i])
+			}
+		}
+	}
+	zeros := func(shape ...int) *gpu.Tensor { return up(make([]float32, shape[0]*shape[1]), shape...) }
+	av, wv := vals(m*k, true), vals(n*k, false)
+	a32, a16, w := up(av, m, k), upBF(av, m, k), up(wv, n, k)
+	c32, c16 := zeros(m, n), zeros(m, n)
+	if err := d.MatMul(c32, a32, w, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.MatMul(c16, a16, w, nil); err != nil {
+		t.Fatal(err)
+	}
+	same("MatMul", c16, c32)
+	dc := up(vals(m*n, false), m, n)
+	da32, da16 := zeros(m, k), zeros(m, k)
+	db0 := vals(n*k, false)
+	db32, db16 := up(db0, n, k), up(db0, n, k)
+	if err := d.MatMulBackward(da32, db32, nil, dc, a32, w); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.MatMulBackward(da16, db16, nil, dc, a16, w); err != nil {
+		t.Fatal(err)
+	}
+	same("MatMulBackward da", da16, da32)
+	same("MatMulBackward db", db16, db32)
+	gv, uv := vals(m*k, true), vals(m*k, true)
+	dy := up(vals(m*k, false), m, k)
+	dg32, du32, dg16, du16 := zeros(m, k), zeros(m, k), zeros(m, k), zeros(m, k)
+	if err := d.SiLUMulBackward(dg32, du32, dy, up(gv, m, k), up(uv, m, k)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SiLUMulBackward(dg16, du16, dy, upBF(gv, m, k), upBF(uv, m, k)); err != nil {
+		t.Fatal(err)
+	}
+	same("SiLUMulBackward dgate", dg16, dg32)
+	same("SiLUMulBackward dup", du16, du32)
+}

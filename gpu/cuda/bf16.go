@@ -81,11 +81,15 @@ func (d *Device) DropBF16() {
 
 // bf16Operands gives the GEMMs at PrecisionBF16 their bf16 inputs: for
 // each f32 tensor ts[i] at address ps[i] (nil: left 0), its CacheBF16 copy
-// or a rounding into scratch taken through tmp. The caller holds enter.
+// or a rounding into scratch taken through tmp; a bf16 one as it is. The caller holds enter.
 func (d *Device) bf16Operands(tmp func(int) (uint64, error), ts []*gpu.Tensor, ps []uint64) ([]uint64, error) {
 	out := make([]uint64, len(ts))
 	for i, t := range ts {
 		if t == nil {
+			continue
+		}
+		if t.DType() == gpu.BF16 {
+			out[i] = ps[i] // a bf16 activation, as it is
 			continue
 		}
 		if key, ok := keyBF16(t); ok {
@@ -139,3 +143,11 @@ func (s *scratchSet) release(err *error) {
 
 // realBF16 says whether GEMMs over f32 inputs take bf16 operands.
 func (d *Device) realBF16() bool { return d.prec == PrecisionBF16 }
+
+// mixedBF16 says whether a GEMM of a and b takes bf16Operands at
+// PrecisionBF16: both f32 or bf16 and at least one f32 (training's f32
+// weights with a bf16 activation, or the other way round).
+func (d *Device) mixedBF16(a, b *gpu.Tensor) bool {
+	fb := func(t *gpu.Tensor) bool { return t.DType() == gpu.F32 || t.DType() == gpu.BF16 }
+	return d.realBF16() && fb(a) && fb(b) && (a.DType() == gpu.F32 || b.DType() == gpu.F32)
+}

@@ -55,8 +55,9 @@ func gemmType(t gpu.DType) uintptr {
 
 // MatMul computes c = a·bᵀ + bias with cublasGemmEx (float32 compute).
 // Row-major c [m, n] is column-major cᵀ [n, m] = b·aᵀ, so the call is
-// GemmEx(T, N, n, m, k, b, a). Inputs of two dtypes are widened to f32
-// first (exact); a bias, or an output dtype cuBLAS cannot write for the
+// GemmEx(T, N, n, m, k, b, a). At PrecisionBF16 f32 and bf16 inputs are
+// bf16 operands (bf16Operands); else inputs of two dtypes are widened to
+// f32 first (exact); a bias, or an output dtype cuBLAS cannot write for the
 // inputs, goes through an f32 scratch and the epilogue kernel, so c is
 // rounded once.
 func (d *Device) MatMul(c, a, b, bias *gpu.Tensor) (err error) {
@@ -82,7 +83,13 @@ func (d *Device) MatMul(c, a, b, bias *gpu.Tensor) (err error) {
 	defer sc.release(&err)
 	tmp := sc.take
 	ap, bp, typ := p[1], p[2], a.DType()
-	if a.DType() != b.DType() {
+	if d.mixedBF16(a, b) {
+		o, err := d.bf16Operands(tmp, []*gpu.Tensor{a, b}, []uint64{ap, bp})
+		if err != nil {
+			return err
+		}
+		ap, bp, typ = o[0], o[1], gpu.BF16
+	} else if a.DType() != b.DType() {
 		typ = gpu.F32
 		for _, x := range []struct {
 			t *gpu.Tensor
@@ -100,13 +107,6 @@ func (d *Device) MatMul(c, a, b, bias *gpu.Tensor) (err error) {
 			}
 			*x.p = w
 		}
-	}
-	if a.DType() == gpu.F32 && b.DType() == gpu.F32 && d.realBF16() {
-		o, err := d.bf16Operands(tmp, []*gpu.Tensor{a, b}, []uint64{ap, bp})
-		if err != nil {
-			return err
-		}
-		ap, bp, typ = o[0], o[1], gpu.BF16
 	}
 	cp, ctype := p[0], c.DType()
 	direct := bias == nil && (ctype == typ || ctype == gpu.F32)

@@ -160,6 +160,19 @@ __global__ void siluMulBackward(float* dgate, float* dup, const float* dy, const
   }
 }
 
+// siluMulBackwardX is siluMulBackward with gate and up of dtype gdt (f32,
+// bf16 or f16: training's bf16 activations), the arithmetic in f32 as
+// there.
+__global__ void siluMulBackwardX(float* dgate, float* dup, const float* dy, const void* gate, const void* up, int gdt,
+                                 i64 n) {
+  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+    float g = ld(gate, gdt, i), u = ld(up, gdt, i), d = dy[i];
+    float s = 1.f / (1.f + expf(-g));
+    dup[i] = d * g * s;
+    dgate[i] = d * u * s * (1.f + g * (1.f - s));
+  }
+}
+
 // crossEntropy: one block per row of logits [rows, n]: loss = logsumexp −
 // logits[target] (the exponentials summed in double; two reads of the row:
 // the max and the sum together, then the gradient), dlogits =
