@@ -21,7 +21,7 @@
 cd "$(dirname "$0")/.."
 bin=$PWD/devrun-s33b
 for f in cuda.test train.test fixtures.test sluice; do [ -x "$bin/$f" ] || { xz -dk "$bin/$f.xz" && chmod +x "$bin/$f"; }; done
-. bench/devlib.sh 330
+. bench/devlib.sh 240
 {
 	nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 	python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model1.log 2>&1 &
@@ -31,20 +31,11 @@ for f in cuda.test train.test fixtures.test sluice; do [ -x "$bin/$f" ] || { xz 
 	ptx=$!
 	stamp "== gpu/cuda: MatMulBackwardAcc, EmbedBackwardGrouped, backward vs cpu, bf16"
 	(cd gpu/cuda && timeout "$(cap 60)" "$bin/cuda.test" -test.v -test.count=1 -test.run 'TestMatMulBackwardAcc|TestEmbedBackwardGrouped|TestBackwardVsCPU|TestBackwardConformance|TestRealBF16|TestTrainPrecision|TestConformance$/LoRA|TestLoRA|TestBF16Activations' >"$OUT/tests.log" 2>&1); echo "rc=$?"
-	(cd gpu/cuda/fixtures && timeout "$(cap 60)" "$bin/fixtures.test" -test.v -test.count=1 -test.run 'TestLoRABatchMatchesMerged' >/tmp/fx.log 2>&1); echo "fixtures rc=$?"
-	cat /tmp/fx.log >>"$OUT/tests.log"
 	summ "$OUT/tests.log"
 	stamp "== train on cuda against PyTorch, bf16 and f32"
-	for pr in bf16 f32; do
+	for pr in bf16; do
 		(cd train && SLUICE_TEST_DEVICE=cuda SLUICE_TEST_PRECISION=$([ $pr = bf16 ] && echo bf16) timeout "$(cap 60)" "$bin/train.test" -test.v -test.count=1 -test.run 'TestGradMatchesPyTorch|TestCurvesMatchPyTorch|TestDeviceOptimizerMatchesHost' >/tmp/t-$pr.log 2>&1); echo "$pr rc=$?"
 		summ /tmp/t-$pr.log; cat /tmp/t-$pr.log >>"$OUT/tests.log"
-	done
-	ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
-	stamp "== LoRA kernels under ncu"
-	m=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,lts__t_bytes.sum,smsp__inst_executed.sum,l1tex__t_bytes.sum
-	for b in q/rows=256 down/rows=256 q/rows=4096 gate_up/rows=4096; do
-		echo "## $b" >>"$OUT/ncu.csv"
-		(cd gpu/cuda && timeout "$(cap 30)" "$ncu" --clock-control none --csv --metrics $m -k regex:lora -c 4 "$bin/cuda.test" -test.run XXX -test.bench "BenchmarkLoRA/^${b%%/*}\$/^${b#*/}\$" -test.benchtime 1x >>"$OUT/ncu.csv" 2>&1); echo "$b rc=$?"
 	done
 	wait $model; tail -1 /tmp/model1.log
 	wait $ptx && export SLUICE_CUDA_PTX=/tmp/k/sluice_sm90.ptx && echo "sluice runs on the CUDA 13 PTX ($(nvcc --version | tail -1))" || tail -5 /tmp/k/build.log
@@ -55,13 +46,20 @@ with open('/tmp/sft.jsonl', 'w') as f:
     for i in range(32 * 6):
         f.write(json.dumps({'input_ids': [r.randrange(128256) for _ in range(1024)]}) + '\n')
 "
+	stamp "== train/sft-1b: sluice 8 x 4, PyTorch eager 8 x 4"
+	BIN=$bin STEPS=4 SKIP_COMPILE=1 SLUICE_TIMEOUT=$(cap 75) TORCH_TIMEOUT=$(cap 90) bash bench/train/devrun-sft.sh >/dev/null 2>&1
+	grep -v '^{' "$OUT/summary.txt"; grep -h -E '"step":' "$OUT/sluice.jsonl" | tail -2 | cut -c1-330; tail -2 "$OUT/torch.jsonl"
 	stamp "== train/sft-1b: sluice 8 x 4 with SLUICE_TRAIN_BF16_ACTS=1"
 	SLUICE_TRAIN_BF16_ACTS=1 timeout "$(cap 80)" "$bin/sluice" train --model /tmp/bench-1b --device cuda --precision bf16 --data /tmp/sft.jsonl --max-seq-len 1024 \
 		--batch-size 8 --grad-accum 4 --steps 4 --shuffle=false --peak-flops 989e12 --out /tmp/sft-acts >"$OUT/sluice-acts.jsonl" 2>"$OUT/sluice-acts.err"; echo "rc=$?"
 	tail -2 "$OUT/sluice-acts.err"; grep -h -E '"step":' "$OUT/sluice-acts.jsonl" | tail -2 | cut -c1-330
-	stamp "== train/sft-1b: sluice 8 x 4, PyTorch eager 8 x 4"
-	BIN=$bin STEPS=4 SKIP_COMPILE=1 SLUICE_TIMEOUT=$(cap 90) TORCH_TIMEOUT=$(cap 120) bash bench/train/devrun-sft.sh >/dev/null 2>&1
-	grep -v '^{' "$OUT/summary.txt"; grep -h -E '"step":' "$OUT/sluice.jsonl" | tail -2 | cut -c1-330; tail -2 "$OUT/torch.jsonl"
+	ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+	stamp "== LoRA kernels under ncu"
+	m=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,lts__t_bytes.sum,smsp__inst_executed.sum,l1tex__t_bytes.sum
+	for b in q/rows=256 down/rows=256 q/rows=4096 gate_up/rows=4096; do
+		echo "## $b" >>"$OUT/ncu.csv"
+		(cd gpu/cuda && timeout "$(cap 30)" "$ncu" --clock-control none --csv --metrics $m -k regex:lora -c 4 "$bin/cuda.test" -test.run XXX -test.bench "BenchmarkLoRA/^${b%%/*}\$/^${b#*/}\$" -test.benchtime 1x >>"$OUT/ncu.csv" 2>&1); echo "$b rc=$?"
+	done
 	stamp "== infer/offline-512 bench-1b: base, 16 LoRA adapters of rank 16"
 	python3 bench/infer/make_bench_loras.py --model /tmp/bench-1b --n 16 --rank 16 --out /tmp/loras 2>&1 | tail -1
 	mods=""
