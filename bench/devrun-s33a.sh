@@ -24,11 +24,7 @@ for f in cuda.test train.test sluice sluice.old; do [ -x "$bin/$f" ] || { xz -dk
 . bench/devlib.sh 420
 {
 	nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-	python3 bench/infer/make_bench_model.py --size 1b --out /tmp/bench-1b >/tmp/model1.log 2>&1 &
-	model=$!
-	mkdir -p /tmp/k && tar -C /tmp/k -xJf "$bin/kernels.txz"
-	(cd /tmp/k && nvcc -ptx -O3 -std=c++17 -arch=compute_90 -o /tmp/k/sluice_sm90.ptx sluice.cu) >/tmp/k/build.log 2>&1 &
-	ptx=$!
+	prepare "$bin"
 	stamp "== gpu/cuda: quant paths, capture, real bf16, LoRA, flash (c242736)"
 	(cd gpu/cuda && timeout "$(cap 120)" "$bin/cuda.test" -test.v -test.count=1 -test.run 'TestQuantPaths|TestQuantCapture|TestRealBF16|TestLoRA|TestFlash|TestCallKeeps|TestEmbedBackwardGrouped|TestBackwardVsCPU|TestBackwardConformance' >"$OUT/tests.log" 2>&1); echo "rc=$?"
 	summ "$OUT/tests.log"

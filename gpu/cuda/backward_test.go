@@ -420,6 +420,18 @@ func TestRealBF16(t *testing.T) {
 	expect("cache dropped", products(d, a, b, dc), cur)
 }
 
+// uploadT uploads host values (float32, bf16 or int32) to d as a tensor of
+// shape, freed when t ends.
+func uploadT[T gpu.Elem](t *testing.T, d gpu.Device, v []T, shape ...int) *gpu.Tensor {
+	t.Helper()
+	x, err := gpu.FromHost(d, v, shape...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(x.Free)
+	return x
+}
+
 // TestEmbedBackwardGrouped checks that EmbedBackwardGrouped gives
 // EmbedBackward's bits: ids with repeats (a batch of tokens) and distinct
 // ascending rows (train's LM-head scatter), at a width of partial column
@@ -458,27 +470,12 @@ func TestEmbedBackwardGrouped(t *testing.T) {
 			for i := range tab {
 				tab[i] = r.Float32()
 			}
-			up := func(v any, shape ...int) *gpu.Tensor {
-				var x *gpu.Tensor
-				var err error
-				switch v := v.(type) {
-				case []float32:
-					x, err = gpu.FromHost(d, v, shape...)
-				case []int32:
-					x, err = gpu.FromHost(d, v, shape...)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(x.Free)
-				return x
-			}
-			want, got, dyt := up(tab, rows, h), up(tab, rows, h), up(dy, n, h)
-			if err := d.EmbedBackward(want, dyt, up(ids, n)); err != nil {
+			want, got, dyt := uploadT(t, d, tab, rows, h), uploadT(t, d, tab, rows, h), uploadT(t, d, dy, n, h)
+			if err := d.EmbedBackward(want, dyt, uploadT(t, d, ids, n)); err != nil {
 				t.Fatal(err)
 			}
 			order, starts, uniq := gpu.EmbedGroups(ids)
-			if err := d.EmbedBackwardGrouped(got, dyt, up(order, n), up(starts, len(starts)), up(uniq, len(uniq))); err != nil {
+			if err := d.EmbedBackwardGrouped(got, dyt, uploadT(t, d, order, n), uploadT(t, d, starts, len(starts)), uploadT(t, d, uniq, len(uniq))); err != nil {
 				t.Fatal(err)
 			}
 			w, err := gpu.ToHost[float32](want)
@@ -518,14 +515,7 @@ func TestMatMulBackwardAcc(t *testing.T) {
 				}
 				return v
 			}
-			up := func(v []float32, shape ...int) *gpu.Tensor {
-				x, err := gpu.FromHost(d, v, shape...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(x.Free)
-				return x
-			}
+			up := func(v []float32, shape ...int) *gpu.Tensor { return uploadT(t, d, v, shape...) }
 			dc, a, b, da0 := up(vals(m*n), m, n), up(vals(m*k), m, k), up(vals(n*k), n, k), vals(m*k)
 			db0, dbias0 := vals(n*k), vals(n)
 			wantDA, wantDB, wantBias := up(make([]float32, m*k), m, k), up(db0, n, k), up(dbias0, n)
@@ -594,25 +584,13 @@ func TestBF16Activations(t *testing.T) {
 		}
 		return v
 	}
-	up := func(v []float32, shape ...int) *gpu.Tensor {
-		x, err := gpu.FromHost(d, v, shape...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(x.Free)
-		return x
-	}
+	up := func(v []float32, shape ...int) *gpu.Tensor { return uploadT(t, d, v, shape...) }
 	upBF := func(v []float32, shape ...int) *gpu.Tensor {
 		h := make([]gpu.BFloat16, len(v))
 		for i, f := range v {
 			h[i] = gpu.ToBFloat16(f)
 		}
-		x, err := gpu.FromHost(d, h, shape...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(x.Free)
-		return x
+		return uploadT(t, d, h, shape...)
 	}
 	host := func(x *gpu.Tensor) []float32 {
 		v, err := gpu.ToHost[float32](x)

@@ -203,12 +203,13 @@ __global__ void crossEntropy(float* loss, float* dlogits, const float* logits, c
     if (v > mt) {
       st = st * (double)expf(mt - v) + 1.0;
       mt = v;
-    } else {
+    } else if (v != -INFINITY) {  // a NaN goes on into the sum
       st += (double)expf(v - mt);
     }
   }
   float m = blockMax(mt, sh);
-  double s = blockSumD(mt == -INFINITY ? 0.0 : st * (double)expf(mt - m), shd);
+  // A thread that saw no value above -inf holds 0 (or a NaN it met).
+  double s = blockSumD(mt == -INFINITY ? st : st * (double)expf(mt - m), shd);
   double lse = (double)m + log(s);
   if (threadIdx.x == 0) loss[blockIdx.x] = (float)(lse - (double)xt);
   for (int j = threadIdx.x; j < n; j += blockDim.x) {
