@@ -429,7 +429,7 @@ func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, in
 	if p.dev.Name() != "cpu" {
 		// A GPU: chunks 4x larger, so that the LM head's weight gradient
 		// (vocab × hidden f32, 1 GiB for bench-1b) is read and written
-		// once per 2,093 rows rather than per 523.
+		// once per 2,092 rows rather than per 523.
 		chunk = 4 * logitElems / c.Vocab
 	}
 	if n.chunk > 0 {
