@@ -88,9 +88,12 @@ func (n *net) setPrecision(p string) error {
 		return fmt.Errorf("train: --precision %s: %w: %w", p, err, ErrConfig)
 	}
 	if p == "bf16" && os.Getenv("SLUICE_TRAIN_BF16_ACTS") == "1" {
-		// The MLP's gate, up and SiLU product held in bf16: half the bytes
-		// of its widest tensors, and the down projection's operand needs
-		// no rounding (cuda's GEMMs and SiLUMulBackward take them).
+		// The activations that only GEMMs read held in bf16: the two
+		// norms' outputs (written by RMSNorm in bf16, the same rounding the
+		// GEMMs gave their f32 copies, so the same operands) and the MLP's
+		// gate, up and SiLU product: half the bytes, and no rounding into
+		// scratch before each forward and backward product (cuda's GEMMs
+		// and SiLUMulBackward take them).
 		n.acts = gpu.BF16
 	}
 	return nil
@@ -344,16 +347,17 @@ func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, in
 		return y
 	}
 	linear := func(x *gpu.Tensor, w, bs *param, out int) *gpu.Tensor { return linearAs(gpu.F32, x, w, bs, out) }
-	norm := func(x *gpu.Tensor, w *param) *gpu.Tensor {
+	normAs := func(dt gpu.DType, x *gpu.Tensor, w *param) *gpu.Tensor {
 		if p.err != nil {
 			return nil
 		}
-		y := p.alloc(gpu.F32, x.Shape()...)
+		y := p.alloc(dt, x.Shape()...)
 		if p.err == nil {
 			p.do(ops.RMSNorm(y, x, nil, w.wt, eps))
 		}
 		return y
 	}
+	norm := func(x *gpu.Tensor, w *param) *gpu.Tensor { return normAs(gpu.F32, x, w) }
 	add := func(a, b *gpu.Tensor) *gpu.Tensor {
 		if p.err != nil {
 			return nil
@@ -373,7 +377,7 @@ func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, in
 	for li := range n.layers {
 		ly, a := &n.layers[li], &as[li]
 		a.x0 = x
-		a.h1 = norm(x, ly.inNorm)
+		a.h1 = normAs(actDT, x, ly.inNorm) // only the GEMMs of q, k, v read it
 		a.q = p.view(linear(a.h1, ly.q, ly.qBias, qd), N, c.Heads, hd)
 		a.k = p.view(linear(a.h1, ly.k, ly.kBias, kvd), N, c.KVHeads, hd)
 		a.v = p.view(linear(a.h1, ly.v, ly.vBias, kvd), N, c.KVHeads, hd)
@@ -399,7 +403,7 @@ func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, in
 		p.do(err)
 		a.attn = p.view(attn, N, qd)
 		a.x1 = add(x, linear(a.attn, ly.o, ly.oBias, H))
-		a.h2 = norm(a.x1, ly.postNorm)
+		a.h2 = normAs(actDT, a.x1, ly.postNorm) // only the GEMMs of gate and up read it
 		a.gate = linearAs(actDT, a.h2, ly.gate, ly.gateBias, I)
 		a.up = linearAs(actDT, a.h2, ly.up, ly.upBias, I)
 		a.act = p.alloc(actDT, N, I)

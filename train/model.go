@@ -45,9 +45,10 @@ type net struct {
 	norms  *gpu.Tensor // the device's squared gradient norms (resident.go)
 	prof   *profiler   // SLUICE_TRAIN_PROFILE=1's op times (profile.go), or nil
 	stale  bool        // weights changed since the device's bf16 copies (bf16Cacher)
-	// acts is the dtype of the MLP's activations (gate, up and their
-	// SiLU product): BF16 at --precision bf16 on cuda with
-	// SLUICE_TRAIN_BF16_ACTS=1 (setPrecision), else F32.
+	// acts is the dtype of the activations only GEMMs read (the norms'
+	// outputs h1 and h2, and the MLP's gate, up and their SiLU product):
+	// BF16 at --precision bf16 on cuda with SLUICE_TRAIN_BF16_ACTS=1
+	// (setPrecision), else F32.
 	acts gpu.DType
 }
 
