@@ -28,9 +28,10 @@ for f in cuda.test train.test fixtures.test sluice; do [ -x "$bin/$f" ] || { xz 
 	stamp "== gpu/cuda: MatMulBackwardAcc, EmbedBackwardGrouped, backward vs cpu, bf16"
 	(cd gpu/cuda && timeout "$(cap 60)" "$bin/cuda.test" -test.v -test.count=1 -test.run 'TestMatMulBackwardAcc|TestEmbedBackwardGrouped|TestBackwardVsCPU|TestBackwardConformance|TestRealBF16|TestTrainPrecision|TestConformance$/LoRA|TestLoRA|TestBF16Activations' >"$OUT/tests.log" 2>&1); echo "rc=$?"
 	summ "$OUT/tests.log"
-	stamp "== train on cuda against PyTorch, bf16 and f32"
-	for pr in bf16; do
-		(cd train && SLUICE_TEST_DEVICE=cuda SLUICE_TEST_PRECISION=$([ $pr = bf16 ] && echo bf16) timeout "$(cap 60)" "$bin/train.test" -test.v -test.count=1 -test.run 'TestGradMatchesPyTorch|TestCurvesMatchPyTorch|TestDeviceOptimizerMatchesHost' >/tmp/t-$pr.log 2>&1); echo "$pr rc=$?"
+	stamp "== train on cuda against PyTorch at bf16, without and with SLUICE_TRAIN_BF16_ACTS=1"
+	for acts in 0 1; do
+		pr=bf16-acts$acts
+		(cd train && SLUICE_TRAIN_BF16_ACTS=$acts SLUICE_TEST_DEVICE=cuda SLUICE_TEST_PRECISION=bf16 timeout "$(cap 60)" "$bin/train.test" -test.v -test.count=1 -test.run 'TestGradMatchesPyTorch|TestCurvesMatchPyTorch|TestDeviceOptimizerMatchesHost' >/tmp/t-$pr.log 2>&1); echo "$pr rc=$?"
 		summ /tmp/t-$pr.log; cat /tmp/t-$pr.log >>"$OUT/tests.log"
 	done
 	wait $model; tail -1 /tmp/model1.log
