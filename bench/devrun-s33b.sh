@@ -21,7 +21,7 @@
 cd "$(dirname "$0")/.."
 bin=$PWD/devrun-s33b
 for f in cuda.test train.test fixtures.test sluice; do [ -x "$bin/$f" ] || { xz -dk "$bin/$f.xz" && chmod +x "$bin/$f"; }; done
-. bench/devlib.sh 240
+. bench/devlib.sh 420
 {
 	nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 	prepare "$bin"
@@ -44,7 +44,7 @@ with open('/tmp/sft.jsonl', 'w') as f:
         f.write(json.dumps({'input_ids': [r.randrange(128256) for _ in range(1024)]}) + '\n')
 "
 	stamp "== train/sft-1b: sluice 8 x 4, PyTorch eager 8 x 4"
-	BIN=$bin STEPS=4 SKIP_COMPILE=1 SLUICE_TIMEOUT=$(cap 75) TORCH_TIMEOUT=$(cap 90) bash bench/train/devrun-sft.sh >/dev/null 2>&1
+	BIN=$bin STEPS=4 SKIP_COMPILE=1 SLUICE_TIMEOUT=$(cap 90) TORCH_TIMEOUT=$(cap 110) bash bench/train/devrun-sft.sh >/dev/null 2>&1
 	grep -v '^{' "$OUT/summary.txt"; grep -h -E '"step":' "$OUT/sluice.jsonl" | tail -2 | cut -c1-330; tail -2 "$OUT/torch.jsonl"
 	stamp "== train/sft-1b: sluice 8 x 4 with SLUICE_TRAIN_BF16_ACTS=1"
 	SLUICE_TRAIN_BF16_ACTS=1 timeout "$(cap 80)" "$bin/sluice" train --model /tmp/bench-1b --device cuda --precision bf16 --data /tmp/sft.jsonl --max-seq-len 1024 \
