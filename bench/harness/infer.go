@@ -33,6 +33,10 @@ type InferResult struct {
 	DeviceUsedBytes    int64   `json:"device_used_bytes,omitempty"`  // total − free after the run (gpu.MemInfo)
 	DeviceTotalBytes   int64   `json:"device_total_bytes,omitempty"` // (gpu.MemInfo)
 	Steps              int64   `json:"steps"`
+	PrefillSteps       int64   `json:"prefill_steps"`   // steps with a prompt chunk (engine.Stats)
+	PrefillSeconds     float64 `json:"prefill_seconds"` // their wall-clock time
+	DecodeSteps        int64   `json:"decode_steps"`    // steps of one token a sequence
+	DecodeSeconds      float64 `json:"decode_seconds"`  // their wall-clock time
 	Preemptions        int64   `json:"preemptions"`
 	ModelGFLOPS        float64 `json:"model_gflops"`
 	Device             string  `json:"device"`
@@ -68,6 +72,8 @@ func (res *InferResult) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  %d steps, %d preemptions; model matmuls %.2f GFLOP/s (estimated)\n",
 		res.Steps, res.Preemptions, res.ModelGFLOPS)
+	fmt.Fprintf(w, "  %d prefill steps in %.2fs, %d decode steps in %.2fs\n",
+		res.PrefillSteps, res.PrefillSeconds, res.DecodeSteps, res.DecodeSeconds)
 	fmt.Fprintf(w, "  GEMM %s on %s: %.2f GFLOP/s; gonum Sgemm %.2f GFLOP/s (%d threads)\n",
 		res.GEMMShape, res.Device, res.GEMMGFLOPS, res.GonumGFLOPS, res.Threads)
 	fmt.Fprintf(w, "  %.1f total (prompt + output) tokens/s; model load %.2fs, engine start %.2fs (KV cache: %d blocks)\n",
@@ -163,6 +169,8 @@ func Infer(ctx context.Context, e *engine.Engine, l *infer.Loaded, c InferConfig
 	}
 	st := e.Stats()
 	res.Steps, res.Preemptions = st.Steps-before.Steps, st.Preemptions-before.Preemptions
+	res.PrefillSteps, res.DecodeSteps = st.PrefillSteps-before.PrefillSteps, st.DecodeSteps-before.DecodeSteps
+	res.PrefillSeconds, res.DecodeSeconds = st.PrefillSeconds-before.PrefillSeconds, st.DecodeSeconds-before.DecodeSeconds
 	res.OutputTokensPerSec = float64(res.OutputTokens) / res.Seconds
 	res.TotalTokensPerSec = float64(res.PromptTokens+res.OutputTokens) / res.Seconds
 	res.KVBlocks = st.NumBlocks

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluicehq/sluice/gpu"
 	"github.com/sluicehq/sluice/infer/tokenizer"
@@ -299,6 +300,7 @@ func (e *Engine) abortCancelled() {
 // step is one iteration: schedule, run the model and sample, postprocess.
 func (e *Engine) step() {
 	p := e.sched.Schedule()
+	t0 := time.Now()
 	if err := e.draftPropose(p); err != nil {
 		e.fail(p, err)
 		return
@@ -307,7 +309,25 @@ func (e *Engine) step() {
 		e.fail(p, err)
 		return
 	}
+	// A step's time is its drafts and forward pass to the sampled tokens
+	// on the host: the device's work is done by then.
+	e.stats.stepTime(p, time.Since(t0))
 	e.postprocess(p)
+}
+
+// stepTime adds a step's duration to the prefill steps' (any sequence
+// computing more than one token: a prompt chunk, or a recomputation after
+// preemption) or the decode steps' counters.
+func (s *engineStats) stepTime(p *plan, d time.Duration) {
+	for _, sc := range p.seqs {
+		if sc.n > 1 {
+			s.prefillSteps.Add(1)
+			s.prefillNanos.Add(int64(d))
+			return
+		}
+	}
+	s.decodeSteps.Add(1)
+	s.decodeNanos.Add(int64(d))
 }
 
 // run computes the planned tokens and samples the sequences that reached
@@ -626,6 +646,7 @@ type engineStats struct {
 	steps, batchedTokens, generated, prompt, preemptions, requests atomic.Int64
 	prefixQueried, prefixHit                                       atomic.Int64
 	specDrafted, specAccepted                                      atomic.Int64
+	prefillSteps, prefillNanos, decodeSteps, decodeNanos           atomic.Int64
 }
 
 // Stats are an engine's counters since New.
@@ -646,6 +667,13 @@ type Stats struct {
 	SpecDraftTokens    int64
 	SpecAcceptedTokens int64
 	SpecAcceptanceRate float64
+
+	// The steps that computed a prompt chunk (or recomputed a preempted
+	// sequence), those that only decoded (one token a sequence, drafts
+	// aside), and the wall-clock seconds of each kind, schedule to
+	// sampled tokens.
+	PrefillSteps, DecodeSteps     int64
+	PrefillSeconds, DecodeSeconds float64
 }
 
 // Stats returns the engine's counters.
@@ -665,5 +693,9 @@ func (e *Engine) Stats() Stats {
 		SpecDraftTokens:    e.stats.specDrafted.Load(),
 		SpecAcceptedTokens: e.stats.specAccepted.Load(),
 		SpecAcceptanceRate: rate(e.stats.specAccepted.Load(), e.stats.specDrafted.Load()),
+		PrefillSteps:       e.stats.prefillSteps.Load(),
+		DecodeSteps:        e.stats.decodeSteps.Load(),
+		PrefillSeconds:     time.Duration(e.stats.prefillNanos.Load()).Seconds(),
+		DecodeSeconds:      time.Duration(e.stats.decodeNanos.Load()).Seconds(),
 	}
 }

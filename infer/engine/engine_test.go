@@ -122,6 +122,15 @@ func TestGreedyMatchesReference(t *testing.T) {
 			if !cfg.EnablePrefixCaching && st.PrefixCacheHit != 0 {
 				t.Errorf("prefix cache hits with prefix caching off")
 			}
+			// Every step is a prefill step (a prompt chunk in it) or a
+			// decode step, and both kinds ran (prompts of several tokens,
+			// several tokens out).
+			if st.PrefillSteps+st.DecodeSteps != st.Steps || st.PrefillSteps == 0 || st.DecodeSteps == 0 {
+				t.Errorf("%d prefill and %d decode steps of %d", st.PrefillSteps, st.DecodeSteps, st.Steps)
+			}
+			if !(st.PrefillSeconds > 0 && st.DecodeSeconds > 0) {
+				t.Errorf("prefill %vs, decode %vs: want both > 0", st.PrefillSeconds, st.DecodeSeconds)
+			}
 		})
 	}
 }
