@@ -11,6 +11,7 @@ package clustertest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -107,11 +108,30 @@ func Start(t testing.TB, cfg coordinator.Config) *coordinator.Coordinator {
 }
 
 // WaitReady polls the cluster's status through cl until it has a leader
-// and exactly workers workers.
+// and exactly workers live workers. A worker the coordinator declared dead
+// (a heartbeat late on a loaded machine) stays listed as not alive beside
+// its registration again, so only live ones count. A timeout reports the
+// last status seen.
 func WaitReady(t testing.TB, cl *api.Client, workers int) {
 	t.Helper()
-	Poll(t, "a leader and the workers", func() bool {
+	var last string
+	deadline := time.Now().Add(Timeout)
+	for {
 		var cs api.ClusterStatus
-		return cl.Do(context.Background(), http.MethodGet, "/v1/cluster", nil, &cs) == nil && cs.Leader != "" && len(cs.Workers) == workers
-	})
+		err := cl.Do(context.Background(), http.MethodGet, "/v1/cluster", nil, &cs)
+		alive := 0
+		for _, w := range cs.Workers {
+			if w.Alive {
+				alive++
+			}
+		}
+		if err == nil && cs.Leader != "" && alive == workers {
+			return
+		}
+		last = fmt.Sprintf("error %v, leader %q, %d workers listed, %d alive", err, cs.Leader, len(cs.Workers), alive)
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for a leader and %d workers: last status: %s", workers, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
