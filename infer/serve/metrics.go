@@ -45,6 +45,9 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 	c := func(name, help string, f func(engine.Gauges) float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return f(s.e.Gauges()) })
 	}
+	st := func(name, help string, f func(engine.Stats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return f(s.e.Stats()) })
+	}
 	reg.MustRegister(m.ttft, m.itl, m.e2e, m.prompt, m.gen, m.success, m.rejected, m.promptHist, m.gHi,
 		g("sluice:num_requests_running", "Number of sequences in the running batch.", func(g engine.Gauges) float64 { return float64(g.Running) }),
 		g("sluice:num_requests_waiting", "Number of sequences waiting to be processed.", func(g engine.Gauges) float64 { return float64(g.Waiting) }),
@@ -56,10 +59,12 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 		}),
 		c("sluice:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.", func(g engine.Gauges) float64 { return float64(g.PrefixQueriedTokens) }),
 		c("sluice:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.", func(g engine.Gauges) float64 { return float64(g.PrefixHitTokens) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice:spec_decode_num_draft_tokens_total", Help: "Speculative decoding: draft tokens proposed.", ConstLabels: labels},
-			func() float64 { return float64(s.e.Stats().SpecDraftTokens) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice:spec_decode_num_accepted_tokens_total", Help: "Speculative decoding: draft tokens accepted.", ConstLabels: labels},
-			func() float64 { return float64(s.e.Stats().SpecAcceptedTokens) }),
+		st("sluice:spec_decode_num_draft_tokens_total", "Speculative decoding: draft tokens proposed.", func(s engine.Stats) float64 { return float64(s.SpecDraftTokens) }),
+		st("sluice:spec_decode_num_accepted_tokens_total", "Speculative decoding: draft tokens accepted.", func(s engine.Stats) float64 { return float64(s.SpecAcceptedTokens) }),
+		st("sluice:prefill_steps_total", "Engine steps that computed a prompt chunk (or recomputed a preempted sequence).", func(s engine.Stats) float64 { return float64(s.PrefillSteps) }),
+		st("sluice:prefill_step_seconds_total", "Wall-clock seconds of the prefill steps, schedule to sampled tokens.", func(s engine.Stats) float64 { return s.PrefillSeconds }),
+		st("sluice:decode_steps_total", "Engine steps that only decoded (one token a sequence, drafts aside).", func(s engine.Stats) float64 { return float64(s.DecodeSteps) }),
+		st("sluice:decode_step_seconds_total", "Wall-clock seconds of the decode steps, schedule to sampled tokens.", func(s engine.Stats) float64 { return s.DecodeSeconds }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice:spec_decode_draft_acceptance_rate", Help: "Speculative decoding: share of draft tokens accepted.", ConstLabels: labels},
 			func() float64 { return s.e.Stats().SpecAcceptanceRate }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice:num_requests_admitted", Help: "Completions the server has admitted and not finished (bounded by --max-queue).", ConstLabels: labels},

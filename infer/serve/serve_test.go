@@ -530,11 +530,18 @@ func TestMetrics(t *testing.T) {
 		"sluice:prefix_cache_queries_total":        3 * n,
 		"sluice:request_generation_tokens_count":   3,
 		"sluice:num_requests_admitted":             0,
+		"sluice:prefill_steps_total":               1e9,
+		"sluice:prefill_step_seconds_total":        1e9,
+		"sluice:decode_steps_total":                1e9,
+		"sluice:decode_step_seconds_total":         1e9,
 	} {
 		got, ok := values[name]
 		if !ok || want != 1e9 && got != want {
 			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
 		}
+	}
+	if values["sluice:prefill_steps_total"] < 1 || values["sluice:decode_steps_total"] < 1 || values["sluice:decode_step_seconds_total"] <= 0 {
+		t.Errorf("prefill steps %v, decode steps %v in %vs: want some of each", values["sluice:prefill_steps_total"], values["sluice:decode_steps_total"], values["sluice:decode_step_seconds_total"])
 	}
 	if values["sluice:prefix_cache_hits_total"] <= 0 {
 		t.Errorf("sluice:prefix_cache_hits_total = %v, want > 0 for three equal prompts", values["sluice:prefix_cache_hits_total"])
