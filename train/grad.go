@@ -99,6 +99,18 @@ func (n *net) setPrecision(p string) error {
 	return nil
 }
 
+// optionalOp returns bw as the optional ops T where dev's own ops have
+// them: the profiler's wrapper (profOps) has every optional method whatever
+// the device, so bw alone cannot tell.
+func optionalOp[T any](bw gpu.BackwardOps, dev gpu.Device) (T, bool) {
+	if _, ok := dev.Ops().(T); !ok {
+		var none T
+		return none, false
+	}
+	t, ok := bw.(T)
+	return t, ok
+}
+
 // pass is one lossAndGrad: the tensors it allocates are freed at its end,
 // and the first error sticks, so the op sequence reads straight.
 type pass struct {
@@ -449,10 +461,7 @@ func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, in
 	// The rows are distinct and ascending, so scattering chunk [lo, hi)
 	// back is EmbedBackwardGrouped with order and starts 0, 1, 2, …:
 	// one upload of them serves every chunk.
-	eg, grouped := bw.(gpu.EmbedGroupOps)
-	if _, ok := p.dev.Ops().(gpu.EmbedGroupOps); !ok {
-		grouped = false // the profiler's wrapper has the method whatever the device
-	}
+	eg, grouped := optionalOp[gpu.EmbedGroupOps](bw, p.dev)
 	var iota *gpu.Tensor
 	if grouped {
 		seq := make([]int32, min(chunk, len(rows))+1)
@@ -527,10 +536,7 @@ func (n *net) run(p *pass, b *batch, scale float32, tm *phaseTimes) (float64, in
 	}
 	// linearBackAdd is addInto(dst, linearBack(dy, x, w, bs, ·)), in the
 	// product's epilogue where the device accumulates da (the same sums).
-	ma, acc := bw.(gpu.MatMulBackwardAccOps)
-	if _, ok := p.dev.Ops().(gpu.MatMulBackwardAccOps); !ok {
-		acc = false // the profiler's wrapper has the method whatever the device
-	}
+	ma, acc := optionalOp[gpu.MatMulBackwardAccOps](bw, p.dev)
 	linearBackAdd := func(dst, dy, x *gpu.Tensor, w, bs *param) {
 		if !acc {
 			addInto(dst, linearBack(dy, x, w, bs, dst.Dim(-1)))

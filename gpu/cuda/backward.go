@@ -155,12 +155,12 @@ func (d *Device) matMulBackward(da, db, dbias, dc, a, b *gpu.Tensor, betaA float
 		typ, pdc, pa, pb = gpu.BF16, o[0], o[1], o[2]
 	}
 	if da != nil && m*k > 0 {
-		if n == 0 && betaA != 0 {
-			// da += a sum of no products: da as it is.
-		} else if n == 0 {
-			// A sum of no products.
-			if err := d.launch("fillF32", d.fn.bwd.fillF32, d.grid1(m*k), 256, p[0], i64(m*k), f32(0)); err != nil {
-				return err
+		if n == 0 {
+			// A sum of no products: da = 0, or da as it is when accumulated.
+			if betaA == 0 {
+				if err := d.launch("fillF32", d.fn.bwd.fillF32, d.grid1(m*k), 256, p[0], i64(m*k), f32(0)); err != nil {
+					return err
+				}
 			}
 		} else if err := d.gemmF32("da = dc·b", typ, cublasOpN, cublasOpN, k, m, n, pb, k, pdc, n, betaA, p[0], k); err != nil {
 			return err

@@ -81,7 +81,8 @@ func (d *Device) DropBF16() {
 
 // bf16Operands gives the GEMMs at PrecisionBF16 their bf16 inputs: for
 // each f32 tensor ts[i] at address ps[i] (nil: left 0), its CacheBF16 copy
-// or a rounding into scratch taken through tmp; a bf16 one as it is. The caller holds enter.
+// or a rounding into scratch taken through tmp; a bf16 one as it is. The
+// caller holds enter.
 func (d *Device) bf16Operands(tmp func(int) (uint64, error), ts []*gpu.Tensor, ps []uint64) ([]uint64, error) {
 	out := make([]uint64, len(ts))
 	for i, t := range ts {

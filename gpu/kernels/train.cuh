@@ -151,13 +151,15 @@ __global__ void ropeBackward(float* x, const int* pos, const float* inv, int hea
 // siluMulBackward: with s = sigmoid(g), dup = dy·g·s and dgate =
 // dy·u·s·(1 + g·(1 − s)); dgate may alias gate and dup up (each element's
 // inputs are read before its outputs are written, by one thread).
+__device__ __forceinline__ void siluMulGrad(float* dgate, float* dup, i64 i, float g, float u, float d) {
+  float s = 1.f / (1.f + expf(-g));
+  dup[i] = d * g * s;
+  dgate[i] = d * u * s * (1.f + g * (1.f - s));
+}
+
 __global__ void siluMulBackward(float* dgate, float* dup, const float* dy, const float* gate, const float* up, i64 n) {
-  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-    float g = gate[i], u = up[i], d = dy[i];
-    float s = 1.f / (1.f + expf(-g));
-    dup[i] = d * g * s;
-    dgate[i] = d * u * s * (1.f + g * (1.f - s));
-  }
+  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
+    siluMulGrad(dgate, dup, i, gate[i], up[i], dy[i]);
 }
 
 // siluMulBackwardX is siluMulBackward with gate and up of dtype gdt (f32,
@@ -165,12 +167,8 @@ __global__ void siluMulBackward(float* dgate, float* dup, const float* dy, const
 // there.
 __global__ void siluMulBackwardX(float* dgate, float* dup, const float* dy, const void* gate, const void* up, int gdt,
                                  i64 n) {
-  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-    float g = ld(gate, gdt, i), u = ld(up, gdt, i), d = dy[i];
-    float s = 1.f / (1.f + expf(-g));
-    dup[i] = d * g * s;
-    dgate[i] = d * u * s * (1.f + g * (1.f - s));
-  }
+  for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
+    siluMulGrad(dgate, dup, i, ld(gate, gdt, i), ld(up, gdt, i), dy[i]);
 }
 
 // crossEntropy: one block per row of logits [rows, n]: loss = logsumexp −
