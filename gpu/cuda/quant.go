@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"unsafe"
 	"weak"
@@ -29,6 +30,13 @@ import (
 //     scheme), the product goes to an f32 scratch and qEpilogue applies the
 //     scales and the bias. a is taken in bands of rows so that the scratch
 //     stays under qScratchBytes;
+//   - mma, int4 with uniform groups (each a multiple of 64 columns; AWQ,
+//     GPTQ without act_order), integer zeros and a bf16 a: qMMA dequantizes
+//     the nibbles of its tensor-core fragments in registers and applies the
+//     group scales to the f32 partial sums, so the weight is read once at
+//     its packed size and never written back dequantized; k is split over
+//     more blocks (qSplitSum adds the parts) where the tiles alone would
+//     leave SMs idle;
 //   - tile, for the rest (int4 with many rows, FP8 on sm_80 or odd
 //     shapes): qDequant writes a band of weight rows (at most qTileBytes,
 //     so it stays in L2) in a's dtype into scratch and cublasGemmEx
@@ -36,8 +44,10 @@ import (
 //
 // Every path takes its temporaries from scratch (graph.go) and enqueues
 // only kernels and library calls, so QMatMul can be captured (the host
-// checks of Groups and of the FP8 scale runs happen once per tensor, on
-// its first use outside a capture). QMatMul picks gemv for a of at most
+// checks of Groups, of int4 Zeros and of the FP8 scale runs happen once per
+// tensor, on its first use outside a capture). QMatMul picks mma for the
+// int4 weights it takes up to qmmaRows rows of a (SLUICE_CUDA_INT4_MMA=0:
+// never), gemv for a of at most
 // qgRows rows, lt beyond that for FP8 weights on GPUs with FP8 tensor cores
 // (vLLM's W8A8 with dynamic activation scales, what its fp8 does on
 // Hopper), and tile otherwise; SLUICE_CUDA_FP8_ACT=0 keeps FP8 weight-only
@@ -65,6 +75,15 @@ const (
 	qScratchBytes = 64 << 20 // the lt path's E4M3 a, scales and f32 product per band of rows
 
 	qFmtFP8, qFmtInt4 = 1, 2 // Q_FP8, Q_INT4
+
+	// qmmaBN and qmmaBK are QM_BN and QM_BK of quant.cuh: weight rows and
+	// columns of a qMMA block's tile.
+	qmmaBN, qmmaBK = 128, 64
+	// qmmaRows is the most rows of a that QMatMul gives the mma path when
+	// it chooses (SLUICE_CUDA_INT4_MMA_ROWS overrides it); beyond, the tile
+	// path's cuBLAS product (warpgroup MMA on Hopper) outruns mma.sync. The
+	// default is an estimate, not yet measured: see BenchmarkQMatMul.
+	qmmaRows = 1024
 )
 
 // quantPath is a QMatMul path; quantAuto lets QMatMul choose (tests force
@@ -77,10 +96,11 @@ const (
 	quantLt    // with one scale for a where w has one (quantLtRow otherwise)
 	quantLtRow // a scale per row of a, through the f32 product and qEpilogue
 	quantTile
+	quantMMA // int4 weights it takes (qmmaOK); others as quantAuto
 )
 
 func (p quantPath) String() string {
-	return [...]string{"auto", "gemv", "lt", "ltrow", "tile"}[p]
+	return [...]string{"auto", "gemv", "lt", "ltrow", "tile", "mma"}[p]
 }
 
 // quantState is a Device's quantized-product state, set up by the first
@@ -96,7 +116,14 @@ type quantState struct {
 	ltErr               error // why the lt path is off
 	ltHndl              uintptr
 	plans               map[ltKey]*ltPlan
-	checked             map[weak.Pointer[gpu.Tensor]]bool  // Groups tensors whose indices are in range
+	checked             map[weak.Pointer[gpu.Tensor]]bool // Groups tensors whose indices are in range
+	uniform             map[weak.Pointer[gpu.Tensor]]int  // checked Groups tensors: their group size where every band's column c is in group c / size, else 0
+	intZeros            map[weak.Pointer[gpu.Tensor]]bool // int4 Zeros tensors checked: every zero an integer in [0, 127]
+	mma                 [3]uintptr                        // qMMA16, qMMA32, qMMA64
+	splitSum            uintptr
+	mmaErr              error                              // why the mma path is off (its kernels are missing, or SLUICE_CUDA_INT4_MMA=0)
+	mmaRows             int                                // the most rows of a the mma path takes when QMatMul chooses
+	mmaCalls            int                                // mma products enqueued (tests)
 	runs                map[weak.Pointer[gpu.Tensor]][]int // FP8 Scales tensors checked: where runs of equal scales start
 	scaleA, scaleB      uint64                             // the scale pointers of the scaled lt plan
 	scaledCalls         int                                // scaled lt products enqueued (tests)
@@ -173,6 +200,16 @@ func (q *quantState) init(d *Device) error {
 		{&q.zero, "qZero"}, {&q.absmax, "qAbsmax"}, {&q.actT, "qActFP8T"}}); err != nil {
 		q.err = fmt.Errorf("gpu: QMatMul: the loaded kernels have no %s (gpu/kernels/quant.cuh): rebuild the PTX with gpu/kernels/build.sh or set SLUICE_CUDA_PTX: %w", name, err)
 		return q.err
+	}
+	q.mmaRows = qmmaRows
+	if v, err := strconv.Atoi(os.Getenv("SLUICE_CUDA_INT4_MMA_ROWS")); err == nil && v >= 0 {
+		q.mmaRows = v
+	}
+	if os.Getenv("SLUICE_CUDA_INT4_MMA") == "0" {
+		q.mmaErr = fmt.Errorf("cuda: SLUICE_CUDA_INT4_MMA=0")
+	} else if name, err := d.lookup([]kernelFunc{{&q.mma[0], "qMMA16"}, {&q.mma[1], "qMMA32"}, {&q.mma[2], "qMMA64"},
+		{&q.splitSum, "qSplitSum"}}); err != nil {
+		q.mmaErr = fmt.Errorf("cuda: the loaded kernels have no %s (an older PTX): %w", name, err)
 	}
 	if d.major*10+d.minor < 89 {
 		q.ltErr = fmt.Errorf("cuda: %s has no FP8 tensor cores (sm_%d%d)", d.name, d.major, d.minor)
@@ -312,8 +349,12 @@ func (d *Device) QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor)
 	if err != nil {
 		return err
 	}
+	gs := 0 // the uniform group size of an int4 weight the mma path takes
 	if w.Format == gpu.QuantInt4 {
 		if err := d.checkGroups(op, p[6], w); err != nil {
+			return err
+		}
+		if gs, err = d.mmaGroups(w, a.DType(), p[1]); err != nil {
 			return err
 		}
 	}
@@ -339,7 +380,9 @@ func (d *Device) QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor)
 		x.fmt, x.ngroups, x.segRows = qFmtInt4, w.Scales.Dim(1), n/w.Groups.Dim(0)
 	}
 	q.scaleA, q.scaleB = x.scales, x.scales // non-null, for the heuristic; lt sets a's before each product
-	switch path := d.quantPath(q, m, w, x.data|x.cp, x.ltKey(min(m, d.ltBand(n, k)), 0)); path {
+	switch path := d.quantPath(q, m, w, gs, x.data|x.cp, x.ltKey(min(m, d.ltBand(n, k)), 0)); path {
+	case quantMMA:
+		err = x.mma(gs)
 	case quantGemv:
 		err = x.gemv()
 	case quantLt, quantLtRow:
@@ -354,9 +397,13 @@ func (d *Device) QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor)
 }
 
 // quantPath picks the path of a QMatMul of m rows (see the top of the
-// file); ptrs is the weight's and c's addresses or'ed, for their alignment.
-// The caller holds enter and has run init.
-func (d *Device) quantPath(q *quantState, m int, w *gpu.QuantWeight, ptrs uint64, key ltKey) quantPath {
+// file); gs is mmaGroups' group size (0: not for the mma path), ptrs is the
+// weight's and c's addresses or'ed, for their alignment. The caller holds
+// enter and has run init.
+func (d *Device) quantPath(q *quantState, m int, w *gpu.QuantWeight, gs int, ptrs uint64, key ltKey) quantPath {
+	if gs > 0 && q.mmaErr == nil && (q.force == quantMMA || q.force == quantAuto && m <= q.mmaRows) {
+		return quantMMA
+	}
 	ltOK := w.Format == gpu.QuantFP8 && q.lt != nil && w.K%16 == 0 && w.N%16 == 0 && ptrs%16 == 0
 	if ltOK {
 		p, err := q.plan(key)
@@ -365,7 +412,7 @@ func (d *Device) quantPath(q *quantState, m int, w *gpu.QuantWeight, ptrs uint64
 	switch {
 	case (q.force == quantLt || q.force == quantLtRow) && ltOK, q.force == quantGemv, q.force == quantTile:
 		return q.force
-	case q.force == quantAuto && m <= qgRows:
+	case (q.force == quantAuto || q.force == quantMMA) && m <= qgRows:
 		return quantGemv
 	case ltOK && q.w8a8:
 		return quantLt
@@ -409,9 +456,59 @@ func (d *Device) checkGroups(op string, ptr uint64, w *gpu.QuantWeight) error {
 	}
 	if q.checked == nil {
 		q.checked = map[weak.Pointer[gpu.Tensor]]bool{}
+		q.uniform = map[weak.Pointer[gpu.Tensor]]int{}
 	}
 	q.checked[key] = true
+	size := w.K / ngroups
+	if w.K%ngroups != 0 {
+		size = 0
+	}
+	for i, g := range gs {
+		if size == 0 || int(g) != i%w.K/size {
+			size = 0
+			break
+		}
+	}
+	q.uniform[key] = size
 	return nil
+}
+
+// mmaGroups returns the group size of the int4 weight w when the mma path
+// takes it with a of dtype adt at address ap: a bf16 a, 16-byte aligned;
+// k a multiple of 64; groups uniform (checkGroups), each a multiple of 64
+// columns; every zero an integer in [0, 127] (found once per Zeros tensor
+// on the host, a download and wait, outside captures). Otherwise, or
+// during a capture before the tensors were checked, 0. The caller does not
+// hold enter.
+func (d *Device) mmaGroups(w *gpu.QuantWeight, adt gpu.DType, ap uint64) (int, error) {
+	q := quantOf(d)
+	size := q.uniform[weak.Make(w.Groups)]
+	if adt != gpu.BF16 || ap%16 != 0 || w.K%qmmaBK != 0 || size%qmmaBK != 0 || size == 0 {
+		return 0, nil
+	}
+	key := weak.Make(w.Zeros)
+	ok, seen := q.intZeros[key]
+	if !seen && d.capturing == nil {
+		z := make([]float32, w.Zeros.Len())
+		if err := gpu.Download(z, w.Zeros); err != nil {
+			return 0, err
+		}
+		ok = true
+		for _, v := range z {
+			if !(v >= 0 && v <= 127 && v == float32(int(v))) {
+				ok = false
+				break
+			}
+		}
+		if q.intZeros == nil {
+			q.intZeros = map[weak.Pointer[gpu.Tensor]]bool{}
+		}
+		q.intZeros[key] = ok
+	}
+	if !ok {
+		return 0, nil
+	}
+	return size, nil
 }
 
 // scaleRuns returns where the runs of equal scales of the FP8 weight w
@@ -588,6 +685,50 @@ func (x *qcall) ltMatmul(key ltKey, w, qa, out uint64) error {
 	return blasStatus("cublasLtMatmul", r)
 }
 
+// mma runs qMMA with weight groups of gs columns: 16, 32 or 64 rows of a a
+// block, and k split in whole groups over more blocks (partials in f32
+// scratch, summed with the bias by qSplitSum) while the tiles alone fill
+// fewer than two blocks per SM.
+func (x *qcall) mma(gs int) (err error) {
+	d, q := x.d, x.q
+	mt, fn := 4, q.mma[2]
+	switch {
+	case x.m <= 16:
+		mt, fn = 1, q.mma[0]
+	case x.m <= 32:
+		mt, fn = 2, q.mma[1]
+	}
+	tiles := [3]int{(x.m + 16*mt - 1) / (16 * mt), (x.n + qmmaBN - 1) / qmmaBN, 1}
+	ngroups := x.k / gs
+	splits := min(ngroups, max(1, (2*d.sms+tiles[0]*tiles[1]-1)/(tiles[0]*tiles[1])), 16, max(1, qScratchBytes/(4*x.m*x.n)))
+	per := (ngroups + splits - 1) / splits
+	tiles[2] = (ngroups + per - 1) / per
+	cp, cdt := x.cp, x.c.DType()
+	var s uint64
+	if tiles[2] > 1 {
+		p, err := d.scratch(4 * tiles[2] * x.m * x.n)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if ferr := d.freeScratch(p); ferr != nil && err == nil {
+				err = ferr
+			}
+		}()
+		s, cp = uint64(p), uint64(p)
+	}
+	q.mmaCalls++
+	if err := d.launch("qMMA", fn, tiles, 128, cp, uint64(cdt), x.ap, x.bp, dt(x.bias), x.data, x.scales, x.zeros,
+		i64(ngroups), i64(gs), i64(x.m), i64(x.n), i64(x.k), i64(per)); err != nil {
+		return err
+	}
+	if tiles[2] == 1 {
+		return nil
+	}
+	return d.launch("qSplitSum", q.splitSum, d.grid1(x.m*x.n), 256, x.cp, uint64(cdt), s, i64(tiles[2]), x.bp, dt(x.bias),
+		i64(x.m), i64(x.n))
+}
+
 // tile runs the dequantize-a-band-then-cuBLAS path.
 func (x *qcall) tile() (err error) {
 	d, q := x.d, x.q
@@ -678,7 +819,14 @@ func (d *Device) QuantRounding(m int, adt gpu.DType, w *gpu.QuantWeight, hasBias
 	}
 	x := qcall{m: m, n: w.N, k: w.K, runs: runs, scaled: runs != nil && q.force != quantLtRow}
 	band := min(m, d.ltBand(w.N, w.K))
-	switch d.quantPath(q, m, w, data, x.ltKeyOf(band, 0, adt)) {
+	gs := 0
+	if w.Format == gpu.QuantInt4 {
+		gs = q.uniform[weak.Make(w.Groups)]
+		if !q.intZeros[weak.Make(w.Zeros)] || adt != gpu.BF16 || w.K%qmmaBK != 0 || gs%qmmaBK != 0 {
+			gs = 0
+		}
+	}
+	switch d.quantPath(q, m, w, gs, data, x.ltKeyOf(band, 0, adt)) {
 	case quantLt, quantLtRow:
 		if x.scaled {
 			return band, false

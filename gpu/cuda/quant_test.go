@@ -68,7 +68,7 @@ func openForced(t *testing.T, path quantPath) *Device {
 func TestQuantPaths(t *testing.T) {
 	d := openForced(t, quantAuto)
 	t.Logf("device: %v", d)
-	for _, p := range []quantPath{quantAuto, quantGemv, quantLt, quantLtRow, quantTile} {
+	for _, p := range []quantPath{quantAuto, quantGemv, quantLt, quantLtRow, quantTile, quantMMA} {
 		t.Run(p.String(), func(t *testing.T) {
 			gputest.QMatMul(t, func(t *testing.T) gpu.Device { return openForced(t, p) })
 		})
@@ -265,7 +265,7 @@ func BenchmarkQMatMul(b *testing.B) {
 	defer d.Close()
 	const n, k = 28672, 4096
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, m := range []int{1, 8, 64, 256, 2048} {
+	for _, m := range []int{1, 8, 64, 256, 1024, 2048} {
 		a, _ := d.Alloc(gpu.BF16, m, k)
 		c, _ := d.Alloc(gpu.BF16, m, n)
 		v := make([]float32, m*k)
@@ -306,9 +306,21 @@ func BenchmarkQMatMul(b *testing.B) {
 			})
 		}
 		run("bf16", func() error { return d.MatMul(c, a, wb, nil) })
+		q := quantOf(d)
 		for _, f := range []gpu.QuantFormat{gpu.QuantFP8, gpu.QuantInt4} {
 			w := benchWeight(b, d, r, f, n, k)
 			run(f.String(), func() error { return d.QMatMul(c, a, w, nil) })
+			if f == gpu.QuantInt4 {
+				// Each int4 path forced (auto above).
+				for _, p := range []quantPath{quantMMA, quantTile, quantGemv} {
+					if p == quantGemv && m > qgRows {
+						continue
+					}
+					q.force = p
+					run(f.String()+"/"+p.String(), func() error { return d.QMatMul(c, a, w, nil) })
+					q.force = quantAuto
+				}
+			}
 			w.Free()
 		}
 		a.Free()
@@ -358,4 +370,179 @@ func benchWeight(b *testing.B, d *Device, r *rand.Rand, f gpu.QuantFormat, n, k 
 	w.Data, w.Scales, w.Zeros = must(gpu.FromHost(d, words, n, k/8)), must(gpu.FromHost(d, s, n, g)), must(gpu.FromHost(d, z, n, g))
 	w.Groups = must(gpu.FromHost(d, groups, 1, k))
 	return w
+}
+
+// TestQuantMMA checks the int4 mma path (qMMA) against the gemv path's
+// product with the dequantized weight held in f32, and both against a
+// float64 one on the host, on shapes that cover its row tiles (16, 32 and
+// 64 rows a block), partial tiles of rows and of weight rows, k split over
+// blocks, group sizes 64, 128 and k, merged bands and both output dtypes;
+// weights it does not take (act_order, zeros that are not integers, an f32
+// a) must go to another path and still be right.
+func TestQuantMMA(t *testing.T) {
+	d := openForced(t, quantMMA)
+	q := quantOf(d)
+	type tcase struct {
+		m, n, k, gs, segs int
+		act, fracZero     bool
+		adt, cdt          gpu.DType
+		bias              bool
+	}
+	cases := []tcase{
+		{1, 200, 512, 128, 1, false, false, gpu.BF16, gpu.BF16, true},
+		{5, 130, 256, 64, 1, false, false, gpu.BF16, gpu.F32, false},
+		{16, 384, 1024, 128, 2, false, false, gpu.BF16, gpu.BF16, false},
+		{17, 256, 512, 128, 1, false, false, gpu.BF16, gpu.F32, true},
+		{33, 128, 256, 256, 1, false, false, gpu.BF16, gpu.BF16, true},
+		{64, 96, 512, 128, 1, false, false, gpu.BF16, gpu.F32, false},
+		{150, 200, 640, 128, 1, false, false, gpu.BF16, gpu.BF16, true},
+		{300, 520, 1024, 64, 4, false, false, gpu.BF16, gpu.F32, true},
+		{40, 128, 256, 128, 2, true, false, gpu.BF16, gpu.F32, false},
+		{40, 128, 256, 128, 1, false, true, gpu.BF16, gpu.F32, false},
+		{40, 128, 256, 128, 1, false, false, gpu.F32, gpu.F32, false},
+	}
+	for i, c := range cases {
+		name := fmt.Sprintf("m%d/n%d/k%d/g%d/segs%d/act%v/frac%v/%v→%v/bias%v", c.m, c.n, c.k, c.gs, c.segs, c.act, c.fracZero, c.adt, c.cdt, c.bias)
+		t.Run(name, func(t *testing.T) {
+			gputest.CheckLeaks(t, d)
+			r := rand.New(rand.NewPCG(11, uint64(i)))
+			w, deq := int4Weight(t, d, r, c.n, c.k, c.gs, c.segs, c.act, c.fracZero)
+			av := make([]float32, c.m*c.k)
+			for j := range av {
+				av[j] = float32(r.NormFloat64())
+				if c.adt == gpu.BF16 {
+					av[j] = gpu.ToBFloat16(av[j]).Float32()
+				}
+			}
+			bv := make([]float32, c.n)
+			for j := range bv {
+				bv[j] = float32(r.NormFloat64())
+			}
+			a := must(t)(gpu.FromHost(d, av, c.m, c.k))
+			defer a.Free()
+			if c.adt == gpu.BF16 {
+				ab := must(t)(d.Alloc(gpu.BF16, c.m, c.k))
+				defer ab.Free()
+				if err := gpu.UploadF32(ab, av); err != nil {
+					t.Fatal(err)
+				}
+				a = ab
+			}
+			var bias *gpu.Tensor
+			if c.bias {
+				bias = must(t)(gpu.FromHost(d, bv, c.n))
+				defer bias.Free()
+			}
+			out := must(t)(d.Alloc(c.cdt, c.m, c.n))
+			defer out.Free()
+			get := func(p quantPath) ([]float32, bool) {
+				t.Helper()
+				if err := gpu.UploadF32(out, nanSlice(c.m*c.n)); err != nil {
+					t.Fatal(err)
+				}
+				q.force = p
+				defer func() { q.force = quantMMA }()
+				calls := q.mmaCalls
+				if err := d.QMatMul(out, a, w, bias); err != nil {
+					t.Fatal(err)
+				}
+				v := make([]float32, c.m*c.n)
+				if err := gpu.DownloadF32(v, out); err != nil {
+					t.Fatal(err)
+				}
+				return v, q.mmaCalls > calls
+			}
+			got, took := get(quantMMA)
+			if want := !c.act && !c.fracZero && c.adt == gpu.BF16; took != want {
+				t.Fatalf("the mma path took the product: %v, want %v", took, want)
+			}
+			exact, _ := get(quantGemv)
+			unit := 0.0
+			if c.cdt == gpu.BF16 {
+				unit = 0x1p-8
+			}
+			worst := 0.0
+			for row := range c.m {
+				for col := range c.n {
+					ref, mag := 0.0, 0.0
+					if c.bias {
+						ref, mag = float64(bv[col]), math.Abs(float64(bv[col]))
+					}
+					for j := range c.k {
+						x := float64(av[row*c.k+j]) * float64(deq[col*c.k+j])
+						ref, mag = ref+x, mag+math.Abs(x)
+					}
+					tol := float64(c.k+16)*0x1p-24*mag + unit*math.Abs(ref) + 1e-30
+					for _, v := range []struct {
+						path string
+						x    float32
+					}{{"mma", got[row*c.n+col]}, {"gemv", exact[row*c.n+col]}} {
+						e := math.Abs(float64(v.x) - ref)
+						if !(e <= tol) {
+							t.Fatalf("%s: c[%d][%d] = %v, want %v (tolerance %.3g)", v.path, row, col, v.x, ref, tol)
+						}
+						worst = max(worst, e/tol)
+					}
+				}
+			}
+			t.Logf("worst error / tolerance %.3g (mma path: %v)", worst, took)
+		})
+	}
+}
+
+// int4Weight uploads a random int4 weight [n, k] with groups of gs columns
+// in segs bands (act: each band's columns in groups of a random
+// permutation, as GPTQ's act_order; else column c in group c / gs), zeros
+// integers in [0, 15] (fracZero: one of them 7.5), and returns it with
+// its dequantized values [n, k].
+func int4Weight(t *testing.T, d *Device, r *rand.Rand, n, k, gs, segs int, act, fracZero bool) (*gpu.QuantWeight, []float32) {
+	t.Helper()
+	g := k / gs
+	words := make([]int32, n*k/8)
+	for i := range words {
+		words[i] = int32(r.Uint32())
+	}
+	s, z := make([]float32, n*g), make([]float32, n*g)
+	for i := range s {
+		s[i], z[i] = 0.001+r.Float32()*0.01, float32(r.IntN(16))
+	}
+	if fracZero {
+		z[len(z)/2] = 7.5
+	}
+	groups := make([]int32, segs*k)
+	for b := range segs {
+		for c := range k {
+			groups[b*k+c] = int32(c / gs)
+		}
+		if act {
+			for c, p := range r.Perm(k) {
+				groups[b*k+p] = int32(c / gs)
+			}
+		}
+	}
+	deq := make([]float32, n*k)
+	for row := range n {
+		for c := range k {
+			nib := float32(uint32(words[(row*k+c)/8]) >> (4 * (c % 8)) & 15)
+			gi := int(groups[row/(n/segs)*k+c])
+			deq[row*k+c] = (nib - z[row*g+gi]) * s[row*g+gi]
+		}
+	}
+	w := &gpu.QuantWeight{Format: gpu.QuantInt4, N: n, K: k}
+	t.Cleanup(w.Free)
+	w.Data = must(t)(gpu.FromHost(d, words, n, k/8))
+	w.Scales, w.Zeros = must(t)(gpu.FromHost(d, s, n, g)), must(t)(gpu.FromHost(d, z, n, g))
+	w.Groups = must(t)(gpu.FromHost(d, groups, segs, k))
+	return w, deq
+}
+
+// must returns a function that fails t on an error and returns x.
+func must(t *testing.T) func(x *gpu.Tensor, err error) *gpu.Tensor {
+	return func(x *gpu.Tensor, err error) *gpu.Tensor {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
 }

@@ -148,7 +148,7 @@ func testQMatMul(e *env) {
 		e.t.Skipf("%s has no gpu.QuantOps", e.dev.Name())
 	}
 	type shape struct{ m, n, k, group, segs int }
-	for _, s := range []shape{{1, 8, 128, 128, 1}, {3, 24, 256, 128, 2}, {17, 40, 384, 128, 1}, {70, 33, 64, 32, 1}, {5, 64, 96, 32, 4}, {33, 48, 256, 64, 3}} {
+	for _, s := range []shape{{1, 8, 128, 128, 1}, {3, 24, 256, 128, 2}, {17, 40, 384, 128, 1}, {70, 33, 64, 32, 1}, {5, 64, 96, 32, 4}, {33, 48, 256, 64, 3}, {150, 200, 512, 128, 2}} {
 		for _, f := range []gpu.QuantFormat{gpu.QuantFP8, gpu.QuantInt4} {
 			for _, act := range []bool{false, true} {
 				for _, dt := range []gpu.DType{gpu.F32, gpu.BF16} {

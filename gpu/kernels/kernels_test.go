@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -60,5 +62,29 @@ func TestPTX(t *testing.T) {
 		if !bytes.Contains(p, []byte(target)) {
 			t.Errorf("PTX(%d, %d) lacks %q", cc[0], cc[1], target)
 		}
+	}
+}
+
+// TestEmulators runs emu/run.sh: the flash attention and int4 tensor-core
+// kernels on the host emulation of a thread block (emu/emu.h), against
+// float64 references. It needs g++ with C++20's <barrier> (g++ 11 or
+// later) and skips without one.
+func TestEmulators(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the emulators take about 20 s on 2 cores")
+	}
+	gxx, err := exec.LookPath("g++")
+	if err != nil {
+		t.Skip("no g++ here: the kernel emulators need it")
+	}
+	if out, err := exec.Command(gxx, "-dumpversion").Output(); err == nil {
+		if v, _ := strconv.Atoi(strings.SplitN(strings.TrimSpace(string(out)), ".", 2)[0]); v < 11 {
+			t.Skipf("g++ %s has no C++20 <barrier>: the kernel emulators need g++ 11 or later", strings.TrimSpace(string(out)))
+		}
+	}
+	out, err := exec.Command("bash", "emu/run.sh").CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("emu/run.sh: %v", err)
 	}
 }

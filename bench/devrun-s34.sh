@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
-# Session 33's second call: MatMulBackwardAcc and the larger LM-head chunks
+# The next GPU call (written in session 33, which could not run it, and
+# extended in session 34, which had no device): first the int4
+# tensor-core product (qMMA: TestQuantMMA, TestQuantPaths, TestQuantCapture
+# on the embedded PTX, then BenchmarkQMatMul's int4 paths side by side
+# with bf16 cuBLAS on the CUDA 13 PTX); then MatMulBackwardAcc and the
+# larger LM-head chunks
 # on the GPU (gpu/cuda and train's PyTorch tests), the LoRA kernels under
 # Nsight Compute (their own device time, DRAM bytes, occupancy), then
 # train/sft-1b: sluice at micro-batch 8 × 4 against PyTorch eager at 8 × 4
@@ -8,7 +13,7 @@
 # bench-1b, base against 16 adapters of rank 16. sluice runs on a CUDA 13
 # build of the carried kernels; the tests on the embedded PTX. Build here:
 #
-#	d=devrun-s33b; mkdir -p $d && export CGO_ENABLED=0
+#	d=devrun-s34; mkdir -p $d && export CGO_ENABLED=0
 #	go test -c -trimpath -ldflags="-s -w" -o $d/cuda.test ./gpu/cuda
 #	go test -c -trimpath -ldflags="-s -w" -o $d/train.test ./train
 #	go test -c -trimpath -ldflags="-s -w" -o $d/fixtures.test ./gpu/cuda/fixtures
@@ -16,15 +21,22 @@
 #	tar -C gpu/kernels -cJf $d/kernels.txz sluice.cu train.cuh quant.cuh lora.cuh
 #	xz -T2 $d/cuda.test $d/train.test $d/fixtures.test $d/sluice
 #
-# and run `bash bench/devrun-s33b.sh` with carry ["devrun-s33b"]. $OUT:
-# summary.txt, tests.log, ncu.csv and devrun-sft.sh's files.
+# and run `bash bench/devrun-s34.sh` with carry ["devrun-s34"]. $OUT:
+# summary.txt, tests.log, quant.log, qbench.txt, ncu.csv and devrun-sft.sh's files.
 cd "$(dirname "$0")/.."
-bin=$PWD/devrun-s33b
+bin=$PWD/devrun-s34
 for f in cuda.test train.test fixtures.test sluice; do [ -x "$bin/$f" ] || { xz -dk "$bin/$f.xz" && chmod +x "$bin/$f"; }; done
-. bench/devlib.sh 420
+. bench/devlib.sh 540
 {
 	nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 	prepare "$bin"
+	stamp "== gpu/cuda: int4 tensor-core product (qMMA)"
+	(cd gpu/cuda && timeout "$(cap 60)" "$bin/cuda.test" -test.v -test.count=1 -test.run 'TestQuantMMA|TestQuantPaths|TestQuantCapture' >"$OUT/quant.log" 2>&1); echo "rc=$?"
+	summ "$OUT/quant.log"
+	wait $ptx && export SLUICE_CUDA_PTX=/tmp/k/sluice_sm90.ptx && echo "benchmarks run on the CUDA 13 PTX ($(nvcc --version | tail -1))" || tail -5 /tmp/k/build.log
+	stamp "== BenchmarkQMatMul: bench-8b gate_up, bf16 against int4 auto/mma/tile/gemv"
+	(cd gpu/cuda && timeout "$(cap 90)" "$bin/cuda.test" -test.run XXX -test.bench 'BenchmarkQMatMul/(bf16|int4)' -test.benchtime 20x 2>&1 | grep -E "Benchmark|FAIL|panic" | sed -E 's/ +/ /g' | tee "$OUT/qbench.txt")
+	unset SLUICE_CUDA_PTX
 	stamp "== gpu/cuda: MatMulBackwardAcc, EmbedBackwardGrouped, backward vs cpu, bf16"
 	(cd gpu/cuda && timeout "$(cap 60)" "$bin/cuda.test" -test.v -test.count=1 -test.run 'TestMatMulBackwardAcc|TestEmbedBackwardGrouped|TestBackwardVsCPU|TestBackwardConformance|TestRealBF16|TestTrainPrecision|TestConformance$/LoRA|TestLoRA|TestBF16Activations' >"$OUT/tests.log" 2>&1); echo "rc=$?"
 	summ "$OUT/tests.log"
@@ -35,7 +47,7 @@ for f in cuda.test train.test fixtures.test sluice; do [ -x "$bin/$f" ] || { xz 
 		summ /tmp/t-$pr.log; cat /tmp/t-$pr.log >>"$OUT/tests.log"
 	done
 	wait $model; tail -1 /tmp/model1.log
-	wait $ptx && export SLUICE_CUDA_PTX=/tmp/k/sluice_sm90.ptx && echo "sluice runs on the CUDA 13 PTX ($(nvcc --version | tail -1))" || tail -5 /tmp/k/build.log
+	[ -s /tmp/k/sluice_sm90.ptx ] && export SLUICE_CUDA_PTX=/tmp/k/sluice_sm90.ptx && echo "sluice runs on the CUDA 13 PTX"
 	python3 -c "
 import json, random
 r = random.Random(0)
@@ -68,5 +80,5 @@ with open('/tmp/sft.jsonl', 'w') as f:
 	SLUICE_CUDA_LORA_GRAPHS=1 timeout "$(cap 60)" "$bin/sluice" "${common[@]}" --lora-modules "${mods# }" --use-loras --max-loras 16 --max-lora-rank 16 >>"$OUT/infer.log" 2>&1; echo "rc=$?"
 	grep -E "^--|output tokens/s|LoRA adapters| steps, |rror" "$OUT/infer.log"
 	stamp done
-} 2>&1 | tee /tmp/s33b.txt
-cp /tmp/s33b.txt "$OUT/s33.txt"
+} 2>&1 | tee /tmp/s34.txt
+cp /tmp/s34.txt "$OUT/summary.txt"
