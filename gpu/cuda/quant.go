@@ -354,7 +354,7 @@ func (d *Device) QMatMul(c, a *gpu.Tensor, w *gpu.QuantWeight, bias *gpu.Tensor)
 		if err := d.checkGroups(op, p[6], w); err != nil {
 			return err
 		}
-		if gs, err = d.mmaGroups(w, a.DType(), p[1]); err != nil {
+		if gs, err = d.mmaGroups(w, a.DType(), p[1]|p[3]); err != nil {
 			return err
 		}
 	}
@@ -474,16 +474,17 @@ func (d *Device) checkGroups(op string, ptr uint64, w *gpu.QuantWeight) error {
 }
 
 // mmaGroups returns the group size of the int4 weight w when the mma path
-// takes it with a of dtype adt at address ap: a bf16 a, 16-byte aligned;
+// takes it with a of dtype adt, a's and the weight's data's addresses
+// or'ed in ptrs: a bf16 a, both 16-byte aligned;
 // k a multiple of 64; groups uniform (checkGroups), each a multiple of 64
 // columns; every zero an integer in [0, 127] (found once per Zeros tensor
 // on the host, a download and wait, outside captures). Otherwise, or
 // during a capture before the tensors were checked, 0. The caller does not
 // hold enter.
-func (d *Device) mmaGroups(w *gpu.QuantWeight, adt gpu.DType, ap uint64) (int, error) {
+func (d *Device) mmaGroups(w *gpu.QuantWeight, adt gpu.DType, ptrs uint64) (int, error) {
 	q := quantOf(d)
 	size := q.uniform[weak.Make(w.Groups)]
-	if adt != gpu.BF16 || ap%16 != 0 || w.K%qmmaBK != 0 || size%qmmaBK != 0 || size == 0 {
+	if adt != gpu.BF16 || ptrs%16 != 0 || w.K%qmmaBK != 0 || size%qmmaBK != 0 || size == 0 {
 		return 0, nil
 	}
 	key := weak.Make(w.Zeros)
