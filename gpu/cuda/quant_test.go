@@ -109,23 +109,7 @@ func qweight(t *testing.T, d *Device, r *rand.Rand, f gpu.QuantFormat, n, k int,
 		w.Data, w.Scales = data, up(gpu.FromHost(d, s, n))
 		return w
 	}
-	g := k / 64
-	words := make([]int32, n*k/8)
-	for i := range words {
-		words[i] = int32(r.Uint32())
-	}
-	s, z := make([]float32, n*g), make([]float32, n*g)
-	for i := range s {
-		s[i], z[i] = 0.001+r.Float32()*0.01, float32(r.IntN(16))
-	}
-	groups := make([]int32, 2*k)
-	for b := range 2 {
-		for c, p := range r.Perm(k) {
-			groups[b*k+p] = int32(c / 64)
-		}
-	}
-	w.Data, w.Scales, w.Zeros = up(gpu.FromHost(d, words, n, k/8)), up(gpu.FromHost(d, s, n, g)), up(gpu.FromHost(d, z, n, g))
-	w.Groups = up(gpu.FromHost(d, groups, 2, k))
+	w, _ = int4Weight(t, d, r, n, k, 64, 2, true, false)
 	return w
 }
 
