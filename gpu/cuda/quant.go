@@ -96,7 +96,7 @@ const (
 	quantLt    // with one scale for a where w has one (quantLtRow otherwise)
 	quantLtRow // a scale per row of a, through the f32 product and qEpilogue
 	quantTile
-	quantMMA // int4 weights it takes (qmmaOK); others as quantAuto
+	quantMMA // int4 weights it takes (mmaGroups); others as quantAuto
 )
 
 func (p quantPath) String() string {
@@ -806,6 +806,16 @@ func (d *Device) QuantRounding(m int, adt gpu.DType, w *gpu.QuantWeight, hasBias
 	if err != nil {
 		return 0, false
 	}
+	data, err := d.optPtr("QuantRounding", "data", w.Data)
+	if err != nil {
+		return 0, false
+	}
+	gs := 0
+	if w.Format == gpu.QuantInt4 {
+		if gs, err = d.mmaGroups(w, adt, data); err != nil {
+			return 0, false
+		}
+	}
 	if err := d.enter(); err != nil {
 		return 0, false
 	}
@@ -814,19 +824,8 @@ func (d *Device) QuantRounding(m int, adt gpu.DType, w *gpu.QuantWeight, hasBias
 	if q.init(d) != nil {
 		return 0, false
 	}
-	data, err := d.optPtr("QuantRounding", "data", w.Data)
-	if err != nil {
-		return 0, false
-	}
 	x := qcall{m: m, n: w.N, k: w.K, runs: runs, scaled: runs != nil && q.force != quantLtRow}
 	band := min(m, d.ltBand(w.N, w.K))
-	gs := 0
-	if w.Format == gpu.QuantInt4 {
-		gs = q.uniform[weak.Make(w.Groups)]
-		if !q.intZeros[weak.Make(w.Zeros)] || adt != gpu.BF16 || w.K%qmmaBK != 0 || gs%qmmaBK != 0 {
-			gs = 0
-		}
-	}
 	switch d.quantPath(q, m, w, gs, data, x.ltKeyOf(band, 0, adt)) {
 	case quantLt, quantLtRow:
 		if x.scaled {
